@@ -1,0 +1,32 @@
+"""automator: CRM funnels and automations for service businesses, written in YAML.
+
+The public API mirrors the CLI: `load_project` (validate), `dry_run`, `run_tests` (test), and the core `decide`.
+"""
+from automator.config.load import load_project
+from automator.config.problems import Problem
+from automator.config.project import Project
+from automator.connector import ActionResult, Connector, action
+from automator.core.decide import decide
+from automator.dryrun import dry_run
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer
+from automator.testing import run_tests
+
+__all__ = [
+    "ActionResult",
+    "Connector",
+    "Decision",
+    "Effect",
+    "Entity",
+    "EntityRef",
+    "Event",
+    "Problem",
+    "Project",
+    "Rule",
+    "Run",
+    "Timer",
+    "action",
+    "decide",
+    "dry_run",
+    "load_project",
+    "run_tests",
+]

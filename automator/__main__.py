@@ -1,0 +1,4 @@
+"""`python -m automator` runs the CLI."""
+from automator.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""Catalogue of the canonical actions (deal.create, deal.move, sms.send…): their specs and delivery policies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """What an action is: its name, params schema, delivery policy and the events the real system sends back.
+
+    `schema` is a schema id relative to `schemas/` (the canonical `actions/<name>.json`), or a connector's
+    own file for a vendor-only action. `entity` is the kind of entity the action works on: it decides which
+    connector owns it and which entity in the run's scope is its default target.
+    """
+
+    name: str
+    description: str
+    delivery: str = "at_least_once"  # or at_most_once: never performed twice, parked when uncertain
+    emits: tuple[str, ...] = ()
+    entity: str | None = None
+    schema: str = ""
+
+    @property
+    def schema_id(self) -> str:
+        """The schema file for this action's params, relative to `schemas/`."""
+        return self.schema or f"actions/{self.name}.json"
+
+
+CANONICAL: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("deal.create", "Create a deal in a pipeline at a stage.", emits=("deal.created",), entity="deal"),
+        ActionSpec("deal.move", "Move a deal to another stage (or pipeline).", emits=("deal.updated",), entity="deal"),
+        ActionSpec("deal.update", "Set fields of a deal.", emits=("deal.updated",), entity="deal"),
+        ActionSpec("booking.set_status", "Set a booking's attendance status.", emits=("booking.updated",),
+                   entity="booking"),
+        ActionSpec("client.set_category", "Set a client's category.", emits=("client.updated",), entity="client"),
+        ActionSpec("task.create", "Create a task for a person or a role.", emits=("task.created",), entity="task"),
+        ActionSpec("sms.send", "Send an SMS.", delivery="at_most_once"),
+        ActionSpec("message.send", "Send a message in a messenger.", delivery="at_most_once"),
+        ActionSpec("notify", "Notify a member of staff.", delivery="at_most_once"),
+        ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
+        ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
+                   entity="client"),
+    )
+}

@@ -1,0 +1,270 @@
+"""load_project(): read a project's files, check them against schemas and each other, compile a Project."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from automator.clock import parse_business_hours
+from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
+from automator.config.problems import Problem, sort_problems
+from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
+                                      Project, content_version, display, find_root, rule_files)
+from automator.config.schemas import SchemaSet
+from automator.config.source import Document, load_document
+from automator.connector import Connector
+from automator.core.router import Router
+from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage
+from automator.steps import compile_steps, set_names
+from automator.triggers import TRIGGERS
+
+PER_KINDS = ("client", "booking", "deal", "task", "entity")
+
+
+def builtin_connectors() -> dict[str, type[Connector]]:
+    """Installed connector types (entry points), with the built-in `local` always present."""
+    from automator.connector import discover
+    from connectors.local import LocalConnector
+
+    found = discover()
+    found.setdefault("local", LocalConnector)
+    return found
+
+
+def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connector]] | None = None,
+                 only_rules_under: str | Path | None = None,
+                 settings: Mapping[str, Any] | None = None) -> tuple[Project | None, list[Problem]]:
+    """Load every file of the project at or above `path`; the Project is None when any problem was found."""
+    path = Path(path)
+    root = find_root(path)
+    if root is None:
+        return None, [Problem(str(path), 1, 1, f"no {CONFIG_FILE} found in {path} or its parent folders",
+                              f"create {CONFIG_FILE} with at least `timezone: Europe/Moscow`")]
+    types = dict(connector_types) if connector_types is not None else builtin_connectors()
+    problems: list[Problem] = []
+    schemas = SchemaSet()
+    texts: list[tuple[str, bytes]] = []
+
+    def read(file: Path, schema: str) -> Document | None:
+        doc, found = load_document(file, display_path=display(file))
+        problems.extend(found)
+        if doc is None or doc.data is None:
+            return None
+        texts.append((str(file.relative_to(root)), file.read_bytes()))
+        problems.extend(schemas.validate(doc, schema))
+        return doc
+
+    config_doc = read(root / CONFIG_FILE, "automator.schema.json")
+    config = _config(config_doc, types, problems, settings)
+    pipelines: dict[str, Pipeline] = {}
+    pipeline_docs: dict[str, Document] = {}
+    for file in sorted((root / "pipelines").glob("*.yaml")):
+        doc = read(file, "pipelines.schema.json")
+        if doc is not None:
+            _pipelines(doc, config, pipelines, problems)
+            pipeline_docs.update({name: doc for name in pipelines if name not in pipeline_docs})
+    segments = None
+    if (root / SEGMENTS_FILE).is_file():
+        doc = read(root / SEGMENTS_FILE, "segments.schema.json")
+        if doc is not None:
+            from automator.segments import compile_segments
+
+            segments = compile_segments(doc.data, CompileContext(doc, problems, config))
+    rules: list[Rule] = []
+    first_seen: dict[str, Location] = {}
+    deal_fields: set[str] = set()
+    files = rule_files(root, Path(only_rules_under) if only_rules_under else None)
+    for file in files:
+        doc = read(file, "rules.schema.json")
+        if doc is None:
+            continue
+        ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields)
+        for rule in _rules(doc, ctx):
+            if rule.id in first_seen:
+                where = first_seen[rule.id]
+                problems.append(doc.problem(_rule_path(doc, rule), f"duplicate rule id '{rule.id}'",
+                                            f"first defined at {where}"))
+                continue
+            assert rule.location is not None
+            first_seen[rule.id] = rule.location
+            rules.append(rule)
+    if only_rules_under is None or Path(only_rules_under).resolve() == root:
+        _check_requires(pipelines, pipeline_docs, deal_fields, problems)
+    problems = sort_problems(problems)
+    if problems:
+        return None, problems
+    project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
+                      segments=segments, router=Router(r for r in rules), schemas=schemas,
+                      version=content_version(texts), files=tuple(display(root / name) for name, _ in texts))
+    return project, []
+
+
+def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems: list[Problem],
+            overrides: Mapping[str, Any] | None) -> Config:
+    data = doc.data if doc is not None and isinstance(doc.data, Mapping) else {}
+    tz = ZoneInfo("UTC")
+    if doc is not None and isinstance(data.get("timezone"), str):
+        try:
+            tz = ZoneInfo(data["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(doc.problem(("timezone",), f"unknown timezone '{data['timezone']}'",
+                                        did_you_mean(data["timezone"], available_timezones())
+                                        or "use an IANA name such as Europe/Moscow"))
+    branches = {}
+    for name, raw in (data.get("branches") or {}).items():
+        if not isinstance(raw, Mapping) or "hours" not in raw:
+            continue
+        try:
+            branch_tz = ZoneInfo(raw["timezone"]) if raw.get("timezone") else tz
+            branches[str(name)] = parse_business_hours(str(raw["hours"]), raw.get("days", "daily"), branch_tz)
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            assert doc is not None
+            problems.append(doc.problem(("branches", name), f"branch '{name}': {exc}"))
+    default_branch = data.get("default_branch")
+    if default_branch is not None and default_branch not in branches and doc is not None:
+        problems.append(doc.problem(("default_branch",), f"unknown branch '{default_branch}'",
+                                    did_you_mean(str(default_branch), branches)))
+    connectors = {}
+    for name, raw in (data.get("connectors") or {}).items():
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+            continue
+        assert doc is not None
+        cls = types.get(raw["type"])
+        if cls is None:
+            problems.append(doc.problem(("connectors", name, "type"), f"unknown connector type '{raw['type']}'",
+                                        did_you_mean(raw["type"], types) or
+                                        "installed types: " + ", ".join(sorted(types))))
+            continue
+        mark = doc.mark(("connectors", name), key=True)
+        connectors[str(name)] = ConnectorConfig(str(name), cls.type, dict(raw), dict(cls.actions),
+                                                Location(doc.path, mark.line, mark.col))
+    settings = {**(data.get("settings") or {}), **(overrides or {})}
+    limits = data.get("limits") or {}
+    return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
+                  settings=settings, store=data.get("store"),
+                  chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)))
+
+
+def _pipelines(doc: Document, config: Config, pipelines: dict[str, Pipeline], problems: list[Problem]) -> None:
+    ctx = CompileContext(doc, problems, config)
+    for name, raw in ((doc.data or {}).get("pipelines") or {}).items():
+        if not isinstance(raw, Mapping):
+            continue
+        path = ("pipelines", name)
+        if name in pipelines:
+            where = pipelines[name].location
+            ctx.error(path, f"pipeline '{name}' is defined twice", f"first defined at {where}", key=True)
+            continue
+        connector = raw.get("connector")
+        if connector is not None and connector not in config.connectors:
+            ctx.error((*path, "connector"), f"unknown connector '{connector}'",
+                      did_you_mean(str(connector), config.connectors) or "define it under `connectors:` in "
+                                                                         "automator.yaml")
+        stages: dict[str, Stage] = {}
+        seen_ids: dict[str, str] = {}
+        for stage_name, stage in (raw.get("stages") or {}).items():
+            if not isinstance(stage, Mapping) or "id" not in stage:
+                continue
+            crm_id = str(stage["id"])
+            if crm_id in seen_ids:
+                ctx.error((*path, "stages", stage_name, "id"),
+                          f"stages '{seen_ids[crm_id]}' and '{stage_name}' have the same id '{crm_id}'")
+            seen_ids[crm_id] = str(stage_name)
+            sla = ctx.duration(stage["sla"], (*path, "stages", stage_name, "sla")) if "sla" in stage else None
+            stages[str(stage_name)] = Stage(name=str(stage_name), crm_id=crm_id, title=str(stage.get("title", "")),
+                                            requires=tuple(str(f) for f in stage.get("requires") or ()), sla=sla,
+                                            outcome=stage.get("outcome"))
+        mark = doc.mark(path, key=True)
+        pipelines[str(name)] = Pipeline(name=str(name), connector=str(connector or ""),
+                                        crm_id=None if raw.get("id") is None else str(raw["id"]), stages=stages,
+                                        title=str(raw.get("title", "")), location=Location(doc.path, mark.line, mark.col))
+
+
+def _rules(doc: Document, ctx: CompileContext) -> list[Rule]:
+    raw_rules = (doc.data or {}).get("rules") if isinstance(doc.data, Mapping) else None
+    if not isinstance(raw_rules, list):
+        return []
+    broken = _lines_with_problems(doc, ctx.problems)
+    out = []
+    for index, raw in enumerate(raw_rules):
+        path = ("rules", index)
+        start = doc.mark(path).line
+        end = doc.mark(("rules", index + 1)).line if index + 1 < len(raw_rules) else 10**9
+        if not isinstance(raw, Mapping) or any(start <= line < end for line in broken):
+            continue  # its schema problems are reported; compiling it would only add echoes of them
+        rule = _rule(raw, path, ctx)
+        if rule is not None and raw.get("enabled", True) is not False:
+            out.append(rule)
+    return out
+
+
+def _lines_with_problems(doc: Document, problems: list[Problem]) -> set[int]:
+    return {p.line for p in problems if p.path == doc.path}
+
+
+def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> Rule | None:
+    when = raw.get("when") or {}
+    kinds = [k for k in TRIGGERS if k in when]
+    if len(kinds) != 1:
+        ctx.error((*path, "when"), "'when' needs exactly one of: " + ", ".join(TRIGGERS))
+        return None
+    ctx.rule_vars = set_names(raw.get("do"))
+    ctx.rule_pipeline = when.get("pipeline")
+    for_each = None
+    names = SCOPE_NAMES
+    if "for_each" in raw:
+        spec = raw["for_each"]
+        if kinds[0] != "schedule":
+            ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
+                      "an event already names its entity; use `if:` to filter it")
+        names = SCOPE_NAMES | {str(spec.get("kind"))}
+        where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
+        for_each = ForEach(kind=str(spec.get("kind")), where=where)
+    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx)
+    conditions_raw = raw.get("if", [])
+    conditions_raw = conditions_raw if isinstance(conditions_raw, list) else [conditions_raw]
+    conditions = []
+    for index, source in enumerate(conditions_raw):
+        where_path = (*path, "if", index) if isinstance(raw.get("if"), list) else (*path, "if")
+        expr = ctx.expr(source, where_path, names)
+        if expr is not None:
+            conditions.append(expr)
+    mode = raw.get("mode", "restart")
+    if mode not in MODES:
+        ctx.error((*path, "mode"), f"unknown mode '{mode}'", did_you_mean(str(mode), MODES))
+    per: Any = raw.get("per")
+    if isinstance(per, str) and ("{{" in per):
+        per = ctx.template(per, (*path, "per"), names)
+    elif per is not None and per not in PER_KINDS:
+        ctx.error((*path, "per"), f"unknown per '{per}': use one of {', '.join(PER_KINDS)} or a {{{{ template }}}}",
+                  did_you_mean(str(per), PER_KINDS))
+    steps = compile_steps(raw.get("do"), (*path, "do"), ctx)
+    if trigger is None:
+        return None
+    mark = ctx.doc.mark(path)
+    version = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
+                mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
+                location=Location(ctx.doc.path, mark.line, mark.col))
+
+
+def _rule_path(doc: Document, rule: Rule) -> tuple[Any, ...]:
+    for index, raw in enumerate((doc.data or {}).get("rules") or []):
+        if isinstance(raw, Mapping) and str(raw.get("id")) == rule.id:
+            return ("rules", index, "id")
+    return ("rules",)
+
+
+def _check_requires(pipelines: Mapping[str, Pipeline], docs: Mapping[str, Document], deal_fields: set[str],
+                    problems: list[Problem]) -> None:
+    """A stage that requires a field no action ever sets can only be entered by hand: say so."""
+    for pipeline in pipelines.values():
+        for stage in pipeline.stages.values():
+            for index, name in enumerate(stage.requires):
+                if name not in deal_fields:
+                    problems.append(docs[pipeline.name].problem(
+                        ("pipelines", pipeline.name, "stages", stage.name, "requires", index),
+                        f"stage '{stage.name}' requires '{name}', but no action sets it",
+                        "set it with `deal.update: {fields: {" + name + ": ...}}` or in deal.create `fields:`"))

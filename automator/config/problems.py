@@ -1,0 +1,27 @@
+"""Problem: one mistake in an admin's files, with its place; collecting and formatting them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found while loading: where it is, what is wrong, and an optional hint."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+    hint: str | None = None
+
+    def format(self) -> str:
+        """Render as `path:line:col: error: message`, plus an indented `hint:` line."""
+        text = f"{self.path}:{self.line}:{self.col}: error: {self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+def sort_problems(problems: list[Problem]) -> list[Problem]:
+    """Order problems by file, line and column, dropping exact duplicates."""
+    return sorted(set(problems), key=lambda p: (p.path, p.line, p.col, p.message))

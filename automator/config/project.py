@@ -1,0 +1,151 @@
+"""Project: every file of one rule set, compiled, with a content hash as its version."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+from zoneinfo import ZoneInfo
+
+from automator.actions import ActionSpec
+from automator.config.problems import Problem
+from automator.model import Location, Pipeline, Rule
+
+if TYPE_CHECKING:
+    from automator.clock import BusinessHours
+    from automator.config.schemas import SchemaSet
+    from automator.core.router import Router
+    from automator.segments import SegmentsConfig
+
+CONFIG_FILE = "automator.yaml"
+SEGMENTS_FILE = "segments.yaml"
+TEST_SUFFIX = ".test.yaml"
+DEFAULT_CHAIN_DEPTH = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """One named connector instance from automator.yaml."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    actions: Mapping[str, ActionSpec]
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """automator.yaml compiled: timezone, business hours, connectors, settings, limits."""
+
+    timezone: ZoneInfo
+    branches: Mapping[str, BusinessHours] = field(default_factory=dict)
+    default_branch: str | None = None
+    connectors: Mapping[str, ConnectorConfig] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    store: str | None = None
+    chain_depth: int = DEFAULT_CHAIN_DEPTH
+
+    def branch(self, name: str | None) -> BusinessHours | None:
+        """Hours of the named branch, else the default branch, else the only one."""
+        if name and name in self.branches:
+            return self.branches[name]
+        if self.default_branch:
+            return self.branches.get(self.default_branch)
+        if len(self.branches) == 1:
+            return next(iter(self.branches.values()))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """A compiled rule set: what `decide` needs, and nothing that does I/O."""
+
+    root: Path
+    config: Config
+    pipelines: Mapping[str, Pipeline]
+    rules: tuple[Rule, ...]
+    segments: SegmentsConfig | None
+    router: Router
+    schemas: SchemaSet
+    version: str
+    files: tuple[str, ...] = ()
+
+    def rule(self, rule_id: str) -> Rule | None:
+        """The rule with this id, if loaded."""
+        return self.router.by_id.get(rule_id)
+
+    def action_schema_id(self, name: str) -> str:
+        """The params schema of an action."""
+        spec = self.action_spec(name)
+        return spec.schema_id if spec else f"actions/{name}.json"
+
+    def connector_for(self, action: str, params: Mapping[str, Any], via: str | None,
+                      scope: Mapping[str, Any]) -> str:
+        """Which connector performs an action: `via`, else the deal's pipeline's, else the first that can."""
+        if via:
+            return via
+        if action.startswith("deal."):
+            deal = scope.get("deal") if isinstance(scope.get("deal"), Mapping) else {}
+            pipeline = self.pipelines.get(str(params.get("pipeline") or deal.get("pipeline")))
+            if pipeline is not None and pipeline.connector:
+                return pipeline.connector
+        for connector in self.config.connectors.values():
+            if action in connector.actions:
+                return connector.name
+        from automator.core.runner import StepError
+
+        raise StepError(f"no configured connector can perform {action!r}")
+
+    def action_spec(self, name: str) -> ActionSpec | None:
+        """The spec of an action as some configured connector declares it."""
+        for connector in self.config.connectors.values():
+            if name in connector.actions:
+                return connector.actions[name]
+        return None
+
+
+def find_root(path: Path) -> Path | None:
+    """The nearest directory at or above `path` that holds automator.yaml."""
+    path = path.resolve()
+    start = path if path.is_dir() else path.parent
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
+
+
+def rule_files(root: Path, under: Path | None = None) -> list[Path]:
+    """Rule files of a project: rules/**/*.yaml without tests, optionally only those under `under`."""
+    base = root / "rules"
+    if under is not None:
+        under = under.resolve()
+        if under.is_file():
+            return [under] if not under.name.endswith(TEST_SUFFIX) else []
+        if base.resolve() in (under, *under.parents):
+            base = under
+        elif under != root.resolve():
+            return []
+    files = sorted(p for p in base.rglob("*.yaml") if not p.name.endswith(TEST_SUFFIX)) if base.is_dir() else []
+    return files
+
+
+def content_version(texts: list[tuple[str, bytes]]) -> str:
+    """A short hash of every file's name and content: the project's version."""
+    digest = hashlib.sha256()
+    for name, data in sorted(texts):
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(data)
+    return digest.hexdigest()[:12]
+
+
+def display(path: Path, base: Path | None = None) -> str:
+    """A path as the admin sees it: relative to the working directory when possible."""
+    try:
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["Config", "ConnectorConfig", "Problem", "Project", "find_root", "rule_files"]

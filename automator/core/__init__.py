@@ -1,0 +1,1 @@
+"""The pure core: routing, running and deciding. Nothing here does I/O."""

@@ -1,0 +1,338 @@
+"""decide(project, snapshot, event, now) → Decision: entity before/after, matching, per/mode, deterministic ids."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Mapping
+
+from automator.core import scope as scopes
+from automator.core.runner import RunState, advance, plain
+from automator.expr import EvalError
+from automator.model import (ChangedTrigger, Decision, Effect, Entity, EntityRef, Event, EventTrigger, HeldTrigger,
+                             Rule, Run, Timer, TraceStep, WhyNot)
+from automator.steps.wait import resume_timer_id
+from automator.store.base import Snapshot
+from automator.triggers import changed as changed_trigger
+from automator.triggers import held as held_trigger
+from automator.model import same
+
+STATE_VERBS = ("created", "updated", "changed", "restored")
+ACTIVE = ("waiting", "queued")
+
+
+@dataclass
+class _Plan:
+    """What one decision collects while rules run."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    effects: list[Effect] = field(default_factory=list)
+    timers: dict[str, Timer] = field(default_factory=dict)
+    cancel: list[str] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    why_not: list[WhyNot] = field(default_factory=list)
+
+    def set_timer(self, timer: Timer) -> None:
+        self.timers[timer.id] = timer
+        if timer.id in self.cancel:
+            self.cancel.remove(timer.id)
+
+    def cancel_timer(self, timer_id: str) -> None:
+        self.timers.pop(timer_id, None)
+        if timer_id not in self.cancel:
+            self.cancel.append(timer_id)
+
+
+def decide(project: Any, snapshot: Snapshot, event: Event, now: datetime, *, preview: bool = False) -> Decision:
+    """The effects, timers, runs and events that one event leads to. Pure: reads the snapshot, changes nothing."""
+    before = snapshot.entity(event.entity) if event.entity else None
+    after = apply_event(before, event, now)
+    plan = _Plan()
+    ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
+    if event.type == "timer.fired":
+        ctx.timer_fired()
+    elif event.depth > project.config.chain_depth:
+        for rule in project.router.candidates(event, changed_fields(before, after)):
+            plan.why_not.append(WhyNot(rule.id, f"chain depth {event.depth} is over the limit of "
+                                                f"{project.config.chain_depth} (a loop of rules?)"))
+    else:
+        ctx.route()
+    return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,
+                    runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
+                    cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not))
+
+
+def apply_event(before: Entity | None, event: Event, now: datetime) -> Entity | None:
+    """The entity's state after the event: `<kind>.created/updated` of its own kind merge their data."""
+    if event.entity is None or event.kind != event.entity.kind or event.verb not in STATE_VERBS + ("deleted",):
+        return before
+    fields = dict(before.fields) if before else {}
+    if event.verb == "deleted":
+        fields["deleted"] = True
+    else:
+        fields.update({k: v for k, v in event.data.items() if k != "id"})
+    return Entity(ref=event.entity, fields=fields, updated_at=event.at or now)
+
+
+def changed_fields(before: Entity | None, after: Entity | None) -> list[str]:
+    """Names of fields whose value differs between the two states."""
+    if after is None or after is before:
+        return []
+    old = before.fields if before else {}
+    return [k for k, v in after.fields.items() if k not in old or not same(old[k], v)]
+
+
+def run_id(*parts: object) -> str:
+    """Deterministic: deciding the same event again yields the same ids, so a replay inserts nothing new."""
+    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+class _Deciding:
+    """One call of decide(): the event, both states and the plan being built."""
+
+    def __init__(self, project: Any, snapshot: Snapshot, event: Event, now: datetime, before: Entity | None,
+                 after: Entity | None, plan: _Plan, preview: bool) -> None:
+        self.project, self.snapshot, self.event, self.now = project, snapshot, event, now
+        self.before, self.after, self.plan, self.preview = before, after, plan, preview
+
+    # ---- routing ---------------------------------------------------------------------------------
+    def route(self) -> None:
+        changed = changed_fields(self.before, self.after)
+        for rule in self.project.router.candidates(self.event, changed):
+            trigger = rule.trigger
+            if isinstance(trigger, HeldTrigger):
+                self.held_transition(rule, trigger)
+                continue
+            reason = self.trigger_mismatch(rule)
+            if reason:
+                self.plan.why_not.append(WhyNot(rule.id, reason))
+                continue
+            self.start(rule, self.event, self.event.entity, self.after.fields if self.after else None)
+
+    def trigger_mismatch(self, rule: Rule) -> str | None:
+        trigger = rule.trigger
+        fields = self.after.fields if self.after else (self.before.fields if self.before else {})
+        pipeline = getattr(trigger, "pipeline", None)
+        if pipeline and not same(fields.get("pipeline"), pipeline):
+            return f"the deal is in pipeline {fields.get('pipeline')!r}, rule wants {pipeline!r}"
+        if isinstance(trigger, ChangedTrigger):
+            return changed_trigger.match(trigger, self.before.fields if self.before else None,
+                                         self.after.fields if self.after else None)
+        if isinstance(trigger, EventTrigger) and trigger.where is not None:
+            scope = self.scope(self.event, self.event.entity, fields)
+            try:
+                value = trigger.where.evaluate(scope, scopes.eval_context(self.project, self.snapshot, self.now))
+            except EvalError as exc:
+                return f"where {trigger.where.source!r} failed: {exc}"
+            if not value:
+                return f"where {trigger.where.source!r} is {plain(value)!r}"
+        return None
+
+    def held_transition(self, rule: Rule, trigger: HeldTrigger) -> None:
+        assert self.event.entity is not None
+        timer_id = held_trigger.timer_id(rule.id, self.event.entity)
+        after = self.after.fields if self.after else None
+        in_pipeline = not trigger.pipeline or (after is not None and same(after.get("pipeline"), trigger.pipeline))
+        step = held_trigger.transition(trigger, self.before.fields if self.before else None, after)
+        if step == "arm" and in_pipeline:
+            timer = held_timer(self.project, self.snapshot, rule, trigger, self.event.entity, after or {}, self.now)
+            if timer is not None:
+                self.plan.set_timer(timer)
+                self.plan.why_not.append(WhyNot(rule.id, f"waiting: {held_trigger.describe(trigger)} "
+                                                         f"(until {timer.due_at.isoformat()})"))
+        elif step == "cancel" or (step is None and not in_pipeline):
+            self.plan.cancel_timer(timer_id)
+            self.plan.why_not.append(WhyNot(rule.id, f"{trigger.kind}.{trigger.field} changed: held timer cancelled"))
+
+    # ---- timers ----------------------------------------------------------------------------------
+    def timer_fired(self) -> None:
+        data = self.event.data
+        rule = self.project.rule(str(data.get("rule")))
+        kind = data.get("kind")
+        if kind == "resume":
+            self.resume(str(data.get("run")), rule)
+            return
+        if rule is None:
+            self.plan.why_not.append(WhyNot(str(data.get("rule")), "the rule no longer exists"))
+            return
+        if kind == "held":
+            assert isinstance(rule.trigger, HeldTrigger) and self.event.entity is not None
+            fields = self.before.fields if self.before else None
+            if not held_trigger.holds(rule.trigger, fields):
+                self.plan.why_not.append(WhyNot(rule.id, f"{held_trigger.describe(rule.trigger)}: no longer holds"))
+                return
+            self.start(rule, self.event, self.event.entity, fields)
+        elif kind == "schedule":
+            if rule.for_each is None:
+                self.start(rule, self.event, None, None)
+                return
+            self.for_each(rule)
+
+    def for_each(self, rule: Rule) -> None:
+        assert rule.for_each is not None
+        ectx = scopes.eval_context(self.project, self.snapshot, self.now)
+        for entity in self.snapshot.entities(rule.for_each.kind):
+            fields = entity.fields
+            if rule.for_each.where is not None:
+                scope = self.scope(self.event, entity.ref, fields)
+                try:
+                    if not rule.for_each.where.evaluate(scope, ectx):
+                        continue
+                except EvalError as exc:
+                    self.plan.why_not.append(WhyNot(rule.id, f"{entity.ref}: for_each where failed: {exc}"))
+                    continue
+            self.start(rule, self.event, entity.ref, fields)
+
+    def resume(self, rid: str, rule: Rule | None) -> None:
+        run = self.plan.runs.get(rid) or self.snapshot.run(rid)
+        if run is None or run.status != "waiting":
+            self.plan.why_not.append(WhyNot(run.rule_id if run else "?", f"run {rid} is not waiting"))
+            return
+        if rule is None:
+            self.finish(replace(run, status="cancelled", trace=(*run.trace, TraceStep(
+                path="do", kind="cancel", detail="the rule was removed while the run waited", at=self.now))))
+            return
+        entity = self.snapshot.entity(run.entity) if run.entity else None
+        origin = event_from(run.origin, self.event)
+        scope = self.scope(origin, run.entity, entity.fields if entity else None, run.vars)
+        self.advance(rule, replace(run, status="running"), scope)
+
+    # ---- runs ------------------------------------------------------------------------------------
+    def scope(self, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
+              vars_: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        before = self.before.fields if self.before and ref == self.event.entity else None
+        return scopes.build(self.project, self.snapshot, event, ref, fields, before, vars_)
+
+    def start(self, rule: Rule, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
+        scope = self.scope(event, ref, fields)
+        rid = run_id(event.id, rule.id, ref if rule.for_each else "")
+        ectx = scopes.eval_context(self.project, self.snapshot, self.now)
+        trace: list[TraceStep] = [TraceStep(path="when", kind="trigger", detail=scopes.describe(rule), at=self.now)]
+        values: list[tuple[str, Any]] = []
+        for index, expr in enumerate(rule.conditions):
+            path = f"if/{index}"
+            try:
+                value = expr.evaluate(scope, ectx)
+            except EvalError as exc:
+                trace.append(TraceStep(path=path, kind="condition", detail=expr.source, error=str(exc), at=self.now))
+                self.plan.why_not.append(WhyNot(rule.id, f"condition {expr.source!r} failed: {exc}",
+                                                tuple(values)))
+                self.finish(Run(id=rid, rule_id=rule.id, rule_version=rule.version, key="", event_id=event.id,
+                                status="failed", entity=ref, trace=tuple(trace), started_at=self.now,
+                                depth=event.depth, origin=event.to_json()))
+                return
+            values.append((expr.source, plain(value)))
+            trace.append(TraceStep(path=path, kind="condition", detail=expr.source, value=plain(value), at=self.now))
+            if not value:
+                self.plan.why_not.append(WhyNot(rule.id, f"condition {expr.source!r} is {plain(value)!r}",
+                                                tuple(values)))
+                return
+        try:
+            key = scopes.per_key(rule, scope, ref)
+        except EvalError as exc:
+            self.plan.why_not.append(WhyNot(rule.id, f"per key failed: {exc}", tuple(values)))
+            return
+        run = Run(id=rid, rule_id=rule.id, rule_version=rule.version, key=key, event_id=event.id, status="running",
+                  cursor=(0,), entity=ref, trace=tuple(trace), started_at=self.now, depth=event.depth,
+                  origin=event.to_json())
+        active = [r for r in self.active(rule.id, key) if r.id != rid]
+        if active and rule.mode == "single":
+            self.plan.why_not.append(WhyNot(rule.id, f"a run for {key} is still waiting (mode: single)",
+                                            tuple(values)))
+            return
+        if active and rule.mode == "queued":
+            self.plan.runs[rid] = replace(run, status="queued")
+            return
+        if rule.mode == "restart":
+            for old in active:
+                self.cancel_run(old, f"replaced by a newer run for {key} (mode: restart)")
+        self.advance(rule, run, scope)
+
+    def advance(self, rule: Rule, run: Run, scope: dict[str, Any]) -> None:
+        state = RunState(run=run, rule=rule, project=self.project, snapshot=self.snapshot, scope=scope,
+                         ectx=scopes.eval_context(self.project, self.snapshot, self.now), now=self.now,
+                         preview=self.preview)
+        done = advance(state)
+        self.plan.effects.extend(state.effects)
+        self.plan.events.extend(state.events)
+        for timer in state.timers:
+            if not self.preview or done.status == "waiting":
+                self.plan.set_timer(timer)
+        self.finish(done)
+
+    def finish(self, run: Run) -> None:
+        self.plan.runs[run.id] = run
+        if run.status in ACTIVE or not run.key:
+            return
+        queued = [r for r in self.active(run.rule_id, run.key) if r.status == "queued" and r.id != run.id]
+        rule = self.project.rule(run.rule_id)
+        if queued and rule is not None:
+            nxt = queued[0]
+            entity = self.snapshot.entity(nxt.entity) if nxt.entity else None
+            origin = event_from(nxt.origin, self.event)
+            self.advance(rule, replace(nxt, status="running", cursor=(0,)),
+                         self.scope(origin, nxt.entity, entity.fields if entity else None))
+
+    def cancel_run(self, run: Run, reason: str) -> None:
+        self.plan.cancel_timer(resume_timer_id(run.id))
+        self.plan.runs[run.id] = replace(run, status="cancelled", trace=(*run.trace, TraceStep(
+            path="do", kind="cancel", detail=reason, at=self.now)))
+
+    def active(self, rule_id: str, key: str) -> list[Run]:
+        """Active runs for a key: the stored ones as this decision has changed them, then the new ones."""
+        stored = [self.plan.runs.get(r.id, r) for r in self.snapshot.active_runs(rule_id, key)]
+        fresh = [r for r in self.plan.runs.values() if r.rule_id == rule_id and r.key == key
+                 and r.id not in {s.id for s in stored}]
+        return [r for r in (*stored, *fresh) if r.status in ACTIVE]
+
+
+def held_timer(project: Any, snapshot: Snapshot, rule: Rule, trigger: HeldTrigger, ref: EntityRef,
+               fields: Mapping[str, Any], now: datetime) -> Timer | None:
+    """The timer of a `held` rule for one entity that has just taken the value."""
+    from automator.clock import end_of_day, start_of_day
+
+    if trigger.for_ is not None:
+        due = trigger.for_.add_to(now, project.config.timezone)
+    elif isinstance(trigger.until, str):
+        branch = trigger.branch or scopes.branch_of(snapshot, fields)
+        hours = project.config.branch(branch)
+        if hours is None:
+            return None
+        due = (end_of_day if trigger.until == "end_of_day" else start_of_day)(now, hours)
+    else:
+        assert trigger.until is not None
+        scope = scopes.build(project, snapshot, Event(id="", type="timer.arm", at=now, entity=ref), ref, fields, None)
+        try:
+            value = trigger.until.evaluate(scope, scopes.eval_context(project, snapshot, now))
+        except EvalError:
+            return None
+        due = scopes.to_datetime(value, project.config.timezone)
+        if due is None:
+            return None
+    return Timer(id=held_trigger.timer_id(rule.id, ref), due_at=due, kind="held", rule_id=rule.id, key=str(ref),
+                 payload={"since": now.isoformat()})
+
+
+def arm_held(project: Any, snapshot: Snapshot, entity: Entity, now: datetime) -> list[Timer]:
+    """Held timers for state already known (a test's `given:`), as if each value had just been seen."""
+    timers = []
+    for rule in project.router.field_rules(entity.ref.kind, entity.fields):
+        trigger = rule.trigger
+        if isinstance(trigger, HeldTrigger) and held_trigger.holds(trigger, entity.fields):
+            if trigger.pipeline and not same(entity.fields.get("pipeline"), trigger.pipeline):
+                continue
+            timer = held_timer(project, snapshot, rule, trigger, entity.ref, entity.fields, now)
+            if timer is not None:
+                timers.append(timer)
+    return timers
+
+
+def event_from(data: Mapping[str, Any], fallback: Event) -> Event:
+    """Rebuild a run's triggering event from its stored form."""
+    if not data:
+        return fallback
+    entity = data.get("entity")
+    return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
+                 entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
+                 data=dict(data.get("data") or {}), source=str(data.get("source", "")),
+                 depth=int(data.get("depth", 0)))

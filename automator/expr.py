@@ -1,0 +1,1205 @@
+"""The simpleeval sandbox: compile once, evaluate with limits, `{{ }}` templates, the function library.
+
+Expressions are checked when the rules load (a whitelist of syntax, known names and library functions only,
+no `_` attributes), so evaluation never meets anything but plain data. Evaluation bounds numbers (|n| <= 10**100),
+strings and collections (100,000), and wall time (`EvalContext.deadline_s`); every runtime problem is an
+`EvalError` with a message an admin can act on.
+
+Empty values: the time and text helpers pass None through (`days_since(None)` is None), `len(None)` is 0,
+`contains`/`startswith`/`has` on None are false, and comparing None with a number raises
+"cannot compare an empty value with 60" rather than silently being false.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import inspect
+import json
+import re
+import threading
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from time import perf_counter
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from simpleeval import SimpleEval
+
+MAX_INT = 10**100
+MAX_LEN = 100_000  # characters of a string, items of a list, dict or set
+MAX_LITERAL_ITEMS = 1000
+MAX_SOURCE = 10_000
+MAX_DEPTH = 60
+_TICK_EVERY = 32  # nodes between two looks at the clock
+_ALIASES = {"true": True, "false": False, "null": None}  # YAML spellings admins type out of habit
+
+
+class ExprSyntaxError(Exception):
+    """A problem found while compiling: bad syntax, an unknown name or function, a refused construct."""
+
+    def __init__(self, message: str, offset: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.offset, self.hint = message, offset, hint
+
+
+class EvalError(Exception):
+    """A problem while evaluating: a missing field, a type mismatch, a limit exceeded, the deadline passed."""
+
+
+def _no_segment(client: Mapping[str, Any]) -> str | None:
+    return None
+
+
+def _no_recency(client: Mapping[str, Any]) -> timedelta | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class EvalContext:
+    """What evaluation needs besides the data: the time, the timezone, segment and business-hours lookups."""
+
+    now: datetime
+    tz: ZoneInfo
+    segment_of: Callable[[Mapping[str, Any]], str | None] = _no_segment
+    segment_avg_recency: Callable[[Mapping[str, Any]], timedelta | None] = _no_recency
+    end_of_day: Callable[[datetime, str | None], datetime] | None = None
+    start_of_day: Callable[[datetime, str | None], datetime] | None = None
+    deadline_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() is None:
+            raise ValueError("EvalContext.now must be timezone-aware")
+
+
+class _Now(datetime):
+    """`now` is both a value and a call: `now` and `now()` are the same moment."""
+
+    __slots__ = ()
+
+    def __call__(self) -> _Now:
+        return self
+
+
+class _Today(date):
+    """`today` is both a value and a call."""
+
+    __slots__ = ()
+
+    def __call__(self) -> _Today:
+        return self
+
+
+def _now(ctx: EvalContext) -> _Now:
+    n = ctx.now.astimezone(ctx.tz)
+    return _Now(n.year, n.month, n.day, n.hour, n.minute, n.second, n.microsecond, n.tzinfo, fold=n.fold)
+
+
+def _plain(value: Any) -> Any:
+    # The callable stand-ins must not leak into traces and effects.
+    if value.__class__ is _Now:
+        return datetime.combine(value, value.timetz())
+    if value.__class__ is _Today:
+        return date(value.year, value.month, value.day)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- descriptions
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(value: Any) -> str:
+    """An admin's name for a value: `an empty value`, `60`, `the text 'a'`, `a date-time`."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, (bool, int, float)):
+        return _short(value)
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    if isinstance(value, datetime):
+        return "a date-time"
+    kinds = ((date, "a date"), (timedelta, "a duration"), (Mapping, "a record"), ((list, tuple, set), "a list"))
+    return next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
+
+
+def _text(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to `name` (a case-insensitive match first, then difflib), or None."""
+    pool = [c for c in candidates if c != name]
+    folded = {c.lower(): c for c in pool}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    found = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- durations
+
+_DURATION = re.compile(r"(?:\d{1,9}(?:mo|w|d|h|m|s)\s*)+")
+_DURATION_PART = re.compile(r"(\d+)(mo|w|d|h|m|s)")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `30s`, `5m`, `2h`, `14d`, `2w`, `2mo` (30 days here) or combinations such as `1h30m`."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration such as 14d, got {text!r}")
+    clean = text.strip()
+    if not _DURATION.fullmatch(clean):
+        hint = "; add a unit: s, m, h, d, w or mo" if clean.isdigit() else ""
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 14d, 2w, 2mo, 1h30m){hint}")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(clean))
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration is too long: {text!r}") from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The compact form `parse_duration` reads: `14d`, `1h30m`, `45s`, `0s`."""
+    seconds = round(value.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    out = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if count:
+            out.append(f"{count}{unit}")
+    return sign + ("".join(out) or "0s")
+
+
+# ---------------------------------------------------------------------------------------------- operators
+
+
+def _too_long(what: str = "result") -> EvalError:
+    return EvalError(f"{what} would be longer than {MAX_LEN:,} characters or items")
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, (str, list, tuple)) and isinstance(b, (str, list, tuple)) and len(a) + len(b) > MAX_LEN:
+        raise _too_long()
+    return a + b
+
+
+def _mul(a: Any, b: Any) -> Any:
+    for seq, count in ((a, b), (b, a)):
+        if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_LEN:
+            raise _too_long()
+    return a * b
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str):
+        raise EvalError("'%' formatting of text is not supported; use a {{ }} template or fmt_date()")
+    return a % b
+
+
+def _pow(a: Any, b: Any) -> Any:
+    # Refuse before computing: the lower bound of |a**b| in bits is floor(log2|a|) * b.
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 and (abs(a).bit_length() - 1) * b > 340:
+        raise EvalError(f"number too large: {_short(a)} ** {_short(b)}")
+    result = a**b
+    if isinstance(result, complex):
+        raise EvalError(f"{_short(a)} ** {_short(b)} has no real value")
+    return result
+
+
+def _lshift(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a).bit_length() + b > 340:
+        raise EvalError(f"number too large: {_short(a)} << {_short(b)}")
+    return a << b
+
+
+_BINOPS: dict[type, tuple[Callable[[Any, Any], Any], str]] = {
+    ast.Add: (_add, "+"), ast.Sub: (lambda a, b: a - b, "-"), ast.Mult: (_mul, "*"),
+    ast.Div: (lambda a, b: a / b, "/"), ast.FloorDiv: (lambda a, b: a // b, "//"), ast.Mod: (_mod, "%"),
+    ast.Pow: (_pow, "**"), ast.LShift: (_lshift, "<<"), ast.RShift: (lambda a, b: a >> b, ">>"),
+    ast.BitOr: (lambda a, b: a | b, "|"), ast.BitXor: (lambda a, b: a ^ b, "^"),
+    ast.BitAnd: (lambda a, b: a & b, "&"),
+}
+_COMPARE: dict[type, tuple[Callable[[Any, Any], Any], str]] = {
+    ast.Eq: (lambda a, b: a == b, "=="), ast.NotEq: (lambda a, b: a != b, "!="),
+    ast.Lt: (lambda a, b: a < b, "<"), ast.LtE: (lambda a, b: a <= b, "<="),
+    ast.Gt: (lambda a, b: a > b, ">"), ast.GtE: (lambda a, b: a >= b, ">="),
+    ast.In: (lambda a, b: a in b, "in"), ast.NotIn: (lambda a, b: a not in b, "not in"),
+    ast.Is: (lambda a, b: a is b, "is"), ast.IsNot: (lambda a, b: a is not b, "is not"),
+}
+_UNARY: dict[type, tuple[Callable[[Any], Any], str]] = {
+    ast.Not: (lambda a: not a, "not"), ast.USub: (lambda a: -a, "-"),
+    ast.UAdd: (lambda a: +a, "+"), ast.Invert: (lambda a: ~a, "~"),
+}
+
+
+def _check_size(value: Any) -> Any:
+    cls = value.__class__
+    if cls is int:
+        if value > MAX_INT or value < -MAX_INT:
+            raise EvalError("number too large (more than 100 digits)")
+    elif cls in (str, list, tuple, dict, set) and len(value) > MAX_LEN:
+        raise _too_long()
+    return value
+
+
+def _type_hint(a: Any, b: Any) -> str:
+    if any(isinstance(x, (date, datetime)) for x in (a, b)) and any(isinstance(x, str) for x in (a, b)):
+        return "; convert the text with datetime(...) or date(...)"
+    if any(isinstance(x, str) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
+        return "; convert with int(...), float(...) or str(...)"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------- evaluator
+
+
+class _Evaluator(SimpleEval):
+    """simpleeval with every handler replaced: field reads only on data, bounded results, a wall-time deadline.
+
+    One instance per thread is reused; `Expr.evaluate` swaps the scope and context in and out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(operators={}, functions={}, names={})
+        self.nodes = {
+            ast.Constant: self._constant, ast.Name: self._name, ast.Attribute: self._attribute,
+            ast.Subscript: self._subscript, ast.BoolOp: self._boolop, ast.BinOp: self._binop,
+            ast.UnaryOp: self._unaryop, ast.Compare: self._compare, ast.IfExp: self._ifexp,
+            ast.Call: self._call, ast.List: self._list, ast.Tuple: self._tuple, ast.Set: self._set,
+            ast.Dict: self._dict,
+        }
+        self.scope: Mapping[str, Any] = {}
+        self.ctx: EvalContext | None = None
+        self.ticks = _TICK_EVERY
+        self.deadline = 0.0
+        self.busy = False
+
+    def _eval(self, node: ast.AST) -> Any:
+        self.ticks -= 1
+        if self.ticks <= 0:
+            self._look_at_clock()
+        return self.nodes[node.__class__](node)
+
+    def _look_at_clock(self) -> None:
+        self.ticks = _TICK_EVERY
+        if perf_counter() > self.deadline:
+            budget = self.ctx.deadline_s * 1000  # type: ignore[union-attr]
+            raise EvalError(f"expression took longer than {budget:g} ms")
+
+    @staticmethod
+    def _constant(node: ast.Constant) -> Any:
+        return node.value
+
+    def _name(self, node: ast.Name) -> Any:
+        value = self.scope.get(node.id, _MISSING)
+        if value is not _MISSING:
+            return value
+        if node.id == "now":
+            return _now(self.ctx)  # type: ignore[arg-type]
+        if node.id == "today":
+            return _today_of(self.ctx)  # type: ignore[arg-type]
+        raise EvalError(f"{node.id} is not available for this event")
+
+    def _attribute(self, node: ast.Attribute) -> Any:
+        base = self._eval(node.value)
+        if base.__class__ is dict and node.attr in base:
+            return base[node.attr]
+        return _read(base, node.attr, node.value)
+
+    def _subscript(self, node: ast.Subscript) -> Any:
+        base = self._eval(node.value)
+        part = node.slice
+        if part.__class__ is ast.Slice:
+            lower = None if part.lower is None else self._eval(part.lower)
+            upper = None if part.upper is None else self._eval(part.upper)
+            if not isinstance(base, (str, list, tuple)):
+                raise EvalError(f"{_text(node.value)} is {_describe(base)}, it cannot be sliced")
+            try:
+                return base[lower:upper]
+            except TypeError:
+                raise EvalError("slice bounds must be whole numbers") from None
+        return _read(base, self._eval(part), node.value)
+
+    def _boolop(self, node: ast.BoolOp) -> Any:
+        want = node.op.__class__ is ast.Or
+        value: Any = None
+        for item in node.values:
+            value = self._eval(item)
+            if bool(value) is want:
+                break
+        return value
+
+    def _binop(self, node: ast.BinOp) -> Any:
+        fn, symbol = _BINOPS[node.op.__class__]
+        left, right = self._eval(node.left), self._eval(node.right)
+        try:
+            return _check_size(fn(left, right))
+        except TypeError:
+            pass
+        except ZeroDivisionError:
+            raise EvalError("division by zero") from None
+        except OverflowError:
+            raise EvalError(f"number too large: {_short(left)} {symbol} {_short(right)}") from None
+        except ValueError as exc:
+            raise EvalError(f"cannot compute {_short(left)} {symbol} {_short(right)}: {exc}") from None
+        raise EvalError(f"cannot apply '{symbol}' to {_describe(left)} and {_describe(right)}{_type_hint(left, right)}")
+
+    def _unaryop(self, node: ast.UnaryOp) -> Any:
+        fn, symbol = _UNARY[node.op.__class__]
+        value = self._eval(node.operand)
+        try:
+            return fn(value)
+        except TypeError:
+            raise EvalError(f"cannot apply '{symbol}' to {_describe(value)}") from None
+
+    def _compare(self, node: ast.Compare) -> Any:
+        left = self._eval(node.left)
+        for op, comparator in zip(node.ops, node.comparators):
+            right = self._eval(comparator)
+            fn, symbol = _COMPARE[op.__class__]
+            try:
+                if not fn(left, right):
+                    return False
+            except TypeError:
+                if symbol in ("in", "not in"):
+                    raise EvalError(f"cannot look for {_describe(left)} in {_describe(right)}") from None
+                raise EvalError(f"cannot compare {_describe(left)} with {_describe(right)}"
+                                f"{_type_hint(left, right)}") from None
+            left = right
+        return True
+
+    def _ifexp(self, node: ast.IfExp) -> Any:
+        return self._eval(node.body) if self._eval(node.test) else self._eval(node.orelse)
+
+    def _call(self, node: ast.Call) -> Any:
+        name = node.func.id  # type: ignore[attr-defined]  # compile_expr admits only library names
+        args = [self._eval(arg) for arg in node.args]
+        try:
+            if not node.keywords:
+                return _LIBRARY[name](self.ctx, *args)
+            return _LIBRARY[name](self.ctx, *args, **{kw.arg: self._eval(kw.value) for kw in node.keywords})
+        except EvalError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise EvalError(f"{name}() failed: {exc}") from None
+
+    def _list(self, node: ast.List) -> list[Any]:
+        return [self._eval(item) for item in node.elts]
+
+    def _tuple(self, node: ast.Tuple) -> tuple[Any, ...]:
+        return tuple([self._eval(item) for item in node.elts])
+
+    def _set(self, node: ast.Set) -> set[Any]:
+        try:
+            return {self._eval(item) for item in node.elts}
+        except TypeError:
+            raise EvalError("a set can hold only texts, numbers and dates") from None
+
+    def _dict(self, node: ast.Dict) -> dict[Any, Any]:
+        try:
+            return {self._eval(k): self._eval(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+        except TypeError:
+            raise EvalError("record keys must be texts or numbers") from None
+
+
+_MISSING = object()
+_local = threading.local()
+
+
+def _read(base: Any, key: Any, base_node: ast.AST) -> Any:
+    """`base.key` or `base[key]` on data only: a mapping's key or a list's position, never a Python attribute."""
+    if isinstance(base, Mapping):
+        try:
+            return base[key]
+        except KeyError:
+            pass
+        except TypeError:
+            raise EvalError(f"{_short(key)} cannot be a field name") from None
+        what = f"field '{key}'" if isinstance(key, str) else f"key {_short(key)}"
+        message = f"{_text(base_node)} has no {what}"
+        keys = [k for k in base if isinstance(k, str)]
+        guess = suggest(key, keys) if isinstance(key, str) else None
+        if guess:
+            message += f"; did you mean '{guess}'?"
+        elif 0 < len(keys) <= 12:
+            message += f" (it has: {', '.join(keys)})"
+        raise EvalError(message)
+    shown = f"'{key}'" if isinstance(key, str) else f"[{_short(key)}]"
+    if base is None:
+        raise EvalError(f"{_text(base_node)} is empty, cannot read {shown}")
+    if isinstance(base, (list, tuple, str)) and not isinstance(key, bool) and isinstance(key, int):
+        try:
+            return base[key]
+        except IndexError:
+            raise EvalError(f"{_text(base_node)} has no item {key} (it has {len(base)})") from None
+    raise EvalError(f"{_text(base_node)} is {_describe(base)}, not a record; cannot read {shown}")
+
+
+# ---------------------------------------------------------------------------------------------- library
+
+_LIBRARY: dict[str, Callable[..., Any]] = {}
+_DOCS: dict[str, str] = {}
+
+
+def _fn(name: str, doc: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def register(impl: Callable[..., Any]) -> Callable[..., Any]:
+        _LIBRARY[name], _DOCS[name] = impl, doc
+        return impl
+    return register
+
+
+def _today_of(ctx: EvalContext) -> _Today:
+    d = ctx.now.astimezone(ctx.tz)
+    return _Today(d.year, d.month, d.day)
+
+
+def _in_tz(ctx: EvalContext, value: Any, fn: str) -> datetime:
+    """An ISO string, date or datetime as an aware datetime in the project's timezone (naive means local)."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        return datetime.combine(value, dtime(), tzinfo=ctx.tz)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise EvalError(f"{fn}(): not a date or time: {_short(value)}") from None
+    else:
+        raise EvalError(f"{fn}() expects a date or time, got {_describe(value)}")
+    return moment.replace(tzinfo=ctx.tz) if moment.utcoffset() is None else moment.astimezone(ctx.tz)
+
+
+def _wall_seconds(later: datetime, earlier: datetime) -> float:
+    # Calendar arithmetic on local wall clocks, so a day is a day even across a DST change.
+    return (later.replace(tzinfo=None) - earlier.replace(tzinfo=None)).total_seconds()
+
+
+def _now_in_tz(ctx: EvalContext) -> datetime:
+    return ctx.now.astimezone(ctx.tz)
+
+
+def _as_duration(value: Any, fn: str) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise EvalError(f"{fn}(): {exc}") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return timedelta(seconds=value)
+        except OverflowError:
+            raise EvalError(f"{fn}(): duration too long: {_short(value)}") from None
+    raise EvalError(f"{fn}() expects a duration such as '14d', got {_describe(value)}")
+
+
+@_fn("now", "now or now(): the current date-time in the project's timezone")
+def _f_now(ctx: EvalContext) -> _Now:
+    return _now(ctx)
+
+
+@_fn("today", "today or today(): the current date in the project's timezone")
+def _f_today(ctx: EvalContext) -> _Today:
+    return _today_of(ctx)
+
+
+@_fn("days_since", "days_since(x): calendar days (fractional) from x to now; empty if x is empty")
+def _f_days_since(ctx: EvalContext, x: Any) -> float | None:
+    if x is None:
+        return None
+    return _wall_seconds(_now_in_tz(ctx), _in_tz(ctx, x, "days_since")) / 86400
+
+
+@_fn("hours_since", "hours_since(x): hours elapsed from x to now; empty if x is empty")
+def _f_hours_since(ctx: EvalContext, x: Any) -> float | None:
+    return None if x is None else (ctx.now.timestamp() - _in_tz(ctx, x, "hours_since").timestamp()) / 3600
+
+
+@_fn("minutes_since", "minutes_since(x): minutes elapsed from x to now; empty if x is empty")
+def _f_minutes_since(ctx: EvalContext, x: Any) -> float | None:
+    return None if x is None else (ctx.now.timestamp() - _in_tz(ctx, x, "minutes_since").timestamp()) / 60
+
+
+@_fn("days_until", "days_until(x): calendar days (fractional) from now to x; empty if x is empty")
+def _f_days_until(ctx: EvalContext, x: Any) -> float | None:
+    if x is None:
+        return None
+    return _wall_seconds(_in_tz(ctx, x, "days_until"), _now_in_tz(ctx)) / 86400
+
+
+@_fn("hours_until", "hours_until(x): hours from now to x; empty if x is empty")
+def _f_hours_until(ctx: EvalContext, x: Any) -> float | None:
+    return None if x is None else (_in_tz(ctx, x, "hours_until").timestamp() - ctx.now.timestamp()) / 3600
+
+
+@_fn("duration", "duration('14d'): a duration (s, m, h, d, w, mo = 30 days; '1h30m'); a number means seconds")
+def _f_duration(ctx: EvalContext, x: Any) -> timedelta | None:
+    return None if x is None else _as_duration(x, "duration")
+
+
+@_fn("segment_of", "segment_of(client): the client's RFM segment name, or empty")
+def _f_segment_of(ctx: EvalContext, client: Any) -> str | None:
+    return None if client is None else ctx.segment_of(client)
+
+
+@_fn("segment_avg_recency", "segment_avg_recency(client): the average time between visits in the client's segment")
+def _f_segment_avg_recency(ctx: EvalContext, client: Any) -> timedelta | None:
+    return None if client is None else ctx.segment_avg_recency(client)
+
+
+@_fn("phone", "phone(x): the number in E.164 form (+79161234567); Russian numbers may omit the +7 / 8")
+def _f_phone(ctx: EvalContext, x: Any) -> str | None:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (str, int)) or len(str(x)) > 40:
+        raise EvalError(f"not a phone number: {_short(x)}")
+    try:
+        number = phonenumbers.parse(str(x), "RU")
+    except phonenumbers.NumberParseException:
+        raise EvalError(f"not a phone number: {_short(x)}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise EvalError(f"not a phone number: {_short(x)}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@_fn("fmt_date", "fmt_date(x, fmt='%d.%m.%Y'): a date or time as text in the project's timezone")
+def _f_fmt_date(ctx: EvalContext, x: Any, fmt: str = "%d.%m.%Y") -> str | None:
+    if x is None:
+        return None
+    if not isinstance(fmt, str) or len(fmt) > 200:
+        raise EvalError("fmt_date(): the format must be a short text such as '%d.%m.%Y'")
+    if isinstance(x, date) and not isinstance(x, datetime):
+        return x.strftime(fmt)
+    return _in_tz(ctx, x, "fmt_date").strftime(fmt)
+
+
+@_fn("fmt_time", "fmt_time(x): the time of day as HH:MM in the project's timezone")
+def _f_fmt_time(ctx: EvalContext, x: Any) -> str | None:
+    return _f_fmt_date(ctx, x, "%H:%M")
+
+
+@_fn("date", "date(x): an ISO text, date or date-time as a date in the project's timezone")
+def _f_date(ctx: EvalContext, x: Any) -> date | None:
+    if x is None:
+        return None
+    if isinstance(x, date) and not isinstance(x, datetime):
+        return date(x.year, x.month, x.day)
+    if isinstance(x, str) and len(x.strip()) == 10:
+        try:
+            return date.fromisoformat(x.strip())
+        except ValueError:
+            raise EvalError(f"date(): not a date: {_short(x)}") from None
+    return _in_tz(ctx, x, "date").date()
+
+
+@_fn("datetime", "datetime(x): an ISO text, date or date-time as a date-time in the project's timezone")
+def _f_datetime(ctx: EvalContext, x: Any) -> datetime | None:
+    return None if x is None else _plain(_in_tz(ctx, x, "datetime"))
+
+
+@_fn("add", "add(x, d): the date-time x plus the duration d ('2h', duration(...) or seconds)")
+def _f_add(ctx: EvalContext, x: Any, d: Any) -> datetime | None:
+    if x is None or d is None:
+        return None
+    moment = _in_tz(ctx, x, "add") + _as_duration(d, "add")
+    return _plain(moment.astimezone(timezone.utc).astimezone(ctx.tz))  # normalise a wall time in a DST gap
+
+
+def _total(td: Any, fn: str, unit: int) -> float | None:
+    if td is None:
+        return None
+    if not isinstance(td, timedelta):
+        raise EvalError(f"{fn}() expects a duration, got {_describe(td)}")
+    return td.total_seconds() / unit
+
+
+@_fn("days", "days(d): a duration in days (a number)")
+def _f_days(ctx: EvalContext, d: Any) -> float | None:
+    return _total(d, "days", 86400)
+
+
+@_fn("hours", "hours(d): a duration in hours (a number)")
+def _f_hours(ctx: EvalContext, d: Any) -> float | None:
+    return _total(d, "hours", 3600)
+
+
+@_fn("len", "len(x): the length of a text, list or record; 0 if empty")
+def _f_len(ctx: EvalContext, x: Any) -> int:
+    if x is None:
+        return 0
+    if not isinstance(x, (str, list, tuple, set, frozenset, Mapping)):
+        raise EvalError(f"len() expects a text, list or record, got {_describe(x)}")
+    return len(x)
+
+
+def _text_fn(name: str, method: Callable[[str], str]) -> None:
+    def impl(ctx: EvalContext, x: Any) -> str | None:
+        if x is None or isinstance(x, str):
+            return x if x is None else method(x)
+        raise EvalError(f"{name}() expects a text, got {_describe(x)}")
+    _fn(name, f"{name}(x): the text {'with spaces trimmed' if name == 'strip' else 'in ' + name + ' case'}")(impl)
+
+
+_text_fn("lower", str.lower)
+_text_fn("upper", str.upper)
+_text_fn("strip", str.strip)
+
+
+@_fn("contains", "contains(haystack, needle): the text or list holds needle (case-sensitive); false if empty")
+def _f_contains(ctx: EvalContext, haystack: Any, needle: Any) -> bool:
+    if haystack is None:
+        return False
+    if isinstance(haystack, str) and not isinstance(needle, str):
+        raise EvalError(f"contains(): cannot look for {_describe(needle)} in a text")
+    if not isinstance(haystack, (str, list, tuple, set, frozenset, Mapping)):
+        raise EvalError(f"contains() expects a text, list or record, got {_describe(haystack)}")
+    try:
+        return needle in haystack
+    except TypeError:
+        return False
+
+
+@_fn("startswith", "startswith(s, prefix): the text s begins with prefix; false if empty")
+def _f_startswith(ctx: EvalContext, s: Any, prefix: Any) -> bool:
+    if s is None:
+        return False
+    if not isinstance(s, str) or not isinstance(prefix, str):
+        raise EvalError(f"startswith() expects two texts, got {_describe(s)} and {_describe(prefix)}")
+    return s.startswith(prefix)
+
+
+def _number(x: Any, fn: str) -> int | float:
+    if isinstance(x, (int, float)):
+        return x
+    raise EvalError(f"{fn}() expects a number, got {_describe(x)}")
+
+
+@_fn("round", "round(x, digits=0): x rounded; empty if x is empty")
+def _f_round(ctx: EvalContext, x: Any, digits: int | None = None) -> int | float | None:
+    if x is None:
+        return None
+    if digits is not None and (not isinstance(digits, int) or abs(digits) > 20):
+        raise EvalError("round(): digits must be a whole number between -20 and 20")
+    return round(_number(x, "round"), digits)
+
+
+@_fn("abs", "abs(x): the absolute value of a number or duration; empty if x is empty")
+def _f_abs(ctx: EvalContext, x: Any) -> Any:
+    if x is None or isinstance(x, timedelta):
+        return x if x is None else abs(x)
+    return abs(_number(x, "abs"))
+
+
+def _extreme(name: str, pick: Callable[[list[Any]], Any], args: tuple[Any, ...]) -> Any:
+    items = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple, set, frozenset)) else args
+    values = [v for v in items if v is not None]
+    if not values:
+        return None
+    try:
+        return pick(values)
+    except TypeError:
+        raise EvalError(f"{name}() cannot compare {', '.join(sorted({_describe(v) for v in values}))}") from None
+
+
+@_fn("min", "min(a, b, ...) or min(list): the smallest value, ignoring empty ones")
+def _f_min(ctx: EvalContext, *values: Any) -> Any:
+    return _extreme("min", min, values)
+
+
+@_fn("max", "max(a, b, ...) or max(list): the largest value, ignoring empty ones")
+def _f_max(ctx: EvalContext, *values: Any) -> Any:
+    return _extreme("max", max, values)
+
+
+@_fn("int", "int(x): a whole number from a number or text (truncated); empty if x is empty")
+def _f_int(ctx: EvalContext, x: Any) -> int | None:
+    if x is None:
+        return None
+    try:
+        if isinstance(x, str):
+            text = x.strip()
+            value = int(text) if re.fullmatch(r"[+-]?\d{1,101}", text) else int(float(text))
+        else:
+            value = int(_number(x, "int"))
+    except (ValueError, OverflowError):
+        raise EvalError(f"int(): not a number: {_short(x)}") from None
+    return _check_size(value)
+
+
+@_fn("float", "float(x): a number from a number or text; empty if x is empty")
+def _f_float(ctx: EvalContext, x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        return float(x.strip() if isinstance(x, str) else _number(x, "float"))
+    except ValueError:
+        raise EvalError(f"float(): not a number: {_short(x)}") from None
+
+
+@_fn("str", "str(x): x as text, formatted as in templates; '' if empty")
+def _f_str(ctx: EvalContext, x: Any) -> str:
+    return _check_size(_format(x, ctx))
+
+
+@_fn("bool", "bool(x): false for empty, 0, '' and empty lists; true otherwise")
+def _f_bool(ctx: EvalContext, x: Any) -> bool:
+    return bool(x)
+
+
+@_fn("get", "get(record, 'field', default=None): the field, or default when it is missing or empty")
+def _f_get(ctx: EvalContext, record: Any, name: Any, default: Any = None) -> Any:
+    if record is None:
+        return default
+    if isinstance(record, Mapping):
+        value = record.get(name) if isinstance(name, (str, int)) else None
+    elif isinstance(record, (list, tuple)) and isinstance(name, int) and -len(record) <= name < len(record):
+        value = record[name]
+    elif isinstance(record, (list, tuple)):
+        value = None
+    else:
+        raise EvalError(f"get() expects a record, got {_describe(record)}")
+    return default if value is None else value
+
+
+@_fn("has", "has(record, 'field'): the record has the field and it is not empty")
+def _f_has(ctx: EvalContext, record: Any, name: Any) -> bool:
+    if record is None:
+        return False
+    if not isinstance(record, Mapping):
+        raise EvalError(f"has() expects a record, got {_describe(record)}")
+    return isinstance(name, (str, int)) and record.get(name) is not None
+
+
+@_fn("coalesce", "coalesce(a, b, ...): the first value that is not empty")
+def _f_coalesce(ctx: EvalContext, *values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _day_edge(name: str) -> None:
+    def impl(ctx: EvalContext, at: Any = None, branch: str | None = None) -> datetime:
+        edge = getattr(ctx, name)
+        if edge is None:
+            raise EvalError(f"{name}() is not available: business hours are not configured")
+        moment = _now_in_tz(ctx) if at is None else _in_tz(ctx, at, name)
+        return edge(_plain(moment), branch)
+    what = "closes" if name == "end_of_day" else "opens"
+    _fn(name, f"{name}(at=now, branch=None): when the branch {what} on the day of `at` (business hours)")(impl)
+
+
+_day_edge("end_of_day")
+_day_edge("start_of_day")
+
+FUNCTIONS: Mapping[str, str] = MappingProxyType(dict(sorted(_DOCS.items())))
+_SIGNATURES = {name: inspect.signature(impl) for name, impl in _LIBRARY.items()}
+
+
+def _format(value: Any, ctx: EvalContext) -> str:
+    """A value as template text: '' for empty, ISO for dates (in the project's timezone), JSON for records."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, datetime):
+        return (value.astimezone(ctx.tz) if value.utcoffset() is not None else value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        def jsonable(v: Any) -> Any:
+            if isinstance(v, Mapping):
+                return dict(v)
+            return list(v) if isinstance(v, (set, frozenset)) else _format(v, ctx)
+        top = jsonable(value) if isinstance(value, Mapping) else value
+        return json.dumps(top, ensure_ascii=False, default=jsonable)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------- compiling
+
+MAX_NODES = 2000
+_REFUSED = {
+    ast.Lambda: "defining functions (lambda) is not supported",
+    ast.ListComp: "comprehensions are not supported", ast.SetComp: "comprehensions are not supported",
+    ast.DictComp: "comprehensions are not supported", ast.GeneratorExp: "comprehensions are not supported",
+    ast.NamedExpr: "assignment (:=) is not supported",
+    ast.JoinedStr: "f-strings are not supported; use a {{ }} template",
+    ast.Starred: "* unpacking is not supported",
+    ast.Await: "'await' is not supported", ast.Yield: "'yield' is not supported",
+    ast.YieldFrom: "'yield' is not supported",
+}
+# A field read on these can never reach data, only Python internals (`{}.get`, `''.join`).
+_LITERAL_BASES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.BinOp, ast.UnaryOp, ast.Compare)
+_NOT_WORDS = re.compile(r"(?<![=!<>])!(?!=)")
+
+
+class _Compiler:
+    """Parse one expression and check it against the whitelist, collecting the names and field chains it uses."""
+
+    def __init__(self, source: str, names: Collection[str]) -> None:
+        self.source = source
+        self.allowed = frozenset(names)
+        self.used: dict[str, None] = {}
+        self.fields: dict[tuple[str, ...], None] = {}
+        self.count = 0
+        self.text, self.base, self.starts = "", 0, [0]
+
+    def compile(self) -> Expr:
+        tree = self._parse()
+        self._check(tree.body, 0)
+        body = _Aliases(self.allowed).visit(tree).body
+        return Expr(self.source, frozenset(self.used), tuple(self.fields), body)
+
+    def _parse(self) -> ast.Expression:
+        if len(self.source) > MAX_SOURCE:
+            raise ExprSyntaxError(
+                f"expression is too long ({len(self.source):,} characters, at most {MAX_SOURCE:,})", 0)
+        stripped = self.source.strip()
+        if not stripped:
+            raise ExprSyntaxError("empty expression", 0, "write an expression such as: client.visits > 2")
+        lead = len(self.source) - len(self.source.lstrip())
+        attempts = [(stripped, 0)]
+        if "\n" in stripped or "\r" in stripped:  # a multi-line YAML block reads as one parenthesised expression
+            attempts.append(("(" + stripped + "\n)", 1))
+        first: tuple[SyntaxError, str, int] | None = None
+        for text, shift in attempts:
+            try:
+                with warnings.catch_warnings():  # e.g. "invalid escape sequence" in an admin's string
+                    warnings.simplefilter("ignore")
+                    tree = ast.parse(text, mode="eval")
+            except SyntaxError as exc:
+                first = first or (exc, text, shift)
+                continue
+            except (RecursionError, MemoryError):
+                raise ExprSyntaxError("expression is nested too deeply", 0) from None
+            except ValueError as exc:
+                raise ExprSyntaxError(f"invalid expression: {exc}", 0) from None
+            self._use(text, lead - shift)
+            return tree
+        assert first is not None
+        exc, text, shift = first
+        self._use(text, lead - shift)
+        offset = len(self.source.rstrip())
+        if exc.lineno and exc.offset and exc.lineno <= len(self.starts):
+            offset = self._at(exc.lineno, exc.offset - 1)
+        hint = next((f"use '{good}' instead of '{bad}'" for bad, good in (("&&", "and"), ("||", "or"))
+                     if bad in stripped), None)
+        if hint is None and _NOT_WORDS.search(stripped):
+            hint = "use 'not' instead of '!'"
+        message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"
+        raise ExprSyntaxError(message, offset, hint) from None
+
+    def _use(self, text: str, base: int) -> None:
+        self.text, self.base = text, base
+        self.starts = [0] + [m.end() for m in re.finditer(r"\r\n|\r|\n", text)]
+
+    def _at(self, lineno: int, col: int) -> int:
+        return max(0, min(len(self.source), self.base + self.starts[lineno - 1] + col))
+
+    def _error(self, node: ast.AST, message: str, hint: str | None = None, *,
+               back: int | None = None) -> ExprSyntaxError:
+        # AST columns count UTF-8 bytes; offsets count characters. `back` points into the node's end instead.
+        lineno, col = (node.end_lineno, node.end_col_offset) if back is not None else (node.lineno, node.col_offset)
+        line = self.text[self.starts[lineno - 1]:]  # type: ignore[index]
+        chars = len(line.encode()[:col].decode(errors="ignore"))
+        return ExprSyntaxError(message, self._at(lineno, chars - (back or 0)), hint)  # type: ignore[arg-type]
+
+    def _check(self, node: ast.AST, depth: int, chained: bool = False) -> None:
+        self.count += 1
+        if depth > MAX_DEPTH:
+            raise self._error(node, "expression is nested too deeply")
+        if self.count > MAX_NODES:
+            raise self._error(node, "expression is too long; split it into several conditions")
+        if node.__class__ in _REFUSED:
+            raise self._error(node, _REFUSED[node.__class__])
+        method = getattr(self, "_check_" + node.__class__.__name__, None)
+        if method is None:
+            raise self._error(node, f"{node.__class__.__name__} is not supported in expressions")
+        method(node, depth + 1, chained)
+
+    def _check_Constant(self, node: ast.Constant, depth: int, chained: bool) -> None:
+        value = node.value
+        if value.__class__ is int and abs(value) > MAX_INT:
+            raise self._error(node, "number too large (more than 100 digits)")
+        if value is not None and value.__class__ not in (bool, int, float, str):
+            raise self._error(node, f"{type(value).__name__} literals are not supported")
+
+    def _check_Name(self, node: ast.Name, depth: int, chained: bool) -> None:
+        name = node.id
+        if name.startswith("_"):
+            raise self._error(node, f"names starting with '_' are not allowed ('{name}')")
+        if name in self.allowed or name in ("now", "today"):
+            self.used[name] = None
+        elif name in _ALIASES:
+            return
+        elif name in _LIBRARY:
+            raise self._error(node, f"{name} is a function; call it as {name}(...)", FUNCTIONS[name])
+        elif name.lower() in ("true", "false", "none", "null"):
+            raise self._error(node, f"unknown name '{name}'", "write True, False or None (or true, false, null)")
+        else:
+            guess = suggest(name, sorted(self.allowed | {"now", "today"} | set(_LIBRARY)))
+            raise self._error(node, f"unknown name '{name}'", f"did you mean '{guess}'?" if guess else None)
+
+    def _record(self, node: ast.AST) -> None:
+        parts: list[str] = []
+        while True:
+            if isinstance(node, ast.Attribute):
+                parts.append(node.attr)
+                node = node.value
+            elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice.value, str):
+                parts.append(node.slice.value)
+                node = node.value
+            elif isinstance(node, ast.Name):
+                self.fields[(node.id, *reversed(parts))] = None
+                return
+            else:
+                return
+
+    def _check_Attribute(self, node: ast.Attribute, depth: int, chained: bool) -> None:
+        if node.attr.startswith("_"):
+            raise self._error(node, f"fields starting with '_' cannot be read ('{node.attr}')", back=len(node.attr))
+        if isinstance(node.value, _LITERAL_BASES):
+            raise self._error(node, f"'.{node.attr}' can be read only from data such as client.name",
+                              back=len(node.attr))
+        if not chained:
+            self._record(node)
+        self._check(node.value, depth, chained=True)
+
+    def _check_Subscript(self, node: ast.Subscript, depth: int, chained: bool) -> None:
+        part = node.slice
+        if isinstance(part, ast.Slice):
+            if part.step is not None:
+                raise self._error(part.step, "slices with a step are not supported")
+            for bound in (part.lower, part.upper):
+                if bound is not None:
+                    self._check(bound, depth)
+            self._check(node.value, depth)
+            return
+        is_key = isinstance(part, ast.Constant) and isinstance(part.value, str)
+        if is_key and not chained:
+            self._record(node)
+        self._check(part, depth)
+        self._check(node.value, depth, chained=is_key)
+
+    def _check_BoolOp(self, node: ast.BoolOp, depth: int, chained: bool) -> None:
+        for value in node.values:
+            self._check(value, depth)
+
+    def _check_BinOp(self, node: ast.BinOp, depth: int, chained: bool) -> None:
+        if node.op.__class__ not in _BINOPS:
+            raise self._error(node, "the '@' operator is not supported")
+        if isinstance(node.op, ast.Mod) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            raise self._error(node, "'%' formatting of text is not supported", "use a {{ }} template or fmt_date()")
+        self._check(node.left, depth)
+        self._check(node.right, depth)
+
+    def _check_UnaryOp(self, node: ast.UnaryOp, depth: int, chained: bool) -> None:
+        self._check(node.operand, depth)
+
+    def _check_Compare(self, node: ast.Compare, depth: int, chained: bool) -> None:
+        operands = [node.left, *node.comparators]
+        for i, op in enumerate(node.ops):
+            if isinstance(op, (ast.Is, ast.IsNot)) and not any(map(_is_singleton, operands[i:i + 2])):
+                raise self._error(node, "'is' compares only with None, True or False", "use == to compare values")
+        for operand in operands:
+            self._check(operand, depth)
+
+    def _check_IfExp(self, node: ast.IfExp, depth: int, chained: bool) -> None:
+        for part in (node.test, node.body, node.orelse):
+            self._check(part, depth)
+
+    def _check_Call(self, node: ast.Call, depth: int, chained: bool) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            raise self._error(node, f"methods cannot be called (.{func.attr}())",
+                              "use library functions such as get(), lower(), contains()")
+        if not isinstance(func, ast.Name):
+            raise self._error(node, "only library functions can be called")
+        name = func.id
+        if name.startswith("_"):
+            raise self._error(node, f"names starting with '_' are not allowed ('{name}')")
+        if name not in _LIBRARY:
+            if name in self.allowed:
+                raise self._error(node, f"{name} is data, not a function")
+            guess = suggest(name, _LIBRARY)
+            raise self._error(node, f"unknown function '{name}'", f"did you mean '{guess}'?" if guess else None)
+        if len(node.args) + len(node.keywords) > MAX_LITERAL_ITEMS:
+            raise self._error(node, f"too many arguments (at most {MAX_LITERAL_ITEMS})")
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self._error(kw.value, "** unpacking is not supported")
+        try:
+            _SIGNATURES[name].bind(None, *node.args, **{kw.arg: None for kw in node.keywords})  # type: ignore[misc]
+        except TypeError as exc:
+            raise self._error(node, f"wrong arguments for {name}(): {exc}", FUNCTIONS[name]) from None
+        self.used[name] = None
+        for arg in [*node.args, *(kw.value for kw in node.keywords)]:
+            self._check(arg, depth)
+
+    def _check_items(self, node: ast.AST, items: list[ast.expr | None], depth: int, count: int) -> None:
+        if count > MAX_LITERAL_ITEMS:
+            raise self._error(node, f"too many items in a literal (at most {MAX_LITERAL_ITEMS})")
+        for item in items:
+            if item is None:
+                raise self._error(node, "** unpacking is not supported")
+            self._check(item, depth)
+
+    def _check_List(self, node: ast.List, depth: int, chained: bool) -> None:
+        self._check_items(node, node.elts, depth, len(node.elts))  # type: ignore[arg-type]
+
+    _check_Tuple = _check_Set = _check_List  # type: ignore[assignment]
+
+    def _check_Dict(self, node: ast.Dict, depth: int, chained: bool) -> None:
+        self._check_items(node, [*node.keys, *node.values], depth, len(node.keys))
+
+
+def _is_singleton(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and (node.value is None or isinstance(node.value, bool))
+
+
+class _Aliases(ast.NodeTransformer):
+    """`true`, `false` and `null` become constants, unless the caller's scope defines those names."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in _ALIASES and node.id not in self.allowed:
+            return ast.copy_location(ast.Constant(_ALIASES[node.id]), node)
+        return node
+
+
+# ---------------------------------------------------------------------------------------------- public API
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    """A compiled expression: its source, the names and field chains it reads, and its checked syntax tree."""
+
+    source: str
+    names: frozenset[str]
+    fields: tuple[tuple[str, ...], ...]
+    _tree: ast.expr = field(repr=False, compare=False)
+
+    def evaluate(self, scope: Mapping[str, Any], ctx: EvalContext) -> Any:
+        """Evaluate against plain data; every problem (missing field, type, limit, deadline) is an EvalError."""
+        ev: _Evaluator | None = getattr(_local, "ev", None)
+        if ev is None:
+            ev = _local.ev = _Evaluator()
+        elif ev.busy:  # a library callback evaluating another expression on this thread
+            ev = _Evaluator()
+        ev.busy, ev.scope, ev.ctx, ev.ticks = True, scope, ctx, _TICK_EVERY
+        ev.deadline = perf_counter() + ctx.deadline_s
+        try:
+            return _plain(ev.eval(self.source, previously_parsed=self._tree))
+        except EvalError:
+            raise
+        except RecursionError:
+            raise EvalError("expression is nested too deeply") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise EvalError(f"cannot evaluate: {exc}") from None
+        finally:
+            ev.busy, ev.scope, ev.ctx = False, {}, None
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A text with `{{ expr }}` placeholders, compiled once."""
+
+    source: str
+    parts: tuple[str | Expr, ...]
+    names: frozenset[str]
+    fields: tuple[tuple[str, ...], ...]
+    _single: Expr | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_static(self) -> bool:
+        """True when the text has no placeholders."""
+        return not any(isinstance(part, Expr) for part in self.parts)
+
+    def render(self, scope: Mapping[str, Any], ctx: EvalContext) -> Any:
+        """The raw value for a lone `{{ expr }}`; otherwise the text with each value formatted (None as '')."""
+        if self._single is not None:
+            return self._single.evaluate(scope, ctx)
+        if self.is_static:
+            return self.source
+        out, size = [], 0
+        for part in self.parts:
+            text = part if isinstance(part, str) else _format(part.evaluate(scope, ctx), ctx)
+            size += len(text)
+            if size > MAX_LEN:
+                raise _too_long("the rendered text")
+            out.append(text)
+        return "".join(out)
+
+
+def compile_expr(source: str, names: Collection[str]) -> Expr:
+    """Parse and check an expression once; `names` are the data names it may read (functions always may)."""
+    if not isinstance(source, str):
+        raise ExprSyntaxError(f"expected an expression (text), got {_describe(source)}", 0)
+    return _Compiler(source, names).compile()
+
+
+def _placeholder_end(source: str, start: int) -> int:
+    """Where the `}}` closing a placeholder begins, skipping quoted text and balanced braces; -1 if none."""
+    depth, quote, k = 0, "", start
+    while k < len(source):
+        char = source[k]
+        if quote:
+            if char == "\\":
+                k += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0 and source.startswith("}}", k):
+                return k
+            depth = max(depth - 1, 0)
+        k += 1
+    return -1
+
+
+def compile_template(source: str, names: Collection[str]) -> Template:
+    """Compile `{{ expr }}` placeholders in a text; errors carry offsets into the whole template."""
+    parts: list[str | Expr] = []
+    pos = 0
+    while True:
+        opening, closing = source.find("{{", pos), source.find("}}", pos)
+        if closing != -1 and (opening == -1 or closing < opening):
+            raise ExprSyntaxError("'}}' without a matching '{{'", closing, "remove it or open a placeholder with '{{'")
+        if opening == -1:
+            break
+        end = _placeholder_end(source, opening + 2)
+        if end < 0:
+            raise ExprSyntaxError("'{{' is never closed", opening, "close the placeholder with '}}'")
+        if opening > pos:
+            parts.append(source[pos:opening])
+        try:
+            parts.append(compile_expr(source[opening + 2:end], names))
+        except ExprSyntaxError as exc:
+            raise ExprSyntaxError(exc.message, opening + 2 + (exc.offset or 0), exc.hint) from None
+        pos = end + 2
+    if pos < len(source):
+        parts.append(source[pos:])
+    exprs = [part for part in parts if isinstance(part, Expr)]
+    lone = len(exprs) == 1 and all(isinstance(p, Expr) or not p.strip() for p in parts)
+    fields = dict.fromkeys(chain for e in exprs for chain in e.fields)
+    return Template(source, tuple(parts), frozenset().union(*(e.names for e in exprs)), tuple(fields),
+                    exprs[0] if lone else None)

@@ -1,0 +1,358 @@
+"""Frozen data types at the boundaries: events, entities, rules, steps, timers, effects, runs, decisions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Mapping, Union
+
+if TYPE_CHECKING:
+    from automator.clock import Duration
+    from automator.expr import Expr, Template
+
+ENTITY_KINDS = ("client", "booking", "deal", "task")
+MODES = ("single", "restart", "queued", "parallel")
+
+
+def same(a: object, b: object) -> bool:
+    """Equality as an admin means it: `5` written in YAML equals "5" sent by a CRM."""
+    if a == b:
+        return True
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+        return False
+    return str(a) == str(b)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was written: file, line and column (1-based)."""
+
+    path: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRef:
+    """A client, booking, deal or task by kind and id; ids are always text."""
+
+    kind: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @staticmethod
+    def parse(text: str) -> EntityRef:
+        """Parse `kind:id`."""
+        kind, _, ident = text.partition(":")
+        if not kind or not ident:
+            raise ValueError(f"expected KIND:ID, got {text!r}")
+        return EntityRef(kind, ident)
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """The last known state of one entity."""
+
+    ref: EntityRef
+    fields: Mapping[str, Any]
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened. `depth` counts how many rule effects led to it (the echo guard)."""
+
+    id: str
+    type: str
+    at: datetime
+    entity: EntityRef | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "external"
+    delivery_id: str | None = None
+    depth: int = 0
+    caused_by: str | None = None  # the effect key whose performance produced this event
+
+    @property
+    def kind(self) -> str:
+        """The part of the type before the dot: `booking` in `booking.updated`."""
+        return self.type.partition(".")[0]
+
+    @property
+    def verb(self) -> str:
+        """The part of the type after the dot: `updated` in `booking.updated`."""
+        return self.type.partition(".")[2]
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for output and storage."""
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "at": self.at.isoformat(), "source": self.source}
+        if self.entity:
+            out["entity"] = {"kind": self.entity.kind, "id": self.entity.id}
+        out["data"] = dict(self.data)
+        if self.depth:
+            out["depth"] = self.depth
+        if self.caused_by:
+            out["caused_by"] = self.caused_by
+        return out
+
+
+# ---- pipelines -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One funnel stage in business words, mapped to the CRM's own id."""
+
+    name: str
+    crm_id: str
+    title: str = ""
+    requires: tuple[str, ...] = ()
+    sla: Duration | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """A named funnel owned by one connector."""
+
+    name: str
+    connector: str
+    crm_id: str | None
+    stages: Mapping[str, Stage]
+    title: str = ""
+    location: Location | None = None
+
+
+# ---- triggers ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EventTrigger:
+    """`when: {event: TYPE, where: EXPR}`."""
+
+    type: str
+    where: Expr | None = None
+    pipeline: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedTrigger:
+    """`when: {changed: KIND.FIELD, from: ..., to: ...}`; None means any value."""
+
+    kind: str
+    field: str
+    from_: tuple[Any, ...] | None = None
+    to: tuple[Any, ...] | None = None
+    pipeline: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldTrigger:
+    """`when: {held: KIND.FIELD, is: VALUE, for: DURATION | until: TIME}`."""
+
+    kind: str
+    field: str
+    value: Any
+    for_: Duration | None = None
+    until: str | Expr | None = None  # "end_of_day" / "start_of_day" or an expression
+    branch: str | None = None
+    pipeline: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTrigger:
+    """`when: {schedule: CRON | end_of_day | start_of_day}`."""
+
+    cron: str | None
+    anchor: str | None = None  # "end_of_day" / "start_of_day"
+    branch: str | None = None
+    catch_up: str = "once"
+
+
+Trigger = Union[EventTrigger, ChangedTrigger, HeldTrigger, ScheduleTrigger]
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ActionStep:
+    """`<kind>.<verb>: params` — the only step that touches the world, through an Effect."""
+
+    action: str
+    params: Any  # nested dict/list/scalars with Template leaves
+    via: str | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStep:
+    """`wait: 14d | {for: EXPR} | {until: EXPR | end_of_day}`."""
+
+    duration: Duration | None = None
+    for_: Expr | None = None
+    until: str | Expr | None = None
+    branch: str | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IfStep:
+    """`if: EXPR, then: [...], else: [...]`."""
+
+    conditions: tuple[Expr, ...]
+    then: tuple[Step, ...]
+    else_: tuple[Step, ...] = ()
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetStep:
+    """`set: {name: value}` — run variables, read as `vars.name`."""
+
+    values: Mapping[str, Any]
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmitStep:
+    """`emit: {event: TYPE, entity: {...}, data: {...}}`."""
+
+    type: str
+    entity: Any = None
+    data: Any = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StopStep:
+    """`stop: reason`."""
+
+    reason: str = ""
+    location: Location | None = None
+
+
+Step = Union[ActionStep, WaitStep, IfStep, SetStep, EmitStep, StopStep]
+
+
+@dataclass(frozen=True, slots=True)
+class ForEach:
+    """`for_each: {kind: client, where: EXPR}` — one run per stored entity."""
+
+    kind: str
+    where: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """`when` + `if` + `do`, with how concurrent runs of the same key behave."""
+
+    id: str
+    trigger: Trigger
+    conditions: tuple[Expr, ...]
+    steps: tuple[Step, ...]
+    per: str | Template | None = None  # an entity kind, or a template rendering the key
+    mode: str = "restart"
+    for_each: ForEach | None = None
+    description: str = ""
+    version: str = ""
+    location: Location | None = None
+
+
+# ---- what the core decides -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable wake-up: a run's wait, a `held` trigger or a schedule tick."""
+
+    id: str
+    due_at: datetime
+    kind: str  # resume | held | schedule
+    rule_id: str
+    key: str = ""
+    run_id: str | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One action to perform; `key` (run id + step path) is its idempotency key."""
+
+    key: str
+    run_id: str
+    rule_id: str
+    action: str
+    connector: str
+    params: Mapping[str, Any]
+    delivery: str
+    at: datetime
+    entity: EntityRef | None = None
+    depth: int = 0  # the depth of the event that started the run: events this effect causes get depth + 1
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    """One line of a run's trace, addressed by config path (`do/2/then/0`)."""
+
+    path: str
+    kind: str  # trigger | condition | action | wait | if | set | emit | stop | error | cancel
+    detail: str = ""
+    value: Any = None
+    error: str | None = None
+    at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for output and storage."""
+        out: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.value is not None:
+            out["value"] = self.value
+        if self.error:
+            out["error"] = self.error
+        if self.at:
+            out["at"] = self.at.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One execution of a rule; a waiting run is resumed by its timer."""
+
+    id: str
+    rule_id: str
+    rule_version: str
+    key: str
+    event_id: str
+    status: str  # waiting | queued | done | failed | stopped | cancelled | skipped
+    cursor: tuple[Any, ...] = ()
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    entity: EntityRef | None = None
+    trace: tuple[TraceStep, ...] = ()
+    started_at: datetime | None = None
+    depth: int = 0
+    origin: Mapping[str, Any] = field(default_factory=dict)  # the triggering event as plain data
+
+
+@dataclass(frozen=True, slots=True)
+class WhyNot:
+    """A candidate rule that did not fire for an event, and why."""
+
+    rule_id: str
+    reason: str
+    conditions: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The only output of the core: what to store, perform and schedule for one event."""
+
+    event: Event
+    entity_before: Entity | None
+    entity_after: Entity | None
+    runs: tuple[Run, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    timers: tuple[Timer, ...] = ()
+    cancel_timers: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+    why_not: tuple[WhyNot, ...] = ()

@@ -1,0 +1,134 @@
+"""RFM scoring and named segments: pure functions over a client's visits, and segments.yaml compiled."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
+
+from automator.clock import Duration
+from automator.config.context import CompileContext
+from automator.expr import EvalContext, EvalError, Expr
+
+RFM_NAMES = frozenset({"r", "f", "m"})
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A named segment: who belongs (`when` over r, f, m), and its CRM category and loyalty program."""
+
+    name: str
+    when: Expr
+    category: str | None = None
+    loyalty: str | None = None
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentsConfig:
+    """segments.yaml compiled."""
+
+    recency: tuple[float, ...]
+    frequency: tuple[float, ...]
+    monetary: tuple[float, ...]
+    segments: tuple[Segment, ...]
+    window: Duration | None = None
+    default_recency: timedelta = timedelta(days=30)
+
+    def get(self, name: str | None) -> Segment | None:
+        """The segment called `name`."""
+        return next((s for s in self.segments if s.name == name), None)
+
+
+def _days_since(value: Any, now: datetime) -> float | None:
+    if value in (None, ""):
+        return None
+    at = datetime.fromisoformat(str(value)) if not isinstance(value, datetime) else value
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=now.tzinfo)
+    return (now - at).total_seconds() / 86400
+
+
+def _score_up(value: float | None, thresholds: Sequence[float]) -> int:
+    """Lower is better (recency in days): <= the first threshold scores 5."""
+    if value is None:
+        return 1
+    for index, limit in enumerate(thresholds):
+        if value <= limit:
+            return 5 - index
+    return 1
+
+
+def _score_down(value: float, thresholds: Sequence[float]) -> int:
+    """Higher is better (visits, money): >= the first threshold scores 5."""
+    for index, limit in enumerate(thresholds):
+        if value >= limit:
+            return 5 - index
+    return 1
+
+
+def rfm(client: Mapping[str, Any], config: SegmentsConfig, now: datetime) -> dict[str, int]:
+    """R, F and M scores (1–5) from `last_visit_at`, `visits` and `spent`."""
+    recency = _days_since(client.get("last_visit_at"), now)
+    visits = float(client.get("visits") or 0)
+    spent = float(client.get("spent") or 0)
+    return {"r": _score_up(recency, config.recency), "f": _score_down(visits, config.frequency),
+            "m": _score_down(spent, config.monetary)}
+
+
+def classify(client: Mapping[str, Any], config: SegmentsConfig, ectx: EvalContext) -> tuple[dict[str, int], str | None]:
+    """The scores and the first segment whose `when` holds."""
+    scores = rfm(client, config, ectx.now)
+    for segment in config.segments:
+        try:
+            if segment.when.evaluate(scores, ectx):
+                return scores, segment.name
+        except EvalError:
+            continue
+    return scores, None
+
+
+def visit_interval(client: Mapping[str, Any]) -> timedelta | None:
+    """A client's average time between visits, from the first and last visit and the count."""
+    visits = int(client.get("visits") or 0)
+    first, last = client.get("first_visit_at"), client.get("last_visit_at")
+    if visits < 2 or not first or not last:
+        return None
+    span = datetime.fromisoformat(str(last)) - datetime.fromisoformat(str(first))
+    return span / (visits - 1) if span.total_seconds() > 0 else None
+
+
+def average_recency(clients: Iterable[Mapping[str, Any]]) -> dict[str, timedelta]:
+    """Per segment, the average time between visits of its clients (what `segment_avg_recency` returns)."""
+    sums: dict[str, list[timedelta]] = {}
+    for client in clients:
+        interval = visit_interval(client)
+        if client.get("segment") and interval is not None:
+            sums.setdefault(str(client["segment"]), []).append(interval)
+    return {name: sum(spans, timedelta()) / len(spans) for name, spans in sums.items()}
+
+
+def compile_segments(data: Any, ctx: CompileContext) -> SegmentsConfig | None:
+    """segments.yaml (already schema-checked) into a SegmentsConfig; `when` is compiled over r, f and m."""
+    if not isinstance(data, Mapping):
+        return None
+    rfm_raw = data.get("rfm") or {}
+    segments = []
+    for name, raw in (data.get("segments") or {}).items():
+        if not isinstance(raw, Mapping):
+            continue
+        expr = ctx.expr(raw.get("when", "true"), ("segments", name, "when"), RFM_NAMES)
+        if expr is not None:
+            segments.append(Segment(name=str(name), when=expr, category=raw.get("category"),
+                                    loyalty=raw.get("loyalty"), title=str(raw.get("title") or "")))
+    window = ctx.duration(rfm_raw["window"], ("rfm", "window")) if "window" in rfm_raw else None
+    default = ctx.duration(data["default_recency"], ("default_recency",)) if "default_recency" in data else None
+    for key, ascending in (("recency", True), ("frequency", False), ("monetary", False)):
+        values = list(rfm_raw.get(key) or [])
+        if values != sorted(values, reverse=not ascending):
+            ctx.error(("rfm", key), f"rfm.{key} thresholds must be in {'ascending' if ascending else 'descending'}"
+                                    " order")
+    return SegmentsConfig(recency=tuple(rfm_raw.get("recency") or (14, 30, 60, 120)),
+                          frequency=tuple(rfm_raw.get("frequency") or (8, 5, 3, 2)),
+                          monetary=tuple(rfm_raw.get("monetary") or (50000, 20000, 10000, 5000)),
+                          segments=tuple(segments), window=window,
+                          default_recency=default.approx() if default else timedelta(days=30))

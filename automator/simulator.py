@@ -1,0 +1,143 @@
+"""A simulated world on a fake clock: the core decides, the local connector performs, timers fire in time order."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from automator.config.project import Project
+from automator.core.decide import arm_held, decide
+from automator.model import Effect, Entity, EntityRef, Event, Timer
+from automator.steps.action import ENGINE
+from automator.store.sqlite import SqliteStore
+from automator.triggers.schedule import fires_between, timer_id as schedule_timer_id
+from connectors.local import LocalConnector
+
+MAX_EVENTS_PER_STEP = 10_000  # a runaway chain of rules ends the simulation step, it does not hang it
+
+
+class SimulationError(Exception):
+    """The simulated world could not go on (a runaway loop of rules, a bad event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Performed:
+    """One effect as it happened in the simulation."""
+
+    effect: Effect
+    ok: bool
+    error: str | None = None
+
+
+class Simulator:
+    """Drives the one core (`decide`) with a SQLite store in memory and every connector played by `local`."""
+
+    def __init__(self, project: Project, now: datetime) -> None:
+        self.project = project
+        self.now = now
+        self.store = SqliteStore(":memory:")
+        self.local = LocalConnector("simulated", {}, db=self.store.db, now=lambda: self.now)
+        self.performed: list[Performed] = []
+        self.events: list[Event] = []
+        self._serial = 0
+
+    def given(self, entities: Iterable[Mapping[str, Any]]) -> None:
+        """Seed known state; `held` values in it start counting now."""
+        seeded = []
+        for raw in entities:
+            fields = {k: v for k, v in raw.items() if k not in ("kind", "id")}
+            entity = Entity(EntityRef(str(raw["kind"]), str(raw["id"])), fields, self.now)
+            self.store.put_entity(entity)
+            seeded.append(entity)
+        for entity in seeded:
+            for timer in arm_held(self.project, self.store, entity, self.now):
+                self.store.put_timer(timer)
+
+    def event(self, raw: Mapping[str, Any]) -> None:
+        """Feed one event written as in a test's `when:` list, and everything it leads to."""
+        self._serial += 1
+        entity = raw.get("entity")
+        at = raw.get("at")
+        if at is not None:
+            self.advance_to(_parse_time(at, self.project))
+        event = Event(id=str(raw.get("id") or f"e{self._serial}"), type=str(raw["event"]), at=self.now,
+                      entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
+                      data=dict(raw.get("data") or {}), source=str(raw.get("source", "test")))
+        self.process([event])
+
+    def process(self, events: list[Event]) -> None:
+        """Decide each event, perform its effects, and follow the events those cause, breadth first."""
+        queue = deque(events)
+        handled = 0
+        while queue:
+            handled += 1
+            if handled > MAX_EVENTS_PER_STEP:
+                raise SimulationError(f"more than {MAX_EVENTS_PER_STEP} events from one step: a loop of rules?")
+            event = queue.popleft()
+            self.events.append(event)
+            decision = decide(self.project, self.store, event, self.now)
+            self.store.apply(decision)
+            for effect in decision.effects:
+                queue.extend(self._perform(effect))
+            queue.extend(decision.events)
+
+    def _perform(self, effect: Effect) -> list[Event]:
+        if effect.connector == ENGINE:  # done inside the core already; its events came with the decision
+            self.performed.append(Performed(effect, True))
+            return []
+        try:
+            result = self.local.perform(effect.action, effect.params, effect.key)
+        except Exception as exc:  # a failed effect is a result to show, not a crash of the test run
+            self.performed.append(Performed(effect, False, str(exc)))
+            self.store.settle(effect.key, "failed", {"error": str(exc)})
+            return []
+        self.performed.append(Performed(effect, True))
+        self.store.settle(effect.key, "done", result.data)
+        return [replace(e, depth=effect.depth + 1, caused_by=effect.key) for e in result.events]
+
+    def advance(self, span: timedelta | Any) -> None:
+        """Let time pass, firing every timer and schedule that falls due, in time order."""
+        from automator.clock import Duration
+
+        target = span.add_to(self.now, self.project.config.timezone) if isinstance(span, Duration) else self.now + span
+        self.advance_to(target)
+
+    def advance_to(self, target: datetime) -> None:
+        """Move the clock to `target`, firing what falls due on the way."""
+        if target < self.now:
+            raise SimulationError(f"time cannot go back from {self.now.isoformat()} to {target.isoformat()}")
+        schedules = sorted((at, rule.id) for rule in self.project.router.schedules
+                           for at in fires_between(rule.trigger, self.now, target, self.project.config))  # type: ignore[arg-type]
+        while True:
+            timer = self.store.next_timer(target)
+            tick = schedules[0] if schedules else None
+            if timer is None and tick is None:
+                break
+            if tick is not None and (timer is None or tick[0] <= timer.due_at):
+                schedules.pop(0)
+                self.now = max(self.now, tick[0])
+                fired = Timer(id=schedule_timer_id(tick[1], tick[0]), due_at=tick[0], kind="schedule", rule_id=tick[1])
+                self.process([timer_event(fired)])
+            else:
+                assert timer is not None
+                self.store.delete_timer(timer.id)
+                self.now = max(self.now, timer.due_at)
+                self.process([timer_event(timer)])
+        self.now = target
+
+
+def timer_event(timer: Timer) -> Event:
+    """A fired timer as an event: the one path every wake-up takes."""
+    entity = EntityRef.parse(timer.key) if timer.kind == "held" else None
+    return Event(id=f"{timer.id}@{timer.due_at.isoformat()}", type="timer.fired", at=timer.due_at, entity=entity,
+                 data={"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id},
+                 source="timer")
+
+
+def _parse_time(value: Any, project: Project) -> datetime:
+    at = datetime.fromisoformat(str(value))
+    return at if at.tzinfo else at.replace(tzinfo=project.config.timezone)
+
+
+parse_time = _parse_time

@@ -1,0 +1,108 @@
+"""`<kind>.<verb>: params`: render params, check them against the action's schema, plan an Effect."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from automator.actions import CANONICAL
+from automator.config.context import CompileContext, did_you_mean
+from automator.model import ActionStep, Effect
+
+if TYPE_CHECKING:
+    from automator.core.runner import Outcome, RunState
+
+# Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.
+ENGINE_ACTIONS = ("segment.recompute",)
+ENGINE = "engine"
+# The entity in the run's scope that an action works on when its params do not name one.
+DEFAULT_TARGET = {"deal.move": "deal", "deal.update": "deal", "booking.set_status": "booking",
+                  "client.set_category": "client", "segment.recompute": "client"}
+
+
+def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> ActionStep | None:
+    """Check the action exists, its connector can perform it, its params fit its schema and its stages exist."""
+    names = [k for k in raw if k != "via"]
+    if len(names) != 1:
+        ctx.error(path, "an action step has exactly one action key (plus an optional `via`), got "
+                        + (", ".join(repr(n) for n in names) or "none"))
+        return None
+    name = str(names[0])
+    params = raw[name] if raw[name] is not None else {}
+    known = known_actions(ctx)
+    if name not in known:
+        ctx.error((*path, name), f"unknown action '{name}'", did_you_mean(name, known) or
+                  "actions are deal.create, deal.move, task.create, sms.send, … (see `automator connectors`)",
+                  key=True)
+        return None
+    via = raw.get("via")
+    if via is not None and ctx.config is not None:
+        connector = ctx.config.connectors.get(via)
+        if connector is None:
+            ctx.error((*path, "via"), f"unknown connector '{via}'", did_you_mean(via, ctx.config.connectors))
+        elif name not in connector.actions:
+            ctx.error((*path, "via"), f"connector '{via}' ({connector.type}) cannot perform '{name}'")
+    if isinstance(params, Mapping):
+        _check_stages(name, params, (*path, name), ctx)
+    ctx.deal_fields |= deal_fields(name, params)
+    return ActionStep(action=name, params=ctx.templates(params, (*path, name)), via=via, location=ctx.location(path))
+
+
+def known_actions(ctx: CompileContext) -> dict[str, str]:
+    """Action name -> params schema id, for every action some configured connector (or the engine) performs."""
+    found = {name: f"actions/{name}.json" for name in ENGINE_ACTIONS}
+    if ctx.config is not None:
+        for connector in ctx.config.connectors.values():
+            for name, spec in connector.actions.items():
+                found[name] = spec.schema_id
+    return found
+
+
+def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
+    if name not in ("deal.create", "deal.move"):
+        return
+    pipeline_name = params.get("pipeline") or (ctx.rule_pipeline if name == "deal.move" else None)
+    pipeline = None
+    if isinstance(pipeline_name, str) and "{{" not in pipeline_name:
+        pipeline = ctx.pipeline(pipeline_name, (*path, "pipeline"))
+        if pipeline is None:
+            return
+    if "stage" in params:
+        ctx.stage(pipeline, params["stage"], (*path, "stage"))
+
+
+def deal_fields(name: str, params: Any) -> set[str]:
+    """The deal fields an action sets: what a stage's `requires:` can be satisfied by."""
+    if not isinstance(params, Mapping) or not name.startswith("deal."):
+        return set()
+    fields = set(params.get("fields") or {}) if isinstance(params.get("fields"), Mapping) else set()
+    if name == "deal.create":
+        fields |= {str(k) for k in params if k not in ("fields", "pipeline", "stage")}
+        fields |= {"client"} if "contact" in params else set()
+    return fields
+
+
+def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
+    """Render the params, fill the default target, resolve the connector and plan the Effect."""
+    from automator.core.runner import StepError
+    from automator.core.targets import prepare
+
+    params = state.render(step.params)
+    if not isinstance(params, dict):
+        params = {}
+    params = prepare(step.action, params, state)
+    if state.project.schemas is not None:
+        errors = state.project.schemas.errors(state.project.action_schema_id(step.action), params)
+        if errors:
+            raise StepError(f"{step.action}: " + "; ".join(errors))
+    connector = ENGINE if step.action in ENGINE_ACTIONS else state.project.connector_for(step.action, params,
+                                                                                          step.via, state.scope)
+    spec = CANONICAL.get(step.action) or state.project.action_spec(step.action)
+    effect = Effect(key=f"{state.run.id}/{path}", run_id=state.run.id, rule_id=state.rule.id, action=step.action,
+                    connector=connector, params=params, delivery=spec.delivery if spec else "at_least_once",
+                    at=state.now, entity=state.run.entity, depth=state.run.depth)
+    state.effects.append(effect)
+    state.record(path, "action", step.action, params)
+    if step.action in ENGINE_ACTIONS:
+        from automator.core.engine_actions import perform
+
+        state.events.extend(perform(effect, state))
+    return None

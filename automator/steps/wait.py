@@ -1,0 +1,123 @@
+"""`wait: 14d | {for: EXPR} | {until: EXPR | end_of_day | start_of_day}`: the run sleeps on a durable timer."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from automator.clock import Duration, end_of_day, parse_duration, start_of_day
+from automator.config.context import CompileContext
+from automator.model import Timer, WaitStep
+
+if TYPE_CHECKING:
+    from automator.core.runner import Outcome, RunState
+
+ANCHORS = ("end_of_day", "start_of_day")
+
+
+def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> WaitStep | None:
+    """Build the step from its three spellings."""
+    spec = raw["wait"]
+    here = (*path, "wait")
+    if not isinstance(spec, Mapping):
+        duration = ctx.duration(spec, here)
+        return WaitStep(duration=duration, location=ctx.location(path)) if duration else None
+    if ("for" in spec) == ("until" in spec):
+        ctx.error(here, "`wait` needs exactly one of 'for' or 'until'")
+        return None
+    if "for" in spec:
+        expr = ctx.expr(spec["for"], (*here, "for"))
+        return WaitStep(for_=expr, location=ctx.location(path)) if expr else None
+    branch = spec.get("branch")
+    if branch is not None and ctx.config is not None and branch not in ctx.config.branches:
+        ctx.error((*here, "branch"), f"unknown branch '{branch}'")
+    if spec["until"] in ANCHORS:
+        if ctx.config is not None and ctx.config.branch(branch) is None and not ctx.config.branches:
+            ctx.error((*here, "until"), f"'{spec['until']}' needs business hours",
+                      "add `branches:` with hours to automator.yaml")
+        return WaitStep(until=spec["until"], branch=branch, location=ctx.location(path))
+    expr = ctx.expr(spec["until"], (*here, "until"))
+    return WaitStep(until=expr, branch=branch, location=ctx.location(path)) if expr else None
+
+
+def due_at(step: WaitStep, state: RunState) -> datetime:
+    """When the wait ends, in the project's timezone."""
+    from automator.core.runner import StepError
+
+    tz = state.project.config.timezone
+    if step.duration is not None:
+        return step.duration.add_to(state.now, tz)
+    if step.for_ is not None:
+        value = state.eval(step.for_)
+        span = to_duration(value)
+        if span is None:
+            raise StepError(f"wait for {step.for_.source!r}: expected a duration, got {value!r}")
+        return span.add_to(state.now, tz) if isinstance(span, Duration) else state.now + span
+    if isinstance(step.until, str):
+        hours = branch_hours(step.branch, state)
+        if hours is None:
+            raise StepError(f"wait until {step.until}: no business hours for this entity's branch")
+        return (end_of_day if step.until == "end_of_day" else start_of_day)(state.now, hours)
+    assert step.until is not None
+    value = state.eval(step.until)
+    at = to_datetime(value, state)
+    if at is None:
+        raise StepError(f"wait until {step.until.source!r}: expected a date and time, got {value!r}")
+    return at
+
+
+def execute(step: WaitStep, path: str, state: RunState) -> Outcome:
+    """Set the run's timer; a moment already past does not wait at all."""
+    from automator.core.runner import Wait
+
+    until = due_at(step, state)
+    if until <= state.now:
+        state.record(path, "wait", "already past", until.isoformat())
+        return None
+    state.record(path, "wait", "until", until.isoformat())
+    state.timers.append(Timer(id=resume_timer_id(state.run.id), due_at=until, kind="resume", rule_id=state.rule.id,
+                              key=state.run.key, run_id=state.run.id, payload={"path": path}))
+    return Wait(until)
+
+
+def resume_timer_id(run_id: str) -> str:
+    """A run waits on at most one timer at a time."""
+    return f"resume/{run_id}"
+
+
+def branch_hours(explicit: str | None, state: RunState) -> Any:
+    """Business hours of the named branch, else of the entity's (or its booking's) branch, else the default."""
+    name = explicit
+    for key in ("booking", "entity", "deal", "client"):
+        if name:
+            break
+        fields = state.scope.get(key)
+        if isinstance(fields, Mapping) and fields.get("branch"):
+            name = str(fields["branch"])
+    return state.project.config.branch(name)
+
+
+def to_duration(value: Any) -> Duration | timedelta | None:
+    """A timedelta, a duration text or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value if value.total_seconds() > 0 else None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return None
+    return None
+
+
+def to_datetime(value: Any, state: RunState) -> datetime | None:
+    """A datetime, a date (its start) or an ISO text, in the project's timezone when naive."""
+    tz = state.project.config.timezone
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=tz)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=tz)
+    return None

@@ -1,0 +1,173 @@
+"""Runs *.test.yaml files on the simulated world; pytest-like report ending `N passed, N failed`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from automator.clock import parse_duration
+from automator.config.load import load_project
+from automator.config.problems import Problem
+from automator.config.project import TEST_SUFFIX, Project, display
+from automator.config.schemas import SchemaSet
+from automator.config.source import Document, load_document
+from automator.simulator import Performed, SimulationError, Simulator, parse_time
+from automator.model import same
+
+CASE_KEYS = ("name", "now", "settings", "given", "when", "expect")
+
+
+@dataclass
+class CaseResult:
+    """The outcome of one test case."""
+
+    file: str
+    name: str
+    failures: list[str] = field(default_factory=list)
+    performed: list[Performed] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """No expectation failed and nothing went wrong."""
+        return not self.failures
+
+
+def find_tests(path: Path) -> list[Path]:
+    """`*.test.yaml` files at or under `path`."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob(f"*{TEST_SUFFIX}") if ".venv" not in p.parts)
+
+
+def run_tests(path: str | Path) -> list[CaseResult]:
+    """Run every test case found at or under `path`."""
+    results: list[CaseResult] = []
+    projects: dict[tuple[str, str], tuple[Project | None, list[Problem]]] = {}
+    schemas = SchemaSet()
+    for file in find_tests(Path(path)):
+        results.extend(run_file(file, schemas, projects))
+    return results
+
+
+def run_file(file: Path, schemas: SchemaSet, projects: dict[Any, Any]) -> Iterator[CaseResult]:
+    """Run the case (or the `tests:` cases) of one file."""
+    shown = display(file)
+    doc, problems = load_document(file, display_path=shown)
+    if doc is not None and doc.data is not None:
+        problems += schemas.validate(doc, "test.schema.json")
+    if problems or doc is None or not isinstance(doc.data, Mapping):
+        yield CaseResult(shown, "(file)", [p.format() for p in problems] or ["the test file is empty"])
+        return
+    top = doc.data
+    cases = top.get("tests") or [top]
+    for index, case in enumerate(cases):
+        merged = {**{k: top[k] for k in ("load", "now", "settings", "given") if k in top}, **case}
+        path = ("tests", index) if "tests" in top else ()
+        name = str(case.get("name") or top.get("name") or (f"case {index + 1}" if "tests" in top else file.stem))
+        yield run_case(doc, file, merged, path, name, projects)
+
+
+def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any, ...], name: str,
+             projects: dict[Any, Any]) -> CaseResult:
+    """Load the rules, seed the world, play the `when:` list and check `expect:`."""
+    result = CaseResult(doc.path, name)
+    load = (file.parent / str(case.get("load", "."))).resolve()
+    cache_key = (str(load), repr(sorted((case.get("settings") or {}).items())))
+    if cache_key not in projects:
+        projects[cache_key] = load_project(load, only_rules_under=load, settings=case.get("settings"))
+    project, problems = projects[cache_key]
+    if project is None:
+        result.failures = ["the rules do not load:"] + [p.format() for p in problems]
+        return result
+    if "now" not in case:
+        result.failures = [doc.problem(path, "a test needs `now:`").format()]
+        return result
+    sim = Simulator(project, parse_time(case["now"], project))
+    try:
+        sim.given(case.get("given") or [])
+        for index, step in enumerate(case.get("when") or []):
+            where = (*path, "when", index)
+            if "advance" in step:
+                sim.advance(parse_duration(step["advance"]))
+            elif "advance_to" in step:
+                sim.advance_to(parse_time(step["advance_to"], project))
+            elif "event" in step:
+                sim.event(step)
+            else:
+                result.failures.append(doc.problem(where, "a `when:` item is an event, `advance` or "
+                                                          "`advance_to`").format())
+    except (SimulationError, ValueError) as exc:
+        result.failures.append(f"simulation stopped: {exc}")
+    result.performed = list(sim.performed)
+    for index, expectation in enumerate(case.get("expect") or []):
+        failure = check(expectation, sim.performed, project)
+        if failure:
+            mark = doc.mark((*path, "expect", index))
+            result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
+    return result
+
+
+def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project) -> str | None:
+    """None when the expectation holds, else the expected and actual effects side by side."""
+    negative = "no_action" in expectation
+    action = str(expectation["no_action" if negative else "action"])
+    wanted = expectation.get("params") or {}
+    after = parse_time(expectation["after"], project) if "after" in expectation else None
+    before = parse_time(expectation["before"], project) if "before" in expectation else None
+    same_action = [p for p in performed if p.effect.action == action]
+    matching = [p for p in same_action if subset(wanted, p.effect.params)
+                and (after is None or p.effect.at >= after) and (before is None or p.effect.at <= before)]
+    count = expectation.get("count")
+    if negative and not matching:
+        return None
+    if not negative and (len(matching) == count if count is not None else matching):
+        return None
+    want = "no " if negative else ""
+    want += f"{action} {_short(wanted)}" if wanted else action
+    if after:
+        want += f" after {after.isoformat()}"
+    if before:
+        want += f" before {before.isoformat()}"
+    if count is not None:
+        want += f" exactly {count} time(s), got {len(matching)}"
+    lines = [f"expected: {want}", "actual:" + (" (no effects at all)" if not performed else "")]
+    for p in performed:
+        mark = "*" if p in matching else ("~" if p in same_action else " ")
+        status = "" if p.ok else f"  FAILED: {p.error}"
+        lines.append(f"  {mark} {_local(p.effect.at, project)}  {p.effect.action} {_short(p.effect.params)}{status}")
+    lines.append("  (* matches, ~ same action with other params or time)")
+    return "\n".join(lines)
+
+
+def subset(wanted: Any, actual: Any) -> bool:
+    """Expected params match as a subset: every key given must be there with an equal value."""
+    if isinstance(wanted, Mapping):
+        return isinstance(actual, Mapping) and all(k in actual and subset(v, actual[k]) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(actual, list) and len(wanted) == len(actual) and all(map(subset, wanted, actual))
+    return same(wanted, actual)
+
+
+def _short(params: Any) -> str:
+    if isinstance(params, Mapping):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in params.items()) + "}"
+    return repr(params) if isinstance(params, str) else str(params)
+
+
+def _local(at: datetime, project: Project) -> str:
+    return at.astimezone(project.config.timezone).strftime("%Y-%m-%d %H:%M")
+
+
+def report(results: list[CaseResult], *, verbose: bool = False) -> tuple[str, bool]:
+    """The pytest-like report and whether everything passed."""
+    lines = []
+    for r in results:
+        if verbose or not r.passed:
+            lines.append(f"{'PASSED' if r.passed else 'FAILED'} {r.file}::{r.name}")
+        for failure in r.failures:
+            lines.extend("    " + line for line in failure.splitlines())
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed
+    lines.append(f"{passed} passed, {failed} failed")
+    return "\n".join(lines), failed == 0 and bool(results)
