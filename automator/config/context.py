@@ -33,6 +33,12 @@ class CompileContext:
     rule_pipeline: str | None = None  # the trigger's `pipeline:`, the default for deal.move
     schemas: SchemaSet | None = None
     deal_fields: set[str] = field(default_factory=set)  # shared across rules: fields some action sets
+    broken: set[tuple[str | int, ...]] = field(default_factory=set)  # nodes with schema problems
+
+    def is_broken(self, path: Sequence[str | int]) -> bool:
+        """Whether a schema problem lies at or under `path` (so compiling it would repeat that problem)."""
+        size = len(path)
+        return any(b[:size] == tuple(path) for b in self.broken)
 
     def error(self, path: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False) -> None:
         """Record a problem at the node (or key) at `path`."""

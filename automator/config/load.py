@@ -81,15 +81,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         if doc is None:
             continue
         ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields)
-        for rule in _rules(doc, ctx):
-            if rule.id in first_seen:
-                where = first_seen[rule.id]
-                problems.append(doc.problem(_rule_path(doc, rule), f"duplicate rule id '{rule.id}'",
-                                            f"first defined at {where}"))
-                continue
-            assert rule.location is not None
-            first_seen[rule.id] = rule.location
-            rules.append(rule)
+        rules.extend(_rules(doc, ctx, first_seen))
     if only_rules_under is None or Path(only_rules_under).resolve() == root:
         _check_requires(pipelines, pipeline_docs, deal_fields, problems)
     problems = sort_problems(problems)
@@ -182,39 +174,44 @@ def _pipelines(doc: Document, config: Config, pipelines: dict[str, Pipeline], pr
                                         title=str(raw.get("title", "")), location=Location(doc.path, mark.line, mark.col))
 
 
-def _rules(doc: Document, ctx: CompileContext) -> list[Rule]:
+def _rules(doc: Document, ctx: CompileContext, first_seen: dict[str, Location]) -> list[Rule]:
     raw_rules = (doc.data or {}).get("rules") if isinstance(doc.data, Mapping) else None
     if not isinstance(raw_rules, list):
         return []
-    broken = _lines_with_problems(doc, ctx.problems)
+    ctx.broken = _broken_paths(doc, ctx.problems)
     out = []
     for index, raw in enumerate(raw_rules):
-        path = ("rules", index)
-        start = doc.mark(path).line
-        end = doc.mark(("rules", index + 1)).line if index + 1 < len(raw_rules) else 10**9
-        if not isinstance(raw, Mapping) or any(start <= line < end for line in broken):
-            continue  # its schema problems are reported; compiling it would only add echoes of them
-        rule = _rule(raw, path, ctx)
-        if rule is not None and raw.get("enabled", True) is not False:
+        if not isinstance(raw, Mapping) or ctx.is_broken(("rules", index, "id")):
+            continue
+        rule_id = str(raw.get("id"))
+        duplicate = rule_id in first_seen
+        if duplicate:  # reported, and still compiled so that its other problems show in the same run
+            ctx.error(("rules", index, "id"), f"duplicate rule id '{rule_id}'", f"first defined at {first_seen[rule_id]}")
+        first_seen.setdefault(rule_id, ctx.location(("rules", index)))
+        rule = _rule(raw, ("rules", index), ctx)
+        if rule is not None and not duplicate and raw.get("enabled", True) is not False:
             out.append(rule)
     return out
 
 
-def _lines_with_problems(doc: Document, problems: list[Problem]) -> set[int]:
-    return {p.line for p in problems if p.path == doc.path}
+def _broken_paths(doc: Document, problems: list[Problem]) -> set[tuple[Any, ...]]:
+    """Paths of the nodes that schema problems point at: compiling them again would only echo those problems."""
+    spots = {(p.line, p.col) for p in problems if p.path == doc.path}
+    found = {path for path, mark in doc.marks.items() if (mark.line, mark.col) in spots}
+    found |= {path for path, mark in doc.key_marks.items() if (mark.line, mark.col) in spots}
+    return found
 
 
 def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> Rule | None:
     when = raw.get("when") or {}
     kinds = [k for k in TRIGGERS if k in when]
-    if len(kinds) != 1:
-        ctx.error((*path, "when"), "'when' needs exactly one of: " + ", ".join(TRIGGERS))
-        return None
+    if len(kinds) != 1 or ctx.is_broken((*path, "when")):
+        return _skeleton(raw, path, ctx)
     ctx.rule_vars = set_names(raw.get("do"))
     ctx.rule_pipeline = when.get("pipeline")
     for_each = None
     names = SCOPE_NAMES
-    if "for_each" in raw:
+    if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
         if kinds[0] != "schedule":
             ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
@@ -228,16 +225,18 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     conditions = []
     for index, source in enumerate(conditions_raw):
         where_path = (*path, "if", index) if isinstance(raw.get("if"), list) else (*path, "if")
+        if ctx.is_broken(where_path):
+            continue
         expr = ctx.expr(source, where_path, names)
         if expr is not None:
             conditions.append(expr)
     mode = raw.get("mode", "restart")
-    if mode not in MODES:
+    if mode not in MODES and not ctx.is_broken((*path, "mode")):
         ctx.error((*path, "mode"), f"unknown mode '{mode}'", did_you_mean(str(mode), MODES))
     per: Any = raw.get("per")
     if isinstance(per, str) and ("{{" in per):
         per = ctx.template(per, (*path, "per"), names)
-    elif per is not None and per not in PER_KINDS:
+    elif per is not None and per not in PER_KINDS and not ctx.is_broken((*path, "per")):
         ctx.error((*path, "per"), f"unknown per '{per}': use one of {', '.join(PER_KINDS)} or a {{{{ template }}}}",
                   did_you_mean(str(per), PER_KINDS))
     steps = compile_steps(raw.get("do"), (*path, "do"), ctx)
@@ -250,11 +249,11 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
                 location=Location(ctx.doc.path, mark.line, mark.col))
 
 
-def _rule_path(doc: Document, rule: Rule) -> tuple[Any, ...]:
-    for index, raw in enumerate((doc.data or {}).get("rules") or []):
-        if isinstance(raw, Mapping) and str(raw.get("id")) == rule.id:
-            return ("rules", index, "id")
-    return ("rules",)
+def _skeleton(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """A rule whose trigger is broken still has its other parts checked, so one run reports everything."""
+    ctx.rule_vars = set_names(raw.get("do"))
+    compile_steps(raw.get("do"), (*path, "do"), ctx)
+    return None
 
 
 def _check_requires(pipelines: Mapping[str, Pipeline], docs: Mapping[str, Document], deal_fields: set[str],

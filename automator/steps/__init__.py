@@ -27,9 +27,8 @@ def compile_steps(raw: Any, path: Sequence[str | int], ctx: CompileContext) -> t
         return ()
     steps: list[Step] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, Mapping):
-            ctx.error((*path, index), "a step must be a mapping such as `- deal.move: {stage: won}`")
-            continue
+        if not isinstance(item, Mapping) or ctx.is_broken((*path, index)):
+            continue  # the schema has reported it
         step = compilers[kind_of(item)](item, (*path, index), ctx)
         if step is not None:
             steps.append(step)

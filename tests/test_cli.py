@@ -1,0 +1,148 @@
+"""The CLI as an admin uses it: click's runner for every command, and real subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from automator.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_validate_the_example_project() -> None:
+    code, out = invoke("validate", str(ROOT))
+    assert code == 0, out
+    assert out.startswith("ok: 8 rules, 3 pipelines, 3 connectors")
+
+
+def test_validate_reports_every_problem_and_exits_1(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project("""\
+        rules:
+          - id: one
+            when: {changed: deal.stage, to: warmd, pipeline: sales}
+            do:
+              - deal.mvoe: {stage: won}
+          - id: one
+            when: {schedule: "0 0 30 2 *"}
+            do:
+              - wait: 14x
+        """)
+    code, out = invoke("validate", str(project))
+    assert code == 1
+    lines = out.splitlines()
+    errors = [line for line in lines if ": error: " in line]
+    assert [e.split(": error: ")[0].rsplit(":", 2)[1:] for e in errors] == [["3", "37"], ["5", "9"], ["6", "9"],
+                                                                           ["7", "22"], ["9", "15"]]
+    assert "unknown stage 'warmd' in pipeline 'sales'" in errors[0]
+    assert "    hint: did you mean 'won'?" in lines or any("hint:" in line for line in lines)
+    assert "unknown action 'deal.mvoe'" in out and "did you mean 'deal.move'?" in out
+    assert "duplicate rule id 'one'" in out
+    assert "never fires: February has no day 30" in out
+    assert "14x" in out
+
+
+def test_dry_run_json_contract() -> None:
+    code, out = invoke("dry-run", "--project", str(ROOT), "--event", str(ROOT / "examples/booking-arrived.yaml"),
+                       "--state", str(ROOT / "examples/state.yaml"), "--at", "2026-03-02T15:05:00+03:00",
+                       "--format", "json")
+    assert code == 0, out
+    plan = json.loads(out)
+    assert plan["event"]["type"] == "booking.updated"
+    by_rule = {run["rule"]: run for run in plan["runs"]}
+    follow = by_rule["regular-client-follow-up"]
+    assert follow["matched"] is True
+    assert follow["steps"][0] == {"path": "do/0", "action": "segment.recompute", "params": {"client": "77"},
+                                  "at": "2026-03-02T15:05:00+03:00"}
+    assert follow["steps"][1]["wait"] and follow["steps"][1]["until"] == "2026-04-05T15:05:00+03:00"
+    assert follow["steps"][2]["action"] == "deal.create"
+    assert by_rule["no-show-to-rehabilitation"]["matched"] is False
+    assert "rule wants 'no_show'" in by_rule["no-show-to-rehabilitation"]["reason"]
+
+
+def test_dry_run_text_and_conditions(tmp_path: Path) -> None:
+    event = tmp_path / "nps.yaml"
+    event.write_text("event: nps.received\nentity: {kind: client, id: 77}\ndata: {score: 10}\n")
+    state = tmp_path / "state.yaml"
+    state.write_text('- {kind: client, id: 77, name: Анна, phone: "+79161234567"}\n')
+    code, out = invoke("dry-run", "--project", str(ROOT), "--event", str(event), "--state", str(state),
+                       "--at", "2026-03-02T18:00:00+03:00")
+    assert code == 0, out
+    assert "✔ nps-branches" in out
+    assert "sms.send {to: +79161234567, text: Спасибо! Оставьте отзыв: https://example.com/review}" in out
+    assert "other rule(s) do not listen to nps.received" in out
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    before = sorted(p.name for p in ROOT.iterdir())
+    invoke("dry-run", "--project", str(ROOT), "--event", str(ROOT / "examples/booking-arrived.yaml"))
+    assert sorted(p.name for p in ROOT.iterdir()) == before
+
+
+def test_dry_run_bad_event_is_a_usage_error(tmp_path: Path) -> None:
+    event = tmp_path / "bad.yaml"
+    event.write_text("entity: {kind: booking}\n")
+    result = CliRunner().invoke(cli, ["dry-run", "--project", str(ROOT), "--event", str(event)])
+    assert result.exit_code == 2
+    assert "needs `event: <kind>.<verb>`" in result.output
+
+
+def test_test_command_summary_and_exit_code(make_project) -> None:  # type: ignore[no-untyped-def]
+    project = make_project("""\
+        rules:
+          - id: r
+            when: {event: nps.received}
+            do: [{notify: {to: admin, text: "score {{ event.score }}"}}]
+        """)
+    (project / "rules" / "ok.test.yaml").write_text(
+        "now: 2026-03-02T10:00:00+03:00\nwhen: [{event: nps.received, data: {score: 5}}]\n"
+        "expect: [{action: notify, params: {text: score 5}}]\n")
+    code, out = invoke("test", str(project))
+    assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed"
+    (project / "rules" / "bad.test.yaml").write_text(
+        "now: 2026-03-02T10:00:00+03:00\nwhen: [{event: nps.received, data: {score: 5}}]\n"
+        "expect: [{no_action: notify}]\n")
+    code, out = invoke("test", str(project))
+    assert code == 1 and out.splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_schema_writes_the_bundle(tmp_path: Path) -> None:
+    code, out = invoke("schema", str(tmp_path / "out"))
+    assert code == 0
+    assert (tmp_path / "out" / "rules.schema.json").is_file()
+    assert (tmp_path / "out" / "actions" / "deal.move.json").is_file()
+
+
+def test_connectors_lists_local_actions() -> None:
+    code, out = invoke("connectors")
+    assert code == 0
+    assert "local" in out and "deal.move" in out and "at_most_once" in out
+
+
+def test_real_subprocess_validate_and_test() -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, "-m", "automator", "validate", "."], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-m", "automator", "test", "rules/clinic"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1].endswith("passed, 0 failed")
+
+
+def test_real_subprocess_validate_broken_project(tmp_path: Path) -> None:
+    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moskow\n")
+    done = subprocess.run([sys.executable, "-m", "automator", "validate", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "automator.yaml:1:11: error: unknown timezone 'Europe/Moskow'" in done.stdout
+    assert "hint: did you mean 'Europe/Moscow'?" in done.stdout
