@@ -37,8 +37,10 @@ def dry_run(project: Project, event_raw: Mapping[str, Any], state: Sequence[Mapp
     tz = project.config.timezone
     runs: list[dict[str, Any]] = []
     for run in decision.runs:
+        waits = any(step.kind == "wait" and step.detail == "until" for step in run.trace)
+        status = "waits" if waits and run.status == "done" else run.status  # a preview looks past its waits
         entry: dict[str, Any] = {"rule": run.rule_id, "matched": run.status != "failed" or _started(run),
-                                 "status": run.status, "conditions": [], "steps": []}
+                                 "status": status, "conditions": [], "steps": []}
         for step in run.trace:
             if step.kind == "condition" and step.path.startswith("if/"):
                 entry["conditions"].append({"expr": step.detail, "value": step.value, **_err(step.error)})

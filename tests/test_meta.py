@@ -1,0 +1,103 @@
+"""Meta-tests: the public API, the pure core's import boundary, and docs kept in step with the CLI."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import automator
+from automator.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+# The core decides without I/O: these modules may not import storage, sockets, HTTP or the file loader.
+PURE = ["automator/model.py", "automator/expr", "automator/clock.py", "automator/triggers", "automator/steps",
+        "automator/core", "automator/segments.py", "automator/actions.py"]
+FORBIDDEN = ("sqlite3", "sqlite_utils", "httpx", "socket", "urllib", "requests", "automator.store.sqlite",
+             "automator.config.load", "automator.config.source", "automator.simulator", "connectors", "os",
+             "subprocess", "shutil")
+
+
+def _python_files(entry: str) -> list[Path]:
+    path = ROOT / entry
+    if path.is_dir():
+        return sorted(path.rglob("*.py"))
+    return [path] if path.exists() else sorted((ROOT / (entry + ".py")).parent.glob(Path(entry).name + "*.py"))
+
+
+def test_public_api_is_sorted_and_complete() -> None:
+    assert automator.__all__ == sorted(automator.__all__)
+    for name in automator.__all__:
+        assert hasattr(automator, name), name
+
+
+def test_the_core_does_no_io() -> None:
+    offenders = []
+    for entry in PURE:
+        for file in _python_files(entry):
+            tree = ast.parse(file.read_text())
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                        offenders.append(f"{file.relative_to(ROOT)} imports {name}")
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "open":
+                    offenders.append(f"{file.relative_to(ROOT)} calls open()")
+    assert not offenders, offenders
+
+
+def test_every_module_states_its_responsibility() -> None:
+    for file in sorted((ROOT / "automator").rglob("*.py")) + sorted((ROOT / "connectors").rglob("*.py")):
+        if file.name == "__init__.py" and not file.read_text().strip():
+            continue
+        doc = ast.get_docstring(ast.parse(file.read_text()))
+        assert doc, f"{file.relative_to(ROOT)} has no module docstring"
+
+
+def test_every_command_has_help_with_an_example_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, command in cli.commands.items():
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0
+        assert "Example:" in result.output, f"`automator {name} --help` shows no example"
+        assert f"automator {name}" in readme, f"README does not show `automator {name}`"
+
+
+def test_readme_commands_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in set(re.findall(r"^\s*(?:\$ )?automator ([a-z-]+)", readme, re.M)):
+        assert name in cli.commands, f"README mentions `automator {name}`, which does not exist"
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_action_and_step_and_trigger_has_a_schema_with_description_and_example() -> None:
+    import json
+
+    from automator.actions import CANONICAL
+    from automator.triggers import TRIGGERS
+
+    for name in CANONICAL:
+        schema = json.loads((ROOT / "schemas" / "actions" / f"{name}.json").read_text())
+        assert schema.get("description") and schema.get("examples"), name
+    for kind in TRIGGERS:
+        schema = json.loads((ROOT / "schemas" / "triggers" / f"{kind}.json").read_text())
+        assert schema.get("description"), kind
+    for kind in ("wait", "if", "set", "emit", "stop"):
+        schema = json.loads((ROOT / "schemas" / "steps" / f"{kind}.json").read_text())
+        assert schema.get("description"), kind
+
+
+def test_example_files_point_editors_at_their_schema() -> None:
+    files = [ROOT / "automator.yaml", ROOT / "segments.yaml", *(ROOT / "pipelines").glob("*.yaml"),
+             *(ROOT / "rules").rglob("*.yaml")]
+    for file in files:
+        first = file.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), file
+        target = (file.parent / first.split("=", 1)[1]).resolve()
+        assert target.is_file(), f"{file}: {target} does not exist"
