@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from automator.clock import Duration, parse_duration
 from automator.config.problems import Problem
-from automator.config.source import Document
 from automator.expr import Expr, ExprSyntaxError, Template, compile_expr, compile_template, suggest
 from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
     from automator.config.project import Config
+    from automator.config.source import Document
     from automator.config.schemas import SchemaSet
 
 Path_ = tuple[str | int, ...]

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from automator.actions import ActionSpec
 from automator.config.problems import Problem
+from automator.core.outcome import StepError
 from automator.model import Location, Pipeline, Rule
 
 if TYPE_CHECKING:
@@ -93,7 +94,6 @@ class Project:
         for connector in self.config.connectors.values():
             if action in connector.actions:
                 return connector.name
-        from automator.core.runner import StepError
 
         raise StepError(f"no configured connector can perform {action!r}")
 

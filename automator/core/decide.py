@@ -94,6 +94,7 @@ class _Deciding:
                  after: Entity | None, plan: _Plan, preview: bool) -> None:
         self.project, self.snapshot, self.event, self.now = project, snapshot, event, now
         self.before, self.after, self.plan, self.preview = before, after, plan, preview
+        self.ectx = scopes.eval_context(project, snapshot, now)
 
     # ---- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
@@ -121,7 +122,7 @@ class _Deciding:
         if isinstance(trigger, EventTrigger) and trigger.where is not None:
             scope = self.scope(self.event, self.event.entity, fields)
             try:
-                value = trigger.where.evaluate(scope, scopes.eval_context(self.project, self.snapshot, self.now))
+                value = trigger.where.evaluate(scope, self.ectx)
             except EvalError as exc:
                 return f"where {trigger.where.source!r} failed: {exc}"
             if not value:
@@ -170,7 +171,7 @@ class _Deciding:
 
     def for_each(self, rule: Rule) -> None:
         assert rule.for_each is not None
-        ectx = scopes.eval_context(self.project, self.snapshot, self.now)
+        ectx = self.ectx
         for entity in self.snapshot.entities(rule.for_each.kind):
             fields = entity.fields
             if rule.for_each.where is not None:
@@ -206,7 +207,7 @@ class _Deciding:
     def start(self, rule: Rule, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
         scope = self.scope(event, ref, fields)
         rid = run_id(event.id, rule.id, ref if rule.for_each else "")
-        ectx = scopes.eval_context(self.project, self.snapshot, self.now)
+        ectx = self.ectx
         trace: list[TraceStep] = [TraceStep(path="when", kind="trigger", detail=scopes.describe(rule), at=self.now)]
         values: list[tuple[str, Any]] = []
         for index, expr in enumerate(rule.conditions):
@@ -228,7 +229,7 @@ class _Deciding:
                                                 tuple(values)))
                 return
         try:
-            key = scopes.per_key(rule, scope, ref)
+            key = scopes.per_key(rule, scope, ref, self.ectx)
         except EvalError as exc:
             self.plan.why_not.append(WhyNot(rule.id, f"per key failed: {exc}", tuple(values)))
             return
@@ -250,7 +251,7 @@ class _Deciding:
 
     def advance(self, rule: Rule, run: Run, scope: dict[str, Any]) -> None:
         state = RunState(run=run, rule=rule, project=self.project, snapshot=self.snapshot, scope=scope,
-                         ectx=scopes.eval_context(self.project, self.snapshot, self.now), now=self.now,
+                         ectx=self.ectx, now=self.now,
                          preview=self.preview)
         done = advance(state)
         self.plan.effects.extend(state.effects)

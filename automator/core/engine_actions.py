@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from automator.core.outcome import StepError
 from automator.model import Effect, EntityRef, Event
 from automator.segments import classify
 
@@ -12,7 +13,6 @@ if TYPE_CHECKING:
 
 def perform(effect: Effect, state: RunState) -> list[Event]:
     """Recompute a client's RFM segment: `client.updated` with the scores, and `segment.changed` when it moved."""
-    from automator.core.runner import StepError
 
     config = state.project.segments
     if config is None:

@@ -6,9 +6,6 @@ from typing import Iterable, Mapping
 from automator.model import Event, Rule
 from automator.triggers import TRIGGERS
 
-# Event verbs that carry an entity's new state: they can change fields, so they reach changed/held rules.
-STATE_VERBS = ("created", "updated", "changed", "restored")
-
 
 class Router:
     """Candidate rules for an event, found through dictionaries built once at load."""

@@ -5,34 +5,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from automator.core.outcome import Outcome, Stop, StepError, Wait
 from automator.expr import EvalContext, EvalError, Expr, Template
+from automator.steps import action, control, wait
 from automator.model import (ActionStep, EmitStep, Effect, Event, IfStep, Rule, Run, SetStep, Step, StopStep,
                              Timer, TraceStep, WaitStep)
 
 if TYPE_CHECKING:
     from automator.config.project import Project
     from automator.store.base import Snapshot
-
-
-class StepError(Exception):
-    """A step could not be carried out (missing field, bad params): the run fails, the trace says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """The run sleeps until `until`."""
-
-    until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """The run ends here on purpose."""
-
-    reason: str
-
-
-Outcome = Wait | Stop | None
 
 
 @dataclass
@@ -88,8 +69,6 @@ class RunState:
 
 def execute(step: Step, path: str, state: RunState) -> Outcome:
     """Carry out one step."""
-    from automator.steps import action, control, wait
-
     if isinstance(step, ActionStep):
         return action.execute(step, path, state)
     if isinstance(step, WaitStep):
@@ -110,7 +89,7 @@ def advance(state: RunState) -> Run:
     try:
         outcome, cursor = _walk(state.rule.steps, ("do",), (), state.run.cursor or (0,), state)
     except StepError as exc:
-        state.record(getattr(exc, "path", None) or "do", "error", error=str(exc))
+        state.record(exc.path or "do", "error", error=str(exc))
         return _finish(state, "failed", ())
     if isinstance(outcome, Wait):
         return _finish(state, "waiting", cursor)
@@ -132,18 +111,23 @@ def _walk(steps: Sequence[Step], prefix: tuple[Any, ...], cursor_prefix: tuple[A
             if index == start and inner:  # resuming inside a branch chosen before the wait
                 branch, sub = inner[0], inner[1:]
             else:
-                branch, sub = _choose(step, path, state), (0,)
+                try:
+                    branch, sub = _choose(step, path, state), (0,)
+                except StepError as exc:
+                    exc.path = exc.path or path
+                    raise
             body = step.then if branch == "then" else step.else_
             outcome, cursor = _walk(body, (*here, branch), (*cursor_prefix, index, branch), sub, state)
         else:
             try:
                 outcome = execute(step, path, state)
             except StepError as exc:
-                exc.path = getattr(exc, "path", None) or path  # type: ignore[attr-defined]
+                exc.path = exc.path or path
                 raise
             cursor = (*cursor_prefix, index + 1)
         if isinstance(outcome, Wait) and state.preview:
             state.now = outcome.until  # look ahead: later steps are shown as they would run then
+            state.ectx = replace(state.ectx, now=outcome.until.astimezone(state.ectx.tz))
             state.preview_offset += 1
             continue
         if outcome is not None:

@@ -91,18 +91,15 @@ def eval_context(project: Any, snapshot: Snapshot, now: datetime) -> EvalContext
                        end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day))
 
 
-def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None) -> str:
+def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:
     """The key that `mode` works on: the event's entity by default, or the `per:` kind or template."""
     if isinstance(rule.per, Template):
-        return f"{rule.id}:{rule.per.render(scope, _NO_CONTEXT)}"
+        return f"{rule.id}:{rule.per.render(scope, ectx)}"
     if isinstance(rule.per, str) and rule.per != "entity":
         linked = scope.get(rule.per)
         if isinstance(linked, Mapping) and linked.get("id") is not None:
             return f"{rule.per}:{linked['id']}"
     return str(ref) if ref is not None else rule.id
-
-
-_NO_CONTEXT = EvalContext(now=datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC")), tz=ZoneInfo("UTC"))
 
 
 def branch_of(snapshot: Snapshot, fields: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from automator.core.outcome import StepError
+from automator.model import EntityRef
 from automator.steps.action import DEFAULT_TARGET
 
 if TYPE_CHECKING:
@@ -11,7 +13,6 @@ if TYPE_CHECKING:
 
 def prepare(action: str, params: dict[str, Any], state: RunState) -> dict[str, Any]:
     """Complete rendered params: the deal, booking or client a step works on defaults to the one in scope."""
-    from automator.core.runner import StepError
 
     target = DEFAULT_TARGET.get(action)
     if target and params.get(target) in (None, ""):
@@ -30,7 +31,6 @@ def prepare(action: str, params: dict[str, Any], state: RunState) -> dict[str, A
 
 def _check_move(params: dict[str, Any], state: RunState) -> None:
     """A stage is only entered with the fields it requires (Bitrix24 refuses such a move too)."""
-    from automator.core.runner import StepError
 
     deal = state.scope.get("deal") if isinstance(state.scope.get("deal"), Mapping) else {}
     if str(deal.get("id")) != str(params.get("deal")):
@@ -53,7 +53,5 @@ def _check_move(params: dict[str, Any], state: RunState) -> None:
 
 
 def _lookup(state: RunState, deal_id: str) -> Mapping[str, Any]:
-    from automator.model import EntityRef
-
     entity = state.snapshot.entity(EntityRef("deal", deal_id))
     return entity.fields if entity else {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from automator.actions import CANONICAL
+from automator.core.outcome import Outcome, StepError
 from automator.config.context import CompileContext, did_you_mean
 from automator.model import ActionStep, Effect
 
 if TYPE_CHECKING:
-    from automator.core.runner import Outcome, RunState
+    from automator.core.runner import RunState
 
 # Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.
 ENGINE_ACTIONS = ("segment.recompute",)
@@ -82,7 +83,6 @@ def deal_fields(name: str, params: Any) -> set[str]:
 
 def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     """Render the params, fill the default target, resolve the connector and plan the Effect."""
-    from automator.core.runner import StepError
     from automator.core.targets import prepare
 
     params = state.render(step.params)

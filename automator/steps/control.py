@@ -4,11 +4,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from automator.core.outcome import Outcome, Stop
 from automator.config.context import CompileContext
 from automator.model import ENTITY_KINDS, EmitStep, EntityRef, Event, IfStep, SetStep, StopStep
 
 if TYPE_CHECKING:
-    from automator.core.runner import Outcome, RunState
+    from automator.core.runner import RunState
 
 VAR_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,39}")
@@ -88,7 +89,6 @@ def execute_emit(step: EmitStep, path: str, state: RunState) -> Outcome:
 
 def execute_stop(step: StopStep, path: str, state: RunState) -> Outcome:
     """End the run here."""
-    from automator.core.runner import Stop
 
     state.record(path, "stop", step.reason)
     return Stop(step.reason)

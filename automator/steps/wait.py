@@ -1,15 +1,17 @@
 """`wait: 14d | {for: EXPR} | {until: EXPR | end_of_day | start_of_day}`: the run sleeps on a durable timer."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from automator.clock import Duration, end_of_day, parse_duration, start_of_day
+from automator.core.outcome import Outcome, StepError, Wait
 from automator.config.context import CompileContext
+from automator.core.scope import to_datetime
 from automator.model import Timer, WaitStep
 
 if TYPE_CHECKING:
-    from automator.core.runner import Outcome, RunState
+    from automator.core.runner import RunState
 
 ANCHORS = ("end_of_day", "start_of_day")
 
@@ -41,7 +43,6 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
 
 def due_at(step: WaitStep, state: RunState) -> datetime:
     """When the wait ends, in the project's timezone."""
-    from automator.core.runner import StepError
 
     tz = state.project.config.timezone
     if step.duration is not None:
@@ -59,7 +60,7 @@ def due_at(step: WaitStep, state: RunState) -> datetime:
         return (end_of_day if step.until == "end_of_day" else start_of_day)(state.now, hours)
     assert step.until is not None
     value = state.eval(step.until)
-    at = to_datetime(value, state)
+    at = to_datetime(value, state.project.config.timezone)
     if at is None:
         raise StepError(f"wait until {step.until.source!r}: expected a date and time, got {value!r}")
     return at
@@ -67,7 +68,6 @@ def due_at(step: WaitStep, state: RunState) -> datetime:
 
 def execute(step: WaitStep, path: str, state: RunState) -> Outcome:
     """Set the run's timer; a moment already past does not wait at all."""
-    from automator.core.runner import Wait
 
     until = due_at(step, state)
     if until <= state.now:
@@ -105,19 +105,4 @@ def to_duration(value: Any) -> Duration | timedelta | None:
             return parse_duration(value)
         except ValueError:
             return None
-    return None
-
-
-def to_datetime(value: Any, state: RunState) -> datetime | None:
-    """A datetime, a date (its start) or an ISO text, in the project's timezone when naive."""
-    tz = state.project.config.timezone
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=tz)
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=tz)
     return None
