@@ -466,9 +466,6 @@ BAD = [
     pytest.param(rule("when: {event: nps.received}\ndo: [{deal.move: {stag: won}}]"),
                  ("rules", 0, "do", 0, "deal.move", "stag"), True, "unknown key 'stag'", "did you mean 'stage'?",
                  id="action-param-typo"),
-    pytest.param(rule("when: {event: nps.received}\ndo: [{deal.move: {stag: won}}]"),
-                 ("rules", 0, "do", 0, "deal.move"), False, "missing required key 'stage'",
-                 "is 'stag' meant to be 'stage'?", id="action-param-missing"),
     pytest.param(rule("when: {event: nps.received}\ndo: [{segment.recompute: }]"),
                  ("rules", 0, "do", 0, "segment.recompute"), False, "missing required key 'client'",
                  "client: which client, such as \"{{ client.id }}\"", id="action-null-params"),
@@ -489,7 +486,7 @@ BAD = [
                  ("rules", 0, "do", 0, "http.request", "url"), False,
                  "url: expected an address starting with https:// (or http://), or a template such as "
                  "\"{{ settings.url }}\", got 'example.com'", None, id="bad-url"),
-    pytest.param("rule:\n  - id: x\n", (), False, "missing required key 'rules'", "is 'rule' meant to be 'rules'?",
+    pytest.param("rule:\n  - id: x\n", ("rule",), True, "unknown key 'rule'", "did you mean 'rules'?",
                  id="no-rules-key"),
 ]
 
@@ -585,12 +582,11 @@ def test_all_problems_are_reported_at_their_marks() -> None:
     doc = load(text, "rules/a.yaml")
     found = SCHEMAS.validate(doc, "rules.schema.json")
     assert [(p.line, p.col, p.message) for p in found] == [
-        (2, 5, "missing required key 'when'"),
         (3, 5, "unknown key 'whn'"),
         (4, 11, "mode: 'sometimes' is not one of single, restart, queued, parallel"),
         (5, 17, "wait: expected a duration such as 30s, 5m, 2h, 14d, 2w or 2mo, got 'soon'"),
     ]
-    assert found[1].format() == "rules/a.yaml:3:5: error: unknown key 'whn'\n    hint: did you mean 'when'?"
+    assert found[0].format() == "rules/a.yaml:3:5: error: unknown key 'whn'\n    hint: did you mean 'when'?"
     assert all(m == m.rstrip(".") and m[0] == m[0].lower() for m in (p.message for p in found))
 
 
@@ -822,7 +818,7 @@ def test_a_big_rules_file_validates() -> None:
 def test_errors_for_plain_values() -> None:
     assert SCHEMAS.errors("actions/deal.move.json", {"stage": "won"}) == []
     assert sorted(SCHEMAS.errors("actions/sms.send.json", {"to": 79161234567, "txt": "hi"})) == [
-        "missing required key 'text'", "to: expected a string, got the number 79161234567", "unknown key 'txt'"]
+        "to: expected a string, got the number 79161234567", "unknown key 'txt'"]
     with pytest.raises(KeyError):
         SCHEMAS.errors("actions/nope.json", {})
 
@@ -847,7 +843,11 @@ def test_real_source_marks_and_coercion() -> None:
     doc, _ = source.load_document("rules/a.yaml", text=text)
     found = SCHEMAS.validate(doc, "rules.schema.json")
     assert [p.format() for p in found] == [
-        "rules/a.yaml:2:5: error: missing required key 'when'\n    hint: is 'whn' meant to be 'when'?",
         "rules/a.yaml:3:5: error: unknown key 'whn'\n    hint: did you mean 'when'?",
     ]
     assert doc.data["rules"][0]["do"][0]["sms.send"] == {"to": "89161234567", "text": "2026"}
+
+
+def test_a_misspelt_required_key_is_one_problem_not_two() -> None:
+    found = calls("rules.schema.json", rule("when: {event: nps.received}\ndo: [{deal.move: {stag: won}}]"))
+    assert [m for _, _, m, _ in found] == ["unknown key 'stag'"]

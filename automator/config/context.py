@@ -77,6 +77,8 @@ class CompileContext:
     def templates(self, value: Any, path: Sequence[str | int], names: frozenset[str] = SCOPE_NAMES) -> Any:
         """Walk params: every string holding `{{` becomes a Template, everything else stays as written."""
         if isinstance(value, str):
+            if self.is_broken(path):  # the schema has reported this value
+                return value
             return self.template(value, path, names) if "{{" in value or "}}" in value else value
         if isinstance(value, Mapping):
             return {k: self.templates(v, (*path, k), names) for k, v in value.items()}
@@ -130,6 +132,12 @@ class CompileContext:
 def did_you_mean(name: str, candidates: Any) -> str | None:
     guess = suggest(name, list(candidates))
     return f"did you mean '{guess}'?" if guess else None
+
+
+def branch_hint(name: Any, ctx: CompileContext) -> str | None:
+    """A did-you-mean or the list of branches in automator.yaml, for an unknown `branch:`."""
+    branches = ctx.config.branches if ctx.config is not None else {}
+    return did_you_mean(str(name), branches) or known_names("branches", branches)
 
 
 def known_names(what: str, names: Any) -> str:

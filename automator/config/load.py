@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from automator.actions import CANONICAL
 from automator.clock import parse_business_hours
 from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
@@ -102,34 +103,49 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
             tz = ZoneInfo(data["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(doc.problem(("timezone",), f"unknown timezone '{data['timezone']}'",
-                                        did_you_mean(data["timezone"], available_timezones())
-                                        or "use an IANA name such as Europe/Moscow"))
+                                        _timezone_hint(data["timezone"])))
+    # What the schema has reported is not checked again here: one mistake, one problem.
+    broken = _broken_paths(doc, problems) if doc is not None else set()
+    declared = data.get("branches") if isinstance(data.get("branches"), Mapping) else {}
     branches = {}
-    for name, raw in (data.get("branches") or {}).items():
-        if not isinstance(raw, Mapping) or "hours" not in raw:
+    for name, raw in declared.items():
+        if not isinstance(raw, Mapping) or "hours" not in raw or any(b[:2] == ("branches", name) for b in broken):
             continue
+        assert doc is not None
+        branch_tz = tz
+        if raw.get("timezone"):
+            try:
+                branch_tz = ZoneInfo(raw["timezone"])
+            except (ZoneInfoNotFoundError, ValueError):
+                problems.append(doc.problem(("branches", name, "timezone"), f"unknown timezone '{raw['timezone']}'",
+                                            _timezone_hint(str(raw["timezone"]))))
+                continue
         try:
-            branch_tz = ZoneInfo(raw["timezone"]) if raw.get("timezone") else tz
             branches[str(name)] = parse_business_hours(str(raw["hours"]), raw.get("days", "daily"), branch_tz)
-        except (ValueError, ZoneInfoNotFoundError) as exc:
-            assert doc is not None
+        except ValueError as exc:
             problems.append(doc.problem(("branches", name), f"branch '{name}': {exc}"))
     default_branch = data.get("default_branch")
-    if default_branch is not None and default_branch not in branches and doc is not None:
+    # Checked against every branch written, so a branch with its own mistake is not also "unknown".
+    if default_branch is not None and default_branch not in declared and doc is not None \
+            and ("default_branch",) not in broken:
         problems.append(doc.problem(("default_branch",), f"unknown branch '{default_branch}'",
-                                    did_you_mean(str(default_branch), branches)))
+                                    did_you_mean(str(default_branch), declared)))
     connectors = {}
     for name, raw in (data.get("connectors") or {}).items():
         if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
             continue
         assert doc is not None
         cls = types.get(raw["type"])
+        mark = doc.mark(("connectors", name), key=True)
         if cls is None:
             problems.append(doc.problem(("connectors", name, "type"), f"unknown connector type '{raw['type']}'",
                                         did_you_mean(raw["type"], types) or
                                         "installed types: " + ", ".join(sorted(types))))
+            # Still known by name, able to do the canonical actions: the one mistake is not echoed at every
+            # `connector:`, `via:` and action that uses it (the project does not load anyway).
+            connectors[str(name)] = ConnectorConfig(str(name), str(raw["type"]), dict(raw), dict(CANONICAL),
+                                                    Location(doc.path, mark.line, mark.col))
             continue
-        mark = doc.mark(("connectors", name), key=True)
         connectors[str(name)] = ConnectorConfig(str(name), cls.type, dict(raw), dict(cls.actions),
                                                 Location(doc.path, mark.line, mark.col))
     settings = {**(data.get("settings") or {}), **(overrides or {})}
@@ -139,8 +155,18 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
                   chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)))
 
 
+def _timezone_hint(name: str) -> str:
+    """A close IANA name; never a look-alike abbreviation (MSK is Moscow time, not 'MST', US mountain time)."""
+    zones = available_timezones()
+    same_letters = sorted(z for z in zones if z.lower() == name.lower())
+    if same_letters:
+        return f"did you mean '{same_letters[0]}'?"
+    guess = did_you_mean(name, zones) if "/" in name else None
+    return guess or "use an IANA name such as Europe/Moscow"
+
+
 def _pipelines(doc: Document, config: Config, pipelines: dict[str, Pipeline], problems: list[Problem]) -> None:
-    ctx = CompileContext(doc, problems, config)
+    ctx = CompileContext(doc, problems, config, broken=_broken_paths(doc, problems))
     for name, raw in ((doc.data or {}).get("pipelines") or {}).items():
         if not isinstance(raw, Mapping):
             continue
@@ -164,7 +190,9 @@ def _pipelines(doc: Document, config: Config, pipelines: dict[str, Pipeline], pr
                 ctx.error((*path, "stages", stage_name, "id"),
                           f"stages '{seen_ids[crm_id]}' and '{stage_name}' have the same id '{crm_id}'")
             seen_ids[crm_id] = str(stage_name)
-            sla = ctx.duration(stage["sla"], (*path, "stages", stage_name, "sla")) if "sla" in stage else None
+            sla_path = (*path, "stages", stage_name, "sla")
+            # A schema problem already says what is wrong with a bad `sla`; parsing it again would repeat it.
+            sla = ctx.duration(stage["sla"], sla_path) if "sla" in stage and not ctx.is_broken(sla_path) else None
             stages[str(stage_name)] = Stage(name=str(stage_name), crm_id=crm_id, title=str(stage.get("title", "")),
                                             requires=tuple(str(f) for f in stage.get("requires") or ()), sla=sla,
                                             outcome=stage.get("outcome"))
@@ -181,15 +209,18 @@ def _rules(doc: Document, ctx: CompileContext, first_seen: dict[str, Location]) 
     ctx.broken = _broken_paths(doc, ctx.problems)
     out = []
     for index, raw in enumerate(raw_rules):
-        if not isinstance(raw, Mapping) or ctx.is_broken(("rules", index, "id")):
+        if not isinstance(raw, Mapping):
             continue
         rule_id = str(raw.get("id"))
-        duplicate = rule_id in first_seen
+        # A missing or malformed id is the schema's to report; the rule's other parts are still checked.
+        id_ok = "id" in raw and not ctx.is_broken(("rules", index, "id"))
+        duplicate = id_ok and rule_id in first_seen
         if duplicate:  # reported, and still compiled so that its other problems show in the same run
             ctx.error(("rules", index, "id"), f"duplicate rule id '{rule_id}'", f"first defined at {first_seen[rule_id]}")
-        first_seen.setdefault(rule_id, ctx.location(("rules", index)))
+        if id_ok:
+            first_seen.setdefault(rule_id, ctx.location(("rules", index)))
         rule = _rule(raw, ("rules", index), ctx)
-        if rule is not None and not duplicate and raw.get("enabled", True) is not False:
+        if rule is not None and id_ok and not duplicate and raw.get("enabled", True) is not False:
             out.append(rule)
     return out
 
@@ -198,28 +229,31 @@ def _broken_paths(doc: Document, problems: list[Problem]) -> set[tuple[Any, ...]
     """Paths of the nodes that schema problems point at: compiling them again would only echo those problems."""
     spots = {(p.line, p.col) for p in problems if p.path == doc.path}
     found = {path for path, mark in doc.marks.items() if (mark.line, mark.col) in spots}
-    found |= {path for path, mark in doc.key_marks.items() if (mark.line, mark.col) in spots}
+    # A block mapping starts where its first key does: a problem there is about the mapping (a missing key),
+    # so that first key stays unbroken; keys elsewhere are claimed by key problems (unknown, duplicate keys).
+    taken = {(mark.line, mark.col) for path, mark in doc.marks.items() if path in found}
+    found |= {path for path, mark in doc.key_marks.items() if (mark.line, mark.col) in spots - taken}
     return found
 
 
 def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> Rule | None:
-    when = raw.get("when") or {}
-    kinds = [k for k in TRIGGERS if k in when]
-    if len(kinds) != 1 or ctx.is_broken((*path, "when")):
-        return _skeleton(raw, path, ctx)
+    when = raw.get("when")
+    kinds = [k for k in TRIGGERS if k in when] if isinstance(when, Mapping) else []
+    # A broken trigger is the schema's to report; the rest of the rule is still checked, so one run shows all.
+    trigger_ok = len(kinds) == 1 and not ctx.is_broken((*path, "when"))
     ctx.rule_vars = set_names(raw.get("do"))
-    ctx.rule_pipeline = when.get("pipeline")
+    ctx.rule_pipeline = when.get("pipeline") if trigger_ok and isinstance(when, Mapping) else None
     for_each = None
     names = SCOPE_NAMES
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
-        if kinds[0] != "schedule":
+        if trigger_ok and kinds[0] != "schedule":
             ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
                       "an event already names its entity; use `if:` to filter it")
         names = SCOPE_NAMES | {str(spec.get("kind"))}
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
-    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx)
+    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok else None
     conditions_raw = raw.get("if", [])
     conditions_raw = conditions_raw if isinstance(conditions_raw, list) else [conditions_raw]
     conditions = []
@@ -247,13 +281,6 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
                 mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
                 location=Location(ctx.doc.path, mark.line, mark.col))
-
-
-def _skeleton(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
-    """A rule whose trigger is broken still has its other parts checked, so one run reports everything."""
-    ctx.rule_vars = set_names(raw.get("do"))
-    compile_steps(raw.get("do"), (*path, "do"), ctx)
-    return None
 
 
 def _check_requires(pipelines: Mapping[str, Pipeline], docs: Mapping[str, Document], deal_fields: set[str],

@@ -181,7 +181,9 @@ class SchemaSet:
         issues: list[_Issue] = []
         for step_path, action, params in _action_steps(data, kinds, action_re):
             name = f"actions/{action}.json"
-            if name in self._schemas:  # unknown actions are compile's business (it knows the connectors)
+            # Unknown actions are compile's business (it knows the connectors); params that are not a mapping
+            # at all are already the step schema's complaint.
+            if name in self._schemas and (params is None or isinstance(params, Mapping)):
                 params = {} if params is None else params
                 issues += self._issues(doc, name, prefix + step_path + (action,), params)
         return issues
@@ -500,6 +502,12 @@ def _dispatch(error: ValidationError, prefix: DataPath, dispatch: dict[str, Any]
 
 
 def _drop_noise(issues: list[_Issue]) -> list[_Issue]:
-    """Drop key-count complaints where an unknown key at the same place already says it better."""
+    """Drop complaints that an unknown key at the same place already says better: key counts, and a missing
+    required key that the unknown one is a misspelling of (`whn:` is one mistake, not two)."""
     unknown = {i.path[:-1] for i in issues if i.key and i.message.startswith("unknown key")}
-    return [i for i in issues if not (i.path in unknown and " keys, at " in i.message)]
+    meant = {(i.path[:-1], i.hint) for i in issues if i.key and i.message.startswith("unknown key") and i.hint}
+    return [i for i in issues
+            if not (i.path in unknown and " keys, at " in i.message)
+            and not (i.message.startswith("missing required key ")
+                     and (i.path, f"did you mean '{i.message[len('missing required key '):].strip(chr(39))}'?")
+                     in meant)]

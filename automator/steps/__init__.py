@@ -27,9 +27,13 @@ def compile_steps(raw: Any, path: Sequence[str | int], ctx: CompileContext) -> t
         return ()
     steps: list[Step] = []
     for index, item in enumerate(raw):
-        if not isinstance(item, Mapping) or ctx.is_broken((*path, index)):
+        kind = kind_of(item) if isinstance(item, Mapping) else ""
+        here = (*path, index)
+        # An action's params and an if's branches check their own parts (skipping what the schema reported),
+        # so a schema problem inside them must not hide their other mistakes; other steps are small: skip them.
+        if not kind or (here in ctx.broken if kind in ("action", "if") else ctx.is_broken(here)):
             continue  # the schema has reported it
-        step = compilers[kind_of(item)](item, (*path, index), ctx)
+        step = compilers[kind](item, here, ctx)
         if step is not None:
             steps.append(step)
     return tuple(steps)

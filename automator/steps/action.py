@@ -29,16 +29,22 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     name = str(names[0])
     params = raw[name] if raw[name] is not None else {}
     known = known_actions(ctx)
+    if name not in known and name in CANONICAL:  # a real action, but nothing configured performs it
+        ctx.error((*path, name), f"no configured connector can perform '{name}'",
+                  "add a connector that performs it under `connectors:` in automator.yaml "
+                  "(`automator connectors` lists them)", key=True)
+        return None
     if name not in known:
         ctx.error((*path, name), f"unknown action '{name}'", did_you_mean(name, known) or
                   "actions are deal.create, deal.move, task.create, sms.send, … (see `automator connectors`)",
                   key=True)
         return None
     via = raw.get("via")
-    if via is not None and ctx.config is not None:
+    if via is not None and ctx.config is not None and not ctx.is_broken((*path, "via")):
         connector = ctx.config.connectors.get(via)
         if connector is None:
-            ctx.error((*path, "via"), f"unknown connector '{via}'", did_you_mean(via, ctx.config.connectors))
+            ctx.error((*path, "via"), f"unknown connector '{via}'", did_you_mean(str(via), ctx.config.connectors)
+                      or "define it under `connectors:` in automator.yaml")
         elif name not in connector.actions:
             ctx.error((*path, "via"), f"connector '{via}' ({connector.type}) cannot perform '{name}'")
     if isinstance(params, Mapping):
@@ -60,13 +66,16 @@ def known_actions(ctx: CompileContext) -> dict[str, str]:
 def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
     if name not in ("deal.create", "deal.move"):
         return
-    pipeline_name = params.get("pipeline") or (ctx.rule_pipeline if name == "deal.move" else None)
+    pipeline_name = params.get("pipeline")
     pipeline = None
-    if isinstance(pipeline_name, str) and "{{" not in pipeline_name:
+    if pipeline_name is None and name == "deal.move" and ctx.rule_pipeline is not None:
+        # The trigger's pipeline: an unknown one is reported there, once, not at every deal.move.
+        pipeline = ctx.pipelines.get(str(ctx.rule_pipeline))
+    elif isinstance(pipeline_name, str) and "{{" not in pipeline_name and not ctx.is_broken((*path, "pipeline")):
         pipeline = ctx.pipeline(pipeline_name, (*path, "pipeline"))
         if pipeline is None:
             return
-    if "stage" in params:
+    if "stage" in params and not ctx.is_broken((*path, "stage")):
         ctx.stage(pipeline, params["stage"], (*path, "stage"))
 
 

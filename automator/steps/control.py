@@ -23,6 +23,8 @@ def compile_if(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileCo
     conditions = []
     for index, source in enumerate(sources):
         where = (*path, "if", index) if isinstance(raw["if"], list) else (*path, "if")
+        if ctx.is_broken(where):
+            continue
         expr = ctx.expr(source, where)
         if expr is not None:
             conditions.append(expr)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from automator.clock import Duration, end_of_day, parse_duration, start_of_day
 from automator.core.outcome import Outcome, StepError, Wait
-from automator.config.context import CompileContext
+from automator.config.context import CompileContext, branch_hint
 from automator.core.scope import to_datetime
 from automator.model import Timer, WaitStep
 
@@ -31,7 +31,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
         return WaitStep(for_=expr, location=ctx.location(path)) if expr else None
     branch = spec.get("branch")
     if branch is not None and ctx.config is not None and branch not in ctx.config.branches:
-        ctx.error((*here, "branch"), f"unknown branch '{branch}'")
+        ctx.error((*here, "branch"), f"unknown branch '{branch}'", branch_hint(branch, ctx))
     if spec["until"] in ANCHORS:
         if ctx.config is not None and ctx.config.branch(branch) is None and not ctx.config.branches:
             ctx.error((*here, "until"), f"'{spec['until']}' needs business hours",

@@ -26,14 +26,16 @@ def values(raw: Any) -> tuple[Any, ...] | None:
     return tuple(raw) if isinstance(raw, list) else (raw,)
 
 
-def check_stages(kind: str, name: str, vals: tuple[Any, ...] | None, pipeline: str | None,
+def check_stages(kind: str, name: str, raw: Any, pipeline: str | None,
                  path: Sequence[str | int], ctx: CompileContext) -> None:
-    """Deal stages are written as stage names: check each one against the pipeline."""
-    if kind != "deal" or name != "stage" or not vals:
+    """Deal stages are written as stage names: check each one (`to: a` or `to: [a, b]`) against the pipeline."""
+    if kind != "deal" or name != "stage" or raw is None:
         return
     found = ctx.pipelines.get(pipeline) if pipeline else None
-    for value in vals:
-        ctx.stage(found, value, path)
+    # Each name of a list is reported where it is written, not at the list.
+    items = enumerate(raw) if isinstance(raw, list) else [(None, raw)]
+    for index, value in items:
+        ctx.stage(found, value, path if index is None else (*path, index))
 
 
 def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> ChangedTrigger | None:
@@ -45,8 +47,8 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     if field is None:
         return None
     from_, to = values(raw.get("from")), values(raw.get("to"))
-    check_stages(*field, from_, pipeline, (*path, "from"), ctx)
-    check_stages(*field, to, pipeline, (*path, "to"), ctx)
+    check_stages(*field, raw.get("from"), pipeline, (*path, "from"), ctx)
+    check_stages(*field, raw.get("to"), pipeline, (*path, "to"), ctx)
     return ChangedTrigger(kind=field[0], field=field[1], from_=from_, to=to, pipeline=pipeline)
 
 

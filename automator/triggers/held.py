@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from automator.config.context import CompileContext
+from automator.config.context import CompileContext, branch_hint
 from automator.model import EntityRef, HeldTrigger, Trigger
 from automator.model import same
 from automator.triggers.changed import check_stages, split_field
@@ -34,10 +34,10 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
                       "add `branches:` with hours to automator.yaml (or name a `branch:`)")
     branch = raw.get("branch")
     if branch is not None and ctx.config is not None and branch not in ctx.config.branches:
-        ctx.error((*path, "branch"), f"unknown branch '{branch}'")
+        ctx.error((*path, "branch"), f"unknown branch '{branch}'", branch_hint(branch, ctx))
     if field is None:
         return None
-    check_stages(*field, (raw["is"],), pipeline, (*path, "is"), ctx)
+    check_stages(*field, raw["is"], pipeline, (*path, "is"), ctx)
     return HeldTrigger(kind=field[0], field=field[1], value=raw["is"], for_=for_, until=until, branch=branch,
                        pipeline=pipeline)
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any, Mapping, Sequence
 
 from automator.clock import cron_between, cron_problem, end_of_day, start_of_day
-from automator.config.context import CompileContext
+from automator.config.context import CompileContext, branch_hint
 from automator.model import ScheduleTrigger, Trigger
 
 KEY = "schedule"
@@ -22,7 +22,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     if catch_up not in CATCH_UP:
         ctx.error((*path, "catch_up"), f"catch_up must be one of {', '.join(CATCH_UP)}, got {catch_up!r}")
     if branch is not None and ctx.config is not None and branch not in ctx.config.branches:
-        ctx.error((*path, "branch"), f"unknown branch '{branch}'")
+        ctx.error((*path, "branch"), f"unknown branch '{branch}'", branch_hint(branch, ctx))
     if spec in ANCHORS:
         if ctx.config is not None and ctx.config.branch(branch) is None:
             ctx.error((*path, KEY), f"'{spec}' needs business hours",
