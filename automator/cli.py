@@ -17,7 +17,7 @@ from automator.config.source import load_document
 def _fail_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(problem.format())
-    click.echo(f"{len(problems)} problem(s) found", err=True)
+    click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
     sys.exit(1)
 
 
@@ -40,8 +40,13 @@ def validate(path: Path) -> None:
     if project is None:
         _fail_problems(problems)
     assert project is not None
-    click.echo(f"ok: {len(project.rules)} rules, {len(project.pipelines)} pipelines, "
-               f"{len(project.config.connectors)} connectors in {len(project.files)} files")
+    counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
+              (len(project.config.connectors), "connector")]
+    click.echo("ok: " + ", ".join(_plural(n, word) for n, word in counts) + f" in {_plural(len(project.files), 'file')}")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _load_data(path: Path, what: str) -> Any:

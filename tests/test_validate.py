@@ -108,7 +108,7 @@ def assert_problems(root: Path, expected: list[Problem], **load_kwargs: Any) -> 
     code, out, err = validate_cli(root)
     assert code == 1
     assert out == "".join(p.format() + "\n" for p in expected)
-    assert err == f"{len(expected)} problem(s) found\n"
+    assert err == f"{len(expected)} problem{'' if len(expected) == 1 else 's'} found\n"
 
 
 # ---------------------------------------------------------------- a clean project, and the output format
@@ -119,7 +119,7 @@ def test_a_clean_project_exits_0_with_a_one_line_summary(project: Any) -> None:
     assert problems == [] and loaded is not None
     assert [r.id for r in loaded.rules] == ["welcome"]
     code, out, err = validate_cli(root)
-    assert (code, out, err) == (0, "ok: 1 rules, 1 pipelines, 2 connectors in 3 files\n", "")
+    assert (code, out, err) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n", "")
 
 
 def test_each_problem_is_one_line_with_an_indented_hint_line(project: Any) -> None:
