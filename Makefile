@@ -22,7 +22,7 @@ run: install
 	$(BIN)/automator dry-run --event examples/booking-arrived.yaml --state examples/state.yaml --at 2026-03-02T15:05:00+03:00
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 	$(BIN)/automator test rules/
 
 bench: install
