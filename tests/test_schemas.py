@@ -851,3 +851,11 @@ def test_real_source_marks_and_coercion() -> None:
 def test_a_misspelt_required_key_is_one_problem_not_two() -> None:
     found = calls("rules.schema.json", rule("when: {event: nps.received}\ndo: [{deal.move: {stag: won}}]"))
     assert [m for _, _, m, _ in found] == ["unknown key 'stag'"]
+
+
+
+# Every BAD case above is found through validate(), which now asks the quick check first: so those tests also
+# prove that the quick check never accepts what the full validation refuses.
+@pytest.mark.parametrize("text", [RULES_YAML, MORE_RULES_YAML])
+def test_the_quick_check_accepts_valid_rules(text: str) -> None:
+    assert SCHEMAS.is_valid("rules.schema.json", load(text, "rules/a.yaml").data)

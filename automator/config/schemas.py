@@ -19,6 +19,11 @@ from referencing.exceptions import NoSuchResource, Unresolvable
 
 from automator.config.problems import Problem
 
+try:  # the quick check; without it every file goes through the full (slower) validation
+    import jsonschema_rs
+except ImportError:  # pragma: no cover
+    jsonschema_rs = None
+
 # Installed non-editable, the schemas are not package data; this path assumes a source checkout.
 SCHEMA_DIR: Path = Path(__file__).resolve().parents[2] / "schemas"
 BASE_URI = "https://automator.dev/schemas/"
@@ -99,6 +104,8 @@ class SchemaSet:
         registry: referencing.Registry[Any] = referencing.Registry(retrieve=_refuse)  # type: ignore[call-arg]
         self._registry = registry.with_resources(resources)
         self._validators: dict[str, Draft202012Validator] = {}
+        self._fast_validators: dict[str, Any] = {}
+        self._fast_registry: Any = None
 
     @property
     def names(self) -> list[str]:
@@ -125,6 +132,32 @@ class SchemaSet:
             validator = Draft202012Validator(schema, registry=self._registry)
             self._validators[name] = validator
         return validator
+
+    def is_valid(self, name: str, instance: Any) -> bool:
+        """A quick yes/no from jsonschema-rs (compiled, microseconds per file); False when it cannot tell.
+
+        A valid file, the common case, costs only this; an invalid one then goes through jsonschema's full
+        validation, which explains each problem. Both get the same registry and neither ever fetches.
+        """
+        if jsonschema_rs is None:
+            return False
+        validator = self._fast_validators.get(name)
+        if validator is None:
+            try:  # an unresolvable $ref fails here: then the full validation reports it
+                if self._fast_registry is None:
+                    self._fast_registry = jsonschema_rs.Registry(
+                        [(BASE_URI + n, schema) for n, schema in self._schemas.items()], retriever=_refuse_rs)
+                validator = jsonschema_rs.Draft202012Validator(self.schema(name), registry=self._fast_registry,
+                                                               retriever=_refuse_rs)
+            except ValueError:
+                validator = False
+            self._fast_validators[name] = validator
+        if validator is False:
+            return False
+        try:
+            return bool(validator.is_valid(_plain(instance)))
+        except (ValueError, jsonschema_rs.ValidationError):
+            return False
 
     def validate(
         self, doc: DocumentLike, name: str, path_prefix: DataPath = (), instance: Any = _MISSING
@@ -162,6 +195,8 @@ class SchemaSet:
         bad_keys = list(_non_text_keys(instance, prefix))
         if bad_keys:  # jsonschema cannot match patterns against such keys; report them first
             return bad_keys
+        if self.is_valid(name, instance):
+            return []
         box = [instance]
         for _ in range(3):  # coercion may reveal more coercible values in another branch
             try:
@@ -200,6 +235,25 @@ class SchemaSet:
 
 
 # ---------------------------------------------------------------- walking the data
+
+def _refuse_rs(uri: str) -> Any:
+    raise ValueError(f"schemas are never fetched from the network: {uri}")
+
+
+def _plain(value: Any) -> Any:
+    """Data as jsonschema-rs takes it: the loader's SourceInt/SourceFloat become plain numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None or type(value) in (str, int, float):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    raise ValueError(f"{type(value).__name__} is for the full validation to coerce")
+
 
 def _get(data: Any, path: DataPath) -> Any:
     for part in path:
