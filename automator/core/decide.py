@@ -4,7 +4,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from automator.core import scope as scopes
 from automator.core.runner import RunState, advance, plain
@@ -45,6 +46,7 @@ class _Plan:
 
 def decide(project: Any, snapshot: Snapshot, event: Event, now: datetime, *, preview: bool = False) -> Decision:
     """The effects, timers, runs and events that one event leads to. Pure: reads the snapshot, changes nothing."""
+    snapshot = _Memo(snapshot)
     before = snapshot.entity(event.entity) if event.entity else None
     after = apply_event(before, event, now)
     plan = _Plan()
@@ -263,11 +265,11 @@ class _Deciding:
 
     def finish(self, run: Run) -> None:
         self.plan.runs[run.id] = run
-        if run.status in ACTIVE or not run.key:
+        rule = self.project.rule(run.rule_id)
+        if run.status in ACTIVE or not run.key or rule is None or rule.mode != "queued":
             return
         queued = [r for r in self.active(run.rule_id, run.key) if r.status == "queued" and r.id != run.id]
-        rule = self.project.rule(run.rule_id)
-        if queued and rule is not None:
+        if queued:
             nxt = queued[0]
             entity = self.snapshot.entity(nxt.entity) if nxt.entity else None
             origin = event_from(nxt.origin, self.event)
@@ -285,6 +287,28 @@ class _Deciding:
         fresh = [r for r in self.plan.runs.values() if r.rule_id == rule_id and r.key == key
                  and r.id not in {s.id for s in stored}]
         return [r for r in (*stored, *fresh) if r.status in ACTIVE]
+
+
+class _Memo:
+    """The snapshot, read once per entity: one decision asks for the same client for every rule it runs."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._entities: dict[EntityRef, Entity | None] = {}
+        self._active: dict[str, list[Run]] = {}
+
+    def active_runs(self, rule_id: str, key: str) -> list[Run]:
+        if key not in self._active:  # one query per key, however many rules share it
+            self._active[key] = self._snapshot.active_runs(None, key)
+        return [r for r in self._active[key] if r.rule_id == rule_id]
+
+    def entity(self, ref: EntityRef) -> Entity | None:
+        if ref not in self._entities:
+            self._entities[ref] = self._snapshot.entity(ref)
+        return self._entities[ref]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._snapshot, name)
 
 
 def held_timer(project: Any, snapshot: Snapshot, rule: Rule, trigger: HeldTrigger, ref: EntityRef,

@@ -1,7 +1,7 @@
 """Index from event type (and field, for changed/held) to candidate rules; cost flat in the number of rules."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from automator.model import Event, Rule
 from automator.triggers import TRIGGERS

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from automator.core.outcome import Outcome, Stop, StepError, Wait
 from automator.expr import EvalContext, EvalError, Expr, Template
@@ -48,7 +49,7 @@ class RunState:
                 return value.render(self.scope, self.ectx)
             except EvalError as exc:
                 raise StepError(f"{value.source}: {exc}") from exc
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):  # params come from YAML: plain dicts (and typing.Mapping checks are slow)
             return {k: self.render(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.render(v) for v in value]

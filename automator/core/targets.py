@@ -1,7 +1,8 @@
 """Fills an action's default target from the run's scope and checks what the target stage requires."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from automator.core.outcome import StepError
 from automator.model import EntityRef

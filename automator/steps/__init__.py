@@ -1,7 +1,8 @@
 """The step registry: the key present in a `do:` item selects its kind (HA's determine_script_action)."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automator.config.context import CompileContext
 from automator.model import Step

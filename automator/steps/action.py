@@ -1,7 +1,8 @@
 """`<kind>.<verb>: params`: render params, check them against the action's schema, plan an Effect."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from automator.actions import CANONICAL
 from automator.core.outcome import Outcome, StepError

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from automator.clock import Duration, end_of_day, parse_duration, start_of_day
 from automator.core.outcome import Outcome, StepError, Wait

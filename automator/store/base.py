@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Iterable, Mapping, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from automator.model import Entity, EntityRef, Run
 
@@ -23,8 +24,8 @@ class Snapshot(Protocol):
     def run(self, run_id: str) -> Run | None:
         """One run by id."""
 
-    def active_runs(self, rule_id: str, key: str) -> list[Run]:
-        """Waiting or queued runs of a rule for one `per` key, oldest first."""
+    def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
+        """Waiting or queued runs of a rule (or of every rule, given None) for one `per` key, oldest first."""
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import sqlite_utils
 
@@ -20,7 +21,7 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
     "effects": ({"key": str, "run_id": str, "rule_id": str, "action": str, "connector": str, "params": str,
                  "delivery": str, "status": str, "at": str, "entity": str, "depth": int, "result": str}, "key"),
 }
-INDEXES = (("runs", ["rule_id", "key", "status"]), ("timers", ["due_at"]))
+INDEXES = (("runs", ["key", "status"]), ("timers", ["due_at"]))
 
 
 def utc(at: datetime) -> str:
@@ -49,11 +50,9 @@ class SqliteStore:
     # ---- Snapshot ----------------------------------------------------------------------------------
     def entity(self, ref: EntityRef) -> Entity | None:
         """The last known state of one entity."""
-        rows = list(self.db.query("select fields, updated_at from entities where kind = ? and id = ?",
-                                  [ref.kind, ref.id]))
-        if not rows:
-            return None
-        return Entity(ref, json.loads(rows[0]["fields"]), _time(rows[0]["updated_at"]))
+        row = self.db.conn.execute("select fields, updated_at from entities where kind = ? and id = ?",
+                                   [ref.kind, ref.id]).fetchone()
+        return Entity(ref, json.loads(row[0]), _time(row[1])) if row else None
 
     def entities(self, kind: str) -> Iterator[Entity]:
         """Every stored entity of a kind, by id."""
@@ -65,11 +64,12 @@ class SqliteStore:
         rows = list(self.db.query("select * from runs where id = ?", [run_id]))
         return _run(rows[0]) if rows else None
 
-    def active_runs(self, rule_id: str, key: str) -> list[Run]:
-        """Waiting or queued runs of a rule for one key, oldest first."""
-        rows = self.db.query("select * from runs where rule_id = ? and key = ? and status in ('waiting', 'queued')"
-                             " order by started_at, id", [rule_id, key])
-        return [_run(r) for r in rows]
+    def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
+        """Waiting or queued runs of a rule (or of every rule, given None) for one key, oldest first."""
+        cursor = self.db.conn.execute("select * from runs where key = ? and (? is null or rule_id = ?) and status in "
+                                      "('waiting', 'queued') order by started_at, id", [key, rule_id, rule_id])
+        names = [c[0] for c in cursor.description]
+        return [_run(dict(zip(names, row))) for row in cursor]
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment, computed once per store change."""

@@ -1,7 +1,8 @@
 """`when: {changed: KIND.FIELD, from: VALUE, to: VALUE}`: a field of an entity took a new value."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automator.config.context import CompileContext
 from automator.model import ChangedTrigger, ENTITY_KINDS, Trigger

@@ -1,7 +1,8 @@
 """`when: {event: TYPE, where: EXPR, pipeline: NAME}`: an event of one type, optionally filtered."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automator.config.context import CompileContext
 from automator.model import EventTrigger, Trigger

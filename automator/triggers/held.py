@@ -1,7 +1,8 @@
 """`when: {held: KIND.FIELD, is: VALUE, for: DURATION | until: TIME}`: a value that stayed; a timer per entity."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automator.config.context import CompileContext, branch_hint
 from automator.model import EntityRef, HeldTrigger, Trigger

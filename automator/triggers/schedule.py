@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from automator.clock import cron_between, cron_problem, end_of_day, start_of_day
 from automator.config.context import CompileContext, branch_hint
