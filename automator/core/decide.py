@@ -97,6 +97,7 @@ class _Deciding:
         self.project, self.snapshot, self.event, self.now = project, snapshot, event, now
         self.before, self.after, self.plan, self.preview = before, after, plan, preview
         self.ectx = scopes.eval_context(project, snapshot, now)
+        self.views: dict[str, dict[str, Any]] = {}
 
     # ---- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
@@ -204,7 +205,9 @@ class _Deciding:
     def scope(self, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
               vars_: Mapping[str, Any] | None = None) -> dict[str, Any]:
         before = self.before.fields if self.before and ref == self.event.entity else None
-        return scopes.build(self.project, self.snapshot, event, ref, fields, before, vars_)
+        if event.id not in self.views:
+            self.views[event.id] = scopes.event_view(event)
+        return scopes.build(self.project, self.snapshot, event, ref, fields, before, vars_, self.views[event.id])
 
     def start(self, rule: Rule, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
         scope = self.scope(event, ref, fields)

@@ -29,9 +29,14 @@ def _fields(ref: EntityRef, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
-          before: Mapping[str, Any] | None, vars_: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The scope of one run: the entity under its kind's name, and the entities it links to."""
-    scope: dict[str, Any] = {"event": event_view(event), "settings": project.config.settings,
+          before: Mapping[str, Any] | None, vars_: Mapping[str, Any] | None = None,
+          view: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scope of one run: the entity under its kind's name, and the entities it links to.
+
+    `view` is the event's view when the caller already built it (expressions only read it, so runs share it).
+    """
+    scope: dict[str, Any] = {"event": view if view is not None else event_view(event),
+                             "settings": project.config.settings,
                              "vars": dict(vars_ or {}), "prev": dict(before or {})}
     if ref is not None and fields is not None:
         own = _fields(ref, fields)
@@ -129,9 +134,15 @@ def to_datetime(value: Any, tz: ZoneInfo) -> datetime | None:
     return None
 
 
-def describe(rule: Rule) -> str:
-    """The rule's trigger in one line."""
-    from automator.triggers import TRIGGERS
-    from automator.core.router import trigger_kind
+_DESCRIBED: dict[tuple[str, str], str] = {}
 
-    return TRIGGERS[trigger_kind(rule)].describe(rule.trigger)
+
+def describe(rule: Rule) -> str:
+    """The rule's trigger in one line (worked out once per rule version)."""
+    from automator.core.router import trigger_kind
+    from automator.triggers import TRIGGERS
+
+    key = (rule.id, rule.version)
+    if key not in _DESCRIBED:
+        _DESCRIBED[key] = TRIGGERS[trigger_kind(rule)].describe(rule.trigger)
+    return _DESCRIBED[key]
