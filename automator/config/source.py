@@ -514,6 +514,9 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
         hint = "write `key: value`, or put text that spans lines in quotes"
     elif message == "mapping values are not allowed in this context":
         message = "mapping values are not allowed here"
+    elif message == "exceeded maximum nesting depth":
+        # PyYAML 6.0.4's libyaml scans ahead and stops deep flow nesting before our own limit sees it.
+        message, hint = f"the data is nested too deeply (more than {MAX_DEPTH} levels)", "flatten the structure"
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     source_line = (text.split("\n", line)[line - 1:] or [""])[0]
     char = source_line[col - 1:col]
