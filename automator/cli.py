@@ -141,6 +141,176 @@ def connectors() -> None:
             click.echo(f"    {action_name:<22} {spec.delivery:<14} {spec.description}")
 
 
+# ---- the daemon and what it did ---------------------------------------------------------------------
+
+_config_option = click.option("--config", "config", default="automator.yaml", show_default=True,
+                              type=click.Path(path_type=Path), help="The project's automator.yaml (or its folder).")
+_db_option = click.option("--db", "db", type=click.Path(path_type=Path),
+                          help="The database, if not the one automator.yaml names.")
+
+
+@cli.command()
+@_config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--sandbox", is_flag=True, help="Play every outside system with its local emulator.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--no-mask", is_flag=True, help="Show phone numbers and names in logs (for debugging only).")
+@_db_option
+@click.option("--synchronous", type=click.Choice(["FULL", "NORMAL"]), default="FULL", show_default=True,
+              help="FULL survives power loss; NORMAL only process crashes.")
+@click.option("--no-reload", is_flag=True, help="Do not watch the rule files for changes.")
+def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_level: str, no_mask: bool,
+        db: Path | None, synchronous: str, no_reload: bool) -> None:
+    """Run the daemon: receive webhooks, run the rules, perform the effects, keep the timers.
+
+    Example: automator run --sandbox --port 8080
+    """
+    from automator.daemon.logs import setup_logging
+    from automator.daemon.process import Daemon, run_daemon
+    from automator.observe import config_path
+
+    setup_logging(log_format, log_level, mask=not no_mask)
+    project, problems = load_project(config_path(config).parent)
+    if project is None:
+        _fail_problems(problems)
+    assert project is not None
+    daemon = Daemon(project, host=host, port=port, sandbox=sandbox, db_path=db, synchronous=synchronous,
+                    reload=not no_reload)
+    sys.exit(run_daemon(daemon))
+
+
+def _store(config: Path, db: Path | None) -> Any:
+    from automator.observe import config_path, open_store
+
+    try:
+        return open_store(config_path(config), db)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@_config_option
+@_db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(config: Path, db: Path | None, fmt: str) -> None:
+    """The daemon's state: loaded rules, load errors, queue depth, timers, effects, dead letters.
+
+    Example: automator status
+    """
+    from automator.observe import status as read_status
+
+    report = read_status(_store(config, db))
+    if fmt == "json":
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    daemon = report["daemon"]
+    click.echo(f"daemon:      {daemon.get('state', 'never started')}  pid {daemon.get('pid', '-')}  "
+               f"{daemon.get('address', '')}{'  (sandbox)' if daemon.get('sandbox') else ''}")
+    click.echo(f"rules:       {daemon.get('rules', 0)} loaded, version {daemon.get('version', '-')}")
+    for problem in daemon.get("load_errors") or []:
+        click.echo(f"  load error: {problem}")
+    click.echo(f"queue:       {report['journal_pending']} events waiting (oldest {report['journal_lag_seconds']:.1f} s), "
+               f"{report['events_failed']} failed")
+    click.echo(f"runs:        {report['runs_waiting']} waiting")
+    click.echo(f"timers:      {report['timers_pending']} pending")
+    click.echo(f"effects:     {report['effects_pending']} pending, {report['dead_letters']} dead letters")
+
+
+@cli.command()
+@_config_option
+@_db_option
+@click.option("--rule", help="Only runs of this rule.")
+@click.option("--entity", help="Only runs about this entity, as KIND:ID (client:77).")
+@click.option("--since", help="Only runs started at or after this ISO 8601 moment.")
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, since: str | None, limit: int,
+         fmt: str) -> None:
+    """List rule runs, newest last.
+
+    Example: automator runs --rule no-show-to-rehabilitation --entity booking:1001
+    """
+    try:
+        moment = datetime.fromisoformat(since) if since else None
+    except ValueError as exc:
+        raise click.UsageError(f"--since: not an ISO 8601 moment: {since!r}") from exc
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    found = _store(config, db).runs(rule, entity=entity, since=moment, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps([{"id": r.id, "rule": r.rule_id, "status": r.status, "entity": str(r.entity or ""),
+                                "event": r.event_id, "started_at": r.started_at.isoformat() if r.started_at else None}
+                               for r in found], ensure_ascii=False, indent=2))
+        return
+    for r in found:
+        started = r.started_at.isoformat(timespec="seconds") if r.started_at else "-"
+        click.echo(f"{r.id}  {started}  {r.status:<9} {r.rule_id}  {r.entity or ''}")
+    click.echo(f"{_plural(len(found), 'run')}", err=True)
+
+
+@cli.command()
+@click.argument("ident")
+@_config_option
+@_db_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
+    """Everything about one run or event: each rule considered, each condition's value, each step and effect.
+
+    Example: automator explain 3f2a9c0d1e4b5a6f
+    """
+    from automator.observe import explain as read_explain, format_explain
+
+    report = read_explain(_store(config, db), ident)
+    if report is None:
+        raise click.ClickException(f"no run or event with id {ident!r}")
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str) if fmt == "json"
+               else format_explain(report))
+
+
+@cli.command()
+@_config_option
+@_db_option
+@click.option("--limit", default=50, show_default=True, type=int)
+def timers(config: Path, db: Path | None, limit: int) -> None:
+    """Pending timers (waits, `held` triggers, schedules), soonest first.
+
+    Example: automator timers --limit 10
+    """
+    store = _store(config, db)
+    for timer in store.timers(limit):
+        click.echo(f"{timer.due_at.isoformat(timespec='seconds')}  {timer.kind:<8} {timer.rule_id}  "
+                   f"{timer.key or ''}  {timer.run_id or ''}")
+    click.echo(f"{_plural(store.count('timers'), 'timer')} pending", err=True)
+
+
+@cli.command()
+@_config_option
+@_db_option
+@click.option("--replay", "replay_key", metavar="ID", help="Put a parked effect back in the outbox.")
+@click.option("--drop", "drop_key", metavar="ID", help="Give up on a parked effect.")
+def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | None) -> None:
+    """Effects parked for an operator: dead (gave up or refused) and uncertain (maybe performed).
+
+    Example: automator dead --replay 3f2a9c0d1e4b5a6f/do/0
+    """
+    store = _store(config, db)
+    now = datetime.now(timezone.utc)
+    if replay_key or drop_key:
+        done = store.replay(replay_key, now) if replay_key else store.drop(str(drop_key), now)
+        if not done:
+            raise click.ClickException(f"no parked effect {replay_key or drop_key!r}")
+        click.echo(f"{'replayed' if replay_key else 'dropped'} {replay_key or drop_key}")
+        return
+    letters = store.dead_letters()
+    for e in letters:
+        click.echo(f"{e['key']}  [{e['status']}]  {e['action']} via {e['connector']}  rule {e['rule_id']}  "
+                   f"{e['attempts'] or 0} tries\n    {e['error'] or ''}\n    "
+                   f"{json.dumps(e['params'], ensure_ascii=False, default=str)}")
+    click.echo(f"{_plural(len(letters), 'dead letter')}", err=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

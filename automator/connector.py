@@ -17,6 +17,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
+class Inbound:
+    """One webhook request as the daemon received it: what a connector's `parse` authenticates and reads."""
+
+    connector: str
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes
+    received_at: Any = None  # datetime; the daemon's clock
+
+
+@dataclass(frozen=True, slots=True)
 class ActionResult:
     """What performing an action returned: the system's answer and the events it would send back."""
 
@@ -56,6 +69,13 @@ class Connector:
 
     type: ClassVar[str] = ""
     config_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
+    # (requests per second, burst) the system allows; the daemon's outbox keeps to it. None: no limit.
+    rate_limit: ClassVar[tuple[float, int] | None] = None
+    # True for connectors that write into the daemon's own database (local): performed on the store's thread.
+    in_store: ClassVar[bool] = False
+    # True when performing the same effect key twice changes nothing (the system deduplicates by the key):
+    # then even an at_most_once effect interrupted mid-call is safely tried again instead of parked.
+    deduplicates: ClassVar[bool] = False
     actions: ClassVar[Mapping[str, ActionSpec]] = {}
     _methods: ClassVar[Mapping[str, str]] = {}
 
@@ -76,13 +96,30 @@ class Connector:
         self.name = name
         self.config = config
 
-    def perform(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
-        """Perform one action; `key` is the effect's idempotency key."""
+    @classmethod
+    def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Connector:
+        """Build an instance for the daemon. `db` is the daemon's database (only in-store connectors use it)."""
+        return cls(name, options)
+
+    async def aclose(self) -> None:
+        """Release what the connector holds (pooled connections); called when the daemon stops or reloads."""
+
+    def parse(self, request: Inbound) -> list[Event]:
+        """Authenticate one webhook and translate it into events; raise InboundRejected to refuse it.
+
+        May be a coroutine function. Each event should carry the system's delivery id when it sends one.
+        """
+        from automator.errors import InboundRejected
+
+        raise InboundRejected(404, f"connector {self.name!r} ({self.type}) receives no webhooks", "unknown_connector")
+
+    def perform(self, action_name: str, params: Mapping[str, Any], key: str) -> Any:
+        """Perform one action; `key` is the effect's idempotency key. Returns an ActionResult (or a coroutine of
+        one, for connectors whose actions are `async def`); raises errors from `automator.errors`."""
         method = self._methods.get(action_name)
         if method is None:
             raise KeyError(f"connector {self.type!r} has no action {action_name!r}")
-        result: ActionResult = getattr(self, method)(params, key)
-        return result
+        return getattr(self, method)(params, key)
 
 
 def discover() -> dict[str, type[Connector]]:
@@ -97,3 +134,77 @@ def discover() -> dict[str, type[Connector]]:
         if isinstance(cls, type) and issubclass(cls, Connector):
             found[cls.type or ep.name] = cls
     return found
+
+
+class ConfigError(Exception):
+    """A connector's settings cannot be used (a `${env:NAME}` that is not set, a bad value)."""
+
+
+def resolve_env(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Replace every `${env:NAME}` in a connector's settings with the variable's value; secrets never live in files."""
+    import os
+    import re
+
+    def resolve(value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            def sub(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name not in os.environ:
+                    raise ConfigError(f"{where}: {path} needs the environment variable {name}, which is not set")
+                return os.environ[name]
+            return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
+        if isinstance(value, Mapping):
+            return {k: resolve(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    return resolve(dict(options), "")
+
+
+def retry_after(response: Any) -> float | None:
+    """The Retry-After header in seconds (it may be a number or an HTTP date), if the answer has one."""
+    from email.utils import parsedate_to_datetime
+    from datetime import datetime, timezone
+
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def check_status(response: Any, what: str) -> None:
+    """Map an HTTP answer to the error tree: 429 and 5xx retry (honouring Retry-After), other 4xx are refused."""
+    from automator.errors import Rejected, Retryable
+
+    code = response.status_code
+    if code < 400 and not 300 <= code < 400:
+        return
+    text = f"{what}: HTTP {code} {response.text[:300]!r}" if hasattr(response, "text") else f"{what}: HTTP {code}"
+    if code == 429 or code >= 500:
+        raise Retryable(text, retry_after(response))
+    raise Rejected(text)
+
+
+async def call_http(coro: Any, what: str) -> Any:
+    """Await an httpx call, mapping transport failures (httpx's `map_httpcore_exceptions`, one level up):
+    a request that cannot have left (connect errors and timeouts) retries; one that may have reached the
+    system without a readable answer (read timeouts, a dropped connection) is uncertain."""
+    import httpx
+
+    from automator.errors import Retryable, Uncertain
+
+    try:
+        return await coro
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise Retryable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except (httpx.TimeoutException, httpx.TransportError) as exc:
+        raise Uncertain(f"{what}: {type(exc).__name__}: {exc}") from exc

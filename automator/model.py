@@ -76,6 +76,7 @@ class Event:
     delivery_id: str | None = None
     depth: int = 0
     caused_by: str | None = None  # the effect key whose performance produced this event
+    echo_of: str | None = None  # the rule whose own effect this event reports back (it must not restart it)
 
     @property
     def kind(self) -> str:
@@ -97,6 +98,8 @@ class Event:
             out["depth"] = self.depth
         if self.caused_by:
             out["caused_by"] = self.caused_by
+        if self.echo_of:
+            out["echo_of"] = self.echo_of
         return out
 
 
@@ -236,6 +239,27 @@ class StopStep:
 Step = Union[ActionStep, WaitStep, IfStep, SetStep, EmitStep, StopStep]
 
 
+def steps_shape(steps: tuple[Step, ...]) -> str:
+    """The structure of a step list (kinds, actions, nesting), without params or texts.
+
+    A run waiting at a cursor may continue on a new version of its rule only if the shape is the same:
+    then the cursor still points at the step it was meant to (see `Rule.version`).
+    """
+    def walk(items: tuple[Step, ...]) -> str:
+        parts = []
+        for step in items:
+            if isinstance(step, ActionStep):
+                parts.append(step.action)
+            elif isinstance(step, IfStep):
+                parts.append(f"if({walk(step.then)}|{walk(step.else_)})")
+            else:
+                parts.append(type(step).__name__)
+        return ",".join(parts)
+    import hashlib
+
+    return hashlib.sha256(walk(steps).encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True, slots=True)
 class ForEach:
     """`for_each: {kind: client, where: EXPR}` — one run per stored entity."""
@@ -256,8 +280,13 @@ class Rule:
     mode: str = "restart"
     for_each: ForEach | None = None
     description: str = ""
-    version: str = ""
+    version: str = ""  # "<shape>.<content>": see steps_shape
     location: Location | None = None
+
+    @property
+    def shape(self) -> str:
+        """The steps' structure part of the version."""
+        return self.version.partition(".")[0]
 
 
 # ---- what the core decides -------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
+from automator.core.wakeup import timer_event
 from automator.model import Effect, Entity, EntityRef, Event, Timer
 from automator.steps.action import ENGINE
 from automator.store.sqlite import SqliteStore
@@ -91,11 +92,11 @@ class Simulator:
             result = self.local.perform(effect.action, effect.params, effect.key)
         except Exception as exc:  # a failed effect is a result to show, not a crash of the test run
             self.performed.append(Performed(effect, False, str(exc)))
-            self.store.settle(effect.key, "failed", {"error": str(exc)})
+            self.store.record_effect(effect.key, "failed", {"error": str(exc)})
             return []
         self.performed.append(Performed(effect, True))
-        self.store.settle(effect.key, "done", result.data)
-        return [replace(e, depth=effect.depth + 1, caused_by=effect.key) for e in result.events]
+        self.store.record_effect(effect.key, "done", result.data)
+        return [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id) for e in result.events]
 
     def advance(self, span: timedelta | Any) -> None:
         """Let time pass, firing every timer and schedule that falls due, in time order."""
@@ -126,14 +127,6 @@ class Simulator:
                 self.now = max(self.now, timer.due_at)
                 self.process([timer_event(timer)])
         self.now = target
-
-
-def timer_event(timer: Timer) -> Event:
-    """A fired timer as an event: the one path every wake-up takes."""
-    entity = EntityRef.parse(timer.key) if timer.kind == "held" else None
-    return Event(id=f"{timer.id}@{timer.due_at.isoformat()}", type="timer.fired", at=timer.due_at, entity=entity,
-                 data={"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id},
-                 source="timer")
 
 
 def _parse_time(value: Any, project: Project) -> datetime:

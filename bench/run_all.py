@@ -13,7 +13,7 @@ import route_event  # noqa: E402
 
 def main() -> None:
     figures: dict[str, float] = {}
-    for bench in (load_rules, route_event, condition_eval):
+    for bench in (load_rules, route_event, condition_eval, __import__("http_client")):
         print(f"== {bench.__name__}")
         figures.update(bench.main())
         print()

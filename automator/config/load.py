@@ -18,7 +18,7 @@ from automator.config.schemas import SchemaSet
 from automator.config.source import Document, load_document
 from automator.connector import Connector
 from automator.core.router import Router
-from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage
+from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage, steps_shape
 from automator.steps import compile_steps, set_names
 from automator.triggers import TRIGGERS
 
@@ -147,6 +147,7 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
             connectors[str(name)] = ConnectorConfig(str(name), str(raw["type"]), dict(raw), dict(CANONICAL),
                                                     Location(doc.path, mark.line, mark.col))
             continue
+        problems.extend(_connector_problems(doc, str(name), raw, cls))
         connectors[str(name)] = ConnectorConfig(str(name), cls.type, dict(raw), dict(cls.actions),
                                                 Location(doc.path, mark.line, mark.col))
     settings = {**(data.get("settings") or {}), **(overrides or {})}
@@ -154,6 +155,17 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
     return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
                   settings=settings, store=data.get("store"),
                   chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)))
+
+
+def _connector_problems(doc: Document, name: str, raw: Mapping[str, Any], cls: type[Connector]) -> list[Problem]:
+    """The connector type's own settings schema, checked where the admin wrote each setting."""
+    from jsonschema import Draft202012Validator
+
+    found = []
+    for error in sorted(Draft202012Validator(cls.config_schema).iter_errors(dict(raw)), key=lambda e: list(e.path)):
+        path = ("connectors", name, *error.absolute_path)
+        found.append(doc.problem(path, f"connector '{name}' ({cls.type}): {error.message}"))
+    return found
 
 
 def _timezone_hint(name: str) -> str:
@@ -278,7 +290,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     if trigger is None:
         return None
     mark = ctx.doc.mark(path)
-    version = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    content = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    version = f"{steps_shape(steps)}.{content}"
     return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
                 mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
                 location=Location(ctx.doc.path, mark.line, mark.col))

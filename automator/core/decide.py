@@ -102,7 +102,15 @@ class _Deciding:
     # ---- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
         changed = changed_fields(self.before, self.after)
+        echo = self.event.echo_of
+        if echo and not changed and self.event.verb in STATE_VERBS:
+            for rule in self.project.router.candidates(self.event, changed):
+                self.plan.why_not.append(WhyNot(rule.id, "the echo of our own effect: it changes nothing"))
+            return
         for rule in self.project.router.candidates(self.event, changed):
+            if rule.id == echo:
+                self.plan.why_not.append(WhyNot(rule.id, "the echo of this rule's own effect"))
+                continue
             trigger = rule.trigger
             if isinstance(trigger, HeldTrigger):
                 self.held_transition(rule, trigger)
@@ -196,6 +204,17 @@ class _Deciding:
             self.finish(replace(run, status="cancelled", trace=(*run.trace, TraceStep(
                 path="do", kind="cancel", detail="the rule was removed while the run waited", at=self.now))))
             return
+        if run.rule_version != rule.version:
+            if run.rule_version.partition(".")[0] != rule.shape:
+                # Steps were added, removed or reordered: the cursor no longer means what it meant.
+                self.finish(replace(run, status="cancelled", trace=(*run.trace, TraceStep(
+                    path="do", kind="cancel", at=self.now,
+                    detail=f"the rule's steps changed while the run waited (version {run.rule_version} → "
+                           f"{rule.version}): cancelled, not resumed at a step that moved"))))
+                return
+            run = replace(run, rule_version=rule.version, trace=(*run.trace, TraceStep(
+                path="do", kind="version", at=self.now,
+                detail=f"continues on the rule's new version {rule.version} (was {run.rule_version})")))
         entity = self.snapshot.entity(run.entity) if run.entity else None
         origin = event_from(run.origin, self.event)
         scope = self.scope(origin, run.entity, entity.fields if entity else None, run.vars)

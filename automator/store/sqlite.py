@@ -1,7 +1,14 @@
-"""SqliteStore over sqlite-utils: entities with their previous state, runs with traces, timers and effects."""
+"""SqliteStore over sqlite-utils: entities with their previous state, runs with traces, timers and effects.
+
+The daemon's journal and outbox live in `journal.py` and `outbox.py` as parts of the same class: one store,
+one database, one set of invariants. Every write goes through `atomic()`, which opens `BEGIN IMMEDIATE` (the
+write lock is taken up front, so two writers never deadlock on an upgrade) and nests as savepoints.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Iterator, Mapping
@@ -10,6 +17,8 @@ from typing import Any
 import sqlite_utils
 
 from automator.model import Decision, Effect, Entity, EntityRef, Run, Timer, TraceStep
+from automator.store.journal import JournalMixin
+from automator.store.outbox import OutboxMixin
 
 SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
     "entities": ({"kind": str, "id": str, "fields": str, "prev": str, "updated_at": str}, ("kind", "id")),
@@ -19,9 +28,25 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
     "timers": ({"id": str, "due_at": str, "kind": str, "rule_id": str, "key": str, "run_id": str,
                 "payload": str}, "id"),
     "effects": ({"key": str, "run_id": str, "rule_id": str, "action": str, "connector": str, "params": str,
-                 "delivery": str, "status": str, "at": str, "entity": str, "depth": int, "result": str}, "key"),
+                 "delivery": str, "status": str, "at": str, "entity": str, "depth": int, "result": str,
+                 "attempts": int, "next_try_at": str, "claimed_by": str, "claimed_until": str, "error": str,
+                 "updated_at": str}, "key"),
+    # The journal: every accepted event, in order. `seq` is the order; `id` and (source, delivery_id) are unique.
+    "journal": ({"seq": int, "id": str, "key": str, "type": str, "at": str, "source": str, "delivery_id": str,
+                 "digest": str, "body": str, "status": str, "claimed_by": str, "claimed_until": str,
+                 "received_at": str, "done_at": str, "why_not": str, "error": str}, "seq"),
+    # Changes our own effects made, so that the CRM's webhook echoing them back is recognised.
+    "echoes": ({"entity": str, "fields": str, "effect": str, "rule_id": str, "depth": int, "until": str},
+               ("entity", "effect")),
+    "meta": ({"name": str, "value": str}, "name"),
 }
-INDEXES = (("runs", ["key", "status"]), ("timers", ["due_at"]))
+INDEXES: tuple[tuple[str, list[str], bool], ...] = (
+    ("runs", ["key", "status"], False), ("runs", ["entity"], False), ("runs", ["started_at"], False),
+    ("runs", ["event_id"], False), ("timers", ["due_at"], False), ("timers", ["run_id"], False),
+    ("journal", ["id"], True), ("journal", ["source", "delivery_id"], True), ("journal", ["status", "seq"], False),
+    ("journal", ["source", "digest"], False),
+    ("effects", ["status", "next_try_at"], False), ("effects", ["run_id"], False),
+)
 
 
 def utc(at: datetime) -> str:
@@ -29,23 +54,80 @@ def utc(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _dump(value: Any) -> str:
+def dump(value: Any) -> str:
+    """JSON as stored: readable text, anything unknown as its string."""
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-class SqliteStore:
-    """The one store implementation: tests use it in memory, the daemon on disk."""
+class SqliteStore(JournalMixin, OutboxMixin):
+    """The one store implementation: tests use it in memory, the daemon on disk.
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
-        self.db = sqlite_utils.Database(memory=True) if str(path) == ":memory:" else sqlite_utils.Database(path)
-        if str(path) != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
+    `synchronous` is FULL by default for a file (an accepted event survives a power cut; group commit keeps
+    it fast); NORMAL survives process crashes only.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
+        memory = str(path) == ":memory:"
+        # isolation_level=None: transactions are ours (atomic()), never sqlite3's implicit ones.
+        conn = sqlite3.connect(":memory:" if memory else str(path), isolation_level=None, timeout=timeout,
+                               check_same_thread=False)
+        self.path = None if memory else Path(path)
+        self.db = sqlite_utils.Database(conn)
+        if not memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self._depth = 0
+        with self.atomic():
+            self._migrate()
+        self._recency: dict[str, timedelta] | None = None
+
+    def _migrate(self) -> None:
         for table, (columns, pk) in SCHEMA.items():
             if not self.db[table].exists():
                 self.db[table].create(columns, pk=pk)
-        for table, cols in INDEXES:
-            self.db[table].create_index(cols, if_not_exists=True)
-        self._recency: dict[str, timedelta] | None = None
+            else:
+                existing = set(self.db[table].columns_dict)
+                for name, kind in columns.items():
+                    if name not in existing:
+                        self.db[table].add_column(name, kind)
+        for table, cols, unique in INDEXES:
+            self.db[table].create_index(cols, if_not_exists=True, unique=unique)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction (BEGIN IMMEDIATE); nested calls join it through savepoints."""
+        conn = self.db.conn
+        if self._depth:
+            self._depth += 1
+            name = f"sp{self._depth}"
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.conn.close()
 
     # ---- Snapshot ----------------------------------------------------------------------------------
     def entity(self, ref: EntityRef) -> Entity | None:
@@ -83,31 +165,39 @@ class SqliteStore:
     def put_entity(self, entity: Entity) -> None:
         """Store an entity's state, keeping the one it replaces as `prev`."""
         old = self.entity(entity.ref)
-        self.db["entities"].upsert({"kind": entity.ref.kind, "id": entity.ref.id, "fields": _dump(entity.fields),
-                                    "prev": _dump(old.fields if old else None),
-                                    "updated_at": utc(entity.updated_at) if entity.updated_at else None},
-                                   pk=("kind", "id"))
-        self._recency = None
+        self.db.conn.execute(
+            "insert or replace into entities (kind, id, fields, prev, updated_at) values (?, ?, ?, ?, ?)",
+            [entity.ref.kind, entity.ref.id, dump(entity.fields), dump(old.fields if old else None),
+             utc(entity.updated_at) if entity.updated_at else None])
+        if entity.ref.kind == "client":
+            self._recency = None
 
     def apply(self, decision: Decision) -> None:
         """Write one decision at once: entity, runs with traces, effects, timers set and cancelled."""
-        with self.db.conn:
+        with self.atomic():
             if decision.entity_after is not None:
                 self.put_entity(decision.entity_after)
-            for run in decision.runs:
-                self.db["runs"].upsert(_run_row(run, decision.event.at), pk="id")
-            for effect in decision.effects:
-                self.db["effects"].insert(_effect_row(effect), pk="key", ignore=True)
-            for timer_id in decision.cancel_timers:
-                self.db["timers"].delete_where("id = ?", [timer_id])
+            conn = self.db.conn
+            if decision.runs:
+                rows = [_run_row(run, decision.event.at) for run in decision.runs]
+                conn.executemany(f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values "
+                                 f"({', '.join('?' * len(RUN_COLUMNS))})", [[r[c] for c in RUN_COLUMNS] for r in rows])
+            if decision.effects:
+                rows = [_effect_row(effect) for effect in decision.effects]
+                conn.executemany(f"insert or ignore into effects ({', '.join(EFFECT_COLUMNS)}) values "
+                                 f"({', '.join('?' * len(EFFECT_COLUMNS))})",
+                                 [[r[c] for c in EFFECT_COLUMNS] for r in rows])
+            if decision.cancel_timers:
+                conn.executemany("delete from timers where id = ?", [[t] for t in decision.cancel_timers])
             for timer in decision.timers:
                 self.put_timer(timer)
 
     def put_timer(self, timer: Timer) -> None:
         """Set (or move) a timer."""
-        self.db["timers"].upsert({"id": timer.id, "due_at": utc(timer.due_at), "kind": timer.kind,
-                                  "rule_id": timer.rule_id, "key": timer.key, "run_id": timer.run_id,
-                                  "payload": _dump(dict(timer.payload))}, pk="id")
+        self.db.conn.execute("insert or replace into timers (id, due_at, kind, rule_id, key, run_id, payload) "
+                             "values (?, ?, ?, ?, ?, ?, ?)",
+                             [timer.id, utc(timer.due_at), timer.kind, timer.rule_id, timer.key, timer.run_id,
+                              dump(dict(timer.payload))])
 
     def next_timer(self, until: datetime) -> Timer | None:
         """The earliest timer due at or before `until`."""
@@ -115,42 +205,84 @@ class SqliteStore:
                                   [utc(until)]))
         return _timer(rows[0]) if rows else None
 
+    def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        """Timers due at or before `now`, soonest first."""
+        return [_timer(r) for r in self.db.query("select * from timers where due_at <= ? order by due_at, id "
+                                                 "limit ?", [utc(now), limit])]
+
+    def next_due(self) -> datetime | None:
+        """When the earliest timer is due: how long the timer loop may sleep."""
+        row = self.db.conn.execute("select min(due_at) from timers").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
     def delete_timer(self, timer_id: str) -> None:
         """Remove a timer (it has fired)."""
-        self.db["timers"].delete_where("id = ?", [timer_id])
+        self.db.conn.execute("delete from timers where id = ?", [timer_id])
 
-    def settle(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
-        """Record an effect's outcome."""
-        self.db["effects"].update(key, {"status": status, "result": _dump(dict(result or {}))})
+    def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
+        """Record an effect's outcome (the simulator's short path; the daemon settles through the outbox)."""
+        self.db.conn.execute("update effects set status = ?, result = ? where key = ?",
+                             [status, dump(dict(result or {})), key])
+
+    def get_meta(self, name: str) -> str | None:
+        """A small named value the daemon keeps (its rule version, a connector's last poll)."""
+        row = self.db.conn.execute("select value from meta where name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a named value."""
+        self.db.conn.execute("insert or replace into meta (name, value) values (?, ?)", [name, value])
 
     # ---- reading back ------------------------------------------------------------------------------
-    def timers(self) -> list[Timer]:
-        """Every pending timer, soonest first."""
-        return [_timer(r) for r in self.db.query("select * from timers order by due_at, id")]
+    def timers(self, limit: int | None = None) -> list[Timer]:
+        """Pending timers, soonest first."""
+        sql = "select * from timers order by due_at, id" + (" limit ?" if limit else "")
+        return [_timer(r) for r in self.db.query(sql, [limit] if limit else [])]
 
-    def runs(self, rule_id: str | None = None) -> list[Run]:
-        """Runs, oldest first, optionally of one rule."""
-        sql, args = "select * from runs", []
-        if rule_id:
-            sql, args = sql + " where rule_id = ?", [rule_id]
+    def count(self, table: str, where: str = "", args: list[Any] | None = None) -> int:
+        """How many rows of a table match."""
+        sql = f"select count(*) from {table}" + (f" where {where}" if where else "")
+        return int(self.db.conn.execute(sql, args or []).fetchone()[0])
+
+    def runs(self, rule_id: str | None = None, *, entity: str | None = None, since: datetime | None = None,
+             event_id: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs, oldest first, filtered by rule, entity (`kind:id`), start time or triggering event."""
+        clauses, args = [], []
+        for column, value in (("rule_id", rule_id), ("entity", entity), ("event_id", event_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            args.append(utc(since))
+        sql = "select * from runs" + (" where " + " and ".join(clauses) if clauses else "")
+        if limit:
+            sql = f"select * from ({sql} order by started_at desc, id desc limit {int(limit)})"
         return [_run(r) for r in self.db.query(sql + " order by started_at, id", args)]
 
-    def effects(self) -> list[dict[str, Any]]:
-        """Every effect recorded, in order."""
-        return [{**r, "params": json.loads(r["params"])} for r in self.db.query("select * from effects order by rowid")]
+    def effects(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Effects recorded, in order, optionally of one run."""
+        sql, args = "select * from effects", []
+        if run_id:
+            sql, args = sql + " where run_id = ?", [run_id]
+        return [{**r, "params": json.loads(r["params"])} for r in self.db.query(sql + " order by rowid", args)]
 
 
 def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+RUN_COLUMNS = tuple(SCHEMA["runs"][0])
+EFFECT_COLUMNS = tuple(SCHEMA["effects"][0])
+
+
 def _run_row(run: Run, at: datetime) -> dict[str, Any]:
     return {"id": run.id, "rule_id": run.rule_id, "rule_version": run.rule_version, "key": run.key,
-            "event_id": run.event_id, "status": run.status, "cursor": _dump(list(run.cursor)),
-            "vars": _dump(dict(run.vars)), "entity": str(run.entity) if run.entity else None,
-            "trace": _dump([t.to_json() for t in run.trace]),
+            "event_id": run.event_id, "status": run.status, "cursor": dump(list(run.cursor)),
+            "vars": dump(dict(run.vars)), "entity": str(run.entity) if run.entity else None,
+            "trace": dump([t.to_json() for t in run.trace]),
             "started_at": utc(run.started_at) if run.started_at else utc(at), "updated_at": utc(at),
-            "depth": run.depth, "origin": _dump(dict(run.origin))}
+            "depth": run.depth, "origin": dump(dict(run.origin))}
 
 
 def _run(row: Mapping[str, Any]) -> Run:
@@ -164,10 +296,15 @@ def _run(row: Mapping[str, Any]) -> Run:
 
 
 def _effect_row(effect: Effect) -> dict[str, Any]:
+    from automator.steps.action import ENGINE
+
+    # Engine effects (segment.recompute) were performed inside the core: they are recorded as done.
+    status = "done" if effect.connector == ENGINE else "pending"
     return {"key": effect.key, "run_id": effect.run_id, "rule_id": effect.rule_id, "action": effect.action,
-            "connector": effect.connector, "params": _dump(dict(effect.params)), "delivery": effect.delivery,
-            "status": "pending", "at": utc(effect.at), "entity": str(effect.entity) if effect.entity else None,
-            "depth": effect.depth, "result": None}
+            "connector": effect.connector, "params": dump(dict(effect.params)), "delivery": effect.delivery,
+            "status": status, "at": utc(effect.at), "entity": str(effect.entity) if effect.entity else None,
+            "depth": effect.depth, "result": None, "attempts": 0, "next_try_at": utc(effect.at),
+            "claimed_by": None, "claimed_until": None, "error": None, "updated_at": utc(effect.at)}
 
 
 def _timer(row: Mapping[str, Any]) -> Timer:

@@ -1,6 +1,8 @@
 """The `local` connector: performs the canonical actions into SQLite tables and emits what a real CRM would."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import datetime
 from collections.abc import Callable, Mapping
@@ -8,8 +10,11 @@ from typing import Any
 
 import sqlite_utils
 
-from automator.connector import ActionResult, Connector, action
+from automator.connector import ActionResult, Connector, Inbound, action
+from automator.errors import InboundRejected
 from automator.model import EntityRef, Event
+
+MAX_EVENTS_PER_REQUEST = 1000
 
 TABLES: dict[str, dict[str, Any]] = {
     "local_deals": {"id": int, "pipeline": str, "stage": str, "title": str, "client": str, "responsible": str,
@@ -33,7 +38,10 @@ class LocalConnector(Connector):
     """
 
     type = "local"
-    config_schema = {"type": "object", "properties": {"type": {"const": "local"}}, "additionalProperties": False}
+    config_schema = {"type": "object", "properties": {"type": {"const": "local"}, "secret": {"type": "string"}},
+                     "additionalProperties": False}
+    in_store = True
+    deduplicates = True
 
     def __init__(self, name: str, config: Mapping[str, Any], *, db: sqlite_utils.Database,
                  now: Callable[[], datetime]) -> None:
@@ -45,14 +53,47 @@ class LocalConnector(Connector):
                 db[table].create(columns, pk=PKS.get(table, "id"))
 
     def perform(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
-        """Perform once per key: a repeated key returns the first answer and emits nothing."""
-        done = self.db["local_done"]
-        rows = list(done.rows_where("key = ?", [key]))
-        if rows:
-            return ActionResult(data=json.loads(rows[0]["result"]))
-        result = super().perform(action_name, params, key)
-        done.insert({"key": key, "result": json.dumps(dict(result.data), default=str)})
+        """Perform once per key, atomically with the record of it: a repeated key returns the first answer and
+        the same events (same ids, so the journal takes them once)."""
+        from automator.store.journal import event_body, event_from_body
+
+        row = self.db.conn.execute("select result from local_done where key = ?", [key]).fetchone()
+        if row:
+            first = json.loads(row[0])
+            if "data" not in first:  # written before events were kept
+                return ActionResult(data=first)
+            return ActionResult(first["data"], tuple(event_from_body(e) for e in first["events"]))
+        with self.db.atomic():
+            result = super().perform(action_name, params, key)
+            record = {"data": dict(result.data), "events": [event_body(e) for e in result.events]}
+            self.db["local_done"].insert({"key": key, "result": json.dumps(record, default=str)})
         return result
+
+    @classmethod
+    def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], datetime]) -> Connector:
+        """The daemon's local connector writes into the daemon's own database."""
+        return cls(name, options, db=db, now=now)
+
+    def parse(self, request: Inbound) -> list[Event]:
+        """A generic JSON webhook: one event, a list, or `{"events": [...]}`, each written as in a test's `when:`.
+
+        With `secret:` configured, the request must carry it as the `X-Automator-Token` header or `?token=`.
+        """
+        secret = self.config.get("secret")
+        if secret:
+            given = request.headers.get("x-automator-token") or request.query.get("token") or ""
+            if not hmac.compare_digest(given.encode(), str(secret).encode()):
+                raise InboundRejected(401, "missing or wrong token", "auth")
+        try:
+            body = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InboundRejected(400, f"the body is not JSON: {exc}") from exc
+        items = body.get("events") if isinstance(body, dict) and "events" in body else body
+        items = items if isinstance(items, list) else [items]
+        if not items or len(items) > MAX_EVENTS_PER_REQUEST:
+            raise InboundRejected(400, f"expected 1 to {MAX_EVENTS_PER_REQUEST} events")
+        return [_inbound_event(item, index, self.name, request.received_at or self.now())
+                for index, item in enumerate(items)]
 
     def _event(self, key: str, type_: str, ref: EntityRef, data: Mapping[str, Any]) -> Event:
         return Event(id=f"{key}>{type_}", type=type_, at=self.now(), entity=ref, data=dict(data), source=self.name)
@@ -155,6 +196,37 @@ class LocalConnector(Connector):
         row = {"method": params["method"], "url": params["url"],
                "body": json.dumps(params.get("json"), default=str), "at": self._stamp()}
         return ActionResult({"id": str(self.db["local_requests"].insert(row).last_pk), "status": 200})
+
+
+def _inbound_event(item: Any, index: int, source: str, received: datetime) -> Event:
+    where = f"event {index + 1}"
+    if not isinstance(item, dict):
+        raise InboundRejected(400, f"{where}: expected an object")
+    kind_verb = item.get("event", item.get("type"))
+    if not isinstance(kind_verb, str) or "." not in kind_verb or kind_verb.startswith("timer."):
+        raise InboundRejected(400, f"{where}: 'event' must be a type such as booking.updated")
+    entity = item.get("entity")
+    ref = None
+    if entity is not None:
+        if not isinstance(entity, dict) or not entity.get("kind") or entity.get("id") in (None, ""):
+            raise InboundRejected(400, f"{where}: 'entity' must be {{kind, id}}")
+        ref = EntityRef(str(entity["kind"]), str(entity["id"]))
+    data = item.get("data") or {}
+    if not isinstance(data, dict):
+        raise InboundRejected(400, f"{where}: 'data' must be an object")
+    at = received
+    if item.get("at") is not None:
+        try:
+            at = datetime.fromisoformat(str(item["at"]))
+        except ValueError as exc:
+            raise InboundRejected(400, f"{where}: 'at' is not an ISO 8601 moment") from exc
+        if at.tzinfo is None:
+            raise InboundRejected(400, f"{where}: 'at' needs a UTC offset")
+    delivery = item.get("delivery_id", item.get("id"))
+    ident = hashlib.sha1(f"{source}|{delivery}|{kind_verb}|{ref}|{json.dumps(data, sort_keys=True, default=str)}|"
+                         f"{at.isoformat() if delivery is None else ''}".encode()).hexdigest()[:20]
+    return Event(id=f"{source}:{ident}", type=kind_verb, at=at, entity=ref, data=data, source=source,
+                 delivery_id=None if delivery is None else str(delivery))
 
 
 def _text(value: Any) -> str | None:

@@ -1,0 +1,1 @@
+"""The daemon: webhooks in, rules run, effects out; with its logs and metrics."""

@@ -1,0 +1,36 @@
+"""Named points where the restart tests have the daemon kill itself (SIGKILL) to prove recovery; inert otherwise.
+
+`AUTOMATOR_CRASH_AT=effect.after_call` kills the process the first time it gets there, `...:3` the third time.
+Read once at import; a daemon started without the variable pays one truth test per point.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = ("journal.before_commit", "journal.after_commit", "decide.before_commit", "decide.after_commit",
+          "effect.before_call", "effect.after_call", "settle.after_commit", "timers.before_commit",
+          "timers.after_commit")
+
+
+def _wanted(spec: str | None) -> tuple[str, int] | None:
+    if not spec:
+        return None
+    name, _, count = spec.partition(":")
+    if name not in POINTS:
+        raise ValueError(f"AUTOMATOR_CRASH_AT: unknown point {name!r}; one of {', '.join(POINTS)}")
+    return name, int(count or 1)
+
+
+_WANTED = _wanted(os.environ.get("AUTOMATOR_CRASH_AT"))
+_seen = 0
+
+
+def reached(name: str) -> None:
+    """Die here, as a power cut would, if this is the point (and the time) the test asked for."""
+    global _seen
+    if _WANTED is None or name != _WANTED[0]:
+        return
+    _seen += 1
+    if _seen >= _WANTED[1]:
+        os.kill(os.getpid(), signal.SIGKILL)

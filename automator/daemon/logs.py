@@ -1,0 +1,159 @@
+"""Structured logging (text or JSON lines) for the daemon, with phone numbers and client names masked."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import IO, Any
+
+# Keys whose values are personal names; compared lower-cased with `_`/`-` removed, so `firstName` counts too.
+# second_name/middle_name: Bitrix24 and others call the patronymic that.
+NAME_KEYS = frozenset({
+    "name", "client_name", "first_name", "last_name", "surname", "patronymic", "fio", "full_name",
+    "contact_name", "second_name", "middle_name",
+})
+_NAME_KEYS = frozenset(k.replace("_", "") for k in NAME_KEYS)
+
+# 10 to 15 digits, possibly split by spaces, hyphens or brackets, not glued to a word: fewer digits are
+# ids and amounts. Dots and colons are not separators, so `01.12.2026` and `06:00:00` never join a run.
+_PHONE = re.compile(r"(?<![\w\-])\+?\(?\d(?:[ \u00a0\-()]{0,2}\d){9,14}(?!\w)")
+# `2026-12-01 06` has ten digits in a phone-like run; a date inside a run means it is no phone.
+_DATE = re.compile(r"(?<!\d)(?:19|20)\d\d-[01]\d-[0-3]\d(?!\d)")
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+# color_message: uvicorn's ANSI-coloured copy of its own message, noise in our lines.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message",
+}
+_RESERVED = ("ts", "level", "logger", "msg", "exc", "stack")
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if _DATE.search(run):
+        return run
+    digits = sum(c.isdigit() for c in run)
+    # The compact international form keeps its country and operator code (`+7916`); local forms keep 2.
+    head = 4 if run.startswith("+") and run[1:].isdigit() else 2
+    out, seen = [], 0
+    for c in run:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen <= head or seen > digits - 2 else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def mask_text(s: str) -> str:
+    """Star the middle digits of every phone number in `s`; shorter numbers, dates and times stay as they are."""
+    return _PHONE.sub(_mask_phone, s)
+
+
+def _mask_name(v: Any) -> Any:
+    if isinstance(v, str):
+        s = v.strip()
+        return s[0] + "***" if s else v
+    if isinstance(v, Mapping):
+        return {k: _mask_name(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_mask_name(x) for x in v]
+    return v
+
+
+def _is_name_key(key: Any) -> bool:
+    return isinstance(key, str) and key.lower().replace("_", "").replace("-", "") in _NAME_KEYS
+
+
+def mask_value(v: Any) -> Any:
+    """Mask phones in strings and names under name keys, recursing into dicts and lists; returns a copy."""
+    if isinstance(v, str):
+        return mask_text(v)
+    if isinstance(v, Mapping):
+        return {k: _mask_name(x) if _is_name_key(k) else mask_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [mask_value(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool):
+        # CRMs sometimes store a phone as a number; ids and amounts are too short to change.
+        masked = mask_text(str(v))
+        return v if masked == str(v) else masked
+    return v
+
+
+class _Formatter(logging.Formatter):
+    """Renders a record as one JSON object or one `ts LEVEL logger: msg key=value` line."""
+
+    def __init__(self, fmt: str, *, mask: bool) -> None:
+        super().__init__()
+        self.json = fmt == "json"
+        self.mask = mask
+
+    def _clean(self, v: Any) -> Any:
+        return mask_value(v) if self.mask else v
+
+    def _text(self, s: str) -> str:
+        return mask_text(s) if self.mask else s
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        payload: dict[str, Any] = {
+            "ts": ts.replace("+00:00", "Z"), "level": record.levelname, "logger": record.name,
+            "msg": self._text(record.getMessage()),
+        }
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        for key, value in self._clean(extras).items():
+            # An extra named like a base field must not overwrite it, nor be lost.
+            payload[key + "_" if key in _RESERVED else key] = value
+        if record.exc_info:
+            payload["exc"] = self._text(self.formatException(record.exc_info))
+        elif record.exc_text:
+            payload["exc"] = self._text(record.exc_text)
+        if record.stack_info:
+            payload["stack"] = self._text(self.formatStack(record.stack_info))
+        if self.json:
+            return json.dumps(payload, ensure_ascii=False, default=self._default)
+        return self._line(payload)
+
+    def _default(self, o: Any) -> str:
+        # Objects that JSON cannot hold are logged by their str(), which may itself quote a phone.
+        return self._text(str(o))
+
+    def _line(self, payload: dict[str, Any]) -> str:
+        ts, level, logger, msg = payload.pop("ts"), payload.pop("level"), payload.pop("logger"), payload.pop("msg")
+        tail = [payload.pop(k) for k in ("exc", "stack") if k in payload]
+        fields = "".join(f" {k}={self._field(v)}" for k, v in payload.items())
+        return "\n".join([f"{ts} {level} {logger}: {msg}{fields}", *tail])
+
+    def _field(self, v: Any) -> str:
+        if isinstance(v, str) and v and not re.search(r'[\s="]', v):
+            return v
+        return json.dumps(v, ensure_ascii=False, default=self._default, separators=(",", ":"))
+
+
+def setup_logging(fmt: str = "text", level: str = "INFO", *, mask: bool = True, stream: IO[str] | None = None) -> None:
+    """Send the `automator` and uvicorn loggers to one handler on `stream` (stderr by default).
+
+    `fmt` is "text" or "json" (one object per line). Calling again replaces the handler rather than adding one.
+    uvicorn's access log is cut to warnings: the daemon logs each accepted event itself.
+    """
+    if fmt not in ("text", "json"):
+        raise ValueError(f"log format must be 'text' or 'json', got {fmt!r}")
+    levelno = logging.getLevelNamesMapping().get(level.upper())
+    if levelno is None:
+        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(_Formatter(fmt, mask=mask))
+    for name in ("automator", "uvicorn"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(levelno)
+        # Not to the root: a root handler set up by some library would print the same line again, unmasked.
+        logger.propagate = False
+    for name, child_level in (("uvicorn.error", logging.NOTSET), ("uvicorn.access", logging.WARNING)):
+        child = logging.getLogger(name)
+        child.handlers.clear()
+        child.setLevel(child_level)
+        child.propagate = True

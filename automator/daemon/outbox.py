@@ -1,0 +1,166 @@
+"""The outbox loop: claim due effects, call connectors within their rate limits, settle each try by its policy."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+
+from automator.clock import Clock
+from automator.connector import ActionResult, Connector
+from automator.daemon import crashpoints
+from automator.daemon.metrics import Metrics
+from automator.daemon.retry import RetryPolicy, TokenBucket
+from automator.daemon.storethread import GroupCommit, StoreThread
+from automator.errors import Rejected, Retryable, Uncertain
+from automator.model import Effect, Event
+from automator.store.outbox import Claimed, Settlement
+from automator.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=5)
+
+
+def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: datetime, *,
+             repeatable: bool = False) -> Settlement:
+    """How a failed try ends: retried later, parked as uncertain, or dead. Pure, so tests need no clock or sleep.
+
+    - Rejected (4xx but 429): dead at once, repeating cannot help.
+    - Retryable (5xx, 429, connection refused, timeout before sending): retried after backoff, at least
+      Retry-After; dead when the attempts are used up.
+    - Uncertain (or any unexpected error, or a timeout mid-call): the call may have happened. at_least_once
+      effects are retried (connectors pass the key to systems that deduplicate); at_most_once ones are parked,
+      unless the connector is `repeatable` (it deduplicates by the effect key itself).
+    """
+    effect, attempt = claimed.effect, claimed.attempts
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if isinstance(error, Rejected):
+        return Settlement("dead", error=f"rejected: {text}")
+    retry_after = error.retry_after if isinstance(error, Retryable) else None
+    if not isinstance(error, Retryable) and effect.delivery == "at_most_once" and not repeatable:
+        return Settlement("uncertain", error=f"{text} (at_most_once: not repeated, it may have been performed)")
+    if policy.exhausted(attempt):
+        return Settlement("dead", error=f"gave up after {attempt} attempts: {text}")
+    delay = policy.delay(attempt, retry_after)
+    return Settlement("retry", error=text, next_try_at=now + timedelta(seconds=delay))
+
+
+def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime) -> list[list[Event]]:
+    """Settle a batch of tries in one transaction (group commit)."""
+    with store.atomic():
+        results = [store.settle(effect, outcome, now) for effect, outcome in items]
+    crashpoints.reached("settle.after_commit")
+    return results
+
+
+class Outbox:
+    """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket."""
+
+    def __init__(self, engine: StoreThread, connectors: Callable[[], Mapping[str, Connector]], *, worker: str,
+                 clock: Clock, metrics: Metrics, policy: RetryPolicy | None = None, deadline: float = 30.0,
+                 max_in_flight: int = 128, on_events: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.connectors = connectors
+        self.worker = worker
+        self.clock = clock
+        self.metrics = metrics
+        self.policy = policy or RetryPolicy()
+        self.deadline = deadline
+        self.max_in_flight = max_in_flight
+        self.on_events = on_events or (lambda: None)
+        self.wake = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.buckets: dict[str, TokenBucket] = {}
+        self.settler: GroupCommit[tuple[Effect, Settlement], list[Event]] = GroupCommit(self._settle_batch)
+
+    async def _settle_batch(self, items: list[tuple[Effect, Settlement]]) -> list[list[Event]]:
+        results = await self.engine.call(settle_many, items, self.clock.now())
+        if any(results):
+            self.on_events()
+        return results
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Claim and perform until `stopping` is set; then let the calls in flight finish and settle."""
+        settler = asyncio.create_task(self.settler.run())
+        try:
+            while not stopping.is_set():
+                free = self.max_in_flight - len(self.in_flight)
+                if free <= 0:
+                    await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free,
+                                                 LEASE)
+                if not claimed:
+                    await self._idle(stopping)
+                    continue
+                for item in claimed:
+                    task = asyncio.create_task(self.perform(item))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+        finally:
+            if self.in_flight:
+                await asyncio.wait(self.in_flight, timeout=self.deadline)
+            self.settler.close()
+            await settler
+
+    async def _idle(self, stopping: asyncio.Event) -> None:
+        due = await self.engine.call(SqliteStore.next_effect_due)
+        timeout = 1.0
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
+        self.wake.clear()
+        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stopping.wait())]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def perform(self, claimed: Claimed) -> None:
+        """One try of one effect, settled whatever happens."""
+        effect = claimed.effect
+        connector = self.connectors().get(effect.connector)
+        if connector is None:
+            outcome = Settlement("dead", error=f"no connector named {effect.connector!r} is configured")
+        else:
+            if claimed.attempts > 1:
+                self.metrics.effect_retries.labels(effect.connector).inc()
+            await self._throttle(connector)
+            try:
+                crashpoints.reached("effect.before_call")
+                result = await self._call(connector, effect)
+                crashpoints.reached("effect.after_call")
+                outcome = Settlement("done", result=dict(result.data), events=result.events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is a settlement; nothing escapes the loop
+                outcome = classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
+                log.log(logging.WARNING if outcome.status == "retry" else logging.ERROR,
+                        "effect %s %s: %s", effect.action, outcome.status, outcome.error,
+                        extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id,
+                               "attempt": claimed.attempts})
+        self.metrics.effects.labels(effect.connector, effect.action, outcome.status).inc()
+        await self.settler.submit((effect, outcome))
+
+    async def _call(self, connector: Connector, effect: Effect) -> ActionResult:
+        if connector.in_store:  # writes into the daemon's own database: on its thread, in order
+            return await self.engine.call(lambda _store: connector.perform(effect.action, effect.params, effect.key))
+        result = connector.perform(effect.action, effect.params, effect.key)
+        if inspect.isawaitable(result):
+            try:
+                async with asyncio.timeout(self.deadline):
+                    result = await result
+            except TimeoutError as exc:
+                raise Uncertain(f"no answer within {self.deadline:g} s") from exc
+        return result  # type: ignore[return-value]
+
+    async def _throttle(self, connector: Connector) -> None:
+        if connector.rate_limit is None:
+            return
+        bucket = self.buckets.get(connector.name)
+        if bucket is None:
+            bucket = self.buckets[connector.name] = TokenBucket(*connector.rate_limit)
+        wait = bucket.reserve(time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+

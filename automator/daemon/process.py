@@ -1,0 +1,304 @@
+"""Wires project, store, connectors and loops into one daemon; signals set flags; a graceful stop flushes all."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import uvicorn
+
+from automator.clock import Clock, SystemClock
+from automator.config.load import builtin_connectors
+from automator.config.problems import Problem
+from automator.config.project import Project
+from automator.connector import ConfigError, Connector, resolve_env
+from automator.daemon import crashpoints
+from automator.daemon.metrics import Metrics
+from automator.daemon.outbox import Outbox
+from automator.daemon.reload import watch
+from automator.daemon.retry import RetryPolicy
+from automator.daemon.storethread import GroupCommit, StoreThread
+from automator.daemon.timers import fire_due, sync_schedules
+from automator.daemon.web import WebApp
+from automator.daemon.worker import process_batch
+from automator.model import Event
+from automator.store.journal import worker_name
+from automator.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+HEARTBEAT = 2.0  # seconds between status records that `automator status` reads
+RETENTION = timedelta(days=30)
+MAX_BODY = 1_000_000
+
+
+def store_path(project: Project) -> Path:
+    """The database file: `store:` of automator.yaml, relative to the project, `automator.db` by default."""
+    path = Path(project.config.store or "automator.db")
+    return path if path.is_absolute() else project.root / path
+
+
+def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | None]]], now: datetime) -> list[list[bool]]:
+    """Journal the events of many requests in one transaction: one fsync for the lot (group commit)."""
+    with store.atomic():
+        results = [store.append([e for e, _ in batch], now, digests=[d for _, d in batch]) for batch in batches]
+        crashpoints.reached("journal.before_commit")
+    crashpoints.reached("journal.after_commit")
+    return results
+
+
+def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: bool,
+                     types: Mapping[str, type[Connector]] | None = None) -> dict[str, Connector]:
+    """One instance per connector of automator.yaml, its `${env:...}` secrets resolved. With `sandbox`, every
+    connector that talks to an outside system is played by its emulator (for now: `local`)."""
+    from connectors.local import LocalConnector
+
+    found = dict(types) if types is not None else builtin_connectors()
+    out: dict[str, Connector] = {}
+    for name, conf in project.config.connectors.items():
+        cls = found.get(conf.type)
+        if cls is None:
+            raise ConfigError(f"connector {name!r}: type {conf.type!r} is not installed")
+        options = {k: v for k, v in conf.options.items() if k != "type"}
+        if sandbox and not cls.in_store:
+            log.info("sandbox: connector %s (%s) is emulated locally", name, conf.type, extra={"connector": name})
+            cls, options = LocalConnector, {k: v for k, v in options.items() if k == "secret"}
+        out[name] = cls.create(name, resolve_env(options, f"connector {name!r}"), db=db, now=clock.now)
+    return out
+
+
+class NoSignals(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (uvicorn would re-raise them
+    after its shutdown, and the process would not exit 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    """One `automator run`: webhooks in, rules decided, effects out, timers kept."""
+
+    def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
+                 clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
+                 connector_types: Mapping[str, type[Connector]] | None = None, policy: RetryPolicy | None = None,
+                 reload: bool = True, max_body: int = MAX_BODY) -> None:
+        self.project = project
+        self.root = project.root
+        self.host, self.port, self.sandbox = host, port, sandbox
+        self.clock = clock or SystemClock()
+        self.db_path = Path(db_path) if db_path else store_path(project)
+        self.synchronous = synchronous
+        self.connector_types = connector_types
+        self.policy = policy or RetryPolicy()
+        self.reload = reload
+        self.max_body = max_body
+        self.metrics = Metrics()
+        self.worker = worker_name()
+        self.started_at = self.clock.now()
+        self.load_errors: list[Problem] = []
+        self.connectors: dict[str, Connector] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
+        self.stopping = asyncio.Event()
+        self.wake_worker = asyncio.Event()
+        self.wake_timers = asyncio.Event()
+        self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
+        self.journal = StoreThread(self.db_path, "journal", synchronous=self.synchronous)
+        self.appender: GroupCommit[list[tuple[Event, str | None]], list[bool]] = GroupCommit(self._append_batch)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig)
+        try:
+            self.connectors = await self._connectors(self.project)
+            await self._recover()
+            self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
+                                 metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set)
+            server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
+                                              log_config=None, access_log=False, http="httptools",
+                                              loop="none", timeout_graceful_shutdown=10))
+            self.server = server
+            tasks = [asyncio.create_task(self.appender.run(), name="appender"),
+                     asyncio.create_task(self._work(), name="worker"),
+                     asyncio.create_task(self._timers(), name="timers"),
+                     asyncio.create_task(self.outbox.run(self.stopping), name="outbox")]
+            if self.reload:
+                tasks.append(asyncio.create_task(watch(self), name="reload"))
+            await self._heartbeat()
+            log.info("serving on http://%s:%d with %d rules%s", self.host, self.port, len(self.project.rules),
+                     " (sandbox)" if self.sandbox else "", extra={"version": self.project.version})
+            await server.serve()
+            self.stopping.set()  # the server ended on its own (a bind error) or after stop()
+            self.appender.close()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._heartbeat(stopped=True)
+            log.info("stopped cleanly")
+            return 0 if server.started else 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            self.journal.close()
+            self.engine.close()
+
+    def stop(self, sig: int | None = None) -> None:
+        """Stop accepting webhooks; the loops finish what they hold and return."""
+        if sig is not None:
+            log.info("received %s: stopping", signal.Signals(sig).name)
+        self.stopping.set()
+        if getattr(self, "server", None) is not None:
+            self.server.should_exit = True
+
+    async def _recover(self) -> None:
+        """What an earlier life left half done is put right before anything new is accepted."""
+        now = self.clock.now()
+        events = await self.engine.call(SqliteStore.release_dead_claims, self.worker)
+        repeatable = frozenset(n for n, c in self.connectors.items() if c.deduplicates)
+        retried, parked = await self.engine.call(SqliteStore.release_dead_effects, self.worker, now, repeatable)
+        if events or retried or parked:
+            log.warning("recovered after a crash: %d events to decide again, %d effects to retry, %d effects parked as "
+                        "uncertain", events, retried, parked)
+        await self.engine.call(sync_schedules, self.project, now)
+
+    async def _connectors(self, project: Project) -> dict[str, Connector]:
+        db = self.engine.store.db
+        return await self.engine.call(lambda _s: build_connectors(project, db, self.clock, sandbox=self.sandbox,
+                                                                  types=self.connector_types))
+
+    # ---- loops -----------------------------------------------------------------------------------
+    async def journal_append(self, items: list[tuple[Event, str | None]]) -> list[bool]:
+        """Journal one request's events (grouped with concurrent requests); True for each one new."""
+        return await self.appender.submit(items)
+
+    async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool]]:
+        results = await self.journal.call(append_batches, batches, self.clock.now())
+        self.wake_worker.set()
+        return results
+
+    async def _work(self) -> None:
+        while not self.stopping.is_set():
+            report = await self.engine.call(process_batch, self.project, self.worker, self.clock.now())
+            if not (report.events or report.failed):
+                await self._sleep(self.wake_worker, 1.0)
+                continue
+            for decision in report.decisions:
+                for run in decision.runs:
+                    self.metrics.runs.labels(run.rule_id, run.status).inc()
+            if any(d.effects for d in report.decisions):
+                self.outbox.wake.set()
+            if report.earliest_timer is not None:
+                self.wake_timers.set()
+
+    async def _timers(self) -> None:
+        last_beat = last_prune = time.monotonic()
+        while not self.stopping.is_set():
+            now = self.clock.now()
+            report = await self.engine.call(fire_due, self.project, now)
+            for kind, count in report.by_kind.items():
+                self.metrics.timers_fired.labels(kind).inc(count)
+            for rule_id, policy, _missed in report.catch_ups:
+                self.metrics.schedule_catch_up.labels(rule_id, policy).inc()
+            if report.events:
+                self.wake_worker.set()
+            if time.monotonic() - last_beat > HEARTBEAT:
+                last_beat = time.monotonic()
+                await self._heartbeat()
+            if time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                await self.engine.call(SqliteStore.prune, now, RETENTION)
+            if report.by_kind:
+                continue  # more may be due
+            due = await self.engine.call(SqliteStore.next_due)
+            timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
+            await self._sleep(self.wake_timers, timeout)
+
+    async def _sleep(self, wake: asyncio.Event, timeout: float) -> None:
+        wake.clear()
+        waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(self.stopping.wait())]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    # ---- reload ----------------------------------------------------------------------------------
+    async def swap(self, project: Project | None, problems: list[Problem], changed: list[str]) -> bool:
+        """Put a newly loaded project in place, or keep the running one and report why not."""
+        if project is None:
+            self.load_errors = problems
+            self.metrics.reloads.labels("failed").inc()
+            log.error("reload refused (%s): %d problem(s); the rules already running stay in place",
+                      ", ".join(changed), len(problems))
+            for problem in problems:
+                log.error("%s", problem.format().replace("\n", " "))
+            await self._heartbeat()
+            return False
+        try:
+            connectors = await self._connectors(project)
+        except ConfigError as exc:
+            self.load_errors = [Problem(str(project.root / "automator.yaml"), 1, 1, str(exc))]
+            self.metrics.reloads.labels("failed").inc()
+            log.error("reload refused: %s", exc)
+            await self._heartbeat()
+            return False
+        old = self.project.version
+        self.project, self.connectors, self.load_errors = project, connectors, []
+        await self.engine.call(sync_schedules, project, self.clock.now())
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded (%s): %d rules, version %s → %s", ", ".join(changed), len(project.rules), old,
+                 project.version)
+        await self._heartbeat()
+        return True
+
+    # ---- seeing ----------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """What /healthz answers."""
+        return {"status": "stopping" if self.stopping.is_set() else "ok", "rules": len(self.project.rules),
+                "version": self.project.version, "load_errors": len(self.load_errors)}
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """/metrics, with the gauges read from the store at the moment of the scrape."""
+        figures = await self.journal.call(gauges, self.clock.now())
+        self.metrics.set_gauges(**figures, rule_load_errors=len(self.load_errors),
+                                rules_loaded=len(self.project.rules))
+        return self.metrics.render()
+
+    async def _heartbeat(self, *, stopped: bool = False) -> None:
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "address": f"http://{self.host}:{self.port}",
+                  "started_at": self.started_at.isoformat(), "heartbeat": datetime.now(timezone.utc).isoformat(),
+                  "state": "stopped" if stopped else ("stopping" if self.stopping.is_set() else "running"),
+                  "sandbox": self.sandbox, "version": self.project.version, "rules": len(self.project.rules),
+                  "connectors": {n: c.type for n, c in self.connectors.items()},
+                  "load_errors": [p.format() for p in self.load_errors]}
+        await self.journal.call(_write_status, record)
+
+
+def _write_status(store: SqliteStore, record: dict[str, Any]) -> None:
+    with store.atomic():
+        store.set_meta("daemon", json.dumps(record, ensure_ascii=False))
+
+
+def gauges(store: SqliteStore, now: datetime) -> dict[str, float]:
+    """The store's figures that /metrics and `automator status` show."""
+    pending, lag = store.journal_lag(now)
+    return {"timers_pending": store.count("timers"), "journal_pending": pending, "journal_lag_seconds": lag,
+            "effects_pending": store.count("effects", "status in ('pending', 'retry', 'running')"),
+            "dead_letters": store.count("effects", "status in ('dead', 'uncertain')")}
+
+
+def run_daemon(daemon: Daemon) -> int:
+    """Run a daemon to its end on uvloop (when installed); the process exit code."""
+    try:
+        import uvloop
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(daemon.serve())

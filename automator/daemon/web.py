@@ -1,0 +1,128 @@
+"""The ASGI app: POST /hooks/<connector>, GET /healthz, GET /metrics; a webhook is acked only once journaled."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import time
+from dataclasses import replace
+from urllib.parse import parse_qsl
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from automator.connector import Inbound
+from automator.errors import InboundRejected
+from automator.model import Event
+
+if TYPE_CHECKING:
+    from automator.daemon.process import Daemon
+
+log = logging.getLogger(__name__)
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _answer(send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class TooLarge(Exception):
+    """The body went past the limit while it was being read."""
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("the client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+class WebApp:
+    """The daemon's HTTP face. A plain ASGI callable: three endpoints do not need a framework's routing."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/hooks/"):
+            if method != "POST":
+                await self._reject(send, path[7:], InboundRejected(405, "use POST", "method"))
+                return
+            await self.hook(scope, receive, send, path[7:])
+        elif path == "/healthz" and method in ("GET", "HEAD"):
+            healthy = not self.daemon.stopping.is_set()
+            await _answer(send, 200 if healthy else 503, self.daemon.health())
+        elif path == "/metrics" and method == "GET":
+            body, content_type = await self.daemon.render_metrics()
+            await _answer(send, 200, body, content_type)
+        else:
+            await _answer(send, 404, {"error": "not found"})
+
+    async def hook(self, scope: Mapping[str, Any], receive: Receive, send: Send, name: str) -> None:
+        """Parse, journal, then answer: 2xx means the events are committed and will be processed."""
+        started = time.perf_counter()
+        daemon = self.daemon
+        connector = daemon.connectors.get(name)
+        if connector is None or daemon.stopping.is_set():
+            reason = InboundRejected(404, f"no connector named {name!r}", "unknown_connector") if connector is None \
+                else InboundRejected(503, "shutting down", "stopping")
+            await self._reject(send, name, reason)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        limit = daemon.max_body
+        try:
+            if int(headers.get("content-length") or 0) > limit:
+                raise TooLarge
+            body = await _read_body(receive, limit)
+        except TooLarge:
+            await self._reject(send, name, InboundRejected(413, f"the body is over {limit} bytes", "too_large"))
+            return
+        except (ConnectionError, ValueError):
+            await self._reject(send, name, InboundRejected(400, "unreadable request", "malformed"))
+            return
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        request = Inbound(connector=name, method=scope["method"], path=scope["path"], query=query, headers=headers,
+                          body=body, received_at=daemon.clock.now())
+        try:
+            parsed = connector.parse(request)
+            events: list[Event] = await parsed if inspect.isawaitable(parsed) else parsed
+        except InboundRejected as exc:
+            await self._reject(send, name, exc)
+            return
+        except Exception as exc:  # a connector bug must not answer 500 forever to a system that gave up retrying
+            log.exception("connector %s could not parse a webhook", name, extra={"connector": name})
+            await self._reject(send, name, InboundRejected(400, f"cannot read the request: {type(exc).__name__}"))
+            return
+        digest = hashlib.sha256(body).hexdigest()
+        items = [(replace(e, source=name) if e.source != name else e,
+                  None if e.delivery_id else f"{digest}:{i}") for i, e in enumerate(events)]
+        fresh = await daemon.journal_append(items)
+        accepted = sum(fresh)
+        daemon.metrics.events_accepted.labels(name).inc(accepted)
+        if accepted < len(fresh):
+            daemon.metrics.events_duplicate.labels(name).inc(len(fresh) - accepted)
+        await _answer(send, 200, {"accepted": accepted, "duplicates": len(fresh) - accepted})
+        daemon.metrics.ack_seconds.observe(time.perf_counter() - started)
+
+    async def _reject(self, send: Send, name: str, exc: InboundRejected) -> None:
+        log.warning("webhook refused: %s %s", exc.status, exc.reason,
+                    extra={"connector": name, "status": exc.status, "reason": exc.word})
+        self.daemon.metrics.events_rejected.labels(name, exc.word).inc()
+        await _answer(send, exc.status, {"error": exc.reason})

@@ -1,0 +1,220 @@
+"""The journal: every accepted event in order, claimed with a lease, committed with its decision in one transaction."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from automator.model import Decision, EntityRef, Event, same
+
+if TYPE_CHECKING:
+    from automator.store.sqlite import SqliteStore
+
+DEDUP_WINDOW = timedelta(minutes=10)
+
+
+def worker_name() -> str:
+    """`host:pid:nonce` — a claim names its owner, so a restarted daemon can tell its dead predecessor's claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def owner_is_gone(owner: str, me: str) -> bool:
+    """True when a claim's owner is a process of this host that no longer runs (or an earlier life of us)."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != me.partition(":")[0] or not pid_text.isdigit():
+        return False  # another machine's claim: only its lease can free it
+    if owner == me:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def event_key(event: Event) -> str:
+    """The ordering key: events of one key are decided one after another, in journal order."""
+    if event.entity is not None:
+        return str(event.entity)
+    rule = event.data.get("rule") if event.type == "timer.fired" else None
+    return f"rule:{rule}" if rule else f"event:{event.id}"
+
+
+def event_body(event: Event) -> str:
+    """An event as stored in the journal."""
+    out = event.to_json()
+    if event.delivery_id:
+        out["delivery_id"] = event.delivery_id
+    if event.echo_of:
+        out["echo_of"] = event.echo_of
+    return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def event_from_body(body: str) -> Event:
+    """The stored form back as an Event."""
+    data = json.loads(body)
+    entity = data.get("entity")
+    return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
+                 entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
+                 data=dict(data.get("data") or {}), source=str(data.get("source", "")),
+                 delivery_id=data.get("delivery_id"), depth=int(data.get("depth", 0)),
+                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"))
+
+
+class JournalMixin:
+    """Appending, claiming and committing journal events (part of SqliteStore)."""
+
+    def append(self: SqliteStore, events: Sequence[Event], now: datetime, *,
+               digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW) -> list[bool]:
+        """Journal events in one transaction; False for each one already journaled (a duplicate delivery).
+
+        A duplicate is the same event id, the same (source, delivery_id), or the same `digest` (a hash of
+        the request body) from the same source within `window`. Events echoing one of our own effects get
+        the effect's chain depth and rule (see `expect_echo`).
+        """
+        from automator.store.sqlite import utc
+
+        out: list[bool] = []
+        conn = self.db.conn
+        since = utc(now - window)
+        stamp = utc(now)
+        with self.atomic():
+            for index, event in enumerate(events):
+                digest = digests[index] if digests else None
+                if event.delivery_id and conn.execute(
+                        "select 1 from journal where source = ? and delivery_id = ?",
+                        [event.source, event.delivery_id]).fetchone():
+                    out.append(False)
+                    continue
+                if digest and conn.execute(
+                        "select 1 from journal where source = ? and digest = ? and received_at >= ?",
+                        [event.source, digest, since]).fetchone():
+                    out.append(False)
+                    continue
+                if event.entity is not None and event.source not in ("timer", "engine") and not event.caused_by:
+                    event = self._recognise_echo(event, stamp)
+                cur = conn.execute(
+                    "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
+                    "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    [event.id, event_key(event), event.type, utc(event.at), event.source, event.delivery_id,
+                     digest, event_body(event), stamp])
+                out.append(cur.rowcount == 1)
+        return out
+
+    def _recognise_echo(self: SqliteStore, event: Event, stamp: str) -> Event:
+        from dataclasses import replace
+
+        rows = self.db.conn.execute("select fields, effect, rule_id, depth from echoes where entity = ? and "
+                                    "until >= ?", [str(event.entity), stamp]).fetchall()
+        for fields, effect, rule_id, depth in rows:
+            expected = json.loads(fields)
+            if all(k in event.data and same(event.data[k], v) for k, v in expected.items()):
+                self.db.conn.execute("delete from echoes where entity = ? and effect = ?", [str(event.entity), effect])
+                return replace(event, depth=max(event.depth, depth + 1), caused_by=effect, echo_of=rule_id)
+        return event
+
+    def expect_echo(self: SqliteStore, entity: EntityRef, fields: dict[str, Any], effect: str, rule_id: str,
+                    depth: int, until: datetime) -> None:
+        """Remember a change our effect made, so the system's webhook that reports it back is known as ours."""
+        from automator.store.sqlite import dump, utc
+
+        self.db.conn.execute("insert or replace into echoes (entity, fields, effect, rule_id, depth, until) "
+                             "values (?, ?, ?, ?, ?, ?)",
+                             [str(entity), dump(fields), effect, rule_id, depth, utc(until)])
+
+    def claim_events(self: SqliteStore, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Event]:
+        """Claim the oldest unprocessed events whose key no other live claim holds, in journal order."""
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        with self.atomic():
+            held = {row[0] for row in self.db.conn.execute(
+                "select distinct key from journal where status = 'claimed' and claimed_until >= ? and claimed_by != ?",
+                [stamp, worker])}
+            rows = self.db.conn.execute(
+                "select seq, key, body from journal where status = 'pending' or (status = 'claimed' and "
+                "(claimed_until < ? or claimed_by = ?)) order by seq limit ?",
+                [stamp, worker, limit + len(held) * 4]).fetchall()
+            taken = [(seq, body) for seq, key, body in rows if key not in held][:limit]
+            if taken:
+                self.db.conn.executemany(
+                    "update journal set status = 'claimed', claimed_by = ?, claimed_until = ? where seq = ?",
+                    [[worker, utc(now + lease), seq] for seq, _ in taken])
+        return [event_from_body(body) for _, body in taken]
+
+    def commit(self: SqliteStore, event: Event, decision: Decision, now: datetime) -> list[Event]:
+        """Write a decision and mark its event done, atomically; journal the events it emits. Returns them."""
+        from automator.store.sqlite import dump, utc
+
+        with self.atomic():
+            self.apply(decision)
+            emitted = [e for e, fresh in zip(decision.events, self.append(decision.events, now)) if fresh] \
+                if decision.events else []
+            why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
+                   for w in decision.why_not]
+            self.db.conn.execute("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
+                                 "claimed_until = null where id = ?", [utc(now), dump(why), event.id])
+        return emitted
+
+    def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
+        """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""
+        from automator.store.sqlite import utc
+
+        with self.atomic():
+            self.db.conn.execute("update journal set status = 'failed', error = ?, done_at = ?, claimed_by = null "
+                                 "where id = ?", [error, utc(now), event.id])
+
+    def release_dead_claims(self: SqliteStore, me: str, gone: Callable[[str, str], bool] = owner_is_gone) -> int:
+        """At start-up: events claimed by a dead process of this host are pending again (they are decided anew)."""
+        owners = [r[0] for r in self.db.conn.execute(
+            "select distinct claimed_by from journal where status = 'claimed'")]
+        dead = [o for o in owners if o and gone(o, me)]
+        with self.atomic():
+            count = 0
+            for owner in dead:
+                count += self.db.conn.execute("update journal set status = 'pending', claimed_by = null, "
+                                              "claimed_until = null where status = 'claimed' and claimed_by = ?",
+                                              [owner]).rowcount
+        return count
+
+    def journal_event(self: SqliteStore, event_id: str) -> dict[str, Any] | None:
+        """One journaled event with its status and why-not report."""
+        rows = list(self.db.query("select * from journal where id = ?", [event_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        return {**row, "body": json.loads(row["body"]), "why_not": json.loads(row["why_not"] or "[]")}
+
+    def journal_lag(self: SqliteStore, now: datetime) -> tuple[int, float]:
+        """How many events wait to be decided, and the age in seconds of the oldest."""
+        row = self.db.conn.execute("select count(*), min(received_at) from journal where status in "
+                                   "('pending', 'claimed')").fetchone()
+        if not row or not row[0]:
+            return 0, 0.0
+        return int(row[0]), max(0.0, (now - datetime.fromisoformat(row[1])).total_seconds())
+
+    def prune(self: SqliteStore, now: datetime, keep: timedelta) -> dict[str, int]:
+        """Forget what is finished and older than `keep`: decided events, ended runs, settled effects, stale echoes."""
+        from automator.store.sqlite import utc
+
+        cutoff = utc(now - keep)
+        with self.atomic():
+            conn = self.db.conn
+            counts = {
+                "journal": conn.execute("delete from journal where status = 'done' and done_at < ?", [cutoff]).rowcount,
+                "runs": conn.execute("delete from runs where status not in ('waiting', 'queued') and updated_at < ?",
+                                     [cutoff]).rowcount,
+                "effects": conn.execute("delete from effects where status in ('done', 'dropped') and updated_at < ?",
+                                        [cutoff]).rowcount,
+                "echoes": conn.execute("delete from echoes where until < ?", [utc(now)]).rowcount,
+            }
+        return counts

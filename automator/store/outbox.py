@@ -1,0 +1,159 @@
+"""The outbox: effects claimed with a lease, settled atomically with the events they cause; dead letters."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from automator.model import Effect, EntityRef, Event
+from automator.store.journal import owner_is_gone
+
+if TYPE_CHECKING:
+    from automator.store.sqlite import SqliteStore
+
+PARKED = ("dead", "uncertain")  # what `automator dead` lists
+ECHO_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An effect taken from the outbox, with how many times it has been tried (this try included)."""
+
+    effect: Effect
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one try of an effect ended.
+
+    `status`: done | retry (at `next_try_at`) | dead (attempts exhausted, or refused by the system) |
+    uncertain (the call may have happened: an at_most_once effect is parked, not repeated).
+    """
+
+    status: str
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    next_try_at: datetime | None = None
+    events: tuple[Event, ...] = ()
+
+
+class OutboxMixin:
+    """Claiming, settling and parking effects (part of SqliteStore)."""
+
+    def claim_effects(self: SqliteStore, worker: str, now: datetime, limit: int, lease: timedelta,
+                      connectors: Sequence[str] | None = None) -> list[Claimed]:
+        """Take up to `limit` effects that are due, oldest first, marking them running under `worker`'s lease."""
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        only = ""
+        args: list[Any] = [stamp]
+        if connectors is not None:
+            if not connectors:
+                return []
+            only = f" and connector in ({', '.join('?' * len(connectors))})"
+            args.extend(connectors)
+        with self.atomic():
+            rows = list(self.db.query(
+                "select * from effects where status in ('pending', 'retry') and next_try_at <= ?"
+                f"{only} order by next_try_at, rowid limit ?", [*args, limit]))
+            if rows:
+                self.db.conn.executemany(
+                    "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
+                    "claimed_until = ?, updated_at = ? where key = ?",
+                    [[worker, utc(now + lease), stamp, r["key"]] for r in rows])
+        return [Claimed(_effect(r), (r["attempts"] or 0) + 1) for r in rows]
+
+    def settle(self: SqliteStore, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
+        """Record a try's outcome; on success journal the events the system sends back. Returns them."""
+        from automator.store.sqlite import dump, utc
+
+        with self.atomic():
+            self.db.conn.execute(
+                "update effects set status = ?, result = ?, error = ?, next_try_at = ?, claimed_by = null, "
+                "claimed_until = null, updated_at = ? where key = ?",
+                [outcome.status, dump(dict(outcome.result)) if outcome.result else None, outcome.error,
+                 utc(outcome.next_try_at or now), utc(now), effect.key])
+            if outcome.status != "done":
+                return []
+            caused = [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)
+                      for e in outcome.events]
+            for event in caused:
+                if event.entity is not None and event.data:
+                    # The real system reports our change back by webhook: know that echo when it comes.
+                    self.expect_echo(event.entity, dict(event.data), effect.key, effect.rule_id, effect.depth,
+                                     now + ECHO_WINDOW)
+            fresh = self.append(caused, now) if caused else []
+        return [e for e, ok in zip(caused, fresh) if ok]
+
+    def release_dead_effects(self: SqliteStore, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
+                             gone: Callable[[str, str], bool] = owner_is_gone) -> tuple[int, int]:
+        """Effects left running by a dead process (or past their lease): at_least_once ones are tried again,
+        at_most_once ones become `uncertain` — the call may have happened, so they wait for an operator —
+        unless their connector is in `repeatable` (it deduplicates by the effect key).
+
+        Returns (retried, parked)."""
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        rows = self.db.conn.execute("select key, delivery, connector, claimed_by, claimed_until from effects "
+                                    "where status = 'running'").fetchall()
+        retried = parked = 0
+        with self.atomic():
+            for key, delivery, connector, owner, until in rows:
+                if not ((owner and gone(owner, me)) or (until and until < stamp)):
+                    continue
+                if delivery == "at_most_once" and connector not in repeatable:
+                    parked += 1
+                    self.db.conn.execute(
+                        "update effects set status = 'uncertain', claimed_by = null, claimed_until = null, "
+                        "error = coalesce(error, '') || ?, updated_at = ? where key = ?",
+                        ["interrupted during the call: it may or may not have been performed", stamp, key])
+                else:
+                    retried += 1
+                    self.db.conn.execute("update effects set status = 'retry', next_try_at = ?, claimed_by = null, "
+                                         "claimed_until = null, updated_at = ? where key = ?", [stamp, stamp, key])
+        return retried, parked
+
+    def dead_letters(self: SqliteStore) -> list[dict[str, Any]]:
+        """Effects parked for an operator: dead (gave up) and uncertain (maybe performed), oldest first."""
+        return [{**r, "params": json.loads(r["params"])} for r in self.db.query(
+            f"select * from effects where status in ({', '.join('?' * len(PARKED))}) order by updated_at, key",
+            list(PARKED))]
+
+    def replay(self: SqliteStore, key: str, now: datetime) -> bool:
+        """Put a parked effect back in the outbox, with fresh attempts; False if no parked effect has that key."""
+        from automator.store.sqlite import utc
+
+        with self.atomic():
+            cur = self.db.conn.execute(
+                f"update effects set status = 'pending', attempts = 0, next_try_at = ?, updated_at = ?, "
+                f"error = null where key = ? and status in ({', '.join('?' * len(PARKED))})",
+                [utc(now), utc(now), key, *PARKED])
+        return cur.rowcount == 1
+
+    def drop(self: SqliteStore, key: str, now: datetime) -> bool:
+        """Give up on a parked effect for good (kept as `dropped` for the record)."""
+        from automator.store.sqlite import utc
+
+        with self.atomic():
+            cur = self.db.conn.execute(
+                f"update effects set status = 'dropped', updated_at = ? where key = ? and status in "
+                f"({', '.join('?' * len(PARKED))})", [utc(now), key, *PARKED])
+        return cur.rowcount == 1
+
+    def next_effect_due(self: SqliteStore) -> datetime | None:
+        """When the earliest waiting effect may be tried."""
+        row = self.db.conn.execute("select min(next_try_at) from effects where status in ('pending', 'retry')"
+                                   ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+
+def _effect(row: Mapping[str, Any]) -> Effect:
+    return Effect(key=row["key"], run_id=row["run_id"], rule_id=row["rule_id"], action=row["action"],
+                  connector=row["connector"], params=json.loads(row["params"]), delivery=row["delivery"],
+                  at=datetime.fromisoformat(row["at"]),
+                  entity=EntityRef.parse(row["entity"]) if row["entity"] else None, depth=row["depth"] or 0)

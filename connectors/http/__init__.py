@@ -1,0 +1,109 @@
+"""The `http` connector: the generic `http.request` action, to hosts on the connector's allow-list only."""
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from automator.clock import parse_duration
+from automator.connector import ActionResult, ConfigError, Connector, action, call_http, check_status, resolve_env
+from automator.errors import Rejected
+from automator.http import new_client, send
+
+MAX_ANSWER = 2000  # characters of the answer kept in the effect's result
+
+
+class HttpConnector(Connector):
+    """Calls HTTP endpoints a rule names, but only on hosts listed in `allow:` — a rule cannot be turned against
+    the daemon's own network (an address in `allow:` is the operator's decision, never the rule's).
+
+    The effect key goes out as the `Idempotency-Key` header, for endpoints that deduplicate.
+    """
+
+    type = "http"
+    config_schema = {
+        "type": "object",
+        "required": ["type", "allow"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"const": "http"},
+            "allow": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                      "description": "Hosts the rules may call: exact names, `*.example.com`, or `host:port`."},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for the whole call."},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "rate": {"type": "number", "exclusiveMinimum": 0, "description": "Calls per second at most."},
+        },
+    }
+
+    def __init__(self, name: str, config: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        super().__init__(name, config)
+        self.allow = [str(a).lower() for a in config.get("allow") or []]
+        self.deadline = float(config.get("timeout", 10.0))
+        self.headers = dict(config.get("headers") or {})
+        if config.get("rate"):
+            self.rate_limit = (float(config["rate"]), max(1, int(config["rate"])))
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Connector:
+        """Built like any connector; the HTTP client is made on first use, inside the daemon's event loop."""
+        return cls(name, options)
+
+    def allowed(self, url: httpx.URL) -> bool:
+        """True when the URL's host (or host:port) is on the allow-list."""
+        host = (url.host or "").lower()
+        candidates = {host, f"{host}:{url.port}"} if url.port else {host}
+        return any(fnmatch.fnmatchcase(c, pattern) for c in candidates for pattern in self.allow
+                   if not _is_ip(host) or pattern == c)  # an IP is allowed only when written out exactly
+
+    @action("http.request")
+    async def http_request(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Send the request; 2xx is done, 429/5xx retry, other 4xx are refused."""
+        try:
+            url = httpx.URL(str(params["url"]))
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise Rejected(f"not a URL: {params.get('url')!r}") from exc
+        if url.scheme not in ("http", "https"):
+            raise Rejected(f"only http and https URLs are allowed, not {url.scheme!r}")
+        if not self.allowed(url):
+            raise Rejected(f"host {url.host!r} is not on connector {self.name!r}'s allow-list")
+        if self._client is None:
+            self._client = new_client(transport=self._transport, headers=self.headers)
+        method = str(params.get("method", "POST")).upper()
+        try:
+            headers = resolve_env({str(k): str(v) for k, v in (params.get("headers") or {}).items()}, "headers")
+        except ConfigError as exc:
+            raise Rejected(str(exc)) from exc
+        extra: dict[str, Any] = {"headers": {**headers, "Idempotency-Key": key}}
+        if params.get("json") is not None:
+            extra["json"] = params["json"]
+        deadline = self.deadline
+        if params.get("timeout"):
+            deadline = min(deadline, parse_duration(params["timeout"]).approx().total_seconds())
+        what = f"{method} {url.copy_with(query=None)}"
+        response = await call_http(send(self._client, method, url, deadline=deadline, **extra), what)
+        check_status(response, what)
+        try:
+            body: Any = response.json()
+        except (ValueError, json.JSONDecodeError):
+            body = response.text[:MAX_ANSWER]
+        return ActionResult({"status": response.status_code, "body": body})
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,335 @@
+"""automator.http against a real loopback server: no redirects, no env proxies, a total deadline, keep-alive."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from automator.http import DeadlineExceeded, default_engine, new_client, new_transport, send
+
+TRICKLE_BYTES = 20  # a byte every TRICKLE_EVERY_S: the slow body lasts 4 s at most, whoever stops listening
+TRICKLE_EVERY_S = 0.2
+UNREACHABLE_PROXY = "http://127.0.0.1:9"  # loopback "discard" port: nothing listens, the connect is refused
+
+ENGINES = [pytest.param(engine, marks=pytest.mark.skipif(
+    engine != "httpx" and importlib.util.find_spec(module) is None, reason=f"{module} is not installed"))
+    for engine, module in (("httpx", "httpx"), ("aiohttp", "httpx_aiohttp"))]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the CRMs' servers do
+    disable_nagle_algorithm = True  # headers and body go in two writes: without it each answer waits 40 ms
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.accepted += 1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                     body))
+        if self.path == "/redirect":
+            self._answer(302, Location="/ok")
+        elif self.path == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", str(TRICKLE_BYTES))
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for _ in range(TRICKLE_BYTES):
+                    time.sleep(TRICKLE_EVERY_S)
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+            except OSError:  # the client gave up: that is the point
+                self.close_connection = True
+        elif self.path == "/close-after":
+            # Looks reusable (no "Connection: close"), then the server drops it, as an idle keep-alive expires.
+            self._answer(200, b'{"ok":true}', Content_Type="application/json")
+            self.close_connection = True
+        else:
+            self._answer(200, b'{"ok":true}', Content_Type="application/json")
+
+    do_GET = do_POST = _route
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+def _length(request: bytes) -> int:
+    for line in request.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _misbehave(listener: socket.socket, how: str) -> None:
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # the fixture closed the listener
+            return
+        with conn:
+            conn.settimeout(2)
+            # Read the whole request: closing with unread bytes would send a reset instead of a hang-up.
+            request = b""
+            while b"\r\n\r\n" not in request or len(request.partition(b"\r\n\r\n")[2]) < _length(request):
+                if not (data := conn.recv(65536)):
+                    break
+                request += data
+            if how == "partial":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nabc")
+            elif how == "reset":  # linger 0: close sends RST instead of FIN
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif how == "garbage":
+                conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+@pytest.fixture(scope="module")
+def misbehaving() -> Iterator[dict[str, str]]:
+    """Servers that fail in one way each, by name; "refused" is a port nothing listens on."""
+    urls, listeners = {}, []
+    for how in ("hang-up", "partial", "reset", "garbage"):
+        listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=_misbehave, args=(listener, how), daemon=True).start()
+        listeners.append(listener)
+        urls[how] = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    with socket.create_server(("127.0.0.1", 0)) as free:
+        urls["refused"] = f"http://127.0.0.1:{free.getsockname()[1]}/"
+    try:
+        yield urls
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10))  # no test may hang the suite
+
+
+def client_on(engine: str, server: Server, **kwargs: Any) -> httpx.AsyncClient:
+    return new_client(base_url=server.url, transport=new_transport(engine, **kwargs))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_redirect_comes_back_as_it_is(engine: str, server: Server) -> None:
+    async def go() -> httpx.Response:
+        async with client_on(engine, server) as client:
+            return await send(client, "POST", "/redirect", json={"a": 1}, deadline=5)
+
+    before = len(server.seen)
+    response = run(go())
+    assert response.status_code == 302
+    assert response.headers["location"] == "/ok"
+    assert [path for _, path, _, _ in server.seen[before:]] == ["/redirect"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_proxy_variables_are_ignored(engine: str, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, UNREACHABLE_PROXY)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def go() -> httpx.Response:
+        # The control: a client that trusts the environment does go to the dead proxy.
+        async with httpx.AsyncClient(trust_env=True) as trusting:
+            with pytest.raises((httpx.ConnectError, httpx.ProxyError)):
+                await trusting.get(server.url + "/ok")
+        async with client_on(engine, server) as client:
+            return await send(client, "GET", "/ok", deadline=5)
+
+    assert run(go()).json() == {"ok": True}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_deadline_bounds_a_body_that_trickles(engine: str, server: Server) -> None:
+    async def go() -> tuple[DeadlineExceeded, float, httpx.Response]:
+        # One connection: the abandoned request must give its slot back, or the next one would wait for ever.
+        async with client_on(engine, server, max_connections=1) as client:
+            start = time.perf_counter()
+            with pytest.raises(DeadlineExceeded) as caught:
+                await send(client, "GET", "/trickle", deadline=0.5)
+            elapsed = time.perf_counter() - start
+            after = await send(client, "GET", "/ok", deadline=2)
+        return caught.value, elapsed, after
+
+    error, elapsed, after = run(go())
+    assert 0.45 <= elapsed < 1.5
+    assert isinstance(error, httpx.TimeoutException)  # callers that handle timeouts handle this one
+    assert error.request.url.path == "/trickle"
+    assert "0.5 s" in str(error)
+    assert after.status_code == 200
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_per_read_timeout_is_httpx_own_not_the_deadline(engine: str, server: Server) -> None:
+    async def go() -> None:
+        async with client_on(engine, server) as client:
+            with pytest.raises(httpx.TimeoutException) as caught:
+                await send(client, "GET", "/trickle", timeout=0.05, deadline=3)
+            assert not isinstance(caught.value, DeadlineExceeded)
+
+    run(go())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_keep_alive_reuses_one_connection(engine: str, server: Server) -> None:
+    async def go() -> list[Any]:
+        async with client_on(engine, server) as client:
+            return [(await send(client, "POST", "/ok", json={"n": n}, deadline=5)).json() for n in range(25)]
+
+    before = server.accepted
+    assert run(go()) == [{"ok": True}] * 25
+    assert server.accepted - before == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_connection_the_server_dropped_is_not_reused(engine: str, server: Server) -> None:
+    async def go() -> list[int]:
+        async with client_on(engine, server) as client:
+            first = await send(client, "POST", "/close-after", json={}, deadline=5)
+            await asyncio.sleep(0.1)  # the server's close reaches us, as an idle keep-alive expiry would
+            second = await send(client, "POST", "/ok", json={}, deadline=5)
+            return [first.status_code, second.status_code]
+
+    assert run(go()) == [200, 200]
+
+
+# httpcore's classes: the outbox tells "never connected" (ConnectError) from "may have been received".
+FAILURES = {"refused": httpx.ConnectError, "hang-up": httpx.RemoteProtocolError,
+            "partial": httpx.RemoteProtocolError, "reset": httpx.ReadError, "garbage": httpx.RemoteProtocolError}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_engine_raises_httpx_own_class_for_each_failure(engine: str, misbehaving: dict[str, str]) -> None:
+    async def go() -> dict[str, type[BaseException]]:
+        raised: dict[str, type[BaseException]] = {}
+        async with new_client(transport=new_transport(engine)) as client:
+            for how, url in misbehaving.items():
+                try:
+                    await send(client, "POST", url, json={}, deadline=3)
+                except Exception as exc:
+                    raised[how] = type(exc)
+        return raised
+
+    raised = run(go())
+    assert {how: raised.get(how) for how in FAILURES} == FAILURES
+
+
+def test_requests_carry_the_json_body_and_the_client_headers(server: Server) -> None:
+    async def go() -> None:
+        async with new_client(base_url=server.url, headers={"X-Api-Key": "k1"}) as client:
+            await send(client, "POST", "/ok", json={"deal": 7}, params={"x": "1"}, deadline=5)
+
+    before = len(server.seen)
+    run(go())
+    [(method, path, headers, body)] = server.seen[before:]
+    assert (method, path, json.loads(body)) == ("POST", "/ok?x=1", {"deal": 7})
+    assert headers["x-api-key"] == "k1" and headers["content-type"] == "application/json"
+
+
+def test_an_injected_mock_transport_answers_instead_of_the_network() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"id": 42})
+
+    async def go() -> httpx.Response:
+        async with new_client(base_url="https://crm.invalid/rest", transport=httpx.MockTransport(handler),
+                              headers={"Authorization": "Bearer t"}) as client:
+            return await send(client, "POST", "/crm.deal.add", json={"title": "x"}, deadline=1)
+
+    response = run(go())
+    assert response.status_code == 201 and response.json() == {"id": 42}
+    [request] = seen
+    assert str(request.url) == "https://crm.invalid/rest/crm.deal.add"
+    assert request.headers["authorization"] == "Bearer t" and json.loads(request.content) == {"title": "x"}
+
+
+def test_the_deadline_also_bounds_an_injected_transport() -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200)
+
+    async def go() -> None:
+        async with new_client(transport=httpx.MockTransport(slow)) as client:
+            with pytest.raises(DeadlineExceeded):
+                await send(client, "GET", "https://crm.invalid/", deadline=0.05)
+
+    run(go())
+
+
+def test_the_client_does_not_follow_redirects_or_trust_the_environment() -> None:
+    client = new_client()
+    assert client.follow_redirects is False and client.trust_env is False
+    assert client.timeout == httpx.Timeout(10.0)
+
+
+def test_the_default_engine_is_the_benchmarks_choice_and_falls_back_to_httpx(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = default_engine()
+    transport = new_client()._transport
+    if engine == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+        assert isinstance(transport, AiohttpTransport)
+    # Without the optional engine installed, the client still works on httpx's own transport.
+    for module in ("aiohttp", "httpx_aiohttp"):
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    assert isinstance(new_client()._transport, httpx.AsyncHTTPTransport)
+    assert isinstance(new_transport("aiohttp"), httpx.AsyncHTTPTransport)
+
+
+def test_an_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown HTTP engine"):
+        new_transport("curl")
