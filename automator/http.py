@@ -172,8 +172,8 @@ def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
 
     class Transport(AiohttpTransport):
         def get_client(self) -> aiohttp.ClientSession:
-            # httpx keeps the cookies; aiohttp's own jar would store them a second time and merge them back
-            # into every request. Built on first use, because a session belongs to the running loop.
+            # httpx owns the cookies: aiohttp's own jar would keep a second copy and send a cookie that the
+            # httpx client was told to forget. Built on first use, because a session belongs to the running loop.
             connector = aiohttp.TCPConnector(limit=self.limits.max_connections or 0, ssl=self.ssl_context,
                                              keepalive_timeout=self.limits.keepalive_expiry)
             return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),

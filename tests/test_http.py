@@ -67,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
             except OSError:  # the client gave up: that is the point
                 self.close_connection = True
+        elif self.path == "/set-cookie":
+            self._answer(200, b"{}", Set_Cookie="session=s1; Path=/")
         elif self.path == "/close-after":
             # Looks reusable (no "Connection: close"), then the server drops it, as an idle keep-alive expires.
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
@@ -243,6 +245,21 @@ def test_a_connection_the_server_dropped_is_not_reused(engine: str, server: Serv
             return [first.status_code, second.status_code]
 
     assert run(go()) == [200, 200]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_httpx_alone_keeps_the_cookies(engine: str, server: Server) -> None:
+    async def go() -> list[str | None]:
+        # A host name, not an address: aiohttp's own jar would keep cookies from a name only.
+        base_url = server.url.replace("127.0.0.1", "localhost")
+        async with new_client(base_url=base_url, transport=new_transport(engine)) as client:
+            await send(client, "GET", "/set-cookie", deadline=5)
+            await send(client, "GET", "/ok", deadline=5)
+            client.cookies.clear()
+            await send(client, "GET", "/ok", deadline=5)
+        return [headers.get("cookie") for _, _, headers, _ in server.seen[-2:]]
+
+    assert run(go()) == ["session=s1", None]
 
 
 # httpcore's classes: the outbox tells "never connected" (ConnectError) from "may have been received".

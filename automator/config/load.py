@@ -154,7 +154,7 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
     limits = data.get("limits") or {}
     return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
                   settings=settings, store=data.get("store"),
-                  chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)))
+                  chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)), daemon=dict(data.get("daemon") or {}))
 
 
 def _connector_problems(doc: Document, name: str, raw: Mapping[str, Any], cls: type[Connector]) -> list[Problem]:

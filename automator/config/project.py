@@ -47,6 +47,7 @@ class Config:
     settings: Mapping[str, Any] = field(default_factory=dict)
     store: str | None = None
     chain_depth: int = DEFAULT_CHAIN_DEPTH
+    daemon: Mapping[str, Any] = field(default_factory=dict)  # `daemon:` of automator.yaml, read by automator run
 
     def branch(self, name: str | None) -> BusinessHours | None:
         """Hours of the named branch, else the default branch, else the only one."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from automator.clock import Clock, SystemClock
+from automator.clock import Clock, SystemClock, parse_duration
 from automator.config.load import builtin_connectors
 from automator.config.problems import Problem
 from automator.config.project import Project
@@ -75,6 +75,15 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: bool,
     return out
 
 
+def retry_policy(settings: Mapping[str, Any]) -> RetryPolicy:
+    """`daemon: {retry: ...}` of automator.yaml as a RetryPolicy."""
+    default = RetryPolicy()
+    seconds = {k: parse_duration(settings[k]).approx().total_seconds() for k in ("first_delay", "max_delay")
+               if k in settings}
+    return RetryPolicy(attempts=int(settings.get("attempts", default.attempts)),
+                       base=seconds.get("first_delay", default.base), cap=seconds.get("max_delay", default.cap))
+
+
 class NoSignals(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (uvicorn would re-raise them
     after its shutdown, and the process would not exit 0)."""
@@ -98,9 +107,12 @@ class Daemon:
         self.db_path = Path(db_path) if db_path else store_path(project)
         self.synchronous = synchronous
         self.connector_types = connector_types
-        self.policy = policy or RetryPolicy()
+        settings = project.config.daemon
+        self.policy = policy or retry_policy(settings.get("retry") or {})
         self.reload = reload
-        self.max_body = max_body
+        self.max_body = int(settings.get("max_body", max_body))
+        self.retention = parse_duration(settings["keep_history"]).approx() if "keep_history" in settings \
+            else RETENTION
         self.metrics = Metrics()
         self.worker = worker_name()
         self.started_at = self.clock.now()
@@ -214,7 +226,7 @@ class Daemon:
                 await self._heartbeat()
             if time.monotonic() - last_prune > 3600:
                 last_prune = time.monotonic()
-                await self.engine.call(SqliteStore.prune, now, RETENTION)
+                await self.engine.call(SqliteStore.prune, now, self.retention)
             if report.by_kind:
                 continue  # more may be due
             due = await self.engine.call(SqliteStore.next_due)
