@@ -14,12 +14,13 @@ $(BIN)/automator: pyproject.toml
 
 install: $(BIN)/automator
 
-# The main job. Until the daemon lands (`automator run`), it proves the example rules with their
-# tests and shows what one example event would do.
+# The main job: check the example project and its rule tests, then run the daemon on it with every outside
+# system emulated locally (Ctrl-C stops it cleanly). PORT=8081 make run to use another port.
+PORT ?= 8080
 run: install
 	$(BIN)/automator validate .
 	$(BIN)/automator test rules/
-	$(BIN)/automator dry-run --event examples/booking-arrived.yaml --state examples/state.yaml --at 2026-03-02T15:05:00+03:00
+	$(BIN)/automator run --sandbox --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,7 +1,10 @@
 """automator: CRM funnels and automations for service businesses, written in YAML.
 
-The public API mirrors the CLI: `load_project` (validate), `dry_run`, `run_tests` (test), and the core `decide`.
+The public API mirrors the CLI: `load_project` (validate), `dry_run`, `run_tests` (test), `Daemon` (run), and
+the core `decide`.
 """
+from typing import Any
+
 from automator.config.load import load_project
 from automator.config.problems import Problem
 from automator.config.project import Project
@@ -14,6 +17,7 @@ from automator.testing import run_tests
 __all__ = [
     "ActionResult",
     "Connector",
+    "Daemon",
     "Decision",
     "Effect",
     "Entity",
@@ -30,3 +34,12 @@ __all__ = [
     "load_project",
     "run_tests",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The daemon brings uvicorn and aiohttp: loaded only by those who run it, not by `automator validate`.
+    if name == "Daemon":
+        from automator.daemon.process import Daemon
+
+        return Daemon
+    raise AttributeError(f"module 'automator' has no attribute {name!r}")

@@ -151,6 +151,7 @@ def misbehaving() -> Iterator[dict[str, str]]:
         yield urls
     finally:
         for listener in listeners:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept(); close alone may not
             listener.close()
 
 
