@@ -153,6 +153,7 @@ class Daemon:
             self.stopping.set()  # the server ended on its own (a bind error) or after stop()
             self.appender.close()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await _close(self.connectors.values())
             await self._heartbeat(stopped=True)
             log.info("stopped cleanly")
             return 0 if server.started else 1
@@ -260,8 +261,11 @@ class Daemon:
             log.error("reload refused: %s", exc)
             await self._heartbeat()
             return False
-        old = self.project.version
+        old, retired = self.project.version, list(self.connectors.values())
         self.project, self.connectors, self.load_errors = project, connectors, []
+        # Calls in flight on the old instances finish first (they are bounded by the outbox's deadline).
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.outbox.deadline, lambda: loop.create_task(_close(retired)))
         await self.engine.call(sync_schedules, project, self.clock.now())
         self.metrics.reloads.labels("ok").inc()
         log.info("reloaded (%s): %d rules, version %s → %s", ", ".join(changed), len(project.rules), old,
@@ -290,6 +294,14 @@ class Daemon:
                   "connectors": {n: c.type for n, c in self.connectors.items()},
                   "load_errors": [p.format() for p in self.load_errors]}
         await self.journal.call(_write_status, record)
+
+
+async def _close(connectors: Any) -> None:
+    for connector in connectors:
+        try:
+            await connector.aclose()
+        except Exception:  # closing is best effort: a connector that cannot close must not block the stop
+            log.exception("connector %s did not close cleanly", connector.name)
 
 
 def _write_status(store: SqliteStore, record: dict[str, Any]) -> None:

@@ -36,11 +36,11 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
     `failed` with its error, and the others go on.
     """
     report = BatchReport()
-    events = store.claim_events(worker, now, limit, LEASE)
-    if not events:
-        return report
     started = time.perf_counter()
+    # Claiming inside the batch's own transaction: one commit (one fsync) per batch, and a crash rolls the
+    # claim back with the decisions, leaving the events pending.
     with store.atomic():
+        events = store.claim_events(worker, now, limit, LEASE)
         for index, event in enumerate(events):
             if index and time.perf_counter() - started > budget:
                 break  # the rest stay claimed by us and come first in the next batch
@@ -58,6 +58,8 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
             for timer in decision.timers:
                 if report.earliest_timer is None or timer.due_at < report.earliest_timer:
                     report.earliest_timer = timer.due_at
-        crashpoints.reached("decide.before_commit")
-    crashpoints.reached("decide.after_commit")
+        if events:
+            crashpoints.reached("decide.before_commit")
+    if events:
+        crashpoints.reached("decide.after_commit")
     return report

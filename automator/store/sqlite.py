@@ -42,7 +42,7 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
 }
 INDEXES: tuple[tuple[str, list[str], bool], ...] = (
     ("runs", ["key", "status"], False), ("runs", ["entity"], False), ("runs", ["started_at"], False),
-    ("runs", ["event_id"], False), ("timers", ["due_at"], False), ("timers", ["run_id"], False),
+    ("runs", ["event_id"], False), ("timers", ["due_at"], False), ("timers", ["run_id"], False), ("timers", ["kind"], False),
     ("journal", ["id"], True), ("journal", ["source", "delivery_id"], True), ("journal", ["status", "seq"], False),
     ("journal", ["source", "digest"], False),
     ("effects", ["status", "next_try_at"], False), ("effects", ["run_id"], False),

@@ -1,0 +1,256 @@
+"""What the daemon benchmarks share: a generated project, `automator run` as a subprocess, a loopback emulator
+of the outside HTTP system, /proc figures and percentiles. Everything listens on 127.0.0.1 only."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _project import write_project  # noqa: E402
+from http_client import RESPONSE, _content_length  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BIN = Path(sys.executable).parent
+AUTOMATOR = BIN / "automator"
+EMULATOR_LIFETIME_S = 300.0  # the emulator stops by itself even if the bench is killed
+
+CONFIG = """\
+timezone: Europe/Moscow
+branches:
+  main: {{hours: "09:00-21:00", days: mon-sat}}
+connectors:
+  crm: {{type: local}}
+  booking: {{type: local}}
+  sms: {{type: local}}
+  out: {{type: http, allow: ["127.0.0.1:{port}"]}}
+settings: {{review_url: "https://example.com/review"}}
+"""
+
+# The rules the benchmark event (`booking.updated {status: arrived}` of a new booking) reaches: one performs
+# the HTTP call, the others are routed to it and evaluate a condition that does not hold.
+BENCH_RULES = """\
+rules:
+  - id: bench-visit-to-crm
+    when: {{changed: booking.status, to: arrived}}
+    do:
+      - http.request: {{method: POST, url: "http://127.0.0.1:{port}/visits", json: {{booking: "{{{{ booking.id }}}}", status: "{{{{ booking.status }}}}"}}}}
+        via: out
+  - id: bench-vip-arrived
+    when: {{changed: booking.status, to: arrived}}
+    if: "get(booking, 'vip', false)"
+    do:
+      - notify: {{to: admin, text: "VIP {{{{ booking.id }}}}"}}
+  - id: bench-arrived-late
+    when: {{event: booking.updated, where: "get(event, 'late', false)"}}
+    do:
+      - notify: {{to: admin, text: "late {{{{ booking.id }}}}"}}
+"""
+MATCHING = 3  # rules of BENCH_RULES the benchmark event reaches (one of them acts)
+
+
+def write_daemon_project(root: Path, rules: int, *, emulator_port: int) -> Path:
+    """A project of `rules` rules: generated ones that cannot match the benchmark event (every trigger kind,
+    see _project.py), plus BENCH_RULES. Returns automator.yaml."""
+    write_project(root, rules - MATCHING, matching=0)
+    (root / "automator.yaml").write_text(CONFIG.format(port=emulator_port))
+    (root / "rules" / "bench.yaml").write_text(BENCH_RULES.format(port=emulator_port))
+    return root / "automator.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the daemon ------------------------------------------------------------------------------------------------
+
+def daemon_command(config: Path, port: int, *, synchronous: str = "FULL") -> list[str]:
+    """`automator run` as an operator types it."""
+    cmd = [str(AUTOMATOR), "run", "--config", str(config), "--port", str(port), "--no-reload",
+           "--log-level", "WARNING"]
+    if synchronous != "FULL":
+        cmd += ["--synchronous", synchronous]
+    return cmd
+
+
+def start(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    try:
+        return subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, cwd=str(log.parent))
+    finally:
+        out.close()
+
+
+def get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """One GET over a fresh connection (the health probe an operator's script would do)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head[9:12]), body
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0, poll: float = 0.005) -> float:
+    """Poll /healthz until it answers 200; the monotonic moment it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the process exited with {proc.returncode} before answering /healthz")
+        try:
+            status, _ = get(port, "/healthz", timeout=0.5)
+            if status == 200:
+                return time.monotonic()
+        except OSError:
+            pass
+        time.sleep(poll)
+    raise RuntimeError(f"/healthz did not answer 200 within {timeout:g} s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM (a graceful stop), then SIGKILL if it does not end in time. The exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+@contextlib.contextmanager
+def running(cmd: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start(cmd, log, env)
+    try:
+        wait_healthy(port, proc)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def proc_memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak resident) of a process, in MB."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                out[name] = int(value.split()[0]) / 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the outside system: a keep-alive HTTP/1.1 server in its own process that counts requests ----------------
+
+def _emulate(port_out: Any, served: Any) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+        uvloop.install()
+
+    class Counting(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer = bytearray()
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:  # a read may hold several requests
+                length = _content_length(bytes(self.buffer[:end]))
+                if len(self.buffer) < end + 4 + length:
+                    return
+                del self.buffer[:end + 4 + length]
+                served.value += 1  # one writer: this process
+                assert self.transport is not None
+                self.transport.write(RESPONSE)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Counting, "127.0.0.1", 0, backlog=1024)
+        port_out.send(server.sockets[0].getsockname()[1])
+        port_out.close()
+        await asyncio.sleep(EMULATOR_LIFETIME_S)
+
+    asyncio.run(main())
+
+
+class Emulator:
+    """The CRM the `http` connector calls: answers 200 JSON to everything; `served` counts the requests."""
+
+    def __init__(self) -> None:
+        ctx: Any = multiprocessing.get_context("fork")
+        self.served = ctx.Value("q", 0, lock=False)
+        parent, child = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_emulate, args=(child, self.served), daemon=True)
+        self.process.start()
+        if not parent.poll(10):
+            self.process.kill()
+            raise RuntimeError("the emulator did not start")
+        self.port: int = parent.recv()
+
+    @property
+    def count(self) -> int:
+        return int(self.served.value)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+
+
+# --- figures ---------------------------------------------------------------------------------------------------
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted values, nearest rank; NaN for none."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[index]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A compact text table; numbers right-aligned."""
+    cells = [[h for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def json_line(name: str, figures: dict[str, Any]) -> str:
+    return json.dumps({"bench": name, **figures}, ensure_ascii=False, default=str)
