@@ -104,6 +104,21 @@ class Connector:
     async def aclose(self) -> None:
         """Release what the connector holds (pooled connections); called when the daemon stops or reloads."""
 
+    @classmethod
+    def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
+                ) -> tuple[dict[str, Any], Any] | None:
+        """For `automator run --sandbox`: settings that point this connector at its emulator (served at
+        `base_url`, sending webhooks to `hook_url`) and the emulator itself; None to be played by `local`."""
+        return None
+
+    # Catch-up polling: connectors of systems that send each webhook once (and never again) override `poll`.
+    poll_every: ClassVar[float | None] = None  # seconds between polls by default; None: the connector cannot poll
+
+    async def poll(self, cursor: str | None) -> tuple[list[Event], str | None]:
+        """What changed since `cursor` (None: since the daemon first started), as events with delivery ids that
+        match the ones its webhooks carry, so the journal keeps each change once; and the new cursor."""
+        return [], cursor
+
     def parse(self, request: Inbound) -> list[Event]:
         """Authenticate one webhook and translate it into events; raise InboundRejected to refuse it.
 
@@ -208,3 +223,47 @@ async def call_http(coro: Any, what: str) -> Any:
         raise Retryable(f"{what}: {type(exc).__name__}: {exc}") from exc
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise Uncertain(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class WebConnector(Connector):
+    """A connector that talks to its system over HTTP: one shared httpx client per instance, made on first use
+    (inside the daemon's event loop) by `automator.http.new_client`; tests pass `transport=` to replace the
+    network (httpx.MockTransport, or httpx.ASGITransport over the connector's emulator)."""
+
+    deadline: ClassVar[float] = 15.0  # seconds for one whole call
+
+    def __init__(self, name: str, config: Mapping[str, Any], *, transport: Any = None) -> None:
+        super().__init__(name, config)
+        self._transport = transport
+        self._client: Any = None
+
+    def base_url(self) -> str:
+        """Where the system's API lives (from the settings)."""
+        return ""
+
+    def default_headers(self) -> dict[str, str]:
+        """Headers every call carries (authentication, content negotiation)."""
+        return {}
+
+    @property
+    def http(self) -> Any:
+        """The shared httpx.AsyncClient."""
+        if self._client is None:
+            from automator.http import new_client
+
+            self._client = new_client(base_url=self.base_url(), transport=self._transport,
+                                      headers=self.default_headers(), timeout=self.deadline)
+        return self._client
+
+    async def request(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+        """One call within the deadline, with transport failures mapped onto the error tree (not the status:
+        each system reads its own error envelope)."""
+        from automator.http import send
+
+        return await call_http(send(self.http, method, url, deadline=self.deadline, **kwargs), what)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

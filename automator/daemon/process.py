@@ -22,6 +22,7 @@ from automator.config.problems import Problem
 from automator.config.project import Project
 from automator.connector import ConfigError, Connector, resolve_env
 from automator.daemon import crashpoints
+from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.metrics import Metrics
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import watch
@@ -55,10 +56,16 @@ def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | Non
     return results
 
 
-def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: bool,
+def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | None = None,
+                     emulators: dict[str, Any] | None = None,
                      types: Mapping[str, type[Connector]] | None = None) -> dict[str, Connector]:
-    """One instance per connector of automator.yaml, its `${env:...}` secrets resolved. With `sandbox`, every
-    connector that talks to an outside system is played by its emulator (for now: `local`)."""
+    """One instance per connector of automator.yaml, its `${env:...}` secrets resolved.
+
+    With `sandbox` (the daemon's own address), every connector that talks to an outside system is pointed at
+    its emulator, served by the daemon under `/_sandbox/<name>` and sending its webhooks to `/hooks/<name>`;
+    the emulators are kept in `emulators` (an existing one is reused, so a reload keeps its data). A connector
+    type without an emulator is played by `local`.
+    """
     from connectors.local import LocalConnector
 
     found = dict(types) if types is not None else builtin_connectors()
@@ -68,9 +75,21 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: bool,
         if cls is None:
             raise ConfigError(f"connector {name!r}: type {conf.type!r} is not installed")
         options = {k: v for k, v in conf.options.items() if k != "type"}
-        if sandbox and not cls.in_store:
-            log.info("sandbox: connector %s (%s) is emulated locally", name, conf.type, extra={"connector": name})
-            cls, options = LocalConnector, {k: v for k, v in options.items() if k == "secret"}
+        if sandbox is not None and not cls.in_store:
+            emulated = cls.sandbox(name, options, base_url=f"{sandbox}/_sandbox/{name}",
+                                   hook_url=f"{sandbox}/hooks/{name}")
+            if emulated is None:
+                log.info("sandbox: connector %s (%s) is played by local", name, conf.type, extra={"connector": name})
+                cls, options = LocalConnector, {}
+            else:
+                options, emulator = emulated
+                if emulators is not None:
+                    kept = emulators.get(name)
+                    emulators[name] = kept if kept is not None and type(kept) is type(emulator) else emulator
+                log.info("sandbox: connector %s (%s) talks to its emulator", name, conf.type,
+                         extra={"connector": name})
+                out[name] = cls.create(name, options, db=db, now=clock.now)
+                continue
         out[name] = cls.create(name, resolve_env(options, f"connector {name!r}"), db=db, now=clock.now)
     return out
 
@@ -118,6 +137,7 @@ class Daemon:
         self.started_at = self.clock.now()
         self.load_errors: list[Problem] = []
         self.connectors: dict[str, Connector] = {}
+        self.emulators: dict[str, Any] = {}  # --sandbox: the emulated systems, served under /_sandbox/<name>
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
@@ -146,6 +166,10 @@ class Daemon:
                      asyncio.create_task(self.outbox.run(self.stopping), name="outbox")]
             if self.reload:
                 tasks.append(asyncio.create_task(watch(self), name="reload"))
+            for name, connector in self.connectors.items():
+                every = interval(connector)
+                if every:
+                    tasks.append(asyncio.create_task(poll_forever(self, name, every), name=f"poll-{name}"))
             await self._heartbeat()
             log.info("serving on http://%s:%d with %d rules%s", self.host, self.port, len(self.project.rules),
                      " (sandbox)" if self.sandbox else "", extra={"version": self.project.version})
@@ -184,7 +208,9 @@ class Daemon:
 
     async def _connectors(self, project: Project) -> dict[str, Connector]:
         db = self.engine.store.db
-        return await self.engine.call(lambda _s: build_connectors(project, db, self.clock, sandbox=self.sandbox,
+        address = f"http://{self.host}:{self.port}" if self.sandbox else None
+        return await self.engine.call(lambda _s: build_connectors(project, db, self.clock, sandbox=address,
+                                                                  emulators=self.emulators,
                                                                   types=self.connector_types))
 
     # ---- loops -----------------------------------------------------------------------------------

@@ -69,6 +69,13 @@ class WebApp:
         elif path == "/healthz" and method in ("GET", "HEAD"):
             healthy = not self.daemon.stopping.is_set()
             await _answer(send, 200 if healthy else 503, self.daemon.health())
+        elif path.startswith("/_sandbox/") and self.daemon.emulators:
+            name = path[len("/_sandbox/"):].partition("/")[0]
+            emulator = self.daemon.emulators.get(name)
+            if emulator is None:
+                await _answer(send, 404, {"error": f"no emulator for {name!r}"})
+                return
+            await emulator({**scope, "root_path": f"/_sandbox/{name}"}, receive, send)
         elif path == "/metrics" and method == "GET":
             body, content_type = await self.daemon.render_metrics()
             await _answer(send, 200, body, content_type)

@@ -4,20 +4,20 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from automator.clock import parse_duration
-from automator.connector import ActionResult, ConfigError, Connector, action, call_http, check_status, resolve_env
+from automator.connector import ActionResult, ConfigError, WebConnector, action, call_http, check_status, resolve_env
 from automator.errors import Rejected
-from automator.http import new_client, send
+from automator.http import send
 
 MAX_ANSWER = 2000  # characters of the answer kept in the effect's result
 
 
-class HttpConnector(Connector):
+class HttpConnector(WebConnector):
     """Calls HTTP endpoints a rule names, but only on hosts listed in `allow:` — a rule cannot be turned against
     the daemon's own network (an address in `allow:` is the operator's decision, never the rule's).
 
@@ -41,19 +41,15 @@ class HttpConnector(Connector):
 
     def __init__(self, name: str, config: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
                  ) -> None:
-        super().__init__(name, config)
+        super().__init__(name, config, transport=transport)
         self.allow = [str(a).lower() for a in config.get("allow") or []]
         self.deadline = float(config.get("timeout", 10.0))
-        self.headers = dict(config.get("headers") or {})
         if config.get("rate"):
             self.rate_limit = (float(config["rate"]), max(1, int(config["rate"])))
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
 
-    @classmethod
-    def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Connector:
-        """Built like any connector; the HTTP client is made on first use, inside the daemon's event loop."""
-        return cls(name, options)
+    def default_headers(self) -> dict[str, str]:
+        """The connector's own `headers:` setting."""
+        return dict(self.config.get("headers") or {})
 
     def allowed(self, url: httpx.URL) -> bool:
         """True when the URL's host (or host:port) is on the allow-list."""
@@ -73,8 +69,6 @@ class HttpConnector(Connector):
             raise Rejected(f"only http and https URLs are allowed, not {url.scheme!r}")
         if not self.allowed(url):
             raise Rejected(f"host {url.host!r} is not on connector {self.name!r}'s allow-list")
-        if self._client is None:
-            self._client = new_client(transport=self._transport, headers=self.headers)
         method = str(params.get("method", "POST")).upper()
         try:
             headers = resolve_env({str(k): str(v) for k, v in (params.get("headers") or {}).items()}, "headers")
@@ -87,18 +81,13 @@ class HttpConnector(Connector):
         if params.get("timeout"):
             deadline = min(deadline, parse_duration(params["timeout"]).approx().total_seconds())
         what = f"{method} {url.copy_with(query=None)}"
-        response = await call_http(send(self._client, method, url, deadline=deadline, **extra), what)
+        response = await call_http(send(self.http, method, url, deadline=deadline, **extra), what)
         check_status(response, what)
         try:
             body: Any = response.json()
         except (ValueError, json.JSONDecodeError):
             body = response.text[:MAX_ANSWER]
         return ActionResult({"status": response.status_code, "body": body})
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        if self._client is not None:
-            await self._client.aclose()
 
 
 def _is_ip(host: str) -> bool:

@@ -1,0 +1,173 @@
+"""Benchmark: `automator run` end to end — webhooks in, 100 rules decided, one `http.request` per event out.
+
+The daemon runs as an operator starts it (`automator run --config … --port … --no-reload`) on a generated
+project of 100 rules (97 that cannot match the benchmark event, 3 it reaches, one of which calls the `http`
+connector). The outside system is an emulator in its own process (keep-alive, answers 200 JSON, counts the
+requests); the load generator is a third process (raw asyncio keep-alive client, see _loadgen.py) posting
+`POST /hooks/crm` webhooks, one new booking each. All on 127.0.0.1.
+
+For each server, side by side in one run:
+  - warm-up (closed loop, short), then
+  - paced: open loop at 500 webhooks/s; p50/p99 time to acknowledge (from the write of the request);
+  - closed loop on CONNS connections: acks/s and, for the daemon, events/s at the end of the pipeline
+    (requests the emulator received) over a fixed window after a warm-up; then the backlog left and how long
+    the pipeline takes to drain it with no more webhooks coming in.
+Servers: the daemon with synchronous=FULL (the default) and NORMAL, and a bare uvicorn + raw ASGI endpoint
+that journals each event (NORMAL, one commit per request; FULL, group commit): the floor of the ack path.
+
+`--quick` runs every phase for a fraction of the time (a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _daemon as d  # noqa: E402
+from _loadgen import Load  # noqa: E402
+
+RULES = 100
+CONNS = 64
+RATE = 500
+TARGET_EPS = 2700
+TARGET_P99_MS = 10.0
+FULL = {"warm": 1.0, "paced": 10.0, "closed_warm": 2.0, "window": 6.0, "drain_cap": 20.0}
+QUICK = {"warm": 0.5, "paced": 2.0, "closed_warm": 0.5, "window": 1.5, "drain_cap": 8.0}
+
+
+def drain(emulator: d.Emulator, expected: int, cap: float) -> float | None:
+    """Wait until the emulator has received `expected` requests in all; seconds it took, None past `cap`."""
+    start = time.monotonic()
+    while emulator.count < expected:
+        if time.monotonic() - start > cap:
+            return None
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emulator, *, pipeline: bool,
+            phases: dict[str, float]) -> dict[str, Any]:
+    """Every phase against one server process; its figures."""
+    out: dict[str, Any] = {"label": label}
+    started = time.monotonic()
+    proc = d.start(cmd, folder / "server.log")
+    try:
+        out["start_s"] = d.wait_healthy(port, proc) - started
+        base = emulator.count
+        acked = 0
+
+        def load(mode: str, duration: float, **extra: Any) -> Load:
+            return Load(mode=mode, port=port, path="/hooks/crm", conns=CONNS, duration=duration, cap=1_000_000,
+                        nonce=f"{label[:8]}-{mode}-{uuid.uuid4().hex[:8]}", **extra)
+
+        # warm-up: imports, first-call caches, the connector's pool, SQLite's page cache
+        warm = load("closed", phases["warm"])
+        warm.result(phases["warm"] + 30)
+        acked += warm.acks.value
+        if pipeline:
+            drain(emulator, base + acked, phases["drain_cap"])
+
+        # paced: the time to acknowledge at a moderate rate
+        paced = load("paced", phases["paced"], rate=RATE)
+        result = paced.result(phases["paced"] * 2 + 40)
+        acked += paced.acks.value
+        lat = sorted(result["from_write"])
+        due = sorted(result["from_due"])
+        out.update(paced_sent=result["sent"], paced_errors=paced.errors.value,
+                   p50_ms=d.percentile(lat, 0.5) * 1000, p99_ms=d.percentile(lat, 0.99) * 1000,
+                   max_ms=(lat[-1] if lat else float("nan")) * 1000,
+                   p99_from_due_ms=d.percentile(due, 0.99) * 1000)
+        if pipeline:
+            late = drain(emulator, base + acked, phases["drain_cap"])
+            out["paced_drain_s"] = late
+
+        # closed loop: as fast as the server takes them
+        closed = load("closed", phases["closed_warm"] + phases["window"])
+        time.sleep(phases["closed_warm"])
+        t0, a0, e0, c0 = time.monotonic(), closed.acks.value, emulator.count, d.cpu_seconds(proc.pid)
+        g0, m0 = d.cpu_seconds(closed.pid), d.cpu_seconds(emulator.process.pid)
+        time.sleep(phases["window"])
+        t1, a1, e1, c1 = time.monotonic(), closed.acks.value, emulator.count, d.cpu_seconds(proc.pid)
+        g1, m1 = d.cpu_seconds(closed.pid), d.cpu_seconds(emulator.process.pid)
+        closed.result(phases["window"] + 40)
+        acked += closed.acks.value
+        span = t1 - t0
+        out.update(acks_per_s=(a1 - a0) / span, server_cpu_pct=(c1 - c0) / span * 100,
+                   loadgen_cpu_pct=(g1 - g0) / span * 100, emulator_cpu_pct=(m1 - m0) / span * 100,
+                   closed_errors=closed.errors.value)
+        if pipeline:
+            out["eps"] = (e1 - e0) / span
+            backlog = base + acked - emulator.count
+            out["backlog"] = backlog
+            took = drain(emulator, base + acked, phases["drain_cap"])
+            out["drain_s"] = took
+            out["drain_eps"] = backlog / took if took else None
+        out.update(d.proc_memory(proc.pid))
+    finally:
+        out["exit"] = d.stop(proc)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    args = parser.parse_args(argv if argv is not None else [])
+    phases = QUICK if args.quick else FULL
+    work = Path(tempfile.mkdtemp(prefix="automator-bench-"))
+    emulator = d.Emulator()
+    rows: list[dict[str, Any]] = []
+    try:
+        for label, kind, option in (("daemon FULL", "daemon", "FULL"), ("daemon NORMAL", "daemon", "NORMAL"),
+                                    ("bare NORMAL, commit/request", "bare", "normal"),
+                                    ("bare FULL, group commit", "bare", "group")):
+            folder = work / label.split(",")[0].replace(" ", "-")
+            folder.mkdir()
+            port = d.free_port()
+            if kind == "daemon":
+                config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
+                cmd = d.daemon_command(config, port, synchronous=option)
+            else:
+                cmd = [sys.executable, str(d.BENCH / "_bare_asgi.py"), "--port", str(port), "--db",
+                       str(folder / "bare.db"), "--mode", option]
+            rows.append(measure(label, cmd, port, folder, emulator, pipeline=kind == "daemon", phases=phases))
+    finally:
+        emulator.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"automator run, {RULES} rules (3 reached, 1 calls http.request on a loopback emulator), {CONNS} "
+          f"keep-alive connections{' (--quick)' if args.quick else ''}:")
+    print(d.table(
+        ["server", "events/s e2e", "acks/s", "p50 ack ms", "p99 ack ms", "max ms", "p99 from due",
+         "backlog", "drain s", "drain ev/s", "CPU% srv/gen/emu", "RSS MB"],
+        [[r["label"], r.get("eps"), r["acks_per_s"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["p99_from_due_ms"],
+          r.get("backlog"), r.get("drain_s"), r.get("drain_eps"),
+          f"{r['server_cpu_pct']:.0f}/{r['loadgen_cpu_pct']:.0f}/{r['emulator_cpu_pct']:.0f}", r.get("VmRSS")]
+         for r in rows]))
+    full = rows[0]
+    print(f"  target: >= {TARGET_EPS:,} events/s end to end (daemon FULL: {full['eps']:,.0f}, "
+          f"x{full['eps'] / TARGET_EPS:.2f} of it); p99 ack < {TARGET_P99_MS:g} ms at {RATE}/s "
+          f"(daemon FULL: {full['p99_ms']:.2f} ms)")
+    print(f"  paced: {RATE}/s for {phases['paced']:g} s (open loop); closed: {phases['window']:g} s window after "
+          f"{phases['closed_warm']:g} s; drain = the backlog left when the load stopped, performed with no load; "
+          "'p99 from due' counts from when the request was due (includes waiting for a free connection)")
+    errors = sum(r["paced_errors"] + r["closed_errors"] for r in rows)
+    if errors:
+        print(f"  !! {errors} requests failed or were answered non-200")
+    figures: dict[str, float] = {}
+    for r, key in zip(rows, ("daemon_full", "daemon_normal", "bare_normal", "bare_group")):
+        for name in ("eps", "acks_per_s", "p50_ms", "p99_ms", "drain_eps", "server_cpu_pct", "start_s"):
+            if r.get(name) is not None:
+                figures[f"throughput_{key}_{name}"] = round(float(r[name]), 3)
+    print(d.json_line("daemon_throughput", {**figures, "quick": args.quick}))
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
