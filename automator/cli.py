@@ -124,8 +124,9 @@ def schema(directory: Path) -> None:
     Example: automator schema .vscode/schemas
     """
     from automator.config.schemas import SchemaSet
+    from automator.connector import vendor_schemas
 
-    written = SchemaSet().write_bundle(directory)
+    written = SchemaSet(vendor_schemas(builtin_connectors())).write_bundle(directory)
     click.echo(f"wrote {len(written)} schemas to {directory}")
 
 

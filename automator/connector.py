@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
-from automator.model import Event
+from automator.model import Event, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,28 @@ class Connector:
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
         self.config = config
+        # The pipelines of pipelines/*.yaml this connector owns (set by the daemon): stage names ↔ CRM ids.
+        self.pipelines: Mapping[str, Pipeline] = {}
+
+    def stage_ids(self, pipeline: str, stage: str) -> tuple[str | None, str]:
+        """The CRM's own (pipeline id, stage id) of a stage named in business words; raises Rejected if unknown."""
+        from automator.errors import Rejected
+
+        found = self.pipelines.get(pipeline)
+        if found is None or stage not in found.stages:
+            raise Rejected(f"connector {self.name!r} owns no stage {stage!r} in pipeline {pipeline!r}")
+        return found.crm_id, found.stages[stage].crm_id
+
+    def stage_named(self, crm_stage: str, crm_pipeline: str | None = None) -> tuple[str, str] | None:
+        """The (pipeline, stage) names of a CRM stage id (and pipeline id, where stage ids repeat across
+        pipelines, as amoCRM's 142/143 do); None for a stage no pipeline file names."""
+        for pipeline in self.pipelines.values():
+            if crm_pipeline is not None and pipeline.crm_id is not None and str(pipeline.crm_id) != str(crm_pipeline):
+                continue
+            for stage in pipeline.stages.values():
+                if str(stage.crm_id) == str(crm_stage):
+                    return pipeline.name, stage.name
+        return None
 
     @classmethod
     def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Connector:
@@ -135,6 +157,24 @@ class Connector:
         if method is None:
             raise KeyError(f"connector {self.type!r} has no action {action_name!r}")
         return getattr(self, method)(params, key)
+
+
+def vendor_schemas(types: Mapping[str, type[Connector]]) -> dict[str, dict[str, Any]]:
+    """The params schemas of vendor-only actions: each connector package's `schemas/*.json`, named
+    `actions/<file>` (so `@action("bitrix24.comment")` is validated by `schemas/bitrix24.comment.json`)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    found: dict[str, dict[str, Any]] = {}
+    for cls in types.values():
+        module = sys.modules.get(cls.__module__)
+        folder = Path(module.__file__).parent / "schemas" if module and module.__file__ else None
+        if folder is None or not folder.is_dir():
+            continue
+        for file in sorted(folder.glob("*.json")):
+            found[f"actions/{file.name}"] = json.loads(file.read_text(encoding="utf-8"))
+    return found
 
 
 def discover() -> dict[str, type[Connector]]:

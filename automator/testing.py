@@ -45,7 +45,10 @@ def run_tests(path: str | Path) -> list[CaseResult]:
     """Run every test case found at or under `path`."""
     results: list[CaseResult] = []
     projects: dict[tuple[str, str], tuple[Project | None, list[Problem]]] = {}
-    schemas = SchemaSet()
+    from automator.config.load import builtin_connectors
+    from automator.connector import vendor_schemas
+
+    schemas = SchemaSet(vendor_schemas(builtin_connectors()))
     for file in find_tests(Path(path)):
         results.extend(run_file(file, schemas, projects))
     return results

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +254,58 @@ def _cell(value: Any) -> str:
 
 def json_line(name: str, figures: dict[str, Any]) -> str:
     return json.dumps({"bench": name, **figures}, ensure_ascii=False, default=str)
+
+
+# --- a store with many pending timers ---------------------------------------------------------------------------
+
+def held_rules(count: int) -> list[tuple[str, str]]:
+    """(rule id, booking field) of the `held` rules write_project generates among `count` rules."""
+    from _project import TEMPLATES
+
+    return [(f"r{i}-held", f"field_{i}") for i in range(count) if i % len(TEMPLATES) == 2]
+
+
+def fill_timers(db: Path, rules: list[tuple[str, str]], total: int, due: Callable[[], Sequence[float]], *,
+                far_from: float, far_span: float = 180 * 86400) -> float:
+    """Put `total` pending `held` timers into a new store at `db`, in bulk. The far ones (due between `far_from`
+    and `far_from + far_span` epoch seconds) go in first; then `due()` is called for the epoch seconds of the
+    ones that will come due, which go in with their bookings stored holding the value (so each fires its rule).
+    Timer ids and payloads are the engine's own (see core/decide.py held_timer). Returns the seconds taken."""
+    import random
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from automator.store.sqlite import SqliteStore
+
+    started = time.perf_counter()
+    SqliteStore(db).close()  # the schema and indexes, as the daemon makes them
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-200000")
+    since = datetime.now(timezone.utc).isoformat()
+    payload = json.dumps({"since": since})
+    rng = random.Random(7)
+    insert = "insert into timers (id, due_at, kind, rule_id, key, run_id, payload) values (?, ?, ?, ?, ?, ?, ?)"
+
+    def stamp(epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="microseconds")
+
+    def row(n: int, at: float) -> tuple[Any, ...]:
+        rule_id, _ = rules[n % len(rules)]
+        return (f"held/{rule_id}/booking:{n}", stamp(at), "held", rule_id, f"booking:{n}", None, payload)
+
+    conn.execute("BEGIN")
+    conn.executemany(insert, (row(n, far_from + far_span * rng.random()) for n in range(1_000_000_000, 1_000_000_000 + total)))
+    conn.execute("COMMIT")
+    soon = list(due())
+    conn.execute("BEGIN")
+    conn.execute("delete from timers where rowid in (select rowid from timers order by rowid limit ?)", [len(soon)])
+    conn.executemany(insert, (row(n, at) for n, at in enumerate(soon)))
+    conn.executemany(
+        "insert into entities (kind, id, fields, prev, updated_at) values ('booking', ?, ?, 'null', ?)",
+        ((str(n), json.dumps({rules[n % len(rules)][1]: "waiting", "client": n % 500}), since)
+         for n in range(len(soon))))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return time.perf_counter() - started

@@ -16,7 +16,7 @@ from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS
                                       Project, content_version, display, find_root, rule_files)
 from automator.config.schemas import SchemaSet
 from automator.config.source import Document, load_document
-from automator.connector import Connector
+from automator.connector import Connector, vendor_schemas
 from automator.core.router import Router
 from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage, steps_shape
 from automator.steps import compile_steps, set_names
@@ -46,7 +46,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
                               f"create {CONFIG_FILE} with at least `timezone: Europe/Moscow`")]
     types = dict(connector_types) if connector_types is not None else builtin_connectors()
     problems: list[Problem] = []
-    schemas = SchemaSet()
+    schemas = SchemaSet(vendor_schemas(types))
     texts: list[tuple[str, bytes]] = []
 
     def read(file: Path, schema: str) -> Document | None:

@@ -42,9 +42,10 @@ def next_tick(trigger: ScheduleTrigger, after: datetime, config: Any) -> datetim
 
 
 def tick_event(rule_id: str, tick: datetime, config: Any, *, missed: int = 0) -> Event:
-    """One schedule firing. Its id is the rule and the local wall time, so a tick can be journaled only once,
-    even when a clock change makes croniter produce the same local time twice."""
-    wall = tick.astimezone(config.timezone).replace(tzinfo=None).isoformat()
+    """One schedule firing. Its id is the rule and the local wall time with its UTC offset, so a tick can be
+    journaled only once. The offset keeps apart the two passes of a repeated fall-back hour, which an hourly
+    schedule fires both (automator/clock.py: cron_next); a fixed-hour schedule fires each local time once."""
+    wall = tick.astimezone(config.timezone).isoformat()
     data: dict[str, Any] = {"kind": "schedule", "rule": rule_id, "timer": schedule_timer_id(rule_id),
                             "tick": tick.isoformat()}
     if missed:
@@ -75,4 +76,5 @@ def catch_up(trigger: ScheduleTrigger, due: datetime, now: datetime, config: Any
         return CatchUp(tuple(ticks), len(late), following)
     if trigger.catch_up == "skip":
         return CatchUp(tuple(on_time[-1:]), len(late), following)
-    return CatchUp((ticks[-1],), len(ticks) - 1 if len(ticks) > 1 else len(late), following)
+    # Missed: the ticks that did not run on time as themselves (folded into the one run, or that one if late).
+    return CatchUp((ticks[-1],), len(ticks) - 1 + (1 if now - ticks[-1] > ON_TIME else 0), following)

@@ -91,6 +91,8 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
                 out[name] = cls.create(name, options, db=db, now=clock.now)
                 continue
         out[name] = cls.create(name, resolve_env(options, f"connector {name!r}"), db=db, now=clock.now)
+    for name, connector in out.items():
+        connector.pipelines = {n: p for n, p in project.pipelines.items() if p.connector == name}
     return out
 
 

@@ -57,16 +57,32 @@ class LocalConnector(Connector):
         the same events (same ids, so the journal takes them once)."""
         from automator.store.journal import event_body, event_from_body
 
-        row = self.db.conn.execute("select result from local_done where key = ?", [key]).fetchone()
-        if row:
-            first = json.loads(row[0])
-            if "data" not in first:  # written before events were kept
-                return ActionResult(data=first)
-            return ActionResult(first["data"], tuple(event_from_body(e) for e in first["events"]))
-        with self.db.atomic():
-            result = super().perform(action_name, params, key)
-            record = {"data": dict(result.data), "events": [event_body(e) for e in result.events]}
-            self.db["local_done"].insert({"key": key, "result": json.dumps(record, default=str)})
+        conn = self.db.conn
+        # BEGIN IMMEDIATE, as the store's own writes: the write lock is taken up front, waiting out the journal
+        # thread's commits (busy_timeout). A deferred BEGIN that reads first cannot upgrade to a write once
+        # another connection has committed meanwhile: "database is locked" at once, and a failed try.
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            with self.db.atomic():  # a savepoint inside our transaction (or the caller's)
+                row = conn.execute("select result from local_done where key = ?", [key]).fetchone()
+                if row:
+                    first = json.loads(row[0])
+                    if "data" not in first:  # written before events were kept
+                        result = ActionResult(data=first)
+                    else:
+                        result = ActionResult(first["data"], tuple(event_from_body(e) for e in first["events"]))
+                else:
+                    result = super().perform(action_name, params, key)
+                    record = {"data": dict(result.data), "events": [event_body(e) for e in result.events]}
+                    self.db["local_done"].insert({"key": key, "result": json.dumps(record, default=str)})
+        except BaseException:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if own:
+            conn.execute("COMMIT")
         return result
 
     @classmethod

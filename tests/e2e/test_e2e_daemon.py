@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import datetime, timedelta
 
-from e2e_support import TOKEN, FakeServer, Project, booking_event, wait_for
+from e2e_support import RULES, FakeServer, Project, booking_event, wait_for, write_project
 
 
 def messages(daemon) -> list[tuple[str, str, str]]:
@@ -15,10 +16,23 @@ def journal_count(daemon) -> int:
     return daemon.query("select count(*) from journal")[0][0]
 
 
-def test_event_in_effect_out_trace_visible(project: Project, fake_server: FakeServer, start_daemon) -> None:
+REMINDER = """\
+rules:
+  - id: reminder-next-day
+    description: A confirmed booking is reminded of a day later.
+    when: {changed: booking.status, to: confirmed}
+    do:
+      - wait: 1d
+      - sms.send: {to: "{{ booking.phone }}", text: "Напоминание о записи {{ booking.id }}"}
+        via: sms
+"""
+
+
+def test_event_in_effect_out_trace_visible(tmp_path, fake_server: FakeServer, start_daemon) -> None:
+    project = write_project(tmp_path / "project", fake_server.port, {"main.yaml": RULES, "reminder.yaml": REMINDER})
     daemon = start_daemon(project)
     health = daemon.health()
-    assert health["status"] == "ok" and health["rules"] == 4
+    assert health["status"] == "ok" and health["rules"] == 5
 
     answer = daemon.post("booking", booking_event("1001", "arrived", delivery="d-1001"))
     assert (answer.status, answer.body) == (200, {"accepted": 1, "duplicates": 0})
@@ -75,6 +89,22 @@ def test_event_in_effect_out_trace_visible(project: Project, fake_server: FakeSe
     assert messages(daemon).count(("sms", "+79161234567", "Спасибо за визит 1001")) == 1
     assert daemon.query("select count(*) from local_deals") == [(1,)]  # the 50-rouble visit made none
     assert daemon.cli("explain", "no-such-id", check=False).returncode != 0
+    assert json.loads(daemon.cli("runs", "--since", "2100-01-01T00:00:00+00:00", "--format", "json").stdout) == []
+
+    # A run that waits a day: its timer is listed, the run is `waiting`, nothing is sent yet.
+    assert daemon.post("booking", booking_event("1003", "confirmed", delivery="d-1003")).status == 200
+    run = wait_for(lambda: [r for r in json.loads(daemon.cli("runs", "--rule", "reminder-next-day", "--format",
+                                                             "json").stdout)], 10, "the reminder run")[0]
+    assert run["status"] == "waiting" and run["entity"] == "booking:1003"
+    timers = daemon.cli("timers")
+    due, kind, rule, entity, run_id = timers.stdout.split()
+    assert (kind, rule, entity, run_id) == ("resume", "reminder-next-day", "booking:1003", run["id"]), timers.stdout
+    late = datetime.fromisoformat(due) - datetime.fromisoformat(run["started_at"])
+    assert timedelta(hours=23, minutes=59) <= late <= timedelta(days=1, minutes=1), late
+    assert "1 timer pending" in timers.stderr
+    status = json.loads(daemon.cli("status", "--format", "json").stdout)
+    assert status["runs_waiting"] == 1 and status["timers_pending"] == 1 and status["daemon"]["state"] == "running"
+    assert not [m for m in messages(daemon) if "Напоминание" in m[2]]
 
 
 def test_refusals_are_not_journaled_and_duplicates_act_once(project: Project, start_daemon) -> None:
@@ -119,12 +149,18 @@ def test_refusals_are_not_journaled_and_duplicates_act_once(project: Project, st
     assert got[("automator_events_duplicate_total", frozenset({("connector", "booking")}))] == 2
 
 
-def test_sigterm_stops_cleanly(project: Project, start_daemon) -> None:
+def test_sigterm_stops_cleanly(project: Project, fake_server: FakeServer, start_daemon) -> None:
     daemon = start_daemon(project)
     assert daemon.post("booking", booking_event("3001", "no_show", delivery="d-3001")).status == 200
     wait_for(lambda: messages(daemon), 10, "the notification")
+    # A call in flight when SIGTERM comes is finished and settled before the process exits.
+    fake_server.delays["/visits"] = 1.0
+    assert daemon.post("booking", booking_event("3002", "arrived", delivery="d-3002")).status == 200
+    wait_for(lambda: fake_server.received("/visits"), 10, "the call in flight")
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.wait_exit(15) == 0
+    [(key, status)] = daemon.query("select key, status from effects where connector = 'web'")
+    assert status == "done", (key, status)
     log = daemon.log()
     assert "stopped cleanly" in log
     records = daemon.log_records()

@@ -368,3 +368,91 @@ def test_timer_engine_and_caused_events_are_never_taken_for_echoes(store: Sqlite
                   ev("g", "deal:5", type_="deal.updated", source="engine", data={"stage": "won"})], NOW)
     assert "echo_of" not in row(store, "t")["body"] and "echo_of" not in row(store, "g")["body"]
     assert store.count("echoes") == 1
+
+
+# ---- the worker's batch: claim, decide, commit ---------------------------------------------------------------------
+
+WORKER_RULES = """
+    rules:
+      - id: thanks
+        when: {event: nps.received}
+        do:
+          - notify: {to: admin, text: "score {{ event.score }}"}
+          - emit: {event: nps.logged, data: {score: "{{ event.score }}"}}
+          - wait: 1d
+          - notify: {to: admin, text: "a day later"}
+    """
+
+
+@pytest.fixture
+def worker_project(make_project):  # type: ignore[no-untyped-def]
+    from automator.config.load import load_project
+
+    project, problems = load_project(make_project(WORKER_RULES))
+    assert project is not None, problems
+    return project
+
+
+def nps(ident: str, client: str) -> Event:
+    return Event(id=ident, type="nps.received", at=NOW, entity=EntityRef("client", client), data={"score": 9},
+                 source="crm")
+
+
+def test_process_batch_decides_and_commits_each_event(worker_project, store: SqliteStore) -> None:  # type: ignore[no-untyped-def]
+    from automator.daemon.worker import process_batch
+
+    store.append([nps("e1", "1"), nps("e2", "2")], NOW)
+    report = process_batch(store, worker_project, "W", NOW)
+    assert (report.events, report.failed) == (2, 0)
+    assert [d.event.id for d in report.decisions] == ["e1", "e2"]
+    assert [row(store, i)["status"] for i in ("e1", "e2")] == ["done", "done"]
+    assert [r.status for r in store.runs()] == ["waiting", "waiting"]
+    assert [e["params"]["text"] for e in store.effects()] == ["score 9", "score 9"]
+    assert sorted(e.type for e in report.emitted) == ["nps.logged", "nps.logged"]
+    assert report.earliest_timer == NOW + timedelta(days=1)
+    # The emitted events are journaled and decided by the next batch; then nothing is left.
+    assert process_batch(store, worker_project, "W", NOW).events == 2
+    assert process_batch(store, worker_project, "W", NOW).events == 0
+    assert store.count("journal", "status != 'done'") == 0
+
+
+def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # type: ignore[no-untyped-def]
+        worker_project, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from automator.daemon import worker
+
+    real = worker.decide
+
+    def flaky(project, snapshot, event, now):  # type: ignore[no-untyped-def]
+        if event.id == "e2":
+            snapshot.set_meta("half-written", "yes")  # written inside the event's savepoint, then lost
+            raise RuntimeError("boom")
+        return real(project, snapshot, event, now)
+
+    monkeypatch.setattr(worker, "decide", flaky)
+    store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
+    report = worker.process_batch(store, worker_project, "W", NOW)
+    assert (report.events, report.failed) == (2, 1)
+    assert [d.event.id for d in report.decisions] == ["e1", "e3"]
+    failed = row(store, "e2")
+    assert (failed["status"], failed["error"], failed["claimed_by"]) == ("failed", "RuntimeError: boom", None)
+    assert [row(store, i)["status"] for i in ("e1", "e3")] == ["done", "done"]
+    assert {r.event_id for r in store.runs()} == {"e1", "e3"}
+    assert store.get_meta("half-written") is None
+    # The parked event is not retried blindly by the next batch.
+    monkeypatch.setattr(worker, "decide", real)
+    later = worker.process_batch(store, worker_project, "W", NOW + timedelta(hours=1))
+    assert "e2" not in [d.event.id for d in later.decisions] and row(store, "e2")["status"] == "failed"
+
+
+def test_a_batch_cut_short_by_its_budget_keeps_the_rest_for_the_same_worker(  # type: ignore[no-untyped-def]
+        worker_project, store: SqliteStore) -> None:
+    from automator.daemon.worker import process_batch
+
+    store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
+    first = process_batch(store, worker_project, "W", NOW, budget=0.0)
+    assert [d.event.id for d in first.decisions] == ["e1"]
+    assert [row(store, i)["claimed_by"] for i in ("e2", "e3")] == ["W", "W"]
+    taken = store.claim_events("other", NOW, 10, LEASE)  # only e1's emitted event is free for another worker
+    assert [e.type for e in taken] == ["nps.logged"]
+    rest = process_batch(store, worker_project, "W", NOW)
+    assert [d.event.id for d in rest.decisions] == ["e2", "e3"]
