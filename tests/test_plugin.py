@@ -1,0 +1,112 @@
+"""An external connector package, installed as a third party would, is found, validated and used from a rule."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent / "plugin" / "automator-example"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example package installed with pip into a folder of its own (not into the project's environment)."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(PACKAGE)], check=True, timeout=120,
+                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    return target
+
+
+def _env(site: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def _automator(site: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "automator", *args], cwd=cwd, env=_env(site, **env),
+                          capture_output=True, text=True, timeout=60)
+
+
+def _project(tmp_path: Path, line: str = "Спасибо, {{ event.guest }}!") -> Path:
+    (tmp_path / "automator.yaml").write_text(textwrap.dedent(f"""\
+        timezone: Europe/Moscow
+        connectors:
+          book: {{type: guestbook, file: "{tmp_path / 'book.txt'}", secret: "${{env:BOOK_SECRET}}"}}
+        """))
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "guests.yaml").write_text(textwrap.dedent(f"""\
+        rules:
+          - id: thank-guests
+            when: {{event: guest.arrived}}
+            do:
+              - guestbook.write: {{line: {json.dumps(line, ensure_ascii=False)}}}
+        """))
+    return tmp_path
+
+
+def test_the_installed_connector_is_listed(site: Path, tmp_path: Path) -> None:
+    result = _automator(site, "connectors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "guestbook  (automator_example)" in result.stdout
+    assert "guestbook.write" in result.stdout
+
+
+def test_its_vendor_action_is_validated_against_its_own_schema(site: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    assert _automator(site, "validate", ".", cwd=project).returncode == 0
+    (project / "rules" / "guests.yaml").write_text(
+        "rules:\n  - id: thank-guests\n    when: {event: guest.arrived}\n    do:\n      - guestbook.write: {text: hi}\n")
+    result = _automator(site, "validate", ".", cwd=project)
+    assert result.returncode == 1
+    assert "rules/guests.yaml:5:" in result.stdout and "line" in result.stdout
+
+
+def test_a_rule_uses_it_in_the_daemon(site: Path, tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen([sys.executable, "-m", "automator", "run", "--port", str(port), "--no-reload"],
+                              cwd=project, env=_env(site, BOOK_SECRET="s3cret"), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert daemon.poll() is None and time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
+                time.sleep(0.1)
+
+        def post(secret: str) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/book", method="POST",
+                                             data=json.dumps({"guest": "Анна", "id": "g1"}).encode(),
+                                             headers={"X-Guestbook-Secret": secret})
+            try:
+                return urllib.request.urlopen(request, timeout=5).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post("wrong") == 401
+        assert post("s3cret") == 200
+        book = tmp_path / "book.txt"
+        deadline = time.monotonic() + 10
+        while not (book.exists() and "Спасибо, Анна!" in book.read_text(encoding="utf-8")):
+            assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
+            time.sleep(0.05)
+        assert post("s3cret") == 200  # the same delivery again: acknowledged, not written twice
+        time.sleep(0.5)
+        assert book.read_text(encoding="utf-8").count("Спасибо, Анна!") == 1
+    finally:
+        daemon.terminate()
+        assert daemon.wait(timeout=15) == 0
+        log.close()
