@@ -280,7 +280,10 @@ class Served:
 
         import uvicorn
 
-        self.socket = socket.socket()
+        # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto says TCP, and
+        # an accepted socket inherits proto 0 from `socket.socket()`: every answer then waited ~40 ms for the
+        # client's delayed ACK between its headers and its body.
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.socket.bind(("127.0.0.1", port))
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -309,3 +309,8 @@ def fill_timers(db: Path, rules: list[tuple[str, str]], total: int, due: Callabl
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return time.perf_counter() - started
+
+
+def machine_load() -> str:
+    """The 1-minute load average, for judging how noisy a run was (2 cores shared with other work)."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"

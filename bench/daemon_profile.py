@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"automator run under load ({RULES} rules, http.request per event, {CONNS} connections, closed loop), "
           f"py-spy at {RATE_HZ} Hz for {phases['window']:g} s each{' (--quick)' if args.quick else ''}; while "
           f"sampled: {rates['gil_eps']:,.0f} / {rates['threads_eps']:,.0f} events/s e2e, "
-          f"{rates['gil_acks']:,.0f} / {rates['threads_acks']:,.0f} acks/s")
+          f"{rates['gil_acks']:,.0f} / {rates['threads_acks']:,.0f} acks/s; {d.machine_load()}")
     rows = []
     for name in names:
         if not gil_cat[name] and not all_cat[name]:

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"automator run: process start to /healthz 200, median of {size['starts']} starts"
-          f"{' (--quick)' if args.quick else ''}:")
+          f"{' (--quick)' if args.quick else ''}; {d.machine_load()}:")
     rows = [[name, statistics.median(times), min(times), max(times)] for name, times in results.items()]
     print(d.table(["store", "median s", "min s", "max s"], rows))
     main_median = rows[0][1]

@@ -1,4 +1,4 @@
-"""Runs every benchmark in this folder and prints their figures."""
+"""Runs every benchmark in this folder and prints their figures. `--quick`: the daemon benchmarks' short runs."""
 from __future__ import annotations
 
 import sys
@@ -7,18 +7,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import condition_eval  # noqa: E402
+import daemon_profile  # noqa: E402
+import daemon_throughput  # noqa: E402
 import load_rules  # noqa: E402
+import restart  # noqa: E402
 import route_event  # noqa: E402
+import timers  # noqa: E402
+
+# Each starts `automator run` in a subprocess and takes its own arguments (`--quick`).
+DAEMON_BENCHES = (daemon_throughput, timers, restart, daemon_profile)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    quick = "--quick" in (argv or [])
     figures: dict[str, float] = {}
     for bench in (load_rules, route_event, condition_eval, __import__("http_client")):
         print(f"== {bench.__name__}")
         figures.update(bench.main())
         print()
+    for bench in DAEMON_BENCHES:
+        print(f"== {bench.__name__}")
+        figures.update(bench.main(["--quick"] if quick else []))
+        print()
     print("summary: " + ", ".join(f"{k}={v:,.3f}" for k, v in figures.items()))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                decided_p50_ms=d.percentile(decided, 0.5) * 1000, decided_p99_ms=d.percentile(decided, 0.99) * 1000,
                rss_max_mb=max(samples) if samples else float("nan"))
     print(f"automator run on {size['timers']:,} pending timers ({RULES} rules); {size['due']:,} due over "
-          f"{size['spread']:g} s{' (--quick)' if args.quick else ''}:")
+          f"{size['spread']:g} s{' (--quick)' if args.quick else ''}; {d.machine_load()}:")
     print(d.table(
         ["figure", "value", "target"],
         [["store filled (s, bulk insert)", out["fill_s"], None],

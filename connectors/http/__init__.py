@@ -4,6 +4,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -91,8 +92,14 @@ class HttpConnector(WebConnector):
 
 
 def _is_ip(host: str) -> bool:
+    bare = host.strip("[]")
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(bare)
     except ValueError:
-        return False
+        # The resolver also reads short, decimal and hex spellings as IPv4 (127.1, 2130706433, 0x7f000001):
+        # they are IP literals too, or a wildcard pattern would let a rule reach the loopback with them.
+        try:
+            socket.inet_aton(bare)
+        except (OSError, ValueError):
+            return False
     return True

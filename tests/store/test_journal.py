@@ -18,7 +18,7 @@ LEASE = timedelta(seconds=60)
 
 @pytest.fixture(params=["file", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "j.db" if request.param == "file" else ":memory:")
+    s = SqliteStore(tmp_path / "j.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
     yield s
     s.close()
 
@@ -384,11 +384,17 @@ WORKER_RULES = """
     """
 
 
-@pytest.fixture
-def worker_project(make_project):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def worker_project(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import textwrap
+
     from automator.config.load import load_project
 
-    project, problems = load_project(make_project(WORKER_RULES))
+    root = tmp_path_factory.mktemp("worker")
+    (root / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (root / "rules").mkdir()
+    (root / "rules" / "rules.yaml").write_text(textwrap.dedent(WORKER_RULES))
+    project, problems = load_project(root)
     assert project is not None, problems
     return project
 
@@ -402,7 +408,7 @@ def test_process_batch_decides_and_commits_each_event(worker_project, store: Sql
     from automator.daemon.worker import process_batch
 
     store.append([nps("e1", "1"), nps("e2", "2")], NOW)
-    report = process_batch(store, worker_project, "W", NOW)
+    report = process_batch(store, worker_project, "W", NOW, budget=60.0)  # no cut-off on a slow machine
     assert (report.events, report.failed) == (2, 0)
     assert [d.event.id for d in report.decisions] == ["e1", "e2"]
     assert [row(store, i)["status"] for i in ("e1", "e2")] == ["done", "done"]
@@ -411,8 +417,8 @@ def test_process_batch_decides_and_commits_each_event(worker_project, store: Sql
     assert sorted(e.type for e in report.emitted) == ["nps.logged", "nps.logged"]
     assert report.earliest_timer == NOW + timedelta(days=1)
     # The emitted events are journaled and decided by the next batch; then nothing is left.
-    assert process_batch(store, worker_project, "W", NOW).events == 2
-    assert process_batch(store, worker_project, "W", NOW).events == 0
+    assert process_batch(store, worker_project, "W", NOW, budget=60.0).events == 2
+    assert process_batch(store, worker_project, "W", NOW, budget=60.0).events == 0
     assert store.count("journal", "status != 'done'") == 0
 
 
@@ -430,7 +436,7 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
 
     monkeypatch.setattr(worker, "decide", flaky)
     store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
-    report = worker.process_batch(store, worker_project, "W", NOW)
+    report = worker.process_batch(store, worker_project, "W", NOW, budget=60.0)
     assert (report.events, report.failed) == (2, 1)
     assert [d.event.id for d in report.decisions] == ["e1", "e3"]
     failed = row(store, "e2")
@@ -440,7 +446,7 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
     assert store.get_meta("half-written") is None
     # The parked event is not retried blindly by the next batch.
     monkeypatch.setattr(worker, "decide", real)
-    later = worker.process_batch(store, worker_project, "W", NOW + timedelta(hours=1))
+    later = worker.process_batch(store, worker_project, "W", NOW + timedelta(hours=1), budget=60.0)
     assert "e2" not in [d.event.id for d in later.decisions] and row(store, "e2")["status"] == "failed"
 
 
@@ -454,5 +460,5 @@ def test_a_batch_cut_short_by_its_budget_keeps_the_rest_for_the_same_worker(  # 
     assert [row(store, i)["claimed_by"] for i in ("e2", "e3")] == ["W", "W"]
     taken = store.claim_events("other", NOW, 10, LEASE)  # only e1's emitted event is free for another worker
     assert [e.type for e in taken] == ["nps.logged"]
-    rest = process_batch(store, worker_project, "W", NOW)
+    rest = process_batch(store, worker_project, "W", NOW, budget=60.0)
     assert [d.event.id for d in rest.decisions] == ["e2", "e3"]

@@ -16,7 +16,7 @@ LEASE = timedelta(minutes=5)
 
 @pytest.fixture(params=["file", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "o.db" if request.param == "file" else ":memory:")
+    s = SqliteStore(tmp_path / "o.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
     yield s
     s.close()
 

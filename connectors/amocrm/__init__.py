@@ -1,0 +1,391 @@
+"""The amoCRM API v4 connector: leads (create, move, update), tasks, contacts, form webhooks, catch-up polling.
+
+Settings (automator.yaml): `subdomain` (→ https://{subdomain}.amocrm.ru) or `base_url`, `token:
+"${env:AMO_TOKEN}"` (a long-lived Bearer token), `hook_secret: "${env:AMO_HOOK_SECRET}"` (amoCRM signs no
+webhook: its destination URL carries the secret as `?token=`), optional `poll_every` (default 300 s), `users`
+(names such as admin → user ids) and `fields` (canonical deal field → lead custom field id, or {id, type}).
+
+Choices where the reference is unsure (the safest reading):
+* delivery ids are `deal:{id}@{last_modified}:{status_id}`: the reference's dedup key without the action, so
+  the `status` and `update` hooks of one change and a poll of it (which knows no action) are one change,
+  while a create and a move within the same second stay two.
+* a lead is created with `created_at = updated_at =` the daemon's clock, so the created event's delivery id
+  is known without reading the lead back; the `leads[add]` hook is assumed to carry that time as
+  `last_modified`. deal.update reads the lead first (its status is part of the delivery id).
+* 429's wait is the body's `retry_after`, else the Retry-After header; 403 is a block of the IP or account
+  (Rejected: every call fails until it is lifted). A 2xx whose body cannot be read is Uncertain.
+* a stage with `outcome: won|lost` whose id is not a number is amoCRM's 142/143; webhooks and polls of
+  142/143 are named by the pipeline's id, falling back to the pipeline's stage with that outcome.
+* `contact` and a task's `client` must be amoCRM contact ids; without one, deal.create finds the contact by
+  `fields.phone` (E.164, searched by digits) or `fields.email`, creating it (with `fields.client_name`) when
+  none matches. A non-numeric id is refused rather than guessed.
+* a task without `due` is due in 24 hours; its type is 1 (follow-up); `description` follows the title.
+* a catch-up poll reports a lead as created when its created_at equals its updated_at, else updated; the
+  first poll (no cursor) only starts the cursor at the current time.
+* amounts are rounded to whole units (v4 `price` is an integer).
+"""
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from automator.connector import ActionResult, Inbound, WebConnector, action
+from automator.errors import InboundRejected, Rejected
+from automator.model import EntityRef, Event
+
+from connectors.amocrm.api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
+from connectors.amocrm.emulator import AmocrmEmulator
+from connectors.amocrm.mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, FieldMap, FormError, LeadState, as_int,
+                                       contact_body, contact_phones, deal_data, e164, iso, lead_from_v4,
+                                       lead_from_webhook, numbered, parse_php_form, price, unix_time, user_id)
+
+__all__ = ["Amocrm", "AmocrmEmulator"]
+
+SANDBOX_TOKEN = "sandbox-amocrm-token"
+SANDBOX_HOOK_SECRET = "sandbox-amocrm-hook-secret"
+HOOK_TYPES = {"add": "deal.created", "update": "deal.updated", "status": "deal.updated",
+              "responsible": "deal.updated", "restore": "deal.updated", "delete": "deal.deleted"}
+MAX_EVENTS = 1000  # lead items in one webhook body
+MAX_POLL_PAGES = 20  # pages of 250 per poll; the rest comes at the next poll
+_ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
+        "x-pattern-message": "a secret, written as ${env:NAME}: never the value itself"}
+
+
+class Amocrm(WebConnector):
+    """amoCRM (and Kommo) API v4 for one account."""
+
+    type = "amocrm"
+    config_schema: ClassVar[Mapping[str, Any]] = {
+        "type": "object",
+        "required": ["type", "token", "hook_secret"],
+        "anyOf": [{"required": ["subdomain"]}, {"required": ["base_url"]}],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"const": "amocrm"},
+            "subdomain": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$",
+                          "description": "The account's subdomain: clinic for https://clinic.amocrm.ru."},
+            "base_url": {"type": "string", "pattern": "^https?://",
+                         "description": "The API's address instead of the subdomain (a .kommo.com account)."},
+            "token": {**_ENV, "description": "A long-lived token of the integration: ${env:AMO_TOKEN}."},
+            "hook_secret": {**_ENV, "description": "The ?token= of the webhook URL: ${env:AMO_HOOK_SECRET}."},
+            "poll_every": {"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0},
+                                     {"const": False}],
+                           "description": "How often to catch up on lost webhooks (5m); false: never."},
+            "users": {"type": "object", "additionalProperties": {"type": "integer"},
+                      "description": "Names rules use for employees (admin) → amoCRM user ids."},
+            "fields": {"type": "object", "description": "Deal fields kept in lead custom fields: name → id.",
+                       "additionalProperties": {"anyOf": [
+                           {"type": "integer"},
+                           {"type": "object", "required": ["id"], "additionalProperties": False,
+                            "properties": {"id": {"type": "integer"}, "type": {"enum": list(FIELD_TYPES)}}}]}},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for one whole call."},
+        },
+    }
+    # The outbox's pace: 7 a second with no burst, so no one-second window ever holds more than the limit.
+    rate_limit = (float(PER_SECOND), 1)
+    poll_every = 300.0
+
+    def __init__(self, name: str, config: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None,
+                 now: Callable[[], datetime] | None = None) -> None:
+        super().__init__(name, config, transport=transport)
+        self.now = now or (lambda: datetime.now(UTC))
+        self.users = {str(k): v for k, v in (config.get("users") or {}).items()}
+        self.fields = FieldMap.from_config(config.get("fields"))
+        if config.get("timeout"):
+            self.deadline = float(config["timeout"])
+        self.api = AmoApi(self.request, Pacer())
+
+    @classmethod
+    def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Amocrm:
+        """The daemon's instance, on the daemon's clock."""
+        return cls(name, options, now=now)
+
+    def base_url(self) -> str:
+        """`base_url`, else https://{subdomain}.amocrm.ru."""
+        if self.config.get("base_url"):
+            return str(self.config["base_url"]).rstrip("/")
+        return f"https://{self.config['subdomain']}.amocrm.ru"
+
+    def default_headers(self) -> dict[str, str]:
+        """The Bearer token; answers come as HAL or problem+json."""
+        return {"Authorization": f"Bearer {self.config['token']}",
+                "Accept": "application/hal+json, application/problem+json"}
+
+    @classmethod
+    def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
+                ) -> tuple[dict[str, Any], Any]:
+        """The connector pointed at an emulator that knows the same token and sends webhooks with the same
+        `?token=`; the emulator adopts the pipeline and status ids the project's pipeline files name."""
+        subdomain = str(options.get("subdomain") or "sandbox")
+        settings = {k: v for k, v in options.items() if k in ("users", "fields", "poll_every", "timeout")}
+        settings.update(base_url=base_url, subdomain=subdomain, token=SANDBOX_TOKEN, hook_secret=SANDBOX_HOOK_SECRET)
+        hook = f"{hook_url}{'&' if '?' in hook_url else '?'}token={SANDBOX_HOOK_SECRET}"
+        return settings, AmocrmEmulator(token=SANDBOX_TOKEN, hook_url=hook, subdomain=subdomain, base_url=base_url,
+                                        adopt=True)
+
+    # ---- names ↔ ids --------------------------------------------------------------------------------------
+    def _target(self, pipeline: str, stage: str) -> tuple[int, int]:
+        """amoCRM's (pipeline_id, status_id) of a stage named in pipelines/*.yaml."""
+        crm_pipeline, crm_stage = self.stage_ids(pipeline, stage)
+        if crm_pipeline is None or not str(crm_pipeline).isdigit():
+            raise Rejected(f"pipeline {pipeline!r} needs amoCRM's pipeline id as its id: in pipelines/*.yaml "
+                           f"(142/143 exist in every pipeline, so a stage alone is ambiguous)")
+        outcome = self.pipelines[pipeline].stages[stage].outcome
+        if not str(crm_stage).isdigit():
+            if outcome not in CLOSED:
+                raise Rejected(f"stage {stage!r} of {pipeline!r} has id {crm_stage!r}: amoCRM status ids are numbers")
+            return int(crm_pipeline), CLOSED[outcome]
+        return int(crm_pipeline), int(crm_stage)
+
+    def _names(self, status_id: str, pipeline_id: str) -> tuple[str, str] | None:
+        named = self.stage_named(status_id, pipeline_id)
+        if named is None and status_id in ("142", "143"):
+            outcome = "won" if status_id == "142" else "lost"
+            for pipeline in self.pipelines.values():
+                if str(pipeline.crm_id) == pipeline_id:
+                    found = next((s.name for s in pipeline.stages.values() if s.outcome == outcome), None)
+                    if found:
+                        return pipeline.name, found
+        return named
+
+    def _pipeline_of(self, pipeline_id: Any) -> str | None:
+        return next((p.name for p in self.pipelines.values() if str(p.crm_id) == str(pipeline_id)), None)
+
+    def _event(self, state: LeadState, type_: str, data: Mapping[str, Any] | None = None) -> Event:
+        body = dict(data) if data is not None else deal_data(state, self._names(state.status_id, state.pipeline_id),
+                                                              self.fields)
+        at = datetime.fromtimestamp(state.updated_at, UTC) if state.updated_at else self.now()
+        return Event(id=f"{self.name}:{state.delivery}", type=type_, at=at, entity=EntityRef("deal", state.id),
+                     data=body, source=self.name, delivery_id=state.delivery)
+
+    # ---- actions ------------------------------------------------------------------------------------------
+    @action("deal.create")
+    async def deal_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """POST /api/v4/leads at the stage's pipeline_id/status_id, linked to the client's contact."""
+        pipeline_id, status_id = self._target(params["pipeline"], params["stage"])
+        extra = dict(params.get("fields") or {})
+        client = {k: extra.pop(k) for k in CONTACT_KEYS if k in extra}
+        body = self.fields.lead_body(extra, self.users)  # an unknown field is refused before any call
+        responsible = None if params.get("responsible") in (None, "") else \
+            user_id(params["responsible"], self.users, "responsible")
+        now = int(self.now().timestamp())
+        lead: dict[str, Any] = {"name": str(params["title"]), "pipeline_id": pipeline_id, "status_id": status_id,
+                                "created_at": now, "updated_at": now, "request_id": key, **body}
+        if params.get("amount") not in (None, ""):
+            lead["price"] = price(params["amount"])
+        if responsible is not None:
+            lead["responsible_user_id"] = responsible
+        contact = await self._contact(params.get("contact"), client, responsible, key)
+        if contact is not None:
+            lead["_embedded"] = {"contacts": [{"id": contact}]}
+        made = await self.api.add("leads", [lead], "create lead")
+        lead_id = str(made[0]["id"])
+        state = LeadState(id=lead_id, updated_at=now, created_at=now, status_id=str(status_id),
+                          pipeline_id=str(pipeline_id), name=lead["name"], price=lead.get("price"),
+                          responsible=None if responsible is None else str(responsible),
+                          contact=None if contact is None else str(contact),
+                          custom=tuple((str(cf["field_id"]), cf["values"][0]["value"])
+                                       for cf in body.get("custom_fields_values", [])))
+        result = {"id": lead_id, **({"contact": str(contact)} if contact is not None else {})}
+        return ActionResult(result, (self._event(state, "deal.created"),))
+
+    async def _contact(self, contact: Any, client: Mapping[str, Any], responsible: int | None, key: str) -> int | None:
+        """The amoCRM contact id a new lead is linked to: given, found by phone or email, or created."""
+        if contact not in (None, "") and str(contact).strip().isdigit():
+            return int(str(contact).strip())
+        phone = None
+        if client.get("phone") not in (None, ""):
+            phone = e164(client["phone"])
+            if phone is None:
+                raise Rejected(f"fields.phone {client['phone']!r} is not a valid phone number")
+        email = str(client["email"]).strip() if client.get("email") not in (None, "") else None
+        if phone is None and email is None:
+            if contact not in (None, ""):
+                raise Rejected(f"contact {contact!r} is not an amoCRM contact id; pass fields.phone to find or "
+                               f"create the contact instead")
+            return None
+        if phone is not None:
+            for found in await self.api.find_contacts(phone.lstrip("+"), "find contact by phone"):
+                if phone in contact_phones(found):
+                    return int(found["id"])
+        else:
+            for found in await self.api.find_contacts(str(email), "find contact by email"):
+                emails = [str(v.get("value", "")).lower() for cf in found.get("custom_fields_values") or []
+                          if cf.get("field_code") == "EMAIL" for v in cf.get("values") or []]
+                if str(email).lower() in emails:
+                    return int(found["id"])
+        name = client.get("client_name")
+        made = await self.api.add("contacts", [{**contact_body(None if name in (None, "") else str(name), phone,
+                                                              email, responsible), "request_id": key}],
+                                  "create contact")
+        return int(made[0]["id"])
+
+    @action("deal.move")
+    async def deal_move(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """PATCH the lead's status_id and pipeline_id (both: 142/143 repeat in every pipeline)."""
+        lead_id = as_int(params.get("deal"), "deal")
+        pipeline = params.get("pipeline")
+        if not pipeline:
+            current = await self._lead(lead_id)
+            pipeline = self._pipeline_of(current["pipeline_id"])
+            if pipeline is None:
+                raise Rejected(f"lead {lead_id} is in amoCRM pipeline {current['pipeline_id']}, which no "
+                               f"pipelines/*.yaml of connector {self.name!r} names; give deal.move a pipeline:")
+        pipeline_id, status_id = self._target(str(pipeline), params["stage"])
+        fields = dict(params.get("fields") or {})
+        body = {"status_id": status_id, "pipeline_id": pipeline_id, **self.fields.lead_body(fields, self.users)}
+        answer = await self.api.patch_lead(lead_id, body, "move lead")
+        state = LeadState(id=str(lead_id), updated_at=int(answer.get("updated_at") or self.now().timestamp()),
+                          created_at=None, status_id=str(status_id), pipeline_id=str(pipeline_id))
+        data = {"pipeline": str(pipeline), "stage": params["stage"], "pipeline_id": str(pipeline_id),
+                "status_id": str(status_id), **fields}
+        return ActionResult({"id": str(lead_id), "updated_at": state.updated_at},
+                            (self._event(state, "deal.updated", data),))
+
+    @action("deal.update")
+    async def deal_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """PATCH lead columns (title, amount, responsible) and mapped custom fields."""
+        lead_id = as_int(params.get("deal"), "deal")
+        fields = dict(params["fields"])
+        if {"stage", "pipeline"} & fields.keys():
+            raise Rejected("deal.update cannot change a stage or pipeline: use deal.move")
+        body = self.fields.lead_body(fields, self.users)
+        current = await self._lead(lead_id)
+        answer = await self.api.patch_lead(lead_id, body, "update lead")
+        state = LeadState(id=str(lead_id), updated_at=int(answer.get("updated_at") or self.now().timestamp()),
+                          created_at=None, status_id=str(current["status_id"]),
+                          pipeline_id=str(current["pipeline_id"]))
+        data = {**fields, **({"amount": body["price"]} if "price" in body else {})}
+        return ActionResult({"id": str(lead_id), "updated_at": state.updated_at},
+                            (self._event(state, "deal.updated", data),))
+
+    async def _lead(self, lead_id: int) -> dict[str, Any]:
+        found = await self.api.get_lead(lead_id, "read lead")
+        if found is None:
+            raise Rejected(f"amoCRM has no lead {lead_id} (204 No Content)")
+        return found
+
+    @action("task.create")
+    async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """POST /api/v4/tasks on the deal (or the client's contact), due as unix complete_till."""
+        till = unix_time(params.get("due"), self.now())
+        text = str(params["title"])
+        if params.get("description"):
+            text = f"{text}\n\n{params['description']}"
+        task: dict[str, Any] = {"text": text, "complete_till": till, "task_type_id": 1, "request_id": key,
+                                "responsible_user_id": user_id(params["assignee"], self.users, "assignee")}
+        if params.get("deal") not in (None, ""):
+            task.update(entity_id=as_int(params["deal"], "deal"), entity_type="leads")
+        elif params.get("client") not in (None, ""):
+            task.update(entity_id=as_int(params["client"], "client (an amoCRM contact id)"), entity_type="contacts")
+        made = await self.api.add("tasks", [task], "create task")
+        task_id = str(made[0]["id"])
+        data = {k: str(params[k]) for k in ("title", "assignee", "description", "deal", "client")
+                if params.get(k) not in (None, "")}
+        data["due"] = iso(till)
+        event = Event(id=f"{self.name}:task:{task_id}", type="task.created", at=self.now(),
+                      entity=EntityRef("task", task_id), data=data, source=self.name, delivery_id=f"task:{task_id}")
+        return ActionResult({"id": task_id}, (event,))
+
+    async def read_pipelines(self) -> list[dict[str, Any]]:
+        """The account's pipelines with their statuses (GET /api/v4/leads/pipelines)."""
+        return [{"id": p["id"], "name": p.get("name"), "is_main": p.get("is_main", False),
+                 "statuses": [{"id": s["id"], "name": s.get("name"), "type": s.get("type", 0)}
+                              for s in (p.get("_embedded") or {}).get("statuses") or []]}
+                for p in await self.api.pipelines("read pipelines")]
+
+    async def check_pipelines(self) -> list[str]:
+        """Problems between pipelines/*.yaml and the account: ids that amoCRM does not have."""
+        known = {str(p["id"]): {str(s["id"]) for s in p["statuses"]} for p in await self.read_pipelines()}
+        problems = []
+        for pipeline in self.pipelines.values():
+            statuses = known.get(str(pipeline.crm_id))
+            if statuses is None:
+                problems.append(f"pipeline {pipeline.name}: amoCRM has no pipeline {pipeline.crm_id}")
+                continue
+            for stage in pipeline.stages.values():
+                if str(stage.crm_id).isdigit() and str(stage.crm_id) not in statuses:
+                    problems.append(f"pipeline {pipeline.name}, stage {stage.name}: amoCRM pipeline "
+                                    f"{pipeline.crm_id} has no status {stage.crm_id}")
+        return problems
+
+    # ---- inbound --------------------------------------------------------------------------------------
+    def parse(self, request: Inbound) -> list[Event]:
+        """A form-encoded amoCRM webhook (`leads[status][0][id]=…`), authenticated by the URL's `?token=`."""
+        secret = str(self.config.get("hook_secret") or "")
+        given = str(request.query.get("token", ""))
+        if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+            raise InboundRejected(401, "missing or wrong ?token= in the webhook URL", "auth")
+        if request.method.upper() != "POST":
+            raise InboundRejected(405, "amoCRM webhooks are POSTs", "method")
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind and kind != "application/x-www-form-urlencoded":
+            raise InboundRejected(415, f"expected a form-encoded body, not {kind}")
+        try:
+            form = parse_php_form(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InboundRejected(400, f"not an amoCRM webhook form: {exc}") from exc
+        if not form:
+            raise InboundRejected(400, "empty webhook body")
+        account = form.get("account")
+        expected = self.config.get("subdomain")
+        if isinstance(account, dict) and expected and account.get("subdomain") not in (None, expected):
+            raise InboundRejected(403, f"a webhook of account {account.get('subdomain')!r}, not {expected!r}", "auth")
+        leads = form.get("leads", {})
+        if not isinstance(leads, dict):
+            raise InboundRejected(400, "leads must be a group of actions")
+        events: dict[str, Event] = {}
+        for verb, group in leads.items():
+            if verb not in HOOK_TYPES:
+                continue  # notes and other lead actions describe no deal change
+            items = numbered(group)
+            if not items:
+                raise InboundRejected(400, f"leads[{verb}] holds no numbered items")
+            for item in items:
+                if not isinstance(item, dict):
+                    raise InboundRejected(400, f"leads[{verb}] items must be groups of fields")
+                try:
+                    state = lead_from_webhook(item, verb)
+                except FormError as exc:
+                    raise InboundRejected(400, str(exc)) from exc
+                data = None if verb != "delete" else {"pipeline_id": state.pipeline_id, "status_id": state.status_id}
+                event = self._event(state, HOOK_TYPES[verb], data)
+                # `status` and `update` of one change carry one delivery id: one event (the first verb wins).
+                events.setdefault(event.delivery_id or event.id, event)
+                if len(events) > MAX_EVENTS:
+                    raise InboundRejected(400, f"more than {MAX_EVENTS} leads in one webhook")
+        return list(events.values())
+
+    async def poll(self, cursor: str | None) -> tuple[list[Event], str | None]:
+        """Leads changed since the cursor (`filter[updated_at][from]`, oldest first, 250 a page).
+
+        The cursor is `<unix seconds>|<delivery ids seen at that second>`: `from` is inclusive, so the leads of
+        the last second are read again and skipped, and a change later in that same second is not lost."""
+        if cursor is None:
+            return [], str(int(self.now().timestamp()))
+        stamp, _, seen_text = cursor.partition("|")
+        since = int(stamp) if stamp.isdigit() else int(self.now().timestamp())
+        seen = set(filter(None, seen_text.split(",")))
+        newest, at_newest = since, set(seen)
+        events: list[Event] = []
+        for page in range(1, MAX_POLL_PAGES + 1):
+            leads, more = await self.api.list_leads(
+                {"filter[updated_at][from]": since, "order[updated_at]": "asc", "limit": PAGE_LIMIT, "page": page,
+                 "with": "contacts"}, "poll leads")
+            for lead in leads:
+                state = lead_from_v4(lead)
+                if state.updated_at < since or (state.updated_at == since and state.delivery in seen):
+                    continue
+                created = state.created_at is not None and state.created_at == state.updated_at
+                events.append(self._event(state, "deal.created" if created else "deal.updated"))
+                if state.updated_at > newest:
+                    newest, at_newest = state.updated_at, set()
+                if state.updated_at == newest:
+                    at_newest.add(state.delivery)
+            if not more:
+                break
+        return events, f"{newest}|{','.join(sorted(at_newest))}" if at_newest else str(newest)

@@ -1,0 +1,367 @@
+"""Canonical deal/task/contact fields ↔ amoCRM's: PHP-bracket webhook forms, v4 leads, custom fields, ids, times."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import phonenumbers
+
+from automator.clock import parse_duration
+from automator.errors import Rejected
+
+MAX_DEPTH = 8  # deepest real key: leads[status][0][custom_fields][0][values][0][enum]
+WON, LOST = 142, 143  # amoCRM's closed statuses, the same ids in every pipeline
+CLOSED = {"won": WON, "lost": LOST}
+FIELD_TYPES = ("text", "numeric", "date", "date_time", "checkbox")
+# Canonical deal fields that are lead columns, not custom fields.
+LEAD_COLUMNS = {"title": "name", "amount": "price", "responsible": "responsible_user_id"}
+# Keys of deal.create's `fields` that describe the client (find or create the contact), not the lead.
+CONTACT_KEYS = ("phone", "email", "client_name")
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+
+
+class FormError(ValueError):
+    """A webhook body that is not a well-formed PHP-bracket form."""
+
+
+def parse_php_form(body: str) -> dict[str, Any]:
+    """`a[b][0][c]=1&a[b][0][d]=2` → {"a": {"b": {"0": {"c": "1", "d": "2"}}}}, as PHP's $_POST reads it.
+
+    Numbered levels stay dicts keyed by the number's text (see `numbered`); a key that is both a value and a
+    branch, or deeper than MAX_DEPTH, makes the body malformed.
+    """
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body)):
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise FormError(f"cannot read the key {key!r}")
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        if len(parts) > MAX_DEPTH:
+            raise FormError(f"the key {key!r} is nested deeper than {MAX_DEPTH} levels")
+        node = root
+        for depth, part in enumerate(parts):
+            if part == "":  # `a[]=`: PHP appends
+                part = str(len(node))
+            last = depth == len(parts) - 1
+            if last:
+                if isinstance(node.get(part), dict):
+                    raise FormError(f"the key {key!r} is both a value and a group")
+                node[part] = value
+            else:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise FormError(f"the key {key!r} is both a value and a group")
+                node = child
+    return root
+
+
+def numbered(node: Any) -> list[Any]:
+    """The items of a numbered level ({"0": …, "1": …}) in index order; [] for anything else."""
+    if not isinstance(node, dict):
+        return []
+    keyed = [(int(k), v) for k, v in node.items() if str(k).isdigit()]
+    return [v for _, v in sorted(keyed, key=lambda kv: kv[0])]
+
+
+def delivery_id(lead_id: Any, updated_at: Any, status_id: Any) -> str:
+    """One change of one lead: the webhook, the catch-up poll and our own action's echo all name it so.
+
+    The reference's dedup key is (entity, action, id, last_modified, status_id); the action is left out so the
+    `status` and `update` hooks of one change, and a poll (which knows no action), share it.
+    """
+    return f"deal:{lead_id}@{updated_at}:{status_id}"
+
+
+def as_int(value: Any, what: str) -> int:
+    """An amoCRM id or number from text or a number; Rejected when it is not one."""
+    if isinstance(value, bool):
+        raise Rejected(f"{what} must be a number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    raise Rejected(f"{what} must be an amoCRM id (a number), not {value!r}")
+
+
+def price(value: Any) -> int:
+    """A deal amount as amoCRM's integer `price` (rounded to whole money units: the API has no fractions)."""
+    if isinstance(value, bool):
+        raise Rejected(f"amount must be a number, not {value!r}")
+    try:
+        return int(round(float(str(value).replace(",", ".").replace(" ", ""))))
+    except ValueError as exc:
+        raise Rejected(f"amount must be a number, not {value!r}") from exc
+
+
+def user_id(value: Any, users: Mapping[str, Any], what: str) -> int:
+    """An employee as amoCRM's `responsible_user_id`: a numeric id, or a name from the `users:` setting."""
+    text = str(value).strip()
+    if text in users:
+        return as_int(users[text], f"users.{text}")
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    raise Rejected(f"{what} {value!r} is neither an amoCRM user id nor a name in the connector's users: setting")
+
+
+def unix_time(due: Any, now: datetime) -> int:
+    """A task's `complete_till`: a duration from now (1d), a date-time with offset, or unix seconds."""
+    if due is None or due == "":
+        return int((now + parse_duration("1d").approx()).timestamp())
+    if isinstance(due, (int, float)) and not isinstance(due, bool):
+        return int(due)
+    text = str(due).strip()
+    if re.fullmatch(r"\d{9,}", text):
+        return int(text)
+    try:
+        return int((now + parse_duration(text).approx()).timestamp())
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise Rejected(f"due {due!r} is neither a duration such as 1d nor a date-time") from exc
+    if at.tzinfo is None:
+        raise Rejected(f"due {due!r} needs a UTC offset, such as 2026-03-02T18:00:00+03:00")
+    return int(at.timestamp())
+
+
+def iso(seconds: Any) -> str | None:
+    """Unix seconds as an ISO 8601 UTC moment; None when not a number."""
+    try:
+        return datetime.fromtimestamp(int(seconds), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def e164(phone: Any) -> str | None:
+    """A phone as typed (Russian numbers without a country code are common) in E.164; None when not a phone."""
+    try:
+        number = phonenumbers.parse(str(phone), "RU")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomField:
+    """One canonical field kept in an amoCRM custom field of leads."""
+
+    name: str
+    id: int
+    type: str = "text"
+
+    def to_amo(self, value: Any) -> dict[str, Any]:
+        """The `custom_fields_values` item that sets it (dates go as unix seconds, as v4 wants them)."""
+        out: Any = value
+        if self.type in ("date", "date_time"):
+            out = _seconds(value, self.name)
+        elif self.type == "numeric":
+            out = value if isinstance(value, (int, float)) else str(value)
+        elif self.type == "checkbox":
+            out = value in (True, "true", "1", 1, "yes", "Y")
+        else:
+            out = "" if value is None else str(value)
+        return {"field_id": self.id, "values": [{"value": out}]}
+
+    def from_amo(self, value: Any) -> Any:
+        """The canonical value of a custom field read from a webhook or a v4 lead."""
+        if self.type in ("date", "date_time") and value not in (None, ""):
+            text = str(value)
+            return iso(text) if text.lstrip("-").isdigit() else text
+        return value
+
+
+def _seconds(value: Any, name: str) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise Rejected(f"field {name}: {value!r} is not a date") from exc
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """The `fields:` setting: canonical name → custom field of leads (an id, or {id, type})."""
+
+    by_name: Mapping[str, CustomField] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any] | None) -> FieldMap:
+        """Read the setting (already checked by the config schema)."""
+        found: dict[str, CustomField] = {}
+        for name, spec in (raw or {}).items():
+            if isinstance(spec, Mapping):
+                found[name] = CustomField(name, int(spec["id"]), str(spec.get("type", "text")))
+            else:
+                found[name] = CustomField(name, int(spec))
+        return cls(found)
+
+    def by_id(self, field_id: Any) -> CustomField | None:
+        """The canonical field kept in this custom field id, if any."""
+        return next((f for f in self.by_name.values() if str(f.id) == str(field_id)), None)
+
+    def lead_body(self, fields: Mapping[str, Any], users: Mapping[str, Any]) -> dict[str, Any]:
+        """The lead columns and `custom_fields_values` that set canonical `fields`; Rejected for an unknown
+        name, before anything is sent."""
+        body: dict[str, Any] = {}
+        custom: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for name, value in fields.items():
+            if name == "title":
+                body["name"] = str(value)
+            elif name == "amount":
+                body["price"] = price(value)
+            elif name == "responsible":
+                body["responsible_user_id"] = user_id(value, users, "responsible")
+            elif name in self.by_name:
+                custom.append(self.by_name[name].to_amo(value))
+            else:
+                unknown.append(name)
+        if unknown:
+            known = ", ".join(["title", "amount", "responsible", *self.by_name]) or "none"
+            raise Rejected(f"amoCRM has no field for {', '.join(sorted(unknown))}: map it to a custom field "
+                           f"id in the connector's fields: setting (known: {known})")
+        if custom:
+            body["custom_fields_values"] = custom
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class LeadState:
+    """A lead as a webhook item or a v4 lead describes it, in one shape."""
+
+    id: str
+    updated_at: int
+    created_at: int | None
+    status_id: str
+    pipeline_id: str
+    name: str | None = None
+    price: Any = None
+    responsible: str | None = None
+    contact: str | None = None
+    custom: tuple[tuple[str, Any], ...] = ()  # (field id, first value)
+
+    @property
+    def delivery(self) -> str:
+        """The change's delivery id."""
+        return delivery_id(self.id, self.updated_at, self.status_id)
+
+
+def lead_from_webhook(item: Mapping[str, Any], action: str) -> LeadState:
+    """A `leads[<action>][i]` item (legacy v2 field names: last_modified, date_create, custom_fields)."""
+    lead = str(item.get("id", ""))
+    if not lead.isdigit():
+        raise FormError(f"leads[{action}] item without a numeric id")
+    stamp = str(item.get("last_modified") or item.get("updated_at") or "")
+    if action == "delete":
+        stamp = stamp or "deleted"
+    elif not stamp.isdigit():
+        raise FormError(f"leads[{action}] item {lead} without last_modified")
+    custom = []
+    for cf in numbered(item.get("custom_fields")):
+        if isinstance(cf, dict) and cf.get("id") is not None:
+            values = numbered(cf.get("values"))
+            first = values[0] if values else None
+            custom.append((str(cf["id"]), first.get("value") if isinstance(first, dict) else first))
+    created = str(item.get("date_create") or item.get("created_at") or "")
+    return LeadState(
+        id=lead, updated_at=int(stamp) if stamp.isdigit() else 0, created_at=int(created) if created.isdigit() else None,
+        status_id=str(item.get("status_id", "")), pipeline_id=str(item.get("pipeline_id", "")),
+        name=item.get("name"), price=item.get("price"), responsible=_opt(item.get("responsible_user_id")),
+        contact=_opt(item.get("main_contact_id") or item.get("contact_id")), custom=tuple(custom))
+
+
+def lead_from_v4(lead: Mapping[str, Any]) -> LeadState:
+    """A lead of the v4 API (GET /api/v4/leads, with=contacts)."""
+    contacts = [c for c in ((lead.get("_embedded") or {}).get("contacts") or []) if isinstance(c, Mapping)]
+    main = next((c for c in contacts if c.get("is_main")), contacts[0] if contacts else None)
+    custom = []
+    for cf in lead.get("custom_fields_values") or []:
+        values = cf.get("values") or []
+        custom.append((str(cf.get("field_id")), values[0].get("value") if values else None))
+    return LeadState(
+        id=str(lead["id"]), updated_at=int(lead.get("updated_at") or 0), created_at=lead.get("created_at"),
+        status_id=str(lead.get("status_id", "")), pipeline_id=str(lead.get("pipeline_id", "")),
+        name=lead.get("name"), price=lead.get("price"), responsible=_opt(lead.get("responsible_user_id")),
+        contact=_opt(main.get("id")) if main else None, custom=tuple(custom))
+
+
+def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap) -> dict[str, Any]:
+    """The canonical deal fields the rules read, with amoCRM's own ids kept beside the names."""
+    data: dict[str, Any] = {"pipeline_id": state.pipeline_id, "status_id": state.status_id}
+    if names is not None:
+        data["pipeline"], data["stage"] = names
+    if state.name is not None:
+        data["title"] = state.name
+    if state.price not in (None, ""):
+        data["amount"] = _number(state.price)
+    if state.responsible:
+        data["responsible"] = state.responsible
+    if state.contact:
+        data["client"] = state.contact
+    for field_id, value in state.custom:
+        known = fields.by_id(field_id)
+        if known is not None:
+            data[known.name] = known.from_amo(value)
+    return data
+
+
+def contact_body(name: str | None, phone: str | None, email: str | None,
+                 responsible: int | None) -> dict[str, Any]:
+    """A contact for POST /api/v4/contacts, phone and email in the system fields addressed by field_code."""
+    body: dict[str, Any] = {"name": name or phone or email or "—"}
+    if name:
+        first, _, last = name.strip().partition(" ")
+        body["first_name"] = first
+        if last:
+            body["last_name"] = last
+    values = []
+    if phone:
+        values.append({"field_code": "PHONE", "values": [{"value": phone, "enum_code": "MOB"}]})
+    if email:
+        values.append({"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]})
+    if values:
+        body["custom_fields_values"] = values
+    if responsible is not None:
+        body["responsible_user_id"] = responsible
+    return body
+
+
+def contact_phones(contact: Mapping[str, Any]) -> list[str]:
+    """The E.164 phones of a v4 contact (as typed in amoCRM: normalised here)."""
+    out = []
+    for cf in contact.get("custom_fields_values") or []:
+        if cf.get("field_code") == "PHONE":
+            for value in cf.get("values") or []:
+                phone = e164(value.get("value"))
+                if phone:
+                    out.append(phone)
+    return out
+
+
+def _opt(value: Any) -> str | None:
+    return None if value in (None, "", "0", 0) else str(value)
+
+
+def _number(value: Any) -> Any:
+    text = str(value)
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return value

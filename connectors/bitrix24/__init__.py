@@ -1,0 +1,350 @@
+"""The `bitrix24` connector: deals, tasks, to-dos and comments through the portal's inbound webhook; its events.
+
+Contract points chosen under uncertainty (reference §1, §6, §7):
+- A retried `deal.create` is made safe by `ORIGIN_ID` = effect key with `ORIGINATOR_ID: automator`. The connector
+  cannot tell a first try from a repeat (a repeat may come from a daemon restarted mid-call), so it always looks
+  the key up first; the lookup rides in one `batch` with the phone search, costing one request of the bucket.
+- A stage of another pipeline sent to `crm.deal.update` is assumed refused; the connector checks the pipeline
+  files itself and moves between pipelines with `crm.item.update` (entityTypeId 2), as the doc requires.
+- `crm.duplicate.findbycomm` with no match is assumed to answer `[]`; the oldest matching contact is used.
+- `tasks.task.add` has no external-id field: a task whose creation timed out may be created twice on retry.
+- 429 OPERATION_TIME_LIMIT waits until the method's last seen `time.operating_reset_at` (else 60 s); 503
+  QUERY_LIMIT_EXCEEDED waits one drain interval. Webhook-URL auth has no token to refresh: 401 is final.
+- The outbox's token bucket (2/s, burst 50; enterprise 5/s, 250) counts actions; webhook reads and polls draw on
+  the same portal bucket, whose 503 is then retried like any other.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+import httpx
+
+from automator.clock import parse_duration
+from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
+from automator.errors import ConnectorError, InboundRejected, Rejected, Retryable
+from automator.model import EntityRef, Event
+from connectors.bitrix24 import events as ev
+from connectors.bitrix24.api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
+from connectors.bitrix24.mapping import (ORIGINATOR, contact_fields, deal_fields, e164, looks_like_phone)
+
+__all__ = ["Bitrix24"]
+
+ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
+       "x-pattern-message": "a secret: write it as ${env:NAME}"}
+MAX_POLL_PAGES = 50  # a first page, then one batch of up to 49 more: 2 500 deals per poll at most
+SCHEMA = "actions/{}.json"
+
+
+def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
+    """A failed sub-call as the error tree: server trouble retries, a refusal is final."""
+    for key, error in found.errors.items():
+        text = f"{what}: {key}: {error.get('error') or '-'}: {error.get('error_description', '')}"
+        return Retryable(text) if error.get("error") in RETRY_CODES else Rejected(text)
+    return None
+
+
+def _when(value: Any) -> str:
+    """A due time as Bitrix wants it: an ISO datetime with offset, from one or from a duration from now."""
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            span = parse_duration(value).approx()
+        except ValueError as exc:
+            raise Rejected(f"not a date or a duration: {text!r}") from exc
+        moment = datetime.now(timezone.utc).replace(microsecond=0) + span
+    if moment.tzinfo is None:
+        raise Rejected(f"{text!r} needs a UTC offset")
+    return moment.isoformat()
+
+
+class Bitrix24(WebConnector):
+    """A Bitrix24 portal through its inbound-webhook URL; outgoing-webhook events in, catch-up by crm.deal.list."""
+
+    type: ClassVar[str] = "bitrix24"
+    rate_limit: ClassVar[tuple[float, int] | None] = PLANS["standard"]
+    poll_every: ClassVar[float | None] = 300.0
+    config_schema: ClassVar[Mapping[str, Any]] = {
+        "type": "object",
+        "required": ["type", "webhook_url", "application_token"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"const": "bitrix24"},
+            "webhook_url": {**ENV, "description": "The inbound webhook, https://PORTAL/rest/USER/CODE/ (a secret)."},
+            "application_token": {**ENV, "description": "The outgoing webhook's application token (a secret)."},
+            "plan": {"enum": list(PLANS), "description": "standard: 2 requests/s, burst 50; enterprise: 5/s, 250."},
+            "poll_every": {"anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0},
+                                     {"enum": [False, "off"]}], "description": "Catch-up polling; default 5m."},
+            "fields": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+                       "description": "Rule field names → Bitrix24 codes, such as visit_at: UF_CRM_1721244482250."},
+            "roles": {"type": "object", "additionalProperties": {"type": ["integer", "string"]},
+                      "description": "Assignee roles → Bitrix24 user ids, such as admin: 1."},
+            "domain": {"type": "string", "description": "If set, webhooks must name this portal in auth[domain]."},
+            "member_id": {"type": "string", "description": "If set, webhooks must carry this auth[member_id]."},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 60},
+        },
+    }
+
+    def __init__(self, name: str, config: Mapping[str, Any], *, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        super().__init__(name, config, transport=transport)
+        url = str(config.get("webhook_url") or "")
+        parsed = httpx.URL(url) if url else None
+        if parsed is None or parsed.scheme not in ("http", "https") or "/rest/" not in parsed.path:
+            raise ConfigError(f"connector {name!r}: webhook_url must be https://PORTAL/rest/USER/CODE/")
+        self.webhook_url = url if url.endswith("/") else url + "/"
+        self.token = str(config.get("application_token") or "")
+        plan = str(config.get("plan") or "standard")
+        if plan not in PLANS:
+            raise ConfigError(f"connector {name!r}: plan must be one of {', '.join(PLANS)}")
+        self.rate_limit = PLANS[plan]
+        self.deadline = float(config.get("timeout", 15.0))
+        self.custom: dict[str, str] = {str(k): str(v) for k, v in (config.get("fields") or {}).items()}
+        self.roles: dict[str, str] = {str(k): str(v) for k, v in (config.get("roles") or {}).items()}
+        secret = [p for p in parsed.path.split("/") if p][-1]
+        self.api = Api(self.request, drain=self.rate_limit[0], secret=secret)
+
+    def base_url(self) -> str:
+        """The inbound-webhook URL: every method is `POST {webhook_url}{method}`."""
+        return self.webhook_url
+
+    def default_headers(self) -> dict[str, str]:
+        """The headers the doc recommends."""
+        return {"Accept": "application/json", "User-Agent": "automator-bitrix24/1"}
+
+    # ---- deals -------------------------------------------------------------------------------------------
+    def _event(self, key: str, verb: str, deal_id: str, data: Mapping[str, Any]) -> Event:
+        return Event(id=f"{key}>deal.{verb}", type=f"deal.{verb}", at=datetime.now(timezone.utc),
+                     entity=EntityRef("deal", deal_id), data=dict(data), source=self.name)
+
+    async def find_or_create_contact(self, phone: str, name: str | None, responsible: Any, key: str,
+                                     found: Any = None) -> str:
+        """The contact with this phone (the oldest, if several), else a new one; `found` is a findbycomm result
+        already fetched."""
+        number = e164(phone)
+        if number is None:
+            raise Rejected(f"not a valid phone number: {phone!r}")
+        if found is None:
+            found = await self.api.result("crm.duplicate.findbycomm",
+                                          {"entity_type": "CONTACT", "type": "PHONE", "values": [number]})
+        ids = found.get("CONTACT") if isinstance(found, dict) else None
+        if ids:
+            return str(min(int(i) for i in ids))
+        return str(await self.api.result("crm.contact.add", {"fields": contact_fields(number, name, responsible,
+                                                                                      f"{key}:contact")}))
+
+    @action("deal.create")
+    async def deal_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """crm.deal.add in the pipeline file's CATEGORY_ID/STAGE_ID, unless a deal with this effect key exists;
+        a `contact` given as a phone number is found or created first."""
+        category, stage = self.stage_ids(str(params["pipeline"]), str(params["stage"]))
+        fields = deal_fields(params.get("fields") or {}, self.custom)
+        fields.update({"TITLE": str(params["title"]), "CATEGORY_ID": int(category or 0), "STAGE_ID": stage,
+                       "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": key})
+        if params.get("responsible") not in (None, ""):
+            fields["ASSIGNED_BY_ID"] = self._user(params["responsible"])
+        if params.get("amount") not in (None, ""):
+            fields["OPPORTUNITY"] = params["amount"]
+        contact = params.get("contact")
+        commands: dict[str, tuple[str, Mapping[str, Any]]] = {
+            "existing": ("crm.deal.list", {"filter": {"ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": key},
+                                           "select": ["ID", "CONTACT_ID"]})}
+        phone = str(contact) if contact not in (None, "") and looks_like_phone(contact) else None
+        if phone and e164(phone):
+            commands["contact"] = ("crm.duplicate.findbycomm",
+                                   {"entity_type": "CONTACT", "type": "PHONE", "values": [e164(phone)]})
+        found = await self.api.batch(commands)
+        error = _batch_error(found, "bitrix24 deal.create lookup")
+        if error is not None:
+            raise error
+        existing = found.result.get("existing") or []
+        data: dict[str, Any] = {"pipeline": params["pipeline"], "stage": params["stage"], "pipeline_id": category,
+                                "stage_id": stage, "title": str(params["title"])}
+        if existing:  # a repeat of a create that went through: the same answer and events again
+            deal_id, client = str(existing[0]["ID"]), existing[0].get("CONTACT_ID")
+        else:
+            if phone:
+                fields["CONTACT_ID"] = await self.find_or_create_contact(
+                    phone, None, fields.get("ASSIGNED_BY_ID"), key, found.result.get("contact"))
+            elif contact not in (None, ""):
+                fields["CONTACT_ID"] = str(contact)
+            deal_id = str(await self.api.result("crm.deal.add",
+                                                {"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
+            client = fields.get("CONTACT_ID")
+        if client:
+            data["client"] = str(client)
+        if "ASSIGNED_BY_ID" in fields:
+            data["responsible"] = str(fields["ASSIGNED_BY_ID"])
+        if "OPPORTUNITY" in fields:
+            data["amount"] = float(fields["OPPORTUNITY"])
+        data.update(params.get("fields") or {})
+        return ActionResult({"id": deal_id, "client": data.get("client")},
+                            (self._event(key, "created", deal_id, data),))
+
+    def _user(self, who: Any) -> str:
+        text = str(who).strip()
+        if text in self.roles:
+            return self.roles[text]
+        if text.isdigit():
+            return text
+        raise Rejected(f"{text!r} is not a Bitrix24 user id nor a role under `roles:` in the connector's settings")
+
+    @action("deal.move")
+    async def deal_move(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Move a deal to a stage: crm.deal.update within its pipeline, crm.item.update to another pipeline
+        (crm.deal.update cannot change CATEGORY_ID). Already there with nothing else to set: nothing is sent."""
+        deal_id = str(params["deal"])
+        current = await self.api.result("crm.deal.get", {"id": deal_id})
+        own = str(current.get("CATEGORY_ID") or "0")
+        pipeline = params.get("pipeline") or next(
+            (p.name for p in self.pipelines.values() if str(p.crm_id or "0") == own), None)
+        if pipeline is None:
+            raise Rejected(f"deal {deal_id} is in Bitrix24 pipeline {own}, which no pipeline file of "
+                           f"{self.name!r} names; say `pipeline:`")
+        category, stage = self.stage_ids(str(pipeline), str(params["stage"]))
+        target = str(category or "0")
+        fields = deal_fields(params.get("fields") or {}, self.custom)
+        if target != own:
+            move: dict[str, Any] = {"categoryId": int(target), "stageId": stage}
+            move.update({k: v for k, v in fields.items() if k.startswith("UF_")})
+            await self.api.call("crm.item.update", {"entityTypeId": 2, "id": int(deal_id), "fields": move,
+                                                    "useOriginalUfNames": "Y"})
+            rest = {k: v for k, v in fields.items() if not k.startswith("UF_")}
+            if rest:
+                await self.api.call("crm.deal.update", {"id": deal_id, "fields": rest})
+        elif stage != current.get("STAGE_ID") or fields:
+            await self.api.call("crm.deal.update", {"id": deal_id, "fields": {"STAGE_ID": stage, **fields},
+                                                    "params": {"REGISTER_SONET_EVENT": "N"}})
+        data = {"pipeline": str(pipeline), "stage": str(params["stage"]), "pipeline_id": target, "stage_id": stage,
+                **(params.get("fields") or {})}
+        return ActionResult({"id": deal_id, "stage_id": stage, "pipeline_id": target},
+                            (self._event(key, "updated", deal_id, data),))
+
+    @action("deal.update")
+    async def deal_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """crm.deal.update of the fields given (a stage change is deal.move's)."""
+        deal_id = str(params["deal"])
+        fields = deal_fields(params["fields"], self.custom)
+        if "ASSIGNED_BY_ID" in fields:
+            fields["ASSIGNED_BY_ID"] = self._user(fields["ASSIGNED_BY_ID"])
+        await self.api.call("crm.deal.update", {"id": deal_id, "fields": fields,
+                                                "params": {"REGISTER_SONET_EVENT": "N"}})
+        return ActionResult({"id": deal_id}, (self._event(key, "updated", deal_id, dict(params["fields"])),))
+
+    # ---- tasks and the timeline --------------------------------------------------------------------------
+    @action("task.create")
+    async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """tasks.task.add for the assignee (a user id or a role), bound to the deal and client in UF_CRM_TASK."""
+        fields: dict[str, Any] = {"TITLE": str(params["title"]), "RESPONSIBLE_ID": self._user(params["assignee"])}
+        if params.get("description"):
+            fields["DESCRIPTION"] = str(params["description"])
+        if params.get("due") not in (None, ""):
+            fields["DEADLINE"] = _when(params["due"])
+        links = [f"D_{params['deal']}"] if params.get("deal") not in (None, "") else []
+        links += [f"C_{params['client']}"] if params.get("client") not in (None, "") else []
+        if links:
+            fields["UF_CRM_TASK"] = links
+        task = (await self.api.result("tasks.task.add", {"fields": fields}))["task"]
+        task_id = str(task["id"])
+        data = {"title": fields["TITLE"], "assignee": fields["RESPONSIBLE_ID"], "due": fields.get("DEADLINE"),
+                "deal": params.get("deal"), "client": params.get("client")}
+        event = Event(id=f"{key}>task.created", type="task.created", at=datetime.now(timezone.utc),
+                      entity=EntityRef("task", task_id), data={k: v for k, v in data.items() if v is not None},
+                      source=self.name)
+        return ActionResult({"id": task_id}, (event,))
+
+    @action("bitrix24.todo", schema=SCHEMA.format("bitrix24.todo"))
+    async def todo(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """A to-do for the manager in a deal's timeline (crm.activity.todo.add)."""
+        body: dict[str, Any] = {"ownerTypeId": 2, "ownerId": int(str(params["deal"])), "deadline": _when(params["due"]),
+                                "title": str(params["title"])}
+        if params.get("description"):
+            body["description"] = str(params["description"])
+        if params.get("responsible") not in (None, ""):
+            body["responsibleId"] = int(self._user(params["responsible"]))
+        answer = await self.api.result("crm.activity.todo.add", body)
+        return ActionResult({"id": str(answer["id"])})
+
+    @action("bitrix24.comment", schema=SCHEMA.format("bitrix24.comment"))
+    async def comment(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """A comment in a deal's timeline (crm.timeline.comment.add; `fields` in lower case, as required)."""
+        answer = await self.api.result("crm.timeline.comment.add", {"fields": {
+            "ENTITY_ID": int(str(params["deal"])), "ENTITY_TYPE": "deal", "COMMENT": str(params["text"])}})
+        return ActionResult({"id": str(answer)})
+
+    @action("bitrix24.contact", schema=SCHEMA.format("bitrix24.contact"))
+    async def contact(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Find a contact by phone (crm.duplicate.findbycomm), or create it (crm.contact.add)."""
+        contact_id = await self.find_or_create_contact(str(params["phone"]), params.get("name"),
+                                                       params.get("responsible"), key)
+        return ActionResult({"id": contact_id, "phone": e164(params["phone"])})
+
+    # ---- inbound events and catch-up ---------------------------------------------------------------------
+    async def parse(self, request: Inbound) -> list[Event]:
+        """An outgoing-webhook event, verified by its application token; the deal or lead it names is fetched,
+        since the body carries only the id."""
+        if request.method.upper() != "POST":
+            raise InboundRejected(405, "outgoing webhooks are POSTs", "method")
+        notice = ev.read_notice(request.body, self.token, domain=self.config.get("domain"),
+                                member_id=self.config.get("member_id"))
+        if notice.event not in ev.HANDLED:
+            return []
+        if notice.event == "ONCRMDEALDELETE":
+            return [ev.deal_deleted(self.name, notice.item_id, request.received_at)]
+        method = "crm.lead.get" if notice.event == "ONCRMLEADADD" else "crm.deal.get"
+        try:
+            raw = await self.api.result(method, {"id": int(notice.item_id)})
+        except Rejected:
+            return []  # gone before we could read it: the delete event, or the poll, tells the rest
+        except ConnectorError as exc:  # Bitrix will not send it again; the catch-up poll will find the change
+            raise InboundRejected(503, f"could not read {notice.event} {notice.item_id}: {exc}", "unavailable") from exc
+        if notice.event == "ONCRMLEADADD":
+            return [ev.lead_created(self.name, raw, request.received_at)]
+        verb = "created" if notice.event == "ONCRMDEALADD" else "updated"
+        return [ev.deal_event(self.name, verb, raw, self.custom, self.stage_named, request.received_at)]
+
+    async def poll(self, cursor: str | None) -> tuple[list[Event], str | None]:
+        """Deals changed at or after the cursor (a DATE_MODIFY), oldest first, 50 a page: the first page, then
+        the rest in one batch; the first poll only notes where the portal is."""
+        if cursor is None:
+            top = await self.api.result("crm.deal.list", {"order": {"DATE_MODIFY": "DESC"},
+                                                          "select": ["ID", "DATE_MODIFY"], "start": -1})
+            if not top:
+                return [], datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+            stamp = str(top[0]["DATE_MODIFY"])
+            ids = sorted((str(row["ID"]) for row in top if row["DATE_MODIFY"] == stamp), key=int)
+            return [], f"{stamp}|{','.join(ids)}"
+        query = {"filter": {">=DATE_MODIFY": ev.split_cursor(cursor)[0]}, "order": {"DATE_MODIFY": "ASC", "ID": "ASC"},
+                 "select": ["*", "UF_*"]}
+        first = await self.api.call("crm.deal.list", {**query, "start": 0})
+        rows = list(first["result"])
+        total, start = int(first.get("total") or 0), first.get("next")
+        if start is not None:
+            pages = {f"p{offset}": ("crm.deal.list", {**query, "start": offset})
+                     for offset in range(int(start), min(total, PAGE * MAX_POLL_PAGES), PAGE)}
+            found = await self.api.batch(pages)
+            error = _batch_error(found, "bitrix24 poll")
+            if error is not None:
+                raise error
+            for page in pages:
+                rows.extend(found.result.get(page) or [])
+        return ev.poll_events(self.name, rows, cursor, self.custom, self.stage_named)
+
+    @classmethod
+    def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
+                ) -> tuple[dict[str, Any], Any]:
+        """Settings pointing at a Bitrix24 emulator at `base_url` that sends its events to `hook_url` with the
+        application token both sides share; the emulator learns pipelines from the stage ids it is sent."""
+        from connectors.bitrix24.emulator import Bitrix24Emulator
+
+        token = "sandbox-application-token"
+        plan = str(options.get("plan") or "standard")
+        emulator = Bitrix24Emulator(user_id="1", code="sandbox", application_token=token, hook_url=hook_url,
+                                    plan=plan if plan in PLANS else "standard")
+        settings = {k: v for k, v in options.items() if k not in ("webhook_url", "application_token", "domain",
+                                                                   "member_id")}
+        settings.update({"webhook_url": f"{base_url.rstrip('/')}/rest/1/sandbox/", "application_token": token})
+        return settings, emulator

@@ -1,0 +1,129 @@
+"""What every SMS gateway connector needs: phones in E.164 and the gateway's digits, and SMS parts of a text."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from typing import Any
+
+import phonenumbers
+
+from automator.connector import retry_after
+from automator.errors import Rejected, Retryable, Uncertain
+
+__all__ = ["GSM7_BASIC", "GSM7_EXTENDED", "MAX_RECIPIENTS", "Segments", "check_gateway_status", "gateway_digits",
+           "normalize_phone", "normalize_phones", "segments", "split_phones"]
+
+DEFAULT_REGION = "RU"
+# Both gateways take at most 100 numbers in one request (SMS.ru: codes 207/213; SMSC: the same cap is assumed).
+MAX_RECIPIENTS = 100
+
+# GSM 03.38: the default alphabet (one septet each) and its extension table (an escape septet plus one).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("\f^{}\\[~]|€")
+
+GSM7_SINGLE, GSM7_PART = 160, 153  # septets: a part of a long message loses 7 to the concatenation header
+UCS2_SINGLE, UCS2_PART = 70, 67  # UTF-16 code units, likewise
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """How a text goes out as SMS: its encoding, its length in characters and in the encoding's units
+    (septets or UTF-16 code units), and the number of parts a phone receives and the gateway bills."""
+
+    encoding: str  # "GSM-7" or "UCS-2"
+    length: int  # characters as a person counts them
+    units: int  # septets (GSM-7, an extension character counts 2) or UTF-16 code units (UCS-2)
+    parts: int
+
+    def to_json(self) -> dict[str, object]:
+        """Plain data for an action's result."""
+        return {"encoding": self.encoding, "length": self.length, "units": self.units, "parts": self.parts}
+
+
+def segments(text: str) -> Segments:
+    """The parts `text` takes: GSM-7 when every character is in the GSM alphabet (160 septets in one SMS,
+    153 per part), else UCS-2 (70 code units in one, 67 per part). A character never straddles two parts:
+    an extension character's escape pair and an emoji's surrogate pair move to the next part whole."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text):
+        sizes = [2 if ch in GSM7_EXTENDED else 1 for ch in text]
+        return Segments("GSM-7", len(text), sum(sizes), _parts(sizes, GSM7_SINGLE, GSM7_PART))
+    sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+    return Segments("UCS-2", len(text), sum(sizes), _parts(sizes, UCS2_SINGLE, UCS2_PART))
+
+
+def _parts(sizes: list[int], single: int, per_part: int) -> int:
+    total = sum(sizes)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > per_part:
+            parts, used = parts + 1, 0
+        used += size
+    return parts
+
+
+def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
+    """A phone as written by a person (`8 916 123-45-67`, `+7 (916) 123-45-67`, `9161234567`) in E.164
+    (`+79161234567`); numbers without a country code are read as `region`'s. Raises ValueError when the text
+    is not a valid number of any numbering plan."""
+    text = str(raw).strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {raw!r} ({exc})") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"not a valid phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def split_phones(raw: str) -> list[str]:
+    """The numbers of a `to:` that lists several, separated by commas or semicolons (blank items dropped)."""
+    return [item.strip() for item in re.split(r"[,;]", str(raw)) if item.strip()]
+
+
+def normalize_phones(raw: str, region: str = DEFAULT_REGION) -> list[str]:
+    """Every number of a `to:` in E.164, each once, in the order written; ValueError names the bad ones."""
+    found: list[str] = []
+    bad: list[str] = []
+    for item in split_phones(raw):
+        try:
+            phone = normalize_phone(item, region)
+        except ValueError:
+            bad.append(item)
+            continue
+        if phone not in found:
+            found.append(phone)
+    if bad:
+        raise ValueError(f"not valid phone numbers: {', '.join(repr(b) for b in bad)}")
+    if not found:
+        raise ValueError("no phone number to send to")
+    if len(found) > MAX_RECIPIENTS:
+        raise ValueError(f"{len(found)} numbers: at most {MAX_RECIPIENTS} in one message")
+    return found
+
+
+def gateway_digits(e164: str) -> str:
+    """The digits-only international form Russian gateways take (`+79161234567` → `79161234567`)."""
+    return e164.lstrip("+")
+
+
+def check_gateway_status(response: Any, what: str) -> None:
+    """Classify an HTTP status other than 200. Both gateways answer 200 even for failures, so another status
+    is their front proxy talking: 429/500/502/503 retry (the request did not get through), 504 and other 5xx
+    are uncertain (the proxy gave up waiting: the send may have happened), other statuses are refused."""
+    status = response.status_code
+    if status == 200:
+        return
+    text = f"{what}: HTTP {status} {response.text[:200]!r}"
+    if status in (429, 500, 502, 503):
+        raise Retryable(text, retry_after(response))
+    if status >= 500:
+        raise Uncertain(text)
+    raise Rejected(text)

@@ -1,0 +1,344 @@
+"""The `http` connector against a real tiny HTTP server on 127.0.0.1, on both HTTP engines: the allow-list,
+schemes, the Idempotency-Key, status codes onto the error tree (Retry-After in both forms), transport failures,
+and ${env:NAME} in headers."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from automator.clock import FakeClock
+from automator.connector import ActionResult, check_status, retry_after
+from automator.errors import Rejected, Retryable, Uncertain
+from automator.http import new_transport
+from connectors.http import HttpConnector
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Server:
+    port: int
+    seen: list[Seen] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None,
+            content_type: str = "application/json") -> bytes:
+    reason = {200: "OK", 201: "Created", 302: "Found", 404: "Not Found", 429: "Too Many Requests",
+              503: "Service Unavailable"}.get(status, "X")
+    head = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {len(body)}", f"Content-Type: {content_type}",
+            "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def http_date(seconds: float) -> str:
+    return email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds), usegmt=True)
+
+
+ROUTES: dict[str, Callable[[], bytes | None]] = {
+    "/ok": lambda: _answer(200, json.dumps({"ok": True, "id": 5}).encode()),
+    "/created-text": lambda: _answer(201, b"created, thanks", content_type="text/plain"),
+    "/busy": lambda: _answer(503, b"busy", {"Retry-After": "7"}),
+    "/limited": lambda: _answer(429, b"slow down", {"Retry-After": http_date(120)}),
+    "/missing": lambda: _answer(404, b'{"error": "no such deal"}'),
+    "/moved": lambda: _answer(302, b"", {"Location": "http://elsewhere.example/"}),
+    "/hang-up": lambda: None,  # read the request, then close without a word
+}
+
+
+async def _handle(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        server.seen.append(Seen(method, path, headers, body))
+        answer = ROUTES.get(path.partition("?")[0], lambda: _answer(500, b"no route"))()
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def run(scenario: Callable[[Server], Awaitable[None]]) -> None:
+    async def main() -> None:
+        box: list[Server] = []
+        srv = await asyncio.start_server(lambda r, w: _handle(box[0], r, w), "127.0.0.1", 0)
+        box.append(Server(srv.sockets[0].getsockname()[1]))
+        async with srv:
+            async with asyncio.timeout(10):
+                await scenario(box[0])
+
+    asyncio.run(main())
+
+
+@pytest.fixture(params=["httpx", "aiohttp"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def connector(engine: str, allow: list[str], **config: Any) -> HttpConnector:
+    return HttpConnector("api", {"type": "http", "allow": allow, **config}, transport=new_transport(engine))
+
+
+async def call(c: HttpConnector, url: str, key: str = "run-1/do/0", **params: Any) -> ActionResult:
+    try:
+        return await c.perform("http.request", {"url": url, **params}, key)
+    finally:
+        await c.aclose()
+
+
+# ---- success -----------------------------------------------------------------------------------------------------
+
+def test_2xx_is_a_result_and_the_idempotency_key_is_sent(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        result = await call(connector(engine, ["127.0.0.1"]), f"{server.base}/ok?x=1", "run-9/do/2",
+                            method="put", json={"deal": 5, "name": "Анна"})
+        assert result.data == {"status": 200, "body": {"ok": True, "id": 5}} and result.events == ()
+        (seen,) = server.seen
+        assert (seen.method, seen.path) == ("PUT", "/ok?x=1")
+        assert seen.headers["idempotency-key"] == "run-9/do/2"
+        assert json.loads(seen.body) == {"deal": 5, "name": "Анна"}
+        assert seen.headers["content-type"] == "application/json"
+
+    run(scenario)
+
+
+def test_a_text_answer_is_kept_as_text(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        result = await call(connector(engine, ["127.0.0.1"]), f"{server.base}/created-text")
+        assert result.data == {"status": 201, "body": "created, thanks"}
+        assert server.seen[0].method == "POST" and server.seen[0].body == b""  # POST by default, no body
+
+    run(scenario)
+
+
+def test_header_params_resolve_env_and_a_missing_variable_is_refused(engine: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_TEST_TOKEN", "t0ken")
+    monkeypatch.delenv("HTTP_TEST_MISSING", raising=False)
+
+    async def scenario(server: Server) -> None:
+        await call(connector(engine, ["127.0.0.1"], headers={"X-Static": "yes"}), f"{server.base}/ok",
+                   headers={"Authorization": "Bearer ${env:HTTP_TEST_TOKEN}", "X-Plain": "p"})
+        seen = server.seen[0].headers
+        assert (seen["authorization"], seen["x-plain"], seen["x-static"]) == ("Bearer t0ken", "p", "yes")
+        with pytest.raises(Rejected, match="HTTP_TEST_MISSING"):
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/ok",
+                       headers={"Authorization": "${env:HTTP_TEST_MISSING}"})
+        assert len(server.seen) == 1  # nothing was sent
+
+    run(scenario)
+
+
+def test_connector_headers_resolve_env_when_the_daemon_builds_it(make_project,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from automator.config.load import load_project
+    from automator.daemon.process import build_connectors
+
+    config = ('timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n  api: {type: http, allow: ["127.0.0.1"], '
+              'headers: {Authorization: "Bearer ${env:HTTP_TEST_CONF_TOKEN}"}}\n')
+    project, problems = load_project(make_project("rules: []\n", config=config))
+    assert project is not None, problems
+    monkeypatch.setenv("HTTP_TEST_CONF_TOKEN", "from-env")
+    from automator.store.sqlite import SqliteStore
+
+    built = build_connectors(project, SqliteStore().db, FakeClock(datetime(2026, 3, 2, tzinfo=timezone.utc)))
+    api = built["api"]
+    assert isinstance(api, HttpConnector) and api.default_headers() == {"Authorization": "Bearer from-env"}
+
+    async def scenario(server: Server) -> None:
+        await call(api, f"{server.base}/ok")
+        assert server.seen[0].headers["authorization"] == "Bearer from-env"
+
+    run(scenario)
+
+
+# ---- status codes ------------------------------------------------------------------------------------------------
+
+def test_503_is_retryable_with_retry_after_in_seconds(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Retryable) as caught:
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/busy")
+        assert caught.value.retry_after == 7.0
+        assert "HTTP 503" in str(caught.value) and "busy" in str(caught.value)
+
+    run(scenario)
+
+
+def test_429_is_retryable_with_retry_after_as_an_http_date(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Retryable) as caught:
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/limited")
+        assert caught.value.retry_after is not None and 117 <= caught.value.retry_after <= 120
+
+    run(scenario)
+
+
+def test_404_is_rejected(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Rejected, match="HTTP 404") as caught:
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/missing")
+        assert not isinstance(caught.value, Retryable)
+
+    run(scenario)
+
+
+def test_a_redirect_is_not_followed_and_is_refused(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Rejected, match="HTTP 302"):
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/moved")
+        assert [s.path for s in server.seen] == ["/moved"]
+
+    run(scenario)
+
+
+class Answer:
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status_code = status
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.text = ""
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("120", 120.0), ("0", 0.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None), ("", None),
+    (email.utils.format_datetime(datetime(2000, 1, 1, tzinfo=timezone.utc), usegmt=True), 0.0),
+])
+def test_retry_after_forms(value: str, expected: float | None) -> None:
+    assert retry_after(Answer(503, {"Retry-After": value} if value else {})) == expected
+
+
+def test_check_status_boundaries() -> None:
+    for ok in (200, 204, 299):
+        check_status(Answer(ok, {}), "x")
+    for code in (400, 401, 403, 409, 422, 300, 304):
+        with pytest.raises(Rejected):
+            check_status(Answer(code, {}), "x")
+    for code in (429, 500, 502, 599):
+        with pytest.raises(Retryable):
+            check_status(Answer(code, {}), "x")
+
+
+# ---- transport failures ------------------------------------------------------------------------------------------
+
+def test_a_refused_connection_is_retryable(engine: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Retryable, match="ConnectError") as caught:
+            await call(connector(engine, ["127.0.0.1"]), f"http://127.0.0.1:{port}/ok")
+        assert caught.value.retry_after is None
+
+    run(scenario)
+
+
+def test_a_server_hanging_up_after_the_request_is_uncertain(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        with pytest.raises(Uncertain):
+            await call(connector(engine, ["127.0.0.1"]), f"{server.base}/hang-up")
+        assert [s.path for s in server.seen] == ["/hang-up"]  # it did arrive: the call may have been performed
+
+    run(scenario)
+
+
+# ---- allow-list and schemes --------------------------------------------------------------------------------------
+
+def plain(allow: list[str]) -> HttpConnector:
+    """For what is refused before any connection: no transport is ever made."""
+    return HttpConnector("api", {"type": "http", "allow": allow})
+
+
+def refused(c: HttpConnector, url: str) -> str:
+    async def go() -> str:
+        with pytest.raises(Rejected) as caught:
+            await call(c, url)
+        return str(caught.value)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("url", [
+    "https://evil.example/x", "https://api.example.com.evil.example/", "https://example.com/",
+    "https://notexample.com/", "http://localhost/",
+])
+def test_hosts_off_the_allow_list_are_refused(url: str) -> None:
+    assert "allow-list" in refused(plain(["api.example.com", "*.example.com"]), url)
+
+
+def test_allow_list_patterns() -> None:
+    c = plain(["api.example.com", "*.crm.example", "hooks.example:8443"])
+    from httpx import URL
+
+    assert c.allowed(URL("https://api.example.com/x")) and c.allowed(URL("https://API.Example.com/x"))
+    assert c.allowed(URL("https://a.crm.example/")) and c.allowed(URL("https://a.b.crm.example/"))
+    assert not c.allowed(URL("https://crm.example/"))
+    assert c.allowed(URL("https://hooks.example:8443/")) and not c.allowed(URL("https://hooks.example/"))
+    assert not c.allowed(URL("https://hooks.example:9443/"))
+
+
+@pytest.mark.parametrize("allow", [["*"], ["127.0.0.*"], ["127.*"], ["*:*"]])
+def test_an_ip_literal_is_refused_unless_written_exactly(allow: list[str]) -> None:
+    from httpx import URL
+
+    c = plain(allow)
+    for url in ("http://127.0.0.1/", "http://127.0.0.1:8080/", "http://10.0.0.1/", "http://[::1]/",
+                "http://169.254.169.254/latest/meta-data"):
+        assert not c.allowed(URL(url)), url
+    assert plain(["127.0.0.1"]).allowed(URL("http://127.0.0.1:8080/"))
+    assert plain(["127.0.0.1:8080"]).allowed(URL("http://127.0.0.1:8080/"))
+    assert not plain(["127.0.0.1:8080"]).allowed(URL("http://127.0.0.1:9090/"))
+    assert plain(["::1"]).allowed(URL("http://[::1]/"))
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "0x7f.1"])
+def test_other_spellings_of_an_ip_are_ips_too(host: str) -> None:
+    # The resolver reads these as 127.0.0.1: a wildcard pattern must not let a rule reach the loopback with them.
+    from httpx import URL
+
+    assert not plain(["*"]).allowed(URL(f"http://{host}:8080/"))
+    assert not plain(["*:8080"]).allowed(URL(f"http://{host}:8080/"))
+
+
+def test_an_ip_spelling_never_reaches_the_server_through_a_wildcard(engine: str) -> None:
+    async def scenario(server: Server) -> None:
+        for host in ("127.1", "2130706433"):
+            with pytest.raises(Rejected, match="allow-list"):
+                await call(connector(engine, ["*"]), f"http://{host}:{server.port}/ok")
+        assert server.seen == []
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("url, scheme", [
+    ("ftp://api.example.com/file", "ftp"), ("file:///etc/passwd", "file"), ("gopher://api.example.com/", "gopher"),
+    ("api.example.com/x", ""),
+])
+def test_non_http_schemes_are_refused(url: str, scheme: str) -> None:
+    assert f"only http and https URLs are allowed, not {scheme!r}" in refused(plain(["*"]), url)
+
+
+def test_not_a_url_is_refused() -> None:
+    assert "not a URL" in refused(plain(["*"]), "http://exa mple.com:port/")

@@ -1,0 +1,296 @@
+"""The daemon's outbox: classify() of failed tries, and the Outbox loop end to end on a real store thread with
+fake connectors and a FakeClock (Retry-After honoured without sleeping, rate limits kept)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automator.clock import FakeClock
+from automator.connector import ActionResult, Connector, action
+from automator.daemon.metrics import Metrics
+from automator.daemon.outbox import Outbox, classify
+from automator.daemon.retry import RetryPolicy
+from automator.daemon.storethread import StoreThread
+from automator.errors import Rejected, Retryable, Uncertain
+from automator.model import Decision, Effect, EntityRef, Event
+from automator.store.outbox import Claimed
+from automator.store.sqlite import SqliteStore, utc
+from connectors.local import LocalConnector
+
+NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
+
+
+def effect(key: str, *, connector: str = "api", delivery: str = "at_least_once", action_: str = "task.create",
+           depth: int = 0) -> Effect:
+    return Effect(key=key, run_id=f"run-{key}", rule_id="rule-a", action=action_, connector=connector,
+                  params={"assignee": "admin", "title": key}, delivery=delivery, at=NOW,
+                  entity=EntityRef("deal", "5"), depth=depth)
+
+
+# ---- classify ----------------------------------------------------------------------------------------------------
+
+POLICY = RetryPolicy(attempts=5, base=2.0, cap=900.0)
+
+
+def test_rejected_is_dead_at_once() -> None:
+    outcome = classify(Rejected("HTTP 404 'no such deal'"), Claimed(effect("e"), 1), POLICY, NOW)
+    assert outcome.status == "dead" and outcome.error == "rejected: Rejected: HTTP 404 'no such deal'"
+
+
+def test_retryable_waits_at_least_retry_after() -> None:
+    outcome = classify(Retryable("HTTP 503", retry_after=120), Claimed(effect("e"), 1), POLICY, NOW)
+    assert outcome.status == "retry" and outcome.error == "Retryable: HTTP 503"
+    assert outcome.next_try_at == NOW + timedelta(seconds=120)  # the backoff (1-2 s) is shorter: Retry-After wins
+
+
+def test_retryable_without_retry_after_backs_off_exponentially() -> None:
+    for attempt, computed in ((1, 2.0), (2, 4.0), (4, 16.0)):
+        outcome = classify(Retryable("timeout"), Claimed(effect("e"), attempt), POLICY, NOW)
+        assert outcome.status == "retry"
+        assert NOW + timedelta(seconds=computed / 2) <= outcome.next_try_at <= NOW + timedelta(seconds=computed)
+
+
+def test_a_retryable_at_most_once_effect_is_retried_it_was_not_sent() -> None:
+    outcome = classify(Retryable("connection refused"), Claimed(effect("e", delivery="at_most_once"), 1), POLICY, NOW)
+    assert outcome.status == "retry"
+
+
+def test_exhausted_attempts_are_dead() -> None:
+    outcome = classify(Retryable("HTTP 503", retry_after=5), Claimed(effect("e"), 5), POLICY, NOW)
+    assert outcome.status == "dead" and outcome.error == "gave up after 5 attempts: Retryable: HTTP 503"
+    outcome = classify(Uncertain("reset"), Claimed(effect("e"), 5), POLICY, NOW)
+    assert outcome.status == "dead"
+    assert classify(Retryable("x"), Claimed(effect("e"), 4), POLICY, NOW).status == "retry"
+
+
+@pytest.mark.parametrize("error", [Uncertain("read timeout"), ValueError("a connector bug")])
+def test_uncertain_by_delivery_policy(error: Exception) -> None:
+    at_most = classify(error, Claimed(effect("e", delivery="at_most_once"), 1), POLICY, NOW)
+    assert at_most.status == "uncertain" and at_most.next_try_at is None
+    assert "at_most_once: not repeated, it may have been performed" in at_most.error
+    at_least = classify(error, Claimed(effect("e", delivery="at_least_once"), 1), POLICY, NOW)
+    assert at_least.status == "retry" and at_least.next_try_at is not None
+    # A connector that deduplicates by the effect key can safely be asked again.
+    dedup = classify(error, Claimed(effect("e", delivery="at_most_once"), 1), POLICY, NOW, repeatable=True)
+    assert dedup.status == "retry"
+
+
+def test_an_error_without_a_message_is_named() -> None:
+    assert classify(TimeoutError(), Claimed(effect("e"), 1), POLICY, NOW).error == "TimeoutError"
+
+
+# ---- the Outbox loop ---------------------------------------------------------------------------------------------
+
+class Scripted(Connector):
+    """Each call takes the next step of `script`: an exception to raise, or data to answer with."""
+
+    type = "scripted"
+
+    def __init__(self, name: str, script: list[Any], *, stop_after: int, stopping: asyncio.Event) -> None:
+        super().__init__(name, {})
+        self.script = list(script)
+        self.calls: list[tuple[str, str, float]] = []
+        self.stop_after = stop_after
+        self.stopping = stopping
+
+    async def _step(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
+        self.calls.append((action_name, key, time.monotonic()))
+        if len(self.calls) >= self.stop_after:
+            self.stopping.set()
+        step = self.script.pop(0) if self.script else {}
+        if isinstance(step, BaseException):
+            raise step
+        if step == "hang":
+            await asyncio.Event().wait()
+        events = (Event(id=f"{key}>task.created", type="task.created", at=NOW, entity=EntityRef("task", "1"),
+                        data={"title": params["title"]}, source=self.name),)
+        return ActionResult(dict(step), events)
+
+    @action("task.create")
+    async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        return await self._step("task.create", params, key)
+
+    @action("sms.send")
+    async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        return await self._step("sms.send", params, key)
+
+
+class Limited(Scripted):
+    type = "limited"
+    rate_limit = (5.0, 1)
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.engine = StoreThread(tmp_path / "outbox.db", "engine", synchronous="NORMAL")
+        self.clock = FakeClock(NOW)
+        self.metrics = Metrics()
+        self.connectors: dict[str, Connector] = {}
+        self.woken = 0
+
+    @property
+    def store(self) -> SqliteStore:
+        return self.engine.store
+
+    def insert(self, *effects: Effect) -> None:
+        self.engine.executor.submit(self.store.apply, Decision(event=Event(id="t", type="x.y", at=NOW),
+                                                               entity_before=None, entity_after=None,
+                                                               effects=effects)).result()
+
+    def row(self, key: str) -> dict:
+        return self.engine.executor.submit(
+            lambda: next(self.store.db.query("select * from effects where key = ?", [key]))).result()
+
+    def journal(self) -> list[dict]:
+        return self.engine.executor.submit(
+            lambda: [self.store.journal_event(r["id"]) for r in self.store.db.query("select id from journal")]
+        ).result()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(f"automator_{name}_total", labels)
+
+    def run(self, stopping: asyncio.Event, *, deadline: float = 30.0, policy: RetryPolicy | None = None) -> None:
+        """One life of the outbox loop, until a connector sets `stopping`; all tries settled when it returns."""
+        def wake() -> None:
+            self.woken += 1
+
+        outbox = Outbox(self.engine, lambda: self.connectors, worker="w", clock=self.clock, metrics=self.metrics,
+                        policy=policy or RetryPolicy(), deadline=deadline, on_events=wake)
+
+        async def main() -> None:
+            async with asyncio.timeout(10):  # a safety net: a broken loop fails the test instead of hanging it
+                await outbox.run(stopping)
+
+        asyncio.run(main())
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def test_retry_after_is_honoured_then_the_effect_is_done(world: World) -> None:
+    first = asyncio.Event()
+    api = Scripted("api", [Retryable("HTTP 503", retry_after=120), {"id": "42"}], stop_after=1, stopping=first)
+    world.connectors = {"api": api}
+    world.insert(effect("e1", depth=1))
+
+    world.run(first)
+    r = world.row("e1")
+    assert (r["status"], r["attempts"], r["error"]) == ("retry", 1, "Retryable: HTTP 503")
+    assert datetime.fromisoformat(r["next_try_at"]) >= NOW + timedelta(seconds=120)
+    assert r["claimed_by"] is None
+    assert world.metric("effects", connector="api", action="task.create", status="retry") == 1
+    assert world.journal() == [] and world.woken == 0
+
+    # 119 s later it is not due yet: the next life of the loop does not touch it.
+    world.clock.advance(timedelta(seconds=119))
+    assert world.engine.executor.submit(world.store.claim_effects, "probe", world.clock.now(), 10,
+                                        timedelta(minutes=5)).result() == []
+    world.clock.advance(timedelta(seconds=1))
+    second = asyncio.Event()
+    api.stopping, api.stop_after = second, 2
+    world.run(second)
+    r = world.row("e1")
+    assert (r["status"], r["attempts"], r["result"], r["error"]) == ("done", 2, '{"id": "42"}', None)
+    assert [c[1] for c in api.calls] == ["e1", "e1"]
+    assert world.metric("effect_retries", connector="api") == 1
+    assert world.metric("effects", connector="api", action="task.create", status="done") == 1
+    (journaled,) = world.journal()
+    assert journaled["id"] == "e1>task.created" and journaled["status"] == "pending"
+    assert (journaled["body"]["depth"], journaled["body"]["caused_by"], journaled["body"]["echo_of"]) == \
+        (2, "e1", "rule-a")
+    assert world.woken == 1  # the worker is told that new events wait
+
+
+def test_rejected_goes_dead_success_is_done_in_the_same_batch(world: World) -> None:
+    stopping = asyncio.Event()
+    api = Scripted("api", [Rejected("HTTP 404"), {"ok": True}], stop_after=2, stopping=stopping)
+    world.connectors = {"api": api}
+    world.insert(effect("bad"), effect("good"))
+    world.run(stopping)
+    bad, good = world.row("bad"), world.row("good")
+    assert (bad["status"], bad["error"], bad["attempts"]) == ("dead", "rejected: Rejected: HTTP 404", 1)
+    assert good["status"] == "done"
+    assert [j["id"] for j in world.journal()] == ["good>task.created"]
+    assert world.metric("effects", connector="api", action="task.create", status="dead") == 1
+
+
+def test_uncertain_parks_at_most_once_and_retries_at_least_once(world: World) -> None:
+    stopping = asyncio.Event()
+    api = Scripted("api", [Uncertain("connection reset"), Uncertain("connection reset")], stop_after=2,
+                   stopping=stopping)
+    world.connectors = {"api": api}
+    world.insert(effect("sms", delivery="at_most_once", action_="sms.send"), effect("task"))
+    world.run(stopping)
+    assert world.row("sms")["status"] == "uncertain"
+    assert world.row("task")["status"] == "retry"
+
+
+def test_an_effect_for_an_unknown_connector_is_dead(world: World) -> None:
+    stopping = asyncio.Event()
+    api = Scripted("api", [{}], stop_after=1, stopping=stopping)
+    world.connectors = {"api": api}
+    world.insert(effect("lost", connector="gone"), effect("ok"))
+    world.run(stopping)
+    assert (world.row("lost")["status"], world.row("lost")["error"]) == \
+        ("dead", "no connector named 'gone' is configured")
+    assert world.row("ok")["status"] == "done"
+
+
+def test_a_call_past_the_deadline_is_uncertain(world: World) -> None:
+    stopping = asyncio.Event()
+    api = Scripted("api", ["hang", "hang"], stop_after=2, stopping=stopping)
+    world.connectors = {"api": api}
+    world.insert(effect("sms", delivery="at_most_once", action_="sms.send"), effect("task"))
+    world.run(stopping, deadline=0.02)
+    sms, task = world.row("sms"), world.row("task")
+    assert sms["status"] == "uncertain" and "no answer within 0.02 s" in sms["error"]
+    assert task["status"] == "retry" and "no answer within 0.02 s" in task["error"]
+
+
+def test_an_in_store_connector_runs_on_the_store_thread(world: World) -> None:
+    stopping = asyncio.Event()
+    world.connectors = {"crm": LocalConnector("crm", {}, db=world.store.db, now=world.clock.now)}
+    world.insert(effect("t1", connector="crm"))
+    outbox = Outbox(world.engine, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics,
+                    on_events=stopping.set)
+
+    async def main() -> None:
+        async with asyncio.timeout(10):
+            await outbox.run(stopping)
+
+    asyncio.run(main())
+    assert world.row("t1")["status"] == "done"
+    (journaled,) = world.journal()
+    assert journaled["type"] == "task.created" and journaled["body"]["echo_of"] == "rule-a"
+    assert world.engine.executor.submit(lambda: world.store.db["local_tasks"].count).result() == 1
+
+
+def test_a_rate_limited_connector_keeps_to_its_rate(world: World) -> None:
+    stopping = asyncio.Event()
+    api = Limited("api", [], stop_after=6, stopping=stopping)
+    world.connectors = {"api": api}
+    world.insert(*(effect(f"e{i}") for i in range(6)))
+    started = time.monotonic()
+    world.run(stopping)
+    elapsed = time.monotonic() - started
+    # 5 per second with a burst of 1: the first at once, then one every 0.2 s.
+    assert elapsed >= 0.95
+    stamps = sorted(c[2] for c in api.calls)
+    assert len(stamps) == 6
+    assert all(b - a >= 0.18 for a, b in zip(stamps, stamps[1:])), [round(b - a, 3) for a, b in zip(stamps, stamps[1:])]
+    assert stamps[-1] - stamps[0] >= 0.95
+    assert all(world.row(f"e{i}")["status"] == "done" for i in range(6))
+    assert sorted(c[1] for c in api.calls) == [f"e{i}" for i in range(6)]
