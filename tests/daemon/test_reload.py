@@ -94,7 +94,8 @@ def swapping(daemon: Daemon, scenario: Callable[[Daemon], Awaitable[None]]) -> N
         daemon.stopping = asyncio.Event()
         daemon.engine = StoreThread(daemon.db_path, "engine", synchronous="NORMAL")
         daemon.journal = StoreThread(daemon.db_path, "journal", synchronous="NORMAL")
-        daemon.outbox = SimpleNamespace(deadline=0.0)  # type: ignore[assignment]  # swap closes retired connectors after it
+        # swap() closes the retired connectors once the outbox's deadline has passed
+        daemon.outbox = SimpleNamespace(deadline=0.0)  # type: ignore[assignment]
         try:
             daemon.connectors = await daemon._connectors(daemon.project)
             async with asyncio.timeout(10):

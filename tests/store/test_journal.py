@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from automator.config.project import Project
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, WhyNot
 from automator.store.journal import event_key, owner_is_gone, worker_name
 from automator.store.sqlite import SqliteStore, utc
@@ -172,8 +173,9 @@ def test_a_failing_commit_leaves_the_event_claimed_and_writes_nothing(store: Sql
     store.append([ev("e1")], NOW)
     (claimed,) = store.claim_events("A", NOW, 1, LEASE)
     decision = _decision(claimed)
+    broken = Timer(id="t", due_at="not a datetime", kind="resume", rule_id="r")  # type: ignore[arg-type]
     bad = Decision(event=claimed, entity_before=None, entity_after=decision.entity_after, runs=decision.runs,
-                   timers=(Timer(id="t", due_at="not a datetime", kind="resume", rule_id="r"),))  # type: ignore[arg-type]
+                   timers=(broken,))
     with pytest.raises(AttributeError):
         store.commit(claimed, bad, NOW)
     assert row(store, "e1")["status"] == "claimed"
@@ -385,7 +387,7 @@ WORKER_RULES = """
 
 
 @pytest.fixture(scope="module")
-def worker_project(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def worker_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     import textwrap
 
     from automator.config.load import load_project
@@ -404,7 +406,7 @@ def nps(ident: str, client: str) -> Event:
                  source="crm")
 
 
-def test_process_batch_decides_and_commits_each_event(worker_project, store: SqliteStore) -> None:  # type: ignore[no-untyped-def]
+def test_process_batch_decides_and_commits_each_event(worker_project: Project, store: SqliteStore) -> None:
     from automator.daemon.worker import process_batch
 
     store.append([nps("e1", "1"), nps("e2", "2")], NOW)
@@ -423,7 +425,7 @@ def test_process_batch_decides_and_commits_each_event(worker_project, store: Sql
 
 
 def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # type: ignore[no-untyped-def]
-        worker_project, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        worker_project: Project, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
     from automator.daemon import worker
 
     real = worker.decide
@@ -451,7 +453,7 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
 
 
 def test_a_batch_cut_short_by_its_budget_keeps_the_rest_for_the_same_worker(  # type: ignore[no-untyped-def]
-        worker_project, store: SqliteStore) -> None:
+        worker_project: Project, store: SqliteStore) -> None:
     from automator.daemon.worker import process_batch
 
     store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
