@@ -27,7 +27,8 @@ from automator.errors import ConnectorError, InboundRejected, Rejected, Retryabl
 from automator.model import EntityRef, Event
 from connectors.bitrix24 import events as ev
 from connectors.bitrix24.api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
-from connectors.bitrix24.mapping import (ORIGINATOR, contact_fields, deal_fields, e164, looks_like_phone)
+from connectors.bitrix24.mapping import (ORIGINATOR, contact_fields, deal_fields, e164, event_fields,
+                                         looks_like_phone, stage_category)
 
 __all__ = ["Bitrix24"]
 
@@ -43,6 +44,14 @@ def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
         text = f"{what}: {key}: {error.get('error') or '-'}: {error.get('error_description', '')}"
         return Retryable(text) if error.get("error") in RETRY_CODES else Rejected(text)
     return None
+
+
+def _deal_id(value: Any) -> str:
+    """A Bitrix24 deal id (a positive whole number), else the action is refused before any call."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) == 0:
+        raise Rejected(f"{value!r} is not a Bitrix24 deal id")
+    return text
 
 
 def _when(value: Any) -> str:
@@ -140,13 +149,17 @@ class Bitrix24(WebConnector):
     async def deal_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """crm.deal.add in the pipeline file's CATEGORY_ID/STAGE_ID, unless a deal with this effect key exists;
         a `contact` given as a phone number is found or created first."""
-        category, stage = self.stage_ids(str(params["pipeline"]), str(params["stage"]))
+        category, stage = self._stage(str(params["pipeline"]), str(params["stage"]))
         fields = deal_fields(params.get("fields") or {}, self.custom)
-        fields.update({"TITLE": str(params["title"]), "CATEGORY_ID": int(category or 0), "STAGE_ID": stage,
+        fields.update({"TITLE": str(params["title"]), "CATEGORY_ID": int(category), "STAGE_ID": stage,
                        "ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": key})
         if params.get("responsible") not in (None, ""):
             fields["ASSIGNED_BY_ID"] = self._user(params["responsible"])
         if params.get("amount") not in (None, ""):
+            try:
+                float(params["amount"])
+            except (TypeError, ValueError):
+                raise Rejected(f"amount {params['amount']!r} is not a number") from None
             fields["OPPORTUNITY"] = params["amount"]
         contact = params.get("contact")
         commands: dict[str, tuple[str, Mapping[str, Any]]] = {
@@ -180,9 +193,20 @@ class Bitrix24(WebConnector):
             data["responsible"] = str(fields["ASSIGNED_BY_ID"])
         if "OPPORTUNITY" in fields:
             data["amount"] = float(fields["OPPORTUNITY"])
-        data.update(params.get("fields") or {})
+        data.update(event_fields(params.get("fields") or {}, self.custom))
         return ActionResult({"id": deal_id, "client": data.get("client")},
                             (self._event(key, "created", deal_id, data),))
+
+    def _stage(self, pipeline: str, stage: str) -> tuple[str, str]:
+        """The (CATEGORY_ID, STAGE_ID) of a named stage, checked against Bitrix's id scheme (`Cn:` prefixes), since
+        a stage of another pipeline sent to Bitrix is an error only it would report, if at all."""
+        category, stage_id = self.stage_ids(pipeline, stage)
+        target = str(category or "0")
+        if not target.isdigit() or stage_category(stage_id) != int(target):
+            scheme = f"C{target}:…" if target != "0" else "no Cn: prefix"
+            raise Rejected(f"pipeline {pipeline!r} (Bitrix24 id {target}) names stage {stage!r} with id {stage_id!r}"
+                           f", not a stage id of that pipeline ({scheme})")
+        return target, stage_id
 
     def _user(self, who: Any) -> str:
         text = str(who).strip()
@@ -196,7 +220,7 @@ class Bitrix24(WebConnector):
     async def deal_move(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Move a deal to a stage: crm.deal.update within its pipeline, crm.item.update to another pipeline
         (crm.deal.update cannot change CATEGORY_ID). Already there with nothing else to set: nothing is sent."""
-        deal_id = str(params["deal"])
+        deal_id = _deal_id(params["deal"])
         current = await self.api.result("crm.deal.get", {"id": deal_id})
         own = str(current.get("CATEGORY_ID") or "0")
         pipeline = params.get("pipeline") or next(
@@ -204,8 +228,7 @@ class Bitrix24(WebConnector):
         if pipeline is None:
             raise Rejected(f"deal {deal_id} is in Bitrix24 pipeline {own}, which no pipeline file of "
                            f"{self.name!r} names; say `pipeline:`")
-        category, stage = self.stage_ids(str(pipeline), str(params["stage"]))
-        target = str(category or "0")
+        target, stage = self._stage(str(pipeline), str(params["stage"]))
         fields = deal_fields(params.get("fields") or {}, self.custom)
         if target != own:
             move: dict[str, Any] = {"categoryId": int(target), "stageId": stage}
@@ -219,20 +242,23 @@ class Bitrix24(WebConnector):
             await self.api.call("crm.deal.update", {"id": deal_id, "fields": {"STAGE_ID": stage, **fields},
                                                     "params": {"REGISTER_SONET_EVENT": "N"}})
         data = {"pipeline": str(pipeline), "stage": str(params["stage"]), "pipeline_id": target, "stage_id": stage,
-                **(params.get("fields") or {})}
+                **event_fields(params.get("fields") or {}, self.custom)}
         return ActionResult({"id": deal_id, "stage_id": stage, "pipeline_id": target},
                             (self._event(key, "updated", deal_id, data),))
 
     @action("deal.update")
     async def deal_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """crm.deal.update of the fields given (a stage change is deal.move's)."""
-        deal_id = str(params["deal"])
+        deal_id = _deal_id(params["deal"])
         fields = deal_fields(params["fields"], self.custom)
         if "ASSIGNED_BY_ID" in fields:
             fields["ASSIGNED_BY_ID"] = self._user(fields["ASSIGNED_BY_ID"])
         await self.api.call("crm.deal.update", {"id": deal_id, "fields": fields,
                                                 "params": {"REGISTER_SONET_EVENT": "N"}})
-        return ActionResult({"id": deal_id}, (self._event(key, "updated", deal_id, dict(params["fields"])),))
+        data = event_fields(params["fields"], self.custom)
+        if "ASSIGNED_BY_ID" in fields:
+            data["responsible"] = fields["ASSIGNED_BY_ID"]
+        return ActionResult({"id": deal_id}, (self._event(key, "updated", deal_id, data),))
 
     # ---- tasks and the timeline --------------------------------------------------------------------------
     @action("task.create")
@@ -259,7 +285,7 @@ class Bitrix24(WebConnector):
     @action("bitrix24.todo", schema=SCHEMA.format("bitrix24.todo"))
     async def todo(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """A to-do for the manager in a deal's timeline (crm.activity.todo.add)."""
-        body: dict[str, Any] = {"ownerTypeId": 2, "ownerId": int(str(params["deal"])), "deadline": _when(params["due"]),
+        body: dict[str, Any] = {"ownerTypeId": 2, "ownerId": int(_deal_id(params["deal"])), "deadline": _when(params["due"]),
                                 "title": str(params["title"])}
         if params.get("description"):
             body["description"] = str(params["description"])
@@ -272,7 +298,7 @@ class Bitrix24(WebConnector):
     async def comment(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """A comment in a deal's timeline (crm.timeline.comment.add; `fields` in lower case, as required)."""
         answer = await self.api.result("crm.timeline.comment.add", {"fields": {
-            "ENTITY_ID": int(str(params["deal"])), "ENTITY_TYPE": "deal", "COMMENT": str(params["text"])}})
+            "ENTITY_ID": int(_deal_id(params["deal"])), "ENTITY_TYPE": "deal", "COMMENT": str(params["text"])}})
         return ActionResult({"id": str(answer)})
 
     @action("bitrix24.contact", schema=SCHEMA.format("bitrix24.contact"))

@@ -60,7 +60,9 @@ def _matches(row: Mapping[str, Any], key: str, wanted: Any) -> bool:
     if op in ("", "="):
         if isinstance(wanted, list):
             return str(have) in {str(v) for v in wanted}
-        return (have is None and wanted in ("", None)) or (have is not None and _comparable(have) == _comparable(wanted))
+        if have is None:
+            return wanted in ("", None)
+        return bool(_comparable(have) == _comparable(wanted))
     if op in ("!", "!="):
         return have is None or _comparable(have) != _comparable(wanted)
     a, b = _comparable(have), _comparable(wanted)

@@ -65,32 +65,54 @@ def _number(text: Any) -> float | None:
         return None
 
 
+# Bitrix24 code → the canonical name events carry (CONTACT_ID is the deal's client).
+REVERSE: dict[str, str] = {**{code: name for name, code in DEAL_FIELDS.items() if name != "contact"},
+                           "DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "ORIGIN_ID": "origin_id"}
+NUMBERS = frozenset({"amount", "probability"})
+
+
+def stage_category(stage: str) -> int:
+    """The pipeline (CATEGORY_ID) a stage id belongs to: `C4:NEW` → 4, `NEW` → 0."""
+    match = re.match(r"^C(\d+):", stage)
+    return int(match.group(1)) if match else 0
+
+
 def canonical_deal(raw: Mapping[str, Any], custom: Mapping[str, str],
                    stage_named: Callable[[str, str | None], tuple[str, str] | None]) -> dict[str, Any]:
-    """A Bitrix24 deal (`crm.deal.get`/`list` row) in the canonical words rules read; the CRM ids kept too."""
+    """A Bitrix24 deal (`crm.deal.get`/`list` row) in the canonical words rules read; the CRM ids kept too.
+    Custom fields appear under their names in the settings' `fields:`, unmapped ones under their codes."""
     category = None if raw.get("CATEGORY_ID") is None else str(raw["CATEGORY_ID"])
     stage_id = str(raw.get("STAGE_ID") or "")
     data: dict[str, Any] = {"id": str(raw.get("ID")), "pipeline_id": category, "stage_id": stage_id}
     named = stage_named(stage_id, category) if stage_id else None
     if named:
         data["pipeline"], data["stage"] = named
-    plain = {"title": "TITLE", "client": "CONTACT_ID", "responsible": "ASSIGNED_BY_ID", "currency": "CURRENCY_ID",
-             "company": "COMPANY_ID", "source": "SOURCE_ID", "comments": "COMMENTS", "created_at": "DATE_CREATE",
-             "updated_at": "DATE_MODIFY", "origin_id": "ORIGIN_ID", "closes_at": "CLOSEDATE"}
-    for name, code in plain.items():
-        if raw.get(code) not in (None, ""):
-            data[name] = raw[code]
-    amount = _number(raw.get("OPPORTUNITY"))
-    if amount is not None:
-        data["amount"] = amount
+    names = {**REVERSE, **{code: name for name, code in custom.items()}}
+    for code, value in raw.items():
+        if value in (None, "", []) or code in ("ID", "CATEGORY_ID", "STAGE_ID"):
+            continue
+        name = names.get(code, code if code.startswith("UF_CRM_") else None)
+        if name is None:
+            continue
+        data[name] = (_number(value) if name in NUMBERS else value)
     if raw.get("STAGE_SEMANTIC_ID"):
         data["outcome"] = {"S": "won", "F": "lost"}.get(str(raw["STAGE_SEMANTIC_ID"]), "open")
     if raw.get("CLOSED") in ("Y", "N"):
         data["closed"] = raw["CLOSED"] == "Y"
-    for name, code in custom.items():
-        if code in raw and raw[code] not in (None, "", []):
-            data[name] = raw[code]
     return data
+
+
+def event_fields(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    """Fields a rule set, named and typed as the deal's webhook will report them (so the daemon knows that
+    webhook as the echo of its own change)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        name = str(name)
+        canonical = "client" if name == "contact" else name if name in custom or name in DEAL_FIELDS \
+            else REVERSE.get(name, name)
+        number = _number(value) if canonical in NUMBERS else None
+        out[canonical] = number if number is not None else value
+    return out
 
 
 def canonical_lead(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.bitrix24.listing import Fail, comm_key, listing
+from connectors.bitrix24.mapping import stage_category
 
 __all__ = ["Fail", "Portal", "semantic", "stage_category"]
 
@@ -53,12 +54,6 @@ def _id(params: Mapping[str, Any], name: str = "id") -> int:
     if value <= 0:
         raise Fail(400, "", "ID is not defined or invalid.")
     return value
-
-
-def stage_category(stage: str) -> int:
-    """The pipeline a stage id belongs to: `C4:NEW` → 4, `NEW` → 0."""
-    match = re.match(r"^C(\d+):", stage)
-    return int(match.group(1)) if match else 0
 
 
 def semantic(stage: str) -> str:

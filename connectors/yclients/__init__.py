@@ -21,6 +21,12 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
 * Delivery ids are `record:<id>:<create|update|delete>@<last_change_date in UTC>`; the poll derives the status
   a webhook would carry (deleted → delete, never changed since creation → create, else update). A record's
   embedded client also yields a `client.updated` (id `…/client`) so that rules can address the client.
+* Client webhooks `create`/`update`/`delete` become `client.created`/`updated`/`deleted` (name, phone in E.164,
+  email, `categories` titles, `category` = the first of them); other resources are accepted and dropped.
+* The poll sends `changed_after` as an ISO datetime in UTC one second before the cursor, with `with_deleted=1`:
+  whether the API's bound is inclusive is unknown, and the cursor's ids of its last second make either work.
+* 5 requests a second and 200 a minute are per IP: the outbox starts at most 1 action a second (burst 2) and
+  every request of every YCLIENTS connector to one host is paced under both windows (api.Pace).
 * 429 retries after Retry-After when the answer has one (it is not documented to), else the outbox's backoff.
 """
 from __future__ import annotations

@@ -238,6 +238,18 @@ def test_unknown_stage_or_unmapped_field_is_refused_before_any_call(emu: Bitrix2
                                                      "fields": {"colour": "red"}}, "k"))
     with pytest.raises(Rejected, match="set by the connector"):
         run(emu, lambda c: c.perform("deal.update", {"deal": "1", "fields": {"STAGE_ID": "C4:WON"}}, "k"))
+    with pytest.raises(Rejected, match="is not a Bitrix24 deal id"):
+        run(emu, lambda c: c.perform("deal.move", {"deal": "C4:12", "pipeline": "rehabilitation", "stage": "won"}, "k"))
+    with pytest.raises(Rejected, match="is not a number"):
+        run(emu, lambda c: c.perform("deal.create", {"pipeline": "rehabilitation", "stage": "new", "title": "x",
+                                                     "amount": "много"}, "k"))
+    bad = {**PIPELINES, "odd": Pipeline("odd", "crm", "6", {"new": Stage("new", "NEW")})}
+
+    async def odd(c: Bitrix24) -> Any:
+        c.pipelines = bad
+        return await c.perform("deal.create", {"pipeline": "odd", "stage": "new", "title": "x"}, "k")
+    with pytest.raises(Rejected, match="not a stage id of that pipeline"):
+        run(emu, odd)
     assert rest_calls(emu) == []
 
 

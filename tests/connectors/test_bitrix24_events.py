@@ -315,3 +315,38 @@ def _sandbox(receiver: Sink, hook_url: str) -> None:
     assert parsed.type == "deal.created" and parsed.entity.id == made.data["id"]
     assert (parsed.data["pipeline"], parsed.data["stage"], parsed.data["service"]) == ("rehabilitation", "new", "ЛФК")
     assert emulator.state()["categories"][-1]["id"] == 4  # learned from the stage it was sent
+
+
+def test_the_webhook_of_our_own_change_carries_what_the_action_reported(emu: Bitrix24Emulator, sink: Sink) -> None:
+    """The daemon knows a webhook as the echo of its effect when it holds every field the effect reported."""
+    from automator.model import same
+
+    async def go(c: Bitrix24) -> Any:
+        seen = [0]
+
+        async def then_hook(result: Any) -> Any:  # read the webhook before the next change, as the daemon would
+            seen[0] += 1  # each of these changes sends exactly one webhook
+            hook = wait_hooks(sink, seen[0])[seen[0] - 1]
+            emu.skew += 2
+            return result, (await c.parse(inbound(hook[2])))[0]
+        made = await then_hook(await c.perform("deal.create", {
+            "pipeline": "rehabilitation", "stage": "new", "title": "Эхо", "contact": "75", "responsible": "admin",
+            "amount": "15000", "fields": {"service": "ЛФК", "COMMENTS": "из YCLIENTS"}}, "k1"))
+        deal_id = made[0].data["id"]
+        moved = await then_hook(await c.perform("deal.move", {
+            "deal": deal_id, "pipeline": "rehabilitation", "stage": "booked",
+            "fields": {"visit_at": "2026-03-02T18:00:00+03:00", "service": "Массаж"}}, "k2"))
+        updated = await then_hook(await c.perform("deal.update", {
+            "deal": deal_id, "fields": {"amount": 3500, "responsible": "7"}}, "k3"))
+        pairs = [made, moved, updated]
+        return [r for r, _ in pairs], [w for _, w in pairs]
+    results, parsed = run(emu, go)
+    for result, webhook in zip(results, parsed):
+        [reported] = result.events
+        missing = {k: v for k, v in reported.data.items() if not same(webhook.data.get(k), v)}
+        assert missing == {}, (reported.type, missing, webhook.data)
+
+
+def test_first_poll_of_an_empty_portal_starts_from_now(emu: Bitrix24Emulator) -> None:
+    events, cursor = run(emu, lambda c: c.poll(None))
+    assert events == [] and abs((datetime.fromisoformat(cursor) - datetime.now(timezone.utc)).total_seconds()) < 5

@@ -401,9 +401,8 @@ def test_the_captured_client_webhook(world: World, url: str) -> None:
 
 
 def test_create_and_delete_webhooks(world: World, url: str) -> None:
-    created, = [e for e in parse(make(url), hook({"company_id": COMPANY, "resource": "record", "resource_id": 7,
-                                                  "status": "create",
-                                                  "data": {"attendance": 0, "last_change_date": PAST}}))]
+    created, = parse(make(url), hook({"company_id": COMPANY, "resource": "record", "resource_id": 7,
+                                      "status": "create", "data": {"attendance": 0, "last_change_date": PAST}}))
     deleted, = parse(make(url), hook({"company_id": COMPANY, "resource": "record", "resource_id": 7,
                                       "status": "delete", "data": {"deleted": True, "last_change_date": PAST}}))
     assert (created.type, created.data["status"]) == ("booking.created", "waiting")
@@ -753,3 +752,43 @@ def test_captured_fixtures_are_not_changed_by_parsing(world: World, url: str) ->
     parse(make(url), hook({"company_id": COMPANY, "resource": "record", "resource_id": 596792980,
                            "status": "update", "data": CAPTURED_RECORD}))
     assert CAPTURED_RECORD == before
+
+
+def test_a_project_using_the_connector_validates(make_project: Callable[..., Any]) -> None:
+    from automator.config.load import load_project
+    from connectors.local import LocalConnector
+
+    config = """\
+timezone: Europe/Moscow
+branches:
+  main: {hours: "09:00-21:00", days: mon-sat}
+default_branch: main
+connectors:
+  crm: {type: local}
+  booking:
+    type: yclients
+    company_id: 307626
+    partner_token: "${env:YCLIENTS_PARTNER_TOKEN}"
+    user_token: "${env:YCLIENTS_USER_TOKEN}"
+    hook_secret: "${env:YCLIENTS_HOOK_SECRET}"
+    branch: main
+    poll_every: 5m
+"""
+    rules = """\
+rules:
+  - id: no-show
+    when: {held: booking.status, is: waiting, until: end_of_day}
+    do:
+      - booking.set_status: {status: no_show}
+  - id: vip
+    when: {changed: booking.status, to: arrived}
+    do:
+      - client.set_category: {category: VIP}
+      - yclients.loyalty_cards: {client: "{{ client.id }}"}
+"""
+    root = make_project(rules, config=config)
+    project, problems = load_project(root, connector_types={"local": LocalConnector, "yclients": Yclients})
+    assert problems == [] and project is not None
+    (root / "automator.yaml").write_text(config.replace('"${env:YCLIENTS_USER_TOKEN}"', "plain-secret"))
+    _, problems = load_project(root, connector_types={"local": LocalConnector, "yclients": Yclients})
+    assert any("user_token" in p.message for p in problems)

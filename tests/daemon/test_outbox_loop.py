@@ -20,7 +20,7 @@ from automator.daemon.storethread import StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Decision, Effect, EntityRef, Event
 from automator.store.outbox import Claimed
-from automator.store.sqlite import SqliteStore, utc
+from automator.store.sqlite import SqliteStore
 from connectors.local import LocalConnector
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)

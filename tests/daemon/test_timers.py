@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,10 +19,11 @@ from automator.store.sqlite import SqliteStore
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc
+Projects = Callable[..., Project]
 
 
 @pytest.fixture(scope="module")
-def projects(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Project]:
+def projects(tmp_path_factory: pytest.TempPathFactory) -> Projects:
     """Projects with one rules file, written and loaded once per module (loading is most of these tests' time)."""
     cache: dict[tuple[str, str], Project] = {}
 
@@ -43,7 +43,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Project]
     return make
 
 
-def load(projects: Callable[..., Project], rules: str, tz: str = "Europe/Berlin") -> Project:
+def load(projects: Projects, rules: str, tz: str = "Europe/Berlin") -> Project:
     return projects(rules, tz=tz)
 
 
@@ -64,8 +64,8 @@ def journal_ids(store: SqliteStore) -> list[str]:
 
 # ---- sync_schedules ----------------------------------------------------------------------------------------------
 
-def test_sync_creates_one_timer_per_schedule_rule(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("morning", '{schedule: "0 10 * * *"}'),
+def test_sync_creates_one_timer_per_schedule_rule(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("morning", '{schedule: "0 10 * * *"}'),
                                                 ("closing", "{schedule: end_of_day}"),
                                                 ("on-event", "{event: nps.received}")))
     store = SqliteStore()
@@ -82,8 +82,8 @@ def test_sync_creates_one_timer_per_schedule_rule(projects: Callable[..., Projec
     assert len(schedule_timers(store)) == 2
 
 
-def test_a_kept_timer_keeps_its_due_time_across_a_restart(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("morning", '{schedule: "0 10 * * *"}')))
+def test_a_kept_timer_keeps_its_due_time_across_a_restart(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("morning", '{schedule: "0 10 * * *"}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
     # Down for three days: the timer must still say the first missed tick, so fire_due can catch up.
@@ -91,29 +91,29 @@ def test_a_kept_timer_keeps_its_due_time_across_a_restart(projects: Callable[...
     assert schedule_timers(store) == {"schedule/morning": datetime(2026, 3, 2, 10, 0, tzinfo=BERLIN)}
 
 
-def test_a_changed_schedule_resets_its_timer(projects: Callable[..., Project]) -> None:
+def test_a_changed_schedule_resets_its_timer(projects: Projects) -> None:
     store = SqliteStore()
     start = datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN)
-    sync_schedules(store, load(projects: Callable[..., Project], schedule_rules(("r", '{schedule: "0 10 * * *"}'))), start)
+    sync_schedules(store, load(projects, schedule_rules(("r", '{schedule: "0 10 * * *"}'))), start)
     later = datetime(2026, 3, 4, 12, 0, tzinfo=BERLIN)
-    changed = load(projects: Callable[..., Project], schedule_rules(("r", '{schedule: "0 18 * * *"}')))
+    changed = load(projects, schedule_rules(("r", '{schedule: "0 18 * * *"}')))
     assert sync_schedules(store, changed, later) == 1
     assert schedule_timers(store) == {"schedule/r": datetime(2026, 3, 4, 18, 0, tzinfo=BERLIN)}
     # The catch-up policy is part of what the timer was computed from too.
-    policy = load(projects: Callable[..., Project], schedule_rules(("r", '{schedule: "0 18 * * *", catch_up: all}')))
+    policy = load(projects, schedule_rules(("r", '{schedule: "0 18 * * *", catch_up: all}')))
     assert sync_schedules(store, policy, later + timedelta(hours=1)) == 1
     (timer,) = store.timers()
     assert timer.payload == {"spec": "0 18 * * *||all"} and timer.due_at == datetime(2026, 3, 4, 18, 0, tzinfo=BERLIN)
 
 
-def test_orphan_schedule_timers_are_deleted_others_kept(projects: Callable[..., Project]) -> None:
+def test_orphan_schedule_timers_are_deleted_others_kept(projects: Projects) -> None:
     store = SqliteStore()
     now = datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN)
-    sync_schedules(store, load(projects: Callable[..., Project], schedule_rules(("a", '{schedule: "0 10 * * *"}'),
+    sync_schedules(store, load(projects, schedule_rules(("a", '{schedule: "0 10 * * *"}'),
                                                             ("b", '{schedule: "0 11 * * *"}'))), now)
     wait = Timer(id="resume/run-1", due_at=now + timedelta(days=1), kind="resume", rule_id="a", run_id="run-1")
     store.put_timer(wait)
-    assert sync_schedules(store, load(projects: Callable[..., Project], schedule_rules(("b", '{schedule: "0 11 * * *"}'),
+    assert sync_schedules(store, load(projects, schedule_rules(("b", '{schedule: "0 11 * * *"}'),
                                                                    ("c", "{event: nps.received}"))), now) == 0
     assert schedule_timers(store) == {"schedule/b": datetime(2026, 3, 2, 11, 0, tzinfo=BERLIN)}
     assert [t.id for t in store.timers() if t.kind == "resume"] == ["resume/run-1"]  # waits are not schedules
@@ -122,8 +122,8 @@ def test_orphan_schedule_timers_are_deleted_others_kept(projects: Callable[..., 
 # ---- fire_due ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def plain(projects: Callable[..., Project]) -> Project:
-    return load(projects: Callable[..., Project], schedule_rules(("later", '{schedule: "0 10 * * *"}')))
+def plain(projects: Projects) -> Project:
+    return load(projects, schedule_rules(("later", '{schedule: "0 10 * * *"}')))
 
 
 def test_fire_due_moves_waits_and_held_timers_into_the_journal(plain: Project) -> None:
@@ -183,9 +183,9 @@ def test_a_schedule_timer_of_a_removed_rule_is_dropped(plain: Project) -> None:
     ("skip", [], 3),
     ("all", [2, 3, 4], 3),
 ])
-def test_catch_up_after_several_missed_ticks(projects: Callable[..., Project], caplog: pytest.LogCaptureFixture,
+def test_catch_up_after_several_missed_ticks(projects: Projects, caplog: pytest.LogCaptureFixture,
                                              policy: str, fired_days: list[int], missed: int) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
+    project = load(projects, schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
     # The daemon was down from before the 2nd 10:00 until after the 4th's: ticks on the 2nd, 3rd and 4th missed.
@@ -206,8 +206,8 @@ def test_catch_up_after_several_missed_ticks(projects: Callable[..., Project], c
 
 @pytest.mark.parametrize("policy", ["once", "skip", "all"])
 def test_an_on_time_tick_fires_under_every_policy_and_is_not_logged(
-        projects, caplog: pytest.LogCaptureFixture, policy: str) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
+        projects: Projects, caplog: pytest.LogCaptureFixture, policy: str) -> None:
+    project = load(projects, schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
     with caplog.at_level(logging.WARNING, logger="automator.daemon.timers"):
@@ -219,9 +219,9 @@ def test_an_on_time_tick_fires_under_every_policy_and_is_not_logged(
 
 
 @pytest.mark.parametrize("policy, fired_days, missed", [("once", [4], 2), ("skip", [4], 2), ("all", [2, 3, 4], 2)])
-def test_catch_up_when_the_last_tick_is_on_time(projects: Callable[..., Project], policy: str, fired_days: list[int],
+def test_catch_up_when_the_last_tick_is_on_time(projects: Projects, policy: str, fired_days: list[int],
                                                 missed: int) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
+    project = load(projects, schedule_rules(("daily", f'{{schedule: "0 10 * * *", catch_up: {policy}}}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
     report = fire_due(store, project, datetime(2026, 3, 4, 10, 0, 30, tzinfo=BERLIN))
@@ -229,8 +229,8 @@ def test_catch_up_when_the_last_tick_is_on_time(projects: Callable[..., Project]
     assert report.catch_ups == [("daily", policy, missed)]
 
 
-def test_one_missed_tick_under_once(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("daily", '{schedule: "0 10 * * *"}')))
+def test_one_missed_tick_under_once(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("daily", '{schedule: "0 10 * * *"}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 3, 2, 9, 0, tzinfo=BERLIN))
     report = fire_due(store, project, datetime(2026, 3, 2, 11, 0, tzinfo=BERLIN))
@@ -252,8 +252,8 @@ def local(events: list[Event]) -> list[str]:
     return [e.at.astimezone(BERLIN).isoformat() for e in events]
 
 
-def test_daily_0230_on_the_fall_back_day_fires_once(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("nightly", '{schedule: "30 2 * * *"}')))
+def test_daily_0230_on_the_fall_back_day_fires_once(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("nightly", '{schedule: "30 2 * * *"}')))
     store = SqliteStore()
     fired = run_timer_loop(store, project, datetime(2026, 10, 23, 12, 0, tzinfo=BERLIN),
                            datetime(2026, 10, 27, 12, 0, tzinfo=BERLIN))
@@ -267,8 +267,8 @@ def test_daily_0230_on_the_fall_back_day_fires_once(projects: Callable[..., Proj
     assert all(i.startswith("schedule/nightly@2026-10-") and "T02:30:00" in i for i in ids)
 
 
-def test_daily_0230_on_the_spring_forward_day_fires_once_at_0300(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("nightly", '{schedule: "30 2 * * *"}')))
+def test_daily_0230_on_the_spring_forward_day_fires_once_at_0300(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("nightly", '{schedule: "30 2 * * *"}')))
     store = SqliteStore()
     fired = run_timer_loop(store, project, datetime(2026, 3, 27, 12, 0, tzinfo=BERLIN),
                            datetime(2026, 3, 30, 12, 0, tzinfo=BERLIN))
@@ -278,8 +278,8 @@ def test_daily_0230_on_the_spring_forward_day_fires_once_at_0300(projects: Calla
     assert len(set(ids)) == len(ids) and journal_ids(store) == ids
 
 
-def test_catch_up_all_across_the_fall_back_day_fires_each_local_time_once(projects: Callable[..., Project]) -> None:
-    project = load(projects: Callable[..., Project], schedule_rules(("nightly", '{schedule: "30 2 * * *", catch_up: all}')))
+def test_catch_up_all_across_the_fall_back_day_fires_each_local_time_once(projects: Projects) -> None:
+    project = load(projects, schedule_rules(("nightly", '{schedule: "30 2 * * *", catch_up: all}')))
     store = SqliteStore()
     sync_schedules(store, project, datetime(2026, 10, 23, 12, 0, tzinfo=BERLIN))
     report = fire_due(store, project, datetime(2026, 10, 26, 12, 0, tzinfo=BERLIN))
@@ -302,11 +302,11 @@ def test_tick_ids_are_per_rule_and_local_wall_time(plain: Project) -> None:
     assert store.append([tick_event("r", first.at, config, missed=2)], first.at) == [False]  # a tick journals once
 
 
-def test_an_hourly_schedule_fires_in_both_passes_of_the_repeated_hour(projects: Callable[..., Project]) -> None:
+def test_an_hourly_schedule_fires_in_both_passes_of_the_repeated_hour(projects: Projects) -> None:
     # Hourly schedules follow real time (automator/clock.py, cron_next): during the repeated hour of the
     # fall-back night they fire in both passes, as `automator test` on the simulated clock shows. The daemon
     # must journal both ticks, not drop the second as a duplicate of the first's wall time.
-    project = load(projects: Callable[..., Project], schedule_rules(("hourly", '{schedule: "30 * * * *"}')))
+    project = load(projects, schedule_rules(("hourly", '{schedule: "30 * * * *"}')))
     store = SqliteStore()
     fired = run_timer_loop(store, project, datetime(2026, 10, 25, 1, 0, tzinfo=BERLIN),
                            datetime(2026, 10, 25, 4, 0, tzinfo=BERLIN))

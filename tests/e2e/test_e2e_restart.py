@@ -73,6 +73,7 @@ class Outcome:
     uncertain: set[str] = field(default_factory=set)
     mid_call: int = 0  # uncertain calls the outside system did receive (the daemon died waiting for the answer)
     seconds: float = 0.0
+    quiet_at: str = ""  # local time the store was seen quiet (to read against the log when a check fails)
     error: str | None = None
 
 
@@ -86,12 +87,13 @@ def send(daemon: Daemon, body: Any) -> dict[str, Any] | None:
 
 
 def quiet(db: Path) -> bool:
-    """Nothing left to do: no event to decide, no effect to perform, no timer to fire."""
-    [(events,)] = query(db, "select count(*) from journal where status in ('pending', 'claimed')") or [(1,)]
-    [(effects,)] = query(db, "select count(*) from effects where status in ('pending', 'running', 'retry')") \
-        or [(1,)]
-    [(timers,)] = query(db, "select count(*) from timers") or [(1,)]
-    return events == effects == timers == 0
+    """Nothing left to do: no event to decide, no effect to perform, no timer to fire. One statement, so one
+    snapshot: a timer firing moves work from `timers` to `journal` in one commit, and separate reads could
+    see it in neither."""
+    rows = query(db, "select (select count(*) from journal where status in ('pending', 'claimed')) + "
+                     "(select count(*) from effects where status in ('pending', 'running', 'retry')) + "
+                     "(select count(*) from timers)")
+    return bool(rows) and rows[0][0] == 0
 
 
 def run_scenario(spec: str, root: Path) -> Outcome:
@@ -102,11 +104,29 @@ def run_scenario(spec: str, root: Path) -> Outcome:
     try:
         check_scenario(spec, root, fake, outcome)
     except Exception:
-        outcome.error = traceback.format_exc()
+        outcome.error = traceback.format_exc() + diagnose(root, fake)
     finally:
         fake.close()
         outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def diagnose(root: Path, fake: FakeServer) -> str:
+    """What a failing scenario left behind: the store's tables and the daemon's warnings (pytest's tmp folders
+    do not outlive many runs on a shared box)."""
+    db = root / "project" / "automator.db"
+    lines = ["", "journal:"]
+    lines += [f"  {r}" for r in query(db, "select seq, type, key, status, source, delivery_id, received_at, done_at, "
+                                          "claimed_by, error from journal order by seq")]
+    lines += ["effects:"] + [f"  {r}" for r in query(db, "select key, action, connector, status, attempts, error, "
+                                                        "updated_at from effects order by rowid")]
+    lines += ["timers:"] + [f"  {r}" for r in query(db, "select * from timers")]
+    lines += ["runs:"] + [f"  {r}" for r in query(db, "select id, rule_id, key, event_id, status, started_at, "
+                                                     "updated_at from runs")]
+    lines += ["fake server:"] + [f"  {r.method} {r.path} {r.key}" for r in fake.received()]
+    log = (root / "daemon.log").read_text(errors="replace").splitlines() if (root / "daemon.log").exists() else []
+    lines += ["log (not INFO):"] + [f"  {line[:400]}" for line in log if '"level": "INFO"' not in line]
+    return "\n".join(lines)
 
 
 def check_scenario(spec: str, root: Path, fake: FakeServer, outcome: Outcome) -> None:
@@ -139,6 +159,7 @@ def check_scenario(spec: str, root: Path, fake: FakeServer, outcome: Outcome) ->
             assert answer is not None, f"{spec}: {name} refused after the restart\n{second.log()[-3000:]}"
             outcome.duplicates_on_resend += answer["duplicates"]
         wait_for(lambda: quiet(project.db), 30, f"{spec}: all work done after the restart")
+        outcome.quiet_at = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
         check_end_state(spec, project, fake, outcome)
     finally:
         for daemon in (first, second):
