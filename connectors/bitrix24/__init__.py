@@ -10,6 +10,10 @@ Contract points chosen under uncertainty (reference §1, §6, §7):
 - `tasks.task.add` has no external-id field: a task whose creation timed out may be created twice on retry.
 - 429 OPERATION_TIME_LIMIT waits until the method's last seen `time.operating_reset_at` (else 60 s); 503
   QUERY_LIMIT_EXCEEDED waits one drain interval. Webhook-URL auth has no token to refresh: 401 is final.
+- The catch-up poll filters `>=DATE_MODIFY` with the ISO datetime (offset included) Bitrix itself returns
+  (assume: accepted as a filter value, as the returned format is); the cursor names the deals already reported
+  at its second, so nothing in that second is skipped or repeated. `deal.created` carries DATE_CREATE in its
+  delivery id, `deal.updated` DATE_MODIFY (see events.py).
 - The outbox's token bucket (2/s, burst 50; enterprise 5/s, 250) counts actions; webhook reads and polls draw on
   the same portal bucket, whose 503 is then retried like any other.
 """

@@ -7,11 +7,10 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 
 from automator.connector import Inbound
-from automator.emulator import Served, serve
+from automator.emulator import serve
 from automator.errors import InboundRejected
 from connectors.bitrix24 import Bitrix24
 from connectors.bitrix24.emulator import Bitrix24Emulator
