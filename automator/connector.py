@@ -257,10 +257,15 @@ async def call_http(coro: Any, what: str) -> Any:
 
     from automator.errors import Retryable, Uncertain
 
+    from automator.errors import Rejected
+
     try:
         return await coro
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise Retryable(f"{what}: {type(exc).__name__}: {exc}") from exc
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+        # Refused on our side before anything was sent: no retry can make such a request valid.
+        raise Rejected(f"{what}: {type(exc).__name__}: {exc}") from exc
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise Uncertain(f"{what}: {type(exc).__name__}: {exc}") from exc
 

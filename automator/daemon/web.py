@@ -132,5 +132,7 @@ class WebApp:
     async def _reject(self, send: Send, name: str, exc: InboundRejected) -> None:
         log.warning("webhook refused: %s %s", exc.status, exc.reason,
                     extra={"connector": name, "status": exc.status, "reason": exc.word})
-        self.daemon.metrics.events_rejected.labels(name, exc.word).inc()
+        # A label from the URL only when it names a connector: anyone can send /hooks/<anything>.
+        label = name if name in self.daemon.connectors else "unknown"
+        self.daemon.metrics.events_rejected.labels(label, exc.word).inc()
         await _answer(send, exc.status, {"error": exc.reason})

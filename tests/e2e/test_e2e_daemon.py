@@ -128,7 +128,8 @@ def test_refusals_are_not_journaled_and_duplicates_act_once(project: Project, st
     assert rejected("malformed") == 2
     assert rejected("too_large") == 1
     assert rejected("method") == 1
-    assert got.get(("automator_events_rejected_total", frozenset({("connector", "nowhere"),
+    # A name from the URL that is no connector is counted as "unknown": a stranger cannot mint metric series.
+    assert got.get(("automator_events_rejected_total", frozenset({("connector", "unknown"),
                                                                   ("reason", "unknown_connector")})), 0) == 1
 
     # The same delivery twice: acked both times, journaled and performed once.
