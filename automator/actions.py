@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
+
+from automator.model import EntityRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,22 @@ CANONICAL: dict[str, ActionSpec] = {
                    entity="client"),
     )
 }
+
+
+def expected_echo(action: str, params: Mapping[str, Any]) -> tuple[EntityRef, dict[str, Any]] | None:
+    """The entity a canonical action changes and the canonical fields it sets, when both are known before the
+    call: the system's webhook reporting that change is our own echo (a create's id is known only after)."""
+    def target(kind: str) -> EntityRef | None:
+        ident = params.get(kind)
+        return EntityRef(kind, str(ident)) if ident not in (None, "") else None
+
+    if action == "deal.move" and (ref := target("deal")):
+        fields = {"stage": params["stage"], **({"pipeline": params["pipeline"]} if params.get("pipeline") else {})}
+        return ref, fields
+    if action == "deal.update" and (ref := target("deal")) and isinstance(params.get("fields"), Mapping):
+        return ref, dict(params["fields"])
+    if action == "booking.set_status" and (ref := target("booking")):
+        return ref, {"status": params["status"]}
+    if action == "client.set_category" and (ref := target("client")):
+        return ref, {"category": params["category"]}
+    return None

@@ -22,7 +22,7 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_validate_the_example_project() -> None:
     code, out = invoke("validate", str(ROOT))
     assert code == 0, out
-    assert out.startswith("ok: 8 rules, 3 pipelines, 3 connectors")
+    assert out.startswith("ok: 8 rules, 3 pipelines, 5 connectors")
 
 
 def test_validate_reports_every_problem_and_exits_1(make_project) -> None:  # type: ignore[no-untyped-def]

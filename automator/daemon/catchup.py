@@ -52,6 +52,9 @@ async def poll_once(daemon: Daemon, name: str, connector: Connector) -> int:
 async def poll_forever(daemon: Daemon, name: str, every: float) -> None:
     """Poll at start-up, then every `every` seconds, until the daemon stops; a failing poll is logged and retried
     at the next interval (the cursor has not moved, so nothing is skipped)."""
+    # In --sandbox the emulators are served by the daemon itself: poll once it answers.
+    while not getattr(getattr(daemon, "server", None), "started", False) and not daemon.stopping.is_set():
+        await asyncio.sleep(0.05)
     while not daemon.stopping.is_set():
         connector = daemon.connectors.get(name)
         if connector is None:

@@ -7,6 +7,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from automator.clock import Clock
 from automator.connector import ActionResult, Connector
@@ -15,8 +16,9 @@ from automator.daemon.metrics import Metrics
 from automator.daemon.retry import RetryPolicy, TokenBucket
 from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
-from automator.model import Effect, Event
-from automator.store.outbox import Claimed, Settlement
+from automator.actions import expected_echo
+from automator.model import Effect, EntityRef, Event
+from automator.store.outbox import ECHO_WINDOW, Claimed, Settlement
 from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now:
         results = [store.settle(effect, outcome, now) for effect, outcome in items]
     crashpoints.reached("settle.after_commit")
     return results
+
+
+def _expect(store: SqliteStore, effect: Effect, entity: EntityRef, fields: dict[str, Any], now: datetime) -> None:
+    with store.atomic():
+        store.expect_echo(entity, fields, effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
 
 
 class Outbox:
@@ -126,6 +133,10 @@ class Outbox:
             if claimed.attempts > 1:
                 self.metrics.effect_retries.labels(effect.connector).inc()
             await self._throttle(connector)
+            echo = expected_echo(effect.action, effect.params)
+            if echo is not None and not connector.in_store:
+                # Before the call: the system may report the change back before the call returns.
+                await self.engine.call(_expect, effect, *echo, self.clock.now())
             try:
                 crashpoints.reached("effect.before_call")
                 result = await self._call(connector, effect)

@@ -100,8 +100,11 @@ class JournalMixin:
                         [event.source, digest, since]).fetchone():
                     out.append(False)
                     continue
-                if event.entity is not None and event.source not in ("timer", "engine") and not event.caused_by:
-                    event = self._recognise_echo(event, stamp)
+                if event.source not in ("timer", "engine"):
+                    if event.caused_by and not event.echo_of:
+                        event = self._own_effect(event)
+                    elif event.entity is not None and not event.caused_by:
+                        event = self._recognise_echo(event, stamp)
                 cur = conn.execute(
                     "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
                     "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
@@ -121,6 +124,16 @@ class JournalMixin:
                 self.db.conn.execute("delete from echoes where entity = ? and effect = ?", [str(event.entity), effect])
                 return replace(event, depth=max(event.depth, depth + 1), caused_by=effect, echo_of=rule_id)
         return event
+
+    def _own_effect(self: SqliteStore, event: Event) -> Event:
+        """An event the system says our effect caused (it carries the effect key): it takes the effect's rule and
+        chain depth."""
+        from dataclasses import replace
+
+        row = self.db.conn.execute("select rule_id, depth from effects where key = ?", [event.caused_by]).fetchone()
+        if row is None:
+            return event
+        return replace(event, depth=max(event.depth, (row[1] or 0) + 1), echo_of=row[0])
 
     def expect_echo(self: SqliteStore, entity: EntityRef, fields: dict[str, Any], effect: str, rule_id: str,
                     depth: int, until: datetime) -> None:

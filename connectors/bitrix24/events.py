@@ -77,9 +77,12 @@ def deal_event(source: str, verb: str, raw: Mapping[str, Any], custom: Mapping[s
     """`deal.created` or `deal.updated` of a fetched deal, with the delivery id a poll would give it too."""
     stamp = raw.get("DATE_CREATE") if verb == "created" else raw.get("DATE_MODIFY")
     delivery = f"deal:{raw.get('ID')}@{stamp}"
+    # A deal we created carries our effect key: its ONCRMDEALADD is our own echo, even when it outruns our
+    # own record of the create (the portal may call back before our call has returned).
+    ours = raw.get("ORIGIN_ID") if verb == "created" and raw.get("ORIGINATOR_ID") == "automator" else None
     return Event(id=f"{source}:{delivery}:{verb}", type=f"deal.{verb}", at=_moment(stamp, received),
                  entity=EntityRef("deal", str(raw.get("ID"))), data=canonical_deal(raw, custom, stage_named),
-                 source=source, delivery_id=delivery)
+                 source=source, delivery_id=delivery, caused_by=str(ours) if ours else None)
 
 
 def deal_deleted(source: str, deal_id: str, received: datetime | None) -> Event:

@@ -57,6 +57,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0  # time.monotonic() when it came in
 
     @property
     def key(self) -> str | None:
@@ -87,7 +88,8 @@ class FakeServer:
                 path = self.path.split("?", 1)[0]
                 with fake.lock:
                     fake.requests.append(Recorded(self.command, path,
-                                                  {k.lower(): v for k, v in self.headers.items()}, body))
+                                                  {k.lower(): v for k, v in self.headers.items()}, body,
+                                                  time.monotonic()))
                     status, retry_after = fake.answers.get(path, fake.default)
                     delay = fake.delays.get(path, 0.0)
                 if delay:

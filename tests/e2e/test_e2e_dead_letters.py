@@ -40,6 +40,8 @@ def test_dead_letter_then_replay_and_refused_at_once(tmp_path, fake_server: Fake
     tries = fake_server.received("/orders")
     assert [r.key for r in tries] == [key, key]
     assert all(r.body == {"order": "1"} for r in tries)
+    # The backoff alone would wait 0.5-1 s (first_delay 1s, with jitter): Retry-After: 1 is honoured.
+    assert tries[1].at - tries[0].at >= 0.95
 
     listing = daemon.cli("dead")
     assert f"{key}  [dead]  http.request via web  rule order-to-erp  2 tries" in listing.stdout
