@@ -40,7 +40,7 @@ RATE = 500
 TARGET_EPS = 2700
 TARGET_P99_MS = 10.0
 INTERVAL = 1.0
-FULL = {"warm": 1.0, "paced": 10.0, "closed_warm": 2.0, "window": 6.0, "drain_cap": 20.0}
+FULL = {"warm": 1.0, "paced": 10.0, "closed_warm": 2.0, "window": 6.0, "drain_cap": 15.0}
 QUICK = {"warm": 0.5, "paced": 2.0, "closed_warm": 0.5, "window": 1.5, "drain_cap": 8.0}
 
 

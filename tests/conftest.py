@@ -53,3 +53,45 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
             (tmp_path / "rules" / name).write_text(textwrap.dedent(text))
         return tmp_path
     return make
+
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to 127.0.0.1 only: a name or address outside it fails at once instead of reaching out."""
+    import ipaddress
+    import socket
+
+    real_getaddrinfo, real_connect, real_connect_ex = socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex
+
+    def outside(host: object) -> bool:
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        if text in _LOOPBACK_NAMES:
+            return False
+        try:
+            return not ipaddress.ip_address(text.split("%")[0]).is_loopback
+        except ValueError:
+            return True
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host is not None and outside(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests are loopback-only: {host!r} refused")
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    def guard(sock: socket.socket, address: object) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple) and outside(address[0]):
+            raise ConnectionRefusedError(f"tests are loopback-only: {address!r} refused")
+
+    def connect(sock: socket.socket, address: object) -> None:
+        guard(sock, address)
+        return real_connect(sock, address)  # type: ignore[arg-type]
+
+    def connect_ex(sock: socket.socket, address: object) -> int:
+        guard(sock, address)
+        return real_connect_ex(sock, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)

@@ -147,7 +147,9 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
             connectors[str(name)] = ConnectorConfig(str(name), str(raw["type"]), dict(raw), dict(CANONICAL),
                                                     Location(doc.path, mark.line, mark.col))
             continue
-        problems.extend(_connector_problems(doc, str(name), raw, cls))
+        # The settings schema of automator.yaml already explained some mistakes (a literal secret): once is enough.
+        seen = {(p.line, p.col) for p in problems if p.path == doc.path}
+        problems.extend(p for p in _connector_problems(doc, str(name), raw, cls) if (p.line, p.col) not in seen)
         connectors[str(name)] = ConnectorConfig(str(name), cls.type, dict(raw), dict(cls.actions),
                                                 Location(doc.path, mark.line, mark.col))
     settings = {**(data.get("settings") or {}), **(overrides or {})}

@@ -362,7 +362,7 @@ class Daemon:
         return out
 
     # ---- HTTP ----
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                 timeout: float = 15.0) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
