@@ -134,6 +134,7 @@ def record(pid: int, seconds: float, out: Path, gil: bool) -> None:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw (collapsed) stacks in this folder")
     args = parser.parse_args(argv if argv is not None else [])
     phases = QUICK if args.quick else FULL
     if not PY_SPY.exists():
@@ -154,12 +155,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         nonce=f"profile-{uuid.uuid4().hex[:8]}")
             time.sleep(phases["warm"])
             for name, gil in (("gil", True), ("threads", False)):
-                e0, a0, t0 = emulator.count, load.acks.value, time.monotonic()
+                e0, a0, t0, c0 = emulator.count, load.acks.value, time.monotonic(), d.cpu_seconds(proc.pid)
                 record(proc.pid, phases["window"], work / f"{name}.txt", gil)
                 took = time.monotonic() - t0
+                rates[f"{name}_cpu_ms"] = (d.cpu_seconds(proc.pid) - c0) * 1000 / max(1, emulator.count - e0)
+                rates[f"{name}_events"] = emulator.count - e0
                 rates[f"{name}_eps"] = (emulator.count - e0) / took
                 rates[f"{name}_acks"] = (load.acks.value - a0) / took
                 profiles[name] = read_raw(work / f"{name}.txt")
+                if args.raw:
+                    args.raw.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(work / f"{name}.txt", args.raw / f"{name}.txt")
             load.result(span + 40)
         finally:
             d.stop(proc)
@@ -181,18 +187,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name in names:
         if not gil_cat[name] and not all_cat[name]:
             continue
-        rows.append([name, gil_cat[name] / gil_total * 100 if gil_total else float("nan"),
+        # µs of GIL per event: the category's samples as seconds, over the events done while sampling
+        per_event = gil_cat[name] / RATE_HZ / max(1.0, rates["gil_events"]) * 1e6
+        rows.append([name, gil_cat[name] / gil_total * 100 if gil_total else float("nan"), per_event,
                      all_cat[name] / all_total * 100 if all_total else float("nan")])
         key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         figures[f"profile_gil_{key}_pct"] = round(rows[-1][1], 1)
     rows.sort(key=lambda r: -r[1])
-    print(d.table(["category", "% of GIL-held samples", "% of non-idle thread samples"], rows))
+    print(d.table(["category", "% of GIL-held samples", "GIL µs/event", "% of non-idle thread samples"], rows))
     print(f"  GIL held in {gil_total / possible * 100:.0f}% of the samples (busy = {gil_total} of {possible:.0f}); "
           "non-idle samples by thread: " + ", ".join(f"{t} {n / possible * 100:.0f}%" for t, n in
                                                       all_threads.most_common()))
     print("  top functions by own time, GIL-held: " + "; ".join(
         f"{f} {n / gil_total * 100:.1f}%" for f, n in gil_leaf.most_common(12)))
+    print(f"  daemon CPU (all threads) per event done while sampled: {rates['gil_cpu_ms']:.2f} ms (--gil run), "
+          f"{rates['threads_cpu_ms']:.2f} ms (all-threads run); GIL held per event: "
+          f"{gil_total / RATE_HZ / max(1.0, rates['gil_events']) * 1000:.2f} ms")
     figures["profile_gil_busy_pct"] = round(gil_total / possible * 100, 1)
+    figures["profile_cpu_ms_per_event"] = round(rates["gil_cpu_ms"], 3)
     figures["profile_eps"] = round(rates["gil_eps"], 1)
     print(d.json_line("daemon_profile", {**figures, "quick": args.quick}))
     return figures

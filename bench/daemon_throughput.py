@@ -77,6 +77,7 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
             drain(emulator, base + acked, phases["drain_cap"])
 
         # paced: the time to acknowledge at a moderate rate
+        cpu_paced = d.cpu_seconds(proc.pid)
         paced = load("paced", phases["paced"], rate=RATE)
         result = paced.result(phases["paced"] * 2 + 40)
         acked += paced.acks.value
@@ -89,6 +90,8 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
         if pipeline:
             late = drain(emulator, base + acked, phases["drain_cap"])
             out["paced_drain_s"] = late
+        # At a rate it keeps up with, every ack is one event done: the CPU it all took, per event.
+        out["paced_cpu_ms"] = (d.cpu_seconds(proc.pid) - cpu_paced) * 1000 / max(1, paced.acks.value)
 
         # closed loop: as fast as the server takes them
         closed = load("closed", phases["closed_warm"] + phases["window"])
@@ -108,6 +111,8 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
         closed.result(phases["window"] + 40)
         acked += closed.acks.value
         span = t1 - t0
+        # CPU per event (per ack for the bare endpoints) is steadier than a rate on a shared machine.
+        out["cpu_ms_per_event"] = (c1 - c0) * 1000 / ((e1 - e0) if pipeline else (a1 - a0) or 1)
         out.update(acks_per_s=(a1 - a0) / span, server_cpu_pct=(c1 - c0) / span * 100,
                    loadgen_cpu_pct=(g1 - g0) / span * 100, emulator_cpu_pct=(m1 - m0) / span * 100,
                    closed_errors=closed.errors.value)
@@ -156,16 +161,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"{d.machine_load()} after:")
     print(d.table(
         ["server", "events/s e2e", "(median 1 s)", "acks/s", "(median 1 s)", "p50 ack ms", "p99 ack ms", "max ms", "p99 from due",
-         "backlog", "drain s", "drain ev/s", "CPU% srv/gen/emu", "RSS MB"],
+         "backlog", "drain s", "drain ev/s", "CPU% srv/gen/emu", "srv CPU ms/ev", "@500/s", "RSS MB"],
         [[r["label"], r.get("eps"), r.get("eps_median"), r["acks_per_s"],
           r["acks_median"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["p99_from_due_ms"],
           r.get("backlog"), r.get("drain_s"), r.get("drain_eps"),
-          f"{r['server_cpu_pct']:.0f}/{r['loadgen_cpu_pct']:.0f}/{r['emulator_cpu_pct']:.0f}", r.get("VmRSS")]
+          f"{r['server_cpu_pct']:.0f}/{r['loadgen_cpu_pct']:.0f}/{r['emulator_cpu_pct']:.0f}",
+          r["cpu_ms_per_event"], r["paced_cpu_ms"], r.get("VmRSS")]
          for r in rows]))
     full = rows[0]
     print(f"  target: >= {TARGET_EPS:,} events/s end to end (daemon FULL: {full['eps']:,.0f}, "
           f"x{full['eps'] / TARGET_EPS:.2f} of it); p99 ack < {TARGET_P99_MS:g} ms at {RATE}/s "
           f"(daemon FULL: {full['p99_ms']:.2f} ms)")
+    print(f"  srv CPU ms/ev: the server's CPU (all threads) per event done (daemon) or per ack (bare) in the closed "
+          f"window, and '@500/s' over the paced phase, where every ack is one event done: {TARGET_EPS:,} events/s "
+          f"on one core is {1000 / TARGET_EPS:.2f} ms; the daemon FULL took {full['paced_cpu_ms']:.2f} ms, a "
+          f"ceiling of about {1000 / full['paced_cpu_ms']:,.0f} events/s per core it has")
     print(f"  paced: {RATE}/s for {phases['paced']:g} s (open loop); closed: {phases['window']:g} s window after "
           f"{phases['closed_warm']:g} s; drain = the backlog left when the load stopped, performed with no load; "
           "'p99 from due' counts from when the request was due (includes waiting for a free connection)")
@@ -174,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"  !! {errors} requests failed or were answered non-200")
     figures: dict[str, float] = {}
     for r, key in zip(rows, ("daemon_full", "daemon_normal", "bare_normal", "bare_group")):
-        for name in ("eps", "eps_median", "acks_per_s", "acks_median", "p50_ms", "p99_ms", "drain_eps", "server_cpu_pct", "start_s"):
+        for name in ("eps", "eps_median", "acks_per_s", "acks_median", "p50_ms", "p99_ms", "drain_eps", "server_cpu_pct", "cpu_ms_per_event", "paced_cpu_ms",
+                     "start_s"):
             if r.get(name) is not None:
                 figures[f"throughput_{key}_{name}"] = round(float(r[name]), 3)
     print(d.json_line("daemon_throughput", {**figures, "quick": args.quick}))

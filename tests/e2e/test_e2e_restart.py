@@ -196,6 +196,8 @@ def check_end_state(spec: str, project: Any, fake: FakeServer, outcome: Outcome)
     assert len(http_keys) == len(ARRIVED), f"{spec}: http effects {http_keys}"
     local_not_done = {k: v for k, v in effects.items() if v[1] != "web" and v[2] != "done"}
     assert not local_not_done, f"{spec}: local effects not done {local_not_done}"
+    performed = {k for (k,) in query(db, "select key from local_done")}
+    assert {k for k, v in effects.items() if v[1] != "web"} == performed, f"{spec}: local_done {performed}"
     uncertain = {k for k in http_keys if effects[k][2] == "uncertain"}
     others = {k: effects[k][2] for k in http_keys - uncertain if effects[k][2] != "done"}
     assert not others, f"{spec}: http effects neither done nor uncertain {others} ({by_status})"
