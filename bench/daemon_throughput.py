@@ -132,6 +132,9 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--variants", default="", help="also the daemon FULL with experimental patches of "
+                        "_variants.py, e.g. 'fairlock+switch,fairlock+switch+flow' (about 30 s each)")
+    parser.add_argument("--only-daemon", action="store_true", help="skip the bare endpoints and daemon NORMAL")
     args = parser.parse_args(argv if argv is not None else [])
     phases = QUICK if args.quick else FULL
     work = Path(tempfile.mkdtemp(prefix="automator-bench-"))
@@ -139,19 +142,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows: list[dict[str, Any]] = []
     load_before = d.machine_load()
     try:
-        for label, kind, option in (("daemon FULL", "daemon", "FULL"), ("daemon NORMAL", "daemon", "NORMAL"),
-                                    ("bare NORMAL, commit/request", "bare", "normal"),
-                                    ("bare FULL, group commit", "bare", "group")):
-            folder = work / label.split(",")[0].replace(" ", "-")
+        servers = [("daemon FULL", "daemon", "FULL")]
+        if not args.only_daemon:
+            servers += [("daemon NORMAL", "daemon", "NORMAL"), ("bare NORMAL, commit/request", "bare", "normal"),
+                        ("bare FULL, group commit", "bare", "group")]
+        servers += [(f"daemon FULL +{v}", "variant", v) for v in args.variants.split(",") if v]
+        for index, (label, kind, option) in enumerate(servers):
+            folder = work / f"{index}-{label.split(',')[0].replace(' ', '-').replace('+', '')}"
             folder.mkdir()
             port = d.free_port()
             if kind == "daemon":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
                 cmd = d.daemon_command(config, port, synchronous=option)
+            elif kind == "variant":
+                config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
+                cmd = [sys.executable, str(d.BENCH / "_variants.py"), option,
+                       *d.daemon_command(config, port)[1:]]
             else:
                 cmd = [sys.executable, str(d.BENCH / "_bare_asgi.py"), "--port", str(port), "--db",
                        str(folder / "bare.db"), "--mode", option]
-            rows.append(measure(label, cmd, port, folder, emulator, pipeline=kind == "daemon", phases=phases))
+            rows.append(measure(label, cmd, port, folder, emulator, pipeline=kind != "bare", phases=phases))
     finally:
         emulator.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -183,7 +193,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if errors:
         print(f"  !! {errors} requests failed or were answered non-200")
     figures: dict[str, float] = {}
-    for r, key in zip(rows, ("daemon_full", "daemon_normal", "bare_normal", "bare_group")):
+    keys = {"daemon FULL": "daemon_full", "daemon NORMAL": "daemon_normal", "bare NORMAL, commit/request":
+            "bare_normal", "bare FULL, group commit": "bare_group"}
+    for r in rows:
+        key = keys.get(r["label"]) or "variant_" + r["label"].partition("+")[2].replace("+", "_")
         for name in ("eps", "eps_median", "acks_per_s", "acks_median", "p50_ms", "p99_ms", "drain_eps", "server_cpu_pct", "cpu_ms_per_event", "paced_cpu_ms",
                      "start_s"):
             if r.get(name) is not None:
