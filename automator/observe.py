@@ -77,7 +77,8 @@ def format_explain(report: dict[str, Any]) -> str:
             lines.append(f"  ✘ {why['rule']}: {why['reason']}{values}")
     runs = [report["run"]] if "run" in report else report.get("runs", [])
     for run in runs:
-        lines.append(f"  ✔ run {run['id']}  rule {run['rule']}  [{run['status']}]  "
+        mark = "✘" if run["status"] in ("failed", "cancelled") else "✔"
+        lines.append(f"  {mark} run {run['id']}  rule {run['rule']}  [{run['status']}]  "
                      f"{run['entity'] or ''}  version {run['version']}")
         for step in run["trace"]:
             value = f" → {step['value']!r}" if "value" in step else ""
@@ -85,7 +86,7 @@ def format_explain(report: dict[str, Any]) -> str:
             lines.append(f"      {step['path']:<16} {step['kind']:<9} {step.get('detail', '')}{value}{error}")
         for effect in run["effects"]:
             lines.append(f"      effect {effect['key']}  {effect['action']} via {effect['connector']}  "
-                         f"[{effect['status']}, {effect['attempts'] or 0} tries]  "
+                         f"[{effect['status']}, {effect['attempts'] or 0} {'try' if effect['attempts'] == 1 else 'tries'}]  "
                          f"{json.dumps(effect['params'], ensure_ascii=False, default=str)}"
                          + (f"  error: {effect['error']}" if effect.get("error") else ""))
     return "\n".join(lines)
