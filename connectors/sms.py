@@ -109,6 +109,18 @@ def normalize_phones(raw: str, region: str = DEFAULT_REGION) -> list[str]:
     return found
 
 
+def prepare(params: Any, gateway: str) -> tuple[list[str], Segments]:
+    """The recipients in E.164 and the text's parts of an `sms.send`, or Rejected before anything is sent."""
+    try:
+        phones = normalize_phones(str(params.get("to") or ""))
+    except ValueError as exc:
+        raise Rejected(f"{gateway}: {exc}") from exc
+    text = str(params.get("text") or "")
+    if not text.strip():
+        raise Rejected(f"{gateway}: the message has no text")
+    return phones, segments(text)
+
+
 def gateway_digits(e164: str) -> str:
     """The digits-only international form Russian gateways take (`+79161234567` → `79161234567`)."""
     return e164.lstrip("+")

@@ -24,7 +24,7 @@ from typing import Any
 
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
-from connectors.sms import Segments, gateway_digits, normalize_phones, segments
+from connectors.sms import Segments, gateway_digits, prepare
 from connectors.smsc import api
 
 DEFAULT_BASE_URL = "https://smsc.ru"
@@ -102,14 +102,7 @@ class Smsc(WebConnector):
                 "messages": [{**n, "status": "ok" if n["status"] == "sent" else n["status"]} for n in answer.numbers]}
 
     def _prepare(self, params: Mapping[str, Any]) -> tuple[list[str], Segments]:
-        try:
-            phones = normalize_phones(str(params.get("to") or ""))
-        except ValueError as exc:
-            raise Rejected(f"SMSC: {exc}") from exc
-        text = str(params.get("text") or "")
-        if not text.strip():
-            raise Rejected("SMSC: the message has no text")
-        parts = segments(text)
+        phones, parts = prepare(params, "SMSC")
         if parts.length > api.MAX_LENGTH:
             raise Rejected(f"SMSC: the message has {parts.length} characters ({parts.parts} SMS, {parts.encoding}); "
                            f"SMSC takes at most {api.MAX_LENGTH}")

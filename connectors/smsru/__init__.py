@@ -28,7 +28,7 @@ from typing import Any
 
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
-from connectors.sms import Segments, gateway_digits, normalize_phones, segments
+from connectors.sms import Segments, gateway_digits, prepare
 from connectors.smsru import api
 
 DEFAULT_BASE_URL = "https://sms.ru"
@@ -104,14 +104,7 @@ class Smsru(WebConnector):
                              for n in answer.numbers]}
 
     def _prepare(self, params: Mapping[str, Any]) -> tuple[list[str], Segments]:
-        try:
-            phones = normalize_phones(str(params.get("to") or ""))
-        except ValueError as exc:
-            raise Rejected(f"SMS.ru: {exc}") from exc
-        text = str(params.get("text") or "")
-        if not text.strip():
-            raise Rejected("SMS.ru: the message has no text")
-        parts = segments(text)
+        phones, parts = prepare(params, "SMS.ru")
         if parts.parts > api.MAX_PARTS:
             raise Rejected(f"SMS.ru: the message takes {parts.parts} SMS ({parts.length} characters, {parts.encoding}); "
                            f"SMS.ru sends at most {api.MAX_PARTS}")
