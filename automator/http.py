@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +13,16 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["ENGINES", "DeadlineExceeded", "default_engine", "new_client", "new_transport", "send"]
+__all__ = ["DEFAULT_ORDER", "ENGINES", "DeadlineExceeded", "default_engine", "new_client", "new_transport", "send"]
 
-# Fastest first, as measured by bench/http_client.py: CPU per request through send(), aiohttp 0.36 ms against
-# httpcore's 0.54 ms one at a time, 0.25 ms against 1.5 ms at 32 in flight. The first one installed is used.
+# Every engine new_transport knows. A hand-written HTTP/1.1 transport was measured too (bench/_lean.py: 17-24 %
+# less CPU per effect than aiohttp) and left out of the product: HTTP/1.1 framing, TLS and pooling are what a
+# well-kept library is for, and httpx's own client machinery (~0.11 ms per request) dominates either way.
 ENGINES = ("aiohttp", "httpx")
+# The default's candidates, fastest first, as measured by bench/http_client.py: CPU per request through send(),
+# aiohttp 0.36 ms against httpcore's 0.54 ms one at a time, 0.25 ms against 1.5 ms at 32 in flight. The first
+# one installed is used.
+DEFAULT_ORDER = ("aiohttp", "httpx")
 _NEEDS = {"aiohttp": ("aiohttp", "httpx_aiohttp"), "httpx": ()}
 
 # An idle connection is dropped after this many seconds: sooner than servers usually drop it (nginx: 75 s),
@@ -33,8 +39,8 @@ class DeadlineExceeded(httpx.TimeoutException):
 
 
 def default_engine() -> str:
-    """The engine `new_client` uses when no transport is injected: the fastest of ENGINES installed."""
-    return next((engine for engine in ENGINES if _installed(engine)), "httpx")
+    """The engine `new_client` uses when no transport is injected: the first of DEFAULT_ORDER installed."""
+    return next((engine for engine in DEFAULT_ORDER if _installed(engine)), "httpx")
 
 
 def _installed(engine: str) -> bool:
@@ -44,7 +50,7 @@ def _installed(engine: str) -> bool:
 def new_transport(engine: str | None = None, *, max_connections: int = 100) -> httpx.AsyncBaseTransport:
     """A pooled keep-alive transport on `engine` ("aiohttp" or "httpx"; the default engine when None).
 
-    Neither engine reads proxy or certificate variables, retries, or follows redirects; both raise httpx's
+    No engine reads proxy or certificate variables, retries, or follows redirects; all raise httpx's
     exception classes for the same failures (a refused connect is httpx.ConnectError, a server hanging up
     before answering is httpx.RemoteProtocolError, ...). "aiohttp" falls back to "httpx" when not installed.
     """
@@ -87,6 +93,27 @@ def new_client(*, base_url: str = "", transport: httpx.AsyncBaseTransport | None
 _SEND_KEYWORDS = frozenset({"auth", "follow_redirects"})
 
 
+_MERGED: weakref.WeakKeyDictionary[httpx.AsyncClient, tuple[httpx.URL, dict[str, httpx.URL]]] = \
+    weakref.WeakKeyDictionary()
+MERGED_PER_CLIENT = 1024  # paths with ids in them vary without end: the cache is emptied when it is full
+
+
+def _merged(client: httpx.AsyncClient, url: httpx.URL | str) -> httpx.URL | str:
+    """The absolute URL of a connector's relative one, merged with the client's base URL once, not per call:
+    parsing and merging two URLs is a quarter of httpx's own cost per request (bench/connector_calls.py)."""
+    merge = getattr(client, "_merge_url", None)
+    if not isinstance(url, str) or merge is None:
+        return url
+    base, known = _MERGED.get(client, (None, None))
+    if base is not client.base_url or known is None or len(known) >= MERGED_PER_CLIENT:
+        base, known = client.base_url, {}
+        _MERGED[client] = (base, known)
+    found = known.get(url)
+    if found is None:
+        found = known[url] = merge(url)
+    return found
+
+
 async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, deadline: float,
                **kwargs: Any) -> httpx.Response:
     """Perform one request and read its whole body within `deadline` seconds, or raise DeadlineExceeded.
@@ -97,7 +124,7 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
     """
     send_kwargs = {key: kwargs.pop(key) for key in _SEND_KEYWORDS & kwargs.keys()}
     # Built first so that the exception carries the request, as httpx's own timeouts do.
-    request = client.build_request(method, url, **kwargs)
+    request = client.build_request(method, _merged(client, url), **kwargs)
     try:
         async with asyncio.timeout(deadline) as budget:
             return await client.send(request, **send_kwargs)

@@ -11,6 +11,8 @@ Patches:
   flow      admission control: a webhook waits before being journaled while more than FLOW_LIMIT accepted
             events are not yet decided, so a sender faster than the pipeline is slowed instead of the backlog
             growing without bound
+  budget2   the worker's batch stops after 2 ms instead of 5 ms (process_batch's budget): the write lock is held
+            for less time while it decides, so a webhook waits less for it
   oldclaim  claim_events with its query before the UNION ALL rewrite (every pending event read and sorted)
 """
 from __future__ import annotations
@@ -83,25 +85,40 @@ def switch() -> None:
 def flow() -> None:
     from automator.daemon import process
 
-    state = {"backlog": 0}
+    state: dict[str, Any] = {"backlog": 0, "loop": None, "room": None}
     batch = process.process_batch
 
-    def process_batch(store: Any, *args: Any, **kwargs: Any) -> Any:
+    def process_batch(store: Any, *args: Any, **kwargs: Any) -> Any:  # on the engine thread
         report = batch(store, *args, **kwargs)
         state["backlog"] = max(0, state["backlog"] - report.events - report.failed)
+        if state["backlog"] <= FLOW_LIMIT and state["room"] is not None:
+            state["loop"].call_soon_threadsafe(state["room"].set)
         return report
 
     append = process.Daemon.journal_append
 
     async def journal_append(self: Any, items: Any) -> Any:
+        if state["room"] is None:
+            state["loop"], state["room"] = asyncio.get_running_loop(), asyncio.Event()
         while state["backlog"] > FLOW_LIMIT and not self.stopping.is_set():
-            await asyncio.sleep(0.001)
+            state["room"].clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):  # the worker sets it after each batch; the timeout is a safety
+                    await state["room"].wait()
         fresh = await append(self, items)
         state["backlog"] += sum(fresh)
         return fresh
 
     process.process_batch = process_batch  # type: ignore[assignment]
     process.Daemon.journal_append = journal_append  # type: ignore[method-assign]
+
+
+def budget2() -> None:
+    import functools
+
+    from automator.daemon import process
+
+    process.process_batch = functools.partial(process.process_batch, budget=0.002)  # type: ignore[assignment]
 
 
 def oldclaim() -> None:
@@ -129,7 +146,7 @@ def oldclaim() -> None:
     journal.JournalMixin.claim_events = claim_events  # type: ignore[method-assign]
 
 
-PATCHES = {"fairlock": fairlock, "switch": switch, "flow": flow, "oldclaim": oldclaim}
+PATCHES = {"fairlock": fairlock, "switch": switch, "flow": flow, "budget2": budget2, "oldclaim": oldclaim}
 
 
 def main() -> None:

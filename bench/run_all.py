@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import condition_eval  # noqa: E402
+import connector_calls  # noqa: E402
 import daemon_profile  # noqa: E402
 import daemon_throughput  # noqa: E402
 import load_rules  # noqa: E402
@@ -14,8 +15,11 @@ import restart  # noqa: E402
 import route_event  # noqa: E402
 import timers  # noqa: E402
 
+
 # Each starts `automator run` in a subprocess and takes its own arguments (`--quick`).
 DAEMON_BENCHES = (daemon_throughput, timers, restart, daemon_profile)
+# Take `--quick` too, but run in this process (their servers in child processes).
+QUICK_BENCHES = (connector_calls,)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"== {bench.__name__}")
         figures.update(bench.main())
         print()
-    for bench in DAEMON_BENCHES:
+    for bench in (*QUICK_BENCHES, *DAEMON_BENCHES):
         print(f"== {bench.__name__}")
         figures.update(bench.main(["--quick"] if quick else []))
         print()

@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _daemon as d  # noqa: E402
+from _loadgen import Load  # noqa: E402
 from _project import write_project  # noqa: E402
 
 RULES = 100
@@ -56,6 +58,8 @@ def lags(db: Path) -> dict[str, list[float]]:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--load", type=float, default=0.0, metavar="RATE",
+                        help="also post RATE webhooks/s (paced, 64 connections) while the timers fire")
     args = parser.parse_args(argv if argv is not None else [])
     size = QUICK if args.quick else FULL
     folder = Path(tempfile.mkdtemp(prefix="automator-bench-timers-"))
@@ -84,11 +88,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             out["margin_s"] = first_due - time.time()  # > 0: the daemon was up before the first timer
             out["rss_start_mb"] = d.proc_memory(proc.pid)["VmRSS"]
             end = due[-1] + 2.0
+            load = None
+            if args.load:
+                time.sleep(max(0.0, first_due - 1.0 - time.time()))
+                load = Load(mode="paced", port=port, path="/hooks/crm", conns=64, rate=args.load,
+                            duration=size["spread"] + 2.0, nonce=f"timers-{uuid.uuid4().hex[:8]}")
             cpu0, cpu_t0 = d.cpu_seconds(proc.pid), time.time()
             while time.time() < end and time.time() < now + 300:
                 samples.append(d.proc_memory(proc.pid)["VmRSS"])
                 time.sleep(SAMPLE)
             out["cpu_pct"] = (d.cpu_seconds(proc.pid) - cpu0) / (time.time() - cpu_t0) * 100
+            if load is not None:
+                result = load.result(60)
+                acks = sorted(result["from_write"])
+                out["load_acks"] = len(acks)
+                out["load_p99_ms"] = d.percentile(acks, 0.99) * 1000
             memory = d.proc_memory(proc.pid)
             out["rss_end_mb"], out["hwm_mb"] = memory["VmRSS"], memory["VmHWM"]
         finally:
@@ -103,7 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                decided_p50_ms=d.percentile(decided, 0.5) * 1000, decided_p99_ms=d.percentile(decided, 0.99) * 1000,
                rss_max_mb=max(samples) if samples else float("nan"))
     print(f"automator run on {size['timers']:,} pending timers ({RULES} rules); {size['due']:,} due over "
-          f"{size['spread']:g} s{' (--quick)' if args.quick else ''}; {d.machine_load()}:")
+          f"{size['spread']:g} s{' (--quick)' if args.quick else ''}"
+          f"{f', {args.load:g} webhooks/s meanwhile' if args.load else ''}; {d.machine_load()}:")
     print(d.table(
         ["figure", "value", "target"],
         [["store filled (s, bulk insert)", out["fill_s"], None],
@@ -116,7 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
          ["lag due → fired p99 (ms)", out["lag_p99_ms"], f"< {TARGET_P99_MS}"],
          ["lag due → fired max (ms)", out["lag_max_ms"], None],
          ["lag due → decided p50 / p99 (ms)", f"{out['decided_p50_ms']:.1f} / {out['decided_p99_ms']:.1f}", None],
-         ["daemon CPU while firing (%)", out["cpu_pct"], None]]))
+         ["daemon CPU while firing (%)", out["cpu_pct"], None]]
+        + ([[f"webhooks meanwhile: {args.load:g}/s, acked / p99 ack (ms)",
+             f"{out['load_acks']:,} / {out['load_p99_ms']:.1f}", None]] if args.load else [])))
     if out["margin_s"] <= 0:
         print(f"  !! the daemon came up {-out['margin_s']:.1f} s after the first timer was due: early lags are "
               "start-up time")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import importlib.util
 import json
 import socket
@@ -67,6 +68,26 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
             except OSError:  # the client gave up: that is the point
                 self.close_connection = True
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for chunk in (b'{"framing": ', b'"chunked"', b"}"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/until-close":  # no length: the body ends when the server closes the connection
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b'{"framing": "until close"}')
+            self.close_connection = True
+        elif self.path == "/gzip":
+            packed = gzip.compress(b'{"framing": "gzip"}')
+            self._answer(200, packed, Content_Encoding="gzip", Content_Type="application/json")
+        elif self.path == "/slow":
+            time.sleep(0.1)
+            self._answer(200, b'{"ok":true}', Content_Type="application/json")
         elif self.path == "/set-cookie":
             self._answer(200, b"{}", Set_Cookie="session=s1; Path=/")
         elif self.path == "/close-after":
@@ -261,6 +282,28 @@ def test_httpx_alone_keeps_the_cookies(engine: str, server: Server) -> None:
         return [headers.get("cookie") for _, _, headers, _ in server.seen[-2:]]
 
     assert run(go()) == ["session=s1", None]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_framing_of_a_body_is_read_whole(engine: str, server: Server) -> None:
+    async def go() -> list[Any]:
+        async with client_on(engine, server) as client:
+            return [(await send(client, "GET", path, deadline=5)).json()
+                    for path in ("/chunked", "/until-close", "/gzip", "/ok")]
+
+    assert run(go()) == [{"framing": "chunked"}, {"framing": "until close"}, {"framing": "gzip"}, {"ok": True}]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_pool_holds_at_most_max_connections(engine: str, server: Server) -> None:
+    async def go() -> list[int]:
+        async with client_on(engine, server, max_connections=2) as client:
+            answers = await asyncio.gather(*(send(client, "GET", "/slow", deadline=5) for _ in range(6)))
+            return [a.status_code for a in answers]
+
+    before = server.accepted
+    assert run(go()) == [200] * 6
+    assert server.accepted - before <= 2
 
 
 # httpcore's classes: the outbox tells "never connected" (ConnectError) from "may have been received".

@@ -57,6 +57,12 @@ def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now:
     return results
 
 
+def _perform_in_store(store: SqliteStore, connector: Connector, effect: Effect) -> ActionResult:
+    with store.atomic():  # the connector's writes join the store's transaction (and its place in the write queue)
+        result: ActionResult = connector.perform(effect.action, effect.params, effect.key)
+    return result
+
+
 def _expect(store: SqliteStore, effect: Effect, entity: EntityRef, fields: dict[str, Any], now: datetime) -> None:
     with store.atomic():
         store.expect_echo(entity, fields, effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
@@ -154,8 +160,8 @@ class Outbox:
         await self.settler.submit((effect, outcome))
 
     async def _call(self, connector: Connector, effect: Effect) -> ActionResult:
-        if connector.in_store:  # writes into the daemon's own database: on its thread, in order
-            return await self.engine.call(lambda _store: connector.perform(effect.action, effect.params, effect.key))
+        if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others
+            return await self.engine.call(_perform_in_store, connector, effect)
         result = connector.perform(effect.action, effect.params, effect.key)
         if inspect.isawaitable(result):
             try:

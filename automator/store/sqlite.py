@@ -6,9 +6,11 @@ write lock is taken up front, so two writers never deadlock on an upgrade) and n
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Iterator, Mapping
@@ -59,6 +61,58 @@ def dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+class FairLock:
+    """A lock handed to the longest waiter on release (FIFO): two threads writing one database take turns.
+
+    SQLite's own busy handler makes a waiting writer sleep 1, 2, 5, 10, 15… ms between tries, so whichever thread
+    happens to retry at the right moment wins: webhook acknowledgements then wait tens of milliseconds behind the
+    worker (or the worker starves behind a flood of webhooks). Queueing in Python first makes the wait one
+    transaction long at most. Other processes on the same file still meet SQLite's busy timeout.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> None:
+        """Take the lock, after every thread that asked before; past `timeout` seconds, fail as SQLite would."""
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiters.append(gate)
+        if gate.acquire(timeout=timeout):  # the holder releases it: handed over, never free in between
+            return
+        with self._mutex:
+            if gate in self._waiters:
+                self._waiters.remove(gate)
+                raise sqlite3.OperationalError("database is locked (a write of this process held it too long)")
+        gate.acquire()  # handed over just as we gave up: it is ours
+
+    def release(self) -> None:
+        """Hand the lock to the next waiter, or free it."""
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+
+_WRITE_LOCKS: dict[str, FairLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(path: Path | None) -> FairLock | None:
+    """The process's one write lock for a database file (None for an in-memory database: one connection)."""
+    if path is None:
+        return None
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(str(path.resolve()), FairLock())
+
+
 class SqliteStore(JournalMixin, OutboxMixin):
     """The one store implementation: tests use it in memory, the daemon on disk.
 
@@ -78,6 +132,8 @@ class SqliteStore(JournalMixin, OutboxMixin):
             conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self._depth = 0
+        self._lock = write_lock(self.path)
+        self._timeout = timeout
         with self.atomic():
             self._migrate()
         self._recency: dict[str, timedelta] | None = None
@@ -113,17 +169,24 @@ class SqliteStore(JournalMixin, OutboxMixin):
             finally:
                 self._depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        lock = self._lock
+        if lock is not None:
+            lock.acquire(self._timeout)
         try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            finally:
+                self._depth = 0
         finally:
-            self._depth = 0
+            if lock is not None:
+                lock.release()
 
     def close(self) -> None:
         """Close the connection."""
