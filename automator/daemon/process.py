@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 2.0  # seconds between status records that `automator status` reads
 RETENTION = timedelta(days=30)
 MAX_BODY = 1_000_000
+MAX_BACKLOG = 1000  # undecided events past which webhooks are slowed down (see journal_append)
+MAX_ADMISSION_WAIT = 1.0  # seconds a webhook may be held back at most
 
 
 def store_path(project: Project) -> Path:
@@ -132,6 +134,9 @@ class Daemon:
         self.policy = policy or retry_policy(settings.get("retry") or {})
         self.reload = reload
         self.max_body = int(settings.get("max_body", max_body))
+        self.max_backlog = int(settings.get("max_backlog", MAX_BACKLOG))
+        self.max_admission_wait = MAX_ADMISSION_WAIT
+        self.backlog = 0  # accepted events not yet decided (an estimate; read from the store at start)
         self.retention = parse_duration(settings["keep_history"]).approx() if "keep_history" in settings \
             else RETENTION
         self.metrics = Metrics()
@@ -145,6 +150,7 @@ class Daemon:
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
         self.stopping = asyncio.Event()
+        self.room = asyncio.Event()  # set when the backlog is back under max_backlog
         self.wake_worker = asyncio.Event()
         self.wake_timers = asyncio.Event()
         self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
@@ -201,6 +207,7 @@ class Daemon:
         """What an earlier life left half done is put right before anything new is accepted."""
         now = self.clock.now()
         events = await self.engine.call(SqliteStore.release_dead_claims, self.worker)
+        self.backlog = (await self.engine.call(SqliteStore.journal_lag, now))[0]
         repeatable = frozenset(n for n, c in self.connectors.items() if c.deduplicates)
         retried, parked = await self.engine.call(SqliteStore.release_dead_effects, self.worker, now, repeatable)
         if events or retried or parked:
@@ -217,8 +224,22 @@ class Daemon:
 
     # ---- loops -----------------------------------------------------------------------------------
     async def journal_append(self, items: list[tuple[Event, str | None]]) -> list[bool]:
-        """Journal one request's events (grouped with concurrent requests); True for each one new."""
-        return await self.appender.submit(items)
+        """Journal one request's events (grouped with concurrent requests); True for each one new.
+
+        Admission control: while more than `max_backlog` accepted events wait to be decided, a webhook waits
+        (at most `max_admission_wait`) before it is journaled, so a sender faster than the rules slows down
+        instead of taking all the CPU from them. It is then accepted anyway: systems that never resend must
+        not time out on us, and the journal keeps what it takes.
+        """
+        if self.backlog > self.max_backlog:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.max_admission_wait):
+                    while self.backlog > self.max_backlog and not self.stopping.is_set():
+                        self.room.clear()
+                        await self.room.wait()
+        fresh = await self.appender.submit(items)
+        self.backlog += sum(fresh)
+        return fresh
 
     async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool]]:
         results = await self.journal.call(append_batches, batches, self.clock.now())
@@ -228,6 +249,10 @@ class Daemon:
     async def _work(self) -> None:
         while not self.stopping.is_set():
             report = await self.engine.call(process_batch, self.project, self.worker, self.clock.now())
+            # Timer and emitted events are decided too: the estimate never goes below nothing waiting.
+            self.backlog = max(0, self.backlog - report.events - report.failed)
+            if self.backlog <= self.max_backlog:
+                self.room.set()
             if not (report.events or report.failed):
                 await self._sleep(self.wake_worker, 1.0)
                 continue
