@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--variants", default="", help="also the daemon FULL with experimental patches of "
-                        "_variants.py, e.g. 'fairlock+switch,fairlock+switch+flow' (about 30 s each)")
+                        "_variants.py, e.g. 'switch,budget2' (about 30 s each)")
     parser.add_argument("--only-daemon", action="store_true", help="skip the bare endpoints and daemon NORMAL")
     args = parser.parse_args(argv if argv is not None else [])
     phases = QUICK if args.quick else FULL
