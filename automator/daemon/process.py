@@ -174,17 +174,15 @@ class Daemon:
                      asyncio.create_task(self.outbox.run(self.stopping), name="outbox")]
             if self.reload:
                 tasks.append(asyncio.create_task(watch(self), name="reload"))
-            for name, connector in self.connectors.items():
-                every = interval(connector)
-                if every:
-                    tasks.append(asyncio.create_task(poll_forever(self, name, every), name=f"poll-{name}"))
+            self.pollers: dict[str, asyncio.Task[None]] = {}
+            self._start_pollers()
             await self._heartbeat()
             log.info("serving on http://%s:%d with %d rules%s", self.host, self.port, len(self.project.rules),
                      " (sandbox)" if self.sandbox else "", extra={"version": self.project.version})
             await server.serve()
             self.stopping.set()  # the server ended on its own (a bind error) or after stop()
             self.appender.close()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self.pollers.values(), return_exceptions=True)
             await _close(self.connectors.values())
             await self._heartbeat(stopped=True)
             log.info("stopped cleanly")
@@ -194,6 +192,14 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self.journal.close()
             self.engine.close()
+
+    def _start_pollers(self) -> None:
+        """A catch-up poller for each connector that can poll and has none running (new ones after a reload)."""
+        for name, connector in self.connectors.items():
+            every = interval(connector)
+            running = self.pollers.get(name)
+            if every and (running is None or running.done()):
+                self.pollers[name] = asyncio.create_task(poll_forever(self, name, every), name=f"poll-{name}")
 
     def stop(self, sig: int | None = None) -> None:
         """Stop accepting webhooks; the loops finish what they hold and return."""
@@ -320,6 +326,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.call_later(self.outbox.deadline, lambda: loop.create_task(_close(retired)))
         await self.engine.call(sync_schedules, project, self.clock.now())
+        if hasattr(self, "pollers"):
+            self._start_pollers()
         self.metrics.reloads.labels("ok").inc()
         log.info("reloaded (%s): %d rules, version %s → %s", ", ".join(changed), len(project.rules), old,
                  project.version)
