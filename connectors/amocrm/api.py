@@ -28,9 +28,11 @@ class Pacer:
     """
 
     def __init__(self, per_second: int = PER_SECOND, clock: Callable[[], float] = time.monotonic,
-                 window: float = 1.0 + JITTER_MARGIN) -> None:
+                 window: float = 1.0 + JITTER_MARGIN,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.per_second = per_second
         self.clock = clock
+        self.sleep = sleep
         self.window = window
         self.sent: deque[float] = deque()
         self.lock = asyncio.Lock()
@@ -45,7 +47,7 @@ class Pacer:
                 if len(self.sent) < self.per_second:
                     self.sent.append(now)
                     return
-                await asyncio.sleep(self.window - (now - self.sent[0]) + 0.005)
+                await self.sleep(self.window - (now - self.sent[0]) + 0.005)
 
 
 def problem(response: Any) -> dict[str, Any]:
