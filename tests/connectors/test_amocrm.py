@@ -633,6 +633,10 @@ def test_poll_catches_up_with_changes_no_webhook_brought(servers: Any, monkeypat
     sent = [Inbound("crm", "POST", "/hooks/crm", {"token": SECRET},
                     {"content-type": "application/x-www-form-urlencoded"}, w["body"].encode())
             for w in world.emulator.webhooks]
+    # The emulator posts each webhook in the background on its own loop: wait for the answers (refusals) to land.
+    deadline = time.monotonic() + 10
+    while any(w["status"] is None for w in world.emulator.webhooks) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert all(isinstance(w["status"], str) for w in world.emulator.webhooks)  # none was delivered
     from_hooks = [e for hook in sent for e in world.connector.parse(hook)]
     assert {e.delivery_id for e in events + later} == {e.delivery_id for e in from_hooks} - {
