@@ -168,6 +168,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
 
     Example: automator run --sandbox --port 8080
     """
+    from automator.connector import ConfigError
     from automator.daemon.logs import setup_logging
     from automator.daemon.process import Daemon, run_daemon
     from automator.observe import config_path
@@ -179,7 +180,10 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
     assert project is not None
     daemon = Daemon(project, host=host, port=port, sandbox=sandbox, db_path=db, synchronous=synchronous,
                     reload=not no_reload)
-    sys.exit(run_daemon(daemon))
+    try:
+        sys.exit(run_daemon(daemon))
+    except ConfigError as exc:  # a `${env:NAME}` not set, a connector not installed: said plainly, exit 2
+        raise click.ClickException(f"{exc} (nothing was started)") from exc
 
 
 def _store(config: Path, db: Path | None) -> Any:

@@ -146,3 +146,14 @@ def test_real_subprocess_validate_broken_project(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "automator.yaml:1:11: error: unknown timezone 'Europe/Moskow'" in done.stdout
     assert "hint: did you mean 'Europe/Moscow'?" in done.stdout
+
+
+def test_run_refuses_to_start_without_a_secret_it_needs(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "automator.yaml").write_text(
+        'timezone: Europe/Moscow\nconnectors:\n  sms: {type: smsru, api_id: "${env:SMSRU_TEST_ID}"}\n')
+    monkeypatch.delenv("SMSRU_TEST_ID", raising=False)
+    result = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "automator.yaml"), "--port", "0",
+                                      "--no-reload"])
+    assert result.exit_code == 1
+    assert "connector 'sms': api_id needs the environment variable SMSRU_TEST_ID" in result.output
+    assert "nothing was started" in result.output

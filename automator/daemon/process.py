@@ -185,8 +185,11 @@ class Daemon:
             await asyncio.gather(*tasks, *self.pollers.values(), return_exceptions=True)
             await _close(self.connectors.values())
             await self._heartbeat(stopped=True)
+            if not server.started:
+                log.error("could not serve on %s:%d (see above); stopped", self.host, self.port)
+                return 1
             log.info("stopped cleanly")
-            return 0 if server.started else 1
+            return 0
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
