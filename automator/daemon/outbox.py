@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -23,6 +24,7 @@ from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
+REAP_EVERY = 30.0  # seconds between looks for effects whose lease ran out
 
 
 def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: datetime, *,
@@ -86,6 +88,7 @@ class Outbox:
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
+        self._reaped = time.monotonic()
         self.settler: GroupCommit[tuple[Effect, Settlement], list[Event]] = GroupCommit(self._settle_batch)
 
     async def _settle_batch(self, items: list[tuple[Effect, Settlement]]) -> list[list[Event]]:
@@ -99,24 +102,36 @@ class Outbox:
         settler = asyncio.create_task(self.settler.run())
         try:
             while not stopping.is_set():
-                free = self.max_in_flight - len(self.in_flight)
-                if free <= 0:
-                    await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free,
-                                                 LEASE)
-                if not claimed:
-                    await self._idle(stopping)
-                    continue
-                for item in claimed:
-                    task = asyncio.create_task(self.perform(item))
-                    self.in_flight.add(task)
-                    task.add_done_callback(self.in_flight.discard)
+                try:
+                    await self._step(stopping)
+                except Exception:  # the loop outlives a failure (a database held too long, a bug): logged
+                    log.exception("the outbox loop failed; it goes on in 1 s")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), timeout=1.0)
         finally:
             if self.in_flight:
                 await asyncio.wait(self.in_flight, timeout=self.deadline)
             self.settler.close()
             await settler
+
+    async def _step(self, stopping: asyncio.Event) -> None:
+        if time.monotonic() - self._reaped > REAP_EVERY:
+            # An effect whose try could not be settled (its lease ran out) is tried again, or parked as uncertain.
+            self._reaped = time.monotonic()
+            repeatable = frozenset(n for n, c in self.connectors().items() if c.deduplicates)
+            await self.engine.call(SqliteStore.release_dead_effects, self.worker, self.clock.now(), repeatable)
+        free = self.max_in_flight - len(self.in_flight)
+        if free <= 0:
+            await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+            return
+        claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free, LEASE)
+        if not claimed:
+            await self._idle(stopping)
+            return
+        for item in claimed:
+            task = asyncio.create_task(self.perform(item))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
 
     async def _idle(self, stopping: asyncio.Event) -> None:
         due = await self.engine.call(SqliteStore.next_effect_due)
@@ -157,7 +172,14 @@ class Outbox:
                         extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id,
                                "attempt": claimed.attempts})
         self.metrics.effects.labels(effect.connector, effect.action, outcome.status).inc()
-        await self.settler.submit((effect, outcome))
+        for attempt in range(3):
+            try:
+                await self.settler.submit((effect, outcome))
+                return
+            except Exception:  # the outcome must be written: its lease would otherwise retry (or park) the effect
+                log.exception("effect %s could not be settled (try %d of 3)", effect.key, attempt + 1,
+                              extra={"effect": effect.key})
+                await asyncio.sleep(1.0)
 
     async def _call(self, connector: Connector, effect: Effect) -> ActionResult:
         if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others

@@ -11,7 +11,7 @@ import socket
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import uvicorn
@@ -256,45 +256,49 @@ class Daemon:
         return results
 
     async def _work(self) -> None:
-        while not self.stopping.is_set():
-            report = await self.engine.call(process_batch, self.project, self.worker, self.clock.now())
-            # Timer and emitted events are decided too: the estimate never goes below nothing waiting.
-            self.backlog = max(0, self.backlog - report.events - report.failed)
-            if self.backlog <= self.max_backlog:
-                self.room.set()
-            if not (report.events or report.failed):
-                await self._sleep(self.wake_worker, 1.0)
-                continue
-            for decision in report.decisions:
-                for run in decision.runs:
-                    self.metrics.runs.labels(run.rule_id, run.status).inc()
-            if any(d.effects for d in report.decisions):
-                self.outbox.wake.set()
-            if report.earliest_timer is not None:
-                self.wake_timers.set()
+        await _survive("worker", self.stopping, self._work_once)
+
+    async def _work_once(self) -> None:
+        report = await self.engine.call(process_batch, self.project, self.worker, self.clock.now())
+        # Timer and emitted events are decided too: the estimate never goes below nothing waiting.
+        self.backlog = max(0, self.backlog - report.events - report.failed)
+        if self.backlog <= self.max_backlog:
+            self.room.set()
+        if not (report.events or report.failed):
+            await self._sleep(self.wake_worker, 1.0)
+            return
+        for decision in report.decisions:
+            for run in decision.runs:
+                self.metrics.runs.labels(run.rule_id, run.status).inc()
+        if any(d.effects for d in report.decisions):
+            self.outbox.wake.set()
+        if report.earliest_timer is not None:
+            self.wake_timers.set()
 
     async def _timers(self) -> None:
-        last_beat = last_prune = time.monotonic()
-        while not self.stopping.is_set():
-            now = self.clock.now()
-            report = await self.engine.call(fire_due, self.project, now)
-            for kind, count in report.by_kind.items():
-                self.metrics.timers_fired.labels(kind).inc(count)
-            for rule_id, policy, _missed in report.catch_ups:
-                self.metrics.schedule_catch_up.labels(rule_id, policy).inc()
-            if report.events:
-                self.wake_worker.set()
-            if time.monotonic() - last_beat > HEARTBEAT:
-                last_beat = time.monotonic()
-                await self._heartbeat()
-            if time.monotonic() - last_prune > 3600:
-                last_prune = time.monotonic()
-                await self.engine.call(SqliteStore.prune, now, self.retention)
-            if report.by_kind:
-                continue  # more may be due
-            due = await self.engine.call(SqliteStore.next_due)
-            timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
-            await self._sleep(self.wake_timers, timeout)
+        self._last_beat = self._last_prune = time.monotonic()
+        await _survive("timers", self.stopping, self._timers_once)
+
+    async def _timers_once(self) -> None:
+        now = self.clock.now()
+        report = await self.engine.call(fire_due, self.project, now)
+        for kind, count in report.by_kind.items():
+            self.metrics.timers_fired.labels(kind).inc(count)
+        for rule_id, policy, _missed in report.catch_ups:
+            self.metrics.schedule_catch_up.labels(rule_id, policy).inc()
+        if report.events:
+            self.wake_worker.set()
+        if time.monotonic() - self._last_beat > HEARTBEAT:
+            self._last_beat = time.monotonic()
+            await self._heartbeat()
+        if time.monotonic() - self._last_prune > 3600:
+            self._last_prune = time.monotonic()
+            await self.engine.call(SqliteStore.prune, now, self.retention)
+        if report.by_kind:
+            return  # more may be due
+        due = await self.engine.call(SqliteStore.next_due)
+        timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
+        await self._sleep(self.wake_timers, timeout)
 
     async def _sleep(self, wake: asyncio.Event, timeout: float) -> None:
         wake.clear()
@@ -358,6 +362,19 @@ class Daemon:
                   "connectors": {n: c.type for n, c in self.connectors.items()},
                   "load_errors": [p.format() for p in self.load_errors]}
         await self.journal.call(_write_status, record)
+
+
+async def _survive(name: str, stopping: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` until the daemon stops, outliving its failures: an error (the database held too long by another
+    process, a bug) is logged and the loop goes on after a second, as huey's worker does. Nothing committed is
+    lost, and what was not is claimed again."""
+    while not stopping.is_set():
+        try:
+            await step()
+        except Exception:
+            log.exception("the %s loop failed; it goes on in 1 s", name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
 
 
 async def _close(connectors: Any) -> None:
