@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows: list[dict[str, Any]] = []
     load_before = d.machine_load()
     try:
-        servers = [("daemon FULL", "daemon", "FULL")]
+        servers = [("daemon FULL", "daemon", "FULL"), ("daemon FULL, outbox process", "daemon", "FULL+outbox")]
         if not args.only_daemon:
             servers += [("daemon NORMAL", "daemon", "NORMAL"), ("bare NORMAL, commit/request", "bare", "normal"),
                         ("bare FULL, group commit", "bare", "group")]
@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             port = d.free_port()
             if kind == "daemon":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
-                cmd = d.daemon_command(config, port, synchronous=option)
+                cmd = d.daemon_command(config, port, synchronous=option.split("+")[0])
+                if option.endswith("+outbox"):
+                    cmd.append("--outbox-process")
             elif kind == "variant":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
                 cmd = [sys.executable, str(d.BENCH / "_variants.py"), option,

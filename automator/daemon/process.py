@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -41,6 +43,7 @@ RETENTION = timedelta(days=30)
 MAX_BODY = 1_000_000
 MAX_BACKLOG = 1000  # undecided events past which webhooks are slowed down (see journal_append)
 MAX_ADMISSION_WAIT = 1.0  # seconds a webhook may be held back at most
+OUTBOX_DEADLINE = 30.0  # seconds a call may take: retired connectors are closed after it
 
 
 def store_path(project: Project) -> Path:
@@ -122,7 +125,8 @@ class Daemon:
     def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
                  clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
                  connector_types: Mapping[str, type[Connector]] | None = None, policy: RetryPolicy | None = None,
-                 reload: bool = True, max_body: int = MAX_BODY) -> None:
+                 reload: bool = True, max_body: int = MAX_BODY, outbox_process: bool = False,
+                 log_settings: Mapping[str, Any] | None = None) -> None:
         self.project = project
         self.root = project.root
         self.host, self.port, self.sandbox = host, port, sandbox
@@ -145,6 +149,9 @@ class Daemon:
         self.load_errors: list[Problem] = []
         self.connectors: dict[str, Connector] = {}
         self.emulators: dict[str, Any] = {}  # --sandbox: the emulated systems, served under /_sandbox/<name>
+        self.outbox_process = outbox_process  # perform effects in a child process (another core)
+        self.log_settings = dict(log_settings or {})
+        self.child: subprocess.Popen[bytes] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
@@ -162,16 +169,21 @@ class Daemon:
         try:
             self.connectors = await self._connectors(self.project)
             await self._recover()
-            self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
-                                 metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set)
+            if not self.outbox_process:
+                self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
+                                     metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set)
             server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
                                               log_config=None, access_log=False, http="httptools",
                                               loop="none", timeout_graceful_shutdown=10))
             self.server = server
             tasks = [asyncio.create_task(self.appender.run(), name="appender"),
                      asyncio.create_task(self._work(), name="worker"),
-                     asyncio.create_task(self._timers(), name="timers"),
-                     asyncio.create_task(self.outbox.run(self.stopping), name="outbox")]
+                     asyncio.create_task(self._timers(), name="timers")]
+            if self.outbox_process:
+                self._start_child()
+                tasks.append(asyncio.create_task(self._watch_child(), name="outbox-process"))
+            else:
+                tasks.append(asyncio.create_task(self.outbox.run(self.stopping), name="outbox"))
             if self.reload:
                 tasks.append(asyncio.create_task(watch(self), name="reload"))
             self.pollers: dict[str, asyncio.Task[None]] = {}
@@ -182,6 +194,8 @@ class Daemon:
             await server.serve()
             self.stopping.set()  # the server ended on its own (a bind error) or after stop()
             self.appender.close()
+            if self.child is not None:
+                self.child.send_signal(signal.SIGTERM)  # it finishes its calls in flight and settles them
             await asyncio.gather(*tasks, *self.pollers.values(), return_exceptions=True)
             await _close(self.connectors.values())
             await self._heartbeat(stopped=True)
@@ -195,6 +209,65 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             self.journal.close()
             self.engine.close()
+
+    # ---- the outbox process ------------------------------------------------------------------------
+    def _start_child(self) -> None:
+        """Start `automator.daemon.outbox_process` with a pipe each way (see that module for the lines)."""
+        commands_r, self._commands = os.pipe()
+        replies, replies_w = os.pipe()
+        settings = {"root": str(self.root), "db": str(self.db_path), "synchronous": self.synchronous,
+                    "sandbox": f"http://{self.host}:{self.port}" if self.sandbox else None, **self.log_settings}
+        self.child = subprocess.Popen([sys.executable, "-m", "automator.daemon.outbox_process", json.dumps(settings),
+                                       str(commands_r), str(replies_w)], pass_fds=(commands_r, replies_w))
+        os.close(commands_r)
+        os.close(replies_w)
+        os.set_blocking(self._commands, False)
+        self._replies, self._pending = replies, bytearray()
+        asyncio.get_running_loop().add_reader(replies, self._from_child)
+        log.info("effects are performed by process %d", self.child.pid)
+
+    def _wake_outbox(self) -> None:
+        if self.child is None:
+            self.outbox.wake.set()
+        else:
+            self._tell_child(b"w\n")
+
+    def _tell_child(self, line: bytes) -> None:
+        if self.child is None:
+            return
+        try:
+            os.write(self._commands, line)
+        except BlockingIOError:  # the child is busy: it also looks by itself every second
+            pass
+        except OSError:
+            pass  # it is gone: _watch_child acts on that
+
+    def _from_child(self) -> None:
+        data = os.read(self._replies, 65536)
+        if not data:
+            asyncio.get_running_loop().remove_reader(self._replies)
+            return
+        self._pending.extend(data)
+        *lines, rest = bytes(self._pending).split(b"\n")
+        self._pending[:] = rest
+        for line in lines:
+            if line == b"j":
+                self.wake_worker.set()
+            elif line.startswith(b"m"):
+                for name, labels, amount in json.loads(line[1:]):
+                    getattr(self.metrics, name).labels(*labels).inc(amount)
+
+    async def _watch_child(self) -> None:
+        assert self.child is not None
+        code = await asyncio.to_thread(self.child.wait)
+        if code == 0 and not self.stopping.is_set():
+            self.stop()  # it was stopped first (a supervisor signals every process of the daemon): follow it
+        elif not self.stopping.is_set():
+            # A crash: the daemon is one unit to its supervisor, so it goes down whole and comes back whole.
+            log.critical("the outbox process died (exit %s): stopping at once, to be restarted whole", code)
+            os.kill(os.getpid(), signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.close(self._commands)
 
     def _start_pollers(self) -> None:
         """A catch-up poller for each connector that can poll and has none running (new ones after a reload)."""
@@ -271,7 +344,7 @@ class Daemon:
             for run in decision.runs:
                 self.metrics.runs.labels(run.rule_id, run.status).inc()
         if any(d.effects for d in report.decisions):
-            self.outbox.wake.set()
+            self._wake_outbox()
         if report.earliest_timer is not None:
             self.wake_timers.set()
 
@@ -331,7 +404,8 @@ class Daemon:
         self.project, self.connectors, self.load_errors = project, connectors, []
         # Calls in flight on the old instances finish first (they are bounded by the outbox's deadline).
         loop = asyncio.get_running_loop()
-        loop.call_later(self.outbox.deadline, lambda: loop.create_task(_close(retired)))
+        loop.call_later(OUTBOX_DEADLINE, lambda: loop.create_task(_close(retired)))
+        self._tell_child(b"r\n")
         await self.engine.call(sync_schedules, project, self.clock.now())
         if hasattr(self, "pollers"):
             self._start_pollers()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -62,38 +64,44 @@ def dump(value: Any) -> str:
 
 
 class FairLock:
-    """A lock handed to the longest waiter on release (FIFO): two threads writing one database take turns.
+    """A lock handed to the longest waiter on release (FIFO): the threads writing one database take turns.
 
-    SQLite's own busy handler makes a waiting writer sleep 1, 2, 5, 10, 15… ms between tries, so whichever thread
+    SQLite's own busy handler makes a waiting writer sleep 1, 2, 5, 10, 15… ms between tries, so whichever writer
     happens to retry at the right moment wins: webhook acknowledgements then wait tens of milliseconds behind the
-    worker (or the worker starves behind a flood of webhooks). Queueing in Python first makes the wait one
-    transaction long at most. Other processes on the same file still meet SQLite's busy timeout.
+    worker (or the worker starves behind a flood of webhooks). Queueing here first makes the wait one transaction
+    long at most. Across processes (the outbox process, a CLI replaying a dead letter) the turn is taken with an
+    advisory lock on a file beside the database, where the kernel wakes the next writer at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, file: Path | None = None) -> None:
         self._mutex = threading.Lock()
         self._waiters: collections.deque[threading.Lock] = collections.deque()
         self._held = False
+        self._fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o600) if file is not None else None
 
     def acquire(self, timeout: float) -> None:
         """Take the lock, after every thread that asked before; past `timeout` seconds, fail as SQLite would."""
+        gate: threading.Lock | None = None
         with self._mutex:
-            if not self._held and not self._waiters:
+            if self._held or self._waiters:
+                gate = threading.Lock()
+                gate.acquire()
+                self._waiters.append(gate)
+            else:
                 self._held = True
-                return
-            gate = threading.Lock()
-            gate.acquire()
-            self._waiters.append(gate)
-        if gate.acquire(timeout=timeout):  # the holder releases it: handed over, never free in between
-            return
-        with self._mutex:
-            if gate in self._waiters:
-                self._waiters.remove(gate)
-                raise sqlite3.OperationalError("database is locked (a write of this process held it too long)")
-        gate.acquire()  # handed over just as we gave up: it is ours
+        if gate is not None and not gate.acquire(timeout=timeout):  # released by the holder: handed over
+            with self._mutex:
+                if gate in self._waiters:
+                    self._waiters.remove(gate)
+                    raise sqlite3.OperationalError("database is locked (a write of this process held it too long)")
+            gate.acquire()  # handed over just as we gave up: it is ours
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # the kernel frees it too if its holder dies
 
     def release(self) -> None:
         """Hand the lock to the next waiter, or free it."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         with self._mutex:
             if self._waiters:
                 self._waiters.popleft().release()
@@ -109,8 +117,11 @@ def write_lock(path: Path | None) -> FairLock | None:
     """The process's one write lock for a database file (None for an in-memory database: one connection)."""
     if path is None:
         return None
+    key = str(path.resolve())
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(str(path.resolve()), FairLock())
+        if key not in _WRITE_LOCKS:
+            _WRITE_LOCKS[key] = FairLock(Path(key + "-lock"))
+        return _WRITE_LOCKS[key]
 
 
 class SqliteStore(JournalMixin, OutboxMixin):
