@@ -140,11 +140,26 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
     return 0
 
 
+def _die_with_the_daemon() -> None:
+    """The two processes are one daemon: if the daemon is killed, this one is killed with it (Linux), as if they
+    were one process, so that recovery after a crash never meets a half-alive daemon."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the daemon died before the line above: do not outlive it
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
     """`python -m automator.daemon.outbox_process SETTINGS_JSON COMMANDS_FD REPLIES_FD`."""
     from automator.daemon.logs import setup_logging
 
     settings = json.loads(argv[0])
+    _die_with_the_daemon()
     setup_logging(settings.get("log_format", "text"), settings.get("log_level", "INFO"),
                   mask=settings.get("mask", True))
     try:
