@@ -162,8 +162,8 @@ _db_option = click.option("--db", "db", type=click.Path(path_type=Path),
 @click.option("--synchronous", type=click.Choice(["FULL", "NORMAL"]), default="FULL", show_default=True,
               help="FULL survives power loss; NORMAL only process crashes.")
 @click.option("--no-reload", is_flag=True, help="Do not watch the rule files for changes.")
-@click.option("--outbox-process/--no-outbox-process", default=True, show_default=True,
-              help="Perform effects in a second process, on another core.")
+@click.option("--outbox-process", is_flag=True,
+              help="Perform effects in a second process, on another core: more events/s, slower acks.")
 def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_level: str, no_mask: bool,
         db: Path | None, synchronous: str, no_reload: bool, outbox_process: bool) -> None:
     """Run the daemon: receive webhooks, run the rules, perform the effects, keep the timers.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import multiprocessing
 import os
@@ -146,22 +147,35 @@ def running(cmd: Sequence[str], port: int, log: Path, env: dict[str, str] | None
         stop(proc)
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (the daemon and its outbox process): they are measured together."""
+    pids = [pid]
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(OSError), open(task) as f:
+            pids.extend(int(child) for child in f.read().split())
+    return pids
+
+
 def proc_memory(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak resident) of a process, in MB."""
-    out: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                out[name] = int(value.split()[0]) / 1024
+    """VmRSS and VmHWM (peak resident) of a process and its children, added up, in MB."""
+    out: dict[str, float] = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for member in family(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in out:
+                    out[name] += int(value.split()[0]) / 1024
     return out
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process (all its threads) has used."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its children (all their threads) have used."""
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # --- the outside system: a keep-alive HTTP/1.1 server in its own process that counts requests ----------------

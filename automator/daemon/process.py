@@ -125,7 +125,7 @@ class Daemon:
     def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
                  clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
                  connector_types: Mapping[str, type[Connector]] | None = None, policy: RetryPolicy | None = None,
-                 reload: bool = True, max_body: int = MAX_BODY, outbox_process: bool = True,
+                 reload: bool = True, max_body: int = MAX_BODY, outbox_process: bool = False,
                  log_settings: Mapping[str, Any] | None = None) -> None:
         self.project = project
         self.root = project.root
