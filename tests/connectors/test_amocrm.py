@@ -22,6 +22,7 @@ from automator.model import Pipeline, Stage
 from connectors.amocrm import Amocrm, AmocrmEmulator
 from connectors.amocrm.api import JITTER_MARGIN, Pacer, classify
 from connectors.amocrm.mapping import FormError, parse_php_form
+from connector_support import Swap
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TS = int(NOW.timestamp())
@@ -64,16 +65,6 @@ LEAD_KEYS = {"id", "name", "price", "responsible_user_id", "group_id", "status_i
              "is_deleted", "custom_fields_values", "score", "account_id", "_links", "_embedded"}
 PIPELINE_KEYS = {"id", "name", "sort", "is_main", "is_unsorted_on", "is_archive", "account_id", "_links", "_embedded"}
 STATUS_KEYS = {"id", "name", "sort", "is_editable", "pipeline_id", "color", "type", "account_id"}
-
-
-class Swap:
-    """An ASGI app whose target a test replaces, so one server serves each test's own emulator."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
 
 
 class Receiver:

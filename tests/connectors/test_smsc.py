@@ -15,6 +15,7 @@ from automator.emulator import serve
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsc import Smsc, api
 from connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
+from connector_support import Swap
 
 LOGIN, PSW, APIKEY = "salon", "secret", "key-123"
 T0 = 1_800_000_000.0
@@ -23,15 +24,6 @@ T0 = 1_800_000_000.0
 SENT_SAMPLE = {"id": 12345, "cnt": 1}
 SENT_COST_SAMPLE = {"id": 12345, "cnt": 1, "cost": "3.5", "balance": "1200.75"}
 AUTH_SAMPLE = {"error": "authorise error", "error_code": 2}
-
-
-class Swap:
-    """One served address for the whole module; each test puts a fresh emulator behind it."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from automator.emulator import serve
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsru import Smsru, api
 from connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
+from connector_support import Swap
 
 API_ID = "test-api-id"
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC: mid-day in Moscow
@@ -31,15 +32,6 @@ AUTH_SAMPLE = {"status": "ERROR", "status_code": 200, "status_text": "Непра
 COST_SAMPLE = {"status": "OK", "status_code": 100,
                "sms": {"79255070602": {"status": "OK", "status_code": 100, "cost": 0.00, "sms": 1}},
                "total_cost": 0.00, "total_sms": 1}
-
-
-class Swap:
-    """One served address for the whole module; each test puts a fresh emulator behind it."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
 from connectors.telegram.emulator import TelegramEmulator
 from connectors.telegram.mapping import IGNORED_UPDATES
+from connector_support import Hooks, Swap
 
 TOKEN = "123456789:AAEtest-token-for-the-emulator-abcdef"
 SECRET = "s3cret-token_1"
@@ -54,45 +55,6 @@ class Clock:
         self.now += seconds
 
 
-class Swap:
-    """One served ASGI app for the whole module, playing each test's own emulator."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
-class Hooks:
-    """The daemon's side of the webhook: records each request as the Inbound the daemon would build."""
-
-    def __init__(self) -> None:
-        self.got: list[Inbound] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.got.append(Inbound(connector="tg", method=scope["method"], path=scope["path"], query={},
-                                headers={k.decode().lower(): v.decode() for k, v in scope["headers"]}, body=body,
-                                received_at=datetime.now(timezone.utc)))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"accepted": 1}'})
-
-    def wait(self, count: int) -> list[Inbound]:
-        """The first `count` webhooks, waiting at most 3 s for them."""
-        deadline = time.monotonic() + 3
-        while len(self.got) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.got) >= count, self.got
-        return self.got[:count]
-
-
 # One plain client for the test's own calls (control routes, raw Bot API requests): a new one each time would
 # build an SSL context each time.
 WEB = httpx.Client(trust_env=False, timeout=5)
@@ -100,7 +62,7 @@ WEB = httpx.Client(trust_env=False, timeout=5)
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Served, Swap, Served, Hooks]]:
-    swap, hooks = Swap(), Hooks()
+    swap, hooks = Swap(), Hooks("tg")
     with serve(swap) as api_server, serve(hooks) as hook_server:
         yield api_server, swap, hook_server, hooks
     WEB.close()

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -25,6 +24,7 @@ from connectors.yclients import api as yapi
 from connectors.yclients.api import Pace
 from connectors.yclients.emulator import YclientsEmulator
 from connectors.yclients.mapping import ATTENDANCE, parse_datetime, to_e164
+from connector_support import Hooks, Swap
 
 COMPANY, PARTNER, USER, SECRET = 307626, "partner-token-1", "user-token-1", "hook-secret-1"
 
@@ -62,49 +62,9 @@ CAPTURED_CLIENT: dict[str, Any] = {
 PAST = "2026-03-01T10:00:00+0300"
 
 
-class Swap:
-    """One served ASGI app for the whole module, playing each test's own emulator."""
-
-    app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
-class Hooks:
-    """The daemon's side: each webhook as the Inbound the daemon would build from it."""
-
-    def __init__(self) -> None:
-        self.got: list[Inbound] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.got.append(Inbound(connector="yc", method=scope["method"], path=scope["path"],
-                                query=dict(parse_qsl(scope["query_string"].decode())),
-                                headers={k.decode().lower(): v.decode() for k, v in scope["headers"]}, body=body,
-                                received_at=datetime.now(timezone.utc)))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"accepted": 1}'})
-
-    def wait(self, count: int) -> list[Inbound]:
-        """The first `count` webhooks, waiting at most 3 s for them."""
-        deadline = time.monotonic() + 3
-        while len(self.got) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.got) >= count, self.got
-        return self.got[:count]
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[Served, Swap, Served, Hooks]]:
-    swap, hooks = Swap(), Hooks()
+    swap, hooks = Swap(), Hooks("yc")
     with serve(swap) as api_server, serve(hooks) as hook_server:
         yield api_server, swap, hook_server, hooks
 
