@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Iterator, Mapping
@@ -96,12 +97,32 @@ class FairLock:
                     raise sqlite3.OperationalError("database is locked (a write of this process held it too long)")
             gate.acquire()  # handed over just as we gave up: it is ours
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)  # the kernel frees it too if its holder dies
+            try:
+                self._lock_file(timeout)
+            except BaseException:
+                self._hand_over()
+                raise
+
+    def _lock_file(self, timeout: float) -> None:
+        # Another process's turn: tried every half millisecond (SQLite's own handler waits 1, 2, 5, 10… ms), and
+        # given up after `timeout` as SQLite would. The kernel frees the lock if its holder dies.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError("database is locked (another process held it too long)") from None
+                time.sleep(0.0005)
 
     def release(self) -> None:
         """Hand the lock to the next waiter, or free it."""
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
         with self._mutex:
             if self._waiters:
                 self._waiters.popleft().release()
