@@ -275,16 +275,19 @@ class WebConnector(Connector):
     (inside the daemon's event loop) by `automator.http.new_client`; tests pass `transport=` to replace the
     network (httpx.MockTransport, or httpx.ASGITransport over the connector's emulator)."""
 
-    deadline: ClassVar[float] = 15.0  # seconds for one whole call
+    deadline: float = 15.0  # seconds for one whole call; a `timeout:` setting replaces it
+    default_base_url: ClassVar[str] = ""  # the system's public API; a `base_url:` setting replaces it
 
     def __init__(self, name: str, config: Mapping[str, Any], *, transport: Any = None) -> None:
         super().__init__(name, config)
+        if config.get("timeout"):
+            self.deadline = float(config["timeout"])
         self._transport = transport
         self._client: Any = None
 
     def base_url(self) -> str:
-        """Where the system's API lives (from the settings)."""
-        return ""
+        """Where the system's API lives: the `base_url:` setting (an emulator, a mirror), else the public one."""
+        return str(self.config.get("base_url") or self.default_base_url).rstrip("/")
 
     def default_headers(self) -> dict[str, str]:
         """Headers every call carries (authentication, content negotiation)."""

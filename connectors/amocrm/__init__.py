@@ -95,8 +95,6 @@ class Amocrm(WebConnector):
         self.now = now or (lambda: datetime.now(UTC))
         self.users = {str(k): v for k, v in (config.get("users") or {}).items()}
         self.fields = FieldMap.from_config(config.get("fields"))
-        if config.get("timeout"):
-            self.deadline = float(config["timeout"])
         self.api = AmoApi(self.request, Pacer())
 
     @classmethod

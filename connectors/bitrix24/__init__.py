@@ -114,7 +114,6 @@ class Bitrix24(WebConnector):
         if plan not in PLANS:
             raise ConfigError(f"connector {name!r}: plan must be one of {', '.join(PLANS)}")
         self.rate_limit = PLANS[plan]
-        self.deadline = float(config.get("timeout", 15.0))
         self.custom: dict[str, str] = {str(k): str(v) for k, v in (config.get("fields") or {}).items()}
         self.roles: dict[str, str] = {str(k): str(v) for k, v in (config.get("roles") or {}).items()}
         secret = [p for p in parsed.path.split("/") if p][-1]

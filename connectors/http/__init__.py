@@ -26,6 +26,7 @@ class HttpConnector(WebConnector):
     """
 
     type = "http"
+    deadline = 10.0
     config_schema = {
         "type": "object",
         "required": ["type", "allow"],
@@ -44,7 +45,6 @@ class HttpConnector(WebConnector):
                  ) -> None:
         super().__init__(name, config, transport=transport)
         self.allow = [str(a).lower() for a in config.get("allow") or []]
-        self.deadline = float(config.get("timeout", 10.0))
         if config.get("rate"):
             self.rate_limit = (float(config["rate"]), max(1, int(config["rate"])))
 

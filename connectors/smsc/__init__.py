@@ -35,6 +35,7 @@ class Smsc(WebConnector):
     """SMS through SMSC: one request per message, identified by an id derived from the effect key."""
 
     type = "smsc"
+    default_base_url = DEFAULT_BASE_URL
     config_schema = {
         "type": "object",
         "required": ["type"],
@@ -61,12 +62,6 @@ class Smsc(WebConnector):
         super().__init__(name, config, transport=transport)
         self.auth = api.credentials(config.get("login"), config.get("psw"), config.get("apikey"))
         self.sender = config.get("sender") or None
-        if config.get("timeout"):
-            self.deadline = float(config["timeout"])
-
-    def base_url(self) -> str:
-        """https://smsc.ru, or the emulator's address."""
-        return str(self.config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
     @action("sms.send")
     async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:

@@ -39,6 +39,7 @@ class Smsru(WebConnector):
     """SMS through SMS.ru: one request per message, however many numbers; every answer code classified."""
 
     type = "smsru"
+    default_base_url = DEFAULT_BASE_URL
     config_schema = {
         "type": "object",
         "required": ["type", "api_id"],
@@ -63,12 +64,6 @@ class Smsru(WebConnector):
         self.api_id = str(config.get("api_id") or "")
         self.sender = config.get("sender") or None
         self.test = bool(config.get("test", False))
-        if config.get("timeout"):
-            self.deadline = float(config["timeout"])
-
-    def base_url(self) -> str:
-        """https://sms.ru, or the emulator's address."""
-        return str(self.config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
     @action("sms.send")
     async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:

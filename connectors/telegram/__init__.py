@@ -60,6 +60,7 @@ class Telegram(WebConnector):
     updates. See the module docstring for the contract points."""
 
     type = "telegram"
+    default_base_url = DEFAULT_BASE_URL  # or a local Bot API server, or the emulator
     config_schema = {
         "type": "object",
         "required": ["type", "token"],
@@ -100,10 +101,6 @@ class Telegram(WebConnector):
         self._staff = {str(chat): key for key, chat in self.chats.items()}
         # Groups Telegram said were upgraded to supergroups while we ran: old id → new id.
         self.moved: dict[str, int] = {}
-
-    def base_url(self) -> str:
-        """The Bot API server: api.telegram.org, a local Bot API server, or the emulator."""
-        return str(self.config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
     # ---- actions -----------------------------------------------------------------------------------
     @action("message.send")

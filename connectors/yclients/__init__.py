@@ -64,6 +64,7 @@ class Yclients(WebConnector):
     record and client webhooks; a catch-up poll of records by change date."""
 
     type = "yclients"
+    default_base_url = DEFAULT_BASE_URL
     config_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "required": ["type", "company_id", "partner_token", "user_token", "hook_secret"],
@@ -110,10 +111,6 @@ class Yclients(WebConnector):
         pace = Pace.of(f"{parts.hostname}:{parts.port}")
         self.api = Api(self, self.company_id, pace)
         self.poll_api = Api(self, self.company_id, pace, POLL_WAIT)
-
-    def base_url(self) -> str:
-        """`https://api.yclients.com/api/v1` unless the settings say otherwise."""
-        return str(self.config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
 
     def default_headers(self) -> dict[str, str]:
         """The v2 Accept header (required) and the partner + user token pair."""
