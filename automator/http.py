@@ -15,15 +15,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_ORDER", "ENGINES", "DeadlineExceeded", "default_engine", "new_client", "new_transport", "send"]
 
-# Every engine new_transport knows. A hand-written HTTP/1.1 transport was measured too (bench/_lean.py: 17-24 %
-# less CPU per effect than aiohttp) and left out of the product: HTTP/1.1 framing, TLS and pooling are what a
-# well-kept library is for, and httpx's own client machinery (~0.11 ms per request) dominates either way.
-ENGINES = ("aiohttp", "httpx")
-# The default's candidates, fastest first, as measured by bench/http_client.py: CPU per request through send(),
-# aiohttp 0.36 ms against httpcore's 0.54 ms one at a time, 0.25 ms against 1.5 ms at 32 in flight. The first
-# one installed is used.
-DEFAULT_ORDER = ("aiohttp", "httpx")
-_NEEDS = {"aiohttp": ("aiohttp", "httpx_aiohttp"), "httpx": ()}
+# Every engine new_transport knows. "httptools" is ours (automator/http1.py): httpx's Request written as it is
+# and the answer read into httpx's Response, framed by httptools' C parser. The others put a second HTTP model
+# under httpx's own, and that model is most of their cost.
+ENGINES = ("httptools", "aiohttp", "httpx")
+# The default's candidates, fastest first, as measured by bench/http_client.py and bench/connector_calls.py
+# (CPU per request through send(); see the README's figures). The first one installed is used.
+DEFAULT_ORDER = ("httptools", "aiohttp", "httpx")
+_NEEDS = {"httptools": ("httptools",), "aiohttp": ("aiohttp", "httpx_aiohttp"), "httpx": ()}
 
 # An idle connection is dropped after this many seconds: sooner than servers usually drop it (nginx: 75 s),
 # so we close first rather than send a POST into a socket the server is closing.
@@ -48,17 +47,24 @@ def _installed(engine: str) -> bool:
 
 
 def new_transport(engine: str | None = None, *, max_connections: int = 100) -> httpx.AsyncBaseTransport:
-    """A pooled keep-alive transport on `engine` ("aiohttp" or "httpx"; the default engine when None).
+    """A pooled keep-alive transport on `engine` (one of ENGINES; the default engine when None).
 
     No engine reads proxy or certificate variables, retries, or follows redirects; all raise httpx's
     exception classes for the same failures (a refused connect is httpx.ConnectError, a server hanging up
-    before answering is httpx.RemoteProtocolError, ...). "aiohttp" falls back to "httpx" when not installed.
+    before answering is httpx.RemoteProtocolError, ...). An engine not installed falls back to "httpx".
     """
     engine = engine or default_engine()
+    # The faster engines are a speed-up, not a feature: httpx's own transport behaves the same, at more CPU.
+    if engine == "httptools":
+        if not _installed("httptools"):
+            engine = "httpx"
+        else:
+            from automator.http1 import Http1Transport
+
+            return Http1Transport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
     if engine == "aiohttp":
         if _installed("aiohttp"):
             return _aiohttp_transport(max_connections)
-        # aiohttp is a speed-up, not a feature: httpx's own transport behaves the same, at more CPU.
         engine = "httpx"
     if engine == "httpx":
         limits = httpx.Limits(max_connections=max_connections,
@@ -127,12 +133,38 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
     request = client.build_request(method, _merged(client, url), **kwargs)
     try:
         async with asyncio.timeout(deadline) as budget:
-            return await client.send(request, **send_kwargs)
+            if send_kwargs or not _plain(client):
+                return await client.send(request, **send_kwargs)
+            return await _send_plain(client, request)
     except TimeoutError as exc:
         if budget.expired():
             raise DeadlineExceeded(f"{method} {request.url} took longer than {deadline:g} s",
                                    request=request) from exc
         raise
+
+
+def _plain(client: httpx.AsyncClient) -> bool:
+    """True for a client as new_client makes it: no auth, no event hooks, the one transport for every URL."""
+    return (type(client) is httpx.AsyncClient and client.auth is None and not any(client.event_hooks.values())
+            and not getattr(client, "_mounts", True) and hasattr(client, "_transport"))
+
+
+async def _send_plain(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """What client.send does for such a client, without the layers it has no use for (auth flow, redirect
+    loop, hooks, the stream wrapper that times the body): half of httpx's own CPU per request
+    (bench/connector_calls.py). The answer is read whole and its cookies kept, as client.send does."""
+    if client.is_closed:
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+    response = await client._transport.handle_async_request(request)
+    response.request = request
+    response.default_encoding = getattr(client, "_default_encoding", "utf-8")
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    if "set-cookie" in response.headers:
+        client.cookies.extract_cookies(response)
+    return response
 
 
 # --- the aiohttp engine ---------------------------------------------------------------------------------------

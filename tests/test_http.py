@@ -25,7 +25,7 @@ UNREACHABLE_PROXY = "http://127.0.0.1:9"  # loopback "discard" port: nothing lis
 
 ENGINES = [pytest.param(engine, marks=pytest.mark.skipif(
     engine != "httpx" and importlib.util.find_spec(module) is None, reason=f"{module} is not installed"))
-    for engine, module in (("httpx", "httpx"), ("aiohttp", "httpx_aiohttp"))]
+    for engine, module in (("httpx", "httpx"), ("aiohttp", "httpx_aiohttp"), ("httptools", "httptools"))]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -379,14 +379,18 @@ def test_the_client_does_not_follow_redirects_or_trust_the_environment() -> None
 
 def test_the_default_engine_is_the_benchmarks_choice_and_falls_back_to_httpx(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = default_engine()
-    transport = new_client()._transport
-    if engine == "aiohttp":
+    from automator.http1 import Http1Transport
+
+    assert default_engine() == "httptools"  # a dependency: always there
+    assert isinstance(new_client()._transport, Http1Transport)
+    # Without the faster engines installed, the client still works, on the next one and at last on httpx's own.
+    monkeypatch.setitem(sys.modules, "httptools", None)  # makes `import httptools` raise ImportError
+    assert isinstance(new_transport("httptools"), httpx.AsyncHTTPTransport)
+    if importlib.util.find_spec("httpx_aiohttp") is not None:
         from httpx_aiohttp import AiohttpTransport
-        assert isinstance(transport, AiohttpTransport)
-    # Without the optional engine installed, the client still works on httpx's own transport.
+        assert isinstance(new_client()._transport, AiohttpTransport)
     for module in ("aiohttp", "httpx_aiohttp"):
-        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+        monkeypatch.setitem(sys.modules, module, None)
     assert isinstance(new_client()._transport, httpx.AsyncHTTPTransport)
     assert isinstance(new_transport("aiohttp"), httpx.AsyncHTTPTransport)
 
