@@ -71,11 +71,13 @@ def _expect(store: SqliteStore, effect: Effect, entity: EntityRef, fields: dict[
 
 
 class Outbox:
-    """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket."""
+    """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket; only
+    the effects of connectors that `handles` accepts, when given (the daemon and its outbox process split them)."""
 
     def __init__(self, engine: StoreThread, connectors: Callable[[], Mapping[str, Connector]], *, worker: str,
                  clock: Clock, metrics: Metrics, policy: RetryPolicy | None = None, deadline: float = 30.0,
-                 max_in_flight: int = 128, on_events: Callable[[], None] | None = None) -> None:
+                 max_in_flight: int = 128, on_events: Callable[[], None] | None = None,
+                 handles: Callable[[Connector], bool] | None = None) -> None:
         self.engine = engine
         self.connectors = connectors
         self.worker = worker
@@ -85,6 +87,7 @@ class Outbox:
         self.deadline = deadline
         self.max_in_flight = max_in_flight
         self.on_events = on_events or (lambda: None)
+        self.handles = handles
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
@@ -124,7 +127,8 @@ class Outbox:
         if free <= 0:
             await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
             return
-        claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free, LEASE)
+        claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free, LEASE,
+                                         self._mine())
         if not claimed:
             await self._idle(stopping)
             return
@@ -133,8 +137,14 @@ class Outbox:
             self.in_flight.add(task)
             task.add_done_callback(self.in_flight.discard)
 
+    def _mine(self) -> list[str] | None:
+        """The connectors whose effects this outbox performs (None: all of them)."""
+        if self.handles is None:
+            return None
+        return [name for name, connector in self.connectors().items() if self.handles(connector)]
+
     async def _idle(self, stopping: asyncio.Event) -> None:
-        due = await self.engine.call(SqliteStore.next_effect_due)
+        due = await self.engine.call(SqliteStore.next_effect_due, self._mine())
         timeout = 1.0
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))

@@ -92,7 +92,8 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
     state["connectors"] = await connectors_of(project)
     tally = Tally()
     outbox = Outbox(engine, lambda: state["connectors"], worker=worker_name(), clock=clock, metrics=tally,  # type: ignore[arg-type]
-                    policy=retry_policy(project.config.daemon.get("retry") or {}), on_events=lambda: tell(b"j\n"))
+                    policy=retry_policy(project.config.daemon.get("retry") or {}), on_events=lambda: tell(b"j\n"),
+                    handles=lambda c: not c.in_store)  # the daemon performs those itself
 
     async def reload() -> None:
         fresh, found = await asyncio.to_thread(load_project, settings["root"])
@@ -158,7 +159,10 @@ def main(argv: list[str]) -> int:
     """`python -m automator.daemon.outbox_process SETTINGS_JSON COMMANDS_FD REPLIES_FD`."""
     from automator.daemon.logs import setup_logging
 
+    from automator.daemon import crashpoints
+
     settings = json.loads(argv[0])
+    crashpoints.role = "outbox"
     _die_with_the_daemon()
     setup_logging(settings.get("log_format", "text"), settings.get("log_level", "INFO"),
                   mask=settings.get("mask", True))

@@ -169,9 +169,11 @@ class Daemon:
         try:
             self.connectors = await self._connectors(self.project)
             await self._recover()
-            if not self.outbox_process:
-                self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
-                                     metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set)
+            # With an outbox process, this one still performs the effects of connectors that write into the store
+            # (`local`): on the engine's thread, in turn with the batches it decides without the write lock.
+            self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
+                                 metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set,
+                                 handles=(lambda c: c.in_store) if self.outbox_process else None)
             server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
                                               log_config=None, access_log=False, http="httptools",
                                               loop="none", timeout_graceful_shutdown=10))
@@ -182,8 +184,7 @@ class Daemon:
             if self.outbox_process:
                 self._start_child()
                 tasks.append(asyncio.create_task(self._watch_child(), name="outbox-process"))
-            else:
-                tasks.append(asyncio.create_task(self.outbox.run(self.stopping), name="outbox"))
+            tasks.append(asyncio.create_task(self.outbox.run(self.stopping), name="outbox"))
             if self.reload:
                 tasks.append(asyncio.create_task(watch(self), name="reload"))
             self.pollers: dict[str, asyncio.Task[None]] = {}
@@ -227,10 +228,8 @@ class Daemon:
         log.info("effects are performed by process %d", self.child.pid)
 
     def _wake_outbox(self) -> None:
-        if self.child is None:
-            self.outbox.wake.set()
-        else:
-            self._tell_child(b"w\n")
+        self.outbox.wake.set()
+        self._tell_child(b"w\n")
 
     def _tell_child(self, line: bytes) -> None:
         if self.child is None:

@@ -11,6 +11,7 @@ from automator.core.decide import decide
 from automator.daemon import crashpoints
 from automator.model import Decision, Event
 from automator.store.sqlite import SqliteStore
+from automator.store.staged import Staged
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
@@ -29,37 +30,59 @@ class BatchReport:
 
 def process_batch(store: SqliteStore, project: Project, worker: str, now: datetime, *, limit: int = 64,
                   budget: float = 0.005) -> BatchReport:
-    """Decide up to `limit` claimed events in one transaction (group commit), stopping early after `budget`
-    seconds so that webhook acknowledgements never wait long for the write lock.
+    """Decide up to `limit` pending events, stopping early after `budget` seconds, then commit the decisions in
+    one transaction (group commit: one fsync for the batch).
 
-    Each event is committed under its own savepoint: one event the engine cannot decide is parked as
-    `failed` with its error, and the others go on.
+    The deciding is done without the write lock, over the store with the batch's earlier decisions staged
+    (automator/store/staged.py): the lock is held only while the decisions are written, so webhooks being
+    journaled and effects being settled, by this process or the outbox process, are not kept waiting while
+    rules are evaluated. Each event is taken in the transaction that commits its decision, and only if it is
+    still pending (an event another worker decided meanwhile is left to it). A crash before the commit leaves
+    every event of the batch pending: they are decided again.
+
+    An event the engine cannot decide is parked as `failed` with its error, and the others go on.
     """
     report = BatchReport()
     started = time.perf_counter()
-    # Claiming inside the batch's own transaction: one commit (one fsync) per batch, and a crash rolls the
-    # claim back with the decisions, leaving the events pending.
+    events = store.pending_events(worker, now, limit)
+    staged = Staged(store)
+    decided: list[tuple[Event, Decision]] = []
+    failed: list[tuple[Event, str]] = []
+    for index, event in enumerate(events):
+        if index and time.perf_counter() - started > budget:
+            break  # the rest stay pending and come first in the next batch
+        try:
+            decision = decide(project, staged, event, now)
+        except Exception as exc:  # a bug in a rule or the engine: park the event, keep the daemon up
+            log.exception("event could not be decided", extra={"event_id": event.id})
+            failed.append((event, f"{type(exc).__name__}: {exc}"))
+            continue
+        staged.stage(decision)
+        decided.append((event, decision))
+    if not events:
+        return report
     with store.atomic():
-        events = store.claim_events(worker, now, limit, LEASE)
-        for index, event in enumerate(events):
-            if index and time.perf_counter() - started > budget:
-                break  # the rest stay claimed by us and come first in the next batch
+        for event, decision in decided:
             try:
                 with store.atomic():
-                    decision = decide(project, store, event, now)
-                    report.emitted.extend(store.commit(event, decision, now))
-            except Exception as exc:  # a bug in a rule or the engine: park the event, keep the daemon up
-                log.exception("event could not be decided", extra={"event_id": event.id})
-                store.fail_event(event, f"{type(exc).__name__}: {exc}", now)
-                report.failed += 1
-                continue
+                    emitted = store.commit_pending(event, decision, now, worker)
+            except Exception as exc:
+                # Writing failed (a bug): the events after it were decided as if it had been written, so
+                # they wait for the next batch, to be decided again on what the store really holds.
+                log.exception("a decision could not be written", extra={"event_id": event.id})
+                failed.append((event, f"{type(exc).__name__}: {exc}"))
+                break
+            if emitted is None:
+                continue  # decided by another worker meanwhile
+            report.emitted.extend(emitted)
             report.events += 1
             report.decisions.append(decision)
             for timer in decision.timers:
                 if report.earliest_timer is None or timer.due_at < report.earliest_timer:
                     report.earliest_timer = timer.due_at
-        if events:
-            crashpoints.reached("decide.before_commit")
-    if events:
-        crashpoints.reached("decide.after_commit")
+        for event, error in failed:
+            store.fail_event(event, error, now)
+            report.failed += 1
+        crashpoints.reached("decide.before_commit")
+    crashpoints.reached("decide.after_commit")
     return report

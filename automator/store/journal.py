@@ -157,40 +157,64 @@ class JournalMixin:
         """Claim the oldest unprocessed events whose key no other live claim holds, in journal order."""
         from automator.store.sqlite import utc
 
-        stamp = utc(now)
         with self.atomic():
-            held = {row[0] for row in self.db.conn.execute(
-                "select distinct key from journal where status = 'claimed' and claimed_until >= ? and claimed_by != ?",
-                [stamp, worker])}
-            # Two index range scans (status, seq), each stopping at the limit, merged: with `status = 'pending'
-            # or ...` SQLite read every pending event (body included) and sorted them, so a claim cost grew
-            # with the backlog (bench/daemon_profile.py: 4.7 ms at 20,000 pending, 0.09 ms this way).
-            rows = self.db.conn.execute(
-                "select seq, key, body from (select seq, key, body from journal where status = 'pending' "
-                "order by seq limit ?3) union all select seq, key, body from (select seq, key, body from journal "
-                "where status = 'claimed' and (claimed_until < ?1 or claimed_by = ?2) order by seq limit ?3) "
-                "order by seq limit ?3",
-                [stamp, worker, limit + len(held) * 4]).fetchall()
-            taken = [(seq, body) for seq, key, body in rows if key not in held][:limit]
+            taken = self._pending(worker, now, limit)
             if taken:
                 self.db.conn.executemany(
                     "update journal set status = 'claimed', claimed_by = ?, claimed_until = ? where seq = ?",
                     [[worker, utc(now + lease), seq] for seq, _ in taken])
         return [event_from_body(body) for _, body in taken]
 
+    def pending_events(self: SqliteStore, worker: str, now: datetime, limit: int) -> list[Event]:
+        """The events claim_events would claim, read without claiming them (no write lock is taken): the worker
+        decides them first and takes each one in the transaction that commits its decision (commit_pending)."""
+        return [event_from_body(body) for _, body in self._pending(worker, now, limit)]
+
+    def _pending(self: SqliteStore, worker: str, now: datetime, limit: int) -> list[tuple[int, str]]:
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        held = {row[0] for row in self.db.conn.execute(
+            "select distinct key from journal where status = 'claimed' and claimed_until >= ? and claimed_by != ?",
+            [stamp, worker])}
+        # Two index range scans (status, seq), each stopping at the limit, merged: with `status = 'pending'
+        # or ...` SQLite read every pending event (body included) and sorted them, so a claim cost grew
+        # with the backlog (bench/daemon_profile.py: 4.7 ms at 20,000 pending, 0.09 ms this way).
+        rows = self.db.conn.execute(
+            "select seq, key, body from (select seq, key, body from journal where status = 'pending' "
+            "order by seq limit ?3) union all select seq, key, body from (select seq, key, body from journal "
+            "where status = 'claimed' and (claimed_until < ?1 or claimed_by = ?2) order by seq limit ?3) "
+            "order by seq limit ?3",
+            [stamp, worker, limit + len(held) * 4]).fetchall()
+        return [(seq, body) for seq, key, body in rows if key not in held][:limit]
+
     def commit(self: SqliteStore, event: Event, decision: Decision, now: datetime) -> list[Event]:
         """Write a decision and mark its event done, atomically; journal the events it emits. Returns them."""
+        emitted = self.commit_pending(event, decision, now, None)
+        assert emitted is not None
+        return emitted
+
+    def commit_pending(self: SqliteStore, event: Event, decision: Decision, now: datetime, worker: str | None
+                       ) -> list[Event] | None:
+        """commit(), if the event is still undecided and no other worker's live claim holds it (with `worker`);
+        None, with nothing written, when it is not."""
         from automator.store.sqlite import dump, utc
 
+        why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
+               for w in decision.why_not]
+        stamp = utc(now)
         with self.atomic():
+            sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
+                   "claimed_until = null where id = ?")
+            args = [stamp, dump(why), event.id]
+            if worker is not None:
+                sql += " and (status = 'pending' or (status = 'claimed' and (claimed_by = ? or claimed_until < ?)))"
+                args += [worker, stamp]
+            if self.db.conn.execute(sql, args).rowcount != 1 and worker is not None:
+                return None
             self.apply(decision)
-            emitted = [e for e, fresh in zip(decision.events, self.append(decision.events, now)) if fresh] \
+            return [e for e, fresh in zip(decision.events, self.append(decision.events, now)) if fresh] \
                 if decision.events else []
-            why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
-                   for w in decision.why_not]
-            self.db.conn.execute("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
-                                 "claimed_until = null where id = ?", [utc(now), dump(why), event.id])
-        return emitted
 
     def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
         """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""

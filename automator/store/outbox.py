@@ -145,10 +145,12 @@ class OutboxMixin:
                 f"({', '.join('?' * len(PARKED))})", [utc(now), key, *PARKED])
         return cur.rowcount == 1
 
-    def next_effect_due(self: SqliteStore) -> datetime | None:
-        """When the earliest waiting effect may be tried."""
-        row = self.db.conn.execute("select min(next_try_at) from effects where status in ('pending', 'retry')"
-                                   ).fetchone()
+    def next_effect_due(self: SqliteStore, connectors: Sequence[str] | None = None) -> datetime | None:
+        """When the earliest waiting effect (of `connectors`, when given) may be tried."""
+        sql, args = "select min(next_try_at) from effects where status in ('pending', 'retry')", list(connectors or [])
+        if connectors is not None:
+            sql += f" and connector in ({', '.join('?' * len(args))})"
+        row = self.db.conn.execute(sql, args).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 

@@ -42,7 +42,7 @@ def test_a_crash_of_the_second_process_takes_the_daemon_down_and_it_recovers(
         tmp_path, fake_server: FakeServer, start_daemon) -> None:
     project: Project = write_project(tmp_path / "project", fake_server.port, RULES)
     fake_server.answer("/orders", 200)
-    daemon = start_daemon(project, args=("--outbox-process",), env={"AUTOMATOR_CRASH_AT": "effect.after_call:2"})
+    daemon = start_daemon(project, args=("--outbox-process",), env={"AUTOMATOR_CRASH_AT": "effect.after_call:1@outbox"})
     assert daemon.post("booking", order("1")).status == 200
     assert daemon.wait_exit(20) == -9  # the outbox process died mid-effect: the daemon went down whole
     assert "the outbox process died" in daemon.log()
@@ -51,7 +51,8 @@ def test_a_crash_of_the_second_process_takes_the_daemon_down_and_it_recovers(
     wait_for(lambda: not again.query("select 1 from effects where status in ('pending', 'running', 'retry')"), 15,
              "the outbox drained after the restart")
     statuses = dict(again.query("select action, status from effects"))
-    # The SMS (local, deduplicating by key) was done or done again safely; the HTTP call that was interrupted
+    # The SMS (local, performed by the daemon itself, deduplicating by key) was done or done again safely; the
+    # HTTP call that was interrupted
     # after it happened is parked, not repeated.
     assert statuses["sms.send"] == "done"
     assert statuses["http.request"] in ("uncertain", "done")

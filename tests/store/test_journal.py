@@ -432,7 +432,7 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
 
     def flaky(project, snapshot, event, now):  # type: ignore[no-untyped-def]
         if event.id == "e2":
-            snapshot.set_meta("half-written", "yes")  # written inside the event's savepoint, then lost
+            assert not hasattr(snapshot, "set_meta")  # decided outside any transaction: it cannot write
             raise RuntimeError("boom")
         return real(project, snapshot, event, now)
 
@@ -445,22 +445,80 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
     assert (failed["status"], failed["error"], failed["claimed_by"]) == ("failed", "RuntimeError: boom", None)
     assert [row(store, i)["status"] for i in ("e1", "e3")] == ["done", "done"]
     assert {r.event_id for r in store.runs()} == {"e1", "e3"}
-    assert store.get_meta("half-written") is None
     # The parked event is not retried blindly by the next batch.
     monkeypatch.setattr(worker, "decide", real)
     later = worker.process_batch(store, worker_project, "W", NOW + timedelta(hours=1), budget=60.0)
     assert "e2" not in [d.event.id for d in later.decisions] and row(store, "e2")["status"] == "failed"
 
 
-def test_a_batch_cut_short_by_its_budget_keeps_the_rest_for_the_same_worker(  # type: ignore[no-untyped-def]
+def test_a_batch_cut_short_by_its_budget_leaves_the_rest_pending_in_order(  # type: ignore[no-untyped-def]
         worker_project: Project, store: SqliteStore) -> None:
     from automator.daemon.worker import process_batch
 
     store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
     first = process_batch(store, worker_project, "W", NOW, budget=0.0)
     assert [d.event.id for d in first.decisions] == ["e1"]
-    assert [row(store, i)["claimed_by"] for i in ("e2", "e3")] == ["W", "W"]
-    taken = store.claim_events("other", NOW, 10, LEASE)  # only e1's emitted event is free for another worker
-    assert [e.type for e in taken] == ["nps.logged"]
+    assert [row(store, i)["status"] for i in ("e2", "e3")] == ["pending", "pending"]
     rest = process_batch(store, worker_project, "W", NOW, budget=60.0)
-    assert [d.event.id for d in rest.decisions] == ["e2", "e3"]
+    assert [d.event.id for d in rest.decisions][:2] == ["e2", "e3"]  # then e1's emitted event
+
+
+def test_an_event_another_worker_holds_or_took_meanwhile_is_left_to_it(  # type: ignore[no-untyped-def]
+        worker_project: Project, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from automator.daemon import worker
+
+    store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
+    assert [e.id for e in store.claim_events("other", NOW, 1, LEASE)] == ["e1"]  # a live claim on e1's key
+    real = worker.decide
+
+    def racing(project, snapshot, event, now):  # type: ignore[no-untyped-def]
+        if event.id == "e3":  # another worker takes e2 while this batch is being decided
+            assert [e.id for e in store.claim_events("other", now, 2, LEASE)] == ["e1", "e2"]
+        return real(project, snapshot, event, now)
+
+    monkeypatch.setattr(worker, "decide", racing)
+    report = worker.process_batch(store, worker_project, "W", NOW, budget=60.0)
+    assert [d.event.id for d in report.decisions] == ["e3"]
+    assert [(row(store, i)["status"], row(store, i)["claimed_by"]) for i in ("e1", "e2", "e3")] == [
+        ("claimed", "other"), ("claimed", "other"), ("done", None)]
+    assert {r.event_id for r in store.runs()} == {"e3"}  # nothing of e2's decision was written
+
+
+def test_an_event_sees_what_the_events_before_it_in_its_batch_changed(store: SqliteStore, tmp_path: Path
+                                                                        ) -> None:
+    """Decided before any is written, a batch still behaves as one event after the other."""
+    from automator.config.load import load_project
+    from automator.daemon.worker import process_batch
+
+    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text("""\
+rules:
+  - id: arrived
+    when: {changed: booking.status, to: arrived}
+    do:
+      - notify: {to: admin, text: "arrived {{ booking.id }} of {{ client.name }}"}
+  - id: once
+    mode: single
+    when: {event: booking.updated}
+    do:
+      - wait: 1d
+      - notify: {to: admin, text: "a day after"}
+""")
+    project, problems = load_project(tmp_path)
+    assert project is not None, problems
+    store.append([Event(id="c1", type="client.updated", at=NOW, entity=EntityRef("client", "7"),
+                        data={"name": "Anna"}, source="crm"),
+                  Event(id="b1", type="booking.updated", at=NOW, entity=EntityRef("booking", "1"),
+                        data={"status": "arrived", "client": "7"}, source="crm"),
+                  Event(id="b2", type="booking.updated", at=NOW, entity=EntityRef("booking", "1"),
+                        data={"status": "arrived", "client": "7"}, source="crm")], NOW)
+    report = process_batch(store, project, "W", NOW, budget=60.0)
+    assert report.events == 3
+    texts = [e.params["text"] for d in report.decisions for e in d.effects]
+    # b1 saw c1's client; b2 saw b1's status (no change: `arrived` does not fire again) and b1's waiting run.
+    assert texts == ["arrived 1 of Anna"]
+    once = [r for r in store.runs() if r.rule_id == "once"]
+    assert [r.status for r in once] == ["waiting"]
+    b2 = store.journal_event("b2")
+    assert b2 is not None and any("mode: single" in w["reason"] for w in b2["why_not"])

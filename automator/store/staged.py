@@ -1,0 +1,73 @@
+"""A Snapshot as the decisions of one batch leave it, before they are written.
+
+The worker decides a batch without holding the write lock and writes the decisions afterwards, in one short
+transaction (automator/daemon/worker.py). Each event must still see what the events before it in the batch
+changed — a booking's second update sees the first, a client's new state is seen by the booking linked to it
+— so the batch's decisions are staged over the store here, in journal order, as they would have been written.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from automator.model import Decision, Entity, EntityRef, Run
+from automator.store.base import Snapshot
+
+ACTIVE = ("waiting", "queued")  # the statuses Snapshot.active_runs returns
+
+
+class Staged:
+    """`store` (a Snapshot) with the staged decisions' entities and runs laid over it; read-only, as decide()
+    needs it: nothing of the store but the Snapshot protocol is reachable through it."""
+
+    def __init__(self, store: Snapshot) -> None:
+        self.store = store
+        self._entities: dict[EntityRef, Entity] = {}
+        self._runs: dict[str, Run] = {}
+        self._clients_changed = False
+
+    def stage(self, decision: Decision) -> None:
+        """Lay one decision over the store, as committing it will."""
+        after = decision.entity_after
+        if after is not None:
+            self._entities[after.ref] = after
+            self._clients_changed = self._clients_changed or after.ref.kind == "client"
+        for run in decision.runs:
+            self._runs[run.id] = run
+
+    def entity(self, ref: EntityRef) -> Entity | None:
+        """The entity as the staged decisions leave it."""
+        staged = self._entities.get(ref)
+        return staged if staged is not None else self.store.entity(ref)
+
+    def entities(self, kind: str) -> Iterator[Entity]:
+        """Every entity of a kind, staged states first replacing stored ones."""
+        seen: set[EntityRef] = set()
+        for entity in self.store.entities(kind):
+            seen.add(entity.ref)
+            yield self._entities.get(entity.ref, entity)
+        for ref, entity in self._entities.items():
+            if ref.kind == kind and ref not in seen:
+                yield entity
+
+    def run(self, run_id: str) -> Run | None:
+        """One run, as staged or stored."""
+        staged = self._runs.get(run_id)
+        return staged if staged is not None else self.store.run(run_id)
+
+    def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
+        """Waiting or queued runs for a key: stored ones as staged decisions changed them, then staged new ones."""
+        stored = self.store.active_runs(rule_id, key)
+        known = {r.id for r in stored}
+        runs = [self._runs.get(r.id, r) for r in stored]
+        runs += [r for r in self._runs.values() if r.id not in known and r.key == key
+                 and (rule_id is None or r.rule_id == rule_id)]
+        return [r for r in runs if r.status in ACTIVE]
+
+    def segment_recency(self) -> Mapping[str, timedelta]:
+        """Average time between visits per segment, over clients as staged."""
+        if not self._clients_changed:
+            return self.store.segment_recency()
+        from automator.segments import average_recency
+
+        return average_recency({**e.fields} for e in self.entities("client"))
+
