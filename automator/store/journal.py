@@ -203,7 +203,7 @@ class JournalMixin:
         why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
                for w in decision.why_not]
         stamp = utc(now)
-        with self.atomic():
+        with self.atomic(savepoint=False):
             sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
                    "claimed_until = null where id = ?")
             args = [stamp, dump(why), event.id]

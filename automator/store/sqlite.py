@@ -54,14 +54,27 @@ INDEXES: tuple[tuple[str, list[str], bool], ...] = (
 )
 
 
+_last_utc: tuple[datetime | None, str] = (None, "")
+
+
 def utc(at: datetime) -> str:
     """A sortable text form of a moment: UTC, fixed width."""
-    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    global _last_utc
+    # A batch stamps the same `now` on every row it writes: the last answer is kept (datetimes are immutable).
+    last = _last_utc
+    if last[0] is at:
+        return last[1]
+    text = (at if at.tzinfo is timezone.utc else at.astimezone(timezone.utc)).isoformat(timespec="microseconds")
+    _last_utc = (at, text)
+    return text
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps builds one per call with these options
 
 
 def dump(value: Any) -> str:
     """JSON as stored: readable text, anything unknown as its string."""
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
 
 
 class FairLock:
@@ -183,9 +196,18 @@ class SqliteStore(JournalMixin, OutboxMixin):
             self.db[table].create_index(cols, if_not_exists=True, unique=unique)
 
     @contextlib.contextmanager
-    def atomic(self) -> Iterator[None]:
-        """One transaction (BEGIN IMMEDIATE); nested calls join it through savepoints."""
+    def atomic(self, *, savepoint: bool = True) -> Iterator[None]:
+        """One transaction (BEGIN IMMEDIATE); nested calls join it through savepoints. With `savepoint=False`
+        a nested call joins it as it is: a failure inside is undone by whichever enclosing level undoes it
+        (for writes that are never undone alone; a savepoint is two statements more per call)."""
         conn = self.db.conn
+        if self._depth and not savepoint:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         if self._depth:
             self._depth += 1
             name = f"sp{self._depth}"
@@ -257,9 +279,11 @@ class SqliteStore(JournalMixin, OutboxMixin):
         return self._recency
 
     # ---- writing -----------------------------------------------------------------------------------
-    def put_entity(self, entity: Entity) -> None:
-        """Store an entity's state, keeping the one it replaces as `prev`."""
-        old = self.entity(entity.ref)
+    def put_entity(self, entity: Entity, old: Entity | None | bool = True) -> None:
+        """Store an entity's state, keeping the one it replaces as `prev` (read first, unless the caller knows
+        it and passes it as `old`)."""
+        if old is True:
+            old = self.entity(entity.ref)
         self.db.conn.execute(
             "insert or replace into entities (kind, id, fields, prev, updated_at) values (?, ?, ?, ?, ?)",
             [entity.ref.kind, entity.ref.id, dump(entity.fields), dump(old.fields if old else None),
@@ -269,9 +293,10 @@ class SqliteStore(JournalMixin, OutboxMixin):
 
     def apply(self, decision: Decision) -> None:
         """Write one decision at once: entity, runs with traces, effects, timers set and cancelled."""
-        with self.atomic():
+        with self.atomic(savepoint=False):
             if decision.entity_after is not None:
-                self.put_entity(decision.entity_after)
+                # The state it was decided on is the stored one (the worker stages a batch in journal order).
+                self.put_entity(decision.entity_after, decision.entity_before)
             conn = self.db.conn
             if decision.runs:
                 rows = [_run_row(run, decision.event.at) for run in decision.runs]
