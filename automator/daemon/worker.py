@@ -10,7 +10,7 @@ from automator.config.project import Project
 from automator.core.decide import decide
 from automator.daemon import crashpoints
 from automator.model import Decision, Event
-from automator.store.sqlite import SqliteStore
+from automator.store.sqlite import SqliteStore, Writes, writes_of
 from automator.store.staged import Staged
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
     started = time.perf_counter()
     events = store.pending_events(worker, now, limit)
     staged = Staged(store)
-    decided: list[tuple[Event, Decision]] = []
+    decided: list[tuple[Event, Decision, Writes]] = []
     failed: list[tuple[Event, str]] = []
     for index, event in enumerate(events):
         if index and time.perf_counter() - started > budget:
@@ -58,14 +58,14 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
             failed.append((event, f"{type(exc).__name__}: {exc}"))
             continue
         staged.stage(decision)
-        decided.append((event, decision))
+        decided.append((event, decision, writes_of(decision)))  # the rows, built before the lock is taken
     if not events:
         return report
     with store.atomic():
-        for event, decision in decided:
+        for event, decision, writes in decided:
             try:
                 with store.atomic():
-                    emitted = store.commit_pending(event, decision, now, worker)
+                    emitted = store.commit_pending(event, decision, now, worker, writes)
             except Exception as exc:
                 # Writing failed (a bug): the events after it were decided as if it had been written, so
                 # they wait for the next batch, to be decided again on what the store really holds.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from automator.model import Decision, EntityRef, Event, same
 
 if TYPE_CHECKING:
-    from automator.store.sqlite import SqliteStore
+    from automator.store.sqlite import SqliteStore, Writes
 
 DEDUP_WINDOW = timedelta(minutes=10)
 
@@ -194,27 +194,26 @@ class JournalMixin:
         assert emitted is not None
         return emitted
 
-    def commit_pending(self: SqliteStore, event: Event, decision: Decision, now: datetime, worker: str | None
-                       ) -> list[Event] | None:
+    def commit_pending(self: SqliteStore, event: Event, decision: Decision, now: datetime, worker: str | None,
+                       writes: Writes | None = None) -> list[Event] | None:
         """commit(), if the event is still undecided and no other worker's live claim holds it (with `worker`);
-        None, with nothing written, when it is not."""
-        from automator.store.sqlite import dump, utc
+        None, with nothing written, when it is not. `writes` are the decision's rows, when already built."""
+        from automator.store.sqlite import utc, writes_of
 
-        why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
-               for w in decision.why_not]
+        rows = writes if writes is not None else writes_of(decision)
         stamp = utc(now)
         with self.atomic(savepoint=False):
             sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
                    "claimed_until = null where id = ?")
-            args = [stamp, dump(why), event.id]
+            args = [stamp, rows.why_not, event.id]
             if worker is not None:
                 sql += " and (status = 'pending' or (status = 'claimed' and (claimed_by = ? or claimed_until < ?)))"
                 args += [worker, stamp]
             if self.db.conn.execute(sql, args).rowcount != 1 and worker is not None:
                 return None
-            self.apply(decision)
-            return [e for e, fresh in zip(decision.events, self.append(decision.events, now)) if fresh] \
-                if decision.events else []
+            self.write(rows)
+            return [e for e, fresh in zip(rows.events, self.append(rows.events, now)) if fresh] \
+                if rows.events else []
 
     def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
         """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""

@@ -6,6 +6,7 @@ write lock is taken up front, so two writers never deadlock on an upgrade) and n
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import collections
 import contextlib
 import fcntl
@@ -293,31 +294,29 @@ class SqliteStore(JournalMixin, OutboxMixin):
 
     def apply(self, decision: Decision) -> None:
         """Write one decision at once: entity, runs with traces, effects, timers set and cancelled."""
+        self.write(writes_of(decision))
+
+    def write(self, writes: Writes) -> None:
+        """Write a decision's rows (see Writes)."""
         with self.atomic(savepoint=False):
-            if decision.entity_after is not None:
-                # The state it was decided on is the stored one (the worker stages a batch in journal order).
-                self.put_entity(decision.entity_after, decision.entity_before)
             conn = self.db.conn
-            if decision.runs:
-                rows = [_run_row(run, decision.event.at) for run in decision.runs]
-                conn.executemany(f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values "
-                                 f"({', '.join('?' * len(RUN_COLUMNS))})", [[r[c] for c in RUN_COLUMNS] for r in rows])
-            if decision.effects:
-                rows = [_effect_row(effect) for effect in decision.effects]
-                conn.executemany(f"insert or ignore into effects ({', '.join(EFFECT_COLUMNS)}) values "
-                                 f"({', '.join('?' * len(EFFECT_COLUMNS))})",
-                                 [[r[c] for c in EFFECT_COLUMNS] for r in rows])
-            if decision.cancel_timers:
-                conn.executemany("delete from timers where id = ?", [[t] for t in decision.cancel_timers])
-            for timer in decision.timers:
-                self.put_timer(timer)
+            if writes.entity is not None:
+                conn.execute("insert or replace into entities (kind, id, fields, prev, updated_at) values "
+                             "(?, ?, ?, ?, ?)", writes.entity)
+                if writes.entity[0] == "client":
+                    self._recency = None
+            if writes.runs:
+                conn.executemany(_INSERT_RUNS, writes.runs)
+            if writes.effects:
+                conn.executemany(_INSERT_EFFECTS, writes.effects)
+            if writes.cancel:
+                conn.executemany("delete from timers where id = ?", writes.cancel)
+            if writes.timers:
+                conn.executemany(_INSERT_TIMER, writes.timers)
 
     def put_timer(self, timer: Timer) -> None:
         """Set (or move) a timer."""
-        self.db.conn.execute("insert or replace into timers (id, due_at, kind, rule_id, key, run_id, payload) "
-                             "values (?, ?, ?, ?, ?, ?, ?)",
-                             [timer.id, utc(timer.due_at), timer.kind, timer.rule_id, timer.key, timer.run_id,
-                              dump(dict(timer.payload))])
+        self.db.conn.execute(_INSERT_TIMER, _timer_row(timer))
 
     def next_timer(self, until: datetime) -> Timer | None:
         """The earliest timer due at or before `until`."""
@@ -394,6 +393,51 @@ def _time(text: str | None) -> datetime | None:
 
 RUN_COLUMNS = tuple(SCHEMA["runs"][0])
 EFFECT_COLUMNS = tuple(SCHEMA["effects"][0])
+
+
+_INSERT_RUNS = f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * len(RUN_COLUMNS))})"
+_INSERT_EFFECTS = (f"insert or ignore into effects ({', '.join(EFFECT_COLUMNS)}) values "
+                   f"({', '.join('?' * len(EFFECT_COLUMNS))})")
+_INSERT_TIMER = ("insert or replace into timers (id, due_at, kind, rule_id, key, run_id, payload) "
+                 "values (?, ?, ?, ?, ?, ?, ?)")
+
+
+@dataclass(frozen=True)
+class Writes:
+    """One decision as the rows it writes. The JSON and the row building are done by writes_of() before the
+    write lock is taken (the worker builds them while deciding), so that the lock is held for the statements only."""
+
+    event_id: str
+    why_not: str  # the journal's why-not report
+    entity: list[Any] | None  # kind, id, fields, prev, updated_at
+    runs: list[list[Any]]
+    effects: list[list[Any]]
+    cancel: list[list[str]]
+    timers: list[list[Any]]
+    events: tuple[Event, ...]  # emitted: journaled with the decision
+
+
+def writes_of(decision: Decision) -> Writes:
+    """The rows of one decision (pure)."""
+    after, before = decision.entity_after, decision.entity_before
+    entity = None
+    if after is not None:
+        # The state it was decided on is the stored one (the worker stages a batch in journal order): `prev`.
+        entity = [after.ref.kind, after.ref.id, dump(after.fields), dump(before.fields if before else None),
+                  utc(after.updated_at) if after.updated_at else None]
+    at = decision.event.at
+    runs = [[row[c] for c in RUN_COLUMNS] for row in (_run_row(run, at) for run in decision.runs)]
+    effects = [[row[c] for c in EFFECT_COLUMNS] for row in (_effect_row(e) for e in decision.effects)]
+    why = [{"rule": w.rule_id, "reason": w.reason, "conditions": [list(c) for c in w.conditions]}
+           for w in decision.why_not]
+    return Writes(event_id=decision.event.id, why_not=dump(why), entity=entity, runs=runs, effects=effects,
+                  cancel=[[t] for t in decision.cancel_timers], timers=[_timer_row(t) for t in decision.timers],
+                  events=decision.events)
+
+
+def _timer_row(timer: Timer) -> list[Any]:
+    return [timer.id, utc(timer.due_at), timer.kind, timer.rule_id, timer.key, timer.run_id,
+            dump(dict(timer.payload))]
 
 
 def _run_row(run: Run, at: datetime) -> dict[str, Any]:
