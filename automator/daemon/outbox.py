@@ -15,7 +15,7 @@ from automator.connector import ActionResult, Connector
 from automator.daemon import crashpoints
 from automator.daemon.metrics import Metrics
 from automator.daemon.retry import RetryPolicy, TokenBucket
-from automator.daemon.storethread import GroupCommit, StoreThread
+from automator.daemon.storethread import StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
 from automator.model import Effect, EntityRef, Event
@@ -59,6 +59,19 @@ def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now:
     return results
 
 
+def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
+                     limit: int, connectors: list[str] | None) -> tuple[list[list[Event]], list[Claimed]]:
+    """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.
+    The claim is committed before any of its calls starts (an at_most_once effect must be `running` on disk
+    before it is sent, or a crash could send it again)."""
+    with store.atomic():
+        results = [store.settle(effect, outcome, now) for effect, outcome in items]
+        claimed = store.claim_effects(worker, now, limit, LEASE, connectors) if limit > 0 else []
+    if items:
+        crashpoints.reached("settle.after_commit")
+    return results, claimed
+
+
 def _perform_in_store(store: SqliteStore, connector: Connector, effect: Effect) -> ActionResult:
     with store.atomic():  # the connector's writes join the store's transaction (and its place in the write queue)
         result: ActionResult = connector.perform(effect.action, effect.params, effect.key)
@@ -92,67 +105,101 @@ class Outbox:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
         self._reaped = time.monotonic()
-        self.settler: GroupCommit[tuple[Effect, Settlement], list[Event]] = GroupCommit(self._settle_batch)
-
-    async def _settle_batch(self, items: list[tuple[Effect, Settlement]]) -> list[list[Event]]:
-        results = await self.engine.call(settle_many, items, self.clock.now())
-        if any(results):
-            self.on_events()
-        return results
+        # Tries that ended, waiting to be settled by the next cycle, each with the future its task waits on.
+        self._ended: list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]] = []
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and perform until `stopping` is set; then let the calls in flight finish and settle."""
-        settler = asyncio.create_task(self.settler.run())
-        try:
-            while not stopping.is_set():
-                try:
-                    await self._step(stopping)
-                except Exception:  # the loop outlives a failure (a database held too long, a bug): logged
-                    log.exception("the outbox loop failed; it goes on in 1 s")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), timeout=1.0)
-        finally:
-            if self.in_flight:
-                await asyncio.wait(self.in_flight, timeout=self.deadline)
-            self.settler.close()
-            await settler
+        while not stopping.is_set():
+            try:
+                await self._cycle(stopping)
+            except Exception:  # the loop outlives a failure (a database held too long, a bug): logged
+                log.exception("the outbox loop failed; it goes on in 1 s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        # Stopping: the calls in flight finish (each is bounded by the deadline; a moment more is given for them to
+        # return), and what they ended with is settled.
+        end = time.monotonic() + self.deadline + 0.5
+        while self.in_flight and time.monotonic() < end:
+            if self._ended:
+                with contextlib.suppress(Exception):
+                    await self._settle_and_claim(0)
+                continue
+            self.wake.clear()
+            woken = asyncio.create_task(self.wake.wait())
+            await asyncio.wait([woken, *self.in_flight], timeout=max(0.0, end - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+        for _ in range(3):
+            if not self._ended:
+                break
+            with contextlib.suppress(Exception):
+                await self._settle_and_claim(0)
 
-    async def _step(self, stopping: asyncio.Event) -> None:
+    async def _settle_and_claim(self, free: int) -> list[Claimed]:
+        ended, self._ended = self._ended, []
+        try:
+            results, claimed = await self.engine.call(settle_and_claim, [item for item, _ in ended], self.clock.now(),
+                                                      self.worker, free, self._mine())
+        except Exception as exc:  # each task hears of it and tries again
+            for _, future in ended:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for (_, future), result in zip(ended, results):
+            if not future.done():
+                future.set_result(result)
+        if any(results):
+            self.on_events()
+        return claimed
+
+    async def _cycle(self, stopping: asyncio.Event) -> None:
+        """One turn: settle what ended and claim what is due, in one transaction, then start the claimed calls."""
         if time.monotonic() - self._reaped > REAP_EVERY:
             # An effect whose try could not be settled (its lease ran out) is tried again, or parked as uncertain.
             self._reaped = time.monotonic()
             repeatable = frozenset(n for n, c in self.connectors().items() if c.deduplicates)
             await self.engine.call(SqliteStore.release_dead_effects, self.worker, self.clock.now(), repeatable)
         free = self.max_in_flight - len(self.in_flight)
-        if free <= 0:
-            await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
-            return
-        claimed = await self.engine.call(SqliteStore.claim_effects, self.worker, self.clock.now(), free, LEASE,
-                                         self._mine())
-        if not claimed:
-            await self._idle(stopping)
-            return
+        self.wake.clear()
+        claimed = await self._settle_and_claim(free) if free > 0 or self._ended else []
         for item in claimed:
             task = asyncio.create_task(self.perform(item))
             self.in_flight.add(task)
             task.add_done_callback(self.in_flight.discard)
+        if claimed or self._ended:
+            return
+        if free <= 0:  # full: the next turn comes when a call ends
+            await self._wait(None, stopping)
+            return
+        due = await self.engine.call(SqliteStore.next_effect_due, self._mine())
+        timeout = 1.0
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
+        if timeout > 0:
+            await self._wait(timeout, stopping)
+
+    async def _wait(self, timeout: float | None, stopping: asyncio.Event) -> None:
+        """Until woken (effects committed, a try ended), stopped, or `timeout` seconds."""
+        if self.wake.is_set():
+            return
+        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stopping.wait())]
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+
+    async def settle(self, effect: Effect, outcome: Settlement) -> list[Event]:
+        """Have one try's outcome written by the next cycle; the events it journaled."""
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._ended.append(((effect, outcome), future))
+        self.wake.set()
+        return await future
 
     def _mine(self) -> list[str] | None:
         """The connectors whose effects this outbox performs (None: all of them)."""
         if self.handles is None:
             return None
         return [name for name, connector in self.connectors().items() if self.handles(connector)]
-
-    async def _idle(self, stopping: asyncio.Event) -> None:
-        due = await self.engine.call(SqliteStore.next_effect_due, self._mine())
-        timeout = 1.0
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
-        self.wake.clear()
-        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stopping.wait())]
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
 
     async def perform(self, claimed: Claimed) -> None:
         """One try of one effect, settled whatever happens."""
@@ -184,7 +231,7 @@ class Outbox:
         self.metrics.effects.labels(effect.connector, effect.action, outcome.status).inc()
         for attempt in range(3):
             try:
-                await self.settler.submit((effect, outcome))
+                await self.settle(effect, outcome)
                 return
             except Exception:  # the outcome must be written: its lease would otherwise retry (or park) the effect
                 log.exception("effect %s could not be settled (try %d of 3)", effect.key, attempt + 1,
