@@ -98,6 +98,7 @@ class _Deciding:
         self.before, self.after, self.plan, self.preview = before, after, plan, preview
         self.ectx = scopes.eval_context(project, snapshot, now)
         self.views: dict[str, dict[str, Any]] = {}
+        self.scopes: dict[tuple[str, EntityRef | None], tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
 
     # ---- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
@@ -223,10 +224,19 @@ class _Deciding:
     # ---- runs ------------------------------------------------------------------------------------
     def scope(self, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
               vars_: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        before = self.before.fields if self.before and ref == self.event.entity else None
-        if event.id not in self.views:
-            self.views[event.id] = scopes.event_view(event)
-        return scopes.build(self.project, self.snapshot, event, ref, fields, before, vars_, self.views[event.id])
+        # Every rule an event reaches sees the same event, entity and linked entities: the scope is built once
+        # and each run gets its own copy of the top level (expressions only read it; `set` replaces `vars`).
+        key = (event.id, ref)
+        cached = self.scopes.get(key)
+        if cached is None or cached[0] is not fields:
+            before = self.before.fields if self.before and ref == self.event.entity else None
+            if event.id not in self.views:
+                self.views[event.id] = scopes.event_view(event)
+            cached = self.scopes[key] = (fields, scopes.build(self.project, self.snapshot, event, ref, fields, before,
+                                                              None, self.views[event.id]))
+        scope = dict(cached[1])
+        scope["vars"] = dict(vars_ or {})
+        return scope
 
     def start(self, rule: Rule, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
         scope = self.scope(event, ref, fields)
