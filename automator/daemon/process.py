@@ -174,7 +174,7 @@ class Daemon:
             self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
                                  metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set,
                                  handles=(lambda c: c.in_store) if self.outbox_process else None)
-            server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
+            server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off", proxy_headers=False,
                                               log_config=None, access_log=False, http="httptools",
                                               loop="none", timeout_graceful_shutdown=10))
             self.server = server

@@ -65,12 +65,16 @@ def event_body(event: Event) -> str:
         out["delivery_id"] = event.delivery_id
     if event.echo_of:
         out["echo_of"] = event.echo_of
-    return json.dumps(out, ensure_ascii=False, default=str)
+    from automator.store.sqlite import dump
+
+    return dump(out)
 
 
 def event_from_body(body: str) -> Event:
     """The stored form back as an Event."""
-    data = json.loads(body)
+    from automator.store.sqlite import load
+
+    data = load(body)
     entity = data.get("entity")
     return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
                  entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,

@@ -155,7 +155,9 @@ class OutboxMixin:
 
 
 def _effect(row: Mapping[str, Any]) -> Effect:
+    from automator.store.sqlite import load
+
     return Effect(key=row["key"], run_id=row["run_id"], rule_id=row["rule_id"], action=row["action"],
-                  connector=row["connector"], params=json.loads(row["params"]), delivery=row["delivery"],
+                  connector=row["connector"], params=load(row["params"]), delivery=row["delivery"],
                   at=datetime.fromisoformat(row["at"]),
                   entity=EntityRef.parse(row["entity"]) if row["entity"] else None, depth=row["depth"] or 0)

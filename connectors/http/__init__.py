@@ -16,6 +16,7 @@ from automator.errors import Rejected
 from automator.http import send
 
 MAX_ANSWER = 2000  # characters of the answer kept in the effect's result
+CACHED = 1024  # parsed URLs and allow-list answers kept
 
 
 class HttpConnector(WebConnector):
@@ -45,6 +46,10 @@ class HttpConnector(WebConnector):
                  ) -> None:
         super().__init__(name, config, transport=transport)
         self.allow = [str(a).lower() for a in config.get("allow") or []]
+        # Rules call the same few endpoints over and over: each URL is parsed, and each host checked against the
+        # allow-list, once (both bounded: a URL with ids in it varies without end).
+        self._urls: dict[str, httpx.URL] = {}
+        self._allowed: dict[tuple[str, int | None], bool] = {}
         if config.get("rate"):
             self.rate_limit = (float(config["rate"]), max(1, int(config["rate"])))
 
@@ -54,6 +59,15 @@ class HttpConnector(WebConnector):
 
     def allowed(self, url: httpx.URL) -> bool:
         """True when the URL's host (or host:port) is on the allow-list."""
+        key = (url.host, url.port)
+        known = self._allowed.get(key)
+        if known is None:
+            if len(self._allowed) >= CACHED:
+                self._allowed.clear()
+            known = self._allowed[key] = self._allowed_now(url)
+        return known
+
+    def _allowed_now(self, url: httpx.URL) -> bool:
         host = (url.host or "").lower()
         candidates = {host, f"{host}:{url.port}"} if url.port else {host}
         return any(fnmatch.fnmatchcase(c, pattern) for c in candidates for pattern in self.allow
@@ -63,7 +77,7 @@ class HttpConnector(WebConnector):
     async def http_request(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Send the request; 2xx is done, 429/5xx retry, other 4xx are refused."""
         try:
-            url = httpx.URL(str(params["url"]))
+            url = self._url(str(params["url"]))
         except (httpx.InvalidURL, TypeError) as exc:
             raise Rejected(f"not a URL: {params.get('url')!r}") from exc
         if url.scheme not in ("http", "https"):
@@ -81,7 +95,7 @@ class HttpConnector(WebConnector):
         deadline = self.deadline
         if params.get("timeout"):
             deadline = min(deadline, parse_duration(params["timeout"]).approx().total_seconds())
-        what = f"{method} {url.copy_with(query=None)}"
+        what = f"{method} {url.scheme}://{url.netloc.decode('ascii')}{url.path}"  # no query: it may hold secrets
         response = await call_http(send(self.http, method, url, deadline=deadline, **extra), what)
         check_status(response, what)
         try:
@@ -89,6 +103,15 @@ class HttpConnector(WebConnector):
         except (ValueError, json.JSONDecodeError):
             body = response.text[:MAX_ANSWER]
         return ActionResult({"status": response.status_code, "body": body})
+
+
+    def _url(self, text: str) -> httpx.URL:
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= CACHED:
+                self._urls.clear()
+            url = self._urls[text] = httpx.URL(text)
+        return url
 
 
 def _is_ip(host: str) -> bool:

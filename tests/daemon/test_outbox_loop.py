@@ -203,7 +203,7 @@ def test_retry_after_is_honoured_then_the_effect_is_done(world: World) -> None:
     api.stopping, api.stop_after = second, 2
     world.run(second)
     r = world.row("e1")
-    assert (r["status"], r["attempts"], r["result"], r["error"]) == ("done", 2, '{"id": "42"}', None)
+    assert (r["status"], r["attempts"], r["result"], r["error"]) == ("done", 2, '{"id":"42"}', None)
     assert [c[1] for c in api.calls] == ["e1", "e1"]
     assert world.metric("effect_retries", connector="api") == 1
     assert world.metric("effects", connector="api", action="task.create", status="done") == 1

@@ -90,7 +90,7 @@ def test_settle_done_journals_the_events_caused_with_depth_cause_and_echo(store:
     assert [(e.id, e.depth, e.caused_by, e.echo_of) for e in fresh] == [("e1>deal.updated", 3, "e1", "rule-a")]
     r = row(store, "e1")
     assert (r["status"], r["result"], r["error"], r["claimed_by"], r["claimed_until"], r["updated_at"]) == \
-        ("done", '{"id": "5"}', None, None, None, utc(later))
+        ("done", '{"id":"5"}', None, None, None, utc(later))
     body = store.journal_event("e1>deal.updated")["body"]
     assert (body["depth"], body["caused_by"], body["echo_of"]) == (3, "e1", "rule-a")
     # The CRM's webhook reporting the same change later is known as the echo of rule-a's effect.
