@@ -162,10 +162,10 @@ _db_option = click.option("--db", "db", type=click.Path(path_type=Path),
 @click.option("--synchronous", type=click.Choice(["FULL", "NORMAL"]), default="FULL", show_default=True,
               help="FULL survives power loss; NORMAL only process crashes.")
 @click.option("--no-reload", is_flag=True, help="Do not watch the rule files for changes.")
-@click.option("--outbox-process", is_flag=True,
-              help="Perform effects in a second process, on another core: more events/s, slower acks.")
+@click.option("--processes", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="2: rules are decided by a second process, on another core; 1: all in this one.")
 def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_level: str, no_mask: bool,
-        db: Path | None, synchronous: str, no_reload: bool, outbox_process: bool) -> None:
+        db: Path | None, synchronous: str, no_reload: bool, processes: int) -> None:
     """Run the daemon: receive webhooks, run the rules, perform the effects, keep the timers.
 
     Example: automator run --sandbox --port 8080
@@ -181,7 +181,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
         _fail_problems(problems)
     assert project is not None
     daemon = Daemon(project, host=host, port=port, sandbox=sandbox, db_path=db, synchronous=synchronous,
-                    reload=not no_reload, outbox_process=outbox_process,
+                    reload=not no_reload, processes=processes,
                     log_settings={"log_format": log_format, "log_level": log_level, "mask": not no_mask})
     try:
         sys.exit(run_daemon(daemon))

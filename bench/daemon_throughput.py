@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows: list[dict[str, Any]] = []
     load_before = d.machine_load()
     try:
-        servers = [("daemon FULL", "daemon", "FULL"), ("daemon FULL, outbox process", "daemon", "FULL+outbox")]
+        servers = [("daemon FULL", "daemon", "FULL"), ("daemon FULL, one process", "daemon", "FULL+one")]
         if not args.only_daemon:
             servers += [("daemon NORMAL", "daemon", "NORMAL"), ("bare NORMAL, commit/request", "bare", "normal"),
                         ("bare FULL, group commit", "bare", "group")]
@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             if kind == "daemon":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
                 cmd = d.daemon_command(config, port, synchronous=option.split("+")[0])
-                if option.endswith("+outbox"):
-                    cmd.append("--outbox-process")
+                if option.endswith("+one"):
+                    cmd += ["--processes", "1"]
             elif kind == "variant":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
                 cmd = [sys.executable, str(d.BENCH / "_variants.py"), option,
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if errors:
         print(f"  !! {errors} requests failed or were answered non-200")
     figures: dict[str, float] = {}
-    keys = {"daemon FULL": "daemon_full", "daemon NORMAL": "daemon_normal", "bare NORMAL, commit/request":
+    keys = {"daemon FULL": "daemon_full", "daemon FULL, one process": "daemon_full_one_process",
+            "daemon NORMAL": "daemon_normal", "bare NORMAL, commit/request":
             "bare_normal", "bare FULL, group commit": "bare_group"}
     for r in rows:
         key = keys.get(r["label"]) or "variant_" + r["label"].partition("+")[2].replace("+", "_")

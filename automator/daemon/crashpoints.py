@@ -1,7 +1,7 @@
 """Named points where the restart tests have the daemon kill itself (SIGKILL) to prove recovery; inert otherwise.
 
 `AUTOMATOR_CRASH_AT=effect.after_call` kills the process the first time it gets there, `...:3` the third time,
-`...:1@outbox` only the outbox process (`--outbox-process`; the daemon itself is `@daemon`). Read once at import;
+`...:1@engine` only the engine process (see engine_process.py; the daemon itself is `@daemon`). Read once at import;
 a daemon started without the variable pays one truth test per point.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _wanted(spec: str | None) -> tuple[str, int, str | None] | None:
 
 _WANTED = _wanted(os.environ.get("AUTOMATOR_CRASH_AT"))
 _seen = 0
-role = "daemon"  # which process of the daemon this is: the outbox process sets "outbox"
+role = "daemon"  # which process of the daemon this is: the engine process sets "engine"
 
 
 def reached(name: str) -> None:

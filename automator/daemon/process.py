@@ -25,14 +25,15 @@ from automator.config.project import Project
 from automator.connector import ConfigError, Connector, resolve_env
 from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
+from automator.daemon.engine import Engine, sleep
 from automator.daemon.metrics import Metrics
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import watch
 from automator.daemon.retry import RetryPolicy
 from automator.daemon.storethread import GroupCommit, StoreThread
-from automator.daemon.timers import fire_due, sync_schedules
+from automator.daemon.timers import sync_schedules
 from automator.daemon.web import WebApp
-from automator.daemon.worker import process_batch
+from automator.daemon.worker import BatchReport
 from automator.model import Event
 from automator.store.journal import worker_name
 from automator.store.sqlite import SqliteStore
@@ -125,7 +126,7 @@ class Daemon:
     def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
                  clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
                  connector_types: Mapping[str, type[Connector]] | None = None, policy: RetryPolicy | None = None,
-                 reload: bool = True, max_body: int = MAX_BODY, outbox_process: bool = False,
+                 reload: bool = True, max_body: int = MAX_BODY, processes: int = 2,
                  log_settings: Mapping[str, Any] | None = None) -> None:
         self.project = project
         self.root = project.root
@@ -149,17 +150,17 @@ class Daemon:
         self.load_errors: list[Problem] = []
         self.connectors: dict[str, Connector] = {}
         self.emulators: dict[str, Any] = {}  # --sandbox: the emulated systems, served under /_sandbox/<name>
-        self.outbox_process = outbox_process  # perform effects in a child process (another core)
+        self.processes = processes  # 2: rules are decided by a second process (another core)
         self.log_settings = dict(log_settings or {})
         self.child: subprocess.Popen[bytes] | None = None
+        self.wake_worker = asyncio.Event()  # events were journaled (the engine of this process decides them)
+        self.wake_timers = asyncio.Event()  # the timers may have changed (a reload)
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
         self.stopping = asyncio.Event()
         self.room = asyncio.Event()  # set when the backlog is back under max_backlog
-        self.wake_worker = asyncio.Event()
-        self.wake_timers = asyncio.Event()
         self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
         self.journal = StoreThread(self.db_path, "journal", synchronous=self.synchronous)
         self.appender: GroupCommit[list[tuple[Event, str | None]], list[bool]] = GroupCommit(self._append_batch)
@@ -169,22 +170,27 @@ class Daemon:
         try:
             self.connectors = await self._connectors(self.project)
             await self._recover()
-            # With an outbox process, this one still performs the effects of connectors that write into the store
-            # (`local`): on the engine's thread, in turn with the batches it decides without the write lock.
+            two = self.processes == 2
+            # With an engine process, this one performs the effects of every connector but those writing into
+            # the store (`local`): the engine process performs those, on its store thread, between its batches.
             self.outbox = Outbox(self.engine, lambda: self.connectors, worker=self.worker, clock=self.clock,
-                                 metrics=self.metrics, policy=self.policy, on_events=self.wake_worker.set,
-                                 handles=(lambda c: c.in_store) if self.outbox_process else None)
-            server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off", proxy_headers=False,
-                                              log_config=None, access_log=False, http="httptools",
-                                              loop="none", timeout_graceful_shutdown=10))
+                                 metrics=self.metrics, policy=self.policy, on_events=self.wake_engine,
+                                 handles=(lambda c: not c.in_store) if two else None)
+            server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
+                                              proxy_headers=False, log_config=None, access_log=False,
+                                              http="httptools", loop="none", timeout_graceful_shutdown=10))
             self.server = server
             tasks = [asyncio.create_task(self.appender.run(), name="appender"),
-                     asyncio.create_task(self._work(), name="worker"),
-                     asyncio.create_task(self._timers(), name="timers")]
-            if self.outbox_process:
+                     asyncio.create_task(self.outbox.run(self.stopping), name="outbox"),
+                     asyncio.create_task(self._beat(), name="heartbeat")]
+            if two:
                 self._start_child()
-                tasks.append(asyncio.create_task(self._watch_child(), name="outbox-process"))
-            tasks.append(asyncio.create_task(self.outbox.run(self.stopping), name="outbox"))
+                tasks.append(asyncio.create_task(self._watch_child(), name="engine-process"))
+            else:
+                decider = Engine(self.engine, lambda: self.project, worker=self.worker, clock=self.clock,
+                                 metrics=self.metrics, retention=self.retention, on_decided=self._decided,
+                                 wake=self.wake_worker, wake_timers=self.wake_timers)
+                tasks.append(asyncio.create_task(decider.run(self.stopping), name="engine"))
             if self.reload:
                 tasks.append(asyncio.create_task(watch(self), name="reload"))
             self.pollers: dict[str, asyncio.Task[None]] = {}
@@ -196,7 +202,7 @@ class Daemon:
             self.stopping.set()  # the server ended on its own (a bind error) or after stop()
             self.appender.close()
             if self.child is not None:
-                self.child.send_signal(signal.SIGTERM)  # it finishes its calls in flight and settles them
+                self.child.send_signal(signal.SIGTERM)  # it finishes the batch it is deciding and writes it
             await asyncio.gather(*tasks, *self.pollers.values(), return_exceptions=True)
             await _close(self.connectors.values())
             await self._heartbeat(stopped=True)
@@ -211,25 +217,27 @@ class Daemon:
             self.journal.close()
             self.engine.close()
 
-    # ---- the outbox process ------------------------------------------------------------------------
+    # ---- the engine process ------------------------------------------------------------------------
     def _start_child(self) -> None:
-        """Start `automator.daemon.outbox_process` with a pipe each way (see that module for the lines)."""
+        """Start `automator.daemon.engine_process` with a pipe each way (see that module for the lines)."""
         commands_r, self._commands = os.pipe()
         replies, replies_w = os.pipe()
         settings = {"root": str(self.root), "db": str(self.db_path), "synchronous": self.synchronous,
-                    "sandbox": f"http://{self.host}:{self.port}" if self.sandbox else None, **self.log_settings}
-        self.child = subprocess.Popen([sys.executable, "-m", "automator.daemon.outbox_process", json.dumps(settings),
+                    "sandbox": f"http://{self.host}:{self.port}" if self.sandbox else None,
+                    "retention_s": self.retention.total_seconds(), **self.log_settings}
+        self.child = subprocess.Popen([sys.executable, "-m", "automator.daemon.engine_process", json.dumps(settings),
                                        str(commands_r), str(replies_w)], pass_fds=(commands_r, replies_w))
         os.close(commands_r)
         os.close(replies_w)
         os.set_blocking(self._commands, False)
         self._replies, self._pending = replies, bytearray()
         asyncio.get_running_loop().add_reader(replies, self._from_child)
-        log.info("effects are performed by process %d", self.child.pid)
+        log.info("rules are decided by process %d", self.child.pid)
 
-    def _wake_outbox(self) -> None:
-        self.outbox.wake.set()
-        self._tell_child(b"w\n")
+    def wake_engine(self) -> None:
+        """Events were journaled: the engine decides them now (not at its next look, a second later)."""
+        self.wake_worker.set()
+        self._tell_child(b"j\n")
 
     def _tell_child(self, line: bytes) -> None:
         if self.child is None:
@@ -250,8 +258,10 @@ class Daemon:
         *lines, rest = bytes(self._pending).split(b"\n")
         self._pending[:] = rest
         for line in lines:
-            if line == b"j":
-                self.wake_worker.set()
+            if line == b"w":
+                self.outbox.wake.set()
+            elif line.startswith(b"d"):
+                self._decided_count(int(line[1:]))
             elif line.startswith(b"m"):
                 for name, labels, amount in json.loads(line[1:]):
                     getattr(self.metrics, name).labels(*labels).inc(amount)
@@ -263,7 +273,7 @@ class Daemon:
             self.stop()  # it was stopped first (a supervisor signals every process of the daemon): follow it
         elif not self.stopping.is_set():
             # A crash: the daemon is one unit to its supervisor, so it goes down whole and comes back whole.
-            log.critical("the outbox process died (exit %s): stopping at once, to be restarted whole", code)
+            log.critical("the engine process died (exit %s): stopping at once, to be restarted whole", code)
             os.kill(os.getpid(), signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.close(self._commands)
@@ -324,60 +334,26 @@ class Daemon:
 
     async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool]]:
         results = await self.journal.call(append_batches, batches, self.clock.now())
-        self.wake_worker.set()
+        self.wake_engine()
         return results
 
-    async def _work(self) -> None:
-        await _survive("worker", self.stopping, self._work_once)
+    def _decided(self, report: BatchReport) -> None:
+        """A batch of decisions was written by the engine in this process."""
+        self._decided_count(report.events + report.failed)
+        if any(d.effects for d in report.decisions):
+            self.outbox.wake.set()
 
-    async def _work_once(self) -> None:
-        report = await self.engine.call(process_batch, self.project, self.worker, self.clock.now())
+    def _decided_count(self, count: int) -> None:
         # Timer and emitted events are decided too: the estimate never goes below nothing waiting.
-        self.backlog = max(0, self.backlog - report.events - report.failed)
+        self.backlog = max(0, self.backlog - count)
         if self.backlog <= self.max_backlog:
             self.room.set()
-        if not (report.events or report.failed):
-            await self._sleep(self.wake_worker, 1.0)
-            return
-        for decision in report.decisions:
-            for run in decision.runs:
-                self.metrics.runs.labels(run.rule_id, run.status).inc()
-        if any(d.effects for d in report.decisions):
-            self._wake_outbox()
-        if report.earliest_timer is not None:
-            self.wake_timers.set()
 
-    async def _timers(self) -> None:
-        self._last_beat = self._last_prune = time.monotonic()
-        await _survive("timers", self.stopping, self._timers_once)
-
-    async def _timers_once(self) -> None:
-        now = self.clock.now()
-        report = await self.engine.call(fire_due, self.project, now)
-        for kind, count in report.by_kind.items():
-            self.metrics.timers_fired.labels(kind).inc(count)
-        for rule_id, policy, _missed in report.catch_ups:
-            self.metrics.schedule_catch_up.labels(rule_id, policy).inc()
-        if report.events:
-            self.wake_worker.set()
-        if time.monotonic() - self._last_beat > HEARTBEAT:
-            self._last_beat = time.monotonic()
-            await self._heartbeat()
-        if time.monotonic() - self._last_prune > 3600:
-            self._last_prune = time.monotonic()
-            await self.engine.call(SqliteStore.prune, now, self.retention)
-        if report.by_kind:
-            return  # more may be due
-        due = await self.engine.call(SqliteStore.next_due)
-        timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
-        await self._sleep(self.wake_timers, timeout)
-
-    async def _sleep(self, wake: asyncio.Event, timeout: float) -> None:
-        wake.clear()
-        waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(self.stopping.wait())]
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+    async def _beat(self) -> None:
+        while not self.stopping.is_set():
+            await sleep(asyncio.Event(), self.stopping, HEARTBEAT)
+            with contextlib.suppress(Exception):  # a status record is not worth stopping for
+                await self._heartbeat()
 
     # ---- reload ----------------------------------------------------------------------------------
     async def swap(self, project: Project | None, problems: list[Problem], changed: list[str]) -> bool:
@@ -404,8 +380,9 @@ class Daemon:
         # Calls in flight on the old instances finish first (they are bounded by the outbox's deadline).
         loop = asyncio.get_running_loop()
         loop.call_later(OUTBOX_DEADLINE, lambda: loop.create_task(_close(retired)))
-        self._tell_child(b"r\n")
         await self.engine.call(sync_schedules, project, self.clock.now())
+        self.wake_timers.set()  # a new schedule may be due before the timers loop would look again
+        self._tell_child(b"r\n")
         if hasattr(self, "pollers"):
             self._start_pollers()
         self.metrics.reloads.labels("ok").inc()
@@ -435,19 +412,6 @@ class Daemon:
                   "connectors": {n: c.type for n, c in self.connectors.items()},
                   "load_errors": [p.format() for p in self.load_errors]}
         await self.journal.call(_write_status, record)
-
-
-async def _survive(name: str, stopping: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
-    """Run `step` until the daemon stops, outliving its failures: an error (the database held too long by another
-    process, a bug) is logged and the loop goes on after a second, as huey's worker does. Nothing committed is
-    lost, and what was not is claimed again."""
-    while not stopping.is_set():
-        try:
-            await step()
-        except Exception:
-            log.exception("the %s loop failed; it goes on in 1 s", name)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=1.0)
 
 
 async def _close(connectors: Any) -> None:

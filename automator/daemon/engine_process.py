@@ -1,9 +1,15 @@
-"""The outbox in a process of its own (`automator run --outbox-process`): effects are performed on another core.
+"""The engine in a process of its own (the default; `automator run --processes 1` keeps it in the daemon's).
 
-The daemon starts it with two pipes. Lines from the daemon: `w` (effects were committed: look now), `r` (the
-rules were reloaded: rebuild the connectors); end of file means the daemon is gone. Lines to the daemon: `j`
-(settling journaled events: decide them), `m{json}` (counters for /metrics). Everything else goes through the
-store, whose leases make it safe for two processes to share: this is the same outbox, on its own connection.
+Deciding rules is the daemon's heaviest work and Python runs one thread at a time: in a second process it has a
+core of its own, while the first process serves webhooks and performs effects. The daemon starts it with two
+pipes. Lines from the daemon: `j` (events were journaled: decide them now), `r` (the rules were reloaded: load
+them too); end of file means the daemon is gone. Lines to the daemon: `d<n>` (n events decided: the backlog
+shrank), `w` (effects were committed: perform them), `m{json}` (counters for /metrics). Everything else goes
+through the store, shared by the two processes: they take turns at its write lock (a lock file beside it).
+
+This process also performs the effects of connectors that write into the store (`local`), on its store thread
+between its batches: a batch is decided before its write lock is taken, and nothing else may change entities
+meanwhile.
 """
 from __future__ import annotations
 
@@ -14,13 +20,16 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from automator.clock import SystemClock
 from automator.config.load import load_project
 from automator.connector import Connector
+from automator.daemon.engine import Engine
 from automator.daemon.outbox import Outbox
 from automator.daemon.storethread import StoreThread
+from automator.daemon.worker import BatchReport
 from automator.store.journal import worker_name
 
 log = logging.getLogger(__name__)
@@ -28,12 +37,15 @@ METRICS_EVERY = 0.5  # seconds between counter updates sent to the daemon
 
 
 class Tally:
-    """The outbox's counters, with prometheus_client's `.labels(...).inc()` shape, kept to be sent on."""
+    """Counters with prometheus_client's `.labels(...).inc()` shape, under any name, kept to be sent on."""
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, tuple[str, ...]], float] = {}
-        self.effects = _Counter(self, "effects")
-        self.effect_retries = _Counter(self, "effect_retries")
+
+    def __getattr__(self, name: str) -> _Counter:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Counter(self, name)
 
     def drain(self) -> list[list[Any]]:
         """The increments since the last drain, as `[name, labels, amount]`."""
@@ -59,7 +71,7 @@ class _Child:
 
 
 async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int:
-    """Perform effects until told to stop (SIGTERM, SIGINT or the daemon's pipe closing); the exit code."""
+    """Decide and fire timers until told to stop (SIGTERM, SIGINT or the daemon's pipe closing); the exit code."""
     from automator.daemon.process import _close, build_connectors, retry_policy
 
     project, problems = load_project(settings["root"])
@@ -82,24 +94,37 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             stopping.set()
 
     clock = SystemClock()
-    engine = StoreThread(settings["db"], "outbox", synchronous=settings.get("synchronous", "FULL"))
+    store = StoreThread(settings["db"], "engine", synchronous=settings.get("synchronous", "FULL"))
     state: dict[str, Any] = {"project": project}
 
     async def connectors_of(project: Any) -> dict[str, Connector]:
-        return await engine.call(lambda store: build_connectors(project, store.db, clock, sandbox=settings["sandbox"],
-                                                                emulators=None))
+        return await store.call(lambda s: {name: c for name, c in build_connectors(
+            project, s.db, clock, sandbox=settings["sandbox"], emulators=None).items() if c.in_store})
 
     state["connectors"] = await connectors_of(project)
     tally = Tally()
-    outbox = Outbox(engine, lambda: state["connectors"], worker=worker_name(), clock=clock, metrics=tally,  # type: ignore[arg-type]
-                    policy=retry_policy(project.config.daemon.get("retry") or {}), on_events=lambda: tell(b"j\n"),
-                    handles=lambda c: not c.in_store)  # the daemon performs those itself
+    worker = worker_name()
+    engine: Engine
+
+    def decided(report: BatchReport) -> None:
+        tell(b"d%d\n" % (report.events + report.failed))
+        if any(d.effects for d in report.decisions):
+            outbox.wake.set()
+            tell(b"w\n")
+
+    engine = Engine(store, lambda: state["project"], worker=worker, clock=clock, metrics=tally,
+                    retention=timedelta(seconds=float(settings.get("retention_s", 30 * 86400))), on_decided=decided)
+    outbox = Outbox(store, lambda: state["connectors"], worker=worker, clock=clock, metrics=tally,  # type: ignore[arg-type]
+                    policy=retry_policy(project.config.daemon.get("retry") or {}), on_events=engine.wake.set,
+                    handles=lambda c: c.in_store)
 
     async def reload() -> None:
-        fresh, found = await asyncio.to_thread(load_project, settings["root"])
+        fresh, _ = await asyncio.to_thread(load_project, settings["root"])
         if fresh is None:
             return  # the daemon refused it too and keeps the old rules
         old, state["connectors"] = list(state["connectors"].values()), await connectors_of(fresh)
+        state["project"] = fresh
+        engine.wake_timers.set()
         loop.call_later(outbox.deadline, lambda: loop.create_task(_close(old)))
 
     pending = bytearray()
@@ -113,8 +138,8 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         *lines, rest = bytes(pending).split(b"\n")
         pending[:] = rest
         for line in lines:
-            if line == b"w":
-                outbox.wake.set()
+            if line == b"j":
+                engine.wake.set()
             elif line == b"r":
                 loop.create_task(reload())
 
@@ -129,7 +154,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
 
     reporter = loop.create_task(report())
     try:
-        await outbox.run(stopping)
+        await asyncio.gather(engine.run(stopping), outbox.run(stopping))
     finally:
         reporter.cancel()
         counts = tally.drain()
@@ -137,7 +162,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             tell(b"m" + json.dumps(counts).encode() + b"\n")
         loop.remove_reader(commands)
         await _close(state["connectors"].values())
-        engine.close()
+        store.close()
     return 0
 
 
@@ -156,13 +181,12 @@ def _die_with_the_daemon() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m automator.daemon.outbox_process SETTINGS_JSON COMMANDS_FD REPLIES_FD`."""
+    """`python -m automator.daemon.engine_process SETTINGS_JSON COMMANDS_FD REPLIES_FD`."""
+    from automator.daemon import crashpoints
     from automator.daemon.logs import setup_logging
 
-    from automator.daemon import crashpoints
-
     settings = json.loads(argv[0])
-    crashpoints.role = "outbox"
+    crashpoints.role = "engine"
     _die_with_the_daemon()
     setup_logging(settings.get("log_format", "text"), settings.get("log_level", "INFO"),
                   mask=settings.get("mask", True))

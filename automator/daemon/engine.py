@@ -1,0 +1,106 @@
+"""The deciding half of the daemon: the worker loop (decide journaled events, write the decisions) and the timers
+loop (fire due waits, `held` timers and schedules; prune history), on one store thread.
+
+The daemon runs it in its own process by default (automator/daemon/engine_process.py), so that deciding rules
+has a core of its own while the first process serves webhooks and performs effects; with `--processes 1` it
+runs in the daemon's process. Either way it is the same loops: what they report goes to the hooks given.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from automator.clock import Clock
+from automator.config.project import Project
+from automator.daemon.storethread import StoreThread
+from automator.daemon.timers import fire_due
+from automator.daemon.worker import BatchReport, process_batch
+from automator.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+PRUNE_EVERY = 3600.0  # seconds between prunings of old history
+
+
+class Engine:
+    """Decides what is journaled and fires what is due, until stopped.
+
+    `project` gives the rules in force (a reload swaps them); `metrics` needs `runs`, `timers_fired` and
+    `schedule_catch_up` counters (prometheus_client's shape); `on_decided(report)` hears of every batch written
+    (the backlog, the outbox's wake-up).
+    """
+
+    def __init__(self, store: StoreThread, project: Callable[[], Project], *, worker: str, clock: Clock,
+                 metrics: Any, retention: timedelta, on_decided: Callable[[BatchReport], None],
+                 wake: asyncio.Event | None = None, wake_timers: asyncio.Event | None = None) -> None:
+        self.store = store
+        self.project = project
+        self.worker = worker
+        self.clock = clock
+        self.metrics = metrics
+        self.retention = retention
+        self.on_decided = on_decided
+        self.wake = wake or asyncio.Event()  # events were journaled: decide them
+        self.wake_timers = wake_timers or asyncio.Event()  # a timer may be due earlier than the loop thought
+        self._pruned = time.monotonic()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Both loops, until `stopping` is set; each outlives its failures."""
+        await asyncio.gather(survive("worker", stopping, lambda: self._work_once(stopping)),
+                             survive("timers", stopping, lambda: self._timers_once(stopping)))
+
+    async def _work_once(self, stopping: asyncio.Event) -> None:
+        report = await self.store.call(process_batch, self.project(), self.worker, self.clock.now())
+        if not (report.events or report.failed):
+            await sleep(self.wake, stopping, 1.0)
+            return
+        for decision in report.decisions:
+            for run in decision.runs:
+                self.metrics.runs.labels(run.rule_id, run.status).inc()
+        if report.earliest_timer is not None:
+            self.wake_timers.set()
+        self.on_decided(report)
+
+    async def _timers_once(self, stopping: asyncio.Event) -> None:
+        now = self.clock.now()
+        report = await self.store.call(fire_due, self.project(), now)
+        for kind, count in report.by_kind.items():
+            self.metrics.timers_fired.labels(kind).inc(count)
+        for rule_id, policy, _missed in report.catch_ups:
+            self.metrics.schedule_catch_up.labels(rule_id, policy).inc()
+        if report.events:
+            self.wake.set()
+        if time.monotonic() - self._pruned > PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            await self.store.call(SqliteStore.prune, now, self.retention)
+        if report.by_kind:
+            return  # more may be due
+        due = await self.store.call(SqliteStore.next_due)
+        timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
+        await sleep(self.wake_timers, stopping, timeout)
+
+
+async def sleep(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    """Until `wake` is set (it is cleared first), the daemon stops, or `timeout` seconds."""
+    wake.clear()
+    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stopping.wait())]
+    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+
+
+async def survive(name: str, stopping: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` until the daemon stops, outliving its failures: an error (the database held too long by another
+    process, a bug) is logged and the loop goes on after a second, as huey's worker does. Nothing committed is
+    lost, and what was not is claimed again."""
+    while not stopping.is_set():
+        try:
+            await step()
+        except Exception:
+            log.exception("the %s loop failed; it goes on in 1 s", name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
