@@ -28,8 +28,8 @@ class BatchReport:
     earliest_timer: datetime | None = None
 
 
-def process_batch(store: SqliteStore, project: Project, worker: str, now: datetime, *, limit: int = 64,
-                  budget: float = 0.005) -> BatchReport:
+def process_batch(store: SqliteStore, project: Project, worker: str, now: datetime, *, limit: int = 128,
+                  budget: float = 0.010) -> BatchReport:
     """Decide up to `limit` pending events, stopping early after `budget` seconds, then commit the decisions in
     one transaction (group commit: one fsync for the batch).
 
