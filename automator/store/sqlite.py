@@ -133,9 +133,10 @@ class FairLock:
                 raise
 
     def _lock_file(self, timeout: float) -> None:
-        # Another process's turn: tried every half millisecond (SQLite's own handler waits 1, 2, 5, 10… ms), and
+        # Another process's turn: tried every 0.1 ms, then every 0.5 ms (SQLite's own handler waits 1, 2, 5, 10… ms), and
         # given up after `timeout` as SQLite would. The kernel frees the lock if its holder dies.
         deadline = time.monotonic() + timeout
+        tries = 0
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
@@ -143,7 +144,8 @@ class FairLock:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise sqlite3.OperationalError("database is locked (another process held it too long)") from None
-                time.sleep(0.0005)
+                tries += 1
+                time.sleep(0.0001 if tries < 20 else 0.0005)  # most turns are short: look again soon, at first
 
     def release(self) -> None:
         """Hand the lock to the next waiter, or free it."""
