@@ -55,7 +55,7 @@ def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now:
     """Settle a batch of tries in one transaction (group commit)."""
     with store.atomic():
         results = [store.settle(effect, outcome, now) for effect, outcome in items]
-    crashpoints.reached("settle.after_commit")
+    crashpoints.after_commit(store, "settle.after_commit")
     return results
 
 
@@ -68,7 +68,7 @@ def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]],
         results = [store.settle(effect, outcome, now) for effect, outcome in items]
         claimed = store.claim_effects(worker, now, limit, LEASE, connectors) if limit > 0 else []
     if items:
-        crashpoints.reached("settle.after_commit")
+        crashpoints.after_commit(store, "settle.after_commit")
     return results, claimed
 
 

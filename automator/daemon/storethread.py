@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -15,22 +16,76 @@ R = TypeVar("R")
 
 
 class StoreThread:
-    """A thread that owns one SqliteStore connection; `call(fn, ...)` runs `fn(store, ...)` there, in order."""
+    """A thread that owns one SqliteStore connection; `call(fn, ...)` runs `fn(store, ...)` there, in order.
 
-    def __init__(self, path: str | Path, name: str, *, synchronous: str = "FULL") -> None:
+    With `group=True` the calls that queue up while one transaction is being written go together in the next:
+    one transaction, one fsync, for all of them (each in a savepoint of its own, so that one that fails is
+    undone alone and its caller gets its exception). A caller hears of its result once it is committed. The
+    daemon writes everything through one such thread: no two writers of one process wait for each other's
+    turn at the write lock (each holding it while it waits for the interpreter lock, too).
+    """
+
+    def __init__(self, path: str | Path, name: str, *, synchronous: str = "FULL", group: bool = False) -> None:
         self.name = name
+        self.group = group
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"automator-{name}")
         self.store: SqliteStore = self.executor.submit(SqliteStore, path, synchronous=synchronous).result()
+        self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
+        self._guard = threading.Lock()
+        self._draining = False
+        self._closed = False
 
     async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run `fn(store, *args, **kwargs)` on this thread and wait for its result without blocking the loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, self.store, *args, **kwargs))
+        if not self.group:
+            return await loop.run_in_executor(self.executor, partial(fn, self.store, *args, **kwargs))
+        future: asyncio.Future[R] = loop.create_future()
+        with self._guard:
+            self._queue.append((fn, args, kwargs, future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self.executor.submit(self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            with self._guard:
+                jobs, self._queue = self._queue, []
+                if not jobs:
+                    self._draining = False
+                    return
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                with self.store.atomic():
+                    for fn, args, kwargs, _ in jobs:
+                        try:
+                            with self.store.atomic():
+                                outcomes.append((True, fn(self.store, *args, **kwargs)))
+                        except Exception as exc:  # undone alone; its caller hears of it
+                            outcomes.append((False, exc))
+            except Exception as exc:  # the commit itself failed: nothing of the group was written
+                outcomes = [(False, exc)] * len(jobs)
+            loop.call_soon_threadsafe(_resolve, [(job[3], outcome) for job, outcome in zip(jobs, outcomes)])
 
     def close(self) -> None:
-        """Close the connection on its own thread, then stop the thread."""
+        """Close the connection on its own thread, then stop the thread (once)."""
+        if self._closed:
+            return
+        self._closed = True
         self.executor.submit(self.store.close).result()
         self.executor.shutdown(wait=True)
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for future, (ok, value) in results:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class GroupCommit(Generic[T, R]):

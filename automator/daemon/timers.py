@@ -85,5 +85,5 @@ def fire_due(store: SqliteStore, project: Project, now: datetime, *, limit: int 
             store.append(report.events, now)
             crashpoints.reached("timers.before_commit")
     if report.events:
-        crashpoints.reached("timers.after_commit")
+        crashpoints.after_commit(store, "timers.after_commit")
     return report

@@ -84,5 +84,5 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
             store.fail_event(event, error, now)
             report.failed += 1
         crashpoints.reached("decide.before_commit")
-    crashpoints.reached("decide.after_commit")
+    crashpoints.after_commit(store, "decide.after_commit")
     return report

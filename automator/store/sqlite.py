@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -195,6 +195,7 @@ class SqliteStore(JournalMixin, OutboxMixin):
             conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self._depth = 0
+        self._on_commit: list[Callable[[], None]] = []
         self._lock = write_lock(self.path)
         self._timeout = timeout
         with self.atomic():
@@ -250,6 +251,7 @@ class SqliteStore(JournalMixin, OutboxMixin):
             try:
                 yield
             except BaseException:
+                self._on_commit.clear()
                 conn.execute("ROLLBACK")
                 raise
             else:
@@ -259,6 +261,17 @@ class SqliteStore(JournalMixin, OutboxMixin):
         finally:
             if lock is not None:
                 lock.release()
+        callbacks, self._on_commit = self._on_commit, []
+        for callback in callbacks:
+            callback()
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction under way is committed (at once outside one); never if it is
+        rolled back."""
+        if self._depth:
+            self._on_commit.append(callback)
+        else:
+            callback()
 
     def close(self) -> None:
         """Close the connection."""
