@@ -62,7 +62,13 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
     if not events:
         return report
     with store.atomic():
-        for event, decision, writes in decided:
+        emitted_all = store.commit_all_pending(decided, now, worker) if decided else None
+        if emitted_all is not None:  # the usual case: every event was still pending, all written at once
+            report.emitted.extend(emitted_all)
+            report.events = len(decided)
+            report.decisions.extend(decision for _, decision, _ in decided)
+            report.earliest_timer = min((t.due_at for _, d, _ in decided for t in d.timers), default=None)
+        for event, decision, writes in decided if emitted_all is None else ():
             try:
                 with store.atomic():
                     emitted = store.commit_pending(event, decision, now, worker, writes)

@@ -219,6 +219,30 @@ class JournalMixin:
             return [e for e, fresh in zip(rows.events, self.append(rows.events, now)) if fresh] \
                 if rows.events else []
 
+    def commit_all_pending(self: SqliteStore, items: Sequence[tuple[Event, Decision, Writes]], now: datetime,
+                           worker: str) -> list[Event] | None:
+        """commit_pending() for many decisions at once, statement by statement over all of them (the batch holds
+        the write lock for less time than event after event); None, with nothing written, unless every event
+        was still pending and every row could be written (the caller then goes event by event)."""
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        conn = self.db.conn
+        try:
+            with self.atomic():
+                taken = conn.executemany(
+                    "update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
+                    "claimed_until = null where id = ? and (status = 'pending' or (status = 'claimed' and "
+                    "(claimed_by = ? or claimed_until < ?)))",
+                    [[stamp, w.why_not, e.id, worker, stamp] for e, _, w in items]).rowcount
+                if taken != len(items):
+                    raise _NotAllPending
+                self.write_all([w for _, _, w in items])
+                events = [e for _, _, w in items for e in w.events]
+                return [e for e, fresh in zip(events, self.append(events, now)) if fresh] if events else []
+        except Exception:  # one was not pending, or one cannot be written: nothing of it stays
+            return None
+
     def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
         """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""
         from automator.store.sqlite import utc
@@ -272,3 +296,7 @@ class JournalMixin:
                 "echoes": conn.execute("delete from echoes where until < ?", [utc(now)]).rowcount,
             }
         return counts
+
+
+class _NotAllPending(Exception):
+    """Another worker decided one of the batch's events: the batch is written event by event instead."""

@@ -328,21 +328,30 @@ class SqliteStore(JournalMixin, OutboxMixin):
 
     def write(self, writes: Writes) -> None:
         """Write a decision's rows (see Writes)."""
+        self.write_all([writes])
+
+    def write_all(self, many: list[Writes]) -> None:
+        """Write many decisions' rows, in their order, each table's rows in one statement (timers one decision
+        after the other: one may cancel what the one before it set)."""
         with self.atomic(savepoint=False):
             conn = self.db.conn
-            if writes.entity is not None:
-                conn.execute("insert or replace into entities (kind, id, fields, prev, updated_at) values "
-                             "(?, ?, ?, ?, ?)", writes.entity)
-                if writes.entity[0] == "client":
+            entities = [w.entity for w in many if w.entity is not None]
+            if entities:
+                conn.executemany("insert or replace into entities (kind, id, fields, prev, updated_at) values "
+                                 "(?, ?, ?, ?, ?)", entities)
+                if any(e[0] == "client" for e in entities):
                     self._recency = None
-            if writes.runs:
-                conn.executemany(_INSERT_RUNS, writes.runs)
-            if writes.effects:
-                conn.executemany(_INSERT_EFFECTS, writes.effects)
-            if writes.cancel:
-                conn.executemany("delete from timers where id = ?", writes.cancel)
-            if writes.timers:
-                conn.executemany(_INSERT_TIMER, writes.timers)
+            runs = [row for w in many for row in w.runs]
+            if runs:
+                conn.executemany(_INSERT_RUNS, runs)
+            effects = [row for w in many for row in w.effects]
+            if effects:
+                conn.executemany(_INSERT_EFFECTS, effects)
+            for w in many:
+                if w.cancel:
+                    conn.executemany("delete from timers where id = ?", w.cancel)
+                if w.timers:
+                    conn.executemany(_INSERT_TIMER, w.timers)
 
     def put_timer(self, timer: Timer) -> None:
         """Set (or move) a timer."""
