@@ -479,13 +479,18 @@ def _timer_row(timer: Timer) -> list[Any]:
             dump(dict(timer.payload))]
 
 
+_RESUMABLE = ("waiting", "queued", "running")
+
+
 def _run_row(run: Run, at: datetime) -> dict[str, Any]:
     return {"id": run.id, "rule_id": run.rule_id, "rule_version": run.rule_version, "key": run.key,
             "event_id": run.event_id, "status": run.status, "cursor": dump(list(run.cursor)),
             "vars": dump(dict(run.vars)), "entity": str(run.entity) if run.entity else None,
             "trace": dump([t.to_json() for t in run.trace]),
             "started_at": utc(run.started_at) if run.started_at else utc(at), "updated_at": utc(at),
-            "depth": run.depth, "origin": dump(dict(run.origin))}
+            # The event that started a run is kept while the run may go on (it is its scope when resumed); a
+            # finished run names it by event_id, and the journal has it: not written twice per event.
+            "depth": run.depth, "origin": dump(dict(run.origin)) if run.status in _RESUMABLE else "{}"}
 
 
 def _run(row: Mapping[str, Any]) -> Run:
