@@ -50,7 +50,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _route(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._chunked_body()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
                                      body))
@@ -88,6 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(0.1)
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
+        elif self.path == "/no-content":
+            self.send_response(204)
+            self.end_headers()
+        elif self.path == "/echo":
+            self._answer(200, json.dumps({"got": body.decode()}).encode(), Content_Type="application/json")
         elif self.path == "/set-cookie":
             self._answer(200, b"{}", Set_Cookie="session=s1; Path=/")
         elif self.path == "/close-after":
@@ -96,6 +104,19 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
+
+    def do_HEAD(self) -> None:  # a length, and no body after it
+        self.send_response(200)
+        self.send_header("Content-Length", "123")
+        self.end_headers()
+
+    def _chunked_body(self) -> bytes:
+        data = b""
+        while (size := int(self.rfile.readline().strip(), 16)):
+            data += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
+        return data
 
     do_GET = do_POST = _route
 
@@ -304,6 +325,38 @@ def test_the_pool_holds_at_most_max_connections(engine: str, server: Server) -> 
     before = server.accepted
     assert run(go()) == [200] * 6
     assert server.accepted - before <= 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_answers_without_a_body_and_a_streamed_request_body(engine: str, server: Server) -> None:
+    async def chunks() -> Any:
+        for part in (b"one ", b"two ", b"three"):
+            yield part
+
+    async def go() -> list[Any]:
+        async with client_on(engine, server) as client:
+            head = await send(client, "HEAD", "/ok", deadline=5)
+            empty = await send(client, "GET", "/no-content", deadline=5)
+            streamed = await send(client, "POST", "/echo", content=chunks(), deadline=5)
+            after = await send(client, "GET", "/ok", deadline=5)  # the connection is still in step
+            return [(head.status_code, head.content, head.headers["content-length"]), (empty.status_code, empty.content),
+                    streamed.json(), after.json()]
+
+    assert run(go()) == [(200, b"", "123"), (204, b""), {"got": "one two three"}, {"ok": True}]
+
+
+def test_a_client_with_event_hooks_goes_through_httpx_whole(server: Server) -> None:
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async def go() -> int:
+        async with new_client(base_url=server.url) as client:
+            client.event_hooks["request"] = [hook]
+            return (await send(client, "GET", "/ok", deadline=5)).status_code
+
+    assert run(go()) == 200 and seen == ["/ok"]
 
 
 # httpcore's classes: the outbox tells "never connected" (ConnectError) from "may have been received".

@@ -230,10 +230,12 @@ class SqliteStore(JournalMixin, OutboxMixin):
         if self._depth:
             self._depth += 1
             name = f"sp{self._depth}"
+            mark = len(self._on_commit)
             conn.execute(f"SAVEPOINT {name}")
             try:
                 yield
             except BaseException:
+                del self._on_commit[mark:]  # what it undoes will never be committed
                 conn.execute(f"ROLLBACK TO {name}")
                 conn.execute(f"RELEASE {name}")
                 raise

@@ -1,0 +1,34 @@
+"""The stored JSON: orjson's speed with json's meaning (text as it is, anything unknown as its str())."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from automator.store.sqlite import dump, load
+
+
+@dataclass
+class Point:
+    x: int
+
+
+class Count(int):
+    """As the loader's SourceInt: an int that remembers where it was written."""
+
+
+def test_what_json_would_write_with_default_str() -> None:
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    value = {"text": "Привет", "at": at, "day": date(2026, 3, 2), "point": Point(1), "n": Count(5), 7: "seven",
+             "list": (1, 2.5, None, True)}
+    assert json.loads(dump(value)) == json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    assert "Привет" in dump(value)  # not escaped
+
+
+def test_what_orjson_refuses_is_written_as_json_writes_it() -> None:
+    big = {"id": 2 ** 70}
+    assert dump(big) == json.dumps(big)
+    assert load(dump(big)) == big
+    assert load(dump({"x": float("nan")})) == {"x": None}  # NaN is not JSON: it is stored as null
+    assert math.isnan(load('{"x": NaN}')["x"])  # as json wrote it before: still read

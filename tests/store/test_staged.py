@@ -1,0 +1,60 @@
+"""Staged: the store as a batch's decisions, not yet written, leave it (the worker decides without the write lock)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from automator.model import Decision, Entity, EntityRef, Event, Run
+from automator.store.sqlite import SqliteStore
+from automator.store.staged import Staged
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+def run(ident: str, key: str, status: str, rule: str = "r") -> Run:
+    return Run(id=ident, rule_id=rule, rule_version="1", key=key, event_id="e", status=status, started_at=NOW)
+
+
+def decision(event_id: str, after: Entity | None = None, runs: tuple[Run, ...] = ()) -> Decision:
+    return Decision(event=Event(id=event_id, type="client.updated", at=NOW), entity_before=None, entity_after=after,
+                    runs=runs)
+
+
+def test_staged_states_are_read_before_the_stored_ones() -> None:
+    store = SqliteStore()
+    anna, boris = EntityRef("client", "1"), EntityRef("client", "2")
+    store.put_entity(Entity(anna, {"name": "Anna"}, NOW))
+    store.put_entity(Entity(boris, {"name": "Boris"}, NOW))
+    staged = Staged(store)
+    staged.stage(decision("e1", Entity(anna, {"name": "Anna", "segment": "vip"}, NOW)))
+    staged.stage(decision("e2", Entity(EntityRef("client", "3"), {"name": "Vera"}, NOW)))
+    assert staged.entity(anna).fields["segment"] == "vip"
+    assert staged.entity(boris).fields == {"name": "Boris"}  # not staged: as stored
+    assert {e.ref.id: e.fields["name"] for e in staged.entities("client")} == {"1": "Anna", "2": "Boris", "3": "Vera"}
+    assert store.entity(anna).fields == {"name": "Anna"}  # the store itself is untouched
+
+
+def test_active_runs_are_the_stored_ones_as_staged_decisions_changed_them_then_new_ones() -> None:
+    store = SqliteStore()
+    store.apply(decision("e0", runs=(run("old", "k", "waiting"), run("other", "k", "waiting", rule="q"))))
+    staged = Staged(store)
+    staged.stage(decision("e1", runs=(run("old", "k", "cancelled"), run("new", "k", "waiting"))))
+    assert [r.id for r in staged.active_runs("r", "k")] == ["new"]
+    assert [r.id for r in staged.active_runs(None, "k")] == ["other", "new"]
+    assert staged.run("old").status == "cancelled"
+    assert staged.run("other").status == "waiting"
+
+
+def test_segment_recency_counts_the_staged_clients() -> None:
+    store = SqliteStore()
+    staged = Staged(store)
+    assert staged.segment_recency() == store.segment_recency() == {}
+    visits = {"segment": "vip", "visits": 3, "first_visit_at": (NOW - timedelta(days=60)).isoformat(),
+              "last_visit_at": NOW.isoformat()}
+    staged.stage(decision("e1", Entity(EntityRef("client", "1"), visits, NOW)))
+    assert staged.segment_recency() == {"vip": timedelta(days=30)}  # two intervals over 60 days
+    assert store.segment_recency() == {}
+
+
+def test_it_offers_nothing_but_reading() -> None:
+    staged = Staged(SqliteStore())
+    assert not hasattr(staged, "put_entity") and not hasattr(staged, "atomic")
