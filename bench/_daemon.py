@@ -148,7 +148,7 @@ def running(cmd: Sequence[str], port: int, log: Path, env: dict[str, str] | None
 
 
 def family(pid: int) -> list[int]:
-    """A process and its children (the daemon and its outbox process): they are measured together."""
+    """A process and its children (the daemon and its engine process): they are measured together."""
     pids = [pid]
     for task in glob.glob(f"/proc/{pid}/task/*/children"):
         with contextlib.suppress(OSError), open(task) as f:

@@ -1,8 +1,10 @@
 """Benchmark: where the daemon's time goes under the throughput load of daemon_throughput.py (daemon FULL, 100
 rules, one http.request per event, 64 connections, closed loop).
 
-py-spy (`pip install py-spy` into the venv) samples the running `automator run` process twice, each for WINDOW
-seconds while the load runs:
+The daemon runs as one process (`--processes 1`): py-spy sees all of its work in one interpreter, each part's
+share of the one GIL (with two processes, the same parts are split between them: the engine process decides and
+writes decisions, the first serves webhooks and performs effects). py-spy (`pip install py-spy` into the venv)
+samples the running `automator run` process twice, each for WINDOW seconds while the load runs:
   - `--gil`: only the thread holding the GIL — the daemon's Python CPU, which is serial: this is what limits
     throughput in one process;
   - without: every thread that is not idle — shows as well the time the store threads spend in SQLite with the
@@ -45,17 +47,17 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLite COMMIT (WAL write + fsync)", ("<commit>",)),
     ("journal webhooks (append_batches)", ("append_batches",)),
     ("decide() (pure core)", ("decide (automator/core/decide.py",)),
-    ("worker: commit decisions", ("JournalMixin.commit",)),
-    ("worker: claim + read events", ("claim_events", "event_from_body", "process_batch")),
-    ("outbox: settle", ("settle_many",)),
-    ("outbox: claim effects", ("claim_effects", "next_effect_due")),
-    ("outbox: HTTP client (connector, httpx, aiohttp)", ("HttpConnector.", "httpx/", "httpx_aiohttp/", "aiohttp/",
-                                                         "automator/http.py", "call_http", "yarl/", "multidict/")),
+    ("worker: commit decisions", ("JournalMixin.commit", "writes_of", "SqliteStore.write")),
+    ("worker: read pending events", ("pending_events", "event_from_body", "process_batch")),
+    ("outbox: settle + claim effects", ("settle_and_claim", "next_effect_due")),
+    ("outbox: HTTP client (connector, httpx, engine)", ("HttpConnector.", "httpx/", "httpx_aiohttp/", "aiohttp/",
+                                                        "automator/http.py", "automator/http1.py", "call_http",
+                                                        "httptools/", "yarl/", "multidict/")),
     ("outbox: loop (perform, throttle)", ("automator/daemon/outbox.py",)),
     ("HTTP server: webhook handler (web.py, parse)", ("automator/daemon/web.py", "LocalConnector.parse")),
     ("HTTP server: uvicorn + httptools", ("uvicorn/",)),
-    ("timers, heartbeat", ("fire_due", "next_due", "_write_status", "Daemon._timers", "Daemon._heartbeat")),
-    ("worker loop (process.py)", ("Daemon._work",)),
+    ("timers, heartbeat", ("fire_due", "next_due", "_write_status", "Engine._timers", "Daemon._heartbeat")),
+    ("worker loop (engine.py)", ("Engine._work",)),
     ("store-thread / group-commit plumbing", ("storethread.py", "concurrent/futures", "threading.py")),
     ("asyncio / event loop", ("asyncio/",)),
 )
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         config = d.write_daemon_project(work, RULES, emulator_port=emulator.port)
         port = d.free_port()
-        proc = d.start(d.daemon_command(config, port), work / "daemon.log")
+        proc = d.start([*d.daemon_command(config, port), "--processes", "1"], work / "daemon.log")
         try:
             d.wait_healthy(port, proc)
             span = phases["warm"] + 2 * (phases["window"] + 1.5) + 2

@@ -85,7 +85,7 @@ def _expect(store: SqliteStore, effect: Effect, entity: EntityRef, fields: dict[
 
 class Outbox:
     """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket; only
-    the effects of connectors that `handles` accepts, when given (the daemon and its outbox process split them)."""
+    the effects of connectors that `handles` accepts, when given (the daemon and its engine process split them)."""
 
     def __init__(self, engine: StoreThread, connectors: Callable[[], Mapping[str, Connector]], *, worker: str,
                  clock: Clock, metrics: Metrics, policy: RetryPolicy | None = None, deadline: float = 30.0,

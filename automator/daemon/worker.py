@@ -35,7 +35,7 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
 
     The deciding is done without the write lock, over the store with the batch's earlier decisions staged
     (automator/store/staged.py): the lock is held only while the decisions are written, so webhooks being
-    journaled and effects being settled, by this process or the outbox process, are not kept waiting while
+    journaled and effects being settled, by this process or the other one of the daemon, are not kept waiting while
     rules are evaluated. Each event is taken in the transaction that commits its decision, and only if it is
     still pending (an event another worker decided meanwhile is left to it). A crash before the commit leaves
     every event of the batch pending: they are decided again.

@@ -99,7 +99,7 @@ class FairLock:
     SQLite's own busy handler makes a waiting writer sleep 1, 2, 5, 10, 15… ms between tries, so whichever writer
     happens to retry at the right moment wins: webhook acknowledgements then wait tens of milliseconds behind the
     worker (or the worker starves behind a flood of webhooks). Queueing here first makes the wait one transaction
-    long at most. Across processes (the outbox process, a CLI replaying a dead letter) the turn is taken with an
+    long at most. Across processes (the engine process, a CLI replaying a dead letter) the turn is taken with an
     advisory lock on a file beside the database, where the kernel wakes the next writer at once.
     """
 
