@@ -217,6 +217,17 @@ def resolve_env(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     return resolve(dict(options), "")
 
 
+def json_body(response: Any) -> Any:
+    """An answer's JSON, as `response.json()` reads it, with orjson (several times faster on a CRM's record); an
+    answer that is not UTF-8 goes to httpx, which honours its charset. Raises ValueError when it is not JSON."""
+    import orjson
+
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.json()
+
+
 def retry_after(response: Any) -> float | None:
     """The Retry-After header in seconds (it may be a number or an HTTP date), if the answer has one."""
     from email.utils import parsedate_to_datetime

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 
 if TYPE_CHECKING:
     import aiohttp
@@ -129,6 +130,8 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
     for ever; the deadline is what bounds a call. Other httpx errors pass through unchanged.
     """
     send_kwargs = {key: kwargs.pop(key) for key in _SEND_KEYWORDS & kwargs.keys()}
+    if "json" in kwargs and "content" not in kwargs:
+        _encode_json(kwargs)
     # Built first so that the exception carries the request, as httpx's own timeouts do.
     request = client.build_request(method, _merged(client, url), **kwargs)
     try:
@@ -141,6 +144,26 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
             raise DeadlineExceeded(f"{method} {request.url} took longer than {deadline:g} s",
                                    request=request) from exc
         raise
+
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _encode_json(kwargs: dict[str, Any]) -> None:
+    # The bytes httpx would send for json= (compact, UTF-8), made by orjson: several times faster on a whole CRM
+    # record. NaN, which is not JSON, goes as null (as in the store); what orjson refuses (integers past 64 bits,
+    # values it does not know) is left to httpx, which raises as it always did.
+    try:
+        content = orjson.dumps(kwargs["json"], option=_JSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        return
+    del kwargs["json"]
+    kwargs["content"] = content
+    headers = kwargs.get("headers")
+    if not headers:
+        kwargs["headers"] = {"Content-Type": "application/json"}
+    elif not any(str(name).lower() == "content-type" for name in headers):
+        kwargs["headers"] = {**headers, "Content-Type": "application/json"}
 
 
 def _plain(client: httpx.AsyncClient) -> bool:

@@ -527,13 +527,12 @@ class CannedFigures:
 
     requests: float
     total: float
-    httpx_us: float
-    wrapper_us: float
-    url_cache: float  # the whole effect again, with send() caching the merged URL (part 3's cheapest change)
+    httpx_us: float  # the same requests through a bare client.request(): a reference, not a part of `total`
+    send_us: float  # the same requests through automator.http.send() and call_http, as connectors make them
 
     @property
     def own(self) -> float:
-        return self.total - self.httpx_us - self.wrapper_us
+        return self.total - self.send_us
 
 
 async def _loop_cpu(call: Callable[[], Awaitable[Any]], count: int, stop_at: float) -> float:
@@ -566,7 +565,6 @@ async def record(case: Case) -> tuple[list[Recorded], dict[str, Any]]:
 
 
 async def part_canned(effects: int, deadline: float) -> dict[str, CannedFigures]:
-    from automator import http as automator_http
     from automator.connector import call_http
     from automator.http import new_client, send
 
@@ -594,8 +592,6 @@ async def part_canned(effects: int, deadline: float) -> dict[str, CannedFigures]
             base = str(connector.http.base_url) if str(connector.http.base_url) not in ("", "/") else ""
             headers = connector.default_headers()
             deadline_s = connector.deadline
-            with_cache = await _with_url_cache(automator_http, lambda: _effects_cpu(case, connector, params, effects,
-                                                                                    deadline))
         finally:
             await connector.aclose()
 
@@ -617,75 +613,27 @@ async def part_canned(effects: int, deadline: float) -> dict[str, CannedFigures]
             wrapped_us = await _loop_cpu(wrapped, effects, deadline)
         finally:
             await client.aclose()
-        out[case.name] = CannedFigures(requests, statistics.median(rounds), httpx_us, wrapped_us - httpx_us,
-                                       with_cache)
+        out[case.name] = CannedFigures(requests, statistics.median(rounds), httpx_us, wrapped_us)
     return out
-
-
-async def _effects_cpu(case: Case, connector: Any, params: dict[str, Any], effects: int, deadline: float) -> float:
-    async def one() -> None:
-        result = connector.perform(case.action, params, "bench/canned/cache")
-        if asyncio.iscoroutine(result):
-            await result
-    await _loop_cpu(one, WARM_UP, deadline)
-    return await _loop_cpu(one, effects, deadline)
-
-
-def _url_cached_send(original: Callable[..., Any]) -> Callable[..., Any]:
-    """send(), with a URL string merged with the client's base_url once per client (a prototype of part 3's
-    cheapest change): httpx parses a relative URL, joins it to base_url and parses the result again for every
-    request. A merged URL is kept with the base_url object it was made from, so a new base_url is seen."""
-    import weakref
-
-    cache: weakref.WeakKeyDictionary[httpx.AsyncClient, dict[str, tuple[httpx.URL, httpx.URL]]] = \
-        weakref.WeakKeyDictionary()
-
-    async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, deadline: float,
-                   **kwargs: Any) -> httpx.Response:
-        if isinstance(url, str):
-            known = cache.get(client)
-            if known is None:
-                known = cache[client] = {}
-            base = client.base_url
-            hit = known.get(url)
-            if hit is None or hit[0] is not base:
-                if len(known) >= 256:  # paths with ids in them (record/…/123): bounded
-                    known.clear()
-                hit = known[url] = (base, client._merge_url(url))
-            url = hit[1]
-        return await original(client, method, url, deadline=deadline, **kwargs)
-    return send
-
-
-async def _with_url_cache(module: Any, run: Callable[[], Awaitable[float]]) -> float:
-    import connectors.http as http_connector
-
-    original = module.send
-    patched = _url_cached_send(original)
-    module.send, http_connector.send = patched, patched  # connectors.http imported send by name
-    try:
-        return await run()
-    finally:
-        module.send, http_connector.send = original, original
 
 
 def report_canned(figures: dict[str, CannedFigures], effects: int) -> dict[str, float]:
     out: dict[str, float] = {}
     print(f"2. The connector layer alone: the same performs on a transport answering at once with the emulator's "
           f"recorded answer ({effects:,} effects, medians of {ROUNDS} rounds); CPU µs per effect.")
-    print(f"   httpx = bare client.request() of the same requests on the same transport (the canned transport's own "
-          f"~10 µs a request included); send() = automator.http.send + call_http; own = the rest.")
-    print(f"   {'connector action':<30} | {'req/eff':>7} | {'total':>6} | {'httpx':>6} | {'send()':>6} | "
-          f"{'own':>6} | {'target':>6} | {'URL cache':>9}")
+    print("   HTTP = the same requests through automator.http.send() + call_http, as connectors make them (the canned "
+          "transport's own ~10 µs a request included); own = the rest, the connector's code; client.request() = the "
+          "same requests through a bare httpx client, for reference.")
+    print(f"   {'connector action':<30} | {'req/eff':>7} | {'total':>6} | {'HTTP':>6} | {'own':>6} | {'target':>9} | "
+          f"{'client.request()':>16}")
     for name, f in figures.items():
         verdict = "ok" if f.total <= CPU_TARGET_US else "over"
-        print(f"   {name:<30} | {f.requests:>7.1f} | {f.total:>6.0f} | {f.httpx_us:>6.0f} | {f.wrapper_us:>6.0f} | "
-              f"{f.own:>6.0f} | {CPU_TARGET_US:>4.0f} {verdict:<4}| {f.url_cache:>9.0f}")
+        print(f"   {name:<30} | {f.requests:>7.1f} | {f.total:>6.0f} | {f.send_us:>6.0f} | {f.own:>6.0f} | "
+              f"{CPU_TARGET_US:>4.0f} {verdict:<4} | {f.httpx_us:>16.0f}")
         key = name.replace(" ", "_").replace(".", "_")
-        out.update({f"canned_{key}_cpu_us": f.total, f"canned_{key}_httpx_us": f.httpx_us,
-                    f"canned_{key}_own_us": f.own, f"canned_{key}_url_cache_us": f.url_cache})
-    print(f"   target: under {CPU_TARGET_US:.0f} µs of CPU per effect for the connector layer (the issue). URL cache: "
-          "total again with send() merging each URL with base_url once (part 3).")
+        out.update({f"canned_{key}_cpu_us": f.total, f"canned_{key}_http_us": f.send_us,
+                    f"canned_{key}_own_us": f.own, f"canned_{key}_bare_httpx_us": f.httpx_us})
+    print(f"   target: under {CPU_TARGET_US:.0f} µs of CPU per effect for the connector layer (the issue).")
     print()
     return out
 
@@ -710,7 +658,6 @@ async def part_requests(port: int, count: int, deadline: float
     client = new_client(base_url="https://portal.example.invalid/rest/1/code/", transport=transport,
                         headers={"Accept": "application/json"})
     prebuilt = client.build_request("POST", "crm.deal.update", json=BODY)
-    cached = _url_cached_send(send)
 
     async def transport_alone() -> None:
         await (await transport.handle_async_request(prebuilt)).aread()
@@ -719,8 +666,6 @@ async def part_requests(port: int, count: int, deadline: float
         ("send", "send(), as connectors call it",
          lambda: send(client, "POST", "crm.deal.update", json=BODY, deadline=10)),
         ("post", "client.post(relative URL, json=)", lambda: client.post("crm.deal.update", json=BODY)),
-        ("send_url_cache", "send(), URL merged once (cached)",
-         lambda: cached(client, "POST", "crm.deal.update", json=BODY, deadline=10)),
         ("send_prebuilt", "client.send(prebuilt Request)", lambda: client.send(prebuilt)),
         ("transport", "the instant transport alone", transport_alone),
     ]

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--variants", default="", help="also the daemon FULL with experimental patches of "
-                        "_variants.py, e.g. 'switch,budget2' (about 30 s each)")
+                        "_variants.py, e.g. 'switch' (about 30 s each; the daemon in one process)")
     parser.add_argument("--only-daemon", action="store_true", help="skip the bare endpoints and daemon NORMAL")
     args = parser.parse_args(argv if argv is not None else [])
     phases = QUICK if args.quick else FULL
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             elif kind == "variant":
                 config = d.write_daemon_project(folder, RULES, emulator_port=emulator.port)
                 cmd = [sys.executable, str(d.BENCH / "_variants.py"), option,
-                       *d.daemon_command(config, port)[1:]]
+                       *d.daemon_command(config, port)[1:], "--processes", "1"]
             else:
                 cmd = [sys.executable, str(d.BENCH / "_bare_asgi.py"), "--port", str(port), "--db",
                        str(folder / "bare.db"), "--mode", option]

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from automator.connector import retry_after
+from automator.connector import json_body, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 
 PER_SECOND = 7  # "not more than 7 requests per second" (developers.kommo.com/docs/limitations)
@@ -116,7 +116,7 @@ class AmoApi:
         if response.status_code == 204 or not response.content:
             return None
         try:
-            return response.json()
+            return json_body(response)
         except ValueError as exc:
             # The change may have been made: a success answer we cannot read is not a refusal.
             raise Uncertain(f"{what}: HTTP {response.status_code} with an unreadable body") from exc

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from automator.connector import retry_after as header_retry_after
+from automator.connector import json_body, retry_after as header_retry_after
 from automator.errors import ConnectorError, Rejected, Retryable, Uncertain
 
 PAGE = 50  # list methods' fixed page size
@@ -166,7 +166,7 @@ class Api:
             clean = self._scrub(str(exc))
             raise (Retryable(clean, exc.retry_after) if isinstance(exc, Retryable) else Uncertain(clean)) from None
         try:
-            body = response.json()
+            body = json_body(response)
         except ValueError:
             body = None
         status = response.status_code

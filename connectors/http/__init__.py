@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from automator.clock import parse_duration
-from automator.connector import ActionResult, ConfigError, WebConnector, action, call_http, check_status, resolve_env
+from automator.connector import (ActionResult, ConfigError, WebConnector, action, call_http, check_status, json_body,
+                                 resolve_env)
 from automator.errors import Rejected
 from automator.http import send
 
@@ -99,7 +100,7 @@ class HttpConnector(WebConnector):
         response = await call_http(send(self.http, method, url, deadline=deadline, **extra), what)
         check_status(response, what)
         try:
-            body: Any = response.json()
+            body: Any = json_body(response)
         except (ValueError, json.JSONDecodeError):
             body = response.text[:MAX_ANSWER]
         return ActionResult({"status": response.status_code, "body": body})

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from automator.connector import retry_after as header_retry_after
+from automator.connector import json_body, retry_after as header_retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def result_of(response: httpx.Response, what: str) -> Any:
     """The `result` of a Bot API answer, or the error it stands for."""
     status = response.status_code
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("ok"), bool):

@@ -125,14 +125,16 @@ class Yclients(WebConnector):
         return Event(id=f"{self.name}:{ident}", type=type_, at=at, entity=ref, data=dict(data), source=self.name,
                      delivery_id=delivery)
 
-    def record_events(self, record: Mapping[str, Any], status: str, fallback: datetime) -> list[Event]:
-        """The events of one record change: the embedded client's `client.updated`, then `booking.<verb>`."""
+    def record_events(self, record: Mapping[str, Any], status: str, fallback: datetime, *,
+                      with_client: bool = True) -> list[Event]:
+        """The events of one record change: the embedded client's `client.updated` (unless not `with_client`),
+        then `booking.<verb>`."""
         zone = mapping.object_tz(record, self.tz)
         delivery = mapping.delivery_id("record", record["id"], status, record.get("last_change_date"), zone)
         at = mapping.parse_datetime(record.get("last_change_date"), zone) or fallback
         events = []
         client = record.get("client")
-        if status != "delete" and isinstance(client, Mapping) and client.get("id"):
+        if with_client and status != "delete" and isinstance(client, Mapping) and client.get("id"):
             events.append(self._event("client.updated", EntityRef("client", str(client["id"])),
                                       mapping.client_fields(client, tz=zone, region=self.region),
                                       f"{delivery}/client" if delivery else None, at))
@@ -260,9 +262,9 @@ class Yclients(WebConnector):
             return ActionResult({"booking": record_id, "status": status, "changed": False})
         updated = await self.api.put_record(record_id, mapping.record_update(record, code))
         record = {**record, "attendance": code, **updated}
+        # Only the booking's own change is ours to report back (the client's fields were not touched).
         return ActionResult({"booking": record_id, "status": status, "changed": True},
-                            tuple(e for e in self.record_events(record, "update", datetime.now(timezone.utc))
-                                  if e.type.startswith("booking.")))
+                            tuple(self.record_events(record, "update", datetime.now(timezone.utc), with_client=False)))
 
     @action("client.set_category")
     async def set_category(self, params: Mapping[str, Any], key: str) -> ActionResult:

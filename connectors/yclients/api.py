@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from automator.connector import retry_after
+from automator.connector import json_body, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def unwrap(response: Any, what: str) -> tuple[Any, Any]:
     if code == 204:
         return None, []
     try:
-        body: Any = response.json() if response.content else None
+        body: Any = json_body(response) if response.content else None
     except (ValueError, UnicodeDecodeError):
         body = None
     message = _message(body) or (response.text[:200] if body is None else "")
