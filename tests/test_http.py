@@ -451,3 +451,42 @@ def test_the_default_engine_is_the_benchmarks_choice_and_falls_back_to_httpx(
 def test_an_unknown_engine_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown HTTP engine"):
         new_transport("curl")
+
+
+def test_the_httptools_engine_speaks_tls_and_checks_the_certificate() -> None:
+    """Production calls are https: the certificate is verified against the trusted roots, and an answer arrives
+    through TLS as through plain TCP."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    from automator.http1 import Http1Transport
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("localhost", "127.0.0.1")
+    srv = Server()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate.configure_cert(server_context)
+    srv.socket = server_context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"https://localhost:{srv.server_address[1]}"
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+
+    async def go() -> tuple[Any, type[BaseException] | None]:
+        async with new_client(base_url=url, transport=Http1Transport(ssl_context=trusting)) as client:
+            answer = (await send(client, "POST", "/ok", json={"a": 1}, deadline=5)).json()
+        failure = None
+        async with new_client(base_url=url, transport=Http1Transport()) as client:  # the usual roots only
+            try:
+                await send(client, "GET", "/ok", deadline=5)
+            except httpx.HTTPError as exc:
+                failure = type(exc)
+        return answer, failure
+
+    try:
+        assert run(go()) == ({"ok": True}, httpx.ConnectError)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
