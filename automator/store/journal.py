@@ -100,7 +100,7 @@ class JournalMixin:
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
-        with self.atomic():
+        with self.atomic(savepoint=False):  # all or nothing with its caller's transaction
             for index, event in enumerate(events):
                 digest = digests[index] if digests else None
                 if event.delivery_id and conn.execute(

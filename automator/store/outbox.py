@@ -56,10 +56,12 @@ class OutboxMixin:
                 return []
             only = f" and connector in ({', '.join('?' * len(connectors))})"
             args.extend(connectors)
-        with self.atomic():
-            rows = list(self.db.query(
+        with self.atomic(savepoint=False):
+            cursor = self.db.conn.execute(
                 "select * from effects where status in ('pending', 'retry') and next_try_at <= ?"
-                f"{only} order by next_try_at, rowid limit ?", [*args, limit]))
+                f"{only} order by next_try_at, rowid limit ?", [*args, limit])
+            names = [column[0] for column in cursor.description]
+            rows = [dict(zip(names, row)) for row in cursor]  # sqlite-utils' query() would add a savepoint
             if rows:
                 self.db.conn.executemany(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
@@ -71,7 +73,7 @@ class OutboxMixin:
         """Record a try's outcome; on success journal the events the system sends back. Returns them."""
         from automator.store.sqlite import dump, utc
 
-        with self.atomic():
+        with self.atomic(savepoint=False):
             self.db.conn.execute(
                 "update effects set status = ?, result = ?, error = ?, next_try_at = ?, claimed_by = null, "
                 "claimed_until = null, updated_at = ? where key = ?",
