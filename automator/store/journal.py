@@ -100,6 +100,7 @@ class JournalMixin:
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
+        echoes: bool | None = None  # any echo expected at all? (looked up once: most of the time none is)
         with self.atomic(savepoint=False):  # all or nothing with its caller's transaction
             for index, event in enumerate(events):
                 digest = digests[index] if digests else None
@@ -117,7 +118,11 @@ class JournalMixin:
                     if event.caused_by and not event.echo_of:
                         event = self._own_effect(event)
                     elif event.entity is not None and not event.caused_by:
-                        event = self._recognise_echo(event, stamp)
+                        if echoes is None:
+                            echoes = conn.execute("select 1 from echoes where until >= ? limit 1",
+                                                  [stamp]).fetchone() is not None
+                        if echoes:
+                            event = self._recognise_echo(event, stamp)
                 cur = conn.execute(
                     "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
                     "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",

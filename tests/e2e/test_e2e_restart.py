@@ -139,6 +139,12 @@ def check_scenario(spec: str, root: Path, fake: FakeServer, outcome: Outcome) ->
         pending: list[tuple[str, Any]] = []
         for index, wave in enumerate(workload()):
             if index and first.alive:
+                # The waves' timers must come due in separate passes: the first wave is decided before the second
+                # is sent (the engine process may still be starting when the first arrives).
+                decided_by = time.monotonic() + 5
+                while first.alive and time.monotonic() < decided_by and query(
+                        project.db, "select 1 from journal where status = 'pending' limit 1"):
+                    time.sleep(0.05)
                 time.sleep(0.6)
             for name, body in wave:
                 if not first.alive or send(first, body) is None:
