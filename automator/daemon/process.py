@@ -56,7 +56,9 @@ def store_path(project: Project) -> Path:
 def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | None]]], now: datetime) -> list[list[bool]]:
     """Journal the events of many requests in one transaction: one fsync for the lot (group commit)."""
     with store.atomic():
-        results = [store.append([e for e, _ in batch], now, digests=[d for _, d in batch]) for batch in batches]
+        echoes = store.expecting_echoes(now)
+        results = [store.append([e for e, _ in batch], now, digests=[d for _, d in batch], echoes=echoes)
+                   for batch in batches]
         crashpoints.reached("journal.before_commit")
     crashpoints.after_commit(store, "journal.after_commit")
     return results

@@ -5,15 +5,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from automator.config.project import Project
 from automator.core.decide import decide
 from automator.daemon import crashpoints
-from automator.model import Decision, Event
+from automator.model import Decision, EntityRef, Event
 from automator.store.sqlite import SqliteStore, Writes, writes_of
 from automator.store.staged import Staged
 
 log = logging.getLogger(__name__)
+LINKED = ("client", "booking", "deal")  # the data fields decide() follows to another entity (core/scope.py)
 LEASE = timedelta(seconds=60)
 
 
@@ -26,6 +28,16 @@ class BatchReport:
     decisions: list[Decision] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
     earliest_timer: datetime | None = None
+
+
+def prefetch(store: SqliteStore, events: list[Event]) -> dict[str, Any]:
+    """What deciding these events will read, in one query each instead of a few per event: their entities and
+    the entities their data links to (client, booking, deal), and the active runs keyed by their entities."""
+    refs = {e.entity for e in events if e.entity is not None}
+    refs |= {EntityRef(kind, str(e.data[kind])) for e in events for kind in LINKED
+             if isinstance(e.data.get(kind), (str, int)) and not isinstance(e.data.get(kind), bool)
+             and str(e.data[kind])}
+    return {"entities": store.entities_of(refs), "runs": store.active_runs_of(str(r) for r in refs)}
 
 
 def process_batch(store: SqliteStore, project: Project, worker: str, now: datetime, *, limit: int = 128,
@@ -45,7 +57,7 @@ def process_batch(store: SqliteStore, project: Project, worker: str, now: dateti
     report = BatchReport()
     started = time.perf_counter()
     events = store.pending_events(worker, now, limit)
-    staged = Staged(store)
+    staged = Staged(store, **prefetch(store, events))
     decided: list[tuple[Event, Decision, Writes]] = []
     failed: list[tuple[Event, str]] = []
     for index, event in enumerate(events):

@@ -87,7 +87,8 @@ class JournalMixin:
     """Appending, claiming and committing journal events (part of SqliteStore)."""
 
     def append(self: SqliteStore, events: Sequence[Event], now: datetime, *,
-               digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW) -> list[bool]:
+               digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
+               echoes: bool | None = None) -> list[bool]:
         """Journal events in one transaction; False for each one already journaled (a duplicate delivery).
 
         A duplicate is the same event id, the same (source, delivery_id), or the same `digest` (a hash of
@@ -100,7 +101,8 @@ class JournalMixin:
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
-        echoes: bool | None = None  # any echo expected at all? (looked up once: most of the time none is)
+        # Any echo expected at all? Looked up once (most of the time none is); a caller journaling many requests
+        # in one transaction passes what it looked up (expecting_echoes).
         with self.atomic(savepoint=False):  # all or nothing with its caller's transaction
             for index, event in enumerate(events):
                 digest = digests[index] if digests else None
@@ -119,8 +121,7 @@ class JournalMixin:
                         event = self._own_effect(event)
                     elif event.entity is not None and not event.caused_by:
                         if echoes is None:
-                            echoes = conn.execute("select 1 from echoes where until >= ? limit 1",
-                                                  [stamp]).fetchone() is not None
+                            echoes = self.expecting_echoes(now)
                         if echoes:
                             event = self._recognise_echo(event, stamp)
                 cur = conn.execute(
@@ -130,6 +131,12 @@ class JournalMixin:
                      digest, event_body(event), stamp])
                 out.append(cur.rowcount == 1)
         return out
+
+    def expecting_echoes(self: SqliteStore, now: datetime) -> bool:
+        """True when some effect's echo is still expected (see expect_echo)."""
+        from automator.store.sqlite import utc
+
+        return self.db.conn.execute("select 1 from echoes where until >= ? limit 1", [utc(now)]).fetchone() is not None
 
     def _recognise_echo(self: SqliteStore, event: Event, stamp: str) -> Event:
         from dataclasses import replace

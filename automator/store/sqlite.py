@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -302,6 +302,38 @@ class SqliteStore(JournalMixin, OutboxMixin):
                                       "('waiting', 'queued') order by started_at, id", [key, rule_id, rule_id])
         names = [c[0] for c in cursor.description]
         return [_run(dict(zip(names, row))) for row in cursor]
+
+    def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
+        """Many entities in one query per kind: each ref with its state, or None when none is stored."""
+        by_kind: dict[str, list[str]] = {}
+        for ref in refs:
+            by_kind.setdefault(ref.kind, []).append(ref.id)
+        out: dict[EntityRef, Entity | None] = {}
+        for kind, ids in by_kind.items():
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), 500):  # SQLite's limit on bound parameters is 999 at least
+                chunk = unique[start:start + 500]
+                rows = self.db.conn.execute(
+                    f"select id, fields, updated_at from entities where kind = ? and id in ({', '.join('?' * len(chunk))})",
+                    [kind, *chunk]).fetchall()
+                found = {ident: Entity(EntityRef(kind, ident), load(fields), _time(at)) for ident, fields, at in rows}
+                out.update((EntityRef(kind, ident), found.get(ident)) for ident in chunk)
+        return out
+
+    def active_runs_of(self, keys: Iterable[str]) -> dict[str, list[Run]]:
+        """active_runs(None, key) for many keys in one query."""
+        unique = list(dict.fromkeys(keys))
+        out: dict[str, list[Run]] = {key: [] for key in unique}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            cursor = self.db.conn.execute(
+                f"select * from runs where key in ({', '.join('?' * len(chunk))}) and status in ('waiting', 'queued') "
+                "order by started_at, id", chunk)
+            names = [c[0] for c in cursor.description]
+            for row in cursor:
+                run = _run(dict(zip(names, row)))
+                out[run.key].append(run)
+        return out
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment, computed once per store change."""

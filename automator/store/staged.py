@@ -19,11 +19,16 @@ class Staged:
     """`store` (a Snapshot) with the staged decisions' entities and runs laid over it; read-only, as decide()
     needs it: nothing of the store but the Snapshot protocol is reachable through it."""
 
-    def __init__(self, store: Snapshot) -> None:
+    def __init__(self, store: Snapshot, *, entities: Mapping[EntityRef, Entity | None] | None = None,
+                 runs: Mapping[str, list[Run]] | None = None) -> None:
         self.store = store
         self._entities: dict[EntityRef, Entity] = {}
         self._runs: dict[str, Run] = {}
         self._clients_changed = False
+        # Read ahead for the whole batch, in one query each (the worker's prefetch): stored states by ref, and
+        # the active runs by key. What is not in them is read from the store.
+        self._read_entities = dict(entities or {})
+        self._read_runs = dict(runs or {})
 
     def stage(self, decision: Decision) -> None:
         """Lay one decision over the store, as committing it will."""
@@ -37,7 +42,11 @@ class Staged:
     def entity(self, ref: EntityRef) -> Entity | None:
         """The entity as the staged decisions leave it."""
         staged = self._entities.get(ref)
-        return staged if staged is not None else self.store.entity(ref)
+        if staged is not None:
+            return staged
+        if ref in self._read_entities:
+            return self._read_entities[ref]
+        return self.store.entity(ref)
 
     def entities(self, kind: str) -> Iterator[Entity]:
         """Every entity of a kind, staged states first replacing stored ones."""
@@ -56,7 +65,11 @@ class Staged:
 
     def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
         """Waiting or queued runs for a key: stored ones as staged decisions changed them, then staged new ones."""
-        stored = self.store.active_runs(rule_id, key)
+        read = self._read_runs.get(key)
+        if read is not None:
+            stored = [r for r in read if rule_id is None or r.rule_id == rule_id]
+        else:
+            stored = self.store.active_runs(rule_id, key)
         known = {r.id for r in stored}
         runs = [self._runs.get(r.id, r) for r in stored]
         runs += [r for r in self._runs.values() if r.id not in known and r.key == key

@@ -58,3 +58,31 @@ def test_segment_recency_counts_the_staged_clients() -> None:
 def test_it_offers_nothing_but_reading() -> None:
     staged = Staged(SqliteStore())
     assert not hasattr(staged, "put_entity") and not hasattr(staged, "atomic")
+
+
+def test_what_was_read_ahead_is_not_read_again_and_staged_decisions_still_win() -> None:
+    class Untouchable:
+        def entity(self, ref: EntityRef) -> None:
+            raise AssertionError(f"read {ref} again")
+
+        def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
+            raise AssertionError(f"read the runs of {key} again")
+
+    anna, nobody = EntityRef("client", "1"), EntityRef("client", "2")
+    staged = Staged(Untouchable(), entities={anna: Entity(anna, {"name": "Anna"}, NOW), nobody: None},  # type: ignore[arg-type]
+                    runs={"client:1": [run("w", "client:1", "waiting")]})
+    assert staged.entity(anna).fields == {"name": "Anna"} and staged.entity(nobody) is None
+    assert [r.id for r in staged.active_runs("r", "client:1")] == ["w"]
+    staged.stage(decision("e1", Entity(anna, {"name": "Anna", "vip": True}, NOW), runs=(run("w", "client:1", "done"),)))
+    assert staged.entity(anna).fields["vip"] is True and staged.active_runs("r", "client:1") == []
+
+
+def test_the_store_reads_many_entities_and_runs_at_once() -> None:
+    store = SqliteStore()
+    anna = EntityRef("client", "1")
+    store.put_entity(Entity(anna, {"name": "Anna"}, NOW))
+    store.apply(decision("e0", runs=(run("w", "client:1", "waiting"), run("d", "client:1", "done"))))
+    assert store.entities_of([anna, EntityRef("client", "9"), anna]) == {anna: store.entity(anna),
+                                                                        EntityRef("client", "9"): None}
+    assert {k: [r.id for r in v] for k, v in store.active_runs_of(["client:1", "client:2"]).items()} == {
+        "client:1": ["w"], "client:2": []}
