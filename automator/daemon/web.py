@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 import time
 from dataclasses import replace
 from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from automator.connector import Inbound
 from automator.errors import InboundRejected
@@ -24,7 +25,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 async def _answer(send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    data = body if isinstance(body, bytes) else orjson.dumps(body, default=str)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from automator.model import Decision, Effect, Entity, EntityRef, Run, Timer, TraceStep
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, TraceStep
 from automator.store.journal import JournalMixin
 from automator.store.outbox import OutboxMixin
 

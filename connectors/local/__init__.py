@@ -8,6 +8,7 @@ from datetime import datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import sqlite_utils
 
 from automator.connector import ActionResult, Connector, Inbound, action
@@ -101,7 +102,7 @@ class LocalConnector(Connector):
             if not hmac.compare_digest(given.encode(), str(secret).encode()):
                 raise InboundRejected(401, "missing or wrong token", "auth")
         try:
-            body = json.loads(request.body or b"null")
+            body = orjson.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise InboundRejected(400, f"the body is not JSON: {exc}") from exc
         items = body.get("events") if isinstance(body, dict) and "events" in body else body
