@@ -23,6 +23,21 @@ def same(a: object, b: object) -> bool:
     return str(a) == str(b)
 
 
+_ISO: dict[tuple[datetime, Any], str] = {}
+
+
+def iso(at: datetime) -> str:
+    """`at.isoformat()`, remembered: a batch stamps the same few moments on every trace step and event it writes.
+    Keyed by the moment and its offset: equal moments in different offsets are equal datetimes, not equal texts."""
+    key = (at, at.utcoffset())
+    text = _ISO.get(key)
+    if text is None:
+        if len(_ISO) >= 1024:
+            _ISO.clear()
+        text = _ISO[key] = at.isoformat()
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Location:
     """Where something was written: file, line and column (1-based)."""
@@ -90,7 +105,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for output and storage."""
-        out: dict[str, Any] = {"id": self.id, "type": self.type, "at": self.at.isoformat(), "source": self.source}
+        out: dict[str, Any] = {"id": self.id, "type": self.type, "at": iso(self.at), "source": self.source}
         if self.entity:
             out["entity"] = {"kind": self.entity.kind, "id": self.entity.id}
         out["data"] = dict(self.data)
@@ -341,7 +356,7 @@ class TraceStep:
         if self.error:
             out["error"] = self.error
         if self.at:
-            out["at"] = self.at.isoformat()
+            out["at"] = iso(self.at)
         return out
 
 

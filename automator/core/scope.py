@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.expr import EvalContext, Template
-from automator.model import EntityRef, Event, Rule
+from automator.model import EntityRef, Event, Rule, iso
 from automator.store.base import Snapshot
 
 # Fields that link an entity to another one, and the kind they point to.
@@ -17,7 +17,7 @@ LINKS = (("client", "client"), ("contact", "client"), ("booking", "booking"), ("
 def event_view(event: Event) -> dict[str, Any]:
     """`event.score` reads the data; `event.type`, `event.id` and `event.at` the envelope."""
     view: dict[str, Any] = dict(event.data)
-    view.update({"id": event.id, "type": event.type, "at": event.at.isoformat(), "source": event.source,
+    view.update({"id": event.id, "type": event.type, "at": iso(event.at), "source": event.source,
                  "data": dict(event.data)})
     if event.entity is not None:
         view["entity"] = {"kind": event.entity.kind, "id": event.entity.id}

@@ -56,18 +56,18 @@ INDEXES: tuple[tuple[str, list[str], bool], ...] = (
 )
 
 
-_last_utc: tuple[datetime | None, str] = (None, "")
+_UTC: dict[datetime, str] = {}
 
 
 def utc(at: datetime) -> str:
     """A sortable text form of a moment: UTC, fixed width."""
-    global _last_utc
-    # A batch stamps the same `now` on every row it writes: the last answer is kept (datetimes are immutable).
-    last = _last_utc
-    if last[0] is at:
-        return last[1]
-    text = (at if at.tzinfo is timezone.utc else at.astimezone(timezone.utc)).isoformat(timespec="microseconds")
-    _last_utc = (at, text)
+    # A batch stamps the same few moments on every row it writes: each one's text is kept (bounded).
+    text = _UTC.get(at)
+    if text is None:
+        if len(_UTC) >= 1024:
+            _UTC.clear()
+        text = _UTC[at] = (at if at.tzinfo is timezone.utc else at.astimezone(timezone.utc)).isoformat(
+            timespec="microseconds")
     return text
 
 

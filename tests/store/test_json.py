@@ -32,3 +32,17 @@ def test_what_orjson_refuses_is_written_as_json_writes_it() -> None:
     assert load(dump(big)) == big
     assert load(dump({"x": float("nan")})) == {"x": None}  # NaN is not JSON: it is stored as null
     assert math.isnan(load('{"x": NaN}')["x"])  # as json wrote it before: still read
+
+
+def test_equal_moments_in_different_offsets_keep_their_own_text() -> None:
+    """The texts of moments are remembered (a batch writes the same few again and again): by moment and offset."""
+    from datetime import timedelta
+
+    from automator.model import iso
+    from automator.store.sqlite import utc
+
+    moscow = datetime(2026, 1, 1, 10, tzinfo=timezone(timedelta(hours=3)))
+    london = datetime(2026, 1, 1, 7, tzinfo=timezone.utc)
+    assert moscow == london
+    assert (iso(moscow), iso(london)) == ("2026-01-01T10:00:00+03:00", "2026-01-01T07:00:00+00:00")
+    assert utc(moscow) == utc(london) == "2026-01-01T07:00:00.000000+00:00"
