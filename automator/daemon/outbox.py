@@ -162,14 +162,15 @@ class Outbox:
             await self.engine.call(SqliteStore.release_dead_effects, self.worker, self.clock.now(), repeatable)
         free = self.max_in_flight - len(self.in_flight)
         self.wake.clear()
-        claimed = await self._settle_and_claim(free) if free > 0 or self._ended else []
+        settling = bool(self._ended)
+        claimed = await self._settle_and_claim(free) if free > 0 or settling else []
         for item in claimed:
             task = asyncio.create_task(self.perform(item))
             self.in_flight.add(task)
-            task.add_done_callback(self.in_flight.discard)
-        if claimed or self._ended:
-            return
-        if free <= 0:  # full: the next turn comes when a call ends
+            task.add_done_callback(self._ended_call)
+        if claimed or settling or self._ended:
+            return  # what was settled frees its slots as its task ends: another turn at once
+        if free <= 0:  # full: the next turn comes when a call ends (its task wakes the loop as it goes)
             await self._wait(None, stopping)
             return
         due = await self.engine.call(SqliteStore.next_effect_due, self._mine())
@@ -178,6 +179,12 @@ class Outbox:
             timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
         if timeout > 0:
             await self._wait(timeout, stopping)
+
+    def _ended_call(self, task: asyncio.Task[None]) -> None:
+        # A slot is free: a loop waiting because all were taken must hear of it, or pending effects wait for ever
+        # (the settle that preceded it may have found no slot to claim with).
+        self.in_flight.discard(task)
+        self.wake.set()
 
     async def _wait(self, timeout: float | None, stopping: asyncio.Event) -> None:
         """Until woken (effects committed, a try ended), stopped, or `timeout` seconds."""

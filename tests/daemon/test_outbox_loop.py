@@ -155,13 +155,15 @@ class World:
     def metric(self, name: str, **labels: str) -> float | None:
         return self.metrics.registry.get_sample_value(f"automator_{name}_total", labels)
 
-    def run(self, stopping: asyncio.Event, *, deadline: float = 30.0, policy: RetryPolicy | None = None) -> None:
+    def run(self, stopping: asyncio.Event, *, deadline: float = 30.0, policy: RetryPolicy | None = None,
+            max_in_flight: int = 128) -> None:
         """One life of the outbox loop, until a connector sets `stopping`; all tries settled when it returns."""
         def wake() -> None:
             self.woken += 1
 
         outbox = Outbox(self.engine, lambda: self.connectors, worker="w", clock=self.clock, metrics=self.metrics,
-                        policy=policy or RetryPolicy(), deadline=deadline, on_events=wake)
+                        policy=policy or RetryPolicy(), deadline=deadline, on_events=wake,
+                        max_in_flight=max_in_flight)
 
         async def main() -> None:
             async with asyncio.timeout(10):  # a safety net: a broken loop fails the test instead of hanging it
@@ -295,3 +297,26 @@ def test_a_rate_limited_connector_keeps_to_its_rate(world: World) -> None:
         [round(stamp - started, 3) for stamp in stamps]
     assert all(world.row(f"e{i}")["status"] == "done" for i in range(6))
     assert sorted(c[1] for c in api.calls) == [f"e{i}" for i in range(6)]
+
+
+def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(world: World) -> None:
+    """Every slot taken, the tries settled with none to claim: the calls ending must wake the loop (a lost wake-up
+    once left a backlog pending for ever)."""
+    stopping = asyncio.Event()
+    api = Scripted("api", [], stop_after=10_000, stopping=stopping)
+    world.connectors = {"api": api}
+    keys = [f"e{n}" for n in range(12)]
+    world.insert(*(effect(key) for key in keys))
+
+    async def main() -> None:
+        outbox = Outbox(world.engine, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics,
+                        max_in_flight=2)
+        runner = asyncio.create_task(outbox.run(stopping))
+        async with asyncio.timeout(10):
+            while not all(world.row(key)["status"] == "done" for key in keys):
+                await asyncio.sleep(0.05)
+        stopping.set()
+        await runner
+
+    asyncio.run(main())
+    assert len(api.calls) == 12
