@@ -384,25 +384,14 @@ def _engines() -> list[str]:
         # An engine whose optional packages are missing falls back to httpx's own: measured once, as httpx.
         if engine == "httpx" or type(transport) is not httpx.AsyncHTTPTransport:
             installed.append(engine)
-    return [*installed, "lean"]  # bench/_lean.py: a hand-written transport, measured, not in the product
-
-
-def new_transport(engine: str) -> httpx.AsyncBaseTransport:
-    """The product's engines, and the hand-written one kept here for comparison."""
-    if engine == "lean":
-        from _lean import LeanTransport
-
-        return LeanTransport(max_connections=100)
-    from automator import http
-
-    return http.new_transport(engine)
+    return installed
 
 
 # --- part 1: against the emulators ---------------------------------------------------------------------------
 
 async def part_emulators(servers: list[Served], effects: int, deadline: float
                          ) -> tuple[list[str], dict[str, dict[str, list[Drive]]]]:
-    from automator.http import default_engine
+    from automator.http import default_engine, new_transport
 
     engines = _engines()
     default = default_engine()
@@ -646,7 +635,7 @@ async def part_requests(port: int, count: int, deadline: float
     engine at CONCURRENCY over loopback against bench/http_client.py's minimal server, and its raw floor."""
     from http_client import BODY, FloorClient
 
-    from automator.http import new_client, send
+    from automator.http import new_client, new_transport, send
 
     answer = [(b"content-type", b"application/json"), (b"content-length", b"11")]
 

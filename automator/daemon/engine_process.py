@@ -104,7 +104,6 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
     state["connectors"] = await connectors_of(project)
     tally = Tally()
     worker = worker_name()
-    engine: Engine
 
     def decided(report: BatchReport) -> None:
         tell(b"d%d\n" % (report.events + report.failed))

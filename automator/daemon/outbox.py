@@ -51,14 +51,6 @@ def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: d
     return Settlement("retry", error=text, next_try_at=now + timedelta(seconds=delay))
 
 
-def settle_many(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime) -> list[list[Event]]:
-    """Settle a batch of tries in one transaction (group commit)."""
-    with store.atomic():
-        results = [store.settle(effect, outcome, now) for effect, outcome in items]
-    crashpoints.after_commit(store, "settle.after_commit")
-    return results
-
-
 def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
                      limit: int, connectors: list[str] | None) -> tuple[list[list[Event]], list[Claimed]]:
     """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.

@@ -214,46 +214,48 @@ class JournalMixin:
                        writes: Writes | None = None) -> list[Event] | None:
         """commit(), if the event is still undecided and no other worker's live claim holds it (with `worker`);
         None, with nothing written, when it is not. `writes` are the decision's rows, when already built."""
-        from automator.store.sqlite import utc, writes_of
+        from automator.store.sqlite import writes_of
 
         rows = writes if writes is not None else writes_of(decision)
-        stamp = utc(now)
         with self.atomic(savepoint=False):
-            sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
-                   "claimed_until = null where id = ?")
-            args = [stamp, rows.why_not, event.id]
-            if worker is not None:
-                sql += " and (status = 'pending' or (status = 'claimed' and (claimed_by = ? or claimed_until < ?)))"
-                args += [worker, stamp]
-            if self.db.conn.execute(sql, args).rowcount != 1 and worker is not None:
+            if not self._mark_done([(event, rows)], now, worker):
                 return None
-            self.write(rows)
-            return [e for e, fresh in zip(rows.events, self.append(rows.events, now)) if fresh] \
-                if rows.events else []
+            return self._write_decisions([rows], now)
 
     def commit_all_pending(self: SqliteStore, items: Sequence[tuple[Event, Decision, Writes]], now: datetime,
                            worker: str) -> list[Event] | None:
         """commit_pending() for many decisions at once, statement by statement over all of them (the batch holds
         the write lock for less time than event after event); None, with nothing written, unless every event
         was still pending and every row could be written (the caller then goes event by event)."""
+        try:
+            with self.atomic():
+                if not self._mark_done([(e, w) for e, _, w in items], now, worker):
+                    raise _NotAllPending
+                return self._write_decisions([w for _, _, w in items], now)
+        except Exception:  # one was not pending, or one cannot be written: nothing of it stays
+            return None
+
+    def _mark_done(self: SqliteStore, items: Sequence[tuple[Event, Writes]], now: datetime, worker: str | None
+                   ) -> bool:
+        """Mark the events done with their why-not reports; with `worker`, only those still pending and held by no
+        other live claim. True when every one was marked."""
         from automator.store.sqlite import utc
 
         stamp = utc(now)
-        conn = self.db.conn
-        try:
-            with self.atomic():
-                taken = conn.executemany(
-                    "update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
-                    "claimed_until = null where id = ? and (status = 'pending' or (status = 'claimed' and "
-                    "(claimed_by = ? or claimed_until < ?)))",
-                    [[stamp, w.why_not, e.id, worker, stamp] for e, _, w in items]).rowcount
-                if taken != len(items):
-                    raise _NotAllPending
-                self.write_all([w for _, _, w in items])
-                events = [e for _, _, w in items for e in w.events]
-                return [e for e, fresh in zip(events, self.append(events, now)) if fresh] if events else []
-        except Exception:  # one was not pending, or one cannot be written: nothing of it stays
-            return None
+        sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
+               "claimed_until = null where id = ?")
+        if worker is None:
+            self.db.conn.executemany(sql, [[stamp, w.why_not, e.id] for e, w in items])
+            return True
+        sql += " and (status = 'pending' or (status = 'claimed' and (claimed_by = ? or claimed_until < ?)))"
+        rows = [[stamp, w.why_not, e.id, worker, stamp] for e, w in items]
+        return self.db.conn.executemany(sql, rows).rowcount == len(items)
+
+    def _write_decisions(self: SqliteStore, many: list[Writes], now: datetime) -> list[Event]:
+        """Write decisions' rows and journal the events they emit; the ones journaled (not duplicates)."""
+        self.write_all(many)
+        events = [e for w in many for e in w.events]
+        return [e for e, fresh in zip(events, self.append(events, now)) if fresh] if events else []
 
     def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
         """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""
