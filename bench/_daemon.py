@@ -156,6 +156,20 @@ def family(pid: int) -> list[int]:
     return pids
 
 
+def lock_seconds(port: int) -> dict[tuple[str, str], float]:
+    """The daemon's `automator_store_write_lock_seconds_total` from /metrics: {(process, state): seconds}."""
+    status, body = get(port, "/metrics", timeout=5.0)
+    out: dict[tuple[str, str], float] = {}
+    if status != 200:
+        return out
+    for line in body.decode().splitlines():
+        if line.startswith("automator_store_write_lock_seconds_total{"):
+            labels, _, value = line.partition("} ")
+            pairs = dict(part.split("=", 1) for part in labels.partition("{")[2].split(","))
+            out[(pairs["process"].strip('"'), pairs["state"].strip('"'))] = float(value)
+    return out
+
+
 def proc_memory(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak resident) of a process and its children, added up, in MB."""
     out: dict[str, float] = {"VmRSS": 0.0, "VmHWM": 0.0}

@@ -96,6 +96,7 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
         # closed loop: as fast as the server takes them
         closed = load("closed", phases["closed_warm"] + phases["window"])
         time.sleep(phases["closed_warm"])
+        k0 = d.lock_seconds(port) if pipeline else {}
         t0, a0, e0, c0 = time.monotonic(), closed.acks.value, emulator.count, d.cpu_seconds(proc.pid)
         g0, m0 = d.cpu_seconds(closed.pid), d.cpu_seconds(emulator.process.pid)
         ticks = [(t0, a0, e0)]  # every INTERVAL s: medians of the per-interval rates resist a burst of noise
@@ -104,6 +105,12 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
             ticks.append((time.monotonic(), closed.acks.value, emulator.count))
         t1, a1, e1, c1 = time.monotonic(), closed.acks.value, emulator.count, d.cpu_seconds(proc.pid)
         g1, m1 = d.cpu_seconds(closed.pid), d.cpu_seconds(emulator.process.pid)
+        if pipeline:  # the share of the window each process held the write lock (and waited for it)
+            k1 = d.lock_seconds(port)
+            for process in ("daemon", "engine"):
+                for state in ("held", "waited"):
+                    grown = k1.get((process, state), 0.0) - k0.get((process, state), 0.0)
+                    out[f"lock_{state}_{process}_pct"] = grown / (t1 - t0) * 100
         spans = [(b[0] - a[0], b[1] - a[1], b[2] - a[2]) for a, b in zip(ticks, ticks[1:]) if b[0] - a[0] > 0.05]
         out["acks_median"] = statistics.median(n / s for s, n, _ in spans)
         if pipeline:
@@ -127,6 +134,15 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
     finally:
         out["exit"] = d.stop(proc)
     return out
+
+
+def _lock_cell(row: dict[str, Any]) -> str:
+    if "lock_held_daemon_pct" not in row:
+        return "-"
+    if not row.get("lock_held_engine_pct"):  # one process: its writers all count as the daemon's
+        return f"{row['lock_held_daemon_pct']:.0f}/{row['lock_waited_daemon_pct']:.0f}"
+    return (f"{row['lock_held_daemon_pct']:.0f}+{row['lock_held_engine_pct']:.0f}/"
+            f"{row['lock_waited_daemon_pct']:.0f}+{row['lock_waited_engine_pct']:.0f}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -173,12 +189,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"{d.machine_load()} after:")
     print(d.table(
         ["server", "events/s e2e", "(median 1 s)", "acks/s", "(median 1 s)", "p50 ack ms", "p99 ack ms", "max ms", "p99 from due",
-         "backlog", "drain s", "drain ev/s", "CPU% srv/gen/emu", "srv CPU ms/ev", "@500/s", "RSS MB"],
+         "backlog", "drain s", "drain ev/s", "CPU% srv/gen/emu", "srv CPU ms/ev", "@500/s", "lock% held/waited",
+         "RSS MB"],
         [[r["label"], r.get("eps"), r.get("eps_median"), r["acks_per_s"],
           r["acks_median"], r["p50_ms"], r["p99_ms"], r["max_ms"], r["p99_from_due_ms"],
           r.get("backlog"), r.get("drain_s"), r.get("drain_eps"),
           f"{r['server_cpu_pct']:.0f}/{r['loadgen_cpu_pct']:.0f}/{r['emulator_cpu_pct']:.0f}",
-          r["cpu_ms_per_event"], r["paced_cpu_ms"], r.get("VmRSS")]
+          r["cpu_ms_per_event"], r["paced_cpu_ms"], _lock_cell(r), r.get("VmRSS")]
          for r in rows]))
     full = rows[0]
     print(f"  target: >= {TARGET_EPS:,} events/s end to end (daemon FULL: {full['eps']:,.0f}, "
@@ -189,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"on one core is {1000 / TARGET_EPS:.2f} ms; the daemon FULL took {full['paced_cpu_ms']:.2f} ms at "
           f"{RATE}/s and {full['cpu_ms_per_event']:.2f} ms at full load (larger batches): at most about "
           f"{1000 / full['cpu_ms_per_event']:,.0f} events/s for each core it gets")
+    print("  lock% held/waited: the share of the closed window in which the daemon's process / its engine process "
+          "held SQLite's one write lock, and waited for it (automator_store_write_lock_seconds in /metrics)")
     print(f"  paced: {RATE}/s for {phases['paced']:g} s (open loop); closed: {phases['window']:g} s window after "
           f"{phases['closed_warm']:g} s; drain = the backlog left when the load stopped, performed with no load; "
           "'p99 from due' counts from when the request was due (includes waiting for a free connection)")
@@ -202,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for r in rows:
         key = keys.get(r["label"]) or "variant_" + r["label"].partition("+")[2].replace("+", "_")
         for name in ("eps", "eps_median", "acks_per_s", "acks_median", "p50_ms", "p99_ms", "drain_eps", "server_cpu_pct", "cpu_ms_per_event", "paced_cpu_ms",
-                     "start_s"):
+                     "start_s", *(f"lock_{s}_{p}_pct" for s in ("held", "waited") for p in ("daemon", "engine"))):
             if r.get(name) is not None:
                 figures[f"throughput_{key}_{name}"] = round(float(r[name]), 3)
     print(d.json_line("daemon_throughput", {**figures, "quick": args.quick}))

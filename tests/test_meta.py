@@ -101,3 +101,12 @@ def test_example_files_point_editors_at_their_schema() -> None:
         assert first.startswith("# yaml-language-server: $schema="), file
         target = (file.parent / first.split("=", 1)[1]).resolve()
         assert target.is_file(), f"{file}: {target} does not exist"
+
+
+def test_every_metric_is_in_the_readme() -> None:
+    from automator.daemon.metrics import Metrics
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = {metric.name for metric in Metrics().registry.collect()}
+    missing = sorted(n for n in names if not re.search(rf"`{n}(_total)?[`{{]", readme))
+    assert not missing, f"metrics the README's /metrics row does not name: {missing}"

@@ -823,6 +823,14 @@ def test_errors_for_plain_values() -> None:
         SCHEMAS.errors("actions/nope.json", {})
 
 
+def test_errors_for_values_the_compiled_check_does_not_take() -> None:
+    # A number as the admin wrote it and a key that is not text go to the full validation, which explains them.
+    from automator.config.source import SourceInt
+
+    assert SCHEMAS.errors("actions/deal.move.json", {"stage": "won", "deal": SourceInt(42, "42")}) == []
+    assert any("must be text" in m for m in SCHEMAS.errors("actions/deal.move.json", {"stage": "won", 1: "x"}))
+
+
 # ---------------------------------------------------------------- with the real loader, once it exists
 
 @pytest.mark.parametrize(("name", "text"), [

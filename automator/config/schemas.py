@@ -1,6 +1,7 @@
 """JSON Schema registry (schemas/ + every connector's action schemas) → Problems; writes the editor bundle."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import difflib
 import functools
@@ -139,8 +140,18 @@ class SchemaSet:
         A valid file, the common case, costs only this; an invalid one then goes through jsonschema's full
         validation, which explains each problem. Both get the same registry and neither ever fetches.
         """
-        if jsonschema_rs is None:
+        validator = self._fast(name)
+        if validator is None:
             return False
+        try:
+            return bool(validator.is_valid(_plain(instance)))
+        except (ValueError, jsonschema_rs.ValidationError):
+            return False
+
+    def _fast(self, name: str) -> Any:
+        """The compiled jsonschema-rs validator of schema `name`, or None when there is none."""
+        if jsonschema_rs is None:
+            return None
         validator = self._fast_validators.get(name)
         if validator is None:
             try:  # an unresolvable $ref fails here: then the full validation reports it
@@ -152,12 +163,7 @@ class SchemaSet:
             except ValueError:
                 validator = False
             self._fast_validators[name] = validator
-        if validator is False:
-            return False
-        try:
-            return bool(validator.is_valid(_plain(instance)))
-        except (ValueError, jsonschema_rs.ValidationError):
-            return False
+        return validator or None
 
     def validate(
         self, doc: DocumentLike, name: str, path_prefix: DataPath = (), instance: Any = _MISSING
@@ -184,6 +190,12 @@ class SchemaSet:
 
     def errors(self, name: str, instance: Any) -> list[str]:
         """Readable messages for a plain value against schema `name` (rendered params at run time); no coercion."""
+        validator = self._fast(name)
+        with contextlib.suppress(ValueError, TypeError):
+            # Rendered params are plain data nearly always: checked as they are, with no copy and no walk over
+            # their keys; anything jsonschema-rs does not take (a key that is not text, a YAML number) goes below.
+            if validator is not None and validator.is_valid(instance):
+                return []
         messages: list[str] = []
         for issue in self._issues(None, name, (), instance):
             if issue.message not in messages:

@@ -27,6 +27,7 @@ from automator.clock import SystemClock
 from automator.config.load import load_project
 from automator.connector import Connector
 from automator.daemon.engine import Engine
+from automator.daemon.metrics import LockTime
 from automator.daemon.outbox import Outbox
 from automator.daemon.storethread import StoreThread
 from automator.daemon.worker import BatchReport
@@ -144,9 +145,12 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
 
     loop.add_reader(commands, readable)
 
+    lock_time = LockTime(store.store.lock, "engine")
+
     async def report() -> None:
         while not stopping.is_set():
             await asyncio.sleep(METRICS_EVERY)
+            lock_time.feed(tally)
             counts = tally.drain()
             if counts:
                 tell(b"m" + json.dumps(counts).encode() + b"\n")

@@ -1,7 +1,12 @@
 """The daemon's Prometheus metrics, kept in a registry of their own per daemon."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from automator.store.sqlite import FairLock
 
 # A webhook is acked once its event is journalled: well under a millisecond when healthy, a second is alarming.
 ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -40,6 +45,11 @@ class Metrics:
             "schedule_catch_up", "Scheduled firings missed while the daemon was down, by rule and the "
             "catch-up policy applied.", ("rule", "policy"))
 
+        self.store_write_lock_seconds = counter(
+            "store_write_lock_seconds", "Seconds the database's one write lock was waited for and held, by process "
+            "(daemon, engine) and state (waited, held): held near 100 % of the time, the writers take turns.",
+            ("process", "state"))
+
         self.timers_pending = gauge("timers_pending", "Timers waiting to fire (waits, schedules, retries).")
         self.journal_pending = gauge("journal_pending", "Events accepted but not yet processed.")
         self.journal_lag_seconds = gauge(
@@ -72,3 +82,22 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for the /metrics response."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class LockTime:
+    """Adds what a write lock's running totals grew by since the last call to `store_write_lock_seconds`."""
+
+    def __init__(self, lock: FairLock | None, process: str) -> None:
+        self.lock, self.process = lock, process
+        self._seen = (0.0, 0.0)
+
+    def feed(self, metrics: Any) -> None:
+        """Count the growth into `metrics` (the daemon's Metrics, or the engine process's Tally)."""
+        if self.lock is None:
+            return
+        now = (self.lock.waited, self.lock.held)
+        counter = metrics.store_write_lock_seconds
+        for state, value, seen in zip(("waited", "held"), now, self._seen):
+            if value > seen:
+                counter.labels(self.process, state).inc(value - seen)
+        self._seen = now

@@ -25,7 +25,7 @@ from automator.connector import ConfigError, Connector, resolve_env
 from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
-from automator.daemon.metrics import Metrics
+from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import watch
 from automator.daemon.retry import RetryPolicy
@@ -136,6 +136,7 @@ class Daemon:
         self.db_path = Path(db_path) if db_path else store_path(project)
         self.synchronous = synchronous
         self.connector_types = connector_types
+        self.lock_time = LockTime(None, "daemon")  # this process's turns at the write lock, once serving
         settings = project.config.daemon
         self.policy = policy or retry_policy(settings.get("retry") or {})
         self.reload = reload
@@ -167,6 +168,7 @@ class Daemon:
         # transaction is written goes into the next one together (one fsync).
         self.journal = StoreThread(self.db_path, "journal", synchronous=self.synchronous, group=self.processes == 2)
         self.appender: GroupCommit[list[tuple[Event, str | None]], list[bool]] = GroupCommit(self._append_batch)
+        self.lock_time = LockTime(self.journal.store.lock, "daemon")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig)
@@ -407,6 +409,7 @@ class Daemon:
         figures = await reader.call(gauges, self.clock.now())
         self.metrics.set_gauges(**figures, rule_load_errors=len(self.load_errors),
                                 rules_loaded=len(self.project.rules))
+        self.lock_time.feed(self.metrics)
         return self.metrics.render()
 
     async def _heartbeat(self, *, stopped: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""The store's threads (one SQLite connection each, calls run in order off the event loop) and group commit."""
+"""The store's threads (one SQLite connection each, calls run in order off the event loop; grouped writes on it) and
+group commit."""
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,8 @@ class StoreThread:
         self._closed = False
 
     async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Run `fn(store, *args, **kwargs)` on this thread and wait for its result without blocking the loop."""
+        """Run `fn(store, *args, **kwargs)` on this thread and wait for its result without blocking the loop (grouped:
+        in the next group's transaction, written on the loop's thread once the turn has come)."""
         loop = asyncio.get_running_loop()
         if not self.group:
             return await loop.run_in_executor(self.executor, partial(fn, self.store, *args, **kwargs))

@@ -155,9 +155,12 @@ def test_a_turn_is_taken_at_once_only_when_nobody_holds_or_waits_for_the_lock(tm
     store.close()
 
 
-def test_the_write_ahead_log_is_checkpointed_every_10000_pages(tmp_path: Path) -> None:
+def test_the_write_ahead_log_is_checkpointed_every_10000_pages_when_each_commit_flushes_it(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     assert store.db.conn.execute("pragma wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES == 10_000
+    store.close()
+    store = SqliteStore(tmp_path / "s.db", synchronous="NORMAL")  # a checkpoint flushes the log first: kept small
+    assert store.db.conn.execute("pragma wal_autocheckpoint").fetchone()[0] == 1000
     store.close()
 
 
@@ -187,3 +190,25 @@ def test_on_commit_outside_a_transaction_runs_at_once_and_never_after_a_rollback
         store.on_commit(lambda: seen.append("committed"))
         assert seen == ["now"]
     assert seen == ["now", "committed"]
+
+
+def test_the_time_the_write_lock_is_waited_for_and_held_is_counted_for_metrics(tmp_path: Path) -> None:
+    from automator.daemon.metrics import LockTime, Metrics
+
+    store = SqliteStore(tmp_path / "s.db", synchronous="NORMAL")
+    metrics, lock_time = Metrics(), LockTime(store.lock, "daemon")
+    lock_time.feed(metrics)  # what opening the store took so far
+    counter = metrics.store_write_lock_seconds
+    before = {state: counter.labels("daemon", state)._value.get() for state in ("waited", "held")}
+    gate, held = threading.Event(), threading.Event()
+    other = hold_the_write_lock(tmp_path / "s.db", gate, held)
+    threading.Timer(0.2, gate.set).start()
+    with store.atomic():  # waits about 0.2 s for the other writer of this process
+        store.set_meta("a", "1")
+    other.join()
+    lock_time.feed(metrics)
+    grown = {state: counter.labels("daemon", state)._value.get() - before[state] for state in ("waited", "held")}
+    assert 0.15 < grown["waited"] < 5 and 0.15 < grown["held"] < 5, grown
+    lock_time.feed(metrics)  # nothing new: nothing added
+    assert counter.labels("daemon", "held")._value.get() - before["held"] == grown["held"]
+    store.close()

@@ -39,6 +39,12 @@ def test_rules_are_decided_by_the_second_process(tmp_path, fake_server: FakeServ
     # The engine process sends its counters twice a second: /metrics shows them beside this process's own.
     wait_for(lambda: (daemon.metrics().get(runs), daemon.metrics().get(sms), daemon.metrics().get(web)) == (5, 5, 5),
              5, "runs and effects counted in /metrics")
+    # Both processes wrote, so both held the write lock for a while: the operator sees how long each held it.
+    figures = daemon.metrics()
+    held = {process: figures.get(("automator_store_write_lock_seconds_total",
+                                  frozenset({("process", process), ("state", "held")})), 0.0)
+            for process in ("daemon", "engine")}
+    assert 0 < held["daemon"] < 15 and 0 < held["engine"] < 15, held
     assert daemon.terminate() == 0 and "stopped cleanly" in daemon.log()
 
 
