@@ -47,7 +47,7 @@ class Metrics:
 
         self.store_write_lock_seconds = counter(
             "store_write_lock_seconds", "Seconds the database's one write lock was waited for and held, by process "
-            "(daemon, engine) and state (waited, held): held near 100 % of the time, the writers take turns.",
+            "(daemon, engine) and state (waited, held); held near all the time, the store is what limits the daemon.",
             ("process", "state"))
 
         self.timers_pending = gauge("timers_pending", "Timers waiting to fire (waits, schedules, retries).")
