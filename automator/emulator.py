@@ -31,6 +31,16 @@ import httpx
 Handler = Callable[..., Awaitable["Reply"]]
 
 
+
+async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    """The whole body of an ASGI HTTP request, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
 @dataclass
 class Call:
     """One request as the emulator received it."""
@@ -161,12 +171,7 @@ class Emulator:
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):

@@ -158,16 +158,14 @@ def family(pid: int) -> list[int]:
 
 def lock_seconds(port: int) -> dict[tuple[str, str], float]:
     """The daemon's `automator_store_write_lock_seconds_total` from /metrics: {(process, state): seconds}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     status, body = get(port, "/metrics", timeout=5.0)
-    out: dict[tuple[str, str], float] = {}
     if status != 200:
-        return out
-    for line in body.decode().splitlines():
-        if line.startswith("automator_store_write_lock_seconds_total{"):
-            labels, _, value = line.partition("} ")
-            pairs = dict(part.split("=", 1) for part in labels.partition("{")[2].split(","))
-            out[(pairs["process"].strip('"'), pairs["state"].strip('"'))] = float(value)
-    return out
+        return {}
+    return {(s.labels["process"], s.labels["state"]): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples
+            if s.name == "automator_store_write_lock_seconds_total"}
 
 
 def proc_memory(pid: int) -> dict[str, float]:

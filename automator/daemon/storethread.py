@@ -33,7 +33,7 @@ class StoreThread:
         self.store: SqliteStore = self.executor.submit(SqliteStore, path, synchronous=synchronous).result()
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._draining = False
-        self._drainer: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
         self._closed = False
 
     async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
@@ -53,7 +53,7 @@ class StoreThread:
         # The turn at the write lock is taken here when it is free, else waited for on the thread; the transaction
         # is written here, on the loop's thread. Written on the thread, it held the lock each time it waited to get
         # the interpreter lock back from the loop (after every statement), and the engine process waited as long:
-        # the first process held the lock 5.1 ms per transaction, now 2.6 ms (bench/daemon_throughput.py: +7 %).
+        # the first process held the lock 5.1 ms per transaction, now 2.9 ms (bench/daemon_throughput.py: +7 %).
         loop = asyncio.get_running_loop()
         jobs: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         try:

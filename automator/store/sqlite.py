@@ -155,29 +155,29 @@ class FairLock:
             if self._held or self._waiters:
                 return False
             self._held = True
-        if self._fd is not None:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-            except BlockingIOError:
-                self._hand_over()
-                return False
+        if self._fd is not None and not self._try_file():
+            self._hand_over()
+            return False
         self._since = time.perf_counter()
         return True
+
+    def _try_file(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
+            return True
+        except BlockingIOError:
+            return False
 
     def _lock_file(self, timeout: float) -> None:
         # Another process's turn: tried every 0.1 ms, then every 0.5 ms (SQLite's own handler waits 1, 2, 5, 10… ms), and
         # given up after `timeout` as SQLite would. The kernel frees the lock if its holder dies.
         deadline = time.monotonic() + timeout
         tries = 0
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise sqlite3.OperationalError("database is locked (another process held it too long)") from None
-                tries += 1
-                time.sleep(0.0001 if tries < 20 else 0.0005)  # most turns are short: look again soon, at first
+        while not self._try_file():
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked (another process held it too long)")
+            tries += 1
+            time.sleep(0.0001 if tries < 20 else 0.0005)  # most turns are short: look again soon, at first
 
     def release(self) -> None:
         """Hand the lock to the next waiter, or free it."""

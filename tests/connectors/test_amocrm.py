@@ -22,7 +22,7 @@ from automator.model import Pipeline, Stage
 from connectors.amocrm import Amocrm, AmocrmEmulator
 from connectors.amocrm.api import JITTER_MARGIN, Pacer, classify
 from connectors.amocrm.mapping import FormError, parse_php_form
-from connector_support import Swap
+from connector_support import Hooks, Swap
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TS = int(NOW.timestamp())
@@ -67,35 +67,11 @@ PIPELINE_KEYS = {"id", "name", "sort", "is_main", "is_unsorted_on", "is_archive"
 STATUS_KEYS = {"id", "name", "sort", "is_editable", "pipeline_id", "color", "type", "account_id"}
 
 
-class Receiver:
-    """The daemon's side of webhooks: records each request to `path` as the Inbound `parse` gets (a previous
-    test's emulator may still be sending to another path)."""
+class Receiver(Hooks):
+    """The daemon's side of amoCRM's webhooks, to `path` (amoCRM promises no order of them either)."""
 
     def __init__(self, path: str = "/hooks/crm") -> None:
-        self.path = path
-        self.got: list[Inbound] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if scope["path"] == self.path:
-            self.got.append(Inbound("crm", scope["method"], scope["path"],
-                                    dict(parse_qsl(scope.get("query_string", b"").decode())),
-                                    {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    def wait(self, count: int) -> list[Inbound]:
-        """The first `count` webhooks (in the order they arrived: amoCRM promises no order either)."""
-        deadline = time.monotonic() + 3
-        while len(self.got) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(self.got) >= count, f"{len(self.got)} webhook(s) arrived, expected {count}"
-        return self.got[:count]
+        super().__init__("crm", path)
 
     def one(self, count: int, marker: str) -> Inbound:
         """The webhook among the first `count` whose body has `marker` (such as leads[status])."""

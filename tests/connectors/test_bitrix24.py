@@ -11,12 +11,13 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from automator.emulator import Served, serve
+from automator.emulator import Served, read_body, serve
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
 from connectors.bitrix24 import Bitrix24
 from connectors.bitrix24.api import classify
 from connectors.bitrix24.emulator import Bitrix24Emulator
+from connector_support import Swap
 
 TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
 CODE = "s3cr3tc0de42"
@@ -31,16 +32,6 @@ PIPELINES = {
 }
 
 
-class Switch:
-    """One served address for the whole module; each test plugs in a fresh emulator."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
 class Sink:
     """The daemon's /hooks/<name>, reduced to recording what arrives."""
 
@@ -50,19 +41,15 @@ class Sink:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         self.got.append((scope["method"], {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body))
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[Served, Switch]]:
-    switch = Switch()
+def server() -> Iterator[tuple[Served, Swap]]:
+    switch = Swap()
     with serve(switch) as served:
         yield served, switch
 
@@ -73,7 +60,7 @@ def sink() -> Sink:
 
 
 @pytest.fixture
-def emu(server: tuple[Served, Switch], sink: Sink) -> Bitrix24Emulator:
+def emu(server: tuple[Served, Swap], sink: Sink) -> Bitrix24Emulator:
     # Webhooks reach the sink in-process: the emulator's own delivery is not what these tests are about, and a
     # client per webhook would cost a TLS context each. The sandbox test sends them over real HTTP.
     emulator = Bitrix24Emulator(code=CODE, application_token=TOKEN, hook_url="http://daemon/hooks/crm",
