@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -35,6 +34,23 @@ from automator.store.journal import worker_name
 
 log = logging.getLogger(__name__)
 METRICS_EVERY = 0.5  # seconds between counter updates sent to the daemon
+
+# The process's first lines, run by `python -c START DAEMON_PID SETTINGS_JSON COMMANDS_FD REPLIES_FD` before anything
+# else is imported (importing automator takes a good part of a second). The two processes are one daemon: if the
+# daemon is killed, this one is killed with it (Linux's death signal, asked for first), as if they were one process,
+# so that recovery after a crash never meets a half-alive daemon. A daemon that died before that line is seen by
+# this process's parent no longer being the daemon (an orphan is handed to init or to a subreaper, such as
+# systemd's or a container's): it is killed the same way, at once.
+START = """\
+import os, signal, sys
+if sys.platform.startswith("linux"):
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    os.kill(os.getpid(), signal.SIGKILL)
+from automator.daemon.engine_process import main
+sys.exit(main(sys.argv[2:]))
+"""
 
 
 class Tally:
@@ -169,28 +185,13 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
     return 0
 
 
-def _die_with_the_daemon() -> None:
-    """The two processes are one daemon: if the daemon is killed, this one is killed with it (Linux), as if they
-    were one process, so that recovery after a crash never meets a half-alive daemon."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the daemon died before the line above: do not outlive it
-        os._exit(1)
-
-
 def main(argv: list[str]) -> int:
-    """`python -m automator.daemon.engine_process SETTINGS_JSON COMMANDS_FD REPLIES_FD`."""
+    """`SETTINGS_JSON COMMANDS_FD REPLIES_FD`, once START has bound this process to the daemon's life."""
     from automator.daemon import crashpoints
     from automator.daemon.logs import setup_logging
 
     settings = json.loads(argv[0])
     crashpoints.role = "engine"
-    _die_with_the_daemon()
     setup_logging(settings.get("log_format", "text"), settings.get("log_level", "INFO"),
                   mask=settings.get("mask", True))
     try:
@@ -200,7 +201,3 @@ def main(argv: list[str]) -> int:
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve(settings, int(argv[1]), int(argv[2])))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -29,10 +29,16 @@ class Metrics:
             "events_accepted", "Webhook events accepted and journalled, by connector.", ("connector",))
         self.events_rejected = counter(
             "events_rejected", "Webhook requests refused, by connector and reason "
-            "(auth, too_large, malformed, unknown_connector, method).", ("connector", "reason"))
+            "(auth, too_large, malformed, incomplete, unstorable, unknown_connector, method).", ("connector", "reason"))
         self.events_duplicate = counter(
             "events_duplicate", "Webhook events already journalled (a sender's retry), acked and dropped.",
             ("connector",))
+        self.server_errors = counter(
+            "http_server_errors", "Answers with a 5xx status, by status: 500 a request that failed (see the log), "
+            "503 stopping, a system a webhook needs unreachable, or past daemon.max_connections.", ("status",))
+        self.http_timeouts = counter(
+            "http_timeouts", "Connections let go because a request's headers or body did not arrive in time "
+            "(daemon.header_timeout, daemon.body_timeout), by phase (headers, body).", ("phase",))
         self.runs = counter("runs", "Rule runs that ended, by rule and final status.", ("rule", "status"))
         self.effects = counter(
             "effects", "Actions sent to external systems, by outcome "

@@ -25,10 +25,13 @@ from automator.connector import ConfigError, Connector, resolve_env
 from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
+from automator.daemon.engine_process import START as ENGINE_START
+from automator.daemon.listener import CannotListen, Limits, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import watch
 from automator.daemon.retry import RetryPolicy
+from automator.daemon.storable import UNSTORABLE
 from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.daemon.timers import sync_schedules
 from automator.daemon.web import WebApp
@@ -52,12 +55,27 @@ def store_path(project: Project) -> Path:
     return path if path.is_absolute() else project.root / path
 
 
-def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | None]]], now: datetime) -> list[list[bool]]:
-    """Journal the events of many requests in one transaction: one fsync for the lot (group commit)."""
+def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | None]]], now: datetime, *,
+                   apart: bool = False) -> list[list[bool] | Exception]:
+    """Journal the events of many requests in one transaction: one fsync for the lot (group commit).
+
+    With `apart`, each request's events are written in a savepoint of their own: those that cannot be stored
+    (UNSTORABLE) are undone alone and their error is that request's result (the daemon's second try of a group
+    that failed so; the first does without the savepoints).
+    """
+    def append(batch: list[tuple[Event, str | None]]) -> list[bool]:
+        return store.append([e for e, _ in batch], now, digests=[d for _, d in batch], echoes=echoes)
+
+    def append_apart(batch: list[tuple[Event, str | None]]) -> list[bool] | Exception:
+        try:
+            with store.atomic():
+                return append(batch)
+        except UNSTORABLE as exc:
+            return exc
+
     with store.atomic():
         echoes = store.expecting_echoes(now)
-        results = [store.append([e for e, _ in batch], now, digests=[d for _, d in batch], echoes=echoes)
-                   for batch in batches]
+        results: list[list[bool] | Exception] = [(append_apart if apart else append)(batch) for batch in batches]
         crashpoints.reached("journal.before_commit")
     crashpoints.after_commit(store, "journal.after_commit")
     return results
@@ -142,6 +160,7 @@ class Daemon:
         self.reload = reload
         self.max_body = int(settings.get("max_body", max_body))
         self.max_backlog = int(settings.get("max_backlog", MAX_BACKLOG))
+        self.limits = Limits.from_settings(settings)
         self.max_admission_wait = MAX_ADMISSION_WAIT
         self.backlog = 0  # accepted events not yet decided (an estimate; read from the store at start)
         self.retention = parse_duration(settings["keep_history"]).approx() if "keep_history" in settings \
@@ -161,6 +180,12 @@ class Daemon:
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
         """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
+        try:  # first: a port that is taken ends the daemon before anything is started
+            listener = listen(self.host, self.port, self.limits.backlog)
+        except CannotListen as exc:
+            log.error("%s", exc)
+            return 1
+        self.port = listener.getsockname()[1]  # --port 0: the one the system chose
         self.stopping = asyncio.Event()
         self.room = asyncio.Event()  # set when the backlog is back under max_backlog
         self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
@@ -183,7 +208,9 @@ class Daemon:
                                  handles=(lambda c: not c.in_store) if two else None)
             server = NoSignals(uvicorn.Config(WebApp(self), host=self.host, port=self.port, lifespan="off",
                                               proxy_headers=False, log_config=None, access_log=False,
-                                              http="httptools", loop="none", timeout_graceful_shutdown=10))
+                                              http=guarded_protocol(self.limits, self.metrics), loop="none",
+                                              timeout_graceful_shutdown=10, backlog=self.limits.backlog,
+                                              limit_concurrency=self.limits.max_connections))
             self.server = server
             tasks = [asyncio.create_task(self.appender.run(), name="appender"),
                      asyncio.create_task(self.outbox.run(self.stopping), name="outbox"),
@@ -203,8 +230,8 @@ class Daemon:
             await self._heartbeat()
             log.info("serving on http://%s:%d with %d rules%s", self.host, self.port, len(self.project.rules),
                      " (sandbox)" if self.sandbox else "", extra={"version": self.project.version})
-            await server.serve()
-            self.stopping.set()  # the server ended on its own (a bind error) or after stop()
+            await server.serve(sockets=[listener])
+            self.stopping.set()  # the server ended on its own (it could not start) or after stop()
             self.appender.close()
             if self.child is not None:
                 self.child.send_signal(signal.SIGTERM)  # it finishes the batch it is deciding and writes it
@@ -217,6 +244,7 @@ class Daemon:
             log.info("stopped cleanly")
             return 0
         finally:
+            listener.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self.journal.close()
@@ -230,7 +258,7 @@ class Daemon:
         settings = {"root": str(self.root), "db": str(self.db_path), "synchronous": self.synchronous,
                     "sandbox": f"http://{self.host}:{self.port}" if self.sandbox else None,
                     "retention_s": self.retention.total_seconds(), **self.log_settings}
-        self.child = subprocess.Popen([sys.executable, "-m", "automator.daemon.engine_process", json.dumps(settings),
+        self.child = subprocess.Popen([sys.executable, "-c", ENGINE_START, str(os.getpid()), json.dumps(settings),
                                        str(commands_r), str(replies_w)], pass_fds=(commands_r, replies_w))
         os.close(commands_r)
         os.close(replies_w)
@@ -326,6 +354,9 @@ class Daemon:
         (at most `max_admission_wait`) before it is journaled, so a sender faster than the rules slows down
         instead of taking all the CPU from them. It is then accepted anyway: systems that never resend must
         not time out on us, and the journal keeps what it takes.
+
+        Events that cannot be stored (UNSTORABLE) raise to this request alone: the others committed with it are not
+        failed with it.
         """
         if self.backlog > self.max_backlog:
             with contextlib.suppress(TimeoutError):
@@ -337,8 +368,11 @@ class Daemon:
         self.backlog += sum(fresh)
         return fresh
 
-    async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool]]:
-        results = await self.journal.call(append_batches, batches, self.clock.now())
+    async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool] | Exception]:
+        try:
+            results = await self.journal.call(append_batches, batches, self.clock.now())
+        except UNSTORABLE:  # one request's events cannot be stored: the others must not fail with it
+            results = await self.journal.call(append_batches, batches, self.clock.now(), apart=True)
         self.wake_engine()
         return results
 

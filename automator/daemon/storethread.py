@@ -108,9 +108,12 @@ def _resolve(results: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> Non
 
 class GroupCommit(Generic[T, R]):
     """Callers `submit` one item and wait for its result; the items that arrive while a batch is being written
-    go together in the next one, so a burst costs one transaction (and one fsync), not one per request."""
+    go together in the next one, so a burst costs one transaction (and one fsync), not one per request.
 
-    def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]], *, max_batch: int = 1000) -> None:
+    `flush` returns one result per item; an exception among them is raised to that item's caller alone.
+    """
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[list[R | Exception]]], *, max_batch: int = 1000) -> None:
         self._flush = flush
         self._max = max_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -140,9 +143,8 @@ class GroupCommit(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results):
-                    if not future.done():
-                        future.set_result(result)
+                _resolve([(future, (not isinstance(result, Exception), result))
+                          for (_, future), result in zip(batch, results)])
             if self._closed:
                 return
 

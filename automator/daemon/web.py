@@ -1,6 +1,7 @@
 """The ASGI app: POST /hooks/<connector>, GET /healthz, GET /metrics; a webhook is acked only once journaled."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from automator.connector import Inbound
+from automator.daemon.storable import UNSTORABLE, storable, storable_event
 from automator.errors import InboundRejected
 from automator.model import Event
 
@@ -62,6 +64,15 @@ class WebApp:
             return
         path: str = scope["path"]
         method: str = scope["method"]
+        try:
+            await self._route(scope, receive, send, path, method)
+        except Exception:  # the store failed, or a bug: the sender may try again; the operator sees it counted
+            where = "/".join(path.split("/", 3)[:3])  # no more of the path: a secret may follow the connector's name
+            log.exception("%s %s failed: answered 500", method, where)
+            with contextlib.suppress(RuntimeError):  # the answer had begun: uvicorn closes the connection instead
+                await self._answer(send, 500, {"error": "internal error; the request was not accepted"})
+
+    async def _route(self, scope: Mapping[str, Any], receive: Receive, send: Send, path: str, method: str) -> None:
         if path.startswith("/hooks/"):
             if method != "POST":
                 await self._reject(send, path[7:].partition("/")[0], InboundRejected(405, "use POST", "method"))
@@ -70,7 +81,7 @@ class WebApp:
             await self.hook(scope, receive, send, path[7:].partition("/")[0])
         elif path == "/healthz" and method in ("GET", "HEAD"):
             healthy = not self.daemon.stopping.is_set()
-            await _answer(send, 200 if healthy else 503, self.daemon.health())
+            await self._answer(send, 200 if healthy else 503, self.daemon.health())
         elif path.startswith("/_sandbox/") and self.daemon.emulators:
             name = path[len("/_sandbox/"):].partition("/")[0]
             emulator = self.daemon.emulators.get(name)
@@ -103,7 +114,12 @@ class WebApp:
         except TooLarge:
             await self._reject(send, name, InboundRejected(413, f"the body is over {limit} bytes", "too_large"))
             return
-        except (ConnectionError, ValueError):
+        except ConnectionError:  # nobody is left to answer; counted, so that slow or vanishing senders are seen
+            await self._reject(send, name, InboundRejected(
+                400, "the body did not arrive whole: the sender went away or was too slow (daemon.body_timeout)",
+                "incomplete"))
+            return
+        except ValueError:
             await self._reject(send, name, InboundRejected(400, "unreadable request", "malformed"))
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
@@ -122,7 +138,12 @@ class WebApp:
         digest = hashlib.sha256(body).hexdigest()
         items = [(replace(e, source=name) if e.source != name else e,
                   None if e.delivery_id else f"{digest}:{i}") for i, e in enumerate(events)]
-        fresh = await daemon.journal_append(items)
+        try:
+            fresh = await daemon.journal_append(items)
+        except UNSTORABLE:
+            fresh = await self._append_storable(send, name, items)
+            if fresh is None:
+                return
         accepted = sum(fresh)
         daemon.metrics.events_accepted.labels(name).inc(accepted)
         if accepted < len(fresh):
@@ -130,10 +151,28 @@ class WebApp:
         await _answer(send, 200, {"accepted": accepted, "duplicates": len(fresh) - accepted})
         daemon.metrics.ack_seconds.observe(time.perf_counter() - started)
 
+    async def _append_storable(self, send: Send, name: str, items: list[tuple[Event, str | None]]) -> list[bool] | None:
+        """The request's events could not be stored as they came (the others of their group were): again with
+        what JSON cannot carry replaced (see automator.daemon.storable); None once refused with a 400."""
+        try:
+            fresh = await self.daemon.journal_append([(storable_event(e), digest) for e, digest in items])
+        except UNSTORABLE as exc:
+            reason = storable(f"the events cannot be stored: {exc}")  # the error may quote the very character
+            await self._reject(send, name, InboundRejected(400, reason, "unstorable"))
+            return None
+        log.warning("webhook carried text JSON cannot hold: lone surrogates stored as U+FFFD, NaN and Infinity as "
+                    "null", extra={"connector": name})
+        return fresh
+
     async def _reject(self, send: Send, name: str, exc: InboundRejected) -> None:
         log.warning("webhook refused: %s %s", exc.status, exc.reason,
                     extra={"connector": name, "status": exc.status, "reason": exc.word})
         # A label from the URL only when it names a connector: anyone can send /hooks/<anything>.
         label = name if name in self.daemon.connectors else "unknown"
         self.daemon.metrics.events_rejected.labels(label, exc.word).inc()
-        await _answer(send, exc.status, {"error": exc.reason})
+        await self._answer(send, exc.status, {"error": exc.reason})
+
+    async def _answer(self, send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
+        await _answer(send, status, body, content_type)
+        if status >= 500:
+            self.daemon.metrics.server_errors.labels(str(status)).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +21,8 @@ from automator.connector import Connector, Inbound
 from automator.daemon.process import Daemon
 from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.daemon.web import WebApp
-from automator.model import Event
+from automator.model import EntityRef, Event
+from test_storethread import hold_the_write_lock
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 TOKEN = "s3cret-token"
@@ -47,6 +49,19 @@ class Broken(Connector):
         return [1 / 0]  # type: ignore[list-item]
 
 
+class Unstorable(Connector):
+    """Reads what its request names: an event holding a lone surrogate (as Python's json reads `"\\ud800"`),
+    or one whose id no SQLite column holds (an integer past 64 bits, a connector's bug)."""
+
+    type = "unstorable"
+
+    def parse(self, request: Inbound) -> list[Event]:
+        if request.query.get("what") == "huge":
+            return [Event(id=2 ** 70, type="nps.received", at=NOW)]  # type: ignore[arg-type]
+        return [Event(id="lone-1", type="nps.received", at=NOW, entity=EntityRef("client", "7\ud800"),
+                      data={"comment": "ok \ud83d", "score": float("nan"), "list": ["\udc00"]})]
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("web-project")
@@ -69,15 +84,16 @@ def daemon(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 Scenario = Callable[[httpx.AsyncClient, Daemon], Awaitable[None]]
 
 
-def serve(daemon: Daemon, scenario: Scenario, *, raise_app_exceptions: bool = True) -> None:
+def serve(daemon: Daemon, scenario: Scenario, *, raise_app_exceptions: bool = True, group: bool = False) -> None:
     """What Daemon.serve() sets up for the web app (flags, store threads, group commit, connectors), then the
-    scenario against the app, then the same teardown."""
+    scenario against the app, then the same teardown. `group`: the journal's writer groups calls, as it does
+    with an engine process."""
     async def main() -> None:
         daemon.stopping = asyncio.Event()
         daemon.wake_worker = asyncio.Event()
         daemon.wake_timers = asyncio.Event()
         daemon.engine = StoreThread(daemon.db_path, "engine", synchronous="NORMAL")
-        daemon.journal = StoreThread(daemon.db_path, "journal", synchronous="NORMAL")
+        daemon.journal = StoreThread(daemon.db_path, "journal", synchronous="NORMAL", group=group)
         daemon.appender = GroupCommit(daemon._append_batch)
         appender = asyncio.create_task(daemon.appender.run())
         try:
@@ -179,6 +195,52 @@ def test_a_failed_append_is_never_acked(daemon: Daemon) -> None:
         assert journal(d) == [] and counter(d, "events_accepted", "crm") == 0
 
     serve(daemon, scenario, raise_app_exceptions=False)
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_a_request_that_cannot_be_stored_fails_alone_and_its_group_is_committed(
+        daemon: Daemon, group: bool) -> None:
+    async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
+        d.connectors["odd"] = Unstorable("odd", {})
+        gate, held = threading.Event(), threading.Event()
+        other = hold_the_write_lock(d.db_path, gate, held)
+        first = asyncio.create_task(post(client, {**EVENT, "delivery_id": "first"}))
+        await asyncio.sleep(0.2)  # its group waits for the write lock; the next requests queue up behind it
+        rest = [asyncio.create_task(post(client, {**EVENT, "delivery_id": f"d-{n}"})) for n in range(3)]
+        rest += [asyncio.create_task(post(client, EVENT, connector="odd", params={"what": what}))
+                 for what in ("huge", "lone")]
+        await asyncio.sleep(0.2)
+        assert not first.done() and not any(r.done() for r in rest)
+        gate.set()
+        await asyncio.to_thread(other.join)
+        answers = [await first, *[await r for r in rest]]
+        assert [a.status_code for a in answers] == [200, 200, 200, 200, 400, 200]
+        assert answers[4].json()["error"].startswith("the events cannot be stored: Python int too large")
+        entries = {e["id"]: e for e in journal(d)}
+        assert len(entries) == 5 and "lone-1" in entries
+        lone = entries["lone-1"]["body"]
+        assert lone["entity"] == {"kind": "client", "id": "7\ufffd"}
+        assert lone["data"] == {"comment": "ok \ufffd", "score": None, "list": ["\ufffd"]}
+        assert rejected(d, "odd", "unstorable") == 1 and counter(d, "events_accepted", "odd") == 1
+        assert d.metrics.registry.get_sample_value("automator_http_server_errors_total", {"status": "500"}) is None
+
+    serve(daemon, scenario, group=group)
+
+
+def test_a_failed_append_is_counted_as_a_server_error(daemon: Daemon) -> None:
+    async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
+        async def broken(items: list[tuple[Event, str | None]]) -> list[bool]:
+            raise OSError("disk full")
+
+        d.journal_append = broken  # type: ignore[method-assign]
+        assert (await post(client, EVENT)).status_code == 500
+        d.stopping.set()
+        assert (await client.get("/healthz")).status_code == 503
+        sample = d.metrics.registry.get_sample_value
+        assert (sample("automator_http_server_errors_total", {"status": "500"}),
+                sample("automator_http_server_errors_total", {"status": "503"})) == (1, 1)
+
+    serve(daemon, scenario)
 
 
 def test_a_batch_and_the_query_token(daemon: Daemon) -> None:
