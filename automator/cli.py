@@ -32,14 +32,20 @@ def cli() -> None:
 def validate(path: Path) -> None:
     """Check a project's files: schemas, names, expressions, cron, durations.
 
-    Prints `path:line:col: error: message` per problem and exits 1, or a one-line summary and exits 0.
+    Prints `path:line:col: error: message` per problem and exits 1, or a one-line summary and exits 0 (after a
+    `warning:` on stderr for each connector that accepts no webhooks, having no secret to check them by).
 
     Example: automator validate rules/clinic
     """
-    project, problems = load_project(path, only_rules_under=path)
+    from automator.config.webhooks import unauthenticated_webhooks
+
+    types = builtin_connectors()
+    project, problems = load_project(path, only_rules_under=path, connector_types=types)
     if project is None:
         _fail_problems(problems)
     assert project is not None
+    for warning in unauthenticated_webhooks(project, types):
+        click.echo(warning.format(), err=True)
     counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
               (len(project.config.connectors), "connector")]
     click.echo("ok: " + ", ".join(_plural(n, word) for n, word in counts) + f" in {_plural(len(project.files), 'file')}")

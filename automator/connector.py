@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from collections.abc import Callable, Mapping
@@ -76,6 +78,10 @@ class Connector:
     # True when performing the same effect key twice changes nothing (the system deduplicates by the key):
     # then even an at_most_once effect interrupted mid-call is safely tried again instead of parked.
     deduplicates: ClassVar[bool] = False
+    # The settings that authenticate this type's webhooks (a shared secret, the token its URL carries). A type
+    # that receives webhooks (overrides `parse`) names them here: while any of them is unset, or when it names
+    # none, the daemon refuses every webhook to the connector before `parse` runs. No endpoint is ever open.
+    webhook_auth: ClassVar[tuple[str, ...]] = ()
     actions: ClassVar[Mapping[str, ActionSpec]] = {}
     _methods: ClassVar[Mapping[str, str]] = {}
 
@@ -97,6 +103,47 @@ class Connector:
         self.config = config
         # The pipelines of pipelines/*.yaml this connector owns (set by the daemon): stage names ↔ CRM ids.
         self.pipelines: Mapping[str, Pipeline] = {}
+        # Why its webhooks are refused (None: they are authenticated), decided once from the resolved settings.
+        self.webhook_refusal = self.refuses_webhooks(name, config)
+        # Values never echoed in an answer or a log line: its webhook secrets here, every value the daemon took
+        # from the environment for it added by the daemon (see `env_values`).
+        self.secrets: frozenset[str] = frozenset(str(config[k]) for k in self.webhook_auth if config.get(k))
+
+    @classmethod
+    def receives_webhooks(cls) -> bool:
+        """Whether the type reads webhooks at all (it overrides `parse`)."""
+        return cls.parse is not Connector.parse
+
+    @classmethod
+    def refuses_webhooks(cls, name: str, options: Mapping[str, Any]) -> str | None:
+        """Why a connector of this type with these settings cannot authenticate webhooks, so accepts none; None
+        when it can, or when the type receives none. Read on written settings by `validate` (a `${env:NAME}`
+        counts as set) and on resolved ones by the daemon (an empty variable does not)."""
+        if not cls.receives_webhooks():
+            return None
+        if not cls.webhook_auth:
+            return f"connector {name!r} ({cls.type}) declares no way to authenticate webhooks: it accepts none"
+        unset = [setting for setting in cls.webhook_auth if not options.get(setting)]
+        if unset:
+            return (f"connector {name!r} ({cls.type}) has no {' and no '.join(f'`{s}`' for s in unset)} set: "
+                    "it accepts no webhooks")
+        return None
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret of this connector replaced by `***`: for reasons and log lines, which may
+        quote what a request or a system's answer carried."""
+        for secret in self._redacted():
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+    def _redacted(self) -> list[str]:
+        from urllib.parse import quote
+
+        # Longest first, so a secret that contains another (a webhook URL and its key) goes whole. Also
+        # percent-encoded, as a form body or a query string carries it; a value this short is no secret.
+        found = {form for secret in self.secrets for form in (secret, quote(secret, safe="")) if len(secret) >= 4}
+        return sorted(found, key=len, reverse=True)
 
     def stage_ids(self, pipeline: str, stage: str) -> tuple[str | None, str]:
         """The CRM's own (pipeline id, stage id) of a stage named in business words; raises Rejected if unknown."""
@@ -195,26 +242,72 @@ class ConfigError(Exception):
     """A connector's settings cannot be used (a `${env:NAME}` that is not set, a bad value)."""
 
 
+class MissingEnv(ConfigError):
+    """`${env:NAME}` references whose variables are not set: every one found, with its connector and setting."""
+
+    def __init__(self, missing: list[tuple[str, str, str]]) -> None:
+        self.missing = missing  # (where, setting path, variable name)
+        lines = [f"{where}: {path} needs the environment variable {name}" for where, path, name in missing]
+        if len(lines) == 1:
+            super().__init__(f"{lines[0]}, which is not set")
+        else:
+            super().__init__(f"{len(lines)} environment variables are not set:\n  " + "\n  ".join(lines))
+
+    @classmethod
+    def combined(cls, errors: list[MissingEnv]) -> MissingEnv:
+        """One error reporting what all of `errors` report."""
+        return cls([item for error in errors for item in error.missing])
+
+
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _map_strings(value: Any, fn: Callable[[str, str], Any], path: str = "") -> Any:
+    """`value` rebuilt with every string `s` at setting path `p` replaced by `fn(s, p)`."""
+    if isinstance(value, str):
+        return fn(value, path)
+    if isinstance(value, Mapping):
+        return {k: _map_strings(v, fn, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def resolve_env(options: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Replace every `${env:NAME}` in a connector's settings with the variable's value; secrets never live in files."""
-    import os
-    import re
+    """Replace every `${env:NAME}` in a connector's settings with the variable's value; secrets never live in files.
 
-    def resolve(value: Any, path: str) -> Any:
-        if isinstance(value, str):
-            def sub(match: re.Match[str]) -> str:
-                name = match.group(1)
-                if name not in os.environ:
-                    raise ConfigError(f"{where}: {path} needs the environment variable {name}, which is not set")
-                return os.environ[name]
-            return re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", sub, value)
-        if isinstance(value, Mapping):
-            return {k: resolve(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [resolve(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return value
+    Only for the configuration's own literal text: never call it on anything rendered from data, or an event
+    that carries `${env:NAME}` would read the daemon's environment. Raises MissingEnv naming every variable
+    that is not set, not only the first.
+    """
+    missing: list[tuple[str, str, str]] = []
 
-    return resolve(dict(options), "")
+    def resolve(text: str, path: str) -> str:
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                missing.append((where, path, name))
+                return ""
+            return os.environ[name]
+        return ENV_REFERENCE.sub(sub, text)
+
+    resolved = _map_strings(dict(options), resolve)
+    if missing:
+        raise MissingEnv(missing)
+    return resolved
+
+
+def env_values(options: Mapping[str, Any]) -> frozenset[str]:
+    """The values of the (set) environment variables a connector's settings reference: its secrets, which the
+    daemon never echoes (see `Connector.redact`)."""
+    found: set[str] = set()
+
+    def collect(text: str, _path: str) -> str:
+        found.update(os.environ[n] for n in ENV_REFERENCE.findall(text) if os.environ.get(n))
+        return text
+
+    _map_strings(options, collect)
+    return frozenset(found)
 
 
 def json_body(response: Any) -> Any:

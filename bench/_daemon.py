@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _project import write_project  # noqa: E402
+from _project import HOOK_ENV, HOOK_PATH, write_project  # noqa: E402,F401
 from http_client import RESPONSE, _content_length  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -33,7 +33,7 @@ timezone: Europe/Moscow
 branches:
   main: {{hours: "09:00-21:00", days: mon-sat}}
 connectors:
-  crm: {{type: local}}
+  crm: {{type: local, secret: "${{env:BENCH_HOOK_TOKEN}}"}}
   booking: {{type: local}}
   sms: {{type: local}}
   out: {{type: http, allow: ["127.0.0.1:{port}"]}}
@@ -92,7 +92,7 @@ def start(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> s
     out = log.open("ab")
     try:
         return subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, cwd=str(log.parent))
+                                env={**os.environ, **HOOK_ENV, **(env or {})}, cwd=str(log.parent))
     finally:
         out.close()
 

@@ -22,7 +22,11 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_validate_the_example_project() -> None:
     code, out = invoke("validate", str(ROOT))
     assert code == 0, out
-    assert out.startswith("ok: 8 rules, 3 pipelines, 5 connectors")
+    # `staff` performs notifications only: it has no secret, so it accepts no webhooks, and validate says so.
+    warning, hint, ok = out.splitlines()[:3]
+    assert warning == ("automator.yaml:26:3: warning: connector 'staff' (local) has no `secret` set: it accepts no "
+                       "webhooks (it still performs actions)")
+    assert ok.startswith("ok: 8 rules, 3 pipelines, 5 connectors")
 
 
 def test_validate_reports_every_problem_and_exits_1(make_project) -> None:  # type: ignore[no-untyped-def]
@@ -157,3 +161,22 @@ def test_run_refuses_to_start_without_a_secret_it_needs(tmp_path, monkeypatch) -
     assert result.exit_code == 1
     assert "connector 'sms': api_id needs the environment variable SMSRU_TEST_ID" in result.output
     assert "nothing was started" in result.output
+
+
+def test_run_names_every_missing_variable_at_once(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "automator.yaml").write_text(
+        'timezone: Europe/Moscow\nconnectors:\n'
+        '  crm: {type: bitrix24, webhook_url: "${env:T_B24_URL}", application_token: "${env:T_B24_TOKEN}"}\n'
+        '  staff: {type: local, secret: "${env:T_STAFF}"}\n'
+        '  sms: {type: smsru, api_id: "${env:T_SMSRU}"}\n')
+    for name in ("T_B24_URL", "T_B24_TOKEN", "T_SMSRU"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("T_STAFF", "staff-hook-token")
+    result = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "automator.yaml"), "--port", "0",
+                                      "--no-reload"])
+    assert result.exit_code == 1
+    assert ("3 environment variables are not set:\n"
+            "  connector 'crm': webhook_url needs the environment variable T_B24_URL\n"
+            "  connector 'crm': application_token needs the environment variable T_B24_TOKEN\n"
+            "  connector 'sms': api_id needs the environment variable T_SMSRU (nothing was started)") in result.output
+    assert "Traceback" not in result.output

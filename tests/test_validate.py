@@ -114,12 +114,52 @@ def assert_problems(root: Path, expected: list[Problem], **load_kwargs: Any) -> 
 # ---------------------------------------------------------------- a clean project, and the output format
 
 def test_a_clean_project_exits_0_with_a_one_line_summary(project: Any) -> None:
-    root = project()
+    root = project(config=AUTOMATOR_YAML.replace("sms: {type: local}", 'sms: {type: local, secret: "${env:SMS_HOOK}"}'))
     loaded, problems = load_project(root)
     assert problems == [] and loaded is not None
     assert [r.id for r in loaded.rules] == ["welcome"]
     code, out, err = validate_cli(root)
-    assert (code, out, err) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n", "")
+    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n")
+    assert err == OPEN_CRM_WARNING  # crm has no secret (below); sms has one
+
+
+OPEN_CRM_WARNING = ("automator.yaml:5:3: warning: connector 'crm' (local) has no `secret` set: it accepts no webhooks "
+                    "(it still performs actions)\n    hint: set `secret: \"${env:NAME}\"` to receive them\n")
+
+
+def test_a_connector_that_cannot_authenticate_webhooks_is_a_warning(project: Any) -> None:
+    root = project()  # crm and sms: local, no secret
+    code, out, err = validate_cli(root)
+    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n")
+    assert err == OPEN_CRM_WARNING + OPEN_CRM_WARNING.replace(":5:3:", ":6:3:").replace("'crm'", "'sms'")
+
+
+def test_a_type_that_names_no_webhook_authentication_is_a_warning(project: Any) -> None:
+    from automator.config.webhooks import unauthenticated_webhooks
+    from automator.model import Event
+
+    class Unsigned(Connector):
+        type = "unsigned"
+
+        def parse(self, request: Any) -> list[Event]:
+            return []
+
+    class Signed(Unsigned):
+        type = "signed"
+        webhook_auth = ("key",)
+
+        @action("sms.send")
+        def sms_send(self, params: Any, key: str) -> Any:
+            return None
+
+    root = project(config=AUTOMATOR_YAML.replace("crm: {type: local}", "crm: {type: unsigned}")
+                   .replace("sms: {type: local}", 'sms: {type: signed, key: "${env:K}"}'))
+    types = {"local": LocalConnector, "unsigned": Unsigned, "signed": Signed}
+    loaded, problems = load_project(root, connector_types=types)
+    assert loaded is not None, problems
+    assert unauthenticated_webhooks(loaded, types) == [Problem(
+        CONFIG, 5, 3, "connector 'crm' (unsigned) declares no way to authenticate webhooks: it accepts none "
+        "(it still performs actions)", severity="warning")]
 
 
 def test_each_problem_is_one_line_with_an_indented_hint_line(project: Any) -> None:

@@ -13,10 +13,11 @@ class Problem:
     col: int
     message: str
     hint: str | None = None
+    severity: str = "error"  # "warning": the project loads, but something in it does not work as written
 
     def format(self) -> str:
-        """Render as `path:line:col: error: message`, plus an indented `hint:` line."""
-        text = f"{self.path}:{self.line}:{self.col}: error: {self.message}"
+        """Render as `path:line:col: error: message` (or `warning:`), plus an indented `hint:` line."""
+        text = f"{self.path}:{self.line}:{self.col}: {self.severity}: {self.message}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

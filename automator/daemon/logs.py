@@ -1,11 +1,12 @@
-"""Structured logging (text or JSON lines) for the daemon, with phone numbers and client names masked."""
+"""Structured logging (text or JSON lines) for the daemon, with phone numbers and client names masked, in fields
+and in the free text of messages."""
 from __future__ import annotations
 
 import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -16,6 +17,16 @@ NAME_KEYS = frozenset({
     "contact_name", "second_name", "middle_name",
 })
 _NAME_KEYS = frozenset(k.replace("_", "") for k in NAME_KEYS)
+# A name written next to its key inside free text, as JSON, a dict's repr, a form body or `key=value` quote one:
+# `"name": "Анна Петрова"`, `'first_name': 'Анна'`, `fields[NAME]=Анна`, `client_name=Анна Петрова`. The key in
+# any case and spelling (`firstName`, `FIRST-NAME`), not glued to a longer word (`stage_name` is no person's);
+# a bare value runs to a delimiter, taking up to two more capitalised words (a surname, a patronymic).
+_NAME_IN_TEXT = re.compile(
+    r"(?<![\w-])(?i:" + "|".join(sorted(("[_-]?".join(k.split("_")) for k in NAME_KEYS), key=len, reverse=True))
+    + r")(?P<sep>[\"'\]]?\s*[:=]\s*)"
+    r"(?:(?P<q>[\"'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)"
+    r"|(?!(?:null|None)\b)(?P<bare>[^\s\"'&,;()\[\]{}<>]+(?: [A-ZА-ЯЁ][a-zа-яё]+){0,2}))")
+_NAME_KEY_HINTS = ("nam", "fio", "patronymic")  # every key of NAME_KEYS holds one (tested)
 
 # 10 to 15 digits, possibly split by spaces, hyphens or brackets, not glued to a word: fewer digits are
 # ids and amounts. Dots and colons are not separators, so `01.12.2026` and `06:00:00` never join a run.
@@ -48,9 +59,27 @@ def _mask_phone(match: re.Match[str]) -> str:
     return "".join(out)
 
 
-def mask_text(s: str) -> str:
-    """Star the middle digits of every phone number in `s`; shorter numbers, dates and times stay as they are."""
-    return _PHONE.sub(_mask_phone, s)
+def _mask_name_in_text(match: re.Match[str]) -> str:
+    key_and_sep = match.string[match.start():match.end("sep")]
+    if match.group("q") is not None:
+        return f"{key_and_sep}{match.group('q')}{_mask_name(match.group('quoted'))}{match.group('q')}"
+    return key_and_sep + _mask_name(match.group("bare"))
+
+
+def mask_text(s: str, names: Iterable[str] = ()) -> str:
+    """Star the middle digits of every phone number in `s` (shorter numbers, dates and times stay as they are),
+    and mask every name written next to a name key (`"name": "Анна"`) or given in `names`, wherever it is."""
+    # Whole words only, and each word of a full name too (a message may use the first name alone).
+    words = {part for name in names for part in (name, *name.split()) if len(part) > 1}
+    if words:
+        alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        s = re.sub(rf"(?<!\w)(?:{alternatives})(?!\w)", lambda m: _mask_name(m.group(0)), s)
+    s = _PHONE.sub(_mask_phone, s)
+    # Most lines name no key at all: a substring test spares them the search (every key holds one of these).
+    lowered = s.lower()
+    if any(hint in lowered for hint in _NAME_KEY_HINTS):
+        s = _NAME_IN_TEXT.sub(_mask_name_in_text, s)
+    return s
 
 
 def _mask_name(v: Any) -> Any:
@@ -66,6 +95,30 @@ def _mask_name(v: Any) -> Any:
 
 def _is_name_key(key: Any) -> bool:
     return isinstance(key, str) and key.lower().replace("_", "").replace("-", "") in _NAME_KEYS
+
+
+def _names_in(v: Any) -> Iterator[str]:
+    """The names under name keys anywhere in `v`: a record's extras, whose names its message may repeat."""
+    if isinstance(v, Mapping):
+        for key, value in v.items():
+            if _is_name_key(key):
+                yield from (n.strip() for n in _strings(value) if len(n.strip()) > 1)
+            else:
+                yield from _names_in(value)
+    elif isinstance(v, (list, tuple)):
+        for item in v:
+            yield from _names_in(item)
+
+
+def _strings(v: Any) -> Iterator[str]:
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, Mapping):
+        for item in v.values():
+            yield from _strings(item)
+    elif isinstance(v, (list, tuple)):
+        for item in v:
+            yield from _strings(item)
 
 
 def mask_value(v: Any) -> Any:
@@ -94,25 +147,27 @@ class _Formatter(logging.Formatter):
     def _clean(self, v: Any) -> Any:
         return mask_value(v) if self.mask else v
 
-    def _text(self, s: str) -> str:
-        return mask_text(s) if self.mask else s
+    def _text(self, s: str, names: Iterable[str] = ()) -> str:
+        return mask_text(s, names) if self.mask else s
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        # A name given as a field is masked in the message and the traceback too, which may repeat it as is.
+        names = set(_names_in(extras)) if extras and self.mask else ()
         payload: dict[str, Any] = {
             "ts": ts.replace("+00:00", "Z"), "level": record.levelname, "logger": record.name,
-            "msg": self._text(record.getMessage()),
+            "msg": self._text(record.getMessage(), names),
         }
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD}
         for key, value in self._clean(extras).items():
             # An extra named like a base field must not overwrite it, nor be lost.
             payload[key + "_" if key in _RESERVED else key] = value
         if record.exc_info:
-            payload["exc"] = self._text(self.formatException(record.exc_info))
+            payload["exc"] = self._text(self.formatException(record.exc_info), names)
         elif record.exc_text:
-            payload["exc"] = self._text(record.exc_text)
+            payload["exc"] = self._text(record.exc_text, names)
         if record.stack_info:
-            payload["stack"] = self._text(self.formatStack(record.stack_info))
+            payload["stack"] = self._text(self.formatStack(record.stack_info), names)
         if self.json:
             return json.dumps(payload, ensure_ascii=False, default=self._default)
         return self._line(payload)

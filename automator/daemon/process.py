@@ -21,7 +21,7 @@ from automator.clock import Clock, SystemClock, parse_duration
 from automator.config.load import builtin_connectors
 from automator.config.problems import Problem
 from automator.config.project import Project
-from automator.connector import ConfigError, Connector, resolve_env
+from automator.connector import ConfigError, Connector, MissingEnv, env_values, resolve_env
 from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
@@ -95,6 +95,7 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
 
     found = dict(types) if types is not None else builtin_connectors()
     out: dict[str, Connector] = {}
+    missing: list[MissingEnv] = []  # every variable not set, reported at once
     for name, conf in project.config.connectors.items():
         cls = found.get(conf.type)
         if cls is None:
@@ -115,7 +116,16 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
                          extra={"connector": name})
                 out[name] = cls.create(name, options, db=db, now=clock.now)
                 continue
-        out[name] = cls.create(name, resolve_env(options, f"connector {name!r}"), db=db, now=clock.now)
+        try:
+            resolved = resolve_env(options, f"connector {name!r}")
+        except MissingEnv as exc:
+            missing.append(exc)
+            continue
+        if not missing:
+            out[name] = cls.create(name, resolved, db=db, now=clock.now)
+            out[name].secrets |= env_values(options)
+    if missing:
+        raise MissingEnv.combined(missing)
     for name, connector in out.items():
         connector.pipelines = {n: p for n, p in project.pipelines.items() if p.connector == name}
     return out

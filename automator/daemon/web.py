@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import logging
 import time
+import traceback
 from dataclasses import replace
 from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Mapping
@@ -105,6 +106,9 @@ class WebApp:
                 else InboundRejected(503, "shutting down", "stopping")
             await self._reject(send, name, reason)
             return
+        if connector.webhook_refusal is not None:  # no endpoint is open: unauthenticated means refused
+            await self._reject(send, name, InboundRejected(401, connector.webhook_refusal, "auth"))
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         limit = daemon.max_body
         try:
@@ -132,7 +136,9 @@ class WebApp:
             await self._reject(send, name, exc)
             return
         except Exception as exc:  # a connector bug must not answer 500 forever to a system that gave up retrying
-            log.exception("connector %s could not parse a webhook", name, extra={"connector": name})
+            # The traceback as text, so that a secret its messages quote (a URL with a key) can be taken out.
+            log.error("connector %s could not parse a webhook\n%s", name, connector.redact(traceback.format_exc()),
+                      extra={"connector": name})
             await self._reject(send, name, InboundRejected(400, f"cannot read the request: {type(exc).__name__}"))
             return
         digest = hashlib.sha256(body).hexdigest()
@@ -165,12 +171,16 @@ class WebApp:
         return fresh
 
     async def _reject(self, send: Send, name: str, exc: InboundRejected) -> None:
-        log.warning("webhook refused: %s %s", exc.status, exc.reason,
+        connector = self.daemon.connectors.get(name)
+        # A reason may quote what the request carried, or a system's answer: no secret of the connector is
+        # echoed, whichever connector wrote it.
+        reason = connector.redact(exc.reason) if connector is not None else exc.reason
+        log.warning("webhook refused: %s %s", exc.status, reason,
                     extra={"connector": name, "status": exc.status, "reason": exc.word})
         # A label from the URL only when it names a connector: anyone can send /hooks/<anything>.
-        label = name if name in self.daemon.connectors else "unknown"
+        label = name if connector is not None else "unknown"
         self.daemon.metrics.events_rejected.labels(label, exc.word).inc()
-        await self._answer(send, exc.status, {"error": exc.reason})
+        await self._answer(send, exc.status, {"error": reason})
 
     async def _answer(self, send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
         await _answer(send, status, body, content_type)

@@ -59,6 +59,7 @@ class Amocrm(WebConnector):
     """amoCRM (and Kommo) API v4 for one account."""
 
     type = "amocrm"
+    webhook_auth = ("hook_secret",)  # the ?token= of the webhook URL
     config_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",
         "required": ["type", "token", "hook_secret"],

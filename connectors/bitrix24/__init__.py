@@ -78,6 +78,7 @@ class Bitrix24(WebConnector):
     """A Bitrix24 portal through its inbound-webhook URL; outgoing-webhook events in, catch-up by crm.deal.list."""
 
     type: ClassVar[str] = "bitrix24"
+    webhook_auth: ClassVar[tuple[str, ...]] = ("application_token",)  # auth[application_token] of each event
     rate_limit: ClassVar[tuple[float, int] | None] = PLANS["standard"]
     poll_every: ClassVar[float | None] = 300.0
     config_schema: ClassVar[Mapping[str, Any]] = {

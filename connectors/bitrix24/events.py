@@ -38,8 +38,9 @@ def read_notice(body: bytes, token: str, *, domain: str | None = None, member_id
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InboundRejected(400, f"not a form-encoded body: {exc}", "malformed") from None
+    except (UnicodeDecodeError, ValueError):
+        # Not the parser's words: they quote the body, and a field it cannot split may be the token itself.
+        raise InboundRejected(400, f"not a form-encoded body of at most {MAX_FIELDS} fields", "malformed") from None
     form = dict(pairs)
     given = form.get("auth[application_token]", "")
     if not token or not hmac.compare_digest(given.encode(), token.encode()):

@@ -42,6 +42,7 @@ class LocalConnector(Connector):
     config_schema = {"type": "object", "properties": {"type": {"const": "local"}, "secret": {"type": "string"}},
                      "additionalProperties": False}
     in_store = True
+    webhook_auth = ("secret",)  # without it the connector performs actions and receives nothing
     deduplicates = True
 
     def __init__(self, name: str, config: Mapping[str, Any], *, db: sqlite_utils.Database,
@@ -94,13 +95,13 @@ class LocalConnector(Connector):
     def parse(self, request: Inbound) -> list[Event]:
         """A generic JSON webhook: one event, a list, or `{"events": [...]}`, each written as in a test's `when:`.
 
-        With `secret:` configured, the request must carry it as the `X-Automator-Token` header or `?token=`.
+        The request must carry the `secret:` setting as the `X-Automator-Token` header or `?token=`; without that
+        setting every request is refused (the daemon refuses them before, too: see `Connector.webhook_auth`).
         """
-        secret = self.config.get("secret")
-        if secret:
-            given = request.headers.get("x-automator-token") or request.query.get("token") or ""
-            if not hmac.compare_digest(given.encode(), str(secret).encode()):
-                raise InboundRejected(401, "missing or wrong token", "auth")
+        secret = str(self.config.get("secret") or "")
+        given = request.headers.get("x-automator-token") or request.query.get("token") or ""
+        if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+            raise InboundRejected(401, "missing or wrong token", "auth")
         try:
             body = orjson.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:

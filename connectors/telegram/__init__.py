@@ -60,6 +60,7 @@ class Telegram(WebConnector):
     updates. See the module docstring for the contract points."""
 
     type = "telegram"
+    webhook_auth = ("secret_token",)  # the secret-token header of every update
     default_base_url = DEFAULT_BASE_URL  # or a local Bot API server, or the emulator
     config_schema = {
         "type": "object",

@@ -64,6 +64,7 @@ class Yclients(WebConnector):
     record and client webhooks; a catch-up poll of records by change date."""
 
     type = "yclients"
+    webhook_auth = ("hook_secret",)  # the ?token= (or path) of the webhook URL
     default_base_url = DEFAULT_BASE_URL
     config_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",

@@ -27,12 +27,15 @@ def store() -> SqliteStore:
 
 
 def local(store: SqliteStore, **config: Any) -> LocalConnector:
-    return LocalConnector("crm", config, db=store.db, now=lambda: NOW)
+    return LocalConnector("crm", {"secret": SECRET, **config}, db=store.db, now=lambda: NOW)
 
 
 def request(body: Any = None, *, raw: bytes | None = None, headers: dict[str, str] | None = None,
             query: dict[str, str] | None = None, received: datetime | None = NOW) -> Inbound:
+    """A webhook carrying the right token, unless `headers` or `query` say otherwise."""
     data = raw if raw is not None else json.dumps(body).encode()
+    if headers is None and query is None:
+        headers = {"x-automator-token": SECRET}
     return Inbound(connector="crm", method="POST", path="/hooks/crm", query=query or {}, headers=headers or {},
                    body=data, received_at=received)
 
@@ -134,12 +137,18 @@ def test_the_token_is_compared_in_constant_time(store: SqliteStore, monkeypatch:
 
 def test_auth_is_checked_before_the_body_is_read(store: SqliteStore) -> None:
     with pytest.raises(InboundRejected) as caught:
-        local(store, secret=SECRET).parse(request(raw=b"{not json"))
+        local(store, secret=SECRET).parse(request(raw=b"{not json", headers={}))
     assert caught.value.status == 401
 
 
-def test_no_secret_no_auth(store: SqliteStore) -> None:
-    assert len(local(store).parse(request(ONE))) == 1
+@pytest.mark.parametrize("config", [{"secret": None}, {"secret": ""}])
+def test_without_a_secret_it_accepts_no_webhook(store: SqliteStore, config: dict[str, Any]) -> None:
+    connector = local(store, **config)
+    assert connector.webhook_refusal == "connector 'crm' (local) has no `secret` set: it accepts no webhooks"
+    for headers in ({}, {"x-automator-token": ""}, {"x-automator-token": "anything"}):
+        with pytest.raises(InboundRejected) as caught:
+            connector.parse(request(ONE, headers=headers))
+        assert (caught.value.status, caught.value.word) == (401, "auth")
 
 
 # ---- refusals ----------------------------------------------------------------------------------------------------

@@ -148,3 +148,47 @@ def test_bad_format_or_level_is_refused() -> None:
         setup_logging("xml")
     with pytest.raises(ValueError):
         setup_logging("json", "LOUD")
+
+
+@pytest.mark.parametrize("message, masked", [
+    ('bitrix24 contact: HTTP 400 \'{"NAME": "Анна", "LAST_NAME": "Петрова", "PHONE": "+79161234567"}\'',
+     'bitrix24 contact: HTTP 400 \'{"NAME": "А***", "LAST_NAME": "П***", "PHONE": "+7916*****67"}\''),
+    ("could not decide Event(data={'client_name': 'Анна Петрова', 'stage_name': 'won'})",
+     "could not decide Event(data={'client_name': 'А***', 'stage_name': 'won'})"),
+    ("sent fields[NAME]=Анна&fields[SECOND_NAME]=Ивановна&fields[ID]=7",
+     "sent fields[NAME]=А***&fields[SECOND_NAME]=И***&fields[ID]=7"),
+    ("client firstName=Анна Петрова arrived", "client firstName=А*** arrived"),
+    ("no connector named 'crm'; stage_name='won', filename=a.yaml", "no connector named 'crm'; stage_name='won', filename=a.yaml"),
+])
+def test_names_in_free_text_are_masked(capture: Callable[..., io.StringIO], message: str, masked: str) -> None:
+    for fmt in ("json", "text"):
+        out = capture(fmt)
+        logging.getLogger("automator.daemon.outbox").warning("%s", message)
+        text = out.getvalue()
+        if fmt == "json":
+            assert lines(out)[0]["msg"] == masked
+        else:
+            assert text.rstrip("\n").endswith(f"automator.daemon.outbox: {masked}")
+
+
+def test_a_name_given_as_a_field_is_masked_in_the_message_and_traceback(capture: Callable[..., io.StringIO]) -> None:
+    for fmt in ("json", "text"):
+        out = capture(fmt)
+        try:
+            raise ValueError("template failed for Анна Петрова")
+        except ValueError:
+            logging.getLogger("automator").exception("Анна Петрова: sms not sent to Анна",
+                                                     extra={"client": {"fio": "Анна Петрова", "id": 7}})
+        text = out.getvalue()
+        assert "Анна" not in text and "Петрова" not in text
+        if fmt == "json":
+            (line,) = lines(out)
+            assert line["msg"] == "А***: sms not sent to А***" and line["client"] == {"fio": "А***", "id": 7}
+            assert line["exc"].endswith("ValueError: template failed for А***")
+
+
+def test_every_name_key_is_found_in_free_text() -> None:
+    from automator.daemon.logs import NAME_KEYS
+
+    for key in NAME_KEYS:
+        assert mask_text(f"{key}=Анна, {key.upper()}: 'Анна'") == f"{key}=А***, {key.upper()}: 'А***'", key

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from automator.clock import FakeClock
-from automator.config.load import load_project
+from automator.config.load import builtin_connectors, load_project
 from automator.config.project import Project
 from automator.connector import Connector, Inbound
 from automator.daemon.process import Daemon
@@ -31,8 +31,15 @@ timezone: Europe/Moscow
 connectors:
   crm: {type: local, secret: "${env:WEB_TEST_CRM_SECRET}"}
   open: {type: local}
+  portal: {type: bitrix24, webhook_url: "${env:WEB_TEST_B24_URL}", application_token: "${env:WEB_TEST_B24_TOKEN}"}
+  unsigned: {type: unsigned}
+  leaky: {type: leaky, secret: "${env:WEB_TEST_LEAKY_SECRET}", api_key: "${env:WEB_TEST_LEAKY_KEY}"}
 daemon: {max_body: 2048}
 """
+LEAKY_SECRET = "leaky-secret-4242"
+LEAKY_KEY = "leaky-api-key-7777"
+B24_TOKEN = "b24-application-token-0123456789"
+B24_URL = "https://clinic.bitrix24.ru/rest/1/b24-inbound-key-9876/"
 RULES = """
 rules:
   - id: nps
@@ -44,6 +51,7 @@ rules:
 
 class Broken(Connector):
     type = "broken"
+    webhook_auth = ("secret",)
 
     def parse(self, request: Inbound) -> list[Event]:
         return [1 / 0]  # type: ignore[list-item]
@@ -54,6 +62,7 @@ class Unstorable(Connector):
     or one whose id no SQLite column holds (an integer past 64 bits, a connector's bug)."""
 
     type = "unstorable"
+    webhook_auth = ("secret",)  # settings that authenticate (the test sends none: it is about storing)
 
     def parse(self, request: Inbound) -> list[Event]:
         if request.query.get("what") == "huge":
@@ -62,13 +71,40 @@ class Unstorable(Connector):
                       data={"comment": "ok \ud83d", "score": float("nan"), "list": ["\udc00"]})]
 
 
+class Unsigned(Connector):
+    """A third-party type that reads webhooks but names no setting that authenticates them."""
+
+    type = "unsigned"
+
+    def parse(self, request: Inbound) -> list[Event]:
+        raise AssertionError("never reached: the daemon refuses first")
+
+
+class Leaky(Connector):
+    """A type whose refusals and crashes quote its own secret, as a careless parser would."""
+
+    type = "leaky"
+    webhook_auth = ("secret",)
+
+    def parse(self, request: Inbound) -> list[Event]:
+        from automator.errors import InboundRejected
+
+        if request.query.get("crash"):
+            raise RuntimeError(f"could not call https://api.example/{self.config['api_key']}/x")
+        raise InboundRejected(400, f"bad body for secret {self.config['secret']} and key {self.config['api_key']} "
+                                   f"(or {request.body.decode()})")
+
+
+TYPES = {**builtin_connectors(), "unsigned": Unsigned, "leaky": Leaky}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("web-project")
     (root / "automator.yaml").write_text(CONFIG)
     (root / "rules").mkdir()
     (root / "rules" / "nps.yaml").write_text(RULES)
-    loaded, problems = load_project(root)
+    loaded, problems = load_project(root, connector_types=TYPES)
     assert loaded is not None, problems
     return loaded
 
@@ -76,7 +112,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
 @pytest.fixture
 def daemon(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Daemon:
     monkeypatch.setenv("WEB_TEST_CRM_SECRET", TOKEN)
-    d = Daemon(project, db_path=tmp_path / "web.db", clock=FakeClock(NOW), synchronous="NORMAL", reload=False)
+    monkeypatch.setenv("WEB_TEST_B24_URL", B24_URL)
+    monkeypatch.setenv("WEB_TEST_B24_TOKEN", B24_TOKEN)
+    monkeypatch.setenv("WEB_TEST_LEAKY_SECRET", LEAKY_SECRET)
+    monkeypatch.setenv("WEB_TEST_LEAKY_KEY", LEAKY_KEY)
+    d = Daemon(project, db_path=tmp_path / "web.db", clock=FakeClock(NOW), synchronous="NORMAL", reload=False,
+               connector_types=TYPES)
     assert d.max_body == 2048  # from `daemon: {max_body}` of automator.yaml
     return d
 
@@ -201,7 +242,7 @@ def test_a_failed_append_is_never_acked(daemon: Daemon) -> None:
 def test_a_request_that_cannot_be_stored_fails_alone_and_its_group_is_committed(
         daemon: Daemon, group: bool) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
-        d.connectors["odd"] = Unstorable("odd", {})
+        d.connectors["odd"] = Unstorable("odd", {"secret": "s"})
         gate, held = threading.Event(), threading.Event()
         other = hold_the_write_lock(d.db_path, gate, held)
         first = asyncio.create_task(post(client, {**EVENT, "delivery_id": "first"}))
@@ -310,7 +351,7 @@ def test_malformed_bodies_are_400(daemon: Daemon, raw: bytes, reason: str) -> No
 
 def test_a_connector_that_crashes_while_parsing_is_a_400(daemon: Daemon) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
-        d.connectors["broken"] = Broken("broken", {})
+        d.connectors["broken"] = Broken("broken", {"secret": TOKEN})
         response = await post(client, EVENT, connector="broken")
         assert (response.status_code, response.json()) == (400, {"error": "cannot read the request: ZeroDivisionError"})
         assert journal(d) == [] and rejected(d, "broken", "malformed") == 1
@@ -417,14 +458,62 @@ def test_a_stopping_daemon_refuses_with_503(daemon: Daemon) -> None:
     serve(daemon, scenario)
 
 
-def test_a_connector_without_secret_takes_any_request(daemon: Daemon) -> None:
+def test_a_connector_without_secret_accepts_no_webhook(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
-        response = await post(client, EVENT, connector="open", token=None)
-        assert response.status_code == 200
-        (entry,) = journal(d)
-        assert entry["source"] == "open"
+        for token in (None, "anything", ""):
+            response = await post(client, EVENT, connector="open", token=token)
+            assert (response.status_code, response.json()) == (
+                401, {"error": "connector 'open' (local) has no `secret` set: it accepts no webhooks"})
+        assert journal(d) == [] and rejected(d, "open", "auth") == 3
+        # It still performs actions.
+        result = await d.engine.call(lambda _s: d.connectors["open"].perform(
+            "notify", {"to": "admin", "text": "hi"}, "k-open-1"))
+        assert result.data["id"]
 
     serve(daemon, scenario)
+    assert "webhook refused: 401 connector 'open' (local) has no `secret` set" in caplog.text
+
+
+def test_a_type_that_declares_no_webhook_authentication_accepts_none(daemon: Daemon) -> None:
+    async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
+        response = await post(client, EVENT, connector="unsigned")
+        assert response.status_code == 401 and "declares no way to authenticate" in response.json()["error"]
+        assert journal(d) == [] and rejected(d, "unsigned", "auth") == 1
+
+    serve(daemon, scenario)
+
+
+def test_no_refusal_echoes_a_secret_of_the_connector(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    # Its webhook secret, and any value it took from the environment (an API key), whatever the reason quotes.
+    async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
+        response = await post(client, EVENT, connector="leaky", raw=f"x={LEAKY_SECRET}".encode())
+        assert (response.status_code, response.json()) == (
+            400, {"error": "bad body for secret *** and key *** (or x=***)"})
+        response = await client.post("/hooks/leaky?crash=1", content=b"{}")
+        assert response.status_code == 400 and LEAKY_KEY not in response.text
+
+    serve(daemon, scenario)
+    assert "bad body for secret *** and key ***" in caplog.text and "https://api.example/***/x" in caplog.text
+    assert LEAKY_SECRET not in caplog.text and LEAKY_KEY not in caplog.text
+
+
+def test_bitrix24_never_echoes_its_application_token(daemon: Daemon, caplog: pytest.LogCaptureFixture) -> None:
+    # A body Bitrix24 would never send, carrying the right token: as JSON, and double-encoded by a proxy.
+    bodies = [json.dumps({"auth": {"application_token": B24_TOKEN}, "event": "ONCRMDEALADD"}).encode(),
+              f"auth%5Bapplication_token%5D%3D{B24_TOKEN}".encode(),
+              f"event=ONCRMDEALADD&auth[application_token]={B24_TOKEN}&data[FIELDS][ID]={B24_TOKEN}".encode()]
+
+    async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
+        for body in bodies:
+            response = await client.post("/hooks/portal", content=body,
+                                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert response.status_code == 400, response.text
+            assert B24_TOKEN not in response.text and "b24-inbound-key-9876" not in response.text
+        assert journal(d) == [] and rejected(d, "portal", "malformed") == 3
+
+    serve(daemon, scenario)
+    assert "webhook refused: 400" in caplog.text
+    assert B24_TOKEN not in caplog.text
 
 
 # ---- health and metrics ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ class Guestbook(Connector):
         "properties": {"type": {"const": "guestbook"}, "file": {"type": "string"}, "secret": {"type": "string"}},
     }
     rate_limit = (50.0, 10)
+    webhook_auth = ("secret",)  # the daemon refuses every webhook while it is unset
 
     def parse(self, request: Any) -> list[Event]:
         """A greeting, authenticated by the `X-Guestbook-Secret` header."""
