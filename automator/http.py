@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import ipaddress
 import socket
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -175,7 +176,9 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
 
     `kwargs` are those of httpx.AsyncClient.request (json=, params=, headers=, timeout=, auth=, ...). httpx's
     own timeouts restart with every chunk read, so a server trickling a byte at a time would hold a worker
-    for ever; the deadline is what bounds a call. Other httpx errors pass through unchanged.
+    for ever; the deadline is what bounds a call. Other httpx errors pass through unchanged. A request whose
+    head would not reach the server as meant (a CR or LF in a header, ...) raises
+    automator.http_safety.UnsafeRequest, an httpx.LocalProtocolError, before any connection is taken.
     """
     send_kwargs = {key: kwargs.pop(key) for key in _SEND_KEYWORDS & kwargs.keys()}
     if "json" in kwargs and "content" not in kwargs:
@@ -341,6 +344,15 @@ def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
     class Transport(AiohttpTransport):
         address_check: AddressCheck | None = None
 
+        def _check_literal(self, url: httpx.URL) -> None:
+            # aiohttp asks no resolver about an IP literal: the address check is made here for those.
+            try:
+                address = str(ipaddress.ip_address(url.host))
+            except ValueError:
+                return
+            port = url.port or (443 if url.scheme == "https" else 80)
+            allowed_addresses(url.host, port, [address], self.address_check)  # type: ignore[arg-type]
+
         def get_client(self) -> aiohttp.ClientSession:
             # httpx owns the cookies: aiohttp's own jar would keep a second copy and send a cookie that the
             # httpx client was told to forget. Built on first use, because a session belongs to the running loop.
@@ -351,6 +363,8 @@ def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
                                          trust_env=False)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if self.address_check is not None:
+                self._check_literal(request.url)
             try:
                 response: httpx.Response = await super().handle_async_request(request)
             except Exception as exc:

@@ -40,7 +40,9 @@ class HttpConnector(WebConnector):
         "properties": {
             "type": {"const": "http"},
             "allow": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                      "description": "Hosts the rules may call: exact names, `*.example.com`, or `host:port`."},
+                      "description": "Hosts the rules may call: exact names, `*.example.com`, or `host:port`. "
+                                     "A loopback, private or link-local address is called only when listed "
+                                     "itself (`10.0.0.5`, `127.0.0.1:8080`), whatever name resolves to it."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for the whole call."},
             "headers": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "Headers every call carries; secrets as \"${env:NAME}\", read when the "

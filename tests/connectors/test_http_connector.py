@@ -438,3 +438,24 @@ def test_non_http_schemes_are_refused(url: str, scheme: str) -> None:
 
 def test_not_a_url_is_refused() -> None:
     assert "not a URL" in refused(plain(["*"]), "http://exa mple.com:port/")
+
+
+@pytest.mark.parametrize("engine_name", ["httptools", "httpx", "aiohttp"])
+def test_every_engine_checks_the_address_of_an_ip_literal_too(engine_name: str) -> None:
+    # The connector refuses such URLs by its allow-list first; the transport's own check must hold without it.
+    from automator.http import new_client, send
+    from automator.http_safety import AddressRefused
+
+    async def scenario(server: Server) -> None:
+        seen: list[tuple[str, int, str]] = []
+
+        def refuse(host: str, port: int, address: str) -> str:
+            seen.append((host, port, address))
+            return f"{address} refused"
+
+        async with new_client(transport=new_transport(engine_name, address_check=refuse)) as client:
+            with pytest.raises(AddressRefused, match="127.0.0.1 refused"):
+                await send(client, "GET", f"{server.base}/ok", deadline=5)
+        assert seen == [("127.0.0.1", server.port, "127.0.0.1")] and server.connections == 0
+
+    run(scenario)
