@@ -3,10 +3,11 @@ as the request that was meant, and an address its caller may not connect to.
 
 A header value rendered from a webhook can hold anything: `a\\r\\nContent-Length: 0\\r\\n\\r\\nGET /admin ...`
 written as it is ends the request early and starts a second one on the same connection. So every request, on
-every engine, is checked by `check_head` first (in automator.http.send, and again by automator/http1.py's
-writer, which puts the bytes on the wire), against the grammar of RFC 9110/9112: the method and header names
-are tokens, the target is visible ASCII, header values hold no control character but HTAB, and the framing is
-the transport's (one Content-Length, equal to the body's; Transfer-Encoding only for a streamed body).
+every engine, is checked by `check_head` before a connection is taken (by automator/http1.py on the very bytes
+it is about to write; by automator.http.send for the other engines), against the grammar of RFC 9110/9112: the
+method and header names are tokens, the target is visible ASCII, header values hold no control character but
+HTAB, and the framing is the transport's (one Content-Length, equal to the body's; Transfer-Encoding only for a
+streamed body).
 
 An address check (`AddressCheck`) is given to automator.http.new_transport by a caller that must not reach some
 addresses (the `http` connector: not the loopback or the private network unless its allow-list names them). It
@@ -29,7 +30,7 @@ __all__ = ["AddressCheck", "AddressRefused", "UnsafeRequest", "allowed_addresses
            "resolve_checked"]
 
 # Host, port and one address it resolved to -> why it may not be connected to, or None when it may.
-AddressCheck = Callable[[str, int, str], "str | None"]
+AddressCheck = Callable[[str, int, str], str | None]
 
 
 class UnsafeRequest(httpx.LocalProtocolError):
