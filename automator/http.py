@@ -4,12 +4,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import ipaddress
+import socket
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
 import orjson
+
+from automator.http_safety import (AddressCheck, AddressRefused, UnsafeRequest, allowed_addresses, check_head,
+                                   resolve_checked)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -47,12 +53,15 @@ def _installed(engine: str) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in _NEEDS[engine])
 
 
-def new_transport(engine: str | None = None, *, max_connections: int = 100) -> httpx.AsyncBaseTransport:
+def new_transport(engine: str | None = None, *, max_connections: int = 100,
+                  address_check: AddressCheck | None = None) -> httpx.AsyncBaseTransport:
     """A pooled keep-alive transport on `engine` (one of ENGINES; the default engine when None).
 
     No engine reads proxy or certificate variables, retries, or follows redirects; all raise httpx's
     exception classes for the same failures (a refused connect is httpx.ConnectError, a server hanging up
     before answering is httpx.RemoteProtocolError, ...). An engine not installed falls back to "httpx".
+    `address_check` is asked about every address a host resolves to when a connection is made, and the
+    socket goes to one it allowed (automator.http_safety.AddressRefused when it allowed none).
     """
     engine = engine or default_engine()
     # The faster engines are a speed-up, not a feature: httpx's own transport behaves the same, at more CPU.
@@ -62,17 +71,57 @@ def new_transport(engine: str | None = None, *, max_connections: int = 100) -> h
         else:
             from automator.http1 import Http1Transport
 
-            return Http1Transport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
+            return Http1Transport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY,
+                                  address_check=address_check)
     if engine == "aiohttp":
         if _installed("aiohttp"):
-            return _aiohttp_transport(max_connections)
+            return _aiohttp_transport(max_connections, address_check)
         engine = "httpx"
     if engine == "httpx":
         limits = httpx.Limits(max_connections=max_connections,
                               max_keepalive_connections=min(max_connections, HTTPCORE_MAX_IDLE),
                               keepalive_expiry=KEEPALIVE_EXPIRY)
-        return httpx.AsyncHTTPTransport(trust_env=False, limits=limits, retries=0)
+        transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, retries=0)
+        if address_check is not None:
+            # httpx takes no network backend of its own; its pool (httpx < 0.29, pinned) does.
+            pool = transport._pool
+            pool._network_backend = _CheckedBackend(pool._network_backend, address_check)
+        return transport
     raise ValueError(f"unknown HTTP engine {engine!r}; one of {', '.join(ENGINES)}")
+
+
+class _CheckedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend connecting only to addresses the check allows (the httpx engine's hook)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, check: AddressCheck) -> None:
+        self.inner = inner
+        self.check = check
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        """Resolve, check, and connect to the first allowed address that answers (TLS still names `host`)."""
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve_checked(host, port, self.check)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"could not resolve {host} in {timeout:g} s") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}:{port}: {exc}") from exc
+        for address in addresses[:-1]:  # the next one when one does not answer, as create_connection does
+            try:
+                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError:
+                pass
+        return await self.inner.connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        """Not a network address: refused as such."""
+        raise AddressRefused("a Unix socket is not an address this client may connect to")
+
+    async def sleep(self, seconds: float) -> None:
+        """As the inner backend sleeps."""
+        await self.inner.sleep(seconds)
 
 
 def new_client(*, base_url: str = "", transport: httpx.AsyncBaseTransport | None = None,
@@ -127,13 +176,20 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
 
     `kwargs` are those of httpx.AsyncClient.request (json=, params=, headers=, timeout=, auth=, ...). httpx's
     own timeouts restart with every chunk read, so a server trickling a byte at a time would hold a worker
-    for ever; the deadline is what bounds a call. Other httpx errors pass through unchanged.
+    for ever; the deadline is what bounds a call. Other httpx errors pass through unchanged. A request whose
+    head would not reach the server as meant (a CR or LF in a header, ...) raises
+    automator.http_safety.UnsafeRequest, an httpx.LocalProtocolError, before any connection is taken.
     """
     send_kwargs = {key: kwargs.pop(key) for key in _SEND_KEYWORDS & kwargs.keys()}
     if "json" in kwargs and "content" not in kwargs:
         _encode_json(kwargs)
     # Built first so that the exception carries the request, as httpx's own timeouts do.
-    request = client.build_request(method, _merged(client, url), **kwargs)
+    try:
+        request = client.build_request(method, _merged(client, url), **kwargs)
+    except UnicodeEncodeError as exc:  # httpx writes header names and values as ASCII
+        raise UnsafeRequest("a header name or value is not ASCII text") from exc
+    if not getattr(getattr(client, "_transport", None), "checks_heads", False):
+        _check_request(request)  # Http1Transport checks the very bytes it writes: no need to do it twice
     try:
         async with asyncio.timeout(deadline) as budget:
             if send_kwargs or not _plain(client):
@@ -143,6 +199,20 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
         if budget.expired():
             raise DeadlineExceeded(f"{method} {request.url} took longer than {deadline:g} s",
                                    request=request) from exc
+        raise
+
+
+def _check_request(request: httpx.Request) -> None:
+    """check_head on the request as httpx built it (the client's own headers merged in), before a connection is
+    taken: the check of the engines that do not make it themselves (aiohttp's, httpx's, a test's)."""
+    try:
+        length: int | None = len(request.content)
+    except httpx.RequestNotRead:
+        length = None
+    try:
+        check_head(request.method, request.url.raw_path, request.headers.raw, length)
+    except UnsafeRequest as exc:
+        exc.request = request
         raise
 
 
@@ -192,15 +262,19 @@ async def _send_plain(client: httpx.AsyncClient, request: httpx.Request) -> http
 
 # --- the aiohttp engine ---------------------------------------------------------------------------------------
 
-def _aiohttp_transport(max_connections: int) -> httpx.AsyncBaseTransport:
+def _aiohttp_transport(max_connections: int, address_check: AddressCheck | None) -> httpx.AsyncBaseTransport:
     limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
-    return _aiohttp_engine()(trust_env=False, limits=limits)
+    transport = _aiohttp_engine()(trust_env=False, limits=limits)
+    transport.address_check = address_check  # type: ignore[attr-defined]
+    return transport
 
 
 @functools.cache
 def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
     # Defined on first use, so that importing this module does not import aiohttp (nor fail without it).
     import aiohttp
+    import aiohttp.abc
+    import aiohttp.resolver
     from httpx_aiohttp import AiohttpTransport
 
     # httpx-aiohttp files most failures under httpx.ConnectTimeout (a refused connect, a server hanging up
@@ -252,16 +326,45 @@ def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
                     raise
                 raise mapped from mapped.__cause__
 
+    class CheckedResolver(aiohttp.abc.AbstractResolver):
+        # aiohttp connects to what its resolver returns (and resolves no IP literal: those are the caller's).
+        def __init__(self, check: AddressCheck) -> None:
+            self.inner = aiohttp.resolver.DefaultResolver()
+            self.check = check
+
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                          ) -> list[aiohttp.abc.ResolveResult]:
+            found = await self.inner.resolve(host, port, family)
+            kept = allowed_addresses(host, port, [entry["host"] for entry in found], self.check)
+            return [entry for entry in found if entry["host"] in kept]
+
+        async def close(self) -> None:
+            await self.inner.close()
+
     class Transport(AiohttpTransport):
+        address_check: AddressCheck | None = None
+
+        def _check_literal(self, url: httpx.URL) -> None:
+            # aiohttp asks no resolver about an IP literal: the address check is made here for those.
+            try:
+                address = str(ipaddress.ip_address(url.host))
+            except ValueError:
+                return
+            port = url.port or (443 if url.scheme == "https" else 80)
+            allowed_addresses(url.host, port, [address], self.address_check)  # type: ignore[arg-type]
+
         def get_client(self) -> aiohttp.ClientSession:
             # httpx owns the cookies: aiohttp's own jar would keep a second copy and send a cookie that the
             # httpx client was told to forget. Built on first use, because a session belongs to the running loop.
+            resolver = CheckedResolver(self.address_check) if self.address_check is not None else None
             connector = aiohttp.TCPConnector(limit=self.limits.max_connections or 0, ssl=self.ssl_context,
-                                             keepalive_timeout=self.limits.keepalive_expiry)
+                                             keepalive_timeout=self.limits.keepalive_expiry, resolver=resolver)
             return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                          trust_env=False)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if self.address_check is not None:
+                self._check_literal(request.url)
             try:
                 response: httpx.Response = await super().handle_async_request(request)
             except Exception as exc:

@@ -9,6 +9,10 @@ framing (status line, headers, Content-Length, chunked, keep-alive) is parsed by
 connections per origin, httpx's timeouts, and httpcore's exception classes for each failure (the outbox decides
 on the class: a refused connect is retried, a connection dropped mid-answer may have been performed).
 
+Every head is checked before a connection is taken (automator/http_safety.py: no CR, LF or NUL from a
+header, method or target can end the request early and start another; the framing is ours), and with an
+address check the socket goes to an address that passed it, not to whatever the name resolves to later.
+
 Like the other engines: no proxies, redirects or retries. Unlike them: no HTTP/2, and the answer's body is read
 whole before the Response is returned (`client.stream()` gets it at once); connector answers are small JSON.
 """
@@ -20,6 +24,8 @@ import time
 from collections import deque
 import httptools
 import httpx
+
+from automator.http_safety import AddressCheck, check_head, resolve_checked
 
 __all__ = ["Http1Transport"]
 
@@ -125,15 +131,14 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_result(None)
 
     # --- one exchange -----------------------------------------------------------------------------------------
-    async def exchange(self, request: httpx.Request, body: bytes, read_timeout: float | None) -> None:
-        """Write the request and wait until its answer is read whole (or fail with httpx's class)."""
+    async def exchange(self, request: httpx.Request, head: bytes, body: bytes, read_timeout: float | None) -> None:
+        """Write the request (`head`, checked by the transport, then `body`) and wait until its answer is read
+        whole (or fail with httpx's class)."""
         assert self.transport is not None
         self._reset()
         self.head_request = request.method == "HEAD"
         self._waiter = self._loop.create_future()
         self._read_timeout = read_timeout
-        head = b"".join((request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n",
-                         *(b"%s: %s\r\n" % pair for pair in request.headers.raw), b"\r\n"))
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
@@ -183,11 +188,16 @@ class Http1Transport(httpx.AsyncBaseTransport):
     `max_connections` sockets over all origins, idle ones closed after `keepalive_expiry` seconds. See the
     module's docstring."""
 
+    # Every head is checked (automator.http_safety.check_head) on the bytes written, before a connection is
+    # taken: automator.http.send leaves the check to it.
+    checks_heads = True
+
     def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = 5.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, address_check: AddressCheck | None = None) -> None:
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self._ssl = ssl_context
+        self._address_check = address_check
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open = 0  # sockets in use or idle, and connects under way
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -204,10 +214,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol("the URL has no host")
         origin: Origin = (scheme, request.url.host, request.url.port or (443 if scheme == b"https" else 80))
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
-        body = await _body(request)
+        body, chunked = await _body(request)
+        # The bytes about to be written are checked, whoever calls (UnsafeRequest), before a connection is taken.
+        head = check_head(request.method, request.url.raw_path, request.headers.raw, None if chunked else len(body))
         connection = await self._acquire(origin, timeouts)
         try:
-            await connection.exchange(request, body, timeouts.get("read"))
+            await connection.exchange(request, head, body, timeouts.get("read"))
         except BaseException:
             connection.close()
             self._release(connection)
@@ -257,10 +269,22 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if scheme == b"https":
             context = self._ssl = self._ssl or httpx.create_ssl_context(trust_env=False)
         connection = _Connection(origin)
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.get_running_loop().create_connection(
-                    lambda: connection, host, port, ssl=context, server_hostname=host if context else None)
+                if self._address_check is None:
+                    await loop.create_connection(lambda: connection, host, port, ssl=context,
+                                                 server_hostname=host if context else None)
+                else:  # to an address the check allowed, not to whatever the name resolves to next
+                    addresses = await resolve_checked(host, port, self._address_check)
+                    for index, address in enumerate(addresses):
+                        try:
+                            await loop.create_connection(lambda: connection, address, port, ssl=context,
+                                                         server_hostname=host if context else None)
+                            break
+                        except OSError:
+                            if index == len(addresses) - 1:
+                                raise
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} in {timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
@@ -300,13 +324,14 @@ class Http1Transport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
-async def _body(request: httpx.Request) -> bytes:
-    """The request's body as the bytes to send after its head (chunk-framed when httpx said chunked)."""
+async def _body(request: httpx.Request) -> tuple[bytes, bool]:
+    """The request's body as the bytes to send after its head, and whether they are chunk-framed (when httpx
+    said chunked, for a stream of unknown length)."""
     try:
-        return request.content
+        return request.content, False
     except httpx.RequestNotRead:
         pass
     chunks = [bytes(chunk) async for chunk in request.stream]  # type: ignore[union-attr]
     if request.headers.get("transfer-encoding", "").lower() == "chunked":
-        return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks if c) + b"0\r\n\r\n"
-    return b"".join(chunks)
+        return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks if c) + b"0\r\n\r\n", True
+    return b"".join(chunks), False

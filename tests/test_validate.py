@@ -947,3 +947,22 @@ def test_a_rule_file_that_is_not_utf8(project: Any) -> None:
     root = project(files={"rules/cp1251.yaml": text.encode("cp1251")})
     assert_problems(root, [P(3, 18, "file is not valid UTF-8 (byte 0xcd)", "save the file in UTF-8 encoding",
                              path="rules/cp1251.yaml")])
+
+
+def test_an_env_reference_in_a_rule_is_refused_with_the_connector_setting_as_the_way(project: Any) -> None:
+    # Params are rendered with webhook data and sent out: the environment is read in automator.yaml only.
+    root = project("""\
+        rules:
+          - id: report
+            when: {event: booking.created}
+            do:
+              - http.request:
+                  method: POST
+                  url: "https://api.example.com/hook"
+                  headers: {Authorization: "Bearer ${env:API_TOKEN}", X-Trace: "{{ event.trace }}"}
+                via: api
+        """, config=AUTOMATOR_YAML.replace("  sms: {type: local}\n", '  sms: {type: local}\n'
+                                           '  api: {type: http, allow: ["api.example.com"]}\n'))
+    hint = ("put the secret in the connector's settings in automator.yaml (the http connector: "
+            "`headers: {Authorization: \"Bearer ${env:API_TOKEN}\"}`) and call it with `via:`")
+    assert_problems(root, [P(8, 36, "`${env:…}` is not read in a rule: a rule's params are sent as written", hint)])

@@ -50,6 +50,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
             ctx.error((*path, "via"), f"connector '{via}' ({connector.type}) cannot perform '{name}'")
     if isinstance(params, Mapping):
         _check_stages(name, params, (*path, name), ctx)
+    _check_no_env(params, (*path, name), ctx)
     ctx.deal_fields |= deal_fields(name, params)
     return ActionStep(action=name, params=ctx.templates(params, (*path, name)), via=via, location=ctx.location(path))
 
@@ -78,6 +79,24 @@ def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], c
             return
     if "stage" in params and not ctx.is_broken((*path, "stage")):
         ctx.stage(pipeline, params["stage"], (*path, "stage"))
+
+
+def _check_no_env(value: Any, path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """Refuse `${env:NAME}` in an action's params. Params are rendered with webhook data and sent out as they
+    are: the environment is read in automator.yaml's connector settings only, once, when the daemon starts, so
+    that no rule, and nothing a webhook carries, can name a variable and have it sent (and stored with the
+    effect)."""
+    if isinstance(value, str):
+        if "${env:" in value:
+            ctx.error(path, "`${env:…}` is not read in a rule: a rule's params are sent as written",
+                      "put the secret in the connector's settings in automator.yaml (the http connector: "
+                      "`headers: {Authorization: \"Bearer ${env:API_TOKEN}\"}`) and call it with `via:`")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_no_env(item, (*path, key), ctx)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_no_env(item, (*path, index), ctx)
 
 
 def deal_fields(name: str, params: Any) -> set[str]:
