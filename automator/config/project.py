@@ -114,7 +114,7 @@ def find_root(path: Path) -> Path | None:
     # A file's own folder, not its symlink target's: a link out of the project still belongs to the project.
     start = path.resolve() if path.is_dir() else path.parent.resolve()
     for candidate in (start, *start.parents):
-        if (candidate / CONFIG_FILE).is_file():
+        if os.path.lexists(candidate / CONFIG_FILE):  # whatever it is: reading it says what is wrong with it
             return candidate
     return None
 

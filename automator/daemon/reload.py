@@ -25,12 +25,15 @@ Loaded = tuple[Project | None, list[Problem]]
 
 
 def is_project_file(root: Path, path: Path) -> bool:
-    """automator.yaml, segments.yaml, pipelines/*.yaml and rules/**/*.yaml (tests and the database are not)."""
+    """automator.yaml, segments.yaml, pipelines/*.yaml, rules/**/*.yaml and folders under rules/ (tests and the
+    database are not)."""
     try:
         # Its own name, not a symlink's target: a link out of the project is still a change to report.
         rel = (path.parent.resolve() / path.name).relative_to(root.resolve())
     except ValueError:
         return False
+    if rel.parts[0] == "rules" and len(rel.parts) > 1 and not rel.suffix:
+        return True  # a folder moved in, out or linked: which rule files there are has changed
     if rel.suffix != ".yaml" or rel.name.endswith(".test.yaml"):
         return False
     if len(rel.parts) == 1:

@@ -42,6 +42,8 @@ NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
     ("rules/nps.yaml.swp", False),
     ("rules/nps.yml", False),  # rule files are *.yaml: a .yml file is not loaded, so not watched
     ("pipelines", False),
+    ("rules/clinic", True),  # a folder (or a symlink to one) moved in or out changes the rule files
+    ("rules", False),
 ])
 def test_is_project_file(tmp_path: Path, rel: str, expected: bool) -> None:
     assert is_project_file(tmp_path, tmp_path / rel) is expected

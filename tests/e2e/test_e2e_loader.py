@@ -120,6 +120,10 @@ def test_a_fifo_and_a_symlink_out_never_wedge_or_leak_through_the_daemon(project
                for e in errors), errors
     assert CANARY not in daemon.cli("status").stdout + json.dumps(status(daemon))
     assert daemon.health()["rules"] == 5  # the running rules stay in place
+    # A symlinked folder that loops is reported, not walked (by the loader or the watcher).
+    (project.root / "rules" / "loop").symlink_to(Path("."))
+    wait_for(lambda: any(e.startswith("rules/loop:1:1: error: a symlink to a folder")
+                         for e in status(daemon)["daemon"]["load_errors"]), 15, "the looping folder reported")
 
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGTERM)
