@@ -40,8 +40,8 @@ def find_tests(path: Path) -> list[Path]:
     """`*.test.yaml` files at or under `path`."""
     if not path.is_dir():
         return [path] if os.path.lexists(path) else []
-    # Symlinked folders are not walked but listed, so that reading them says why they are not read.
-    return [p for p in walk_yaml(path, TEST_SUFFIX) if ".venv" not in p.parts]
+    # Symlinked folders are not walked; unlike under rules/ they are not reported either (any folder can be tested).
+    return [p for p in walk_yaml(path, TEST_SUFFIX) if ".venv" not in p.parts and p.name.endswith(TEST_SUFFIX)]
 
 
 def run_tests(path: str | Path) -> list[CaseResult]:

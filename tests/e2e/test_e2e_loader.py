@@ -79,10 +79,12 @@ def test_automator_test_refuses_a_fifo_and_a_symlink_out(project: Project) -> No
     tests.mkdir()
     os.mkfifo(tests / "pipe.test.yaml")
     (tests / "leak.test.yaml").symlink_to(outside_file(project))
+    (tests / "up").symlink_to(Path(".."))  # a loop, if symlinked folders were walked
     result = subprocess.run([sys.executable, "-m", "automator", "test", "tests"], cwd=project.root, env=daemon_env(),
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "not a regular file (a FIFO)" in result.stdout and "a symlink leading outside" in result.stdout
+    assert "tests/up" not in result.stdout
     assert CANARY not in result.stdout + result.stderr
 
 
