@@ -1,6 +1,7 @@
 """Runs *.test.yaml files on the simulated world; pytest-like report ending `N passed, N failed`."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -8,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from automator.clock import parse_duration
+from automator.config.files import walk_yaml
 from automator.config.load import load_project
 from automator.config.problems import Problem
 from automator.config.project import TEST_SUFFIX, Project, display
@@ -36,9 +38,10 @@ class CaseResult:
 
 def find_tests(path: Path) -> list[Path]:
     """`*.test.yaml` files at or under `path`."""
-    if path.is_file():
-        return [path]
-    return sorted(p for p in path.rglob(f"*{TEST_SUFFIX}") if ".venv" not in p.parts)
+    if not path.is_dir():
+        return [path] if os.path.lexists(path) else []
+    # Symlinked folders are not walked; unlike under rules/ they are not reported either (any folder can be tested).
+    return [p for p in walk_yaml(path, TEST_SUFFIX) if ".venv" not in p.parts and p.name.endswith(TEST_SUFFIX)]
 
 
 def run_tests(path: str | Path) -> list[CaseResult]:
@@ -49,15 +52,18 @@ def run_tests(path: str | Path) -> list[CaseResult]:
     from automator.connector import vendor_schemas
 
     schemas = SchemaSet(vendor_schemas(builtin_connectors()))
+    # A test file found in a folder is read only if it lies in that folder (not through a symlink out of it).
+    within = Path(path) if Path(path).is_dir() else None
     for file in find_tests(Path(path)):
-        results.extend(run_file(file, schemas, projects))
+        results.extend(run_file(file, schemas, projects, within=within))
     return results
 
 
-def run_file(file: Path, schemas: SchemaSet, projects: dict[Any, Any]) -> Iterator[CaseResult]:
-    """Run the case (or the `tests:` cases) of one file."""
+def run_file(file: Path, schemas: SchemaSet, projects: dict[Any, Any], *,
+             within: Path | None = None) -> Iterator[CaseResult]:
+    """Run the case (or the `tests:` cases) of one file (refused unread if it lies outside `within`)."""
     shown = display(file)
-    doc, problems = load_document(file, display_path=shown)
+    doc, problems = load_document(file, display_path=shown, within=within)
     if doc is not None and doc.data is not None:
         problems += schemas.validate(doc, "test.schema.json")
     if problems or doc is None or not isinstance(doc.data, Mapping):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,8 @@ from automator.config.problems import Problem, sort_problems
 from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
                                       Project, content_version, display, find_root, rule_files)
 from automator.config.schemas import SchemaSet
-from automator.config.source import Document, load_document
+from automator.config.files import read_file
+from automator.config.source import MAX_BYTES, Document, load_document
 from automator.connector import Connector, vendor_schemas
 from automator.core.router import Router
 from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage, steps_shape
@@ -50,11 +52,18 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     texts: list[tuple[str, bytes]] = []
 
     def read(file: Path, schema: str) -> Document | None:
-        doc, found = load_document(file, display_path=display(file))
+        shown = display(file)
+        # Read once, here: the bytes parsed are the bytes the version is made of.
+        raw, refused = read_file(file, shown, MAX_BYTES, within=root)
+        if refused is not None:
+            problems.append(refused)
+            return None
+        doc, found = load_document(file, raw=raw, display_path=shown)
         problems.extend(found)
         if doc is None or doc.data is None:
             return None
-        texts.append((str(file.relative_to(root)), file.read_bytes()))
+        assert raw is not None
+        texts.append((str(file.relative_to(root)), raw))
         problems.extend(schemas.validate(doc, schema))
         return doc
 
@@ -68,7 +77,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             _pipelines(doc, config, pipelines, problems)
             pipeline_docs.update({name: doc for name in pipelines if name not in pipeline_docs})
     segments = None
-    if (root / SEGMENTS_FILE).is_file():
+    if os.path.lexists(root / SEGMENTS_FILE):  # anything there is read, so that a FIFO or a symlink out is reported
         doc = read(root / SEGMENTS_FILE, "segments.schema.json")
         if doc is not None:
             from automator.segments import compile_segments

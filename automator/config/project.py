@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Mapping
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from automator.actions import ActionSpec
+from automator.config.files import walk_yaml
 from automator.config.problems import Problem
 from automator.core.outcome import StepError
 from automator.model import Location, Pipeline, Rule
@@ -109,27 +111,31 @@ class Project:
 
 def find_root(path: Path) -> Path | None:
     """The nearest directory at or above `path` that holds automator.yaml."""
-    path = path.resolve()
-    start = path if path.is_dir() else path.parent
+    # A file's own folder, not its symlink target's: a link out of the project still belongs to the project.
+    start = path.resolve() if path.is_dir() else path.parent.resolve()
     for candidate in (start, *start.parents):
-        if (candidate / CONFIG_FILE).is_file():
+        if os.path.lexists(candidate / CONFIG_FILE):  # whatever it is: reading it says what is wrong with it
             return candidate
     return None
 
 
 def rule_files(root: Path, under: Path | None = None) -> list[Path]:
-    """Rule files of a project: rules/**/*.yaml without tests, optionally only those under `under`."""
+    """Rule files of a project: rules/**/*.yaml without tests, optionally only those under `under`.
+
+    Symlinked folders are not walked; they are listed, so that loading them reports them (see `walk_yaml`).
+    """
     base = root / "rules"
     if under is not None:
+        if os.path.lexists(under) and not under.is_dir():
+            # A file, or something else named on purpose: the loader reads it, or says why it does not.
+            # Its own name is kept (not a symlink's target), so that what is refused is named as the admin wrote it.
+            return [under.parent.resolve() / under.name] if not under.name.endswith(TEST_SUFFIX) else []
         under = under.resolve()
-        if under.is_file():
-            return [under] if not under.name.endswith(TEST_SUFFIX) else []
         if base.resolve() in (under, *under.parents):
             base = under
         elif under != root.resolve():
             return []
-    files = sorted(p for p in base.rglob("*.yaml") if not p.name.endswith(TEST_SUFFIX)) if base.is_dir() else []
-    return files
+    return [p for p in walk_yaml(base) if not p.name.endswith(TEST_SUFFIX)] if base.is_dir() else []
 
 
 def content_version(texts: list[tuple[str, bytes]]) -> str:
@@ -145,7 +151,8 @@ def content_version(texts: list[tuple[str, bytes]]) -> str:
 def display(path: Path, base: Path | None = None) -> str:
     """A path as the admin sees it: relative to the working directory when possible."""
     try:
-        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
+        # The file's own name, not its target's: a symlink is named as it is written in the project.
+        return str((path.parent.resolve() / path.name).relative_to((base or Path.cwd()).resolve()))
     except ValueError:
         return str(path)
 

@@ -1,7 +1,6 @@
 """Safe YAML with line:col on every node; duplicate keys, alias bombs and size limits refused."""
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import yaml
 from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent,
                          SequenceEndEvent, SequenceStartEvent, StreamEndEvent)
 
+from automator.config.files import read_file, too_large
 from automator.config.problems import Problem, sort_problems
 
 # libyaml is about twenty times faster than the pure-Python scanner; both give the same events and marks.
@@ -543,16 +543,10 @@ def _reader_problem(display_path: str, text: str, err: yaml.reader.ReaderError) 
                    "remove it; it is often pasted in invisibly from a document or a chat")
 
 
-def _read(path: str | Path, display_path: str, max_bytes: int) -> tuple[str | None, Problem | None]:
-    """The file's text, or a Problem; reads at most max_bytes + 1 bytes."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(max_bytes + 1)
-            if len(raw) > max_bytes:
-                size = os.fstat(handle.fileno()).st_size
-                return None, _too_large(display_path, max(size, len(raw)), max_bytes)
-    except OSError as err:
-        return None, Problem(display_path, 1, 1, f"cannot read the file: {err.strerror or err}")
+def _decode(raw: bytes, display_path: str, max_bytes: int) -> tuple[str | None, Problem | None]:
+    """The file's bytes as text, or a Problem (too large, not UTF-8)."""
+    if len(raw) > max_bytes:
+        return None, too_large(display_path, len(raw), max_bytes)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]  # a BOM is invisible in editors, so columns count from after it
     try:
@@ -565,19 +559,19 @@ def _read(path: str | Path, display_path: str, max_bytes: int) -> tuple[str | No
         return None, Problem(display_path, line, column, message, "save the file in UTF-8 encoding")
 
 
-def _too_large(display_path: str, size: int, max_bytes: int) -> Problem:
-    return Problem(display_path, 1, 1, f"file is too large ({size:,} bytes; the limit is {max_bytes:,})",
-                   "split it into several files")
-
-
 def load_document(
     path: str | Path,
     *,
     text: str | None = None,
+    raw: bytes | None = None,
     display_path: str | None = None,
     max_bytes: int = MAX_BYTES,
+    within: str | Path | None = None,
 ) -> tuple[Document | None, list[Problem]]:
-    """Load one YAML file (or `text`, shown as `path`) into a Document; never raises for bad input.
+    """Load one YAML file (or `text` or `raw` bytes, shown as `path`) into a Document; never raises for bad input.
+
+    The file is read as `automator.config.files.read_file` reads it: a regular file only, without blocking, and
+    with `within`, only if it lies inside that folder.
 
     Returns (None, problems) when the file cannot be read at all (size, encoding, syntax,
     several documents, nesting or alias limits); otherwise the Document and any problems
@@ -585,14 +579,19 @@ def load_document(
     """
     shown = display_path if display_path is not None else str(path)
     if text is None:
-        text, problem = _read(path, shown, max_bytes)
+        if raw is None:
+            raw, problem = read_file(path, shown, max_bytes, within=within)
+            if problem is not None:
+                return None, [problem]
+            assert raw is not None
+        text, problem = _decode(raw, shown, max_bytes)
         if problem is not None:
             return None, [problem]
         assert text is not None
     else:
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > max_bytes:
-            return None, [_too_large(shown, size, max_bytes)]
+            return None, [too_large(shown, size, max_bytes)]
         if text.startswith("\ufeff"):
             text = text[1:]
     builder = _Builder(None, shown, MAX_DEPTH, MAX_ALIAS_NODES)

@@ -20,6 +20,7 @@ import os
 import signal
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from automator.clock import SystemClock
@@ -28,6 +29,7 @@ from automator.connector import Connector
 from automator.daemon.engine import Engine
 from automator.daemon.metrics import LockTime
 from automator.daemon.outbox import Outbox
+from automator.daemon.reload import BoundedLoader
 from automator.daemon.storethread import StoreThread
 from automator.daemon.worker import BatchReport
 from automator.store.journal import worker_name
@@ -134,10 +136,19 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
                     policy=retry_policy(project.config.daemon.get("retry") or {}), on_events=engine.wake.set,
                     handles=lambda c: c.in_store)
 
+    # On a daemon thread, bounded: a load that hangs neither keeps this process alive nor holds the next one up.
+    loader = BoundedLoader(Path(settings["root"]))
+
     async def reload() -> None:
-        fresh, _ = await asyncio.to_thread(load_project, settings["root"])
+        loaded = await loader.load(stopping)
+        if loaded is None:
+            return  # stopping
+        fresh, problems = loaded
         if fresh is None:
-            return  # the daemon refused it too and keeps the old rules
+            # The files changed again since the daemon loaded them (it refuses them too), or the load hung.
+            log.error("the new rules did not load here; the old ones stay in place: %s",
+                      "; ".join(p.format().replace("\n", " ") for p in problems))
+            return
         old, state["connectors"] = list(state["connectors"].values()), await connectors_of(fresh)
         state["project"] = fresh
         engine.wake_timers.set()

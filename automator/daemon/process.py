@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Iterator, Mapping
@@ -47,6 +48,8 @@ MAX_BODY = 1_000_000
 MAX_BACKLOG = 1000  # undecided events past which webhooks are slowed down (see journal_append)
 MAX_ADMISSION_WAIT = 1.0  # seconds a webhook may be held back at most
 OUTBOX_DEADLINE = 30.0  # seconds a call may take: retired connectors are closed after it
+# Seconds from a stop to the exit at most: a call in flight has its deadline, then whatever still runs is abandoned.
+STOP_DEADLINE = OUTBOX_DEADLINE + 10.0
 
 
 def store_path(project: Project) -> Path:
@@ -151,6 +154,8 @@ class NoSignals(uvicorn.Server):
 
 class Daemon:
     """One `automator run`: webhooks in, rules decided, effects out, timers kept."""
+
+    owns_process = False  # set by run_daemon: a stop then ends the whole process within STOP_DEADLINE
 
     def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
                  clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
@@ -334,8 +339,37 @@ class Daemon:
         if sig is not None:
             log.info("received %s: stopping", signal.Signals(sig).name)
         self.stopping.set()
+        if self.owns_process:
+            self._arm_stop_deadline()
         if getattr(self, "server", None) is not None:
             self.server.should_exit = True
+
+    def _arm_stop_deadline(self) -> None:
+        """Once stopping, the process ends within STOP_DEADLINE whatever happens: a stuck thread, task or call
+        (or an interpreter exit joining a stuck thread) is named in the log and abandoned, the exit code is 1."""
+        if getattr(self, "stop_deadline", None) is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.stop_deadline = threading.Timer(STOP_DEADLINE, self._abandon, (loop,))
+        self.stop_deadline.daemon = True  # it never keeps the process alive itself
+        self.stop_deadline.start()
+
+    def _abandon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The stop deadline passed (on the timer's thread): say what still runs, and end the process now."""
+        try:
+            tasks = sorted(t.get_name() for t in asyncio.all_tasks(loop) if not t.done())
+        except RuntimeError:  # the loop is already gone
+            tasks = []
+        threads = sorted(t.name for t in threading.enumerate() if t not in (threading.current_thread(),
+                                                                               threading.main_thread()))
+        log.critical("not stopped %g s after the stop began: abandoning tasks [%s] and threads [%s]; exiting 1",
+                     STOP_DEADLINE, ", ".join(tasks), ", ".join(threads))
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+        os._exit(1)
 
     async def _recover(self) -> None:
         """What an earlier life left half done is put right before anything new is accepted."""
@@ -488,7 +522,12 @@ def gauges(store: SqliteStore, now: datetime) -> dict[str, float]:
 
 
 def run_daemon(daemon: Daemon) -> int:
-    """Run a daemon to its end on uvloop (when installed); the process exit code."""
+    """Run a daemon to its end on uvloop (when installed); the process exit code.
+
+    The daemon owns the process: once it is told to stop, the process ends within STOP_DEADLINE even if a thread
+    hangs (see Daemon._arm_stop_deadline).
+    """
+    daemon.owns_process = True
     try:
         import uvloop
         factory = uvloop.new_event_loop

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +42,8 @@ NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
     ("rules/nps.yaml.swp", False),
     ("rules/nps.yml", False),  # rule files are *.yaml: a .yml file is not loaded, so not watched
     ("pipelines", False),
+    ("rules/clinic", True),  # a folder (or a symlink to one) moved in or out changes the rule files
+    ("rules", False),
 ])
 def test_is_project_file(tmp_path: Path, rel: str, expected: bool) -> None:
     assert is_project_file(tmp_path, tmp_path / rel) is expected
@@ -189,3 +194,86 @@ def test_a_change_whose_connector_cannot_be_built_is_refused(daemon: Daemon, mon
         assert status(d)["load_errors"] == [problem.format()]
 
     swapping(daemon, scenario)
+
+
+# ---- BoundedLoader: a load that hangs is abandoned, and holds nothing up -------------------------------------------
+
+class HangingLoad:
+    """A load that hangs until released, the first time only; counts the loads started."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = 0
+
+    def __call__(self, root: Path) -> reload.Loaded:
+        self.started += 1
+        if self.started == 1:
+            self.release.wait()
+            return None, [Problem("stale", 1, 1, "the first, abandoned load")]
+        return None, [Problem("fresh", 1, 1, "a later load")]
+
+
+def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(tmp_path: Path) -> None:
+    hanging = HangingLoad()
+    loader = reload.BoundedLoader(tmp_path, timeout=0.2, load=hanging)
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loaded = await loader.load(stopping)
+        assert loaded is not None
+        project, (problem,) = loaded
+        assert project is None and "took longer than 0.2 s and was abandoned" in problem.message
+        assert problem.path == str(tmp_path)
+        stuck = [t for t in threading.enumerate() if t.name == "reload"]
+        assert len(stuck) == 1 and stuck[0].daemon  # it never keeps the process alive
+
+        # The next load does not start a second thread beside the stuck one: it waits for it to end ...
+        waiting = asyncio.create_task(loader.load(stopping))
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and hanging.started == 1
+        hanging.release.set()
+        # ... then loads afresh (the abandoned load's result is stale and dropped).
+        loaded = await asyncio.wait_for(waiting, 10)
+        assert loaded is not None and loaded[1][0].path == "fresh" and hanging.started == 2
+
+    asyncio.run(main())
+
+
+def test_stopping_ends_the_wait_for_a_hanging_load(tmp_path: Path) -> None:
+    hanging = HangingLoad()
+    loader = reload.BoundedLoader(tmp_path, timeout=60, load=hanging)
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.2, stopping.set)
+        assert await asyncio.wait_for(loader.load(stopping), 10) is None
+
+    asyncio.run(main())
+    hanging.release.set()
+
+
+STUCK_STOP = """
+import asyncio, signal, sys, threading
+from automator.config.load import load_project
+from automator.daemon import process
+
+process.STOP_DEADLINE = 0.5
+project, problems = load_project(sys.argv[1])
+daemon = process.Daemon(project, db_path=sys.argv[2], reload=False)
+daemon.owns_process = True
+threading.Thread(target=threading.Event().wait, name="stuck-forever").start()  # would keep the process alive
+
+async def main():
+    daemon.stopping = asyncio.Event()
+    daemon.stop(signal.SIGTERM)
+
+asyncio.run(main())
+"""
+
+
+def test_a_stopped_daemon_ends_its_process_by_the_deadline_whatever_hangs(make_project, tmp_path: Path) -> None:
+    root = make_project(RULES_V1)
+    done = subprocess.run([sys.executable, "-c", STUCK_STOP, str(root), str(tmp_path / "stop.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "abandoning" in done.stderr and "stuck-forever" in done.stderr
