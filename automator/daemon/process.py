@@ -25,6 +25,7 @@ from automator.connector import ConfigError, Connector, resolve_env
 from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
+from automator.daemon.instance import InstanceLock
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import watch
@@ -160,7 +161,17 @@ class Daemon:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
-        """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
+        """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0.
+
+        Raises AlreadyRunning at once, before the database is opened, when another daemon runs on it."""
+        claim = InstanceLock(self.db_path)
+        claim.acquire()
+        try:
+            return await self._serve()
+        finally:
+            claim.release()
+
+    async def _serve(self) -> int:
         self.stopping = asyncio.Event()
         self.room = asyncio.Event()  # set when the backlog is back under max_backlog
         self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
