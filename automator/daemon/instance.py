@@ -22,8 +22,8 @@ class AlreadyRunning(Exception):
 
 
 def instance_file(db: Path) -> Path:
-    """The lock file of a database's daemon."""
-    return Path(f"{db}-daemon.pid")
+    """The lock file of a database's daemon (beside the real file: two paths to one database share it)."""
+    return Path(f"{db.resolve()}-daemon.pid")
 
 
 class InstanceLock:

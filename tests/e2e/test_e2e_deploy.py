@@ -33,9 +33,9 @@ AUTOMATOR = Path(sys.executable).parent / "automator"  # the console script of t
 
 # ---- one daemon per database ----------------------------------------------------------------------------
 
-def run_second(project: Project) -> subprocess.CompletedProcess[str]:
+def run_second(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "automator", "run", "--config", str(project.config), "--host",
-                           "127.0.0.1", "--port", str(free_port())], cwd=project.root, env=daemon_env(),
+                           "127.0.0.1", "--port", str(free_port()), *args], cwd=project.root, env=daemon_env(),
                           capture_output=True, text=True, timeout=30)
 
 
@@ -49,6 +49,9 @@ def test_a_second_daemon_on_the_same_database_is_refused_and_operators_still_wor
     said = second.stderr.strip().splitlines()
     assert len(said) == 1 and str(project.db.resolve()) in said[0] and f"pid {first.proc.pid}" in said[0], said
     assert second.stdout == ""  # refused before anything started: no log line at all
+    alias = project.root / "alias.db"  # another path to the same file is the same database
+    alias.symlink_to(project.db)
+    assert "another daemon" in run_second(project, "--db", str(alias)).stderr
     assert first.alive and first.health()["status"] == "ok"
 
     # Operator commands never take the daemon's claim: they work while it is held.
