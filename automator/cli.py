@@ -177,6 +177,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
     Example: automator run --sandbox --port 8080
     """
     from automator.connector import ConfigError
+    from automator.daemon.instance import AlreadyRunning
     from automator.daemon.logs import setup_logging
     from automator.daemon.process import Daemon, run_daemon
     from automator.observe import config_path
@@ -191,7 +192,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
                     log_settings={"log_format": log_format, "log_level": log_level, "mask": not no_mask})
     try:
         sys.exit(run_daemon(daemon))
-    except ConfigError as exc:  # a `${env:NAME}` not set, a connector not installed: said plainly, exit 2
+    except (ConfigError, AlreadyRunning) as exc:  # a `${env:NAME}` not set, a second daemon: said plainly, exit 1
         raise click.ClickException(f"{exc} (nothing was started)") from exc
 
 
@@ -323,6 +324,26 @@ def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | 
                    f"{e['attempts'] or 0} tries\n    {e['error'] or ''}\n    "
                    f"{json.dumps(e['params'], ensure_ascii=False, default=str)}")
     click.echo(f"{_plural(len(letters), 'dead letter')}", err=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_config_option
+@_db_option
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def backup(file: Path, config: Path, db: Path | None, force: bool) -> None:
+    """Copy the database to FILE, consistently, while the daemon runs (SQLite's online backup API).
+
+    Example: automator backup /var/backups/automator/$(date +%F).db
+    """
+    from automator.observe import config_path, store_file
+    from automator.store.backup import BackupError, backup as copy_database
+
+    try:
+        report = copy_database(store_file(config_path(config), db), file, force=force)
+    except (BackupError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{report.target}  {report.size} bytes ({report.pages} pages, {report.seconds:.1f} s)")
 
 
 def main() -> None:

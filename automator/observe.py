@@ -14,6 +14,11 @@ STALE = 10.0  # seconds without a heartbeat after which a daemon that says "runn
 
 def open_store(config: Path, db: Path | None = None) -> SqliteStore:
     """The store a project's daemon uses (`store:` of automator.yaml, else automator.db beside it)."""
+    return SqliteStore(store_file(config, db))
+
+
+def store_file(config: Path, db: Path | None = None) -> Path:
+    """The database file a project's daemon uses; FileNotFoundError if there is none yet."""
     if db is None:
         doc, _ = load_document(config)
         name = (doc.data or {}).get("store") if doc is not None and isinstance(doc.data, dict) else None
@@ -22,7 +27,7 @@ def open_store(config: Path, db: Path | None = None) -> SqliteStore:
             db = config.parent / db
     if not db.exists():
         raise FileNotFoundError(f"no database at {db}: has `automator run` been started for this project?")
-    return SqliteStore(db)
+    return db
 
 
 def status(store: SqliteStore, now: datetime | None = None) -> dict[str, Any]:

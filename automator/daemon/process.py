@@ -27,6 +27,7 @@ from automator.daemon import crashpoints
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
 from automator.daemon.engine_process import START as ENGINE_START
+from automator.daemon.instance import InstanceLock
 from automator.daemon.listener import CannotListen, Limits, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.outbox import Outbox
@@ -194,7 +195,17 @@ class Daemon:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def serve(self) -> int:
-        """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0."""
+        """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0.
+
+        Raises AlreadyRunning at once, before the database is opened, when another daemon runs on it."""
+        claim = InstanceLock(self.db_path)
+        claim.acquire()
+        try:
+            return await self._serve()
+        finally:
+            claim.release()
+
+    async def _serve(self) -> int:
         try:  # first: a port that is taken ends the daemon before anything is started
             listener = listen(self.host, self.port, self.limits.backlog)
         except CannotListen as exc:
