@@ -4,17 +4,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from _loadgen import TOKEN_ENV  # the webhook token the load generator sends; daemons inherit its variable
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """\
 timezone: Europe/Moscow
 branches:
   main: {hours: "09:00-21:00", days: mon-sat}
 connectors:
-  crm: {type: local}
+  crm: {type: local, secret: "${env:%s}"}
   booking: {type: local}
   sms: {type: local}
 settings: {review_url: "https://example.com/review"}
-"""
+""" % TOKEN_ENV
 
 TEMPLATES = [
     """\
