@@ -19,8 +19,9 @@ the daemon is started again on the same database. At the end the load stops, the
 /metrics shows nothing pending, is stopped with SIGTERM, and everything is counted from the outside:
   - webhooks acknowledged (200) vs events in the journal: lost = acknowledged but not journaled, or journaled
     and never decided;
-  - effects expected vs delivered per kind as the sink / emulator saw them; duplicated = an effect key seen more
-    than once (http) or more than one task with the booking's title (task.create);
+  - effects expected vs delivered per kind as the sink / emulator saw them; duplicated = the same booking's
+    request (http) or task (task.create, by title) received more than once, so that a repeat under another key
+    counts too (the JSON line also has `duplicated_keys`: an Idempotency-Key the sink saw more than once);
   - effects parked as uncertain by the daemon, and of those "parked but never sent": the sink never saw the key
     (or the emulator has no such task) — measured outside the daemon, whatever the store says;
   - missing: expected, never delivered and not parked (a silent loss);
@@ -323,7 +324,8 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
     """Start everything, kill and restart `kills` times under load, drain, count."""
     rng = random.Random(seed)
     print(f"crash test: {kills} kills at {rate:g} webhooks/s, seed {seed}, in {work}", flush=True)
-    lifetime = kills * 15 + DRAIN_CAP_S + 300  # the outside systems stop by themselves even if the bench is killed
+    longest = kills * (UP_S[1] + GONE_CAP_S + HEALTHY_CAP_S) + 60  # the kill loop can take no longer than this
+    lifetime = longest + DRAIN_CAP_S + 300  # the outside systems stop by themselves even if the bench is killed
     sink = Outside(_sink, lifetime)
     b24 = Outside(_bitrix24, lifetime)
     nonce = uuid.uuid4().hex[:8]
@@ -337,11 +339,12 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
     stuck: collections.Counter[str] = collections.Counter()
     modes: collections.Counter[str] = collections.Counter()
     failure = None
+    up_s = 0.0  # the time the daemon served, between /healthz answering and the kill
     proc = d.start(cmd, log, env)
     load: Load | None = None
     try:
-        d.wait_healthy(port, proc, timeout=HEALTHY_CAP_S)
-        load = Load(mode="paced", port=port, path="/hooks/crm", conns=64, rate=rate, duration=kills * 15 + 60,
+        healthy = d.wait_healthy(port, proc, timeout=HEALTHY_CAP_S)
+        load = Load(mode="paced", port=port, path="/hooks/crm", conns=64, rate=rate, duration=longest,
                     nonce=nonce, delivery=True, reconnect=True, acked=True)
         for _ in range(kills):
             time.sleep(rng.uniform(*UP_S))
@@ -349,6 +352,7 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
             engine = [pid for pid in members if pid != proc.pid]
             mode = rng.choices([m for m, _ in KILL_MODES], [w for _, w in KILL_MODES])[0] if engine else "both"
             modes[mode] += 1
+            up_s += time.monotonic() - healthy
             if mode in ("both", "engine"):
                 for pid in engine:
                     with contextlib.suppress(OSError):
@@ -364,10 +368,16 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
             started = time.monotonic()
             proc = d.start(cmd, log, env)
             try:
-                restarts.append(d.wait_healthy(port, proc, timeout=HEALTHY_CAP_S) - started)
+                healthy = d.wait_healthy(port, proc, timeout=HEALTHY_CAP_S)
+                restarts.append(healthy - started)
             except RuntimeError as e:
                 failure = f"restart {len(restarts) + 1}: {e}"
+                healthy = time.monotonic()  # it was not up
                 break
+            if len(restarts) % 10 == 0 or len(restarts) == kills:  # a run of minutes shows it is moving
+                print(f"  {len(restarts)} of {kills} kills, {load.acks.value:,} webhooks acknowledged, restart "
+                      f"median {statistics.median(restarts):.2f} s", flush=True)
+        up_s += time.monotonic() - healthy
         load.stop()
         result = load.result(60)
         load = None
@@ -388,7 +398,7 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
         sink.close()
         b24.close()
     figures.update(sent=result["sent"], not_acked=result["sent"] - len(result["acked"]),
-                   kills=len(restarts), kill_modes=dict(modes), failure=failure, drain_s=drained,
+                   kills=len(restarts), kill_modes=dict(modes), up_s=up_s, failure=failure, drain_s=drained,
                    pending_at_end={k.removeprefix("automator_"): pending.get(k) for k in d.PENDING},
                    restart_max_s=max(restarts, default=float("nan")),
                    restart_median_s=statistics.median(restarts) if restarts else float("nan"),
@@ -405,7 +415,9 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if f["failure"]:
         print(f"  !! {f['failure']}")
     print(d.table(["webhooks", "count"], [
-        ["sent", f["sent"]], ["acknowledged (200)", f["acked"]], ["not acknowledged (killed mid-request)", f["not_acked"]], ["journaled (this run)", f["journaled"]],
+        ["sent", f["sent"]], ["acknowledged (200)", f["acked"]],
+        [f"  per second the daemon was up ({f['up_s']:.0f} s)", f["acked"] / max(f["up_s"], 1e-9)],
+        ["not acknowledged (connection lost at a kill, or not 200)", f["not_acked"]], ["journaled (this run)", f["journaled"]],
         ["lost: acknowledged, not journaled", f["lost_not_journaled"]],
         ["lost: journaled, never decided", f["lost_not_decided"]]]))
     print()
@@ -433,7 +445,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         ["pending at the end", ", ".join(f"{k} {v}" for k, v in f["pending_at_end"].items())]]))
     e = f["effects"]
     summary = {
-        "crash_kills": f["kills"], "crash_acked": f["acked"], "crash_lost": f["lost"],
+        "crash_kills": f["kills"], "crash_acked": f["acked"],
+        "crash_acked_per_up_s": round(f["acked"] / max(f["up_s"], 1e-9), 1), "crash_lost": f["lost"],
         "crash_duplicated": sum(k["duplicated"] for k in e.values()),
         "crash_duplicated_at_most_once": sum(e[r]["duplicated"] for r in HTTP_KINDS),
         "crash_duplicated_tasks": e["crash-task"]["duplicated"],

@@ -151,20 +151,10 @@ def status_json(config: Path) -> dict[str, Any] | str:
 
 
 def pending_of(status: dict[str, Any] | str) -> dict[str, Any]:
-    """The queue figures of `automator status --format json`: whatever keys name pending work or dead letters."""
+    """The counts of `automator status --format json` (events, effects and timers pending, dead letters, …)."""
     if not isinstance(status, dict):
         return {"error": status}
-    out: dict[str, Any] = {}
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and any(
-                word in path for word in ("pending", "queue", "dead", "uncertain", "waiting", "running", "retry")):
-            out[path] = value
-    walk(status, "")
-    return out
+    return {k: v for k, v in status.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -229,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           f"open-loop request waits for a free connection when all {CONNS} are busy, as when the daemon slows "
           f"webhooks past its max_backlog), {len(result['from_write']):,} acknowledged, {load_errors} failed, "
           f"{emulator.count:,} effects received by the emulator; {d.machine_load()} at the end")
+    if result["sent"] < 0.95 * planned:
+        print(f"  !! only {result['sent'] / duration:,.0f} webhooks/s of the {args.rate:g}/s asked went out: the "
+              f"figures below are for that rate, not for {args.rate:g}/s")
     for name in pids:
         print(f"  {name}: RSS after warm-up ({verdict['warm_up_s']:g} s) {verdict[f'{name}_rss_mean_mb']:.1f} MB on "
               f"average, slope {verdict[f'{name}_rss_slope_mb_per_min']:+.3f} MB/min: "
