@@ -340,6 +340,7 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
     modes: collections.Counter[str] = collections.Counter()
     failure = None
     up_s = 0.0  # the time the daemon served, between /healthz answering and the kill
+    exited_alone = 0
     proc = d.start(cmd, log, env)
     load: Load | None = None
     try:
@@ -348,6 +349,8 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
                     nonce=nonce, delivery=True, reconnect=True, acked=True)
         for _ in range(kills):
             time.sleep(rng.uniform(*UP_S))
+            if proc.poll() is not None:  # it ended before the kill came: a crash of its own, worth knowing
+                exited_alone += 1
             members = {pid: _start_time(pid) for pid in d.family(proc.pid)}
             engine = [pid for pid in members if pid != proc.pid]
             mode = rng.choices([m for m, _ in KILL_MODES], [w for _, w in KILL_MODES])[0] if engine else "both"
@@ -398,7 +401,7 @@ def run(kills: int, rate: float, seed: int, work: Path) -> dict[str, Any]:
         sink.close()
         b24.close()
     figures.update(sent=result["sent"], not_acked=result["sent"] - len(result["acked"]),
-                   kills=len(restarts), kill_modes=dict(modes), up_s=up_s, failure=failure, drain_s=drained,
+                   kills=len(restarts), kill_modes=dict(modes), up_s=up_s, exited_alone=exited_alone, failure=failure, drain_s=drained,
                    pending_at_end={k.removeprefix("automator_"): pending.get(k) for k in d.PENDING},
                    restart_max_s=max(restarts, default=float("nan")),
                    restart_median_s=statistics.median(restarts) if restarts else float("nan"),
@@ -441,6 +444,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         ["engine outlived its daemon, max s", f["outlived_max_s"]["engine after daemon"]],
         ["daemon outlived its engine, max s", f["outlived_max_s"]["daemon after engine"]],
         [f"partner alive after {GONE_CAP_S:g} s (killed)", f["partner_stuck"] or 0],
+        ["daemon ended by itself between kills", f["exited_alone"]],
         ["drain after the load, s", f["drain_s"]],
         ["pending at the end", ", ".join(f"{k} {v}" for k, v in f["pending_at_end"].items())]]))
     e = f["effects"]
