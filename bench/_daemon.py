@@ -19,7 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _project import HOOK_ENV, HOOK_PATH, write_project  # noqa: E402,F401
+from _loadgen import TOKEN_ENV  # noqa: E402 - sets the webhook token in this environment, which daemons inherit
+from _project import write_project  # noqa: E402
 from http_client import RESPONSE, _content_length  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -33,7 +34,7 @@ timezone: Europe/Moscow
 branches:
   main: {{hours: "09:00-21:00", days: mon-sat}}
 connectors:
-  crm: {{type: local, secret: "${{env:BENCH_HOOK_TOKEN}}"}}
+  crm: {{type: local, secret: "${{env:{token_env}}}"}}
   booking: {{type: local}}
   sms: {{type: local}}
   out: {{type: http, allow: ["127.0.0.1:{port}"]}}
@@ -66,7 +67,7 @@ def write_daemon_project(root: Path, rules: int, *, emulator_port: int) -> Path:
     """A project of `rules` rules: generated ones that cannot match the benchmark event (every trigger kind,
     see _project.py), plus BENCH_RULES. Returns automator.yaml."""
     write_project(root, rules - MATCHING, matching=0)
-    (root / "automator.yaml").write_text(CONFIG.format(port=emulator_port))
+    (root / "automator.yaml").write_text(CONFIG.format(port=emulator_port, token_env=TOKEN_ENV))
     (root / "rules" / "bench.yaml").write_text(BENCH_RULES.format(port=emulator_port))
     return root / "automator.yaml"
 
@@ -92,7 +93,7 @@ def start(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None) -> s
     out = log.open("ab")
     try:
         return subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **HOOK_ENV, **(env or {})}, cwd=str(log.parent))
+                                env={**os.environ, **(env or {})}, cwd=str(log.parent))
     finally:
         out.close()
 
@@ -168,6 +169,36 @@ def lock_seconds(port: int) -> dict[tuple[str, str], float]:
             if s.name == "automator_store_write_lock_seconds_total"}
 
 
+def metric_values(port: int) -> dict[str, float]:
+    """The daemon's gauges and counters from /metrics, unlabelled samples only: {name: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = get(port, "/metrics", timeout=5.0)
+    if status != 200:
+        return {}
+    return {s.name: s.value for family in text_string_to_metric_families(body.decode())
+            for s in family.samples if not s.labels}
+
+
+PENDING = ("automator_journal_pending", "automator_effects_pending", "automator_timers_pending")
+
+
+def drain(port: int, cap: float, names: Sequence[str] = PENDING) -> tuple[float | None, dict[str, float]]:
+    """Poll /metrics until the gauges `names` (default: events, effects and timers pending) read 0 twice in a
+    row; (seconds it took, the last figures), seconds None if something was still pending after `cap` s."""
+    began = time.monotonic()
+    figures: dict[str, float] = {}
+    calm = 0
+    while time.monotonic() - began < cap:
+        with contextlib.suppress(OSError, ValueError):
+            figures = metric_values(port)
+            calm = calm + 1 if figures and all(figures.get(name, 1) == 0 for name in names) else 0
+            if calm >= 2:
+                return time.monotonic() - began, figures
+        time.sleep(0.25)
+    return None, figures
+
+
 def proc_memory(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak resident) of a process and its children, added up, in MB."""
     out: dict[str, float] = {"VmRSS": 0.0, "VmHWM": 0.0}
@@ -178,6 +209,23 @@ def proc_memory(pid: int) -> dict[str, float]:
                 if name in out:
                     out[name] += int(value.split()[0]) / 1024
     return out
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of one process in MB (None if it is gone)."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def open_fds(pid: int) -> int | None:
+    """How many file descriptors one process has open (None if it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -192,12 +240,14 @@ def cpu_seconds(pid: int) -> float:
 
 # --- the outside system: a keep-alive HTTP/1.1 server in its own process that counts requests ----------------
 
-def _emulate(port_out: Any, served: Any) -> None:
+def serve_http(port_out: Any, lifetime: float, answer: Callable[[bytes, bytes], bytes]) -> None:
+    """In a child process: a keep-alive HTTP/1.1 server on 127.0.0.1 (uvloop where installed) that answers each
+    request with `answer(head, body)`; sends its port down `port_out` and stops after `lifetime` seconds."""
     with contextlib.suppress(ImportError):
         import uvloop
         uvloop.install()
 
-    class Counting(asyncio.Protocol):
+    class Answering(asyncio.Protocol):
         def __init__(self) -> None:
             self.buffer = bytearray()
             self.transport: asyncio.Transport | None = None
@@ -208,31 +258,40 @@ def _emulate(port_out: Any, served: Any) -> None:
         def data_received(self, data: bytes) -> None:
             self.buffer += data
             while (end := self.buffer.find(b"\r\n\r\n")) >= 0:  # a read may hold several requests
-                length = _content_length(bytes(self.buffer[:end]))
+                head = bytes(self.buffer[:end])
+                length = _content_length(head)
                 if len(self.buffer) < end + 4 + length:
                     return
+                body = bytes(self.buffer[end + 4:end + 4 + length])
                 del self.buffer[:end + 4 + length]
-                served.value += 1  # one writer: this process
                 assert self.transport is not None
-                self.transport.write(RESPONSE)
+                self.transport.write(answer(head, body))
 
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(Counting, "127.0.0.1", 0, backlog=1024)
+        server = await asyncio.get_running_loop().create_server(Answering, "127.0.0.1", 0, backlog=1024)
         port_out.send(server.sockets[0].getsockname()[1])
         port_out.close()
-        await asyncio.sleep(EMULATOR_LIFETIME_S)
+        await asyncio.sleep(lifetime)
 
     asyncio.run(main())
+
+
+def _emulate(port_out: Any, served: Any, lifetime: float) -> None:
+    def count(head: bytes, body: bytes) -> bytes:
+        served.value += 1  # one writer: this process
+        return RESPONSE
+
+    serve_http(port_out, lifetime, count)
 
 
 class Emulator:
     """The CRM the `http` connector calls: answers 200 JSON to everything; `served` counts the requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, lifetime: float = EMULATOR_LIFETIME_S) -> None:
         ctx: Any = multiprocessing.get_context("fork")
         self.served = ctx.Value("q", 0, lock=False)
         parent, child = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_emulate, args=(child, self.served), daemon=True)
+        self.process = ctx.Process(target=_emulate, args=(child, self.served, lifetime), daemon=True)
         self.process.start()
         if not parent.poll(10):
             self.process.kill()

@@ -4,22 +4,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from _loadgen import TOKEN_ENV  # the webhook token the load generator sends; daemons inherit its variable
+
 ROOT = Path(__file__).resolve().parents[1]
-# The benchmarks post their webhooks to `crm`. Every endpoint authenticates: it has a secret, which a benchmark
-# passes in the daemon's environment (_daemon.start) and in the URL it posts to.
-HOOK_TOKEN = "bench-hook-token"
-HOOK_ENV = {"BENCH_HOOK_TOKEN": HOOK_TOKEN}
-HOOK_PATH = f"/hooks/crm?token={HOOK_TOKEN}"
 CONFIG = """\
 timezone: Europe/Moscow
 branches:
   main: {hours: "09:00-21:00", days: mon-sat}
 connectors:
-  crm: {type: local, secret: "${env:BENCH_HOOK_TOKEN}"}
+  crm: {type: local, secret: "${env:%s}"}
   booking: {type: local}
   sms: {type: local}
 settings: {review_url: "https://example.com/review"}
-"""
+""" % TOKEN_ENV
 
 TEMPLATES = [
     """\

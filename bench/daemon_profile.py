@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         try:
             d.wait_healthy(port, proc)
             span = phases["warm"] + 2 * (phases["window"] + 1.5) + 2
-            load = Load(mode="closed", port=port, path=d.HOOK_PATH, conns=CONNS, duration=span, cap=2_000_000,
+            load = Load(mode="closed", port=port, path="/hooks/crm", conns=CONNS, duration=span, cap=2_000_000,
                         nonce=f"profile-{uuid.uuid4().hex[:8]}")
             time.sleep(phases["warm"])
             for name, gil in (("gil", True), ("threads", False)):

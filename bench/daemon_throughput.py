@@ -66,7 +66,7 @@ def measure(label: str, cmd: list[str], port: int, folder: Path, emulator: d.Emu
         acked = 0
 
         def load(mode: str, duration: float, **extra: Any) -> Load:
-            return Load(mode=mode, port=port, path=d.HOOK_PATH, conns=CONNS, duration=duration, cap=1_000_000,
+            return Load(mode=mode, port=port, path="/hooks/crm", conns=CONNS, duration=duration, cap=1_000_000,
                         nonce=f"{label[:8]}-{mode}-{uuid.uuid4().hex[:8]}", **extra)
 
         # warm-up: imports, first-call caches, the connector's pool, SQLite's page cache

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             load = None
             if args.load:
                 time.sleep(max(0.0, first_due - 1.0 - time.time()))
-                load = Load(mode="paced", port=port, path=d.HOOK_PATH, conns=64, rate=args.load,
+                load = Load(mode="paced", port=port, path="/hooks/crm", conns=64, rate=args.load,
                             duration=size["spread"] + 2.0, nonce=f"timers-{uuid.uuid4().hex[:8]}")
             cpu0, cpu_t0 = d.cpu_seconds(proc.pid), time.time()
             while time.time() < end and time.time() < now + 300:
