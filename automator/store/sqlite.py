@@ -251,6 +251,9 @@ class SqliteStore(JournalMixin, OutboxMixin):
                 for name, kind in columns.items():
                     if name not in existing:
                         self.db[table].add_column(name, kind)
+                        if (table, name) == ("effects", "started_at"):
+                            # Claimed by a version that did not record starts: their calls may have begun.
+                            self.db.conn.execute("update effects set started_at = updated_at where status = 'running'")
         for table, cols, unique in INDEXES:
             self.db[table].create_index(cols, if_not_exists=True, unique=unique)
 

@@ -38,10 +38,11 @@ def quiet(db: Path) -> bool:
 
 def test_effects_claimed_but_not_called_at_a_crash_are_performed_not_parked(tmp_path: Path,
                                                                             fake_server: FakeServer) -> None:
-    # One call a second: of the five effects claimed together, the first is called at once and the others wait
-    # for their tokens. The daemon dies as the first call's answer comes back, before it is settled.
-    config = CONFIG.replace("timeout: 5}}", "timeout: 5, rate: 1}}")
+    # One call every 2 s, each answered after 1 s: of the effects claimed together, the first is called at once and
+    # the others wait for their tokens. The daemon dies as the first call's answer comes back, before it is settled.
+    config = CONFIG.replace("timeout: 5}}", "timeout: 5, rate: 0.5}}")
     assert config != CONFIG
+    fake_server.delays["/visits"] = 1.0
     project = write_project(tmp_path / "project", fake_server.port, CALL_RULES, config=config)
     log = tmp_path / "daemon.log"
     first = Daemon(project, log, env={"AUTOMATOR_CRASH_AT": "effect.after_call:1"}).start()
@@ -53,13 +54,15 @@ def test_effects_claimed_but_not_called_at_a_crash_are_performed_not_parked(tmp_
 
     # The stored state tells the two apart: a started call has `started_at`; the others were only claimed.
     rows = query(project.db, "select key, status, started_at from effects where connector = 'web'")
-    assert len(rows) == len(BOOKINGS)
     assert {k for k, status, started in rows if started is not None} == sent_before
+    unstarted = [k for k, status, started in rows if status == "running" and started is None]
+    assert unstarted, rows  # claimed, waiting for a token, when the daemon died
 
     second = Daemon(project, log).start()
     try:
         wait_for(lambda: quiet(project.db), 30, "all effects performed after the restart")
         states = dict(query(project.db, "select key, status from effects where connector = 'web'"))
+        assert len(states) == len(BOOKINGS)
         calls = fake_server.count_by_key()
         parked = {k for k, s in states.items() if s == "uncertain"}
         assert parked == sent_before, states  # only the effect whose call had begun is parked
@@ -72,8 +75,10 @@ def test_effects_claimed_but_not_called_at_a_crash_are_performed_not_parked(tmp_
         (key,) = parked
         assert f"{key}  [uncertain]" in listing.stdout and "interrupted during the call (begun at" in listing.stdout
         assert "1 dead letter" in listing.stderr
+        explained = second.cli("explain", key.split("/")[0]).stdout
+        assert "[uncertain, 1 try]" in explained and "interrupted during the call (begun at" in explained
         recovered = [r for r in second.log_records() if "recovered after a crash" in str(r.get("msg", ""))]
-        assert recovered and "4 effects never called to perform" in recovered[0]["msg"], recovered
+        assert recovered and f"{len(unstarted)} effects never called to perform" in recovered[0]["msg"], recovered
     finally:
         second.terminate(10)
 

@@ -229,3 +229,19 @@ def test_dead_letters_replay_and_drop(store: SqliteStore) -> None:
     assert (row(store, "b")["status"], row(store, "b")["updated_at"]) == ("dropped", utc(later))
     assert store.drop("b", later) is False and store.drop("ok", later) is False
     assert store.dead_letters() == []
+
+
+def test_effects_claimed_before_the_upgrade_count_as_started(tmp_path: Path) -> None:
+    """A database from before `started_at`: its running effects may have been mid-call, so they stay in doubt."""
+    old = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
+    insert(old, effect("amo", delivery="at_most_once"), effect("waiting"))
+    old.claim_effects("dead-worker", NOW, 1, LEASE)
+    old.db.conn.execute("alter table effects drop column started_at")
+    old.close()
+    store = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
+    try:
+        assert row(store, "amo")["started_at"] == row(store, "amo")["updated_at"]
+        assert row(store, "waiting")["started_at"] is None
+        assert store.release_dead_effects("me", NOW, gone=lambda owner, me: True) == (0, 1, 0)
+    finally:
+        store.close()
