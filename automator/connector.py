@@ -206,6 +206,19 @@ class Connector:
         return getattr(self, method)(params, key)
 
 
+    def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> Any:
+        """Look in the system for what an interrupted try of this effect made; None when it made nothing.
+
+        Called before a try whose earlier try may have been performed without an answer (the daemon was killed
+        mid-call, or the call timed out): for an action whose API takes no idempotency key, the connector writes
+        the effect `key` into the record it creates (a field the API's own search can filter by) and finds it
+        here, so that the retry does not create it twice. Returns the ActionResult performing it would have
+        returned (the effect is then settled done, its events journaled), or None to have the action performed;
+        may be a coroutine function, like the actions. The default finds nothing: actions that are idempotent by
+        themselves (moves, updates) or whose system deduplicates by the key need no lookup."""
+        return None
+
+
 def vendor_schemas(types: Mapping[str, type[Connector]]) -> dict[str, dict[str, Any]]:
     """The params schemas of vendor-only actions: each connector package's `schemas/*.json`, named
     `actions/<file>` (so `@action("bitrix24.comment")` is validated by `schemas/bitrix24.comment.json`)."""

@@ -35,44 +35,74 @@ def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: d
     - Retryable (5xx, 429, connection refused, timeout before sending): retried after backoff, at least
       Retry-After; dead when the attempts are used up.
     - Uncertain (or any unexpected error, or a timeout mid-call): the call may have happened. at_least_once
-      effects are retried (connectors pass the key to systems that deduplicate); at_most_once ones are parked,
-      unless the connector is `repeatable` (it deduplicates by the effect key itself).
+      effects are retried (connectors pass the key to systems that deduplicate, and every later try first looks
+      for what this one made: `Connector.recover`); at_most_once ones are parked, unless the connector is
+      `repeatable` (it deduplicates by the effect key itself).
     """
     effect, attempt = claimed.effect, claimed.attempts
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     if isinstance(error, Rejected):
         return Settlement("dead", error=f"rejected: {text}")
     retry_after = error.retry_after if isinstance(error, Retryable) else None
-    if not isinstance(error, Retryable) and effect.delivery == "at_most_once" and not repeatable:
-        return Settlement("uncertain", error=f"{text} (at_most_once: not repeated, it may have been performed)")
+    maybe_performed = not isinstance(error, Retryable)
+    if maybe_performed and effect.delivery == "at_most_once" and not repeatable:
+        return Settlement("uncertain", error=f"{text} (at_most_once: not repeated, it may have been performed)",
+                          interrupted=True)
     if policy.exhausted(attempt):
-        return Settlement("dead", error=f"gave up after {attempt} attempts: {text}")
+        return Settlement("dead", error=f"gave up after {attempt} attempts: {text}", interrupted=maybe_performed)
     delay = policy.delay(attempt, retry_after)
-    return Settlement("retry", error=text, next_try_at=now + timedelta(seconds=delay))
+    return Settlement("retry", error=text, next_try_at=now + timedelta(seconds=delay), interrupted=maybe_performed)
 
 
 def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
-                     limit: int, connectors: list[str] | None) -> tuple[list[list[Event]], list[Claimed]]:
+                     limit: int, connectors: list[str] | None, start: Callable[[Effect], bool] | None = None
+                     ) -> tuple[list[list[Event]], list[Claimed]]:
     """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.
-    The claim is committed before any of its calls starts (an at_most_once effect must be `running` on disk
-    before it is sent, or a crash could send it again)."""
+    The claim is committed before any of its calls starts, and marks started those that `start` says are called
+    at once (an at_most_once effect must be started on disk before it is sent, or a crash could send it again;
+    one claimed but not started is performed after a crash, not parked)."""
     with store.atomic():
         results = [store.settle(effect, outcome, now) for effect, outcome in items]
-        claimed = store.claim_effects(worker, now, limit, LEASE, connectors) if limit > 0 else []
+        unsure = [effect.key for effect, outcome in items if outcome.interrupted]
+        if unsure:
+            store.mark_interrupted(unsure)
+        claimed = store.claim_effects(worker, now, limit, LEASE, connectors, start) if limit > 0 else []
     if items:
         crashpoints.after_commit(store, "settle.after_commit")
     return results, claimed
 
 
-def _perform_in_store(store: SqliteStore, connector: Connector, effect: Effect) -> ActionResult:
+def _perform_in_store(store: SqliteStore, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
     with store.atomic():  # the connector's writes join the store's transaction (and its place in the write queue)
-        result: ActionResult = connector.perform(effect.action, effect.params, effect.key)
+        found = connector.recover(effect.action, effect.params, effect.key) if interrupted else None
+        result: ActionResult = found if found is not None else connector.perform(effect.action, effect.params,
+                                                                                   effect.key)
     return result
 
 
-def _expect(store: SqliteStore, effect: Effect, entity: EntityRef, fields: dict[str, Any], now: datetime) -> None:
+async def _recover_or_perform(connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
+    """The action's result: found in the system when an earlier try was interrupted and made it, else performed."""
+    if interrupted:
+        found = connector.recover(effect.action, effect.params, effect.key)
+        if inspect.isawaitable(found):
+            found = await found
+        if found is not None:
+            log.info("effect %s %s: an interrupted try had performed it; not performed again", effect.action,
+                     effect.key, extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id})
+            return found  # type: ignore[no-any-return]
+    result = connector.perform(effect.action, effect.params, effect.key)
+    if inspect.isawaitable(result):
+        result = await result
+    return result  # type: ignore[no-any-return]
+
+
+def _start(store: SqliteStore, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None, now: datetime) -> None:
+    """Just before a call the claim did not mark started: mark it, and expect the echo of its change (the system
+    may report the change back before the call returns), in one write."""
     with store.atomic():
-        store.expect_echo(entity, fields, effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
+        if echo is not None:
+            store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
+        store.mark_started([effect.key], now)
 
 
 class Outbox:
@@ -132,7 +162,7 @@ class Outbox:
         ended, self._ended = self._ended, []
         try:
             results, claimed = await self.engine.call(settle_and_claim, [item for item, _ in ended], self.clock.now(),
-                                                      self.worker, free, self._mine())
+                                                      self.worker, free, self._mine(), self._starter())
         except Exception as exc:  # each task hears of it and tries again
             for _, future in ended:
                 if not future.done():
@@ -156,8 +186,13 @@ class Outbox:
         self.wake.clear()
         settling = bool(self._ended)
         claimed = await self._settle_and_claim(free) if free > 0 or settling else []
+        # Rate-limit tokens are taken here, on the loop, in one go: the effects marked started first, so each gets
+        # the token the claim counted it on (no wait), then the others, which wait for theirs.
+        now = time.monotonic()
+        waits = {c.effect.key: self._reserve(c.effect.connector, now)
+                 for c in sorted(claimed, key=lambda c: not c.started)}
         for item in claimed:
-            task = asyncio.create_task(self.perform(item))
+            task = asyncio.create_task(self.perform(item, waits[item.effect.key]))
             self.in_flight.add(task)
             task.add_done_callback(self._ended_call)
         if claimed or settling or self._ended:
@@ -200,8 +235,28 @@ class Outbox:
             return None
         return [name for name, connector in self.connectors().items() if self.handles(connector)]
 
-    async def perform(self, claimed: Claimed) -> None:
-        """One try of one effect, settled whatever happens."""
+    def _starter(self) -> Callable[[Effect], bool]:
+        """Which claimed effects the claim marks started, asked in claim order: those called at once, with a
+        rate-limit token free now and nothing to write before the call (an expected echo is written with the
+        start mark instead). A copy of the buckets' free tokens, taken on the loop: the claim counts it down."""
+        connectors = self.connectors()
+        now = time.monotonic()
+        free = {name: self._bucket(c).free(now) for name, c in connectors.items() if c.rate_limit is not None}
+
+        def start(effect: Effect) -> bool:
+            connector = connectors.get(effect.connector)
+            if connector is None or (not connector.in_store and expected_echo(effect.action, effect.params)):
+                return False
+            left = free.get(effect.connector)
+            if left is None:
+                return True
+            free[effect.connector] = left - 1
+            return left >= 1
+
+        return start
+
+    async def perform(self, claimed: Claimed, wait: float = 0.0) -> None:
+        """One try of one effect (after `wait` seconds, its rate-limit token's), settled whatever happens."""
         effect = claimed.effect
         connector = self.connectors().get(effect.connector)
         if connector is None:
@@ -209,24 +264,9 @@ class Outbox:
         else:
             if claimed.attempts > 1:
                 self.metrics.effect_retries.labels(effect.connector).inc()
-            await self._throttle(connector)
-            echo = expected_echo(effect.action, effect.params)
-            if echo is not None and not connector.in_store:
-                # Before the call: the system may report the change back before the call returns.
-                await self.engine.call(_expect, effect, *echo, self.clock.now())
-            try:
-                crashpoints.reached("effect.before_call")
-                result = await self._call(connector, effect)
-                crashpoints.reached("effect.after_call")
-                outcome = Settlement("done", result=dict(result.data), events=result.events)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # every failure is a settlement; nothing escapes the loop
-                outcome = classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
-                log.log(logging.WARNING if outcome.status == "retry" else logging.ERROR,
-                        "effect %s %s: %s", effect.action, outcome.status, outcome.error,
-                        extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id,
-                               "attempt": claimed.attempts})
+            if wait > 0:
+                await asyncio.sleep(wait)
+            outcome = await self._try(connector, claimed)
         self.metrics.effects.labels(effect.connector, effect.action, outcome.status).inc()
         for attempt in range(3):
             try:
@@ -237,25 +277,50 @@ class Outbox:
                               extra={"effect": effect.key})
                 await asyncio.sleep(1.0)
 
-    async def _call(self, connector: Connector, effect: Effect) -> ActionResult:
-        if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others
-            return await self.engine.call(_perform_in_store, connector, effect)
-        result = connector.perform(effect.action, effect.params, effect.key)
-        if inspect.isawaitable(result):
-            try:
-                async with asyncio.timeout(self.deadline):
-                    result = await result
-            except TimeoutError as exc:
-                raise Uncertain(f"no answer within {self.deadline:g} s") from exc
-        return result  # type: ignore[return-value]
+    async def _try(self, connector: Connector, claimed: Claimed) -> Settlement:
+        """Mark the call started (unless the claim did), make it, and say how it ended."""
+        effect = claimed.effect
+        try:
+            if not claimed.started:
+                echo = None if connector.in_store else expected_echo(effect.action, effect.params)
+                await self.engine.call(_start, effect, echo, self.clock.now())
+        except Exception as exc:  # not started, so not called: tried again later
+            return classify(Retryable(f"the call could not be marked started: {exc}"), claimed, self.policy,
+                            self.clock.now())
+        try:
+            crashpoints.reached("effect.before_call")
+            result = await self._call(connector, effect, claimed.interrupted)
+            crashpoints.reached("effect.after_call")
+            return Settlement("done", result=dict(result.data), events=result.events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is a settlement; nothing escapes the loop
+            outcome = classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
+            log.log(logging.WARNING if outcome.status == "retry" else logging.ERROR,
+                    "effect %s %s: %s", effect.action, outcome.status, outcome.error,
+                    extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id,
+                           "attempt": claimed.attempts})
+            return outcome
 
-    async def _throttle(self, connector: Connector) -> None:
-        if connector.rate_limit is None:
-            return
+    async def _call(self, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
+        if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others
+            return await self.engine.call(_perform_in_store, connector, effect, interrupted)
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await _recover_or_perform(connector, effect, interrupted)
+        except TimeoutError as exc:
+            raise Uncertain(f"no answer within {self.deadline:g} s") from exc
+
+    def _bucket(self, connector: Connector) -> TokenBucket:
         bucket = self.buckets.get(connector.name)
         if bucket is None:
-            bucket = self.buckets[connector.name] = TokenBucket(*connector.rate_limit)
-        wait = bucket.reserve(time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
+            bucket = self.buckets[connector.name] = TokenBucket(*connector.rate_limit)  # type: ignore[misc]
+        return bucket
+
+    def _reserve(self, name: str, now: float) -> float:
+        """Take a token of connector `name`'s rate limit: seconds until it may be used (0: at once)."""
+        connector = self.connectors().get(name)
+        if connector is None or connector.rate_limit is None:
+            return 0.0
+        return max(0.0, self._bucket(connector).reserve(now))
 

@@ -388,10 +388,11 @@ class Daemon:
         events = await self.engine.call(SqliteStore.release_dead_claims, self.worker)
         self.backlog = (await self.engine.call(SqliteStore.journal_lag, now))[0]
         repeatable = frozenset(n for n, c in self.connectors.items() if c.deduplicates)
-        retried, parked = await self.engine.call(SqliteStore.release_dead_effects, self.worker, now, repeatable)
-        if events or retried or parked:
-            log.warning("recovered after a crash: %d events to decide again, %d effects to retry, %d effects parked as "
-                        "uncertain", events, retried, parked)
+        retried, parked, unstarted = await self.engine.call(SqliteStore.release_dead_effects, self.worker, now,
+                                                            repeatable)
+        if events or retried or parked or unstarted:
+            log.warning("recovered after a crash: %d events to decide again, %d effects never called to perform, %d "
+                        "effects to retry, %d effects parked as uncertain", events, unstarted, retried, parked)
         await self.engine.call(sync_schedules, self.project, now)
 
     async def _connectors(self, project: Project) -> dict[str, Connector]:

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from automator.model import Effect, EntityRef, Event
 from automator.store.journal import owner_is_gone
@@ -23,6 +23,19 @@ class Claimed:
 
     effect: Effect
     attempts: int
+    # True when the claim itself marked the call started (it is called at once); else the call is marked started
+    # by a write of its own just before it begins (see `mark_started`).
+    started: bool = False
+    # True when an earlier try may have been performed without an answer: this one looks for what it made first.
+    interrupted: bool = False
+
+
+class Released(NamedTuple):
+    """What recovery did with the effects a dead process (or a lapsed lease) left claimed."""
+
+    retried: int  # the call may have begun: tried again (at_least_once, or a connector that deduplicates)
+    parked: int  # the call may have begun: parked as uncertain (at_most_once)
+    unstarted: int  # claimed but never called: back in the outbox, performed as if never tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +51,22 @@ class Settlement:
     error: str | None = None
     next_try_at: datetime | None = None
     events: tuple[Event, ...] = ()
+    # The call may have been performed though it gave no answer (an Uncertain end): later tries look first.
+    interrupted: bool = False
 
 
 class OutboxMixin:
     """Claiming, settling and parking effects (part of SqliteStore)."""
 
     def claim_effects(self: SqliteStore, worker: str, now: datetime, limit: int, lease: timedelta,
-                      connectors: Sequence[str] | None = None) -> list[Claimed]:
-        """Take up to `limit` effects that are due, oldest first, marking them running under `worker`'s lease."""
+                      connectors: Sequence[str] | None = None,
+                      start: Callable[[Effect], bool] | None = None) -> list[Claimed]:
+        """Take up to `limit` effects that are due, oldest first, marking them running under `worker`'s lease.
+
+        `start` says, in claim order, which of them are called at once (a rate-limit token is free and nothing
+        else is written before the call): those are marked started in this same transaction. The others are
+        claimed only, and marked started by `mark_started` just before their call, so that a crash before then
+        leaves them to be performed, not parked as uncertain."""
         from automator.store.sqlite import utc
 
         stamp = utc(now)
@@ -62,12 +83,29 @@ class OutboxMixin:
                 f"{only} order by next_try_at, rowid limit ?", [*args, limit])
             names = [column[0] for column in cursor.description]
             rows = [dict(zip(names, row)) for row in cursor]  # sqlite-utils' query() would add a savepoint
+            claimed = [Claimed(e, (r["attempts"] or 0) + 1, start is not None and start(e), bool(r["interrupted"]))
+                       for r, e in ((r, _effect(r)) for r in rows)]
             if rows:
                 self.db.conn.executemany(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
-                    "claimed_until = ?, updated_at = ? where key = ?",
-                    [[worker, utc(now + lease), stamp, r["key"]] for r in rows])
-        return [Claimed(_effect(r), (r["attempts"] or 0) + 1) for r in rows]
+                    "claimed_until = ?, updated_at = ?, started_at = ? where key = ?",
+                    [[worker, utc(now + lease), stamp, stamp if c.started else None, c.effect.key] for c in claimed])
+        return claimed
+
+    def mark_started(self: SqliteStore, keys: Sequence[str], now: datetime) -> None:
+        """The calls of these claimed effects are about to begin: committed before they do, so that recovery
+        knows they may have been performed."""
+        from automator.store.sqlite import utc
+
+        stamp = utc(now)
+        with self.atomic(savepoint=False):
+            self.db.conn.executemany("update effects set started_at = ? where key = ? and status = 'running'",
+                                     [[stamp, key] for key in keys])
+
+    def mark_interrupted(self: SqliteStore, keys: Sequence[str]) -> None:
+        """Tries of these effects may have been performed without an answer: every later try looks first."""
+        with self.atomic(savepoint=False):
+            self.db.conn.executemany("update effects set interrupted = 1 where key = ?", [[key] for key in keys])
 
     def settle(self: SqliteStore, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
         """Record a try's outcome; on success journal the events the system sends back. Returns them."""
@@ -92,33 +130,41 @@ class OutboxMixin:
         return [e for e, ok in zip(caused, fresh) if ok]
 
     def release_dead_effects(self: SqliteStore, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
-                             gone: Callable[[str, str], bool] = owner_is_gone) -> tuple[int, int]:
-        """Effects left running by a dead process (or past their lease): at_least_once ones are tried again,
-        at_most_once ones become `uncertain` — the call may have happened, so they wait for an operator —
-        unless their connector is in `repeatable` (it deduplicates by the effect key).
-
-        Returns (retried, parked)."""
+                             gone: Callable[[str, str], bool] = owner_is_gone) -> Released:
+        """Effects left running by a dead process (or past their lease). One whose call never began (claimed,
+        not started) goes back to the outbox as if that try had not been made, and is performed. One whose call
+        may have begun follows its delivery policy: at_least_once ones are tried again (looking first for what
+        the interrupted try made), at_most_once ones become `uncertain` — the call may have happened, so they
+        wait for an operator — unless their connector is in `repeatable` (it deduplicates by the effect key)."""
         from automator.store.sqlite import utc
 
         stamp = utc(now)
-        rows = self.db.conn.execute("select key, delivery, connector, claimed_by, claimed_until from effects "
-                                    "where status = 'running'").fetchall()
-        retried = parked = 0
+        rows = self.db.conn.execute("select key, delivery, connector, claimed_by, claimed_until, started_at "
+                                    "from effects where status = 'running'").fetchall()
+        retried = parked = unstarted = 0
         with self.atomic():
-            for key, delivery, connector, owner, until in rows:
+            for key, delivery, connector, owner, until, started in rows:
                 if not ((owner and gone(owner, me)) or (until and until < stamp)):
                     continue
-                if delivery == "at_most_once" and connector not in repeatable:
+                if started is None:
+                    unstarted += 1
+                    self.db.conn.execute(
+                        "update effects set status = case when attempts > 1 then 'retry' else 'pending' end, "
+                        "attempts = max(attempts - 1, 0), next_try_at = ?, claimed_by = null, claimed_until = null, "
+                        "updated_at = ? where key = ?", [stamp, stamp, key])
+                elif delivery == "at_most_once" and connector not in repeatable:
                     parked += 1
                     self.db.conn.execute(
-                        "update effects set status = 'uncertain', claimed_by = null, claimed_until = null, "
-                        "error = coalesce(error, '') || ?, updated_at = ? where key = ?",
-                        ["interrupted during the call: it may or may not have been performed", stamp, key])
+                        "update effects set status = 'uncertain', interrupted = 1, claimed_by = null, "
+                        "claimed_until = null, error = coalesce(error, '') || ?, updated_at = ? where key = ?",
+                        [f"interrupted during the call (begun at {started}): it may or may not have been performed",
+                         stamp, key])
                 else:
                     retried += 1
-                    self.db.conn.execute("update effects set status = 'retry', next_try_at = ?, claimed_by = null, "
-                                         "claimed_until = null, updated_at = ? where key = ?", [stamp, stamp, key])
-        return retried, parked
+                    self.db.conn.execute("update effects set status = 'retry', interrupted = 1, next_try_at = ?, "
+                                         "claimed_by = null, claimed_until = null, updated_at = ? where key = ?",
+                                         [stamp, stamp, key])
+        return Released(retried, parked, unstarted)
 
     def dead_letters(self: SqliteStore) -> list[dict[str, Any]]:
         """Effects parked for an operator: dead (gave up) and uncertain (maybe performed), oldest first."""

@@ -37,7 +37,11 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
     "effects": ({"key": str, "run_id": str, "rule_id": str, "action": str, "connector": str, "params": str,
                  "delivery": str, "status": str, "at": str, "entity": str, "depth": int, "result": str,
                  "attempts": int, "next_try_at": str, "claimed_by": str, "claimed_until": str, "error": str,
-                 "updated_at": str}, "key"),
+                 "updated_at": str,
+                 # When the claimed try's call was about to begin (committed before it begins); null while
+                 # claimed but not yet called. `interrupted`: some try may have been performed without an
+                 # answer (killed or timed out mid-call), so a later try first looks for what it made.
+                 "started_at": str, "interrupted": int}, "key"),
     # The journal: every accepted event, in order. `seq` is the order; `id` and (source, delivery_id) are unique.
     "journal": ({"seq": int, "id": str, "key": str, "type": str, "at": str, "source": str, "delivery_id": str,
                  "digest": str, "body": str, "status": str, "claimed_by": str, "claimed_until": str,
@@ -247,6 +251,9 @@ class SqliteStore(JournalMixin, OutboxMixin):
                 for name, kind in columns.items():
                     if name not in existing:
                         self.db[table].add_column(name, kind)
+                        if (table, name) == ("effects", "started_at"):
+                            # Claimed by a version that did not record starts: their calls may have begun.
+                            self.db.conn.execute("update effects set started_at = updated_at where status = 'running'")
         for table, cols, unique in INDEXES:
             self.db[table].create_index(cols, if_not_exists=True, unique=unique)
 
@@ -611,7 +618,8 @@ def _effect_row(effect: Effect) -> dict[str, Any]:
             "connector": effect.connector, "params": dump(dict(effect.params)), "delivery": effect.delivery,
             "status": status, "at": utc(effect.at), "entity": str(effect.entity) if effect.entity else None,
             "depth": effect.depth, "result": None, "attempts": 0, "next_try_at": utc(effect.at),
-            "claimed_by": None, "claimed_until": None, "error": None, "updated_at": utc(effect.at)}
+            "claimed_by": None, "claimed_until": None, "error": None, "updated_at": utc(effect.at),
+            "started_at": None, "interrupted": 0}
 
 
 def _timer(row: Mapping[str, Any]) -> Timer:

@@ -23,6 +23,11 @@ Choices where the reference is unsure (the safest reading):
 * a catch-up poll reports a lead as created when its created_at equals its updated_at, else updated; the
   first poll (no cursor) only starts the cursor at the current time.
 * amounts are rounded to whole units (v4 `price` is an integer).
+* `request_id` is only echoed back, never kept, and no list filters by anything a create could carry. With
+  `key_field` (a text custom field of leads) deal.create writes the effect key there and a try after an
+  interrupted one finds the lead by `GET /api/v4/leads?query=<key>` («search over the filled fields»), checking
+  that field itself; without it, and always for tasks (no custom fields, no text filter), an interrupted create
+  may be made twice.
 """
 from __future__ import annotations
 
@@ -84,6 +89,8 @@ class Amocrm(WebConnector):
                            {"type": "object", "required": ["id"], "additionalProperties": False,
                             "properties": {"id": {"type": "integer"}, "type": {"enum": list(FIELD_TYPES)}}}]}},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for one whole call."},
+            "key_field": {"type": "integer", "description": "A text custom field of leads that keeps each created "
+                          "lead's effect key: a create interrupted mid-call is then found, not made twice."},
         },
     }
     # The outbox's pace: 7 a second with no burst, so no one-second window ever holds more than the limit.
@@ -181,6 +188,9 @@ class Amocrm(WebConnector):
         contact = await self._contact(params.get("contact"), client, responsible, key)
         if contact is not None:
             lead["_embedded"] = {"contacts": [{"id": contact}]}
+        if self.config.get("key_field"):
+            lead["custom_fields_values"] = [*lead.get("custom_fields_values", []),
+                                            {"field_id": int(self.config["key_field"]), "values": [{"value": key}]}]
         made = await self.api.add("leads", [lead], "create lead")
         lead_id = str(made[0]["id"])
         state = LeadState(id=lead_id, updated_at=now, created_at=now, status_id=str(status_id),
@@ -191,6 +201,20 @@ class Amocrm(WebConnector):
                                        for cf in body.get("custom_fields_values", [])))
         result = {"id": lead_id, **({"contact": str(contact)} if contact is not None else {})}
         return ActionResult(result, (self._event(state, "deal.created"),))
+
+    async def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult | None:
+        """The lead an interrupted deal.create made, found by its effect key in `key_field` (searched with `query`,
+        then checked on the field itself: the search matches any filled field); None without `key_field`."""
+        field = self.config.get("key_field")
+        if action_name != "deal.create" or not field:
+            return None
+        leads, _ = await self.api.list_leads({"query": key, "with": "contacts"}, "find lead by effect key")
+        for found in leads:
+            state = lead_from_v4(found)
+            if (str(field), key) in state.custom:
+                result = {"id": state.id, **({"contact": state.contact} if state.contact else {})}
+                return ActionResult(result, (self._event(state, "deal.created"),))
+        return None
 
     async def _contact(self, contact: Any, client: Mapping[str, Any], responsible: int | None, key: str) -> int | None:
         """The amoCRM contact id a new lead is linked to: given, found by phone or email, or created."""

@@ -7,7 +7,10 @@ Contract points chosen under uncertainty (reference §1, §6, §7):
 - A stage of another pipeline sent to `crm.deal.update` is assumed refused; the connector checks the pipeline
   files itself and moves between pipelines with `crm.item.update` (entityTypeId 2), as the doc requires.
 - `crm.duplicate.findbycomm` with no match is assumed to answer `[]`; the oldest matching contact is used.
-- `tasks.task.add` has no external-id field: a task whose creation timed out may be created twice on retry.
+- `tasks.task.add` takes no idempotency key and `tasks.task.list` cannot filter by XML_ID, but it filters by
+  `TAG`: a task carries the tag `automator:<effect key>`, and a try after an interrupted one looks it up first
+  (`recover`). To-dos (`crm.activity.todo.add`) and timeline comments take no field a list can find them by:
+  an interrupted one may be made twice.
 - 429 OPERATION_TIME_LIMIT waits until the method's last seen `time.operating_reset_at` (else 60 s); 503
   QUERY_LIMIT_EXCEEDED waits one drain interval. Webhook-URL auth has no token to refresh: 401 is final.
 - The catch-up poll filters `>=DATE_MODIFY` with the ISO datetime (offset included) Bitrix itself returns
@@ -48,6 +51,11 @@ def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
         text = f"{what}: {key}: {error.get('error') or '-'}: {error.get('error_description', '')}"
         return Retryable(text) if error.get("error") in RETRY_CODES else Rejected(text)
     return None
+
+
+def task_tag(key: str) -> str:
+    """The tag a task created for effect `key` carries: tasks.task.list filters by tag, not by XML_ID."""
+    return f"automator:{key}"
 
 
 def _deal_id(value: Any) -> str:
@@ -265,9 +273,25 @@ class Bitrix24(WebConnector):
         return ActionResult({"id": deal_id}, (self._event(key, "updated", deal_id, data),))
 
     # ---- tasks and the timeline --------------------------------------------------------------------------
+    async def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult | None:
+        """A task an interrupted `task.create` made, found by its key's tag (tasks.task.list filtered by TAG).
+        deal.create needs no lookup here: it looks its ORIGIN_ID up on every try (in one batch with the contact)."""
+        if action_name != "task.create":
+            return None
+        found = await self.api.result("tasks.task.list", {"filter": {"TAG": task_tag(key)},
+                                                          "select": ["ID", "TITLE", "RESPONSIBLE_ID", "DEADLINE"]})
+        tasks = found.get("tasks") if isinstance(found, dict) else None
+        if not tasks:
+            return None
+        task = tasks[0]
+        return self._task_created(key, params, str(task["id"]), str(task.get("title") or params["title"]),
+                                  str(task.get("responsibleId") or self._user(params["assignee"])),
+                                  task.get("deadline"))
+
     @action("task.create")
     async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """tasks.task.add for the assignee (a user id or a role), bound to the deal and client in UF_CRM_TASK."""
+        """tasks.task.add for the assignee (a user id or a role), bound to the deal and client in UF_CRM_TASK,
+        tagged with the effect key (found by `recover` if the call is interrupted)."""
         fields: dict[str, Any] = {"TITLE": str(params["title"]), "RESPONSIBLE_ID": self._user(params["assignee"])}
         if params.get("description"):
             fields["DESCRIPTION"] = str(params["description"])
@@ -277,10 +301,15 @@ class Bitrix24(WebConnector):
         links += [f"C_{params['client']}"] if params.get("client") not in (None, "") else []
         if links:
             fields["UF_CRM_TASK"] = links
+        fields["TAGS"] = [task_tag(key)]
         task = (await self.api.result("tasks.task.add", {"fields": fields}))["task"]
-        task_id = str(task["id"])
-        data = {"title": fields["TITLE"], "assignee": fields["RESPONSIBLE_ID"], "due": fields.get("DEADLINE"),
-                "deal": params.get("deal"), "client": params.get("client")}
+        return self._task_created(key, params, str(task["id"]), fields["TITLE"], fields["RESPONSIBLE_ID"],
+                                  fields.get("DEADLINE"))
+
+    def _task_created(self, key: str, params: Mapping[str, Any], task_id: str, title: str, assignee: str,
+                      due: Any) -> ActionResult:
+        data = {"title": title, "assignee": assignee, "due": due, "deal": params.get("deal"),
+                "client": params.get("client")}
         event = Event(id=f"{key}>task.created", type="task.created", at=datetime.now(timezone.utc),
                       entity=EntityRef("task", task_id), data={k: v for k, v in data.items() if v is not None},
                       source=self.name)

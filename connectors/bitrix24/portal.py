@@ -62,6 +62,25 @@ def semantic(stage: str) -> str:
     return "S" if tail == "WON" else "F" if tail in ("LOSE", "APOLOGY") else "P"
 
 
+# The fields tasks.task.list filters by (doc: api-reference/tasks/tasks-task-list.md).
+TASK_FILTERS = frozenset({
+    "ID", "PARENT_ID", "GROUP_ID", "CREATED_BY", "STATUS_CHANGED_BY", "PRIORITY", "FORUM_TOPIC_ID", "RESPONSIBLE_ID",
+    "TITLE", "TAG", "REAL_STATUS", "STATUS", "MARK", "SITE_ID", "ADD_IN_REPORT", "DATE_START", "DEADLINE",
+    "CREATED_DATE", "CLOSED_DATE", "CHANGED_DATE", "ACCOMPLICE", "AUDITOR", "DEPENDS_ON", "ONLY_ROOT_TASKS", "STAGE_ID",
+    "SPRINT_ID", "BACKLOG_ID", "UF_CRM_TASK"})
+
+
+def _upper(camel: str) -> str:
+    """A task's camelCase key as its UPPER_CASE field name (responsibleId → RESPONSIBLE_ID)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).upper()
+
+
+def _camel(upper: str) -> str:
+    """An UPPER_CASE field name as the camelCase key the task answers carry (RESPONSIBLE_ID → responsibleId)."""
+    head, *rest = upper.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 def _text(value: Any) -> Any:
     if value is None or isinstance(value, (list, dict)):
         return value
@@ -346,8 +365,41 @@ class Portal:
                 "deadline": _text(fields.get("DEADLINE")), "groupId": str(fields.get("GROUP_ID") or "0"),
                 "priority": str(fields.get("PRIORITY") or "1"), "createdDate": self.stamp(),
                 "ufCrmTask": [str(v) for v in fields.get("UF_CRM_TASK") or []]}
+        tags = fields.get("TAGS") or []
+        task["tags"] = [str(t) for t in (tags if isinstance(tags, list) else str(tags).split(","))]
         self.tasks[task_id] = task
-        return {"task": dict(task)}
+        return {"task": {k: v for k, v in task.items() if k != "tags"}}
+
+    def task_list(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`tasks.task.list`: the documented filter fields (with Bitrix's prefixes; `TAG` and `UF_CRM_TASK` match
+        one of the task's values), UPPER_CASE `select` answered in camelCase, pages of 50 under `tasks`. A filter
+        on a field the doc does not list is refused (assume: the real portal ignores it, which would hide a bug)."""
+        p = _ci(params)
+        flt = p.get("filter") or {}
+        if not isinstance(flt, Mapping):
+            raise Fail(400, "", "Parameter 'filter' must be array.")
+        plain: dict[str, Any] = {}
+        many: list[tuple[str, str, Any]] = []  # (prefix, field, wanted) on fields holding several values
+        for key, wanted in flt.items():
+            name = str(key).lstrip("!=<>%@").upper()
+            if name not in TASK_FILTERS:
+                raise Fail(400, "", f"Unknown filter field {name}")
+            if name in ("TAG", "UF_CRM_TASK"):
+                many.append((str(key)[:len(str(key)) - len(name)], name, wanted))
+            else:
+                plain[key] = wanted
+        rows = []
+        for task in self.tasks.values():
+            values = {"TAG": task["tags"], "UF_CRM_TASK": task["ufCrmTask"]}
+            if all((str(wanted) in values[name]) != prefix.startswith("!") for prefix, name, wanted in many):
+                rows.append({**{_upper(k): v for k, v in task.items() if k != "tags"},
+                             "REAL_STATUS": task["status"]})
+        select = p.get("select") or []
+        page, extra = listing(rows, {**p, "filter": plain, "select": ["*"]})
+        wanted_keys = {_camel(str(s).upper()) for s in (select if isinstance(select, list) else [select])}
+        tasks = [{k: v for k, v in ((_camel(k), v) for k, v in row.items() if k != "REAL_STATUS")
+                  if not wanted_keys or k in wanted_keys or k == "id"} for row in page]
+        return {"tasks": tasks}, extra
 
     def _owner(self, type_id: Any, owner_id: Any) -> None:
         table = {"1": self.leads, "2": self.deals, "3": self.contacts}.get(str(type_id))

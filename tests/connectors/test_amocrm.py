@@ -183,6 +183,32 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
     assert {e.type for e in parsed} == {"deal.created"} and {e.data["stage"] for e in parsed} == {"new"}
 
 
+def test_an_interrupted_deal_create_is_found_by_the_key_field_not_made_twice(servers: Any) -> None:
+    """Issue 10 item 12: with `key_field` the lead keeps its effect key; the try after an interrupted one (the first
+    reached amoCRM, its answer was lost) finds the lead by `query` and returns the same result and event."""
+    world = World(servers, key_field=777001)
+    params = {"pipeline": "sales", "stage": "new", "title": "Визит", "amount": 900, "fields": {"phone": "+79161234567"}}
+
+    async def go(c: Amocrm) -> Any:
+        made = await c.perform("deal.create", params, "run-5/do/0")
+        await c.perform("deal.create", {**params, "title": "run-5/do/0 другой"}, "run-6/do/0")  # name matches query
+        return made, await c.recover("deal.create", params, "run-5/do/0"), await c.recover("deal.create", params,
+                                                                                           "run-4/do/0")
+    made, found, nothing = world.run(go)
+    assert len(world.emulator.state()["leads"]) == 2 and nothing is None
+    lead = next(lead for lead in world.emulator.state()["leads"] if str(lead["id"]) == made.data["id"])
+    assert {"field_id": 777001, "values": [{"value": "run-5/do/0"}]} in lead["custom_fields_values"]
+    assert found is not None and found.data == made.data
+    # The same change (the journal keeps it once); read back, it also names the responsible amoCRM assigned.
+    assert [(e.id, e.delivery_id) for e in found.events] == [(e.id, e.delivery_id) for e in made.events]
+    assert found.events[0].data.items() >= made.events[0].data.items()
+    search = [c for c in world.calls("GET") if c.path == "/api/v4/leads"][0]
+    assert search.query == {"query": "run-5/do/0", "with": "contacts"}
+    # Without `key_field` nothing is looked up (the README says amoCRM creates can then repeat).
+    assert World(servers).run(lambda c: c.recover("deal.create", params, "run-5/do/0")) is None
+    assert world.run(lambda c: c.recover("task.create", {"title": "x", "assignee": "admin"}, "k")) is None
+
+
 def test_deal_create_links_a_given_contact_and_refuses_a_foreign_id(servers: Any) -> None:
     world = World(servers)
 

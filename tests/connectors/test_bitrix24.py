@@ -332,10 +332,50 @@ def test_task_create_binds_the_deal_and_client(emu: Bitrix24Emulator) -> None:
         "description": "после визита", "deal": "394", "client": "75"}, "k"))
     assert rest_calls(emu) == [("tasks.task.add", {"fields": {
         "TITLE": "Позвонить: Анна", "RESPONSIBLE_ID": "6", "DESCRIPTION": "после визита",
-        "DEADLINE": "2026-12-31T18:00:00+03:00", "UF_CRM_TASK": ["D_394", "C_75"]}})]
+        "DEADLINE": "2026-12-31T18:00:00+03:00", "UF_CRM_TASK": ["D_394", "C_75"], "TAGS": ["automator:k"]}})]
     [task] = emu.state()["tasks"]
     assert (task["responsibleId"], task["status"], task["ufCrmTask"]) == ("6", "2", ["D_394", "C_75"])
     assert result.data == {"id": task["id"]} and result.events[0].type == "task.created"
+
+
+def test_an_interrupted_task_create_is_found_by_its_tag_not_made_twice(emu: Bitrix24Emulator) -> None:
+    """Issue 10 item 12: the first try reached the portal but its answer was lost (the daemon died); the retry,
+    told it follows an interrupted try, looks the task up by its tag and returns it."""
+    params = {"title": "Перезвонить", "assignee": "admin", "due": "2026-12-31T18:00:00+03:00", "deal": "394"}
+    other = {"title": "Другая", "assignee": "admin"}
+
+    async def first_then_retry(c: Bitrix24) -> Any:
+        made = await c.perform("task.create", params, "run-9/do/1")
+        await c.perform("task.create", other, "run-8/do/0")  # another effect's task: not a match
+        return made, await c.recover("task.create", params, "run-9/do/1")
+    made, found = run(emu, first_then_retry)
+    assert len(emu.state()["tasks"]) == 2
+    assert found is not None and found.data == made.data
+    assert [e.id for e in found.events] == [e.id for e in made.events]  # the journal keeps the echo once
+    assert found.events[0].data == made.events[0].data
+    assert rest_calls(emu)[-1] == ("tasks.task.list", {"filter": {"TAG": "automator:run-9/do/1"},
+                                                       "select": ["ID", "TITLE", "RESPONSIBLE_ID", "DEADLINE"]})
+    # Nothing made yet (the first try never reached the portal): the retry creates it.
+    assert run(emu, lambda c: c.recover("task.create", params, "run-7/do/0")) is None
+    assert run(emu, lambda c: c.recover("deal.move", {"deal": "1", "stage": "won"}, "run-9/do/1")) is None
+
+
+def test_the_task_list_emulates_the_documented_filters(emu: Bitrix24Emulator) -> None:
+    async def two(c: Bitrix24) -> None:
+        await c.perform("task.create", {"title": "a", "assignee": "6", "deal": "394"}, "k1")
+        await c.perform("task.create", {"title": "b", "assignee": "7"}, "k2")
+    run(emu, two)
+
+    def tasks(body: Any) -> Any:
+        answer = HTTP.post(f"{emu.url}/rest/1/{CODE}/tasks.task.list", json=body)  # type: ignore[attr-defined]
+        return answer.status_code, answer.json()
+    status, body = tasks({"filter": {"RESPONSIBLE_ID": 7}, "select": ["ID", "TITLE"]})
+    assert status == 200 and [t["title"] for t in body["result"]["tasks"]] == ["b"] and body["total"] == 1
+    assert set(body["result"]["tasks"][0]) == {"id", "title"}
+    assert [t["title"] for t in tasks({"filter": {"UF_CRM_TASK": "D_394"}})[1]["result"]["tasks"]] == ["a"]
+    assert [t["title"] for t in tasks({"filter": {"!TAG": "automator:k1"}})[1]["result"]["tasks"]] == ["b"]
+    status, body = tasks({"filter": {"XML_ID": "k1"}})
+    assert status == 400 and "XML_ID" in body["error_description"]
 
 
 def test_task_due_as_a_duration_and_bad_assignees(emu: Bitrix24Emulator) -> None:

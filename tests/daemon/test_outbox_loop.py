@@ -320,3 +320,59 @@ def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(world: World)
 
     asyncio.run(main())
     assert len(api.calls) == 12
+
+
+def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begins(world: World,
+                                                                                 tmp_path: Path) -> None:
+    """Issue 10 item 11: what recovery reads. The first effect gets the rate limit's one token and is started by
+    the claim itself; the others, claimed with it, wait for their tokens unstarted and are marked just before."""
+    import sqlite3
+
+    stopping = asyncio.Event()
+    seen: dict[str, Any] = {}
+
+    class Watched(Limited):
+        async def _step(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
+            reader = sqlite3.connect(tmp_path / "outbox.db")  # another connection sees committed rows only
+            seen[key] = reader.execute("select started_at from effects where key = ?", [key]).fetchone()[0]
+            seen.setdefault("unstarted at the first call", reader.execute(
+                "select count(*) from effects where status = 'running' and started_at is null").fetchone()[0])
+            reader.close()
+            return await super()._step(action_name, params, key)
+
+    world.connectors = {"api": Watched("api", [], stop_after=3, stopping=stopping)}
+    world.insert(*(effect(f"e{i}", delivery="at_most_once", action_="sms.send") for i in range(3)))
+    world.run(stopping)
+    assert all(seen[f"e{i}"] is not None for i in range(3)), seen
+    assert seen["unstarted at the first call"] == 2  # claimed together, waiting for their tokens
+    assert all(world.row(f"e{i}")["status"] == "done" for i in range(3))
+
+
+def test_a_try_after_a_timed_out_create_looks_for_what_it_made_first(world: World) -> None:
+    """Issue 10 item 12: the call timed out (it may have been performed); the next try asks `recover`, and what
+    it finds is the effect's result: the create is not sent again."""
+    first = asyncio.Event()
+
+    class Recovering(Scripted):
+        looked: list[str] = []
+
+        async def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult | None:
+            self.looked.append(key)
+            self.stopping.set()
+            return ActionResult({"id": "found-7"}, (Event(id=f"{key}>task.created", type="task.created", at=NOW,
+                                                          entity=EntityRef("task", "7"), source=self.name),))
+
+    api = Recovering("api", [Uncertain("read timeout")], stop_after=1, stopping=first)
+    world.connectors = {"api": api}
+    world.insert(effect("e1"))
+    world.run(first)
+    assert (world.row("e1")["status"], world.row("e1")["interrupted"]) == ("retry", 1)
+    assert api.looked == []  # the first try was a first try
+
+    world.clock.advance(timedelta(hours=1))
+    api.stopping = second = asyncio.Event()
+    world.run(second)
+    r = world.row("e1")
+    assert (r["status"], r["attempts"], r["result"]) == ("done", 2, '{"id":"found-7"}')
+    assert api.looked == ["e1"] and len(api.calls) == 1  # found, not performed again
+    assert [e["id"] for e in world.journal()] == ["e1>task.created"]

@@ -130,33 +130,78 @@ def test_settle_dead_or_uncertain_parks_the_effect(store: SqliteStore, status: s
 
 # ---- recovery ----------------------------------------------------------------------------------------------------
 
+STARTED = lambda effect: True  # noqa: E731  (every claimed call begins at once)
+
+
 def test_release_dead_effects_by_delivery_policy(store: SqliteStore) -> None:
     insert(store, effect("alo", delivery="at_least_once"), effect("amo", delivery="at_most_once"),
            effect("amo-dedup", delivery="at_most_once", connector="local"),
            effect("alive", delivery="at_most_once"))
-    store.claim_effects("dead-worker", NOW, 3, LEASE)
-    store.claim_effects("live-worker", NOW, 1, LEASE)
+    store.claim_effects("dead-worker", NOW, 3, LEASE, start=STARTED)
+    store.claim_effects("live-worker", NOW, 1, LEASE, start=STARTED)
     later = NOW + timedelta(seconds=10)  # within every lease: only the owner's death frees them
-    retried, parked = store.release_dead_effects("me", later, frozenset({"local"}),
-                                                 gone=lambda owner, me: owner == "dead-worker")
-    assert (retried, parked) == (2, 1)
+    released = store.release_dead_effects("me", later, frozenset({"local"}),
+                                          gone=lambda owner, me: owner == "dead-worker")
+    assert released == (2, 1, 0)
     alo, amo, dedup, alive = (row(store, k) for k in ("alo", "amo", "amo-dedup", "alive"))
-    assert (alo["status"], alo["next_try_at"], alo["claimed_by"]) == ("retry", utc(later), None)
+    assert (alo["status"], alo["next_try_at"], alo["claimed_by"], alo["interrupted"]) == ("retry", utc(later), None, 1)
     assert (dedup["status"], dedup["next_try_at"]) == ("retry", utc(later))
     assert amo["status"] == "uncertain" and "may or may not have been performed" in amo["error"]
+    assert f"begun at {utc(NOW)}" in amo["error"] and amo["started_at"] == utc(NOW)
     assert amo["claimed_by"] is None
     assert (alive["status"], alive["claimed_by"]) == ("running", "live-worker")
     assert [d["key"] for d in store.dead_letters()] == ["amo"]
-    assert {c.effect.key for c in store.claim_effects("me", later, 10, LEASE)} == {"alo", "amo-dedup"}
+    again = {c.effect.key: c for c in store.claim_effects("me", later, 10, LEASE)}
+    assert set(again) == {"alo", "amo-dedup"}
+    assert again["alo"].interrupted and again["amo-dedup"].interrupted  # they look first for what was made
 
 
 def test_release_dead_effects_after_the_lease_even_when_the_owner_seems_alive(store: SqliteStore) -> None:
     insert(store, effect("alo"), effect("amo", delivery="at_most_once"))
-    store.claim_effects("other-host:1:x", NOW, 2, LEASE)
+    store.claim_effects("other-host:1:x", NOW, 2, LEASE, start=STARTED)
     never_gone = lambda owner, me: False  # noqa: E731
-    assert store.release_dead_effects("me", NOW + LEASE, gone=never_gone) == (0, 0)
-    assert store.release_dead_effects("me", NOW + LEASE + timedelta(seconds=1), gone=never_gone) == (1, 1)
+    assert store.release_dead_effects("me", NOW + LEASE, gone=never_gone) == (0, 0, 0)
+    assert store.release_dead_effects("me", NOW + LEASE + timedelta(seconds=1), gone=never_gone) == (1, 1, 0)
     assert (row(store, "alo")["status"], row(store, "amo")["status"]) == ("retry", "uncertain")
+
+
+def test_claimed_but_never_called_effects_are_performed_after_a_crash_not_parked(store: SqliteStore) -> None:
+    """Issue 10 item 11: an effect is uncertain only if its call may have begun."""
+    insert(store, effect("sent", delivery="at_most_once"), effect("waiting", delivery="at_most_once"),
+           effect("late", delivery="at_most_once"), effect("alo-waiting"))
+    asked: list[str] = []
+
+    def only_the_first(e: Effect) -> bool:
+        asked.append(e.key)
+        return e.key == "sent"
+
+    claimed = {c.effect.key: c for c in store.claim_effects("dead-worker", NOW, 10, LEASE, start=only_the_first)}
+    assert asked == ["sent", "waiting", "late", "alo-waiting"]  # in claim order
+    assert [k for k, c in claimed.items() if c.started] == ["sent"]
+    assert row(store, "sent")["started_at"] == utc(NOW) and row(store, "waiting")["started_at"] is None
+    store.mark_started(["late"], NOW + timedelta(seconds=1))  # its call began after a wait for its token
+    later = NOW + timedelta(seconds=10)
+    released = store.release_dead_effects("me", later, gone=lambda owner, me: owner == "dead-worker")
+    assert (released.retried, released.parked, released.unstarted) == (0, 2, 2)
+    assert [(d["key"], d["status"]) for d in store.dead_letters()] == [("late", "uncertain"), ("sent", "uncertain")]
+    for key in ("waiting", "alo-waiting"):
+        r = row(store, key)
+        assert (r["status"], r["attempts"], r["claimed_by"], r["error"], r["interrupted"]) == \
+            ("pending", 0, None, None, 0)
+    # Operators and tests tell them apart by the stored state: parked effects were started, the others not.
+    assert store.count("effects", "status = 'uncertain' and started_at is null") == 0
+    again = {c.effect.key: c for c in store.claim_effects("me", later, 10, LEASE)}
+    assert set(again) == {"waiting", "alo-waiting"}
+    assert again["waiting"].attempts == 1 and not again["waiting"].interrupted  # as if never tried
+
+
+def test_a_retry_that_was_never_called_keeps_its_count_and_state(store: SqliteStore) -> None:
+    insert(store, effect("e"))
+    (first,) = store.claim_effects("W", NOW, 1, LEASE, start=STARTED)
+    store.settle(first.effect, Settlement("retry", error="503", next_try_at=NOW), NOW)
+    store.claim_effects("dead-worker", NOW, 1, LEASE)  # the second try, claimed but never called
+    store.release_dead_effects("me", NOW, gone=lambda owner, me: owner == "dead-worker")
+    assert (row(store, "e")["status"], row(store, "e")["attempts"]) == ("retry", 1)
 
 
 # ---- dead letters ------------------------------------------------------------------------------------------------
@@ -184,3 +229,19 @@ def test_dead_letters_replay_and_drop(store: SqliteStore) -> None:
     assert (row(store, "b")["status"], row(store, "b")["updated_at"]) == ("dropped", utc(later))
     assert store.drop("b", later) is False and store.drop("ok", later) is False
     assert store.dead_letters() == []
+
+
+def test_effects_claimed_before_the_upgrade_count_as_started(tmp_path: Path) -> None:
+    """A database from before `started_at`: its running effects may have been mid-call, so they stay in doubt."""
+    old = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
+    insert(old, effect("amo", delivery="at_most_once"), effect("waiting"))
+    old.claim_effects("dead-worker", NOW, 1, LEASE)
+    old.db.conn.execute("alter table effects drop column started_at")
+    old.close()
+    store = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
+    try:
+        assert row(store, "amo")["started_at"] == row(store, "amo")["updated_at"]
+        assert row(store, "waiting")["started_at"] is None
+        assert store.release_dead_effects("me", NOW, gone=lambda owner, me: True) == (0, 1, 0)
+    finally:
+        store.close()
