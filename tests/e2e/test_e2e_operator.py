@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from e2e_support import FakeServer, Project, booking_event, cli, wait_for, write_project
@@ -77,6 +78,10 @@ def test_runs_show_effect_states_explain_keeps_every_try_times_are_local(tmp_pat
     assert LOCAL_TIME.search(line), line
     as_json = json.loads(daemon.cli("runs", "--rule", "order-to-erp", "--format", "json").stdout)
     assert as_json[0]["effects"] == {"dead": 1} and as_json[0]["started_at"].endswith("+03:00")
+    # --since without an offset is the project's local time (read as UTC, an hour before would be two after).
+    an_hour_before = (datetime.fromisoformat(as_json[0]["started_at"]) - timedelta(hours=1)).replace(tzinfo=None)
+    assert [r["id"] for r in json.loads(daemon.cli("runs", "--rule", "order-to-erp", "--since",
+                                                   an_hour_before.isoformat(), "--format", "json").stdout)] == [run_id]
     assert LOCAL_TIME.search(daemon.cli("dead").stdout)
 
     # Replayed, and this time it goes through: explain keeps the two tries before, the replay and the last one.
@@ -137,13 +142,21 @@ def test_the_sandbox_says_once_per_reload_which_emulator_plays_a_connector(tmp_p
 HOLD_THE_WRITE_LOCK = """
 import fcntl, sqlite3, sys, time
 db = sys.argv[1]
-# The daemon's writers take turns through a lock file and then SQLite's own write lock: hold both, as a daemon
-# stopped in the middle of a transaction would.
+# The daemon's writers take turns through a lock file, then SQLite's own write lock: hold both, as a daemon stopped
+# in the middle of a transaction would. If the stopped daemon holds them already, so much the better.
 fd = open(db + "-lock", "a+")
-fcntl.flock(fd, fcntl.LOCK_EX)
-conn = sqlite3.connect(db, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("insert or replace into meta (name, value) values ('stuck', 'writer')")
+for _ in range(100):
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+    except BlockingIOError:
+        time.sleep(0.02)
+try:
+    conn = sqlite3.connect(db, isolation_level=None, timeout=2)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("insert or replace into meta (name, value) values ('stuck', 'writer')")
+except sqlite3.OperationalError:
+    pass  # the stopped daemon (or its engine process) is in a write transaction
 print("held", flush=True)
 time.sleep(120)
 """
