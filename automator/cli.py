@@ -1,11 +1,14 @@
 """The click CLI: each command parses options, calls one API function, formats, and sets the exit code."""
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -162,7 +165,9 @@ _db_option = click.option("--db", "db", type=click.Path(path_type=Path),
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--sandbox", is_flag=True, help="Play every outside system with its local emulator.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              help="INFO logs a line per accepted event, rule run and settled effect; WARNING only trouble.")
 @click.option("--no-mask", is_flag=True, help="Show phone numbers and names in logs (for debugging only).")
 @_db_option
 @click.option("--synchronous", type=click.Choice(["FULL", "NORMAL"]), default="FULL", show_default=True,
@@ -196,33 +201,71 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
         raise click.ClickException(f"{exc} (nothing was started)") from exc
 
 
-def _store(config: Path, db: Path | None) -> Any:
+_Command = TypeVar("_Command", bound=Callable[..., None])
+
+
+def _operator(command: _Command) -> _Command:
+    """An operator command ends in one line and exit 1 on any unexpected error, never in a traceback."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except sqlite3.OperationalError as exc:
+            from automator.observe import WRITE_WAIT
+
+            if "locked" in str(exc):  # only a write (replay, drop) waits for the lock, WRITE_WAIT s at most
+                raise click.ClickException(f"the database is busy: another process (the daemon?) held its write "
+                                           f"lock for over {WRITE_WAIT:g} s; nothing was changed, try again") from exc
+            raise click.ClickException(f"the database cannot be used: {exc}") from exc
+        except Exception as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return guarded  # type: ignore[return-value]
+
+
+def _store(config: Path, db: Path | None, *, write: bool = False) -> Any:
     from automator.observe import config_path, open_store
+    from automator.store.sqlite import OutdatedStore
 
     try:
-        return open_store(config_path(config), db)
-    except FileNotFoundError as exc:
+        return open_store(config_path(config), db, write=write)
+    except (FileNotFoundError, OutdatedStore) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _timezone(config: Path) -> Any:
+    from automator.observe import config_path, project_timezone
+
+    return project_timezone(config_path(config))
 
 
 @cli.command()
 @_config_option
 @_db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_operator
 def status(config: Path, db: Path | None, fmt: str) -> None:
     """The daemon's state: loaded rules, load errors, queue depth, timers, effects, dead letters.
 
     Example: automator status
     """
+    from automator.clock import show_time
     from automator.observe import status as read_status
 
-    report = read_status(_store(config, db))
+    tz = _timezone(config)
+    report = read_status(_store(config, db), tz=tz)
     if fmt == "json":
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     daemon = report["daemon"]
     click.echo(f"daemon:      {daemon.get('state', 'never started')}  pid {daemon.get('pid', '-')}  "
                f"{daemon.get('address', '')}{'  (sandbox)' if daemon.get('sandbox') else ''}")
+    if daemon.get("started_at"):
+        click.echo(f"since:       {show_time(daemon['started_at'], tz)}, "
+                   f"last heartbeat {show_time(daemon.get('heartbeat'), tz)}")
     click.echo(f"rules:       {daemon.get('rules', 0)} loaded, version {daemon.get('version', '-')}")
     for problem in daemon.get("load_errors") or []:
         click.echo(f"  load error: {problem}")
@@ -241,27 +284,35 @@ def status(config: Path, db: Path | None, fmt: str) -> None:
 @click.option("--since", help="Only runs started at or after this ISO 8601 moment.")
 @click.option("--limit", default=50, show_default=True, type=int)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_operator
 def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, since: str | None, limit: int,
          fmt: str) -> None:
     """List rule runs, newest last.
 
     Example: automator runs --rule no-show-to-rehabilitation --entity booking:1001
     """
+    from automator.clock import show_time
+    from automator.observe import effect_summary, local_iso
+
+    tz = _timezone(config)
     try:
         moment = datetime.fromisoformat(since) if since else None
     except ValueError as exc:
         raise click.UsageError(f"--since: not an ISO 8601 moment: {since!r}") from exc
     if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    found = _store(config, db).runs(rule, entity=entity, since=moment, limit=limit)
+        moment = moment.replace(tzinfo=tz)  # a time without an offset is the project's local time
+    store = _store(config, db)
+    found = store.runs(rule, entity=entity, since=moment, limit=limit)
+    states = store.effect_states(r.id for r in found)
     if fmt == "json":
         click.echo(json.dumps([{"id": r.id, "rule": r.rule_id, "status": r.status, "entity": str(r.entity or ""),
-                                "event": r.event_id, "started_at": r.started_at.isoformat() if r.started_at else None}
+                                "event": r.event_id, "started_at": local_iso(r.started_at, tz),
+                                "effects": states.get(r.id, {})}
                                for r in found], ensure_ascii=False, indent=2))
         return
     for r in found:
-        started = r.started_at.isoformat(timespec="seconds") if r.started_at else "-"
-        click.echo(f"{r.id}  {started}  {r.status:<9} {r.rule_id}  {r.entity or ''}")
+        effects = f"  effects: {effect_summary(states[r.id])}" if r.id in states else ""
+        click.echo(f"{r.id}  {show_time(r.started_at, tz)}  {r.status:<9} {r.rule_id}  {r.entity or ''}{effects}")
     click.echo(f"{_plural(len(found), 'run')}", err=True)
 
 
@@ -270,6 +321,7 @@ def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, si
 @_config_option
 @_db_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_operator
 def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
     """Everything about one run or event: each rule considered, each condition's value, each step and effect.
 
@@ -281,21 +333,24 @@ def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
     if report is None:
         raise click.ClickException(f"no run or event with id {ident!r}")
     click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str) if fmt == "json"
-               else format_explain(report))
+               else format_explain(report, _timezone(config)))
 
 
 @cli.command()
 @_config_option
 @_db_option
 @click.option("--limit", default=50, show_default=True, type=int)
+@_operator
 def timers(config: Path, db: Path | None, limit: int) -> None:
     """Pending timers (waits, `held` triggers, schedules), soonest first.
 
     Example: automator timers --limit 10
     """
-    store = _store(config, db)
+    from automator.clock import show_time
+
+    store, tz = _store(config, db), _timezone(config)
     for timer in store.timers(limit):
-        click.echo(f"{timer.due_at.isoformat(timespec='seconds')}  {timer.kind:<8} {timer.rule_id}  "
+        click.echo(f"{show_time(timer.due_at, tz)}  {timer.kind:<8} {timer.rule_id}  "
                    f"{timer.key or ''}  {timer.run_id or ''}")
     click.echo(f"{_plural(store.count('timers'), 'timer')} pending", err=True)
 
@@ -305,23 +360,27 @@ def timers(config: Path, db: Path | None, limit: int) -> None:
 @_db_option
 @click.option("--replay", "replay_key", metavar="ID", help="Put a parked effect back in the outbox.")
 @click.option("--drop", "drop_key", metavar="ID", help="Give up on a parked effect.")
+@_operator
 def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | None) -> None:
     """Effects parked for an operator: dead (gave up or refused) and uncertain (maybe performed).
 
     Example: automator dead --replay 3f2a9c0d1e4b5a6f/do/0
     """
-    store = _store(config, db)
+    from automator.clock import show_time
+
     now = datetime.now(timezone.utc)
     if replay_key or drop_key:
+        store = _store(config, db, write=True)  # the one operator command that writes: through the write lock
         done = store.replay(replay_key, now) if replay_key else store.drop(str(drop_key), now)
         if not done:
             raise click.ClickException(f"no parked effect {replay_key or drop_key!r}")
         click.echo(f"{'replayed' if replay_key else 'dropped'} {replay_key or drop_key}")
         return
-    letters = store.dead_letters()
+    tz = _timezone(config)
+    letters = _store(config, db).dead_letters()
     for e in letters:
         click.echo(f"{e['key']}  [{e['status']}]  {e['action']} via {e['connector']}  rule {e['rule_id']}  "
-                   f"{e['attempts'] or 0} tries\n    {e['error'] or ''}\n    "
+                   f"{e['attempts'] or 0} tries  parked {show_time(e['updated_at'], tz)}\n    {e['error'] or ''}\n    "
                    f"{json.dumps(e['params'], ensure_ascii=False, default=str)}")
     click.echo(f"{_plural(len(letters), 'dead letter')}", err=True)
 

@@ -18,7 +18,7 @@ import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -104,6 +104,22 @@ def localize(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def _wall(at: datetime, tz: ZoneInfo) -> datetime:
     return _utc(at, "time").astimezone(tz).replace(tzinfo=None)
+
+
+def show_time(at: datetime | str | None, tz: tzinfo, *, seconds: bool = True) -> str:
+    """A moment as an operator reads it: the wall time in the project's zone with its UTC offset,
+    `2026-03-02 15:05:07 +03:00` (`seconds=False`: `2026-03-02 15:05 +03:00`); `-` for none.
+
+    Text is read as ISO 8601 (a naive one as UTC, as the store writes it)."""
+    if at is None or at == "":
+        return "-"
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    local = at.astimezone(tz)
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + f" {offset[:3]}:{offset[3:]}"
 
 
 # --- durations --------------------------------------------------------------------------------------

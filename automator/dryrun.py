@@ -5,6 +5,7 @@ from datetime import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from automator.clock import show_time
 from automator.config.project import Project
 from automator.core.decide import decide
 from automator.core.scope import describe
@@ -49,7 +50,7 @@ def dry_run(project: Project, event_raw: Mapping[str, Any], state: Sequence[Mapp
                 entry["steps"].append({"path": step.path, "action": step.detail, "params": step.value,
                                        "at": _local(step.at, tz)})
             elif step.kind == "wait":
-                entry["steps"].append({"path": step.path, "wait": step.detail, "until": step.value})
+                entry["steps"].append({"path": step.path, "wait": step.detail, "until": _local_text(step.value, tz)})
             elif step.kind in ("error", "stop", "cancel", "if", "set", "emit"):
                 entry["steps"].append({"path": step.path, step.kind: step.detail or step.value, **_err(step.error)})
         runs.append(entry)
@@ -57,7 +58,7 @@ def dry_run(project: Project, event_raw: Mapping[str, Any], state: Sequence[Mapp
         runs.append({"rule": why.rule_id, "matched": False, "reason": why.reason,
                      "conditions": [{"expr": e, "value": v} for e, v in why.conditions], "steps": []})
     listening = {r["rule"] for r in runs}
-    return {"event": event.to_json(), "runs": runs,
+    return {"event": {**event.to_json(), "at": _local(event.at, tz)}, "runs": runs,
             "timers": [{"id": t.id, "kind": t.kind, "rule": t.rule_id, "due": _local(t.due_at, tz)}
                        for t in decision.timers],
             "cancelled_timers": list(decision.cancel_timers),
@@ -77,12 +78,21 @@ def _local(at: datetime | None, tz: Any) -> str | None:
     return at.astimezone(tz).isoformat() if at else None
 
 
+def _local_text(value: Any, tz: Any) -> Any:
+    """A moment written as ISO text, in the project's zone; anything else as it is."""
+    try:
+        return _local(datetime.fromisoformat(value), tz) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
 def format_text(plan: Mapping[str, Any], project: Project) -> str:
-    """The plan as an admin reads it."""
+    """The plan as an admin reads it, every time in the project's time zone with its offset."""
+    tz = project.config.timezone
     event = plan["event"]
     entity = event.get("entity")
     head = f"Event {event['type']}" + (f" on {entity['kind']} {entity['id']}" if entity else "")
-    lines = [f"{head} at {event['at']}", ""]
+    lines = [f"{head} at {show_time(event['at'], tz, seconds=False)}", ""]
     for run in plan["runs"]:
         rule = project.rule(run["rule"])
         trigger = describe(rule) if rule else ""
@@ -95,15 +105,16 @@ def format_text(plan: Mapping[str, Any], project: Project) -> str:
             lines.append(f"    if {cond['expr']}  →  {value}")
         for step in run["steps"]:
             if "action" in step:
-                lines.append(f"    {step['at'][:16].replace('T', ' ')}  {step['action']} {_params(step['params'])}")
+                at = show_time(step["at"], tz, seconds=False)
+                lines.append(f"    {at}  {step['action']} {_params(step['params'])}")
             elif "wait" in step:
-                lines.append(f"    wait until {str(step['until'])[:16].replace('T', ' ')}")
+                lines.append(f"    wait until {_shown(step['until'], tz)}")
             else:
                 kind = next(k for k in step if k != "path")
                 lines.append(f"    {kind}: {step[kind]}" + (f" ({step['error']})" if step.get("error") else ""))
     if plan["timers"]:
         lines.append("")
-        lines.extend(f"timer {t['id']} due {t['due']}" for t in plan["timers"])
+        lines.extend(f"timer {t['id']} due {show_time(t['due'], tz, seconds=False)}" for t in plan["timers"])
     if plan["cancelled_timers"]:
         lines.extend(f"timer {t} cancelled" for t in plan["cancelled_timers"])
     if not plan["runs"]:
@@ -111,6 +122,13 @@ def format_text(plan: Mapping[str, Any], project: Project) -> str:
     lines.append("")
     lines.append(f"{plan['other_rules']} other rule(s) do not listen to {event['type']}.")
     return "\n".join(lines)
+
+
+def _shown(value: Any, tz: Any) -> str:
+    try:
+        return show_time(value, tz, seconds=False)
+    except (TypeError, ValueError):  # not a moment (a wait that could not be computed): as it is
+        return str(value)
 
 
 def _params(params: Any) -> str:

@@ -86,6 +86,30 @@ def test_dry_run_text_and_conditions(tmp_path: Path) -> None:
     assert "other rule(s) do not listen to nps.received" in out
 
 
+def test_dry_run_shows_every_time_in_the_project_zone_with_its_offset() -> None:
+    # The moment given in UTC: the event, the actions, the wait and the timer are all shown in Moscow time.
+    code, out = invoke("dry-run", "--project", str(ROOT), "--event", str(ROOT / "examples/booking-arrived.yaml"),
+                       "--state", str(ROOT / "examples/state.yaml"), "--at", "2026-03-02T12:05:00Z")
+    assert code == 0, out
+    assert "at 2026-03-02 15:05 +03:00" in out.splitlines()[0]
+    assert "    2026-03-02 15:05 +03:00  segment.recompute {client: 77}" in out
+    assert "    wait until 2026-04-05 15:05 +03:00" in out
+    assert "    2026-04-05 15:05 +03:00  deal.create" in out
+    assert "+00:00" not in out and "12:05" not in out
+    plan = json.loads(invoke("dry-run", "--project", str(ROOT), "--event", str(ROOT / "examples/booking-arrived.yaml"),
+                             "--state", str(ROOT / "examples/state.yaml"), "--at", "2026-03-02T12:05:00Z",
+                             "--format", "json")[1])
+    assert plan["event"]["at"] == "2026-03-02T15:05:00+03:00"
+    assert plan["runs"][0]["steps"][1]["until"] == "2026-04-05T15:05:00+03:00"
+
+
+def test_an_unknown_log_level_is_a_usage_error_with_the_choices() -> None:
+    done = subprocess.run([sys.executable, "-m", "automator", "run", "--log-level", "bogus"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "Invalid value for '--log-level'" in done.stderr and "one of 'debug', 'info', 'warning', 'error', 'critical'" in done.stderr
+
+
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     before = sorted(p.name for p in ROOT.iterdir())
     invoke("dry-run", "--project", str(ROOT), "--event", str(ROOT / "examples/booking-arrived.yaml"))

@@ -17,6 +17,7 @@ from typing import Any
 
 from automator.clock import Clock
 from automator.config.project import Project
+from automator.daemon import worklog
 from automator.daemon.storethread import StoreThread
 from automator.daemon.timers import fire_due
 from automator.daemon.worker import BatchReport, process_batch
@@ -61,6 +62,7 @@ class Engine:
         for decision in report.decisions:
             for run in decision.runs:
                 self.metrics.runs.labels(run.rule_id, run.status).inc()
+        worklog.decided(report.decisions)
         if report.earliest_timer is not None:
             self.wake_timers.set()
         self.on_decided(report)

@@ -118,7 +118,8 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
 
     async def connectors_of(project: Any) -> dict[str, Connector]:
         return await store.call(lambda s: {name: c for name, c in build_connectors(
-            project, s.db, clock, sandbox=settings["sandbox"], emulators=None).items() if c.in_store})
+            project, s.db, clock, sandbox=settings["sandbox"], emulators=None, announce=False).items()
+            if c.in_store})
 
     state["connectors"] = await connectors_of(project)
     tally = Tally()

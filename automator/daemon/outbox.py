@@ -12,7 +12,7 @@ from typing import Any
 
 from automator.clock import Clock
 from automator.connector import ActionResult, Connector
-from automator.daemon import crashpoints
+from automator.daemon import crashpoints, worklog
 from automator.daemon.metrics import Metrics
 from automator.daemon.retry import RetryPolicy, TokenBucket
 from automator.daemon.storethread import StoreThread
@@ -271,6 +271,7 @@ class Outbox:
         for attempt in range(3):
             try:
                 await self.settle(effect, outcome)
+                worklog.settled(effect, outcome, claimed.attempts)
                 return
             except Exception:  # the outcome must be written: its lease would otherwise retry (or park) the effect
                 log.exception("effect %s could not be settled (try %d of 3)", effect.key, attempt + 1,
@@ -295,12 +296,7 @@ class Outbox:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is a settlement; nothing escapes the loop
-            outcome = classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
-            log.log(logging.WARNING if outcome.status == "retry" else logging.ERROR,
-                    "effect %s %s: %s", effect.action, outcome.status, outcome.error,
-                    extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id,
-                           "attempt": claimed.attempts})
-            return outcome
+            return classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
 
     async def _call(self, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
         if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others

@@ -23,7 +23,7 @@ from automator.config.load import builtin_connectors
 from automator.config.problems import Problem
 from automator.config.project import Project
 from automator.connector import ConfigError, Connector, MissingEnv, env_values, resolve_env
-from automator.daemon import crashpoints
+from automator.daemon import crashpoints, worklog
 from automator.daemon.catchup import interval, poll_forever
 from automator.daemon.engine import Engine, sleep
 from automator.daemon.engine_process import START as ENGINE_START
@@ -87,13 +87,15 @@ def append_batches(store: SqliteStore, batches: list[list[tuple[Event, str | Non
 
 def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | None = None,
                      emulators: dict[str, Any] | None = None,
-                     types: Mapping[str, type[Connector]] | None = None) -> dict[str, Connector]:
+                     types: Mapping[str, type[Connector]] | None = None,
+                     announce: bool = True) -> dict[str, Connector]:
     """One instance per connector of automator.yaml, its `${env:...}` secrets resolved.
 
     With `sandbox` (the daemon's own address), every connector that talks to an outside system is pointed at
     its emulator, served by the daemon under `/_sandbox/<name>` and sending its webhooks to `/hooks/<name>`;
     the emulators are kept in `emulators` (an existing one is reused, so a reload keeps its data). A connector
-    type without an emulator is played by `local`.
+    type without an emulator is played by `local`. `announce`: log which system plays each connector (the
+    daemon does; its engine process, building the same connectors, does not say it again).
     """
     from connectors.local import LocalConnector
 
@@ -109,15 +111,18 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
             emulated = cls.sandbox(name, options, base_url=f"{sandbox}/_sandbox/{name}",
                                    hook_url=f"{sandbox}/hooks/{name}")
             if emulated is None:
-                log.info("sandbox: connector %s (%s) is played by local", name, conf.type, extra={"connector": name})
+                if announce:
+                    log.info("sandbox: connector %s (%s) is played by local", name, conf.type,
+                             extra={"connector": name})
                 cls, options = LocalConnector, {}
             else:
                 options, emulator = emulated
                 if emulators is not None:
                     kept = emulators.get(name)
                     emulators[name] = kept if kept is not None and type(kept) is type(emulator) else emulator
-                log.info("sandbox: connector %s (%s) talks to its emulator", name, conf.type,
-                         extra={"connector": name})
+                if announce:
+                    log.info("sandbox: connector %s (%s) talks to its emulator", name, conf.type,
+                             extra={"connector": name})
                 out[name] = cls.create(name, options, db=db, now=clock.now)
                 continue
         try:
@@ -422,6 +427,7 @@ class Daemon:
                         await self.room.wait()
         fresh = await self.appender.submit(items)
         self.backlog += sum(fresh)
+        worklog.accepted(items, fresh)
         return fresh
 
     async def _append_batch(self, batches: list[list[tuple[Event, str | None]]]) -> list[list[bool] | Exception]:

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 
 PARKED = ("dead", "uncertain")  # what `automator dead` lists
 ECHO_WINDOW = timedelta(minutes=10)
+# Every try is kept for `explain`: appended to the effect's `tries` (a JSON list) in the statement that settles it,
+# so the history costs no statement of its own. A replay appends the parked state it ends (its error, which the
+# replay clears), and the tries after it count from 1 again.
+_ONE_MORE_TRY = ("json_insert(coalesce(tries, '[]'), '$[#]', "
+                 "json_object('try', attempts, 'at', ?, 'status', ?, 'error', ?))")
+_REPLAYED = ("json_insert(coalesce(tries, '[]'), '$[#]', "
+             "json_object('replayed', ?, 'status', status, 'error', error))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +119,12 @@ class OutboxMixin:
         from automator.store.sqlite import dump, utc
 
         with self.atomic(savepoint=False):
+            stamp = utc(now)
             self.db.conn.execute(
                 "update effects set status = ?, result = ?, error = ?, next_try_at = ?, claimed_by = null, "
-                "claimed_until = null, updated_at = ? where key = ?",
+                f"claimed_until = null, updated_at = ?, tries = {_ONE_MORE_TRY} where key = ?",
                 [outcome.status, dump(dict(outcome.result)) if outcome.result else None, outcome.error,
-                 utc(outcome.next_try_at or now), utc(now), effect.key])
+                 utc(outcome.next_try_at or now), stamp, stamp, outcome.status, outcome.error, effect.key])
             if outcome.status != "done":
                 return []
             caused = [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)
@@ -179,8 +187,8 @@ class OutboxMixin:
         with self.atomic():
             cur = self.db.conn.execute(
                 f"update effects set status = 'pending', attempts = 0, next_try_at = ?, updated_at = ?, "
-                f"error = null where key = ? and status in ({', '.join('?' * len(PARKED))})",
-                [utc(now), utc(now), key, *PARKED])
+                f"error = null, tries = {_REPLAYED} where key = ? and status in ({', '.join('?' * len(PARKED))})",
+                [utc(now), utc(now), utc(now), key, *PARKED])
         return cur.rowcount == 1
 
     def drop(self: SqliteStore, key: str, now: datetime) -> bool:

@@ -41,7 +41,8 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
                  # When the claimed try's call was about to begin (committed before it begins); null while
                  # claimed but not yet called. `interrupted`: some try may have been performed without an
                  # answer (killed or timed out mid-call), so a later try first looks for what it made.
-                 "started_at": str, "interrupted": int}, "key"),
+                 "started_at": str, "interrupted": int,
+                 "tries": str}, "key"),  # tries: a JSON list, one entry per try settled
     # The journal: every accepted event, in order. `seq` is the order; `id` and (source, delivery_id) are unique.
     "journal": ({"seq": int, "id": str, "key": str, "type": str, "at": str, "source": str, "delivery_id": str,
                  "digest": str, "body": str, "status": str, "claimed_by": str, "claimed_until": str,
@@ -213,6 +214,20 @@ def write_lock(path: Path | None) -> FairLock | None:
         return _WRITE_LOCKS[key]
 
 
+class OutdatedStore(Exception):
+    """A database opened read-only lacks tables or columns this version writes (or is no automator database)."""
+
+
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A connection that can only read (`mode=ro`, `query_only`): no write lock is taken, ever."""
+    if not path.exists():
+        raise FileNotFoundError(f"no database at {path}")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=timeout,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 class SqliteStore(JournalMixin, OutboxMixin):
     """The one store implementation: tests use it in memory, the daemon on disk.
 
@@ -220,27 +235,51 @@ class SqliteStore(JournalMixin, OutboxMixin):
     it fast); NORMAL survives process crashes only.
     """
 
-    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL", timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL", timeout: float = 30.0,
+                 read_only: bool = False) -> None:
         memory = str(path) == ":memory:"
         # isolation_level=None: transactions are ours (atomic()), never sqlite3's implicit ones.
-        conn = sqlite3.connect(":memory:" if memory else str(path), isolation_level=None, timeout=timeout,
-                               check_same_thread=False)
+        if read_only:
+            conn = _connect_read_only(Path(path), timeout)
+        else:
+            conn = sqlite3.connect(":memory:" if memory else str(path), isolation_level=None, timeout=timeout,
+                                   check_same_thread=False)
         self.path = None if memory else Path(path)
         self.db = sqlite_utils.Database(conn)
+        self._recency: dict[str, timedelta] | None = None
+        self._depth = 0
+        self._on_commit: list[Callable[[], None]] = []
+        self._timeout = timeout
+        self._turn_taken = False
+        if read_only:
+            # An operator's look: no write lock, no migration, so a daemon holding the lock never makes it wait
+            # (WAL readers see the last commit while a writer writes).
+            self._lock: FairLock | None = None
+            self._check_schema()
+            return
         if not memory:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
             if synchronous.upper() in ("FULL", "EXTRA", "2", "3"):
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        self._depth = 0
-        self._on_commit: list[Callable[[], None]] = []
         self._lock = write_lock(self.path)
-        self._timeout = timeout
-        self._turn_taken = False
         with self.atomic():
             self._migrate()
-        self._recency: dict[str, timedelta] | None = None
+
+    def _check_schema(self) -> None:
+        """Refuse, with what is missing, a database that lacks this version's tables or columns."""
+        missing = []
+        for table, (columns, _pk) in SCHEMA.items():
+            have = {row[1] for row in self.db.conn.execute(f"pragma table_info({table})")}
+            lacking = [name for name in columns if name not in have]
+            if not have:
+                missing.append(f"the table {table}")
+            elif lacking:
+                missing.append(f"{table}.{', '.join(lacking)}")
+        if missing:
+            raise OutdatedStore(f"the database at {self.path} is not one this version of automator has written "
+                                f"(it lacks {'; '.join(missing)}): `automator run` upgrades it when it starts")
 
     def _migrate(self) -> None:
         for table, (columns, pk) in SCHEMA.items():
@@ -524,6 +563,18 @@ class SqliteStore(JournalMixin, OutboxMixin):
             sql = f"select * from ({sql} order by started_at desc, id desc limit {int(limit)})"
         return [_run(r) for r in self.db.query(sql + " order by started_at, id", args)]
 
+    def effect_states(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """For each of these runs that has effects, how many are in each state (`{"done": 1, "dead": 1}`)."""
+        unique = list(dict.fromkeys(run_ids))
+        out: dict[str, dict[str, int]] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start:start + 500]
+            for run_id, state, count in self.db.conn.execute(
+                    f"select run_id, status, count(*) from effects where run_id in ({', '.join('?' * len(chunk))}) "
+                    "group by run_id, status", chunk):
+                out.setdefault(run_id, {})[state] = count
+        return out
+
     def effects(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Effects recorded, in order, optionally of one run."""
         sql, args = "select * from effects", []
@@ -619,7 +670,7 @@ def _effect_row(effect: Effect) -> dict[str, Any]:
             "status": status, "at": utc(effect.at), "entity": str(effect.entity) if effect.entity else None,
             "depth": effect.depth, "result": None, "attempts": 0, "next_try_at": utc(effect.at),
             "claimed_by": None, "claimed_until": None, "error": None, "updated_at": utc(effect.at),
-            "started_at": None, "interrupted": 0}
+            "started_at": None, "interrupted": 0, "tries": None}
 
 
 def _timer(row: Mapping[str, Any]) -> Timer:

@@ -97,9 +97,10 @@ def test_event_in_effect_out_trace_visible(tmp_path, fake_server: FakeServer, st
                                                              "json").stdout)], 10, "the reminder run")[0]
     assert run["status"] == "waiting" and run["entity"] == "booking:1003"
     timers = daemon.cli("timers")
-    due, kind, rule, entity, run_id = timers.stdout.split()
+    day, clock, offset, kind, rule, entity, run_id = timers.stdout.split()
     assert (kind, rule, entity, run_id) == ("resume", "reminder-next-day", "booking:1003", run["id"]), timers.stdout
-    late = datetime.fromisoformat(due) - datetime.fromisoformat(run["started_at"])
+    assert offset == "+03:00"  # the project's time zone, Europe/Moscow
+    late = datetime.fromisoformat(f"{day}T{clock}{offset}") - datetime.fromisoformat(run["started_at"])
     assert timedelta(hours=23, minutes=59) <= late <= timedelta(days=1, minutes=1), late
     assert "1 timer pending" in timers.stderr
     status = json.loads(daemon.cli("status", "--format", "json").stdout)
