@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from automator.clock import parse_duration
@@ -61,10 +62,11 @@ async def poll_forever(daemon: Daemon, name: str, every: float) -> None:
             return
         try:
             await poll_once(daemon, name, connector)
-        except (ConnectorError, OSError) as exc:
-            log.warning("catch-up poll of %s failed: %s", name, exc, extra={"connector": name})
-        except Exception:  # a connector bug must not end the loop
-            log.exception("catch-up poll of %s failed", name, extra={"connector": name})
+        except (ConnectorError, OSError) as exc:  # its text may quote a URL that holds a key: redacted
+            log.warning("catch-up poll of %s failed: %s", name, connector.redact(str(exc)), extra={"connector": name})
+        except Exception:  # a connector bug must not end the loop; its traceback as text, redacted as above
+            log.error("catch-up poll of %s failed\n%s", name, connector.redact(traceback.format_exc()),
+                      extra={"connector": name})
         try:
             await asyncio.wait_for(daemon.stopping.wait(), timeout=every)
         except TimeoutError:

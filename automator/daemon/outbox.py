@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -267,6 +268,8 @@ class Outbox:
             if wait > 0:
                 await asyncio.sleep(wait)
             outcome = await self._try(connector, claimed)
+            if outcome.error:  # an error may quote the request (a webhook URL holds its key): stored and shown
+                outcome = dataclasses.replace(outcome, error=connector.redact(outcome.error))
         self.metrics.effects.labels(effect.connector, effect.action, outcome.status).inc()
         for attempt in range(3):
             try:

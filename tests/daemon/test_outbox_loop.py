@@ -229,6 +229,22 @@ def test_rejected_goes_dead_success_is_done_in_the_same_batch(world: World) -> N
     assert world.metric("effects", connector="api", action="task.create", status="dead") == 1
 
 
+def test_an_effect_error_never_keeps_a_secret_of_its_connector(world: World) -> None:
+    # A system's error may quote the request: a Bitrix24 inbound webhook URL holds its key. The stored error (shown
+    # by `automator dead` and `explain`, and logged) has it taken out.
+    stopping = asyncio.Event()
+    url = "https://clinic.bitrix24.ru/rest/1/s3cr3tc0de42/"
+    api = Scripted("api", [Rejected(f"HTTP 404 for url '{url}crm.deal.add'")], stop_after=1, stopping=stopping)
+    api.secrets = frozenset({url, "s3cr3tc0de42"})  # as the daemon sets them from the resolved environment
+    world.connectors = {"api": api}
+    world.insert(effect("leaky"))
+    world.run(stopping)
+    row = world.row("leaky")
+    assert row["status"] == "dead" and "s3cr3tc0de42" not in row["error"]
+    assert row["error"] == "rejected: Rejected: HTTP 404 for url '***crm.deal.add'"
+    assert "s3cr3tc0de42" not in (row["tries"] or "")
+
+
 def test_uncertain_parks_at_most_once_and_retries_at_least_once(world: World) -> None:
     stopping = asyncio.Event()
     api = Scripted("api", [Uncertain("connection reset"), Uncertain("connection reset")], stop_after=2,
