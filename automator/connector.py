@@ -82,6 +82,7 @@ class Connector:
     # that receives webhooks (overrides `parse`) names them here: while any of them is unset, or when it names
     # none, the daemon refuses every webhook to the connector before `parse` runs. No endpoint is ever open.
     webhook_auth: ClassVar[tuple[str, ...]] = ()
+    starts_on_send: ClassVar[bool] = False  # see WebConnector: True when every request waits for the call's mark
     actions: ClassVar[Mapping[str, ActionSpec]] = {}
     _methods: ClassVar[Mapping[str, str]] = {}
 
@@ -393,6 +394,10 @@ class WebConnector(Connector):
     network (httpx.MockTransport, or httpx.ASGITransport over the connector's emulator)."""
 
     deadline: float = 15.0  # seconds for one whole call; a `timeout:` setting replaces it
+    # Every request goes through `self.http` and automator.http.send, which wait for the outbox's mark that the
+    # call has begun (automator/call_start.py): so the mark is written just before the first byte leaves. A
+    # subclass that talks to its system another way sets False, and its calls are marked begun before they start.
+    starts_on_send: ClassVar[bool] = True
     default_base_url: ClassVar[str] = ""  # the system's public API; a `base_url:` setting replaces it
 
     def __init__(self, name: str, config: Mapping[str, Any], *, transport: Any = None) -> None:

@@ -14,6 +14,7 @@ import httpcore
 import httpx
 import orjson
 
+from automator.call_start import call_starting
 from automator.http_safety import (AddressCheck, AddressRefused, UnsafeRequest, allowed_addresses, check_head,
                                    resolve_checked)
 
@@ -188,8 +189,10 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
         request = client.build_request(method, _merged(client, url), **kwargs)
     except UnicodeEncodeError as exc:  # httpx writes header names and values as ASCII
         raise UnsafeRequest("a header name or value is not ASCII text") from exc
-    if not getattr(getattr(client, "_transport", None), "checks_heads", False):
+    own_engine = getattr(getattr(client, "_transport", None), "checks_heads", False)
+    if not own_engine:
         _check_request(request)  # Http1Transport checks the very bytes it writes: no need to do it twice
+        await call_starting()  # Http1Transport waits for it later, with a connection in hand
     try:
         async with asyncio.timeout(deadline) as budget:
             if send_kwargs or not _plain(client):

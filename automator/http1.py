@@ -25,6 +25,7 @@ from collections import deque
 import httptools
 import httpx
 
+from automator.call_start import call_starting
 from automator.http_safety import AddressCheck, check_head, resolve_checked
 
 __all__ = ["Http1Transport"]
@@ -219,6 +220,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         head = check_head(request.method, request.url.raw_path, request.headers.raw, None if chunked else len(body))
         connection = await self._acquire(origin, timeouts)
         try:
+            await call_starting()  # the last moment before a byte leaves: the call is marked begun on disk
             await connection.exchange(request, head, body, timeouts.get("read"))
         except BaseException:
             connection.close()

@@ -8,9 +8,10 @@ import inspect
 import logging
 import time
 from datetime import datetime, timedelta
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from automator.call_start import CALL_START
 from automator.clock import Clock
 from automator.connector import ActionResult, Connector
 from automator.daemon import crashpoints, worklog
@@ -104,6 +105,27 @@ def _start(store: SqliteStore, effect: Effect, echo: tuple[EntityRef, dict[str, 
         if echo is not None:
             store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
         store.mark_started([effect.key], now)
+
+
+class _CallMark:
+    """Writes, once, that one effect's call has begun (with the echo its change will cause), and waits for the
+    commit: awaited by the HTTP engine before the call's first request is written. `failed`: the write failed,
+    so nothing was sent."""
+
+    def __init__(self, write: Callable[[], Awaitable[None]]) -> None:
+        self._write = write
+        self._done = False
+        self.failed: Exception | None = None
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        try:
+            await self._write()
+        except Exception as exc:
+            self.failed = exc
+            raise
+        self._done = True
 
 
 class Outbox:
@@ -237,22 +259,15 @@ class Outbox:
         return [name for name, connector in self.connectors().items() if self.handles(connector)]
 
     def _starter(self) -> Callable[[Effect], bool]:
-        """Which claimed effects the claim marks started, asked in claim order: those called at once, with a
-        rate-limit token free now and nothing to write before the call (an expected echo is written with the
-        start mark instead). A copy of the buckets' free tokens, taken on the loop: the claim counts it down."""
+        """Which claimed effects the claim marks started: those of connectors that write into the store (their
+        call is the store transaction that follows, and they deduplicate by the key). Any other is marked just
+        before the first request of its call leaves (automator/call_start.py), or just before its call when its
+        requests do not all go through automator.http: claimed is not begun."""
         connectors = self.connectors()
-        now = time.monotonic()
-        free = {name: self._bucket(c).free(now) for name, c in connectors.items() if c.rate_limit is not None}
 
         def start(effect: Effect) -> bool:
             connector = connectors.get(effect.connector)
-            if connector is None or (not connector.in_store and expected_echo(effect.action, effect.params)):
-                return False
-            left = free.get(effect.connector)
-            if left is None:
-                return True
-            free[effect.connector] = left - 1
-            return left >= 1
+            return connector is not None and connector.in_store
 
         return start
 
@@ -282,16 +297,17 @@ class Outbox:
                 await asyncio.sleep(1.0)
 
     async def _try(self, connector: Connector, claimed: Claimed) -> Settlement:
-        """Mark the call started (unless the claim did), make it, and say how it ended."""
+        """Make the call, marked started on disk (unless the claim did) at the last moment before it may reach the
+        system, and say how it ended."""
         effect = claimed.effect
+        mark = None
+        if not claimed.started:
+            echo = None if connector.in_store else expected_echo(effect.action, effect.params)
+            mark = _CallMark(lambda: self.engine.call(_start, effect, echo, self.clock.now()))
+        token = CALL_START.set(mark) if mark is not None and connector.starts_on_send else None
         try:
-            if not claimed.started:
-                echo = None if connector.in_store else expected_echo(effect.action, effect.params)
-                await self.engine.call(_start, effect, echo, self.clock.now())
-        except Exception as exc:  # not started, so not called: tried again later
-            return classify(Retryable(f"the call could not be marked started: {exc}"), claimed, self.policy,
-                            self.clock.now())
-        try:
+            if mark is not None and token is None:
+                await mark()
             crashpoints.reached("effect.before_call")
             result = await self._call(connector, effect, claimed.interrupted)
             crashpoints.reached("effect.after_call")
@@ -299,7 +315,13 @@ class Outbox:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is a settlement; nothing escapes the loop
+            if mark is not None and mark.failed is not None:  # not started, so not called: tried again later
+                return classify(Retryable(f"the call could not be marked started: {mark.failed}"), claimed,
+                                self.policy, self.clock.now())
             return classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates)
+        finally:
+            if token is not None:
+                CALL_START.reset(token)
 
     async def _call(self, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
         if connector.in_store:  # writes into the daemon's own database: on its thread, in turn with the others

@@ -46,12 +46,6 @@ class TokenBucket:
     def __post_init__(self) -> None:
         self.tokens = float(self.burst)
 
-    def free(self, now: float) -> float:
-        """How many tokens could be taken at monotonic time `now` without waiting (a look: nothing is taken)."""
-        if self.stamp is None:
-            return self.tokens
-        return min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
-
     def reserve(self, now: float) -> float:
         """Take one token at monotonic time `now`; seconds until it may be spent."""
         if self.stamp is not None:

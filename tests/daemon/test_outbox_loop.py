@@ -340,8 +340,8 @@ def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(world: World)
 
 def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begins(world: World,
                                                                                  tmp_path: Path) -> None:
-    """Issue 10 item 11: what recovery reads. The first effect gets the rate limit's one token and is started by
-    the claim itself; the others, claimed with it, wait for their tokens unstarted and are marked just before."""
+    """Issue 10 item 11: what recovery reads. A connector whose requests do not go through automator.http is
+    marked started just before its call: effects claimed together and waiting for their tokens are not."""
     import sqlite3
 
     stopping = asyncio.Event()
@@ -360,8 +360,68 @@ def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begin
     world.insert(*(effect(f"e{i}", delivery="at_most_once", action_="sms.send") for i in range(3)))
     world.run(stopping)
     assert all(seen[f"e{i}"] is not None for i in range(3)), seen
-    assert seen["unstarted at the first call"] == 2  # claimed together, waiting for their tokens
+    assert seen["unstarted at the first call"] == 2  # claimed together, the others waiting for their tokens
     assert all(world.row(f"e{i}")["status"] == "done" for i in range(3))
+
+
+def test_an_http_call_is_marked_started_when_its_request_is_written_not_when_claimed(world: World,
+                                                                                     tmp_path: Path) -> None:
+    """Issue 10 item 11: an effect is in doubt only once its request may have reached the system. Over real HTTP
+    the mark is committed after the connector began its work and before the request is written: the server sees
+    it on disk when the request arrives; until then (a lookup, a wait for a connection) the effect is unstarted."""
+    import http.server
+    import sqlite3
+    import threading
+
+    from automator.connector import WebConnector
+
+    def started(key: str) -> Any:
+        reader = sqlite3.connect(tmp_path / "outbox.db")  # another connection sees committed rows only
+        try:
+            return reader.execute("select started_at from effects where key = ?", [key]).fetchone()[0]
+        finally:
+            reader.close()
+
+    seen: dict[str, Any] = {}
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            key = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            seen[f"{key} at the server"] = started(key)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stopping = asyncio.Event()
+
+    class Api(WebConnector):
+        type = "api"
+
+        @action("sms.send")
+        async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+            seen[f"{key} before its request"] = started(key)
+            await self.request("POST", "/send", "api send", content=key.encode())
+            if len(seen) == 4:
+                stopping.set()
+            return ActionResult({})
+
+    try:
+        world.connectors = {"api": Api("api", {"base_url": f"http://127.0.0.1:{server.server_address[1]}"})}
+        world.insert(effect("a", delivery="at_most_once", action_="sms.send"),
+                     effect("b", delivery="at_most_once", action_="sms.send"))
+        world.run(stopping)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen["a before its request"] is None and seen["b before its request"] is None, seen
+    assert seen["a at the server"] is not None and seen["b at the server"] is not None, seen
+    assert world.row("a")["status"] == world.row("b")["status"] == "done"
 
 
 def test_a_try_after_a_timed_out_create_looks_for_what_it_made_first(world: World) -> None:
