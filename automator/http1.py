@@ -22,10 +22,11 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from functools import partial
 import httptools
 import httpx
 
-from automator.call_start import call_starting
+from automator.call_start import CALL_START
 from automator.http_safety import AddressCheck, check_head, resolve_checked
 
 __all__ = ["Http1Transport"]
@@ -135,20 +136,41 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: httpx.Request, head: bytes, body: bytes, read_timeout: float | None) -> None:
         """Write the request (`head`, checked by the transport, then `body`) and wait until its answer is read
         whole (or fail with httpx's class)."""
+        self.expect(request, read_timeout)
+        self.write(head, body)
+        await self.answer()
+
+    def expect(self, request: httpx.Request, read_timeout: float | None) -> None:
+        """Get ready for the answer to `request`, before it is written."""
         assert self.transport is not None
         self._reset()
         self.head_request = request.method == "HEAD"
         self._waiter = self._loop.create_future()
         self._read_timeout = read_timeout
+
+    def write(self, head: bytes, body: bytes) -> None:
+        """Write the request; its answer's read timeout starts."""
+        if self.closed or self.transport is None:
+            return  # lost meanwhile: `answer` raises what ended it
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
         self._rearm()
+
+    async def answer(self) -> None:
+        """Wait until the answer is read whole (or fail with httpx's class)."""
+        assert self._waiter is not None
         try:
             await self._waiter
         finally:
             self._waiter = None
             self._disarm()
+
+    def forget(self) -> None:
+        """The request was never written: no answer is awaited (the connection is closed by the caller)."""
+        if self._waiter is not None:
+            self._waiter.cancel()
+            self._waiter = None
 
     def reusable(self, now: float, expiry: float) -> bool:
         """Still open, kept alive by both sides, and not idle past `expiry` seconds."""
@@ -219,10 +241,18 @@ class Http1Transport(httpx.AsyncBaseTransport):
         # The bytes about to be written are checked, whoever calls (UnsafeRequest), before a connection is taken.
         head = check_head(request.method, request.url.raw_path, request.headers.raw, None if chunked else len(body))
         connection = await self._acquire(origin, timeouts)
+        mark = CALL_START.get()
         try:
-            await call_starting()  # the last moment before a byte leaves: the call is marked begun on disk
-            await connection.exchange(request, head, body, timeouts.get("read"))
+            if mark is None:
+                await connection.exchange(request, head, body, timeouts.get("read"))
+            else:
+                # An effect's call: written by the mark that it has begun, the moment that mark is committed
+                # (automator/call_start.py), so that no work of the loop comes between the two.
+                connection.expect(request, timeouts.get("read"))
+                await mark(partial(connection.write, head, body))
+                await connection.answer()
         except BaseException:
+            connection.forget()
             connection.close()
             self._release(connection)
             raise

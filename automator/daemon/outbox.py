@@ -6,9 +6,10 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+import threading
 import time
 from datetime import datetime, timedelta
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from automator.call_start import CALL_START
@@ -98,34 +99,59 @@ async def _recover_or_perform(connector: Connector, effect: Effect, interrupted:
     return result  # type: ignore[no-any-return]
 
 
-def _start(store: SqliteStore, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None, now: datetime) -> None:
+def _start(store: SqliteStore, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None, now: datetime,
+           then: Callable[[], None] | None = None) -> None:
     """Just before a call the claim did not mark started: mark it, and expect the echo of its change (the system
-    may report the change back before the call returns), in one write."""
+    may report the change back before the call returns), in one write; `then` once that is committed."""
     with store.atomic():
         if echo is not None:
             store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
         store.mark_started([effect.key], now)
+        if then is not None:
+            store.on_commit(then)
 
 
 class _CallMark:
     """Writes, once, that one effect's call has begun (with the echo its change will cause), and waits for the
-    commit: awaited by the HTTP engine before the call's first request is written. `failed`: the write failed,
-    so nothing was sent."""
+    commit (automator.call_start.CallMark): the HTTP engine has it write the request the moment the mark is
+    committed. `failed`: the mark could not be written, so nothing was sent."""
 
-    def __init__(self, write: Callable[[], Awaitable[None]]) -> None:
-        self._write = write
+    def __init__(self, engine: StoreThread, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None,
+                 clock: Clock) -> None:
+        self._engine, self._effect, self._echo, self._clock = engine, effect, echo, clock
         self._done = False
         self.failed: Exception | None = None
 
-    async def __call__(self) -> None:
+    async def __call__(self, then: Callable[[], None] | None = None) -> None:
         if self._done:
+            if then is not None:
+                then()
             return
         try:
-            await self._write()
+            await self._engine.call(_start, self._effect, self._echo, self._clock.now(),
+                                    None if then is None else _on_loop(then))
         except Exception as exc:
             self.failed = exc
             raise
         self._done = True
+
+
+def _on_loop(fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn` to be called after a commit: on the running loop's thread (at once when the commit is made there, as
+    the grouped writer does), and never raising into the writer, whose commit has already succeeded."""
+    loop = asyncio.get_running_loop()
+    thread = threading.get_ident()
+
+    def call() -> None:
+        try:
+            if threading.get_ident() == thread:
+                fn()
+            else:
+                loop.call_soon_threadsafe(fn)
+        except Exception:  # the request is then never written: its call fails as a lost connection would
+            log.exception("a call marked begun could not be written")
+
+    return call
 
 
 class Outbox:
@@ -303,7 +329,7 @@ class Outbox:
         mark = None
         if not claimed.started:
             echo = None if connector.in_store else expected_echo(effect.action, effect.params)
-            mark = _CallMark(lambda: self.engine.call(_start, effect, echo, self.clock.now()))
+            mark = _CallMark(self.engine, effect, echo, self.clock)
         token = CALL_START.set(mark) if mark is not None and connector.starts_on_send else None
         try:
             if mark is not None and token is None:
