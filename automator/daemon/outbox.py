@@ -18,7 +18,7 @@ from automator.connector import ActionResult, Connector
 from automator.daemon import crashpoints, worklog
 from automator.daemon.metrics import Metrics
 from automator.daemon.retry import RetryPolicy, TokenBucket
-from automator.daemon.storethread import StoreThread
+from automator.daemon.storethread import StoreThread, resolve_futures
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
 from automator.model import Effect, EntityRef, Event
@@ -99,26 +99,64 @@ async def _recover_or_perform(connector: Connector, effect: Effect, interrupted:
     return result  # type: ignore[no-any-return]
 
 
-def _start(store: SqliteStore, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None, now: datetime,
-           then: Callable[[], None] | None = None) -> None:
-    """Just before a call the claim did not mark started: mark it, and expect the echo of its change (the system
-    may report the change back before the call returns), in one write; `then` once that is committed."""
+Echo = tuple[EntityRef, dict[str, Any]]
+
+
+def _start(store: SqliteStore, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]],
+           now: datetime) -> None:
+    """Just before calls the claim did not mark started: mark them, and expect the echo of each one's change (the
+    system may report the change back before the call returns), in one write; each one's `then` once that is
+    committed."""
     with store.atomic():
-        if echo is not None:
-            store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
-        store.mark_started([effect.key], now)
-        if then is not None:
-            store.on_commit(then)
+        for effect, echo, _ in calls:
+            if echo is not None:
+                store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
+        store.mark_started([effect.key for effect, _, _ in calls], now)
+        for _, _, then in calls:
+            if then is not None:
+                store.on_commit(then)
+
+
+class _Starts:
+    """The calls about to begin, marked on disk together: the marks that arrive while one group is being written
+    go into the next, so a burst of calls costs one write (with one process, a transaction of its own), not one
+    each."""
+
+    def __init__(self, engine: StoreThread, clock: Clock) -> None:
+        self._engine, self._clock = engine, clock
+        self._queue: list[tuple[Effect, Echo | None, Callable[[], None] | None, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def mark(self, effect: Effect, echo: Echo | None, then: Callable[[], None] | None) -> None:
+        """Mark one call started; returns once that is committed (`then` has been called by then)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((effect, echo, then, future))
+        if self._writer is None:
+            self._writer = loop.create_task(self._write())
+        await future
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                try:
+                    await self._engine.call(_start, [(e, echo, then) for e, echo, then, _ in group], self._clock.now())
+                except Exception as exc:  # none of the group is started: each call hears of it and is not made
+                    resolve_futures([(future, (False, exc)) for *_, future in group])
+                else:
+                    resolve_futures([(future, (True, None)) for *_, future in group])
+        finally:
+            self._writer = None
 
 
 class _CallMark:
-    """Writes, once, that one effect's call has begun (with the echo its change will cause), and waits for the
+    """Marks, once, that one effect's call has begun (with the echo its change will cause), and waits for the
     commit (automator.call_start.CallMark): the HTTP engine has it write the request the moment the mark is
     committed. `failed`: the mark could not be written, so nothing was sent."""
 
-    def __init__(self, engine: StoreThread, effect: Effect, echo: tuple[EntityRef, dict[str, Any]] | None,
-                 clock: Clock) -> None:
-        self._engine, self._effect, self._echo, self._clock = engine, effect, echo, clock
+    def __init__(self, starts: _Starts, effect: Effect, echo: Echo | None) -> None:
+        self._starts, self._effect, self._echo = starts, effect, echo
         self._done = False
         self.failed: Exception | None = None
 
@@ -128,8 +166,7 @@ class _CallMark:
                 then()
             return
         try:
-            await self._engine.call(_start, self._effect, self._echo, self._clock.now(),
-                                    None if then is None else _on_loop(then))
+            await self._starts.mark(self._effect, self._echo, None if then is None else _on_loop(then))
         except Exception as exc:
             self.failed = exc
             raise
@@ -175,6 +212,7 @@ class Outbox:
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
+        self._starts = _Starts(engine, clock)
         self._reaped = time.monotonic()
         # Tries that ended, waiting to be settled by the next cycle, each with the future its task waits on.
         self._ended: list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]] = []
@@ -329,7 +367,7 @@ class Outbox:
         mark = None
         if not claimed.started:
             echo = None if connector.in_store else expected_echo(effect.action, effect.params)
-            mark = _CallMark(self.engine, effect, echo, self.clock)
+            mark = _CallMark(self._starts, effect, echo)
         token = CALL_START.set(mark) if mark is not None and connector.starts_on_send else None
         try:
             if mark is not None and token is None:
