@@ -18,7 +18,7 @@ from automator.connector import ActionResult, Connector
 from automator.daemon import crashpoints, worklog
 from automator.daemon.metrics import Metrics
 from automator.daemon.retry import RetryPolicy, TokenBucket
-from automator.daemon.storethread import StoreThread, resolve_futures
+from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
 from automator.model import Effect, EntityRef, Event
@@ -61,9 +61,9 @@ def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]],
                      limit: int, connectors: list[str] | None, start: Callable[[Effect], bool] | None = None
                      ) -> tuple[list[list[Event]], list[Claimed]]:
     """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.
-    The claim is committed before any of its calls starts, and marks started those that `start` says are called
-    at once (an at_most_once effect must be started on disk before it is sent, or a crash could send it again;
-    one claimed but not started is performed after a crash, not parked)."""
+    The claim is committed before any of its calls starts, and marks started those that `start` names (an
+    at_most_once effect must be started on disk before it is sent, or a crash could send it again; one claimed
+    but not started is performed after a crash, not parked)."""
     with store.atomic():
         results = [store.settle(effect, outcome, now) for effect, outcome in items]
         unsure = [effect.key for effect, outcome in items if outcome.interrupted]
@@ -117,45 +117,13 @@ def _start(store: SqliteStore, calls: list[tuple[Effect, Echo | None, Callable[[
                 store.on_commit(then)
 
 
-class _Starts:
-    """The calls about to begin, marked on disk together: the marks that arrive while one group is being written
-    go into the next, so a burst of calls costs one write (with one process, a transaction of its own), not one
-    each."""
-
-    def __init__(self, engine: StoreThread, clock: Clock) -> None:
-        self._engine, self._clock = engine, clock
-        self._queue: list[tuple[Effect, Echo | None, Callable[[], None] | None, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def mark(self, effect: Effect, echo: Echo | None, then: Callable[[], None] | None) -> None:
-        """Mark one call started; returns once that is committed (`then` has been called by then)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.append((effect, echo, then, future))
-        if self._writer is None:
-            self._writer = loop.create_task(self._write())
-        await future
-
-    async def _write(self) -> None:
-        try:
-            while self._queue:
-                group, self._queue = self._queue, []
-                try:
-                    await self._engine.call(_start, [(e, echo, then) for e, echo, then, _ in group], self._clock.now())
-                except Exception as exc:  # none of the group is started: each call hears of it and is not made
-                    resolve_futures([(future, (False, exc)) for *_, future in group])
-                else:
-                    resolve_futures([(future, (True, None)) for *_, future in group])
-        finally:
-            self._writer = None
-
-
 class _CallMark:
     """Marks, once, that one effect's call has begun (with the echo its change will cause), and waits for the
     commit (automator.call_start.CallMark): the HTTP engine has it write the request the moment the mark is
     committed. `failed`: the mark could not be written, so nothing was sent."""
 
-    def __init__(self, starts: _Starts, effect: Effect, echo: Echo | None) -> None:
+    def __init__(self, starts: GroupCommit[tuple[Effect, Echo | None, Callable[[], None] | None], None],
+                 effect: Effect, echo: Echo | None) -> None:
         self._starts, self._effect, self._echo = starts, effect, echo
         self._done = False
         self.failed: Exception | None = None
@@ -166,7 +134,7 @@ class _CallMark:
                 then()
             return
         try:
-            await self._starts.mark(self._effect, self._echo, None if then is None else _on_loop(then))
+            await self._starts.submit((self._effect, self._echo, None if then is None else _on_loop(then)))
         except Exception as exc:
             self.failed = exc
             raise
@@ -212,13 +180,28 @@ class Outbox:
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
-        self._starts = _Starts(engine, clock)
+        # Calls about to begin, marked on disk together: the marks that arrive while one group is written go into
+        # the next, so a burst of calls costs one write (with one process, a transaction of its own), not one each.
+        self._starts: GroupCommit[tuple[Effect, Echo | None, Callable[[], None] | None], None] = \
+            GroupCommit(self._write_starts)
         self._reaped = time.monotonic()
         # Tries that ended, waiting to be settled by the next cycle, each with the future its task waits on.
         self._ended: list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]] = []
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and perform until `stopping` is set; then let the calls in flight finish and settle."""
+        starts = asyncio.create_task(self._starts.run())
+        try:
+            await self._claim_and_perform(stopping)
+        finally:
+            self._starts.close()
+            await starts
+
+    async def _write_starts(self, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]]) -> list[None]:
+        await self.engine.call(_start, calls, self.clock.now())
+        return [None] * len(calls)
+
+    async def _claim_and_perform(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
                 await self._cycle(stopping)
@@ -273,11 +256,9 @@ class Outbox:
         self.wake.clear()
         settling = bool(self._ended)
         claimed = await self._settle_and_claim(free) if free > 0 or settling else []
-        # Rate-limit tokens are taken here, on the loop, in one go: the effects marked started first, so each gets
-        # the token the claim counted it on (no wait), then the others, which wait for theirs.
+        # Rate-limit tokens are taken here, on the loop, in one go, in claim order.
         now = time.monotonic()
-        waits = {c.effect.key: self._reserve(c.effect.connector, now)
-                 for c in sorted(claimed, key=lambda c: not c.started)}
+        waits = {c.effect.key: self._reserve(c.effect.connector, now) for c in claimed}
         for item in claimed:
             task = asyncio.create_task(self.perform(item, waits[item.effect.key]))
             self.in_flight.add(task)

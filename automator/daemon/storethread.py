@@ -66,7 +66,7 @@ class StoreThread:
                         raise
                     except Exception as exc:  # the lock never came (held past the timeout): those queued hear of it
                         jobs, self._queue = self._queue, []
-                        resolve_futures([(job[3], (False, exc)) for job in jobs])
+                        _resolve([(job[3], (False, exc)) for job in jobs])
                         continue
                 jobs, self._queue = self._queue, []
                 outcomes: list[tuple[bool, Any]] = []
@@ -80,11 +80,11 @@ class StoreThread:
                                 outcomes.append((False, exc))
                 except Exception as exc:  # the commit itself failed: nothing of the group was written
                     outcomes = [(False, exc)] * len(jobs)
-                resolve_futures([(job[3], outcome) for job, outcome in zip(jobs, outcomes)])
+                _resolve([(job[3], outcome) for job, outcome in zip(jobs, outcomes)])
         finally:
             self._draining = False
             stopped = RuntimeError(f"the {self.name} store writer stopped")
-            resolve_futures([(job[3], (False, stopped)) for job in jobs + self._queue])  # no caller waits for ever
+            _resolve([(job[3], (False, stopped)) for job in jobs + self._queue])  # no caller waits for ever
             self._queue = []
 
     def close(self) -> None:
@@ -96,7 +96,7 @@ class StoreThread:
         self.executor.shutdown(wait=True)
 
 
-def resolve_futures(results: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+def _resolve(results: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
     """Give each future its result (ok, value) or exception (not ok, the exception); one already done is left."""
     for future, (ok, value) in results:
         if future.done():
@@ -144,7 +144,7 @@ class GroupCommit(Generic[T, R]):
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                resolve_futures([(future, (not isinstance(result, Exception), result))
+                _resolve([(future, (not isinstance(result, Exception), result))
                           for (_, future), result in zip(batch, results)])
             if self._closed:
                 return

@@ -70,10 +70,10 @@ class OutboxMixin:
                       start: Callable[[Effect], bool] | None = None) -> list[Claimed]:
         """Take up to `limit` effects that are due, oldest first, marking them running under `worker`'s lease.
 
-        `start` says, in claim order, which of them are called at once (a rate-limit token is free and nothing
-        else is written before the call): those are marked started in this same transaction. The others are
-        claimed only, and marked started by `mark_started` just before their call, so that a crash before then
-        leaves them to be performed, not parked as uncertain."""
+        `start` says which of them are marked started in this same transaction (the daemon: those whose call is a
+        write into this store). The others are claimed only, and marked started by `mark_started` just before
+        their call may reach the system, so that a crash before then leaves them to be performed, not parked as
+        uncertain."""
         from automator.store.sqlite import utc
 
         stamp = utc(now)
