@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
+from automator.catalogue import Catalogue, load_text as load_catalogue_text
 from automator.model import Event, Pipeline
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,13 @@ class Connector:
         return None
 
     @classmethod
+    def produces(cls, name: str, options: Mapping[str, Any]) -> Catalogue:
+        """The events this connector (named `name`, with these settings) produces and the entity fields it fills:
+        the `catalogue.yaml` beside the type's module, read once per type. A type whose events depend on its
+        settings (`local`'s `events:`) adds to it here."""
+        return _package_catalogue(cls)
+
+    @classmethod
     def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Connector:
         """Build an instance for the daemon. `db` is the daemon's database (only in-store connectors use it)."""
         return cls(name, options)
@@ -218,6 +226,25 @@ class Connector:
         may be a coroutine function, like the actions. The default finds nothing: actions that are idempotent by
         themselves (moves, updates) or whose system deduplicates by the key need no lookup."""
         return None
+
+
+_CATALOGUES: dict[type, Catalogue] = {}
+
+
+def _package_catalogue(cls: type[Connector]) -> Catalogue:
+    found = _CATALOGUES.get(cls)
+    if found is None:
+        import sys
+        from pathlib import Path
+
+        module = sys.modules.get(cls.__module__)
+        path = Path(module.__file__).with_name("catalogue.yaml") if module and module.__file__ else None
+        if path is None or not path.is_file():
+            found = Catalogue()
+        else:
+            found = load_catalogue_text(path.read_text(encoding="utf-8"), cls.type, str(path))
+        _CATALOGUES[cls] = found
+    return found
 
 
 def vendor_schemas(types: Mapping[str, type[Connector]]) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from automator.actions import CANONICAL
+from automator.catalogue import CORE, Catalogue, CatalogueError, merge
 from automator.clock import parse_business_hours
 from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
@@ -163,9 +164,28 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
                                                 Location(doc.path, mark.line, mark.col))
     settings = {**(data.get("settings") or {}), **(overrides or {})}
     limits = data.get("limits") or {}
+    catalogue = _catalogue(doc, connectors, types, problems)
     return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
                   settings=settings, store=data.get("store"),
-                  chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)), daemon=dict(data.get("daemon") or {}))
+                  chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)), daemon=dict(data.get("daemon") or {}),
+                  catalogue=catalogue)
+
+
+def _catalogue(doc: Document | None, connectors: Mapping[str, ConnectorConfig], types: Mapping[str, type[Connector]],
+               problems: list[Problem]) -> Catalogue:
+    """The engine's catalogue and every configured connector's, merged; a connector package whose catalogue
+    cannot be read is a problem at that connector."""
+    parts = [CORE]
+    for name, conf in connectors.items():
+        cls = types.get(conf.type)
+        if cls is None:
+            continue
+        try:
+            parts.append(cls.produces(name, conf.options))
+        except CatalogueError as exc:
+            if doc is not None:
+                problems.append(doc.problem(("connectors", name), f"connector '{name}' ({conf.type}): {exc}"))
+    return merge(parts)
 
 
 def _connector_problems(doc: Document, name: str, raw: Mapping[str, Any], cls: type[Connector]) -> list[Problem]:

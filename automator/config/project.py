@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from automator.actions import ActionSpec
+from automator.catalogue import CORE, Catalogue
 from automator.config.files import walk_yaml
 from automator.config.problems import Problem
 from automator.core.outcome import StepError
@@ -50,6 +51,8 @@ class Config:
     store: str | None = None
     chain_depth: int = DEFAULT_CHAIN_DEPTH
     daemon: Mapping[str, Any] = field(default_factory=dict)  # `daemon:` of automator.yaml, read by automator run
+    # What the rules can read: the engine's events and fields and those of every connector named above.
+    catalogue: Catalogue = CORE
 
     def branch(self, name: str | None) -> BusinessHours | None:
         """Hours of the named branch, else the default branch, else the only one."""
