@@ -55,10 +55,11 @@ class CatalogueError(ValueError):
     so that a catalogue written in a connector's settings is reported at its line; `hint` says what to write.
     """
 
-    def __init__(self, origin: str, path: tuple[str | int, ...], reason: str, hint: str | None = None, *,
+    def __init__(self, origin: str, path: tuple[str | int, ...] = (), reason: str = "", hint: str | None = None, *,
                  key: bool = False, in_settings: bool = False) -> None:
         where = ".".join(str(p) for p in path)
-        super().__init__(f"{origin}: {where}: {reason}" if where else f"{origin}: {reason}")
+        # CatalogueError("a whole message") still reads as that message.
+        super().__init__(": ".join(part for part in (origin, where, reason) if part))
         self.origin, self.path, self.reason, self.hint = origin, path, reason, hint
         self.key = key  # the mistake is the name at `path` (a key), not its value
         # Written in a connector's settings (local's `events:`): `path` is then the settings' own path.
