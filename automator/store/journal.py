@@ -80,7 +80,7 @@ def event_from_body(body: str) -> Event:
                  entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
                  data=dict(data.get("data") or {}), source=str(data.get("source", "")),
                  delivery_id=data.get("delivery_id"), depth=int(data.get("depth", 0)),
-                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"))
+                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"), repeats=data.get("repeats"))
 
 
 class JournalMixin:
@@ -124,6 +124,8 @@ class JournalMixin:
                             echoes = self.expecting_echoes(now)
                         if echoes:
                             event = self._recognise_echo(event, stamp)
+                    if event.caused_by and event.entity is not None:
+                        event = self._first_report(event, stamp)
                 cur = conn.execute(
                     "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
                     "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
@@ -149,6 +151,20 @@ class JournalMixin:
                 self.db.conn.execute("delete from echoes where entity = ? and effect = ?", [str(event.entity), effect])
                 return replace(event, depth=max(event.depth, depth + 1), caused_by=effect, echo_of=rule_id)
         return event
+
+    def _first_report(self: SqliteStore, event: Event, stamp: str) -> Event:
+        """The event, marked as repeating the earlier one when that one reported the same change of the same
+        effect: whichever of the action's answer, the webhook and the poll comes first is the report, in every
+        order they can arrive in."""
+        from dataclasses import replace
+
+        change = f"{event.caused_by}|{event.type}|{event.entity}"
+        conn = self.db.conn
+        if conn.execute("insert or ignore into reports (change, event, at) values (?, ?, ?)",
+                        [change, event.id, stamp]).rowcount:
+            return event
+        first = conn.execute("select event from reports where change = ?", [change]).fetchone()[0]
+        return event if first == event.id else replace(event, repeats=first)
 
     def _own_effect(self: SqliteStore, event: Event) -> Event:
         """An event the system says our effect caused (it carries the effect key): it takes the effect's rule and
@@ -308,6 +324,7 @@ class JournalMixin:
                 "effects": conn.execute("delete from effects where status in ('done', 'dropped') and updated_at < ?",
                                         [cutoff]).rowcount,
                 "echoes": conn.execute("delete from echoes where until < ?", [utc(now)]).rowcount,
+                "reports": conn.execute("delete from reports where at < ?", [cutoff]).rowcount,
             }
         return counts
 
