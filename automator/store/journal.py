@@ -95,9 +95,15 @@ class JournalMixin:
         the request body) from the same source within `window`. Events echoing one of our own effects get
         the effect's chain depth and rule (see `expect_echo`).
         """
+        return [e is not None for e in self.journal_events(events, now, digests=digests, window=window, echoes=echoes)]
+
+    def journal_events(self: SqliteStore, events: Sequence[Event], now: datetime, *,
+                digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
+                echoes: bool | None = None) -> list[Event | None]:
+        """`append`, returning each event as journaled (its echo and repeat recognised), None for a duplicate."""
         from automator.store.sqlite import utc
 
-        out: list[bool] = []
+        out: list[Event | None] = []
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
@@ -109,12 +115,12 @@ class JournalMixin:
                 if event.delivery_id and conn.execute(
                         "select 1 from journal where source = ? and delivery_id = ?",
                         [event.source, event.delivery_id]).fetchone():
-                    out.append(False)
+                    out.append(None)
                     continue
                 if digest and conn.execute(
                         "select 1 from journal where source = ? and digest = ? and received_at >= ?",
                         [event.source, digest, since]).fetchone():
-                    out.append(False)
+                    out.append(None)
                     continue
                 if event.source not in ("timer", "engine"):
                     if event.caused_by and not event.echo_of:
@@ -131,7 +137,7 @@ class JournalMixin:
                     "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                     [event.id, event_key(event), event.type, utc(event.at), event.source, event.delivery_id,
                      digest, event_body(event), stamp])
-                out.append(cur.rowcount == 1)
+                out.append(event if cur.rowcount == 1 else None)
         return out
 
     def expecting_echoes(self: SqliteStore, now: datetime) -> bool:
