@@ -152,5 +152,5 @@ def test_connectors_takes_local_or_sandbox(tmp_path: Path) -> None:
     """)
     code, out = run(root)
     assert code == 1
-    assert out.splitlines()[1] == f"    {root}/rules/clinic.test.yaml:1:13: error: connectors: 'emulators' is not one of " \
-                                  "local, sandbox"
+    assert out.splitlines()[1] == (f"    {root}/rules/clinic.test.yaml:1:13: error: connectors: 'emulators' is not "
+                                   "one of local, sandbox")

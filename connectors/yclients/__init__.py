@@ -317,8 +317,9 @@ class Yclients(WebConnector):
                                                   "email": str(fields.get("email") or "")})
             elif entity.ref.kind == "booking" and ident.isdigit():
                 master = next(iter(emulator.staff.values()), None) or emulator.add_staff("Мастер")
-                service = next((s for s in emulator.services.values() if s["title"] == fields.get("service")),
-                               None) or next(iter(emulator.services.values()), None) or emulator.add_service("Услуга", 0)
+                services = emulator.services.values()
+                service = next((s for s in services if s["title"] == fields.get("service")), None) \
+                    or next(iter(services), None) or emulator.add_service("Услуга", 0)
                 starts = fields.get("starts_at") or datetime.now(timezone.utc).isoformat()
                 emulator.seed_record(int(ident), {
                     "staff_id": master["id"], "services": [{"id": service["id"]}], "datetime": str(starts),
