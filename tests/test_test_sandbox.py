@@ -154,3 +154,38 @@ def test_connectors_takes_local_or_sandbox(tmp_path: Path) -> None:
     assert code == 1
     assert out.splitlines()[1] == (f"    {root}/rules/clinic.test.yaml:1:13: error: connectors: 'emulators' is not "
                                    "one of local, sandbox")
+
+
+def test_an_amocrm_lead_our_rule_creates_starts_the_deal_created_rule_once(tmp_path: Path) -> None:
+    (tmp_path / "automator.yaml").write_text(textwrap.dedent("""\
+        timezone: Europe/Moscow
+        connectors:
+          crm: {type: amocrm, subdomain: clinic, token: "${env:AMO_TOKEN}", hook_secret: "${env:AMO_HOOK}",
+                users: {consultant: 5}}
+        """))
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "sales.yaml").write_text(
+        "pipelines:\n  sales:\n    connector: crm\n    id: 7001\n    stages:\n      new: {id: 142001}\n")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "sales.yaml").write_text(textwrap.dedent("""\
+        rules:
+          - id: make-deal
+            when: {event: nps.received}
+            do:
+              - deal.create: {pipeline: sales, stage: new, title: "Низкая оценка"}
+          - id: new-deal-task
+            when: {event: deal.created}
+            do:
+              - task.create: {assignee: consultant, title: "Позвонить по сделке {{ deal.id }}", deal: "{{ deal.id }}"}
+        """))
+    (tmp_path / "rules" / "sales.test.yaml").write_text(textwrap.dedent("""\
+        load: ..
+        now: 2026-03-02T10:00:00+03:00
+        connectors: sandbox
+        when:
+          - {event: nps.received, entity: {kind: client, id: 77}, data: {score: 3}}
+        expect:
+          - {action: deal.create, count: 1}
+          - {action: task.create, params: {assignee: consultant}, count: 1}
+        """))
+    assert run(tmp_path, "-v") == (0, f"PASSED {tmp_path}/rules/sales.test.yaml::sales.test\n1 passed, 0 failed\n")
