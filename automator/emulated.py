@@ -2,10 +2,9 @@
 
 The clock stays simulated and the core decides as in `automator test`; what changes is who performs. Each
 connector whose type has an emulator (`Connector.sandbox`) gets the settings `automator run --sandbox` gives it,
-and its calls reach the emulator's ASGI app in-process (no port, no thread: a test
-stays fast and gives the same answer every time). The emulator's webhooks come back into the simulation through
-the connector's own `parse`, and are journaled as the daemon journals them, so an echo of our own change is
-recognised by the same code. `given:` entities are written into the emulators (`Connector.sandbox_given`), and
+and its calls reach the emulator's ASGI app in-process (no port, no thread: a test stays fast and gives the same
+answer every time). The emulator's webhooks come back into the simulation through the connector's own `parse`,
+and are journaled as the daemon journals them, so an echo of our own change is recognised by the same code. `given:` entities are written into the emulators (`Connector.sandbox_given`), and
 types without an emulator (`http`, `local`) are played by `local` as in `automator test`.
 """
 from __future__ import annotations
@@ -34,7 +33,7 @@ class _Hooks:
     """The ASGI app the emulators send their webhooks to: each request is kept, to be parsed by its connector."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, str, dict[str, str], dict[str, str], bytes]] = []
+        self.received: list[Inbound] = []
 
     async def __call__(self, scope: Mapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -45,7 +44,9 @@ class _Hooks:
         body = await read_body(receive)
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        self.received.append((scope["method"], scope["path"], query, headers, body))
+        path = str(scope["path"])
+        self.received.append(Inbound(connector=path.rstrip("/").rsplit("/", 1)[-1], method=str(scope["method"]),
+                                     path=path, query=query, headers=headers, body=body))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"accepted": 1}'})
@@ -106,12 +107,10 @@ class Emulated:
             if not self.hooks.received:
                 return events
             received, self.hooks.received = self.hooks.received, []
-            for method, path, query, headers, body in received:
-                name = path.rstrip("/").rsplit("/", 1)[-1]
-                request = Inbound(connector=name, method=method, path=path, query=query, headers=headers,
-                                  body=body, received_at=now)
+            for request in received:
+                name = request.connector
                 try:
-                    events.extend(self.run(self.connectors[name].parse(request)))
+                    events.extend(self.run(self.connectors[name].parse(replace(request, received_at=now))))
                 except InboundRejected as exc:
                     raise SimulationError(f"connector {name!r} refused its emulator's webhook: {exc}") from exc
         raise SimulationError(f"the emulators kept sending webhooks after {MAX_WEBHOOK_ROUNDS} rounds")
@@ -156,15 +155,17 @@ class SandboxSimulator(Simulator):
         echo = expected_echo(effect.action, effect.params)
         if echo is not None:
             self.store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, self.now + ECHO_WINDOW)
+        answer: list[Event] = []
         try:
             result = self.world.perform(connector, effect)
         except Exception as exc:  # refused or failed: a result to show, as in `automator test`
             self.performed.append(Performed(effect, False, str(exc)))
             self.store.record_effect(effect.key, "failed", {"error": str(exc)})
-            return []
-        self.performed.append(Performed(effect, True))
-        answer = self.store.settle(effect, Settlement("done", result.data, events=self._now(result.events)),
-                                   self.now)
+        else:
+            self.performed.append(Performed(effect, True))
+            answer = self.store.settle(effect, Settlement("done", result.data, events=self._now(result.events)),
+                                       self.now)
+        # What the call changed before it failed is reported by the system too.
         hooks = self.store.journal_events(self._now(self.world.webhooks(self.now)), self.now)
         return [*answer, *(e for e in hooks if e is not None)]
 
