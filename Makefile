@@ -25,6 +25,7 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 	$(BIN)/automator test rules/
+	$(BIN)/automator test rules/ --sandbox
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -113,14 +113,16 @@ def _moment(at: str | None, event: Any, tz: Any) -> datetime:
 @cli.command()
 @click.argument("path", default=".", type=click.Path(exists=True, path_type=Path))
 @click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
-def test(path: Path, verbose: bool) -> None:
+@click.option("--sandbox", is_flag=True,
+              help="Perform through the real connectors and their emulators instead of playing them as local.")
+def test(path: Path, verbose: bool, sandbox: bool) -> None:
     """Run *.test.yaml rule tests on a simulated clock; ends with `N passed, N failed`.
 
-    Example: automator test rules/clinic
+    Example: automator test rules/clinic --sandbox
     """
     from automator.testing import report, run_tests
 
-    text, ok = report(run_tests(path), verbose=verbose)
+    text, ok = report(run_tests(path, sandbox=sandbox), verbose=verbose)
     click.echo(text)
     sys.exit(0 if ok else 1)
 

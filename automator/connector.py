@@ -6,12 +6,12 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
 from automator.catalogue import Catalogue, load_text as load_catalogue_text
-from automator.model import Event, Pipeline
+from automator.model import Entity, Event, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,11 @@ class Connector:
         """For `automator run --sandbox`: settings that point this connector at its emulator (served at
         `base_url`, sending webhooks to `hook_url`) and the emulator itself; None to be played by `local`."""
         return None
+
+    def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
+        """For `automator test --sandbox`: make a test's `given:` entities exist in this connector's emulator
+        (returned by `sandbox`), in the system's own form and under their ids, where the connector reads them (the
+        deal a `deal.move` reads, the booking whose status it sets); without webhooks. The default seeds none."""
 
     # Catch-up polling: connectors of systems that send each webhook once (and never again) override `poll`.
     poll_every: ClassVar[float | None] = None  # seconds between polls by default; None: the connector cannot poll
@@ -433,6 +438,10 @@ class WebConnector(Connector):
             self.deadline = float(config["timeout"])
         self._transport = transport
         self._client: Any = None
+
+    def use_transport(self, transport: Any) -> None:
+        """Send every later call through `transport` (`automator test --sandbox`: the emulator's ASGI app)."""
+        self._transport, self._client = transport, None
 
     def base_url(self) -> str:
         """Where the system's API lives: the `base_url:` setting (an emulator, a mirror), else the public one."""

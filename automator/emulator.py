@@ -249,6 +249,10 @@ class Emulator:
         return Reply(404, {"error": f"no control route {what!r}"})
 
     # ---- webhooks back to the daemon --------------------------------------------------------------
+    def deliver_through(self, transport: httpx.AsyncBaseTransport) -> None:
+        """Send the webhooks through `transport` (`automator test --sandbox`: into the simulation, in-process)."""
+        self._hook_transport = transport
+
     def webhook(self, body: bytes | dict[str, Any], *, content_type: str = "application/json",
                 headers: Mapping[str, str] | None = None) -> None:
         """Send one webhook to `hook_url` in the background: once, never retried, as the real system does."""

@@ -92,6 +92,9 @@ class Event:
     depth: int = 0
     caused_by: str | None = None  # the effect key whose performance produced this event
     echo_of: str | None = None  # the rule whose own effect this event reports back (it must not restart it)
+    # The id of the event that first reported the same change of the same effect (the action's answer and the
+    # system's webhook, or its catch-up poll, each report it; whichever came second repeats the first).
+    repeats: str | None = None
 
     @property
     def kind(self) -> str:
@@ -115,6 +118,8 @@ class Event:
             out["caused_by"] = self.caused_by
         if self.echo_of:
             out["echo_of"] = self.echo_of
+        if self.repeats:
+            out["repeats"] = self.repeats
         return out
 
 

@@ -98,6 +98,9 @@ class Simulator:
         self.store.record_effect(effect.key, "done", result.data)
         return [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id) for e in result.events]
 
+    def close(self) -> None:
+        """Release what the world holds (nothing here; the sandbox's connectors and event loop)."""
+
     def advance(self, span: timedelta | Any) -> None:
         """Let time pass, firing every timer and schedule that falls due, in time order."""
         from automator.clock import Duration

@@ -44,8 +44,8 @@ def find_tests(path: Path) -> list[Path]:
     return [p for p in walk_yaml(path, TEST_SUFFIX) if ".venv" not in p.parts and p.name.endswith(TEST_SUFFIX)]
 
 
-def run_tests(path: str | Path) -> list[CaseResult]:
-    """Run every test case found at or under `path`."""
+def run_tests(path: str | Path, *, sandbox: bool = False) -> list[CaseResult]:
+    """Run every test case found at or under `path`; with `sandbox`, against the connectors' emulators."""
     results: list[CaseResult] = []
     projects: dict[tuple[str, str], tuple[Project | None, list[Problem]]] = {}
     from automator.config.load import builtin_connectors
@@ -55,13 +55,14 @@ def run_tests(path: str | Path) -> list[CaseResult]:
     # A test file found in a folder is read only if it lies in that folder (not through a symlink out of it).
     within = Path(path) if Path(path).is_dir() else None
     for file in find_tests(Path(path)):
-        results.extend(run_file(file, schemas, projects, within=within))
+        results.extend(run_file(file, schemas, projects, within=within, sandbox=sandbox))
     return results
 
 
 def run_file(file: Path, schemas: SchemaSet, projects: dict[Any, Any], *,
-             within: Path | None = None) -> Iterator[CaseResult]:
-    """Run the case (or the `tests:` cases) of one file (refused unread if it lies outside `within`)."""
+             within: Path | None = None, sandbox: bool = False) -> Iterator[CaseResult]:
+    """Run the case (or the `tests:` cases) of one file (refused unread if it lies outside `within`); against the
+    emulators with `sandbox` or the file's `connectors: sandbox`."""
     shown = display(file)
     doc, problems = load_document(file, display_path=shown, within=within)
     if doc is not None and doc.data is not None:
@@ -70,16 +71,17 @@ def run_file(file: Path, schemas: SchemaSet, projects: dict[Any, Any], *,
         yield CaseResult(shown, "(file)", [p.format() for p in problems] or ["the test file is empty"])
         return
     top = doc.data
+    sandbox = sandbox or top.get("connectors") == "sandbox"
     cases = top.get("tests") or [top]
     for index, case in enumerate(cases):
         merged = {**{k: top[k] for k in ("load", "now", "settings", "given") if k in top}, **case}
         path = ("tests", index) if "tests" in top else ()
         name = str(case.get("name") or top.get("name") or (f"case {index + 1}" if "tests" in top else file.stem))
-        yield run_case(doc, file, merged, path, name, projects)
+        yield run_case(doc, file, merged, path, name, projects, sandbox=sandbox)
 
 
 def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any, ...], name: str,
-             projects: dict[Any, Any]) -> CaseResult:
+             projects: dict[Any, Any], *, sandbox: bool = False) -> CaseResult:
     """Load the rules, seed the world, play the `when:` list and check `expect:`."""
     result = CaseResult(doc.path, name)
     load = (file.parent / str(case.get("load", "."))).resolve()
@@ -93,7 +95,7 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
     if "now" not in case:
         result.failures = [doc.problem(path, "a test needs `now:`").format()]
         return result
-    sim = Simulator(project, parse_time(case["now"], project))
+    sim = simulator(project, parse_time(case["now"], project), sandbox)
     try:
         sim.given(case.get("given") or [])
         for index, step in enumerate(case.get("when") or []):
@@ -109,13 +111,31 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
                                                           "`advance_to`").format())
     except (SimulationError, ValueError) as exc:
         result.failures.append(f"simulation stopped: {exc}")
+    finally:
+        sim.close()
     result.performed = list(sim.performed)
+    result.failures += refused(sim.performed, project)
     for index, expectation in enumerate(case.get("expect") or []):
         failure = check(expectation, sim.performed, project)
         if failure:
             mark = doc.mark((*path, "expect", index))
             result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
     return result
+
+
+def simulator(project: Project, now: datetime, sandbox: bool) -> Simulator:
+    """The simulated world: every connector played by `local`, or (sandbox) the real ones and their emulators."""
+    if not sandbox:
+        return Simulator(project, now)
+    from automator.emulated import SandboxSimulator
+
+    return SandboxSimulator(project, now)
+
+
+def refused(performed: list[Performed], project: Project) -> list[str]:
+    """One failure per effect its connector refused or could not perform: the daemon would dead-letter it."""
+    return [f"{p.effect.action} {_short(p.effect.params)} at {_local(p.effect.at, project)} failed in connector "
+            f"{p.effect.connector!r}: {p.error}" for p in performed if not p.ok]
 
 
 def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project) -> str | None:

@@ -112,6 +112,12 @@ class _Deciding:
             if rule.id == echo:
                 self.plan.why_not.append(WhyNot(rule.id, "the echo of this rule's own effect"))
                 continue
+            if self.event.repeats and isinstance(rule.trigger, EventTrigger):
+                # The action's answer and the system's webhook report one change: the event happened once.
+                # Field rules still see what the repeat adds to the entity (the diff above).
+                self.plan.why_not.append(WhyNot(rule.id, f"the same change as event {self.event.repeats}, "
+                                                         "which was already decided"))
+                continue
             trigger = rule.trigger
             if isinstance(trigger, HeldTrigger):
                 self.held_transition(rule, trigger)

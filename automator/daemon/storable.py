@@ -24,7 +24,8 @@ def storable_event(event: Event) -> Event:
     return replace(event, id=_text(event.id), type=_text(event.type), source=_text(event.source),
                    entity=EntityRef(_text(entity.kind), _text(entity.id)) if entity is not None else None,
                    data=storable(event.data), delivery_id=_text(event.delivery_id),
-                   caused_by=_text(event.caused_by), echo_of=_text(event.echo_of))
+                   caused_by=_text(event.caused_by), echo_of=_text(event.echo_of),
+                   repeats=_text(event.repeats))
 
 
 def storable(value: Any) -> Any:

@@ -80,7 +80,7 @@ def event_from_body(body: str) -> Event:
                  entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
                  data=dict(data.get("data") or {}), source=str(data.get("source", "")),
                  delivery_id=data.get("delivery_id"), depth=int(data.get("depth", 0)),
-                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"))
+                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"), repeats=data.get("repeats"))
 
 
 class JournalMixin:
@@ -95,9 +95,15 @@ class JournalMixin:
         the request body) from the same source within `window`. Events echoing one of our own effects get
         the effect's chain depth and rule (see `expect_echo`).
         """
+        return [e is not None for e in self.journal_events(events, now, digests=digests, window=window, echoes=echoes)]
+
+    def journal_events(self: SqliteStore, events: Sequence[Event], now: datetime, *,
+                digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
+                echoes: bool | None = None) -> list[Event | None]:
+        """`append`, returning each event as journaled (its echo and repeat recognised), None for a duplicate."""
         from automator.store.sqlite import utc
 
-        out: list[bool] = []
+        out: list[Event | None] = []
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
@@ -109,12 +115,12 @@ class JournalMixin:
                 if event.delivery_id and conn.execute(
                         "select 1 from journal where source = ? and delivery_id = ?",
                         [event.source, event.delivery_id]).fetchone():
-                    out.append(False)
+                    out.append(None)
                     continue
                 if digest and conn.execute(
                         "select 1 from journal where source = ? and digest = ? and received_at >= ?",
                         [event.source, digest, since]).fetchone():
-                    out.append(False)
+                    out.append(None)
                     continue
                 if event.source not in ("timer", "engine"):
                     if event.caused_by and not event.echo_of:
@@ -124,12 +130,14 @@ class JournalMixin:
                             echoes = self.expecting_echoes(now)
                         if echoes:
                             event = self._recognise_echo(event, stamp)
+                    if event.caused_by and event.entity is not None:
+                        event = self._first_report(event, stamp)
                 cur = conn.execute(
                     "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
                     "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                     [event.id, event_key(event), event.type, utc(event.at), event.source, event.delivery_id,
                      digest, event_body(event), stamp])
-                out.append(cur.rowcount == 1)
+                out.append(event if cur.rowcount == 1 else None)
         return out
 
     def expecting_echoes(self: SqliteStore, now: datetime) -> bool:
@@ -149,6 +157,20 @@ class JournalMixin:
                 self.db.conn.execute("delete from echoes where entity = ? and effect = ?", [str(event.entity), effect])
                 return replace(event, depth=max(event.depth, depth + 1), caused_by=effect, echo_of=rule_id)
         return event
+
+    def _first_report(self: SqliteStore, event: Event, stamp: str) -> Event:
+        """The event, marked as repeating the earlier one when that one reported the same change of the same
+        effect: whichever of the action's answer, the webhook and the poll comes first is the report, in every
+        order they can arrive in."""
+        from dataclasses import replace
+
+        change = f"{event.caused_by}|{event.type}|{event.entity}"
+        conn = self.db.conn
+        if conn.execute("insert or ignore into reports (change, event, at) values (?, ?, ?)",
+                        [change, event.id, stamp]).rowcount:
+            return event
+        first = conn.execute("select event from reports where change = ?", [change]).fetchone()[0]
+        return event if first == event.id else replace(event, repeats=first)
 
     def _own_effect(self: SqliteStore, event: Event) -> Event:
         """An event the system says our effect caused (it carries the effect key): it takes the effect's rule and
@@ -308,6 +330,7 @@ class JournalMixin:
                 "effects": conn.execute("delete from effects where status in ('done', 'dropped') and updated_at < ?",
                                         [cutoff]).rowcount,
                 "echoes": conn.execute("delete from echoes where until < ?", [utc(now)]).rowcount,
+                "reports": conn.execute("delete from reports where at < ?", [cutoff]).rowcount,
             }
         return counts
 

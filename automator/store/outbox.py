@@ -134,8 +134,8 @@ class OutboxMixin:
                     # The real system reports our change back by webhook: know that echo when it comes.
                     self.expect_echo(event.entity, dict(event.data), effect.key, effect.rule_id, effect.depth,
                                      now + ECHO_WINDOW)
-            fresh = self.append(caused, now) if caused else []
-        return [e for e, ok in zip(caused, fresh) if ok]
+            fresh = self.journal_events(caused, now) if caused else []
+        return [e for e in fresh if e is not None]
 
     def release_dead_effects(self: SqliteStore, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
                              gone: Callable[[str, str], bool] = owner_is_gone) -> Released:

@@ -50,6 +50,9 @@ SCHEMA: dict[str, tuple[dict[str, Any], Any]] = {
     # Changes our own effects made, so that the CRM's webhook echoing them back is recognised.
     "echoes": ({"entity": str, "fields": str, "effect": str, "rule_id": str, "depth": int, "until": str},
                ("entity", "effect")),
+    # Each change an effect made, by the first event that reported it (`<effect>|<type>|<entity>`): the action's
+    # answer, the system's webhook and its catch-up poll all report it, and only the first may start rules.
+    "reports": ({"change": str, "event": str, "at": str}, "change"),
     "meta": ({"name": str, "value": str}, "name"),
 }
 INDEXES: tuple[tuple[str, list[str], bool], ...] = (

@@ -22,7 +22,7 @@ Contract points chosen under uncertainty (reference §1, §6, §7):
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -31,11 +31,11 @@ import httpx
 from automator.clock import parse_duration
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected, Retryable
-from automator.model import EntityRef, Event
+from automator.model import Entity, EntityRef, Event
 from connectors.bitrix24 import events as ev
 from connectors.bitrix24.api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
-from connectors.bitrix24.mapping import (ORIGINATOR, contact_fields, deal_fields, e164, event_fields,
-                                         looks_like_phone, stage_category)
+from connectors.bitrix24.mapping import (DEAL_FIELDS, ORIGINATOR, contact_fields, deal_fields, e164,
+                                         event_fields, looks_like_phone, stage_category)
 
 __all__ = ["Bitrix24"]
 
@@ -391,6 +391,25 @@ class Bitrix24(WebConnector):
             for page in pages:
                 rows.extend(found.result.get(page) or [])
         return ev.poll_events(self.name, rows, cursor, self.custom, self.stage_named)
+
+    def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
+        """The given deals of this connector's pipelines, as portal deals: their stage's CATEGORY_ID/STAGE_ID, the
+        client as CONTACT_ID, the responsible as a user (a role of `roles:`), every other field as it is mapped."""
+        for entity in entities:
+            fields = dict(entity.fields)
+            pipeline = self.pipelines.get(str(fields.pop("pipeline", "")))
+            if entity.ref.kind != "deal" or pipeline is None or not str(entity.ref.id).isdigit():
+                continue
+            stage = pipeline.stages.get(str(fields.pop("stage", "")))
+            native: dict[str, Any] = {"CATEGORY_ID": int(pipeline.crm_id or 0)}
+            if stage is not None:
+                native["STAGE_ID"] = stage.crm_id
+            responsible = fields.pop("responsible", None)
+            if responsible not in (None, ""):
+                native["ASSIGNED_BY_ID"] = self.roles.get(str(responsible), str(responsible))
+            known = {k: v for k, v in fields.items() if k in self.custom or k in DEAL_FIELDS}
+            native.update(deal_fields(known, self.custom))
+            emulator.seed_deal(int(entity.ref.id), native)
 
     @classmethod
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str

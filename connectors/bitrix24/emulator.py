@@ -291,6 +291,20 @@ class Bitrix24Emulator(Emulator):
             self.portal.deal_update({"id": deal_id, "fields": {"STAGE_ID": stage_id}}, by=by_text)
         return {"ok": True}
 
+    def seed_deal(self, deal_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A deal the portal already holds under `deal_id` (a test's `given:`), made as crm.deal.add makes one and
+        replacing one of that id, without the outgoing event."""
+        silent = self.faults.extra.get("silent")
+        self.faults.extra["silent"] = True
+        try:
+            made = self.portal.deal_add({"fields": dict(fields)})
+        finally:
+            self.faults.extra["silent"] = silent
+        deal = self.portal.deals.pop(made)
+        deal["ID"] = str(deal_id)
+        self.portal.deals[deal_id] = deal
+        return deal
+
     def add_pipeline(self, category: int, name: str, stages: list[tuple[str, str]]) -> None:
         """Seed a pipeline and its stages, as set up in the portal's settings."""
         self.portal.ensure_category(category, name or None)

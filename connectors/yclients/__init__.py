@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected
-from automator.model import EntityRef, Event
+from automator.model import Entity, EntityRef, Event
 from connectors.yclients import mapping
 from connectors.yclients.api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
 from connectors.yclients.emulator import YclientsEmulator
@@ -305,6 +305,27 @@ class Yclients(WebConnector):
             for c in cards]})
 
     # ---- sandbox ---------------------------------------------------------------------------------
+    def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
+        """Given clients and bookings, as the company's own (each written again when a test's event changes it): a
+        booking is a record with the emulator's master and a service (the one it names, else the first), its
+        status an attendance. A client YCLIENTS needs a phone for gets a made-up one (+7900 and its id)."""
+        for entity in entities:
+            fields, ident = entity.fields, entity.ref.id
+            if entity.ref.kind == "client" and ident.isdigit():
+                phone = mapping.to_e164(fields.get("phone")) or f"+7900{int(ident):07d}"
+                emulator.seed_client(int(ident), {"name": str(fields.get("name") or ""), "phone": phone,
+                                                  "email": str(fields.get("email") or "")})
+            elif entity.ref.kind == "booking" and ident.isdigit():
+                master = next(iter(emulator.staff.values()), None) or emulator.add_staff("Мастер")
+                services = emulator.services.values()
+                service = next((s for s in services if s["title"] == fields.get("service")), None) \
+                    or next(iter(services), None) or emulator.add_service("Услуга", 0)
+                starts = fields.get("starts_at") or datetime.now(timezone.utc).isoformat()
+                emulator.seed_record(int(ident), {
+                    "staff_id": master["id"], "services": [{"id": service["id"]}], "datetime": str(starts),
+                    "seance_length": 3600, "attendance": mapping.ATTENDANCE_CODES.get(str(fields.get("status")), 0)},
+                    client=int(fields["client"]) if str(fields.get("client", "")).isdigit() else None)
+
     @classmethod
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
                 ) -> tuple[dict[str, Any], Any] | None:

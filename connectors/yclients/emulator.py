@@ -377,6 +377,28 @@ class YclientsEmulator(Emulator):
             self.notify("client", ident, "create", dict(client))
         return client
 
+    def seed_client(self, ident: int, data: dict[str, Any]) -> dict[str, Any]:
+        """A client the company already has under `ident` (a test's `given:`), replacing one of that id or that
+        phone (YCLIENTS keeps one client per phone); no webhook."""
+        digits = re.sub(r"\D", "", str(data.get("phone") or ""))
+        for other in [c for c in self.clients.values() if re.sub(r"\D", "", str(c["phone"])) == digits]:
+            del self.clients[other["id"]]
+        client = self.make_client(data, notify=False)
+        del self.clients[client["id"]]
+        client["id"] = ident
+        self.clients[ident] = client
+        return client
+
+    def seed_record(self, ident: int, body: dict[str, Any], *, client: int | None = None) -> dict[str, Any]:
+        """A record the company already has under `ident` (a test's `given:`), with its attendance and the client
+        of that id, replacing one of that id; no webhook."""
+        record = self.make_record(body, notify=False)
+        del self.records[record["id"]]
+        record["id"] = ident
+        record["client"] = self._client_brief(self.clients.get(client)) if client is not None else None
+        self.records[ident] = record
+        return record
+
     def _categories(self, ids: list[Any]) -> list[dict[str, Any]]:
         out = []
         for item in ids:

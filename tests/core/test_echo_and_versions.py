@@ -140,6 +140,58 @@ def test_the_crm_webhook_echoing_our_effect_through_the_journal(echo_project: Pr
     assert echo.runs == () and why(echo) == {"any-update": "the echo of our own effect: it changes nothing"}
 
 
+def _journal_both_reports(store: SqliteStore, webhook_first: bool) -> list[Event]:
+    """Our deal.move is performed; its answer and the CRM's webhook (which carries more of the deal than our
+    answer knew) are journaled in the order given. Returns the two events as the engine reads them."""
+    move = Effect(key="run-x/do/0", run_id="run-x", rule_id="won-task", action="deal.move", connector="crm",
+                  params={"deal": "5", "stage": "won"}, delivery="at_least_once", at=NOW, entity=DEAL)
+    store.apply(Decision(event=updated("new", ident="t"), entity_before=None, entity_after=None, effects=(move,)))
+    store.claim_effects("w", NOW, 1, timedelta(minutes=5))
+    store.expect_echo(DEAL, {"stage": "won"}, move.key, move.rule_id, 0, NOW + timedelta(minutes=10))  # at call start
+    webhook = Event(id="crm:hook-77", type="deal.updated", at=NOW, entity=DEAL, source="crm", delivery_id="77",
+                    data={"stage": "won", "title": "T", "updated_at": "2026-03-02T10:00:01+03:00"})
+    result = Event(id="run-x/do/0>deal.updated", type="deal.updated", at=NOW, entity=DEAL, data={"stage": "won"},
+                   source="crm")
+    if webhook_first:
+        assert store.append([webhook], NOW) == [True]
+    store.settle(move, Settlement("done", events=(result,)), NOW)
+    if not webhook_first:
+        assert store.append([webhook], NOW) == [True]
+    return store.claim_events("w", NOW, 10, timedelta(seconds=60))
+
+
+@pytest.mark.parametrize("webhook_first", [False, True], ids=["answer-first", "webhook-first"])
+def test_the_answer_and_the_webhook_of_one_change_start_the_event_rule_once(echo_project: Project,
+                                                                           webhook_first: bool) -> None:
+    store = store_with_deal("new")
+    first, second = _journal_both_reports(store, webhook_first)
+    assert (first.id == "crm:hook-77") is webhook_first
+    assert first.repeats is None and second.repeats == first.id
+    runs = []
+    for event in (first, second):
+        decision = decide(echo_project, store, event, NOW)
+        store.commit(event, decision, NOW)
+        runs += started(decision)
+    # The webhook adds fields our answer did not know (updated_at): the state takes them, but `deal.updated`
+    # happened once, and the rule whose move it was never runs on it.
+    assert sorted(runs) == ["any-update", "won-notify"]
+    assert why(decision)["any-update"] == ("the echo of our own effect: it changes nothing" if webhook_first else
+                                           f"the same change as event {first.id}, which was already decided")
+    assert store.entity(DEAL).fields["updated_at"] == "2026-03-02T10:00:01+03:00"
+
+
+def test_a_later_change_by_a_person_is_not_a_repeat(echo_project: Project) -> None:
+    store = store_with_deal("new")
+    for event in _journal_both_reports(store, webhook_first=False):
+        store.commit(event, decide(echo_project, store, event, NOW), NOW)
+    person = Event(id="crm:hook-78", type="deal.updated", at=NOW, entity=DEAL, source="crm", delivery_id="78",
+                   data={"stage": "new"})
+    assert store.append([person], NOW) == [True]
+    (event,) = store.claim_events("w", NOW, 10, timedelta(seconds=60))
+    assert event.repeats is None and event.caused_by is None
+    assert started(decide(echo_project, store, event, NOW)) == ["any-update"]
+
+
 # ---- a waiting run and a new version of its rule -----------------------------------------------------------------
 
 def rules(second_text: str = "second v1", *, extra_first: bool = False, wait: str = "1d",

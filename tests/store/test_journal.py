@@ -265,8 +265,12 @@ def test_prune_forgets_only_what_is_finished_and_old(store: SqliteStore) -> None
                                   "'at_least_once', ?, ?, ?)", [key, status, utc(old), utc(old)])
         store.expect_echo(EntityRef("deal", "1"), {"stage": "won"}, "e-old", "r", 0, NOW - timedelta(seconds=1))
         store.expect_echo(EntityRef("deal", "2"), {"stage": "won"}, "e-new", "r", 0, NOW + timedelta(minutes=5))
+    store.db.conn.executemany("insert into reports (change, event, at) values (?, ?, ?)",
+                              [[f"e-{n}|deal.updated|deal:{n}", f"report-{n}", utc(when)]
+                               for n, when in (("1", old), ("2", recent))])
     counts = store.prune(NOW, timedelta(days=30))
-    assert counts == {"journal": 1, "runs": 1, "effects": 2, "echoes": 1}
+    assert counts == {"journal": 1, "runs": 1, "effects": 2, "echoes": 1, "reports": 1}
+    assert [r["event"] for r in store.db.query("select event from reports")] == ["report-2"]
     assert {r["id"] for r in store.db.query("select id from journal")} == {"new-done", "old-pending", "old-failed"}
     assert {r.id for r in store.runs()} == {"r-wait", "r-new"}
     assert {e["key"] for e in store.effects()} == {"f-dead"}  # parked effects wait for an operator

@@ -1,0 +1,97 @@
+"""The daemon in --sandbox reacts once to a change it made itself, however the system reports it back."""
+from __future__ import annotations
+
+import json
+import textwrap
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from e2e_support import Daemon, Project, query, wait_for
+
+PIPELINES = """\
+pipelines:
+  rehabilitation:
+    connector: crm
+    id: 4
+    stages:
+      new: {id: "C4:NEW"}
+      called: {id: "C4:PREPARATION"}
+      won: {id: "C4:WON", outcome: won}
+      lost: {id: "C4:LOSE", outcome: lost}
+"""
+
+CONFIG = """\
+timezone: Europe/Moscow
+branches:
+  main: {hours: "09:00-21:00", days: mon-sun}
+connectors:
+  crm: {type: bitrix24, webhook_url: "${env:B24_WEBHOOK_URL}", application_token: "${env:B24_APP_TOKEN}",
+        roles: {consultant: 1}, poll_every: 1h}
+  booking: {type: yclients, company_id: 777, partner_token: "${env:YC_PARTNER}", user_token: "${env:YC_USER}",
+            hook_secret: "${env:YC_HOOK}", branch: main, poll_every: "off"}
+"""
+
+RULES = """\
+rules:
+  - id: no-show-to-rehabilitation
+    when: {changed: booking.status, to: no_show}
+    do:
+      - deal.create: {pipeline: rehabilitation, stage: new, title: "Реабилитация: {{ client.name }}",
+                      contact: "{{ client.phone }}"}
+
+  - id: new-deal-task
+    when: {event: deal.created, pipeline: rehabilitation}
+    do:
+      - task.create: {assignee: consultant, title: "Позвонить по сделке {{ deal.id }}", deal: "{{ deal.id }}"}
+
+  - id: moved-deal-task
+    when: {event: deal.updated}
+    do:
+      - task.create: {assignee: consultant, title: "Сделка {{ deal.id }} изменилась", deal: "{{ deal.id }}"}
+"""
+
+
+def _project(root: Path) -> Project:
+    root.mkdir(parents=True)
+    (root / "automator.yaml").write_text(CONFIG)
+    (root / "pipelines").mkdir()
+    (root / "pipelines" / "rehabilitation.yaml").write_text(PIPELINES)
+    (root / "rules").mkdir()
+    (root / "rules" / "clinic.yaml").write_text(textwrap.dedent(RULES))
+    return Project(root, 0)
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def _post(url: str, body: Any) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def test_a_deal_the_daemon_created_starts_the_deal_created_rule_once(
+        tmp_path: Path, start_daemon: Callable[..., Daemon]) -> None:
+    daemon = start_daemon(_project(tmp_path / "clinic"), args=("--sandbox",))
+    base = f"http://127.0.0.1:{daemon.port}/_sandbox"
+    record = next(r for r in _get(f"{base}/booking/_emulator/state")["records"]
+                  if r["client"]["phone"] == "+79161234567")
+
+    _post(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+
+    deals = wait_for(lambda: _get(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
+    # Both reports of the new deal are decided: the action's answer and the portal's ONCRMDEALADD.
+    wait_for(lambda: query(daemon.project.db, "select count(*) from journal where type = 'deal.created' and "
+                                              "status = 'done'")[0][0] >= 2, 15, "both reports of the deal decided")
+    wait_for(lambda: not query(daemon.project.db, "select 1 from effects where status in "
+                                                  "('pending', 'running', 'retry')"), 15, "the outbox to drain")
+    tasks = _get(f"{base}/crm/_emulator/state")["tasks"]
+    titles = sorted(t["title"] for t in (tasks.values() if isinstance(tasks, dict) else tasks))
+    assert titles == [f"Позвонить по сделке {deals[0]['ID']}"], titles
+    assert query(daemon.project.db, "select count(*) from runs where rule_id = 'new-deal-task'")[0][0] == 1
+    assert daemon.terminate() == 0
