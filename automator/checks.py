@@ -45,27 +45,33 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
+# A deal's stage is never one of its `fields:`: where each deal action takes it instead.
+STAGE_HINT = {"deal.create": "give the stage as deal.create's own `stage:` (and `pipeline:`)",
+              "deal.move": "give it as deal.move's own `stage:` (and `pipeline:`)",
+              "deal.update": "move the deal with deal.move (`stage:`, `pipeline:`)"}
 # Literal templates are rendered on a fixed clock: one that reads the clock (`{{ now }}`) is not a literal.
 _FIXED = EvalContext(now=datetime(2000, 1, 1, tzinfo=timezone.utc), tz=ZoneInfo("UTC"))
 
 
-def literal(value: Any) -> Any:
+def literal(value: Any, settings: Mapping[str, Any] | None = None) -> Any:
     """The value a param has whatever the run: a value as written, or a template that reads no data
-    (`{{ 'admin' }}`, a literal in disguise); `UNKNOWN` when it depends on the run."""
+    (`{{ 'admin' }}`, a literal in disguise) or, given them, only automator.yaml's `settings:`; `UNKNOWN` when it
+    depends on the run."""
     if isinstance(value, Template):
         if value.is_static:
             return value.source
-        if any(isinstance(part, Expr) and part.names for part in value.parts):
+        known = {"settings"} if settings is not None else set()
+        if any(isinstance(part, Expr) and not part.names <= known for part in value.parts):
             return UNKNOWN
         try:
-            return value.render({}, _FIXED)
+            return value.render({"settings": settings or {}}, _FIXED)
         except EvalError:
             return UNKNOWN
     if isinstance(value, Mapping):
-        items = {k: literal(v) for k, v in value.items()}
+        items = {k: literal(v, settings) for k, v in value.items()}
         return UNKNOWN if any(v is UNKNOWN for v in items.values()) else items
     if isinstance(value, list):
-        listed = [literal(v) for v in value]
+        listed = [literal(v, settings) for v in value]
         return UNKNOWN if any(v is UNKNOWN for v in listed) else listed
     return value
 
@@ -117,6 +123,11 @@ class CheckContext:
     rule_kind: str | None = None  # the entity kind the rule's trigger is about; None: none, or not known
     rule_sources: tuple[str, ...] = ()  # connector types whose events start the rule (the catalogue's word)
     rule_pipeline: str | None = None  # the trigger's `pipeline:`
+    settings: Mapping[str, Any] = field(default_factory=dict)  # automator.yaml's `settings:`, fixed for the daemon
+
+    def literal(self, value: Any) -> Any:
+        """`literal(value)`, with the project's `settings:` known too (`{{ settings.ads_url }}` is a literal)."""
+        return literal(value, self.settings)
 
     def pipeline(self, params: Mapping[str, Any]) -> Pipeline | None:
         """The pipeline a deal action works in, when the rule says: a literal `pipeline:`, else the trigger's."""

@@ -87,7 +87,8 @@ def _check_by_connector(name: str, params: Mapping[str, Any], via: str | None, p
         if conf is None or cls is None:
             continue
         context = CheckContext(target, {n: c.type for n, c in connectors.items()}, ctx.pipelines,
-                               ctx.config.catalogue, ctx.rule_kind, ctx.rule_sources, ctx.rule_pipeline)
+                               ctx.config.catalogue, ctx.rule_kind, ctx.rule_sources, ctx.rule_pipeline,
+                               ctx.config.settings)
         try:
             found = cls.check_params(name, params, conf.options, context)
         except Exception as exc:  # a broken third-party check must not hide the other problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from automator.checks import UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
+from automator.checks import STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
 from automator.errors import Rejected
 from connectors.bitrix24.mapping import DEAL_FIELDS, RESERVED, bitrix_field, e164, looks_like_phone, stage_category
 
@@ -57,16 +57,17 @@ def _fields(action: str, fields: Any, custom: Mapping[str, str], roles: Mapping[
         except Rejected:
             if name in ("stage", "pipeline"):
                 found.append(ParamProblem(path, f"{action} cannot set the deal's {name} through `fields:`",
-                                          "move the deal with deal.move (`stage:`, `pipeline:`)", key=True))
+                                          STAGE_HINT[action], key=True))
                 continue
             guess = choice_hint(str(name), [*custom, *DEAL_FIELDS], "fields")
             mapped = ", ".join(sorted(custom)) or "none"
+            how = (f"map it under `fields:` of connector '{context.connector}' in automator.yaml ({name}: UF_CRM_…) "
+                   "or write the Bitrix24 code")
             found.append(ParamProblem(
                 path, f"connector '{context.connector}' (bitrix24) maps no Bitrix24 field '{name}'",
-                (guess + " If not, " if guess.startswith("did you mean") else "")
-                + f"map it under `fields:` of connector '{context.connector}' in automator.yaml ({name}: UF_CRM_…) "
-                f"or write the Bitrix24 code (mapped there: {mapped}; the standard ones: title, amount, "
-                "responsible, comments, source, …)", key=True))
+                f"{guess} Or {how}" if guess.startswith("did you mean") else
+                f"{how} (mapped there: {mapped}; the standard ones: title, amount, responsible, comments, source, …)",
+                key=True))
             continue
         if code in RESERVED:
             found.append(ParamProblem(path, f"field '{name}' ({code}) is set by the connector itself, not by "
