@@ -153,6 +153,9 @@ class CheckContext:
         types = self.catalogue.fillers.get((head, name), ())
         if head == self.rule_kind and self.rule_sources:
             types = tuple(t for t in types if t in self.rule_sources) or types
+        owner = self.pipelines.get(self.rule_pipeline) if self.rule_pipeline else None
+        if head == self.rule_kind == "deal" and owner is not None and owner.connector in self.connectors:
+            types = tuple(t for t in types if t == self.connectors[owner.connector]) or types  # the pipeline's CRM
         return tuple(t for t in types if t != "engine")
 
     def _field(self, chain: tuple[str, ...] | None) -> tuple[str, str] | None:

@@ -179,6 +179,21 @@ def test_a_yclients_client_id_sent_to_amocrm_as_the_contact(tmp_path: Path) -> N
         "or creates it"]
 
 
+def test_ids_of_the_crm_own_deals_go_back_to_it_and_not_to_yclients(tmp_path: Path) -> None:
+    # A rule on Bitrix24's deals: the run's client is the deal's Bitrix24 contact, fine for Bitrix24 (with or
+    # without `contact:`), and no YCLIENTS client id: client.set_category for it is said so at the action.
+    code, out, _ = validate(tmp_path, rule(
+        "deal.create: {pipeline: rehabilitation, stage: new, title: T}",
+        'deal.create: {pipeline: rehabilitation, stage: new, title: T, contact: "{{ deal.client }}"}',
+        'task.create: {assignee: admin, title: T, client: "{{ client.id }}"}',
+        "client.set_category: {category: VIP}", when=ON_REHABILITATION))
+    assert code == 1
+    assert out == [
+        "rules/main.yaml:8:9: error: without `client:` the run's client is used, and its id is one from connector "
+        "'crm' (bitrix24), not a YCLIENTS client id",
+        "    hint: give `client:` the client's YCLIENTS id"]
+
+
 def test_a_category_yclients_is_not_given(tmp_path: Path) -> None:
     code, out, _ = validate(tmp_path, rule("client.set_category: {category: Постояный}"))
     assert code == 1
