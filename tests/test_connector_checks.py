@@ -58,11 +58,12 @@ pipelines:
 """
 
 
-def validate(tmp_path: Path, rules: str, config: str = CONFIG) -> tuple[int, list[str], list[str]]:
+def validate(tmp_path: Path, rules: str, config: str = CONFIG, pipelines: str = PIPELINES
+             ) -> tuple[int, list[str], list[str]]:
     """Write the project, run `automator validate` on it: the exit code, stdout's and stderr's lines."""
     (tmp_path / "automator.yaml").write_text(config)
     (tmp_path / "pipelines").mkdir(exist_ok=True)
-    (tmp_path / "pipelines" / "main.yaml").write_text(PIPELINES)
+    (tmp_path / "pipelines" / "main.yaml").write_text(pipelines)
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "main.yaml").write_text(textwrap.dedent(rules))
     result = CliRunner().invoke(cli, ["validate", str(tmp_path)], catch_exceptions=False)
@@ -271,6 +272,27 @@ def test_a_stage_whose_id_belongs_to_another_bitrix24_pipeline(tmp_path: Path) -
         "rules/main.yaml:5:56: error: stage 'old' of pipeline 'rehabilitation' has the id 'UC_OLD', which is not a "
         "stage of Bitrix24 pipeline 4 (its stage ids are C4:…)",
         "    hint: correct the stage's `id:` in pipelines/main.yaml"]
+
+
+def test_other_refusals_decidable_from_the_params(tmp_path: Path) -> None:
+    # A deal id that is no number, an amoCRM stage without a status id, an HTML text Telegram cannot parse.
+    config = CONFIG.replace('chats: {admin: -1001', 'parse_mode: HTML, chats: {admin: -1001')
+    pipelines_with_text_id = "      lost: {id: LOST}\n"
+    code, out, _ = validate(tmp_path, rule(
+        "deal.move: {deal: D-15, stage: booked}",
+        "deal.create: {pipeline: amo_sales, stage: lost, title: T, contact: \"{{ client.phone }}\"}",
+        "notify: {to: admin, text: \"<b>NPS 3</i>\"}", when=ON_REHABILITATION),
+        config=config, pipelines=PIPELINES + pipelines_with_text_id)
+    assert code == 1
+    assert out == [
+        "rules/main.yaml:5:27: error: 'D-15' is not a Bitrix24 deal id (a number)",
+        "    hint: leave `deal:` out for the run's deal, or write one such as \"{{ event.deal }}\"",
+        "rules/main.yaml:6:51: error: stage 'lost' of pipeline 'amo_sales' has the id 'LOST': amoCRM status ids are "
+        "numbers",
+        "    hint: correct its `id:` in pipelines/main.yaml (or give it `outcome: won` or `lost`, amoCRM's 142 and 143)",
+        "rules/main.yaml:7:35: error: the text is not valid HTML: Unmatched end tag at byte offset 8, expected "
+        "\"</b>\", found \"</i>\"",
+        "    hint: close every tag, and write <, > and & in the text as &lt; &gt; &amp;"]
 
 
 def test_a_deal_action_is_checked_by_its_pipelines_connector(tmp_path: Path) -> None:
