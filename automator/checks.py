@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from automator.catalogue import Catalogue
+from automator.catalogue import ENVELOPE, Catalogue
 from automator.expr import EvalContext, EvalError, Expr, Template
 from automator.model import Pipeline
 
@@ -167,7 +167,9 @@ class CheckContext:
             if self.rule_kind is None:
                 return None
             if head == "event" and rest[0] in ("entity", "data"):
-                rest = rest[1:]
+                rest = rest[1:]  # event.entity.id, event.data.client
+            elif head == "event" and rest[0] in ENVELOPE:
+                return None  # event.id is the event's own id, no record's
             head = self.rule_kind
         if len(rest) != 1:
             return None

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from automator.actions import CANONICAL
 from automator.checks import CheckContext, literal
@@ -58,7 +57,8 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     _check_no_env(params, (*path, name), ctx)
     ctx.deal_fields |= deal_fields(name, params)
     compiled = ctx.templates(params, (*path, name))
-    # One mistake, one problem: a step already reported (its schema, a stage, a template) is not asked about again.
+    # One mistake, one problem: a step already reported (its `via:`, a stage, a template) is not asked about again;
+    # a param the schema has reported is left out below.
     if len(ctx.problems) == reported and isinstance(compiled, Mapping):
         _check_by_connector(name, compiled, via, (*path, name), ctx)
     return ActionStep(action=name, params=compiled, via=via, location=ctx.location(path))
