@@ -5,6 +5,7 @@ the core `decide`.
 """
 from typing import Any
 
+from automator.checks import CheckContext, ParamProblem
 from automator.config.load import load_project
 from automator.config.problems import Problem
 from automator.config.project import Project
@@ -16,6 +17,7 @@ from automator.testing import run_tests
 
 __all__ = [
     "ActionResult",
+    "CheckContext",
     "Connector",
     "Daemon",
     "Decision",
@@ -23,6 +25,7 @@ __all__ = [
     "Entity",
     "EntityRef",
     "Event",
+    "ParamProblem",
     "Problem",
     "Project",
     "Rule",

@@ -36,7 +36,8 @@ def validate(path: Path) -> None:
     """Check a project's files: schemas, names, expressions, cron, durations.
 
     Prints `path:line:col: error: message` per problem and exits 1, or a one-line summary and exits 0 (after a
-    `warning:` on stderr for each connector that accepts no webhooks, having no secret to check them by).
+    `warning:` on stderr for what works but maybe not as meant: a connector that accepts no webhooks, having no
+    secret to check them by; an SMS text longer than the connector's `max_parts`).
 
     Example: automator validate rules/clinic
     """
@@ -47,7 +48,7 @@ def validate(path: Path) -> None:
     if project is None:
         _fail_problems(problems)
     assert project is not None
-    for warning in unauthenticated_webhooks(project, types):
+    for warning in problems + unauthenticated_webhooks(project, types):
         click.echo(warning.format(), err=True)
     counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
               (len(project.config.connectors), "connector")]

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
 from automator.catalogue import Catalogue, load_text as load_catalogue_text
+from automator.checks import CheckContext, ParamProblem
 from automator.model import Entity, Event, Pipeline
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,22 @@ class Connector:
                 if str(stage.crm_id) == str(crm_stage):
                     return pipeline.name, stage.name
         return None
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """What this connector would refuse (or do wrong) in an action step's params, found by `validate`.
+
+        Called for every action step that goes to a connector of this type (`via:`, else the deal's pipeline's
+        connector, else the first that performs the action: the daemon's own choice), with the params as the rule
+        writes them: a text with `{{ }}` is an `automator.expr.Template`, anything else is as written
+        (`automator.checks.literal` tells what a param is whatever the run, `lone_field` and `reads` what a
+        template reads). `options` are the connector's settings in automator.yaml as written (a secret is its
+        `${env:NAME}`); `context` names the connector and carries the pipelines, the catalogue (who fills which
+        field) and the rule's trigger. Each problem names the param's path in the params, so `validate` reports it
+        at that param's line and column. Only what the action itself would refuse belongs here, decided without
+        a network call; the default finds nothing."""
+        return []
 
     @classmethod
     def produces(cls, name: str, options: Mapping[str, Any]) -> Catalogue:

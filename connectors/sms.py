@@ -4,15 +4,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import phonenumbers
 
+from automator.checks import CheckContext, ParamProblem, literal_text
 from automator.connector import retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 
-__all__ = ["GSM7_BASIC", "GSM7_EXTENDED", "MAX_RECIPIENTS", "Segments", "check_gateway_status", "gateway_digits",
-           "normalize_phone", "normalize_phones", "segments", "split_phones"]
+__all__ = ["DEFAULT_MAX_PARTS", "GSM7_BASIC", "GSM7_EXTENDED", "MAX_PARTS_SETTING", "MAX_RECIPIENTS", "Segments",
+           "check_gateway_status", "check_sms", "gateway_digits", "normalize_phone", "normalize_phones", "segments",
+           "split_phones"]
 
 DEFAULT_REGION = "RU"
 # Both gateways take at most 100 numbers in one request (SMS.ru: codes 207/213; SMSC: the same cap is assumed).
@@ -119,6 +122,55 @@ def prepare(params: Any, gateway: str) -> tuple[list[str], Segments]:
     if not text.strip():
         raise Rejected(f"{gateway}: the message has no text")
     return phones, segments(text)
+
+
+# Parts past which `validate` warns about an SMS text: each part is billed, and a reminder in three parts costs
+# three. A gateway's `max_parts:` setting changes it.
+DEFAULT_MAX_PARTS = 2
+MAX_PARTS_SETTING = {"type": "integer", "minimum": 1,
+                     "description": f"validate warns about a text that goes out in more SMS parts than this "
+                                    f"(default {DEFAULT_MAX_PARTS}); each part is billed."}
+
+
+def check_sms(params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext,
+              too_long: Callable[[Segments], str | None]) -> list[ParamProblem]:
+    """What `validate` can tell of an `sms.send` before a run: a `to` that is no phone number, an empty text, and
+    the parts the text goes out in: a refusal (`too_long`, the gateway's limit) is an error, more parts than
+    `max_parts` a warning. Of a template only its own words are counted, which what its placeholders add can only
+    lengthen (and turn into UCS-2): so the count is "at least", and is never guessed beyond that."""
+    found: list[ParamProblem] = []
+    to = context.literal(params.get("to"))
+    if isinstance(to, (str, int)) and str(to).strip():
+        try:
+            normalize_phones(str(to))
+        except ValueError as exc:
+            found.append(ParamProblem(("to",), str(exc), "write it as +79161234567, or a template such as "
+                                                         '"{{ client.phone }}"'))
+    if params.get("text") is None:
+        return found
+    text, placeholders = literal_text(params.get("text"))
+    if not placeholders and not text.strip():
+        return [*found, ParamProblem(("text",), "the message has no text", "write what the SMS says")]
+    parts = segments(text)
+    refusal = too_long(parts)
+    limit = int(options.get("max_parts") or DEFAULT_MAX_PARTS)
+    if refusal is None and parts.parts <= limit:
+        return found
+    if placeholders:
+        said = (f"the text goes out in at least {parts.parts} SMS: its own words alone are {parts.length} "
+                f"characters in {parts.encoding}, before what its {placeholders} placeholder(s) add")
+    else:
+        said = f"the text goes out in {parts.parts} SMS: {parts.length} characters in {parts.encoding}"
+    single, per_part = (GSM7_SINGLE, GSM7_PART) if parts.encoding == "GSM-7" else (UCS2_SINGLE, UCS2_PART)
+    why = f"{parts.encoding} fits {single} characters in one SMS and {per_part} in each part of a longer one"
+    outside = [ch for ch in text if ch not in GSM7_BASIC and ch not in GSM7_EXTENDED]
+    if parts.encoding == "UCS-2" and len(outside) <= 3:  # a quote or an emoji in a Latin text: worth saying
+        why += f" ({' '.join(dict.fromkeys(outside))} is outside the GSM alphabet and makes the whole text UCS-2)"
+    if refusal is not None:
+        return [*found, ParamProblem(("text",), f"{said}; {refusal}", f"shorten it: {why}")]
+    return [*found, ParamProblem(("text",), f"{said}, more than {limit}",
+                                 f"shorten it ({why}), or raise `max_parts:` of connector '{context.connector}' "
+                                 "in automator.yaml: each part is billed", severity="warning")]
 
 
 def gateway_digits(e164: str) -> str:

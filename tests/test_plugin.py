@@ -82,6 +82,18 @@ def test_its_vendor_action_is_validated_against_its_own_schema(site: Path, tmp_p
     assert "rules/guests.yaml:5:" in result.stdout and "line" in result.stdout
 
 
+def test_its_own_check_of_the_params_is_a_validate_error_at_the_param(site: Path, tmp_path: Path) -> None:
+    # A blank line is refused by guestbook.write when performed: the package's check_params says so at validate,
+    # also when the blank is a template that reads nothing (a literal in disguise); a real template passes.
+    project = _project(tmp_path, line="{{ '  ' }}")
+    result = _automator(site, "validate", ".", cwd=project)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        "rules/guests.yaml:5:33: error: connector 'book' writes no empty line",
+        '    hint: write what the guest book should say, such as "Спасибо, {{ event.guest }}!"']
+    assert _automator(site, "validate", ".", cwd=_project(tmp_path, line="{{ event.guest }}")).returncode == 0
+
+
 def test_a_rule_uses_it_in_the_daemon(site: Path, tmp_path: Path) -> None:
     project = _project(tmp_path)
     with socket.socket() as probe:

@@ -12,6 +12,7 @@ from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
     from automator.config.project import Config
+    from automator.connector import Connector
     from automator.config.source import Document
     from automator.config.schemas import SchemaSet
 
@@ -32,9 +33,12 @@ class CompileContext:
     pipelines: Mapping[str, Pipeline] = field(default_factory=dict)
     rule_vars: set[str] = field(default_factory=set)
     rule_pipeline: str | None = None  # the trigger's `pipeline:`, the default for deal.move
+    rule_kind: str | None = None  # the entity kind the trigger is about (see automator.checks.rule_trigger)
+    rule_sources: tuple[str, ...] = ()  # the connector types whose events start the rule
     schemas: SchemaSet | None = None
     deal_fields: set[str] = field(default_factory=set)  # shared across rules: fields some action sets
     broken: set[tuple[str | int, ...]] = field(default_factory=set)  # nodes with schema problems
+    types: Mapping[str, type[Connector]] = field(default_factory=dict)  # installed connector types, for their checks
 
     def is_broken(self, path: Sequence[str | int]) -> bool:
         """Whether a schema problem lies at or under `path` (so compiling it would repeat that problem)."""

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from automator.actions import CANONICAL
 from automator.catalogue import CORE, Catalogue, CatalogueError, merge
+from automator.checks import rule_trigger
 from automator.clock import parse_business_hours
 from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
@@ -41,7 +42,8 @@ def builtin_connectors() -> dict[str, type[Connector]]:
 def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connector]] | None = None,
                  only_rules_under: str | Path | None = None,
                  settings: Mapping[str, Any] | None = None) -> tuple[Project | None, list[Problem]]:
-    """Load every file of the project at or above `path`; the Project is None when any problem was found."""
+    """Load every file of the project at or above `path`: the Project and its warnings, or None and every problem
+    when any error was found."""
     path = Path(path)
     root = find_root(path)
     if root is None:
@@ -92,17 +94,17 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         doc = read(file, "rules.schema.json")
         if doc is None:
             continue
-        ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields)
+        ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields, types=types)
         rules.extend(_rules(doc, ctx, first_seen))
     if only_rules_under is None or Path(only_rules_under).resolve() == root:
         _check_requires(pipelines, pipeline_docs, deal_fields, problems)
     problems = sort_problems(problems)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         return None, problems
     project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
                       segments=segments, router=Router(r for r in rules), schemas=schemas,
                       version=content_version(texts), files=tuple(display(root / name) for name, _ in texts))
-    return project, []
+    return project, problems  # warnings only: the project loads, and `validate` shows them
 
 
 def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems: list[Problem],
@@ -293,6 +295,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     trigger_ok = len(kinds) == 1 and not ctx.is_broken((*path, "when"))
     ctx.rule_vars = set_names(raw.get("do"))
     ctx.rule_pipeline = when.get("pipeline") if trigger_ok and isinstance(when, Mapping) else None
+    catalogue = ctx.config.catalogue if ctx.config is not None else CORE
+    ctx.rule_kind, ctx.rule_sources = rule_trigger(when, raw.get("for_each"), catalogue) if trigger_ok else (None, ())
     for_each = None
     names = SCOPE_NAMES
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):

@@ -91,18 +91,12 @@ class Project:
     def connector_for(self, action: str, params: Mapping[str, Any], via: str | None,
                       scope: Mapping[str, Any]) -> str:
         """Which connector performs an action: `via`, else the deal's pipeline's, else the first that can."""
-        if via:
-            return via
-        if action.startswith("deal."):
-            deal = scope.get("deal") if isinstance(scope.get("deal"), Mapping) else {}
-            pipeline = self.pipelines.get(str(params.get("pipeline") or deal.get("pipeline")))
-            if pipeline is not None and pipeline.connector:
-                return pipeline.connector
-        for connector in self.config.connectors.values():
-            if action in connector.actions:
-                return connector.name
-
-        raise StepError(f"no configured connector can perform {action!r}")
+        deal = scope.get("deal") if isinstance(scope.get("deal"), Mapping) else {}
+        found = choose_connector(action, via, params.get("pipeline") or deal.get("pipeline"), self.pipelines,
+                                 self.config.connectors)
+        if found is None:
+            raise StepError(f"no configured connector can perform {action!r}")
+        return found
 
     def action_spec(self, name: str) -> ActionSpec | None:
         """The spec of an action as some configured connector declares it."""
@@ -110,6 +104,23 @@ class Project:
             if name in connector.actions:
                 return connector.actions[name]
         return None
+
+
+def choose_connector(action: str, via: str | None, pipeline: Any, pipelines: Mapping[str, Pipeline],
+                     connectors: Mapping[str, ConnectorConfig]) -> str | None:
+    """The connector an action goes to: `via`, else (for a deal action) the connector of the deal's pipeline,
+    else the first connector in automator.yaml that performs it; None when none does. The daemon decides with
+    the rendered params and the run's deal, `validate` with what the rule says (so both choose alike)."""
+    if via:
+        return via
+    if action.startswith("deal."):
+        found = pipelines.get(str(pipeline)) if pipeline else None
+        if found is not None and found.connector:
+            return found.connector
+    for connector in connectors.values():
+        if action in connector.actions:
+            return connector.name
+    return None
 
 
 def find_root(path: Path) -> Path | None:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from automator.actions import CANONICAL
+from automator.checks import CheckContext, literal
 from automator.core.outcome import Outcome, StepError
 from automator.config.context import CompileContext, did_you_mean
+from automator.config.project import choose_connector
 from automator.model import ActionStep, Effect
 
 if TYPE_CHECKING:
@@ -29,6 +32,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
         return None
     name = str(names[0])
     params = raw[name] if raw[name] is not None else {}
+    reported = len(ctx.problems)
     known = known_actions(ctx)
     if name not in known and name in CANONICAL:  # a real action, but nothing configured performs it
         ctx.error((*path, name), f"no configured connector can perform '{name}'",
@@ -52,7 +56,12 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
         _check_stages(name, params, (*path, name), ctx)
     _check_no_env(params, (*path, name), ctx)
     ctx.deal_fields |= deal_fields(name, params)
-    return ActionStep(action=name, params=ctx.templates(params, (*path, name)), via=via, location=ctx.location(path))
+    compiled = ctx.templates(params, (*path, name))
+    # One mistake, one problem: a step already reported (its `via:`, a stage, a template) is not asked about again;
+    # a param the schema has reported is left out below.
+    if len(ctx.problems) == reported and isinstance(compiled, Mapping):
+        _check_by_connector(name, compiled, via, (*path, name), ctx)
+    return ActionStep(action=name, params=compiled, via=via, location=ctx.location(path))
 
 
 def known_actions(ctx: CompileContext) -> dict[str, str]:
@@ -63,6 +72,52 @@ def known_actions(ctx: CompileContext) -> dict[str, str]:
             for name, spec in connector.actions.items():
                 found[name] = spec.schema_id
     return found
+
+
+def _check_by_connector(name: str, params: Mapping[str, Any], via: str | None, path: tuple[Any, ...],
+                        ctx: CompileContext) -> None:
+    """Ask the connector the step goes to what it would refuse in these params (`Connector.check_params`), and
+    report each answer at the param it names."""
+    if ctx.config is None or name in ENGINE_ACTIONS:
+        return
+    connectors = ctx.config.connectors
+    for target in _destinations(name, params, via, ctx):
+        conf = connectors.get(target)
+        cls = ctx.types.get(conf.type) if conf is not None else None
+        if conf is None or cls is None:
+            continue
+        context = CheckContext(target, {n: c.type for n, c in connectors.items()}, ctx.pipelines,
+                               ctx.config.catalogue, ctx.rule_kind, ctx.rule_sources, ctx.rule_pipeline,
+                               ctx.config.settings)
+        try:
+            found = cls.check_params(name, params, conf.options, context)
+        except Exception as exc:  # a broken third-party check must not hide the other problems
+            ctx.error(path, f"connector '{target}' ({conf.type}) failed to check '{name}': "
+                            f"{type(exc).__name__}: {exc}", "report it to the connector's authors", key=True)
+            continue
+        for problem in found:
+            where = (*path, *problem.path)
+            if problem.path and ctx.is_broken(where):
+                continue  # the schema has said what is wrong there
+            reported = ctx.doc.problem(where if problem.path else path, problem.message, problem.hint,
+                                       key=problem.key or not problem.path)
+            ctx.problems.append(replace(reported, severity=problem.severity))
+
+
+def _destinations(name: str, params: Mapping[str, Any], via: str | None, ctx: CompileContext) -> list[str]:
+    """The connector the daemon will send the step to, chosen as it chooses (`choose_connector`). A deal action
+    goes where the deal's pipeline says: a literal `pipeline:` or the trigger's decide it; when only the run's deal
+    can, the step is checked only if every pipeline would send it to the same connector."""
+    assert ctx.config is not None
+    connectors, pipelines = ctx.config.connectors, ctx.pipelines
+    pipeline = literal(params.get("pipeline"))
+    if name.startswith("deal.") and not via and pipeline is None:
+        pipeline = ctx.rule_pipeline
+    if via or not name.startswith("deal.") or isinstance(pipeline, str):
+        found = choose_connector(name, via, pipeline if isinstance(pipeline, str) else None, pipelines, connectors)
+        return [found] if found else []
+    possible = {choose_connector(name, None, p, pipelines, connectors) for p in (*pipelines, None)}
+    return [next(iter(possible))] if len(possible) == 1 and None not in possible else []
 
 
 def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:

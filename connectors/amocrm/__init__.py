@@ -17,8 +17,9 @@ Choices where the reference is unsure (the safest reading):
 * a stage with `outcome: won|lost` whose id is not a number is amoCRM's 142/143; webhooks and polls of
   142/143 are named by the pipeline's id, falling back to the pipeline's stage with that outcome.
 * `contact` and a task's `client` must be amoCRM contact ids; without one, deal.create finds the contact by
-  `fields.phone` (E.164, searched by digits) or `fields.email`, creating it (with `fields.client_name`) when
-  none matches. A non-numeric id is refused rather than guessed.
+  `fields.phone` (E.164, searched by digits), a phone given as `contact` (with a `+` or other non-digits: all
+  digits is an id) or `fields.email`, creating it (with `fields.client_name`) when none matches. A contact that
+  is neither an id nor a phone is refused rather than guessed.
 * a task without `due` is due in 24 hours; its type is 1 (follow-up); `description` follows the title.
 * a catch-up poll reports a lead as created when its created_at equals its updated_at, else updated; the
   first poll (no cursor) only starts the cursor at the current time.
@@ -38,6 +39,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected
 from automator.model import EntityRef, Event
@@ -104,6 +106,15 @@ class Amocrm(WebConnector):
         self.users = {str(k): v for k, v in (config.get("users") or {}).items()}
         self.fields = FieldMap.from_config(config.get("fields"))
         self.api = AmoApi(self.request, Pacer())
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """Unmapped lead fields, people not among `users:`, pipelines and stages without amoCRM's ids, another
+        system's client ids as contacts: what the actions refuse or get wrong (connectors/amocrm/checks.py)."""
+        from connectors.amocrm.checks import check
+
+        return check(action, params, options, context)
 
     @classmethod
     def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], Any]) -> Amocrm:
@@ -217,7 +228,8 @@ class Amocrm(WebConnector):
         return None
 
     async def _contact(self, contact: Any, client: Mapping[str, Any], responsible: int | None, key: str) -> int | None:
-        """The amoCRM contact id a new lead is linked to: given, found by phone or email, or created."""
+        """The amoCRM contact id a new lead is linked to: given, found by phone or email, or created. A phone given
+        as `contact` (`+79161234567`, the one key a booking system and the CRM share) is one to find it by."""
         if contact not in (None, "") and str(contact).strip().isdigit():
             return int(str(contact).strip())
         phone = None
@@ -225,6 +237,8 @@ class Amocrm(WebConnector):
             phone = e164(client["phone"])
             if phone is None:
                 raise Rejected(f"fields.phone {client['phone']!r} is not a valid phone number")
+        elif contact not in (None, ""):
+            phone = e164(contact)
         email = str(client["email"]).strip() if client.get("email") not in (None, "") else None
         if phone is None and email is None:
             if contact not in (None, ""):

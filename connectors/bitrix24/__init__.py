@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from automator.checks import CheckContext, ParamProblem
 from automator.clock import parse_duration
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected, Retryable
@@ -127,6 +128,15 @@ class Bitrix24(WebConnector):
         self.roles: dict[str, str] = {str(k): str(v) for k, v in (config.get("roles") or {}).items()}
         secret = [p for p in parsed.path.split("/") if p][-1]
         self.api = Api(self.request, drain=self.rate_limit[0], secret=secret)
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """Unmapped deal fields, people who are neither roles nor user ids, stages of another pipeline, another
+        system's client ids as contacts: what the actions refuse or get wrong (connectors/bitrix24/checks.py)."""
+        from connectors.bitrix24.checks import check
+
+        return check(action, params, options, context)
 
     def base_url(self) -> str:
         """The inbound-webhook URL: every method is `POST {webhook_url}{method}`."""

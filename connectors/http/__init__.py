@@ -4,12 +4,14 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
+from automator.checks import CheckContext, ParamProblem
 from automator.clock import parse_duration
 from automator.connector import ActionResult, WebConnector, action, call_http, check_status, json_body
 from automator.errors import Rejected
@@ -89,10 +91,7 @@ class HttpConnector(WebConnector):
         return known
 
     def _allowed_now(self, url: httpx.URL) -> bool:
-        host = (url.host or "").lower()
-        candidates = {host, f"{host}:{url.port}"} if url.port else {host}
-        return any(fnmatch.fnmatchcase(c, pattern) for c in candidates for pattern in self.allow
-                   if not _is_ip(host) or pattern == c)  # an IP is allowed only when written out exactly
+        return host_allowed(url, self.allow)
 
     def address_refusal(self, host: str, port: int, address: str) -> str | None:
         """Why the connector may not connect to `address` (one that `host` resolved to), or None when it may:
@@ -105,6 +104,34 @@ class HttpConnector(WebConnector):
             return None
         return (f"host {host!r} resolves to {address}, {_kind(ip)} address, which connector {self.name!r} calls only "
                 f"when its allow-list names it: add \"{ip}\" (or \"{ip}:{port}\") to its `allow:`")
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """A URL whose host is known before the run (written out, in `settings:`, or before the first placeholder)
+        and is not on `allow:`, or that is no http(s) URL: refused when performed."""
+        if action != "http.request":
+            return []
+        allow = [str(a).lower() for a in options.get("allow") or []]
+        url = params.get("url")
+        known = context.literal(url)
+        text = known if isinstance(known, str) else _literal_origin(url)
+        if text is None:
+            return []
+        try:
+            parsed = httpx.URL(text)
+        except httpx.InvalidURL:
+            return [ParamProblem(("url",), f"'{text}' is not a URL", "write it as https://host/path")]
+        if parsed.scheme not in ("http", "https"):
+            return [ParamProblem(("url",), f"only http and https URLs are allowed, not '{parsed.scheme}'",
+                                 "write it as https://host/path")]
+        if host_allowed(parsed, allow):
+            return []
+        origin = parsed.host + (f":{parsed.port}" if parsed.port else "")
+        return [ParamProblem(("url",), f"host '{origin}' is not on the allow-list of connector '{context.connector}' "
+                                       f"(http): the call would be refused",
+                             f"add \"{origin}\" to its `allow:` in automator.yaml (now: {', '.join(allow)}), or "
+                             "correct the URL")]
 
     @action("http.request")
     async def http_request(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -143,6 +170,27 @@ class HttpConnector(WebConnector):
                 self._urls.clear()
             url = self._urls[text] = httpx.URL(text)
         return url
+
+
+def host_allowed(url: httpx.URL, allow: list[str]) -> bool:
+    """Whether the allow-list (lower case: exact names, `*.example.com`, `host:port`) names the URL's host; an IP
+    address only when written out exactly."""
+    host = (url.host or "").lower()
+    candidates = {host, f"{host}:{url.port}"} if url.port else {host}
+    return any(fnmatch.fnmatchcase(c, pattern) for c in candidates for pattern in allow
+               if not _is_ip(host) or pattern == c)
+
+
+_ORIGIN = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)[/?#]")
+
+
+def _literal_origin(url: Any) -> str | None:
+    """The scheme and host of a templated URL when its text before the first placeholder holds them whole
+    (`https://ads.example.com/{{ … }}`): the host is then the same whatever the run."""
+    parts = getattr(url, "parts", ())
+    first = parts[0] if parts and isinstance(parts[0], str) else ""
+    found = _ORIGIN.match(first)
+    return found.group(1) + "/" if found else None
 
 
 def _named_addresses(allow: list[str]) -> frozenset[str]:

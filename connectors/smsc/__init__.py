@@ -24,7 +24,8 @@ from typing import Any
 
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
-from connectors.sms import Segments, gateway_digits, prepare
+from automator.checks import CheckContext, ParamProblem
+from connectors.sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
 from connectors.smsc import api
 
 DEFAULT_BASE_URL = "https://smsc.ru"
@@ -53,6 +54,7 @@ class Smsc(WebConnector):
                        "description": "An approved sender name; the account's default without it."},
             "base_url": {"type": "string", "format": "uri", "description": "The API's address (default https://smsc.ru)."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for the whole call."},
+            "max_parts": MAX_PARTS_SETTING,
         },
     }
     rate_limit = (5.0, 10)
@@ -98,10 +100,17 @@ class Smsc(WebConnector):
 
     def _prepare(self, params: Mapping[str, Any]) -> tuple[list[str], Segments]:
         phones, parts = prepare(params, "SMSC")
-        if parts.length > api.MAX_LENGTH:
-            raise Rejected(f"SMSC: the message has {parts.length} characters ({parts.parts} SMS, {parts.encoding}); "
-                           f"SMSC takes at most {api.MAX_LENGTH}")
+        refusal = _too_long(parts)
+        if refusal is not None:
+            raise Rejected(refusal)
         return phones, parts
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """A `to` that is no phone, an empty text, a text over 1,000 characters (refused) or over `max_parts`
+        (a warning)."""
+        return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     @classmethod
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
@@ -121,3 +130,11 @@ class Smsc(WebConnector):
         emulator = SmscEmulator(login=SANDBOX_LOGIN, psw=SANDBOX_PSW, apikey=SANDBOX_APIKEY,
                                 senders=[sender] if sender else [], hook_url=hook_url)
         return settings, emulator
+
+
+def _too_long(parts: Segments) -> str | None:
+    """Why SMSC refuses a text of this length, or None."""
+    if parts.length > api.MAX_LENGTH:
+        return (f"SMSC: the message has {parts.length} characters ({parts.parts} SMS, {parts.encoding}); "
+                f"SMSC takes at most {api.MAX_LENGTH}")
+    return None

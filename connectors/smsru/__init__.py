@@ -28,7 +28,8 @@ from typing import Any
 
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
-from connectors.sms import Segments, gateway_digits, prepare
+from automator.checks import CheckContext, ParamProblem
+from connectors.sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
 from connectors.smsru import api
 
 DEFAULT_BASE_URL = "https://sms.ru"
@@ -54,6 +55,7 @@ class Smsru(WebConnector):
                      "description": "SMS.ru's test mode: validated and answered like a send, not sent, not charged."},
             "base_url": {"type": "string", "format": "uri", "description": "The API's address (default https://sms.ru)."},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for the whole call."},
+            "max_parts": MAX_PARTS_SETTING,
         },
     }
     rate_limit = (5.0, 10)
@@ -100,10 +102,16 @@ class Smsru(WebConnector):
 
     def _prepare(self, params: Mapping[str, Any]) -> tuple[list[str], Segments]:
         phones, parts = prepare(params, "SMS.ru")
-        if parts.parts > api.MAX_PARTS:
-            raise Rejected(f"SMS.ru: the message takes {parts.parts} SMS ({parts.length} characters, {parts.encoding}); "
-                           f"SMS.ru sends at most {api.MAX_PARTS}")
+        refusal = _too_long(parts)
+        if refusal is not None:
+            raise Rejected(refusal)
         return phones, parts
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """A `to` that is no phone, an empty text, a text over 8 SMS (refused) or over `max_parts` (a warning)."""
+        return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     def _form(self, phones: list[str], text: str) -> dict[str, str]:
         return api.form(self.api_id, [gateway_digits(p) for p in phones], text, sender=self.sender, test=self.test)
@@ -120,3 +128,11 @@ class Smsru(WebConnector):
         if sender:
             settings["sender"] = sender
         return settings, SmsruEmulator(api_id=SANDBOX_API_ID, senders=[sender] if sender else [], hook_url=hook_url)
+
+
+def _too_long(parts: Segments) -> str | None:
+    """Why SMS.ru refuses a text of these parts (code 205), or None."""
+    if parts.parts > api.MAX_PARTS:
+        return (f"SMS.ru: the message takes {parts.parts} SMS ({parts.length} characters, {parts.encoding}); "
+                f"SMS.ru sends at most {api.MAX_PARTS}")
+    return None

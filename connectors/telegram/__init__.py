@@ -33,6 +33,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected, Uncertain
 from automator.model import Event
@@ -102,6 +103,15 @@ class Telegram(WebConnector):
         self._staff = {str(chat): key for key, chat in self.chats.items()}
         # Groups Telegram said were upgraded to supergroups while we ran: old id → new id.
         self.moved: dict[str, int] = {}
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """A `notify` to a name not among `chats:`, a message to no chat, a text it cannot send
+        (connectors/telegram/checks.py)."""
+        from connectors.telegram.checks import check
+
+        return check(action, params, options, context)
 
     # ---- actions -----------------------------------------------------------------------------------
     @action("message.send")

@@ -10,7 +10,8 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
   others (staff set them by hand; an RFM rule must not erase them), sending the request schema's `labels`
   field with the whole new id list plus every writable field read from GET (`name`, `phone` are required and
   the update replaces the client). A category missing from the company is created unless
-  `create_categories: false`, in which case the action is refused.
+  `create_categories: false`, in which case the action is refused. With `categories:` (the titles rules may
+  set) another title is refused before any call, and by `validate`: a misspelt category is never created.
 * Webhooks carry no signature: the secret is the `token` query parameter of the hook URL (or a path segment
   after `/hooks/<name>/`, for a daemon that passes such paths on), compared in constant time. A webhook for
   another company is refused with 400: it means the URL was pasted into the wrong branch, and refusing is what
@@ -40,10 +41,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected
 from automator.model import Entity, EntityRef, Event
 from connectors.yclients import mapping
+from connectors.yclients.checks import allowed_category, check
 from connectors.yclients.api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
 from connectors.yclients.emulator import YclientsEmulator
 
@@ -83,6 +86,10 @@ class Yclients(WebConnector):
             "timezone": {"type": "string", "description": "IANA zone of the company, for naive times."},
             "region": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "Phone region, default RU."},
             "create_categories": {"type": "boolean", "description": "Create a missing client category (default)."},
+            "categories": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
+                           "description": "The client categories rules may set (the company's own, such as VIP): "
+                                          "client.set_category of another is refused, by validate and before any "
+                                          "call, so a misspelt category is never created."},
             "category_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
         },
     }
@@ -117,6 +124,12 @@ class Yclients(WebConnector):
         """The v2 Accept header (required) and the partner + user token pair."""
         return {"Accept": ACCEPT, "Content-Type": "application/json",
                 "Authorization": auth_header(str(self.config["partner_token"]), str(self.config["user_token"]))}
+
+    @classmethod
+    def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
+                     context: CheckContext) -> list[ParamProblem]:
+        """A category not among `categories:`, ids that are not YCLIENTS's (connectors/yclients/checks.py)."""
+        return check(action, params, options, context)
 
     # ---- events ----------------------------------------------------------------------------------
     def _event(self, type_: str, ref: EntityRef, data: Mapping[str, Any], delivery: str | None,
@@ -275,6 +288,8 @@ class Yclients(WebConnector):
         title = str(params.get("category") or "").strip()
         if not title:
             raise Rejected("client.set_category: the category is empty")
+        if not allowed_category(title, self.config.get("categories")):
+            raise Rejected(f"client.set_category: {title!r} is not among connector {self.name!r}'s categories")
         labels = await self.api.client_labels()
         label = next((x for x in labels if str(x.get("title", "")).strip().casefold() == title.casefold()
                       and not x.get("deleted")), None)

@@ -218,15 +218,20 @@ def test_deal_create_links_a_given_contact_and_refuses_a_foreign_id(servers: Any
         contact = made.data["contact"]
         linked = await c.perform("deal.create", {"pipeline": "sales", "stage": "talks", "title": "B",
                                                  "contact": contact}, "k2")
+        # A phone as the contact (a booking system's client has no amoCRM id): the contact with it, found.
+        by_phone = await c.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "E",
+                                                   "contact": "+7 916 123-45-67"}, "k5")
         with pytest.raises(Rejected, match="not an amoCRM contact id"):
             await c.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "C", "contact": "yc:7"}, "k3")
         with pytest.raises(Rejected, match="no field for colour"):
             await c.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "D",
                                             "fields": {"colour": "red"}}, "k4")
-        return contact, linked
-    contact, linked = world.run(go)
+        return contact, linked, by_phone
+    contact, linked, by_phone = world.run(go)
     assert world.emulator.records.leads[int(linked.data["id"])]["contacts"] == [{"id": int(contact), "is_main": True}]
-    assert len([c for c in world.calls("POST") if c.path == "/api/v4/leads"]) == 2  # refusals sent nothing
+    assert by_phone.data["contact"] == contact
+    assert len([c for c in world.calls("POST") if c.path == "/api/v4/leads"]) == 3  # refusals sent nothing
+    assert len([c for c in world.calls("POST") if c.path == "/api/v4/contacts"]) == 1
 
 
 def test_deal_move_patches_status_and_pipeline_and_the_webhook_matches(servers: Any) -> None:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automator import ActionResult, Connector, EntityRef, Event, action
+from automator import ActionResult, CheckContext, Connector, EntityRef, Event, ParamProblem, action
+from automator.checks import literal
 from automator.errors import InboundRejected, Rejected
 
 
@@ -36,6 +37,15 @@ class Guestbook(Connector):
         return [Event(id=f"{self.name}:{ident}", type="guest.arrived", at=request.received_at,
                       entity=EntityRef("client", ident), data={"guest": guest}, source=self.name,
                       delivery_id=ident)]
+
+    @classmethod
+    def check_params(cls, action: str, params: Any, options: Any, context: CheckContext) -> list[ParamProblem]:
+        """`automator validate`'s question: a line that is blank whatever the run is refused by guestbook.write."""
+        line = literal(params.get("line"))
+        if action == "guestbook.write" and isinstance(line, str) and not line.strip():
+            return [ParamProblem(("line",), f"connector '{context.connector}' writes no empty line",
+                                 "write what the guest book should say, such as \"Спасибо, {{ event.guest }}!\"")]
+        return []
 
     @action("guestbook.write", schema="actions/guestbook.write.json", delivery="at_least_once")
     def guestbook_write(self, params: dict[str, Any], key: str) -> ActionResult:

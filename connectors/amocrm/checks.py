@@ -1,0 +1,170 @@
+"""What an amoCRM action would refuse or get wrong, found by `validate` from the params as written and the
+connector's settings (`Amocrm.check_params`): the actions' own rules, applied to what is known before a run."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from automator.checks import STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
+from automator.errors import Rejected
+from connectors.amocrm.mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, e164, price, unix_time
+
+BY_PHONE = 'write `contact: "{{{{ client.phone }}}}"`: connector \'{name}\' finds the amoCRM contact with that phone, ' \
+           'or creates it'
+
+
+def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
+          ) -> list[ParamProblem]:
+    """The problems amoCRM would have with one action step's params."""
+    users = {str(k): v for k, v in (options.get("users") or {}).items()}
+    custom = {str(k) for k in (options.get("fields") or {})}
+    found: list[ParamProblem] = []
+    if action in ("deal.create", "deal.move", "deal.update"):
+        found += _fields(action, params.get("fields"), custom, users, context)
+    if action in ("deal.create", "deal.move"):
+        found += _stage(params, context)
+    if action in ("deal.move", "deal.update"):
+        found += _number(params.get("deal"), ("deal",), "deal")
+    if action == "deal.create":
+        found += _user(params.get("responsible"), ("responsible",), users, context)
+        found += _amount(params.get("amount"), ("amount",))
+        found += _contact(params, context)
+    if action == "task.create":
+        found += _user(params.get("assignee"), ("assignee",), users, context)
+        found += _due(params.get("due"))
+        found += _number(params.get("deal"), ("deal",), "deal")
+        found += _task_client(params.get("client"), context)
+    return found
+
+
+def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any], context: CheckContext
+            ) -> list[ParamProblem]:
+    """Lead columns (title, amount, responsible), the custom fields of the `fields:` setting and, for a create,
+    the client's phone, email and name: amoCRM has no field for any other name."""
+    if not isinstance(fields, Mapping):
+        return []
+    known = {*LEAD_COLUMNS, *custom, *(CONTACT_KEYS if action == "deal.create" else ())}
+    found = []
+    for name, value in fields.items():
+        path = ("fields", name)
+        if name in ("stage", "pipeline"):
+            found.append(ParamProblem(path, f"{action} cannot set the deal's {name} through `fields:`",
+                                      STAGE_HINT[action], key=True))
+        elif name not in known:
+            guess = choice_hint(str(name), known, "fields")
+            how = (f"map it to a custom field of leads under `fields:` of connector '{context.connector}' in "
+                   f"automator.yaml ({name}: <field id>)")
+            found.append(ParamProblem(
+                path, f"connector '{context.connector}' (amocrm) has no amoCRM field for '{name}'",
+                f"{guess} Or {how}" if guess.startswith("did you mean") else
+                f"{how}; known: " + ", ".join(sorted(known)), key=True))
+        elif name == "amount":
+            found += _amount(value, path)
+        elif name == "responsible":
+            found += _user(value, path, users, context)
+    return found
+
+
+def _stage(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+    """amoCRM addresses a stage by its pipeline's id and its status id, both numbers (142/143 for a stage whose
+    `outcome:` is won/lost): a pipeline file without them cannot be moved into."""
+    pipeline, stage = context.pipeline(params), literal(params.get("stage"))
+    if pipeline is None or not isinstance(stage, str) or stage not in pipeline.stages:
+        return []
+    where = f" in {pipeline.location.path}" if pipeline.location is not None else ""
+    if pipeline.crm_id is None or not str(pipeline.crm_id).isdigit():
+        at = ("pipeline",) if "pipeline" in params else ("stage",)
+        return [ParamProblem(at, f"pipeline '{pipeline.name}' has no amoCRM pipeline id (a number) as its `id:`",
+                             f"write its id{where}: 142/143 exist in every pipeline, so a stage alone is ambiguous")]
+    spec = pipeline.stages[stage]
+    if str(spec.crm_id).isdigit() or spec.outcome in CLOSED:
+        return []
+    return [ParamProblem(("stage",), f"stage '{stage}' of pipeline '{pipeline.name}' has the id '{spec.crm_id}': "
+                                     "amoCRM status ids are numbers",
+                         f"correct its `id:`{where} (or give it `outcome: won` or `lost`, amoCRM's 142 and 143)")]
+
+
+def _user(value: Any, path: tuple[str, ...], users: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+    """An employee is a name of the `users:` setting or an amoCRM user id; a literal that is neither is refused."""
+    known = literal(value)
+    if known is UNKNOWN or known in (None, ""):
+        return []
+    text = str(known).strip()
+    if text in users or text.isdigit():
+        return []
+    return [ParamProblem(path, f"{path[-1]} '{text}' is neither a name under `users:` of connector "
+                               f"'{context.connector}' (amocrm) nor an amoCRM user id",
+                         choice_hint(text, users, "users") + " (`users:` maps a name to an amoCRM user id)")]
+
+
+def _amount(value: Any, path: tuple[str | int, ...]) -> list[ParamProblem]:
+    known = literal(value)
+    if known is UNKNOWN or known in (None, ""):
+        return []
+    try:
+        price(known)
+    except Rejected as exc:
+        return [ParamProblem(path, str(exc), "write it as 15000")]
+    return []
+
+
+def _number(value: Any, path: tuple[str, ...], what: str) -> list[ParamProblem]:
+    known = literal(value)
+    if known is UNKNOWN or known in (None, "") or str(known).strip().lstrip("-").isdigit():
+        return []
+    return [ParamProblem(path, f"{what} '{known}' is not an amoCRM id (a number)",
+                         f'write an amoCRM id, or a template such as "{{{{ event.{what} }}}}"')]
+
+
+def _due(value: Any) -> list[ParamProblem]:
+    known = literal(value)
+    if known is UNKNOWN or known in (None, ""):
+        return []
+    try:
+        unix_time(known, datetime.now(UTC))
+    except Rejected as exc:
+        return [ParamProblem(("due",), str(exc), "write a duration from now (1d, 2h) or a date and time with its "
+                                                 "offset (2026-03-02T18:00:00+03:00)")]
+    return []
+
+
+def _contact(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+    """`contact:` is an amoCRM contact id or a phone to find (or make) the contact by. Another system's client id,
+    written or put there by the engine for the run's client, would link the lead to another person."""
+    hint = BY_PHONE.format(name=context.connector)
+    if "contact" not in params:
+        others = context.foreign_run_client()
+        if not others:
+            return []
+        return [ParamProblem((), f"deal.create without `contact:` gives amoCRM the run's client id, an id from "
+                                 f"{context.named(others)}, as its contact id: the lead would be linked to whichever "
+                                 "amoCRM contact has that number", hint)]
+    value = params["contact"]
+    known = literal(value)
+    if known is UNKNOWN:
+        others = context.foreign(value)
+        if not others:
+            return []
+        return [ParamProblem(("contact",), f"'{value.source}' is an id from {context.named(others)}, but amoCRM "
+                                           "takes `contact:` as its own contact id: the lead would be linked to "
+                                           "whichever amoCRM contact has that number", hint)]
+    text = "" if known is None else str(known).strip()
+    fields = params.get("fields") if isinstance(params.get("fields"), Mapping) else {}
+    if not text or text.isdigit() or e164(text) is not None or "phone" in fields or "email" in fields:
+        return []
+    return [ParamProblem(("contact",), f"'{text}' is neither an amoCRM contact id nor a phone number", hint)]
+
+
+def _task_client(value: Any, context: CheckContext) -> list[ParamProblem]:
+    """A task's `client:` (without `deal:`) puts it on the amoCRM contact of that id."""
+    known = literal(value)
+    if known is not UNKNOWN:
+        return _number(value, ("client",), "client")
+    others = context.foreign(value)
+    if not others:
+        return []
+    return [ParamProblem(("client",), f"'{value.source}' is an id from {context.named(others)}, but amoCRM puts the "
+                                      "task on its own contact of that id: another person's card",
+                         "leave `client:` out and give `deal:`, or an amoCRM contact id such as "
+                         '"{{ deal.client }}"')]
