@@ -48,11 +48,13 @@ def test_every_example_rule_test_performs_the_same_effects_both_ways() -> None:
 
 
 def test_what_the_real_connector_refuses_is_a_difference_and_fails_the_sandbox_test(tmp_path: Path) -> None:
+    # The assignee comes with the event, so validate cannot see that Bitrix24 has no such user: only the sandbox.
     (tmp_path / "automator.yaml").write_text(textwrap.dedent("""\
         timezone: Europe/Moscow
         connectors:
           crm: {type: bitrix24, webhook_url: "${env:B24_URL}", application_token: "${env:B24_TOKEN}",
                 roles: {admin: 1}}
+          forms: {type: local, events: {nps.received: {entity: client, data: {score: number, who: text}}}}
         """))
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "nps.yaml").write_text(textwrap.dedent("""\
@@ -60,13 +62,13 @@ def test_what_the_real_connector_refuses_is_a_difference_and_fails_the_sandbox_t
           - id: low-score
             when: {event: nps.received}
             do:
-              - task.create: {assignee: quality, title: "NPS {{ event.score }}"}
+              - task.create: {assignee: "{{ event.who }}", title: "NPS {{ event.score }}"}
         """))
     (tmp_path / "rules" / "nps.test.yaml").write_text(textwrap.dedent("""\
         load: ..
         now: 2026-03-02T18:00:00+03:00
         when:
-          - {event: nps.received, entity: {kind: client, id: 77}, data: {score: 6}}
+          - {event: nps.received, entity: {kind: client, id: 77}, data: {score: 6, who: quality}}
         expect:
           - {action: task.create, params: {assignee: quality}, count: 1}
         """))
