@@ -52,7 +52,8 @@ def due_at(step: WaitStep, state: RunState) -> datetime:
         value = state.eval(step.for_)
         span = to_duration(value)
         if span is None:
-            raise StepError(f"wait for {step.for_.source!r}: expected a duration, got {value!r}")
+            shown = value if isinstance(value, (str, Duration)) else repr(value)
+            raise StepError(f"wait for {step.for_.source!r}: expected a positive duration, got {shown}")
         return span.add_to(state.now, tz) if isinstance(span, Duration) else state.now + span
     if isinstance(step.until, str):
         hours = branch_hours(step.branch, state)
@@ -98,7 +99,9 @@ def branch_hours(explicit: str | None, state: RunState) -> Any:
 
 
 def to_duration(value: Any) -> Duration | timedelta | None:
-    """A timedelta, a duration text or a number of seconds."""
+    """A positive span: a Duration, a timedelta, a duration text or a number of seconds."""
+    if isinstance(value, Duration):
+        return value if min(value.months, value.days, value.seconds) >= 0 and value.approx() > timedelta(0) else None
     if isinstance(value, timedelta):
         return value if value.total_seconds() > 0 else None
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
