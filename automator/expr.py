@@ -153,8 +153,8 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 # added to a date or time they move its wall clock in the project's timezone. Where a length is needed instead
 # (a comparison, days(), a division), a span without months has a fixed one (a day is 24 hours); months do not.
 
-_MONTHS_HINT = ("a month has no fixed length; compare moments instead, e.g. "
-                "client.last_visit < now - duration('2mo')")
+_MOMENTS = "compare moments instead, e.g. client.last_visit < now - duration('2mo')"
+_MONTHS_HINT = f"a month is 28 to 31 days; {_MOMENTS}"
 
 
 def _exact(value: Any) -> Any:
@@ -164,7 +164,7 @@ def _exact(value: Any) -> Any:
     try:
         return value.exact()
     except ValueError as exc:
-        raise EvalError(f"{exc}; {_MONTHS_HINT}") from None
+        raise EvalError(f"{exc}; {_MOMENTS}") from None
 
 
 def _shift(ctx: EvalContext, at: Any, span: Duration | timedelta, fn: str) -> date:
@@ -184,16 +184,31 @@ def _by_length(left: Any, right: Any, symbol: str) -> bool:
     return not (left.__class__ is right.__class__ is Duration and symbol in ("==", "!="))
 
 
+def _is_moment(value: Any) -> bool:
+    """A date, a date-time, or ISO text of one (entity fields may still arrive as text, as functions accept)."""
+    if isinstance(value, date):
+        return True
+    if isinstance(value, str) and 10 <= len(value) <= 40:
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+        return True
+    return False
+
+
 def _calendar_binop(op: Callable[[Any, Any], Any], symbol: str, ctx: EvalContext, left: Any, right: Any) -> Any:
     """An operator with a Duration operand: `x ± span` and `span + x` move a date or time in calendar time;
     spans add up and multiply by whole numbers as spans; anything else uses their fixed length."""
-    if symbol in ("+", "-") and right.__class__ is Duration and isinstance(left, date):
+    if symbol in ("+", "-") and right.__class__ is Duration and _is_moment(left):
         return _shift(ctx, left, right if symbol == "+" else -right, f"'{symbol}'")
-    if symbol == "+" and left.__class__ is Duration and isinstance(right, date):
+    if symbol == "+" and left.__class__ is Duration and _is_moment(right):
         return _shift(ctx, right, left, "'+'")
     try:
         return op(left, right)
     except TypeError:
+        if not all(isinstance(v, (Duration, timedelta, int, float)) for v in (left, right)):
+            raise
         return op(_exact(left), _exact(right))
 
 
@@ -900,6 +915,9 @@ def _format(value: Any, ctx: EvalContext) -> str:
     return str(value)
 
 
+format_value = _format  # public: the reference shows example values as templates print them
+
+
 # ---------------------------------------------------------------------------------------------- compiling
 
 MAX_NODES = 2000
@@ -1130,7 +1148,8 @@ class _Compiler:
     def _check_literal_args(self, name: str, node: ast.Call) -> None:
         """A duration or date format written as literal text is read now, so its mistake is a validate error."""
         if name in ("days", "hours") and node.args and _months_literal(node.args[0]):
-            raise self._error(node, f"{name}() of '{_months_literal(node.args[0])}': {_MONTHS_HINT}")
+            raise self._error(node, f"{name}() of '{_months_literal(node.args[0])}': months have no fixed length",
+                              _MONTHS_HINT)
         if name not in _LITERAL_ARGS:
             return
         index, keyword = _LITERAL_ARGS[name]

@@ -92,13 +92,7 @@ class CompileContext:
         try:
             return parse_duration(value)
         except (ValueError, TypeError) as exc:
-            hint = "durations look like 30s, 5m, 2h, 14d, 2w or 2mo"
-            negative = isinstance(value, str) and value.strip().startswith("-") or \
-                isinstance(value, (int, float)) and value < 0
-            if negative and path and path[-1] == "wait":
-                hint = ("a wait cannot go back in time; to act a day before a moment, wait until it: "
-                        "`wait: {until: \"add(booking.starts_at, '-1d')\"}`")
-            self.error(path, f"bad duration {value!r}: {exc}", hint)
+            self.error(path, f"bad duration {value!r}: {exc}", "durations look like 30s, 5m, 2h, 14d, 2w or 2mo")
             return None
 
     def _check_fields(self, fields: tuple[tuple[str, ...], ...], path: Sequence[str | int]) -> None:
