@@ -63,7 +63,7 @@ _PRINT = {
 _INSTEAD = {
     "yyyy": "YYYY", "yy": "YY", "y": "YYYY", "Y": "YYYY", "YYY": "YYYY", "dd": "DD", "d": "D",
     "DDD": "DD", "DDDD": "DD", "hh": "HH", "h": "H", "MI": "mm", "mi": "mm", "SS": "ss", "S": "s",
-    "MMMMM": "MMMM", "ddddd": "dddd", "n": "mm", "i": "mm", "j": "D", "F": "MMMM", "l": "dddd",
+    "MMMMM": "MMMM", "ddddd": "dddd", "n": "M", "i": "mm", "j": "D", "F": "MMMM", "l": "dddd",
 }
 _WHY = {"dd": "the day of the month is DD (ddd is the weekday)", "d": "the day of the month is D",
         "hh": "hours are HH (a 12-hour clock is not supported)", "h": "hours are H (a 12-hour clock is not supported)"}
@@ -144,18 +144,21 @@ def _unknown(fmt: str, run: str, index: int) -> FormatError:
 
 
 def _check_minutes_and_months(parts: list[tuple[bool, str]], starts: list[int]) -> None:
-    """`HH:MM` prints the month where minutes were meant, `DD.mm.YYYY` minutes where the month was."""
+    """`HH:MM` prints the month where minutes were meant, `DD.mm.YYYY` minutes where the month was: a token is
+    read by its neighbours across a separator (':' joins times, '.', '/' and '-' join dates)."""
     for i, (is_token, text) in enumerate(parts):
-        if not is_token:
+        if not is_token or text not in ("MM", "M", "mm", "m"):
             continue
-        before = parts[i - 2] if i >= 2 and parts[i - 1] == (False, ":") else (False, "")
-        after = parts[i + 2] if i + 2 < len(parts) and parts[i + 1] in ((False, "."), (False, "/")) else (False, "")
-        if text in ("MM", "M") and before in ((True, "HH"), (True, "H")):
-            raise FormatError(f"'{text}' after the hour is the month", starts[i],
-                              f"minutes are '{text.lower()}': write '{_swap(parts, i, text.lower())}'")
-        if text in ("mm", "m") and after in ((True, "YYYY"), (True, "YY")):
-            raise FormatError(f"'{text}' before the year is minutes", starts[i],
-                              f"the month is '{text.upper()}': write '{_swap(parts, i, text.upper())}'")
+        month = text.isupper()
+        joins, wrong = ((":",), ("HH", "H", "ss", "s")) if month else ((".", "/", "-"), ("YYYY", "YY", "DD", "D"))
+        near = [parts[j] for j, k in ((i - 2, i - 1), (i + 2, i + 1))
+                if 0 <= j < len(parts) and parts[k][1] in joins and not parts[k][0]]
+        if any(is_near_token and name in wrong for is_near_token, name in near):
+            swapped = text.lower() if month else text.upper()
+            what, meant = ("the month, not minutes", "minutes are") if month else ("minutes, not the month",
+                                                                                   "the month is")
+            raise FormatError(f"'{text}' is {what}", starts[i],
+                              f"{meant} '{swapped}': write '{_swap(parts, i, swapped)}'")
 
 
 def _swap(parts: list[tuple[bool, str]], index: int, token: str) -> str:

@@ -647,17 +647,18 @@ def _date_text(ctx: EvalContext, x: Any, fmt: Any, fn: str) -> str | None:
     return compiled.render(_in_tz(ctx, x, fn))
 
 
-@_fn("fmt_date(x, fmt='DD.MM.YYYY')", "a date or time as text in the project's timezone, by the date format "
-     "tokens below",
+@_fn("fmt_date(x, fmt='DD.MM.YYYY')", "a date or time as text in the project's timezone, written in date format "
+     "tokens: 'DD.MM.YYYY HH:mm', 'D MMMM' (2 марта)",
      ("fmt_date(booking.starts_at)", "'05.03.2026'"),
      ("fmt_date(booking.starts_at, 'D MMMM, dddd, [в] HH:mm')", "'5 марта, четверг, в 15:00'"))
 def _f_fmt_date(ctx: EvalContext, x: Any, fmt: str = "DD.MM.YYYY") -> str | None:
     return _date_text(ctx, x, fmt, "fmt_date")
 
 
-@_fn("fmt_time(x)", "the time of day as HH:mm in the project's timezone", ("fmt_time(booking.starts_at)", "'15:00'"))
-def _f_fmt_time(ctx: EvalContext, x: Any) -> str | None:
-    return _date_text(ctx, x, "HH:mm", "fmt_time")
+@_fn("fmt_time(x, fmt='HH:mm')", "the time of day in the project's timezone; fmt as in fmt_date",
+     ("fmt_time(booking.starts_at)", "'15:00'"), ("fmt_time(booking.starts_at, 'H [ч] mm [мин]')", "'15 ч 00 мин'"))
+def _f_fmt_time(ctx: EvalContext, x: Any, fmt: str = "HH:mm") -> str | None:
+    return _date_text(ctx, x, fmt, "fmt_time")
 
 
 @_fn("date(x)", "an ISO text, date or date-time as a date in the project's timezone",
@@ -934,6 +935,7 @@ _REFUSED = {
 # A field read on these can never reach data, only Python internals (`{}.get`, `''.join`).
 _LITERAL_BASES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.BinOp, ast.UnaryOp, ast.Compare)
 _NOT_WORDS = re.compile(r"(?<![=!<>])!(?!=)")
+_BARE_DURATION = re.compile(r"(?<![\w.'\"])(-?\d+(?:mo|w|d|h|m|s)(?:\d+(?:mo|w|d|h|m|s))*)(?![\w'\"])")
 
 
 class _Compiler:
@@ -989,6 +991,9 @@ class _Compiler:
                      if bad in stripped), None)
         if hint is None and _NOT_WORDS.search(stripped):
             hint = "use 'not' instead of '!'"
+        bare = _BARE_DURATION.search(stripped) if "decimal literal" in exc.msg else None
+        if hint is None and bare:
+            hint = f"in an expression a duration is written duration('{bare.group(1)}')"
         message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"
         raise ExprSyntaxError(message, offset, hint) from None
 
@@ -1157,7 +1162,7 @@ class _Compiler:
             (kw.value for kw in node.keywords if kw.arg == keyword), None)
         if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
             return
-        if name == "fmt_date":
+        if name in ("fmt_date", "fmt_time"):
             try:
                 datefmt.compile_format(arg.value)
             except datefmt.FormatError as exc:
@@ -1195,7 +1200,7 @@ class _Compiler:
 
 
 # Functions whose literal argument is read when the rules load: (position, keyword).
-_LITERAL_ARGS = {"duration": (0, "x"), "add": (1, "d"), "fmt_date": (1, "fmt")}
+_LITERAL_ARGS = {"duration": (0, "x"), "add": (1, "d"), "fmt_date": (1, "fmt"), "fmt_time": (1, "fmt")}
 
 
 def _months_literal(node: ast.expr) -> str | None:

@@ -458,8 +458,29 @@ def test_fmt_date_and_fmt_time_in_the_project_timezone() -> None:
     assert ev("fmt_date('2026-03-01T22:30:00Z')") == "02.03.2026"
     assert ev("fmt_time('2026-03-01T22:30:00Z')") == "01:30"
     assert ev("fmt_date(now, 'DD.MM.YYYY HH:mm')") == "02.03.2026 09:00"
+    assert ev("fmt_date(now, fmt='D MMMM, dddd')") == "2 марта, понедельник"
+    assert ev("fmt_date(x, 'D MMMM YYYY')", {"x": date(2026, 12, 31)}) == "31 декабря 2026"
     assert ev("fmt_date(today)") == "02.03.2026"
     assert ev("fmt_date(client.address)") is None
+
+
+@pytest.mark.parametrize(("source", "written"), [
+    ("booking.starts_at - 1d", "1d"), ("now + 2h30m", "2h30m"), ("-1d", "-1d"), ("add(now, 2mo)", "2mo"),
+])
+def test_a_bare_duration_in_an_expression_is_told_how_to_write_it(source: str, written: str) -> None:
+    assert compile_error(source).hint == f"in an expression a duration is written duration('{written}')"
+
+
+def test_a_format_mistake_is_found_when_compiling_at_its_character() -> None:
+    err = compile_error("fmt_date(now, 'DD.MM.YYYY HH:MM')")
+    assert err.message == "date format 'DD.MM.YYYY HH:MM': 'MM' is the month, not minutes"
+    assert err.offset == len("fmt_date(now, 'DD.MM.YYYY HH:") and err.hint == "minutes are 'mm': write 'DD.MM.YYYY HH:mm'"
+    assert compile_error("fmt_date(now, fmt='%H:%M')").hint == "write 'HH:mm'"
+    assert compile_error("fmt_time(now, 'hh:mm')").hint == "hours are HH (a 12-hour clock is not supported); write 'HH:mm'"
+    assert ev("fmt_time(now, 'H:mm')") == "9:00"
+    assert compile_error('fmt_date(now, "\\x44D.yyyy")').offset == len("fmt_date(now, ")  # escapes: at the text
+    assert eval_error("fmt_date(now, x)", {"x": "%d.%m"}) == (
+        "fmt_date(): '%d' is a strftime code; formats here use tokens such as DD.MM.YYYY; write 'DD.MM'")
 
 
 def test_date_and_datetime_parse_to_the_project_timezone() -> None:

@@ -136,8 +136,10 @@ def test_the_tokens_print_their_documented_examples() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "index", "message", "hint"), [
-    ("HH:MM", 3, "'MM' after the hour is the month", "minutes are 'mm': write 'HH:mm'"),
-    ("DD.mm.YYYY", 3, "'mm' before the year is minutes", "the month is 'MM': write 'DD.MM.YYYY'"),
+    ("HH:MM", 3, "'MM' is the month, not minutes", "minutes are 'mm': write 'HH:mm'"),
+    ("DD.mm.YYYY", 3, "'mm' is minutes, not the month", "the month is 'MM': write 'DD.MM.YYYY'"),
+    ("YYYY-mm-DD", 5, "'mm' is minutes, not the month", "the month is 'MM': write 'YYYY-MM-DD'"),
+    ("D MMMM [в] H:MM", 13, "'MM' is the month, not minutes", "minutes are 'mm': write 'D MMMM в H:mm'"),
     ("%d.%m.%Y %H:%M", 0, "'%d' is a strftime code; formats here use tokens such as DD.MM.YYYY",
      "write 'DD.MM.YYYY HH:mm'"),
     ("dd.MM.yyyy", 0, "'dd' is not a date format token",
@@ -173,6 +175,7 @@ def test_validate_reports_format_and_duration_mistakes_at_their_place(make_proje
                   text: "{{ fmt_date(booking.starts_at, '%d.%m.%Y') }}"
               - wait: {until: "add(booking.starts_at, '1 day')"}
               - set: {hours: "{{ hours(duration('1mo')) }}"}
+              - wait: {for: "duration('-1d')"}
         """)
     code, out = invoke("validate", str(project))
     assert code == 1
@@ -187,7 +190,7 @@ def test_validate_reports_format_and_duration_mistakes_at_their_place(make_proje
         "    hint: durations never go back; to act before a moment, wait until it: "
         "{until: \"add(booking.starts_at, '-1d')\"}",
         "rules/rules.yaml:8:52: error: template \"Ждём вас {{ fmt_date(booking.starts_at, 'HH:MM') }}\": "
-        "date format 'HH:MM': 'MM' after the hour is the month",
+        "date format 'HH:MM': 'MM' is the month, not minutes",
         "    hint: minutes are 'mm': write 'HH:mm'",
         "rules/rules.yaml:11:17: error: template \"{{ fmt_date(booking.starts_at, '%d.%m.%Y') }}\": date format "
         "'%d.%m.%Y': '%d' is a strftime code; formats here use tokens such as DD.MM.YYYY",
@@ -198,6 +201,9 @@ def test_validate_reports_format_and_duration_mistakes_at_their_place(make_proje
         "rules/rules.yaml:13:22: error: template \"{{ hours(duration('1mo')) }}\": hours() of '1mo': months have "
         "no fixed length",
         "    hint: a month is 28 to 31 days; compare moments instead, e.g. client.last_visit < now - duration('2mo')",
+        "rules/rules.yaml:14:21: error: `wait: {for: duration('-1d')}` is not a positive duration",
+        "    hint: a wait never goes back; to act before a moment, wait until it: "
+        "{until: \"add(booking.starts_at, '-1d')\"}",
     ]
 
 
