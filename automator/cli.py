@@ -152,8 +152,8 @@ def connectors() -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-              help="markdown is the README's function reference, as it is generated.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="markdown is the README's function reference, as it is generated.")
 def functions(fmt: str) -> None:
     """List every expression function: its signature, what it gives, and examples with their values,
     then the date format tokens of fmt_date.

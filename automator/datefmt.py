@@ -36,7 +36,6 @@ class Token:
     example: str
 
 
-# token -> (documentation, how to print it from a datetime and whether the format has a day)
 TOKENS: dict[str, Token] = {t.text: t for t in (
     Token("YYYY", "year", "2026"), Token("YY", "year, two digits", "26"),
     Token("MMMM", "month name: 'март'; 'марта' when the format has the day ('D MMMM': '2 марта')", "март"),
@@ -48,6 +47,7 @@ TOKENS: dict[str, Token] = {t.text: t for t in (
     Token("Z", "UTC offset", "+03:00"),
 )}
 
+# How each token prints a datetime; `of` says the format has the day, so month names take the genitive.
 _PRINT = {
     "YYYY": lambda t, of: f"{t.year:04d}", "YY": lambda t, of: f"{t.year % 100:02d}",
     "MMMM": lambda t, of: (_MONTHS_OF if of else _MONTHS)[t.month - 1],
@@ -59,10 +59,11 @@ _PRINT = {
     "Z": lambda t, of: _offset(t),
 }
 
-# Tokens of other languages admins bring along, and what to write here instead.
+# Tokens of other languages admins bring along (LDML, .NET, PHP), and what to write here instead; a run of one
+# letter is read as one token, so these are runs too.
 _INSTEAD = {
     "yyyy": "YYYY", "yy": "YY", "y": "YYYY", "Y": "YYYY", "YYY": "YYYY", "dd": "DD", "d": "D",
-    "DDD": "DD", "DDDD": "DD", "hh": "HH", "h": "H", "MI": "mm", "mi": "mm", "SS": "ss", "S": "s",
+    "DDD": "DD", "DDDD": "DD", "hh": "HH", "h": "H", "SS": "ss", "S": "s",
     "MMMMM": "MMMM", "ddddd": "dddd", "n": "M", "i": "mm", "j": "D", "F": "MMMM", "l": "dddd",
 }
 _WHY = {"dd": "the day of the month is DD (ddd is the weekday)", "d": "the day of the month is D",

@@ -129,7 +129,8 @@ def _describe(value: Any) -> str:
         return f"the text {_short(value)}"
     if isinstance(value, datetime):
         return "a date-time"
-    kinds = ((date, "a date"), ((timedelta, Duration), "a duration"), (Mapping, "a record"), ((list, tuple, set), "a list"))
+    kinds = ((date, "a date"), ((timedelta, Duration), "a duration"), (Mapping, "a record"),
+             ((list, tuple, set), "a list"))
     return next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
 
 

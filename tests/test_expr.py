@@ -411,7 +411,8 @@ def test_months_have_no_fixed_length() -> None:
     assert ev("now - duration('2mo')") == datetime(2026, 1, 2, 9, 0, tzinfo=MSK)
     err = compile_error("now - datetime(client.last_visit_at) > duration('2mo')")
     assert err.message == "'2mo' cannot be compared as a length"
-    assert err.hint == "a month is 28 to 31 days; compare moments instead, e.g. client.last_visit < now - duration('2mo')"
+    assert err.hint == ("a month is 28 to 31 days; compare moments instead, "
+                        "e.g. client.last_visit < now - duration('2mo')")
     assert compile_error("days(duration('1mo'))").message == "days() of '1mo': months have no fixed length"
     assert eval_error("days(x)", {"x": Duration(months=1)}) == (
         "'1mo' has no fixed length: a month is 28 to 31 days; compare moments instead, "
@@ -474,9 +475,11 @@ def test_a_bare_duration_in_an_expression_is_told_how_to_write_it(source: str, w
 def test_a_format_mistake_is_found_when_compiling_at_its_character() -> None:
     err = compile_error("fmt_date(now, 'DD.MM.YYYY HH:MM')")
     assert err.message == "date format 'DD.MM.YYYY HH:MM': 'MM' is the month, not minutes"
-    assert err.offset == len("fmt_date(now, 'DD.MM.YYYY HH:") and err.hint == "minutes are 'mm': write 'DD.MM.YYYY HH:mm'"
+    assert err.offset == len("fmt_date(now, 'DD.MM.YYYY HH:")
+    assert err.hint == "minutes are 'mm': write 'DD.MM.YYYY HH:mm'"
     assert compile_error("fmt_date(now, fmt='%H:%M')").hint == "write 'HH:mm'"
-    assert compile_error("fmt_time(now, 'hh:mm')").hint == "hours are HH (a 12-hour clock is not supported); write 'HH:mm'"
+    assert compile_error("fmt_time(now, 'hh:mm')").hint == \
+        "hours are HH (a 12-hour clock is not supported); write 'HH:mm'"
     assert ev("fmt_time(now, 'H:mm')") == "9:00"
     assert compile_error('fmt_date(now, "\\x44D.yyyy")').offset == len("fmt_date(now, ")  # escapes: at the text
     assert eval_error("fmt_date(now, x)", {"x": "%d.%m"}) == (

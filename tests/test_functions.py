@@ -160,7 +160,7 @@ def test_format_mistakes_name_the_place_and_the_token_to_write(fmt: str, index: 
     assert info.value.hint == hint if hint else info.value.hint.endswith(f"put other text in brackets: '{bracketed}'")
 
 
-def test_validate_reports_format_and_duration_mistakes_at_their_place(make_project) -> None:  # type: ignore[no-untyped-def]
+def test_validate_reports_date_and_duration_mistakes_in_place(make_project) -> None:  # type: ignore[no-untyped-def]
     project = make_project("""\
         rules:
           - id: remind
