@@ -154,7 +154,7 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 # added to a date or time they move its wall clock in the project's timezone. Where a length is needed instead
 # (a comparison, days(), a division), a span without months has a fixed one (a day is 24 hours); months do not.
 
-_MOMENTS = "compare moments instead, e.g. client.last_visit < now - duration('2mo')"
+_MOMENTS = "compare moments instead, e.g. client.last_visit_at < now - duration('2mo')"
 _MONTHS_HINT = f"a month is 28 to 31 days; {_MOMENTS}"
 
 
@@ -566,7 +566,7 @@ def _f_today(ctx: EvalContext) -> _Today:
 
 
 @_fn("days_since(x)", "calendar days (fractional) from x to now; empty if x is empty",
-     ("days_since(client.last_visit)", "10"))
+     ("days_since(client.last_visit_at)", "10"))
 def _f_days_since(ctx: EvalContext, x: Any) -> float | None:
     if x is None:
         return None

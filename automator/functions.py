@@ -20,11 +20,11 @@ EXAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=EXAMPLE_TZ)  # a Monday
 EXAMPLE_HOURS = parse_business_hours("10:00-21:00", "daily", EXAMPLE_TZ)
 EXAMPLE_SCOPE: Mapping[str, Any] = {
     "client": {"id": 77, "name": "Анна", "phone": "8 916 123-45-67", "visits": 4, "segment": "loyal",
-               "last_visit": "2026-02-20T12:00:00+03:00", "tags": ["vip", "new"]},
+               "last_visit_at": "2026-02-20T12:00:00+03:00", "tags": ["vip", "new"]},
     "booking": {"id": 501, "client": 77, "starts_at": "2026-03-05T15:00:00+03:00", "price": 2500},
 }
 EXAMPLE_SETTING = ("now is 2026-03-02 12:00 (a Monday) in Europe/Moscow; client = {name: Анна, phone: "
-                   "'8 916 123-45-67', visits: 4, segment: loyal, last_visit: 2026-02-20T12:00+03:00, tags: [vip, "
+                   "'8 916 123-45-67', visits: 4, segment: loyal, last_visit_at: 2026-02-20T12:00+03:00, tags: [vip, "
                    "new]} (no email); booking = {starts_at: 2026-03-05T15:00+03:00}; the branch works 10:00-21:00; "
                    "the loyal segment's average recency is 21 days")
 

@@ -412,11 +412,11 @@ def test_months_have_no_fixed_length() -> None:
     err = compile_error("now - datetime(client.last_visit_at) > duration('2mo')")
     assert err.message == "'2mo' cannot be compared as a length"
     assert err.hint == ("a month is 28 to 31 days; compare moments instead, "
-                        "e.g. client.last_visit < now - duration('2mo')")
+                        "e.g. client.last_visit_at < now - duration('2mo')")
     assert compile_error("days(duration('1mo'))").message == "days() of '1mo': months have no fixed length"
     assert eval_error("days(x)", {"x": Duration(months=1)}) == (
         "'1mo' has no fixed length: a month is 28 to 31 days; compare moments instead, "
-        "e.g. client.last_visit < now - duration('2mo')")
+        "e.g. client.last_visit_at < now - duration('2mo')")
     assert "no fixed length" in eval_error("x > duration('1d')", {"x": Duration(months=1)})
     assert "no fixed length" in eval_error("x / 2", {"x": Duration(months=1)})
     assert ev("duration('1mo') == duration('1mo')") is True  # equal spans, no length needed

@@ -65,7 +65,7 @@ def test_the_functions_command_lists_everything() -> None:
     days_since = next(f for f in data["functions"] if f["name"] == "days_since")
     assert days_since == {"name": "days_since", "signature": "days_since(x)",
                           "description": "calendar days (fractional) from x to now; empty if x is empty",
-                          "examples": [{"expression": "days_since(client.last_visit)", "value": "10"}]}
+                          "examples": [{"expression": "days_since(client.last_visit_at)", "value": "10"}]}
     assert {"token": "DD", "description": "day of the month, two digits", "example": "02"} \
         in data["date_format_tokens"]
     code, out = invoke("functions", "--format", "markdown")
@@ -182,7 +182,7 @@ def test_validate_reports_date_and_duration_mistakes_in_place(make_project) -> N
     assert out.replace(f"{project}/", "").splitlines()[:-1] == [
         "rules/rules.yaml:4:9: error: expression \"now - datetime(booking.created_at) > duration('2mo')\": "
         "'2mo' cannot be compared as a length",
-        "    hint: a month is 28 to 31 days; compare moments instead, e.g. client.last_visit < now - duration('2mo')",
+        "    hint: a month is 28 to 31 days; compare moments instead, e.g. client.last_visit_at < now - duration('2mo')",
         "rules/rules.yaml:6:15: error: wait: expected a duration such as 30s, 5m, 2h, 14d, 2w or 2mo, got '-1d'",
         "    hint: durations never go back; to act before a moment, wait until it: "
         "{until: \"add(booking.starts_at, '-1d')\"}",
@@ -200,7 +200,7 @@ def test_validate_reports_date_and_duration_mistakes_in_place(make_project) -> N
         "    hint: durations look like 30s, 5m, 2h, 14d, 2w or 2mo; '-1d' goes back a day",
         "rules/rules.yaml:13:22: error: template \"{{ hours(duration('1mo')) }}\": hours() of '1mo': months have "
         "no fixed length",
-        "    hint: a month is 28 to 31 days; compare moments instead, e.g. client.last_visit < now - duration('2mo')",
+        "    hint: a month is 28 to 31 days; compare moments instead, e.g. client.last_visit_at < now - duration('2mo')",
         "rules/rules.yaml:14:21: error: `wait: {for: duration('-1d')}` is not a positive duration",
         "    hint: a wait never goes back; to act before a moment, wait until it: "
         "{until: \"add(booking.starts_at, '-1d')\"}",
