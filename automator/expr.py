@@ -290,6 +290,8 @@ def _type_hint(a: Any, b: Any) -> str:
         return "; convert the text with datetime(...) or date(...)"
     if any(isinstance(x, str) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
         return "; convert with int(...), float(...) or str(...)"
+    if any(isinstance(x, (Duration, timedelta)) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
+        return "; days_since() and the like give numbers: compare them with a number, or use days(...) of the duration"
     return ""
 
 
@@ -1109,6 +1111,11 @@ class _Compiler:
     def _check_Compare(self, node: ast.Compare, depth: int, chained: bool) -> None:
         operands = [node.left, *node.comparators]
         for i, op in enumerate(node.ops):
+            pair = operands[i:i + 2]
+            counted = next((call for call in pair if _counting_call(call)), None)
+            span = next((call for call in pair if _duration_call(call)), None)
+            if counted is not None and span is not None:
+                raise self._number_against_duration(node, counted, span)
             months = _months_literal(operands[i]) or _months_literal(operands[i + 1])
             if months and isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
                 raise self._error(node, f"'{months}' cannot be compared as a length", _MONTHS_HINT)
@@ -1117,6 +1124,20 @@ class _Compiler:
                 raise self._error(node, "'is' compares only with None, True or False", "use == to compare values")
         for operand in operands:
             self._check(operand, depth)
+
+    def _number_against_duration(self, node: ast.Compare, counted: ast.Call, span: ast.Call) -> ExprSyntaxError:
+        """`days_since(x) > duration('60d')`: a number of days against a span, which never compare."""
+        name = counted.func.id  # type: ignore[attr-defined]
+        unit = _COUNTING[name]
+        number = "N"
+        literal = span.args[0] if span.args and isinstance(span.args[0], ast.Constant) else None
+        if literal is not None and isinstance(literal.value, str):
+            try:
+                number = f"{parse_offset(literal.value).exact() / timedelta(**{unit: 1}):g}"
+            except ValueError:
+                pass
+        return self._error(node, f"{name}() gives a number of {unit}, not a duration",
+                           f"compare it with a number: {ast.unparse(node).replace(ast.unparse(span), number)}")
 
     def _check_IfExp(self, node: ast.IfExp, depth: int, chained: bool) -> None:
         for part in (node.test, node.body, node.orelse):
@@ -1202,6 +1223,19 @@ class _Compiler:
 
 # Functions whose literal argument is read when the rules load: (position, keyword).
 _LITERAL_ARGS = {"duration": (0, "x"), "add": (1, "d"), "fmt_date": (1, "fmt"), "fmt_time": (1, "fmt")}
+
+
+# Functions that count time as a number, and the unit they count in.
+_COUNTING = {"days_since": "days", "days_until": "days", "hours_since": "hours", "hours_until": "hours",
+             "minutes_since": "minutes", "days": "days", "hours": "hours"}
+
+
+def _counting_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _COUNTING
+
+
+def _duration_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "duration"
 
 
 def _months_literal(node: ast.expr) -> str | None:

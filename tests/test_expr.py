@@ -422,6 +422,22 @@ def test_months_have_no_fixed_length() -> None:
     assert ev("duration('1mo') == duration('1mo')") is True  # equal spans, no length needed
 
 
+@pytest.mark.parametrize(("source", "message", "hint"), [
+    ("days_since(client.last_visit_at) > duration('60d')", "days_since() gives a number of days, not a duration",
+     "compare it with a number: days_since(client.last_visit_at) > 60"),
+    ("hours_until(booking.starts_at) < duration('1d')", "hours_until() gives a number of hours, not a duration",
+     "compare it with a number: hours_until(booking.starts_at) < 24"),
+    ("duration('2mo') <= days_since(client.last_visit_at)", "days_since() gives a number of days, not a duration",
+     "compare it with a number: N <= days_since(client.last_visit_at)"),
+])
+def test_a_count_of_days_is_compared_with_a_number(source: str, message: str, hint: str) -> None:
+    err = compile_error(source)
+    assert (err.message, err.hint) == (message, hint)
+    assert eval_error("x > duration('1d')", {"x": 5}) == ("cannot compare 5 with a duration; days_since() and the like "
+                                                          "give numbers: compare them with a number, or use days(...) "
+                                                          "of the duration")
+
+
 def test_negative_offsets_work_everywhere() -> None:
     back = NOW - timedelta(days=1)
     assert ev("add(now, '-1d')") == ev("now - duration('1d')") == ev("now + duration('-1d')") == back
