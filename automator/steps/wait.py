@@ -1,7 +1,7 @@
 """`wait: 14d | {for: EXPR} | {until: EXPR | end_of_day | start_of_day}`: the run sleeps on a durable timer."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
 def _constant_span(expr: Expr) -> Duration | timedelta | None:
     """The span of a `for:` written with literals only (`duration('-1d')`, `0`), known before any event."""
     try:
-        return to_duration(expr.evaluate({}, EvalContext(now=datetime(2000, 1, 1, tzinfo=timezone.utc), tz=_UTC)))
+        return to_duration(expr.evaluate({}, EvalContext(now=datetime(2000, 1, 1, tzinfo=_UTC), tz=_UTC)))
     except EvalError:
         return None
 
@@ -117,7 +117,7 @@ def branch_hours(explicit: str | None, state: RunState) -> Any:
 def to_duration(value: Any) -> Duration | timedelta | None:
     """A positive span: a Duration, a timedelta, a duration text or a number of seconds."""
     if isinstance(value, Duration):
-        return value if min(value.months, value.days, value.seconds) >= 0 and value.approx() > timedelta(0) else None
+        return value if value.approx() > timedelta(0) else None
     if isinstance(value, timedelta):
         return value if value.total_seconds() > 0 else None
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
