@@ -182,6 +182,23 @@ def connectors() -> None:
             click.echo(f"    {action_name:<22} {spec.delivery:<14} {spec.description}")
 
 
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="markdown is the README's function reference, as it is generated.")
+def functions(fmt: str) -> None:
+    """List every expression function: its signature, what it gives, and examples with their values,
+    then the date format tokens of fmt_date.
+
+    Example: automator functions --format json
+    """
+    from automator import functions as reference
+
+    if fmt == "json":
+        click.echo(json.dumps(reference.as_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(reference.as_markdown() if fmt == "markdown" else reference.as_text())
+
+
 # ---- the daemon and what it did ---------------------------------------------------------------------
 
 _config_option = click.option("--config", "config", default="automator.yaml", show_default=True,

@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
-from typing import Protocol
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 UTC = timezone.utc
+_Day = TypeVar("_Day", date, datetime)
 
 
 # --- clocks -----------------------------------------------------------------------------------------
@@ -139,7 +140,8 @@ class Duration:
     Days, weeks and months are CALENDAR units: added in local wall-clock time of the project's timezone,
     so `14d` from 10:00 is 10:00 fourteen days later even across a DST change, and `1mo` from Jan 31 is
     Feb 28/29 (clamped). Weeks are stored as days. `text` is what the admin wrote, kept for messages; it
-    takes no part in equality, so '90m' == '1h30m'.
+    takes no part in equality, so '90m' == '1h30m'. An expression's offset may be negative ('-1d', all
+    parts negative); a wait, a setting or a trigger's duration never is (`parse_duration` refuses it).
     """
 
     months: int = 0
@@ -154,43 +156,118 @@ class Duration:
         if self.months or self.days:
             wall = _wall(result, tz)
             if self.months:
-                index = wall.year * 12 + wall.month - 1 + self.months
-                year, month = divmod(index, 12)
-                day = min(wall.day, calendar.monthrange(year, month + 1)[1])
-                wall = wall.replace(year=year, month=month + 1, day=day)
+                wall = _add_months(wall, self.months)
             result = localize(wall + timedelta(days=self.days), tz)
         return result + timedelta(seconds=self.seconds)
+
+    def add_to_date(self, day: date) -> date:
+        """A calendar date plus this span's months and days (a date has no time of day to move)."""
+        return _add_months(day, self.months) + timedelta(days=self.days)
 
     def approx(self) -> timedelta:
         """The span with months counted as 30 days; for display and ordering, never for scheduling."""
         return timedelta(days=self.months * 30 + self.days, seconds=self.seconds)
 
+    def exact(self) -> timedelta:
+        """The span's fixed length, a day counted as 24 hours; ValueError when it has months, whose
+        length depends on where they start."""
+        if self.months:
+            raise ValueError(f"'{self}' has no fixed length: a month is 28 to 31 days")
+        return timedelta(days=self.days, seconds=self.seconds)
+
+    def __neg__(self) -> Duration:
+        text = self.text[1:] if self.text.startswith("-") else f"-{self.text}" if self.text else ""
+        return Duration(-self.months, -self.days, -self.seconds, text)
+
+    def __add__(self, other: object) -> Duration:
+        if not isinstance(other, Duration):
+            return NotImplemented
+        return Duration(self.months + other.months, self.days + other.days, self.seconds + other.seconds)
+
+    def __sub__(self, other: object) -> Duration:
+        return self + -other if isinstance(other, Duration) else NotImplemented
+
+    def __mul__(self, count: object) -> Duration:
+        # Only whole multiples stay calendar spans: half a month is not a calendar unit.
+        if isinstance(count, bool) or not isinstance(count, int):
+            return NotImplemented
+        return Duration(self.months * count, self.days * count, self.seconds * count)
+
+    __rmul__ = __mul__
+
     def __str__(self) -> str:
-        return self.text or _format_duration(self.months, self.days, self.seconds)
+        return self.text or format_duration(self)
 
 
-def _format_duration(months: int, days: int, seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = zip((months, days, hours, minutes, secs), ("mo", "d", "h", "m", "s"))
-    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+def _add_months(moment: _Day, months: int) -> _Day:
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def format_duration(value: Duration | timedelta) -> str:
+    """The compact form the parser reads: `14d`, `1h30m`, `2mo`, `45s`, `0s`; `-1d` for a negative span.
+
+    A timedelta is shown in days, hours, minutes and seconds (rounded to the second)."""
+    if isinstance(value, timedelta):
+        seconds = round(value.total_seconds())
+        sign = -1 if seconds < 0 else 1
+        days, rest = divmod(abs(seconds), 86400)
+        value = Duration(days=sign * days, seconds=sign * rest)
+    parts = (value.months, value.days, value.seconds)
+    sign = "-" if all(p <= 0 for p in parts) and any(parts) else ""
+    months, days, seconds = (abs(p) for p in parts) if sign else parts
+    hours, rest = divmod(seconds, 3600) if seconds >= 0 else (0, seconds)
+    minutes, secs = divmod(rest, 60) if rest >= 0 else (0, rest)
+    units = zip((months, days, hours, minutes, secs), ("mo", "d", "h", "m", "s"))
+    return sign + ("".join(f"{n}{unit}" for n, unit in units if n) or "0s")
 
 
 def parse_duration(text: str | int | float) -> Duration:
-    """Parse an admin's duration; a bare number means seconds. Raises ValueError naming the bad part."""
+    """Parse an admin's duration; a bare number means seconds. Raises ValueError naming the bad part.
+
+    Durations here are spans to wait, hold or keep: zero and negative ones are refused."""
+    if isinstance(text, str) and text.strip().startswith("-"):
+        raise ValueError(f"negative duration '{text.strip()}'; durations must be positive")
+    if not isinstance(text, (str, bool)) and isinstance(text, (int, float)) and text < 0:
+        raise ValueError(f"negative duration '{text}'; durations must be positive")
+    duration = _parse(text)
+    if duration.approx() <= timedelta(0):
+        raise ValueError(f"zero duration '{duration.text}'; durations must be positive")
+    return duration
+
+
+def parse_offset(text: str | int | float) -> Duration:
+    """Parse an offset for expressions: what `parse_duration` reads, and also zero and a leading minus
+    ('-1d' is one calendar day back, -3600 an hour back). Same units, limits and messages."""
+    if isinstance(text, str):
+        source = text.strip()
+        if source.startswith("-"):
+            return -_parse(source[1:].lstrip() or source, shown=source)
+        if source.startswith("+"):
+            return _parse(source[1:].lstrip() or source, shown=source)
+    elif not isinstance(text, bool) and isinstance(text, (int, float)) and text < 0:
+        return -_parse(-text, shown=f"{text}")
+    return _parse(text)
+
+
+def _parse(text: str | int | float, shown: str | None = None) -> Duration:
+    """The unsigned grammar shared by `parse_duration` and `parse_offset`; `shown` is the admin's whole text
+    (with its sign) for messages, the Duration's own text is the unsigned part."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError(f"expected a duration such as '30m', '2h' or '14d', got {text!r}")
     if not isinstance(text, str):
-        return _seconds_duration(text)
+        return _seconds_duration(text, None, shown)
     source = text.strip()
+    whole = shown or source
     if not source:
         raise ValueError("empty duration; write e.g. '30s', '5m', '2h', '14d', '2w' or '2mo'")
     if len(source) > 64:
         raise ValueError(f"duration '{source[:20]}...' is too long to be a duration")
-    if source.startswith("-"):
-        raise ValueError(f"negative duration '{source}'; durations must be positive")
+    if source.startswith(("-", "+")):
+        raise ValueError(f"cannot read '{whole}'; write one sign before the number, e.g. '-1d'")
     if re.fullmatch(r"\d+(?:\.\d+)?", source):
-        return _seconds_duration(float(source) if "." in source else int(source), source)
+        return _seconds_duration(float(source) if "." in source else int(source), source, whole)
     totals = {"mo": 0, "d": 0, "s": 0}
     seen: set[str] = set()
     pos = 0
@@ -200,21 +277,21 @@ def parse_duration(text: str | int | float) -> Duration:
             continue
         match = _PART.match(source, pos)
         if match is None:
-            raise ValueError(f"cannot read '{source[pos:]}' in '{source}'; write a number and a unit, "
+            raise ValueError(f"cannot read '{source[pos:]}' in '{whole}'; write a number and a unit, "
                              f"e.g. '1h30m' ({_UNITS_HINT})")
         digits, fraction, unit = match.groups()
         if fraction is not None:
-            raise ValueError(f"'{digits}{fraction}{unit}' in '{source}': use whole numbers, "
+            raise ValueError(f"'{digits}{fraction}{unit}' in '{whole}': use whole numbers, "
                              f"e.g. '1h30m' instead of '1.5h'")
         if not unit:
-            raise ValueError(f"missing unit after '{digits}' in '{source}'; {_UNITS_HINT}")
+            raise ValueError(f"missing unit after '{digits}' in '{whole}'; {_UNITS_HINT}")
         if unit not in ("s", "m", "h", "d", "w", "mo"):
-            raise ValueError(f"unknown unit '{unit}' in '{source}'; {_UNITS_HINT}")
+            raise ValueError(f"unknown unit '{unit}' in '{whole}'; {_UNITS_HINT}")
         if unit in seen:
-            raise ValueError(f"unit '{unit}' appears twice in '{source}'")
+            raise ValueError(f"unit '{unit}' appears twice in '{whole}'")
         seen.add(unit)
         if len(digits) > 10:
-            raise ValueError(f"duration '{source}' is too long; at most 10 years")
+            raise ValueError(f"duration '{whole}' is too long; at most 10 years")
         number = int(digits)
         if unit == "mo":
             totals["mo"] += number
@@ -223,27 +300,25 @@ def parse_duration(text: str | int | float) -> Duration:
         else:
             totals["s"] += number * _UNIT_SECONDS[unit]
         pos = match.end()
-    return _checked(Duration(totals["mo"], totals["d"], totals["s"], source))
+    return _checked(Duration(totals["mo"], totals["d"], totals["s"], source), whole)
 
 
-def _seconds_duration(value: int | float, text: str | None = None) -> Duration:
-    shown = text or str(value)
+def _seconds_duration(value: int | float, text: str | None = None, shown: str | None = None) -> Duration:
+    shown = shown or text or str(value)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(f"duration {shown} is not a number of seconds")
-    if value < 0:
-        raise ValueError(f"negative duration '{shown}'; durations must be positive")
     if value != int(value):
         raise ValueError(f"duration {shown} is not a whole number of seconds")
     if value > _MAX_SPAN.total_seconds():
         raise ValueError(f"duration '{shown}' is too long; at most 10 years")
-    return _checked(Duration(seconds=int(value), text=text or f"{int(value)}s"))
+    return _checked(Duration(seconds=int(value), text=text or f"{int(value)}s"), shown)
 
 
-def _checked(duration: Duration) -> Duration:
-    if duration.approx() <= timedelta(0):
-        raise ValueError(f"zero duration '{duration.text}'; durations must be positive")
-    if duration.approx() > _MAX_SPAN or duration.months > 120:
-        raise ValueError(f"duration '{duration.text}' is too long; at most 10 years")
+def _checked(duration: Duration, shown: str) -> Duration:
+    # Counted in plain integers first: a timedelta of 9999999999 days would overflow, not compare.
+    days = duration.months * 30 + duration.days + duration.seconds // 86400
+    if days > _MAX_SPAN.days or duration.approx() > _MAX_SPAN or duration.months > 120:
+        raise ValueError(f"duration '{shown}' is too long; at most 10 years")
     return duration
 
 

@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import warnings
+from functools import partial
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta, timezone
@@ -28,6 +29,9 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from simpleeval import SimpleEval
+
+from automator import datefmt
+from automator.clock import Duration, format_duration, parse_offset
 
 MAX_INT = 10**100
 MAX_LEN = 100_000  # characters of a string, items of a list, dict or set
@@ -125,7 +129,8 @@ def _describe(value: Any) -> str:
         return f"the text {_short(value)}"
     if isinstance(value, datetime):
         return "a date-time"
-    kinds = ((date, "a date"), (timedelta, "a duration"), (Mapping, "a record"), ((list, tuple, set), "a list"))
+    kinds = ((date, "a date"), ((timedelta, Duration), "a duration"), (Mapping, "a record"),
+             ((list, tuple, set), "a list"))
     return next((name for cls, name in kinds if isinstance(value, cls)), f"a {type(value).__name__}")
 
 
@@ -145,37 +150,67 @@ def suggest(name: str, candidates: Iterable[str]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- durations
+# `duration('2mo')`, `add(x, '-1d')`, `now - duration('1d')` are clock's calendar spans, the same as `wait: 2mo`:
+# added to a date or time they move its wall clock in the project's timezone. Where a length is needed instead
+# (a comparison, days(), a division), a span without months has a fixed one (a day is 24 hours); months do not.
 
-_DURATION = re.compile(r"(?:\d{1,9}(?:mo|w|d|h|m|s)\s*)+")
-_DURATION_PART = re.compile(r"(\d+)(mo|w|d|h|m|s)")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+_MOMENTS = "compare moments instead, e.g. client.last_visit_at < now - duration('2mo')"
+_MONTHS_HINT = f"a month is 28 to 31 days; {_MOMENTS}"
 
 
-def parse_duration(text: str) -> timedelta:
-    """Parse `30s`, `5m`, `2h`, `14d`, `2w`, `2mo` (30 days here) or combinations such as `1h30m`."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected a duration such as 14d, got {text!r}")
-    clean = text.strip()
-    if not _DURATION.fullmatch(clean):
-        hint = "; add a unit: s, m, h, d, w or mo" if clean.isdigit() else ""
-        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 5m, 2h, 14d, 2w, 2mo, 1h30m){hint}")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(clean))
+def _exact(value: Any) -> Any:
+    """A Duration as its fixed length; other values as they are."""
+    if value.__class__ is not Duration:
+        return value
     try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"duration is too long: {text!r}") from None
+        return value.exact()
+    except ValueError as exc:
+        raise EvalError(f"{exc}; {_MOMENTS}") from None
 
 
-def format_duration(value: timedelta) -> str:
-    """The compact form `parse_duration` reads: `14d`, `1h30m`, `45s`, `0s`."""
-    seconds = round(value.total_seconds())
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    out = []
-    for unit in ("d", "h", "m", "s"):
-        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
-        if count:
-            out.append(f"{count}{unit}")
-    return sign + ("".join(out) or "0s")
+def _shift(ctx: EvalContext, at: Any, span: Duration | timedelta, fn: str) -> date:
+    """A date or time moved by a span: a Duration in calendar time, a timedelta in exact time."""
+    if isinstance(at, date) and not isinstance(at, datetime) and isinstance(span, Duration) and not span.seconds:
+        return span.add_to_date(date(at.year, at.month, at.day))
+    moment = _in_tz(ctx, at, fn)
+    moved = span.add_to(moment, ctx.tz) if isinstance(span, Duration) else moment.astimezone(timezone.utc) + span
+    return _plain(moved.astimezone(ctx.tz))
+
+
+def _by_length(left: Any, right: Any, symbol: str) -> bool:
+    """Whether a comparison involving a Duration compares lengths: against a timedelta, or two spans ordered."""
+    spans = (Duration, timedelta)
+    if not (isinstance(left, spans) and isinstance(right, spans)):
+        return False
+    return not (left.__class__ is right.__class__ is Duration and symbol in ("==", "!="))
+
+
+def _is_moment(value: Any) -> bool:
+    """A date, a date-time, or ISO text of one (entity fields may still arrive as text, as functions accept)."""
+    if isinstance(value, date):
+        return True
+    if isinstance(value, str) and 10 <= len(value) <= 40:
+        try:
+            datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _calendar_binop(op: Callable[[Any, Any], Any], symbol: str, ctx: EvalContext, left: Any, right: Any) -> Any:
+    """An operator with a Duration operand: `x ± span` and `span + x` move a date or time in calendar time;
+    spans add up and multiply by whole numbers as spans; anything else uses their fixed length."""
+    if symbol in ("+", "-") and right.__class__ is Duration and _is_moment(left):
+        return _shift(ctx, left, right if symbol == "+" else -right, f"'{symbol}'")
+    if symbol == "+" and left.__class__ is Duration and _is_moment(right):
+        return _shift(ctx, right, left, "'+'")
+    try:
+        return op(left, right)
+    except TypeError:
+        if not all(isinstance(v, (Duration, timedelta, int, float)) for v in (left, right)):
+            raise
+        return op(_exact(left), _exact(right))
 
 
 # ---------------------------------------------------------------------------------------------- operators
@@ -255,6 +290,8 @@ def _type_hint(a: Any, b: Any) -> str:
         return "; convert the text with datetime(...) or date(...)"
     if any(isinstance(x, str) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
         return "; convert with int(...), float(...) or str(...)"
+    if any(isinstance(x, (Duration, timedelta)) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
+        return "; days_since() and the like give numbers: compare them with a number, or use days(...) of the duration"
     return ""
 
 
@@ -340,6 +377,8 @@ class _Evaluator(SimpleEval):
     def _binop(self, node: ast.BinOp) -> Any:
         fn, symbol = _BINOPS[node.op.__class__]
         left, right = self._eval(node.left), self._eval(node.right)
+        if left.__class__ is Duration or right.__class__ is Duration:
+            fn = partial(_calendar_binop, fn, symbol, self.ctx)
         try:
             return _check_size(fn(left, right))
         except TypeError:
@@ -365,6 +404,8 @@ class _Evaluator(SimpleEval):
         for op, comparator in zip(node.ops, node.comparators):
             right = self._eval(comparator)
             fn, symbol = _COMPARE[op.__class__]
+            if (left.__class__ is Duration or right.__class__ is Duration) and _by_length(left, right, symbol):
+                left, right = _exact(left), _exact(right)
             try:
                 if not fn(left, right):
                     return False
@@ -447,11 +488,28 @@ def _read(base: Any, key: Any, base_node: ast.AST) -> Any:
 
 _LIBRARY: dict[str, Callable[..., Any]] = {}
 _DOCS: dict[str, str] = {}
+_REFERENCE: dict[str, FunctionDoc] = {}
 
 
-def _fn(name: str, doc: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+@dataclass(frozen=True, slots=True)
+class FunctionDoc:
+    """One library function as the reference shows it: the call, what it gives, and worked examples.
+
+    Each example is an expression and the value it gives on the reference's fixed scope and clock
+    (`automator.functions.EXAMPLE_SCOPE`), written as `automator functions` prints values."""
+
+    name: str
+    signature: str
+    doc: str
+    examples: tuple[tuple[str, str], ...]
+
+
+def _fn(signature: str, doc: str, *examples: tuple[str, str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    name = signature.split("(")[0]
+
     def register(impl: Callable[..., Any]) -> Callable[..., Any]:
-        _LIBRARY[name], _DOCS[name] = impl, doc
+        _LIBRARY[name], _DOCS[name] = impl, f"{signature}: {doc}"
+        _REFERENCE[name] = FunctionDoc(name, signature, doc, examples)
         return impl
     return register
 
@@ -486,77 +544,84 @@ def _now_in_tz(ctx: EvalContext) -> datetime:
     return ctx.now.astimezone(ctx.tz)
 
 
-def _as_duration(value: Any, fn: str) -> timedelta:
-    if isinstance(value, timedelta):
+def _as_duration(value: Any, fn: str) -> Duration | timedelta:
+    """A span from a duration text ('14d', '-1d'), a number of seconds, a Duration or a timedelta."""
+    if isinstance(value, (Duration, timedelta)):
         return value
-    if isinstance(value, str):
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         try:
-            return parse_duration(value)
+            return parse_offset(value)
         except ValueError as exc:
             raise EvalError(f"{fn}(): {exc}") from None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return timedelta(seconds=value)
-        except OverflowError:
-            raise EvalError(f"{fn}(): duration too long: {_short(value)}") from None
     raise EvalError(f"{fn}() expects a duration such as '14d', got {_describe(value)}")
 
 
-@_fn("now", "now or now(): the current date-time in the project's timezone")
+@_fn("now", "the current date-time in the project's timezone (also `now()`)",
+     ("now", "2026-03-02T12:00:00+03:00"))
 def _f_now(ctx: EvalContext) -> _Now:
     return _now(ctx)
 
 
-@_fn("today", "today or today(): the current date in the project's timezone")
+@_fn("today", "the current date in the project's timezone (also `today()`)", ("today", "2026-03-02"))
 def _f_today(ctx: EvalContext) -> _Today:
     return _today_of(ctx)
 
 
-@_fn("days_since", "days_since(x): calendar days (fractional) from x to now; empty if x is empty")
+@_fn("days_since(x)", "calendar days (fractional) from x to now; empty if x is empty",
+     ("days_since(client.last_visit_at)", "10"))
 def _f_days_since(ctx: EvalContext, x: Any) -> float | None:
     if x is None:
         return None
     return _wall_seconds(_now_in_tz(ctx), _in_tz(ctx, x, "days_since")) / 86400
 
 
-@_fn("hours_since", "hours_since(x): hours elapsed from x to now; empty if x is empty")
+@_fn("hours_since(x)", "hours elapsed from x to now; empty if x is empty",
+     ("hours_since('2026-03-02T09:30:00+03:00')", "2.5"))
 def _f_hours_since(ctx: EvalContext, x: Any) -> float | None:
     return None if x is None else (ctx.now.timestamp() - _in_tz(ctx, x, "hours_since").timestamp()) / 3600
 
 
-@_fn("minutes_since", "minutes_since(x): minutes elapsed from x to now; empty if x is empty")
+@_fn("minutes_since(x)", "minutes elapsed from x to now; empty if x is empty",
+     ("minutes_since('2026-03-02T11:15:00+03:00')", "45"))
 def _f_minutes_since(ctx: EvalContext, x: Any) -> float | None:
     return None if x is None else (ctx.now.timestamp() - _in_tz(ctx, x, "minutes_since").timestamp()) / 60
 
 
-@_fn("days_until", "days_until(x): calendar days (fractional) from now to x; empty if x is empty")
+@_fn("days_until(x)", "calendar days (fractional) from now to x; empty if x is empty",
+     ("days_until(booking.starts_at)", "3.125"))
 def _f_days_until(ctx: EvalContext, x: Any) -> float | None:
     if x is None:
         return None
     return _wall_seconds(_in_tz(ctx, x, "days_until"), _now_in_tz(ctx)) / 86400
 
 
-@_fn("hours_until", "hours_until(x): hours from now to x; empty if x is empty")
+@_fn("hours_until(x)", "hours from now to x; empty if x is empty", ("hours_until(booking.starts_at)", "75"))
 def _f_hours_until(ctx: EvalContext, x: Any) -> float | None:
     return None if x is None else (_in_tz(ctx, x, "hours_until").timestamp() - ctx.now.timestamp()) / 3600
 
 
-@_fn("duration", "duration('14d'): a duration (s, m, h, d, w, mo = 30 days; '1h30m'); a number means seconds")
-def _f_duration(ctx: EvalContext, x: Any) -> timedelta | None:
+@_fn("duration(x)", "a span: s, m, h, d, w, mo ('1h30m'); a leading '-' goes back; a number means seconds. "
+     "Added to a date or time, days, weeks and months keep the wall-clock time, as `wait:` does; compared or "
+     "measured, a day is 24 hours, and months (no fixed length) are refused",
+     ("duration('1h30m')", "1h30m"), ("now + duration('1mo')", "2026-04-02T12:00:00+03:00"),
+     ("booking.starts_at - duration('1d')", "2026-03-04T15:00:00+03:00"))
+def _f_duration(ctx: EvalContext, x: Any) -> Duration | timedelta | None:
     return None if x is None else _as_duration(x, "duration")
 
 
-@_fn("segment_of", "segment_of(client): the client's RFM segment name, or empty")
+@_fn("segment_of(client)", "the client's RFM segment name, or empty", ("segment_of(client)", "'loyal'"))
 def _f_segment_of(ctx: EvalContext, client: Any) -> str | None:
     return None if client is None else ctx.segment_of(client)
 
 
-@_fn("segment_avg_recency", "segment_avg_recency(client): the average time between visits in the client's segment")
+@_fn("segment_avg_recency(client)", "the average time between visits in the client's segment",
+     ("segment_avg_recency(client)", "21d"))
 def _f_segment_avg_recency(ctx: EvalContext, client: Any) -> timedelta | None:
     return None if client is None else ctx.segment_avg_recency(client)
 
 
-@_fn("phone", "phone(x): the number in E.164 form (+79161234567); Russian numbers may omit the +7 / 8")
+@_fn("phone(x)", "the number in E.164 form; Russian numbers may omit the +7 / 8",
+     ("phone(client.phone)", "'+79161234567'"))
 def _f_phone(ctx: EvalContext, x: Any) -> str | None:
     if x is None:
         return None
@@ -571,23 +636,36 @@ def _f_phone(ctx: EvalContext, x: Any) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-@_fn("fmt_date", "fmt_date(x, fmt='%d.%m.%Y'): a date or time as text in the project's timezone")
-def _f_fmt_date(ctx: EvalContext, x: Any, fmt: str = "%d.%m.%Y") -> str | None:
+def _date_text(ctx: EvalContext, x: Any, fmt: Any, fn: str) -> str | None:
     if x is None:
         return None
     if not isinstance(fmt, str) or len(fmt) > 200:
-        raise EvalError("fmt_date(): the format must be a short text such as '%d.%m.%Y'")
+        raise EvalError(f"{fn}(): the format must be a short text such as 'DD.MM.YYYY'")
+    try:
+        compiled = datefmt.compile_format(fmt)
+    except datefmt.FormatError as exc:
+        raise EvalError(f"{fn}(): {exc.message}; {exc.hint}") from None
     if isinstance(x, date) and not isinstance(x, datetime):
-        return x.strftime(fmt)
-    return _in_tz(ctx, x, "fmt_date").strftime(fmt)
+        return compiled.render(x)
+    return compiled.render(_in_tz(ctx, x, fn))
 
 
-@_fn("fmt_time", "fmt_time(x): the time of day as HH:MM in the project's timezone")
-def _f_fmt_time(ctx: EvalContext, x: Any) -> str | None:
-    return _f_fmt_date(ctx, x, "%H:%M")
+@_fn("fmt_date(x, fmt='DD.MM.YYYY')", "a date or time as text in the project's timezone, written in date format "
+     "tokens: 'DD.MM.YYYY HH:mm', 'D MMMM' (2 марта)",
+     ("fmt_date(booking.starts_at)", "'05.03.2026'"),
+     ("fmt_date(booking.starts_at, 'D MMMM, dddd, [в] HH:mm')", "'5 марта, четверг, в 15:00'"))
+def _f_fmt_date(ctx: EvalContext, x: Any, fmt: str = "DD.MM.YYYY") -> str | None:
+    return _date_text(ctx, x, fmt, "fmt_date")
 
 
-@_fn("date", "date(x): an ISO text, date or date-time as a date in the project's timezone")
+@_fn("fmt_time(x, fmt='HH:mm')", "the time of day in the project's timezone; fmt as in fmt_date",
+     ("fmt_time(booking.starts_at)", "'15:00'"), ("fmt_time(booking.starts_at, 'H [ч] mm [мин]')", "'15 ч 00 мин'"))
+def _f_fmt_time(ctx: EvalContext, x: Any, fmt: str = "HH:mm") -> str | None:
+    return _date_text(ctx, x, fmt, "fmt_time")
+
+
+@_fn("date(x)", "an ISO text, date or date-time as a date in the project's timezone",
+     ("date(booking.starts_at)", "2026-03-05"))
 def _f_date(ctx: EvalContext, x: Any) -> date | None:
     if x is None:
         return None
@@ -601,38 +679,40 @@ def _f_date(ctx: EvalContext, x: Any) -> date | None:
     return _in_tz(ctx, x, "date").date()
 
 
-@_fn("datetime", "datetime(x): an ISO text, date or date-time as a date-time in the project's timezone")
+@_fn("datetime(x)", "an ISO text, date or date-time as a date-time in the project's timezone (no offset: local)",
+     ("datetime('2026-03-05 15:00')", "2026-03-05T15:00:00+03:00"))
 def _f_datetime(ctx: EvalContext, x: Any) -> datetime | None:
     return None if x is None else _plain(_in_tz(ctx, x, "datetime"))
 
 
-@_fn("add", "add(x, d): the date-time x plus the duration d ('2h', duration(...) or seconds)")
-def _f_add(ctx: EvalContext, x: Any, d: Any) -> datetime | None:
+@_fn("add(x, d)", "the date or time x moved by d ('2h', '-1d', duration(...) or seconds), as duration() says",
+     ("add(booking.starts_at, '-1d')", "2026-03-04T15:00:00+03:00"), ("add(today, '1mo')", "2026-04-02"))
+def _f_add(ctx: EvalContext, x: Any, d: Any) -> date | None:
     if x is None or d is None:
         return None
-    moment = _in_tz(ctx, x, "add") + _as_duration(d, "add")
-    return _plain(moment.astimezone(timezone.utc).astimezone(ctx.tz))  # normalise a wall time in a DST gap
+    return _shift(ctx, x, _as_duration(d, "add"), "add")
 
 
 def _total(td: Any, fn: str, unit: int) -> float | None:
     if td is None:
         return None
-    if not isinstance(td, timedelta):
+    if not isinstance(td, (timedelta, Duration)):
         raise EvalError(f"{fn}() expects a duration, got {_describe(td)}")
-    return td.total_seconds() / unit
+    return _exact(td).total_seconds() / unit
 
 
-@_fn("days", "days(d): a duration in days (a number)")
+@_fn("days(d)", "a duration in days (a number; a day is 24 hours, months are refused)",
+     ("days(duration('36h'))", "1.5"))
 def _f_days(ctx: EvalContext, d: Any) -> float | None:
     return _total(d, "days", 86400)
 
 
-@_fn("hours", "hours(d): a duration in hours (a number)")
+@_fn("hours(d)", "a duration in hours (a number; months are refused)", ("hours(segment_avg_recency(client))", "504"))
 def _f_hours(ctx: EvalContext, d: Any) -> float | None:
     return _total(d, "hours", 3600)
 
 
-@_fn("len", "len(x): the length of a text, list or record; 0 if empty")
+@_fn("len(x)", "the length of a text, list or record; 0 if empty", ("len(client.tags)", "2"))
 def _f_len(ctx: EvalContext, x: Any) -> int:
     if x is None:
         return 0
@@ -641,20 +721,21 @@ def _f_len(ctx: EvalContext, x: Any) -> int:
     return len(x)
 
 
-def _text_fn(name: str, method: Callable[[str], str]) -> None:
+def _text_fn(name: str, method: Callable[[str], str], doc: str, example: tuple[str, str]) -> None:
     def impl(ctx: EvalContext, x: Any) -> str | None:
         if x is None or isinstance(x, str):
             return x if x is None else method(x)
         raise EvalError(f"{name}() expects a text, got {_describe(x)}")
-    _fn(name, f"{name}(x): the text {'with spaces trimmed' if name == 'strip' else 'in ' + name + ' case'}")(impl)
+    _fn(f"{name}(x)", doc, example)(impl)
 
 
-_text_fn("lower", str.lower)
-_text_fn("upper", str.upper)
-_text_fn("strip", str.strip)
+_text_fn("lower", str.lower, "the text in lower case", ("lower('VIP')", "'vip'"))
+_text_fn("upper", str.upper, "the text in upper case", ("upper(client.name)", "'АННА'"))
+_text_fn("strip", str.strip, "the text with spaces trimmed at both ends", ("strip('  Анна ')", "'Анна'"))
 
 
-@_fn("contains", "contains(haystack, needle): the text or list holds needle (case-sensitive); false if empty")
+@_fn("contains(haystack, needle)", "the text or list holds needle (case-sensitive); false if empty",
+     ("contains(client.tags, 'vip')", "true"))
 def _f_contains(ctx: EvalContext, haystack: Any, needle: Any) -> bool:
     if haystack is None:
         return False
@@ -668,7 +749,8 @@ def _f_contains(ctx: EvalContext, haystack: Any, needle: Any) -> bool:
         return False
 
 
-@_fn("startswith", "startswith(s, prefix): the text s begins with prefix; false if empty")
+@_fn("startswith(s, prefix)", "the text s begins with prefix; false if empty",
+     ("startswith(client.phone, '8 916')", "true"))
 def _f_startswith(ctx: EvalContext, s: Any, prefix: Any) -> bool:
     if s is None:
         return False
@@ -683,7 +765,7 @@ def _number(x: Any, fn: str) -> int | float:
     raise EvalError(f"{fn}() expects a number, got {_describe(x)}")
 
 
-@_fn("round", "round(x, digits=0): x rounded; empty if x is empty")
+@_fn("round(x, digits=0)", "x rounded; empty if x is empty", ("round(days_until(booking.starts_at), 1)", "3.1"))
 def _f_round(ctx: EvalContext, x: Any, digits: int | None = None) -> int | float | None:
     if x is None:
         return None
@@ -692,10 +774,13 @@ def _f_round(ctx: EvalContext, x: Any, digits: int | None = None) -> int | float
     return round(_number(x, "round"), digits)
 
 
-@_fn("abs", "abs(x): the absolute value of a number or duration; empty if x is empty")
+@_fn("abs(x)", "the absolute value of a number or duration; empty if x is empty",
+     ("abs(client.visits - 10)", "6"), ("abs(duration('-2h'))", "2h"))
 def _f_abs(ctx: EvalContext, x: Any) -> Any:
     if x is None or isinstance(x, timedelta):
         return x if x is None else abs(x)
+    if isinstance(x, Duration):
+        return -x if min(x.months, x.days, x.seconds) < 0 else x
     return abs(_number(x, "abs"))
 
 
@@ -704,23 +789,25 @@ def _extreme(name: str, pick: Callable[[list[Any]], Any], args: tuple[Any, ...])
     values = [v for v in items if v is not None]
     if not values:
         return None
+    if any(v.__class__ is Duration for v in values):
+        values = [_exact(v) for v in values]
     try:
         return pick(values)
     except TypeError:
         raise EvalError(f"{name}() cannot compare {', '.join(sorted({_describe(v) for v in values}))}") from None
 
 
-@_fn("min", "min(a, b, ...) or min(list): the smallest value, ignoring empty ones")
+@_fn("min(a, b, ...)", "the smallest value (or of one list), ignoring empty ones", ("min(client.visits, 3)", "3"))
 def _f_min(ctx: EvalContext, *values: Any) -> Any:
     return _extreme("min", min, values)
 
 
-@_fn("max", "max(a, b, ...) or max(list): the largest value, ignoring empty ones")
+@_fn("max(a, b, ...)", "the largest value (or of one list), ignoring empty ones", ("max([1, 5, 2])", "5"))
 def _f_max(ctx: EvalContext, *values: Any) -> Any:
     return _extreme("max", max, values)
 
 
-@_fn("int", "int(x): a whole number from a number or text (truncated); empty if x is empty")
+@_fn("int(x)", "a whole number from a number or text (truncated); empty if x is empty", ("int('42')", "42"))
 def _f_int(ctx: EvalContext, x: Any) -> int | None:
     if x is None:
         return None
@@ -735,7 +822,7 @@ def _f_int(ctx: EvalContext, x: Any) -> int | None:
     return _check_size(value)
 
 
-@_fn("float", "float(x): a number from a number or text; empty if x is empty")
+@_fn("float(x)", "a number from a number or text; empty if x is empty", ("float('2.5')", "2.5"))
 def _f_float(ctx: EvalContext, x: Any) -> float | None:
     if x is None:
         return None
@@ -745,17 +832,18 @@ def _f_float(ctx: EvalContext, x: Any) -> float | None:
         raise EvalError(f"float(): not a number: {_short(x)}") from None
 
 
-@_fn("str", "str(x): x as text, formatted as in templates; '' if empty")
+@_fn("str(x)", "x as text, formatted as in templates; '' if empty", ("str(client.visits)", "'4'"))
 def _f_str(ctx: EvalContext, x: Any) -> str:
     return _check_size(_format(x, ctx))
 
 
-@_fn("bool", "bool(x): false for empty, 0, '' and empty lists; true otherwise")
+@_fn("bool(x)", "false for empty, 0, '' and empty lists; true otherwise", ("bool(client.tags)", "true"))
 def _f_bool(ctx: EvalContext, x: Any) -> bool:
     return bool(x)
 
 
-@_fn("get", "get(record, 'field', default=None): the field, or default when it is missing or empty")
+@_fn("get(record, 'field', default=None)", "the field, or default when it is missing or empty",
+     ("get(client, 'email', 'no email')", "'no email'"))
 def _f_get(ctx: EvalContext, record: Any, name: Any, default: Any = None) -> Any:
     if record is None:
         return default
@@ -770,7 +858,7 @@ def _f_get(ctx: EvalContext, record: Any, name: Any, default: Any = None) -> Any
     return default if value is None else value
 
 
-@_fn("has", "has(record, 'field'): the record has the field and it is not empty")
+@_fn("has(record, 'field')", "the record has the field and it is not empty", ("has(client, 'email')", "false"))
 def _f_has(ctx: EvalContext, record: Any, name: Any) -> bool:
     if record is None:
         return False
@@ -779,26 +867,29 @@ def _f_has(ctx: EvalContext, record: Any, name: Any) -> bool:
     return isinstance(name, (str, int)) and record.get(name) is not None
 
 
-@_fn("coalesce", "coalesce(a, b, ...): the first value that is not empty")
+@_fn("coalesce(a, b, ...)", "the first value that is not empty",
+     ("coalesce(get(client, 'email'), client.phone)", "'8 916 123-45-67'"))
 def _f_coalesce(ctx: EvalContext, *values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _day_edge(name: str) -> None:
+def _day_edge(name: str, doc: str, example: tuple[str, str]) -> None:
     def impl(ctx: EvalContext, at: Any = None, branch: str | None = None) -> datetime:
         edge = getattr(ctx, name)
         if edge is None:
             raise EvalError(f"{name}() is not available: business hours are not configured")
         moment = _now_in_tz(ctx) if at is None else _in_tz(ctx, at, name)
         return edge(_plain(moment), branch)
-    what = "closes" if name == "end_of_day" else "opens"
-    _fn(name, f"{name}(at=now, branch=None): when the branch {what} on the day of `at` (business hours)")(impl)
+    _fn(f"{name}(at=now, branch=None)", doc, example)(impl)
 
 
-_day_edge("end_of_day")
-_day_edge("start_of_day")
+_day_edge("end_of_day", "when the branch closes: the working day `at` falls in, or the next one if it is "
+          "closed then (business hours)", ("end_of_day()", "2026-03-02T21:00:00+03:00"))
+_day_edge("start_of_day", "the branch's next opening at or after `at` (business hours)",
+          ("start_of_day()", "2026-03-03T10:00:00+03:00"))
 
 FUNCTIONS: Mapping[str, str] = MappingProxyType(dict(sorted(_DOCS.items())))
+REFERENCE: Mapping[str, FunctionDoc] = MappingProxyType(dict(sorted(_REFERENCE.items())))
 _SIGNATURES = {name: inspect.signature(impl) for name, impl in _LIBRARY.items()}
 
 
@@ -816,7 +907,7 @@ def _format(value: Any, ctx: EvalContext) -> str:
         return (value.astimezone(ctx.tz) if value.utcoffset() is not None else value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, timedelta):
+    if isinstance(value, (timedelta, Duration)):
         return format_duration(value)
     if isinstance(value, (Mapping, list, tuple)):
         def jsonable(v: Any) -> Any:
@@ -826,6 +917,9 @@ def _format(value: Any, ctx: EvalContext) -> str:
         top = jsonable(value) if isinstance(value, Mapping) else value
         return json.dumps(top, ensure_ascii=False, default=jsonable)
     return str(value)
+
+
+format_value = _format  # public: the reference shows example values as templates print them
 
 
 # ---------------------------------------------------------------------------------------------- compiling
@@ -844,6 +938,7 @@ _REFUSED = {
 # A field read on these can never reach data, only Python internals (`{}.get`, `''.join`).
 _LITERAL_BASES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.BinOp, ast.UnaryOp, ast.Compare)
 _NOT_WORDS = re.compile(r"(?<![=!<>])!(?!=)")
+_BARE_DURATION = re.compile(r"(?<![\w.'\"])(-?\d+(?:mo|w|d|h|m|s)(?:\d+(?:mo|w|d|h|m|s))*)(?![\w'\"])")
 
 
 class _Compiler:
@@ -899,6 +994,9 @@ class _Compiler:
                      if bad in stripped), None)
         if hint is None and _NOT_WORDS.search(stripped):
             hint = "use 'not' instead of '!'"
+        bare = _BARE_DURATION.search(stripped) if "decimal literal" in exc.msg else None
+        if hint is None and bare:
+            hint = f"in an expression a duration is written duration('{bare.group(1)}')"
         message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"
         raise ExprSyntaxError(message, offset, hint) from None
 
@@ -1013,10 +1111,33 @@ class _Compiler:
     def _check_Compare(self, node: ast.Compare, depth: int, chained: bool) -> None:
         operands = [node.left, *node.comparators]
         for i, op in enumerate(node.ops):
+            pair = operands[i:i + 2]
+            counted = next((call for call in pair if _counting_call(call)), None)
+            span = next((call for call in pair if _duration_call(call)), None)
+            if counted is not None and span is not None:
+                raise self._number_against_duration(node, counted, span)
+            months = _months_literal(operands[i]) or _months_literal(operands[i + 1])
+            if months and isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
+                raise self._error(node, f"'{months}' cannot be compared as a length", _MONTHS_HINT)
+        for i, op in enumerate(node.ops):
             if isinstance(op, (ast.Is, ast.IsNot)) and not any(map(_is_singleton, operands[i:i + 2])):
                 raise self._error(node, "'is' compares only with None, True or False", "use == to compare values")
         for operand in operands:
             self._check(operand, depth)
+
+    def _number_against_duration(self, node: ast.Compare, counted: ast.Call, span: ast.Call) -> ExprSyntaxError:
+        """`days_since(x) > duration('60d')`: a number of days against a span, which never compare."""
+        name = counted.func.id  # type: ignore[attr-defined]
+        unit = _COUNTING[name]
+        number = "N"
+        literal = span.args[0] if span.args and isinstance(span.args[0], ast.Constant) else None
+        if literal is not None and isinstance(literal.value, str):
+            try:
+                number = f"{parse_offset(literal.value).exact() / timedelta(**{unit: 1}):g}"
+            except ValueError:
+                pass
+        return self._error(node, f"{name}() gives a number of {unit}, not a duration",
+                           f"compare it with a number: {ast.unparse(node).replace(ast.unparse(span), number)}")
 
     def _check_IfExp(self, node: ast.IfExp, depth: int, chained: bool) -> None:
         for part in (node.test, node.body, node.orelse):
@@ -1047,8 +1168,41 @@ class _Compiler:
         except TypeError as exc:
             raise self._error(node, f"wrong arguments for {name}(): {exc}", FUNCTIONS[name]) from None
         self.used[name] = None
+        self._check_literal_args(name, node)
         for arg in [*node.args, *(kw.value for kw in node.keywords)]:
             self._check(arg, depth)
+
+    def _check_literal_args(self, name: str, node: ast.Call) -> None:
+        """A duration or date format written as literal text is read now, so its mistake is a validate error."""
+        if name in ("days", "hours") and node.args and _months_literal(node.args[0]):
+            raise self._error(node, f"{name}() of '{_months_literal(node.args[0])}': months have no fixed length",
+                              _MONTHS_HINT)
+        if name not in _LITERAL_ARGS:
+            return
+        index, keyword = _LITERAL_ARGS[name]
+        arg = node.args[index] if len(node.args) > index else next(
+            (kw.value for kw in node.keywords if kw.arg == keyword), None)
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            return
+        if name in ("fmt_date", "fmt_time"):
+            try:
+                datefmt.compile_format(arg.value)
+            except datefmt.FormatError as exc:
+                raise self._in_text(arg, exc.index, f"date format {arg.value!r}: {exc.message}", exc.hint) from None
+            return
+        try:
+            parse_offset(arg.value)
+        except ValueError as exc:
+            raise self._error(arg, f"bad duration {arg.value!r}: {exc}",
+                              "durations look like 30s, 5m, 2h, 14d, 2w or 2mo; '-1d' goes back a day") from None
+
+    def _in_text(self, node: ast.Constant, index: int, message: str, hint: str) -> ExprSyntaxError:
+        """An error at a character inside a literal text (at the literal when escapes make that uncertain)."""
+        error = self._error(node, message, hint)
+        raw = ast.get_source_segment(self.text, node) or ""
+        if error.offset is not None and raw[1:-1] == node.value and raw[:1] in "'\"":
+            error.offset += 1 + index
+        return error
 
     def _check_items(self, node: ast.AST, items: list[ast.expr | None], depth: int, count: int) -> None:
         if count > MAX_LITERAL_ITEMS:
@@ -1065,6 +1219,34 @@ class _Compiler:
 
     def _check_Dict(self, node: ast.Dict, depth: int, chained: bool) -> None:
         self._check_items(node, [*node.keys, *node.values], depth, len(node.keys))
+
+
+# Functions whose literal argument is read when the rules load: (position, keyword).
+_LITERAL_ARGS = {"duration": (0, "x"), "add": (1, "d"), "fmt_date": (1, "fmt"), "fmt_time": (1, "fmt")}
+
+
+# Functions that count time as a number, and the unit they count in.
+_COUNTING = {"days_since": "days", "days_until": "days", "hours_since": "hours", "hours_until": "hours",
+             "minutes_since": "minutes", "days": "days", "hours": "hours"}
+
+
+def _counting_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _COUNTING
+
+
+def _duration_call(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "duration"
+
+
+def _months_literal(node: ast.expr) -> str | None:
+    """The text of `duration('2mo')` written out, when it has months; else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "duration"
+            and len(node.args) == 1 and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        return None
+    try:
+        return node.args[0].value if parse_offset(node.args[0].value).months else None
+    except ValueError:
+        return None
 
 
 def _is_singleton(node: ast.expr) -> bool:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from automator.clock import Duration, format_duration, parse_offset
 from automator.expr import (
     FUNCTIONS,
     EvalContext,
@@ -16,8 +17,6 @@ from automator.expr import (
     ExprSyntaxError,
     compile_expr,
     compile_template,
-    format_duration,
-    parse_duration,
     suggest,
 )
 
@@ -50,7 +49,7 @@ def compile_error(source: str) -> ExprSyntaxError:
 
 
 def eval_error(source: str, data: dict[str, Any] | None = None, ctx: EvalContext = CTX) -> str:
-    expr = compile_expr(source, NAMES)
+    expr = compile_expr(source, NAMES if data is None else NAMES | set(data))
     with pytest.raises(EvalError) as info:
         expr.evaluate(scope() if data is None else data, ctx)
     return str(info.value)
@@ -351,49 +350,102 @@ def test_days_since_across_a_dst_change_counts_calendar_days() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("30s", timedelta(seconds=30)), ("5m", timedelta(minutes=5)), ("2h", timedelta(hours=2)),
-    ("14d", timedelta(days=14)), ("2w", timedelta(weeks=2)), ("2mo", timedelta(days=60)),
-    ("1h30m", timedelta(minutes=90)), (" 1h 30m ", timedelta(minutes=90)), ("1mo2w", timedelta(days=44)),
+    ("30s", Duration(seconds=30)), ("5m", Duration(seconds=300)), ("2h", Duration(seconds=7200)),
+    ("14d", Duration(days=14)), ("2w", Duration(days=14)), ("2mo", Duration(months=2)),
+    ("1h30m", Duration(seconds=5400)), (" 1h 30m ", Duration(seconds=5400)), ("1mo2w", Duration(months=1, days=14)),
+    ("-1d", Duration(days=-1)), ("-2h", Duration(seconds=-7200)), ("+1d", Duration(days=1)),
+    ("0s", Duration()),
 ])
-def test_parse_duration(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
-    assert ev(f"duration('{text}')") == expected
+def test_duration_is_the_clock_parsers_calendar_span(text: str, expected: Duration) -> None:
+    assert ev(f"duration('{text}')") == expected == parse_offset(text)
 
 
-@pytest.mark.parametrize("text", ["", "30", "5x", "m5", "-5m", "1.5h", "5 m s", "9999999999d"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
-def test_parse_duration_explains_a_missing_unit() -> None:
-    with pytest.raises(ValueError, match="add a unit"):
-        parse_duration("30")
+@pytest.mark.parametrize(("text", "message"), [
+    ("5x", "unknown unit 'x' in '5x'"), ("m5", "cannot read 'm5'"), ("1.5h", "use whole numbers"),
+    ("--1d", "write one sign before the number"), ("9999999999d", "too long"), ("30 days", "unknown unit 'days'"),
+])
+def test_a_literal_bad_duration_is_a_compile_error(text: str, message: str) -> None:
+    err = compile_error(f"add(now, '{text}')")
+    assert err.message.startswith(f"bad duration '{text}': ") and message in err.message
+    assert err.offset == len("add(now, ") and "'-1d' goes back" in (err.hint or "")
+    assert message in eval_error("duration(x)", {"x": text})
 
 
 def test_duration_function_accepts_numbers_and_durations() -> None:
-    assert ev("duration(90)") == timedelta(seconds=90)
-    assert ev("duration(duration('1d'))") == timedelta(days=1)
+    assert ev("duration(90)") == Duration(seconds=90)
+    assert ev("duration(-90)") == Duration(seconds=-90)
+    assert ev("duration(duration('1d'))") == Duration(days=1)
+    assert ev("duration(now - now)") == timedelta(0)
     assert ev("duration(client.address)") is None
-    assert "not a duration" in eval_error("duration('soon')")
     assert "expects a duration" in eval_error("duration(true)")
 
 
 def test_format_duration_round_trips() -> None:
-    for text in ("14d", "1h30m", "45s", "0s", "2d3h4m5s"):
-        assert format_duration(parse_duration(text)) == text
+    for text in ("14d", "1h30m", "45s", "0s", "2d3h4m5s", "2mo", "-1d", "-1h30m"):
+        assert format_duration(parse_offset(text)) == text
+        assert ev(f"str(duration('{text}'))") == text
     assert format_duration(-timedelta(hours=1)) == "-1h"
+    assert format_duration(timedelta(days=1, hours=2)) == "1d2h"
 
 
 def test_duration_arithmetic() -> None:
     assert ev("duration('1d') * 2 / 3") == timedelta(hours=16)
+    assert ev("duration('1d') * 2") == Duration(days=2)
+    assert ev("duration('1mo') + duration('1d')") == Duration(months=1, days=1)
+    assert ev("duration('1d') - duration('2d')") == Duration(days=-1)
+    assert ev("-duration('1d')") == Duration(days=-1)
     assert ev("duration('1d') > duration('2h')") is True
+    assert ev("now - datetime('2026-03-01T10:00:00') < duration('1d')") is True  # a timedelta against a span
     assert ev("now + duration('1h')") == NOW + timedelta(hours=1)
     assert ev("now - datetime('2026-03-01T09:00:00')") == timedelta(days=1)
     assert ev("days(duration('36h'))") == 1.5
     assert ev("hours(duration('1d'))") == 24
+    assert ev("hours(duration('-1d'))") == -24
     assert ev("days(client.address)") is None
+    assert ev("max(duration('1d'), duration('20h'))") == timedelta(days=1)
     assert "expects a duration" in eval_error("hours(5)")
+    assert eval_error("duration('1d') / 0") == "division by zero"
+
+
+def test_months_have_no_fixed_length() -> None:
+    assert ev("now - duration('2mo')") == datetime(2026, 1, 2, 9, 0, tzinfo=MSK)
+    err = compile_error("now - datetime(client.last_visit_at) > duration('2mo')")
+    assert err.message == "'2mo' cannot be compared as a length"
+    assert err.hint == ("a month is 28 to 31 days; compare moments instead, "
+                        "e.g. client.last_visit_at < now - duration('2mo')")
+    assert compile_error("days(duration('1mo'))").message == "days() of '1mo': months have no fixed length"
+    assert eval_error("days(x)", {"x": Duration(months=1)}) == (
+        "'1mo' has no fixed length: a month is 28 to 31 days; compare moments instead, "
+        "e.g. client.last_visit_at < now - duration('2mo')")
+    assert "no fixed length" in eval_error("x > duration('1d')", {"x": Duration(months=1)})
+    assert "no fixed length" in eval_error("x / 2", {"x": Duration(months=1)})
+    assert ev("duration('1mo') == duration('1mo')") is True  # equal spans, no length needed
+
+
+@pytest.mark.parametrize(("source", "message", "hint"), [
+    ("days_since(client.last_visit_at) > duration('60d')", "days_since() gives a number of days, not a duration",
+     "compare it with a number: days_since(client.last_visit_at) > 60"),
+    ("hours_until(booking.starts_at) < duration('1d')", "hours_until() gives a number of hours, not a duration",
+     "compare it with a number: hours_until(booking.starts_at) < 24"),
+    ("duration('2mo') <= days_since(client.last_visit_at)", "days_since() gives a number of days, not a duration",
+     "compare it with a number: N <= days_since(client.last_visit_at)"),
+])
+def test_a_count_of_days_is_compared_with_a_number(source: str, message: str, hint: str) -> None:
+    err = compile_error(source)
+    assert (err.message, err.hint) == (message, hint)
+    assert eval_error("x > duration('1d')", {"x": 5}) == ("cannot compare 5 with a duration; days_since() and the like "
+                                                          "give numbers: compare them with a number, or use days(...) "
+                                                          "of the duration")
+
+
+def test_negative_offsets_work_everywhere() -> None:
+    back = NOW - timedelta(days=1)
+    assert ev("add(now, '-1d')") == ev("now - duration('1d')") == ev("now + duration('-1d')") == back
+    assert ev("add(now, -3600)") == NOW - timedelta(hours=1)
+    assert ev("add(today, '-1mo')") == date(2026, 2, 2)
+    assert ev("today - duration('7d')") == date(2026, 2, 23)
+    assert ev("abs(duration('-2h'))") == Duration(seconds=7200)
+    assert ev("add(client.last_visit_at, '-2h')") == datetime(2026, 2, 20, 8, 0, tzinfo=MSK)
 
 
 def test_segments_delegate_to_the_context() -> None:
@@ -422,9 +474,32 @@ def test_phone_rejects_non_numbers() -> None:
 def test_fmt_date_and_fmt_time_in_the_project_timezone() -> None:
     assert ev("fmt_date('2026-03-01T22:30:00Z')") == "02.03.2026"
     assert ev("fmt_time('2026-03-01T22:30:00Z')") == "01:30"
-    assert ev("fmt_date(now, '%d.%m.%Y %H:%M')") == "02.03.2026 09:00"
+    assert ev("fmt_date(now, 'DD.MM.YYYY HH:mm')") == "02.03.2026 09:00"
+    assert ev("fmt_date(now, fmt='D MMMM, dddd')") == "2 марта, понедельник"
+    assert ev("fmt_date(x, 'D MMMM YYYY')", {"x": date(2026, 12, 31)}) == "31 декабря 2026"
     assert ev("fmt_date(today)") == "02.03.2026"
     assert ev("fmt_date(client.address)") is None
+
+
+@pytest.mark.parametrize(("source", "written"), [
+    ("booking.starts_at - 1d", "1d"), ("now + 2h30m", "2h30m"), ("-1d", "-1d"), ("add(now, 2mo)", "2mo"),
+])
+def test_a_bare_duration_in_an_expression_is_told_how_to_write_it(source: str, written: str) -> None:
+    assert compile_error(source).hint == f"in an expression a duration is written duration('{written}')"
+
+
+def test_a_format_mistake_is_found_when_compiling_at_its_character() -> None:
+    err = compile_error("fmt_date(now, 'DD.MM.YYYY HH:MM')")
+    assert err.message == "date format 'DD.MM.YYYY HH:MM': 'MM' is the month, not minutes"
+    assert err.offset == len("fmt_date(now, 'DD.MM.YYYY HH:")
+    assert err.hint == "minutes are 'mm': write 'DD.MM.YYYY HH:mm'"
+    assert compile_error("fmt_date(now, fmt='%H:%M')").hint == "write 'HH:mm'"
+    assert compile_error("fmt_time(now, 'hh:mm')").hint == \
+        "hours are HH (a 12-hour clock is not supported); write 'HH:mm'"
+    assert ev("fmt_time(now, 'H:mm')") == "9:00"
+    assert compile_error('fmt_date(now, "\\x44D.yyyy")').offset == len("fmt_date(now, ")  # escapes: at the text
+    assert eval_error("fmt_date(now, x)", {"x": "%d.%m"}) == (
+        "fmt_date(): '%d' is a strftime code; formats here use tokens such as DD.MM.YYYY; write 'DD.MM'")
 
 
 def test_date_and_datetime_parse_to_the_project_timezone() -> None:

@@ -521,7 +521,10 @@ def _explain_combinator(error: ValidationError, prefix: DataPath, schema: dict[s
         yield _Issue(path, f"{where}expected {words}, got {_actual(inst)}", _type_hint(inst, set(types)))
     elif expected and (len(candidates) > 1 or all(_value_level(e, depth) for e in candidates[0])):
         enums = [x for errs in candidates for e in errs if e.validator == "enum" for x in e.validator_value]
-        yield _Issue(path, f"{where}expected {expected}, got {_show(inst)}", _did_you_mean(inst, enums))
+        negative = isinstance(inst, str) and inst.strip().startswith("-") or \
+            isinstance(inst, (int, float)) and not isinstance(inst, bool) and inst < 0
+        yield _Issue(path, f"{where}expected {expected}, got {_show(inst)}",
+                     _did_you_mean(inst, enums) or (schema.get("x-negative-hint") if negative else None))
     elif len(candidates) == 1:
         for sub in candidates[0]:
             yield from _explain(sub, prefix)

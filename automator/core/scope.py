@@ -51,6 +51,26 @@ def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None,
     return scope
 
 
+def learn(scope: dict[str, Any], events: list[Event]) -> None:
+    """The run's scope after events the run itself caused inside the core (`segment.recompute`'s
+    `client.updated`): an entity the scope shows takes the event's fields, as the store will when the decision
+    commits, so the run's later steps read the new values (`segment_of(client)`, `segment_avg_recency(client)`).
+
+    The entity's view is replaced, never changed in place: runs of the same event share the views they start with.
+    """
+    for event in events:
+        ref = event.entity
+        if ref is None or event.kind != ref.kind or event.verb not in ("created", "updated", "changed"):
+            continue
+        view = scope.get(ref.kind)
+        if not isinstance(view, Mapping) or str(view.get("id")) != ref.id:
+            continue
+        learned = {**view, **{k: v for k, v in event.data.items() if k != "id"}}
+        if scope.get("entity") is view:
+            scope["entity"] = learned
+        scope[ref.kind] = learned
+
+
 def _follow_links(snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
     for name, kind in LINKS:
         if kind in scope or fields.get(name) in (None, ""):

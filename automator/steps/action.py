@@ -187,6 +187,9 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     state.record(path, "action", step.action, params)
     if step.action in ENGINE_ACTIONS:
         from automator.core.engine_actions import perform
+        from automator.core.scope import learn
 
-        state.events.extend(perform(effect, state))
+        events = perform(effect, state)
+        state.events.extend(events)
+        learn(state.scope, events)
     return None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -9,12 +10,14 @@ from automator.clock import Duration, end_of_day, parse_duration, start_of_day
 from automator.core.outcome import Outcome, StepError, Wait
 from automator.config.context import CompileContext, branch_hint
 from automator.core.scope import to_datetime
+from automator.expr import EvalContext, EvalError, Expr
 from automator.model import Timer, WaitStep
 
 if TYPE_CHECKING:
     from automator.core.runner import RunState
 
 ANCHORS = ("end_of_day", "start_of_day")
+_UTC = ZoneInfo("UTC")
 
 
 def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> WaitStep | None:
@@ -29,6 +32,11 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
         return None
     if "for" in spec:
         expr = ctx.expr(spec["for"], (*here, "for"))
+        if expr is not None and expr.names <= {"duration"} and _constant_span(expr) is None:
+            ctx.error((*here, "for"), f"`wait: {{for: {expr.source}}}` is not a positive duration",
+                      "a wait never goes back; to act before a moment, wait until it: "
+                      "{until: \"add(booking.starts_at, '-1d')\"}")
+            return None
         return WaitStep(for_=expr, location=ctx.location(path)) if expr else None
     branch = spec.get("branch")
     if branch is not None and ctx.config is not None and branch not in ctx.config.branches:
@@ -42,6 +50,14 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     return WaitStep(until=expr, branch=branch, location=ctx.location(path)) if expr else None
 
 
+def _constant_span(expr: Expr) -> Duration | timedelta | None:
+    """The span of a `for:` written with literals only (`duration('-1d')`, `0`), known before any event."""
+    try:
+        return to_duration(expr.evaluate({}, EvalContext(now=datetime(2000, 1, 1, tzinfo=_UTC), tz=_UTC)))
+    except EvalError:
+        return None
+
+
 def due_at(step: WaitStep, state: RunState) -> datetime:
     """When the wait ends, in the project's timezone."""
 
@@ -52,7 +68,8 @@ def due_at(step: WaitStep, state: RunState) -> datetime:
         value = state.eval(step.for_)
         span = to_duration(value)
         if span is None:
-            raise StepError(f"wait for {step.for_.source!r}: expected a duration, got {value!r}")
+            shown = value if isinstance(value, (str, Duration)) else repr(value)
+            raise StepError(f"wait for {step.for_.source!r}: expected a positive duration, got {shown}")
         return span.add_to(state.now, tz) if isinstance(span, Duration) else state.now + span
     if isinstance(step.until, str):
         hours = branch_hours(step.branch, state)
@@ -98,7 +115,9 @@ def branch_hours(explicit: str | None, state: RunState) -> Any:
 
 
 def to_duration(value: Any) -> Duration | timedelta | None:
-    """A timedelta, a duration text or a number of seconds."""
+    """A positive span: a Duration, a timedelta, a duration text or a number of seconds."""
+    if isinstance(value, Duration):
+        return value if value.approx() > timedelta(0) else None
     if isinstance(value, timedelta):
         return value if value.total_seconds() > 0 else None
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
