@@ -13,14 +13,17 @@ from typing import Any, TypeVar
 import click
 
 from automator.config.load import builtin_connectors, load_project
-from automator.config.problems import Problem
+from automator.config.problems import Problem, sort_problems
 from automator.config.source import load_document
 
 
 def _fail_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(problem.format())
-    click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    click.echo(f"{_plural(errors, 'problem')} found" + (f" (and {_plural(warnings, 'warning')})" if warnings else ""),
+               err=True)
     sys.exit(1)
 
 
@@ -32,26 +35,46 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("path", default=".", type=click.Path(exists=True, path_type=Path))
-def validate(path: Path) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one document for editors and CI, every problem with its place and a summary.")
+def validate(path: Path, fmt: str) -> None:
     """Check a project's files: schemas, names, expressions, cron, durations.
 
     Prints `path:line:col: error: message` per problem and exits 1, or a one-line summary and exits 0 (after a
-    `warning:` on stderr for each connector that accepts no webhooks, having no secret to check them by).
+    `warning:` on stderr for each thing that loads but does nothing: a rule file with no rules, a connector
+    that accepts no webhooks for want of a secret). `--format json` prints one document instead, same exit codes.
 
-    Example: automator validate rules/clinic
+    Example: automator validate rules/clinic --format json
     """
     from automator.config.webhooks import unauthenticated_webhooks
 
     types = builtin_connectors()
     project, problems = load_project(path, only_rules_under=path, connector_types=types)
+    if project is not None:
+        problems = sort_problems([*project.warnings, *unauthenticated_webhooks(project, types)])
+    if fmt == "json":
+        click.echo(json.dumps(_validation_report(project, problems), ensure_ascii=False, indent=2))
+        sys.exit(0 if project is not None else 1)
     if project is None:
         _fail_problems(problems)
     assert project is not None
-    for warning in unauthenticated_webhooks(project, types):
+    for warning in problems:
         click.echo(warning.format(), err=True)
     counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
               (len(project.config.connectors), "connector")]
     click.echo("ok: " + ", ".join(_plural(n, word) for n, word in counts) + f" in {_plural(len(project.files), 'file')}")
+
+
+def _validation_report(project: Any, problems: list[Problem]) -> dict[str, Any]:
+    """`validate --format json`: a stable document (`version` changes only if a field changes meaning)."""
+    errors = sum(p.severity == "error" for p in problems)
+    loaded = project is not None
+    return {"version": 1, "ok": loaded, "problems": [p.to_json() for p in problems],
+            "summary": {"errors": errors, "warnings": len(problems) - errors,
+                        "rules": len(project.rules) if loaded else None,
+                        "pipelines": len(project.pipelines) if loaded else None,
+                        "connectors": len(project.config.connectors) if loaded else None,
+                        "files": len(project.files) if loaded else None}}
 
 
 def _plural(count: int, word: str) -> str:

@@ -463,7 +463,8 @@ RULE_MISTAKES = [
             do:
               - stop: second
         """, [P(6, 5, "duplicate key 'do' (first defined at line 4)",
-                "each key may appear once in a mapping; the last value is used")], id="duplicate-yaml-key"),
+                "the file is refused: a key may appear once in a mapping; keep the 'do' of line 4 or of line 6, "
+                "or merge the two")], id="duplicate-yaml-key"),
     pytest.param("""\
         rules:
           - id: r

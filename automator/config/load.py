@@ -16,7 +16,7 @@ from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
 from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
                                       Project, content_version, display, find_root, rule_files)
-from automator.config.schemas import SchemaSet
+from automator.config.schemas import RULES_SCHEMA, SchemaSet
 from automator.config.files import read_file
 from automator.config.source import MAX_BYTES, Document, load_document
 from automator.connector import Connector, vendor_schemas
@@ -61,6 +61,9 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             return None
         doc, found = load_document(file, raw=raw, display_path=shown)
         problems.extend(found)
+        if doc is not None and schema == RULES_SCHEMA and not found and _no_rules(doc.data):
+            problems.append(_no_rules_warning(doc))
+            return None
         if doc is None or doc.data is None:
             return None
         assert raw is not None
@@ -97,12 +100,26 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     if only_rules_under is None or Path(only_rules_under).resolve() == root:
         _check_requires(pipelines, pipeline_docs, deal_fields, problems)
     problems = sort_problems(problems)
-    if problems:
+    if any(p.severity == "error" for p in problems):
         return None, problems
     project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
                       segments=segments, router=Router(r for r in rules), schemas=schemas,
-                      version=content_version(texts), files=tuple(display(root / name) for name, _ in texts))
+                      version=content_version(texts), files=tuple(display(root / name) for name, _ in texts),
+                      warnings=tuple(problems))
     return project, []
+
+
+def _no_rules(data: Any) -> bool:
+    """An empty or comment-only rule file, or one whose `rules:` is empty: it loads, and does nothing."""
+    return data is None or (isinstance(data, Mapping) and set(data) == {"rules"} and data["rules"] in (None, []))
+
+
+def _no_rules_warning(doc: Document) -> Problem:
+    where = doc.mark(("rules",), key=True) if isinstance(doc.data, Mapping) else doc.mark(())
+    what = "is empty" if doc.data is None else "has an empty `rules:` list"
+    return Problem(doc.path, where.line, where.col, f"{doc.path} {what}: it has no rules",
+                   "write rules under `rules:` (see README: A rule in five minutes), or delete the file",
+                   severity="warning")
 
 
 def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems: list[Problem],

@@ -12,6 +12,7 @@ from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, Mappin
                          SequenceEndEvent, SequenceStartEvent, StreamEndEvent)
 
 from automator.config.files import read_file, too_large
+from automator.config.indentation import PARSER_MESSAGES, diagnose
 from automator.config.problems import Problem, sort_problems
 
 # libyaml is about twenty times faster than the pure-Python scanner; both give the same events and marks.
@@ -375,7 +376,8 @@ class _Builder:
                 first_lines = top.first_lines = {}
             first = first_lines.setdefault(text, top.key_marks[path].line)
             self.problem(mark, f"duplicate key {text!r} (first defined at line {first})",
-                         "each key may appear once in a mapping; the last value is used")
+                         f"the file is refused: a key may appear once in a mapping; keep the {text!r} of line "
+                         f"{first} or of line {mark.line}, or merge the two")
         top.key_marks[path] = mark
         top.key = text
         top.key_path = path
@@ -518,10 +520,16 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
         # PyYAML 6.0.4's libyaml scans ahead and stops deep flow nesting before our own limit sees it.
         message, hint = f"the data is nested too deeply (more than {MAX_DEPTH} levels)", "flatten the structure"
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if message.startswith(PARSER_MESSAGES):
+        layout = diagnose(text, line)
+        if layout is not None:
+            return Problem(display_path, *layout)
     source_line = (text.split("\n", line)[line - 1:] or [""])[0]
     char = source_line[col - 1:col]
     indent = source_line[: len(source_line) - len(source_line.lstrip())]
     if char == "\t" or "\t" in indent or "tab" in message:
+        if "\t" in indent:
+            message = "a tab in this line's indentation"
         hint = _TAB_HINT
     elif message == "found character that cannot start any token" and char:
         message = f"found character {char!r} that cannot start any token"
