@@ -143,9 +143,34 @@ def test(path: Path, verbose: bool) -> None:
     """
     from automator.testing import report, run_tests
 
+    _check_test_path(path)
     text, ok = report(run_tests(path), verbose=verbose)
     click.echo(text)
     sys.exit(0 if ok else 1)
+
+
+def _check_test_path(path: Path) -> None:
+    """A usage error for a file that is not a test (a rule file, most often), naming the tests beside it."""
+    from automator.config.project import TEST_SUFFIX
+
+    if path.is_dir() or path.name.endswith(TEST_SUFFIX):
+        return
+    doc, _ = load_document(path)
+    rules = doc is not None and isinstance(doc.data, dict) and "rules" in doc.data
+    head = f"{path} is {'a rule file, ' if rules else ''}not a test file (test files end in {TEST_SUFFIX})"
+    beside = sorted(p for p in path.parent.glob(f"*{TEST_SUFFIX}") if p.is_file())
+    own = path.parent / (path.name.rsplit(".", 1)[0] + TEST_SUFFIX)
+    folder = f"`automator test {path.parent}`"
+    if own in beside:
+        more = f", or {folder} for all {len(beside)} beside it" if len(beside) > 1 else ""
+        tail = f"its test is {own}: run `automator test {own}`{more}"
+    elif beside:
+        tail = f"the tests beside it: {', '.join(str(p) for p in beside)}; run {folder}"
+    elif rules:
+        tail = f"no test file is beside it: write {own} (README, \"A rule in five minutes\", step 4)"
+    else:
+        tail = f"give a *{TEST_SUFFIX} file or a folder of them"
+    raise click.UsageError(f"{head}: {tail}")
 
 
 @cli.command()

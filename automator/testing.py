@@ -15,6 +15,7 @@ from automator.config.problems import Problem
 from automator.config.project import TEST_SUFFIX, Project, display
 from automator.config.schemas import SchemaSet
 from automator.config.source import Document, load_document
+from automator.run_errors import RunError
 from automator.simulator import Performed, SimulationError, Simulator, parse_time
 from automator.model import same
 
@@ -110,15 +111,53 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
     except (SimulationError, ValueError) as exc:
         result.failures.append(f"simulation stopped: {exc}")
     result.performed = list(sim.performed)
+    expected = [e for e in case.get("expect") or () if "error" in e]
+    tz = project.config.timezone
+    for error in sim.errors:
+        if not any(error_matches(e, error) for e in expected):
+            result.failures.append(error.format(tz) + f"\n    hint: fix the rule, or expect the failure: "
+                                                      f"`- {{error: {_quoted(_gist(error.message))}}}`")
     for index, expectation in enumerate(case.get("expect") or []):
-        failure = check(expectation, sim.performed, project)
+        if "error" in expectation:
+            failure = check_error(expectation, sim.errors, tz)
+        else:
+            failure = check(expectation, sim.performed, project, errors=len(sim.errors))
         if failure:
             mark = doc.mark((*path, "expect", index))
             result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
     return result
 
 
-def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project) -> str | None:
+def error_matches(expectation: Mapping[str, Any], error: RunError) -> bool:
+    """`{error: TEXT, rule: ID}`: the run error's message contains TEXT (and it is that rule's)."""
+    return (str(expectation["error"]) in error.message
+            and ("rule" not in expectation or str(expectation["rule"]) == error.rule_id))
+
+
+def _gist(message: str) -> str:
+    """The words of a run error worth expecting: `client has no field 'phone'` of
+    `{{ client.phone }}: client has no field 'phone' (it has: name, id)`."""
+    gist = message.split(": ", 1)[1] if message.startswith(("{{", "if ")) and ": " in message else message
+    return gist.split(" (")[0][:80]
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_error(expectation: Mapping[str, Any], errors: list[RunError], tz: Any) -> str | None:
+    """None when some run failed as expected, else what was expected and the run errors there were."""
+    if any(error_matches(expectation, e) for e in errors):
+        return None
+    rule = f" in rule '{expectation['rule']}'" if "rule" in expectation else ""
+    lines = [f"expected: a run error containing {str(expectation['error'])!r}{rule}",
+             "actual:" + ("" if errors else " no rule failed")]
+    lines.extend("  " + line for e in errors for line in e.format(tz).splitlines())
+    return "\n".join(lines)
+
+
+def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project, *,
+          errors: int = 0) -> str | None:
     """None when the expectation holds, else the expected and actual effects side by side."""
     negative = "no_action" in expectation
     action = str(expectation["no_action" if negative else "action"])
@@ -141,7 +180,8 @@ def check(expectation: Mapping[str, Any], performed: list[Performed], project: P
         want += f" before {before.isoformat()}"
     if count is not None:
         want += f" exactly {count} time(s), got {len(matching)}"
-    lines = [f"expected: {want}", "actual:" + (" (no effects at all)" if not performed else "")]
+    nothing = f" (no effects at all{f'; {errors} failed run(s), above' if errors else ''})"
+    lines = [f"expected: {want}", "actual:" + (nothing if not performed else "")]
     for p in performed:
         mark = "*" if p in matching else ("~" if p in same_action else " ")
         status = "" if p.ok else f"  FAILED: {p.error}"
