@@ -47,9 +47,9 @@ def run_errors(project: Any, decision: Decision, now: datetime) -> list[RunError
         rule = project.rule(run.rule_id)
         for step in run.trace:
             if step.error and step.kind in ("error", "condition"):
-                what = f"if {step.detail}" if step.kind == "condition" else _describe(rule, step.path)
+                what = f"if {step.detail}" if step.kind == "condition" else step_label(rule, step.path)
                 found.append(RunError(run.rule_id, step.path, what, step.error, decision.event.type,
-                                      step.at or now, _location(rule, step.path)))
+                                      step.at or now, step_location(rule, step.path)))
     for why in decision.why_not:
         if why.reason.startswith(_WHY_NOT_ERRORS) and "failed: " in why.reason:
             rule = project.rule(why.rule_id)
@@ -79,7 +79,8 @@ def _step_at(rule: Rule | None, path: str) -> Step | None:
     return step
 
 
-def _describe(rule: Rule | None, path: str) -> str:
+def step_label(rule: Rule | None, path: str) -> str:
+    """The step at a trace path in the admin's words: `sms.send`, `wait`, `if event.score > 3`."""
     step = _step_at(rule, path)
     if isinstance(step, ActionStep):
         return step.action
@@ -90,7 +91,8 @@ def _describe(rule: Rule | None, path: str) -> str:
     return type(step).__name__.removesuffix("Step").lower() if step is not None else "the rule"
 
 
-def _location(rule: Rule | None, path: str) -> Location | None:
+def step_location(rule: Rule | None, path: str) -> Location | None:
+    """Where the step at a trace path is written (the rule's own place for its conditions and trigger)."""
     step = _step_at(rule, path)
     location = getattr(step, "location", None)
     return location or (rule.location if rule else None)
