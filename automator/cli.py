@@ -44,6 +44,7 @@ def validate(path: Path, fmt: str) -> None:
     `warning:` on stderr for each thing that loads but does nothing: a rule file with no rules, a connector
     that accepts no webhooks for want of a secret). `--format json` prints one document instead, same exit codes.
 
+    \b
     Example: automator validate rules/clinic --format json
     """
     from automator.config.webhooks import unauthenticated_webhooks
@@ -101,6 +102,7 @@ def _load_data(path: Path, what: str) -> Any:
 def dry_run_cmd(event_file: Path, state_file: Path | None, at: str | None, fmt: str, project_path: Path) -> None:
     """Show what one event would do, changing nothing outside.
 
+    \b
     Example: automator dry-run --event examples/no-show.yaml --state examples/state.yaml --at 2026-03-02T21:00:00+03:00
     """
     from automator.dryrun import dry_run, format_text
@@ -139,6 +141,7 @@ def _moment(at: str | None, event: Any, tz: Any) -> datetime:
 def test(path: Path, verbose: bool) -> None:
     """Run *.test.yaml rule tests on a simulated clock; ends with `N passed, N failed`.
 
+    \b
     Example: automator test rules/clinic
     """
     from automator.testing import report, run_tests
@@ -178,6 +181,7 @@ def _check_test_path(path: Path) -> None:
 def schema(directory: Path) -> None:
     """Write the JSON Schemas of every file kind (and every installed connector's actions) for editors.
 
+    \b
     Example: automator schema .vscode/schemas
     """
     from automator.config.schemas import SchemaSet
@@ -191,6 +195,7 @@ def schema(directory: Path) -> None:
 def connectors() -> None:
     """List installed connector types and the actions each performs.
 
+    \b
     Example: automator connectors
     """
     for name, cls in sorted(builtin_connectors().items()):
@@ -227,6 +232,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
         db: Path | None, synchronous: str, no_reload: bool, processes: int) -> None:
     """Run the daemon: receive webhooks, run the rules, perform the effects, keep the timers.
 
+    \b
     Example: automator run --sandbox --port 8080
     """
     from automator.connector import ConfigError
@@ -298,6 +304,7 @@ def _timezone(config: Path) -> Any:
 def status(config: Path, db: Path | None, fmt: str) -> None:
     """The daemon's state: loaded rules, load errors, queue depth, timers, effects, dead letters.
 
+    \b
     Example: automator status
     """
     from automator.clock import show_time
@@ -337,6 +344,7 @@ def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, si
          fmt: str) -> None:
     """List rule runs, newest last.
 
+    \b
     Example: automator runs --rule no-show-to-rehabilitation --entity booking:1001
     """
     from automator.clock import show_time
@@ -373,6 +381,7 @@ def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, si
 def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
     """Everything about one run or event: each rule considered, each condition's value, each step and effect.
 
+    \b
     Example: automator explain 3f2a9c0d1e4b5a6f
     """
     from automator.observe import explain as read_explain, format_explain
@@ -392,6 +401,7 @@ def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
 def timers(config: Path, db: Path | None, limit: int) -> None:
     """Pending timers (waits, `held` triggers, schedules), soonest first.
 
+    \b
     Example: automator timers --limit 10
     """
     from automator.clock import show_time
@@ -412,6 +422,7 @@ def timers(config: Path, db: Path | None, limit: int) -> None:
 def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | None) -> None:
     """Effects parked for an operator: dead (gave up or refused) and uncertain (maybe performed).
 
+    \b
     Example: automator dead --replay 3f2a9c0d1e4b5a6f/do/0
     """
     from automator.clock import show_time
@@ -441,7 +452,8 @@ def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | 
 def backup(file: Path, config: Path, db: Path | None, force: bool) -> None:
     """Copy the database to FILE, consistently, while the daemon runs (SQLite's online backup API).
 
-    Example: automator backup /var/backups/automator/$(date +%F).db
+    \b
+    Example: automator backup automator-$(date +%F).db
     """
     from automator.observe import config_path, store_file
     from automator.store.backup import BackupError, backup as copy_database
