@@ -203,3 +203,42 @@ def test_a_value_with_a_colon_is_not_called_an_indentation_mistake(project) -> N
     assert code == 1
     assert out == ("rules/main.yaml:8:19: error: mapping values are not allowed here\n"
                    "    hint: put a value that contains ': ' in quotes, or check the indentation\n")
+
+
+def test_params_indented_like_their_action_are_one_problem_and_still_checked(project) -> None:  # type: ignore[no-untyped-def]
+    root = project({"rules/main.yaml": STEPS + """\
+      - sms.send:
+        to: "{{ client.phone }}"
+        text: Hi
+      - notify:
+        to: admin
+        via: crm
+"""})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    assert out.splitlines() == [
+        "rules/main.yaml:6:9: error: 'to' and 'text' are indented like 'sms.send', not under it, so sms.send gets "
+        "no params",
+        "    hint: indent them 10 spaces (2 more than 'sms.send'), or write `sms.send: {to: …, text: …}`",
+        # moved under notify, its params are checked as any others: `text` is missing
+        "rules/main.yaml:8:16: error: missing required key 'text'",
+        "    hint: text: the notification (up to 4000 characters); may use templates",
+        "rules/main.yaml:9:9: error: 'to' is indented like 'notify', not under it, so notify gets no params",
+        "    hint: indent it 10 spaces (2 more than 'notify'), or write `notify: {to: …}`",
+    ]
+
+
+def test_a_rule_key_indented_under_when_says_where_it_belongs(project) -> None:  # type: ignore[no-untyped-def]
+    root = project({"rules/main.yaml": """\
+        rules:
+          - id: welcome
+            when:
+              event: booking.created
+              if: "event.data.status == 'new'"
+            do:
+              - stop: done
+        """})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    assert out == ("rules/main.yaml:5:7: error: unknown key 'if'\n"
+                   "    hint: 'if' is a key of the rule: indent it as far as `when:` and `do:`, not under `when:`\n")

@@ -18,6 +18,7 @@ from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS
                                       Project, content_version, display, find_root, rule_files)
 from automator.config.schemas import RULES_SCHEMA, SchemaSet
 from automator.config.files import read_file
+from automator.config.misplaced import misplaced_params
 from automator.config.source import MAX_BYTES, Document, load_document
 from automator.connector import Connector, vendor_schemas
 from automator.core.router import Router
@@ -68,6 +69,8 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             return None
         assert raw is not None
         texts.append((str(file.relative_to(root)), raw))
+        if schema == RULES_SCHEMA:
+            problems.extend(misplaced_params(doc, schemas))
         problems.extend(schemas.validate(doc, schema))
         return doc
 

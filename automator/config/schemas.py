@@ -398,6 +398,16 @@ def _type_hint(value: Any, types: set[str]) -> str | None:
     return None
 
 
+def _rule_key_too_deep(path: DataPath, key: str) -> str | None:
+    """`if:` or `do:` indented under `when:` (or deeper) is a rule's key at the wrong depth: say so."""
+    if len(path) < 3 or path[0] != "rules" or not isinstance(path[1], int):
+        return None
+    rule_keys = _load_dir(SCHEMA_DIR)[RULES_SCHEMA]["$defs"]["rule"]["properties"]
+    if key not in rule_keys:
+        return None
+    return f"'{key}' is a key of the rule: indent it as far as `when:` and `do:`, not under `{path[2]}:`"
+
+
 def _explain(error: ValidationError, prefix: DataPath) -> Iterator[_Issue]:
     """Turn one jsonschema error into the issues an admin should read."""
     path = prefix + tuple(error.absolute_path)
@@ -413,7 +423,8 @@ def _explain(error: ValidationError, prefix: DataPath) -> Iterator[_Issue]:
         patterns = list(schema.get("patternProperties", {}))
         for key in inst:
             if key not in allowed and not any(re.search(p, key) for p in patterns):
-                hint = _did_you_mean(key, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else None)
+                hint = (_did_you_mean(key, allowed) or _rule_key_too_deep(path, key)
+                        or (f"allowed keys: {', '.join(allowed)}" if allowed else None))
                 yield _Issue(path + (key,), f"unknown key '{key}'", hint, key=True)
     elif v == "required":
         for key in value:
