@@ -796,7 +796,7 @@ def test_a_broken_rule_file_does_not_hide_problems_in_another(project: Any) -> N
               - stop: true
         """})
     assert_problems(root, [
-        P(4, 7, "did not find expected ',' or '}'", "while parsing a flow mapping that starts at line 3, column 11",
+        P(4, 7, "did not find expected ',' or '}'", "the { at line 3, column 11 is not closed: end it with '}'",
           path="rules/broken.yaml"),
         P(5, 9, "unknown action 'deal.mvoe'", "did you mean 'deal.move'?"),
     ])

@@ -242,3 +242,19 @@ def test_a_rule_key_indented_under_when_says_where_it_belongs(project) -> None: 
     assert code == 1
     assert out == ("rules/main.yaml:5:7: error: unknown key 'if'\n"
                    "    hint: 'if' is a key of the rule: indent it as far as `when:` and `do:`, not under `when:`\n")
+
+
+def test_steps_written_without_their_dashes(project) -> None:  # type: ignore[no-untyped-def]
+    root = project({"rules/main.yaml": STEPS + "      sms.send: {to: x, text: y}\n      stop: done\n"})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    assert out == ("rules/main.yaml:5:7: error: do: expected a list, got a mapping\n"
+                   "    hint: start each item with '- ' on its own line: `- sms.send: …`\n")
+
+
+def test_a_colon_inside_braces_asks_for_quotes(project) -> None:  # type: ignore[no-untyped-def]
+    root = project({"rules/main.yaml": STEPS + "      - sms.send: {to: x, text: Внимание: клиент пришёл}\n"})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    assert out == ("rules/main.yaml:5:41: error: did not find expected ',' or '}'\n"
+                   "    hint: put a value that contains ': ', ',', '{', '}', '[' or ']' in quotes\n")

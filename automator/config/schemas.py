@@ -395,6 +395,9 @@ def _type_hint(value: Any, types: set[str]) -> str | None:
         return "fill in a value, or remove the key"
     if isinstance(value, bool) and "string" in types:
         return f'write it in quotes ("{_show(value)}") to mean the text'
+    if isinstance(value, dict) and value and types == {"array"}:  # the '- ' of each item forgotten
+        first = next(iter(value))
+        return f"start each item with '- ' on its own line: `- {first}: …`"
     return None
 
 

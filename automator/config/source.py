@@ -536,6 +536,15 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
         hint = f"put the value in quotes: {char!r} cannot start plain text in YAML"
     elif message == "mapping values are not allowed here":
         hint = "put a value that contains ': ' in quotes, or check the indentation"
+    elif message in ("did not find expected ',' or '}'", "did not find expected ',' or ']'") and context is not None:
+        # Inside {…} or […], ': ', ',' and brackets end a value: on the bracket's own line the value needs quotes;
+        # on a later line, the bracket was never closed.
+        bracket, closing = ("{", "}") if message.endswith("'}'") else ("[", "]")
+        if context.line + 1 == line:
+            hint = "put a value that contains ': ', ',', '{', '}', '[' or ']' in quotes"
+        else:
+            hint = (f"the {bracket} at line {context.line + 1}, column {context.column + 1} is not closed: end it "
+                    f"with '{closing}'")
     elif hint is None and err.context and context is not None:
         hint = f"{err.context} that starts at line {context.line + 1}, column {context.column + 1}"
     return Problem(display_path, line, col, message, hint)
