@@ -13,8 +13,6 @@ from typing import Any
 
 from automator.model import ActionStep, Decision, IfStep, Location, Rule, Step, WaitStep
 
-# Why-not reasons that are errors of the rule, not a rule that simply did not match.
-_WHY_NOT_ERRORS = ("where ", "per key failed: ", "for_each where failed: ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +49,28 @@ def run_errors(project: Any, decision: Decision, now: datetime) -> list[RunError
                 found.append(RunError(run.rule_id, step.path, what, step.error, decision.event.type,
                                       step.at or now, step_location(rule, step.path)))
     for why in decision.why_not:
-        if why.reason.startswith(_WHY_NOT_ERRORS) and "failed: " in why.reason:
+        failure = _why_not_failure(why.reason)
+        if failure is not None:
             rule = project.rule(why.rule_id)
-            what, _, message = why.reason.partition(" failed: ")
-            found.append(RunError(why.rule_id, "when" if what.startswith("where") else what.split(" ")[0], what,
-                                  message, decision.event.type, now, rule.location if rule else None))
+            path, what, message = failure
+            found.append(RunError(why.rule_id, path, what, message, decision.event.type, now,
+                                  rule.location if rule else None))
     return found
+
+
+def _why_not_failure(reason: str) -> tuple[str, str, str] | None:
+    """(path, what, message) of a why-not reason that is an error of the rule rather than a mismatch:
+    `where '…' failed: …`, `per key failed: …`, `client:7: for_each where failed: …`."""
+    what, found, message = reason.partition(" failed: ")
+    if not found:
+        return None
+    if what.startswith("where "):
+        return "when", what, message
+    if what == "per key":
+        return "per", what, message
+    if what.endswith(": for_each where"):
+        return "for_each", f"for_each where, on {what.removesuffix(': for_each where')}", message
+    return None
 
 
 def _step_at(rule: Rule | None, path: str) -> Step | None:

@@ -139,3 +139,18 @@ def test_a_rule_file_with_no_test_beside_it(project) -> None:  # type: ignore[no
     assert result.exit_code == 2
     assert ("rules/more.yaml is a rule file, not a test file (test files end in .test.yaml): no test file is "
             "beside it: write rules/more.test.yaml") in result.output
+
+
+def test_a_for_each_where_that_cannot_be_evaluated_is_a_failure(project) -> None:  # type: ignore[no-untyped-def]
+    project("  - {advance: 1d}\nexpect:\n  - {no_action: task.create}\n", rules=RULES + """\
+  - id: lost
+    when: {schedule: "0 10 * * *"}
+    for_each: {kind: client, where: "days_since(client.last_visit_at) > 60"}
+    do:
+      - task.create: {assignee: admin, title: "Вернуть {{ client.name }}"}
+""")
+    code, lines = run("rules")
+    assert code == 1
+    at = lines.index("    rule 'lost' failed at rules/nps.yaml:12:5 (for_each: for_each where, on client:77), on "
+                     "timer.fired at 2026-03-03 10:00 +03:00:")
+    assert "last_visit_at" in lines[at + 1]
