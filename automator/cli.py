@@ -14,6 +14,7 @@ import click
 
 from automator.config.load import builtin_connectors, load_project
 from automator.config.problems import Problem, sort_problems
+from automator.config.project import TEST_SUFFIX
 from automator.config.source import load_document
 
 
@@ -51,6 +52,10 @@ def validate(path: Path, fmt: str) -> None:
 
     types = builtin_connectors()
     project, problems = load_project(path, only_rules_under=path, connector_types=types)
+    if project is not None and path.name.endswith(TEST_SUFFIX) and path.is_file():
+        problems = _test_file_problems(path, project.schemas)  # a test file named: its own schema, too
+        if any(p.severity == "error" for p in problems):
+            project = None
     if project is not None:
         problems = sort_problems([*project.warnings, *unauthenticated_webhooks(project, types)])
     if fmt == "json":
@@ -61,9 +66,24 @@ def validate(path: Path, fmt: str) -> None:
     assert project is not None
     for warning in problems:
         click.echo(warning.format(), err=True)
+    if path.name.endswith(TEST_SUFFIX) and path.is_file():
+        click.echo(f"ok: {path} is a well-formed test; run it with `automator test {path}`")
+        return
     counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
               (len(project.config.connectors), "connector")]
     click.echo("ok: " + ", ".join(_plural(n, word) for n, word in counts) + f" in {_plural(len(project.files), 'file')}")
+
+
+def _test_file_problems(path: Path, schemas: Any) -> list[Problem]:
+    """A test file checked as `automator test` reads it, without running it."""
+    from automator.config.project import display
+
+    doc, problems = load_document(path, display_path=display(path))
+    if doc is not None and doc.data is not None:
+        problems += schemas.validate(doc, "test.schema.json")
+    elif doc is not None:
+        problems.append(Problem(doc.path, 1, 1, "the test file is empty"))
+    return sort_problems(problems)
 
 
 def _validation_report(project: Any, problems: list[Problem]) -> dict[str, Any]:
@@ -147,15 +167,16 @@ def test(path: Path, verbose: bool) -> None:
     from automator.testing import report, run_tests
 
     _check_test_path(path)
-    text, ok = report(run_tests(path), verbose=verbose)
+    results = run_tests(path)
+    if not results:  # a folder with no tests: not a pass, and not a silent "0 passed, 0 failed"
+        raise click.ClickException(f"no *.test.yaml file at or under {path}")
+    text, ok = report(results, verbose=verbose)
     click.echo(text)
     sys.exit(0 if ok else 1)
 
 
 def _check_test_path(path: Path) -> None:
     """A usage error for a file that is not a test (a rule file, most often), naming the tests beside it."""
-    from automator.config.project import TEST_SUFFIX
-
     if path.is_dir() or path.name.endswith(TEST_SUFFIX):
         return
     doc, _ = load_document(path)

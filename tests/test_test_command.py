@@ -154,3 +154,24 @@ def test_a_for_each_where_that_cannot_be_evaluated_is_a_failure(project) -> None
     at = lines.index("    rule 'lost' failed at rules/nps.yaml:12:5 (for_each: for_each where, on client:77), on "
                      "timer.fired at 2026-03-03 10:00 +03:00:")
     assert "last_visit_at" in lines[at + 1]
+
+
+def test_a_folder_without_tests_says_so(project) -> None:  # type: ignore[no-untyped-def]
+    root = project("expect:\n  - {no_action: notify}\n")
+    (root / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["test", "empty"])
+    assert result.exit_code == 1
+    assert result.output == "Error: no *.test.yaml file at or under empty\n"
+
+
+def test_validate_checks_a_test_file_it_is_given(project) -> None:  # type: ignore[no-untyped-def]
+    project("expect:\n  - {acton: notify}\n")
+    result = CliRunner().invoke(cli, ["validate", "rules/nps.test.yaml"])
+    assert result.exit_code == 1
+    assert result.stdout == ("rules/nps.test.yaml:7:5: error: each item of 'expect' needs one of: action, no_action, "
+                             "error\n    hint: did you mean 'action'?\n")
+    project("expect:\n  - {action: notify}\n")
+    result = CliRunner().invoke(cli, ["validate", "rules/nps.test.yaml"])
+    assert result.exit_code == 0
+    assert result.stdout == ("ok: rules/nps.test.yaml is a well-formed test; run it with "
+                             "`automator test rules/nps.test.yaml`\n")
