@@ -118,14 +118,43 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
             result.failures.append(error.format(tz) + f"\n    hint: fix the rule, or expect the failure: "
                                                       f"`- {{error: {_quoted(_gist(error.message))}}}`")
     for index, expectation in enumerate(case.get("expect") or []):
+        where = (*path, "expect", index)
+        unknown = unknown_name(doc, where, expectation, project)
+        if unknown is not None:
+            result.failures.append(unknown)
+            continue
         if "error" in expectation:
             failure = check_error(expectation, sim.errors, tz)
         else:
             failure = check(expectation, sim.performed, project, errors=len(sim.errors))
         if failure:
-            mark = doc.mark((*path, "expect", index))
+            mark = doc.mark(where)
             result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
     return result
+
+
+def unknown_name(doc: Document, where: tuple[Any, ...], expectation: Mapping[str, Any],
+                 project: Project) -> str | None:
+    """An expectation naming an action nothing performs, or a rule that does not exist, can never fail (or
+    never pass) for the reason its author meant: the misspelling is the failure, at its place."""
+    from automator.config.context import did_you_mean
+    from automator.steps.action import ENGINE_ACTIONS
+
+    key = next((k for k in ("action", "no_action") if k in expectation), None)
+    if key is not None:
+        known = {*ENGINE_ACTIONS, *(a for c in project.config.connectors.values() for a in c.actions)}
+        name = str(expectation[key])
+        if name not in known:
+            outcome = "always holds" if key == "no_action" else "cannot hold"
+            return doc.problem((*where, key), f"no configured connector performs '{name}': this expectation "
+                                              f"{outcome}", did_you_mean(name, known)
+                               or "`automator connectors` lists the actions").format()
+    rule = expectation.get("rule")
+    if "error" in expectation and rule is not None and project.rule(str(rule)) is None:
+        ids = [r.id for r in project.rules]
+        return doc.problem((*where, "rule"), f"no rule '{rule}' is loaded for this test",
+                           did_you_mean(str(rule), ids) or f"the rules loaded: {', '.join(ids)}").format()
+    return None
 
 
 def error_matches(expectation: Mapping[str, Any], error: RunError) -> bool:

@@ -175,3 +175,21 @@ def test_validate_checks_a_test_file_it_is_given(project) -> None:  # type: igno
     assert result.exit_code == 0
     assert result.stdout == ("ok: rules/nps.test.yaml is a well-formed test; run it with "
                              "`automator test rules/nps.test.yaml`\n")
+
+
+def test_an_expectation_that_names_no_known_action_or_rule_is_a_failure_at_its_place(project) -> None:  # type: ignore[no-untyped-def]
+    project('expect:\n  - {no_action: sms.sned}\n  - {action: task.craete}\n  - {error: "phone", rule: thank}\n',
+            rules=RULES.replace('"{{ client.phone }}"', '"+79161234567"'))
+    code, lines = run("rules")
+    assert code == 1
+    assert lines == [
+        "FAILED rules/nps.test.yaml::nps.test",
+        "    rules/nps.test.yaml:7:17: error: no configured connector performs 'sms.sned': this expectation always holds",
+        "        hint: did you mean 'sms.send'?",
+        "    rules/nps.test.yaml:8:14: error: no configured connector performs 'task.craete': this expectation cannot "
+        "hold",
+        "        hint: did you mean 'task.create'?",
+        "    rules/nps.test.yaml:9:28: error: no rule 'thank' is loaded for this test",
+        "        hint: did you mean 'thanks'?",
+        "0 passed, 1 failed",
+    ]
