@@ -274,7 +274,8 @@ def _step(step: Mapping[str, Any], project: Project, lines: list[str], pad: str)
     if "action" in step:
         lines.append(f"{pad}{show_time(step['at'], tz, seconds=False)}  {step['action']} {flow(step['params'], tz)}")
     elif "wait" in step:
-        lines.append(f"{pad}wait until {_shown(step['until'], tz)}")
+        past = ": already past, the run goes on at once" if step["wait"] == "already past" else ""
+        lines.append(f"{pad}wait until {_shown(step['until'], tz)}{past}")
     elif "error" in step:
         where = f" ({step['location']})" if step.get("location") else ""
         lines.append(f"{pad}✘ {step.get('step', 'step')} failed at {step['path']}{where}: {step['error']}")

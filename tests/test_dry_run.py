@@ -135,3 +135,20 @@ def test_a_step_that_fails_names_its_place(make_project, monkeypatch) -> None:  
     assert code == 0, out
     assert ("            ✘ sms.send failed at do/0 (rules/rules.yaml:16:9): {{ client.phone }}: client has no field "
             "'phone'") in out
+
+
+def test_a_wait_already_past_says_so_in_local_time(make_project) -> None:  # type: ignore[no-untyped-def]
+    root = make_project("""\
+        rules:
+          - id: remind
+            when: {event: booking.created}
+            do:
+              - wait: {until: "now - duration('1h')"}
+              - notify: {to: admin, text: "{{ event.note }}"}
+        """)
+    code, out = dry_run(root, "event: booking.created\ndata: {note: 'Запись: Анна'}\n")
+    assert code == 0, out
+    assert out.splitlines()[3:5] == [
+        "    wait until 2026-03-02 09:00 +03:00: already past, the run goes on at once",
+        "    2026-03-02 10:00 +03:00  notify {to: admin, text: \"Запись: Анна\"}",
+    ]
