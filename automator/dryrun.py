@@ -73,6 +73,9 @@ def _plan(project: Project, store: SqliteStore, event: Event, at: datetime, budg
             if step.kind == "condition" and step.path.startswith("if/"):
                 entry["conditions"].append({"expr": step.detail, "value": step.value, "holds": bool(step.value)
                                             and not step.error, **_err(step.error)})
+            elif step.kind == "condition":  # an `if:` step's condition, before the branch it chose
+                entry["steps"].append({"path": step.path, "condition": step.detail, "value": step.value,
+                                       "holds": bool(step.value)})
             elif step.kind == "action":
                 entry["steps"].append({"path": step.path, "action": step.detail, "params": _local(step.value, tz),
                                        "at": _iso(step.at, tz)})
@@ -271,6 +274,8 @@ def _condition(cond: Mapping[str, Any]) -> str:
 
 def _step(step: Mapping[str, Any], project: Project, lines: list[str], pad: str) -> None:
     tz = project.config.timezone
+    path = str(step.get("path", ""))
+    pad += "  " * (path.count("/then/") + path.count("/else/"))  # a branch's steps under its `→ then:`
     if "action" in step:
         lines.append(f"{pad}{show_time(step['at'], tz, seconds=False)}  {step['action']} {flow(step['params'], tz)}")
     elif "wait" in step:
@@ -279,6 +284,10 @@ def _step(step: Mapping[str, Any], project: Project, lines: list[str], pad: str)
     elif "error" in step:
         where = f" ({step['location']})" if step.get("location") else ""
         lines.append(f"{pad}✘ {step.get('step', 'step')} failed at {step['path']}{where}: {step['error']}")
+    elif "condition" in step:
+        lines.append(f"{pad}{_condition({'expr': step['condition'], 'value': step['value'], 'holds': step['holds']})}")
+    elif "if" in step:
+        lines.append(f"{pad}→ {str(step['if']).removeprefix('took ')}:")
     elif "set" in step:
         lines.append(f"{pad}set {step['set']} = {flow(step.get('value'), tz)}")
     elif "emit" in step:

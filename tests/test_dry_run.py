@@ -152,3 +152,22 @@ def test_a_wait_already_past_says_so_in_local_time(make_project) -> None:  # typ
         "    wait until 2026-03-02 09:00 +03:00: already past, the run goes on at once",
         "    2026-03-02 10:00 +03:00  notify {to: admin, text: \"Запись: Анна\"}",
     ]
+
+
+def test_an_if_step_shows_its_condition_and_the_branch_it_took(make_project) -> None:  # type: ignore[no-untyped-def]
+    root = make_project("""\
+        rules:
+          - id: branches
+            when: {event: nps.received}
+            do:
+              - if: "event.score >= 9"
+                then: [{notify: {to: admin, text: promoter}}]
+                else: [{notify: {to: admin, text: "NPS {{ event.score }}"}}]
+        """)
+    code, out = dry_run(root, NPS_10.replace("10", "6"))
+    assert code == 0, out
+    assert out.splitlines()[3:6] == [
+        "    ✘ if event.score >= 9  →  false",
+        "    → else:",
+        "      2026-03-02 10:00 +03:00  notify {to: admin, text: NPS 6}",
+    ]
