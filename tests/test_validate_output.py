@@ -258,3 +258,11 @@ def test_a_colon_inside_braces_asks_for_quotes(project) -> None:  # type: ignore
     assert code == 1
     assert out == ("rules/main.yaml:5:41: error: did not find expected ',' or '}'\n"
                    "    hint: put a value that contains ': ', ',', '{', '}', '[' or ']' in quotes\n")
+
+
+def test_via_indented_among_the_params_says_it_belongs_to_the_step(project) -> None:  # type: ignore[no-untyped-def]
+    root = project({"rules/main.yaml": STEPS + "      - sms.send:\n          to: x\n          text: y\n          via: sms\n"})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    assert out == ("rules/main.yaml:8:11: error: unknown key 'via'\n"
+                   "    hint: 'via' belongs to the step, not to the params of sms.send: indent it as far as 'sms.send'\n")

@@ -402,9 +402,12 @@ def _type_hint(value: Any, types: set[str]) -> str | None:
 
 
 def _rule_key_too_deep(path: DataPath, key: str) -> str | None:
-    """`if:` or `do:` indented under `when:` (or deeper) is a rule's key at the wrong depth: say so."""
+    """`if:` or `do:` indented under `when:` (or deeper) is a rule's key at the wrong depth, `via:` among an
+    action's params a step's: say so."""
     if len(path) < 3 or path[0] != "rules" or not isinstance(path[1], int):
         return None
+    if key == "via" and isinstance(path[-1], str) and "." in path[-1]:  # written among the action's params
+        return f"'via' belongs to the step, not to the params of {path[-1]}: indent it as far as '{path[-1]}'"
     rule_keys = _load_dir(SCHEMA_DIR)[RULES_SCHEMA]["$defs"]["rule"]["properties"]
     if key not in rule_keys:
         return None
