@@ -266,3 +266,21 @@ def test_via_indented_among_the_params_says_it_belongs_to_the_step(project) -> N
     assert code == 1
     assert out == ("rules/main.yaml:8:11: error: unknown key 'via'\n"
                    "    hint: 'via' belongs to the step, not to the params of sms.send: indent it as far as 'sms.send'\n")
+
+
+@pytest.mark.parametrize("text, line, key, key_line, spaces", [
+    (STEPS + "      - sms.send:\n          to: x\n          text: >\n            Здравствуйте!\n          Ждём вас\n",
+     9, "text", 7, 12),
+    ("rules:\n  - id: welcome\n    description: |\n      Greets new clients.\n    On their first booking.\n"
+     "    when: {event: booking.created}\n    do: [{stop: x}]\n", 5, "description", 3, 6),
+], ids=["folded-param", "literal-description"])
+def test_a_line_of_a_block_text_indented_too_little(project, text: str, line: int, key: str, key_line: int,  # type: ignore[no-untyped-def]
+                                                    spaces: int) -> None:
+    root = project({"rules/main.yaml": text})
+    code, out, _ = validate(str(root))
+    assert code == 1
+    indent = len(text.split("\n")[line - 1]) - len(text.split("\n")[line - 1].lstrip())
+    assert out == (f"rules/main.yaml:{line}:{indent + 1}: error: line {line} is not indented more than '{key}:' "
+                   f"(line {key_line}), so it is not part of its text\n"
+                   f"    hint: indent every line of a '|' or '>' text more than its key: {spaces} spaces, as line "
+                   f"{key_line + 1}\n")

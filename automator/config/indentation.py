@@ -8,6 +8,7 @@ the lines after it opens a block), so this works on the text alone, whatever the
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # What libyaml says when the real mistake is usually a line's indentation.
@@ -67,6 +68,41 @@ def _openings(line: str) -> list[tuple[int, bool]]:
     if rest and not rest.startswith("#"):
         found.append((indent, False))
     return found
+
+
+# `key: |` or `- key: >-` and the like: the lines after it, indented more than the key, are its text.
+_BLOCK_SCALAR = re.compile(r"(?:- )*[^\s#][^#]*?:\s+[|>][-+0-9]*\s*(?:#.*)?")
+
+
+def outdented_text(text: str, line_no: int) -> tuple[int, int, str, str] | None:
+    """(line, column, message, hint) when line `line_no` was meant to go on a `|` or `>` text above it but is
+    not indented more than that text's key, so YAML reads it as a new key (and asks for its ':')."""
+    lines = text.split("\n")
+    if not 1 <= line_no <= len(lines) or _content(lines[line_no - 1]) is None:
+        return None
+    line = lines[line_no - 1]
+    indent = len(line) - len(line.lstrip(" "))
+    deeper: int | None = None  # the indentation of the text's own lines, between its key and this line
+    for number in range(line_no - 1, 0, -1):
+        above = lines[number - 1]
+        if _content(above) is None:
+            continue
+        col = len(above) - len(above.lstrip(" "))
+        body = above[col:]
+        while body.startswith("- "):  # `- text: |`: the key's column is after the dashes
+            col, body = col + 2, body[2:]
+        if _BLOCK_SCALAR.fullmatch(body):
+            if deeper is None or indent > col:
+                return None
+            key = body.split(":")[0]
+            return (line_no, indent + 1,
+                    f"line {line_no} is not indented more than '{key}:' (line {number}), so it is not part of "
+                    f"its text", f"indent every line of a '|' or '>' text more than its key: "
+                                 f"{_spaces(deeper)}, as line {number + 1}")
+        if col <= indent:
+            return None
+        deeper = col if deeper is None else min(deeper, col)
+    return None
 
 
 def diagnose(text: str, line_no: int) -> tuple[int, int, str, str] | None:

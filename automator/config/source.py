@@ -12,7 +12,7 @@ from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, Mappin
                          SequenceEndEvent, SequenceStartEvent, StreamEndEvent)
 
 from automator.config.files import read_file, too_large
-from automator.config.indentation import PARSER_MESSAGES, diagnose
+from automator.config.indentation import PARSER_MESSAGES, diagnose, outdented_text
 from automator.config.problems import Problem, sort_problems
 
 # libyaml is about twenty times faster than the pure-Python scanner; both give the same events and marks.
@@ -510,6 +510,12 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
     mark = err.problem_mark or err.context_mark
     context = err.context_mark
     hint: str | None = None
+    # libyaml notices a missing ':' only on the next line; the key itself (the context) is what to look at.
+    key_line = context or mark
+    outdented = outdented_text(text, key_line.line + 1) if message == "could not find expected ':'" and key_line \
+        else None
+    if outdented is not None:
+        return Problem(display_path, *outdented)
     if message == "could not find expected ':'" and context is not None:
         # libyaml notices a missing ':' only on the next line; the key itself is more useful.
         mark, message = context, "expected ':' after this key"
