@@ -13,14 +13,18 @@ from typing import Any, TypeVar
 import click
 
 from automator.config.load import builtin_connectors, load_project
-from automator.config.problems import Problem
+from automator.config.problems import Problem, sort_problems
+from automator.config.project import TEST_SUFFIX
 from automator.config.source import load_document
 
 
 def _fail_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(problem.format())
-    click.echo(f"{_plural(len(problems), 'problem')} found", err=True)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    click.echo(f"{_plural(errors, 'problem')} found" + (f" (and {_plural(warnings, 'warning')})" if warnings else ""),
+               err=True)
     sys.exit(1)
 
 
@@ -32,27 +36,67 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("path", default=".", type=click.Path(exists=True, path_type=Path))
-def validate(path: Path) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one document for editors and CI, every problem with its place and a summary.")
+def validate(path: Path, fmt: str) -> None:
     """Check a project's files: schemas, names, expressions, cron, durations.
 
     Prints `path:line:col: error: message` per problem and exits 1, or a one-line summary and exits 0 (after a
-    `warning:` on stderr for what works but maybe not as meant: a connector that accepts no webhooks, having no
-    secret to check them by; an SMS text longer than the connector's `max_parts`).
+    `warning:` on stderr for what loads but may not do what was meant: a rule file with no rules, a connector that
+    accepts no webhooks for want of a secret, an SMS text longer than the connector's `max_parts`). `--format json`
+    prints one document instead, same exit codes.
 
-    Example: automator validate rules/clinic
+    \b
+    Example: automator validate rules/clinic --format json
     """
     from automator.config.webhooks import unauthenticated_webhooks
 
     types = builtin_connectors()
     project, problems = load_project(path, only_rules_under=path, connector_types=types)
+    if project is not None and path.name.endswith(TEST_SUFFIX) and path.is_file():
+        problems = _test_file_problems(path, project.schemas)  # a test file named: its own schema, too
+        if any(p.severity == "error" for p in problems):
+            project = None
+    if project is not None:
+        problems = sort_problems([*project.warnings, *unauthenticated_webhooks(project, types)])
+    if fmt == "json":
+        click.echo(json.dumps(_validation_report(project, problems), ensure_ascii=False, indent=2))
+        sys.exit(0 if project is not None else 1)
     if project is None:
         _fail_problems(problems)
     assert project is not None
-    for warning in problems + unauthenticated_webhooks(project, types):
+    for warning in problems:
         click.echo(warning.format(), err=True)
+    if path.name.endswith(TEST_SUFFIX) and path.is_file():
+        click.echo(f"ok: {path} is a well-formed test; run it with `automator test {path}`")
+        return
     counts = [(len(project.rules), "rule"), (len(project.pipelines), "pipeline"),
               (len(project.config.connectors), "connector")]
     click.echo("ok: " + ", ".join(_plural(n, word) for n, word in counts) + f" in {_plural(len(project.files), 'file')}")
+
+
+def _test_file_problems(path: Path, schemas: Any) -> list[Problem]:
+    """A test file checked as `automator test` reads it, without running it."""
+    from automator.config.project import display
+
+    doc, problems = load_document(path, display_path=display(path))
+    if doc is not None and doc.data is not None:
+        problems += schemas.validate(doc, "test.schema.json")
+    elif doc is not None:
+        problems.append(Problem(doc.path, 1, 1, "the test file is empty"))
+    return sort_problems(problems)
+
+
+def _validation_report(project: Any, problems: list[Problem]) -> dict[str, Any]:
+    """`validate --format json`: a stable document (`version` changes only if a field changes meaning)."""
+    errors = sum(p.severity == "error" for p in problems)
+    loaded = project is not None
+    return {"version": 1, "ok": loaded, "problems": [p.to_json() for p in problems],
+            "summary": {"errors": errors, "warnings": len(problems) - errors,
+                        "rules": len(project.rules) if loaded else None,
+                        "pipelines": len(project.pipelines) if loaded else None,
+                        "connectors": len(project.config.connectors) if loaded else None,
+                        "files": len(project.files) if loaded else None}}
 
 
 def _plural(count: int, word: str) -> str:
@@ -79,6 +123,7 @@ def _load_data(path: Path, what: str) -> Any:
 def dry_run_cmd(event_file: Path, state_file: Path | None, at: str | None, fmt: str, project_path: Path) -> None:
     """Show what one event would do, changing nothing outside.
 
+    \b
     Example: automator dry-run --event examples/no-show.yaml --state examples/state.yaml --at 2026-03-02T21:00:00+03:00
     """
     from automator.dryrun import dry_run, format_text
@@ -119,13 +164,40 @@ def _moment(at: str | None, event: Any, tz: Any) -> datetime:
 def test(path: Path, verbose: bool, sandbox: bool) -> None:
     """Run *.test.yaml rule tests on a simulated clock; ends with `N passed, N failed`.
 
+    \b
     Example: automator test rules/clinic --sandbox
     """
     from automator.testing import report, run_tests
 
-    text, ok = report(run_tests(path, sandbox=sandbox), verbose=verbose)
+    _check_test_path(path)
+    results = run_tests(path, sandbox=sandbox)
+    if not results:  # a folder with no tests: not a pass, and not a silent "0 passed, 0 failed"
+        raise click.ClickException(f"no *.test.yaml file at or under {path}")
+    text, ok = report(results, verbose=verbose)
     click.echo(text)
     sys.exit(0 if ok else 1)
+
+
+def _check_test_path(path: Path) -> None:
+    """A usage error for a file that is not a test (a rule file, most often), naming the tests beside it."""
+    if path.is_dir() or path.name.endswith(TEST_SUFFIX):
+        return
+    doc, _ = load_document(path)
+    rules = doc is not None and isinstance(doc.data, dict) and "rules" in doc.data
+    head = f"{path} is {'a rule file, ' if rules else ''}not a test file (test files end in {TEST_SUFFIX})"
+    beside = sorted(p for p in path.parent.glob(f"*{TEST_SUFFIX}") if p.is_file())
+    own = path.parent / (path.name.rsplit(".", 1)[0] + TEST_SUFFIX)
+    folder = f"`automator test {path.parent}`"
+    if own in beside:
+        more = f", or {folder} for all {len(beside)} beside it" if len(beside) > 1 else ""
+        tail = f"its test is {own}: run `automator test {own}`{more}"
+    elif beside:
+        tail = f"the tests beside it: {', '.join(str(p) for p in beside)}; run {folder}"
+    elif rules:
+        tail = f"no test file is beside it: write {own} (README, \"A rule in five minutes\", step 4)"
+    else:
+        tail = f"give a *{TEST_SUFFIX} file or a folder of them"
+    raise click.UsageError(f"{head}: {tail}")
 
 
 @cli.command()
@@ -133,6 +205,7 @@ def test(path: Path, verbose: bool, sandbox: bool) -> None:
 def schema(directory: Path) -> None:
     """Write the JSON Schemas of every file kind (and every installed connector's actions) for editors.
 
+    \b
     Example: automator schema .vscode/schemas
     """
     from automator.config.schemas import SchemaSet
@@ -174,6 +247,7 @@ def events(connector: str | None, fmt: str, project_path: Path) -> None:
 def connectors() -> None:
     """List installed connector types and the actions each performs.
 
+    \b
     Example: automator connectors
     """
     for name, cls in sorted(builtin_connectors().items()):
@@ -227,6 +301,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
         db: Path | None, synchronous: str, no_reload: bool, processes: int) -> None:
     """Run the daemon: receive webhooks, run the rules, perform the effects, keep the timers.
 
+    \b
     Example: automator run --sandbox --port 8080
     """
     from automator.connector import ConfigError
@@ -298,6 +373,7 @@ def _timezone(config: Path) -> Any:
 def status(config: Path, db: Path | None, fmt: str) -> None:
     """The daemon's state: loaded rules, load errors, queue depth, timers, effects, dead letters.
 
+    \b
     Example: automator status
     """
     from automator.clock import show_time
@@ -337,6 +413,7 @@ def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, si
          fmt: str) -> None:
     """List rule runs, newest last.
 
+    \b
     Example: automator runs --rule no-show-to-rehabilitation --entity booking:1001
     """
     from automator.clock import show_time
@@ -373,6 +450,7 @@ def runs(config: Path, db: Path | None, rule: str | None, entity: str | None, si
 def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
     """Everything about one run or event: each rule considered, each condition's value, each step and effect.
 
+    \b
     Example: automator explain 3f2a9c0d1e4b5a6f
     """
     from automator.observe import explain as read_explain, format_explain
@@ -392,6 +470,7 @@ def explain(ident: str, config: Path, db: Path | None, fmt: str) -> None:
 def timers(config: Path, db: Path | None, limit: int) -> None:
     """Pending timers (waits, `held` triggers, schedules), soonest first.
 
+    \b
     Example: automator timers --limit 10
     """
     from automator.clock import show_time
@@ -412,6 +491,7 @@ def timers(config: Path, db: Path | None, limit: int) -> None:
 def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | None) -> None:
     """Effects parked for an operator: dead (gave up or refused) and uncertain (maybe performed).
 
+    \b
     Example: automator dead --replay 3f2a9c0d1e4b5a6f/do/0
     """
     from automator.clock import show_time
@@ -441,7 +521,8 @@ def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | 
 def backup(file: Path, config: Path, db: Path | None, force: bool) -> None:
     """Copy the database to FILE, consistently, while the daemon runs (SQLite's online backup API).
 
-    Example: automator backup /var/backups/automator/$(date +%F).db
+    \b
+    Example: automator backup automator-$(date +%F).db
     """
     from automator.observe import config_path, store_file
     from automator.store.backup import BackupError, backup as copy_database

@@ -11,6 +11,7 @@ from automator.config.project import Project
 from automator.core.decide import arm_held, decide
 from automator.core.wakeup import timer_event
 from automator.model import Effect, Entity, EntityRef, Event, Timer
+from automator.run_errors import RunError, run_errors
 from automator.steps.action import ENGINE
 from automator.store.sqlite import SqliteStore
 from automator.triggers.schedule import fires_between, timer_id as schedule_timer_id
@@ -42,6 +43,7 @@ class Simulator:
         self.local = LocalConnector("simulated", {}, db=self.store.db, now=lambda: self.now)
         self.performed: list[Performed] = []
         self.events: list[Event] = []
+        self.errors: list[RunError] = []  # runs that failed: a test fails on them unless it expects them
         self._serial = 0
 
     def given(self, entities: Iterable[Mapping[str, Any]]) -> None:
@@ -79,6 +81,7 @@ class Simulator:
             event = queue.popleft()
             self.events.append(event)
             decision = decide(self.project, self.store, event, self.now)
+            self.errors.extend(run_errors(self.project, decision, self.now))
             self.store.apply(decision)
             for effect in decision.effects:
                 queue.extend(self._perform(effect))

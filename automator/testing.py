@@ -15,6 +15,7 @@ from automator.config.problems import Problem
 from automator.config.project import TEST_SUFFIX, Project, display
 from automator.config.schemas import SchemaSet
 from automator.config.source import Document, load_document
+from automator.run_errors import RunError
 from automator.simulator import Performed, SimulationError, Simulator, parse_time
 from automator.model import same
 
@@ -115,10 +116,24 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
         sim.close()
     result.performed = list(sim.performed)
     result.failures += refused(sim.performed, project)
+    expected = [e for e in case.get("expect") or () if "error" in e]
+    tz = project.config.timezone
+    for error in sim.errors:
+        if not any(error_matches(e, error) for e in expected):
+            result.failures.append(error.format(tz) + f"\n    hint: fix the rule, or expect the failure: "
+                                                      f"`- {{error: {_quoted(_gist(error.message))}}}`")
     for index, expectation in enumerate(case.get("expect") or []):
-        failure = check(expectation, sim.performed, project)
+        where = (*path, "expect", index)
+        unknown = unknown_name(doc, where, expectation, project)
+        if unknown is not None:
+            result.failures.append(unknown)
+            continue
+        if "error" in expectation:
+            failure = check_error(expectation, sim.errors, tz)
+        else:
+            failure = check(expectation, sim.performed, project, errors=len(sim.errors))
         if failure:
-            mark = doc.mark((*path, "expect", index))
+            mark = doc.mark(where)
             result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
     return result
 
@@ -138,7 +153,60 @@ def refused(performed: list[Performed], project: Project) -> list[str]:
             f"{p.effect.connector!r}: {p.error}" for p in performed if not p.ok]
 
 
-def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project) -> str | None:
+def unknown_name(doc: Document, where: tuple[Any, ...], expectation: Mapping[str, Any],
+                 project: Project) -> str | None:
+    """An expectation naming an action nothing performs, or a rule that does not exist, can never fail (or
+    never pass) for the reason its author meant: the misspelling is the failure, at its place."""
+    from automator.config.context import did_you_mean
+    from automator.steps.action import ENGINE_ACTIONS
+
+    key = next((k for k in ("action", "no_action") if k in expectation), None)
+    if key is not None:
+        known = {*ENGINE_ACTIONS, *(a for c in project.config.connectors.values() for a in c.actions)}
+        name = str(expectation[key])
+        if name not in known:
+            outcome = "always holds" if key == "no_action" else "cannot hold"
+            return doc.problem((*where, key), f"no configured connector performs '{name}': this expectation "
+                                              f"{outcome}", did_you_mean(name, known)
+                               or "`automator connectors` lists the actions").format()
+    rule = expectation.get("rule")
+    if "error" in expectation and rule is not None and project.rule(str(rule)) is None:
+        ids = [r.id for r in project.rules]
+        return doc.problem((*where, "rule"), f"no rule '{rule}' is loaded for this test",
+                           did_you_mean(str(rule), ids) or f"the rules loaded: {', '.join(ids)}").format()
+    return None
+
+
+def error_matches(expectation: Mapping[str, Any], error: RunError) -> bool:
+    """`{error: TEXT, rule: ID}`: the run error's message contains TEXT (and it is that rule's)."""
+    return (str(expectation["error"]) in error.message
+            and ("rule" not in expectation or str(expectation["rule"]) == error.rule_id))
+
+
+def _gist(message: str) -> str:
+    """The words of a run error worth expecting: `client has no field 'phone'` of
+    `{{ client.phone }}: client has no field 'phone' (it has: name, id)`."""
+    gist = message.split(": ", 1)[1] if message.startswith(("{{", "if ")) and ": " in message else message
+    return gist.split(" (")[0][:80]
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def check_error(expectation: Mapping[str, Any], errors: list[RunError], tz: Any) -> str | None:
+    """None when some run failed as expected, else what was expected and the run errors there were."""
+    if any(error_matches(expectation, e) for e in errors):
+        return None
+    rule = f" in rule '{expectation['rule']}'" if "rule" in expectation else ""
+    lines = [f"expected: a run error containing {str(expectation['error'])!r}{rule}",
+             "actual:" + ("" if errors else " no rule failed")]
+    lines.extend("  " + line for e in errors for line in e.format(tz).splitlines())
+    return "\n".join(lines)
+
+
+def check(expectation: Mapping[str, Any], performed: list[Performed], project: Project, *,
+          errors: int = 0) -> str | None:
     """None when the expectation holds, else the expected and actual effects side by side."""
     negative = "no_action" in expectation
     action = str(expectation["no_action" if negative else "action"])
@@ -161,7 +229,8 @@ def check(expectation: Mapping[str, Any], performed: list[Performed], project: P
         want += f" before {before.isoformat()}"
     if count is not None:
         want += f" exactly {count} time(s), got {len(matching)}"
-    lines = [f"expected: {want}", "actual:" + (" (no effects at all)" if not performed else "")]
+    nothing = f" (no effects at all{f'; {errors} failed run(s), above' if errors else ''})"
+    lines = [f"expected: {want}", "actual:" + (nothing if not performed else "")]
     for p in performed:
         mark = "*" if p in matching else ("~" if p in same_action else " ")
         status = "" if p.ok else f"  FAILED: {p.error}"

@@ -82,7 +82,7 @@ def test_dry_run_text_and_conditions(tmp_path: Path) -> None:
                        "--at", "2026-03-02T18:00:00+03:00")
     assert code == 0, out
     assert "✔ nps-branches" in out
-    assert "sms.send {to: +79161234567, text: Спасибо! Оставьте отзыв: https://example.com/review}" in out
+    assert "sms.send {to: +79161234567, text: \"Спасибо! Оставьте отзыв: https://example.com/review\"}" in out
     assert "other rule(s) do not listen to nps.received" in out
 
 

@@ -463,7 +463,8 @@ RULE_MISTAKES = [
             do:
               - stop: second
         """, [P(6, 5, "duplicate key 'do' (first defined at line 4)",
-                "each key may appear once in a mapping; the last value is used")], id="duplicate-yaml-key"),
+                "the file is refused: a key may appear once in a mapping; keep the 'do' of line 4 or of line 6, "
+                "or merge the two")], id="duplicate-yaml-key"),
     pytest.param("""\
         rules:
           - id: r
@@ -795,7 +796,7 @@ def test_a_broken_rule_file_does_not_hide_problems_in_another(project: Any) -> N
               - stop: true
         """})
     assert_problems(root, [
-        P(4, 7, "did not find expected ',' or '}'", "while parsing a flow mapping that starts at line 3, column 11",
+        P(4, 7, "did not find expected ',' or '}'", "the { at line 3, column 11 is not closed: end it with '}'",
           path="rules/broken.yaml"),
         P(5, 9, "unknown action 'deal.mvoe'", "did you mean 'deal.move'?"),
     ])

@@ -17,8 +17,9 @@ from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
 from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
                                       Project, content_version, display, find_root, rule_files)
-from automator.config.schemas import SchemaSet
+from automator.config.schemas import RULES_SCHEMA, SchemaSet
 from automator.config.files import read_file
+from automator.config.misplaced import misplaced_params
 from automator.config.source import MAX_BYTES, Document, load_document
 from automator.connector import Connector, vendor_schemas
 from automator.core.router import Router
@@ -63,10 +64,15 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             return None
         doc, found = load_document(file, raw=raw, display_path=shown)
         problems.extend(found)
+        if doc is not None and schema == RULES_SCHEMA and not found and _no_rules(doc.data):
+            problems.append(_no_rules_warning(doc))
+            return None
         if doc is None or doc.data is None:
             return None
         assert raw is not None
         texts.append((str(file.relative_to(root)), raw))
+        if schema == RULES_SCHEMA:
+            problems.extend(misplaced_params(doc, schemas))
         problems.extend(schemas.validate(doc, schema))
         return doc
 
@@ -103,8 +109,22 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         return None, problems
     project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
                       segments=segments, router=Router(r for r in rules), schemas=schemas,
-                      version=content_version(texts), files=tuple(display(root / name) for name, _ in texts))
-    return project, problems  # warnings only: the project loads, and `validate` shows them
+                      version=content_version(texts), files=tuple(display(root / name) for name, _ in texts),
+                      warnings=tuple(problems))
+    return project, []
+
+
+def _no_rules(data: Any) -> bool:
+    """An empty or comment-only rule file, or one whose `rules:` is empty: it loads, and does nothing."""
+    return data is None or (isinstance(data, Mapping) and set(data) == {"rules"} and data["rules"] in (None, []))
+
+
+def _no_rules_warning(doc: Document) -> Problem:
+    where = doc.mark(("rules",), key=True) if isinstance(doc.data, Mapping) else doc.mark(())
+    what = "is empty" if doc.data is None else "has an empty `rules:` list"
+    return Problem(doc.path, where.line, where.col, f"{doc.path} {what}: it has no rules",
+                   "write rules under `rules:` (see README: A rule in five minutes), or delete the file",
+                   severity="warning")
 
 
 def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems: list[Problem],

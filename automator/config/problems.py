@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,11 @@ class Problem:
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text
+
+    def to_json(self) -> dict[str, Any]:
+        """The problem as `validate --format json` prints it: every field, `hint` null when there is none."""
+        return {"path": self.path, "line": self.line, "col": self.col, "severity": self.severity,
+                "message": self.message, "hint": self.hint}
 
 
 def sort_problems(problems: list[Problem]) -> list[Problem]:

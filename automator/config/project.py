@@ -78,6 +78,8 @@ class Project:
     schemas: SchemaSet
     version: str
     files: tuple[str, ...] = ()
+    # What loads but does not work as written (a rule file with no rules): `validate` shows these, exit still 0.
+    warnings: tuple[Problem, ...] = ()
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule with this id, if loaded."""

@@ -395,7 +395,23 @@ def _type_hint(value: Any, types: set[str]) -> str | None:
         return "fill in a value, or remove the key"
     if isinstance(value, bool) and "string" in types:
         return f'write it in quotes ("{_show(value)}") to mean the text'
+    if isinstance(value, dict) and value and types == {"array"}:  # the '- ' of each item forgotten
+        first = next(iter(value))
+        return f"start each item with '- ' on its own line: `- {first}: …`"
     return None
+
+
+def _rule_key_too_deep(path: DataPath, key: str) -> str | None:
+    """`if:` or `do:` indented under `when:` (or deeper) is a rule's key at the wrong depth, `via:` among an
+    action's params a step's: say so."""
+    if len(path) < 3 or path[0] != "rules" or not isinstance(path[1], int):
+        return None
+    if key == "via" and isinstance(path[-1], str) and "." in path[-1]:  # written among the action's params
+        return f"'via' belongs to the step, not to the params of {path[-1]}: indent it as far as '{path[-1]}'"
+    rule_keys = _load_dir(SCHEMA_DIR)[RULES_SCHEMA]["$defs"]["rule"]["properties"]
+    if key not in rule_keys:
+        return None
+    return f"'{key}' is a key of the rule: indent it as far as `when:` and `do:`, not under `{path[2]}:`"
 
 
 def _explain(error: ValidationError, prefix: DataPath) -> Iterator[_Issue]:
@@ -413,7 +429,8 @@ def _explain(error: ValidationError, prefix: DataPath) -> Iterator[_Issue]:
         patterns = list(schema.get("patternProperties", {}))
         for key in inst:
             if key not in allowed and not any(re.search(p, key) for p in patterns):
-                hint = _did_you_mean(key, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else None)
+                hint = (_did_you_mean(key, allowed) or _rule_key_too_deep(path, key)
+                        or (f"allowed keys: {', '.join(allowed)}" if allowed else None))
                 yield _Issue(path + (key,), f"unknown key '{key}'", hint, key=True)
     elif v == "required":
         for key in value:

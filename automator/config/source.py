@@ -12,6 +12,7 @@ from yaml.events import (AliasEvent, DocumentStartEvent, MappingEndEvent, Mappin
                          SequenceEndEvent, SequenceStartEvent, StreamEndEvent)
 
 from automator.config.files import read_file, too_large
+from automator.config.indentation import PARSER_MESSAGES, diagnose, outdented_text
 from automator.config.problems import Problem, sort_problems
 
 # libyaml is about twenty times faster than the pure-Python scanner; both give the same events and marks.
@@ -375,7 +376,8 @@ class _Builder:
                 first_lines = top.first_lines = {}
             first = first_lines.setdefault(text, top.key_marks[path].line)
             self.problem(mark, f"duplicate key {text!r} (first defined at line {first})",
-                         "each key may appear once in a mapping; the last value is used")
+                         f"the file is refused: a key may appear once in a mapping; keep the {text!r} of line "
+                         f"{first} or of line {mark.line}, or merge the two")
         top.key_marks[path] = mark
         top.key = text
         top.key_path = path
@@ -508,6 +510,12 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
     mark = err.problem_mark or err.context_mark
     context = err.context_mark
     hint: str | None = None
+    # libyaml notices a missing ':' only on the next line; the key itself (the context) is what to look at.
+    key_line = context or mark
+    outdented = outdented_text(text, key_line.line + 1) if message == "could not find expected ':'" and key_line \
+        else None
+    if outdented is not None:
+        return Problem(display_path, *outdented)
     if message == "could not find expected ':'" and context is not None:
         # libyaml notices a missing ':' only on the next line; the key itself is more useful.
         mark, message = context, "expected ':' after this key"
@@ -518,16 +526,31 @@ def _syntax_problem(display_path: str, text: str, err: yaml.MarkedYAMLError) -> 
         # PyYAML 6.0.4's libyaml scans ahead and stops deep flow nesting before our own limit sees it.
         message, hint = f"the data is nested too deeply (more than {MAX_DEPTH} levels)", "flatten the structure"
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if message.startswith(PARSER_MESSAGES):
+        layout = diagnose(text, line)
+        if layout is not None:
+            return Problem(display_path, *layout)
     source_line = (text.split("\n", line)[line - 1:] or [""])[0]
     char = source_line[col - 1:col]
     indent = source_line[: len(source_line) - len(source_line.lstrip())]
     if char == "\t" or "\t" in indent or "tab" in message:
+        if "\t" in indent:
+            message = "a tab in this line's indentation"
         hint = _TAB_HINT
     elif message == "found character that cannot start any token" and char:
         message = f"found character {char!r} that cannot start any token"
         hint = f"put the value in quotes: {char!r} cannot start plain text in YAML"
     elif message == "mapping values are not allowed here":
         hint = "put a value that contains ': ' in quotes, or check the indentation"
+    elif message in ("did not find expected ',' or '}'", "did not find expected ',' or ']'") and context is not None:
+        # Inside {…} or […], ': ', ',' and brackets end a value: on the bracket's own line the value needs quotes;
+        # on a later line, the bracket was never closed.
+        bracket, closing = ("{", "}") if message.endswith("'}'") else ("[", "]")
+        if context.line + 1 == line:
+            hint = "put a value that contains ': ', ',', '{', '}', '[' or ']' in quotes"
+        else:
+            hint = (f"the {bracket} at line {context.line + 1}, column {context.column + 1} is not closed: end it "
+                    f"with '{closing}'")
     elif hint is None and err.context and context is not None:
         hint = f"{err.context} that starts at line {context.line + 1}, column {context.column + 1}"
     return Problem(display_path, line, col, message, hint)

@@ -7,6 +7,7 @@ from datetime import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from automator.clock import show_time
 from automator.core import scope as scopes
 from automator.core.runner import RunState, advance, plain
 from automator.expr import EvalError
@@ -157,8 +158,8 @@ class _Deciding:
             timer = held_timer(self.project, self.snapshot, rule, trigger, self.event.entity, after or {}, self.now)
             if timer is not None:
                 self.plan.set_timer(timer)
-                self.plan.why_not.append(WhyNot(rule.id, f"waiting: {held_trigger.describe(trigger)} "
-                                                         f"(until {timer.due_at.isoformat()})"))
+                due = show_time(timer.due_at, self.project.config.timezone, seconds=False)
+                self.plan.why_not.append(WhyNot(rule.id, f"waiting: {held_trigger.describe(trigger)} (until {due})"))
         elif step == "cancel" or (step is None and not in_pipeline):
             self.plan.cancel_timer(timer_id)
             self.plan.why_not.append(WhyNot(rule.id, f"{trigger.kind}.{trigger.field} changed: held timer cancelled"))

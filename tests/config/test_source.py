@@ -306,7 +306,7 @@ def test_unclosed_flow_sequence_hint_names_its_start() -> None:
     doc, problems = load("a: [1, 2\nb: 3\n")
     assert doc is None and len(problems) == 1
     assert (problems[0].line, problems[0].col) == (2, 2)
-    assert problems[0].hint == "while parsing a flow sequence that starts at line 1, column 4"
+    assert problems[0].hint == "the [ at line 1, column 4 is not closed: end it with ']'"
 
 
 def test_missing_colon_points_at_the_key() -> None:

@@ -369,6 +369,7 @@ def test_a_missing_field_fails_the_run_not_the_engine(make_project: MakeProject)
         expect:
           - {no_action: sms.send}
           - {action: notify, count: 1}
+          - {error: "client has no field 'phone'", rule: needs-phone}
         """)
     assert_pass(results)
 
