@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from automator.actions import CANONICAL
+from automator.core.scope import sendable
 from automator.core.outcome import Outcome, StepError
 from automator.config.context import CompileContext, did_you_mean
 from automator.model import ActionStep, Effect
@@ -114,7 +115,7 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     """Render the params, fill the default target, resolve the connector and plan the Effect."""
     from automator.core.targets import prepare
 
-    params = state.render(step.params)
+    params = sendable(state.render(step.params), state.ectx.tz)
     if not isinstance(params, dict):
         params = {}
     params = prepare(step.action, params, state)
