@@ -21,6 +21,8 @@ The file's form:
 """
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,9 +36,25 @@ FIELD_TYPES = ("text", "number", "money", "bool", "date", "datetime", "phone", "
 # The envelope of every event: `event.<name>` reads these, never a data field of the same name.
 ENVELOPE = ("id", "type", "at", "source", "entity", "data")
 
+# An event type, <kind>.<verb> (the `event_type` of schemas/common.json).
+EVENT_TYPE = r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}"
+
 
 class CatalogueError(ValueError):
-    """A catalogue file that does not have the documented form: names the file and the entry."""
+    """A catalogue that does not have the documented form: names the file (or setting) and the entry.
+
+    `path` is where the mistake is inside the catalogue's data (`("events", "nps.received", "data", "score")`),
+    so that a catalogue written in a connector's settings is reported at its line; `hint` says what to write.
+    """
+
+    def __init__(self, origin: str, path: tuple[str | int, ...], reason: str, hint: str | None = None, *,
+                 key: bool = False, in_settings: bool = False) -> None:
+        where = ".".join(str(p) for p in path)
+        super().__init__(f"{origin}: {where}: {reason}" if where else f"{origin}: {reason}")
+        self.origin, self.path, self.reason, self.hint = origin, path, reason, hint
+        self.key = key  # the mistake is the name at `path` (a key), not its value
+        # Written in a connector's settings (local's `events:`): `path` is then the settings' own path.
+        self.in_settings = in_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,44 +140,101 @@ def parse(raw: Any, producer: str, origin: str) -> Catalogue:
     """
     if raw is None:
         return Catalogue()
-    if not isinstance(raw, Mapping) or set(raw) - {"entities", "events"}:
-        raise CatalogueError(f"{origin}: expected a mapping with `entities:` and `events:`")
+    if not isinstance(raw, Mapping):
+        raise CatalogueError(origin, (), "expected a mapping with `entities:` and `events:`")
+    for key in raw:
+        if key not in ("entities", "events"):
+            raise CatalogueError(origin, (key,), "unknown key: a catalogue has `entities:` and `events:`",
+                                 _guess(key, ("entities", "events")), key=True)
     entities: dict[str, dict[str, FieldSpec]] = {}
     fillers: dict[tuple[str, str], tuple[str, ...]] = {}
-    for kind, fields in (raw.get("entities") or {}).items():
-        entities[str(kind)] = _fields(fields, f"{origin}: entities.{kind}")
-        entities[str(kind)].setdefault("id", FieldSpec("id", "id", f"the {kind}'s id in the system"))
-        for name in entities[str(kind)]:
+    for kind, fields in _mapping(raw.get("entities"), origin, ("entities",)).items():
+        own = _fields(fields, origin, ("entities", kind))
+        # An entity's fields travel in its events' data, where `event.<name>` reads the envelope first.
+        _no_envelope_names([name for name in own if name != "id"], origin, ("entities", kind))
+        own.setdefault("id", FieldSpec("id", "id", f"the {kind}'s id in the system"))
+        entities[str(kind)] = own
+        for name in own:
             fillers[(str(kind), name)] = (producer,)
     events: dict[str, EventSpec] = {}
-    for type_, spec in (raw.get("events") or {}).items():
-        where = f"{origin}: events.{type_}"
-        if not isinstance(spec, Mapping) or set(spec) - {"entity", "doc", "data", "with_fields"}:
-            raise CatalogueError(f"{where}: expected entity, doc, data and with_fields")
-        data = _fields(spec.get("data") or {}, f"{where}.data")
-        clash = sorted(set(data) & set(ENVELOPE))
-        if clash:
-            raise CatalogueError(f"{where}.data: {', '.join(clash)} is a name of the event's envelope "
-                                 "(event.id, event.source, …); give the field another name")
-        events[str(type_)] = EventSpec(str(type_), str(spec.get("doc") or ""), spec.get("entity"), data,
-                                       bool(spec.get("with_fields", True)), (producer,))
+    for type_, spec in _mapping(raw.get("events"), origin, ("events",)).items():
+        events[str(type_)] = _event(str(type_), spec, producer, origin)
     return Catalogue(events, entities, fillers)
 
 
-def _fields(raw: Any, where: str) -> dict[str, FieldSpec]:
+EVENT_KEYS = ("entity", "doc", "data", "with_fields")
+FIELD_KEYS = ("type", "doc", "values", "links", "of")
+
+
+def _event(type_: str, spec: Any, producer: str, origin: str) -> EventSpec:
+    path: tuple[str | int, ...] = ("events", type_)
+    if not re.fullmatch(EVENT_TYPE, type_):
+        raise CatalogueError(origin, path, f"'{type_}' is not an event type",
+                             "write <kind>.<verb> in lower case, such as nps.received", key=True)
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise CatalogueError(origin, path, f"expected a mapping of {', '.join(EVENT_KEYS)}",
+                             "such as {entity: client, data: {score: number}}")
+    for key in spec:
+        if key not in EVENT_KEYS:
+            raise CatalogueError(origin, (*path, key), f"unknown key '{key}'",
+                                 _guess(key, EVENT_KEYS) or f"an event has {', '.join(EVENT_KEYS)}", key=True)
+    entity = spec.get("entity")
+    if entity is not None and not isinstance(entity, str):
+        raise CatalogueError(origin, (*path, "entity"), "expected the kind of record the event is about",
+                             "such as entity: client")
+    data = _fields(spec.get("data") or {}, origin, (*path, "data"))
+    _no_envelope_names(list(data), origin, (*path, "data"))
+    return EventSpec(type_, str(spec.get("doc") or ""), entity, data, bool(spec.get("with_fields", True)),
+                     (producer,))
+
+
+def _mapping(raw: Any, origin: str, path: tuple[str | int, ...]) -> Mapping[Any, Any]:
+    if raw is None:
+        return {}
     if not isinstance(raw, Mapping):
-        raise CatalogueError(f"{where}: expected a mapping of field names")
+        raise CatalogueError(origin, path, "expected a mapping")
+    return raw
+
+
+def _no_envelope_names(names: list[str], origin: str, path: tuple[str | int, ...]) -> None:
+    for name in names:
+        if name in ENVELOPE:
+            raise CatalogueError(origin, (*path, name),
+                                 f"'{name}' is a name of the event's envelope (event.{name} is the event's own)",
+                                 f"give the field another name, such as '{path[1].split('.')[0]}_{name}'", key=True)
+
+
+def _fields(raw: Any, origin: str, path: tuple[str | int, ...]) -> dict[str, FieldSpec]:
     out: dict[str, FieldSpec] = {}
-    for name, spec in raw.items():
+    for name, spec in _mapping(raw, origin, path).items():
+        where = (*path, name)
         if isinstance(spec, str):
             spec = {"type": spec}
-        if not isinstance(spec, Mapping) or spec.get("type") not in FIELD_TYPES \
-                or set(spec) - {"type", "doc", "values", "links", "of"}:
-            raise CatalogueError(f"{where}.{name}: expected {{type: one of {', '.join(FIELD_TYPES)}, doc, values, "
-                                 "links, of}")
-        out[str(name)] = FieldSpec(str(name), str(spec["type"]), str(spec.get("doc") or ""),
-                                   tuple(spec.get("values") or ()), spec.get("links"), spec.get("of"))
+        if not isinstance(spec, Mapping):
+            raise CatalogueError(origin, where, "expected a field type or {type, doc}",
+                                 f"such as `{name}: number` or `{name}: {{type: text, doc: what it is}}`")
+        for key in spec:
+            if key not in FIELD_KEYS:
+                raise CatalogueError(origin, (*where, key), f"unknown key '{key}'",
+                                     _guess(key, FIELD_KEYS) or f"a field has {', '.join(FIELD_KEYS)}", key=True)
+        type_ = spec.get("type")
+        if type_ not in FIELD_TYPES:
+            at = (*where, "type") if "type" in spec else where
+            raise CatalogueError(origin, at, f"unknown field type '{type_}'" if type_ is not None else "no type",
+                                 _guess(type_, FIELD_TYPES) or f"one of {', '.join(FIELD_TYPES)}")
+        values = spec.get("values") or ()
+        if not isinstance(values, (list, tuple)):
+            raise CatalogueError(origin, (*where, "values"), "expected a list of the values it can take")
+        out[str(name)] = FieldSpec(str(name), str(type_), str(spec.get("doc") or ""), tuple(values),
+                                   spec.get("links"), spec.get("of"))
     return out
+
+
+def _guess(word: Any, choices: Iterable[str]) -> str | None:
+    found = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{found[0]}'?" if found else None
 
 
 def load_text(text: str, producer: str, origin: str) -> Catalogue:
@@ -167,7 +242,7 @@ def load_text(text: str, producer: str, origin: str) -> Catalogue:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogueError(f"{origin}: {exc}") from exc
+        raise CatalogueError(origin, (), str(exc)) from exc
     return parse(raw, producer, origin)
 
 

@@ -184,8 +184,14 @@ def _catalogue(doc: Document | None, connectors: Mapping[str, ConnectorConfig], 
         try:
             parts.append(cls.produces(name, conf.options))
         except CatalogueError as exc:
-            if doc is not None:
-                problems.append(doc.problem(("connectors", name), f"connector '{name}' ({conf.type}): {exc}"))
+            if doc is None:
+                continue
+            if exc.in_settings:  # at the setting's own line
+                problems.append(doc.problem(("connectors", name, *exc.path),
+                                            f"connector '{name}' ({conf.type}): {exc.reason}", exc.hint, key=exc.key))
+            else:
+                problems.append(doc.problem(("connectors", name), f"connector '{name}' ({conf.type}): {exc}",
+                                            exc.hint))
     return merge(parts)
 
 

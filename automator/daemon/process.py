@@ -128,8 +128,17 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
         try:
             resolved = resolve_env(options, f"connector {name!r}")
         except MissingEnv as exc:
-            missing.append(exc)
-            continue
+            unset = {path for _, path, _ in exc.missing}
+            if sandbox is None or not cls.in_store or not unset <= set(cls.webhook_auth):
+                missing.append(exc)
+                continue
+            # In the sandbox, an in-store connector whose webhook secret is not set is one without it: it accepts
+            # no webhook (401) and performs its actions, so the example runs on a fresh machine, opening nothing.
+            resolved = resolve_env({k: v for k, v in options.items() if k not in unset}, f"connector {name!r}")
+            if announce:
+                log.warning("sandbox: connector %s accepts no webhooks: %s", name,
+                            ", ".join(sorted(f"{path} needs {var}" for _, path, var in exc.missing)),
+                            extra={"connector": name})
         if not missing:
             out[name] = cls.create(name, resolved, db=db, now=clock.now)
             out[name].secrets |= env_values(options)

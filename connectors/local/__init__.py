@@ -11,9 +11,11 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from automator.catalogue import Catalogue, CatalogueError, parse
+from automator.clock import parse_duration
 from automator.connector import ActionResult, Connector, Inbound, action
 from automator.errors import InboundRejected
-from automator.model import EntityRef, Event
+from automator.model import ENTITY_KINDS, EntityRef, Event
 
 MAX_EVENTS_PER_REQUEST = 1000
 
@@ -39,8 +41,11 @@ class LocalConnector(Connector):
     """
 
     type = "local"
-    config_schema = {"type": "object", "properties": {"type": {"const": "local"}, "secret": {"type": "string"}},
-                     "additionalProperties": False}
+    config_schema = {"type": "object", "properties": {
+        "type": {"const": "local"}, "secret": {"type": "string"},
+        # The custom events a form or a site posts here, in the catalogue's own form (checked by `produces`).
+        "events": {"description": "The events a form or a site posts here, by type: {entity, doc, data}."}},
+        "additionalProperties": False}
     in_store = True
     webhook_auth = ("secret",)  # without it the connector performs actions and receives nothing
     deduplicates = True
@@ -86,6 +91,34 @@ class LocalConnector(Connector):
         if own:
             conn.execute("COMMIT")
         return result
+
+    @classmethod
+    def produces(cls, name: str, options: Mapping[str, Any]) -> Catalogue:
+        """The canonical catalogue and the events the admin declared under `events:` (what their form posts),
+        each `{entity: KIND, doc: TEXT, data: {FIELD: TYPE or {type, doc}}}`."""
+        canonical = super().produces(name, options)
+        declared = options.get("events")
+        if not declared:
+            return canonical
+        if not isinstance(declared, Mapping):
+            raise CatalogueError(f"connector '{name}'", ("events",), "expected a mapping of event types",
+                                 "such as events: {nps.received: {entity: client, data: {score: number}}}",
+                                 in_settings=True)
+        try:
+            own = parse({"events": declared}, cls.type, f"connector '{name}'")
+        except CatalogueError as exc:
+            raise CatalogueError(exc.origin, exc.path, exc.reason, exc.hint, key=exc.key, in_settings=True) from None
+        for type_, spec in own.events.items():
+            if spec.entity is not None and spec.entity not in ENTITY_KINDS:
+                raise CatalogueError(f"connector '{name}'", ("events", type_, "entity"),
+                                     f"unknown entity kind '{spec.entity}'",
+                                     f"one of {', '.join(ENTITY_KINDS)}, or no `entity:` for an event about no "
+                                     "record", in_settings=True)
+            if type_.startswith("timer."):
+                raise CatalogueError(f"connector '{name}'", ("events", type_), "timer.* events are the engine's own",
+                                     "name the event after what happened, such as nps.received", key=True,
+                                     in_settings=True)
+        return canonical.merged(own)
 
     @classmethod
     def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], datetime]) -> Connector:
@@ -182,7 +215,7 @@ class LocalConnector(Connector):
     @action("task.create")
     def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Insert a task and emit `task.created`."""
-        row = {"title": params["title"], "assignee": _text(params["assignee"]), "due": _text(params.get("due")),
+        row = {"title": params["title"], "assignee": _text(params["assignee"]), "due": _due(params.get("due"), self.now()),
                "description": params.get("description"), "deal": _text(params.get("deal")),
                "client": _text(params.get("client")), "created_at": self._stamp()}
         task_id = str(self.db["local_tasks"].insert(row).last_pk)
@@ -249,3 +282,13 @@ def _inbound_event(item: Any, index: int, source: str, received: datetime) -> Ev
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _due(value: Any, now: datetime) -> str | None:
+    """A task's due moment as the CRMs report it, an ISO datetime with its offset: `1d` is a day from now."""
+    if value in (None, ""):
+        return None
+    try:
+        return (now + parse_duration(value).approx()).replace(microsecond=0).isoformat()
+    except ValueError:
+        return str(value)  # a date and time already (task.create's schema allows nothing else)

@@ -1,5 +1,6 @@
 """The shipped example as a new user runs it (`automator run --sandbox`, no variables set): its `staff` connector,
-which has no secret, accepts no webhook from anyone, while the emulated systems' webhooks still come in."""
+which has no secret, and its `forms` connector, whose secret's variable is not set, accept no webhook from anyone,
+while the emulated systems' webhooks still come in."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from e2e_support import Daemon, Project, query, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VARIABLES = ("B24_WEBHOOK_URL", "B24_APP_TOKEN", "YCLIENTS_PARTNER_TOKEN", "YCLIENTS_USER_TOKEN",
-                    "YCLIENTS_HOOK_SECRET", "SMSRU_API_ID", "STAFF_HOOK_TOKEN")
+                    "YCLIENTS_HOOK_SECRET", "SMSRU_API_ID", "STAFF_HOOK_TOKEN", "FORMS_HOOK_TOKEN")
 
 
 def _example(root: Path) -> Project:
@@ -36,8 +37,14 @@ def test_the_examples_staff_connector_is_no_open_endpoint(tmp_path: Path, start_
         answer = daemon.post("staff", forged, token=token)
         assert (answer.status, answer.body) == (
             401, {"error": "connector 'staff' (local) has no `secret` set: it accepts no webhooks"})
+    nps = {"event": "nps.received", "entity": {"kind": "client", "id": "1005"}, "data": {"score": 3}}
+    for token in (None, "", "guess"):
+        assert daemon.post("forms", nps, token=token).status == 401
     refused = [r for r in daemon.log_records() if r["msg"].startswith("webhook refused: 401")]
-    assert len(refused) == 3 and all(r["connector"] == "staff" and r["reason"] == "auth" for r in refused)
+    assert len(refused) == 6 and all(r["reason"] == "auth" for r in refused)
+    assert [r["connector"] for r in refused] == ["staff"] * 3 + ["forms"] * 3
+    assert any(r["msg"] == "sandbox: connector forms accepts no webhooks: secret needs FORMS_HOOK_TOKEN"
+               for r in daemon.log_records())
 
     # The emulated YCLIENTS still delivers its (authenticated) webhooks to the daemon.
     base = f"http://127.0.0.1:{daemon.port}/_sandbox/booking/_emulator"
@@ -46,5 +53,5 @@ def test_the_examples_staff_connector_is_no_open_endpoint(tmp_path: Path, start_
     urllib.request.urlopen(request, timeout=10).read()
     wait_for(lambda: query(daemon.project.db, "select count(*) from journal where source = 'booking'")[0][0] >= 1,
              20, "the YCLIENTS webhook to be journaled")
-    assert query(daemon.project.db, "select count(*) from journal where source = 'staff'") == [(0,)]
+    assert query(daemon.project.db, "select count(*) from journal where source in ('staff', 'forms')") == [(0,)]
     assert daemon.terminate() == 0
