@@ -90,7 +90,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     deal_fields: set[str] = set()
     files = rule_files(root, Path(only_rules_under) if only_rules_under else None)
     docs = [doc for doc in (read(file, "rules.schema.json") for file in files) if doc is not None]
-    knowledge = _knowledge(root, files, docs, config, pipelines)
+    knowledge = _knowledge(root, files, docs, config, pipelines, types)
     for doc in docs:
         ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields,
                              knowledge=knowledge)
@@ -196,7 +196,7 @@ def _catalogue(doc: Document | None, connectors: Mapping[str, ConnectorConfig], 
 
 
 def _knowledge(root: Path, files: list[Path], docs: list[Document], config: Config,
-               pipelines: Mapping[str, Pipeline]) -> Knowledge:
+               pipelines: Mapping[str, Pipeline], types: Mapping[str, type[Connector]]) -> Knowledge:
     """The catalogue and what the project's files declare. Rules checked alone (`validate rules/clinic`) may
     read what rules elsewhere emit or set, so the other rule files are read too, for that only."""
     data = [doc.data for doc in docs]
@@ -209,8 +209,17 @@ def _knowledge(root: Path, files: list[Path], docs: list[Document], config: Conf
                 if other is not None:
                     data.append(other.data)
     requires = [name for p in pipelines.values() for stage in p.stages.values() for name in stage.requires]
+    silent = [name for name, c in config.connectors.items() if c.type in types
+              and types[c.type].parse is not Connector.parse and not _produced(types[c.type], name, c.options).events]
     return Knowledge(config.catalogue, declared(data, requires, (c.options for c in config.connectors.values())),
-                     {name: c.type for name, c in config.connectors.items()})
+                     {name: c.type for name, c in config.connectors.items()}, open=bool(silent))
+
+
+def _produced(cls: type[Connector], name: str, options: Mapping[str, Any]) -> Catalogue:
+    try:
+        return cls.produces(name, options)
+    except CatalogueError:  # reported where the catalogue is merged (`_catalogue`)
+        return Catalogue()
 
 
 def _connector_problems(doc: Document, name: str, raw: Mapping[str, Any], cls: type[Connector]) -> list[Problem]:

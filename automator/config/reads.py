@@ -94,10 +94,13 @@ class Knowledge:
     catalogue: Catalogue
     declared: Declared
     connectors: Mapping[str, str]  # connector name -> type
+    # A connector that receives webhooks but declares no catalogue (a plugin without catalogue.yaml) may send
+    # any event with any fields: then nothing about events and fields can be known.
+    open: bool = False
 
     def kind_fields(self, kind: str) -> dict[str, FieldSpec | None] | None:
         """The fields of a kind (a spec where the catalogue types it), or None when no connector describes it."""
-        if not any(k == kind and set(who) - {"engine"} for (k, _), who in self.catalogue.fillers.items()):
+        if self.open or not any(k == kind and set(who) - {"engine"} for (k, _), who in self.catalogue.fillers.items()):
             return None
         fields: dict[str, FieldSpec | None] = dict(self.catalogue.entity_fields(kind))
         for spec in self.catalogue.events.values():  # a state event's own data is merged into its entity
@@ -111,7 +114,7 @@ class Knowledge:
 
     def event_known(self, type_: str) -> bool:
         """Some connector produces it, the engine does, or a rule emits it."""
-        return type_ in self.catalogue.events or type_ in self.declared.events or type_ == TIMER_EVENT
+        return self.open or type_ in self.catalogue.events or type_ in self.declared.events or type_ == TIMER_EVENT
 
     def event_kind(self, type_: str) -> str | None:
         """The entity kind an event of this type is about, when that is known."""
@@ -122,7 +125,7 @@ class Knowledge:
 
     def event_data(self, types: tuple[str, ...]) -> dict[str, Type] | None:
         """The data fields of events of these types, with their types where all agree; None when unknowable."""
-        if not types or not all(self.event_known(t) for t in types):
+        if self.open or not types or not all(self.event_known(t) for t in types):
             return None
         found: dict[str, set[Type]] = {}
         for type_ in types:
