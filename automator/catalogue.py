@@ -38,6 +38,9 @@ ENVELOPE = ("id", "type", "at", "source", "entity", "data")
 
 # An event type, <kind>.<verb> (the `event_type` of schemas/common.json).
 EVENT_TYPE = r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}"
+# What an event's and a field's entries may say.
+EVENT_KEYS = ("entity", "doc", "data", "with_fields")
+FIELD_KEYS = ("type", "doc", "values", "links", "of")
 
 
 class CatalogueError(ValueError):
@@ -162,10 +165,6 @@ def parse(raw: Any, producer: str, origin: str) -> Catalogue:
     return Catalogue(events, entities, fillers)
 
 
-EVENT_KEYS = ("entity", "doc", "data", "with_fields")
-FIELD_KEYS = ("type", "doc", "values", "links", "of")
-
-
 def _event(type_: str, spec: Any, producer: str, origin: str) -> EventSpec:
     path: tuple[str | int, ...] = ("events", type_)
     if not re.fullmatch(EVENT_TYPE, type_):
@@ -227,6 +226,9 @@ def _fields(raw: Any, origin: str, path: tuple[str | int, ...]) -> dict[str, Fie
         values = spec.get("values") or ()
         if not isinstance(values, (list, tuple)):
             raise CatalogueError(origin, (*where, "values"), "expected a list of the values it can take")
+        if spec.get("of") is not None and spec["of"] not in FIELD_TYPES:
+            raise CatalogueError(origin, (*where, "of"), f"unknown type of the items '{spec['of']}'",
+                                 _guess(spec["of"], FIELD_TYPES) or f"one of {', '.join(FIELD_TYPES)}")
         out[str(name)] = FieldSpec(str(name), str(type_), str(spec.get("doc") or ""), tuple(values),
                                    spec.get("links"), spec.get("of"))
     return out

@@ -140,6 +140,34 @@ def schema(directory: Path) -> None:
 
 
 @cli.command()
+@click.argument("connector", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--project", "project_path", default=".", type=click.Path(exists=True, path_type=Path),
+              help="The project folder (or any folder inside it).")
+def events(connector: str | None, fmt: str, project_path: Path) -> None:
+    """List the events rules can start on and the fields of each kind of record, with their types.
+
+    CONNECTOR is a connector's name in automator.yaml (booking) or a connector type (yclients); without it, the
+    whole project's: what its connectors produce and the engine's own.
+
+    Example: automator events booking --format json
+    """
+    from automator.catalogue_text import as_json, as_markdown, as_text, pick
+
+    types = builtin_connectors()
+    project, problems = load_project(project_path, connector_types=types)
+    if project is None:
+        _fail_problems(problems)
+    assert project is not None
+    try:
+        catalogue = pick(project.config.catalogue, project.config.connectors, types, connector)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    shown = {"json": lambda c: json.dumps(as_json(c), ensure_ascii=False, indent=2), "markdown": as_markdown}
+    click.echo(shown.get(fmt, as_text)(catalogue))
+
+
+@cli.command()
 def connectors() -> None:
     """List installed connector types and the actions each performs.
 

@@ -120,3 +120,26 @@ def test_events_must_be_a_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert out.splitlines()[:2] == [
         "automator.yaml:3:32: error: connector 'forms' (local): expected a mapping of event types",
         "    hint: such as events: {nps.received: {entity: client, data: {score: number}}}"]
+
+
+def test_a_connector_packages_broken_catalogue_is_reported_at_the_connector(tmp_path: Path) -> None:
+    """A third-party catalogue.yaml that is not in the documented form names its file and entry, at the connector
+    that uses the type (its author's mistake, not the admin's: the admin sees which package to report)."""
+    from automator.catalogue import load_text
+    from automator.config.load import builtin_connectors
+    from automator.connector import Connector
+
+    class Broken(Connector):
+        type = "broken"
+        config_schema = {"type": "object"}
+
+        @classmethod
+        def produces(cls, name: str, options: object) -> object:  # type: ignore[override]
+            return load_text("entities:\n  deal:\n    source: text\n", cls.type, "automator_broken/catalogue.yaml")
+
+    (tmp_path / "automator.yaml").write_text("timezone: UTC\nconnectors:\n  crm: {type: broken}\n")
+    _, problems = load_project(tmp_path, connector_types={**builtin_connectors(), "broken": Broken})
+    assert [(p.line, p.col, p.message, p.hint) for p in problems] == [(
+        3, 8, "connector 'crm' (broken): automator_broken/catalogue.yaml: entities.deal.source: 'source' is a name "
+              "of the event's envelope (event.source is the event's own)", "give the field another name, such as "
+                                                                          "'deal_source'")]

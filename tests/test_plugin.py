@@ -59,6 +59,19 @@ def test_the_installed_connector_is_listed(site: Path, tmp_path: Path) -> None:
     assert "guestbook.write" in result.stdout
 
 
+def test_its_catalogue_ships_in_the_package(site: Path, tmp_path: Path) -> None:
+    """The package's catalogue.yaml, installed beside its module, is what `automator events` shows for it."""
+    _project(tmp_path)
+    result = _automator(site, "events", "book", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"events": [{
+        "type": "guest.arrived", "entity": "client", "doc": "a guest signed the guest book", "producers": ["guestbook"],
+        "with_fields": False, "data": [{"name": "guest", "type": "text", "doc": "the name the guest wrote"}]}],
+        "entities": {}}
+    whole = _automator(site, "events", cwd=tmp_path)
+    assert "  guest.arrived    client    a guest signed the guest book  (guestbook)" in whole.stdout.splitlines()
+
+
 def test_its_vendor_action_is_validated_against_its_own_schema(site: Path, tmp_path: Path) -> None:
     project = _project(tmp_path)
     assert _automator(site, "validate", ".", cwd=project).returncode == 0

@@ -11,15 +11,18 @@ import phonenumbers
 
 from automator.errors import Rejected
 
-# Canonical deal fields a rule may write, and the Bitrix24 field each one is.
+# Canonical deal fields a rule may write, and the Bitrix24 field each one is. SOURCE_ID and TYPE_ID are
+# `lead_source` and `deal_type`: `event.source` and `event.type` are the event's own (its connector, its type).
 DEAL_FIELDS: dict[str, str] = {
     "title": "TITLE", "amount": "OPPORTUNITY", "currency": "CURRENCY_ID", "responsible": "ASSIGNED_BY_ID",
     "client": "CONTACT_ID", "contact": "CONTACT_ID", "company": "COMPANY_ID", "comments": "COMMENTS",
-    "source": "SOURCE_ID", "source_description": "SOURCE_DESCRIPTION", "type": "TYPE_ID",
+    "lead_source": "SOURCE_ID", "source_description": "SOURCE_DESCRIPTION", "deal_type": "TYPE_ID",
     "probability": "PROBABILITY", "begins_at": "BEGINDATE", "closes_at": "CLOSEDATE", "opened": "OPENED",
     "utm_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM", "utm_campaign": "UTM_CAMPAIGN",
     "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM",
 }
+# The names these fields had before they were renamed, for the hint of a rule that still writes them.
+RENAMED = {"source": "lead_source", "type": "deal_type"}
 # Fields the connector itself sets: a rule's `fields:` may not overwrite them.
 RESERVED = frozenset({"CATEGORY_ID", "STAGE_ID", "ORIGIN_ID", "ORIGINATOR_ID", "ID"})
 _NATIVE = re.compile(r"^(UF_CRM_[A-Z0-9_]+|PARENT_ID_\d+|[A-Z][A-Z0-9_]*)$")
@@ -36,6 +39,9 @@ def bitrix_field(name: str, custom: Mapping[str, str]) -> str:
         return DEAL_FIELDS[name]
     if _NATIVE.match(name):
         return name
+    if name in RENAMED:
+        raise Rejected(f"no Bitrix24 field for {name!r}: the deal's {DEAL_FIELDS[RENAMED[name]]} is "
+                       f"{RENAMED[name]!r} (event.{name} is the event's own)")
     raise Rejected(f"no Bitrix24 field for {name!r}: map it under `fields:` in the connector's settings "
                    f"(e.g. {name}: UF_CRM_…) or use the Bitrix24 field code")
 
@@ -98,8 +104,9 @@ def canonical_deal(raw: Mapping[str, Any], custom: Mapping[str, str],
         data[name] = (_number(value) if name in NUMBERS else value)
     if raw.get("STAGE_SEMANTIC_ID"):
         data["outcome"] = {"S": "won", "F": "lost"}.get(str(raw["STAGE_SEMANTIC_ID"]), "open")
-    if raw.get("CLOSED") in ("Y", "N"):
-        data["closed"] = raw["CLOSED"] == "Y"
+    for code, name in (("CLOSED", "closed"), ("OPENED", "opened")):  # Bitrix24's Y/N as booleans
+        if raw.get(code) in ("Y", "N"):
+            data[name] = raw[code] == "Y"
     return data
 
 
@@ -118,9 +125,10 @@ def event_fields(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[s
 
 def canonical_lead(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A Bitrix24 lead (`crm.lead.get`) in canonical words: who, how to reach them, where they came from."""
-    data: dict[str, Any] = {"id": str(raw.get("ID"))}
+    # `lead_id` and `lead_source`: `event.id` and `event.source` are the event's own (its id, its connector).
+    data: dict[str, Any] = {"lead_id": str(raw.get("ID"))}
     for name, code in {"title": "TITLE", "name": "NAME", "last_name": "LAST_NAME", "status_id": "STATUS_ID",
-                       "source": "SOURCE_ID", "responsible": "ASSIGNED_BY_ID", "created_at": "DATE_CREATE",
+                       "lead_source": "SOURCE_ID", "responsible": "ASSIGNED_BY_ID", "created_at": "DATE_CREATE",
                        "comments": "COMMENTS"}.items():
         if raw.get(code) not in (None, ""):
             data[name] = raw[code]

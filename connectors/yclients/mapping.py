@@ -207,7 +207,7 @@ def client_fields(client: Mapping[str, Any], *, tz: tzinfo | None, region: str =
         out["category_ids"] = [str(c["id"]) for c in categories if isinstance(c, Mapping) and c.get("id")]
         out["category"] = titles[0] if titles else None
     for key, target in (("birth_date", "birth_date"), ("discount", "discount"), ("spent", "spent"),
-                        ("visits", "visits"), ("balance", "balance"), ("importance", "importance"),
+                        ("visits", "visits"), ("balance", "balance"), ("importance_id", "importance"),
                         ("success_visits_count", "visits")):
         if client.get(key) not in (None, ""):
             out[target] = client[key]
