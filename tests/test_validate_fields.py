@@ -87,22 +87,22 @@ MISTAKES = [
                  P(4, 9, "expression 'booking.strats_at < now': unknown field 'booking.strats_at'",
                    "did you mean 'starts_at'?"), id="booking-field-in-condition"),
     pytest.param(rule("{event: booking.created, where: \"deal.stgae == 'new'\"}", "stop: true"),
-                 P(3, 45, "expression \"deal.stgae == 'new'\": unknown field 'deal.stgae'", "did you mean 'stage'?"),
+                 P(3, 43, "expression \"deal.stgae == 'new'\": unknown field 'deal.stgae'", "did you mean 'stage'?"),
                  id="deal-field-in-where"),
     pytest.param(rule("{event: nps.received}", "stop: true", condition="\"event.scroe >= 9\""),
                  P(4, 9, "expression 'event.scroe >= 9': unknown field 'event.scroe'", "did you mean 'score'?"),
                  id="event-data-field"),
     pytest.param(rule("{changed: booking.stauts, to: arrived}", "stop: true"),
-                 P(3, 20, "unknown field 'booking.stauts'", "did you mean 'status'?"), id="changed-field"),
+                 P(3, 21, "unknown field 'booking.stauts'", "did you mean 'status'?"), id="changed-field"),
     pytest.param(rule("{changed: booking.status, to: arrived}", 'notify: {to: admin, text: "{{ entity.strats_at }}"}'),
-                 P(5, 34, "template '{{ entity.strats_at }}': unknown field 'entity.strats_at'",
+                 P(5, 35, "template '{{ entity.strats_at }}': unknown field 'entity.strats_at'",
                    "did you mean 'starts_at'?"), id="entity-is-the-trigger-kind"),
     pytest.param(rule("{event: booking.created}", 'notify: {to: admin, text: "{{ booking.client.name }}"}'),
-                 P(5, 34, "template '{{ booking.client.name }}': booking.client is the id of a client, not the "
+                 P(5, 35, "template '{{ booking.client.name }}': booking.client is the id of a client, not the "
                           "client itself: it has no field 'name'", "read the linked client directly: client.name"),
                  id="a-field-of-an-id"),
     pytest.param(rule("{event: booking.create}", "stop: true"),
-                 P(3, 19, "unknown event type 'booking.create'", "did you mean 'booking.created' (from booking)?"),
+                 P(3, 19, "unknown event type 'booking.create'", "did you mean 'booking.created' (from booking, sms, forms)?"),
                  id="unknown-event-type"),
     pytest.param(rule("{event: review.left}", "stop: true"),
                  P(3, 19, "unknown event type 'review.left': no connector of this project produces it and no rule "
@@ -121,11 +121,11 @@ MISTAKES = [
                          "booking.updated carries no data field 'source'",
                    "event.source (without .data) is the connector that sent the event"), id="event-data-source"),
     pytest.param(rule("{event: booking.updated}", 'notify: {to: admin, text: "{{ event.data.id }}"}'),
-                 P(5, 34, "template '{{ event.data.id }}': unknown field 'event.data.id': booking.updated carries no "
+                 P(5, 35, "template '{{ event.data.id }}': unknown field 'event.data.id': booking.updated carries no "
                           "data field 'id'", "event.id (without .data) is the event's own id"), id="event-data-id"),
     # Types: what cannot be computed at run time.
     pytest.param(rule("{event: booking.created}", "wait: {until: \"booking.starts_at - 2\"}"),
-                 P(5, 21, "expression 'booking.starts_at - 2': cannot apply '-' to a date-time (booking.starts_at) "
+                 P(5, 23, "expression 'booking.starts_at - 2': cannot apply '-' to a date-time (booking.starts_at) "
                           "and a number (2)",
                    "add or subtract a duration, such as booking.starts_at - duration('2h')"), id="datetime-minus-number"),
     pytest.param(rule("{event: booking.created}", "stop: true", condition="\"client.phone > 5\""),

@@ -133,8 +133,10 @@ class Knowledge:
                 for name, one in TIMER_DATA.items():
                     found.setdefault(name, set()).add(one)
                 continue
+            own = self.catalogue.events[type_].data if type_ in self.catalogue.events else {}
             for name, spec in self.catalogue.event_fields(type_).items():
-                found.setdefault(name, set()).add(field_type(spec.type))
+                if name != "id" or name in own:  # the entity's id is entity.id (event.id is the event's own)
+                    found.setdefault(name, set()).add(field_type(spec.type))
             for name in self.declared.events.get(type_, ()):
                 found.setdefault(name, set()).add(None)
         return {name: next(iter(kinds)) if len(kinds) == 1 else None for name, kinds in found.items()}
