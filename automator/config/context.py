@@ -24,6 +24,9 @@ SCOPE_NAMES = frozenset({"event", "entity", "prev", "client", "booking", "deal",
                          "now", "today"})
 
 
+_GUARDS = frozenset({"get", "has"})  # the functions that read an optional field
+
+
 @dataclass
 class CompileContext:
     """Collects problems while compiling one document; knows the project's connectors, pipelines and settings."""
@@ -127,12 +130,13 @@ class CompileContext:
         if self.knowledge is None or self.reading is None:
             return
         knowledge, reading = self.knowledge, self.reading
-        optional = optional_reads(expr.tree for _, exprs, _ in reads for expr in exprs)
+        # Only what can matter is walked: calls of get()/has(), comparisons that read event.source.
+        optional = optional_reads(expr.tree for _, exprs, _ in reads for expr in exprs if _GUARDS & expr.names)
         for label, exprs, path in reads:
             found = next((problem for expr in exprs for chain in expr.fields
                           if (problem := field_problem(chain, reading, knowledge, optional)) is not None), None)
-            found = found or next((problem for expr in exprs
-                                   if (problem := source_problem(expr.tree, knowledge, reading)) is not None), None)
+            found = found or next((problem for expr in exprs if ("event", "source") in expr.fields
+                                   and (problem := source_problem(expr.tree, knowledge, reading)) is not None), None)
             if found is None:
                 mismatches = [m for expr in exprs
                               for m in check_types(expr.tree, lambda chain: type_of(chain, reading, knowledge))]

@@ -97,9 +97,18 @@ class Knowledge:
     # A connector that receives webhooks but declares no catalogue (a plugin without catalogue.yaml) may send
     # any event with any fields: then nothing about events and fields can be known.
     open: bool = False
+    # Answers worked out once per project load: a thousand rules ask about the same few kinds and events.
+    _kinds: dict[str, dict[str, FieldSpec | None] | None] = field(default_factory=dict, compare=False, repr=False)
+    _events: dict[tuple[str, ...], dict[str, Type] | None] = field(default_factory=dict, compare=False, repr=False)
+    _updates: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def kind_fields(self, kind: str) -> dict[str, FieldSpec | None] | None:
         """The fields of a kind (a spec where the catalogue types it), or None when no connector describes it."""
+        if kind not in self._kinds:
+            self._kinds[kind] = self._kind_fields(kind)
+        return self._kinds[kind]
+
+    def _kind_fields(self, kind: str) -> dict[str, FieldSpec | None] | None:
         if self.open or not any(k == kind and set(who) - {"engine"} for (k, _), who in self.catalogue.fillers.items()):
             return None
         fields: dict[str, FieldSpec | None] = dict(self.catalogue.entity_fields(kind))
@@ -125,6 +134,11 @@ class Knowledge:
 
     def event_data(self, types: tuple[str, ...]) -> dict[str, Type] | None:
         """The data fields of events of these types, with their types where all agree; None when unknowable."""
+        if types not in self._events:
+            self._events[types] = self._event_data(types)
+        return self._events[types]
+
+    def _event_data(self, types: tuple[str, ...]) -> dict[str, Type] | None:
         if self.open or not types or not all(self.event_known(t) for t in types):
             return None
         found: dict[str, set[Type]] = {}
@@ -143,6 +157,11 @@ class Knowledge:
 
     def update_events(self, kind: str) -> tuple[str, ...]:
         """The event types whose data changes an entity of this kind (what `changed:` reacts to)."""
+        if kind not in self._updates:
+            self._updates[kind] = self._update_events(kind)
+        return self._updates[kind]
+
+    def _update_events(self, kind: str) -> tuple[str, ...]:
         types = [t for t, spec in self.catalogue.events.items()
                  if spec.entity == kind and t.partition(".")[0] == kind and t.partition(".")[2] in STATE_VERBS]
         types += [t for t in self.declared.events if t.partition(".")[0] == kind
