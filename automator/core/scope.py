@@ -83,6 +83,9 @@ def sendable(value: Any, tz: tzinfo) -> Any:
     """Rendered params or event data as they leave the engine: a date-time (a lone `{{ booking.starts_at }}`
     keeps its type) becomes ISO 8601 text with its offset in the project's timezone, a date ISO text, so
     connectors, schemas and the store see the same text the system sent."""
+    cls = value.__class__
+    if cls is str or cls is int:  # what params mostly are: nothing to do
+        return value
     if isinstance(value, datetime):
         return (value.astimezone(tz) if value.tzinfo is not None else value).isoformat()
     if isinstance(value, date):
