@@ -38,6 +38,11 @@ ENVELOPE = ("id", "type", "at", "source", "entity", "data")
 
 # An event type, <kind>.<verb> (the `event_type` of schemas/common.json).
 EVENT_TYPE = r"[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}"
+# Type words admins bring from JSON, spreadsheets and programming, and the catalogue's word for each.
+TYPE_ALIASES = {"integer": "number", "int": "number", "float": "number", "decimal": "number", "numeric": "number",
+                "string": "text", "str": "text", "boolean": "bool", "timestamp": "datetime", "time": "datetime",
+                "array": "list", "dict": "object", "mapping": "object", "phone_number": "phone", "tel": "phone",
+                "price": "money", "currency": "money"}
 # What an event's and a field's entries may say.
 EVENT_KEYS = ("entity", "doc", "data", "with_fields")
 FIELD_KEYS = ("type", "doc", "values", "links", "of")
@@ -50,10 +55,11 @@ class CatalogueError(ValueError):
     so that a catalogue written in a connector's settings is reported at its line; `hint` says what to write.
     """
 
-    def __init__(self, origin: str, path: tuple[str | int, ...], reason: str, hint: str | None = None, *,
+    def __init__(self, origin: str, path: tuple[str | int, ...] = (), reason: str = "", hint: str | None = None, *,
                  key: bool = False, in_settings: bool = False) -> None:
         where = ".".join(str(p) for p in path)
-        super().__init__(f"{origin}: {where}: {reason}" if where else f"{origin}: {reason}")
+        # CatalogueError("a whole message") still reads as that message.
+        super().__init__(": ".join(part for part in (origin, where, reason) if part))
         self.origin, self.path, self.reason, self.hint = origin, path, reason, hint
         self.key = key  # the mistake is the name at `path` (a key), not its value
         # Written in a connector's settings (local's `events:`): `path` is then the settings' own path.
@@ -183,6 +189,9 @@ def _event(type_: str, spec: Any, producer: str, origin: str) -> EventSpec:
     if entity is not None and not isinstance(entity, str):
         raise CatalogueError(origin, (*path, "entity"), "expected the kind of record the event is about",
                              "such as entity: client")
+    if spec.get("data") is not None and not isinstance(spec["data"], Mapping):
+        raise CatalogueError(origin, (*path, "data"), "expected a mapping of field names to their types",
+                             "such as data: {score: number, comment: text}")
     data = _fields(spec.get("data") or {}, origin, (*path, "data"))
     _no_envelope_names(list(data), origin, (*path, "data"))
     return EventSpec(type_, str(spec.get("doc") or ""), entity, data, bool(spec.get("with_fields", True)),
@@ -222,16 +231,23 @@ def _fields(raw: Any, origin: str, path: tuple[str | int, ...]) -> dict[str, Fie
         if type_ not in FIELD_TYPES:
             at = (*where, "type") if "type" in spec else where
             raise CatalogueError(origin, at, f"unknown field type '{type_}'" if type_ is not None else "no type",
-                                 _guess(type_, FIELD_TYPES) or f"one of {', '.join(FIELD_TYPES)}")
+                                 _type_hint(type_))
         values = spec.get("values") or ()
         if not isinstance(values, (list, tuple)):
             raise CatalogueError(origin, (*where, "values"), "expected a list of the values it can take")
         if spec.get("of") is not None and spec["of"] not in FIELD_TYPES:
             raise CatalogueError(origin, (*where, "of"), f"unknown type of the items '{spec['of']}'",
-                                 _guess(spec["of"], FIELD_TYPES) or f"one of {', '.join(FIELD_TYPES)}")
+                                 _type_hint(spec["of"]))
         out[str(name)] = FieldSpec(str(name), str(type_), str(spec.get("doc") or ""), tuple(values),
                                    spec.get("links"), spec.get("of"))
     return out
+
+
+def _type_hint(word: Any) -> str:
+    alias = TYPE_ALIASES.get(str(word).lower())
+    if alias is not None:
+        return f"write {alias} (the catalogue's word for {word})"
+    return _guess(word, FIELD_TYPES) or f"one of {', '.join(FIELD_TYPES)}"
 
 
 def _guess(word: Any, choices: Iterable[str]) -> str | None:

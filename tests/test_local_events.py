@@ -72,8 +72,27 @@ def test_declared_events_join_the_projects_catalogue(tmp_path: Path) -> None:
     ("""\
      nps.received:
        entity: clinet
-     """, 8, 17, "unknown entity kind 'clinet'", "one of client, booking, deal, task, or no `entity:` for an event "
-                                                   "about no record"),
+     """, 8, 17, "unknown entity kind 'clinet'", "did you mean 'client'?"),
+    ("""\
+     nps.received:
+       entity: visit
+     """, 8, 17, "unknown entity kind 'visit'", "one of client, booking, deal, task, or no `entity:` for an event "
+                                                  "about no record"),
+    ("""\
+     nps.received:
+       entity: client
+       data: {score: integer}
+     """, 9, 23, "unknown field type 'integer'", "write number (the catalogue's word for integer)"),
+    ("""\
+     nps.received:
+       entity: client
+       data: {comment: {type: String}}
+     """, 9, 32, "unknown field type 'String'", "write text (the catalogue's word for String)"),
+    ("""\
+     nps.received:
+       entity: client
+       data: [score, comment]
+     """, 9, 15, "expected a mapping of field names to their types", "such as data: {score: number, comment: text}"),
     ("""\
      nps.received:
        entity: client

@@ -1,6 +1,7 @@
 """The `local` connector: performs the canonical actions into SQLite tables and emits what a real CRM would."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import json
@@ -110,8 +111,10 @@ class LocalConnector(Connector):
             raise CatalogueError(exc.origin, exc.path, exc.reason, exc.hint, key=exc.key, in_settings=True) from None
         for type_, spec in own.events.items():
             if spec.entity is not None and spec.entity not in ENTITY_KINDS:
+                guess = difflib.get_close_matches(spec.entity.lower(), ENTITY_KINDS, n=1, cutoff=0.6)
                 raise CatalogueError(f"connector '{name}'", ("events", type_, "entity"),
                                      f"unknown entity kind '{spec.entity}'",
+                                     f"did you mean '{guess[0]}'?" if guess else
                                      f"one of {', '.join(ENTITY_KINDS)}, or no `entity:` for an event about no "
                                      "record", in_settings=True)
             if type_.startswith("timer."):
