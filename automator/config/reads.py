@@ -289,7 +289,9 @@ def _event_problem(chain: tuple[str, ...], reading: Reading | None, knowledge: K
     if field_name in ENVELOPE:
         return (f"unknown field '{shown}': {types} carries no data field '{field_name}'",
                 f"event.{field_name} (without .data) is {ENVELOPE_MEANING[field_name]}")
-    guess = suggest(field_name, list(data))
+    # `event.sorce` may mean the envelope's source; `event.data.sorce` only a data field.
+    candidates = list(data) + ([n for n in ENVELOPE if n != "data"] if name != "data" else [])
+    guess = suggest(field_name, candidates)
     if guess:
         return (f"unknown field '{shown}'", f"did you mean '{guess}'?")
     listed = sorted(data)
