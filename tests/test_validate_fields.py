@@ -95,6 +95,13 @@ MISTAKES = [
     pytest.param(rule("{event: booking.created}", 'notify: {to: admin, text: "{{ event.sorce }}"}'),
                  P(5, 35, "template '{{ event.sorce }}': unknown field 'event.sorce'", "did you mean 'source'?"),
                  id="envelope-typo"),
+    pytest.param("rules:\n  - id: r\n    when: {schedule: \"0 10 * * *\"}\n"
+                 "    for_each: {kind: client, where: \"days_since(client.last_vist_at) > 60\"}\n"
+                 "    do:\n      - notify: {to: admin, text: \"{{ entity.nmae }}\"}\n",
+                 P(4, 37, "expression 'days_since(client.last_vist_at) > 60': unknown field 'client.last_vist_at'",
+                   "did you mean 'last_visit_at'?")
+                 + P(6, 35, "template '{{ entity.nmae }}': unknown field 'entity.nmae'", "did you mean 'name'?"),
+                 id="for-each-kind"),
     pytest.param(rule("{changed: booking.stauts, to: arrived}", "stop: true"),
                  P(3, 21, "unknown field 'booking.stauts'", "did you mean 'status'?"), id="changed-field"),
     pytest.param(rule("{changed: booking.status, to: arrived}", 'notify: {to: admin, text: "{{ entity.strats_at }}"}'),

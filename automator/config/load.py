@@ -323,6 +323,10 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     ctx.rule_pipeline = when.get("pipeline") if trigger_ok and isinstance(when, Mapping) else None
     for_each = None
     names = SCOPE_NAMES
+    each = raw.get("for_each") if isinstance(raw.get("for_each"), Mapping) else {}
+    # What the rule reads is known from its trigger as written: every expression below is checked against it.
+    ctx.reading = reading_of(when, each.get("kind"), ctx.knowledge) \
+        if trigger_ok and ctx.knowledge is not None else None
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
         if trigger_ok and kinds[0] != "schedule":
@@ -331,8 +335,6 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         names = SCOPE_NAMES | {str(spec.get("kind"))}
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
-    ctx.reading = reading_of(when, for_each.kind if for_each else None, ctx.knowledge) \
-        if trigger_ok and ctx.knowledge is not None else None
     trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok else None
     if trigger is not None:
         _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
