@@ -493,7 +493,7 @@ RULE_MISTAKES = [
         rules:
           - id: r
             when: {event: booking.created}
-            for_each: {kind: client, where: "client.vip"}
+            for_each: {kind: client, where: "client.visits > 2"}
             do:
               - stop: true
         """, [P(4, 15, "`for_each` works with `schedule` triggers only",
