@@ -296,7 +296,7 @@ class _Checker:
             if _is_text_literal(arg) and accepted & {"datetime", "date", "duration"}:
                 continue  # an ISO text or a duration text such as '2h': the function reads it
             self.fail(f"{name}() expects {_or(accepted)} as its {_ordinal(position)} argument, got "
-                      f"{shown(type_)} ({_text(arg)})", _call_hint(name, accepted))
+                      f"{shown(type_)} ({_text(arg)})", _call_hint(name, accepted, type_))
             return None
         returns = signature.returns
         return returns(types) if callable(returns) else returns
@@ -317,12 +317,14 @@ def _ordinal(position: int) -> str:
     return ("first", "second", "third")[position] if position < 3 else f"argument {position + 1}"
 
 
-def _call_hint(name: str, accepted: frozenset[str]) -> str:
+def _call_hint(name: str, accepted: frozenset[str], got: str) -> str | None:
     if accepted <= _MOMENT:
         return f"{name}() takes a date or date-time field, such as booking.starts_at or client.last_visit_at"
-    from automator.expr import FUNCTIONS
-
-    return FUNCTIONS.get(name, "")
+    if "text" in accepted and got in ("number", "bool"):
+        return "convert the number first: str(...)"
+    if "number" in accepted and got == "text":
+        return "convert the text first: int(...) or float(...)"
+    return None
 
 
 def _arithmetic_hint(node: ast.BinOp, left: str, right: str) -> str | None:

@@ -149,7 +149,7 @@ MISTAKES = [
     pytest.param(rule("{event: booking.created}", "stop: true", condition="\"len(booking.amount) > 0\""),
                  P(4, 9, "expression 'len(booking.amount) > 0': len() expects a text, a list or a record as its "
                          "first argument, got a number (booking.amount)",
-                   "len(x): the length of a text, list or record; 0 if empty"), id="len-of-money"),
+                   "convert the number first: str(...)"), id="len-of-money"),
     pytest.param(rule("{event: nps.received}", "stop: true", condition="\"event.score >= 'nine'\""),
                  P(4, 9, "expression \"event.score >= 'nine'\": cannot compare a number (event.score) with a text "
                          "('nine')", "compare with a number, written without quotes, such as 9"),
