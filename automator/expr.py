@@ -1277,6 +1277,11 @@ class Expr:
     fields: tuple[tuple[str, ...], ...]
     _tree: ast.expr = field(repr=False, compare=False)
 
+    @property
+    def tree(self) -> ast.expr:
+        """The checked syntax tree (for static checks such as automator/typecheck.py; never to be changed)."""
+        return self._tree
+
     def evaluate(self, scope: Mapping[str, Any], ctx: EvalContext) -> Any:
         """Evaluate against plain data; every problem (missing field, type, limit, deadline) is an EvalError."""
         ev: _Evaluator | None = getattr(_local, "ev", None)

@@ -11,11 +11,13 @@ CONFIG = """\
 timezone: Europe/Moscow
 branches:
   main: {hours: "09:00-21:00", days: mon-sat}
+settings: {review_url: "https://example.com/review"}
 connectors:
-  crm: {type: local, secret: "${env:%s}"}
   booking: {type: local}
   sms: {type: local}
-settings: {review_url: "https://example.com/review"}
+  crm:
+    type: local
+    secret: "${env:%s}"
 """ % TOKEN_ENV
 
 TEMPLATES = [
@@ -69,10 +71,27 @@ def rule_text(i: int) -> str:
     return TEMPLATES[i % len(TEMPLATES)].format(i=i, n=i % 50 + 1, m=i % 60, h=9 + i % 10)
 
 
+def declared(count: int) -> str:
+    """The crm connector's `events:`: the generated rules' own event types and the entity fields they watch, as
+    an admin declares what their forms and CRM send (validate refuses rules on events and fields nothing sends)."""
+    kinds = {0: "events", 1: "deal", 2: "booking"}
+    found: dict[str, list[int]] = {name: [] for name in kinds.values()}
+    for i in range(count):
+        if i % len(TEMPLATES) in kinds:
+            found[kinds[i % len(TEMPLATES)]].append(i)
+    lines = ["    events:"]
+    lines += [f"      custom.type_{i}: {{entity: client, data: {{score: number}}}}" for i in found["events"]]
+    for kind in ("deal", "booking"):
+        if found[kind]:
+            fields = ", ".join(f"field_{i}: text" for i in found[kind])
+            lines.append(f"      {kind}.updated: {{entity: {kind}, data: {{{fields}}}}}")
+    return "\n".join(lines) + "\n" if len(lines) > 1 else ""
+
+
 def write_project(root: Path, count: int, *, matching: int = 0, files: int = 20) -> Path:
     """A project with `count` generated rules spread over `files` files, `matching` of which match
     `booking.updated {status: arrived}`."""
-    (root / "automator.yaml").write_text(CONFIG)
+    (root / "automator.yaml").write_text(CONFIG + declared(count - matching))
     shutil.copytree(ROOT / "pipelines", root / "pipelines", dirs_exist_ok=True)
     (root / "rules").mkdir(exist_ok=True)
     bodies: list[list[str]] = [[] for _ in range(files)]

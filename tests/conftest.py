@@ -15,6 +15,17 @@ default_branch: main
 connectors:
   crm: {{type: local}}
   sms: {{type: local}}
+  # What the tests' own forms post (a `local` connector's `events:`), so that rules on them validate.
+  forms:
+    type: local
+    events:
+      nps.received: {{entity: client, data: {{score: number, comment: text, label: text}}}}
+      nps.logged: {{entity: client, data: {{score: number}}}}
+      payment.received: {{entity: client, data: {{amount: money}}}}
+      order.paid: {{data: {{amount: money}}}}
+      visit.completed: {{entity: client}}
+      guest.arrived: {{data: {{name: text}}}}
+      probe.sent: {{}}
 settings: {{review_url: "https://example.com/review"}}
 limits: {{chain_depth: 5}}
 """

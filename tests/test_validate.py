@@ -27,6 +27,11 @@ branches:
 connectors:
   crm: {type: local}
   sms: {type: local}
+  forms:
+    type: local
+    secret: "${env:FORMS_TOKEN}"
+    events:
+      nps.received: {entity: client, data: {score: {type: number}}}
 settings:
   review_url: https://example.com/review
 """
@@ -119,7 +124,7 @@ def test_a_clean_project_exits_0_with_a_one_line_summary(project: Any) -> None:
     assert problems == [] and loaded is not None
     assert [r.id for r in loaded.rules] == ["welcome"]
     code, out, err = validate_cli(root)
-    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n")
+    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 3 connectors in 3 files\n")
     assert err == OPEN_CRM_WARNING  # crm has no secret (below); sms has one
 
 
@@ -130,7 +135,7 @@ OPEN_CRM_WARNING = ("automator.yaml:5:3: warning: connector 'crm' (local) has no
 def test_a_connector_that_cannot_authenticate_webhooks_is_a_warning(project: Any) -> None:
     root = project()  # crm and sms: local, no secret
     code, out, err = validate_cli(root)
-    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 2 connectors in 3 files\n")
+    assert (code, out) == (0, "ok: 1 rule, 1 pipeline, 3 connectors in 3 files\n")
     assert err == OPEN_CRM_WARNING + OPEN_CRM_WARNING.replace(":5:3:", ":6:3:").replace("'crm'", "'sms'")
 
 
@@ -314,7 +319,7 @@ RULE_MISTAKES = [
     pytest.param("""\
         rules:
           - id: r
-            when: {event: visit.completed}
+            when: {event: booking.updated}
             do:
               - sms.send: {to: "{{ client.phone }}", text: "{{ days_sinse(client.last_visit_at) }} days"}
         """, [P(5, 52, "template '{{ days_sinse(client.last_visit_at) }} days': unknown function 'days_sinse'",
@@ -489,7 +494,7 @@ RULE_MISTAKES = [
         rules:
           - id: r
             when: {event: booking.created}
-            for_each: {kind: client, where: "client.vip"}
+            for_each: {kind: client, where: "client.visits > 2"}
             do:
               - stop: true
         """, [P(4, 15, "`for_each` works with `schedule` triggers only",
@@ -659,7 +664,7 @@ def test_an_action_no_configured_connector_performs(project: Any) -> None:
     root = project("""\
         rules:
           - id: r
-            when: {event: booking.created}
+            when: {event: segment.changed}
             do:
               - message.send: {to: "{{ client.phone }}", text: Hi}
               - sms.send: {to: "{{ client.phone }}", text: Hi}
@@ -960,7 +965,7 @@ def test_an_env_reference_in_a_rule_is_refused_with_the_connector_setting_as_the
               - http.request:
                   method: POST
                   url: "https://api.example.com/hook"
-                  headers: {Authorization: "Bearer ${env:API_TOKEN}", X-Trace: "{{ event.trace }}"}
+                  headers: {Authorization: "Bearer ${env:API_TOKEN}", X-Trace: "{{ event.id }}"}
                 via: api
         """, config=AUTOMATOR_YAML.replace("  sms: {type: local}\n", '  sms: {type: local}\n'
                                            '  api: {type: http, allow: ["api.example.com"]}\n'))

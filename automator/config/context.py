@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from automator.clock import Duration, parse_duration
 from automator.config.problems import Problem
+from automator.config.reads import Knowledge, Reading, field_problem, optional_reads, source_problem, type_of
 from automator.expr import Expr, ExprSyntaxError, Template, compile_expr, compile_template, suggest
+from automator.typecheck import check as check_types
 from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
@@ -21,6 +23,9 @@ Path_ = tuple[str | int, ...]
 # Names every expression may read; a `for_each` rule adds its kind, a rule's `set:` adds `vars` fields.
 SCOPE_NAMES = frozenset({"event", "entity", "prev", "client", "booking", "deal", "task", "settings", "vars",
                          "now", "today"})
+
+
+_GUARDS = frozenset({"get", "has"})  # the functions that read an optional field
 
 
 @dataclass
@@ -39,6 +44,11 @@ class CompileContext:
     deal_fields: set[str] = field(default_factory=set)  # shared across rules: fields some action sets
     broken: set[tuple[str | int, ...]] = field(default_factory=set)  # nodes with schema problems
     types: Mapping[str, type[Connector]] = field(default_factory=dict)  # installed connector types, for their checks
+    knowledge: Knowledge | None = None  # the project's catalogue and what its files declare
+    reading: Reading | None = None  # what the rule being compiled reads (None outside rules)
+    # The rule's expressions and templates, checked against `reading` once the whole rule is compiled (a
+    # `has(event, 'deal')` in its trigger makes `event.deal` in its steps known): (label, exprs, path).
+    reads: list[tuple[str, tuple[Expr, ...], tuple[str | int, ...]]] = field(default_factory=list)
 
     def is_broken(self, path: Sequence[str | int]) -> bool:
         """Whether a schema problem lies at or under `path` (so compiling it would repeat that problem)."""
@@ -67,6 +77,8 @@ class CompileContext:
             self.error(path, f"expression {value!r}: {exc.message}", exc.hint)
             return None
         self._check_fields(compiled.fields, path)
+        if self.reading is not None:
+            self.reads.append((f"expression {value!r}", (compiled,), tuple(path)))
         return compiled
 
     def template(self, value: str, path: Sequence[str | int], names: frozenset[str] = SCOPE_NAMES) -> Template | None:
@@ -77,6 +89,9 @@ class CompileContext:
             self.error(path, f"template {value!r}: {exc.message}", exc.hint)
             return None
         self._check_fields(compiled.fields, path)
+        if self.reading is not None:
+            exprs = tuple(part for part in compiled.parts if isinstance(part, Expr))
+            self.reads.append((f"template {value!r}", exprs, tuple(path)))
         return compiled
 
     def templates(self, value: Any, path: Sequence[str | int], names: frozenset[str] = SCOPE_NAMES) -> Any:
@@ -111,6 +126,27 @@ class CompileContext:
             elif head == "vars" and name not in self.rule_vars:
                 self.error(path, f"unknown variable 'vars.{name}'",
                            did_you_mean(name, self.rule_vars) or "set it first with a `set:` step")
+
+    def check_reads(self) -> None:
+        """Check the fields and types of the rule's expressions, collected since `reading` was set; one
+        problem per expression (the first), so that one mistake is not echoed by what follows from it."""
+        reads, self.reads = self.reads, []
+        if self.knowledge is None or self.reading is None:
+            return
+        knowledge, reading = self.knowledge, self.reading
+        # Only what can matter is walked: calls of get()/has(), comparisons that read event.source.
+        optional = optional_reads(expr.tree for _, exprs, _ in reads for expr in exprs if _GUARDS & expr.names)
+        for label, exprs, path in reads:
+            found = next((problem for expr in exprs for chain in expr.fields
+                          if (problem := field_problem(chain, reading, knowledge, optional)) is not None), None)
+            found = found or next((problem for expr in exprs if ("event", "source") in expr.fields
+                                   and (problem := source_problem(expr.tree, knowledge, reading)) is not None), None)
+            if found is None:
+                mismatches = [m for expr in exprs
+                              for m in check_types(expr.tree, lambda chain: type_of(chain, reading, knowledge))]
+                found = (mismatches[0].message, mismatches[0].hint) if mismatches else None
+            if found is not None:
+                self.error(path, f"{label}: {found[0]}", found[1])
 
     def pipeline(self, name: Any, path: Sequence[str | int]) -> Pipeline | None:
         """The pipeline called `name`, or a problem with a did-you-mean hint."""

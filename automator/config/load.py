@@ -15,6 +15,7 @@ from automator.checks import rule_trigger
 from automator.clock import parse_business_hours
 from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
+from automator.config.reads import Knowledge, declared, event_type_problem, field_problem, reading_of
 from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
                                       Project, content_version, display, find_root, rule_files)
 from automator.config.schemas import RULES_SCHEMA, SchemaSet
@@ -96,11 +97,11 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
     files = rule_files(root, Path(only_rules_under) if only_rules_under else None)
-    for file in files:
-        doc = read(file, "rules.schema.json")
-        if doc is None:
-            continue
-        ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields, types=types)
+    docs = [doc for doc in (read(file, "rules.schema.json") for file in files) if doc is not None]
+    knowledge = _knowledge(root, files, docs, config, pipelines, types)
+    for doc in docs:
+        ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields,
+                             knowledge=knowledge, types=types)
         rules.extend(_rules(doc, ctx, first_seen))
     if only_rules_under is None or Path(only_rules_under).resolve() == root:
         _check_requires(pipelines, pipeline_docs, deal_fields, problems)
@@ -216,6 +217,33 @@ def _catalogue(doc: Document | None, connectors: Mapping[str, ConnectorConfig], 
     return merge(parts)
 
 
+def _knowledge(root: Path, files: list[Path], docs: list[Document], config: Config,
+               pipelines: Mapping[str, Pipeline], types: Mapping[str, type[Connector]]) -> Knowledge:
+    """The catalogue and what the project's files declare. Rules checked alone (`validate rules/clinic`) may
+    read what rules elsewhere emit or set, so the other rule files are read too, for that only."""
+    data = [doc.data for doc in docs]
+    if len(files) < len(every := rule_files(root)):
+        chosen = set(files)
+        for file in every:
+            if file not in chosen:
+                raw, refused = read_file(file, display(file), MAX_BYTES, within=root)
+                other = load_document(file, raw=raw, display_path=display(file))[0] if refused is None else None
+                if other is not None:
+                    data.append(other.data)
+    requires = [name for p in pipelines.values() for stage in p.stages.values() for name in stage.requires]
+    silent = [name for name, c in config.connectors.items() if c.type in types
+              and types[c.type].parse is not Connector.parse and not _produced(types[c.type], name, c.options).events]
+    return Knowledge(config.catalogue, declared(data, requires, (c.options for c in config.connectors.values())),
+                     {name: c.type for name, c in config.connectors.items()}, open=bool(silent))
+
+
+def _produced(cls: type[Connector], name: str, options: Mapping[str, Any]) -> Catalogue:
+    try:
+        return cls.produces(name, options)
+    except CatalogueError:  # reported where the catalogue is merged (`_catalogue`)
+        return Catalogue()
+
+
 def _connector_problems(doc: Document, name: str, raw: Mapping[str, Any], cls: type[Connector]) -> list[Problem]:
     """The connector type's own settings schema, checked where the admin wrote each setting."""
     from jsonschema import Draft202012Validator
@@ -319,6 +347,10 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     ctx.rule_kind, ctx.rule_sources = rule_trigger(when, raw.get("for_each"), catalogue) if trigger_ok else (None, ())
     for_each = None
     names = SCOPE_NAMES
+    each = raw.get("for_each") if isinstance(raw.get("for_each"), Mapping) else {}
+    # What the rule reads is known from its trigger as written: every expression below is checked against it.
+    ctx.reading = reading_of(when, each.get("kind"), ctx.knowledge) \
+        if trigger_ok and ctx.knowledge is not None else None
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
         if trigger_ok and kinds[0] != "schedule":
@@ -328,6 +360,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
     trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok else None
+    if trigger is not None:
+        _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
     conditions_raw = raw.get("if", [])
     conditions_raw = conditions_raw if isinstance(conditions_raw, list) else [conditions_raw]
     conditions = []
@@ -348,6 +382,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         ctx.error((*path, "per"), f"unknown per '{per}': use one of {', '.join(PER_KINDS)} or a {{{{ template }}}}",
                   did_you_mean(str(per), PER_KINDS))
     steps = compile_steps(raw.get("do"), (*path, "do"), ctx)
+    ctx.check_reads()
+    ctx.reading = None
     if trigger is None:
         return None
     mark = ctx.doc.mark(path)
@@ -356,6 +392,20 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
                 mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
                 location=Location(ctx.doc.path, mark.line, mark.col))
+
+
+def _check_trigger_names(when: Mapping[str, Any], kind: str, path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """An event type nothing produces, or a `changed:`/`held:` field no connector fills: the rule never fires."""
+    if ctx.knowledge is None:
+        return
+    if kind == "event":
+        found = event_type_problem(str(when["event"]), ctx.knowledge)
+    elif kind in ("changed", "held"):
+        found = field_problem(tuple(str(when[kind]).split(".", 1)), ctx.reading, ctx.knowledge, set())
+    else:
+        found = None
+    if found is not None:
+        ctx.error((*path, kind), *found)
 
 
 def _check_requires(pipelines: Mapping[str, Pipeline], docs: Mapping[str, Document], deal_fields: set[str],

@@ -238,7 +238,8 @@ class _Deciding:
         if cached is None or cached[0] is not fields:
             before = self.before.fields if self.before and ref == self.event.entity else None
             if event.id not in self.views:
-                self.views[event.id] = scopes.event_view(event)
+                config = self.project.config
+                self.views[event.id] = scopes.event_view(event, config.catalogue, config.timezone)
             cached = self.scopes[key] = (fields, scopes.build(self.project, self.snapshot, event, ref, fields, before,
                                                               None, self.views[event.id]))
         scope = dict(cached[1])

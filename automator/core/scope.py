@@ -1,31 +1,120 @@
 """What expressions see: the event, the entity and its related client/booking/deal, settings and variables."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automator.catalogue import Catalogue
 from automator.expr import EvalContext, Template
-from automator.model import EntityRef, Event, Rule, iso
+from automator.model import EntityRef, Event, Rule
 from automator.store.base import Snapshot
 
 # Fields that link an entity to another one, and the kind they point to.
 LINKS = (("client", "client"), ("contact", "client"), ("booking", "booking"), ("deal", "deal"))
 
 
-def event_view(event: Event) -> dict[str, Any]:
-    """`event.score` reads the data; `event.type`, `event.id` and `event.at` the envelope."""
-    view: dict[str, Any] = dict(event.data)
-    view.update({"id": event.id, "type": event.type, "at": iso(event.at), "source": event.source,
-                 "data": dict(event.data)})
-    if event.entity is not None:
-        view["entity"] = {"kind": event.entity.kind, "id": event.entity.id}
+def event_view(event: Event, catalogue: Catalogue | None = None, tz: ZoneInfo | None = None) -> dict[str, Any]:
+    """`event.score` reads the data; `event.type`, `event.id`, `event.at`, `event.source`, `event.entity` and
+    `event.data` always the envelope: a data field of one of those names is read only as `event.data.<name>`,
+    so a name never means the data on one event and the envelope on another.
+
+    With the project's catalogue and timezone, the data fields it types `datetime` or `date` are datetimes
+    (dates), as the entity's are (see `typed`); `event.at` is the moment in the project's timezone."""
+    data = dict(event.data)
+    if catalogue is not None and tz is not None:
+        data = _typed(data, _temporal(catalogue).events.get(event.type, ()), tz)
+    view: dict[str, Any] = dict(data)
+    view.update({"id": event.id, "type": event.type, "at": event.at.astimezone(tz) if tz else event.at,
+                 "source": event.source, "data": data,
+                 "entity": {"kind": event.entity.kind, "id": event.entity.id} if event.entity is not None else None})
     return view
 
 
-def _fields(ref: EntityRef, fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {**fields, "id": ref.id}
+@dataclass(frozen=True, slots=True)
+class _Temporal:
+    """The fields a catalogue types `datetime` or `date`, per entity kind and per event type."""
+
+    kinds: Mapping[str, tuple[tuple[str, str], ...]]
+    events: Mapping[str, tuple[tuple[str, str], ...]]
+
+
+_TEMPORAL: dict[int, tuple[Catalogue, _Temporal]] = {}
+
+
+def _temporal(catalogue: Catalogue) -> _Temporal:
+    # Worked out once per catalogue (a project keeps one for its life); keyed by identity, the catalogue kept
+    # alive beside its entry so that the id is never reused for another one.
+    found = _TEMPORAL.get(id(catalogue))
+    if found is not None and found[0] is catalogue:
+        return found[1]
+
+    def pick(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+        return tuple((name, spec.type) for name, spec in fields.items() if spec.type in ("datetime", "date"))
+
+    temporal = _Temporal({kind: pick(fields) for kind, fields in catalogue.entities.items()},
+                         {type_: pick(catalogue.event_fields(type_)) for type_ in catalogue.events})
+    if len(_TEMPORAL) > 64:
+        _TEMPORAL.clear()
+    _TEMPORAL[id(catalogue)] = (catalogue, temporal)
+    return temporal
+
+
+def typed(kind: str, fields: Mapping[str, Any], catalogue: Catalogue, tz: ZoneInfo) -> dict[str, Any]:
+    """An entity's fields as expressions see them: those the catalogue types `datetime` are aware datetimes in
+    the project's timezone and `date` ones dates, whatever text (ISO 8601) the system or the store held; a
+    value that is not a date at all is left as it is, for the expression to report."""
+    return _typed(dict(fields), _temporal(catalogue).kinds.get(kind, ()), tz)
+
+
+def _typed(fields: dict[str, Any], temporal: tuple[tuple[str, str], ...], tz: ZoneInfo) -> dict[str, Any]:
+    for name, type_ in temporal:
+        value = fields.get(name)
+        if value is not None and not (type_ == "date" and value.__class__ is date):
+            converted = as_date(value, tz) if type_ == "date" else to_datetime(value, tz)
+            if converted is not None:
+                fields[name] = converted.astimezone(tz) if isinstance(converted, datetime) else converted
+    return fields
+
+
+def sendable(value: Any, tz: tzinfo) -> Any:
+    """Rendered params or event data as they leave the engine: a date-time (a lone `{{ booking.starts_at }}`
+    keeps its type) becomes ISO 8601 text with its offset in the project's timezone, a date ISO text, so
+    connectors, schemas and the store see the same text the system sent."""
+    cls = value.__class__
+    if cls is str or cls is int:  # what params mostly are: nothing to do
+        return value
+    if isinstance(value, datetime):
+        return (value.astimezone(tz) if value.tzinfo is not None else value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: sendable(v, tz) for k, v in value.items()}
+    if isinstance(value, list):
+        return [sendable(v, tz) for v in value]
+    return value
+
+
+def as_date(value: Any, tz: ZoneInfo) -> date | None:
+    """A date, an ISO date text, or the local date of a date-time (text or datetime)."""
+    if isinstance(value, datetime):
+        return (value.astimezone(tz) if value.tzinfo else value).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and len(value.strip()) == 10:
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    moment = to_datetime(value, tz)
+    return moment.astimezone(tz).date() if moment is not None else None
+
+
+def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Any) -> dict[str, Any]:
+    config = project.config
+    return {**typed(ref.kind, fields, config.catalogue, config.timezone), "id": ref.id}
 
 
 def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
@@ -35,23 +124,25 @@ def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None,
 
     `view` is the event's view when the caller already built it (expressions only read it, so runs share it).
     """
-    scope: dict[str, Any] = {"event": view if view is not None else event_view(event),
-                             "settings": project.config.settings,
-                             "vars": dict(vars_ or {}), "prev": dict(before or {})}
+    config = project.config
+    prev = typed(ref.kind, before, config.catalogue, config.timezone) if ref is not None and before else {}
+    scope: dict[str, Any] = {"event": view if view is not None else event_view(event, config.catalogue,
+                                                                               config.timezone),
+                             "settings": config.settings, "vars": dict(vars_ or {}), "prev": prev}
     if ref is not None and fields is not None:
-        own = _fields(ref, fields)
+        own = _fields(ref, fields, project)
         scope["entity"] = own
         scope[ref.kind] = own
-        _follow_links(snapshot, own, scope)
+        _follow_links(project, snapshot, own, scope)
     elif ref is not None:
         scope["entity"] = {"id": ref.id}
     linked = {k: v for k, v in event.data.items() if k in ("client", "booking", "deal")}
     if linked:
-        _follow_links(snapshot, linked, scope)
+        _follow_links(project, snapshot, linked, scope)
     return scope
 
 
-def learn(scope: dict[str, Any], events: list[Event]) -> None:
+def learn(scope: dict[str, Any], events: list[Event], project: Any) -> None:
     """The run's scope after events the run itself caused inside the core (`segment.recompute`'s
     `client.updated`): an entity the scope shows takes the event's fields, as the store will when the decision
     commits, so the run's later steps read the new values (`segment_of(client)`, `segment_avg_recency(client)`).
@@ -65,13 +156,15 @@ def learn(scope: dict[str, Any], events: list[Event]) -> None:
         view = scope.get(ref.kind)
         if not isinstance(view, Mapping) or str(view.get("id")) != ref.id:
             continue
-        learned = {**view, **{k: v for k, v in event.data.items() if k != "id"}}
+        data = typed(ref.kind, {k: v for k, v in event.data.items() if k != "id"}, project.config.catalogue,
+                     project.config.timezone)
+        learned = {**view, **data}
         if scope.get("entity") is view:
             scope["entity"] = learned
         scope[ref.kind] = learned
 
 
-def _follow_links(snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
+def _follow_links(project: Any, snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
     for name, kind in LINKS:
         if kind in scope or fields.get(name) in (None, ""):
             continue
@@ -80,9 +173,9 @@ def _follow_links(snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str
             continue
         linked = snapshot.entity(EntityRef(kind, str(value)))
         if linked is not None:
-            scope[kind] = _fields(linked.ref, linked.fields)
+            scope[kind] = _fields(linked.ref, linked.fields, project)
             if kind == "booking" or kind == "deal":  # a booking's or deal's client is in scope too
-                _follow_links(snapshot, scope[kind], scope)
+                _follow_links(project, snapshot, scope[kind], scope)
 
 
 def eval_context(project: Any, snapshot: Snapshot, now: datetime) -> EvalContext:

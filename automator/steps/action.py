@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from automator.actions import CANONICAL
 from automator.checks import CheckContext, literal
+from automator.core.scope import sendable
 from automator.core.outcome import Outcome, StepError
 from automator.config.context import CompileContext, did_you_mean
 from automator.config.project import choose_connector
@@ -169,7 +170,7 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     """Render the params, fill the default target, resolve the connector and plan the Effect."""
     from automator.core.targets import prepare
 
-    params = state.render(step.params)
+    params = sendable(state.render(step.params), state.ectx.tz)
     if not isinstance(params, dict):
         params = {}
     params = prepare(step.action, params, state)
@@ -191,5 +192,5 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
 
         events = perform(effect, state)
         state.events.extend(events)
-        learn(state.scope, events)
+        learn(state.scope, events, state.project)
     return None

@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from automator.core.scope import sendable
 from automator.core.outcome import Outcome, Stop
 from automator.config.context import CompileContext
 from automator.model import ENTITY_KINDS, EmitStep, EntityRef, Event, IfStep, SetStep, StopStep
@@ -80,9 +81,9 @@ def execute_set(step: SetStep, path: str, state: RunState) -> Outcome:
 
 def execute_emit(step: EmitStep, path: str, state: RunState) -> Outcome:
     """Emit an event into the journal; it is one level deeper in the chain than the run's own."""
-    entity = state.render(step.entity) if step.entity is not None else None
+    entity = sendable(state.render(step.entity), state.ectx.tz) if step.entity is not None else None
     ref = EntityRef(str(entity["kind"]), str(entity["id"])) if isinstance(entity, Mapping) else state.run.entity
-    data = state.render(step.data) or {}
+    data = sendable(state.render(step.data), state.ectx.tz) or {}
     event = Event(id=f"{state.run.id}/{path}", type=step.type, at=state.now, entity=ref, data=data,
                   source="engine", depth=state.run.depth + 1, caused_by=f"{state.run.id}/{path}")
     state.events.append(event)

@@ -35,7 +35,7 @@ def project(make_project):  # type: ignore[no-untyped-def]
           - id: fragile
             when: {event: nps.received}
             do:
-              - notify: {to: admin, text: "{{ client.nickname }}"}
+              - notify: {to: admin, text: "{{ client.email }}"}
         """)
     loaded, problems = load_project(root)
     assert loaded is not None, problems
@@ -96,7 +96,7 @@ def test_missing_field_is_recorded_in_the_trace(project) -> None:  # type: ignor
     run = decision.runs[0]
     assert run.status == "failed"
     assert run.trace[-1].kind == "error" and run.trace[-1].path == "do/0"
-    assert "client has no field 'nickname'" in (run.trace[-1].error or "")
+    assert "client has no field 'email'" in (run.trace[-1].error or "")
 
 
 def test_resume_continues_after_the_wait_with_current_state(project) -> None:  # type: ignore[no-untyped-def]

@@ -52,7 +52,7 @@ def load(root: Path) -> Project:
 @pytest.fixture(scope="module")
 def echo_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("echo")
-    (root / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (root / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local, events: {nps.received: {entity: client, data: {score: number}}, deal.note_added: {entity: deal}}}\n")
     (root / "pipelines").mkdir()
     (root / "pipelines" / "sales.yaml").write_text(
         "pipelines:\n  sales:\n    connector: crm\n    stages:\n      new: {id: NEW}\n      won: {id: WON}\n")
@@ -281,7 +281,7 @@ def test_a_reshaped_rule_cancels_the_waiting_run(root: Path, change: dict) -> No
 
 def test_a_removed_rule_cancels_the_waiting_run(root: Path) -> None:
     store, _old, fired = waiting(root)
-    new = reload(root, "rules:\n  - id: other\n    when: {event: x.y}\n    do:\n      - notify: {to: a, text: b}\n")
+    new = reload(root, "rules:\n  - id: other\n    when: {event: booking.created}\n    do:\n      - notify: {to: a, text: b}\n")
     (run,) = decide(new, store, fired, fired.at).runs
     assert run.status == "cancelled" and run.trace[-1].detail == "the rule was removed while the run waited"
 

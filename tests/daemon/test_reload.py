@@ -167,7 +167,7 @@ def test_a_valid_change_is_swapped_in_and_clears_the_errors(daemon: Daemon) -> N
         assert await d.swap(project, problems, ["rules/rules.yaml"]) is True
         assert d.project is project and d.project.version != running.version
         assert d.load_errors == [] and reloads(d, "ok") == 1 and reloads(d, "failed") == 1
-        assert set(d.connectors) == {"crm", "sms"} and d.connectors["crm"] is not old_connectors["crm"]
+        assert set(d.connectors) == {"crm", "sms", "forms"} and d.connectors["crm"] is not old_connectors["crm"]
         assert schedule_timers(d) == ["schedule/nightly"]  # the new schedule rule got its timer
         record = status(d)
         assert record["version"] == project.version and record["load_errors"] == [] and record["rules"] == 2

@@ -32,7 +32,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> Projects:
             root = tmp_path_factory.mktemp("timers")
             (root / "automator.yaml").write_text(
                 f"timezone: {tz}\nbranches:\n  main: {{hours: \"09:00-21:00\", days: mon-sat}}\n"
-                "connectors:\n  crm: {type: local}\n")
+                "connectors:\n  crm: {type: local, events: {nps.received: {entity: client, data: {score: number}}}}\n")
             (root / "rules").mkdir()
             (root / "rules" / "rules.yaml").write_text(rules)
             project, problems = load_project(root)

@@ -155,7 +155,13 @@ default_branch: main
 connectors:
   crm: {{type: local}}
   sms: {{type: local}}
-  booking: {{type: local, secret: "${{env:{token_env}}}"}}
+  booking:
+    type: local
+    secret: "${{env:{token_env}}}"
+    # The test's booking system sends the client's phone with each booking (a field no catalogue declares).
+    events:
+      booking.updated: {{entity: booking, data: {{phone: phone}}}}
+      order.paid: {{data: {{sum: money}}}}
   web: {{type: http, allow: ["127.0.0.1:{fake_port}"], timeout: 5}}
 store: automator.db
 settings:

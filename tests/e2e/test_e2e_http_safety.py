@@ -12,7 +12,10 @@ CONFIG = """\
 timezone: Europe/Moscow
 connectors:
   crm: {{type: local}}
-  booking: {{type: local, secret: "${{env:{token_env}}}"}}
+  booking:
+    type: local
+    secret: "${{env:{token_env}}}"
+    events: {{order.paid: {{data: {{trace: text}}}}, probe.sent: {{}}}}
   web: {{type: http, allow: ["127.0.0.1:{fake_port}"], headers: {{X-Static: "${{env:E2E_HTTP_STATIC}}"}}, timeout: 5}}
   open: {{type: http, allow: ["*"], timeout: 5}}
 store: automator.db

@@ -397,7 +397,7 @@ def worker_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     from automator.config.load import load_project
 
     root = tmp_path_factory.mktemp("worker")
-    (root / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (root / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local, events: {nps.received: {entity: client, data: {score: number}}}}\n")
     (root / "rules").mkdir()
     (root / "rules" / "rules.yaml").write_text(textwrap.dedent(WORKER_RULES))
     project, problems = load_project(root)
@@ -494,7 +494,7 @@ def test_an_event_sees_what_the_events_before_it_in_its_batch_changed(store: Sql
     from automator.config.load import load_project
     from automator.daemon.worker import process_batch
 
-    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local, events: {nps.received: {entity: client, data: {score: number}}}}\n")
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "rules.yaml").write_text("""\
 rules:
