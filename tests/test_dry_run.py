@@ -144,9 +144,9 @@ def test_a_wait_already_past_says_so_in_local_time(make_project) -> None:  # typ
             when: {event: booking.created}
             do:
               - wait: {until: "now - duration('1h')"}
-              - notify: {to: admin, text: "{{ event.note }}"}
+              - notify: {to: admin, text: "{{ event.service }}"}
         """)
-    code, out = dry_run(root, "event: booking.created\ndata: {note: 'Запись: Анна'}\n")
+    code, out = dry_run(root, "event: booking.created\ndata: {service: 'Запись: Анна'}\n")
     assert code == 0, out
     assert out.splitlines()[3:5] == [
         "    wait until 2026-03-02 09:00 +03:00: already past, the run goes on at once",

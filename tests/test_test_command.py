@@ -14,6 +14,7 @@ timezone: Europe/Moscow
 connectors:
   crm: {type: local}
   sms: {type: local}
+  forms: {type: local, events: {nps.received: {entity: client, data: {score: number, comment: text, rating: number, note: text}}}}
 """
 
 RULES = """\
@@ -106,21 +107,22 @@ def test_an_expected_failure_that_did_not_happen_fails(project) -> None:  # type
 
 
 def test_a_where_that_cannot_be_evaluated_is_a_failure_at_the_rule(project) -> None:  # type: ignore[no-untyped-def]
-    project("expect:\n  - {no_action: notify}\n", rules=RULES.replace("event.comment != ''", "event.coment != ''"))
+    # `note` is declared, so validate passes it; this event does not carry it, so the run fails.
+    project("expect:\n  - {no_action: notify}\n", rules=RULES.replace("event.comment != ''", "event.note != ''"))
     code, lines = run("rules")
     assert code == 1
-    failure = lines.index("    rule 'watch' failed at rules/nps.yaml:8:5 (when: where \"event.coment != ''\"), "
+    failure = lines.index("    rule 'watch' failed at rules/nps.yaml:8:5 (when: where \"event.note != ''\"), "
                           "on nps.received at 2026-03-02 10:00 +03:00:")
-    assert "coment" in lines[failure + 1]
+    assert "note" in lines[failure + 1]
 
 
 def test_a_condition_that_cannot_be_evaluated_is_a_failure_at_the_rule(project) -> None:  # type: ignore[no-untyped-def]
-    project("expect:\n  - {no_action: sms.send}\n", rules=RULES.replace("event.score >= 9", "event.scor >= 9"))
+    project("expect:\n  - {no_action: sms.send}\n", rules=RULES.replace("event.score >= 9", "event.rating >= 9"))
     code, lines = run("rules")
     assert code == 1
-    assert lines[1] == ("    rule 'thanks' failed at rules/nps.yaml:2:5 (if/0: if event.scor >= 9), on nps.received "
+    assert lines[1] == ("    rule 'thanks' failed at rules/nps.yaml:2:5 (if/0: if event.rating >= 9), on nps.received "
                         "at 2026-03-02 10:00 +03:00:")
-    assert "scor" in lines[2]
+    assert "rating" in lines[2]
 
 
 def test_a_rule_file_given_to_test_is_a_usage_error_naming_its_test(project) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ connectors:
         roles: {consultant: 5}, fields: {visit_at: UF_CRM_VISIT_AT}}
   booking: {type: yclients, company_id: 42, partner_token: "${env:YC_P}", user_token: "${env:YC_U}",
             hook_secret: "${env:YC_H}", branch: main}
+  forms: {type: local, events: {nps.received: {entity: client, data: {booking: id, score: number}}}}
 """
 
 PIPELINE = """\
@@ -161,6 +162,7 @@ def test_an_amocrm_lead_our_rule_creates_starts_the_deal_created_rule_once(tmp_p
         connectors:
           crm: {type: amocrm, subdomain: clinic, token: "${env:AMO_TOKEN}", hook_secret: "${env:AMO_HOOK}",
                 users: {consultant: 5}}
+          forms: {type: local, events: {nps.received: {entity: client, data: {score: number}}}}
         """))
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "sales.yaml").write_text(

@@ -212,7 +212,7 @@ def test_fields_a_rule_emits_or_sets_are_known_to_every_rule(project: Any) -> No
             if: "event.rating >= 9 and has(client, 'loyal_since')"
             do:
               - notify: {to: admin, text: "{{ deal.service }} {{ client.loyal_since }} {{ entity.loyal_since }}"}
-        """})
+        """}, config=CONFIG.replace("roles: {admin: 1}}", "roles: {admin: 1},\n        fields: {visit_at: UF_CRM_1, service: UF_CRM_2}}"))
     code, out = validate(root)
     assert (code, out.startswith("ok: ")) == (0, True), out
     # Checked alone, the folder still knows what the rules elsewhere emit and set.
