@@ -3,17 +3,33 @@
 The public API mirrors the CLI: `load_project` (validate), `dry_run`, `run_tests` (test), `Daemon` (run), and
 the core `decide`.
 """
+from importlib import import_module
 from typing import Any
 
-from automator.checks import CheckContext, ParamProblem
-from automator.config.load import load_project
-from automator.config.problems import Problem
-from automator.config.project import Project
-from automator.connector import ActionResult, Connector, action
-from automator.core.decide import decide
-from automator.dryrun import dry_run
-from automator.model import Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer
-from automator.testing import run_tests
+# Where each public name lives. Loaded on first use: `automator validate` needs neither the store nor the
+# simulator, and the daemon brings uvicorn and aiohttp, so importing the package costs only what is used.
+_PUBLIC = {
+    "ActionResult": "automator.connector",
+    "CheckContext": "automator.checks",
+    "Connector": "automator.connector",
+    "Daemon": "automator.daemon.process",
+    "Decision": "automator.model",
+    "Effect": "automator.model",
+    "Entity": "automator.model",
+    "EntityRef": "automator.model",
+    "Event": "automator.model",
+    "ParamProblem": "automator.checks",
+    "Problem": "automator.config.problems",
+    "Project": "automator.config.project",
+    "Rule": "automator.model",
+    "Run": "automator.model",
+    "Timer": "automator.model",
+    "action": "automator.connector",
+    "decide": "automator.core.decide",
+    "dry_run": "automator.dryrun",
+    "load_project": "automator.config.load",
+    "run_tests": "automator.testing",
+}
 
 __all__ = [
     "ActionResult",
@@ -40,9 +56,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The daemon brings uvicorn and aiohttp: loaded only by those who run it, not by `automator validate`.
-    if name == "Daemon":
-        from automator.daemon.process import Daemon
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'automator' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return Daemon
-    raise AttributeError(f"module 'automator' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

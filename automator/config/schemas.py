@@ -203,12 +203,12 @@ class SchemaSet:
         return messages
 
     def _issues(self, doc: DocumentLike | None, name: str, prefix: DataPath, instance: Any) -> list[_Issue]:
-        validator = self._validator(name)
         bad_keys = list(_non_text_keys(instance, prefix))
         if bad_keys:  # jsonschema cannot match patterns against such keys; report them first
             return bad_keys
         if self.is_valid(name, instance):
             return []
+        validator = self._validator(name)  # built (and its schema checked) only for a file that has a problem
         box = [instance]
         for _ in range(3):  # coercion may reveal more coercible values in another branch
             try:
