@@ -224,6 +224,35 @@ def rule_trigger(when: Any, for_each: Any, catalogue: Catalogue) -> tuple[str | 
     return None, ()
 
 
+def by_phone_hint(context: CheckContext, system: str) -> str:
+    """What to write instead of another system's id as a CRM's contact: the phone, which the CRM is searched by."""
+    return (f'write `contact: "{{{{ client.phone }}}}"`: connector \'{context.connector}\' finds the {system} contact '
+            "with that phone, or creates it")
+
+
+def foreign_contact(params: Mapping[str, Any], context: CheckContext, system: str, record: str
+                    ) -> list[ParamProblem] | None:
+    """The problem of a CRM's `contact:` that would carry another system's client id, written in a template or put
+    there by the engine for the run's client (no `contact:`): the record would be linked to whichever of the CRM's
+    contacts has that number. [] when it is fine, None when it is a literal for the connector to judge."""
+    if "contact" not in params:
+        others = context.foreign_run_client()
+        if not others:
+            return []
+        return [ParamProblem((), f"deal.create without `contact:` gives {system} the run's client id, an id from "
+                                 f"{context.named(others)}, as its contact id: the {record} would be linked to "
+                                 f"whichever {system} contact has that number", by_phone_hint(context, system))]
+    value = params["contact"]
+    if literal(value) is not UNKNOWN:
+        return None
+    others = context.foreign(value)
+    if not others:
+        return []
+    return [ParamProblem(("contact",), f"'{value.source}' is an id from {context.named(others)}, but {system} takes "
+                                       f"`contact:` as its own contact id: the {record} would be linked to whichever "
+                                       f"{system} contact has that number", by_phone_hint(context, system))]
+
+
 def choice_hint(name: str, known: Any, what: str) -> str:
     """A did-you-mean for a name that is not among `known`, else the list of them (or that there are none)."""
     from automator.expr import suggest

@@ -941,6 +941,23 @@ _NOT_WORDS = re.compile(r"(?<![=!<>])!(?!=)")
 _BARE_DURATION = re.compile(r"(?<![\w.'\"])(-?\d+(?:mo|w|d|h|m|s)(?:\d+(?:mo|w|d|h|m|s))*)(?![\w'\"])")
 
 
+def chain_of(node: ast.AST) -> tuple[str, ...] | None:
+    """`client.rfm['r']` -> ("client", "rfm", "r"); None for anything that is not a plain field read."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                and isinstance(node.slice.value, str):
+            parts.append(node.slice.value)
+            node = node.value
+        elif isinstance(node, ast.Name):
+            return (node.id, *reversed(parts))
+        else:
+            return None
+
+
 class _Compiler:
     """Parse one expression and check it against the whitelist, collecting the names and field chains it uses."""
 
@@ -1052,20 +1069,9 @@ class _Compiler:
             raise self._error(node, f"unknown name '{name}'", f"did you mean '{guess}'?" if guess else None)
 
     def _record(self, node: ast.AST) -> None:
-        parts: list[str] = []
-        while True:
-            if isinstance(node, ast.Attribute):
-                parts.append(node.attr)
-                node = node.value
-            elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
-                    and isinstance(node.slice.value, str):
-                parts.append(node.slice.value)
-                node = node.value
-            elif isinstance(node, ast.Name):
-                self.fields[(node.id, *reversed(parts))] = None
-                return
-            else:
-                return
+        chain = chain_of(node)
+        if chain is not None:
+            self.fields[chain] = None
 
     def _check_Attribute(self, node: ast.Attribute, depth: int, chained: bool) -> None:
         if node.attr.startswith("_"):

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
+from automator.expr import chain_of
+
 # The types an expression's values can have, as an admin reads them.
 TYPES = ("text", "number", "bool", "datetime", "date", "duration", "list", "record")
 Type = Union[str, None]
@@ -142,23 +144,6 @@ def check(tree: ast.expr, type_of: TypeOf) -> list[Mismatch]:
     checker = _Checker(type_of)
     checker.infer(tree)
     return checker.found
-
-
-def chain_of(node: ast.AST) -> tuple[str, ...] | None:
-    """`client.rfm['r']` -> ("client", "rfm", "r"); None for anything that is not a plain field read."""
-    parts: list[str] = []
-    while True:
-        if isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
-                and isinstance(node.slice.value, str):
-            parts.append(node.slice.value)
-            node = node.value
-        elif isinstance(node, ast.Name):
-            return (node.id, *reversed(parts))
-        else:
-            return None
 
 
 def shown(type_: str) -> str:

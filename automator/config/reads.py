@@ -19,7 +19,8 @@ from typing import Any
 
 from automator.catalogue import ENVELOPE, Catalogue, FieldSpec
 from automator.expr import suggest
-from automator.typecheck import Type, chain_of, field_type, literal_texts
+from automator.expr import chain_of
+from automator.typecheck import Type, field_type, literal_texts
 
 KINDS = ("client", "booking", "deal", "task")
 STATE_VERBS = ("created", "updated", "changed", "restored")  # the verbs whose data the entity takes on (core/decide)

@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from automator.checks import STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
+from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
+                             foreign_contact, literal)
 from automator.errors import Rejected
 from connectors.amocrm.mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, e164, price, unix_time
 
-BY_PHONE = 'write `contact: "{{{{ client.phone }}}}"`: connector \'{name}\' finds the amoCRM contact with that phone, ' \
-           'or creates it'
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
@@ -132,23 +131,11 @@ def _due(value: Any) -> list[ParamProblem]:
 def _contact(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
     """`contact:` is an amoCRM contact id or a phone to find (or make) the contact by. Another system's client id,
     written or put there by the engine for the run's client, would link the lead to another person."""
-    hint = BY_PHONE.format(name=context.connector)
-    if "contact" not in params:
-        others = context.foreign_run_client()
-        if not others:
-            return []
-        return [ParamProblem((), f"deal.create without `contact:` gives amoCRM the run's client id, an id from "
-                                 f"{context.named(others)}, as its contact id: the lead would be linked to whichever "
-                                 "amoCRM contact has that number", hint)]
-    value = params["contact"]
-    known = literal(value)
-    if known is UNKNOWN:
-        others = context.foreign(value)
-        if not others:
-            return []
-        return [ParamProblem(("contact",), f"'{value.source}' is an id from {context.named(others)}, but amoCRM "
-                                           "takes `contact:` as its own contact id: the lead would be linked to "
-                                           "whichever amoCRM contact has that number", hint)]
+    found = foreign_contact(params, context, "amoCRM", "lead")
+    if found is not None:
+        return found
+    known = literal(params["contact"])
+    hint = by_phone_hint(context, "amoCRM")
     text = "" if known is None else str(known).strip()
     fields = params.get("fields") if isinstance(params.get("fields"), Mapping) else {}
     if not text or text.isdigit() or e164(text) is not None or "phone" in fields or "email" in fields:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from automator.checks import STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
+from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
+                             foreign_contact, literal)
 from automator.errors import Rejected
 from connectors.bitrix24.mapping import DEAL_FIELDS, RESERVED, bitrix_field, e164, looks_like_phone, stage_category
 
 DEAL_ACTIONS = ("deal.create", "deal.move", "deal.update")
 ON_A_DEAL = ("deal.move", "deal.update", "bitrix24.todo", "bitrix24.comment")  # `deal:` is a Bitrix24 deal id
-BY_PHONE = 'write `contact: "{{{{ client.phone }}}}"`: connector \'{name}\' finds the Bitrix24 contact with that phone, ' \
-           'or creates it'
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
@@ -159,23 +158,11 @@ def _contact(params: Mapping[str, Any], context: CheckContext) -> list[ParamProb
     """`contact:` is a Bitrix24 contact id or a phone (the contact with it is found, or made). Another system's
     client id, written or put there by the engine for the run's client, would link the deal to whichever Bitrix24
     contact has that number."""
-    hint = BY_PHONE.format(name=context.connector)
-    if "contact" not in params:
-        others = context.foreign_run_client()
-        if not others:
-            return []
-        return [ParamProblem((), f"deal.create without `contact:` gives Bitrix24 the run's client id, an id from "
-                                 f"{context.named(others)}, as its contact id: the deal would be linked to whichever "
-                                 "Bitrix24 contact has that number", hint)]
-    value = params["contact"]
-    known = literal(value)
-    if known is UNKNOWN:
-        others = context.foreign(value)
-        if not others:
-            return []
-        return [ParamProblem(("contact",), f"'{value.source}' is an id from {context.named(others)}, but Bitrix24 "
-                                           "takes `contact:` as its own contact id: the deal would be linked to "
-                                           "whichever Bitrix24 contact has that number", hint)]
+    found = foreign_contact(params, context, "Bitrix24", "deal")
+    if found is not None:
+        return found
+    known = literal(params["contact"])
+    hint = by_phone_hint(context, "Bitrix24")
     text = "" if known is None else str(known).strip()
     if not text or text.isdigit() and not looks_like_phone(text):
         return []
