@@ -1,14 +1,12 @@
 """The real connectors in the daemon: YCLIENTS → rules → Bitrix24 and SMS.ru in --sandbox, and catch-up polling."""
 from __future__ import annotations
 
-import json
 import textwrap
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2e_support import Daemon, Project, query, wait_for
+from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
 
 from automator.emulator import serve
 from connectors.bitrix24.emulator import Bitrix24Emulator
@@ -63,30 +61,19 @@ def _project(root: Path, config: str = CONFIG) -> Project:
     return Project(root, 0)
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
 
 def test_a_yclients_no_show_makes_one_bitrix24_deal_and_one_sms_in_the_sandbox(
         tmp_path: Path, start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(_project(tmp_path / "clinic"), args=("--sandbox",))
     base = f"http://127.0.0.1:{daemon.port}/_sandbox"
-    record = next(r for r in _get(f"{base}/booking/_emulator/state")["records"]
+    record = next(r for r in get_json(f"{base}/booking/_emulator/state")["records"]
                   if r["client"]["phone"] == "+79161234567")
 
     # An administrator marks the visit as a no-show in YCLIENTS: YCLIENTS sends its record webhook.
-    _post(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+    post_json(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
 
-    deals = wait_for(lambda: _get(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
-    messages = wait_for(lambda: _get(f"{base}/sms/_emulator/state")["messages"], 20, "an SMS in the SMS.ru emulator")
+    deals = wait_for(lambda: get_json(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
+    messages = wait_for(lambda: get_json(f"{base}/sms/_emulator/state")["messages"], 20, "an SMS in the SMS.ru emulator")
     assert [d["TITLE"] for d in deals] == ["Реабилитация: Анна"]
     assert deals[0]["STAGE_ID"] == "C4:NEW" and deals[0]["ORIGINATOR_ID"] == "automator"
     assert [m["text"] for sent in messages.values() for m in sent] == ["Анна, мы скучаем! Запишитесь снова."]
@@ -97,8 +84,8 @@ def test_a_yclients_no_show_makes_one_bitrix24_deal_and_one_sms_in_the_sandbox(
     wait_for(lambda: not query(daemon.project.db, "select 1 from effects where status in "
                                                   "('pending', 'running', 'retry')"), 10, "the outbox to drain")
     # Nothing more happens however long we look: one deal, one SMS, every effect done.
-    assert len(_get(f"{base}/crm/_emulator/state")["deals"]) == 1
-    assert sum(len(v) for v in _get(f"{base}/sms/_emulator/state")["messages"].values()) == 1
+    assert len(get_json(f"{base}/crm/_emulator/state")["deals"]) == 1
+    assert sum(len(v) for v in get_json(f"{base}/sms/_emulator/state")["messages"].values()) == 1
     assert query(daemon.project.db, "select action, status from effects order by action") == [
         ("deal.create", "done"), ("sms.send", "done")]
     assert daemon.terminate() == 0
@@ -116,9 +103,9 @@ def test_changes_made_while_the_daemon_was_down_are_caught_up_once(
                "SMSRU_API_ID": "x"}
         daemon = start_daemon(project, env=env)
         portal.hook_url = f"http://127.0.0.1:{daemon.port}/hooks/crm"
-        first = _post(f"{served.url}/_emulator/manager/deal",
+        first = post_json(f"{served.url}/_emulator/manager/deal",
                       {"fields": {"TITLE": "Первая", "CATEGORY_ID": 4, "STAGE_ID": "C4:NEW"}})["id"]
-        second = _post(f"{served.url}/_emulator/manager/deal",
+        second = post_json(f"{served.url}/_emulator/manager/deal",
                        {"fields": {"TITLE": "Вторая", "CATEGORY_ID": 4, "STAGE_ID": "C4:NEW"}})["id"]
         wait_for(lambda: query(project.db, "select count(*) from entities where kind = 'deal'")[0][0] == 2, 15,
                  "both deals known from their webhooks")
@@ -129,7 +116,7 @@ def test_changes_made_while_the_daemon_was_down_are_caught_up_once(
 
         # While the daemon is down, managers move both deals: Bitrix24's webhooks go nowhere and are never resent.
         for deal in (first, second):
-            _post(f"{served.url}/_emulator/manager/move", {"id": deal, "stage_id": "C4:PREPARATION"})
+            post_json(f"{served.url}/_emulator/manager/move", {"id": deal, "stage_id": "C4:PREPARATION"})
         assert all(w["status"] != 200 for w in portal.webhooks[-2:])
 
         daemon = start_daemon(project, env=env, log_name="daemon2.log")

@@ -1,14 +1,12 @@
 """The daemon in --sandbox reacts once to a change it made itself, however the system reports it back."""
 from __future__ import annotations
 
-import json
 import textwrap
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2e_support import Daemon, Project, query, wait_for
+from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
 
 PIPELINES = """\
 pipelines:
@@ -63,34 +61,23 @@ def _project(root: Path) -> Project:
     return Project(root, 0)
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
 
 def test_a_deal_the_daemon_created_starts_the_deal_created_rule_once(
         tmp_path: Path, start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(_project(tmp_path / "clinic"), args=("--sandbox",))
     base = f"http://127.0.0.1:{daemon.port}/_sandbox"
-    record = next(r for r in _get(f"{base}/booking/_emulator/state")["records"]
+    record = next(r for r in get_json(f"{base}/booking/_emulator/state")["records"]
                   if r["client"]["phone"] == "+79161234567")
 
-    _post(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+    post_json(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
 
-    deals = wait_for(lambda: _get(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
+    deals = wait_for(lambda: get_json(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
     # Both reports of the new deal are decided: the action's answer and the portal's ONCRMDEALADD.
     wait_for(lambda: query(daemon.project.db, "select count(*) from journal where type = 'deal.created' and "
                                               "status = 'done'")[0][0] >= 2, 15, "both reports of the deal decided")
     wait_for(lambda: not query(daemon.project.db, "select 1 from effects where status in "
                                                   "('pending', 'running', 'retry')"), 15, "the outbox to drain")
-    tasks = _get(f"{base}/crm/_emulator/state")["tasks"]
+    tasks = get_json(f"{base}/crm/_emulator/state")["tasks"]
     titles = sorted(t["title"] for t in (tasks.values() if isinstance(tasks, dict) else tasks))
     assert titles == [f"Позвонить по сделке {deals[0]['ID']}"], titles
     assert query(daemon.project.db, "select count(*) from runs where rule_id = 'new-deal-task'")[0][0] == 1
