@@ -106,6 +106,10 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
             elif "advance_to" in step:
                 sim.advance_to(parse_time(step["advance_to"], project))
             elif "event" in step:
+                unknown = _unknown_event(project, str(step["event"]))
+                if unknown is not None:  # it would start nothing, and a `no_action` would pass for that reason
+                    result.failures.append(doc.problem((*where, "event"), *unknown).format())
+                    continue
                 sim.event(step)
             else:
                 result.failures.append(doc.problem(where, "a `when:` item is an event, `advance` or "
@@ -151,6 +155,13 @@ def refused(performed: list[Performed], project: Project) -> list[str]:
     """One failure per effect its connector refused or could not perform: the daemon would dead-letter it."""
     return [f"{p.effect.action} {_short(p.effect.params)} at {_local(p.effect.at, project)} failed in connector "
             f"{p.effect.connector!r}: {p.error}" for p in performed if not p.ok]
+
+
+def _unknown_event(project: Project, type_: str) -> tuple[str, str | None] | None:
+    """(message, hint) for a test event of a type nothing in the project produces or emits; None when known."""
+    from automator.config.reads import event_type_problem
+
+    return event_type_problem(type_, project.knowledge) if project.knowledge is not None else None
 
 
 def unknown_name(doc: Document, where: tuple[Any, ...], expectation: Mapping[str, Any],

@@ -195,3 +195,15 @@ def test_an_expectation_that_names_no_known_action_or_rule_is_a_failure_at_its_p
         "        hint: did you mean 'thanks'?",
         "0 passed, 1 failed",
     ]
+
+
+def test_a_test_event_of_a_type_nothing_produces_fails_at_its_place(project) -> None:  # type: ignore[no-untyped-def]
+    # `nps.recieved` would start no rule, so `no_action` would pass for the wrong reason: the misspelling fails.
+    root = project("expect:\n  - {no_action: sms.send}\n")
+    test = root / "rules" / "nps.test.yaml"
+    test.write_text(test.read_text(encoding="utf-8").replace("{event: nps.received", "{event: nps.recieved"),
+                    encoding="utf-8")
+    code, lines = run("rules")
+    assert code == 1
+    assert lines[1:3] == ["    rules/nps.test.yaml:5:13: error: unknown event type 'nps.recieved'",
+                          "        hint: did you mean 'nps.received' (from crm, sms, forms)?"]

@@ -111,7 +111,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
                       segments=segments, router=Router(r for r in rules), schemas=schemas,
                       version=content_version(texts), files=tuple(display(root / name) for name, _ in texts),
-                      warnings=tuple(problems))
+                      warnings=tuple(problems), knowledge=knowledge)
     return project, []
 
 

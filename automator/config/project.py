@@ -17,6 +17,7 @@ from automator.core.outcome import StepError
 from automator.model import Location, Pipeline, Rule
 
 if TYPE_CHECKING:
+    from automator.config.reads import Knowledge
     from automator.clock import BusinessHours
     from automator.config.schemas import SchemaSet
     from automator.core.router import Router
@@ -80,6 +81,8 @@ class Project:
     files: tuple[str, ...] = ()
     # What loads but does not work as written (a rule file with no rules): `validate` shows these, exit still 0.
     warnings: tuple[Problem, ...] = ()
+    # What the project's connectors produce and its rules emit: what a test's events are checked against.
+    knowledge: Knowledge | None = None
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule with this id, if loaded."""
