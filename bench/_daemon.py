@@ -20,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _loadgen import TOKEN_ENV  # noqa: E402 - sets the webhook token in this environment, which daemons inherit
-from _project import write_project  # noqa: E402
+from _project import declared, write_project  # noqa: E402
 from http_client import RESPONSE, _content_length  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -33,12 +33,14 @@ CONFIG = """\
 timezone: Europe/Moscow
 branches:
   main: {{hours: "09:00-21:00", days: mon-sat}}
+settings: {{review_url: "https://example.com/review"}}
 connectors:
-  crm: {{type: local, secret: "${{env:{token_env}}}"}}
   booking: {{type: local}}
   sms: {{type: local}}
   out: {{type: http, allow: ["127.0.0.1:{port}"]}}
-settings: {{review_url: "https://example.com/review"}}
+  crm:
+    type: local
+    secret: "${{env:{token_env}}}"
 """
 
 # The rules the benchmark event (`booking.updated {status: arrived}` of a new booking) reaches: one performs
@@ -67,7 +69,9 @@ def write_daemon_project(root: Path, rules: int, *, emulator_port: int) -> Path:
     """A project of `rules` rules: generated ones that cannot match the benchmark event (every trigger kind,
     see _project.py), plus BENCH_RULES. Returns automator.yaml."""
     write_project(root, rules - MATCHING, matching=0)
-    (root / "automator.yaml").write_text(CONFIG.format(port=emulator_port, token_env=TOKEN_ENV))
+    # The generated rules' own events, as write_project declares them, under this project's crm connector.
+    (root / "automator.yaml").write_text(CONFIG.format(port=emulator_port, token_env=TOKEN_ENV)
+                                         + declared(rules - MATCHING))
     (root / "rules" / "bench.yaml").write_text(BENCH_RULES.format(port=emulator_port))
     return root / "automator.yaml"
 
