@@ -206,4 +206,4 @@ def test_a_test_event_of_a_type_nothing_produces_fails_at_its_place(project) -> 
     code, lines = run("rules")
     assert code == 1
     assert lines[1:3] == ["    rules/nps.test.yaml:5:13: error: unknown event type 'nps.recieved'",
-                          "        hint: did you mean 'nps.received' (from crm, sms, forms)?"]
+                          "        hint: did you mean 'nps.received' (from forms)?"]

@@ -231,10 +231,12 @@ def _knowledge(root: Path, files: list[Path], docs: list[Document], config: Conf
                 if other is not None:
                     data.append(other.data)
     requires = [name for p in pipelines.values() for stage in p.stages.values() for name in stage.requires]
+    sends = {name: frozenset(_produced(types[c.type], name, c.options).events)
+             for name, c in config.connectors.items() if c.type in types}
     silent = [name for name, c in config.connectors.items() if c.type in types
-              and types[c.type].parse is not Connector.parse and not _produced(types[c.type], name, c.options).events]
+              and types[c.type].parse is not Connector.parse and not sends[name]]
     return Knowledge(config.catalogue, declared(data, requires, (c.options for c in config.connectors.values())),
-                     {name: c.type for name, c in config.connectors.items()}, open=bool(silent))
+                     {name: c.type for name, c in config.connectors.items()}, open=bool(silent), sends=sends)
 
 
 def _produced(cls: type[Connector], name: str, options: Mapping[str, Any]) -> Catalogue:

@@ -98,6 +98,8 @@ class Knowledge:
     # A connector that receives webhooks but declares no catalogue (a plugin without catalogue.yaml) may send
     # any event with any fields: then nothing about events and fields can be known.
     open: bool = False
+    # The event types each connector (by name) produces: a did-you-mean names the connectors that send it.
+    sends: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Answers worked out once per project load: a thousand rules ask about the same few kinds and events.
     _kinds: dict[str, dict[str, FieldSpec | None] | None] = field(default_factory=dict, compare=False, repr=False)
     _events: dict[tuple[str, ...], dict[str, Type] | None] = field(default_factory=dict, compare=False, repr=False)
@@ -365,7 +367,8 @@ def _from(type_: str, knowledge: Knowledge) -> str:
     spec = knowledge.catalogue.events.get(type_)
     if spec is None:
         return "emitted by a rule"
-    names = [name for name, kind in knowledge.connectors.items() if kind in spec.producers]
+    names = [name for name, kind in knowledge.connectors.items()
+             if (type_ in knowledge.sends[name] if name in knowledge.sends else kind in spec.producers)]
     if "engine" in spec.producers:
         names.append("the engine")
     return "from " + ", ".join(names) if names else "from " + ", ".join(spec.producers)
