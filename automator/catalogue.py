@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -127,7 +127,11 @@ class Catalogue:
         for kind, fields in other.entities.items():
             own = entities.setdefault(kind, {})
             for name, spec in fields.items():
-                own.setdefault(name, spec)
+                mine = own.get(name)
+                # Fixed values hold only if every producer lists them: `validate` refuses a value outside them.
+                own[name] = spec if mine is None else mine if mine.values == spec.values else \
+                    replace(mine, values=tuple(dict.fromkeys(mine.values + spec.values)) if mine.values and spec.values
+                            else ())
         fillers = dict(self.fillers)
         for key, who in other.fillers.items():
             fillers[key] = tuple(dict.fromkeys(fillers.get(key, ()) + who))

@@ -163,6 +163,20 @@ MISTAKES = [
                          "date: they are never equal",
                    "compare dates with date(x), such as date(booking.starts_at) == today"),
                  id="datetime-equals-date"),
+    # Values: a field with a few fixed values (a status) compared with one it never takes never fires.
+    pytest.param(rule("{event: booking.created}", "stop: true", condition="\"booking.status == 'confirmd'\""),
+                 P(4, 9, "expression \"booking.status == 'confirmd'\": booking.status is never 'confirmd': it is one "
+                         "of confirmed, arrived, waiting, no_show, cancelled", "did you mean 'confirmed'?"),
+                 id="status-typo-in-condition"),
+    pytest.param(rule("{event: booking.updated, where: \"event.status in ['arrived', 'came']\"}", "stop: true"),
+                 P(3, 43, "expression \"event.status in ['arrived', 'came']\": event.status is never 'came': it is "
+                          "one of confirmed, arrived, waiting, no_show, cancelled"), id="status-list-in-where"),
+    pytest.param(rule("{changed: booking.status, to: noshow}", "stop: true"),
+                 P(3, 41, "booking.status is never 'noshow': it is one of confirmed, arrived, waiting, no_show, "
+                          "cancelled", "did you mean 'no_show'?"), id="status-typo-in-changed"),
+    pytest.param(rule("{held: booking.status, is: waitng, for: 1h}", "stop: true"),
+                 P(3, 38, "booking.status is never 'waitng': it is one of confirmed, arrived, waiting, no_show, "
+                          "cancelled", "did you mean 'waiting'?"), id="status-typo-in-held"),
 ]
 
 
@@ -184,6 +198,9 @@ KNOWN = [
     # Unknown types are never errors: variables, get() results, the fields of an object.
     rule("{event: booking.created}", "set: {n: 1}", "stop: true",
          condition="\"vars.n > 'x' or get(client, 'x') - 2 > 0 or client.rfm.r > 3\""),
+    # A listed value, and a value compared with something that is not a literal, are fine.
+    rule("{changed: booking.status, from: waiting, to: no_show}", "stop: true",
+         condition="\"booking.status != 'cancelled' and booking.status == prev.status\""),
     # A held rule's event is the fired timer.
     rule("{held: booking.status, is: waiting, for: 1h}", 'notify: {to: admin, text: "{{ event.data.rule }} {{ prev.status }}"}'),
 ]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from automator.clock import Duration, parse_duration
 from automator.config.problems import Problem
-from automator.config.reads import Knowledge, Reading, field_problem, optional_reads, source_problem, type_of
+from automator.config.reads import (Knowledge, Reading, field_problem, optional_reads, source_problem, type_of,
+                                    value_problem, values_of)
 from automator.expr import Expr, ExprSyntaxError, Template, compile_expr, compile_template, suggest
 from automator.typecheck import check as check_types
 from automator.model import Location, Pipeline
@@ -141,6 +142,10 @@ class CompileContext:
                           if (problem := field_problem(chain, reading, knowledge, optional)) is not None), None)
             found = found or next((problem for expr in exprs if ("event", "source") in expr.fields
                                    and (problem := source_problem(expr.tree, knowledge, reading)) is not None), None)
+            # Only an expression that reads a field with listed values (a status) is walked for its comparisons.
+            found = found or next((problem for expr in exprs
+                                   if any(values_of(chain, reading, knowledge) for chain in expr.fields)
+                                   and (problem := value_problem(expr.tree, reading, knowledge)) is not None), None)
             if found is None:
                 mismatches = [m for expr in exprs
                               for m in check_types(expr.tree, lambda chain: type_of(chain, reading, knowledge))]

@@ -15,7 +15,8 @@ from automator.checks import rule_trigger
 from automator.clock import parse_business_hours
 from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
-from automator.config.reads import Knowledge, declared, event_type_problem, field_problem, reading_of
+from automator.config.reads import (Knowledge, declared, event_type_problem, field_problem, reading_of, unlisted_value,
+                                    values_of)
 from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
                                       Project, content_version, display, find_root, rule_files)
 from automator.config.schemas import RULES_SCHEMA, SchemaSet
@@ -403,7 +404,13 @@ def _check_trigger_names(when: Mapping[str, Any], kind: str, path: tuple[Any, ..
     if kind == "event":
         found = event_type_problem(str(when["event"]), ctx.knowledge)
     elif kind in ("changed", "held"):
-        found = field_problem(tuple(str(when[kind]).split(".", 1)), ctx.reading, ctx.knowledge, set())
+        chain = tuple(str(when[kind]).split(".", 1))
+        found = field_problem(chain, ctx.reading, ctx.knowledge, set())
+        values = values_of(chain, ctx.reading, ctx.knowledge) if found is None and len(chain) == 2 else None
+        for key in ("to", "from", "is") if values else ():
+            value = when.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in values:
+                ctx.error((*path, key), *unlisted_value(".".join(chain), str(value), values))  # type: ignore[arg-type]
     else:
         found = None
     if found is not None:

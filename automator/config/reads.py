@@ -26,6 +26,7 @@ KINDS = ("client", "booking", "deal", "task")
 STATE_VERBS = ("created", "updated", "changed", "restored")  # the verbs whose data the entity takes on (core/decide)
 TIMER_EVENT = "timer.fired"
 # The data of a fired timer (automator/core/wakeup.py): what a `held` or `schedule` rule's event carries.
+_VALUE_OPS = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)  # comparisons a listed value can be wrong in
 TIMER_DATA: Mapping[str, Type] = {"kind": "text", "rule": "text", "run": "text", "timer": "text", "tick": "text",
                                   "missed": "number"}
 ENVELOPE_TYPES: Mapping[str, Type] = {"id": "text", "type": "text", "at": "datetime", "source": "text",
@@ -322,6 +323,50 @@ def type_of(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowledg
     fields = knowledge.kind_fields(kind)
     spec = fields.get(chain[1]) if fields else None
     return field_type(spec.type) if spec is not None else None
+
+
+def values_of(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowledge) -> tuple[str, ...] | None:
+    """The few fixed values a field can take (a status), as the catalogue lists them; None when not listed."""
+    head = chain[0]
+    if head == "event":
+        name = chain[2] if chain[1:2] == ("data",) and len(chain) == 3 else chain[1] if len(chain) == 2 else None
+        if name is None or name in ENVELOPE or reading is None or not reading.events or knowledge.open:
+            return None
+        specs = [knowledge.catalogue.event_fields(t).get(name) for t in reading.events]
+        if not specs or any(spec is None or not spec.values for spec in specs):
+            return None
+        return tuple(dict.fromkeys(str(v) for spec in specs for v in spec.values))  # type: ignore[union-attr]
+    kind = head if head in KINDS else reading.kind if head in ("entity", "prev") and reading else None
+    if kind is None or len(chain) != 2:
+        return None
+    fields = knowledge.kind_fields(kind)
+    spec = fields.get(chain[1]) if fields else None
+    return tuple(str(v) for v in spec.values) if spec is not None and spec.values else None
+
+
+def value_problem(tree: ast.AST, reading: Reading | None, knowledge: Knowledge) -> Finding | None:
+    """`booking.status == 'confirmd'`: a field compared with a value it never takes, so the condition never holds
+    (or always does)."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or not all(isinstance(op, _VALUE_OPS) for op in node.ops):
+            continue
+        operands = [node.left, *node.comparators]
+        for operand in operands:
+            chain = chain_of(operand)
+            values = values_of(chain, reading, knowledge) if chain is not None else None
+            if values is None:
+                continue
+            wrong = [text for text in literal_texts([o for o in operands if o is not operand]) if text not in values]
+            if wrong:
+                return unlisted_value(".".join(chain), wrong[0], values)  # type: ignore[arg-type]
+    return None
+
+
+def unlisted_value(field_name: str, value: str, values: tuple[str, ...]) -> Finding:
+    """The problem of a value a field never takes, with a did-you-mean or the values it does take."""
+    guess = suggest(value, values)
+    return (f"{field_name} is never '{value}': it is one of {', '.join(values)}",
+            f"did you mean '{guess}'?" if guess else None)
 
 
 def source_problem(tree: ast.AST, knowledge: Knowledge, reading: Reading | None) -> Finding | None:
