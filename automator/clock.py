@@ -223,6 +223,32 @@ def format_duration(value: Duration | timedelta) -> str:
     return sign + ("".join(f"{n}{unit}" for n, unit in units if n) or "0s")
 
 
+# Units admins spell out, in English and Russian, and the short unit they mean: `2 hours` is `2h`.
+_UNIT_WORDS = (
+    (re.compile(r"^(sec|secs|second|seconds|сек|секунд[аы]?)$"), "s"),
+    (re.compile(r"^(min|mins|minute|minutes|мин|минут[аы]?)$"), "m"),
+    (re.compile(r"^(hr|hrs|hour|hours|час|часа|часов)$"), "h"),
+    (re.compile(r"^(day|days|день|дня|дней|сут|суток|сутки)$"), "d"),
+    (re.compile(r"^(week|weeks|нед|недел[ьяию])$"), "w"),
+    (re.compile(r"^(month|months|мес|месяц|месяца|месяцев)$"), "mo"),
+)
+
+
+def spelled_duration(text: str) -> str | None:
+    """The short form of a duration written with words (`2 hours 30 min` -> `2h30m`, `3 дня` -> `3d`), for a hint;
+    None when the text is not such a duration."""
+    parts = re.findall(r"(\d+)\s*([^\d\s,]+)", text.lower())
+    if not parts or re.sub(r"[\d\s,]|[^\d\s,]+", "", text):
+        return None
+    short = []
+    for number, word in parts:
+        unit = next((u for pattern, u in _UNIT_WORDS if pattern.match(word)), None)
+        if unit is None:
+            return None
+        short.append(f"{number}{unit}")
+    return "".join(short)
+
+
 def parse_duration(text: str | int | float) -> Duration:
     """Parse an admin's duration; a bare number means seconds. Raises ValueError naming the bad part.
 
@@ -286,7 +312,8 @@ def _parse(text: str | int | float, shown: str | None = None) -> Duration:
         if not unit:
             raise ValueError(f"missing unit after '{digits}' in '{whole}'; {_UNITS_HINT}")
         if unit not in ("s", "m", "h", "d", "w", "mo"):
-            raise ValueError(f"unknown unit '{unit}' in '{whole}'; {_UNITS_HINT}")
+            short = spelled_duration(whole)
+            raise ValueError(f"unknown unit '{unit}' in '{whole}'; " + (f"write '{short}'" if short else _UNITS_HINT))
         if unit in seen:
             raise ValueError(f"unit '{unit}' appears twice in '{whole}'")
         seen.add(unit)

@@ -938,6 +938,7 @@ _REFUSED = {
 # A field read on these can never reach data, only Python internals (`{}.get`, `''.join`).
 _LITERAL_BASES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.BinOp, ast.UnaryOp, ast.Compare)
 _NOT_WORDS = re.compile(r"(?<![=!<>])!(?!=)")
+_LONE_EQUALS = re.compile(r"(?<![=!<>])=(?!=)")  # `client.visits = 1`, meant as a comparison
 _BARE_DURATION = re.compile(r"(?<![\w.'\"])(-?\d+(?:mo|w|d|h|m|s)(?:\d+(?:mo|w|d|h|m|s))*)(?![\w'\"])")
 
 
@@ -1011,6 +1012,8 @@ class _Compiler:
                      if bad in stripped), None)
         if hint is None and _NOT_WORDS.search(stripped):
             hint = "use 'not' instead of '!'"
+        if hint is None and _LONE_EQUALS.search(re.sub(r"'[^']*'|\"[^\"]*\"", "", stripped)):
+            hint = "compare with '==' (a single '=' is not a comparison)"
         bare = _BARE_DURATION.search(stripped) if "decimal literal" in exc.msg else None
         if hint is None and bare:
             hint = f"in an expression a duration is written duration('{bare.group(1)}')"

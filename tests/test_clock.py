@@ -20,6 +20,7 @@ from automator.clock import (
     localize,
     parse_business_hours,
     parse_duration,
+    spelled_duration,
     start_of_day,
 )
 
@@ -110,7 +111,8 @@ def test_parse_duration_valid(text: str | int | float, months: int, days: int, s
 @pytest.mark.parametrize("text, message", [
     ("5x", "unknown unit 'x' in '5x'; use s, m, h, d, w or mo"),
     ("5M", "unknown unit 'M' in '5M'; use s, m, h, d, w or mo"),
-    ("5min", "unknown unit 'min' in '5min'; use s, m, h, d, w or mo"),
+    ("5min", "unknown unit 'min' in '5min'; write '5m'"),
+    ("5x", "unknown unit 'x' in '5x'; use s, m, h, d, w or mo"),
     ("1h30", "missing unit after '30' in '1h30'; use s, m, h, d, w or mo"),
     ("", "empty duration"),
     ("   ", "empty duration"),
@@ -454,3 +456,13 @@ def test_cron_in_moscow_has_no_dst_surprises() -> None:
 def test_cron_refuses_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         cron_next("0 10 * * *", datetime(2026, 3, 2), MOSCOW)
+
+
+@pytest.mark.parametrize(("text", "short"), [("2 hours", "2h"), ("1 hour 30 minutes", "1h30m"), ("3 дня", "3d"),
+                                             ("14 дней", "14d"), ("2 месяца", "2mo"), ("5 мин", "5m"),
+                                             ("2h", None), ("soon", None), ("2 hours!", None)])
+def test_a_duration_spelled_out_has_its_short_form_for_the_hint(text: str, short: str | None) -> None:
+    assert spelled_duration(text) == short
+    if short is not None:
+        with pytest.raises(ValueError, match=f"write '{short}'"):
+            parse_duration(text)

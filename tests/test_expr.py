@@ -215,6 +215,8 @@ def test_syntax_errors_point_at_the_offset(source: str, offset: int) -> None:
 def test_syntax_hints_for_other_languages_habits() -> None:
     assert compile_error("client.vip && client.visits > 2").hint == "use 'and' instead of '&&'"
     assert compile_error("!client.vip").hint == "use 'not' instead of '!'"
+    assert compile_error("client.visits = 1").hint == "compare with '==' (a single '=' is not a comparison)"
+    assert compile_error("contains(client.note, 'a=b') and").hint is None
 
 
 def test_empty_expression() -> None:

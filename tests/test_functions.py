@@ -196,7 +196,7 @@ def test_validate_reports_date_and_duration_mistakes_in_place(make_project) -> N
         "'%d.%m.%Y': '%d' is a strftime code; formats here use tokens such as DD.MM.YYYY",
         "    hint: write 'DD.MM.YYYY'",
         "rules/rules.yaml:12:23: error: expression \"add(booking.starts_at, '1 day')\": bad duration '1 day': "
-        "unknown unit 'day' in '1 day'; use s, m, h, d, w or mo",
+        "unknown unit 'day' in '1 day'; write '1d'",
         "    hint: durations look like 30s, 5m, 2h, 14d, 2w or 2mo; '-1d' goes back a day",
         "rules/rules.yaml:13:22: error: template \"{{ hours(duration('1mo')) }}\": hours() of '1mo': months have "
         "no fixed length",

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing.exceptions import NoSuchResource, Unresolvable
 
+from automator.clock import spelled_duration
 from automator.config.problems import Problem
 
 try:  # the quick check; without it every file goes through the full (slower) validation
@@ -540,8 +541,10 @@ def _explain_combinator(error: ValidationError, prefix: DataPath, schema: dict[s
         enums = [x for errs in candidates for e in errs if e.validator == "enum" for x in e.validator_value]
         negative = isinstance(inst, str) and inst.strip().startswith("-") or \
             isinstance(inst, (int, float)) and not isinstance(inst, bool) and inst < 0
+        spelled = spelled_duration(inst) if isinstance(inst, str) and "x-negative-hint" in schema else None
         yield _Issue(path, f"{where}expected {expected}, got {_show(inst)}",
-                     _did_you_mean(inst, enums) or (schema.get("x-negative-hint") if negative else None))
+                     _did_you_mean(inst, enums) or (schema.get("x-negative-hint") if negative else None)
+                     or (f"write '{spelled}'" if spelled else None))
     elif len(candidates) == 1:
         for sub in candidates[0]:
             yield from _explain(sub, prefix)
