@@ -9,9 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from automator.model import Decision, EntityRef, Event, same
+from automator.store.base import Writes
 
 if TYPE_CHECKING:
-    from automator.store.sqlite import SqliteStore, Writes
+    from automator.store.sqlite import SqliteStore
 
 DEDUP_WINDOW = timedelta(minutes=10)
 

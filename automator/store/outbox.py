@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from automator.model import Effect, EntityRef, Event
+from automator.store.base import Claimed, Released, Settlement
 from automator.store.journal import owner_is_gone
 
 if TYPE_CHECKING:
@@ -22,44 +23,6 @@ _ONE_MORE_TRY = ("json_insert(coalesce(tries, '[]'), '$[#]', "
                  "json_object('try', attempts, 'at', ?, 'status', ?, 'error', ?))")
 _REPLAYED = ("json_insert(coalesce(tries, '[]'), '$[#]', "
              "json_object('replayed', ?, 'status', status, 'error', error))")
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An effect taken from the outbox, with how many times it has been tried (this try included)."""
-
-    effect: Effect
-    attempts: int
-    # True when the claim itself marked the call started (it is called at once); else the call is marked started
-    # by a write of its own just before it begins (see `mark_started`).
-    started: bool = False
-    # True when an earlier try may have been performed without an answer: this one looks for what it made first.
-    interrupted: bool = False
-
-
-class Released(NamedTuple):
-    """What recovery did with the effects a dead process (or a lapsed lease) left claimed."""
-
-    retried: int  # the call may have begun: tried again (at_least_once, or a connector that deduplicates)
-    parked: int  # the call may have begun: parked as uncertain (at_most_once)
-    unstarted: int  # claimed but never called: back in the outbox, performed as if never tried
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How one try of an effect ended.
-
-    `status`: done | retry (at `next_try_at`) | dead (attempts exhausted, or refused by the system) |
-    uncertain (the call may have happened: an at_most_once effect is parked, not repeated).
-    """
-
-    status: str
-    result: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    next_try_at: datetime | None = None
-    events: tuple[Event, ...] = ()
-    # The call may have been performed though it gave no answer (an Uncertain end): later tries look first.
-    interrupted: bool = False
 
 
 class OutboxMixin:

@@ -14,7 +14,6 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,6 +23,7 @@ import orjson
 import sqlite_utils
 
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, TraceStep
+from automator.store.base import OutdatedStore, Writes
 from automator.store.journal import JournalMixin
 from automator.store.outbox import OutboxMixin
 
@@ -215,10 +215,6 @@ def write_lock(path: Path | None) -> FairLock | None:
         if key not in _WRITE_LOCKS:
             _WRITE_LOCKS[key] = FairLock(Path(key + "-lock"))
         return _WRITE_LOCKS[key]
-
-
-class OutdatedStore(Exception):
-    """A database opened read-only lacks tables or columns this version writes (or is no automator database)."""
 
 
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
@@ -599,21 +595,6 @@ _INSERT_EFFECTS = (f"insert or ignore into effects ({', '.join(EFFECT_COLUMNS)})
                    f"({', '.join('?' * len(EFFECT_COLUMNS))})")
 _INSERT_TIMER = ("insert or replace into timers (id, due_at, kind, rule_id, key, run_id, payload) "
                  "values (?, ?, ?, ?, ?, ?, ?)")
-
-
-@dataclass(frozen=True)
-class Writes:
-    """One decision as the rows it writes. The JSON and the row building are done by writes_of() before the
-    write lock is taken (the worker builds them while deciding), so that the lock is held for the statements only."""
-
-    event_id: str
-    why_not: str  # the journal's why-not report
-    entity: list[Any] | None  # kind, id, fields, prev, updated_at
-    runs: list[list[Any]]
-    effects: list[list[Any]]
-    cancel: list[list[str]]
-    timers: list[list[Any]]
-    events: tuple[Event, ...]  # emitted: journaled with the decision
 
 
 def writes_of(decision: Decision) -> Writes:
