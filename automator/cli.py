@@ -351,7 +351,7 @@ def _operator(command: _Command) -> _Command:
 
 def _store(config: Path, db: Path | None, *, write: bool = False) -> Any:
     from automator.observe import config_path, open_store
-    from automator.store.sqlite import OutdatedStore
+    from automator.store.base import OutdatedStore
 
     try:
         return open_store(config_path(config), db, write=write)

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automator.clock import show_time
 from automator.config.source import load_document
-from automator.store.sqlite import SqliteStore, load
+from automator.store.codec import load
+from automator.store.sqlite import SqliteStore
 
 STALE = 10.0  # seconds without a heartbeat after which a daemon that says "running" is taken as gone
 WRITE_WAIT = 5.0  # seconds an operator's write (replay, drop) waits for the daemon's write lock at most (a read
