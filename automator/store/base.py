@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
+from automator.store.backup import BackupReport
 
 
 class Snapshot(Protocol):
@@ -115,8 +116,8 @@ class Store(Snapshot, Protocol):
     """Everything the daemon, the CLI and the simulator do with stored state. A store is used by one thread at a
     time (the daemon gives each thread its own); several stores, in several processes, may share one database.
 
-    The methods are grouped by concern: transactions, the Snapshot reads and their batch forms, plain writes,
-    timers, reading back (for operators), the journal and the outbox.
+    The methods are grouped by concern: the database (transactions, backup), the Snapshot reads and their batch
+    forms, plain writes, timers, reading back (for operators), the journal and the outbox.
     """
 
     # ---- the database and its transactions ------------------------------------------------------------
@@ -150,6 +151,10 @@ class Store(Snapshot, Protocol):
 
     def close(self) -> None:
         """Close the connection; the store is not used afterwards."""
+
+    def backup(self, target: Path, *, force: bool = False) -> BackupReport:
+        """A consistent copy of the whole database as it was at one commit, written to `target` (refused when it
+        exists, unless `force`) while writers go on. BackupError, with no file left, when it cannot be made."""
 
     # ---- Snapshot reads in batches (the worker's prefetch) ----------------------------------------------
     def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
 from automator.store import schema
+from automator.store.backup import BackupReport, backup
 from automator.store.base import Claimed, Released, Settlement, Store, Writes
 from automator.store.connection import Connection
 from automator.store.journal import DEDUP_WINDOW, Journal, owner_is_gone
@@ -72,6 +73,10 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         self.connection.close()
+
+    def backup(self, target: Path, *, force: bool = False) -> BackupReport:
+        # A file is copied through a read-only connection of its own; a database in memory through this one.
+        return backup(self.path if self.path is not None else self.connection.conn, target, force=force)
 
     # ---- Snapshot, plain writes, timers, reading back (state.py) ----------------------------------------
     def entity(self, ref: EntityRef) -> Entity | None:

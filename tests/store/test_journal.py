@@ -18,13 +18,6 @@ NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 LEASE = timedelta(seconds=60)
 
 
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "j.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
-    yield s
-    s.close()
-
-
 def ev(ident: str, entity: str | None = "client:1", *, type_: str = "client.updated", source: str = "crm",
        delivery: str | None = None, data: dict | None = None, at: datetime = NOW) -> Event:
     return Event(id=ident, type=type_, at=at, entity=EntityRef.parse(entity) if entity else None,

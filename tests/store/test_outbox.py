@@ -15,13 +15,6 @@ NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 LEASE = timedelta(minutes=5)
 
 
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "o.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
-    yield s
-    s.close()
-
-
 def effect(key: str, *, connector: str = "crm", delivery: str = "at_least_once", at: datetime = NOW,
            action: str = "deal.move", depth: int = 0, rule: str = "rule-a") -> Effect:
     return Effect(key=key, run_id=f"run-{key}", rule_id=rule, action=action, connector=connector,
