@@ -1,1 +1,1 @@
-"""Storage: the Snapshot the core reads, and the SQLite store that keeps entities, runs, timers and effects."""
+"""Storage: the Store contract and the Snapshot the core reads (base.py), and the SQLite store that keeps entities, runs, timers, effects and the journal."""

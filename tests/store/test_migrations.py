@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
         assert schema.version(store.db) == schema.latest() == 1
         assert [(r.id, r.status, r.vars) for r in store.runs()] == [("run-0", "waiting", {"n": 0}),
                                                                     ("run-1", "done", {"n": 1})]
-        assert store.entity(ANNA).fields == {"name": "Анна", "visits": 1}
+        anna = store.entity(ANNA)
+        assert anna is not None and anna.fields == {"name": "Анна", "visits": 1}
         assert [(e["key"], e["status"]) for e in store.effects()] == [("fx-0", "done"), ("fx-1", "running")]
         assert [t.id for t in store.timers()] == ["t-0", "t-1"]
         assert store.get_meta("rules_version") == "v1"
@@ -82,15 +84,26 @@ def test_an_older_database_gains_the_columns_it_lacks(old_db: Path) -> None:
         store.close()
 
 
-def test_a_migration_adds_a_column_and_an_index_to_a_filled_database(old_db: Path) -> None:
+def after_migration_1(second: Callable[[sqlite_utils.Database], None]) -> sqlite_utils.Migrations:
+    """This version's migrations with one more after them: a later version's, as a test writes it."""
     later = sqlite_utils.Migrations("automator")
     later()(schema.m001_tables)
+    later(name="m002")(second)
+    return later
 
-    @later()
-    def m002_run_notes(db: sqlite_utils.Database) -> None:
-        db["runs"].add_column("note", str)  # type: ignore[union-attr]
-        db["runs"].create_index(["rule_id", "note"])  # type: ignore[union-attr]
 
+def add_run_notes(db: sqlite_utils.Database) -> None:
+    db.table("runs").add_column("note", str)
+    db.table("runs").create_index(["rule_id", "note"])
+
+
+def add_run_notes_then_fail(db: sqlite_utils.Database) -> None:
+    db.table("runs").add_column("note", str)
+    raise RuntimeError("the second half failed")
+
+
+def test_a_migration_adds_a_column_and_an_index_to_a_filled_database(old_db: Path) -> None:
+    later = after_migration_1(add_run_notes)
     store = SqliteStore(old_db)  # migration 1, as the daemon would
     try:
         before = store.runs()
@@ -99,20 +112,13 @@ def test_a_migration_adds_a_column_and_an_index_to_a_filled_database(old_db: Pat
         assert schema.version(store.db, later) == schema.latest(later) == 2
         assert store.runs() == before  # nothing read or written differs
         assert [r["note"] for r in store.db.query("select note from runs")] == [None, None]
-        assert ["rule_id", "note"] in [index.columns for index in store.db["runs"].indexes]
+        assert ["rule_id", "note"] in [index.columns for index in store.db.table("runs").indexes]
     finally:
         store.close()
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(old_db: Path) -> None:
-    broken = sqlite_utils.Migrations("automator")
-    broken()(schema.m001_tables)
-
-    @broken()
-    def m002_half_done(db: sqlite_utils.Database) -> None:
-        db["runs"].add_column("note", str)  # type: ignore[union-attr]
-        raise RuntimeError("the second half failed")
-
+    broken = after_migration_1(add_run_notes_then_fail)
     store = SqliteStore(old_db)
     try:
         with pytest.raises(RuntimeError, match="second half"):
