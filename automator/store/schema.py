@@ -7,6 +7,7 @@ it refuses a database that lacks what this version reads (see `check`).
 """
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 from typing import Any, cast
@@ -89,7 +90,11 @@ def version(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIG
 
 def latest(migrations: sqlite_utils.Migrations = MIGRATIONS) -> int:
     """The version a database has once migrated: the number of migrations."""
-    return len(migrations.pending(sqlite_utils.Database(memory=True)))
+    empty = sqlite_utils.Database(memory=True)
+    try:
+        return len(migrations.pending(empty))
+    finally:
+        empty.conn.close()
 
 
 def check(db: sqlite_utils.Database, path: Path | None) -> None:
@@ -108,6 +113,7 @@ def check(db: sqlite_utils.Database, path: Path | None) -> None:
                             f"(it lacks {'; '.join(missing)}): `automator run` upgrades it when it starts")
 
 
+@functools.cache
 def _migrated_columns() -> dict[str, list[str]]:
     """Each table's columns in a database every migration has made (in memory: what a read-only open expects)."""
     db = sqlite_utils.Database(sqlite3.connect(":memory:"))
