@@ -664,7 +664,7 @@ def _run(row: Mapping[str, Any]) -> Run:
 
 
 def _effect_row(effect: Effect) -> dict[str, Any]:
-    from automator.steps.action import ENGINE
+    from automator.model import ENGINE
 
     # Engine effects (segment.recompute) were performed inside the core: they are recorded as done.
     status = "done" if effect.connector == ENGINE else "pending"

@@ -1,10 +1,26 @@
-"""The trigger registry: the key under `when:` selects the module that compiles and matches it."""
+"""The trigger registry: the key under `when:` selects the kind that compiles, routes, matches and wakes it."""
 from __future__ import annotations
 
-from types import ModuleType
-
+from automator.model import Trigger
 from automator.triggers import changed, event, held, schedule
+from automator.triggers.base import TriggerKind
 
-# The YAML word is the module name (datasette's DEFAULT_PLUGINS: an explicit list, no scanning).
-TRIGGERS: dict[str, ModuleType] = {"event": event, "changed": changed, "held": held, "schedule": schedule}
 
+def register(*kinds: TriggerKind) -> dict[str, TriggerKind]:
+    """The registry by key; a key or a model registered twice is refused."""
+    found: dict[str, TriggerKind] = {}
+    for kind in kinds:
+        if kind.key in found or any(k.model is kind.model for k in found.values()):
+            raise TypeError(f"trigger kind {kind.key!r} is registered twice")
+        found[kind.key] = kind
+    return found
+
+
+# An explicit list, no scanning (datasette's DEFAULT_PLUGINS).
+TRIGGERS: dict[str, TriggerKind] = register(event.KIND, changed.KIND, held.KIND, schedule.KIND)
+BY_MODEL: dict[type, TriggerKind] = {kind.model: kind for kind in TRIGGERS.values()}
+
+
+def kind_of(trigger: Trigger) -> TriggerKind:
+    """The kind of a compiled trigger (a dict lookup: this is on the path of every event)."""
+    return BY_MODEL[type(trigger)]
