@@ -45,7 +45,8 @@ def default_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
 def check_move(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     """A stage is only entered with the fields it requires (Bitrix24 refuses such a move too)."""
 
-    deal = run.scope.get("deal") if isinstance(run.scope.get("deal"), Mapping) else {}
+    in_scope = run.scope.get("deal")
+    deal: Mapping[str, Any] = in_scope if isinstance(in_scope, Mapping) else {}
     if str(deal.get("id")) != str(params.get("deal")):
         entity = run.entity(EntityRef("deal", str(params["deal"])))
         deal = entity.fields if entity else {}

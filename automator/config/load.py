@@ -361,7 +361,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         names = SCOPE_NAMES | {str(spec.get("kind"))}
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
-    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok else None
+    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok and isinstance(when, Mapping) \
+        else None
     if trigger is not None:
         _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
     conditions_raw = raw.get("if", [])
