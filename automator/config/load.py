@@ -355,7 +355,7 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         if trigger_ok and ctx.knowledge is not None else None
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
-        if trigger_ok and kinds[0] != "schedule":
+        if trigger_ok and TRIGGERS[kinds[0]].routed is not None:  # only a kind woken by its timers alone
             ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
                       "an event already names its entity; use `if:` to filter it")
         names = SCOPE_NAMES | {str(spec.get("kind"))}

@@ -7,7 +7,7 @@ from typing import Any
 
 from automator.config.settings import Config
 from automator.model import EntityRef, Event, ScheduleTrigger, Timer
-from automator.triggers import held
+from automator.triggers import TRIGGERS
 from automator.triggers.schedule import MAX_FIRES, fires_between, timer_id as schedule_timer_id
 
 # A tick this late is a missed one: `skip` drops it, `once` folds it with the others.
@@ -16,7 +16,8 @@ ON_TIME = timedelta(seconds=60)
 
 def timer_event(timer: Timer) -> Event:
     """A fired timer as an event: the one path every wake-up takes."""
-    entity = EntityRef.parse(timer.key) if timer.kind == held.KEY else None
+    kind = TRIGGERS.get(timer.kind)  # a run's `resume` timer is no trigger's
+    entity = EntityRef.parse(timer.key) if kind is not None and kind.per_entity else None
     return Event(id=f"{timer.id}@{timer.due_at.isoformat()}", type="timer.fired", at=timer.due_at, entity=entity,
                  data={"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id},
                  source="timer")

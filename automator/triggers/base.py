@@ -64,7 +64,8 @@ class TriggerKind:
 
     `routes` gives the routing keys an event must carry to reach the rule; `routed` reacts to such an event
     (start the rule, say why not, arm or cancel a timer); `fired` reacts to the trigger's own timer coming due;
-    `armed` gives the timer that state already known arms (a test's `given:`). A kind that is only woken by its
+    `armed` gives the timer that state already known arms (a test's `given:`); `per_entity` says its timers are
+    kept per entity (the timer's key names it, and its firing is about it). A kind that is only woken by its
     timers has no `routed`, and its `routes` must give no keys (the router refuses a rule otherwise)."""
 
     key: str
@@ -75,6 +76,7 @@ class TriggerKind:
     routed: Callable[[Rule, Deciding], None] | None
     fired: Callable[[Rule, Deciding], None] | None = None
     armed: Callable[[Rule, Entity, Arming], Timer | None] | None = None
+    per_entity: bool = False
 
     def __post_init__(self) -> None:
         # Refused here, at import: a kind that cannot react to anything would make its rules silently dead.

@@ -142,4 +142,4 @@ def describe(trigger: HeldTrigger) -> str:
     return f"{trigger.kind}.{trigger.field} is {trigger.value!r} {span}"
 
 
-KIND = TriggerKind(KEY, HeldTrigger, compile, routes, describe, routed, fired=fired, armed=armed)
+KIND = TriggerKind(KEY, HeldTrigger, compile, routes, describe, routed, fired=fired, armed=armed, per_entity=True)
