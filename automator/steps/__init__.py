@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from automator.config.context import CompileContext
 from automator.core.outcome import Outcome
+from automator.registry import register
 from automator.model import ActionStep, EmitStep, IfStep, SetStep, Step, StopStep, WaitStep
 from automator.steps import action, control, wait
 
@@ -40,28 +41,18 @@ class StepKind:
                             f"{getattr(self.model, 'KIND', None)!r}")
 
 
-def register(*kinds: StepKind) -> dict[str, StepKind]:
-    """The registry by key; a key or a model registered twice is refused."""
-    found: dict[str, StepKind] = {}
-    for kind in kinds:
-        if kind.key in found or any(k.model is kind.model for k in found.values()):
-            raise TypeError(f"step kind {kind.key!r} is registered twice")
-        found[kind.key] = kind
-    return found
-
-
 def _compile_if(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> IfStep | None:
     return control.compile_if(raw, path, ctx, compile_steps)
 
 
-STEPS: dict[str, StepKind] = register(
+STEPS: dict[str, StepKind] = register((
     StepKind("wait", WaitStep, wait.compile, execute=wait.execute),
     StepKind("if", IfStep, _compile_if, choose=control.choose_if, body=control.if_body),
     StepKind("set", SetStep, control.compile_set, execute=control.execute_set),
     StepKind("emit", EmitStep, control.compile_emit, execute=control.execute_emit),
     StepKind("stop", StopStep, control.compile_stop, execute=control.execute_stop),
     StepKind(ACTION, ActionStep, action.compile, execute=action.execute),
-)
+), "step")
 BY_MODEL: dict[type, StepKind] = {kind.model: kind for kind in STEPS.values()}
 CONTROL_KEYS = tuple(key for key in STEPS if key != ACTION)
 

@@ -2,22 +2,12 @@
 from __future__ import annotations
 
 from automator.model import Trigger
+from automator.registry import register
 from automator.triggers import changed, event, held, schedule
 from automator.triggers.base import TriggerKind
 
-
-def register(*kinds: TriggerKind) -> dict[str, TriggerKind]:
-    """The registry by key; a key or a model registered twice is refused."""
-    found: dict[str, TriggerKind] = {}
-    for kind in kinds:
-        if kind.key in found or any(k.model is kind.model for k in found.values()):
-            raise TypeError(f"trigger kind {kind.key!r} is registered twice")
-        found[kind.key] = kind
-    return found
-
-
 # An explicit list, no scanning (datasette's DEFAULT_PLUGINS).
-TRIGGERS: dict[str, TriggerKind] = register(event.KIND, changed.KIND, held.KIND, schedule.KIND)
+TRIGGERS: dict[str, TriggerKind] = register((event.KIND, changed.KIND, held.KIND, schedule.KIND), "trigger")
 BY_MODEL: dict[type, TriggerKind] = {kind.model: kind for kind in TRIGGERS.values()}
 
 

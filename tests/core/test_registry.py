@@ -17,9 +17,10 @@ from automator.core.router import Router
 from automator.core.wakeup import tick_event
 from automator.model import EntityRef, Event, EventTrigger, Rule, ScheduleTrigger, StopStep
 from automator.simulator import Simulator
-from automator.steps import BY_MODEL as STEPS_BY_MODEL, STEPS, StepKind, register as register_steps
+from automator.registry import register
+from automator.steps import BY_MODEL as STEPS_BY_MODEL, STEPS, StepKind
 from automator.steps import control
-from automator.triggers import BY_MODEL, TRIGGERS, kind_of, register
+from automator.triggers import BY_MODEL, TRIGGERS, kind_of
 from automator.triggers import event as event_trigger, schedule as schedule_trigger
 from automator.triggers.base import TriggerKind
 
@@ -38,7 +39,7 @@ def test_a_trigger_kind_must_be_registered_under_its_models_key() -> None:
     with pytest.raises(TypeError, match="has KIND 'event'"):
         replace(event_trigger.KIND, key="arrived")
     with pytest.raises(TypeError, match="registered twice"):
-        register(event_trigger.KIND, event_trigger.KIND)
+        register((event_trigger.KIND, event_trigger.KIND), "trigger")
 
 
 def test_the_router_refuses_a_routed_rule_whose_kind_does_not_react_to_routed_events(
@@ -57,7 +58,7 @@ def test_a_step_kind_without_an_executor_is_refused() -> None:
     with pytest.raises(TypeError, match="either `execute`"):  # a step holding steps needs both its parts
         StepKind("stop", StopStep, control.compile_stop, choose=control.choose_if)
     with pytest.raises(TypeError, match="registered twice"):
-        register_steps(STEPS["stop"], STEPS["stop"])
+        register((STEPS["stop"], STEPS["stop"]), "step")
 
 
 def test_every_kind_is_found_from_its_model_by_a_lookup() -> None:
