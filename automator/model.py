@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 if TYPE_CHECKING:
     from automator.clock import Duration
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 ENTITY_KINDS = ("client", "booking", "deal", "task")
 MODES = ("single", "restart", "queued", "parallel")
+# The connector name of effects the engine performs itself, inside the core (`segment.recompute`).
 ENGINE = "engine"
 
 
@@ -22,6 +23,15 @@ def same(a: object, b: object) -> bool:
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return False
     return str(a) == str(b)
+
+
+def plain(value: Any) -> Any:
+    """Values as they can be shown and stored."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 _ISO: dict[tuple[datetime, Any], str] = {}
@@ -123,6 +133,16 @@ class Event:
             out["repeats"] = self.repeats
         return out
 
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Event:
+        """The inverse of `to_json` (plus the journal's `delivery_id`): an event back from its plain form."""
+        entity = data.get("entity")
+        return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
+                     entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
+                     data=dict(data.get("data") or {}), source=str(data.get("source", "")),
+                     delivery_id=data.get("delivery_id"), depth=int(data.get("depth", 0)),
+                     caused_by=data.get("caused_by"), echo_of=data.get("echo_of"), repeats=data.get("repeats"))
+
 
 # ---- pipelines -------------------------------------------------------------------------------
 
@@ -156,6 +176,7 @@ class Pipeline:
 class EventTrigger:
     """`when: {event: TYPE, where: EXPR}`."""
 
+    KIND: ClassVar[str] = "event"  # the YAML key under `when:`, and the trigger registry's name for it
     type: str
     where: Expr | None = None
     pipeline: str | None = None
@@ -165,6 +186,7 @@ class EventTrigger:
 class ChangedTrigger:
     """`when: {changed: KIND.FIELD, from: ..., to: ...}`; None means any value."""
 
+    KIND: ClassVar[str] = "changed"  # the YAML key under `when:`, and the trigger registry's name for it
     kind: str
     field: str
     from_: tuple[Any, ...] | None = None
@@ -176,6 +198,7 @@ class ChangedTrigger:
 class HeldTrigger:
     """`when: {held: KIND.FIELD, is: VALUE, for: DURATION | until: TIME}`."""
 
+    KIND: ClassVar[str] = "held"  # the YAML key under `when:`, and the trigger registry's name for it
     kind: str
     field: str
     value: Any
@@ -189,6 +212,7 @@ class HeldTrigger:
 class ScheduleTrigger:
     """`when: {schedule: CRON | end_of_day | start_of_day}`."""
 
+    KIND: ClassVar[str] = "schedule"  # the YAML key under `when:`, and the trigger registry's name for it
     cron: str | None
     anchor: str | None = None  # "end_of_day" / "start_of_day"
     branch: str | None = None
@@ -204,6 +228,7 @@ Trigger = Union[EventTrigger, ChangedTrigger, HeldTrigger, ScheduleTrigger]
 class ActionStep:
     """`<kind>.<verb>: params` — the only step that touches the world, through an Effect."""
 
+    KIND: ClassVar[str] = "action"  # the step registry's name for it
     action: str
     params: Any  # nested dict/list/scalars with Template leaves
     via: str | None = None
@@ -214,6 +239,7 @@ class ActionStep:
 class WaitStep:
     """`wait: 14d | {for: EXPR} | {until: EXPR | end_of_day}`."""
 
+    KIND: ClassVar[str] = "wait"  # the step registry's name for it
     duration: Duration | None = None
     for_: Expr | None = None
     until: str | Expr | None = None
@@ -225,6 +251,7 @@ class WaitStep:
 class IfStep:
     """`if: EXPR, then: [...], else: [...]`."""
 
+    KIND: ClassVar[str] = "if"  # the step registry's name for it
     conditions: tuple[Expr, ...]
     then: tuple[Step, ...]
     else_: tuple[Step, ...] = ()
@@ -235,6 +262,7 @@ class IfStep:
 class SetStep:
     """`set: {name: value}` — run variables, read as `vars.name`."""
 
+    KIND: ClassVar[str] = "set"  # the step registry's name for it
     values: Mapping[str, Any]
     location: Location | None = None
 
@@ -243,6 +271,7 @@ class SetStep:
 class EmitStep:
     """`emit: {event: TYPE, entity: {...}, data: {...}}`."""
 
+    KIND: ClassVar[str] = "emit"  # the step registry's name for it
     type: str
     entity: Any = None
     data: Any = None
@@ -253,6 +282,7 @@ class EmitStep:
 class StopStep:
     """`stop: reason`."""
 
+    KIND: ClassVar[str] = "stop"  # the step registry's name for it
     reason: str = ""
     location: Location | None = None
 

@@ -7,15 +7,14 @@ from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
-from automator.core.wakeup import timer_event
-from automator.model import Effect, Entity, EntityRef, Event, Timer
+from automator.core.wakeup import tick_event, timer_event
+from automator.model import ENGINE, Effect, Entity, EntityRef, Event, ScheduleTrigger
 from automator.run_errors import RunError, run_errors
-from automator.steps.action import ENGINE
 from automator.store.sqlite import SqliteStore
-from automator.triggers.schedule import fires_between, timer_id as schedule_timer_id
-from connectors.local import LocalConnector
+from automator.triggers.schedule import fires_between
 
 MAX_EVENTS_PER_STEP = 10_000  # a runaway chain of rules ends the simulation step, it does not hang it
 
@@ -40,7 +39,9 @@ class Simulator:
         self.project = project
         self.now = now
         self.store = SqliteStore(":memory:")
-        self.local = LocalConnector("simulated", {}, db=self.store.db, now=lambda: self.now)
+        # `local` through the connector registry, as every connector is reached; only it takes the store's database.
+        local: Any = builtin_connectors()["local"]
+        self.local = local("simulated", {}, db=self.store.db, now=lambda: self.now)
         self.performed: list[Performed] = []
         self.events: list[Event] = []
         self.errors: list[RunError] = []  # runs that failed: a test fails on them unless it expects them
@@ -115,8 +116,10 @@ class Simulator:
         """Move the clock to `target`, firing what falls due on the way."""
         if target < self.now:
             raise SimulationError(f"time cannot go back from {self.now.isoformat()} to {target.isoformat()}")
+        # Every tick fires, as the daemon fires a schedule that was never down, with the daemon's own event ids.
         schedules = sorted((at, rule.id) for rule in self.project.router.schedules
-                           for at in fires_between(rule.trigger, self.now, target, self.project.config))  # type: ignore[arg-type]
+                           if isinstance(rule.trigger, ScheduleTrigger)
+                           for at in fires_between(rule.trigger, self.now, target, self.project.config))
         while True:
             timer = self.store.next_timer(target)
             tick = schedules[0] if schedules else None
@@ -125,8 +128,7 @@ class Simulator:
             if tick is not None and (timer is None or tick[0] <= timer.due_at):
                 schedules.pop(0)
                 self.now = max(self.now, tick[0])
-                fired = Timer(id=schedule_timer_id(tick[1], tick[0]), due_at=tick[0], kind="schedule", rule_id=tick[1])
-                self.process([timer_event(fired)])
+                self.process([tick_event(tick[1], tick[0], self.project.config)])
             else:
                 assert timer is not None
                 self.store.delete_timer(timer.id)

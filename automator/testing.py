@@ -169,7 +169,7 @@ def unknown_name(doc: Document, where: tuple[Any, ...], expectation: Mapping[str
     """An expectation naming an action nothing performs, or a rule that does not exist, can never fail (or
     never pass) for the reason its author meant: the misspelling is the failure, at its place."""
     from automator.config.context import did_you_mean
-    from automator.steps.action import ENGINE_ACTIONS
+    from automator.actions import ENGINE_ACTIONS
 
     key = next((k for k in ("action", "no_action") if k in expectation), None)
     if key is not None:

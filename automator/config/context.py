@@ -14,7 +14,7 @@ from automator.typecheck import check as check_types
 from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
-    from automator.config.project import Config
+    from automator.config.settings import Config
     from automator.connector import Connector
     from automator.config.source import Document
     from automator.config.schemas import SchemaSet

@@ -17,8 +17,9 @@ from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
 from automator.config.reads import (Knowledge, declared, event_type_problem, field_problem, reading_of, unlisted_value,
                                     values_of)
-from automator.config.project import (CONFIG_FILE, DEFAULT_CHAIN_DEPTH, SEGMENTS_FILE, Config, ConnectorConfig,
-                                      Project, content_version, display, find_root, rule_files)
+from automator.config.project import (CONFIG_FILE, SEGMENTS_FILE, Project, content_version, display, find_root,
+                                      rule_files)
+from automator.config.settings import DEFAULT_CHAIN_DEPTH, Config, ConnectorConfig
 from automator.config.schemas import RULES_SCHEMA, SchemaSet
 from automator.config.files import read_file
 from automator.config.misplaced import misplaced_params
@@ -33,13 +34,11 @@ PER_KINDS = ("client", "booking", "deal", "task", "entity")
 
 
 def builtin_connectors() -> dict[str, type[Connector]]:
-    """Installed connector types (entry points), with the built-in `local` always present."""
+    """Installed connector types (entry points); the built-in ones, `local` among them, are this distribution's
+    own entry points."""
     from automator.connector import discover
-    from connectors.local import LocalConnector
 
-    found = discover()
-    found.setdefault("local", LocalConnector)
-    return found
+    return discover()
 
 
 def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connector]] | None = None,
@@ -91,7 +90,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     if os.path.lexists(root / SEGMENTS_FILE):  # anything there is read, so that a FIFO or a symlink out is reported
         doc = read(root / SEGMENTS_FILE, "segments.schema.json")
         if doc is not None:
-            from automator.segments import compile_segments
+            from automator.config.segments import compile_segments
 
             segments = compile_segments(doc.data, CompileContext(doc, problems, config))
     rules: list[Rule] = []
@@ -356,13 +355,14 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         if trigger_ok and ctx.knowledge is not None else None
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         spec = raw["for_each"]
-        if trigger_ok and kinds[0] != "schedule":
+        if trigger_ok and TRIGGERS[kinds[0]].routed is not None:  # only a kind woken by its timers alone
             ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
                       "an event already names its entity; use `if:` to filter it")
         names = SCOPE_NAMES | {str(spec.get("kind"))}
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
-    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok else None
+    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok and isinstance(when, Mapping) \
+        else None
     if trigger is not None:
         _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
     conditions_raw = raw.get("if", [])

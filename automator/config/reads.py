@@ -52,7 +52,7 @@ class Declared:
 def declared(rule_files: Iterable[Any], requires: Iterable[str], connectors: Iterable[Mapping[str, Any]]) -> Declared:
     """Walk the rule files' data (as read, before compiling) for emits and deal fields; add the pipelines'
     `requires:` fields and the deal fields of the connectors' `fields:` settings."""
-    from automator.steps.action import deal_fields
+    from automator.actions import deal_fields
 
     out = Declared()
     deal = out.fields.setdefault("deal", set())

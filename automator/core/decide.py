@@ -6,17 +6,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from automator.clock import show_time
+from automator.clock import BusinessHours
+from automator.config.project import Project
 from automator.core import scope as scopes
-from automator.core.runner import RunState, advance, plain
-from automator.expr import EvalError
-from automator.model import (ChangedTrigger, Decision, Effect, Entity, EntityRef, Event, EventTrigger, HeldTrigger,
-                             Rule, Run, Timer, TraceStep, WhyNot)
+from automator.core.runner import advance
+from automator.core.state import RunState
+from automator.expr import EvalError, Expr
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, WhyNot, plain
 from automator.steps.wait import resume_timer_id
 from automator.store.base import Snapshot
-from automator.triggers import changed as changed_trigger
-from automator.triggers import held as held_trigger
+from automator.triggers import TRIGGERS, kind_of
 from automator.model import same
 
 STATE_VERBS = ("created", "updated", "changed", "restored")
@@ -45,7 +46,7 @@ class _Plan:
             self.cancel.append(timer_id)
 
 
-def decide(project: Any, snapshot: Snapshot, event: Event, now: datetime, *, preview: bool = False) -> Decision:
+def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *, preview: bool = False) -> Decision:
     """The effects, timers, runs and events that one event leads to. Pure: reads the snapshot, changes nothing."""
     snapshot = _Memo(snapshot)
     before = snapshot.entity(event.entity) if event.entity else None
@@ -90,16 +91,53 @@ def run_id(*parts: object) -> str:
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
-class _Deciding:
-    """One call of decide(): the event, both states and the plan being built."""
+class _Arming:
+    """What a trigger reads to work out a timer's due time (see `automator.triggers.base.Arming`)."""
 
-    def __init__(self, project: Any, snapshot: Snapshot, event: Event, now: datetime, before: Entity | None,
+    def __init__(self, project: Project, snapshot: Snapshot, now: datetime) -> None:
+        self.project, self.snapshot, self.now = project, snapshot, now
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return self.project.config.timezone
+
+    def hours(self, branch: str | None, fields: Mapping[str, Any]) -> BusinessHours | None:
+        return self.project.config.branch(branch or scopes.branch_of(self.snapshot, fields))
+
+    def moment(self, expr: Expr, ref: EntityRef, fields: Mapping[str, Any]) -> datetime | None:
+        project, snapshot, now = self.project, self.snapshot, self.now
+        scope = scopes.build(project, snapshot, Event(id="", type="timer.arm", at=now, entity=ref), ref, fields, None)
+        try:
+            value = expr.evaluate(scope, scopes.eval_context(project, snapshot, now))
+        except EvalError:
+            return None
+        return scopes.to_datetime(value, project.config.timezone)
+
+
+class _Deciding(_Arming):
+    """One call of decide(): the event, both states and the plan being built (the triggers' `Deciding`)."""
+
+    def __init__(self, project: Project, snapshot: Snapshot, event: Event, now: datetime, before: Entity | None,
                  after: Entity | None, plan: _Plan, preview: bool) -> None:
-        self.project, self.snapshot, self.event, self.now = project, snapshot, event, now
-        self.before, self.after, self.plan, self.preview = before, after, plan, preview
+        super().__init__(project, snapshot, now)
+        self.event, self.before, self.after, self.plan, self.preview = event, before, after, plan, preview
+        self.fields_before = before.fields if before else None
+        self.fields_after = after.fields if after else None
         self.ectx = scopes.eval_context(project, snapshot, now)
         self.views: dict[str, dict[str, Any]] = {}
         self.scopes: dict[tuple[str, EntityRef | None], tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
+
+    def why_not(self, rule_id: str, reason: str) -> None:
+        self.plan.why_not.append(WhyNot(rule_id, reason))
+
+    def set_timer(self, timer: Timer) -> None:
+        self.plan.set_timer(timer)
+
+    def cancel_timer(self, timer_id: str) -> None:
+        self.plan.cancel_timer(timer_id)
+
+    def evaluate(self, expr: Expr, fields: Mapping[str, Any]) -> Any:
+        return expr.evaluate(self.scope(self.event, self.event.entity, fields), self.ectx)
 
     # ---- routing ---------------------------------------------------------------------------------
     def route(self) -> None:
@@ -107,62 +145,15 @@ class _Deciding:
         echo = self.event.echo_of
         if echo and not changed and self.event.verb in STATE_VERBS:
             for rule in self.project.router.candidates(self.event, changed):
-                self.plan.why_not.append(WhyNot(rule.id, "the echo of our own effect: it changes nothing"))
+                self.why_not(rule.id, "the echo of our own effect: it changes nothing")
             return
         for rule in self.project.router.candidates(self.event, changed):
             if rule.id == echo:
-                self.plan.why_not.append(WhyNot(rule.id, "the echo of this rule's own effect"))
+                self.why_not(rule.id, "the echo of this rule's own effect")
                 continue
-            if self.event.repeats and isinstance(rule.trigger, EventTrigger):
-                # The action's answer and the system's webhook report one change: the event happened once.
-                # Field rules still see what the repeat adds to the entity (the diff above).
-                self.plan.why_not.append(WhyNot(rule.id, f"the same change as event {self.event.repeats}, "
-                                                         "which was already decided"))
-                continue
-            trigger = rule.trigger
-            if isinstance(trigger, HeldTrigger):
-                self.held_transition(rule, trigger)
-                continue
-            reason = self.trigger_mismatch(rule)
-            if reason:
-                self.plan.why_not.append(WhyNot(rule.id, reason))
-                continue
-            self.start(rule, self.event, self.event.entity, self.after.fields if self.after else None)
-
-    def trigger_mismatch(self, rule: Rule) -> str | None:
-        trigger = rule.trigger
-        fields = self.after.fields if self.after else (self.before.fields if self.before else {})
-        pipeline = getattr(trigger, "pipeline", None)
-        if pipeline and not same(fields.get("pipeline"), pipeline):
-            return f"the deal is in pipeline {fields.get('pipeline')!r}, rule wants {pipeline!r}"
-        if isinstance(trigger, ChangedTrigger):
-            return changed_trigger.match(trigger, self.before.fields if self.before else None,
-                                         self.after.fields if self.after else None)
-        if isinstance(trigger, EventTrigger) and trigger.where is not None:
-            scope = self.scope(self.event, self.event.entity, fields)
-            try:
-                value = trigger.where.evaluate(scope, self.ectx)
-            except EvalError as exc:
-                return f"where {trigger.where.source!r} failed: {exc}"
-            if not value:
-                return f"where {trigger.where.source!r} is {plain(value)!r}"
-        return None
-
-    def held_transition(self, rule: Rule, trigger: HeldTrigger) -> None:
-        assert self.event.entity is not None
-        timer_id = held_trigger.timer_id(rule.id, self.event.entity)
-        after = self.after.fields if self.after else None
-        in_pipeline = not trigger.pipeline or (after is not None and same(after.get("pipeline"), trigger.pipeline))
-        step = held_trigger.transition(trigger, self.before.fields if self.before else None, after)
-        if step == "arm" and in_pipeline:
-            timer = held_timer(self.project, self.snapshot, rule, trigger, self.event.entity, after or {}, self.now)
-            if timer is not None:
-                self.plan.set_timer(timer)
-                due = show_time(timer.due_at, self.project.config.timezone, seconds=False)
-                self.plan.why_not.append(WhyNot(rule.id, f"waiting: {held_trigger.describe(trigger)} (until {due})"))
-        elif step == "cancel" or (step is None and not in_pipeline):
-            self.plan.cancel_timer(timer_id)
-            self.plan.why_not.append(WhyNot(rule.id, f"{trigger.kind}.{trigger.field} changed: held timer cancelled"))
+            routed = kind_of(rule.trigger).routed
+            assert routed is not None  # the router indexes only kinds that react to routed events
+            routed(rule, self)
 
     # ---- timers ----------------------------------------------------------------------------------
     def timer_fired(self) -> None:
@@ -173,20 +164,11 @@ class _Deciding:
             self.resume(str(data.get("run")), rule)
             return
         if rule is None:
-            self.plan.why_not.append(WhyNot(str(data.get("rule")), "the rule no longer exists"))
+            self.why_not(str(data.get("rule")), "the rule no longer exists")
             return
-        if kind == "held":
-            assert isinstance(rule.trigger, HeldTrigger) and self.event.entity is not None
-            fields = self.before.fields if self.before else None
-            if not held_trigger.holds(rule.trigger, fields):
-                self.plan.why_not.append(WhyNot(rule.id, f"{held_trigger.describe(rule.trigger)}: no longer holds"))
-                return
-            self.start(rule, self.event, self.event.entity, fields)
-        elif kind == "schedule":
-            if rule.for_each is None:
-                self.start(rule, self.event, None, None)
-                return
-            self.for_each(rule)
+        trigger = TRIGGERS.get(str(kind))
+        if trigger is not None and trigger.fired is not None:
+            trigger.fired(rule, self)
 
     def for_each(self, rule: Rule) -> None:
         assert rule.for_each is not None
@@ -199,9 +181,9 @@ class _Deciding:
                     if not rule.for_each.where.evaluate(scope, ectx):
                         continue
                 except EvalError as exc:
-                    self.plan.why_not.append(WhyNot(rule.id, f"{entity.ref}: for_each where failed: {exc}"))
+                    self.why_not(rule.id, f"{entity.ref}: for_each where failed: {exc}")
                     continue
-            self.start(rule, self.event, entity.ref, fields)
+            self.start(rule, entity.ref, fields)
 
     def resume(self, rid: str, rule: Rule | None) -> None:
         run = self.plan.runs.get(rid) or self.snapshot.run(rid)
@@ -246,7 +228,8 @@ class _Deciding:
         scope["vars"] = dict(vars_ or {})
         return scope
 
-    def start(self, rule: Rule, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
+    def start(self, rule: Rule, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
+        event = self.event
         scope = self.scope(event, ref, fields)
         rid = run_id(event.id, rule.id, ref if rule.for_each else "")
         ectx = self.ectx
@@ -351,53 +334,18 @@ class _Memo:
         return getattr(self._snapshot, name)
 
 
-def held_timer(project: Any, snapshot: Snapshot, rule: Rule, trigger: HeldTrigger, ref: EntityRef,
-               fields: Mapping[str, Any], now: datetime) -> Timer | None:
-    """The timer of a `held` rule for one entity that has just taken the value."""
-    from automator.clock import end_of_day, start_of_day
-
-    if trigger.for_ is not None:
-        due = trigger.for_.add_to(now, project.config.timezone)
-    elif isinstance(trigger.until, str):
-        branch = trigger.branch or scopes.branch_of(snapshot, fields)
-        hours = project.config.branch(branch)
-        if hours is None:
-            return None
-        due = (end_of_day if trigger.until == "end_of_day" else start_of_day)(now, hours)
-    else:
-        assert trigger.until is not None
-        scope = scopes.build(project, snapshot, Event(id="", type="timer.arm", at=now, entity=ref), ref, fields, None)
-        try:
-            value = trigger.until.evaluate(scope, scopes.eval_context(project, snapshot, now))
-        except EvalError:
-            return None
-        due = scopes.to_datetime(value, project.config.timezone)
-        if due is None:
-            return None
-    return Timer(id=held_trigger.timer_id(rule.id, ref), due_at=due, kind="held", rule_id=rule.id, key=str(ref),
-                 payload={"since": now.isoformat()})
-
-
-def arm_held(project: Any, snapshot: Snapshot, entity: Entity, now: datetime) -> list[Timer]:
-    """Held timers for state already known (a test's `given:`), as if each value had just been seen."""
+def arm_held(project: Project, snapshot: Snapshot, entity: Entity, now: datetime) -> list[Timer]:
+    """The timers state already known arms (a test's `given:`), as if each value had just been seen."""
     timers = []
+    arming = _Arming(project, snapshot, now)
     for rule in project.router.field_rules(entity.ref.kind, entity.fields):
-        trigger = rule.trigger
-        if isinstance(trigger, HeldTrigger) and held_trigger.holds(trigger, entity.fields):
-            if trigger.pipeline and not same(entity.fields.get("pipeline"), trigger.pipeline):
-                continue
-            timer = held_timer(project, snapshot, rule, trigger, entity.ref, entity.fields, now)
-            if timer is not None:
-                timers.append(timer)
+        armed = kind_of(rule.trigger).armed
+        timer = armed(rule, entity, arming) if armed is not None else None
+        if timer is not None:
+            timers.append(timer)
     return timers
 
 
 def event_from(data: Mapping[str, Any], fallback: Event) -> Event:
     """Rebuild a run's triggering event from its stored form."""
-    if not data:
-        return fallback
-    entity = data.get("entity")
-    return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
-                 entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
-                 data=dict(data.get("data") or {}), source=str(data.get("source", "")),
-                 depth=int(data.get("depth", 0)))
+    return Event.from_json(data) if data else fallback

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from automator.model import Event, Rule
-from automator.triggers import TRIGGERS
+from automator.triggers import kind_of
 
 
 class Router:
@@ -17,8 +17,10 @@ class Router:
         self.schedules: list[Rule] = []
         for rule in self.rules:
             self.by_id[rule.id] = rule
-            module = TRIGGERS[trigger_kind(rule)]
-            keys = module.routes(rule.trigger)
+            kind = kind_of(rule.trigger)
+            keys = kind.routes(rule.trigger)
+            if keys and kind.routed is None:
+                raise TypeError(f"rule {rule.id}: trigger kind {kind.key!r} gives routes but does not react to them")
             if not keys:
                 self.schedules.append(rule)
             for key in keys:
@@ -45,15 +47,5 @@ class Router:
 
 
 def trigger_kind(rule: Rule) -> str:
-    from automator.model import ChangedTrigger, EventTrigger, HeldTrigger
-
-    if isinstance(rule.trigger, EventTrigger):
-        return "event"
-    if isinstance(rule.trigger, ChangedTrigger):
-        return "changed"
-    if isinstance(rule.trigger, HeldTrigger):
-        return "held"
-    return "schedule"
-
-
-
+    """The key of the rule's trigger kind (`event`, `changed`, `held`, `schedule`)."""
+    return kind_of(rule.trigger).key

@@ -8,9 +8,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.catalogue import Catalogue
+from automator.config.project import Project
 from automator.expr import EvalContext, Template
 from automator.model import EntityRef, Event, Rule
 from automator.store.base import Snapshot
+from automator.triggers import kind_of
 
 # Fields that link an entity to another one, and the kind they point to.
 LINKS = (("client", "client"), ("contact", "client"), ("booking", "booking"), ("deal", "deal"))
@@ -112,12 +114,12 @@ def as_date(value: Any, tz: ZoneInfo) -> date | None:
     return moment.astimezone(tz).date() if moment is not None else None
 
 
-def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Any) -> dict[str, Any]:
+def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project) -> dict[str, Any]:
     config = project.config
     return {**typed(ref.kind, fields, config.catalogue, config.timezone), "id": ref.id}
 
 
-def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
+def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
           before: Mapping[str, Any] | None, vars_: Mapping[str, Any] | None = None,
           view: dict[str, Any] | None = None) -> dict[str, Any]:
     """The scope of one run: the entity under its kind's name, and the entities it links to.
@@ -142,7 +144,7 @@ def build(project: Any, snapshot: Snapshot, event: Event, ref: EntityRef | None,
     return scope
 
 
-def learn(scope: dict[str, Any], events: list[Event], project: Any) -> None:
+def learn(scope: dict[str, Any], events: list[Event], project: Project) -> None:
     """The run's scope after events the run itself caused inside the core (`segment.recompute`'s
     `client.updated`): an entity the scope shows takes the event's fields, as the store will when the decision
     commits, so the run's later steps read the new values (`segment_of(client)`, `segment_avg_recency(client)`).
@@ -164,7 +166,7 @@ def learn(scope: dict[str, Any], events: list[Event], project: Any) -> None:
         scope[ref.kind] = learned
 
 
-def _follow_links(project: Any, snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
+def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
     for name, kind in LINKS:
         if kind in scope or fields.get(name) in (None, ""):
             continue
@@ -178,7 +180,7 @@ def _follow_links(project: Any, snapshot: Snapshot, fields: Mapping[str, Any], s
                 _follow_links(project, snapshot, scope[kind], scope)
 
 
-def eval_context(project: Any, snapshot: Snapshot, now: datetime) -> EvalContext:
+def eval_context(project: Project, snapshot: Snapshot, now: datetime) -> EvalContext:
     """The function library's view of the world: the clock, the timezone, segments and business hours."""
     from automator.clock import end_of_day, start_of_day
 
@@ -252,10 +254,7 @@ _DESCRIBED: dict[tuple[str, str], str] = {}
 
 def describe(rule: Rule) -> str:
     """The rule's trigger in one line (worked out once per rule version)."""
-    from automator.core.router import trigger_kind
-    from automator.triggers import TRIGGERS
-
     key = (rule.id, rule.version)
     if key not in _DESCRIBED:
-        _DESCRIBED[key] = TRIGGERS[trigger_kind(rule)].describe(rule.trigger)
+        _DESCRIBED[key] = kind_of(rule.trigger).describe(rule.trigger)
     return _DESCRIBED[key]

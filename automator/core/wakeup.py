@@ -5,8 +5,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from automator.config.settings import Config
 from automator.model import EntityRef, Event, ScheduleTrigger, Timer
-from automator.triggers.schedule import MAX_FIRES, fires_between
+from automator.triggers import TRIGGERS
+from automator.triggers.schedule import MAX_FIRES, fires_between, timer_id as schedule_timer_id
 
 # A tick this late is a missed one: `skip` drops it, `once` folds it with the others.
 ON_TIME = timedelta(seconds=60)
@@ -14,15 +16,11 @@ ON_TIME = timedelta(seconds=60)
 
 def timer_event(timer: Timer) -> Event:
     """A fired timer as an event: the one path every wake-up takes."""
-    entity = EntityRef.parse(timer.key) if timer.kind == "held" else None
+    kind = TRIGGERS.get(timer.kind)  # a run's `resume` timer is no trigger's
+    entity = EntityRef.parse(timer.key) if kind is not None and kind.per_entity else None
     return Event(id=f"{timer.id}@{timer.due_at.isoformat()}", type="timer.fired", at=timer.due_at, entity=entity,
                  data={"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id},
                  source="timer")
-
-
-def schedule_timer_id(rule_id: str) -> str:
-    """A schedule keeps one durable timer: its next tick."""
-    return f"schedule/{rule_id}"
 
 
 def schedule_spec(trigger: ScheduleTrigger) -> str:
@@ -30,7 +28,7 @@ def schedule_spec(trigger: ScheduleTrigger) -> str:
     return f"{trigger.cron or trigger.anchor}|{trigger.branch or ''}|{trigger.catch_up}"
 
 
-def next_tick(trigger: ScheduleTrigger, after: datetime, config: Any) -> datetime | None:
+def next_tick(trigger: ScheduleTrigger, after: datetime, config: Config) -> datetime | None:
     """The first fire time strictly after `after`."""
     horizon = timedelta(days=1)
     for _ in range(9):  # a yearly cron is found within 2**9 days of searching
@@ -41,7 +39,7 @@ def next_tick(trigger: ScheduleTrigger, after: datetime, config: Any) -> datetim
     return None
 
 
-def tick_event(rule_id: str, tick: datetime, config: Any, *, missed: int = 0) -> Event:
+def tick_event(rule_id: str, tick: datetime, config: Config, *, missed: int = 0) -> Event:
     """One schedule firing. Its id is the rule and the local wall time with its UTC offset, so a tick can be
     journaled only once. The offset keeps apart the two passes of a repeated fall-back hour, which an hourly
     schedule fires both (automator/clock.py: cron_next); a fixed-hour schedule fires each local time once."""
@@ -62,7 +60,7 @@ class CatchUp:
     next_due: datetime | None
 
 
-def catch_up(trigger: ScheduleTrigger, due: datetime, now: datetime, config: Any) -> CatchUp:
+def catch_up(trigger: ScheduleTrigger, due: datetime, now: datetime, config: Config) -> CatchUp:
     """Apply the schedule's catch-up policy to every tick from `due` up to `now`.
 
     `once` (default): one run for all the ticks missed; `skip`: late ticks are dropped, an on-time one fires;

@@ -7,9 +7,10 @@ from datetime import datetime
 
 from automator.config.project import Project
 from automator.daemon import crashpoints
-from automator.core.wakeup import catch_up, next_tick, schedule_spec, schedule_timer_id, tick_event, timer_event
+from automator.core.wakeup import catch_up, next_tick, schedule_spec, tick_event, timer_event
 from automator.model import Event, ScheduleTrigger, Timer
 from automator.store.sqlite import SqliteStore
+from automator.triggers.schedule import timer_id as schedule_timer_id
 
 log = logging.getLogger(__name__)
 

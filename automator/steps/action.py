@@ -3,25 +3,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from automator.actions import CANONICAL
+from automator.actions import CANONICAL, ENGINE_ACTIONS, ActionSpec, deal_fields
 from automator.checks import CheckContext, literal
-from automator.core.scope import sendable
+from automator.core.scope import learn, sendable
 from automator.core.outcome import Outcome, StepError
+from automator.core.state import RunState
 from automator.config.context import CompileContext, did_you_mean
-from automator.config.project import choose_connector
-from automator.model import ActionStep, Effect
-
-if TYPE_CHECKING:
-    from automator.core.runner import RunState
-
-# Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.
-ENGINE_ACTIONS = ("segment.recompute",)
-ENGINE = "engine"
-# The entity in the run's scope that an action works on when its params do not name one.
-DEFAULT_TARGET = {"deal.move": "deal", "deal.update": "deal", "booking.set_status": "booking",
-                  "client.set_category": "client", "segment.recompute": "client"}
+from automator.config.settings import choose_connector
+from automator.model import ENGINE, ActionStep, Effect
 
 
 def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> ActionStep | None:
@@ -155,42 +146,41 @@ def _check_no_env(value: Any, path: tuple[Any, ...], ctx: CompileContext) -> Non
             _check_no_env(item, (*path, index), ctx)
 
 
-def deal_fields(name: str, params: Any) -> set[str]:
-    """The deal fields an action sets: what a stage's `requires:` can be satisfied by."""
-    if not isinstance(params, Mapping) or not name.startswith("deal."):
-        return set()
-    fields = set(params.get("fields") or {}) if isinstance(params.get("fields"), Mapping) else set()
-    if name == "deal.create":
-        fields |= {str(k) for k in params if k not in ("fields", "pipeline", "stage")}
-        fields |= {"client"} if "contact" in params else set()
-    return fields
-
-
 def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     """Render the params, fill the default target, resolve the connector and plan the Effect."""
-    from automator.core.targets import prepare
-
     params = sendable(state.render(step.params), state.ectx.tz)
     if not isinstance(params, dict):
         params = {}
-    params = prepare(step.action, params, state)
+    canonical = CANONICAL.get(step.action)
+    if canonical is not None:
+        params = prepare(canonical, params, state)
     if state.project.schemas is not None:
         errors = state.project.schemas.errors(state.project.action_schema_id(step.action), params)
         if errors:
             raise StepError(f"{step.action}: " + "; ".join(errors))
-    connector = ENGINE if step.action in ENGINE_ACTIONS else state.project.connector_for(step.action, params,
-                                                                                          step.via, state.scope)
-    spec = CANONICAL.get(step.action) or state.project.action_spec(step.action)
+    perform = canonical.perform if canonical is not None else None
+    connector = ENGINE if perform is not None else state.project.connector_for(step.action, params, step.via,
+                                                                              state.scope)
+    spec = canonical or state.project.action_spec(step.action)
     effect = Effect(key=f"{state.run.id}/{path}", run_id=state.run.id, rule_id=state.rule.id, action=step.action,
                     connector=connector, params=params, delivery=spec.delivery if spec else "at_least_once",
                     at=state.now, entity=state.run.entity, depth=state.run.depth)
     state.effects.append(effect)
     state.record(path, "action", step.action, params)
-    if step.action in ENGINE_ACTIONS:
-        from automator.core.engine_actions import perform
-        from automator.core.scope import learn
-
+    if perform is not None:
         events = perform(effect, state)
         state.events.extend(events)
         learn(state.scope, events, state.project)
     return None
+
+
+def prepare(spec: ActionSpec, params: dict[str, Any], state: RunState) -> dict[str, Any]:
+    """Complete rendered params: the deal, booking or client a step works on defaults to the one in scope; then
+    the action's own hook checks or completes them."""
+    target = spec.target
+    if target and params.get(target) in (None, ""):
+        fields = state.scope.get(target)
+        if not isinstance(fields, Mapping) or fields.get("id") is None:
+            raise StepError(f"{spec.name}: no {target} in this run; name one with `{target}:`")
+        params[target] = str(fields["id"])
+    return spec.prepare(params, state) if spec.prepare is not None else params

@@ -2,25 +2,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from automator.core.scope import sendable
 from automator.core.outcome import Outcome, Stop
 from automator.config.context import CompileContext
-from automator.model import ENTITY_KINDS, EmitStep, EntityRef, Event, IfStep, SetStep, StopStep
+from automator.core.state import RunState
+from automator.model import ENTITY_KINDS, EmitStep, EntityRef, Event, IfStep, SetStep, Step, StopStep, plain
 
-if TYPE_CHECKING:
-    from automator.core.runner import RunState
 
 VAR_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,39}\.[a-z][a-z0-9_]{0,39}")
 
 
-def compile_if(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext) -> IfStep | None:
-    """`if` takes one expression or a list (all must hold); `then` is required, `else` optional."""
-    from automator.steps import compile_steps
-
+def compile_if(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileContext,
+               compile_steps: Callable[[Any, Sequence[str | int], CompileContext], tuple[Step, ...]]
+               ) -> IfStep | None:
+    """`if` takes one expression or a list (all must hold); `then` is required, `else` optional. Its branches
+    are compiled with `compile_steps`, the registry's own (passed in: the registry is built from this module)."""
     sources = raw["if"] if isinstance(raw["if"], list) else [raw["if"]]
     conditions = []
     for index, source in enumerate(sources):
@@ -68,6 +68,25 @@ def compile_stop(raw: Mapping[str, Any], path: Sequence[str | int], ctx: Compile
     """`stop: reason` or `stop: true`."""
     reason = raw["stop"]
     return StopStep(reason="" if reason is True else str(reason), location=ctx.location(path))
+
+
+def choose_if(step: IfStep, path: str, state: RunState) -> str:
+    """The branch an `if` takes, `then` or `else`; the conditions' values go to the trace."""
+    values = []
+    for expr in step.conditions:
+        value = state.eval(expr)
+        values.append(value)
+        state.record(path, "condition", expr.source, plain(value))
+        if not value:
+            break
+    branch = "then" if all(values) and len(values) == len(step.conditions) else "else"
+    state.record(path, "if", f"took {branch}")
+    return branch
+
+
+def if_body(step: IfStep, branch: str) -> tuple[Step, ...]:
+    """The steps of an `if`'s branch."""
+    return step.then if branch == "then" else step.else_
 
 
 def execute_set(step: SetStep, path: str, state: RunState) -> Outcome:

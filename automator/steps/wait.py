@@ -4,17 +4,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from automator.clock import Duration, end_of_day, parse_duration, start_of_day
+from automator.clock import BusinessHours, Duration, end_of_day, parse_duration, start_of_day
 from automator.core.outcome import Outcome, StepError, Wait
 from automator.config.context import CompileContext, branch_hint
 from automator.core.scope import to_datetime
+from automator.core.state import RunState
 from automator.expr import EvalContext, EvalError, Expr
 from automator.model import Timer, WaitStep
 
-if TYPE_CHECKING:
-    from automator.core.runner import RunState
 
 ANCHORS = ("end_of_day", "start_of_day")
 _UTC = ZoneInfo("UTC")
@@ -102,7 +101,7 @@ def resume_timer_id(run_id: str) -> str:
     return f"resume/{run_id}"
 
 
-def branch_hours(explicit: str | None, state: RunState) -> Any:
+def branch_hours(explicit: str | None, state: RunState) -> BusinessHours | None:
     """Business hours of the named branch, else of the entity's (or its booking's) branch, else the default."""
     name = explicit
     for key in ("booking", "entity", "deal", "client"):

@@ -72,13 +72,7 @@ def event_body(event: Event) -> str:
 
 def event_from_body(body: str) -> Event:
     """The stored form back as an Event."""
-    data = load(body)
-    entity = data.get("entity")
-    return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
-                 entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
-                 data=dict(data.get("data") or {}), source=str(data.get("source", "")),
-                 delivery_id=data.get("delivery_id"), depth=int(data.get("depth", 0)),
-                 caused_by=data.get("caused_by"), echo_of=data.get("echo_of"), repeats=data.get("repeats"))
+    return Event.from_json(load(body))
 
 
 class Journal:

@@ -5,8 +5,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from automator.config.context import CompileContext
-from automator.model import ChangedTrigger, ENTITY_KINDS, Trigger
+from automator.model import ChangedTrigger, ENTITY_KINDS, Rule, Trigger
 from automator.model import same
+from automator.triggers.base import Deciding, TriggerKind, outside_pipeline
 
 KEY = "changed"
 
@@ -74,6 +75,19 @@ def match(trigger: ChangedTrigger, before: Mapping[str, Any] | None, after: Mapp
     return None
 
 
+def routed(rule: Rule, deciding: Deciding) -> None:
+    """Start the rule when the field changed as it wants (and the deal is in its pipeline)."""
+    trigger = rule.trigger
+    assert isinstance(trigger, ChangedTrigger)
+    after = deciding.fields_after
+    reason = (outside_pipeline(trigger.pipeline, after or deciding.fields_before)
+              or match(trigger, deciding.fields_before, after))
+    if reason:
+        deciding.why_not(rule.id, reason)
+        return
+    deciding.start(rule, deciding.event.entity, after)
+
+
 def describe(trigger: ChangedTrigger) -> str:
     """One line for traces and dry-run output."""
     text = f"{trigger.kind}.{trigger.field} changed"
@@ -86,3 +100,6 @@ def describe(trigger: ChangedTrigger) -> str:
 
 def _one_of(vals: tuple[Any, ...]) -> str:
     return " or ".join(repr(v) for v in vals)
+
+
+KIND = TriggerKind(KEY, ChangedTrigger, compile, routes, describe, routed)

@@ -5,7 +5,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from automator.config.context import CompileContext
-from automator.model import EventTrigger, Trigger
+from automator.expr import EvalError
+from automator.model import EventTrigger, Rule, Trigger, plain
+from automator.triggers.base import Deciding, TriggerKind, outside_pipeline
 
 KEY = "event"
 
@@ -33,3 +35,31 @@ def describe(trigger: EventTrigger) -> str:
     if trigger.where:
         text += f" where {trigger.where.source}"
     return text
+
+
+def routed(rule: Rule, deciding: Deciding) -> None:
+    """Start the rule unless the event is a repeat, the deal is outside the pipeline or `where` does not hold."""
+    trigger = rule.trigger
+    assert isinstance(trigger, EventTrigger)
+    event = deciding.event
+    if event.repeats:
+        # The action's answer and the system's webhook report one change: the event happened once.
+        # Field rules still see what the repeat adds to the entity.
+        deciding.why_not(rule.id, f"the same change as event {event.repeats}, which was already decided")
+        return
+    fields = deciding.fields_after or deciding.fields_before or {}
+    reason = outside_pipeline(trigger.pipeline, fields)
+    if reason is None and trigger.where is not None:
+        try:
+            value = deciding.evaluate(trigger.where, fields)
+        except EvalError as exc:
+            reason = f"where {trigger.where.source!r} failed: {exc}"
+        else:
+            reason = None if value else f"where {trigger.where.source!r} is {plain(value)!r}"
+    if reason:
+        deciding.why_not(rule.id, reason)
+        return
+    deciding.start(rule, event.entity, deciding.fields_after)
+
+
+KIND = TriggerKind(KEY, EventTrigger, compile, routes, describe, routed)

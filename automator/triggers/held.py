@@ -1,12 +1,15 @@
 """`when: {held: KIND.FIELD, is: VALUE, for: DURATION | until: TIME}`: a value that stayed; a timer per entity."""
 from __future__ import annotations
 
+from datetime import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from automator.clock import end_of_day, show_time, start_of_day
 from automator.config.context import CompileContext, branch_hint
-from automator.model import EntityRef, HeldTrigger, Trigger
+from automator.model import Entity, EntityRef, HeldTrigger, Rule, Timer, Trigger
 from automator.model import same
+from automator.triggers.base import Arming, Deciding, TriggerKind
 from automator.triggers.changed import check_stages, split_field
 
 KEY = "held"
@@ -70,8 +73,73 @@ def timer_id(rule_id: str, ref: EntityRef) -> str:
     return f"held/{rule_id}/{ref}"
 
 
+def timer(rule: Rule, ref: EntityRef, fields: Mapping[str, Any], arming: Arming) -> Timer | None:
+    """The timer of a `held` rule for one entity that has just taken the value; None when no due time can be
+    worked out (no business hours, an `until` that names no moment)."""
+    trigger = rule.trigger
+    assert isinstance(trigger, HeldTrigger)
+    now = arming.now
+    if trigger.for_ is not None:
+        due: datetime | None = trigger.for_.add_to(now, arming.timezone)
+    elif isinstance(trigger.until, str):
+        hours = arming.hours(trigger.branch, fields)
+        if hours is None:
+            return None
+        due = (end_of_day if trigger.until == "end_of_day" else start_of_day)(now, hours)
+    else:
+        assert trigger.until is not None
+        due = arming.moment(trigger.until, ref, fields)
+    if due is None:
+        return None
+    return Timer(id=timer_id(rule.id, ref), due_at=due, kind=KEY, rule_id=rule.id, key=str(ref),
+                 payload={"since": now.isoformat()})
+
+
+def routed(rule: Rule, deciding: Deciding) -> None:
+    """Arm the timer when the field has just taken the value (in the pipeline), cancel it when it has left it."""
+    trigger = rule.trigger
+    assert isinstance(trigger, HeldTrigger) and deciding.event.entity is not None
+    ref = deciding.event.entity
+    after = deciding.fields_after
+    in_pipeline = not trigger.pipeline or (after is not None and same(after.get("pipeline"), trigger.pipeline))
+    step = transition(trigger, deciding.fields_before, after)
+    if step == "arm" and in_pipeline:
+        armed = timer(rule, ref, after or {}, deciding)
+        if armed is not None:
+            deciding.set_timer(armed)
+            due = show_time(armed.due_at, deciding.timezone, seconds=False)
+            deciding.why_not(rule.id, f"waiting: {describe(trigger)} (until {due})")
+    elif step == "cancel" or (step is None and not in_pipeline):
+        deciding.cancel_timer(timer_id(rule.id, ref))
+        deciding.why_not(rule.id, f"{trigger.kind}.{trigger.field} changed: held timer cancelled")
+
+
+def fired(rule: Rule, deciding: Deciding) -> None:
+    """The timer came due: start the rule if the entity still holds the value."""
+    trigger = rule.trigger
+    assert isinstance(trigger, HeldTrigger) and deciding.event.entity is not None
+    fields = deciding.fields_before
+    if not holds(trigger, fields):
+        deciding.why_not(rule.id, f"{describe(trigger)}: no longer holds")
+        return
+    deciding.start(rule, deciding.event.entity, fields)
+
+
+def armed(rule: Rule, entity: Entity, arming: Arming) -> Timer | None:
+    """The timer that state already known arms (a test's `given:`), as if the value had just been seen."""
+    trigger = rule.trigger
+    assert isinstance(trigger, HeldTrigger)
+    if not holds(trigger, entity.fields):
+        return None
+    if trigger.pipeline and not same(entity.fields.get("pipeline"), trigger.pipeline):
+        return None
+    return timer(rule, entity.ref, entity.fields, arming)
+
+
 def describe(trigger: HeldTrigger) -> str:
     """One line for traces and dry-run output."""
     span = f"for {trigger.for_.text}" if trigger.for_ else f"until {getattr(trigger.until, 'source', trigger.until)}"
     return f"{trigger.kind}.{trigger.field} is {trigger.value!r} {span}"
 
+
+KIND = TriggerKind(KEY, HeldTrigger, compile, routes, describe, routed, fired=fired, armed=armed, per_entity=True)

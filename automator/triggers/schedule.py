@@ -7,7 +7,9 @@ from typing import Any
 
 from automator.clock import cron_between, cron_problem, end_of_day, start_of_day
 from automator.config.context import CompileContext, branch_hint
-from automator.model import ScheduleTrigger, Trigger
+from automator.config.settings import Config
+from automator.model import Rule, ScheduleTrigger, Trigger
+from automator.triggers.base import Deciding, TriggerKind
 
 KEY = "schedule"
 ANCHORS = ("end_of_day", "start_of_day")
@@ -41,7 +43,7 @@ def routes(trigger: Trigger) -> list[str]:
     return []
 
 
-def fires_between(trigger: ScheduleTrigger, start: datetime, end: datetime, config: Any) -> list[datetime]:
+def fires_between(trigger: ScheduleTrigger, start: datetime, end: datetime, config: Config) -> list[datetime]:
     """Every fire time in (start, end], in order, at most MAX_FIRES."""
     if trigger.cron is not None:
         return cron_between(trigger.cron, start, end, config.timezone, limit=MAX_FIRES)
@@ -63,11 +65,22 @@ def fires_between(trigger: ScheduleTrigger, start: datetime, end: datetime, conf
     return fires
 
 
-def timer_id(rule_id: str, at: datetime) -> str:
-    """One timer per rule and scheduled moment: a tick can never fire twice."""
-    return f"schedule/{rule_id}/{at.isoformat()}"
+def timer_id(rule_id: str) -> str:
+    """A schedule keeps one durable timer: its next tick."""
+    return f"schedule/{rule_id}"
+
+
+def fired(rule: Rule, deciding: Deciding) -> None:
+    """A tick: one run, or one per entity its `for_each` selects."""
+    if rule.for_each is None:
+        deciding.start(rule, None, None)
+        return
+    deciding.for_each(rule)
 
 
 def describe(trigger: ScheduleTrigger) -> str:
     """One line for traces and dry-run output."""
     return f"schedule {trigger.cron or trigger.anchor}" + (f" ({trigger.branch})" if trigger.branch else "")
+
+
+KIND = TriggerKind(KEY, ScheduleTrigger, compile, routes, describe, routed=None, fired=fired)

@@ -1,26 +1,22 @@
-"""Actions the engine performs itself, inside the core: `segment.recompute`."""
+"""`segment.recompute`, an action the engine performs itself, inside the core: it needs the project's own data."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from automator.actions.spec import ActionRun
 from automator.core.outcome import StepError
 from automator.model import Effect, EntityRef, Event
 from automator.segments import classify
 
-if TYPE_CHECKING:
-    from automator.core.runner import RunState
 
-
-def perform(effect: Effect, state: RunState) -> list[Event]:
+def perform(effect: Effect, state: ActionRun) -> list[Event]:
     """Recompute a client's RFM segment: `client.updated` with the scores, and `segment.changed` when it moved."""
 
-    config = state.project.segments
+    config = state.segments()
     if config is None:
         raise StepError("segment.recompute: there is no segments.yaml in this project")
     ref = EntityRef("client", str(effect.params["client"]))
     client = state.scope.get("client") if str((state.scope.get("client") or {}).get("id")) == ref.id else None
     if client is None:
-        entity = state.snapshot.entity(ref)
+        entity = state.entity(ref)
         if entity is None:
             raise StepError(f"segment.recompute: client {ref.id} is not known")
         client = {**entity.fields, "id": ref.id}

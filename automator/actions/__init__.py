@@ -1,0 +1,67 @@
+"""Catalogue of the canonical actions (deal.create, deal.move, sms.send…): one registration each, carrying its
+delivery policy, default target, echo, the deal fields it sets and its hooks (see `ActionSpec`)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from automator.actions import deal, segment
+from automator.actions.spec import ActionRun, ActionSpec
+from automator.model import EntityRef
+
+
+def _field(name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The echo of an action that sets one field from the param of the same name."""
+    return lambda params: {name: params[name]}
+
+
+CANONICAL: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("deal.create", "Create a deal in a pipeline at a stage.", emits=("deal.created",),
+                   deal_fields=deal.created_fields, prepare=deal.default_contact),
+        ActionSpec("deal.move", "Move a deal to another stage (or pipeline).", emits=("deal.updated",), target="deal",
+                   echo=deal.move_echo, deal_fields=deal.fields_param, prepare=deal.check_move),
+        ActionSpec("deal.update", "Set fields of a deal.", emits=("deal.updated",), target="deal",
+                   echo=deal.update_echo, deal_fields=deal.fields_param),
+        ActionSpec("booking.set_status", "Set a booking's attendance status.", emits=("booking.updated",),
+                   target="booking", echo=_field("status")),
+        ActionSpec("client.set_category", "Set a client's category.", emits=("client.updated",), target="client",
+                   echo=_field("category")),
+        ActionSpec("task.create", "Create a task for a person or a role.", emits=("task.created",)),
+        ActionSpec("sms.send", "Send an SMS.", delivery="at_most_once"),
+        ActionSpec("message.send", "Send a message in a messenger.", delivery="at_most_once"),
+        ActionSpec("notify", "Notify a member of staff.", delivery="at_most_once"),
+        ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
+        ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
+                   target="client", perform=segment.perform),
+    )
+}
+# Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.
+ENGINE_ACTIONS = tuple(name for name, spec in CANONICAL.items() if spec.perform is not None)
+
+
+def expected_echo(action: str, params: Mapping[str, Any]) -> tuple[EntityRef, dict[str, Any]] | None:
+    """The entity a canonical action changes and the canonical fields it sets, when both are known before the
+    call: the system's webhook reporting that change is our own echo (a create's id is known only after)."""
+    spec = CANONICAL.get(action)
+    if spec is None or spec.echo is None or spec.target is None:
+        return None
+    ident = params.get(spec.target)
+    if ident in (None, ""):
+        return None
+    fields = spec.echo(params)
+    return (EntityRef(spec.target, str(ident)), fields) if fields is not None else None
+
+
+def deal_fields(name: str, params: Any) -> set[str]:
+    """The deal fields an action sets: what a stage's `requires:` can be satisfied by. A connector's own deal
+    action (not canonical) is counted by its `fields:`."""
+    if not isinstance(params, Mapping) or not name.startswith("deal."):
+        return set()
+    spec = CANONICAL.get(name)
+    setter = spec.deal_fields if spec is not None and spec.deal_fields is not None else deal.fields_param
+    return setter(params)
+
+
+__all__ = ["CANONICAL", "ENGINE_ACTIONS", "ActionRun", "ActionSpec", "deal_fields", "expected_echo"]

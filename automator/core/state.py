@@ -1,0 +1,77 @@
+"""RunState: what one run's steps read and produce while the core advances it (steps import it, the runner
+drives it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from automator.config.project import Project
+from automator.core.outcome import StepError
+from automator.expr import EvalContext, EvalError, Expr, Template
+from automator.model import Effect, Entity, EntityRef, Event, Pipeline, Rule, Run, Timer, TraceStep
+from automator.segments import SegmentsConfig
+from automator.store.base import Snapshot
+
+
+@dataclass
+class RunState:
+    """Everything one run's steps read and produce while the core advances it."""
+
+    run: Run
+    rule: Rule
+    project: Project
+    snapshot: Snapshot
+    scope: dict[str, Any]
+    ectx: EvalContext
+    now: datetime
+    preview: bool = False  # dry-run: look past waits without changing anything
+    effects: list[Effect] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    trace: list[TraceStep] = field(default_factory=list)
+    preview_offset: int = 0
+
+    def eval(self, expr: Expr) -> Any:
+        """Evaluate an expression in this run's scope; EvalError becomes a StepError."""
+        try:
+            return expr.evaluate(self.scope, self.ectx)
+        except EvalError as exc:
+            raise StepError(f"{expr.source}: {exc}") from exc
+
+    def render(self, value: Any) -> Any:
+        """Render every Template inside params."""
+        if isinstance(value, Template):
+            try:
+                return value.render(self.scope, self.ectx)
+            except EvalError as exc:
+                raise StepError(f"{value.source}: {exc}") from exc
+        if isinstance(value, dict):  # params come from YAML: plain dicts (and typing.Mapping checks are slow)
+            return {k: self.render(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(v) for v in value]
+        return value
+
+    def record(self, path: str, kind: str, detail: str = "", value: Any = None, error: str | None = None) -> None:
+        """Append one trace line."""
+        self.trace.append(TraceStep(path=path, kind=kind, detail=detail, value=value, error=error, at=self.now))
+
+    def rule_pipeline(self) -> str | None:
+        """The trigger's `pipeline:` narrowing, the default pipeline of deal actions."""
+        return getattr(self.rule.trigger, "pipeline", None)
+
+    def entity(self, ref: EntityRef) -> Entity | None:
+        """The stored state of an entity."""
+        return self.snapshot.entity(ref)
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The project's pipeline of that name."""
+        return self.project.pipelines.get(name)
+
+    def segments(self) -> SegmentsConfig | None:
+        """The project's segments.yaml, compiled."""
+        return self.project.segments
+
+    def set_var(self, name: str, value: Any) -> None:
+        """Set a run variable, visible to later steps as `vars.name`."""
+        self.scope["vars"] = {**self.scope.get("vars", {}), name: value}
