@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib.util
 import json
 import socket
 import struct
@@ -17,15 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
+from automator import http
 from automator.http import DeadlineExceeded, default_engine, new_client, new_transport, send
 
 TRICKLE_BYTES = 20  # a byte every TRICKLE_EVERY_S: the slow body lasts 4 s at most, whoever stops listening
 TRICKLE_EVERY_S = 0.2
 UNREACHABLE_PROXY = "http://127.0.0.1:9"  # loopback "discard" port: nothing listens, the connect is refused
 
-ENGINES = [pytest.param(engine, marks=pytest.mark.skipif(
-    engine != "httpx" and importlib.util.find_spec(module) is None, reason=f"{module} is not installed"))
-    for engine, module in (("httpx", "httpx"), ("aiohttp", "httpx_aiohttp"), ("httptools", "httptools"))]
+ENGINES = list(http.ENGINES)  # every exchange below is made on each engine an operator may choose
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -293,7 +291,7 @@ def test_a_connection_the_server_dropped_is_not_reused(engine: str, server: Serv
 @pytest.mark.parametrize("engine", ENGINES)
 def test_httpx_alone_keeps_the_cookies(engine: str, server: Server) -> None:
     async def go() -> list[str | None]:
-        # A host name, not an address: aiohttp's own jar would keep cookies from a name only.
+        # A host name, not an address: a cookie jar of the engine's own would keep cookies from a name only.
         base_url = server.url.replace("127.0.0.1", "localhost")
         async with new_client(base_url=base_url, transport=new_transport(engine)) as client:
             await send(client, "GET", "/set-cookie", deadline=5)
@@ -430,22 +428,36 @@ def test_the_client_does_not_follow_redirects_or_trust_the_environment() -> None
     assert client.timeout == httpx.Timeout(10.0)
 
 
-def test_the_default_engine_is_the_benchmarks_choice_and_falls_back_to_httpx(
+def test_the_default_engine_is_ours_and_falls_back_to_httpx_without_httptools(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from automator.http1 import Http1Transport
 
+    monkeypatch.delenv(http.ENGINE_VARIABLE, raising=False)
     assert default_engine() == "httptools"  # a dependency: always there
     assert isinstance(new_client()._transport, Http1Transport)
-    # Without the faster engines installed, the client still works, on the next one and at last on httpx's own.
+    # A platform without httptools' wheel still gets a client, on httpx's own transport.
     monkeypatch.setitem(sys.modules, "httptools", None)  # makes `import httptools` raise ImportError
     assert isinstance(new_transport("httptools"), httpx.AsyncHTTPTransport)
-    if importlib.util.find_spec("httpx_aiohttp") is not None:
-        from httpx_aiohttp import AiohttpTransport
-        assert isinstance(new_client()._transport, AiohttpTransport)
-    for module in ("aiohttp", "httpx_aiohttp"):
-        monkeypatch.setitem(sys.modules, module, None)
     assert isinstance(new_client()._transport, httpx.AsyncHTTPTransport)
-    assert isinstance(new_transport("aiohttp"), httpx.AsyncHTTPTransport)
+
+
+@pytest.mark.parametrize("written, engine", [("httpx", "httpx"), (" HTTPX ", "httpx"), ("httptools", "httptools"),
+                                             ("", "httptools")])
+def test_the_operator_chooses_the_engine_with_one_variable(monkeypatch: pytest.MonkeyPatch, written: str,
+                                                            engine: str) -> None:
+    from automator.http1 import Http1Transport
+
+    monkeypatch.setenv(http.ENGINE_VARIABLE, written)
+    assert default_engine() == engine
+    made = new_client()._transport
+    assert isinstance(made, Http1Transport if engine == "httptools" else httpx.AsyncHTTPTransport)
+    assert type(new_transport()) is type(made)
+
+
+def test_an_engine_variable_naming_no_engine_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(http.ENGINE_VARIABLE, "aiohttp")
+    with pytest.raises(ValueError, match="AUTOMATOR_HTTP_ENGINE='aiohttp' names no HTTP engine; one of httptools, httpx"):
+        default_engine()
 
 
 def test_an_unknown_engine_is_refused() -> None:
@@ -490,3 +502,15 @@ def test_the_httptools_engine_speaks_tls_and_checks_the_certificate() -> None:
         srv.shutdown()
         srv.server_close()
         thread.join(5)
+
+
+def test_the_daemon_refuses_to_start_on_an_engine_variable_naming_no_engine(tmp_path: Any) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, http.ENGINE_VARIABLE: "curl"}
+    done = subprocess.run([sys.executable, "-m", "automator", "run", "--config", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "AUTOMATOR_HTTP_ENGINE='curl' names no HTTP engine; one of httptools, httpx (nothing was started)" \
+        in done.stderr
