@@ -64,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             try:
                 for _ in range(TRICKLE_BYTES):
-                    time.sleep(TRICKLE_EVERY_S)
+                    time.sleep(TRICKLE_EVERY_S)  # the behaviour under test: a server that answers slowly
                     self.wfile.write(b"x")
                     self.wfile.flush()
             except OSError:  # the client gave up: that is the point
@@ -87,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
             packed = gzip.compress(b'{"framing": "gzip"}')
             self._answer(200, packed, Content_Encoding="gzip", Content_Type="application/json")
         elif self.path == "/slow":
-            time.sleep(0.1)
+            time.sleep(0.1)  # the behaviour: answers that take a while, so that requests overlap and need sockets
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
         elif self.path == "/no-content":
             self.send_response(204)
@@ -100,6 +100,8 @@ class Handler(BaseHTTPRequestHandler):
             # Looks reusable (no "Connection: close"), then the server drops it, as an idle keep-alive expires.
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
             self.close_connection = True
+            with self.server.lock:
+                self.server.dropping.add(self.request)
         else:
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
 
@@ -127,6 +129,15 @@ class Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.accepted = 0
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.dropping: set[socket.socket] = set()
+        self.dropped = threading.Event()  # set once a /close-after connection is closed on the server's side
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)  # the socket is closed: its FIN is on its way to the client
+        with self.lock:
+            if request in self.dropping:
+                self.dropping.discard(request)
+                self.dropped.set()
 
     @property
     def url(self) -> str:
@@ -280,12 +291,17 @@ def test_keep_alive_reuses_one_connection(engine: str, server: Server) -> None:
 def test_a_connection_the_server_dropped_is_not_reused(engine: str, server: Server) -> None:
     async def go() -> list[int]:
         async with client_on(engine, server) as client:
+            server.dropped.clear()
             first = await send(client, "POST", "/close-after", json={}, deadline=5)
-            await asyncio.sleep(0.1)  # the server's close reaches us, as an idle keep-alive expiry would
+            # The server's close reaches us, as an idle keep-alive expiry would: the server has closed the socket
+            # (on loopback its FIN is then in ours), and the loop gets a turn to notice it before the next send.
+            assert await asyncio.to_thread(server.dropped.wait, 5), "the server did not close the connection"
+            await asyncio.sleep(0)
+            before = server.accepted
             second = await send(client, "POST", "/ok", json={}, deadline=5)
-            return [first.status_code, second.status_code]
+            return [first.status_code, second.status_code, server.accepted - before]
 
-    assert run(go()) == [200, 200]
+    assert run(go()) == [200, 200, 1]  # the second request on a new connection
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -411,7 +427,7 @@ def test_an_injected_mock_transport_answers_instead_of_the_network() -> None:
 
 def test_the_deadline_also_bounds_an_injected_transport() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # the behaviour: a transport that takes longer than the deadline
         return httpx.Response(200)
 
     async def go() -> None:
