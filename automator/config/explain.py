@@ -134,7 +134,7 @@ def _explain(error: ValidationError, prefix: DataPath, rule_keys: Collection[str
     """Turn one jsonschema error into the issues an admin should read."""
     path = prefix + tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
-    where, inst, v, value = _label(path), error.instance, error.validator, error.validator_value
+    where, inst, v, value = _label(path), _instance(error), str(error.validator), _keyword_value(error)
     if "propertyNames" in error.absolute_schema_path:  # the instance is a key of the object at `path`
         what = schema.get("x-pattern-message") or schema.get("description") or "a valid name"
         yield Issue(path + (inst,), f"{where}expected {what}, got {_show(inst)}", key=True)
@@ -213,7 +213,7 @@ def _mismatched(error: ValidationError, depth: int) -> bool:
     if error.validator == "type":
         return True
     if error.validator in ("enum", "const"):
-        values = error.validator_value if error.validator == "enum" else [error.validator_value]
+        values = _keyword_value(error) if error.validator == "enum" else [_keyword_value(error)]
         return _kind(error.instance) not in {_kind(x) for x in values}
     if error.validator in _COMBINATORS and error.context:
         return all(_mismatched(e, depth) for e in error.context)
@@ -254,7 +254,7 @@ def _explain_combinator(error: ValidationError, prefix: DataPath, schema: dict[s
         words = expected or _or([_TYPE_WORDS.get(t, t) for t in types] or ["another value"])
         yield Issue(path, f"{where}expected {words}, got {_actual(inst)}", _type_hint(inst, set(types)))
     elif expected and (len(candidates) > 1 or all(_value_level(e, depth) for e in candidates[0])):
-        enums = [x for errs in candidates for e in errs if e.validator == "enum" for x in e.validator_value]
+        enums = [x for errs in candidates for e in errs if e.validator == "enum" for x in _keyword_value(e)]
         negative = isinstance(inst, str) and inst.strip().startswith("-") or \
             isinstance(inst, (int, float)) and not isinstance(inst, bool) and inst < 0
         spelled = spelled_duration(inst) if isinstance(inst, str) and "x-negative-hint" in schema else None
@@ -270,6 +270,18 @@ def _explain_combinator(error: ValidationError, prefix: DataPath, schema: dict[s
             yield from _explain(best, prefix, rule_keys)
 
 
+def _instance(error: ValidationError) -> Any:
+    """The value the error is about: jsonschema sets it on every error it yields (its stubs also allow an error
+    built by hand without one)."""
+    return error.instance
+
+
+def _keyword_value(error: ValidationError) -> Any:
+    """The failed keyword's value in the schema (`required`'s list, `enum`'s values, ...); set on every error
+    jsonschema yields."""
+    return error.validator_value
+
+
 def _value_level(error: ValidationError, depth: int) -> bool:
     """A complaint about the value itself (not its inner keys), which the schema's x-expected says better."""
     return len(error.absolute_path) == depth and error.validator in ("pattern", "enum", "const")
@@ -280,7 +292,7 @@ def _expected_types(errors: list[ValidationError], depth: int) -> Iterator[str]:
         if len(e.absolute_path) != depth:
             continue
         if e.validator == "type":
-            yield from ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)
+            yield from ([e.validator_value] if isinstance(e.validator_value, str) else _keyword_value(e))
         elif e.validator in _COMBINATORS:
             yield from _expected_types(list(e.context), depth)
 
@@ -289,7 +301,7 @@ def _dispatch(error: ValidationError, prefix: DataPath, dispatch: dict[str, Any]
               rule_keys: Collection[str]) -> Iterator[Issue]:
     """Explain a oneOf whose branch is chosen by the key present (a trigger, a step, a test item)."""
     path = prefix + tuple(error.absolute_path)
-    inst, keys = error.instance, dispatch["keys"]
+    inst, keys = _instance(error), dispatch["keys"]
     other = re.compile(dispatch["other"]) if "other" in dispatch else None
     present = [k for k in keys if k in inst]
     present += [k for k in inst if other and isinstance(k, str) and k not in keys and other.match(k)]

@@ -17,16 +17,12 @@ from typing import Any, Protocol
 import referencing
 from referencing.jsonschema import DRAFT202012
 from jsonschema import Draft202012Validator
+import jsonschema_rs
 from jsonschema.exceptions import ValidationError
 from referencing.exceptions import NoSuchResource, Unresolvable
 
 from automator.config.explain import DataPath, Issue, explain, non_text_keys
 from automator.config.problems import Problem
-
-try:  # the quick check; without it every file goes through the full (slower) validation
-    import jsonschema_rs
-except ImportError:  # pragma: no cover
-    jsonschema_rs = None
 
 # Installed non-editable, the schemas are not package data; this path assumes a source checkout.
 SCHEMA_DIR: Path = Path(__file__).resolve().parents[2] / "schemas"
@@ -50,7 +46,9 @@ class DocumentLike(Protocol):
 
 def _refuse(uri: str) -> referencing.Resource[Any]:
     """Registry retrieval hook: every schema is preloaded, so anything else is refused, never fetched."""
-    raise NoSuchResource(ref=uri)
+    # NoSuchResource is public and made this way (referencing's docs); its attrs-made __init__ is invisible to
+    # mypy through referencing's own `frozen` stub: a stub gap.
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,9 +133,7 @@ class SchemaSet:
             return False
 
     def _fast(self, name: str) -> Any:
-        """The compiled jsonschema-rs validator of schema `name`, or None when there is none."""
-        if jsonschema_rs is None:
-            return None
+        """The compiled jsonschema-rs validator of schema `name`, or None when it cannot compile the schema."""
         validator = self._fast_validators.get(name)
         if validator is None:
             try:  # an unresolvable $ref fails here: then the full validation reports it

@@ -95,7 +95,7 @@ class Yclients(WebConnector):
     }
     # Actions per second the outbox starts: one action makes two to four requests, and YCLIENTS allows 5 a
     # second and 200 a minute per IP (the requests themselves are paced by api.Pace).
-    rate_limit: ClassVar[tuple[float, int] | None] = (1.0, 2)
+    rate_limit: tuple[float, int] | None = (1.0, 2)
     poll_every: ClassVar[float | None] = 300.0
 
     def __init__(self, name: str, config: Mapping[str, Any], *, transport: Any = None) -> None:
