@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_VARIABLE", "DeadlineExceeded", "
 # operator's way out should ours misbehave against some server, since it is what the rest of the world runs.
 ENGINES = ("httptools", "httpx")
 DEFAULT_ENGINE = "httptools"
-# The operator's choice of engine, read by both processes of the daemon (the engine process inherits it).
+# The operator's choice of engine, read in both of the daemon's processes (the second inherits the environment).
 ENGINE_VARIABLE = "AUTOMATOR_HTTP_ENGINE"
 
 # An idle connection is dropped after this many seconds: sooner than servers usually drop it (nginx: 75 s),
