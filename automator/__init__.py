@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import Any
 
 # Where each public name lives. Loaded on first use: `automator validate` needs neither the store nor the
-# simulator, and the daemon brings uvicorn and aiohttp, so importing the package costs only what is used.
+# simulator, and the daemon brings uvicorn and httptools, so importing the package costs only what is used.
 _PUBLIC = {
     "ActionResult": "automator.connector",
     "CheckContext": "automator.checks",

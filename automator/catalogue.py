@@ -126,12 +126,12 @@ class Catalogue:
         entities = {kind: dict(fields) for kind, fields in self.entities.items()}
         for kind, fields in other.entities.items():
             own = entities.setdefault(kind, {})
-            for name, spec in fields.items():
-                mine = own.get(name)
+            for name, theirs in fields.items():
+                known = own.get(name)
                 # Fixed values hold only if every producer lists them: `validate` refuses a value outside them.
-                own[name] = spec if mine is None else mine if mine.values == spec.values else \
-                    replace(mine, values=tuple(dict.fromkeys(mine.values + spec.values)) if mine.values and spec.values
-                            else ())
+                own[name] = theirs if known is None else known if known.values == theirs.values else \
+                    replace(known, values=tuple(dict.fromkeys(known.values + theirs.values))
+                            if known.values and theirs.values else ())
         fillers = dict(self.fillers)
         for key, who in other.fillers.items():
             fillers[key] = tuple(dict.fromkeys(fillers.get(key, ()) + who))
@@ -215,7 +215,8 @@ def _no_envelope_names(names: list[str], origin: str, path: tuple[str | int, ...
         if name in ENVELOPE:
             raise CatalogueError(origin, (*path, name),
                                  f"'{name}' is a name of the event's envelope (event.{name} is the event's own)",
-                                 f"give the field another name, such as '{path[1].split('.')[0]}_{name}'", key=True)
+                                 f"give the field another name, such as '{str(path[1]).split('.')[0]}_{name}'",
+                                 key=True)
 
 
 def _fields(raw: Any, origin: str, path: tuple[str | int, ...]) -> dict[str, FieldSpec]:

@@ -94,9 +94,9 @@ def as_markdown(catalogue: Catalogue) -> str:
                      f"{data} |")
     for kind in _kinds(catalogue):
         lines += ["", f"`{kind}`:", "", "| field | type | what it is | filled by |", "| --- | --- | --- | --- |"]
-        for spec in _ordered(catalogue.entities[kind]):
-            who = ", ".join(catalogue.fillers.get((kind, spec.name), ()))
-            lines.append(f"| `{spec.name}` | {type_word(spec)} | {_doc(spec)} | {who} |")
+        for field in _ordered(catalogue.entities[kind]):
+            who = ", ".join(catalogue.fillers.get((kind, field.name), ()))
+            lines.append(f"| `{field.name}` | {type_word(field)} | {_doc(field)} | {who} |")
     return "\n".join(lines)
 
 

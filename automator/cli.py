@@ -312,6 +312,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
     from automator.observe import config_path
 
     setup_logging(log_format, log_level, mask=not no_mask)
+    _say_http_engine()
     project, problems = load_project(config_path(config).parent)
     if project is None:
         _fail_problems(problems)
@@ -323,6 +324,21 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
         sys.exit(run_daemon(daemon))
     except (ConfigError, AlreadyRunning) as exc:  # a `${env:NAME}` not set, a second daemon: said plainly, exit 1
         raise click.ClickException(f"{exc} (nothing was started)") from exc
+
+
+def _say_http_engine() -> None:
+    """Refuse an AUTOMATOR_HTTP_ENGINE naming no engine before anything starts (not at the first call), and log
+    the operator's choice when it is not the default: both processes make their clients from that variable."""
+    import logging
+
+    from automator import http
+
+    try:
+        engine = http.default_engine()
+    except ValueError as exc:
+        raise click.ClickException(f"{exc} (nothing was started)") from exc
+    if engine != http.DEFAULT_ENGINE:
+        logging.getLogger("automator.http").info("outbound HTTP on the %s engine (%s)", engine, http.ENGINE_VARIABLE)
 
 
 _Command = TypeVar("_Command", bound=Callable[..., None])

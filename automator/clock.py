@@ -211,9 +211,9 @@ def format_duration(value: Duration | timedelta) -> str:
     A timedelta is shown in days, hours, minutes and seconds (rounded to the second)."""
     if isinstance(value, timedelta):
         seconds = round(value.total_seconds())
-        sign = -1 if seconds < 0 else 1
+        direction = -1 if seconds < 0 else 1
         days, rest = divmod(abs(seconds), 86400)
-        value = Duration(days=sign * days, seconds=sign * rest)
+        value = Duration(days=direction * days, seconds=direction * rest)
     parts = (value.months, value.days, value.seconds)
     sign = "-" if all(p <= 0 for p in parts) and any(parts) else ""
     months, days, seconds = (abs(p) for p in parts) if sign else parts

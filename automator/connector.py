@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
@@ -73,8 +73,9 @@ class Connector:
 
     type: ClassVar[str] = ""
     config_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
-    # (requests per second, burst) the system allows; the daemon's outbox keeps to it. None: no limit.
-    rate_limit: ClassVar[tuple[float, int] | None] = None
+    # (requests per second, burst) the system allows; the daemon's outbox keeps to it. None: no limit. Not a
+    # ClassVar: a connector whose limit is a setting (`rate:`, a Bitrix24 plan) sets its own.
+    rate_limit: tuple[float, int] | None = None
     # True for connectors that write into the daemon's own database (local): performed on the store's thread.
     in_store: ClassVar[bool] = False
     # True when performing the same effect key twice changes nothing (the system deduplicates by the key):
@@ -219,7 +220,7 @@ class Connector:
         match the ones its webhooks carry, so the journal keeps each change once; and the new cursor."""
         return [], cursor
 
-    def parse(self, request: Inbound) -> list[Event]:
+    def parse(self, request: Inbound) -> list[Event] | Awaitable[list[Event]]:
         """Authenticate one webhook and translate it into events; raise InboundRejected to refuse it.
 
         May be a coroutine function. Each event should carry the system's delivery id when it sends one.

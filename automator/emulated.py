@@ -36,7 +36,7 @@ class _Hooks:
     def __init__(self) -> None:
         self.received: list[Inbound] = []
 
-    async def __call__(self, scope: Mapping[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+    async def __call__(self, scope: Mapping[str, Any], receive: Callable[[], Awaitable[Mapping[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         from urllib.parse import parse_qsl
 

@@ -32,7 +32,7 @@ Handler = Callable[..., Awaitable["Reply"]]
 
 
 
-async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+async def read_body(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> bytes:
     """The whole body of an ASGI HTTP request, however many messages it came in."""
     body = b""
     while True:

@@ -2,42 +2,37 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
-import ipaddress
-import socket
+import os
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import httpcore
 import httpx
 import orjson
 
 from automator.call_start import call_starting
-from automator.http_safety import (AddressCheck, AddressRefused, UnsafeRequest, allowed_addresses, check_head,
-                                   resolve_checked)
+from automator.http_safety import AddressCheck, AddressRefused, UnsafeRequest, check_head, resolve_checked
 
-if TYPE_CHECKING:
-    import aiohttp
-
-__all__ = ["DEFAULT_ORDER", "ENGINES", "DeadlineExceeded", "default_engine", "new_client", "new_transport", "send"]
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "ENGINE_VARIABLE", "DeadlineExceeded", "default_engine", "new_client",
+           "new_transport", "send"]
 
 # Every engine new_transport knows. "httptools" is ours (automator/http1.py): httpx's Request written as it is
-# and the answer read into httpx's Response, framed by httptools' C parser. The others put a second HTTP model
-# under httpx's own, and that model is most of their cost.
-ENGINES = ("httptools", "aiohttp", "httpx")
-# The default's candidates, fastest first, as measured by bench/http_client.py and bench/connector_calls.py
-# (CPU per request through send(); see the README's figures). The first one installed is used.
-DEFAULT_ORDER = ("httptools", "aiohttp", "httpx")
-_NEEDS = {"httptools": ("httptools",), "aiohttp": ("aiohttp", "httpx_aiohttp"), "httpx": ()}
+# and the answer read into httpx's Response, framed by httptools' C parser; a tenth of httpx's own CPU per
+# request (bench/http_client.py). "httpx" is httpx's own transport (httpcore and h11): slower, and kept as the
+# operator's way out should ours misbehave against some server, since it is what the rest of the world runs.
+ENGINES = ("httptools", "httpx")
+DEFAULT_ENGINE = "httptools"
+# The operator's choice of engine, read in both of the daemon's processes (the second inherits the environment).
+ENGINE_VARIABLE = "AUTOMATOR_HTTP_ENGINE"
 
 # An idle connection is dropped after this many seconds: sooner than servers usually drop it (nginx: 75 s),
 # so we close first rather than send a POST into a socket the server is closing.
 KEEPALIVE_EXPIRY = 5.0
 # httpcore re-scans every pooled connection, and counts the idle ones again for each, whenever a request
 # starts or ends: more idle connections kept is more CPU per request (bench: 1.6 ms at 20, 2.5 ms at 100,
-# 32 in flight). Only the httpx fallback has this pool.
+# 32 in flight). Only the httpx engine has this pool.
 HTTPCORE_MAX_IDLE = 20
 
 
@@ -46,49 +41,43 @@ class DeadlineExceeded(httpx.TimeoutException):
 
 
 def default_engine() -> str:
-    """The engine `new_client` uses when no transport is injected: the first of DEFAULT_ORDER installed."""
-    return next((engine for engine in DEFAULT_ORDER if _installed(engine)), "httpx")
-
-
-def _installed(engine: str) -> bool:
-    return all(importlib.util.find_spec(module) is not None for module in _NEEDS[engine])
+    """The engine `new_client` uses when no transport is injected: the one AUTOMATOR_HTTP_ENGINE names, else
+    "httptools". ValueError names the choices when the variable names no engine."""
+    engine = os.environ.get(ENGINE_VARIABLE, "").strip().lower() or DEFAULT_ENGINE
+    if engine not in ENGINES:
+        raise ValueError(f"{ENGINE_VARIABLE}={engine!r} names no HTTP engine; one of {', '.join(ENGINES)}")
+    return engine
 
 
 def new_transport(engine: str | None = None, *, max_connections: int = 100,
                   address_check: AddressCheck | None = None) -> httpx.AsyncBaseTransport:
-    """A pooled keep-alive transport on `engine` (one of ENGINES; the default engine when None).
+    """A pooled keep-alive transport on `engine` (one of ENGINES; `default_engine()` when None).
 
-    No engine reads proxy or certificate variables, retries, or follows redirects; all raise httpx's
+    Neither engine reads proxy or certificate variables, retries, or follows redirects; both raise httpx's
     exception classes for the same failures (a refused connect is httpx.ConnectError, a server hanging up
-    before answering is httpx.RemoteProtocolError, ...). An engine not installed falls back to "httpx".
-    `address_check` is asked about every address a host resolves to when a connection is made, and the
-    socket goes to one it allowed (automator.http_safety.AddressRefused when it allowed none).
+    before answering is httpx.RemoteProtocolError, ...). `address_check` is asked about every address a host
+    resolves to when a connection is made, and the socket goes to one it allowed
+    (automator.http_safety.AddressRefused when it allowed none).
     """
     engine = engine or default_engine()
-    # The faster engines are a speed-up, not a feature: httpx's own transport behaves the same, at more CPU.
-    if engine == "httptools":
-        if not _installed("httptools"):
-            engine = "httpx"
-        else:
-            from automator.http1 import Http1Transport
+    if engine not in ENGINES:
+        raise ValueError(f"unknown HTTP engine {engine!r}; one of {', '.join(ENGINES)}")
+    # httptools is a dependency, but a platform without its wheel still gets a client that behaves the same,
+    # at more CPU.
+    if engine == "httptools" and importlib.util.find_spec("httptools") is not None:
+        from automator.http1 import Http1Transport
 
-            return Http1Transport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY,
-                                  address_check=address_check)
-    if engine == "aiohttp":
-        if _installed("aiohttp"):
-            return _aiohttp_transport(max_connections, address_check)
-        engine = "httpx"
-    if engine == "httpx":
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=min(max_connections, HTTPCORE_MAX_IDLE),
-                              keepalive_expiry=KEEPALIVE_EXPIRY)
-        transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, retries=0)
-        if address_check is not None:
-            # httpx takes no network backend of its own; its pool (httpx < 0.29, pinned) does.
-            pool = transport._pool
-            pool._network_backend = _CheckedBackend(pool._network_backend, address_check)
-        return transport
-    raise ValueError(f"unknown HTTP engine {engine!r}; one of {', '.join(ENGINES)}")
+        return Http1Transport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY,
+                              address_check=address_check)
+    limits = httpx.Limits(max_connections=max_connections,
+                          max_keepalive_connections=min(max_connections, HTTPCORE_MAX_IDLE),
+                          keepalive_expiry=KEEPALIVE_EXPIRY)
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, retries=0)
+    if address_check is not None:
+        # httpx takes no network backend of its own; its pool (httpx < 0.29, pinned) does.
+        pool = transport._pool
+        pool._network_backend = _CheckedBackend(pool._network_backend, address_check)
+    return transport
 
 
 class _CheckedBackend(httpcore.AsyncNetworkBackend):
@@ -207,7 +196,7 @@ async def send(client: httpx.AsyncClient, method: str, url: httpx.URL | str, *, 
 
 def _check_request(request: httpx.Request) -> None:
     """check_head on the request as httpx built it (the client's own headers merged in), before a connection is
-    taken: the check of the engines that do not make it themselves (aiohttp's, httpx's, a test's)."""
+    taken: the check of the transports that do not make it themselves (httpx's own, a test's)."""
     try:
         length: int | None = len(request.content)
     except httpx.RequestNotRead:
@@ -261,120 +250,3 @@ async def _send_plain(client: httpx.AsyncClient, request: httpx.Request) -> http
     if "set-cookie" in response.headers:
         client.cookies.extract_cookies(response)
     return response
-
-
-# --- the aiohttp engine ---------------------------------------------------------------------------------------
-
-def _aiohttp_transport(max_connections: int, address_check: AddressCheck | None) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
-    transport = _aiohttp_engine()(trust_env=False, limits=limits)
-    transport.address_check = address_check  # type: ignore[attr-defined]
-    return transport
-
-
-@functools.cache
-def _aiohttp_engine() -> Callable[..., httpx.AsyncBaseTransport]:
-    # Defined on first use, so that importing this module does not import aiohttp (nor fail without it).
-    import aiohttp
-    import aiohttp.abc
-    import aiohttp.resolver
-    from httpx_aiohttp import AiohttpTransport
-
-    # httpx-aiohttp files most failures under httpx.ConnectTimeout (a refused connect, a server hanging up
-    # mid-exchange) and lets parse errors out as aiohttp's own: the outbox decides on the class (was it sent?
-    # is it a timeout?), so the classes must be httpcore's, whichever engine runs. Most specific first.
-    errors: tuple[tuple[type[aiohttp.ClientError], type[httpx.TransportError]], ...] = (
-        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-        (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
-        (aiohttp.ClientHttpProxyError, httpx.ProxyError),
-        (aiohttp.ClientConnectorError, httpx.ConnectError),
-        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
-        (aiohttp.NonHttpUrlClientError, httpx.UnsupportedProtocol),
-        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-        (aiohttp.ClientConnectionError, httpx.ReadError),
-        (aiohttp.ClientError, httpx.TransportError),
-    )
-
-    def as_httpx(exc: Exception) -> Exception:
-        cause = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-        if isinstance(cause, aiohttp.ClientError):
-            for aiohttp_class, httpx_class in errors:
-                if isinstance(cause, aiohttp_class):
-                    mapped = httpx_class(str(cause) or type(cause).__name__)
-                    mapped.__cause__ = cause
-                    return mapped
-        return exc
-
-    class Stream(httpx.AsyncByteStream):
-        def __init__(self, inner: httpx.AsyncByteStream) -> None:
-            self.inner = inner
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self.inner:
-                    yield chunk
-            except Exception as exc:
-                if (mapped := as_httpx(exc)) is exc:
-                    raise
-                raise mapped from mapped.__cause__
-
-        async def aclose(self) -> None:
-            try:
-                await self.inner.aclose()
-            except Exception as exc:
-                if (mapped := as_httpx(exc)) is exc:
-                    raise
-                raise mapped from mapped.__cause__
-
-    class CheckedResolver(aiohttp.abc.AbstractResolver):
-        # aiohttp connects to what its resolver returns (and resolves no IP literal: those are the caller's).
-        def __init__(self, check: AddressCheck) -> None:
-            self.inner = aiohttp.resolver.DefaultResolver()
-            self.check = check
-
-        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-                          ) -> list[aiohttp.abc.ResolveResult]:
-            found = await self.inner.resolve(host, port, family)
-            kept = allowed_addresses(host, port, [entry["host"] for entry in found], self.check)
-            return [entry for entry in found if entry["host"] in kept]
-
-        async def close(self) -> None:
-            await self.inner.close()
-
-    class Transport(AiohttpTransport):
-        address_check: AddressCheck | None = None
-
-        def _check_literal(self, url: httpx.URL) -> None:
-            # aiohttp asks no resolver about an IP literal: the address check is made here for those.
-            try:
-                address = str(ipaddress.ip_address(url.host))
-            except ValueError:
-                return
-            port = url.port or (443 if url.scheme == "https" else 80)
-            allowed_addresses(url.host, port, [address], self.address_check)  # type: ignore[arg-type]
-
-        def get_client(self) -> aiohttp.ClientSession:
-            # httpx owns the cookies: aiohttp's own jar would keep a second copy and send a cookie that the
-            # httpx client was told to forget. Built on first use, because a session belongs to the running loop.
-            resolver = CheckedResolver(self.address_check) if self.address_check is not None else None
-            connector = aiohttp.TCPConnector(limit=self.limits.max_connections or 0, ssl=self.ssl_context,
-                                             keepalive_timeout=self.limits.keepalive_expiry, resolver=resolver)
-            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                         trust_env=False)
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            if self.address_check is not None:
-                self._check_literal(request.url)
-            try:
-                response: httpx.Response = await super().handle_async_request(request)
-            except Exception as exc:
-                if (mapped := as_httpx(exc)) is exc:
-                    raise
-                raise mapped from mapped.__cause__
-            response.stream = Stream(response.stream)  # type: ignore[arg-type]
-            return response
-
-    return Transport

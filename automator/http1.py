@@ -1,9 +1,8 @@
 """The `httptools` engine of automator.http: an httpx transport speaking HTTP/1.1 over asyncio protocols.
 
 Why it exists: the outbound call is the daemon's largest cost per event (bench/daemon_profile.py). httpcore and
-httpx-aiohttp each put a second HTTP model under httpx's own (httpcore's pool scans and h11's event objects;
-aiohttp's request and response objects, converted to and from httpx's), and that is most of their CPU per
-request. This engine writes httpx's Request as it is and reads the answer straight into an httpx Response; the
+httpx's own transport puts a second HTTP model under httpx's (httpcore's pool scans and h11's event objects),
+and that is most of its CPU per request. This engine writes httpx's Request as it is and reads the answer straight into an httpx Response; the
 framing (status line, headers, Content-Length, chunked, keep-alive) is parsed by httptools, the C parser
 (llhttp) uvicorn serves with, and TLS is asyncio's. What is left to us is small: a pool of keep-alive
 connections per origin, httpx's timeouts, and httpcore's exception classes for each failure (the outbox decides
@@ -13,7 +12,7 @@ Every head is checked before a connection is taken (automator/http_safety.py: no
 header, method or target can end the request early and start another; the framing is ours), and with an
 address check the socket goes to an address that passed it, not to whatever the name resolves to later.
 
-Like the other engines: no proxies, redirects or retries. Unlike them: no HTTP/2, and the answer's body is read
+Like httpx's own transport: no proxies, redirects or retries. Unlike it: no HTTP/2, and the answer's body is read
 whole before the Response is returned (`client.stream()` gets it at once); connector answers are small JSON.
 """
 from __future__ import annotations

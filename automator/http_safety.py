@@ -4,7 +4,7 @@ as the request that was meant, and an address its caller may not connect to.
 A header value rendered from a webhook can hold anything: `a\\r\\nContent-Length: 0\\r\\n\\r\\nGET /admin ...`
 written as it is ends the request early and starts a second one on the same connection. So every request, on
 every engine, is checked by `check_head` before a connection is taken (by automator/http1.py on the very bytes
-it is about to write; by automator.http.send for the other engines), against the grammar of RFC 9110/9112: the
+it is about to write; by automator.http.send for httpx's own), against the grammar of RFC 9110/9112: the
 method and header names are tokens, the target is visible ASCII, header values hold no control character but
 HTAB, and the framing is the transport's (one Content-Length, equal to the body's; Transfer-Encoding only for a
 streamed body).

@@ -174,7 +174,7 @@ class _Checker:
             for child in ast.iter_child_nodes(node):
                 self.infer(child)
             return None
-        return method(node)  # type: ignore[no-any-return]
+        return method(node)
 
     def _Constant(self, node: ast.Constant) -> Type:
         value = node.value

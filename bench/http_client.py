@@ -204,7 +204,6 @@ def _floor(port: int) -> tuple[Post, Callable[[], Awaitable[None]]]:
 OPTIONS = (
     Option("httpx.AsyncClient() default", "httpx_default", None, _httpx_default),
     Option("new_client, httpx transport", "httpx", None, _tuned("httpx")),
-    Option("new_client, httpx-aiohttp", "aiohttp", "httpx_aiohttp", _tuned("aiohttp")),
     Option("new_client, pyreqwest", "pyreqwest", "pyreqwest", _pyreqwest),
     Option("floor: raw asyncio client", "floor", None, _floor),
 )

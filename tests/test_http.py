@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import importlib.util
 import json
 import socket
 import struct
@@ -17,15 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
+from automator import http
 from automator.http import DeadlineExceeded, default_engine, new_client, new_transport, send
 
 TRICKLE_BYTES = 20  # a byte every TRICKLE_EVERY_S: the slow body lasts 4 s at most, whoever stops listening
 TRICKLE_EVERY_S = 0.2
 UNREACHABLE_PROXY = "http://127.0.0.1:9"  # loopback "discard" port: nothing listens, the connect is refused
 
-ENGINES = [pytest.param(engine, marks=pytest.mark.skipif(
-    engine != "httpx" and importlib.util.find_spec(module) is None, reason=f"{module} is not installed"))
-    for engine, module in (("httpx", "httpx"), ("aiohttp", "httpx_aiohttp"), ("httptools", "httptools"))]
+ENGINES = list(http.ENGINES)  # every exchange below is made on each engine an operator may choose
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -66,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             try:
                 for _ in range(TRICKLE_BYTES):
-                    time.sleep(TRICKLE_EVERY_S)
+                    time.sleep(TRICKLE_EVERY_S)  # the behaviour under test: a server that answers slowly
                     self.wfile.write(b"x")
                     self.wfile.flush()
             except OSError:  # the client gave up: that is the point
@@ -89,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
             packed = gzip.compress(b'{"framing": "gzip"}')
             self._answer(200, packed, Content_Encoding="gzip", Content_Type="application/json")
         elif self.path == "/slow":
-            time.sleep(0.1)
+            time.sleep(0.1)  # the behaviour: answers that take a while, so that requests overlap and need sockets
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
         elif self.path == "/no-content":
             self.send_response(204)
@@ -102,6 +100,8 @@ class Handler(BaseHTTPRequestHandler):
             # Looks reusable (no "Connection: close"), then the server drops it, as an idle keep-alive expires.
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
             self.close_connection = True
+            with self.server.lock:
+                self.server.dropping.add(self.request)
         else:
             self._answer(200, b'{"ok":true}', Content_Type="application/json")
 
@@ -129,6 +129,15 @@ class Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.accepted = 0
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.dropping: set[socket.socket] = set()
+        self.dropped = threading.Event()  # set once a /close-after connection is closed on the server's side
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)  # the socket is closed: its FIN is on its way to the client
+        with self.lock:
+            if request in self.dropping:
+                self.dropping.discard(request)
+                self.dropped.set()
 
     @property
     def url(self) -> str:
@@ -282,18 +291,23 @@ def test_keep_alive_reuses_one_connection(engine: str, server: Server) -> None:
 def test_a_connection_the_server_dropped_is_not_reused(engine: str, server: Server) -> None:
     async def go() -> list[int]:
         async with client_on(engine, server) as client:
+            server.dropped.clear()
             first = await send(client, "POST", "/close-after", json={}, deadline=5)
-            await asyncio.sleep(0.1)  # the server's close reaches us, as an idle keep-alive expiry would
+            # The server's close reaches us, as an idle keep-alive expiry would: the server has closed the socket
+            # (on loopback its FIN is then in ours), and the loop gets a turn to notice it before the next send.
+            assert await asyncio.to_thread(server.dropped.wait, 5), "the server did not close the connection"
+            await asyncio.sleep(0)
+            before = server.accepted
             second = await send(client, "POST", "/ok", json={}, deadline=5)
-            return [first.status_code, second.status_code]
+            return [first.status_code, second.status_code, server.accepted - before]
 
-    assert run(go()) == [200, 200]
+    assert run(go()) == [200, 200, 1]  # the second request on a new connection
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_httpx_alone_keeps_the_cookies(engine: str, server: Server) -> None:
     async def go() -> list[str | None]:
-        # A host name, not an address: aiohttp's own jar would keep cookies from a name only.
+        # A host name, not an address: a cookie jar of the engine's own would keep cookies from a name only.
         base_url = server.url.replace("127.0.0.1", "localhost")
         async with new_client(base_url=base_url, transport=new_transport(engine)) as client:
             await send(client, "GET", "/set-cookie", deadline=5)
@@ -413,7 +427,7 @@ def test_an_injected_mock_transport_answers_instead_of_the_network() -> None:
 
 def test_the_deadline_also_bounds_an_injected_transport() -> None:
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # the behaviour: a transport that takes longer than the deadline
         return httpx.Response(200)
 
     async def go() -> None:
@@ -430,22 +444,36 @@ def test_the_client_does_not_follow_redirects_or_trust_the_environment() -> None
     assert client.timeout == httpx.Timeout(10.0)
 
 
-def test_the_default_engine_is_the_benchmarks_choice_and_falls_back_to_httpx(
+def test_the_default_engine_is_ours_and_falls_back_to_httpx_without_httptools(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from automator.http1 import Http1Transport
 
+    monkeypatch.delenv(http.ENGINE_VARIABLE, raising=False)
     assert default_engine() == "httptools"  # a dependency: always there
     assert isinstance(new_client()._transport, Http1Transport)
-    # Without the faster engines installed, the client still works, on the next one and at last on httpx's own.
+    # A platform without httptools' wheel still gets a client, on httpx's own transport.
     monkeypatch.setitem(sys.modules, "httptools", None)  # makes `import httptools` raise ImportError
     assert isinstance(new_transport("httptools"), httpx.AsyncHTTPTransport)
-    if importlib.util.find_spec("httpx_aiohttp") is not None:
-        from httpx_aiohttp import AiohttpTransport
-        assert isinstance(new_client()._transport, AiohttpTransport)
-    for module in ("aiohttp", "httpx_aiohttp"):
-        monkeypatch.setitem(sys.modules, module, None)
     assert isinstance(new_client()._transport, httpx.AsyncHTTPTransport)
-    assert isinstance(new_transport("aiohttp"), httpx.AsyncHTTPTransport)
+
+
+@pytest.mark.parametrize("written, engine", [("httpx", "httpx"), (" HTTPX ", "httpx"), ("httptools", "httptools"),
+                                             ("", "httptools")])
+def test_the_operator_chooses_the_engine_with_one_variable(monkeypatch: pytest.MonkeyPatch, written: str,
+                                                            engine: str) -> None:
+    from automator.http1 import Http1Transport
+
+    monkeypatch.setenv(http.ENGINE_VARIABLE, written)
+    assert default_engine() == engine
+    made = new_client()._transport
+    assert isinstance(made, Http1Transport if engine == "httptools" else httpx.AsyncHTTPTransport)
+    assert type(new_transport()) is type(made)
+
+
+def test_an_engine_variable_naming_no_engine_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(http.ENGINE_VARIABLE, "aiohttp")
+    with pytest.raises(ValueError, match="AUTOMATOR_HTTP_ENGINE='aiohttp' names no HTTP engine; one of httptools, httpx"):
+        default_engine()
 
 
 def test_an_unknown_engine_is_refused() -> None:
@@ -490,3 +518,15 @@ def test_the_httptools_engine_speaks_tls_and_checks_the_certificate() -> None:
         srv.shutdown()
         srv.server_close()
         thread.join(5)
+
+
+def test_the_daemon_refuses_to_start_on_an_engine_variable_naming_no_engine(tmp_path: Any) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, http.ENGINE_VARIABLE: "curl"}
+    done = subprocess.run([sys.executable, "-m", "automator", "run", "--config", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "AUTOMATOR_HTTP_ENGINE='curl' names no HTTP engine; one of httptools, httpx (nothing was started)" \
+        in done.stderr

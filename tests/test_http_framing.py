@@ -5,7 +5,7 @@ and it is refused exactly when it could not be written as meant."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h11
 import httpx
@@ -90,10 +90,31 @@ def writable(request: httpx.Request, body: bytes) -> bool:
             and all(length == b"%d" % len(body) for length in lengths) and len(lengths) <= 1)
 
 
-async def _serve(received: list[bytes]) -> asyncio.Server:
+@dataclass
+class Received:
+    """What the loopback server got: how many connections it accepted, and the bytes of each one closed."""
+
+    connections: int = 0
+    wires: list[bytes] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set when a connection's bytes are in `wires`
+
+    async def nothing_before(self, port: int) -> bool:
+        """True when no connection reached the server before one we make now: connections are accepted in the
+        order they came, so once ours has been accepted and closed, any earlier one was accepted too."""
+        self.closed.clear()
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        async with asyncio.timeout(5):
+            await self.closed.wait()
+        return self.connections == 1 and self.wires == [b""]
+
+
+async def _serve(received: Received) -> asyncio.Server:
     """A loopback server that answers 200 to the first whole request h11 reads on a connection and keeps every
     byte of the connection until the client closes it."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.connections += 1
         conn = h11.Connection(h11.SERVER)
         data = bytearray()
         answered = False
@@ -111,7 +132,8 @@ async def _serve(received: list[bytes]) -> asyncio.Server:
                 break
             if answered:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        received.append(bytes(data))
+        received.wires.append(bytes(data))
+        received.closed.set()
         writer.close()
 
     return await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -134,7 +156,7 @@ def parse_one(wire: bytes) -> tuple[h11.Request, bytes, bytes]:
 
 async def _exchange(meant: Meant) -> str:
     """Send `meant` through Http1Transport to a loopback server and check what arrived; what happened to it."""
-    received: list[bytes] = []
+    received = Received()
     server = await _serve(received)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -147,18 +169,16 @@ async def _exchange(meant: Meant) -> str:
         response = await transport.handle_async_request(request)
     except UnsafeRequest:
         assert not writable(request, meant.body), f"refused, but h11 reads it as meant: {request.headers.raw}"
-        await asyncio.sleep(0)
-        assert received == [], "refused, yet bytes were sent"
+        assert await received.nothing_before(port), "refused, yet a connection was made"
         return "refused by http1"
     finally:
         await transport.aclose()
     assert writable(request, meant.body), f"sent, but not writable as meant: {request.method!r} {request.headers.raw}"
     assert response.status_code == 200
     async with asyncio.timeout(5):
-        while not received:
-            await asyncio.sleep(0.001)
+        await received.closed.wait()  # the transport's close ended the connection: its bytes are all in
     server.close()
-    (wire,) = received
+    (wire,) = received.wires
     parsed, body, left = parse_one(wire)
     assert parsed.method == request.method.encode() and parsed.target == request.url.raw_path
     assert list(parsed.headers.raw_items()) == [(name, value.strip(b" \t")) for name, value in request.headers.raw]

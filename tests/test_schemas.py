@@ -1,10 +1,13 @@
-"""Tests for schemas/ and automator.config.schemas: valid schemas, clean examples, readable problems, no fetching."""
+"""Tests for schemas/, automator.config.schemas and its explainer (automator.config.explain): valid schemas, clean
+examples, readable problems, no fetching, patterns that do not backtrack."""
 from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing.exceptions import NoSuchResource
 
+from automator.config.explain import Issue, explain, non_text_keys
 from automator.config.problems import Problem
 from automator.config.schemas import BASE_URI, SCHEMA_DIR, SchemaSet, _refuse
 
@@ -795,13 +799,81 @@ def test_patterns_have_no_nested_unbounded_quantifiers() -> None:
     assert offenders == []
 
 
-def test_patterns_survive_adversarial_input() -> None:
-    attacks = ["a" * 10000 + "!", " " * 10000 + "!", "1" * 10000 + "x", "1d " * 3000 + "x", "{" * 10000,
-               "mon," * 2500 + "x", "a." * 5000, "0 " * 5000 + "\n", "${env:" + "A" * 10000, "09:00" * 2000]
-    for _where, pattern in all_patterns():
-        compiled = re.compile(pattern)
-        for attack in attacks:
-            compiled.search(attack)
+# One text each pattern of schemas/ must accept: the near-misses below are built from it, and a pattern added
+# without one fails test_patterns_refuse_long_near_misses_and_finish until it gets one.
+PATTERN_SAMPLES = {
+    r"^(https?://|\{\{)": "https://api.example.com/x",
+    r"^[a-z][a-z0-9_]{0,31}$": "owner_chat",
+    r"^[1-9][0-9]{0,3}(s|m)$": "30s",
+    r"^[a-z][a-z0-9_]{0,63}_token$": "partner_token",
+    r"^[0-9]{1,6}(s|m|h|d|w|mo)([ ]?[0-9]{1,6}(s|m|h|d|w|mo)){0,4}$": "1d 2h",
+    r"\{\{": "Hello {{ client.name }}",
+    r"^[a-z][a-z0-9_]{0,39}$": "bitrix24",
+    r"^[a-z][a-z0-9_]{0,63}$": "sales",
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}$": "UF_CRM_1",
+    r"^(client|booking|deal|task)\.[A-Za-z_][A-Za-z0-9_]{0,63}$": "deal.stage",
+    r"^[a-z_][a-z0-9_]{0,63}$": "_count",
+    r"^[a-z0-9][a-z0-9_.-]{0,99}$": "remind-1.day",
+    r"^[a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}$": "booking.created",
+    r"^([a-z][a-z0-9_]{0,63}\.[a-z][a-z0-9_]{0,63}|notify)$": "deal.move",
+    r"^\$\{env:[A-Z_][A-Z0-9_]{0,127}\}$": "${env:BITRIX_TOKEN}",
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)$":
+        "2026-12-06T10:00:00.5+03:00",
+    r"^[A-Za-z][A-Za-z0-9_+-]{0,31}(/[A-Za-z0-9_+-]{1,31}){0,2}$": "America/Argentina/Buenos_Aires",
+    r"^([01]?[0-9]|2[0-3]):[0-5][0-9] ?- ?([01]?[0-9]|2[0-4]):[0-5][0-9]$": "09:00 - 18:00",
+    r"^(daily|(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?( ?, ?(mon|tue|wed|thu|fri|sat|sun)"
+    r"(-(mon|tue|wed|thu|fri|sat|sun))?){0,6})$": "mon-fri, sat",
+    r"^(end_of_day|start_of_day|@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]{1,64}([ ]{1,4}[^ ]{1,64})"
+    r"{4,5})$": "0 9 * * mon-fri",
+}
+ATTACK_SIZE = 10_000  # characters: far past every bounded pattern's longest match, small enough to stay quick
+HANG_S = 5  # a catastrophic backtrack on 10,000 characters runs for ages; a sound pattern takes microseconds
+
+
+def long_near_misses(sample: str) -> list[str]:
+    """Inputs of ATTACK_SIZE characters that backtracking patterns choke on: a valid text repeated, or runs of one
+    of its characters, followed by a character that makes the whole fail at the very end."""
+    repeated = (sample * (ATTACK_SIZE // len(sample) + 1))[:ATTACK_SIZE]
+    return [repeated + "\x00", repeated + " !", *(char * ATTACK_SIZE + "\x00" for char in sorted(set(sample)))]
+
+
+GENERIC_ATTACKS = ["a" * ATTACK_SIZE + "!", "{" * ATTACK_SIZE, " " * ATTACK_SIZE + "!", "1" * ATTACK_SIZE + "x",
+                   "1d " * 3000 + "x", "mon," * 2500 + "x", "a." * 5000, "0 " * 5000 + "\n", "${env:" + "A" * ATTACK_SIZE, "09:00" * 2000]
+
+
+@pytest.fixture
+def hang_alarm() -> Iterator[None]:
+    """Fails the test (from inside the regex engine, which checks for signals) if it runs HANG_S seconds: a hang
+    detector, not a time bound (timing belongs in a benchmark)."""
+    def hung(signum: int, frame: Any) -> None:
+        raise AssertionError(f"a pattern ran {HANG_S} s on {ATTACK_SIZE} characters: catastrophic backtracking")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, HANG_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs SIGALRM to stop a hang")
+def test_patterns_refuse_long_near_misses_and_finish(hang_alarm: None) -> None:
+    patterns = sorted({pattern for _, pattern in all_patterns()})
+    assert sorted(PATTERN_SAMPLES) == patterns  # every pattern has a sample, and no sample is left over
+    for pattern in patterns:
+        compiled, sample = re.compile(pattern), PATTERN_SAMPLES[pattern]
+        assert compiled.search(sample), (pattern, sample)
+        for attack in long_near_misses(sample) + GENERIC_ATTACKS:
+            found = compiled.search(attack)
+            if pattern.endswith("$"):
+                # Anchored at both ends and bounded in length: nothing of thousands of characters fits.
+                assert found is None, (pattern, attack[:40])
+            else:
+                # A prefix test (a URL's scheme) or a marker searched for (`{{`): it matches where the text
+                # starts right or holds the marker, and nowhere else.
+                expected = attack.startswith(sample[:8]) or "{{" in attack and "{{" in pattern.replace("\\", "")
+                assert (found is not None) is expected, (pattern, attack[:40])
 
 
 def test_every_pattern_compiles_and_is_anchored_or_a_marker() -> None:
@@ -813,6 +885,47 @@ def test_every_pattern_compiles_and_is_anchored_or_a_marker() -> None:
 def test_a_big_rules_file_validates() -> None:
     text = "rules:\n" + "".join(RULES_YAML.split("rules:\n", 1)[1].replace("id: ", f"id: n{i}-") for i in range(20))
     assert problems("rules.schema.json", text) == []
+
+
+# ---------------------------------------------------------------- the explainer alone
+
+def explained(schema: dict[str, Any], instance: Any, rule_keys: tuple[str, ...] = ()) -> list[Issue]:
+    return explain(Draft202012Validator(schema).iter_errors(instance), ("rules", 0), rule_keys)
+
+
+def test_the_explainer_names_a_misspelt_key_once_not_also_the_key_it_misses() -> None:
+    schema = {"type": "object", "required": ["when"], "additionalProperties": False,
+              "properties": {"when": {"type": "string"}, "do": {"type": "array"}}}
+    assert explained(schema, {"whn": "x"}) == [
+        Issue(("rules", 0, "whn"), "unknown key 'whn'", "did you mean 'when'?", key=True)]
+
+
+def test_the_explainer_says_a_rule_key_was_indented_under_another() -> None:
+    schema = {"type": "object", "additionalProperties": False, "properties": {"event": {"type": "string"}}}
+    issues = explain(Draft202012Validator(schema).iter_errors({"event": "a.b", "do": []}), ("rules", 0, "when"),
+                     ("when", "do"))
+    assert [(i.path, i.hint) for i in issues] == [
+        (("rules", 0, "when", "do"), "'do' is a key of the rule: indent it as far as `when:` and `do:`, not under "
+                                     "`when:`")]
+    # Without the rule's keys, the hint is the keys allowed here.
+    issues = explain(Draft202012Validator(schema).iter_errors({"event": "a.b", "do": []}), ("rules", 0, "when"), ())
+    assert [i.hint for i in issues] == ["allowed keys: event"]
+
+
+def test_the_explainer_words_types_and_hints_at_a_forgotten_dash() -> None:
+    schema = {"type": "object", "properties": {"do": {"type": "array"}, "n": {"type": "integer"}}}
+    assert explained(schema, {"do": {"deal.move": {}}, "n": "x"}) == [
+        Issue(("rules", 0, "do"), "do: expected a list, got a mapping", "start each item with '- ' on its own line: "
+              "`- deal.move: …`"),
+        Issue(("rules", 0, "n"), "n: expected a whole number, got 'x'"),
+    ]
+
+
+def test_keys_that_are_not_text_are_issues_at_the_key() -> None:
+    assert list(non_text_keys({"a": [{1: "x"}], True: 2}, ("p",))) == [
+        Issue(("p", "a", 0, 1), "key 1 must be text", 'write it in quotes: "1"', key=True),
+        Issue(("p", True), "key true must be text", 'write it in quotes: "true"', key=True),
+    ]
 
 
 def test_errors_for_plain_values() -> None:

@@ -1,44 +1,35 @@
-"""JSON Schema registry (schemas/ + every connector's action schemas) → Problems; writes the editor bundle."""
+"""JSON Schema registry (schemas/ + every connector's action schemas) → Problems; writes the editor bundle.
+
+The registry loads the schemas, compiles their validators (jsonschema-rs first, the quick yes for a valid file;
+jsonschema's for a file with a problem) and places each problem in the file; what a problem says is
+automator.config.explain's."""
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import referencing
 from referencing.jsonschema import DRAFT202012
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+import jsonschema_rs
+from jsonschema.exceptions import ValidationError
 from referencing.exceptions import NoSuchResource, Unresolvable
 
-from automator.clock import spelled_duration
+from automator.config.explain import DataPath, Issue, explain, non_text_keys
 from automator.config.problems import Problem
-
-try:  # the quick check; without it every file goes through the full (slower) validation
-    import jsonschema_rs
-except ImportError:  # pragma: no cover
-    jsonschema_rs = None
 
 # Installed non-editable, the schemas are not package data; this path assumes a source checkout.
 SCHEMA_DIR: Path = Path(__file__).resolve().parents[2] / "schemas"
 BASE_URI = "https://automator.dev/schemas/"
 RULES_SCHEMA = "rules.schema.json"
 
-DataPath = tuple[str | int, ...]
 _MISSING: Any = object()
-_COMBINATORS = ("anyOf", "oneOf")
-_TYPE_WORDS = {
-    "object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
-    "number": "a number", "boolean": "true or false", "null": "nothing",
-}
-_PY_TYPES: dict[str, tuple[type, ...]] = {"object": (dict,), "array": (list,), "string": (str,), "number": (int, float)}
 
 
 class DocumentLike(Protocol):
@@ -53,19 +44,11 @@ class DocumentLike(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Issue:
-    """One readable complaint before it is placed in the file."""
-
-    path: DataPath
-    message: str
-    hint: str | None = None
-    key: bool = False
-
-
 def _refuse(uri: str) -> referencing.Resource[Any]:
     """Registry retrieval hook: every schema is preloaded, so anything else is refused, never fetched."""
-    raise NoSuchResource(ref=uri)
+    # NoSuchResource is public and made this way (referencing's docs); its attrs-made __init__ is invisible to
+    # mypy through referencing's own `frozen` stub: a stub gap.
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 @functools.lru_cache(maxsize=4)
@@ -150,9 +133,7 @@ class SchemaSet:
             return False
 
     def _fast(self, name: str) -> Any:
-        """The compiled jsonschema-rs validator of schema `name`, or None when there is none."""
-        if jsonschema_rs is None:
-            return None
+        """The compiled jsonschema-rs validator of schema `name`, or None when it cannot compile the schema."""
         validator = self._fast_validators.get(name)
         if validator is None:
             try:  # an unresolvable $ref fails here: then the full validation reports it
@@ -203,8 +184,8 @@ class SchemaSet:
                 messages.append(issue.message)
         return messages
 
-    def _issues(self, doc: DocumentLike | None, name: str, prefix: DataPath, instance: Any) -> list[_Issue]:
-        bad_keys = list(_non_text_keys(instance, prefix))
+    def _issues(self, doc: DocumentLike | None, name: str, prefix: DataPath, instance: Any) -> list[Issue]:
+        bad_keys = list(non_text_keys(instance, prefix))
         if bad_keys:  # jsonschema cannot match patterns against such keys; report them first
             return bad_keys
         if self.is_valid(name, instance):
@@ -216,17 +197,18 @@ class SchemaSet:
                 errors = list(validator.iter_errors(box[0]))
             except Unresolvable as exc:
                 ref = getattr(exc, "ref", "?")
-                return [_Issue(prefix, f"cannot check against schema '{name}': it refers to '{ref}', which "
+                return [Issue(prefix, f"cannot check against schema '{name}': it refers to '{ref}', which "
                                        "is not available (schemas are never fetched from the network)")]
             if doc is None or not _coerce(errors, box, doc, prefix):
                 break
-        issues = [i for e in errors for i in _explain(e, prefix)]
-        return _drop_noise(issues)
+        # The built-in rules schema's, as before connectors' extra schemas could be added.
+        rule_keys = _load_dir(SCHEMA_DIR)[RULES_SCHEMA]["$defs"]["rule"]["properties"]
+        return explain(errors, prefix, rule_keys)
 
-    def _action_issues(self, doc: DocumentLike, prefix: DataPath, data: Any) -> list[_Issue]:
+    def _action_issues(self, doc: DocumentLike, prefix: DataPath, data: Any) -> list[Issue]:
         dispatch = self.schema(RULES_SCHEMA)["$defs"]["step"]["x-dispatch"]
         kinds, action_re = set(dispatch["keys"]), re.compile(dispatch["other"])
-        issues: list[_Issue] = []
+        issues: list[Issue] = []
         for step_path, action, params in _action_steps(data, kinds, action_re):
             name = f"actions/{action}.json"
             # Unknown actions are compile's business (it knows the connectors); params that are not a mapping
@@ -272,18 +254,6 @@ def _get(data: Any, path: DataPath) -> Any:
     for part in path:
         data = data[part]
     return data
-
-
-def _non_text_keys(value: Any, path: DataPath) -> Iterator[_Issue]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                text = getattr(key, "source", None) or _show(key)
-                yield _Issue(path + (key,), f"key {text} must be text", f'write it in quotes: "{text}"', key=True)
-            yield from _non_text_keys(item, path + (key,))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _non_text_keys(item, path + (index,))
 
 
 def _action_steps(data: Any, kinds: set[str], action_re: re.Pattern[str]) -> Iterator[tuple[DataPath, str, Any]]:
@@ -340,263 +310,3 @@ def _as_text(value: Any, expected: Any) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------- errors → readable issues
-
-def _label(path: DataPath) -> str:
-    """'mode: ' / 'do item 2: ' — the field a message is about."""
-    if not path:
-        return ""
-    last = path[-1]
-    if isinstance(last, int):
-        parent = next((p for p in reversed(path[:-1]) if isinstance(p, str)), None)
-        return f"{parent} item {last + 1}: " if parent else f"item {last + 1}: "
-    return f"{last}: "
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, (int, float)):
-        source = getattr(value, "source", None)
-        return source if isinstance(source, str) else str(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, _dt.datetime):
-        return "a date and time"
-    if isinstance(value, _dt.date):
-        return "a date"
-    return type(value).__name__
-
-
-def _actual(value: Any) -> str:
-    """What a value is, for 'expected X, got Y' about its type."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"the number {_show(value)}"
-    return _show(value)
-
-
-def _or(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _did_you_mean(word: Any, choices: Iterable[Any]) -> str | None:
-    options = [str(c) for c in choices if isinstance(c, str)]
-    match = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
-
-
-def _type_hint(value: Any, types: set[str]) -> str | None:
-    if value is None:
-        return "fill in a value, or remove the key"
-    if isinstance(value, bool) and "string" in types:
-        return f'write it in quotes ("{_show(value)}") to mean the text'
-    if isinstance(value, dict) and value and types == {"array"}:  # the '- ' of each item forgotten
-        first = next(iter(value))
-        return f"start each item with '- ' on its own line: `- {first}: …`"
-    return None
-
-
-def _rule_key_too_deep(path: DataPath, key: str) -> str | None:
-    """`if:` or `do:` indented under `when:` (or deeper) is a rule's key at the wrong depth, `via:` among an
-    action's params a step's: say so."""
-    if len(path) < 3 or path[0] != "rules" or not isinstance(path[1], int):
-        return None
-    if key == "via" and isinstance(path[-1], str) and "." in path[-1]:  # written among the action's params
-        return f"'via' belongs to the step, not to the params of {path[-1]}: indent it as far as '{path[-1]}'"
-    rule_keys = _load_dir(SCHEMA_DIR)[RULES_SCHEMA]["$defs"]["rule"]["properties"]
-    if key not in rule_keys:
-        return None
-    return f"'{key}' is a key of the rule: indent it as far as `when:` and `do:`, not under `{path[2]}:`"
-
-
-def _explain(error: ValidationError, prefix: DataPath) -> Iterator[_Issue]:
-    """Turn one jsonschema error into the issues an admin should read."""
-    path = prefix + tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    where, inst, v, value = _label(path), error.instance, error.validator, error.validator_value
-    if "propertyNames" in error.absolute_schema_path:  # the instance is a key of the object at `path`
-        what = schema.get("x-pattern-message") or schema.get("description") or "a valid name"
-        yield _Issue(path + (inst,), f"{where}expected {what}, got {_show(inst)}", key=True)
-    elif v in _COMBINATORS or v == "not":
-        yield from _explain_combinator(error, prefix, schema)
-    elif v == "additionalProperties":
-        allowed = list(schema.get("properties", {}))
-        patterns = list(schema.get("patternProperties", {}))
-        for key in inst:
-            if key not in allowed and not any(re.search(p, key) for p in patterns):
-                hint = (_did_you_mean(key, allowed) or _rule_key_too_deep(path, key)
-                        or (f"allowed keys: {', '.join(allowed)}" if allowed else None))
-                yield _Issue(path + (key,), f"unknown key '{key}'", hint, key=True)
-    elif v == "required":
-        for key in value:
-            if key not in inst:
-                yield _Issue(path, f"missing required key '{key}'", _required_hint(schema, key, inst))
-    elif v == "dependentRequired":
-        for key, needs in value.items():
-            missing = [n for n in needs if key in inst and n not in inst]
-            if missing:
-                yield _Issue(path + (key,), f"'{key}' only works together with '{missing[0]}'", key=True)
-    elif v == "enum":
-        values = ", ".join(_show(x).strip("'") for x in value)
-        yield _Issue(path, f"{where}{_show(inst)} is not one of {values}", _did_you_mean(inst, value))
-    elif v == "const":
-        yield _Issue(path, f"{where}expected {_show(value).strip(chr(39))}, got {_show(inst)}")
-    elif v == "type":
-        types = {value} if isinstance(value, str) else set(value)
-        expected = schema.get("x-expected") or _or([_TYPE_WORDS.get(t, t) for t in sorted(types)])
-        yield _Issue(path, f"{where}expected {expected}, got {_actual(inst)}", _type_hint(inst, types))
-    elif v == "pattern":
-        what = schema.get("x-pattern-message") or schema.get("description") or f"text matching {value}"
-        got = "" if schema.get("x-sensitive") else f", got {_show(inst)}"
-        hint = schema.get("x-pattern-hint")
-        if hint:  # a secret's hint names the variable after the connector and key it belongs to
-            names = [p for p in path[-2:] if isinstance(p, str)]
-            env = re.sub(r"[^A-Z0-9_]", "_", "_".join(names).upper()) or "NAME"
-            hint = hint.replace("{env_name}", env)
-        yield _Issue(path, f"{where}expected {what}{got}", hint)
-    else:
-        yield _Issue(path, where + _limit_message(v, value, inst, error))
-
-
-def _required_hint(schema: dict[str, Any], key: str, inst: dict[str, Any]) -> str | None:
-    known = schema.get("properties", {})
-    typo = difflib.get_close_matches(key, [k for k in inst if isinstance(k, str) and k not in known], n=1, cutoff=0.6)
-    if typo:
-        return f"is '{typo[0]}' meant to be '{key}'?"
-    description = known.get(key, {}).get("description")
-    return f"{key}: {description[0].lower()}{description[1:].rstrip('.')}" if description else None
-
-
-def _limit_message(v: str, value: Any, inst: Any, error: ValidationError) -> str:
-    if v in ("minLength", "minItems", "minProperties") and value == 1:
-        return "must not be empty"
-    size = len(inst) if isinstance(inst, (str, list, dict)) else 0
-    unit = {"minLength": "characters", "maxLength": "characters", "minItems": "items", "maxItems": "items",
-            "minProperties": "keys", "maxProperties": "keys"}.get(v)
-    if unit:
-        bound = "at least" if v.startswith("min") else "at most"
-        return f"has {size} {unit}, {bound} {value} allowed"
-    if v in ("minimum", "exclusiveMinimum"):
-        return f"must be {'at least' if v == 'minimum' else 'more than'} {value}, got {_show(inst)}"
-    if v in ("maximum", "exclusiveMaximum"):
-        return f"must be {'at most' if v == 'maximum' else 'less than'} {value}, got {_show(inst)}"
-    if v == "uniqueItems":
-        return "has the same item twice"
-    return error.message[:1].lower() + error.message[1:].rstrip(".")
-
-
-def _mismatched(error: ValidationError, depth: int) -> bool:
-    """Whether `error` says the instance at `depth` is of the wrong kind altogether for its branch."""
-    if len(error.absolute_path) != depth:
-        return False
-    if error.validator == "type":
-        return True
-    if error.validator in ("enum", "const"):
-        values = error.validator_value if error.validator == "enum" else [error.validator_value]
-        return _kind(error.instance) not in {_kind(x) for x in values}
-    if error.validator in _COMBINATORS and error.context:
-        return all(_mismatched(e, depth) for e in error.context)
-    return False
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    for kind in ("string", "number", "array", "object"):
-        if isinstance(value, _PY_TYPES[kind]):
-            return kind
-    return type(value).__name__
-
-
-def _explain_combinator(error: ValidationError, prefix: DataPath, schema: dict[str, Any]) -> Iterator[_Issue]:
-    path = prefix + tuple(error.absolute_path)
-    where, inst = _label(path), error.instance
-    dispatch = schema.get("x-dispatch")
-    if dispatch and isinstance(inst, dict):
-        yield from _dispatch(error, prefix, dispatch)
-        return
-    if "x-message" in schema:
-        yield _Issue(path, schema["x-message"], schema.get("x-hint"))
-        return
-    if error.validator == "not" or not error.context:
-        yield _Issue(path, f"{where}{'is not allowed here' if error.validator == 'not' else 'fits more than one form'}")
-        return
-    depth = len(error.absolute_path)
-    branches: dict[int, list[ValidationError]] = {}
-    for sub in error.context:
-        branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
-    candidates = [errs for _, errs in sorted(branches.items()) if not any(_mismatched(e, depth) for e in errs)]
-    expected = schema.get("x-expected")
-    if not candidates:
-        types = sorted({t for errs in branches.values() for t in _expected_types(errs, depth)})
-        words = expected or _or([_TYPE_WORDS.get(t, t) for t in types] or ["another value"])
-        yield _Issue(path, f"{where}expected {words}, got {_actual(inst)}", _type_hint(inst, set(types)))
-    elif expected and (len(candidates) > 1 or all(_value_level(e, depth) for e in candidates[0])):
-        enums = [x for errs in candidates for e in errs if e.validator == "enum" for x in e.validator_value]
-        negative = isinstance(inst, str) and inst.strip().startswith("-") or \
-            isinstance(inst, (int, float)) and not isinstance(inst, bool) and inst < 0
-        spelled = spelled_duration(inst) if isinstance(inst, str) and "x-negative-hint" in schema else None
-        yield _Issue(path, f"{where}expected {expected}, got {_show(inst)}",
-                     _did_you_mean(inst, enums) or (schema.get("x-negative-hint") if negative else None)
-                     or (f"write '{spelled}'" if spelled else None))
-    elif len(candidates) == 1:
-        for sub in candidates[0]:
-            yield from _explain(sub, prefix)
-    else:
-        best = best_match([e for errs in candidates for e in errs])
-        if best is not None:
-            yield from _explain(best, prefix)
-
-
-def _value_level(error: ValidationError, depth: int) -> bool:
-    """A complaint about the value itself (not its inner keys), which the schema's x-expected says better."""
-    return len(error.absolute_path) == depth and error.validator in ("pattern", "enum", "const")
-
-
-def _expected_types(errors: list[ValidationError], depth: int) -> Iterator[str]:
-    for e in errors:
-        if len(e.absolute_path) != depth:
-            continue
-        if e.validator == "type":
-            yield from ([e.validator_value] if isinstance(e.validator_value, str) else e.validator_value)
-        elif e.validator in _COMBINATORS:
-            yield from _expected_types(list(e.context), depth)
-
-
-def _dispatch(error: ValidationError, prefix: DataPath, dispatch: dict[str, Any]) -> Iterator[_Issue]:
-    """Explain a oneOf whose branch is chosen by the key present (a trigger, a step, a test item)."""
-    path = prefix + tuple(error.absolute_path)
-    inst, keys = error.instance, dispatch["keys"]
-    other = re.compile(dispatch["other"]) if "other" in dispatch else None
-    present = [k for k in keys if k in inst]
-    present += [k for k in inst if other and isinstance(k, str) and k not in keys and other.match(k)]
-    if not present:
-        hint = next((h for k in inst if (h := _did_you_mean(k, keys))), None)
-        yield _Issue(path, dispatch["none"], hint or dispatch.get("none_hint"))
-    elif len(present) > 1:
-        yield _Issue(path, dispatch["many"].format(keys=", ".join(present)), dispatch.get("many_hint"))
-    else:
-        index = keys.index(present[0]) if present[0] in keys else len(keys)
-        chosen = [e for e in error.context if e.relative_schema_path[0] == index]
-        for sub in chosen:
-            yield from _explain(sub, prefix)
-        if not chosen:
-            yield _Issue(path, f"{_label(path)}is not valid")
-
-
-def _drop_noise(issues: list[_Issue]) -> list[_Issue]:
-    """Drop complaints that an unknown key at the same place already says better: key counts, and a missing
-    required key that the unknown one is a misspelling of (`whn:` is one mistake, not two)."""
-    unknown = {i.path[:-1] for i in issues if i.key and i.message.startswith("unknown key")}
-    meant = {(i.path[:-1], i.hint) for i in issues if i.key and i.message.startswith("unknown key") and i.hint}
-    return [i for i in issues
-            if not (i.path in unknown and " keys, at " in i.message)
-            and not (i.message.startswith("missing required key ")
-                     and (i.path, f"did you mean '{i.message[len('missing required key '):].strip(chr(39))}'?")
-                     in meant)]

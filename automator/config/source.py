@@ -38,10 +38,10 @@ class Mark:
 class SourceNumber:
     """Mixin for numbers that remember the text they were written as (`.source`).
 
-    A later schema step can then turn `89161234567` back into the string an admin wrote.
+    A later schema step can then turn `89161234567` back into the string an admin wrote. No `__slots__`: an int
+    or float subclass cannot have a non-empty one, so `source` lives in the instance's dict.
     """
 
-    __slots__ = ()
     source: str
 
     def __new__(cls, value: Any, source: str) -> Any:
@@ -450,6 +450,7 @@ class _Builder:
             self.problem(mark, *refused)
             self.pending_mark = mark
             return [ScalarEvent(None, _YAML_TAG + "null", (False, False), "", ev.start_mark, ev.end_mark)]
+        assert entry is not None  # an alias with no anchor was refused above
         if not replaying:
             # Aliases met while replaying are already counted in the size of the anchor replayed.
             self.alias_nodes += entry[2]

@@ -16,7 +16,7 @@ def unauthenticated_webhooks(project: Project, types: Mapping[str, type[Connecto
     for name, conf in project.config.connectors.items():
         cls = types.get(conf.type)
         refusal = cls.refuses_webhooks(name, conf.options) if cls is not None else None
-        if refusal is None or conf.location is None:
+        if cls is None or refusal is None or conf.location is None:
             continue
         settings = " and ".join(f'`{setting}: "${{env:NAME}}"`' for setting in cls.webhook_auth)
         hint = f"set {settings} to receive them" if settings else None

@@ -321,8 +321,8 @@ class Amocrm(WebConnector):
             task.update(entity_id=as_int(params["client"], "client (an amoCRM contact id)"), entity_type="contacts")
         made = await self.api.add("tasks", [task], "create task")
         task_id = str(made[0]["id"])
-        data = {k: str(params[k]) for k in ("title", "assignee", "description", "deal", "client")
-                if params.get(k) not in (None, "")}
+        data: dict[str, str | None] = {k: str(params[k]) for k in ("title", "assignee", "description", "deal",
+                                                                    "client") if params.get(k) not in (None, "")}
         data["due"] = iso(till)
         event = Event(id=f"{self.name}:task:{task_id}", type="task.created", at=self.now(),
                       entity=EntityRef("task", task_id), data=data, source=self.name, delivery_id=f"task:{task_id}")

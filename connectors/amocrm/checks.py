@@ -137,7 +137,7 @@ def _contact(params: Mapping[str, Any], context: CheckContext) -> list[ParamProb
     known = literal(params["contact"])
     hint = by_phone_hint(context, "amoCRM")
     text = "" if known is None else str(known).strip()
-    fields = params.get("fields") if isinstance(params.get("fields"), Mapping) else {}
+    fields = found if isinstance(found := params.get("fields"), Mapping) else {}
     if not text or text.isdigit() or e164(text) is not None or "phone" in fields or "email" in fields:
         return []
     return [ParamProblem(("contact",), f"'{text}' is neither an amoCRM contact id nor a phone number", hint)]

@@ -88,7 +88,7 @@ class Bitrix24(WebConnector):
 
     type: ClassVar[str] = "bitrix24"
     webhook_auth: ClassVar[tuple[str, ...]] = ("application_token",)  # auth[application_token] of each event
-    rate_limit: ClassVar[tuple[float, int] | None] = PLANS["standard"]
+    rate_limit: tuple[float, int] | None = PLANS["standard"]
     poll_every: ClassVar[float | None] = 300.0
     config_schema: ClassVar[Mapping[str, Any]] = {
         "type": "object",

@@ -141,6 +141,7 @@ class Bitrix24Emulator(Emulator):
         budget = self._operating(method)
         if budget is not None:
             return budget
+        extra: dict[str, Any]
         try:
             if method == "batch":
                 result, extra = await self._batch(params), {}

@@ -1,6 +1,7 @@
 """List methods of the emulated portal: Bitrix24's filter prefixes, `select` masks, `order`, pages of 50."""
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -81,8 +82,7 @@ def listing(rows: list[dict[str, Any]], p: Mapping[str, Any]) -> tuple[list[dict
         raise Fail(400, "", "Parameter 'order' must be array.")
     found = [r for r in rows if all(_matches(r, str(k), v) for k, v in flt.items())]
     for name, direction in reversed(list(order.items())):
-        found.sort(key=lambda r, n=str(name).upper(): (_comparable(r.get(n)) is None, _sortable(r.get(n))),
-                   reverse=str(direction).upper() == "DESC")
+        found.sort(key=functools.partial(_order_key, str(name).upper()), reverse=str(direction).upper() == "DESC")
     try:
         start = int(str(p.get("start", 0) or 0))
     except ValueError:
@@ -97,6 +97,11 @@ def listing(rows: list[dict[str, Any]], p: Mapping[str, Any]) -> tuple[list[dict
         if max(start, 0) + PAGE < len(found):
             extra["next"] = max(start, 0) + PAGE
     return out, extra
+
+
+def _order_key(name: str, row: Mapping[str, Any]) -> tuple[bool, tuple[int, Any]]:
+    """How `order: {NAME: ...}` sorts a row: the rows without a comparable NAME last, the others by it."""
+    return _comparable(row.get(name)) is None, _sortable(row.get(name))
 
 
 def _sortable(value: Any) -> tuple[int, Any]:

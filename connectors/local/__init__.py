@@ -57,8 +57,8 @@ class LocalConnector(Connector):
         self.db = db
         self.now = now
         for table, columns in TABLES.items():
-            if not db[table].exists():
-                db[table].create(columns, pk=PKS.get(table, "id"))
+            if not db.table(table).exists():
+                db.table(table).create(columns, pk=PKS.get(table, "id"))
 
     def perform(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
         """Perform once per key, atomically with the record of it: a repeated key returns the first answer and
@@ -84,7 +84,7 @@ class LocalConnector(Connector):
                 else:
                     result = super().perform(action_name, params, key)
                     record = {"data": dict(result.data), "events": [event_body(e) for e in result.events]}
-                    self.db["local_done"].insert({"key": key, "result": json.dumps(record, default=str)})
+                    self.db.table("local_done").insert({"key": key, "result": json.dumps(record, default=str)})
         except BaseException:
             if own and conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -163,7 +163,7 @@ class LocalConnector(Connector):
                "client": _text(params.get("contact", params.get("client"))),
                "responsible": _text(params.get("responsible")), "amount": params.get("amount"),
                "fields": json.dumps(extra, default=str), "created_at": self._stamp(), "updated_at": self._stamp()}
-        deal_id = str(self.db["local_deals"].insert(row).last_pk)
+        deal_id = str(self.db.table("local_deals").insert(row).last_pk)
         data = {k: v for k, v in row.items() if k not in ("fields", "created_at", "updated_at") and v is not None}
         data.update(extra)
         ref = EntityRef("deal", deal_id)
@@ -184,7 +184,7 @@ class LocalConnector(Connector):
         return self._update_deal(str(params["deal"]), dict(params["fields"]), key)
 
     def _update_deal(self, deal_id: str, change: dict[str, Any], key: str) -> ActionResult:
-        table = self.db["local_deals"]
+        table = self.db.table("local_deals")
         columns = {c for c in TABLES["local_deals"] if c not in ("id", "fields")}
         stored = list(table.rows_where("id = ?", [deal_id]))
         if stored:
@@ -199,7 +199,7 @@ class LocalConnector(Connector):
     def booking_set_status(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Record a booking's status and emit `booking.updated`."""
         booking_id = str(params["booking"])
-        self.db["local_bookings"].upsert({"id": booking_id, "status": params["status"],
+        self.db.table("local_bookings").upsert({"id": booking_id, "status": params["status"],
                                           "updated_at": self._stamp()}, pk="id")
         ref = EntityRef("booking", booking_id)
         return ActionResult({"id": booking_id},
@@ -209,7 +209,7 @@ class LocalConnector(Connector):
     def client_set_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Record a client's category and emit `client.updated`."""
         client_id = str(params["client"])
-        self.db["local_categories"].upsert({"client": client_id, "category": params["category"],
+        self.db.table("local_categories").upsert({"client": client_id, "category": params["category"],
                                             "updated_at": self._stamp()}, pk="client")
         ref = EntityRef("client", client_id)
         return ActionResult({"client": client_id},
@@ -221,13 +221,13 @@ class LocalConnector(Connector):
         row = {"title": params["title"], "assignee": _text(params["assignee"]), "due": _due(params.get("due"), self.now()),
                "description": params.get("description"), "deal": _text(params.get("deal")),
                "client": _text(params.get("client")), "created_at": self._stamp()}
-        task_id = str(self.db["local_tasks"].insert(row).last_pk)
+        task_id = str(self.db.table("local_tasks").insert(row).last_pk)
         data = {k: v for k, v in row.items() if v is not None and k != "created_at"}
         return ActionResult({"id": task_id}, (self._event(key, "task.created", EntityRef("task", task_id), data),))
 
     def _message(self, channel: str, params: Mapping[str, Any]) -> ActionResult:
         row = {"channel": channel, "to": _text(params["to"]), "text": params["text"], "sent_at": self._stamp()}
-        return ActionResult({"id": str(self.db["local_messages"].insert(row).last_pk)})
+        return ActionResult({"id": str(self.db.table("local_messages").insert(row).last_pk)})
 
     @action("sms.send")
     def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -249,7 +249,7 @@ class LocalConnector(Connector):
         """Record the request; the local world sends nothing over the network."""
         row = {"method": params["method"], "url": params["url"],
                "body": json.dumps(params.get("json"), default=str), "at": self._stamp()}
-        return ActionResult({"id": str(self.db["local_requests"].insert(row).last_pk), "status": 200})
+        return ActionResult({"id": str(self.db.table("local_requests").insert(row).last_pk), "status": 200})
 
 
 def _inbound_event(item: Any, index: int, source: str, received: datetime) -> Event:

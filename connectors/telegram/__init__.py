@@ -175,7 +175,7 @@ class Telegram(WebConnector):
     def _result(message: Any, migrated_from: int | str | None = None) -> ActionResult:
         if not isinstance(message, dict) or not isinstance(message.get("message_id"), int):
             raise Uncertain(f"telegram sendMessage: ok without a message: {str(message)[:200]!r}")
-        chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+        chat = found if isinstance(found := message.get("chat"), dict) else {}
         data: dict[str, Any] = {"message_id": message["message_id"], "chat_id": chat.get("id"),
                                 "date": message.get("date")}
         if migrated_from is not None:

@@ -75,7 +75,7 @@ def result_of(response: httpx.Response, what: str) -> Any:
         return body.get("result")
     code = status if status >= 400 else _int(body.get("error_code")) or status
     description = str(body.get("description") or f"HTTP {status}")
-    parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+    parameters = found if isinstance(found := body.get("parameters"), dict) else {}
     message = f"{what}: {code} {description}"
     if code == 429 or code >= 500:
         wait = _number(parameters.get("retry_after"))

@@ -175,7 +175,7 @@ class TelegramEmulator(Emulator):
         parse_mode = params.get("parse_mode") or None
         if parse_mode is not None and parse_mode not in PARSE_MODES:
             return error(400, f"Bad Request: unsupported parse_mode \"{parse_mode}\"")
-        text, entities = str(raw or ""), []
+        text, entities = str(raw or ""), list[dict[str, Any]]()
         if parse_mode == "HTML":
             try:
                 text, entities = parse_html(text)

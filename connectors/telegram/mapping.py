@@ -74,7 +74,7 @@ def update_events(source: str, body: bytes, staff: Mapping[str, int | str], rece
     content = next((kind for kind in CONTENT if kind in message), None)
     if content is None:
         return []
-    sender = message.get("from") if isinstance(message.get("from"), dict) else {}
+    sender = found if isinstance(found := message.get("from"), dict) else {}
     data: dict[str, Any] = {
         "channel": "telegram",
         "chat_id": chat["id"],

@@ -95,7 +95,7 @@ class Yclients(WebConnector):
     }
     # Actions per second the outbox starts: one action makes two to four requests, and YCLIENTS allows 5 a
     # second and 200 a minute per IP (the requests themselves are paced by api.Pace).
-    rate_limit: ClassVar[tuple[float, int] | None] = (1.0, 2)
+    rate_limit: tuple[float, int] | None = (1.0, 2)
     poll_every: ClassVar[float | None] = 300.0
 
     def __init__(self, name: str, config: Mapping[str, Any], *, transport: Any = None) -> None:
@@ -212,7 +212,7 @@ class Yclients(WebConnector):
             data = {}
         if not isinstance(data, dict):
             raise InboundRejected(400, "data must be an object", "malformed")
-        return (resource if resource in RESOURCES else "", status, {**data, "id": int(ident)})
+        return (resource if resource in RESOURCES else "", status, {**data, "id": int(str(ident))})
 
     async def _complete(self, partial: dict[str, Any]) -> dict[str, Any]:
         """A partial record webhook re-read in full (it must name the change time to be deduplicated)."""
@@ -347,7 +347,7 @@ class Yclients(WebConnector):
         """Settings aimed at a seeded emulator (fixed sandbox tokens on both sides) that sends its webhooks to
         `hook_url?token=<the sandbox hook secret>`."""
         company = options.get("company_id")
-        company_id = int(company) if str(company).isdigit() else 100000
+        company_id = int(str(company)) if str(company).isdigit() else 100000
         settings = {**{k: v for k, v in options.items() if k not in SANDBOX}, **SANDBOX,
                     "company_id": company_id, "base_url": f"{base_url.rstrip('/')}/api/v1"}
         separator = "&" if "?" in hook_url else "?"

@@ -24,6 +24,11 @@ CLIENT_RESETS = {"surname": "", "patronymic": "", "email": "", "comment": "", "b
 _AUTH = re.compile(r"^\s*Bearer\s+(?P<partner>[^,\s]+)\s*(?:,\s*User\s+(?P<user>[^,\s]+))?\s*$", re.I)
 
 
+def _record_value(record: dict[str, Any], key: str) -> Any:
+    """What the records list filters `key` (staff_id, client_id, created_user_id) by: client_id is the client's."""
+    return (record["client"] or {}).get("id") if key == "client_id" else record[key]
+
+
 def envelope(data: Any, meta: Any = None, status: int = 200) -> Reply:
     """A success answer: `{"success": true, "data": …, "meta": …}` (`[]` when there is no meta, as PHP writes)."""
     return Reply(status, {"success": True, "data": data, "meta": [] if meta is None else meta})
@@ -301,8 +306,7 @@ class YclientsEmulator(Emulator):
         found = [r for r in self.records.values() if q.get("with_deleted") in ("1", "true") or not r["deleted"]]
         for key in ("staff_id", "client_id", "created_user_id"):
             if q.get(key):
-                field = (lambda r: (r["client"] or {}).get("id")) if key == "client_id" else (lambda r, k=key: r[k])
-                found = [r for r in found if str(field(r)) == q[key]]
+                found = [r for r in found if str(_record_value(r, key)) == q[key]]
         for key, attr, lower in (("start_date", "datetime", True), ("end_date", "datetime", False),
                                  ("c_start_date", "create_date", True), ("c_end_date", "create_date", False)):
             if q.get(key):
@@ -402,7 +406,7 @@ class YclientsEmulator(Emulator):
     def _categories(self, ids: list[Any]) -> list[dict[str, Any]]:
         out = []
         for item in ids:
-            ident = item.get("id") if isinstance(item, dict) else item
+            ident: Any = item.get("id") if isinstance(item, dict) else item
             label = self.labels.get(int(ident)) if str(ident).isdigit() else None
             if label is not None:
                 out.append({"id": label["id"], "title": label["title"], "color": label["color"]})
@@ -414,7 +418,7 @@ class YclientsEmulator(Emulator):
         if body.get("phone") not in (None, "") and not 10 <= len(digits) <= 15:
             errors.append({"phone": "Неверный формат телефона"})
         for item in body.get("labels") or body.get("categories") or []:
-            ident = item.get("id") if isinstance(item, dict) else item
+            ident: Any = item.get("id") if isinstance(item, dict) else item
             label = self.labels.get(int(ident)) if str(ident).isdigit() else None
             if label is None or label["entity"] != 1 or label["deleted"]:
                 errors.append({"labels": f"Категория {ident} не найдена"})
@@ -475,7 +479,7 @@ class YclientsEmulator(Emulator):
         body = call.json() or {}
         tests = []
         for item in body.get("filters") or []:
-            value = (item.get("state") or {}).get("value")
+            value: Any = (item.get("state") or {}).get("value")
             if item.get("type") == "quick_search":
                 needle = str(value).lower()
                 tests.append(lambda c, n=needle: n in str(c["phone"]) or n in c["name"].lower()

@@ -18,7 +18,7 @@ import pytest
 from automator.clock import FakeClock
 from automator.connector import ActionResult, check_status, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
-from automator.http import new_transport
+from automator.http import ENGINES, new_transport
 from connectors.http import HttpConnector
 
 
@@ -96,7 +96,7 @@ def run(scenario: Callable[[Server], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture(params=["httptools", "httpx", "aiohttp"])
+@pytest.fixture(params=list(ENGINES))
 def engine(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -440,7 +440,7 @@ def test_not_a_url_is_refused() -> None:
     assert "not a URL" in refused(plain(["*"]), "http://exa mple.com:port/")
 
 
-@pytest.mark.parametrize("engine_name", ["httptools", "httpx", "aiohttp"])
+@pytest.mark.parametrize("engine_name", list(ENGINES))
 def test_every_engine_checks_the_address_of_an_ip_literal_too(engine_name: str) -> None:
     # The connector refuses such URLs by its allow-list first; the transport's own check must hold without it.
     from automator.http import new_client, send

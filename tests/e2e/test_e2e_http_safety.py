@@ -1,9 +1,13 @@
 """The `http` connector, end to end, against what a webhook sender can put in its data: `${env:NAME}` (sent as
 text, never resolved), CR/LF in a templated header (refused before anything is sent, dead-lettered with the
-reason) and a URL whose host name resolves to the loopback under `allow: ["*"]` (refused the same way)."""
+reason) and a URL whose host name resolves to the loopback under `allow: ["*"]` (refused the same way); on each
+HTTP engine the operator may choose with AUTOMATOR_HTTP_ENGINE."""
 from __future__ import annotations
 
+import pytest
 from e2e_support import FakeServer, wait_for, write_project
+
+from automator.http import DEFAULT_ENGINE, ENGINES
 
 CANARY = "canary-secret-3f9a"
 STATIC = "static-from-env"
@@ -58,10 +62,14 @@ def settled(daemon, rule: str, entity: str) -> tuple:
     return rows[0] if rows and rows[0][0] in ("done", "dead") else ()
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 def test_webhook_data_cannot_read_the_environment_split_a_request_or_reach_the_loopback(
-        tmp_path, fake_server: FakeServer, start_daemon) -> None:
+        tmp_path, fake_server: FakeServer, start_daemon, engine: str) -> None:
     project = write_project(tmp_path / "project", fake_server.port, RULES, config=CONFIG)
-    daemon = start_daemon(project, env={"E2E_SSRF_CANARY_SECRET": CANARY, "E2E_HTTP_STATIC": STATIC})
+    daemon = start_daemon(project, env={"E2E_SSRF_CANARY_SECRET": CANARY, "E2E_HTTP_STATIC": STATIC,
+                                        "AUTOMATOR_HTTP_ENGINE": engine})
+    chosen = [r["msg"] for r in daemon.log_records() if r["msg"].startswith("outbound HTTP on")]
+    assert chosen == ([] if engine == DEFAULT_ENGINE else [f"outbound HTTP on the {engine} engine (AUTOMATOR_HTTP_ENGINE)"])
 
     # `${env:…}` in webhook data is text: the receiver sees it as sent, and the secret is nowhere.
     assert daemon.post("booking", webhook("order.paid", "1", {"trace": "${env:E2E_SSRF_CANARY_SECRET}"})).status == 200
