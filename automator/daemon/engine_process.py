@@ -118,6 +118,8 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             if c.in_store})
 
     state["connectors"] = await connectors_of(project)
+    # Said once its connectors are built: the operator (and a test) knows the engine process is ready.
+    log.info("engine process ready: %d rules, version %s", len(project.rules), project.version)
     tally = Tally()
     worker = worker_name()
 
@@ -149,6 +151,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         old, state["connectors"] = list(state["connectors"].values()), await connectors_of(fresh)
         state["project"] = fresh
         engine.wake_timers.set()
+        log.info("engine process reloaded: %d rules, version %s", len(fresh.rules), fresh.version)
         loop.call_later(outbox.deadline, lambda: loop.create_task(close_connectors(old)))
 
     lines = protocol.Lines()

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import watchfiles
 
@@ -64,7 +65,7 @@ class BoundedLoader:
 
     async def load(self, stopping: asyncio.Event) -> Loaded | None:
         """The project loaded now, a Problem saying the load was abandoned, or None when `stopping` came first."""
-        stop = asyncio.ensure_future(stopping.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
         try:
             stuck = self._running
             if stuck is not None and not stuck.done():

@@ -156,6 +156,7 @@ class WebApp:
         digest = hashlib.sha256(body).hexdigest()
         items = [(replace(e, source=name) if e.source != name else e,
                   None if e.delivery_id else f"{digest}:{i}") for i, e in enumerate(events)]
+        fresh: list[bool] | None
         try:
             fresh = await self.admission.append(items)
         except UNSTORABLE:

@@ -206,7 +206,8 @@ class HangingLoad:
         return None, [Problem("fresh", 1, 1, "a later load")]
 
 
-def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(tmp_path: Path) -> None:
+def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, wait_until: Callable[..., Awaitable[None]]) -> None:
     hanging = HangingLoad()
     loader = reload.BoundedLoader(tmp_path, timeout=0.2, load=hanging)
 
@@ -222,7 +223,7 @@ def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(tmp
 
         # The next load does not start a second thread beside the stuck one: it waits for it to end ...
         waiting = asyncio.create_task(loader.load(stopping))
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: "waiting for the reload abandoned earlier" in caplog.text, 10, "the wait")
         assert not waiting.done() and hanging.started == 1
         hanging.release.set()
         # ... then loads afresh (the abandoned load's result is stale and dropped).
