@@ -161,12 +161,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         if not data:
             stopping.set()  # the daemon is gone
             return
-        for line in lines.feed(data):
-            try:
-                command = protocol.decode_command(line)
-            except protocol.ProtocolError as exc:  # a bug on the other end: said, and the rest still heard
-                log.error("%s", exc)
-                continue
+        for command in lines.messages(data, protocol.decode_command):
             if command is protocol.JOURNALED:
                 engine.wake.set()
             elif command is protocol.RELOAD:

@@ -12,9 +12,14 @@ singletons whose bytes are computed once. Both ends read and write them only thr
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 
 class ProtocolError(ValueError):
@@ -119,6 +124,17 @@ class Lines:
         *lines, rest = bytes(self._pending).split(b"\n")
         self._pending[:] = rest
         return lines
+
+    def messages(self, data: bytes, decode: Callable[[bytes], M]) -> list[M]:
+        """The messages completed by `data`, read with `decode_command` or `decode_reply`. A line that is none
+        is logged and skipped: a bug on the other end, whose other messages are still heard."""
+        out: list[M] = []
+        for line in self.feed(data):
+            try:
+                out.append(decode(line))
+            except ProtocolError as exc:
+                log.error("%s", exc)
+        return out
 
     @property
     def torn(self) -> bytes:

@@ -61,12 +61,7 @@ class EngineChild:
             if self._lines.torn:
                 log.error("the engine process ended in the middle of a line: %r", self._lines.torn[:80])
             return
-        for line in self._lines.feed(data):
-            try:
-                reply = protocol.decode_reply(line)
-            except protocol.ProtocolError as exc:  # a bug on the other end: said, and the rest still heard
-                log.error("%s", exc)
-                continue
+        for reply in self._lines.messages(data, protocol.decode_reply):
             if reply is protocol.EFFECTS_COMMITTED:
                 self.on_effects()
             elif isinstance(reply, protocol.Decided):

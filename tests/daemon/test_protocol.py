@@ -80,3 +80,13 @@ def test_send_writes_the_line_and_tells_when_the_reader_is_gone() -> None:
         assert not send(write, EFFECTS_COMMITTED)  # the reader is gone
     finally:
         os.close(write)
+
+
+def test_a_line_that_is_no_message_is_said_and_skipped_and_the_rest_still_heard(
+        caplog: pytest.LogCaptureFixture) -> None:
+    lines = Lines()
+    assert lines.messages(b"d2\nzap\nw\nd\n", decode_reply) == [Decided(2), EFFECTS_COMMITTED]
+    assert [r.getMessage() for r in caplog.records] == ["not a reply of the engine process: b'zap'",
+                                                         "not a reply of the engine process: b'd'"]
+    assert lines.messages(b"j\nr\nw\n", decode_command) == [JOURNALED, RELOAD]
+    assert caplog.records[-1].getMessage() == "not a command of the daemon: b'w'"
