@@ -16,6 +16,7 @@ from automator.config.load import builtin_connectors, load_project
 from automator.config.problems import Problem, sort_problems
 from automator.config.project import TEST_SUFFIX
 from automator.config.source import load_document
+from automator.store.base import OutdatedStore, Store
 
 
 def _fail_problems(problems: list[Problem]) -> None:
@@ -349,9 +350,8 @@ def _operator(command: _Command) -> _Command:
     return guarded  # type: ignore[return-value]
 
 
-def _store(config: Path, db: Path | None, *, write: bool = False) -> Any:
+def _store(config: Path, db: Path | None, *, write: bool = False) -> Store:
     from automator.observe import config_path, open_store
-    from automator.store.sqlite import OutdatedStore
 
     try:
         return open_store(config_path(config), db, write=write)

@@ -23,7 +23,8 @@ from automator.connector import ActionResult, Connector, Inbound, WebConnector
 from automator.errors import InboundRejected
 from automator.model import Effect, Entity, EntityRef, Event
 from automator.simulator import Performed, SimulationError, Simulator
-from automator.store.outbox import ECHO_WINDOW, Settlement
+from automator.store.base import Settlement
+from automator.store.outbox import ECHO_WINDOW
 
 HOST = "http://sandbox.test"  # where the emulators "live": never resolved, every request goes in-process
 MAX_WEBHOOK_ROUNDS = 20  # parsing a webhook may call the system, whose answer may send more: bounded

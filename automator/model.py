@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 ENTITY_KINDS = ("client", "booking", "deal", "task")
 MODES = ("single", "restart", "queued", "parallel")
+ENGINE = "engine"
 
 
 def same(a: object, b: object) -> bool:

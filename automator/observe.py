@@ -1,6 +1,6 @@
 """Read-only views of a daemon's store for operators: status, runs, explain, timers and dead letters.
 
-They open the database read-only (automator/store/sqlite.py: no write lock, no migration), so a daemon holding
+They open the database read-only (`SqliteStore(read_only=True)`: no write lock, no migration), so a daemon holding
 the write lock, even one stopped while holding it, never makes them wait. Times are shown in the project's
 time zone with its offset (automator.clock.show_time).
 """
@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from automator.clock import show_time
 from automator.config.source import load_document
-from automator.store.sqlite import SqliteStore, load
+from automator.store.codec import load
+from automator.store.base import Store
+from automator.store.sqlite import SqliteStore
 
 STALE = 10.0  # seconds without a heartbeat after which a daemon that says "running" is taken as gone
 WRITE_WAIT = 5.0  # seconds an operator's write (replay, drop) waits for the daemon's write lock at most (a read
@@ -26,7 +28,7 @@ def _settings(config: Path) -> dict[str, Any]:
     return doc.data if doc is not None and isinstance(doc.data, dict) else {}
 
 
-def open_store(config: Path, db: Path | None = None, *, write: bool = False) -> SqliteStore:
+def open_store(config: Path, db: Path | None = None, *, write: bool = False) -> Store:
     """The store a project's daemon uses (`store:` of automator.yaml, else automator.db beside it): read-only,
     or with `write` through the write lock, waiting WRITE_WAIT seconds at most for it."""
     return SqliteStore(store_file(config, db), timeout=WRITE_WAIT, read_only=not write)
@@ -52,7 +54,7 @@ def project_timezone(config: Path) -> tzinfo:
         return timezone.utc
 
 
-def status(store: SqliteStore, now: datetime | None = None, tz: tzinfo = timezone.utc) -> dict[str, Any]:
+def status(store: Store, now: datetime | None = None, tz: tzinfo = timezone.utc) -> dict[str, Any]:
     """The daemon's last heartbeat with the queue, timers, effects and dead letters as the store has them;
     its times in `tz`."""
     from automator.daemon.health import gauges
@@ -70,7 +72,7 @@ def status(store: SqliteStore, now: datetime | None = None, tz: tzinfo = timezon
             "events_failed": store.count("journal", "status = 'failed'")}
 
 
-def explain(store: SqliteStore, ident: str) -> dict[str, Any] | None:
+def explain(store: Store, ident: str) -> dict[str, Any] | None:
     """Everything recorded about one run (by id) or one event (by id): rules considered, values, steps, effects
     with every try."""
     run = store.run(ident)
@@ -82,7 +84,7 @@ def explain(store: SqliteStore, ident: str) -> dict[str, Any] | None:
     return {"event": event, "runs": [_run(r, store) for r in store.runs(event_id=ident)]}
 
 
-def _run(run: Any, store: SqliteStore) -> dict[str, Any]:
+def _run(run: Any, store: Store) -> dict[str, Any]:
     return {"id": run.id, "rule": run.rule_id, "version": run.rule_version, "status": run.status,
             "entity": str(run.entity) if run.entity else None, "key": run.key, "event": run.event_id,
             "started_at": run.started_at.isoformat() if run.started_at else None, "vars": dict(run.vars),

@@ -47,7 +47,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SQLite COMMIT (WAL write + fsync)", ("<commit>",)),
     ("journal webhooks (append_batches)", ("append_batches",)),
     ("decide() (pure core)", ("decide (automator/core/decide.py",)),
-    ("worker: commit decisions", ("JournalMixin.commit", "writes_of", "SqliteStore.write")),
+    ("worker: commit decisions", ("Journal.commit", "writes_of", "State.write")),
     ("worker: read pending events", ("pending_events", "event_from_body", "process_batch")),
     ("outbox: settle + claim effects", ("settle_and_claim", "next_effect_due")),
     ("outbox: HTTP client (connector, httpx, engine)", ("HttpConnector.", "httpx/", "httpx_aiohttp/", "aiohttp/",
@@ -78,7 +78,7 @@ def read_raw(path: Path) -> list[tuple[str, list[str], int]]:
 
 def mark_sqlite(frames: list[str]) -> list[str]:
     """A stack whose leaf is atomic()'s BEGIN or COMMIT line (entered from the with statement) gets a marker."""
-    if len(frames) >= 2 and frames[-1].startswith("SqliteStore.atomic ("):
+    if len(frames) >= 2 and frames[-1].startswith("Connection.atomic ("):
         if frames[-2].startswith("_GeneratorContextManager.__enter__"):
             return [*frames, "<lock-wait>"]
         if frames[-2].startswith("_GeneratorContextManager.__exit__") and "COMMIT" in _source_line(frames[-1]):
@@ -90,7 +90,7 @@ _LINES: dict[str, str] = {}
 
 
 def _source_line(frame: str) -> str:
-    """The source text of a frame like `SqliteStore.atomic (automator/store/sqlite.py:124)`."""
+    """The source text of a frame like `Connection.atomic (automator/store/connection.py:124)`."""
     if frame not in _LINES:
         match = re.search(r"\((.+):(\d+)\)$", frame)
         text = ""

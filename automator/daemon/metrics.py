@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from automator.store.sqlite import FairLock
+    from automator.store.lock import FairLock
 
 # A webhook is acked once its event is journalled: well under a millisecond when healthy, a second is alarming.
 ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)

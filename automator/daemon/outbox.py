@@ -22,7 +22,8 @@ from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
 from automator.model import Effect, EntityRef, Event
-from automator.store.outbox import ECHO_WINDOW, Claimed, Settlement
+from automator.store.base import Claimed, Settlement
+from automator.store.outbox import ECHO_WINDOW
 from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)

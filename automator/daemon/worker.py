@@ -11,7 +11,9 @@ from automator.config.project import Project
 from automator.core.decide import decide
 from automator.daemon import crashpoints
 from automator.model import Decision, EntityRef, Event
-from automator.store.sqlite import SqliteStore, Writes, writes_of
+from automator.store.base import Writes
+from automator.store.codec import writes_of
+from automator.store.sqlite import SqliteStore
 from automator.store.staged import Staged
 
 log = logging.getLogger(__name__)

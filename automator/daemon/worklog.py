@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from automator.model import Decision, Effect, Event
-from automator.store.outbox import Settlement
+from automator.store.base import Settlement
 
 log = logging.getLogger("automator.work")
 _LEVELS = {"done": logging.INFO, "retry": logging.WARNING}  # anything else (dead, uncertain) is an ERROR

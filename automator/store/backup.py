@@ -31,18 +31,19 @@ class BackupReport:
     seconds: float
 
 
-def backup(db: Path, target: Path, *, force: bool = False) -> BackupReport:
-    """Copy the database `db` (live or not) to `target`, checked with `PRAGMA quick_check`.
+def backup(db: Path | sqlite3.Connection, target: Path, *, force: bool = False) -> BackupReport:
+    """Copy the database `db` (a file, live or not, or an open connection: an in-memory database) to `target`,
+    checked with `PRAGMA quick_check`.
 
     The copy is written beside `target` under a temporary name and renamed into place only once complete and
     checked, so a failed or interrupted backup never leaves a file that looks like one. An existing `target` is
     refused unless `force`. The file is readable by its owner only: it holds the clients' personal data.
     """
-    if not db.is_file():
+    if isinstance(db, Path) and not db.is_file():
         raise BackupError(f"no database at {db}")
     if target.exists() and not force:
         raise BackupError(f"{target} exists; pass --force to overwrite it")
-    if target.resolve() == db.resolve():
+    if isinstance(db, Path) and target.resolve() == db.resolve():
         raise BackupError(f"{target} is the database itself")
     if not target.parent.is_dir():
         raise BackupError(f"no folder {target.parent} to write {target.name} into")
@@ -50,7 +51,8 @@ def backup(db: Path, target: Path, *, force: bool = False) -> BackupReport:
     started = time.monotonic()
     try:
         # Read-only: the backup can never change the database, whoever runs it.
-        source = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        source = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30) if isinstance(
+            db, Path) else db
         try:
             copy = sqlite3.connect(partial)
             try:
@@ -61,7 +63,8 @@ def backup(db: Path, target: Path, *, force: bool = False) -> BackupReport:
             finally:
                 copy.close()
         finally:
-            source.close()
+            if source is not db:
+                source.close()
         if verdict != "ok":
             raise BackupError(f"the copy failed its check: {verdict}")
         os.replace(partial, target)

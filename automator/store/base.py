@@ -1,11 +1,28 @@
-"""The Snapshot protocol: the read-only view of stored state that the core decides on."""
+"""The storage contract: the Snapshot the core decides on, the Store the daemon works through, and their value types.
+
+A store keeps five things in one database: the journal (every accepted event, in order), entities with their
+previous state, runs, timers and the outbox of effects. Every backend passes `tests/store/test_store_contract.py`;
+the rules below are what that suite checks.
+
+Words used throughout:
+- *atomic*: all of a call's writes are committed together or none is; inside `atomic()` they join the caller's
+  transaction and are committed with it.
+- *idempotent*: calling again with the same input changes nothing more (a duplicate delivery is refused, a
+  settled effect is not claimed again).
+- *lease*: a claim (of an event or an effect) names its owner (`worker_name()`: host, pid, nonce) and holds until
+  `claimed_until`; past it, or once its owner's process is gone, anyone may take the item again.
+"""
 from __future__ import annotations
 
-from datetime import timedelta
-from collections.abc import Iterable, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
-from automator.model import Entity, EntityRef, Run
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
+from automator.store.backup import BackupReport
 
 
 class Snapshot(Protocol):
@@ -29,3 +46,271 @@ class Snapshot(Protocol):
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment."""
+
+
+class OutdatedStore(Exception):
+    """A database opened read-only lacks tables or columns this version writes (or is no automator database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An effect taken from the outbox, with how many times it has been tried (this try included)."""
+
+    effect: Effect
+    attempts: int
+    # True when the claim itself marked the call started (it is called at once); else the call is marked started
+    # by a write of its own just before it begins (see `mark_started`).
+    started: bool = False
+    # True when an earlier try may have been performed without an answer: this one looks for what it made first.
+    interrupted: bool = False
+
+
+class Released(NamedTuple):
+    """What recovery did with the effects a dead process (or a lapsed lease) left claimed."""
+
+    retried: int  # the call may have begun: tried again (at_least_once, or a connector that deduplicates)
+    parked: int  # the call may have begun: parked as uncertain (at_most_once)
+    unstarted: int  # claimed but never called: back in the outbox, performed as if never tried
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one try of an effect ended.
+
+    `status`: done | retry (at `next_try_at`) | dead (attempts exhausted, or refused by the system) |
+    uncertain (the call may have happened: an at_most_once effect is parked, not repeated).
+    """
+
+    status: str
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    next_try_at: datetime | None = None
+    events: tuple[Event, ...] = ()
+    # The call may have been performed though it gave no answer (an Uncertain end): later tries look first.
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Writes:
+    """One decision as the rows it writes. The JSON and the row building are done by writes_of() before the
+    write lock is taken (the worker builds them while deciding), so that the lock is held for the statements only."""
+
+    event_id: str
+    why_not: str  # the journal's why-not report
+    entity: list[Any] | None  # kind, id, fields, prev, updated_at
+    runs: list[list[Any]]
+    effects: list[list[Any]]
+    cancel: list[list[str]]
+    timers: list[list[Any]]
+    events: tuple[Event, ...]  # emitted: journaled with the decision
+
+
+class LockTimes(Protocol):
+    """A write lock as /metrics sees it: seconds this process's writers spent waiting for it and holding it."""
+
+    waited: float
+    held: float
+
+
+class Store(Snapshot, Protocol):
+    """Everything the daemon, the CLI and the simulator do with stored state. A store is used by one thread at a
+    time (the daemon gives each thread its own); several stores, in several processes, may share one database.
+
+    The methods are grouped by concern: the database (transactions, backup), the Snapshot reads and their batch
+    forms, plain writes, timers, reading back (for operators), the journal and the outbox.
+    """
+
+    # ---- the database and its transactions ------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """The database file (None for a store that has none, such as SQLite in memory)."""
+
+    @property
+    def db(self) -> Any:
+        """The backend's own database handle, for what writes into the same database in the same transactions
+        (the `local` connector's tables, the daemon's schedule timers). For SQLite a `sqlite_utils.Database`."""
+
+    @property
+    def lock(self) -> LockTimes | None:
+        """The process's write lock of this database (None when writes need no turn, as in memory)."""
+
+    def atomic(self, *, savepoint: bool = True) -> AbstractContextManager[None]:
+        """One transaction that takes the write lock up front (no deadlock on an upgrade); nested calls join it,
+        through a savepoint (undone alone on failure) or, with `savepoint=False`, as they are. Every write of the
+        methods below is atomic in this sense."""
+
+    def take_turn(self, *, wait: bool = True) -> bool:
+        """Take the write lock now (waiting, or only if free: True if taken); the next `atomic()` uses that turn.
+        Lets one thread wait for the lock and another write."""
+
+    def give_back_turn(self) -> None:
+        """Free a turn taken with `take_turn` that no transaction will use."""
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction under way commits (at once outside one); never if it rolls back."""
+
+    def close(self) -> None:
+        """Close the connection; the store is not used afterwards."""
+
+    def backup(self, target: Path, *, force: bool = False) -> BackupReport:
+        """A consistent copy of the whole database as it was at one commit, written to `target` (refused when it
+        exists, unless `force`) while writers go on. BackupError, with no file left, when it cannot be made."""
+
+    # ---- Snapshot reads in batches (the worker's prefetch) ----------------------------------------------
+    def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
+        """Each ref with its stored state, or None when none is stored: `entity()` for many at once."""
+
+    def active_runs_of(self, keys: Iterable[str]) -> dict[str, list[Run]]:
+        """`active_runs(None, key)` for many keys at once; every key is in the answer."""
+
+    # ---- plain writes --------------------------------------------------------------------------------------
+    def put_entity(self, entity: Entity, old: Entity | None | bool = True) -> None:
+        """Store an entity's state, keeping the one it replaces as its previous state (read first, unless the
+        caller passes it as `old`)."""
+
+    def apply(self, decision: Decision) -> None:
+        """Write one decision atomically: entity, runs with traces, effects, timers set and cancelled."""
+
+    def write(self, writes: Writes) -> None:
+        """Write one decision's rows (see Writes), atomically."""
+
+    def write_all(self, many: list[Writes]) -> None:
+        """Write many decisions' rows atomically, in their order (a later decision's timers may cancel an earlier
+        one's). Effects are inserted once: writing an effect key again keeps the first."""
+
+    def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
+        """Record an effect's outcome directly (the simulator's short path; the daemon settles through the outbox)."""
+
+    def get_meta(self, name: str) -> str | None:
+        """A small named value (the rule version, a connector's last poll), None when unset."""
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a named value, replacing the one before."""
+
+    # ---- timers --------------------------------------------------------------------------------------------
+    def put_timer(self, timer: Timer) -> None:
+        """Set a timer, or move it: a timer id is set at most once."""
+
+    def delete_timer(self, timer_id: str) -> None:
+        """Remove a timer (it has fired, or was cancelled); removing one that is gone does nothing."""
+
+    def next_timer(self, until: datetime) -> Timer | None:
+        """The earliest timer due at or before `until`."""
+
+    def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        """Up to `limit` timers due at or before `now`, soonest first (ties by id)."""
+
+    def next_due(self) -> datetime | None:
+        """When the earliest timer is due (how long the timer loop may sleep); None without timers."""
+
+    def timers(self, limit: int | None = None) -> list[Timer]:
+        """Pending timers, soonest first."""
+
+    # ---- reading back --------------------------------------------------------------------------------------
+    def count(self, table: str, where: str = "", args: list[Any] | None = None) -> int:
+        """How many rows of a table (journal, entities, runs, timers, effects) match a filter in the backend's SQL."""
+
+    def runs(self, rule_id: str | None = None, *, entity: str | None = None, since: datetime | None = None,
+             event_id: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs, oldest first, filtered by rule, entity (`kind:id`), start time or triggering event; with
+        `limit`, the newest that many."""
+
+    def effect_states(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """For each of these runs that has effects, how many are in each state (`{"done": 1, "dead": 1}`)."""
+
+    def effects(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Effects as stored (params decoded), in the order written, optionally of one run."""
+
+    # ---- the journal ---------------------------------------------------------------------------------------
+    def append(self, events: Sequence[Event], now: datetime, *, digests: Sequence[str | None] | None = None,
+               window: timedelta = ..., echoes: bool | None = None) -> list[bool]:
+        """Journal events atomically; False for each duplicate. Idempotent: a duplicate has the same event id,
+        the same (source, delivery_id), or the same `digest` from the same source within `window`. Events that
+        echo one of our own effects get its chain depth and rule (see `expect_echo`)."""
+
+    def journal_events(self, events: Sequence[Event], now: datetime, *, digests: Sequence[str | None] | None = None,
+                       window: timedelta = ..., echoes: bool | None = None) -> list[Event | None]:
+        """`append`, returning each event as journaled (its echo and repeat recognised), None for a duplicate."""
+
+    def expecting_echoes(self, now: datetime) -> bool:
+        """True when some effect's echo is still expected at `now`."""
+
+    def expect_echo(self, entity: EntityRef, fields: dict[str, Any], effect: str, rule_id: str, depth: int,
+                    until: datetime) -> None:
+        """Remember a change our effect made until `until`, so the system's webhook reporting it is known as ours
+        (it gets depth + 1 and `echo_of` = rule_id, once)."""
+
+    def claim_events(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Event]:
+        """Claim up to `limit` undecided events in journal order, under `worker`'s lease until `now + lease`,
+        skipping every key another live claim holds (one key is decided by one worker, in order). An event whose
+        lease has lapsed may be claimed again."""
+
+    def pending_events(self, worker: str, now: datetime, limit: int) -> list[Event]:
+        """What `claim_events` would claim, read without claiming (no write lock): taken by `commit_pending`."""
+
+    def commit(self, event: Event, decision: Decision, now: datetime) -> list[Event]:
+        """Write a decision and mark its event done, atomically; journal the events it emits and return the new
+        ones."""
+
+    def commit_pending(self, event: Event, decision: Decision, now: datetime, worker: str | None,
+                       writes: Writes | None = None) -> list[Event] | None:
+        """`commit`, only if the event is still undecided and no other worker's live claim holds it; None, with
+        nothing written, otherwise (another worker decided it). `writes`: the decision's rows, when built."""
+
+    def commit_all_pending(self, items: Sequence[tuple[Event, Decision, Writes]], now: datetime, worker: str
+                           ) -> list[Event] | None:
+        """`commit_pending` for many at once, all or nothing: None, with nothing written, unless every event was
+        still pending and every row could be written."""
+
+    def fail_event(self, event: Event, error: str, now: datetime) -> None:
+        """Park an event that could not be decided (a bug, not bad input): kept with its error, never retried."""
+
+    def release_dead_claims(self, me: str, gone: Callable[[str, str], bool] = ...) -> int:
+        """Make the events claimed by dead owners (`gone(owner, me)`) pending again; how many."""
+
+    def journal_event(self, event_id: str) -> dict[str, Any] | None:
+        """One journaled event as stored, with its status and why-not report decoded."""
+
+    def journal_lag(self, now: datetime) -> tuple[int, float]:
+        """How many events wait to be decided, and the age in seconds of the oldest."""
+
+    def prune(self, now: datetime, keep: timedelta) -> dict[str, int]:
+        """Forget, atomically, what is finished and older than `keep` (decided events, ended runs, settled
+        effects, stale echoes and reports); how many rows of each table. Never anything still in progress."""
+
+    # ---- the outbox ----------------------------------------------------------------------------------------
+    def claim_effects(self, worker: str, now: datetime, limit: int, lease: timedelta,
+                      connectors: Sequence[str] | None = None,
+                      start: Callable[[Effect], bool] | None = None) -> list[Claimed]:
+        """Atomically take up to `limit` due effects (pending or retry, of `connectors` when given), oldest first,
+        running under `worker`'s lease; each counts one more attempt. Those `start` accepts are marked started
+        in the same transaction; the others by `mark_started` just before their call."""
+
+    def mark_started(self, keys: Sequence[str], now: datetime) -> None:
+        """These claimed effects' calls are about to begin: committed first, so that recovery knows they may
+        have been performed."""
+
+    def mark_interrupted(self, keys: Sequence[str]) -> None:
+        """Tries of these effects may have been performed without an answer: later tries look first."""
+
+    def settle(self, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
+        """Record a try's outcome atomically with, when done, the events the system reports back (journaled as
+        caused by the effect, their echoes expected); returns those journaled."""
+
+    def release_dead_effects(self, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
+                             gone: Callable[[str, str], bool] = ...) -> Released:
+        """Recover effects left running by a dead owner or past their lease: never called → back in the outbox
+        as if not tried; maybe called → tried again if at_least_once (or its connector is `repeatable`), else
+        parked as `uncertain` for an operator."""
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Effects parked for an operator (dead, uncertain), oldest first."""
+
+    def replay(self, key: str, now: datetime) -> bool:
+        """Put a parked effect back in the outbox with fresh attempts; False if no parked effect has that key."""
+
+    def drop(self, key: str, now: datetime) -> bool:
+        """Give up on a parked effect for good (kept as `dropped`); False if no parked effect has that key."""
+
+    def next_effect_due(self, connectors: Sequence[str] | None = None) -> datetime | None:
+        """When the earliest waiting effect (of `connectors`, when given) may be tried."""

@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+from dataclasses import replace
 from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from automator.model import Decision, EntityRef, Event, same
-
-if TYPE_CHECKING:
-    from automator.store.sqlite import SqliteStore, Writes
+from automator.store.base import Writes
+from automator.store.codec import dump, load, utc, writes_of
+from automator.store.connection import Connection
+from automator.store.state import State
 
 DEDUP_WINDOW = timedelta(minutes=10)
 
@@ -65,15 +67,11 @@ def event_body(event: Event) -> str:
         out["delivery_id"] = event.delivery_id
     if event.echo_of:
         out["echo_of"] = event.echo_of
-    from automator.store.sqlite import dump
-
     return dump(out)
 
 
 def event_from_body(body: str) -> Event:
     """The stored form back as an Event."""
-    from automator.store.sqlite import load
-
     data = load(body)
     entity = data.get("entity")
     return Event(id=str(data["id"]), type=str(data["type"]), at=datetime.fromisoformat(str(data["at"])),
@@ -83,10 +81,16 @@ def event_from_body(body: str) -> Event:
                  caused_by=data.get("caused_by"), echo_of=data.get("echo_of"), repeats=data.get("repeats"))
 
 
-class JournalMixin:
-    """Appending, claiming and committing journal events (part of SqliteStore)."""
+class Journal:
+    """Appending, claiming and committing journal events, over one connection (part of SqliteStore)."""
 
-    def append(self: SqliteStore, events: Sequence[Event], now: datetime, *,
+    def __init__(self, connection: Connection, state: State) -> None:
+        self.db = connection.db
+        self.atomic = connection.atomic
+        # A decision's rows are written by the state's tables, in the transaction that marks its event done.
+        self.write_all = state.write_all
+
+    def append(self, events: Sequence[Event], now: datetime, *,
                digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
                echoes: bool | None = None) -> list[bool]:
         """Journal events in one transaction; False for each one already journaled (a duplicate delivery).
@@ -97,12 +101,10 @@ class JournalMixin:
         """
         return [e is not None for e in self.journal_events(events, now, digests=digests, window=window, echoes=echoes)]
 
-    def journal_events(self: SqliteStore, events: Sequence[Event], now: datetime, *,
+    def journal_events(self, events: Sequence[Event], now: datetime, *,
                 digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
                 echoes: bool | None = None) -> list[Event | None]:
         """`append`, returning each event as journaled (its echo and repeat recognised), None for a duplicate."""
-        from automator.store.sqlite import utc
-
         out: list[Event | None] = []
         conn = self.db.conn
         since = utc(now - window)
@@ -140,15 +142,11 @@ class JournalMixin:
                 out.append(event if cur.rowcount == 1 else None)
         return out
 
-    def expecting_echoes(self: SqliteStore, now: datetime) -> bool:
+    def expecting_echoes(self, now: datetime) -> bool:
         """True when some effect's echo is still expected (see expect_echo)."""
-        from automator.store.sqlite import utc
-
         return self.db.conn.execute("select 1 from echoes where until >= ? limit 1", [utc(now)]).fetchone() is not None
 
-    def _recognise_echo(self: SqliteStore, event: Event, stamp: str) -> Event:
-        from dataclasses import replace
-
+    def _recognise_echo(self, event: Event, stamp: str) -> Event:
         rows = self.db.conn.execute("select fields, effect, rule_id, depth from echoes where entity = ? and "
                                     "until >= ?", [str(event.entity), stamp]).fetchall()
         for fields, effect, rule_id, depth in rows:
@@ -158,12 +156,10 @@ class JournalMixin:
                 return replace(event, depth=max(event.depth, depth + 1), caused_by=effect, echo_of=rule_id)
         return event
 
-    def _first_report(self: SqliteStore, event: Event, stamp: str) -> Event:
+    def _first_report(self, event: Event, stamp: str) -> Event:
         """The event, marked as repeating the earlier one when that one reported the same change of the same
         effect: whichever of the action's answer, the webhook and the poll comes first is the report, in every
         order they can arrive in."""
-        from dataclasses import replace
-
         change = f"{event.caused_by}|{event.type}|{event.entity}"
         conn = self.db.conn
         if conn.execute("insert or ignore into reports (change, event, at) values (?, ?, ?)",
@@ -172,29 +168,23 @@ class JournalMixin:
         first = conn.execute("select event from reports where change = ?", [change]).fetchone()[0]
         return event if first == event.id else replace(event, repeats=first)
 
-    def _own_effect(self: SqliteStore, event: Event) -> Event:
+    def _own_effect(self, event: Event) -> Event:
         """An event the system says our effect caused (it carries the effect key): it takes the effect's rule and
         chain depth."""
-        from dataclasses import replace
-
         row = self.db.conn.execute("select rule_id, depth from effects where key = ?", [event.caused_by]).fetchone()
         if row is None:
             return event
         return replace(event, depth=max(event.depth, (row[1] or 0) + 1), echo_of=row[0])
 
-    def expect_echo(self: SqliteStore, entity: EntityRef, fields: dict[str, Any], effect: str, rule_id: str,
+    def expect_echo(self, entity: EntityRef, fields: dict[str, Any], effect: str, rule_id: str,
                     depth: int, until: datetime) -> None:
         """Remember a change our effect made, so the system's webhook that reports it back is known as ours."""
-        from automator.store.sqlite import dump, utc
-
         self.db.conn.execute("insert or replace into echoes (entity, fields, effect, rule_id, depth, until) "
                              "values (?, ?, ?, ?, ?, ?)",
                              [str(entity), dump(fields), effect, rule_id, depth, utc(until)])
 
-    def claim_events(self: SqliteStore, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Event]:
+    def claim_events(self, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Event]:
         """Claim the oldest unprocessed events whose key no other live claim holds, in journal order."""
-        from automator.store.sqlite import utc
-
         with self.atomic():
             taken = self._pending(worker, now, limit)
             if taken:
@@ -203,14 +193,12 @@ class JournalMixin:
                     [[worker, utc(now + lease), seq] for seq, _ in taken])
         return [event_from_body(body) for _, body in taken]
 
-    def pending_events(self: SqliteStore, worker: str, now: datetime, limit: int) -> list[Event]:
+    def pending_events(self, worker: str, now: datetime, limit: int) -> list[Event]:
         """The events claim_events would claim, read without claiming them (no write lock is taken): the worker
         decides them first and takes each one in the transaction that commits its decision (commit_pending)."""
         return [event_from_body(body) for _, body in self._pending(worker, now, limit)]
 
-    def _pending(self: SqliteStore, worker: str, now: datetime, limit: int) -> list[tuple[int, str]]:
-        from automator.store.sqlite import utc
-
+    def _pending(self, worker: str, now: datetime, limit: int) -> list[tuple[int, str]]:
         stamp = utc(now)
         held = {row[0] for row in self.db.conn.execute(
             "select distinct key from journal where status = 'claimed' and claimed_until >= ? and claimed_by != ?",
@@ -226,25 +214,23 @@ class JournalMixin:
             [stamp, worker, limit + len(held) * 4]).fetchall()
         return [(seq, body) for seq, key, body in rows if key not in held][:limit]
 
-    def commit(self: SqliteStore, event: Event, decision: Decision, now: datetime) -> list[Event]:
+    def commit(self, event: Event, decision: Decision, now: datetime) -> list[Event]:
         """Write a decision and mark its event done, atomically; journal the events it emits. Returns them."""
         emitted = self.commit_pending(event, decision, now, None)
         assert emitted is not None
         return emitted
 
-    def commit_pending(self: SqliteStore, event: Event, decision: Decision, now: datetime, worker: str | None,
+    def commit_pending(self, event: Event, decision: Decision, now: datetime, worker: str | None,
                        writes: Writes | None = None) -> list[Event] | None:
         """commit(), if the event is still undecided and no other worker's live claim holds it (with `worker`);
         None, with nothing written, when it is not. `writes` are the decision's rows, when already built."""
-        from automator.store.sqlite import writes_of
-
         rows = writes if writes is not None else writes_of(decision)
         with self.atomic(savepoint=False):
             if not self._mark_done([(event, rows)], now, worker):
                 return None
             return self._write_decisions([rows], now)
 
-    def commit_all_pending(self: SqliteStore, items: Sequence[tuple[Event, Decision, Writes]], now: datetime,
+    def commit_all_pending(self, items: Sequence[tuple[Event, Decision, Writes]], now: datetime,
                            worker: str) -> list[Event] | None:
         """commit_pending() for many decisions at once, statement by statement over all of them (the batch holds
         the write lock for less time than event after event); None, with nothing written, unless every event
@@ -257,12 +243,10 @@ class JournalMixin:
         except Exception:  # one was not pending, or one cannot be written: nothing of it stays
             return None
 
-    def _mark_done(self: SqliteStore, items: Sequence[tuple[Event, Writes]], now: datetime, worker: str | None
+    def _mark_done(self, items: Sequence[tuple[Event, Writes]], now: datetime, worker: str | None
                    ) -> bool:
         """Mark the events done with their why-not reports; with `worker`, only those still pending and held by no
         other live claim. True when every one was marked."""
-        from automator.store.sqlite import utc
-
         stamp = utc(now)
         sql = ("update journal set status = 'done', done_at = ?, why_not = ?, claimed_by = null, "
                "claimed_until = null where id = ?")
@@ -273,21 +257,19 @@ class JournalMixin:
         rows = [[stamp, w.why_not, e.id, worker, stamp] for e, w in items]
         return self.db.conn.executemany(sql, rows).rowcount == len(items)
 
-    def _write_decisions(self: SqliteStore, many: list[Writes], now: datetime) -> list[Event]:
+    def _write_decisions(self, many: list[Writes], now: datetime) -> list[Event]:
         """Write decisions' rows and journal the events they emit; the ones journaled (not duplicates)."""
         self.write_all(many)
         events = [e for w in many for e in w.events]
         return [e for e, fresh in zip(events, self.append(events, now)) if fresh] if events else []
 
-    def fail_event(self: SqliteStore, event: Event, error: str, now: datetime) -> None:
+    def fail_event(self, event: Event, error: str, now: datetime) -> None:
         """Park an event the engine could not decide (a bug, not bad input): kept, visible, never retried blindly."""
-        from automator.store.sqlite import utc
-
         with self.atomic():
             self.db.conn.execute("update journal set status = 'failed', error = ?, done_at = ?, claimed_by = null "
                                  "where id = ?", [error, utc(now), event.id])
 
-    def release_dead_claims(self: SqliteStore, me: str, gone: Callable[[str, str], bool] = owner_is_gone) -> int:
+    def release_dead_claims(self, me: str, gone: Callable[[str, str], bool] = owner_is_gone) -> int:
         """At start-up: events claimed by a dead process of this host are pending again (they are decided anew)."""
         owners = [r[0] for r in self.db.conn.execute(
             "select distinct claimed_by from journal where status = 'claimed'")]
@@ -300,7 +282,7 @@ class JournalMixin:
                                               [owner]).rowcount
         return count
 
-    def journal_event(self: SqliteStore, event_id: str) -> dict[str, Any] | None:
+    def journal_event(self, event_id: str) -> dict[str, Any] | None:
         """One journaled event with its status and why-not report."""
         rows = list(self.db.query("select * from journal where id = ?", [event_id]))
         if not rows:
@@ -308,7 +290,7 @@ class JournalMixin:
         row = rows[0]
         return {**row, "body": json.loads(row["body"]), "why_not": json.loads(row["why_not"] or "[]")}
 
-    def journal_lag(self: SqliteStore, now: datetime) -> tuple[int, float]:
+    def journal_lag(self, now: datetime) -> tuple[int, float]:
         """How many events wait to be decided, and the age in seconds of the oldest."""
         row = self.db.conn.execute("select count(*), min(received_at) from journal where status in "
                                    "('pending', 'claimed')").fetchone()
@@ -316,10 +298,8 @@ class JournalMixin:
             return 0, 0.0
         return int(row[0]), max(0.0, (now - datetime.fromisoformat(row[1])).total_seconds())
 
-    def prune(self: SqliteStore, now: datetime, keep: timedelta) -> dict[str, int]:
+    def prune(self, now: datetime, keep: timedelta) -> dict[str, int]:
         """Forget what is finished and older than `keep`: decided events, ended runs, settled effects, stale echoes."""
-        from automator.store.sqlite import utc
-
         cutoff = utc(now - keep)
         with self.atomic():
             conn = self.db.conn

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from automator.model import Effect, EntityRef, Event
-from automator.store.journal import owner_is_gone
-
-if TYPE_CHECKING:
-    from automator.store.sqlite import SqliteStore
+from automator.model import Effect, Event
+from automator.store.base import Claimed, Released, Settlement
+from automator.store.codec import dump, effect_of, utc
+from automator.store.connection import Connection
+from automator.store.journal import Journal, owner_is_gone
 
 PARKED = ("dead", "uncertain")  # what `automator dead` lists
 ECHO_WINDOW = timedelta(minutes=10)
@@ -24,48 +24,17 @@ _REPLAYED = ("json_insert(coalesce(tries, '[]'), '$[#]', "
              "json_object('replayed', ?, 'status', status, 'error', error))")
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An effect taken from the outbox, with how many times it has been tried (this try included)."""
+class Outbox:
+    """Claiming, settling and parking effects, over one connection (part of SqliteStore)."""
 
-    effect: Effect
-    attempts: int
-    # True when the claim itself marked the call started (it is called at once); else the call is marked started
-    # by a write of its own just before it begins (see `mark_started`).
-    started: bool = False
-    # True when an earlier try may have been performed without an answer: this one looks for what it made first.
-    interrupted: bool = False
+    def __init__(self, connection: Connection, journal: Journal) -> None:
+        self.db = connection.db
+        self.atomic = connection.atomic
+        # A settled effect's events are journaled, and their echoes expected, in the transaction that settles it.
+        self.journal_events = journal.journal_events
+        self.expect_echo = journal.expect_echo
 
-
-class Released(NamedTuple):
-    """What recovery did with the effects a dead process (or a lapsed lease) left claimed."""
-
-    retried: int  # the call may have begun: tried again (at_least_once, or a connector that deduplicates)
-    parked: int  # the call may have begun: parked as uncertain (at_most_once)
-    unstarted: int  # claimed but never called: back in the outbox, performed as if never tried
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """How one try of an effect ended.
-
-    `status`: done | retry (at `next_try_at`) | dead (attempts exhausted, or refused by the system) |
-    uncertain (the call may have happened: an at_most_once effect is parked, not repeated).
-    """
-
-    status: str
-    result: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    next_try_at: datetime | None = None
-    events: tuple[Event, ...] = ()
-    # The call may have been performed though it gave no answer (an Uncertain end): later tries look first.
-    interrupted: bool = False
-
-
-class OutboxMixin:
-    """Claiming, settling and parking effects (part of SqliteStore)."""
-
-    def claim_effects(self: SqliteStore, worker: str, now: datetime, limit: int, lease: timedelta,
+    def claim_effects(self, worker: str, now: datetime, limit: int, lease: timedelta,
                       connectors: Sequence[str] | None = None,
                       start: Callable[[Effect], bool] | None = None) -> list[Claimed]:
         """Take up to `limit` effects that are due, oldest first, marking them running under `worker`'s lease.
@@ -74,8 +43,6 @@ class OutboxMixin:
         write into this store). The others are claimed only, and marked started by `mark_started` just before
         their call may reach the system, so that a crash before then leaves them to be performed, not parked as
         uncertain."""
-        from automator.store.sqlite import utc
-
         stamp = utc(now)
         only = ""
         args: list[Any] = [stamp]
@@ -91,7 +58,7 @@ class OutboxMixin:
             names = [column[0] for column in cursor.description]
             rows = [dict(zip(names, row)) for row in cursor]  # sqlite-utils' query() would add a savepoint
             claimed = [Claimed(e, (r["attempts"] or 0) + 1, start is not None and start(e), bool(r["interrupted"]))
-                       for r, e in ((r, _effect(r)) for r in rows)]
+                       for r, e in ((r, effect_of(r)) for r in rows)]
             if rows:
                 self.db.conn.executemany(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
@@ -99,25 +66,21 @@ class OutboxMixin:
                     [[worker, utc(now + lease), stamp, stamp if c.started else None, c.effect.key] for c in claimed])
         return claimed
 
-    def mark_started(self: SqliteStore, keys: Sequence[str], now: datetime) -> None:
+    def mark_started(self, keys: Sequence[str], now: datetime) -> None:
         """The calls of these claimed effects are about to begin: committed before they do, so that recovery
         knows they may have been performed."""
-        from automator.store.sqlite import utc
-
         stamp = utc(now)
         with self.atomic(savepoint=False):
             self.db.conn.executemany("update effects set started_at = ? where key = ? and status = 'running'",
                                      [[stamp, key] for key in keys])
 
-    def mark_interrupted(self: SqliteStore, keys: Sequence[str]) -> None:
+    def mark_interrupted(self, keys: Sequence[str]) -> None:
         """Tries of these effects may have been performed without an answer: every later try looks first."""
         with self.atomic(savepoint=False):
             self.db.conn.executemany("update effects set interrupted = 1 where key = ?", [[key] for key in keys])
 
-    def settle(self: SqliteStore, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
+    def settle(self, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
         """Record a try's outcome; on success journal the events the system sends back. Returns them."""
-        from automator.store.sqlite import dump, utc
-
         with self.atomic(savepoint=False):
             stamp = utc(now)
             self.db.conn.execute(
@@ -137,15 +100,13 @@ class OutboxMixin:
             fresh = self.journal_events(caused, now) if caused else []
         return [e for e in fresh if e is not None]
 
-    def release_dead_effects(self: SqliteStore, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
+    def release_dead_effects(self, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
                              gone: Callable[[str, str], bool] = owner_is_gone) -> Released:
         """Effects left running by a dead process (or past their lease). One whose call never began (claimed,
         not started) goes back to the outbox as if that try had not been made, and is performed. One whose call
         may have begun follows its delivery policy: at_least_once ones are tried again (looking first for what
         the interrupted try made), at_most_once ones become `uncertain` — the call may have happened, so they
         wait for an operator — unless their connector is in `repeatable` (it deduplicates by the effect key)."""
-        from automator.store.sqlite import utc
-
         stamp = utc(now)
         rows = self.db.conn.execute("select key, delivery, connector, claimed_by, claimed_until, started_at "
                                     "from effects where status = 'running'").fetchall()
@@ -174,16 +135,14 @@ class OutboxMixin:
                                          [stamp, stamp, key])
         return Released(retried, parked, unstarted)
 
-    def dead_letters(self: SqliteStore) -> list[dict[str, Any]]:
+    def dead_letters(self) -> list[dict[str, Any]]:
         """Effects parked for an operator: dead (gave up) and uncertain (maybe performed), oldest first."""
         return [{**r, "params": json.loads(r["params"])} for r in self.db.query(
             f"select * from effects where status in ({', '.join('?' * len(PARKED))}) order by updated_at, key",
             list(PARKED))]
 
-    def replay(self: SqliteStore, key: str, now: datetime) -> bool:
+    def replay(self, key: str, now: datetime) -> bool:
         """Put a parked effect back in the outbox, with fresh attempts; False if no parked effect has that key."""
-        from automator.store.sqlite import utc
-
         with self.atomic():
             cur = self.db.conn.execute(
                 f"update effects set status = 'pending', attempts = 0, next_try_at = ?, updated_at = ?, "
@@ -191,17 +150,15 @@ class OutboxMixin:
                 [utc(now), utc(now), utc(now), key, *PARKED])
         return cur.rowcount == 1
 
-    def drop(self: SqliteStore, key: str, now: datetime) -> bool:
+    def drop(self, key: str, now: datetime) -> bool:
         """Give up on a parked effect for good (kept as `dropped` for the record)."""
-        from automator.store.sqlite import utc
-
         with self.atomic():
             cur = self.db.conn.execute(
                 f"update effects set status = 'dropped', updated_at = ? where key = ? and status in "
                 f"({', '.join('?' * len(PARKED))})", [utc(now), key, *PARKED])
         return cur.rowcount == 1
 
-    def next_effect_due(self: SqliteStore, connectors: Sequence[str] | None = None) -> datetime | None:
+    def next_effect_due(self, connectors: Sequence[str] | None = None) -> datetime | None:
         """When the earliest waiting effect (of `connectors`, when given) may be tried."""
         sql, args = "select min(next_try_at) from effects where status in ('pending', 'retry')", list(connectors or [])
         if connectors is not None:
@@ -209,11 +166,3 @@ class OutboxMixin:
         row = self.db.conn.execute(sql, args).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 
-
-def _effect(row: Mapping[str, Any]) -> Effect:
-    from automator.store.sqlite import load
-
-    return Effect(key=row["key"], run_id=row["run_id"], rule_id=row["rule_id"], action=row["action"],
-                  connector=row["connector"], params=load(row["params"]), delivery=row["delivery"],
-                  at=datetime.fromisoformat(row["at"]),
-                  entity=EntityRef.parse(row["entity"]) if row["entity"] else None, depth=row["depth"] or 0)

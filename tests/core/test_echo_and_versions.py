@@ -15,7 +15,7 @@ from automator.config.project import Project
 from automator.core.decide import decide
 from automator.core.wakeup import timer_event
 from automator.model import Decision, Effect, Entity, EntityRef, Event, steps_shape
-from automator.store.outbox import Settlement
+from automator.store.base import Settlement
 from automator.store.sqlite import SqliteStore
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -19,7 +19,7 @@ from automator.daemon.retry import RetryPolicy
 from automator.daemon.storethread import StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Decision, Effect, EntityRef, Event
-from automator.store.outbox import Claimed
+from automator.store.base import Claimed
 from automator.store.sqlite import SqliteStore
 from connectors.local import LocalConnector
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from automator.daemon.storable import storable, storable_event
 from automator.model import EntityRef, Event
-from automator.store.sqlite import dump
+from automator.store.codec import dump
 
 AT = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 

@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from automator.daemon.storethread import StoreThread
-from automator.store.sqlite import WAL_CHECKPOINT_PAGES, SqliteStore
+from automator.store.connection import WAL_CHECKPOINT_PAGES
+from automator.store.sqlite import SqliteStore
 
 
 def put(store: SqliteStore, name: str, *, fail: bool = False, seen: list[Any] | None = None) -> str:
     with store.atomic():
         store.set_meta(name, "1")
         if seen is not None:
-            store.on_commit(lambda: seen.append((name, store._depth)))
+            store.on_commit(lambda: seen.append((name, store.connection.depth)))
         if fail:
             raise RuntimeError(f"{name} failed")
     return name
@@ -94,7 +95,7 @@ def test_grouped_calls_are_written_on_the_loop_thread_while_the_wait_for_the_loc
 
 def test_a_turn_that_never_comes_fails_its_callers_and_the_writer_goes_on(tmp_path: Path) -> None:
     thread = StoreThread(tmp_path / "s.db", "writer", synchronous="NORMAL", group=True)
-    thread.store._timeout = 0.1
+    thread.store.connection.timeout = 0.1
     gate, held = threading.Event(), threading.Event()
 
     async def main() -> tuple[Any, str]:

@@ -11,17 +11,11 @@ import pytest
 from automator.config.project import Project
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, WhyNot
 from automator.store.journal import event_key, owner_is_gone, worker_name
-from automator.store.sqlite import SqliteStore, utc
+from automator.store.codec import utc
+from automator.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 LEASE = timedelta(seconds=60)
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "j.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
-    yield s
-    s.close()
 
 
 def ev(ident: str, entity: str | None = "client:1", *, type_: str = "client.updated", source: str = "crm",
@@ -296,7 +290,7 @@ def test_an_exception_in_a_nested_atomic_rolls_back_only_the_inner_part(store: S
         with store.atomic():
             store.set_meta("second-inner", "5")
     assert meta(store) == {"outer-before": "1", "outer-after": "4", "second-inner": "5"}
-    assert store._depth == 0
+    assert store.connection.depth == 0
 
 
 def test_an_outer_exception_rolls_back_everything(store: SqliteStore) -> None:
@@ -308,7 +302,7 @@ def test_an_outer_exception_rolls_back_everything(store: SqliteStore) -> None:
                 store.set_meta("b", "2")
             raise ValueError("outer")
     assert meta(store) == {"kept": "0"}
-    assert store._depth == 0
+    assert store.connection.depth == 0
     with store.atomic():  # the store is usable afterwards
         store.set_meta("c", "3")
     assert meta(store) == {"kept": "0", "c": "3"}
@@ -328,7 +322,7 @@ def test_atomic_is_one_transaction_other_connections_see_at_commit(tmp_path: Pat
                 with blocked.atomic():
                     pass
         assert other.execute("select value from meta where name = 'x'").fetchone() == ("1",)
-        assert blocked._depth == 0
+        assert blocked.connection.depth == 0
     finally:
         other.close()
         blocked.close()

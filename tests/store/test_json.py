@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from automator.store.sqlite import dump, load
+from automator.store.codec import dump, load
 
 
 @dataclass
@@ -39,7 +39,7 @@ def test_equal_moments_in_different_offsets_keep_their_own_text() -> None:
     from datetime import timedelta
 
     from automator.model import iso
-    from automator.store.sqlite import utc
+    from automator.store.codec import utc
 
     moscow = datetime(2026, 1, 1, 10, tzinfo=timezone(timedelta(hours=3)))
     london = datetime(2026, 1, 1, 7, tzinfo=timezone.utc)

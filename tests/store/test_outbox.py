@@ -7,18 +7,12 @@ from pathlib import Path
 import pytest
 
 from automator.model import Decision, Effect, EntityRef, Event
-from automator.store.outbox import Settlement
-from automator.store.sqlite import SqliteStore, utc
+from automator.store.base import Settlement
+from automator.store.codec import utc
+from automator.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 LEASE = timedelta(minutes=5)
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "o.db", synchronous="NORMAL") if request.param == "file" else SqliteStore()
-    yield s
-    s.close()
 
 
 def effect(key: str, *, connector: str = "crm", delivery: str = "at_least_once", at: datetime = NOW,
@@ -232,11 +226,13 @@ def test_dead_letters_replay_and_drop(store: SqliteStore) -> None:
 
 
 def test_effects_claimed_before_the_upgrade_count_as_started(tmp_path: Path) -> None:
-    """A database from before `started_at`: its running effects may have been mid-call, so they stay in doubt."""
+    """A database from before `started_at` (and so before numbered migrations): its running effects may have been
+    mid-call, so they stay in doubt."""
     old = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
     insert(old, effect("amo", delivery="at_most_once"), effect("waiting"))
     old.claim_effects("dead-worker", NOW, 1, LEASE)
     old.db.conn.execute("alter table effects drop column started_at")
+    old.db.conn.execute("drop table _sqlite_migrations")
     old.close()
     store = SqliteStore(tmp_path / "old.db", synchronous="NORMAL")
     try:

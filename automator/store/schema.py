@@ -1,0 +1,124 @@
+"""The database's tables, and the numbered migrations that bring any earlier database to them.
+
+Migrations are `sqlite_utils.Migrations`: each is a function, applied once, in order, recorded by name in the
+`_sqlite_migrations` table. They run when a store opens its database for writing, inside its first transaction
+(with the write lock held, so two processes opening one database never both run one). A read-only open runs none;
+it refuses a database that lacks what this version reads (see `check`).
+"""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, cast
+
+import sqlite_utils
+from sqlite_utils.db import Table
+
+from automator.store.base import OutdatedStore
+
+# The tables and indexes as migration 1 makes them. They do not change: a later change to a table is a migration
+# of its own below (and the row codecs' columns follow it).
+TABLES: dict[str, tuple[dict[str, Any], Any]] = {
+    "entities": ({"kind": str, "id": str, "fields": str, "prev": str, "updated_at": str}, ("kind", "id")),
+    "runs": ({"id": str, "rule_id": str, "rule_version": str, "key": str, "event_id": str, "status": str,
+              "cursor": str, "vars": str, "entity": str, "trace": str, "started_at": str, "updated_at": str,
+              "depth": int, "origin": str}, "id"),
+    "timers": ({"id": str, "due_at": str, "kind": str, "rule_id": str, "key": str, "run_id": str,
+                "payload": str}, "id"),
+    "effects": ({"key": str, "run_id": str, "rule_id": str, "action": str, "connector": str, "params": str,
+                 "delivery": str, "status": str, "at": str, "entity": str, "depth": int, "result": str,
+                 "attempts": int, "next_try_at": str, "claimed_by": str, "claimed_until": str, "error": str,
+                 "updated_at": str,
+                 # When the claimed try's call was about to begin (committed before it begins); null while
+                 # claimed but not yet called. `interrupted`: some try may have been performed without an
+                 # answer (killed or timed out mid-call), so a later try first looks for what it made.
+                 "started_at": str, "interrupted": int,
+                 "tries": str}, "key"),  # tries: a JSON list, one entry per try settled
+    # The journal: every accepted event, in order. `seq` is the order; `id` and (source, delivery_id) are unique.
+    "journal": ({"seq": int, "id": str, "key": str, "type": str, "at": str, "source": str, "delivery_id": str,
+                 "digest": str, "body": str, "status": str, "claimed_by": str, "claimed_until": str,
+                 "received_at": str, "done_at": str, "why_not": str, "error": str}, "seq"),
+    # Changes our own effects made, so that the CRM's webhook echoing them back is recognised.
+    "echoes": ({"entity": str, "fields": str, "effect": str, "rule_id": str, "depth": int, "until": str},
+               ("entity", "effect")),
+    # Each change an effect made, by the first event that reported it (`<effect>|<type>|<entity>`): the action's
+    # answer, the system's webhook and its catch-up poll all report it, and only the first may start rules.
+    "reports": ({"change": str, "event": str, "at": str}, "change"),
+    "meta": ({"name": str, "value": str}, "name"),
+}
+INDEXES: tuple[tuple[str, list[str], bool], ...] = (
+    ("runs", ["key", "status"], False), ("runs", ["entity"], False), ("runs", ["started_at"], False),
+    ("runs", ["event_id"], False), ("timers", ["due_at"], False), ("timers", ["run_id"], False), ("timers", ["kind"], False),
+    ("journal", ["id"], True), ("journal", ["source", "delivery_id"], True), ("journal", ["status", "seq"], False),
+    ("journal", ["source", "digest"], False),
+    ("effects", ["status", "next_try_at"], False), ("effects", ["run_id"], False),
+)
+
+MIGRATIONS = sqlite_utils.Migrations("automator")
+
+
+@MIGRATIONS()
+def m001_tables(db: sqlite_utils.Database) -> None:
+    """The tables as they were before numbered migrations; a database made then gains what it lacks."""
+    # Versions before numbered migrations created the tables and added missing columns on every open: a database
+    # of theirs has every table, perhaps without the columns added last.
+    for table, (columns, pk) in TABLES.items():
+        if not db[table].exists():
+            _table(db, table).create(columns, pk=pk)
+        else:
+            existing = set(db[table].columns_dict)
+            for name, kind in columns.items():
+                if name not in existing:
+                    _table(db, table).add_column(name, kind)
+                    if (table, name) == ("effects", "started_at"):
+                        # Claimed by a version that did not record starts: their calls may have begun.
+                        db.conn.execute("update effects set started_at = updated_at where status = 'running'")
+    for table, cols, unique in INDEXES:
+        _table(db, table).create_index(cols, if_not_exists=True, unique=unique)
+
+
+def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
+    """Apply the migrations this database has not had yet, in order (inside the caller's transaction)."""
+    migrations.apply(db)
+
+
+def version(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> int:
+    """How many of the migrations this database has had (0 for one made before numbered migrations)."""
+    return len(migrations.applied(db))
+
+
+def latest(migrations: sqlite_utils.Migrations = MIGRATIONS) -> int:
+    """The version a database has once migrated: the number of migrations."""
+    return len(migrations.pending(sqlite_utils.Database(memory=True)))
+
+
+def check(db: sqlite_utils.Database, path: Path | None) -> None:
+    """Refuse, with what is missing, a database that lacks the tables or columns a migrated one has."""
+    expected = _migrated_columns()
+    missing = []
+    for table, columns in expected.items():
+        have = {row[1] for row in db.conn.execute(f"pragma table_info({table})")}
+        lacking = [name for name in columns if name not in have]
+        if not have:
+            missing.append(f"the table {table}")
+        elif lacking:
+            missing.append(f"{table}.{', '.join(lacking)}")
+    if missing:
+        raise OutdatedStore(f"the database at {path} is not one this version of automator has written "
+                            f"(it lacks {'; '.join(missing)}): `automator run` upgrades it when it starts")
+
+
+def _migrated_columns() -> dict[str, list[str]]:
+    """Each table's columns in a database every migration has made (in memory: what a read-only open expects)."""
+    db = sqlite_utils.Database(sqlite3.connect(":memory:"))
+    try:
+        migrate(db)
+        return {table: [column.name for column in _table(db, table).columns] for table in db.table_names()
+                if table != MIGRATIONS.migrations_table}
+    finally:
+        db.conn.close()
+
+
+def _table(db: sqlite_utils.Database, name: str) -> Table:
+    # db[name] may be a view to sqlite-utils' types; every name here is a table.
+    return cast(Table, db[name])

@@ -1,0 +1,123 @@
+"""Numbered migrations: a database made by the version before them (commit 0712af0, tests/store/data/, written
+by data/make_db.py) opens, is migrated and reads back; a later migration changes a filled database."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from automator.model import EntityRef
+from automator.store import schema
+from automator.store.base import OutdatedStore
+from automator.store.sqlite import SqliteStore
+
+MADE_BY_0712AF0 = Path(__file__).parent / "data" / "v0712af0.db"
+NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # the moment make_db.py wrote it at
+ANNA = EntityRef("client", "1")
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    """A copy of the database 0712af0 made (the file in the repository is never written)."""
+    return Path(shutil.copy(MADE_BY_0712AF0, tmp_path / "automator.db"))
+
+
+def columns(path: Path, table: str) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [row[1] for row in conn.execute(f"pragma table_info({table})")]
+
+
+def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
+    assert "_sqlite_migrations" not in sqlite_utils.Database(old_db).table_names()
+    store = SqliteStore(old_db)
+    try:
+        assert schema.version(store.db) == schema.latest() == 1
+        assert [(r.id, r.status, r.vars) for r in store.runs()] == [("run-0", "waiting", {"n": 0}),
+                                                                    ("run-1", "done", {"n": 1})]
+        assert store.entity(ANNA).fields == {"name": "Анна", "visits": 1}
+        assert [(e["key"], e["status"]) for e in store.effects()] == [("fx-0", "done"), ("fx-1", "running")]
+        assert [t.id for t in store.timers()] == ["t-0", "t-1"]
+        assert store.get_meta("rules_version") == "v1"
+        assert [(e.id, e.data) for e in store.pending_events("W", NOW, 10)] == [
+            ("e2", {"name": "Анна", "visits": 2})]  # its claim by W, the worker that wrote it, still holds
+        # The effect its dead worker left running is recovered as today's code recovers it.
+        assert store.release_dead_effects("me", NOW, gone=lambda owner, me: owner == "X") == (0, 0, 1)
+    finally:
+        store.close()
+    again = SqliteStore(old_db)  # opening again applies nothing twice
+    try:
+        assert schema.version(again.db) == 1
+    finally:
+        again.close()
+
+
+def test_a_database_of_0712af0_can_be_read_before_it_is_migrated(old_db: Path) -> None:
+    """Operators' commands open read-only and migrate nothing: a database of the previous version has every
+    column they read, so they work on it before the daemon has been started again."""
+    store = SqliteStore(old_db, read_only=True)
+    try:
+        assert store.count("journal") == 3 and schema.version(store.db) == 0
+    finally:
+        store.close()
+
+
+def test_an_older_database_gains_the_columns_it_lacks(old_db: Path) -> None:
+    with sqlite3.connect(old_db) as conn:
+        for column in ("started_at", "interrupted", "tries"):
+            conn.execute(f"alter table effects drop column {column}")
+    with pytest.raises(OutdatedStore, match="effects.started_at, interrupted, tries"):
+        SqliteStore(old_db, read_only=True)
+    SqliteStore(old_db).close()
+    assert columns(old_db, "effects")[-3:] == ["started_at", "interrupted", "tries"]
+    store = SqliteStore(old_db, read_only=True)
+    try:
+        running = [e for e in store.effects() if e["status"] == "running"]
+        # Claimed by a version that did not record starts: its call may have begun.
+        assert [(e["key"], e["started_at"] == e["updated_at"]) for e in running] == [("fx-1", True)]
+    finally:
+        store.close()
+
+
+def test_a_migration_adds_a_column_and_an_index_to_a_filled_database(old_db: Path) -> None:
+    later = sqlite_utils.Migrations("automator")
+    later()(schema.m001_tables)
+
+    @later()
+    def m002_run_notes(db: sqlite_utils.Database) -> None:
+        db["runs"].add_column("note", str)  # type: ignore[union-attr]
+        db["runs"].create_index(["rule_id", "note"])  # type: ignore[union-attr]
+
+    store = SqliteStore(old_db)  # migration 1, as the daemon would
+    try:
+        before = store.runs()
+        with store.atomic():
+            schema.migrate(store.db, later)
+        assert schema.version(store.db, later) == schema.latest(later) == 2
+        assert store.runs() == before  # nothing read or written differs
+        assert [r["note"] for r in store.db.query("select note from runs")] == [None, None]
+        assert ["rule_id", "note"] in [index.columns for index in store.db["runs"].indexes]
+    finally:
+        store.close()
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(old_db: Path) -> None:
+    broken = sqlite_utils.Migrations("automator")
+    broken()(schema.m001_tables)
+
+    @broken()
+    def m002_half_done(db: sqlite_utils.Database) -> None:
+        db["runs"].add_column("note", str)  # type: ignore[union-attr]
+        raise RuntimeError("the second half failed")
+
+    store = SqliteStore(old_db)
+    try:
+        with pytest.raises(RuntimeError, match="second half"):
+            with store.atomic():
+                schema.migrate(store.db, broken)
+        assert schema.version(store.db, broken) == 1 and "note" not in columns(old_db, "runs")
+    finally:
+        store.close()

@@ -1,0 +1,285 @@
+"""The Store contract (automator/store/base.py), through the protocol only: every backend in conftest's BACKENDS
+must pass it. No SQL and no stored text forms here: what a backend writes is its own affair, what it answers is
+the contract."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
+from automator.store.backup import BackupError
+from automator.store.base import Settlement, Store
+from automator.store.codec import writes_of
+
+from conftest import Backend
+
+T0 = datetime(2026, 5, 4, 10, 30, tzinfo=timezone.utc)
+LEASE = timedelta(seconds=30)
+ANNA = EntityRef("client", "anna")
+BORIS = EntityRef("client", "boris")
+
+
+def hook(ident: str, who: EntityRef | None = ANNA, **more: object) -> Event:
+    """A webhook's event from the CRM."""
+    return Event(id=ident, type="client.updated", at=T0, entity=who, data={"seen": ident}, source="crm",
+                 **more)  # type: ignore[arg-type]
+
+
+def task(key: str, *, delivery: str = "at_least_once", connector: str = "crm", at: datetime = T0) -> Effect:
+    return Effect(key=key, run_id=f"{key}-run", rule_id="greet", action="task.create", connector=connector,
+                  params={"title": key}, delivery=delivery, at=at, entity=ANNA)
+
+
+def decided(event: Event, *, effects: tuple[Effect, ...] = (), timers: tuple[Timer, ...] = (),
+            cancel: tuple[str, ...] = (), status: str = "waiting", emits: tuple[Event, ...] = ()) -> Decision:
+    """A decision that leaves Anna named after the event, one run, and what is given."""
+    run = Run(id=f"run-{event.id}", rule_id="greet", rule_version="1.a", key=str(ANNA), event_id=event.id,
+              status=status, cursor=(0,), entity=ANNA, started_at=event.at)
+    return Decision(event=event, entity_before=None, entity_after=Entity(ANNA, {"name": event.id}, event.at),
+                    runs=(run,), effects=effects, timers=timers, cancel_timers=cancel, events=emits)
+
+
+def statuses(store: Store, *idents: str) -> list[str | None]:
+    found = [store.journal_event(i) for i in idents]
+    return [f["status"] if f else None for f in found]
+
+
+# ---- the journal: append is idempotent ------------------------------------------------------------------------
+
+def test_append_refuses_what_it_already_has(any_store: Store) -> None:
+    assert any_store.append([hook("h1", delivery_id="7")], T0) == [True]
+    retry = hook("h2", delivery_id="7")  # the sender's retry: new id, same delivery
+    same_id = hook("h1")
+    assert any_store.append([retry, same_id, hook("h3")], T0) == [False, False, True]
+    assert any_store.append([hook("h4")], T0, digests=["body"]) == [True]
+    assert any_store.append([hook("h5")], T0 + timedelta(minutes=1), digests=["body"]) == [False]
+    assert any_store.append([hook("h6")], T0 + timedelta(hours=1), digests=["body"]) == [True]
+    assert any_store.journal_lag(T0 + timedelta(seconds=2)) == (4, 2.0)
+
+
+def test_journal_events_returns_each_as_journaled(any_store: Store) -> None:
+    first, again = any_store.journal_events([hook("h1"), hook("h1")], T0)
+    assert first == hook("h1") and again is None
+
+
+# ---- the journal: claims and leases ---------------------------------------------------------------------------
+
+def test_a_claim_holds_its_key_until_the_lease_ends(any_store: Store) -> None:
+    any_store.append([hook("a1"), hook("b1", BORIS), hook("a2")], T0)
+    assert [e.id for e in any_store.claim_events("one", T0, 1, LEASE)] == ["a1"]
+    assert [e.id for e in any_store.claim_events("two", T0, 5, LEASE)] == ["b1"]  # Anna's key is held
+    assert any_store.pending_events("three", T0, 5) == []  # both keys held by live claims
+    after = T0 + LEASE + timedelta(milliseconds=1)
+    assert [e.id for e in any_store.claim_events("three", after, 5, LEASE)] == ["a1", "b1", "a2"]
+
+
+def test_dead_owners_claims_are_released(any_store: Store) -> None:
+    any_store.append([hook("a1"), hook("b1", BORIS)], T0)
+    any_store.claim_events("crashed", T0, 1, LEASE)
+    any_store.claim_events("alive", T0, 1, LEASE)
+    assert any_store.release_dead_claims("me", lambda owner, me: owner == "crashed") == 1
+    assert [e.id for e in any_store.pending_events("me", T0, 5)] == ["a1"]
+
+
+# ---- decisions are committed atomically ------------------------------------------------------------------------
+
+def test_commit_writes_the_decision_and_journals_what_it_emits(any_store: Store) -> None:
+    any_store.append([hook("h1")], T0)
+    (event,) = any_store.claim_events("w", T0, 1, LEASE)
+    follow = Event(id="h1>greeted", type="client.greeted", at=T0, entity=ANNA, source="engine", depth=1)
+    timer = Timer(id="wake-h1", due_at=T0 + timedelta(hours=2), kind="resume", rule_id="greet", key=str(ANNA),
+                  run_id="run-h1")
+    assert any_store.commit(event, decided(event, effects=(task("fx"),), timers=(timer,), emits=(follow,)), T0) \
+        == [follow]
+    assert statuses(any_store, "h1", "h1>greeted") == ["done", "pending"]
+    assert any_store.entity(ANNA) == Entity(ANNA, {"name": "h1"}, T0)
+    assert [r.id for r in any_store.active_runs("greet", str(ANNA))] == ["run-h1"]
+    assert [e["key"] for e in any_store.effects("fx-run")] == ["fx"]
+    assert any_store.timers() == [timer]
+
+
+def test_commit_pending_leaves_an_event_held_by_another_worker(any_store: Store) -> None:
+    any_store.append([hook("h1")], T0)
+    (event,) = any_store.pending_events("mine", T0, 1)
+    any_store.claim_events("theirs", T0, 1, LEASE)
+    assert any_store.commit_pending(event, decided(event), T0, "mine") is None
+    assert any_store.run("run-h1") is None and statuses(any_store, "h1") == ["claimed"]
+    assert any_store.commit_pending(event, decided(event), T0 + LEASE * 2, "mine") == []
+    assert any_store.run("run-h1") is not None
+
+
+def test_commit_all_pending_is_all_or_nothing(any_store: Store) -> None:
+    any_store.append([hook("a1"), hook("b1", BORIS)], T0)
+    a1, b1 = any_store.pending_events("mine", T0, 2)
+    items = [(e, decided(e), writes_of(decided(e))) for e in (a1, b1)]
+    any_store.claim_events("theirs", T0, 1, LEASE)  # takes a1
+    assert any_store.commit_all_pending(items, T0, "mine") is None
+    assert statuses(any_store, "a1", "b1") == ["claimed", "pending"] and any_store.runs() == []
+    assert any_store.release_dead_claims("mine", lambda owner, me: True) == 1
+    assert any_store.commit_all_pending(items, T0, "mine") == []
+    assert statuses(any_store, "a1", "b1") == ["done", "done"]
+
+
+def test_atomic_undoes_everything_on_failure_and_calls_back_only_on_commit(any_store: Store) -> None:
+    called: list[str] = []
+    with pytest.raises(RuntimeError):
+        with any_store.atomic():
+            any_store.set_meta("k", "lost")
+            any_store.on_commit(lambda: called.append("lost"))
+            raise RuntimeError
+    with any_store.atomic():
+        any_store.set_meta("k", "kept")
+        any_store.on_commit(lambda: called.append("kept"))
+        assert called == []
+    assert (any_store.get_meta("k"), called) == ("kept", ["kept"])
+
+
+def test_a_failed_event_is_kept_and_never_handed_out(any_store: Store) -> None:
+    any_store.append([hook("h1")], T0)
+    (event,) = any_store.claim_events("w", T0, 1, LEASE)
+    any_store.fail_event(event, "bug", T0)
+    assert (any_store.journal_event("h1") or {}).get("error") == "bug"
+    assert any_store.claim_events("w", T0 + LEASE * 3, 5, LEASE) == []
+
+
+# ---- the outbox -------------------------------------------------------------------------------------------------
+
+def test_effects_are_claimed_once_under_a_lease(any_store: Store) -> None:
+    any_store.apply(decided(hook("h1"), effects=(task("fx1"), task("fx2", connector="sms"))))
+    assert [c.effect.key for c in any_store.claim_effects("w", T0, 5, LEASE, connectors=["sms"])] == ["fx2"]
+    (claimed,) = any_store.claim_effects("w", T0, 5, LEASE)
+    assert (claimed.effect, claimed.attempts) == (task("fx1"), 1)
+    assert any_store.claim_effects("other", T0, 5, LEASE) == []
+    assert any_store.next_effect_due() is None
+
+
+def test_a_settled_effect_journals_what_it_caused_once(any_store: Store) -> None:
+    any_store.apply(decided(hook("h1"), effects=(task("fx"),)))
+    (claimed,) = any_store.claim_effects("w", T0, 1, LEASE)
+    made = Event(id="fx>task", type="task.created", at=T0, entity=EntityRef("task", "1"), data={"title": "fx"},
+                 source="crm")
+    (caused,) = any_store.settle(claimed.effect, Settlement("done", {"id": "1"}, events=(made,)), T0)
+    assert (caused.caused_by, caused.echo_of, caused.depth) == ("fx", "greet", 1)
+    assert any_store.settle(claimed.effect, Settlement("done", events=(made,)), T0) == []
+    assert any_store.expecting_echoes(T0)
+
+
+def test_a_retry_waits_for_its_time(any_store: Store) -> None:
+    any_store.apply(decided(hook("h1"), effects=(task("fx"),)))
+    (claimed,) = any_store.claim_effects("w", T0, 1, LEASE)
+    later = T0 + timedelta(minutes=3)
+    any_store.settle(claimed.effect, Settlement("retry", error="503", next_try_at=later), T0)
+    assert any_store.next_effect_due() == later
+    assert any_store.claim_effects("w", later - timedelta(seconds=1), 1, LEASE) == []
+    assert [c.attempts for c in any_store.claim_effects("w", later, 1, LEASE)] == [2]
+
+
+def test_parked_effects_are_replayed_or_dropped(any_store: Store) -> None:
+    any_store.apply(decided(hook("h1"), effects=(task("dead"), task("unsure"))))
+    for claimed in any_store.claim_effects("w", T0, 5, LEASE):
+        status = "dead" if claimed.effect.key == "dead" else "uncertain"
+        any_store.settle(claimed.effect, Settlement(status, error="no"), T0)
+    assert sorted(d["key"] for d in any_store.dead_letters()) == ["dead", "unsure"]
+    assert any_store.replay("dead", T0) and not any_store.replay("dead", T0)
+    assert any_store.drop("unsure", T0) and not any_store.replay("unsure", T0)
+    assert any_store.dead_letters() == []
+    assert [(c.effect.key, c.attempts) for c in any_store.claim_effects("w", T0, 5, LEASE)] == [("dead", 1)]
+
+
+def test_a_dead_owners_effects_follow_their_delivery_policy(any_store: Store) -> None:
+    effects = (task("again"), task("maybe", delivery="at_most_once"), task("never", delivery="at_most_once"))
+    any_store.apply(decided(hook("h1"), effects=effects))
+    any_store.claim_effects("crashed", T0, 5, LEASE, start=lambda e: e.key != "never")
+    released = any_store.release_dead_effects("me", T0, gone=lambda owner, me: owner == "crashed")
+    assert (released.retried, released.parked, released.unstarted) == (1, 1, 1)
+    assert [d["key"] for d in any_store.dead_letters()] == ["maybe"]
+    retried = {c.effect.key: c.interrupted for c in any_store.claim_effects("me", T0, 5, LEASE)}
+    assert retried == {"again": True, "never": False}
+
+
+def test_mark_started_and_interrupted_reach_recovery_and_the_next_try(any_store: Store) -> None:
+    any_store.apply(decided(hook("h1"), effects=(task("fx", delivery="at_most_once"), task("slow"))))
+    any_store.claim_effects("crashed", T0, 5, LEASE)
+    any_store.mark_started(["fx"], T0)
+    any_store.mark_interrupted(["slow"])
+    assert any_store.release_dead_effects("me", T0, gone=lambda owner, me: True) == (0, 1, 1)
+    (slow,) = any_store.claim_effects("me", T0, 5, LEASE)
+    assert slow.effect.key == "slow" and slow.interrupted
+
+
+# ---- timers ----------------------------------------------------------------------------------------------------
+
+def timer(ident: str, hours: int) -> Timer:
+    return Timer(id=ident, due_at=T0 + timedelta(hours=hours), kind="resume", rule_id="greet", key=str(ANNA))
+
+
+def test_timers_come_due_in_order_and_are_cancelled_by_id(any_store: Store) -> None:
+    for t in (timer("late", 5), timer("soon", 1), timer("mid", 3)):
+        any_store.put_timer(t)
+    any_store.put_timer(timer("late", 4))  # moved, not doubled
+    assert any_store.next_due() == T0 + timedelta(hours=1)
+    assert [t.id for t in any_store.due_timers(T0 + timedelta(hours=4), 2)] == ["soon", "mid"]
+    assert any_store.next_timer(T0) is None and any_store.next_timer(T0 + timedelta(hours=9)) == timer("soon", 1)
+    any_store.delete_timer("soon")
+    any_store.delete_timer("soon")
+    any_store.apply(decided(hook("h1"), cancel=("mid",)))
+    assert any_store.timers() == [timer("late", 4)] and any_store.timers(limit=0) == [timer("late", 4)]
+    any_store.delete_timer("late")
+    assert any_store.next_due() is None
+
+
+# ---- reading back ----------------------------------------------------------------------------------------------
+
+def test_entities_and_runs_read_back(any_store: Store) -> None:
+    any_store.put_entity(Entity(BORIS, {"name": "Борис"}, T0))
+    any_store.apply(decided(hook("h1")))
+    any_store.apply(decided(hook("h2"), status="done", effects=(task("fx"),)))
+    assert [e.ref for e in any_store.entities("client")] == [ANNA, BORIS]
+    assert any_store.entities_of([BORIS, EntityRef("client", "nobody")]) == {
+        BORIS: Entity(BORIS, {"name": "Борис"}, T0), EntityRef("client", "nobody"): None}
+    assert [r.id for r in any_store.active_runs(None, str(ANNA))] == ["run-h1"]
+    assert {k: [r.id for r in v] for k, v in any_store.active_runs_of([str(ANNA), "none"]).items()} == {
+        str(ANNA): ["run-h1"], "none": []}
+    assert [r.id for r in any_store.runs("greet", entity=str(ANNA))] == ["run-h1", "run-h2"]
+    assert [r.id for r in any_store.runs(event_id="h2")] == ["run-h2"]
+    assert any_store.effect_states(["fx-run", "nothing"]) == {"fx-run": {"pending": 1}}
+    assert any_store.count("runs") == 2
+    assert any_store.segment_recency() == {}
+
+
+def test_named_values_are_replaced(any_store: Store) -> None:
+    assert any_store.get_meta("poll:crm") is None
+    any_store.set_meta("poll:crm", "1")
+    any_store.set_meta("poll:crm", "2")
+    assert any_store.get_meta("poll:crm") == "2"
+
+
+def test_prune_keeps_what_is_in_progress(any_store: Store) -> None:
+    any_store.append([hook("old"), hook("open", BORIS)], T0)
+    (event,) = any_store.claim_events("w", T0, 1, LEASE)
+    any_store.commit(event, decided(event), T0)
+    month = T0 + timedelta(days=31)
+    forgotten = any_store.prune(month, timedelta(days=30))
+    assert forgotten["journal"] == 1 and forgotten["runs"] == 0  # the waiting run stays
+    assert statuses(any_store, "old", "open") == [None, "pending"]
+
+
+# ---- backup ----------------------------------------------------------------------------------------------------
+
+def test_a_backup_is_the_database_at_one_commit(any_store: Store, backend: Backend, tmp_path: Path) -> None:
+    any_store.append([hook("h1")], T0)
+    any_store.set_meta("version", "1")
+    target = tmp_path / "copy.db"
+    report = any_store.backup(target)
+    any_store.append([hook("h2")], T0)
+    assert report.target == target and report.size > 0
+    with pytest.raises(BackupError):
+        any_store.backup(target)  # never over an existing file unless forced
+    copy = backend.open_backup(target)
+    try:
+        assert statuses(copy, "h1", "h2") == ["pending", None] and copy.get_meta("version") == "1"
+    finally:
+        copy.close()
+    any_store.backup(target, force=True)
