@@ -17,7 +17,7 @@ from automator.daemon import crashpoints, worklog
 from automator.daemon.storable import UNSTORABLE
 from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.model import Event
-from automator.store.sqlite import SqliteStore
+from automator.store.base import Store
 
 MAX_BACKLOG = 1000  # undecided events past which webhooks are slowed down (see Admission.append)
 MAX_ADMISSION_WAIT = 1.0  # seconds a webhook may be held back at most
@@ -25,7 +25,7 @@ MAX_ADMISSION_WAIT = 1.0  # seconds a webhook may be held back at most
 Item = tuple[Event, str | None]  # an event and, when it has no delivery id, the digest that deduplicates it
 
 
-def append_batches(store: SqliteStore, batches: list[list[Item]], now: datetime, *,
+def append_batches(store: Store, batches: list[list[Item]], now: datetime, *,
                    apart: bool = False) -> list[list[bool] | Exception]:
     """Journal the events of many requests in one transaction: one fsync for the lot (group commit).
 

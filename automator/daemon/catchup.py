@@ -12,7 +12,7 @@ from automator.daemon.admission import Item
 from automator.daemon.running import Running
 from automator.daemon.storethread import StoreThread
 from automator.errors import ConnectorError
-from automator.store.sqlite import SqliteStore
+from automator.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def interval(connector: Connector) -> float | None:
     return type(connector).poll_every
 
 
-def _save_cursor(store: SqliteStore, name: str, cursor: str) -> None:
+def _save_cursor(store: Store, name: str, cursor: str) -> None:
     with store.atomic():
         store.set_meta(f"poll:{name}", cursor)
 
@@ -61,7 +61,7 @@ class Pollers:
     async def poll_once(self, name: str, connector: Connector) -> int:
         """One poll: the changes since the stored cursor are journaled (duplicates of webhooks already journaled
         are dropped by their delivery ids), then the cursor moves on. Returns how many events were new."""
-        cursor = await self.journal.call(SqliteStore.get_meta, f"poll:{name}")
+        cursor = await self.journal.call(lambda s: s.get_meta(f"poll:{name}"))
         events, new_cursor = await connector.poll(cursor)
         fresh: list[bool] = []
         if events:

@@ -15,12 +15,12 @@ from automator.daemon.engine import sleep
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.running import Running
 from automator.daemon.storethread import StoreThread
-from automator.store.sqlite import SqliteStore
+from automator.store.base import Store
 
 HEARTBEAT = 2.0  # seconds between status records that `automator status` reads
 
 
-def gauges(store: SqliteStore, now: datetime) -> dict[str, float]:
+def gauges(store: Store, now: datetime) -> dict[str, float]:
     """The store's figures that /metrics and `automator status` show."""
     pending, lag = store.journal_lag(now)
     return {"timers_pending": store.count("timers"), "journal_pending": pending, "journal_lag_seconds": lag,
@@ -28,7 +28,7 @@ def gauges(store: SqliteStore, now: datetime) -> dict[str, float]:
             "dead_letters": store.count("effects", "status in ('dead', 'uncertain')")}
 
 
-def write_status(store: SqliteStore, record: dict[str, Any]) -> None:
+def write_status(store: Store, record: dict[str, Any]) -> None:
     """Store the daemon's status record (one row, replaced at each heartbeat)."""
     with store.atomic():
         store.set_meta("daemon", json.dumps(record, ensure_ascii=False))

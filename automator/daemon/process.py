@@ -42,7 +42,6 @@ from automator.daemon.timers import sync_schedules
 from automator.daemon.web import WebApp
 from automator.daemon.worker import BatchReport
 from automator.store.journal import worker_name
-from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 RETENTION = timedelta(days=30)
@@ -256,11 +255,11 @@ class Daemon:
     async def _recover(self) -> None:
         """What an earlier life left half done is put right before anything new is accepted."""
         now = self.clock.now()
-        events = await self.engine.call(SqliteStore.release_dead_claims, self.worker)
-        self.admission.backlog = (await self.engine.call(SqliteStore.journal_lag, now))[0]
+        events = await self.engine.call(lambda s: s.release_dead_claims(self.worker))
+        self.admission.backlog = (await self.engine.call(lambda s: s.journal_lag(now)))[0]
         repeatable = frozenset(n for n, c in self.connectors.items() if c.deduplicates)
-        retried, parked, unstarted = await self.engine.call(SqliteStore.release_dead_effects, self.worker, now,
-                                                            repeatable)
+        retried, parked, unstarted = await self.engine.call(
+            lambda s: s.release_dead_effects(self.worker, now, repeatable))
         if events or retried or parked or unstarted:
             log.warning("recovered after a crash: %d events to decide again, %d effects never called to perform, %d "
                         "effects to retry, %d effects parked as uncertain", events, unstarted, retried, parked)
