@@ -232,18 +232,33 @@ def test_a_failed_append_is_never_acked(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("group", [False, True])
 def test_a_request_that_cannot_be_stored_fails_alone_and_its_group_is_committed(
-        daemon: Daemon, group: bool) -> None:
+        daemon: Daemon, group: bool, wait_until: Callable[..., Awaitable[None]]) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
         d.connectors["odd"] = Unstorable("odd", {"secret": "s"})
+        # Seen from outside: the requests handed to the group commit, and the groups handed to the writer.
+        submitted: list[Any] = []
+        written: list[Any] = []
+        submit, call = d.admission.appender.submit, d.journal.call
+
+        async def counted_submit(items: Any) -> Any:
+            submitted.append(items)
+            return await submit(items)
+
+        async def counted_call(fn: Any, *args: Any, **kw: Any) -> Any:
+            written.append(fn)
+            return await call(fn, *args, **kw)
+
+        d.admission.appender.submit = counted_submit  # type: ignore[method-assign]
+        d.journal.call = counted_call  # type: ignore[method-assign]
         gate, held = threading.Event(), threading.Event()
         other = hold_the_write_lock(d.db_path, gate, held)
         first = asyncio.create_task(post(client, {**EVENT, "delivery_id": "first"}))
-        await asyncio.sleep(0.2)  # its group waits for the write lock; the next requests queue up behind it
+        await wait_until(lambda: written, 10, "its group to wait for the write lock")
         rest = [asyncio.create_task(post(client, {**EVENT, "delivery_id": f"d-{n}"})) for n in range(3)]
         rest += [asyncio.create_task(post(client, EVENT, connector="odd", params={"what": what}))
                  for what in ("huge", "lone")]
-        await asyncio.sleep(0.2)
-        assert not first.done() and not any(r.done() for r in rest)
+        await wait_until(lambda: len(submitted) == 6, 10, "the next requests to queue up behind it")
+        assert not first.done() and not any(r.done() for r in rest) and len(written) == 1
         gate.set()
         await asyncio.to_thread(other.join)
         answers = [await first, *[await r for r in rest]]
