@@ -57,7 +57,7 @@ def project_timezone(config: Path) -> tzinfo:
 def status(store: Store, now: datetime | None = None, tz: tzinfo = timezone.utc) -> dict[str, Any]:
     """The daemon's last heartbeat with the queue, timers, effects and dead letters as the store has them;
     its times in `tz`."""
-    from automator.daemon.process import gauges
+    from automator.daemon.health import gauges
 
     now = now or datetime.now(timezone.utc)
     record = json.loads(store.get_meta("daemon") or "{}")

@@ -21,7 +21,6 @@ from automator.daemon import worklog
 from automator.daemon.storethread import StoreThread
 from automator.daemon.timers import fire_due
 from automator.daemon.worker import BatchReport, process_batch
-from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0  # seconds between prunings of old history
@@ -78,10 +77,10 @@ class Engine:
             self.wake.set()
         if time.monotonic() - self._pruned > PRUNE_EVERY:
             self._pruned = time.monotonic()
-            await self.store.call(SqliteStore.prune, now, self.retention)
+            await self.store.call(lambda s: s.prune(now, self.retention))
         if report.by_kind:
             return  # more may be due
-        due = await self.store.call(SqliteStore.next_due)
+        due = await self.store.call(lambda s: s.next_due())
         timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
         await sleep(self.wake_timers, stopping, timeout)
 

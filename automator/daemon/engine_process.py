@@ -2,10 +2,9 @@
 
 Deciding rules is the daemon's heaviest work and Python runs one thread at a time: in a second process it has a
 core of its own, while the first process serves webhooks and performs effects. The daemon starts it with two
-pipes. Lines from the daemon: `j` (events were journaled: decide them now), `r` (the rules were reloaded: load
-them too); end of file means the daemon is gone. Lines to the daemon: `d<n>` (n events decided: the backlog
-shrank), `w` (effects were committed: perform them), `m{json}` (counters for /metrics). Everything else goes
-through the store, shared by the two processes: they take turns at its write lock (a lock file beside it).
+pipes (see automator.daemon.supervisor) and the two speak automator.daemon.protocol over them; end of file means
+the daemon is gone. Everything else goes through the store, shared by the two processes: they take turns at its
+write lock (a lock file beside it).
 
 This process also performs the effects of connectors that write into the store (`local`), on its store thread
 between its batches: a batch is decided before its write lock is taken, and nothing else may change entities
@@ -26,10 +25,13 @@ from typing import Any
 from automator.clock import SystemClock
 from automator.config.load import load_project
 from automator.connector import Connector
+from automator.daemon import protocol
+from automator.daemon.connectors import build_connectors, close_connectors
 from automator.daemon.engine import Engine
 from automator.daemon.metrics import LockTime
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import BoundedLoader
+from automator.daemon.retry import retry_policy
 from automator.daemon.storethread import StoreThread
 from automator.daemon.worker import BatchReport
 from automator.store.journal import worker_name
@@ -91,8 +93,6 @@ class _Child:
 
 async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int:
     """Decide and fire timers until told to stop (SIGTERM, SIGINT or the daemon's pipe closing); the exit code."""
-    from automator.daemon.process import _close, build_connectors, retry_policy
-
     project, problems = load_project(settings["root"])
     if project is None:
         for problem in problems:
@@ -104,13 +104,9 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         loop.add_signal_handler(sig, stopping.set)
     os.set_blocking(replies, False)
 
-    def tell(line: bytes) -> None:
-        try:
-            os.write(replies, line)
-        except BlockingIOError:  # the daemon is busy reading: it also looks by itself every second
-            pass
-        except OSError:
-            stopping.set()
+    def tell(reply: protocol.Reply) -> None:
+        if not protocol.send(replies, reply):
+            stopping.set()  # the daemon is gone
 
     clock = SystemClock()
     store = StoreThread(settings["db"], "engine", synchronous=settings.get("synchronous", "FULL"))
@@ -122,14 +118,16 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             if c.in_store})
 
     state["connectors"] = await connectors_of(project)
+    # Said once its connectors are built: the operator (and a test) knows the engine process is ready.
+    log.info("engine process ready: %d rules, version %s", len(project.rules), project.version)
     tally = Tally()
     worker = worker_name()
 
     def decided(report: BatchReport) -> None:
-        tell(b"d%d\n" % (report.events + report.failed))
+        tell(protocol.Decided(report.events + report.failed))
         if any(d.effects for d in report.decisions):
             outbox.wake.set()
-            tell(b"w\n")
+            tell(protocol.EFFECTS_COMMITTED)
 
     engine = Engine(store, lambda: state["project"], worker=worker, clock=clock, metrics=tally,
                     retention=timedelta(seconds=float(settings.get("retention_s", 30 * 86400))), on_decided=decided)
@@ -153,22 +151,20 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         old, state["connectors"] = list(state["connectors"].values()), await connectors_of(fresh)
         state["project"] = fresh
         engine.wake_timers.set()
-        loop.call_later(outbox.deadline, lambda: loop.create_task(_close(old)))
+        log.info("engine process reloaded: %d rules, version %s", len(fresh.rules), fresh.version)
+        loop.call_later(outbox.deadline, lambda: loop.create_task(close_connectors(old)))
 
-    pending = bytearray()
+    lines = protocol.Lines()
 
     def readable() -> None:
         data = os.read(commands, 65536)
         if not data:
             stopping.set()  # the daemon is gone
             return
-        pending.extend(data)
-        *lines, rest = bytes(pending).split(b"\n")
-        pending[:] = rest
-        for line in lines:
-            if line == b"j":
+        for command in lines.messages(data, protocol.decode_command):
+            if command is protocol.JOURNALED:
                 engine.wake.set()
-            elif line == b"r":
+            elif command is protocol.RELOAD:
                 loop.create_task(reload())
 
     loop.add_reader(commands, readable)
@@ -181,7 +177,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             lock_time.feed(tally)
             counts = tally.drain()
             if counts:
-                tell(b"m" + json.dumps(counts).encode() + b"\n")
+                tell(protocol.Counters(counts))
 
     reporter = loop.create_task(report())
     try:
@@ -190,9 +186,9 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
         reporter.cancel()
         counts = tally.drain()
         if counts:
-            tell(b"m" + json.dumps(counts).encode() + b"\n")
+            tell(protocol.Counters(counts))
         loop.remove_reader(commands)
-        await _close(state["connectors"].values())
+        await close_connectors(state["connectors"].values())
         store.close()
     return 0
 

@@ -38,9 +38,10 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Limits:
         """The limits `daemon:` of automator.yaml sets (checked by its schema), the defaults for the others."""
-        seconds = {name: parse_duration(settings[name]).approx().total_seconds()
-                   for name in ("header_timeout", "body_timeout") if name in settings}
-        counts = {name: int(settings[name]) for name in ("max_connections", "backlog") if name in settings}
+        seconds: dict[str, Any] = {name: parse_duration(settings[name]).approx().total_seconds()
+                                   for name in ("header_timeout", "body_timeout") if name in settings}
+        counts: dict[str, Any] = {name: int(settings[name]) for name in ("max_connections", "backlog")
+                                  if name in settings}
         return cls(**seconds, **counts)
 
 

@@ -1,12 +1,11 @@
 """The daemon's Prometheus metrics, kept in a registry of their own per daemon."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-if TYPE_CHECKING:
-    from automator.store.lock import FairLock
+from automator.store.base import LockTimes
 
 # A webhook is acked once its event is journalled: well under a millisecond when healthy, a second is alarming.
 ACK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -93,7 +92,7 @@ class Metrics:
 class LockTime:
     """Adds what a write lock's running totals grew by since the last call to `store_write_lock_seconds`."""
 
-    def __init__(self, lock: FairLock | None, process: str) -> None:
+    def __init__(self, lock: LockTimes | None, process: str) -> None:
         self.lock, self.process = lock, process
         self._seen = (0.0, 0.0)
 

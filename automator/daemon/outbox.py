@@ -22,9 +22,8 @@ from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
 from automator.model import Effect, EntityRef, Event
-from automator.store.base import Claimed, Settlement
+from automator.store.base import Claimed, Settlement, Store
 from automator.store.outbox import ECHO_WINDOW
-from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
@@ -58,7 +57,7 @@ def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: d
     return Settlement("retry", error=text, next_try_at=now + timedelta(seconds=delay), interrupted=maybe_performed)
 
 
-def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
+def settle_and_claim(store: Store, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
                      limit: int, connectors: list[str] | None, start: Callable[[Effect], bool] | None = None
                      ) -> tuple[list[list[Event]], list[Claimed]]:
     """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.
@@ -76,7 +75,7 @@ def settle_and_claim(store: SqliteStore, items: list[tuple[Effect, Settlement]],
     return results, claimed
 
 
-def _perform_in_store(store: SqliteStore, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
+def _perform_in_store(store: Store, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
     with store.atomic():  # the connector's writes join the store's transaction (and its place in the write queue)
         found = connector.recover(effect.action, effect.params, effect.key) if interrupted else None
         result: ActionResult = found if found is not None else connector.perform(effect.action, effect.params,
@@ -103,7 +102,7 @@ async def _recover_or_perform(connector: Connector, effect: Effect, interrupted:
 Echo = tuple[EntityRef, dict[str, Any]]
 
 
-def _start(store: SqliteStore, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]],
+def _start(store: Store, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]],
            now: datetime) -> None:
     """Just before calls the claim did not mark started: mark them, and expect the echo of each one's change (the
     system may report the change back before the call returns), in one write; each one's `then` once that is
@@ -198,7 +197,8 @@ class Outbox:
             self._starts.close()
             await starts
 
-    async def _write_starts(self, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]]) -> list[None]:
+    async def _write_starts(self, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]]
+                            ) -> list[None | Exception]:
         await self.engine.call(_start, calls, self.clock.now())
         return [None] * len(calls)
 
@@ -252,7 +252,8 @@ class Outbox:
             # An effect whose try could not be settled (its lease ran out) is tried again, or parked as uncertain.
             self._reaped = time.monotonic()
             repeatable = frozenset(n for n, c in self.connectors().items() if c.deduplicates)
-            await self.engine.call(SqliteStore.release_dead_effects, self.worker, self.clock.now(), repeatable)
+            at = self.clock.now()
+            await self.engine.call(lambda s: s.release_dead_effects(self.worker, at, repeatable))
         free = self.max_in_flight - len(self.in_flight)
         self.wake.clear()
         settling = bool(self._ended)
@@ -269,7 +270,8 @@ class Outbox:
         if free <= 0:  # full: the next turn comes when a call ends (its task wakes the loop as it goes)
             await self._wait(None, stopping)
             return
-        due = await self.engine.call(SqliteStore.next_effect_due, self._mine())
+        mine = self._mine()
+        due = await self.engine.call(lambda s: s.next_effect_due(mine))
         timeout = 1.0
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))

@@ -6,22 +6,24 @@ import logging
 import threading
 import time
 from pathlib import Path
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import watchfiles
 
 from automator.config.load import load_project
 from automator.config.problems import Problem
 from automator.config.project import Project
-
-if TYPE_CHECKING:
-    from automator.daemon.process import Daemon
+from automator.connector import ConfigError, Connector
+from automator.daemon.connectors import close_connectors
+from automator.daemon.metrics import Metrics
+from automator.daemon.running import Running
 
 log = logging.getLogger(__name__)
 RELOAD_TIMEOUT = 30.0  # seconds a reload may take before it is abandoned (a slow disk, a huge tree)
 
 Loaded = tuple[Project | None, list[Problem]]
+Swap = Callable[[Project | None, list[Problem], list[str]], Awaitable[bool]]
 
 
 def is_project_file(root: Path, path: Path) -> bool:
@@ -63,7 +65,7 @@ class BoundedLoader:
 
     async def load(self, stopping: asyncio.Event) -> Loaded | None:
         """The project loaded now, a Problem saying the load was abandoned, or None when `stopping` came first."""
-        stop = asyncio.ensure_future(stopping.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
         try:
             stuck = self._running
             if stuck is not None and not stuck.done():
@@ -115,31 +117,87 @@ class BoundedLoader:
         return result
 
 
-async def watch(daemon: Daemon, debounce_ms: int = 300, timeout: float = RELOAD_TIMEOUT) -> None:
-    """Reload on every change until the daemon stops; a broken change leaves the running rules in place.
+class Swapper:
+    """Puts a newly loaded project in place in `running`, or keeps the running one and records why not.
 
-    The watcher only collects what changed; one reload at a time loads the project (bounded by `timeout`), so
-    changes saved while a load runs are loaded together after it, and a load that never ends holds no one up.
+    `connectors_of` builds a project's connectors (a reload is refused when they cannot be built); `swapped` tells
+    the rest of the daemon (timers, the engine process, the pollers); `heartbeat` writes the status record, which
+    shows the outcome either way. The retired connectors are closed `retire_after` seconds later: calls in flight
+    on them finish first.
     """
-    root = daemon.root
+
+    def __init__(self, running: Running, metrics: Metrics, *,
+                 connectors_of: Callable[[Project], Awaitable[dict[str, Connector]]],
+                 swapped: Callable[[Project], Awaitable[None]], heartbeat: Callable[[], Awaitable[None]],
+                 retire_after: float) -> None:
+        self.running = running
+        self.metrics = metrics
+        self.connectors_of = connectors_of
+        self.swapped = swapped
+        self.heartbeat = heartbeat
+        self.retire_after = retire_after
+
+    async def swap(self, project: Project | None, problems: list[Problem], changed: list[str]) -> bool:
+        """Put a newly loaded project in place, or keep the running one and report why not."""
+        running = self.running
+        if project is None:
+            running.load_errors = problems
+            self.metrics.reloads.labels("failed").inc()
+            log.error("reload refused (%s): %d problem(s); the rules already running stay in place",
+                      ", ".join(changed), len(problems))
+            for problem in problems:
+                log.error("%s", problem.format().replace("\n", " "))
+            await self.heartbeat()
+            return False
+        try:
+            connectors = await self.connectors_of(project)
+        except ConfigError as exc:
+            running.load_errors = [Problem(str(project.root / "automator.yaml"), 1, 1, str(exc))]
+            self.metrics.reloads.labels("failed").inc()
+            log.error("reload refused: %s", exc)
+            await self.heartbeat()
+            return False
+        old, retired = running.project.version, list(running.connectors.values())
+        running.project, running.connectors, running.load_errors = project, connectors, []
+        # Calls in flight on the old instances finish first (they are bounded by the outbox's deadline).
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.retire_after, lambda: loop.create_task(close_connectors(retired)))
+        await self.swapped(project)
+        self.metrics.reloads.labels("ok").inc()
+        log.info("reloaded (%s): %d rules, version %s → %s", ", ".join(changed), len(project.rules), old,
+                 project.version)
+        await self.heartbeat()
+        return True
+
+
+async def watch(root: Path, stopping: asyncio.Event, swap: Swap, debounce_ms: int = 300,
+                timeout: float = RELOAD_TIMEOUT) -> None:
+    """Reload on every change until `stopping`; a broken change leaves the running rules in place.
+
+    The watcher only collects what changed; one reload at a time loads the project (bounded by `timeout`) and
+    hands it to `swap`, so changes saved while a load runs are loaded together after it, and a load that never
+    ends holds no one up.
+    """
     changed: set[str] = set()
     wake = asyncio.Event()
-    reloader = asyncio.create_task(_reload(daemon, BoundedLoader(root, timeout), changed, wake), name="reloader")
+    reloader = asyncio.create_task(_reload(BoundedLoader(root, timeout), changed, wake, stopping, swap),
+                                   name="reloader")
     try:
         async for changes in watchfiles.awatch(root, watch_filter=lambda _c, p: is_project_file(root, Path(p)),
-                                               stop_event=daemon.stopping, debounce=debounce_ms, recursive=True):
+                                               stop_event=stopping, debounce=debounce_ms, recursive=True):
             changed.update(str(Path(p).relative_to(root)) for _, p in changes)
             wake.set()
     finally:
-        if not daemon.stopping.is_set():
+        if not stopping.is_set():
             reloader.cancel()
         # Once stopping is set it returns by itself: a swap under way is finished, a load is not waited for.
         await asyncio.gather(reloader, return_exceptions=True)
 
 
-async def _reload(daemon: Daemon, loader: BoundedLoader, changed: set[str], wake: asyncio.Event) -> None:
-    """Load and swap in what changed, one load at a time, until the daemon stops."""
-    stop = asyncio.ensure_future(daemon.stopping.wait())
+async def _reload(loader: BoundedLoader, changed: set[str], wake: asyncio.Event, stopping: asyncio.Event,
+                  swap: Swap) -> None:
+    """Load and swap in what changed, one load at a time, until stopping."""
+    stop = asyncio.ensure_future(stopping.wait())
     try:
         while True:
             woken = asyncio.ensure_future(wake.wait())
@@ -151,12 +209,12 @@ async def _reload(daemon: Daemon, loader: BoundedLoader, changed: set[str], wake
             names = sorted(changed)
             changed.clear()
             try:
-                loaded = await loader.load(daemon.stopping)
+                loaded = await loader.load(stopping)
             except Exception:  # a bug in loading must not end hot reload for the daemon's life
                 log.exception("reload (%s) failed; the rules already running stay in place", ", ".join(names))
                 continue
             if loaded is None:
                 return
-            await daemon.swap(*loaded, names)
+            await swap(*loaded, names)
     finally:
         stop.cancel()

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from automator.clock import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +57,12 @@ class TokenBucket:
         self.stamp = now
         self.tokens -= 1.0
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+def retry_policy(settings: Mapping[str, Any]) -> RetryPolicy:
+    """`daemon: {retry: ...}` of automator.yaml as a RetryPolicy."""
+    default = RetryPolicy()
+    seconds = {k: parse_duration(settings[k]).approx().total_seconds() for k in ("first_delay", "max_delay")
+               if k in settings}
+    return RetryPolicy(attempts=int(settings.get("attempts", default.attempts)),
+                       base=seconds.get("first_delay", default.base), cap=seconds.get("max_delay", default.cap))

@@ -9,6 +9,7 @@ from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from automator.store.base import Store
 from automator.store.sqlite import SqliteStore
 
 T = TypeVar("T")
@@ -16,7 +17,8 @@ R = TypeVar("R")
 
 
 class StoreThread:
-    """A thread that owns one SqliteStore connection; `call(fn, ...)` runs `fn(store, ...)` there, in order.
+    """A thread that owns one connection to the store (the one place the daemon opens it: a SqliteStore);
+    `call(fn, ...)` runs `fn(store, ...)` there, in order.
 
     With `group=True` the calls that queue up while one transaction is being written go together in the next:
     one transaction, one fsync, for all of them (each in a savepoint of its own, so that one that fails is
@@ -30,7 +32,7 @@ class StoreThread:
         self.name = name
         self.group = group
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"automator-{name}")
-        self.store: SqliteStore = self.executor.submit(SqliteStore, path, synchronous=synchronous).result()
+        self.store: Store = self.executor.submit(SqliteStore, path, synchronous=synchronous).result()
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task

@@ -9,7 +9,7 @@ from automator.config.project import Project
 from automator.daemon import crashpoints
 from automator.core.wakeup import catch_up, next_tick, schedule_spec, tick_event, timer_event
 from automator.model import Event, ScheduleTrigger, Timer
-from automator.store.sqlite import SqliteStore
+from automator.store.base import Store
 from automator.triggers.schedule import timer_id as schedule_timer_id
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class FireReport:
     catch_ups: list[tuple[str, str, int]] = field(default_factory=list)  # (rule, policy, missed ticks)
 
 
-def sync_schedules(store: SqliteStore, project: Project, now: datetime) -> int:
+def sync_schedules(store: Store, project: Project, now: datetime) -> int:
     """Give every schedule rule its timer (the next tick), reset timers whose schedule changed, drop orphans.
 
     A timer kept from before a restart keeps its due time, so the ticks missed while the daemon was down are
@@ -51,7 +51,7 @@ def sync_schedules(store: SqliteStore, project: Project, now: datetime) -> int:
     return changed
 
 
-def fire_due(store: SqliteStore, project: Project, now: datetime, *, limit: int = 500) -> FireReport:
+def fire_due(store: Store, project: Project, now: datetime, *, limit: int = 500) -> FireReport:
     """Move timers due by `now` into the journal as `timer.fired` events: fired once, never lost.
 
     Waits and `held` timers are deleted as their event is journaled, in the same transaction. A schedule timer

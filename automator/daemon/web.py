@@ -10,17 +10,19 @@ import traceback
 from dataclasses import replace
 from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from automator.clock import Clock
 from automator.connector import Inbound
+from automator.daemon.admission import Admission, Item
+from automator.daemon.health import Health
+from automator.daemon.metrics import Metrics
+from automator.daemon.running import Running
 from automator.daemon.storable import UNSTORABLE, storable, storable_event
 from automator.errors import InboundRejected
 from automator.model import Event
-
-if TYPE_CHECKING:
-    from automator.daemon.process import Daemon
 
 log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -55,10 +57,21 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 class WebApp:
-    """The daemon's HTTP face. A plain ASGI callable: three endpoints do not need a framework's routing."""
+    """The daemon's HTTP face. A plain ASGI callable: three endpoints do not need a framework's routing.
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    It journals through `admission`, answers /healthz and /metrics from `health`, finds connectors in `running`
+    and serves the sandbox's `emulators` (none outside --sandbox).
+    """
+
+    def __init__(self, admission: Admission, health: Health, running: Running, *, metrics: Metrics, clock: Clock,
+                 max_body: int, emulators: Mapping[str, Any]) -> None:
+        self.admission = admission
+        self.health = health
+        self.running = running
+        self.metrics = metrics
+        self.clock = clock
+        self.max_body = max_body
+        self.emulators = emulators
 
     async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,17 +94,17 @@ class WebApp:
             # /hooks/<connector>[/<more>]: systems that sign nothing may carry a secret in the path after the name.
             await self.hook(scope, receive, send, path[7:].partition("/")[0])
         elif path == "/healthz" and method in ("GET", "HEAD"):
-            healthy = not self.daemon.stopping.is_set()
-            await self._answer(send, 200 if healthy else 503, self.daemon.health())
-        elif path.startswith("/_sandbox/") and self.daemon.emulators:
+            healthy = not self.health.stopping.is_set()
+            await self._answer(send, 200 if healthy else 503, self.health.healthz())
+        elif path.startswith("/_sandbox/") and self.emulators:
             name = path[len("/_sandbox/"):].partition("/")[0]
-            emulator = self.daemon.emulators.get(name)
+            emulator = self.emulators.get(name)
             if emulator is None:
                 await _answer(send, 404, {"error": f"no emulator for {name!r}"})
                 return
             await emulator({**scope, "root_path": f"/_sandbox/{name}"}, receive, send)
         elif path == "/metrics" and method == "GET":
-            body, content_type = await self.daemon.render_metrics()
+            body, content_type = await self.health.render_metrics()
             await _answer(send, 200, body, content_type)
         else:
             await _answer(send, 404, {"error": "not found"})
@@ -99,9 +112,8 @@ class WebApp:
     async def hook(self, scope: Mapping[str, Any], receive: Receive, send: Send, name: str) -> None:
         """Parse, journal, then answer: 2xx means the events are committed and will be processed."""
         started = time.perf_counter()
-        daemon = self.daemon
-        connector = daemon.connectors.get(name)
-        if connector is None or daemon.stopping.is_set():
+        connector = self.running.connectors.get(name)
+        if connector is None or self.admission.stopping.is_set():
             reason = InboundRejected(404, f"no connector named {name!r}", "unknown_connector") if connector is None \
                 else InboundRejected(503, "shutting down", "stopping")
             await self._reject(send, name, reason)
@@ -110,7 +122,7 @@ class WebApp:
             await self._reject(send, name, InboundRejected(401, connector.webhook_refusal, "auth"))
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        limit = daemon.max_body
+        limit = self.max_body
         try:
             if int(headers.get("content-length") or 0) > limit:
                 raise TooLarge
@@ -128,7 +140,7 @@ class WebApp:
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         request = Inbound(connector=name, method=scope["method"], path=scope["path"], query=query, headers=headers,
-                          body=body, received_at=daemon.clock.now())
+                          body=body, received_at=self.clock.now())
         try:
             parsed = connector.parse(request)
             events: list[Event] = await parsed if inspect.isawaitable(parsed) else parsed
@@ -144,24 +156,25 @@ class WebApp:
         digest = hashlib.sha256(body).hexdigest()
         items = [(replace(e, source=name) if e.source != name else e,
                   None if e.delivery_id else f"{digest}:{i}") for i, e in enumerate(events)]
+        fresh: list[bool] | None
         try:
-            fresh = await daemon.journal_append(items)
+            fresh = await self.admission.append(items)
         except UNSTORABLE:
             fresh = await self._append_storable(send, name, items)
             if fresh is None:
                 return
         accepted = sum(fresh)
-        daemon.metrics.events_accepted.labels(name).inc(accepted)
+        self.metrics.events_accepted.labels(name).inc(accepted)
         if accepted < len(fresh):
-            daemon.metrics.events_duplicate.labels(name).inc(len(fresh) - accepted)
+            self.metrics.events_duplicate.labels(name).inc(len(fresh) - accepted)
         await _answer(send, 200, {"accepted": accepted, "duplicates": len(fresh) - accepted})
-        daemon.metrics.ack_seconds.observe(time.perf_counter() - started)
+        self.metrics.ack_seconds.observe(time.perf_counter() - started)
 
-    async def _append_storable(self, send: Send, name: str, items: list[tuple[Event, str | None]]) -> list[bool] | None:
+    async def _append_storable(self, send: Send, name: str, items: list[Item]) -> list[bool] | None:
         """The request's events could not be stored as they came (the others of their group were): again with
         what JSON cannot carry replaced (see automator.daemon.storable); None once refused with a 400."""
         try:
-            fresh = await self.daemon.journal_append([(storable_event(e), digest) for e, digest in items])
+            fresh = await self.admission.append([(storable_event(e), digest) for e, digest in items])
         except UNSTORABLE as exc:
             reason = storable(f"the events cannot be stored: {exc}")  # the error may quote the very character
             await self._reject(send, name, InboundRejected(400, reason, "unstorable"))
@@ -171,7 +184,7 @@ class WebApp:
         return fresh
 
     async def _reject(self, send: Send, name: str, exc: InboundRejected) -> None:
-        connector = self.daemon.connectors.get(name)
+        connector = self.running.connectors.get(name)
         # A reason may quote what the request carried, or a system's answer: no secret of the connector is
         # echoed, whichever connector wrote it.
         reason = connector.redact(exc.reason) if connector is not None else exc.reason
@@ -179,10 +192,10 @@ class WebApp:
                     extra={"connector": name, "status": exc.status, "reason": exc.word})
         # A label from the URL only when it names a connector: anyone can send /hooks/<anything>.
         label = name if connector is not None else "unknown"
-        self.daemon.metrics.events_rejected.labels(label, exc.word).inc()
+        self.metrics.events_rejected.labels(label, exc.word).inc()
         await self._answer(send, exc.status, {"error": reason})
 
     async def _answer(self, send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
         await _answer(send, status, body, content_type)
         if status >= 500:
-            self.daemon.metrics.server_errors.labels(str(status)).inc()
+            self.metrics.server_errors.labels(str(status)).inc()

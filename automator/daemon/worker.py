@@ -11,9 +11,8 @@ from automator.config.project import Project
 from automator.core.decide import decide
 from automator.daemon import crashpoints
 from automator.model import Decision, EntityRef, Event
-from automator.store.base import Writes
+from automator.store.base import Store, Writes
 from automator.store.codec import writes_of
-from automator.store.sqlite import SqliteStore
 from automator.store.staged import Staged
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class BatchReport:
     earliest_timer: datetime | None = None
 
 
-def prefetch(store: SqliteStore, events: list[Event]) -> dict[str, Any]:
+def prefetch(store: Store, events: list[Event]) -> dict[str, Any]:
     """What deciding these events will read, in one query each instead of a few per event: their entities and
     the entities their data links to (client, booking, deal), and the active runs keyed by their entities."""
     refs = {e.entity for e in events if e.entity is not None}
@@ -42,7 +41,7 @@ def prefetch(store: SqliteStore, events: list[Event]) -> dict[str, Any]:
     return {"entities": store.entities_of(refs), "runs": store.active_runs_of(str(r) for r in refs)}
 
 
-def process_batch(store: SqliteStore, project: Project, worker: str, now: datetime, *, limit: int = 128,
+def process_batch(store: Store, project: Project, worker: str, now: datetime, *, limit: int = 128,
                   budget: float = 0.010) -> BatchReport:
     """Decide up to `limit` pending events, stopping early after `budget` seconds, then commit the decisions in
     one transaction (group commit: one fsync for the batch).

@@ -155,7 +155,7 @@ def test_header_params_are_sent_as_rendered_and_never_read_the_environment(engin
 def test_connector_headers_resolve_env_when_the_daemon_builds_it(make_project,  # type: ignore[no-untyped-def]
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from automator.config.load import load_project
-    from automator.daemon.process import build_connectors
+    from automator.daemon.connectors import build_connectors
 
     config = ('timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n  api: {type: http, allow: ["127.0.0.1"], '
               'headers: {Authorization: "Bearer ${env:HTTP_TEST_CONF_TOKEN}"}}\n')

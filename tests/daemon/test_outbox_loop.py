@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -315,7 +315,8 @@ def test_a_rate_limited_connector_keeps_to_its_rate(world: World) -> None:
     assert sorted(c[1] for c in api.calls) == [f"e{i}" for i in range(6)]
 
 
-def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(world: World) -> None:
+def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(
+        world: World, wait_until: Callable[..., Awaitable[None]]) -> None:
     """Every slot taken, the tries settled with none to claim: the calls ending must wake the loop (a lost wake-up
     once left a backlog pending for ever)."""
     stopping = asyncio.Event()
@@ -328,9 +329,7 @@ def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(world: World)
         outbox = Outbox(world.engine, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics,
                         max_in_flight=2)
         runner = asyncio.create_task(outbox.run(stopping))
-        async with asyncio.timeout(10):
-            while not all(world.row(key)["status"] == "done" for key in keys):
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: all(world.row(key)["status"] == "done" for key in keys), 10, "every effect done")
         stopping.set()
         await runner
 

@@ -1,4 +1,4 @@
-"""Reload: which files are the project's, and Daemon.swap keeping the running rules when a change is broken."""
+"""Reload: which files are the project's, and the Swapper keeping the running rules when a change is broken."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,6 @@ import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,7 +18,6 @@ from automator.config.problems import Problem
 from automator.daemon import reload
 from automator.daemon.process import Daemon
 from automator.daemon.reload import is_project_file
-from automator.daemon.storethread import StoreThread
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 
@@ -58,7 +56,7 @@ def test_files_outside_the_project_are_not_its_own(tmp_path: Path) -> None:
     assert is_project_file(root, root / "rules" / ".." / "automator.yaml") is True
 
 
-# ---- Daemon.swap -------------------------------------------------------------------------------------------------
+# ---- Swapper.swap -------------------------------------------------------------------------------------------------
 
 RULES_V1 = """
     rules:
@@ -94,20 +92,15 @@ def write_rules(root: Path, text: str) -> None:
 
 
 def swapping(daemon: Daemon, scenario: Callable[[Daemon], Awaitable[None]]) -> None:
-    """What serve() sets up before the reload task runs: the flags, the store threads, the connectors."""
+    """What serve() sets up before the reload task runs: the parts, their store threads, the connectors."""
     async def main() -> None:
-        daemon.stopping = asyncio.Event()
-        daemon.engine = StoreThread(daemon.db_path, "engine", synchronous="NORMAL")
-        daemon.journal = StoreThread(daemon.db_path, "journal", synchronous="NORMAL")
-        # swap() closes the retired connectors once the outbox's deadline has passed
-        daemon.outbox = SimpleNamespace(deadline=0.0)  # type: ignore[assignment]
+        daemon.open()
         try:
-            daemon.connectors = await daemon._connectors(daemon.project)
+            daemon.running.connectors = await daemon.connectors_of(daemon.project)
             async with asyncio.timeout(10):
                 await scenario(daemon)
         finally:
-            daemon.journal.close()
-            daemon.engine.close()
+            daemon.close()
 
     asyncio.run(main())
 
@@ -141,7 +134,7 @@ def test_a_broken_change_keeps_the_running_rules_and_records_why(daemon: Daemon)
         project, problems = await asyncio.to_thread(reload.load, d.root)
         assert project is None and problems
         connectors = d.connectors
-        assert await d.swap(project, problems, ["rules/rules.yaml"]) is False
+        assert await d.reloader.swap(project, problems, ["rules/rules.yaml"]) is False
         assert d.project is running and d.connectors is connectors
         assert d.load_errors == problems
         assert any("unknown name 'cliet'" in p.message for p in d.load_errors)
@@ -149,7 +142,7 @@ def test_a_broken_change_keeps_the_running_rules_and_records_why(daemon: Daemon)
         record = status(d)
         assert record["version"] == running.version
         assert record["load_errors"] == [p.format() for p in problems]
-        assert d.health()["load_errors"] == len(problems)
+        assert d.health.healthz()["load_errors"] == len(problems)
 
     swapping(daemon, scenario)
 
@@ -158,13 +151,13 @@ def test_a_valid_change_is_swapped_in_and_clears_the_errors(daemon: Daemon) -> N
     running = daemon.project
 
     async def scenario(d: Daemon) -> None:
-        assert await d.swap(None, [Problem("rules/rules.yaml", 1, 1, "broken")], ["rules/rules.yaml"]) is False
+        assert await d.reloader.swap(None, [Problem("rules/rules.yaml", 1, 1, "broken")], ["rules/rules.yaml"]) is False
         assert len(d.load_errors) == 1
         write_rules(d.root, RULES_V2)
         project, problems = await asyncio.to_thread(reload.load, d.root)
         assert project is not None, problems
         old_connectors = d.connectors
-        assert await d.swap(project, problems, ["rules/rules.yaml"]) is True
+        assert await d.reloader.swap(project, problems, ["rules/rules.yaml"]) is True
         assert d.project is project and d.project.version != running.version
         assert d.load_errors == [] and reloads(d, "ok") == 1 and reloads(d, "failed") == 1
         assert set(d.connectors) == {"crm", "sms", "forms"} and d.connectors["crm"] is not old_connectors["crm"]
@@ -185,7 +178,7 @@ def test_a_change_whose_connector_cannot_be_built_is_refused(daemon: Daemon, mon
         (d.root / "automator.yaml").write_text(config)
         project, problems = await asyncio.to_thread(reload.load, d.root)
         assert project is not None, problems  # valid as written: the secret is only missing at run time
-        assert await d.swap(project, [], ["automator.yaml"]) is False
+        assert await d.reloader.swap(project, [], ["automator.yaml"]) is False
         assert d.project is running
         (problem,) = d.load_errors
         assert problem.path.endswith("automator.yaml")
@@ -213,7 +206,8 @@ class HangingLoad:
         return None, [Problem("fresh", 1, 1, "a later load")]
 
 
-def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(tmp_path: Path) -> None:
+def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, wait_until: Callable[..., Awaitable[None]]) -> None:
     hanging = HangingLoad()
     loader = reload.BoundedLoader(tmp_path, timeout=0.2, load=hanging)
 
@@ -229,7 +223,7 @@ def test_a_hanging_load_is_abandoned_with_an_error_and_the_next_waits_for_it(tmp
 
         # The next load does not start a second thread beside the stuck one: it waits for it to end ...
         waiting = asyncio.create_task(loader.load(stopping))
-        await asyncio.sleep(0.3)
+        await wait_until(lambda: "waiting for the reload abandoned earlier" in caplog.text, 10, "the wait")
         assert not waiting.done() and hanging.started == 1
         hanging.release.set()
         # ... then loads afresh (the abandoned load's result is stale and dropped).

@@ -5,8 +5,7 @@ import random
 
 import pytest
 
-from automator.daemon.process import retry_policy
-from automator.daemon.retry import RetryPolicy, TokenBucket
+from automator.daemon.retry import RetryPolicy, TokenBucket, retry_policy
 
 
 class Fixed(random.Random):

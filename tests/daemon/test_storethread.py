@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def hold_the_write_lock(path: Path, gate: threading.Event, held: threading.Event
     return thread
 
 
-def test_queued_calls_share_one_transaction_and_a_failure_is_undone_alone(tmp_path: Path) -> None:
+def test_queued_calls_share_one_transaction_and_a_failure_is_undone_alone(
+        tmp_path: Path, wait_until: Callable[..., Awaitable[None]]) -> None:
     thread = StoreThread(tmp_path / "s.db", "writer", synchronous="NORMAL", group=True)
     commits: list[str] = []
     thread.store.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
@@ -50,7 +52,7 @@ def test_queued_calls_share_one_transaction_and_a_failure_is_undone_alone(tmp_pa
     async def main() -> list[Any]:
         other = hold_the_write_lock(tmp_path / "s.db", gate, held)  # the calls queue up behind it
         calls = [asyncio.ensure_future(thread.call(put, name, fail=name == "b", seen=seen)) for name in "abc"]
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: len(thread._queue) == 3, 10, "the three calls queued")
         assert not any(call.done() for call in calls)
         gate.set()
         results = await asyncio.gather(*calls, return_exceptions=True)

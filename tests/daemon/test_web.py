@@ -19,8 +19,6 @@ from automator.config.load import builtin_connectors, load_project
 from automator.config.project import Project
 from automator.connector import Connector, Inbound
 from automator.daemon.process import Daemon
-from automator.daemon.storethread import GroupCommit, StoreThread
-from automator.daemon.web import WebApp
 from automator.model import EntityRef, Event
 from test_storethread import hold_the_write_lock
 
@@ -126,28 +124,22 @@ Scenario = Callable[[httpx.AsyncClient, Daemon], Awaitable[None]]
 
 
 def serve(daemon: Daemon, scenario: Scenario, *, raise_app_exceptions: bool = True, group: bool = False) -> None:
-    """What Daemon.serve() sets up for the web app (flags, store threads, group commit, connectors), then the
-    scenario against the app, then the same teardown. `group`: the journal's writer groups calls, as it does
-    with an engine process."""
+    """What Daemon.serve() sets up for the web app (its parts, their store threads, group commit, connectors),
+    then the scenario against the app, then the same teardown. `group`: the journal's writer groups calls, as it
+    does with an engine process."""
     async def main() -> None:
-        daemon.stopping = asyncio.Event()
-        daemon.wake_worker = asyncio.Event()
-        daemon.wake_timers = asyncio.Event()
-        daemon.engine = StoreThread(daemon.db_path, "engine", synchronous="NORMAL")
-        daemon.journal = StoreThread(daemon.db_path, "journal", synchronous="NORMAL", group=group)
-        daemon.appender = GroupCommit(daemon._append_batch)
-        appender = asyncio.create_task(daemon.appender.run())
+        daemon.open(group=group)
+        appender = asyncio.create_task(daemon.admission.run())
         try:
-            daemon.connectors = await daemon._connectors(daemon.project)
-            transport = httpx.ASGITransport(app=WebApp(daemon), raise_app_exceptions=raise_app_exceptions)
+            daemon.running.connectors = await daemon.connectors_of(daemon.project)
+            transport = httpx.ASGITransport(app=daemon.web_app(), raise_app_exceptions=raise_app_exceptions)
             async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as client:
                 async with asyncio.timeout(10):
                     await scenario(client, daemon)
         finally:
-            daemon.appender.close()
+            daemon.admission.close()
             await appender
-            daemon.journal.close()
-            daemon.engine.close()
+            daemon.close()
 
     asyncio.run(main())
 
@@ -206,13 +198,13 @@ def test_a_webhook_is_journaled_then_acked(daemon: Daemon) -> None:
 def test_the_answer_waits_for_the_append(daemon: Daemon) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
         release = asyncio.Event()
-        real = d.journal_append
+        real = d.admission.append
 
         async def slow(items: list[tuple[Event, str | None]]) -> list[bool]:
             await release.wait()
             return await real(items)
 
-        d.journal_append = slow  # type: ignore[method-assign]
+        d.admission.append = slow  # type: ignore[method-assign]
         request = asyncio.create_task(post(client, EVENT))
         for _ in range(50):
             await asyncio.sleep(0)
@@ -230,7 +222,7 @@ def test_a_failed_append_is_never_acked(daemon: Daemon) -> None:
         async def broken(items: list[tuple[Event, str | None]]) -> list[bool]:
             raise OSError("disk full")
 
-        d.journal_append = broken  # type: ignore[method-assign]
+        d.admission.append = broken  # type: ignore[method-assign]
         response = await post(client, EVENT)
         assert response.status_code == 500  # the sender retries later
         assert journal(d) == [] and counter(d, "events_accepted", "crm") == 0
@@ -240,18 +232,33 @@ def test_a_failed_append_is_never_acked(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("group", [False, True])
 def test_a_request_that_cannot_be_stored_fails_alone_and_its_group_is_committed(
-        daemon: Daemon, group: bool) -> None:
+        daemon: Daemon, group: bool, wait_until: Callable[..., Awaitable[None]]) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
         d.connectors["odd"] = Unstorable("odd", {"secret": "s"})
+        # Seen from outside: the requests handed to the group commit, and the groups handed to the writer.
+        submitted: list[Any] = []
+        written: list[Any] = []
+        submit, call = d.admission.appender.submit, d.journal.call
+
+        async def counted_submit(items: Any) -> Any:
+            submitted.append(items)
+            return await submit(items)
+
+        async def counted_call(fn: Any, *args: Any, **kw: Any) -> Any:
+            written.append(fn)
+            return await call(fn, *args, **kw)
+
+        d.admission.appender.submit = counted_submit  # type: ignore[method-assign]
+        d.journal.call = counted_call  # type: ignore[method-assign]
         gate, held = threading.Event(), threading.Event()
         other = hold_the_write_lock(d.db_path, gate, held)
         first = asyncio.create_task(post(client, {**EVENT, "delivery_id": "first"}))
-        await asyncio.sleep(0.2)  # its group waits for the write lock; the next requests queue up behind it
+        await wait_until(lambda: written, 10, "its group to wait for the write lock")
         rest = [asyncio.create_task(post(client, {**EVENT, "delivery_id": f"d-{n}"})) for n in range(3)]
         rest += [asyncio.create_task(post(client, EVENT, connector="odd", params={"what": what}))
                  for what in ("huge", "lone")]
-        await asyncio.sleep(0.2)
-        assert not first.done() and not any(r.done() for r in rest)
+        await wait_until(lambda: len(submitted) == 6, 10, "the next requests to queue up behind it")
+        assert not first.done() and not any(r.done() for r in rest) and len(written) == 1
         gate.set()
         await asyncio.to_thread(other.join)
         answers = [await first, *[await r for r in rest]]
@@ -273,7 +280,7 @@ def test_a_failed_append_is_counted_as_a_server_error(daemon: Daemon) -> None:
         async def broken(items: list[tuple[Event, str | None]]) -> list[bool]:
             raise OSError("disk full")
 
-        d.journal_append = broken  # type: ignore[method-assign]
+        d.admission.append = broken  # type: ignore[method-assign]
         assert (await post(client, EVENT)).status_code == 500
         d.stopping.set()
         assert (await client.get("/healthz")).status_code == 503
@@ -406,7 +413,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit_without_content_length(daemon: 
         response = await client.post("/hooks/crm", content=chunks(), headers={"X-Automator-Token": TOKEN})
         assert response.status_code == 413
         # A lying Content-Length does not help either: what is read counts.
-        app = WebApp(d)
+        app = d.web_app()
         messages = [{"type": "http.request", "body": b" " * 1500, "more_body": True},
                     {"type": "http.request", "body": b" " * 1500, "more_body": False}]
         sent: list[dict[str, Any]] = []
@@ -428,7 +435,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit_without_content_length(daemon: 
 
 def test_a_bad_content_length_is_400(daemon: Daemon) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
-        app = WebApp(d)
+        app = d.web_app()
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:

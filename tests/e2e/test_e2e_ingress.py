@@ -144,12 +144,15 @@ SLOW_CONFIG = CONFIG.replace("  max_body: 4096\n", "  max_body: 4096\n  header_t
                              "  max_connections: 40\n")
 
 
-def _trickle(port: int, head: bytes, stop: threading.Event, closed: list[tuple[float, bytes]]) -> None:
-    """A slowloris: `head` at once, then a byte a second until the daemon closes the connection; what it heard."""
+def _trickle(port: int, head: bytes, stop: threading.Event, closed: list[tuple[float, bytes]],
+            holding: list[bytes]) -> None:
+    """A slowloris: `head` at once (then it is `holding` a connection), then a byte a second until the daemon
+    closes the connection; what it heard."""
     heard = b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         started = time.monotonic()
         sock.sendall(head)
+        holding.append(head)
         sock.settimeout(1.0)
         while not stop.is_set():
             try:
@@ -174,11 +177,13 @@ def test_slow_senders_are_let_go_while_a_webhook_is_served(
     stop, closed = threading.Event(), list[tuple[float, bytes]]()
     heads = [b"POST /hooks/booking HTTP/1.1\r\nHost: x\r\nX-Slow: "] * 10 + \
             [b"POST /hooks/booking HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"] * 10
-    threads = [threading.Thread(target=_trickle, args=(daemon.port, head, stop, closed), daemon=True) for head in heads]
+    holding: list[bytes] = []
+    threads = [threading.Thread(target=_trickle, args=(daemon.port, head, stop, closed, holding), daemon=True)
+               for head in heads]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(0.5)  # all twenty hold a connection, a byte a second
+        wait_for(lambda: len(holding) == 20, 10, "all twenty to hold a connection, a byte a second")
         assert daemon.post("booking", booking_event("1", "waiting", delivery="served")).status == 200
         wait_for(lambda: len(closed) == 20, 15, "every slow connection to be closed by the daemon")
     finally:

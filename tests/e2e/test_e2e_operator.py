@@ -128,15 +128,15 @@ def test_the_sandbox_says_once_per_reload_which_emulator_plays_a_connector(tmp_p
     project = write_project(tmp_path / "project", 0, {"main.yaml": "rules: []\n"}, config=SANDBOX_CONFIG)
     daemon = start_daemon(project, args=("--sandbox",))
 
-    def said() -> int:
-        return sum(1 for r in daemon.log_records() if "talks to its emulator" in r.get("msg", ""))
+    def said(what: str) -> int:
+        return sum(1 for r in daemon.log_records() if what in r.get("msg", ""))
 
-    time.sleep(3.0)  # the engine process (which builds the same connectors) starts meanwhile
-    assert said() == 1, daemon.log()
+    # The engine process builds the same connectors, then says it is ready: by then it has said nothing more.
+    wait_for(lambda: said("engine process ready") == 1, 15, "the engine process")
+    assert said("talks to its emulator") == 1, daemon.log()
     project.write_rules("more.yaml", "rules: []\n")
-    wait_for(lambda: any(r["msg"].startswith("reloaded") for r in daemon.log_records()), 15, "the reload")
-    time.sleep(3.0)  # the engine process reloads on the daemon's word: give it the moment it takes
-    assert said() == 2, daemon.log()
+    wait_for(lambda: said("engine process reloaded") == 1, 15, "the engine process's reload")
+    assert said("talks to its emulator") == 2, daemon.log()
 
 
 HOLD_THE_WRITE_LOCK = """
