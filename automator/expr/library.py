@@ -14,8 +14,6 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-import phonenumbers
-
 from automator import datefmt
 from automator.clock import Duration
 from automator.expr.context import EvalContext, _now, _Now, _plain, _today_of, _Today
@@ -24,6 +22,7 @@ from automator.expr.errors import EvalError
 from automator.expr.formatting import _format
 from automator.expr.limits import _check_size
 from automator.expr.moments import _as_duration, _exact, _in_tz, _now_in_tz, _shift, _wall_seconds
+from automator.phone import Policy, to_e164
 
 
 _LIBRARY: dict[str, Callable[..., Any]] = {}
@@ -123,15 +122,12 @@ def _f_segment_avg_recency(ctx: EvalContext, client: Any) -> timedelta | None:
 def _f_phone(ctx: EvalContext, x: Any) -> str | None:
     if x is None:
         return None
-    if isinstance(x, bool) or not isinstance(x, (str, int)) or len(str(x)) > 40:
+    number = None
+    if not isinstance(x, bool) and isinstance(x, (str, int)) and len(str(x)) <= 40:
+        number = to_e164(str(x), policy=Policy.VALID, region="RU")
+    if number is None:
         raise EvalError(f"not a phone number: {_short(x)}")
-    try:
-        number = phonenumbers.parse(str(x), "RU")
-    except phonenumbers.NumberParseException:
-        raise EvalError(f"not a phone number: {_short(x)}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise EvalError(f"not a phone number: {_short(x)}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def _date_text(ctx: EvalContext, x: Any, fmt: Any, fn: str) -> str | None:
