@@ -65,7 +65,7 @@ def _first(types: list[Type]) -> Type:
     return types[0] if types else None
 
 
-# Keyed by the function's name in expr._LIBRARY; a test keeps the two in step, so a new function cannot be
+# Keyed by the function's name in expr.library._LIBRARY; a test keeps the two in step, so a new function cannot be
 # left out of the checker.
 FUNCTION_TYPES: dict[str, Signature] = {
     "now": Signature((), "datetime"),

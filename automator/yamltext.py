@@ -34,7 +34,7 @@ def flow(value: Any, tz: tzinfo | None = None) -> str:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
-        from automator.expr import format_duration
+        from automator.clock import format_duration
 
         return format_duration(value)
     return text(str(value))

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import phonenumbers
-
 from automator.checks import CheckContext, ParamProblem, literal_text
 from automator.connector import retry_after
 from automator.errors import Rejected, Retryable, Uncertain
+from automator.phone import Policy, to_e164
 
 __all__ = ["DEFAULT_MAX_PARTS", "GSM7_BASIC", "GSM7_EXTENDED", "MAX_PARTS_SETTING", "MAX_RECIPIENTS", "Segments",
            "check_gateway_status", "check_sms", "gateway_digits", "normalize_phone", "normalize_phones", "segments",
@@ -76,14 +75,11 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     """A phone as written by a person (`8 916 123-45-67`, `+7 (916) 123-45-67`, `9161234567`) in E.164
     (`+79161234567`); numbers without a country code are read as `region`'s. Raises ValueError when the text
     is not a valid number of any numbering plan."""
-    text = str(raw).strip()
-    try:
-        number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number: {raw!r} ({exc})") from exc
-    if not phonenumbers.is_valid_number(number):
+    # An SMS to a number no plan assigns would be charged and lost: only valid numbers are sent to.
+    number = to_e164(str(raw), policy=Policy.VALID, region=region)
+    if number is None:
         raise ValueError(f"not a valid phone number: {raw!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def split_phones(raw: str) -> list[str]:

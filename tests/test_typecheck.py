@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from automator.expr import _LIBRARY, compile_expr
+from automator.expr import compile_expr
+from automator.expr.library import _LIBRARY
 from automator.typecheck import FUNCTION_TYPES, check, field_type
 
 TYPES = {("booking", "starts_at"): "datetime", ("client", "phone"): "text", ("client", "name"): "text",

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import phonenumbers
-
 from automator.clock import parse_duration
 from automator.errors import Rejected
+from automator.phone import Policy, to_e164
 
 MAX_DEPTH = 8  # deepest real key: leads[status][0][custom_fields][0][values][0][enum]
 WON, LOST = 142, 143  # amoCRM's closed statuses, the same ids in every pipeline
@@ -142,13 +141,7 @@ def iso(seconds: Any) -> str | None:
 
 def e164(phone: Any) -> str | None:
     """A phone as typed (Russian numbers without a country code are common) in E.164; None when not a phone."""
-    try:
-        number = phonenumbers.parse(str(phone), "RU")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return to_e164(str(phone), policy=Policy.VALID, region="RU")
 
 
 @dataclass(frozen=True, slots=True)

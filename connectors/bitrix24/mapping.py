@@ -1,15 +1,13 @@
 """Canonical fields ↔ Bitrix24 deal, lead, task and contact fields; phones to E.164 and back."""
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
-
 from automator.errors import Rejected
+from automator.phone import Policy, to_e164
 
 # Canonical deal fields a rule may write, and the Bitrix24 field each one is. SOURCE_ID and TYPE_ID are
 # `lead_source` and `deal_type`: `event.source` and `event.type` are the event's own (its connector, its type).
@@ -155,19 +153,8 @@ def first_value(multifield: Any) -> str | None:
 
 def e164(phone: Any, region: str = "RU") -> str | None:
     """A phone number as E.164 (`+79161234567`), or None when it is not a valid number."""
-    return _e164(str(phone), region)
-
-
-@functools.lru_cache(maxsize=4096)
-def _e164(phone: str, region: str) -> str | None:
-    # A client's phone comes back with every deal and contact: parsed once (phonenumbers takes ~15 µs a number).
-    try:
-        number = phonenumbers.parse(phone, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # Bitrix24 keeps phones as a person typed them; a contact is searched and created by the E.164 form.
+    return to_e164(str(phone), policy=Policy.VALID, region=region)
 
 
 def looks_like_phone(value: Any) -> bool:

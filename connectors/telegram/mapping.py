@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import phonenumbers
-
 from automator.errors import InboundRejected
 from automator.model import Event
+from automator.phone import Policy, Reading, to_e164
 
 # Update fields that carry no message from a person to the bot (edits, button presses, membership changes...):
 # accepted with 200 and turned into no event, as is any kind of update a later Bot API version adds, since
@@ -103,16 +102,10 @@ def update_events(source: str, body: bytes, staff: Mapping[str, int | str], rece
 
 def e164(phone: Any) -> str | None:
     """A shared contact's phone in E.164; Telegram sends it with or without the leading "+"."""
-    if not isinstance(phone, str) or not phone.strip():
+    if not isinstance(phone, str):
         return None
-    text = phone.strip()
-    try:
-        number = phonenumbers.parse(text if text.startswith("+") else f"+{text}", None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # The number the account was registered with: Telegram has checked it, and always writes its country code.
+    return to_e164(phone, policy=Policy.POSSIBLE, reading=Reading.INTERNATIONAL)
 
 
 def _text(value: Any) -> str:

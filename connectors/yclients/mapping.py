@@ -1,13 +1,12 @@
 """Canonical booking and client fields ↔ YCLIENTS records and clients: statuses, datetimes, phones, delivery ids."""
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-import phonenumbers
+from automator import phone as phones
 
 # The one attendance table every records schema and real payload agrees on (reference §2.3). The visits/finance
 # schema that lists "-1 не пришёл, 0 пришёл, 1 ожидание" contradicts them all and real payloads, so it is ignored.
@@ -85,30 +84,8 @@ def to_e164(value: Any, region: str = "RU") -> str | None:
     """A phone as E.164 (`+79161234567`): YCLIENTS returns `+7…` strings, bare digits or a JSON number."""
     if value in (None, "", 0):
         return None
-    return _e164(str(value).strip(), region)
-
-
-@functools.lru_cache(maxsize=4096)
-def _e164(text: str, region: str) -> str | None:
-    # Every record of a client carries the same phone: parsed once (phonenumbers takes ~15 µs a number).
-    digits = re.sub(r"\D", "", text)
-    if not digits:
-        return None
-    if text.startswith("+"):
-        candidate = "+" + digits
-    elif len(digits) == 11 and digits[0] == "8" and region in ("RU", "KZ"):
-        candidate = "+7" + digits[1:]  # 8 is the trunk prefix in Russia and Kazakhstan
-    elif len(digits) >= 11:
-        candidate = "+" + digits  # stored with the country code, without the plus
-    else:
-        candidate = text
-    try:
-        number = phonenumbers.parse(candidate, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # YCLIENTS has accepted the number already and stores its digits: only their count is checked.
+    return phones.to_e164(str(value), policy=phones.Policy.POSSIBLE, region=region, reading=phones.Reading.DIGITS)
 
 
 def yclients_phone(e164: str) -> str:
