@@ -1,4 +1,4 @@
-"""Meta-tests: the public API, the pure core's import boundary, and docs kept in step with the CLI."""
+"""Meta-tests: the public API, the pure core's import boundary, no import cycles, and docs kept in step with the CLI."""
 from __future__ import annotations
 
 import ast
@@ -13,7 +13,7 @@ from automator.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 # The core decides without I/O: these modules may not import storage, sockets, HTTP or the file loader.
 PURE = ["automator/model.py", "automator/expr", "automator/clock.py", "automator/triggers", "automator/steps",
-        "automator/core", "automator/segments.py", "automator/actions", "automator/registry.py"]
+        "automator/core", "automator/segments.py", "automator/actions", "automator/registry.py", "automator/phone.py"]
 FORBIDDEN = ("sqlite3", "sqlite_utils", "httpx", "socket", "urllib", "requests", "automator.store.sqlite",
              "automator.config.load", "automator.config.source", "automator.simulator", "connectors", "os",
              "subprocess", "shutil")
@@ -110,3 +110,103 @@ def test_every_metric_is_in_the_readme() -> None:
     names = {metric.name for metric in Metrics().registry.collect()}
     missing = sorted(n for n in names if not re.search(rf"`{n}(_total)?[`{{]", readme))
     assert not missing, f"metrics the README's /metrics row does not name: {missing}"
+
+
+def _imports(file: Path, module: str) -> set[str]:
+    """Every module this file imports: at the top, inside functions and under `if TYPE_CHECKING:` alike."""
+    found: set[str] = set()
+    package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def import_graph(package: str = "automator") -> dict[str, set[str]]:
+    """Module → the modules of `package` it imports (a name imported from a module counts as that module)."""
+    modules: dict[str, Path] = {}
+    for file in sorted((ROOT / package).rglob("*.py")):
+        parts = file.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {name: {m for m in map(owner, _imports(file, name)) if m and m != name}
+            for name, file in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycles_are_found() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    # Every import counts, including those inside functions and under TYPE_CHECKING: a cycle hidden there is
+    # still two modules that cannot be understood, tested or replaced one without the other.
+    assert cycles(import_graph()) == []
+
+
+def test_automator_reaches_connectors_only_through_the_registry() -> None:
+    offenders = [f"{m} imports {t}" for m, targets in _all_imports().items() for t in targets
+                 if t.split(".")[0] in ("connectors", "automator_connectors")]
+    assert not offenders, offenders
+
+
+def _all_imports() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for file in sorted((ROOT / "automator").rglob("*.py")):
+        name = ".".join(file.relative_to(ROOT).with_suffix("").parts)
+        out[name] = _imports(file, name)
+    return out
