@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from automator.clock import Duration
@@ -219,7 +219,11 @@ class ScheduleTrigger:
     catch_up: str = "once"
 
 
-Trigger = Union[EventTrigger, ChangedTrigger, HeldTrigger, ScheduleTrigger]
+class Trigger(Protocol):
+    """A compiled `when:`: a frozen dataclass naming its kind. A new kind's dataclass lives in its own module
+    (`triggers/<kind>.py`); the four above stay here because so much reads them."""
+
+    KIND: ClassVar[str]
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -287,7 +291,11 @@ class StopStep:
     location: Location | None = None
 
 
-Step = Union[ActionStep, WaitStep, IfStep, SetStep, EmitStep, StopStep]
+class Step(Protocol):
+    """A compiled `do:` item: a frozen dataclass naming its kind. A new kind's dataclass lives in its own module
+    (`steps/<kind>.py`); the six above stay here because so much reads them."""
+
+    KIND: ClassVar[str]
 
 
 def steps_shape(steps: tuple[Step, ...]) -> str:
