@@ -1,15 +1,18 @@
-"""The README's "Events and fields" and the JSON Schemas' known event types, generated from the built-in catalogues.
+"""What is generated in the repository's files: the README's "Events and fields" and the JSON Schemas' known event
+types from the built-in catalogues, and the rule schema's lists of trigger and step kinds from their registries.
 
-`python -m automator.docs` rewrites both from the connectors' `catalogue.yaml` files; `--check` only says which are
-stale (tests/test_events_cli.py fails the same way). Only what lies between the README's markers and the `examples`
-of the schemas' event-type properties is written: the rest of each file is left exactly as it is.
+`python -m automator.docs` rewrites them; `--check` only says which are stale (tests/test_events_cli.py and
+tests/core/test_registry.py fail the same way). Only what lies between the README's markers, the `examples` of the
+schemas' event-type properties and the kind lists of `rules.schema.json` is written: the rest of each file is left
+exactly as it is. So a new trigger or step kind is its module, its schema file and one registration; this fills in
+the rule schema's list of them.
 """
 from __future__ import annotations
 
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from automator.catalogue import CORE, Catalogue, merge
@@ -22,6 +25,7 @@ END = "<!-- end of events-and-fields -->"
 # The schema files whose `event:` property offers the known event types to editors (as `examples`: a custom
 # event, such as a form's nps.received, stays valid).
 EVENT_SCHEMAS = ("schemas/triggers/event.json", "schemas/test.schema.json")
+RULES_SCHEMA = "schemas/rules.schema.json"
 _EVENT_PROPERTY = re.compile(
     r'(?P<head>"event": \{\n(?P<indent>[ ]+)"\$ref": "[^"]*#/\$defs/event_type",\n[ ]+"description": '
     r'"(?:[^"\\]|\\.)*")(?:,\n[ ]+"examples": \[[^\]\n]*\])?')
@@ -59,12 +63,53 @@ def with_event_examples(text: str, catalogue: Catalogue) -> str:
     return found[0]
 
 
+def with_kinds(text: str, triggers: Sequence[str], controls: Sequence[str]) -> str:
+    """`rules.schema.json`'s text with its trigger and step kinds (their keys, the schemas each item may match,
+    the message naming them) listed as the registries have them; ValueError when a place is not found."""
+    def either(keys: Sequence[str]) -> str:
+        return ", ".join(keys[:-1]) + " or " + keys[-1] if len(keys) > 1 else "".join(keys)
+
+    def refs(folder: str, keys: Sequence[str], indent: str) -> str:
+        return ",\n".join(f'{indent}{{"$ref": "{folder}/{key}.json"}}' for key in keys)
+
+    def sub(pattern: str, new: Callable[[re.Match[str]], str], text: str) -> str:
+        out, count = re.subn(pattern, new, text, count=1, flags=re.S)
+        if count != 1:
+            raise ValueError(f"{RULES_SCHEMA}: no place matching {pattern!r}")
+        return out
+
+    keys = json.dumps(list(triggers))
+    text = sub(r'("trigger": \{\n\s+"description": "What starts the rule: exactly one of )[^"]*(\.")',
+               lambda m: m[1] + either(triggers) + m[2], text)
+    text = sub(r'("trigger": \{.*?"keys": )\[[^\]]*\](,\n\s+"none": "\'when\' needs one of: )[^"]*(")',
+               lambda m: m[1] + keys + m[2] + ", ".join(triggers) + m[3], text)
+    text = sub(r'("trigger": \{.*?"oneOf": \[\n)(\s+)\{"\$ref": "triggers/[^\]]*?\}(\n\s+\])',
+               lambda m: m[1] + refs("triggers", triggers, m[2]) + m[3], text)
+    keys = json.dumps(list(controls))
+    text = sub(r'("step": \{\n\s+"description": "One step: an action such as deal.move or sms.send, or one of )'
+               r'[^"]*(\.")', lambda m: m[1] + ", ".join(controls) + m[2], text)
+    text = sub(r'("step": \{.*?"keys": )\[[^\]]*\](,.*?"none": "a step needs an action such as deal.move, or one '
+               r'of: )[^"]*(")', lambda m: m[1] + keys + m[2] + ", ".join(controls) + m[3], text)
+    return sub(r'("step": \{.*?"oneOf": \[\n)(\s+)\{"\$ref": "steps/.*?(,\n\s+\{"\$ref": "#/\$defs/action_step"\})',
+               lambda m: m[1] + refs("steps", controls, m[2]) + m[3], text)
+
+
+def rule_kinds() -> tuple[list[str], list[str]]:
+    """The trigger kinds and the step kinds with a key of their own (an action has none), in registry order."""
+    from automator.steps import ACTION, STEPS
+    from automator.triggers import TRIGGERS
+
+    return list(TRIGGERS), [key for key in STEPS if key != ACTION]
+
+
 def generated(root: Path = ROOT) -> dict[str, str]:
     """Each generated file's relative path and the text it should have."""
     catalogue = builtin_catalogue()
     out = {README: with_readme_section((root / README).read_text(encoding="utf-8"), catalogue)}
     for name in EVENT_SCHEMAS:
-        out[name] = with_event_examples((root / name).read_text(encoding="utf-8"), catalogue)
+        out[name] = with_event_examples(out.get(name) or (root / name).read_text(encoding="utf-8"), catalogue)
+    out[RULES_SCHEMA] = with_kinds(out.get(RULES_SCHEMA) or (root / RULES_SCHEMA).read_text(encoding="utf-8"),
+                                   *rule_kinds())
     return out
 
 

@@ -147,7 +147,7 @@ def test_the_schemas_offer_the_known_event_types_and_still_take_a_custom_one(nam
 
 
 def test_regenerating_rewrites_only_the_generated_parts(tmp_path: Path) -> None:
-    for name in [docs.README, *docs.EVENT_SCHEMAS]:
+    for name in [docs.README, *docs.EVENT_SCHEMAS, docs.RULES_SCHEMA]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     readme = (tmp_path / docs.README).read_text(encoding="utf-8")
@@ -155,10 +155,13 @@ def test_regenerating_rewrites_only_the_generated_parts(tmp_path: Path) -> None:
     (tmp_path / docs.README).write_text(readme[:start] + "\n| stale |" + readme[start:], encoding="utf-8")
     schema = (tmp_path / "schemas/triggers/event.json").read_text(encoding="utf-8")
     (tmp_path / "schemas/triggers/event.json").write_text(schema.replace('"booking.created", ', ""), encoding="utf-8")
-    assert docs.stale(tmp_path) == [docs.README, "schemas/triggers/event.json"]
-    assert docs.write(docs.generated(tmp_path), tmp_path) == [docs.README, "schemas/triggers/event.json"]
+    rules = (tmp_path / docs.RULES_SCHEMA).read_text(encoding="utf-8")
+    (tmp_path / docs.RULES_SCHEMA).write_text(rules.replace('"held", "schedule"]', '"held"]'), encoding="utf-8")
+    written = [docs.README, "schemas/triggers/event.json", docs.RULES_SCHEMA]
+    assert docs.stale(tmp_path) == written
+    assert docs.write(docs.generated(tmp_path), tmp_path) == written
     assert docs.stale(tmp_path) == []
-    for name in [docs.README, *docs.EVENT_SCHEMAS]:
+    for name in [docs.README, *docs.EVENT_SCHEMAS, docs.RULES_SCHEMA]:
         assert (tmp_path / name).read_text(encoding="utf-8") == (ROOT / name).read_text(encoding="utf-8")
 
 

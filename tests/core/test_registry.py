@@ -122,3 +122,18 @@ def test_the_simulator_fires_schedules_with_the_daemons_tick_events(make_project
     expected = [tick_event("nightly", start + timedelta(hours=1, days=n), project.config) for n in (0, 1)]
     assert [(e.id, e.at, e.data["timer"]) for e in ticks] == [(e.id, e.at, e.data["timer"]) for e in expected]
     assert ticks[0].data["timer"] == schedule_trigger.timer_id("nightly")
+
+
+def test_a_new_kind_is_listed_in_the_rule_schema_by_the_generator() -> None:
+    from automator import docs
+
+    text = (ROOT / "schemas" / "rules.schema.json").read_text()
+    triggers, controls = docs.rule_kinds()
+    assert docs.with_kinds(text, triggers, controls) == text  # today's file is what the registries make
+    defs = json.loads(docs.with_kinds(text, [*triggers, "untouched"], [*controls, "log"]))["$defs"]
+    assert defs["trigger"]["x-dispatch"]["keys"][-1] == "untouched"
+    assert defs["trigger"]["oneOf"][-1] == {"$ref": "triggers/untouched.json"}
+    assert defs["trigger"]["x-dispatch"]["none"].endswith("schedule, untouched")
+    assert defs["step"]["x-dispatch"]["keys"][-1] == "log"
+    assert defs["step"]["oneOf"][-2:] == [{"$ref": "steps/log.json"}, {"$ref": "#/$defs/action_step"}]
+    assert defs["step"]["description"].endswith("stop, log.")
