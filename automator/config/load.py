@@ -33,13 +33,12 @@ PER_KINDS = ("client", "booking", "deal", "task", "entity")
 
 
 def builtin_connectors() -> dict[str, type[Connector]]:
-    """Installed connector types (entry points), with the built-in `local` always present."""
+    """Installed connector types, by type name: every entry point of the `automator.connectors` group. The
+    built-in ones (`local` among them) are registered there by automator's own distribution, as a plugin's are by
+    its, so the engine names no connector package."""
     from automator.connector import discover
-    from connectors.local import LocalConnector
 
-    found = discover()
-    found.setdefault("local", LocalConnector)
-    return found
+    return discover()
 
 
 def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connector]] | None = None,
