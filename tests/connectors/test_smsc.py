@@ -1,41 +1,26 @@
 """The SMSC connector against its emulator over real HTTP: sends, the key-derived id, errors 1-9, cost, sandbox."""
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import jsonschema
 import pytest
 
-from automator.emulator import serve
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsc import Smsc, api
 from connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
-from connector_support import Swap
+from connector_support import Loop, Swap, form_of, get, post, run, send
 
 LOGIN, PSW, APIKEY = "salon", "secret", "key-123"
-T0 = 1_800_000_000.0
 
 # Answers quoted by the reference (§4.2, fmt=3).
 SENT_SAMPLE = {"id": 12345, "cnt": 1}
 SENT_COST_SAMPLE = {"id": 12345, "cnt": 1, "cost": "3.5", "balance": "1200.75"}
 AUTH_SAMPLE = {"error": "authorise error", "error_code": 2}
 
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Swap, str]]:
-    swap = Swap()
-    with serve(swap) as server:
-        yield swap, server.url
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [T0]
+pytestmark = pytest.mark.usefixtures("loop")
 
 
 @pytest.fixture
@@ -46,60 +31,11 @@ def emu(served: tuple[Swap, str], clock: list[float]) -> SmscEmulator:
     return emulator
 
 
-@pytest.fixture
-def url(served: tuple[Swap, str]) -> str:
-    return served[1]
-
-
-class Loop:
-    """One event loop for the module, and the connectors made on it (each makes its HTTP client once, as in
-    the daemon); all closed at the end."""
-
-    runner: asyncio.Runner | None = None
-    made: dict[str, Smsc] = {}
-    web: httpx.Client | None = None  # for the test's own requests to the emulator
-    opened: list[Smsc] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def loop() -> Iterator[None]:
-    with asyncio.Runner() as runner, httpx.Client(trust_env=False) as web:
-        Loop.runner, Loop.made, Loop.opened, Loop.web = runner, {}, [], web
-        yield
-        for conn in Loop.opened:
-            runner.run(conn.aclose())
-
-
 def connector(url: str, **extra: Any) -> Smsc:
-    key = json.dumps([url, extra], sort_keys=True)
-    if key not in Loop.made:
-        Loop.made[key] = Smsc("sms", {"login": LOGIN, "psw": PSW, "base_url": url, "sender": "Salon", **extra})
-    return Loop.made[key]
-
-
-def post(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.post(url, **kwargs)
-
-
-def get(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.get(url, **kwargs)
-
-
-def run(conn: Smsc, make: Callable[[], Awaitable[Any]]) -> Any:
-    if conn not in Loop.opened:
-        Loop.opened.append(conn)
-    assert Loop.runner is not None
-    return Loop.runner.run(make())
-
-
-def send(conn: Smsc, to: str, text: str, key: str = "effect-1") -> dict[str, Any]:
-    return dict(run(conn, lambda: conn.sms_send({"to": to, "text": text}, key)).data)
-
-
-def form_of(emu: SmscEmulator, index: int = -1) -> dict[str, str]:
-    return dict(parse_qsl(emu.calls[index].body.decode()))
+    made = Loop.connector(lambda settings: Smsc("sms", {"login": LOGIN, "psw": PSW, "base_url": url, "sender": "Salon", **settings}),
+                          url, **extra)
+    assert isinstance(made, Smsc)
+    return made
 
 
 def shape(value: Any) -> Any:
