@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsc import Smsc, api
 from connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
+from contract import ConnectorContract, Sandbox
 from connector_support import Loop, Swap, form_of, get, post, run, send
 
 LOGIN, PSW, APIKEY = "salon", "secret", "key-123"
@@ -304,3 +306,12 @@ def test_sandbox_talks_to_its_emulator(served: tuple[Swap, str], options: dict[s
     swap.app = emulator
     assert send(Smsc("sms", settings), "89161234567", "Привет")["sent"] == 1
     assert emulator.state()["messages"]["79161234567"][0]["sender"] == options.get("sender")
+
+
+class TestContract(ConnectorContract):
+    type = "smsc"
+    settings = {"login": "${env:SMSC_LOGIN}", "psw": "${env:SMSC_PSW}", "sender": "Salon"}
+    secret_settings = ("psw",)
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsru import Smsru, api
 from connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
+from contract import ConnectorContract, Sandbox
 from connector_support import Loop, Swap, form_of, get, post, run, send
 
 API_ID = "test-api-id"
@@ -334,3 +336,12 @@ def test_sandbox_talks_to_its_emulator(served: tuple[Swap, str]) -> None:
     assert data["sent"] == 1
     assert emulator.state()["messages"]["79161234567"][0]["sender"] == "Salon"
     assert json.loads(get(f"{url}/_emulator/state").text)["balance"] == 996.0
+
+
+class TestContract(ConnectorContract):
+    type = "smsru"
+    settings = {"api_id": "${env:SMSRU_API_ID}", "sender": "Salon"}
+    secret_settings = ("api_id",)
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}

@@ -5,7 +5,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +20,7 @@ from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
 from connectors.telegram.emulator import TelegramEmulator
 from connectors.telegram.mapping import IGNORED_UPDATES
+from contract import ConnectorContract, Sandbox
 from connector_support import Hooks, Swap
 
 TOKEN = "123456789:AAEtest-token-for-the-emulator-abcdef"
@@ -561,3 +562,20 @@ def test_sandbox_points_the_connector_at_an_emulator_that_sends_what_parse_accep
     event, = connector.parse(hooks.wait(1)[0])
     assert event.data["text"] == "привет"
     settled(emulator)
+
+
+class TestContract(ConnectorContract):
+    type = "telegram"
+    settings = {"chats": {"admins": ADMIN, "17": CLIENT}}
+    written = {"token": "${env:TELEGRAM_BOT_TOKEN}", "secret_token": "${env:TELEGRAM_SECRET}",
+               "chats": {"admins": ADMIN}}
+    secret_settings = ("token", "secret_token")
+
+    def webhook(self, box: Sandbox, secret: str | None) -> Inbound:
+        return inbound(GOOD, secret)
+
+    def malformed(self, box: Sandbox) -> list[Inbound]:
+        return [inbound(body, self.secret(box)) for body in (b"not json", b"[]", b'{"update_id": "5"}')]
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"}}
