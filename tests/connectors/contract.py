@@ -146,6 +146,15 @@ class ConnectorContract:
         """For each declared action, params it succeeds with on this (fresh) emulator."""
         raise NotImplementedError(f"{type(self).__name__}: give params for each action in `samples`")
 
+    def refused(self, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Settings whose calls the system answers with a 4xx refusal (a wrong credential); None: the emulator's
+        `fail` fault answering 400 stands for one."""
+        return None
+
+    def unreachable(self, settings: Mapping[str, Any], url: str) -> dict[str, Any]:
+        """`settings` with the system's address replaced by `url` (where nothing listens)."""
+        return {**settings, "base_url": url}
+
     async def change(self, box: Sandbox) -> None:
         """Make a change in the emulated system, as a manager would, that `poll` must find."""
         raise NotImplementedError(f"{type(self).__name__} polls: make a change in `change`")
@@ -259,19 +268,27 @@ class ConnectorContract:
 
     # ---- errors ----------------------------------------------------------------------------------------------
 
-    def _fails(self, box: Sandbox, faults: Mapping[str, Any]) -> BaseException:
+    def _fails(self, box: Sandbox, faults: Mapping[str, Any] | None = None,
+               settings: Mapping[str, Any] | None = None) -> BaseException:
+        """What performing the first sample action raised with `faults` set on the emulator, by the sandbox's
+        connector or, given `settings`, by one made with them."""
         emulator = self.remote(box)
+        cut = box.connector
+        if settings is not None:
+            cut = type(cut).create("it", settings, db=None, now=lambda: NOW)
+            cut.pipelines = box.connector.pipelines
 
         async def go() -> BaseException:
             name, params = await self.first_action(box)
-            emulator.faults.update(faults)
+            emulator.faults.update(faults or {})
             try:
-                await box.perform(name, params)
+                await performed(cut, name, params, "effect-failing")
             except Exception as exc:  # the test asserts what it is
                 return exc
             finally:
+                await cut.aclose()
                 await box.connector.aclose()
-            raise AssertionError(f"{name} succeeded despite {dict(faults)}")
+            raise AssertionError(f"{name} succeeded despite {dict(faults or {})} {settings or ''}")
         return _run(go)
 
     @pytest.mark.parametrize("status", [500, 502])
@@ -285,7 +302,12 @@ class ConnectorContract:
         assert isinstance(error, Retryable) and error.retry_after is not None and error.retry_after >= 7, repr(error)
 
     def test_a_client_error_is_rejected(self, sandbox: Sandboxes) -> None:
-        error = self._fails(self.build(sandbox), {"fail": {"status": 400, "count": 100}})
+        box = self.build(sandbox)
+        refusing = self.refused(box.connector.config)
+        if refusing is None:
+            error = self._fails(box, {"fail": {"status": 400, "count": 100}})
+        else:
+            error = self._fails(box, settings=refusing)
         assert isinstance(error, Rejected), repr(error)
 
     def test_no_answer_in_time_or_a_dropped_connection_is_uncertain(self, sandbox: Sandboxes) -> None:
@@ -297,25 +319,10 @@ class ConnectorContract:
 
     def test_a_refused_connection_is_retryable(self, sandbox: Sandboxes) -> None:
         box = self.build(sandbox)
-        self.remote(box)
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-        settings = {**box.connector.config, "base_url": closed}
-        cut = type(box.connector).create("it", settings, db=None, now=lambda: NOW)
-        cut.pipelines = box.connector.pipelines
-
-        async def go() -> BaseException:
-            name, params = await self.first_action(box)
-            try:
-                await performed(cut, name, params, "effect-refused")
-            except Exception as exc:  # the test asserts what it is
-                return exc
-            finally:
-                await cut.aclose()
-                await box.connector.aclose()
-            raise AssertionError("performed with nothing listening")
-        assert isinstance(_run(go), Retryable)
+        assert isinstance(self._fails(box, settings=self.unreachable(box.connector.config, closed)), Retryable)
 
     # ---- poll ------------------------------------------------------------------------------------------------
 
