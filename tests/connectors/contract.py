@@ -83,21 +83,25 @@ class Sandbox:
 
 
 Sandboxes = Callable[..., Sandbox]
+# What a connector type's `sandbox` classmethod returns, for a type that has none: (name, settings, *, base_url,
+# hook_url) → (settings aimed at the emulator, the emulator).
+Aim = Callable[..., "tuple[dict[str, Any], Any] | None"]
 
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandboxes]:
     """sandbox(type, settings, pipelines) → the connector on its emulator, served over real HTTP, as its `sandbox`
-    classmethod sets it up (`types` names the classes when they are not the installed ones)."""
+    classmethod sets it up (`types` names the classes when they are not the installed ones; `aim` replaces
+    `sandbox` for a type without one)."""
     api, hook_app = Swap(), Swap()
     with serve(api) as api_served, serve(hook_app) as hook_served:
         def make(type_: str, settings: Mapping[str, Any], pipelines: Mapping[str, Pipeline] | None = None, *,
-                 types: Mapping[str, type[Connector]] | None = None) -> Sandbox:
+                 types: Mapping[str, type[Connector]] | None = None, aim: Aim | None = None) -> Sandbox:
             cls = (types or discover())[type_]
             hooks = Hooks("it", "/hooks/it")
             hook_app.app = hooks
-            made = cls.sandbox("it", settings, base_url=api_served.url, hook_url=f"{hook_served.url}/hooks/it")
-            assert made is not None, f"{type_} has no sandbox: its contract subclass builds it itself"
+            made = (aim or cls.sandbox)("it", settings, base_url=api_served.url, hook_url=f"{hook_served.url}/hooks/it")
+            assert made is not None, f"{type_} has no sandbox: give `aim` (settings and an emulator) instead"
             options, emulator = made
             api.app = emulator
             connector = cls.create("it", {"type": type_, **options}, db=None, now=lambda: NOW)
@@ -154,6 +158,10 @@ class ConnectorContract:
     def unreachable(self, settings: Mapping[str, Any], url: str) -> dict[str, Any]:
         """`settings` with the system's address replaced by `url` (where nothing listens)."""
         return {**settings, "base_url": url}
+
+    def retarget(self, params: Mapping[str, Any], url: str) -> Mapping[str, Any]:
+        """An action's params aimed at `url` instead of the emulator (only for actions whose params name it)."""
+        return params
 
     async def change(self, box: Sandbox) -> None:
         """Make a change in the emulated system, as a manager would, that `poll` must find."""
@@ -269,9 +277,9 @@ class ConnectorContract:
     # ---- errors ----------------------------------------------------------------------------------------------
 
     def _fails(self, box: Sandbox, faults: Mapping[str, Any] | None = None,
-               settings: Mapping[str, Any] | None = None) -> BaseException:
+               settings: Mapping[str, Any] | None = None, url: str | None = None) -> BaseException:
         """What performing the first sample action raised with `faults` set on the emulator, by the sandbox's
-        connector or, given `settings`, by one made with them."""
+        connector or, given `settings`, by one made with them (and its params aimed at `url`, when given)."""
         emulator = self.remote(box)
         cut = box.connector
         if settings is not None:
@@ -280,6 +288,7 @@ class ConnectorContract:
 
         async def go() -> BaseException:
             name, params = await self.first_action(box)
+            params = params if url is None else self.retarget(params, url)
             emulator.faults.update(faults or {})
             try:
                 await performed(cut, name, params, "effect-failing")
@@ -322,7 +331,8 @@ class ConnectorContract:
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-        assert isinstance(self._fails(box, settings=self.unreachable(box.connector.config, closed)), Retryable)
+        cut = self.unreachable(box.connector.config, closed)
+        assert isinstance(self._fails(box, settings=cut, url=closed), Retryable)
 
     # ---- poll ------------------------------------------------------------------------------------------------
 
