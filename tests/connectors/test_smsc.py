@@ -197,26 +197,7 @@ def test_more_than_1000_characters_is_rejected_without_a_call(emu: SmscEmulator,
 
 # ---- transport and proxy failures --------------------------------------------------------------
 
-def test_storm_fail_drop_and_deadline(emu: SmscEmulator, url: str) -> None:
-    emu.faults.storm = {"status": 429, "count": 1, "retry_after": 3}
-    with pytest.raises(Retryable) as caught:
-        send(connector(url), "89161234567", "Привет")
-    assert caught.value.retry_after == 3
-    emu.faults.fail = {"status": 502, "count": 1}
-    with pytest.raises(Retryable):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.drop = 1
-    with pytest.raises(Uncertain):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.delay = 0.5
-    with pytest.raises(Uncertain):
-        send(connector(url, timeout=0.2), "89161234567", "Привет")
-    assert emu.messages == []
-
-
-def test_connection_refused_retries_and_garbage_is_uncertain() -> None:
-    with pytest.raises(Retryable):
-        send(Smsc("sms", {"apikey": APIKEY, "base_url": "http://127.0.0.1:9"}), "89161234567", "Hi")
+def test_garbage_is_uncertain() -> None:
     garbage = Smsc("sms", {"apikey": APIKEY},
                    transport=httpx.MockTransport(lambda r: httpx.Response(200, text="OK - 1 SMS, ID - 1")))
     with pytest.raises(Uncertain):

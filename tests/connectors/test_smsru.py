@@ -236,20 +236,6 @@ def test_http_500_retries_and_504_is_uncertain(emu: SmsruEmulator, url: str) -> 
         send(connector(url), "89161234567", "Привет")
 
 
-def test_dropped_connection_and_deadline_are_uncertain(emu: SmsruEmulator, url: str) -> None:
-    emu.faults.drop = 1
-    with pytest.raises(Uncertain):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.delay = 0.5
-    with pytest.raises(Uncertain):
-        send(connector(url, timeout=0.2), "89161234567", "Привет")
-
-
-def test_connection_refused_retries() -> None:
-    with pytest.raises(Retryable):
-        send(Smsru("sms", {"api_id": API_ID, "base_url": "http://127.0.0.1:9"}), "89161234567", "Привет")
-
-
 def test_an_unreadable_200_is_uncertain() -> None:
     conn = Smsru("sms", {"api_id": API_ID}, transport=httpx.MockTransport(lambda r: httpx.Response(200, text="100")))
     with pytest.raises(Uncertain):
