@@ -136,24 +136,25 @@ def test_a_rule_uses_it_in_the_daemon(site: Path, tmp_path: Path) -> None:
                 assert daemon.poll() is None and time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
                 time.sleep(0.1)
 
-        def post(secret: str) -> int:
+        def post(secret: str) -> tuple[int, dict[str, int]]:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/book", method="POST",
                                              data=json.dumps({"guest": "Анна", "id": "g1"}).encode(),
                                              headers={"X-Guestbook-Secret": secret})
             try:
-                return urllib.request.urlopen(request, timeout=5).status
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    return answer.status, json.loads(answer.read())
             except urllib.error.HTTPError as exc:
-                return exc.code
+                return exc.code, {}
 
-        assert post("wrong") == 401
-        assert post("s3cret") == 200
+        assert post("wrong")[0] == 401
+        assert post("s3cret") == (200, {"accepted": 1, "duplicates": 0})
         book = tmp_path / "book.txt"
         deadline = time.monotonic() + 10
         while not (book.exists() and "Спасибо, Анна!" in book.read_text(encoding="utf-8")):
             assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
             time.sleep(0.05)
-        assert post("s3cret") == 200  # the same delivery again: acknowledged, not written twice
-        time.sleep(0.5)
+        # The same delivery again: acknowledged as a duplicate, so journaled once and no second run is started.
+        assert post("s3cret") == (200, {"accepted": 0, "duplicates": 1})
         assert book.read_text(encoding="utf-8").count("Спасибо, Анна!") == 1
     finally:
         daemon.terminate()
