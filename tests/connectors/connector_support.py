@@ -21,9 +21,17 @@ class Swap:
 
     def __init__(self) -> None:
         self.app: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving thread's, where the app sends webhooks
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.loop = asyncio.get_running_loop()
         await self.app(scope, receive, send)
+
+    def settled(self, seconds: float = 3) -> None:
+        """Wait (at most `seconds`) until every webhook the emulator behind has sent has had its answer: its own
+        `settle`, run on the loop that sends them."""
+        if self.loop is not None and isinstance(self.app, Emulator):
+            asyncio.run_coroutine_threadsafe(self.app.settle(), self.loop).result(timeout=seconds)
 
 
 class Hooks:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -74,14 +73,6 @@ def clock() -> Clock:
     return Clock()
 
 
-def settled(emulator: TelegramEmulator) -> None:
-    """Wait (at most 3 s) until every webhook the emulator sent has had its answer, so none lands in the next
-    test's Hooks."""
-    deadline = time.monotonic() + 3
-    while any(w["status"] is None for w in emulator.webhooks) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def emu(servers: tuple[Served, Swap, Served, Hooks], clock: Clock) -> Iterator[TelegramEmulator]:
     _, swap, hook_server, hooks = servers
@@ -89,7 +80,7 @@ def emu(servers: tuple[Served, Swap, Served, Hooks], clock: Clock) -> Iterator[T
     swap.app = TelegramEmulator(token=TOKEN, secret_token=SECRET, hook_url=f"{hook_server.url}/hooks/tg",
                                 chats=[ADMIN, CLIENT, GROUP], clock=clock)
     yield swap.app
-    settled(swap.app)
+    swap.settled()  # none of its webhooks lands in the next test's Hooks
 
 
 @pytest.fixture
@@ -561,7 +552,7 @@ def test_sandbox_points_the_connector_at_an_emulator_that_sends_what_parse_accep
     control(api_server.url, "write", {"chat_id": CLIENT, "text": "привет"})
     event, = connector.parse(hooks.wait(1)[0])
     assert event.data["text"] == "привет"
-    settled(emulator)
+    swap.settled()
 
 
 class TestContract(ConnectorContract):
