@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import pytest
 from jsonschema import Draft202012Validator
 
-from automator.connector import ActionResult, Connector, Inbound, discover
+from automator.connector import ActionResult, Connector, Inbound, WebConnector, discover
 from automator.emulator import serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
@@ -75,6 +75,13 @@ class Sandbox:
     async def parse(self, inbound: Inbound) -> None:
         """Read a webhook as the daemon does and keep its events."""
         self.events.extend(await parsed(self.connector, inbound))
+
+    async def created(self, action: str, params: Mapping[str, Any]) -> str:
+        """Perform an action that creates a record (a deal to move) and return the id its last event names."""
+        result = await self.perform(action, params)
+        entity = result.events[-1].entity
+        assert entity is not None, f"{action} reported no record"
+        return entity.id
 
     async def read_webhooks(self, count: int) -> None:
         """Read the first `count` webhooks the emulator sent with the connector's `parse`."""
@@ -321,7 +328,7 @@ class ConnectorContract:
 
     def test_no_answer_in_time_or_a_dropped_connection_is_uncertain(self, sandbox: Sandboxes) -> None:
         box = self.build(sandbox)
-        if hasattr(box.connector, "deadline"):
+        if isinstance(box.connector, WebConnector):
             box.connector.deadline = 0.2
         assert isinstance(self._fails(box, {"delay": 1.0}), Uncertain)
         assert isinstance(self._fails(self.build(sandbox), {"delay": 0.0, "drop": 100}), Uncertain)

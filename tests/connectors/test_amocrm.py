@@ -701,8 +701,7 @@ class TestContract(ConnectorContract):
                                                          "leads[status][0][id]=abc&leads[status][0][last_modified]=1")]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        made = await box.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
-        deal = made.events[-1].entity.id
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
         return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна", "amount": 3500,
                                 "responsible": "admin", "fields": {"phone": "+79161234567"}},
                 "deal.move": {"deal": deal, "stage": "won"}, "deal.update": {"deal": deal, "fields": {"amount": 4000}},

@@ -596,8 +596,7 @@ class TestContract(ConnectorContract):
         return {**settings, "webhook_url": f"{url}/rest/1/sandbox/"}
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        made = await box.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
-        deal = made.events[-1].entity.id
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
         return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна", "contact": "+79161234567",
                                 "amount": 3500, "responsible": "admin"},
                 "deal.move": {"deal": deal, "stage": "won"},

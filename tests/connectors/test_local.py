@@ -275,8 +275,7 @@ class TestContract(ConnectorContract):
         return [request(raw=raw) for raw in (b"{not json", b"[]", b'{"event": 5}')]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        made = await box.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
-        deal = made.events[-1].entity.id
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
         return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна"},
                 "deal.move": {"deal": deal, "stage": "won"}, "deal.update": {"deal": deal, "fields": {"amount": 10}},
                 "booking.set_status": {"booking": "15", "status": "arrived"},
