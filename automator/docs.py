@@ -36,9 +36,21 @@ def builtin_catalogue() -> Catalogue:
     canonical wording first."""
     from automator.config.load import builtin_connectors
 
-    types = {t: cls for t, cls in builtin_connectors().items() if cls.__module__.startswith("connectors.")}
+    shipped = shipped_types()
+    types = {t: cls for t, cls in builtin_connectors().items() if t in shipped}
     order = ["local", *sorted(t for t in types if t != "local")]
     return merge([*(types[t].produces(t, {}) for t in order), CORE])
+
+
+def shipped_types() -> set[str]:
+    """The connector types automator's own distribution registers (its entry points), told from a plugin's by the
+    distribution that declares them rather than by where their code lives."""
+    from importlib.metadata import entry_points, packages_distributions
+
+    from automator.connector import ENTRY_POINT_GROUP
+
+    ours = set(packages_distributions().get(__name__.partition(".")[0], []))
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist is not None and ep.dist.name in ours}
 
 
 def readme_section(catalogue: Catalogue) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -94,6 +95,29 @@ def test_its_own_check_of_the_params_is_a_validate_error_at_the_param(site: Path
     assert _automator(site, "validate", ".", cwd=_project(tmp_path, line="{{ event.guest }}")).returncode == 0
 
 
+def test_it_keeps_the_connector_contract(site: Path) -> None:
+    """automator's connector contract suite, imported by the package's own tests as a third party would, passes
+    against the installed package (found through its entry point)."""
+    support = Path(__file__).parent / "connectors"
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", "--rootdir",
+                             str(PACKAGE), str(PACKAGE / "tests")], cwd=PACKAGE, capture_output=True, text=True,
+                            timeout=120, env={**_env(site), "PYTHONPATH": os.pathsep.join([str(site), str(support)])})
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Every check runs but the six about a remote system, which the guest book has not.
+    assert re.search(r"^\d+ passed, 6 skipped in", result.stdout, re.M), result.stdout
+
+
+def test_the_shipped_types_are_automators_own_not_a_plugins(site: Path, tmp_path: Path) -> None:
+    """`python -m automator.docs` documents the types automator's distribution registers: not the plugin's."""
+    found = subprocess.run([sys.executable, "-c", "from automator.config.load import builtin_connectors;"
+                            "from automator.docs import shipped_types; print(sorted(builtin_connectors()));"
+                            "print(sorted(shipped_types()))"], cwd=tmp_path, env=_env(site), capture_output=True,
+                           text=True, timeout=60)
+    installed, shipped = found.stdout.splitlines()
+    assert "'guestbook'" in installed and "'local'" in installed, found.stderr
+    assert "'guestbook'" not in shipped and "'local'" in shipped and "'bitrix24'" in shipped
+
+
 def test_a_rule_uses_it_in_the_daemon(site: Path, tmp_path: Path) -> None:
     project = _project(tmp_path)
     with socket.socket() as probe:
@@ -112,24 +136,25 @@ def test_a_rule_uses_it_in_the_daemon(site: Path, tmp_path: Path) -> None:
                 assert daemon.poll() is None and time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
                 time.sleep(0.1)
 
-        def post(secret: str) -> int:
+        def post(secret: str) -> tuple[int, dict[str, int]]:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/hooks/book", method="POST",
                                              data=json.dumps({"guest": "Анна", "id": "g1"}).encode(),
                                              headers={"X-Guestbook-Secret": secret})
             try:
-                return urllib.request.urlopen(request, timeout=5).status
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    return answer.status, json.loads(answer.read())
             except urllib.error.HTTPError as exc:
-                return exc.code
+                return exc.code, {}
 
-        assert post("wrong") == 401
-        assert post("s3cret") == 200
+        assert post("wrong")[0] == 401
+        assert post("s3cret") == (200, {"accepted": 1, "duplicates": 0})
         book = tmp_path / "book.txt"
         deadline = time.monotonic() + 10
         while not (book.exists() and "Спасибо, Анна!" in book.read_text(encoding="utf-8")):
             assert time.monotonic() < deadline, (tmp_path / "daemon.log").read_text()
             time.sleep(0.05)
-        assert post("s3cret") == 200  # the same delivery again: acknowledged, not written twice
-        time.sleep(0.5)
+        # The same delivery again: acknowledged as a duplicate, so journaled once and no second run is started.
+        assert post("s3cret") == (200, {"accepted": 0, "duplicates": 1})
         assert book.read_text(encoding="utf-8").count("Спасибо, Анна!") == 1
     finally:
         daemon.terminate()

@@ -34,8 +34,9 @@ PER_KINDS = ("client", "booking", "deal", "task", "entity")
 
 
 def builtin_connectors() -> dict[str, type[Connector]]:
-    """Installed connector types (entry points); the built-in ones, `local` among them, are this distribution's
-    own entry points."""
+    """Installed connector types, by type name: every entry point of the `automator.connectors` group. The
+    built-in ones (`local` among them) are registered there by automator's own distribution, as a plugin's are by
+    its, so the engine names no connector package."""
     from automator.connector import discover
 
     return discover()

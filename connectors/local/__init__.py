@@ -43,7 +43,10 @@ class LocalConnector(Connector):
 
     type = "local"
     config_schema = {"type": "object", "properties": {
-        "type": {"const": "local"}, "secret": {"type": "string"},
+        "type": {"const": "local"},
+        # A secret never lives in the file: a literal here would sit in the repository (the contract suite checks).
+        "secret": {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
+                   "x-pattern-message": "a secret, written as ${env:NAME}: never the value itself"},
         # The custom events a form or a site posts here, in the catalogue's own form (checked by `produces`).
         "events": {"description": "The events a form or a site posts here, by type: {entity, doc, data}."}},
         "additionalProperties": False}

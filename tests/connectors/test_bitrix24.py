@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from automator.connector import Inbound
 from automator.emulator import Served, read_body, serve
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
 from connectors.bitrix24 import Bitrix24
 from connectors.bitrix24.api import classify
 from connectors.bitrix24.emulator import Bitrix24Emulator
+from contract import ConnectorContract, Sandbox
 from connector_support import Swap
 
 TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
@@ -37,12 +40,15 @@ class Sink:
 
     def __init__(self) -> None:
         self.got: list[tuple[str, dict[str, str], bytes]] = []
+        self.arrived = threading.Condition()  # notified on the emulator's thread as each webhook is recorded
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
-        self.got.append((scope["method"], {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body))
+        with self.arrived:
+            self.got.append((scope["method"], {k.decode().lower(): v.decode() for k, v in scope["headers"]}, body))
+            self.arrived.notify_all()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -107,10 +113,9 @@ def batch_commands(body: Any) -> dict[str, tuple[str, dict[str, str]]]:
 
 def wait_hooks(sink: Sink, count: int) -> list[tuple[str, dict[str, str], bytes]]:
     """The webhooks received once `count` have arrived (bounded wait: they are sent in the background)."""
-    deadline = time.monotonic() + 3
-    while len(sink.got) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return list(sink.got)
+    with sink.arrived:
+        sink.arrived.wait_for(lambda: len(sink.got) >= count, timeout=3)
+        return list(sink.got)
 
 
 def hook_form(item: tuple[str, dict[str, str], bytes]) -> dict[str, str]:
@@ -543,7 +548,7 @@ def test_a_burst_past_the_bucket_gets_query_limit_exceeded(emu: Bitrix24Emulator
     assert limited[0].json() == {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
     with pytest.raises(Retryable, match="QUERY_LIMIT_EXCEEDED"):
         run(emu, lambda c: c.api.call("crm.deal.list"))
-    time.sleep(0.6)  # the bucket drains 2 a second: room for one more
+    emu.level -= emu.drain * 0.6  # as 0.6 s of the bucket draining would leave it: room for one more
     assert run(emu, lambda c: c.api.call("crm.deal.list"))["result"] == []
 
 
@@ -557,3 +562,53 @@ def test_form_and_query_params_and_case_insensitive_names(emu: Bitrix24Emulator)
     listed = HTTP.get(f"{base}/crm.deal.list", params={"filter[>OPPORTUNITY]": "5", "select[0]": "TITLE"}).json()
     assert listed["result"] == [{"TITLE": "Форма", "ID": got["ID"]}] and listed["total"] == 1
     assert "next" not in listed
+
+
+class TestContract(ConnectorContract):
+    type = "bitrix24"
+    settings = {"roles": {"admin": "1"}}
+    pipelines = {"sales": Pipeline("sales", "it", "4", {"new": Stage("new", "C4:NEW"),
+                                                        "won": Stage("won", "C4:WON", outcome="won")})}
+    written = {"webhook_url": "${env:BITRIX24_WEBHOOK_URL}", "application_token": "${env:BITRIX24_APP_TOKEN}"}
+    secret_settings = ("webhook_url", "application_token")
+    storm_status = 503  # QUERY_LIMIT_EXCEEDED, the request bucket's answer
+
+    def webhook(self, box: Sandbox, secret: str | None) -> Inbound:
+        box.emulator.seed_deal(759, {"CATEGORY_ID": 4, "STAGE_ID": "C4:NEW", "TITLE": "Анна"})
+        form = {"event": "ONCRMDEALUPDATE", "data[FIELDS][ID]": "759", "ts": "1736405807",
+                **({} if secret is None else {"auth[application_token]": secret})}
+        return Inbound("it", "POST", "/hooks/it", {}, {"content-type": "application/x-www-form-urlencoded"},
+                       urlencode(form).encode(), datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc))
+
+    def malformed(self, box: Sandbox) -> list[Inbound]:
+        token = self.secret(box)
+        bodies = [urlencode({"auth[application_token]": token, "data[FIELDS][ID]": "1"}).encode(),
+                  urlencode({"event": "ONCRMDEALADD", "data[FIELDS][ID]": "1 or 1", "auth[application_token]": token}
+                            ).encode()]
+        return [Inbound("it", "POST", "/hooks/it", {}, {"content-type": "application/x-www-form-urlencoded"}, body)
+                for body in bodies]
+
+    def refused(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        # The emulator's `fail` envelope says INTERNAL_SERVER_ERROR, which Bitrix24 retries whatever the status.
+        return {**settings, "webhook_url": str(settings["webhook_url"]).replace("/sandbox/", "/wrong/")}
+
+    def unreachable(self, settings: Mapping[str, Any], url: str) -> dict[str, Any]:
+        return {**settings, "webhook_url": f"{url}/rest/1/sandbox/"}
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
+        return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна", "contact": "+79161234567",
+                                "amount": 3500, "responsible": "admin"},
+                "deal.move": {"deal": deal, "stage": "won"},
+                "deal.update": {"deal": deal, "fields": {"comments": "перезвонить"}},
+                "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
+                "bitrix24.todo": {"deal": deal, "title": "Перезвонить", "due": "2h"},
+                "bitrix24.comment": {"deal": deal, "text": "Клиент просил перезвонить"},
+                "bitrix24.contact": {"name": "Анна", "phone": "+79161234567"}}
+
+    async def change(self, box: Sandbox) -> None:
+        box.emulator.skew += 2  # a later second than the cursor's
+        async with httpx.AsyncClient(trust_env=False) as web:
+            answer = await web.post(f"{box.url}/_emulator/manager/deal",
+                                    json={"fields": {"TITLE": "while away", "CATEGORY_ID": 4}})
+            assert answer.status_code == 200, answer.text

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,10 +22,9 @@ import yaml
 
 from automator.catalogue import Catalogue, FieldSpec
 from automator.config.load import builtin_connectors
-from automator.connector import Connector, Inbound
-from automator.emulator import serve
+from automator.connector import Inbound
 from automator.model import Event, Pipeline, Stage
-from connector_support import Hooks, Swap
+from contract import NOW, Sandbox
 from connectors.bitrix24 import events as bitrix_events
 from connectors.local import LocalConnector
 from test_amocrm import STATUS_HOOK
@@ -34,7 +32,6 @@ from test_bitrix24_events import REAL_DEAL
 from test_yclients import CAPTURED_CLIENT, CAPTURED_RECORD
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 STAGED = ("sales", "new")
 
 
@@ -84,50 +81,6 @@ def misfit(spec: FieldSpec, value: Any) -> str | None:
 
 
 # ---- samples ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class Sandbox:
-    """A connector against its emulator, as `automator run --sandbox` builds it, with the webhooks it sends."""
-
-    connector: Connector
-    emulator: Any
-    url: str
-    hooks: Hooks
-    events: list[Event] = field(default_factory=list)
-
-    async def perform(self, action: str, params: Mapping[str, Any]) -> None:
-        """Perform an action as the outbox would and keep the events it reports."""
-        done = self.connector.perform(action, params, f"effect-{len(self.events)}")
-        self.events.extend((await done if asyncio.iscoroutine(done) else done).events)
-
-    async def parse(self, inbound: Inbound) -> None:
-        """Read a webhook as the daemon does and keep its events."""
-        self.events.extend(await _parsed(self.connector, inbound))
-
-    async def read_webhooks(self, count: int) -> None:
-        """Read the first `count` webhooks the emulator sent with the connector's `parse`."""
-        for inbound in await asyncio.to_thread(self.hooks.wait, count):
-            await self.parse(inbound)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """sandbox(type, settings, pipelines) → the connector on its emulator, served over real HTTP."""
-    api, hook_app = Swap(), Swap()
-    with serve(api) as api_served, serve(hook_app) as hook_served:
-        def make(type_: str, settings: Mapping[str, Any], pipelines: Mapping[str, Pipeline] | None = None) -> Sandbox:
-            cls = builtin_connectors()[type_]
-            hooks = Hooks("it", "/hooks/it")
-            hook_app.app = hooks
-            made = cls.sandbox("it", settings, base_url=api_served.url, hook_url=f"{hook_served.url}/hooks/it")
-            assert made is not None, type_
-            options, emulator = made
-            api.app = emulator
-            connector = cls.create("it", {"type": type_, **options}, db=None, now=lambda: NOW)
-            connector.pipelines = dict(pipelines or {})
-            return Sandbox(connector, emulator, api_served.url, hooks)
-        yield make
-
 
 async def _yclients(sandbox: Callable[..., Sandbox]) -> list[Event]:
     box = sandbox("yclients", {"company_id": 307626, "branch": "main"})
@@ -224,11 +177,6 @@ def _json(body: Any) -> bytes:
     import json
 
     return json.dumps(body, ensure_ascii=False).encode()
-
-
-async def _parsed(connector: Connector, inbound: Inbound) -> list[Event]:
-    found = connector.parse(inbound)
-    return list(await found if asyncio.iscoroutine(found) else found)
 
 
 def _own(type_: str) -> Catalogue:

@@ -8,7 +8,7 @@ import asyncio
 import email.utils
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -18,8 +18,10 @@ import pytest
 from automator.clock import FakeClock
 from automator.connector import ActionResult, check_status, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
+from automator.emulator import Call, Emulator, Reply, route
 from automator.http import ENGINES, new_transport
 from connectors.http import HttpConnector
+from contract import ConnectorContract, Sandbox, Sandboxes
 
 
 @dataclass
@@ -459,3 +461,40 @@ def test_every_engine_checks_the_address_of_an_ip_literal_too(engine_name: str) 
         assert seen == [("127.0.0.1", server.port, "127.0.0.1")] and server.connections == 0
 
     run(scenario)
+
+
+class Echo(Emulator):
+    """Any web service a rule calls: answers POST /hook with what it was sent."""
+
+    system = "echo"
+
+    @route("POST", r"/hook")
+    async def hook(self, call: Call) -> Reply:
+        """Echo the JSON body."""
+        return Reply(200, {"got": call.json()})
+
+
+def _aim(name: str, settings: Mapping[str, Any], *, base_url: str, hook_url: str) -> tuple[dict[str, Any], Echo]:
+    return {**settings, "allow": [_origin(base_url)]}, Echo()
+
+
+def _origin(url: str) -> str:
+    return url.split("//", 1)[1].split("/", 1)[0]
+
+
+class TestContract(ConnectorContract):
+    type = "http"
+    written = {"allow": ["api.example.com"], "headers": {"Authorization": "${env:API_TOKEN}"}}
+    secret_settings = ()
+
+    def build(self, sandbox: Sandboxes) -> Sandbox:
+        return sandbox(self.type, {}, aim=_aim)
+
+    def unreachable(self, settings: Mapping[str, Any], url: str) -> dict[str, Any]:
+        return {**settings, "allow": [_origin(url)]}
+
+    def retarget(self, params: Mapping[str, Any], url: str) -> Mapping[str, Any]:
+        return {**params, "url": f"{url}/hook"}
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"http.request": {"method": "POST", "url": f"{box.url}/hook", "body": {"visit": 1}}}

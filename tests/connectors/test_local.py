@@ -4,16 +4,20 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlite_utils
 
 from automator.connector import Inbound
 from automator.errors import InboundRejected
 from automator.model import EntityRef
 from automator.store.sqlite import SqliteStore
 from connectors.local import MAX_EVENTS_PER_REQUEST, LocalConnector
+from contract import ConnectorContract, Sandbox, Sandboxes
+from connector_support import Hooks
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 SECRET = "hook-secret"
@@ -253,3 +257,30 @@ def test_perform_on_a_file_database_commits(tmp_path: Path) -> None:
     assert other.execute("select count(*) from local_done").fetchone() == (1,)
     other.close()
     store.close()
+
+
+class TestContract(ConnectorContract):
+    type = "local"
+    written = {"secret": "${env:FORMS_HOOK_TOKEN}"}
+
+    def build(self, sandbox: Sandboxes) -> Sandbox:
+        # No remote system: the connector writes into the daemon's own database.
+        made = LocalConnector("it", {"secret": SECRET}, db=sqlite_utils.Database(memory=True), now=lambda: NOW)
+        return Sandbox(made, None, "", Hooks("it"))
+
+    def webhook(self, box: Sandbox, secret: str | None) -> Inbound:
+        return request(ONE, headers={} if secret is None else {"x-automator-token": secret})
+
+    def malformed(self, box: Sandbox) -> list[Inbound]:
+        return [request(raw=raw) for raw in (b"{not json", b"[]", b'{"event": 5}')]
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
+        return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна"},
+                "deal.move": {"deal": deal, "stage": "won"}, "deal.update": {"deal": deal, "fields": {"amount": 10}},
+                "booking.set_status": {"booking": "15", "status": "arrived"},
+                "client.set_category": {"client": "7", "category": "VIP"},
+                "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
+                "sms.send": {"to": "+79161234567", "text": "Привет"}, "message.send": {"to": "7", "text": "Привет"},
+                "notify": {"to": "admin", "text": "Лид"},
+                "http.request": {"method": "POST", "url": "https://example.com/hook", "body": {"a": 1}}}

@@ -1,41 +1,28 @@
 """The SMSC connector against its emulator over real HTTP: sends, the key-derived id, errors 1-9, cost, sandbox."""
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import jsonschema
 import pytest
 
-from automator.emulator import serve
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsc import Smsc, api
 from connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
-from connector_support import Swap
+from contract import ConnectorContract, Sandbox
+from connector_support import Loop, Swap, form_of, get, post, run, send
 
 LOGIN, PSW, APIKEY = "salon", "secret", "key-123"
-T0 = 1_800_000_000.0
 
 # Answers quoted by the reference (§4.2, fmt=3).
 SENT_SAMPLE = {"id": 12345, "cnt": 1}
 SENT_COST_SAMPLE = {"id": 12345, "cnt": 1, "cost": "3.5", "balance": "1200.75"}
 AUTH_SAMPLE = {"error": "authorise error", "error_code": 2}
 
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Swap, str]]:
-    swap = Swap()
-    with serve(swap) as server:
-        yield swap, server.url
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [T0]
+pytestmark = pytest.mark.usefixtures("loop")
 
 
 @pytest.fixture
@@ -46,60 +33,11 @@ def emu(served: tuple[Swap, str], clock: list[float]) -> SmscEmulator:
     return emulator
 
 
-@pytest.fixture
-def url(served: tuple[Swap, str]) -> str:
-    return served[1]
-
-
-class Loop:
-    """One event loop for the module, and the connectors made on it (each makes its HTTP client once, as in
-    the daemon); all closed at the end."""
-
-    runner: asyncio.Runner | None = None
-    made: dict[str, Smsc] = {}
-    web: httpx.Client | None = None  # for the test's own requests to the emulator
-    opened: list[Smsc] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def loop() -> Iterator[None]:
-    with asyncio.Runner() as runner, httpx.Client(trust_env=False) as web:
-        Loop.runner, Loop.made, Loop.opened, Loop.web = runner, {}, [], web
-        yield
-        for conn in Loop.opened:
-            runner.run(conn.aclose())
-
-
 def connector(url: str, **extra: Any) -> Smsc:
-    key = json.dumps([url, extra], sort_keys=True)
-    if key not in Loop.made:
-        Loop.made[key] = Smsc("sms", {"login": LOGIN, "psw": PSW, "base_url": url, "sender": "Salon", **extra})
-    return Loop.made[key]
-
-
-def post(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.post(url, **kwargs)
-
-
-def get(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.get(url, **kwargs)
-
-
-def run(conn: Smsc, make: Callable[[], Awaitable[Any]]) -> Any:
-    if conn not in Loop.opened:
-        Loop.opened.append(conn)
-    assert Loop.runner is not None
-    return Loop.runner.run(make())
-
-
-def send(conn: Smsc, to: str, text: str, key: str = "effect-1") -> dict[str, Any]:
-    return dict(run(conn, lambda: conn.sms_send({"to": to, "text": text}, key)).data)
-
-
-def form_of(emu: SmscEmulator, index: int = -1) -> dict[str, str]:
-    return dict(parse_qsl(emu.calls[index].body.decode()))
+    made = Loop.connector(lambda settings: Smsc("sms", {"login": LOGIN, "psw": PSW, "base_url": url, "sender": "Salon", **settings}),
+                          url, **extra)
+    assert isinstance(made, Smsc)
+    return made
 
 
 def shape(value: Any) -> Any:
@@ -259,26 +197,7 @@ def test_more_than_1000_characters_is_rejected_without_a_call(emu: SmscEmulator,
 
 # ---- transport and proxy failures --------------------------------------------------------------
 
-def test_storm_fail_drop_and_deadline(emu: SmscEmulator, url: str) -> None:
-    emu.faults.storm = {"status": 429, "count": 1, "retry_after": 3}
-    with pytest.raises(Retryable) as caught:
-        send(connector(url), "89161234567", "Привет")
-    assert caught.value.retry_after == 3
-    emu.faults.fail = {"status": 502, "count": 1}
-    with pytest.raises(Retryable):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.drop = 1
-    with pytest.raises(Uncertain):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.delay = 0.5
-    with pytest.raises(Uncertain):
-        send(connector(url, timeout=0.2), "89161234567", "Привет")
-    assert emu.messages == []
-
-
-def test_connection_refused_retries_and_garbage_is_uncertain() -> None:
-    with pytest.raises(Retryable):
-        send(Smsc("sms", {"apikey": APIKEY, "base_url": "http://127.0.0.1:9"}), "89161234567", "Hi")
+def test_garbage_is_uncertain() -> None:
     garbage = Smsc("sms", {"apikey": APIKEY},
                    transport=httpx.MockTransport(lambda r: httpx.Response(200, text="OK - 1 SMS, ID - 1")))
     with pytest.raises(Uncertain):
@@ -368,3 +287,12 @@ def test_sandbox_talks_to_its_emulator(served: tuple[Swap, str], options: dict[s
     swap.app = emulator
     assert send(Smsc("sms", settings), "89161234567", "Привет")["sent"] == 1
     assert emulator.state()["messages"]["79161234567"][0]["sender"] == options.get("sender")
+
+
+class TestContract(ConnectorContract):
+    type = "smsc"
+    settings = {"login": "${env:SMSC_LOGIN}", "psw": "${env:SMSC_PSW}", "sender": "Salon"}
+    secret_settings = ("psw",)
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}

@@ -1,25 +1,22 @@
 """The SMS.ru connector against its emulator over real HTTP: sends, codes, partial failures, cost, sandbox."""
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 import jsonschema
 import pytest
 
-from automator.emulator import serve
 from automator.errors import Rejected, Retryable, Uncertain
 from connectors.smsru import Smsru, api
 from connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
-from connector_support import Swap
+from contract import ConnectorContract, Sandbox
+from connector_support import Loop, Swap, form_of, get, post, run, send
 
 API_ID = "test-api-id"
-T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC: mid-day in Moscow
 
 # Samples quoted by the reference (§4.1, from sms.ru/api/send and /api/cost).
 SEND_SAMPLE = {"status": "OK", "status_code": 100,
@@ -33,17 +30,7 @@ COST_SAMPLE = {"status": "OK", "status_code": 100,
                "sms": {"79255070602": {"status": "OK", "status_code": 100, "cost": 0.00, "sms": 1}},
                "total_cost": 0.00, "total_sms": 1}
 
-
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Swap, str]]:
-    swap = Swap()
-    with serve(swap) as server:
-        yield swap, server.url
-
-
-@pytest.fixture
-def clock() -> list[float]:
-    return [T0]
+pytestmark = pytest.mark.usefixtures("loop")
 
 
 @pytest.fixture
@@ -53,60 +40,11 @@ def emu(served: tuple[Swap, str], clock: list[float]) -> SmsruEmulator:
     return emulator
 
 
-@pytest.fixture
-def url(served: tuple[Swap, str]) -> str:
-    return served[1]
-
-
-class Loop:
-    """One event loop for the module, and the connectors made on it (each makes its HTTP client once, as in
-    the daemon); all closed at the end."""
-
-    runner: asyncio.Runner | None = None
-    made: dict[str, Smsru] = {}
-    web: httpx.Client | None = None  # for the test's own requests to the emulator
-    opened: list[Smsru] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def loop() -> Iterator[None]:
-    with asyncio.Runner() as runner, httpx.Client(trust_env=False) as web:
-        Loop.runner, Loop.made, Loop.opened, Loop.web = runner, {}, [], web
-        yield
-        for conn in Loop.opened:
-            runner.run(conn.aclose())
-
-
 def connector(url: str, **extra: Any) -> Smsru:
-    key = json.dumps([url, extra], sort_keys=True)
-    if key not in Loop.made:
-        Loop.made[key] = Smsru("sms", {"api_id": API_ID, "base_url": url, "sender": "Salon", **extra})
-    return Loop.made[key]
-
-
-def post(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.post(url, **kwargs)
-
-
-def get(url: str, **kwargs: Any) -> httpx.Response:
-    assert Loop.web is not None
-    return Loop.web.get(url, **kwargs)
-
-
-def run(conn: Smsru, make: Callable[[], Awaitable[Any]]) -> Any:
-    if conn not in Loop.opened:
-        Loop.opened.append(conn)
-    assert Loop.runner is not None
-    return Loop.runner.run(make())
-
-
-def send(conn: Smsru, to: str, text: str, key: str = "effect-1") -> dict[str, Any]:
-    return dict(run(conn, lambda: conn.sms_send({"to": to, "text": text}, key)).data)
-
-
-def form_of(emu: SmsruEmulator, index: int = -1) -> dict[str, str]:
-    return dict(parse_qsl(emu.calls[index].body.decode()))
+    made = Loop.connector(lambda settings: Smsru("sms", {"api_id": API_ID, "base_url": url, "sender": "Salon", **settings}),
+                          url, **extra)
+    assert isinstance(made, Smsru)
+    return made
 
 
 def shape(value: Any) -> Any:
@@ -298,20 +236,6 @@ def test_http_500_retries_and_504_is_uncertain(emu: SmsruEmulator, url: str) -> 
         send(connector(url), "89161234567", "Привет")
 
 
-def test_dropped_connection_and_deadline_are_uncertain(emu: SmsruEmulator, url: str) -> None:
-    emu.faults.drop = 1
-    with pytest.raises(Uncertain):
-        send(connector(url), "89161234567", "Привет")
-    emu.faults.delay = 0.5
-    with pytest.raises(Uncertain):
-        send(connector(url, timeout=0.2), "89161234567", "Привет")
-
-
-def test_connection_refused_retries() -> None:
-    with pytest.raises(Retryable):
-        send(Smsru("sms", {"api_id": API_ID, "base_url": "http://127.0.0.1:9"}), "89161234567", "Привет")
-
-
 def test_an_unreadable_200_is_uncertain() -> None:
     conn = Smsru("sms", {"api_id": API_ID}, transport=httpx.MockTransport(lambda r: httpx.Response(200, text="100")))
     with pytest.raises(Uncertain):
@@ -398,3 +322,12 @@ def test_sandbox_talks_to_its_emulator(served: tuple[Swap, str]) -> None:
     assert data["sent"] == 1
     assert emulator.state()["messages"]["79161234567"][0]["sender"] == "Salon"
     assert json.loads(get(f"{url}/_emulator/state").text)["balance"] == 996.0
+
+
+class TestContract(ConnectorContract):
+    type = "smsru"
+    settings = {"api_id": "${env:SMSRU_API_ID}", "sender": "Salon"}
+    secret_settings = ("api_id",)
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}

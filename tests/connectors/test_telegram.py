@@ -4,8 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +19,7 @@ from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
 from connectors.telegram.emulator import TelegramEmulator
 from connectors.telegram.mapping import IGNORED_UPDATES
+from contract import ConnectorContract, Sandbox
 from connector_support import Hooks, Swap
 
 TOKEN = "123456789:AAEtest-token-for-the-emulator-abcdef"
@@ -73,14 +73,6 @@ def clock() -> Clock:
     return Clock()
 
 
-def settled(emulator: TelegramEmulator) -> None:
-    """Wait (at most 3 s) until every webhook the emulator sent has had its answer, so none lands in the next
-    test's Hooks."""
-    deadline = time.monotonic() + 3
-    while any(w["status"] is None for w in emulator.webhooks) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def emu(servers: tuple[Served, Swap, Served, Hooks], clock: Clock) -> Iterator[TelegramEmulator]:
     _, swap, hook_server, hooks = servers
@@ -88,7 +80,7 @@ def emu(servers: tuple[Served, Swap, Served, Hooks], clock: Clock) -> Iterator[T
     swap.app = TelegramEmulator(token=TOKEN, secret_token=SECRET, hook_url=f"{hook_server.url}/hooks/tg",
                                 chats=[ADMIN, CLIENT, GROUP], clock=clock)
     yield swap.app
-    settled(swap.app)
+    swap.settled()  # none of its webhooks lands in the next test's Hooks
 
 
 @pytest.fixture
@@ -560,4 +552,21 @@ def test_sandbox_points_the_connector_at_an_emulator_that_sends_what_parse_accep
     control(api_server.url, "write", {"chat_id": CLIENT, "text": "привет"})
     event, = connector.parse(hooks.wait(1)[0])
     assert event.data["text"] == "привет"
-    settled(emulator)
+    swap.settled()
+
+
+class TestContract(ConnectorContract):
+    type = "telegram"
+    settings = {"chats": {"admins": ADMIN, "17": CLIENT}}
+    written = {"token": "${env:TELEGRAM_BOT_TOKEN}", "secret_token": "${env:TELEGRAM_SECRET}",
+               "chats": {"admins": ADMIN}}
+    secret_settings = ("token", "secret_token")
+
+    def webhook(self, box: Sandbox, secret: str | None) -> Inbound:
+        return inbound(GOOD, secret)
+
+    def malformed(self, box: Sandbox) -> list[Inbound]:
+        return [inbound(body, self.secret(box)) for body in (b"not json", b"[]", b'{"update_id": "5"}')]
+
+    async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
+        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"}}

@@ -1,35 +1,14 @@
 """The daemon in --sandbox reacts once to a change it made itself, however the system reports it back."""
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clinic import clinic, config
 from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
 
-PIPELINES = """\
-pipelines:
-  rehabilitation:
-    connector: crm
-    id: 4
-    stages:
-      new: {id: "C4:NEW"}
-      called: {id: "C4:PREPARATION"}
-      won: {id: "C4:WON", outcome: won}
-      lost: {id: "C4:LOSE", outcome: lost}
-"""
-
-CONFIG = """\
-timezone: Europe/Moscow
-branches:
-  main: {hours: "09:00-21:00", days: mon-sun}
-connectors:
-  crm: {type: bitrix24, webhook_url: "${env:B24_WEBHOOK_URL}", application_token: "${env:B24_APP_TOKEN}",
-        roles: {consultant: 1}, poll_every: 1h}
-  booking: {type: yclients, company_id: 777, partner_token: "${env:YC_PARTNER}", user_token: "${env:YC_USER}",
-            hook_secret: "${env:YC_HOOK}", branch: main, poll_every: "off"}
-"""
+CONFIG = config("consultant")
 
 RULES = """\
 rules:
@@ -52,13 +31,7 @@ rules:
 
 
 def _project(root: Path) -> Project:
-    root.mkdir(parents=True)
-    (root / "automator.yaml").write_text(CONFIG)
-    (root / "pipelines").mkdir()
-    (root / "pipelines" / "rehabilitation.yaml").write_text(PIPELINES)
-    (root / "rules").mkdir()
-    (root / "rules" / "clinic.yaml").write_text(textwrap.dedent(RULES))
-    return Project(root, 0)
+    return clinic(root, CONFIG, RULES)
 
 
 

@@ -19,7 +19,8 @@ class Guestbook(Connector):
         "type": "object",
         "required": ["type", "file", "secret"],
         "additionalProperties": False,
-        "properties": {"type": {"const": "guestbook"}, "file": {"type": "string"}, "secret": {"type": "string"}},
+        "properties": {"type": {"const": "guestbook"}, "file": {"type": "string"},
+                       "secret": {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"}},
     }
     rate_limit = (50.0, 10)
     webhook_auth = ("secret",)  # the daemon refuses every webhook while it is unset
