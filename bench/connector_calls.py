@@ -92,7 +92,7 @@ def _bitrix_pipelines() -> dict[str, Any]:
 
 def _bitrix_emulator(create: bool) -> Callable[[], tuple[Any, dict[str, Any]]]:
     def make() -> tuple[Any, dict[str, Any]]:
-        from connectors.bitrix24.emulator import Bitrix24Emulator
+        from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 
         emulator = Bitrix24Emulator(code=CODE, application_token=TOKEN, limits=False)
         deals = [str(emulator.portal.deal_add({"fields": {"TITLE": f"bench {w}", "CATEGORY_ID": 4,
@@ -113,7 +113,7 @@ def _bitrix_emulator(create: bool) -> Callable[[], tuple[Any, dict[str, Any]]]:
 
 
 def _bitrix(url: str, transport: Any) -> Any:
-    from connectors.bitrix24 import Bitrix24
+    from automator_connectors.bitrix24 import Bitrix24
 
     made = _build(Bitrix24, "crm", {"webhook_url": f"{url}/rest/1/{CODE}/", "application_token": TOKEN,
                                     "roles": {"admin": "6"}}, transport)
@@ -122,7 +122,7 @@ def _bitrix(url: str, transport: Any) -> Any:
 
 
 def _yclients_emulator() -> tuple[Any, dict[str, Any]]:
-    from connectors.yclients.emulator import YclientsEmulator
+    from automator_connectors.yclients.emulator import YclientsEmulator
 
     emulator = YclientsEmulator(company_id=COMPANY, partner_token="partner", user_token="user", limits=False)
     master = emulator.add_staff("Ирина", "Косметолог")
@@ -135,8 +135,8 @@ def _yclients_emulator() -> tuple[Any, dict[str, Any]]:
 
 
 def _yclients(url: str, transport: Any) -> Any:
-    from connectors.yclients import Yclients
-    from connectors.yclients import api
+    from automator_connectors.yclients import Yclients
+    from automator_connectors.yclients import api
 
     # The per-IP pace (5 requests a second, 200 a minute) still counts every request, but never waits.
     api.LIMITS = ((10**9, 1.05), (10**9, 60.5))
@@ -145,7 +145,7 @@ def _yclients(url: str, transport: Any) -> Any:
 
 
 def _amocrm_emulator() -> tuple[Any, dict[str, Any]]:
-    from connectors.amocrm import AmocrmEmulator
+    from automator_connectors.amocrm import AmocrmEmulator
 
     emulator = AmocrmEmulator(token=TOKEN, subdomain="example", limits=False)
     leads = [str(emulator.records.add_lead({"name": f"bench {w}", "pipeline_id": 6950551,
@@ -155,8 +155,8 @@ def _amocrm_emulator() -> tuple[Any, dict[str, Any]]:
 
 def _amocrm(url: str, transport: Any) -> Any:
     from automator.model import Pipeline, Stage
-    from connectors.amocrm import Amocrm
-    from connectors.amocrm.api import Pacer
+    from automator_connectors.amocrm import Amocrm
+    from automator_connectors.amocrm.api import Pacer
 
     made = _build(Amocrm, "crm", {"base_url": url, "subdomain": "example", "token": TOKEN, "hook_secret": SECRET},
                   transport)
@@ -173,7 +173,7 @@ class _SmscEmulator:
 
     @staticmethod
     def make() -> tuple[Any, dict[str, Any]]:
-        from connectors.smsc.emulator import SmscEmulator
+        from automator_connectors.smsc.emulator import SmscEmulator
 
         class Bounded(SmscEmulator):
             async def send(self, call: Any) -> Any:
@@ -183,31 +183,31 @@ class _SmscEmulator:
 
 
 def _smsru_emulator() -> tuple[Any, dict[str, Any]]:
-    from connectors.smsru.emulator import SmsruEmulator
+    from automator_connectors.smsru.emulator import SmsruEmulator
 
     return SmsruEmulator(api_id=SMSRU_ID, balance=1e12, limits=False), {}
 
 
 def _smsru(url: str, transport: Any) -> Any:
-    from connectors.smsru import Smsru
+    from automator_connectors.smsru import Smsru
 
     return _build(Smsru, "sms", {"api_id": SMSRU_ID, "base_url": url, "test": True}, transport)
 
 
 def _smsc(url: str, transport: Any) -> Any:
-    from connectors.smsc import Smsc
+    from automator_connectors.smsc import Smsc
 
     return _build(Smsc, "sms", {"login": SMS_LOGIN, "psw": SMS_PSW, "base_url": url}, transport)
 
 
 def _telegram_emulator() -> tuple[Any, dict[str, Any]]:
-    from connectors.telegram.emulator import TelegramEmulator
+    from automator_connectors.telegram.emulator import TelegramEmulator
 
     return TelegramEmulator(token=TG_TOKEN, chats=[TG_CHAT + w for w in range(CONCURRENCY)], limits=False), {}
 
 
 def _telegram(url: str, transport: Any) -> Any:
-    from connectors.telegram import Telegram
+    from automator_connectors.telegram import Telegram
 
     return _build(Telegram, "tg", {"token": TG_TOKEN, "base_url": url}, transport)
 
@@ -224,7 +224,7 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _http(url: str, transport: Any) -> Any:
-    from connectors.http import HttpConnector
+    from automator_connectors.http import HttpConnector
 
     return _build(HttpConnector, "api", {"allow": ["127.0.0.1"]}, transport)
 

@@ -154,7 +154,7 @@ def _bitrix24(port_out: Any, lifetime: float) -> None:
     """The Bitrix24 emulator on uvicorn, limits off (the connector keeps to its own bucket)."""
     import uvicorn
 
-    from connectors.bitrix24.emulator import Bitrix24Emulator
+    from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 
     app = Bitrix24Emulator(code=B24_CODE, application_token=B24_TOKEN, limits=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PURE = ["automator/model.py", "automator/expr", "automator/clock.py", "automator/triggers", "automator/steps",
         "automator/core", "automator/segments.py", "automator/actions", "automator/registry.py", "automator/phone.py"]
 FORBIDDEN = ("sqlite3", "sqlite_utils", "httpx", "socket", "urllib", "requests", "automator.store.sqlite",
-             "automator.config.load", "automator.config.source", "automator.simulator", "connectors", "os",
-             "subprocess", "shutil")
+             "automator.config.load", "automator.config.source", "automator.simulator", "connectors",
+             "automator_connectors", "os", "subprocess", "shutil")
 
 
 def _python_files(entry: str) -> list[Path]:

@@ -11,11 +11,11 @@ import pytest
 
 from automator.expr import EvalContext, EvalError, compile_expr
 from automator.phone import Policy, Reading, to_e164
-from connectors.amocrm.mapping import e164 as amocrm_e164
-from connectors.bitrix24.mapping import e164 as bitrix24_e164
-from connectors.sms import normalize_phone
-from connectors.telegram.mapping import e164 as telegram_e164
-from connectors.yclients.mapping import to_e164 as yclients_e164
+from automator_connectors.amocrm.mapping import e164 as amocrm_e164
+from automator_connectors.bitrix24.mapping import e164 as bitrix24_e164
+from automator_connectors.sms import normalize_phone
+from automator_connectors.telegram.mapping import e164 as telegram_e164
+from automator_connectors.yclients.mapping import to_e164 as yclients_e164
 
 WRITTEN_VALID = (Reading.AS_WRITTEN, Policy.VALID)
 WRITTEN_POSSIBLE = (Reading.AS_WRITTEN, Policy.POSSIBLE)

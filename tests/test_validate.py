@@ -14,7 +14,7 @@ from automator.config.load import builtin_connectors, load_project
 from automator.config.problems import Problem
 from automator.config.schemas import SchemaSet
 from automator.connector import Connector, action
-from connectors.local import LocalConnector
+from automator_connectors.local import LocalConnector
 
 RULES = "rules/main.yaml"
 PIPELINES = "pipelines/rehabilitation.yaml"

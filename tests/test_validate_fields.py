@@ -267,7 +267,7 @@ def test_a_connector_that_declares_nothing_leaves_fields_and_events_unchecked(tm
     """A webhook type with no catalogue may send anything: nothing can be said about what rules read."""
     from automator.config.load import load_project
     from automator.connector import Connector
-    from connectors.local import LocalConnector
+    from automator_connectors.local import LocalConnector
 
     class Anything(Connector):
         type = "anything"

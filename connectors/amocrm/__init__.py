@@ -44,9 +44,9 @@ from automator.connector import ActionResult, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected
 from automator.model import EntityRef, Event
 
-from connectors.amocrm.api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
-from connectors.amocrm.emulator import AmocrmEmulator
-from connectors.amocrm.mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, FieldMap, FormError, LeadState, as_int,
+from .api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
+from .emulator import AmocrmEmulator
+from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, FieldMap, FormError, LeadState, as_int,
                                        contact_body, contact_phones, deal_data, e164, iso, lead_from_v4,
                                        lead_from_webhook, numbered, parse_php_form, price, unix_time, user_id)
 
@@ -112,7 +112,7 @@ class Amocrm(WebConnector):
                      context: CheckContext) -> list[ParamProblem]:
         """Unmapped lead fields, people not among `users:`, pipelines and stages without amoCRM's ids, another
         system's client ids as contacts: what the actions refuse or get wrong (connectors/amocrm/checks.py)."""
-        from connectors.amocrm.checks import check
+        from .checks import check
 
         return check(action, params, options, context)
 

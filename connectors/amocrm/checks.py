@@ -9,7 +9,7 @@ from typing import Any
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
-from connectors.amocrm.mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, e164, price, unix_time
+from .mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, e164, price, unix_time
 
 
 

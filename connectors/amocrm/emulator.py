@@ -22,7 +22,7 @@ import httpx
 
 from automator.emulator import Call, Emulator, Reply, route
 
-from connectors.amocrm.records import Records
+from .records import Records
 
 PER_SECOND = 7
 MAX_ITEMS = 250

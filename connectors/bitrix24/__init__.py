@@ -33,9 +33,9 @@ from automator.clock import parse_duration
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected, Retryable
 from automator.model import Entity, EntityRef, Event
-from connectors.bitrix24 import events as ev
-from connectors.bitrix24.api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
-from connectors.bitrix24.mapping import (DEAL_FIELDS, ORIGINATOR, contact_fields, deal_fields, e164,
+from . import events as ev
+from .api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
+from .mapping import (DEAL_FIELDS, ORIGINATOR, contact_fields, deal_fields, e164,
                                          event_fields, looks_like_phone, stage_category)
 
 __all__ = ["Bitrix24"]
@@ -134,7 +134,7 @@ class Bitrix24(WebConnector):
                      context: CheckContext) -> list[ParamProblem]:
         """Unmapped deal fields, people who are neither roles nor user ids, stages of another pipeline, another
         system's client ids as contacts: what the actions refuse or get wrong (connectors/bitrix24/checks.py)."""
-        from connectors.bitrix24.checks import check
+        from .checks import check
 
         return check(action, params, options, context)
 
@@ -426,7 +426,7 @@ class Bitrix24(WebConnector):
                 ) -> tuple[dict[str, Any], Any]:
         """Settings pointing at a Bitrix24 emulator at `base_url` that sends its events to `hook_url` with the
         application token both sides share; the emulator learns pipelines from the stage ids it is sent."""
-        from connectors.bitrix24.emulator import Bitrix24Emulator
+        from .emulator import Bitrix24Emulator
 
         token = "sandbox-application-token"
         plan = str(options.get("plan") or "standard")

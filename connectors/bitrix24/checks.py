@@ -8,7 +8,7 @@ from typing import Any
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
-from connectors.bitrix24.mapping import DEAL_FIELDS, RESERVED, bitrix_field, e164, looks_like_phone, stage_category
+from .mapping import DEAL_FIELDS, RESERVED, bitrix_field, e164, looks_like_phone, stage_category
 
 DEAL_ACTIONS = ("deal.create", "deal.move", "deal.update")
 ON_A_DEAL = ("deal.move", "deal.update", "bitrix24.todo", "bitrix24.comment")  # `deal:` is a Bitrix24 deal id
@@ -133,7 +133,7 @@ def _amount(value: Any) -> list[ParamProblem]:
 
 
 def _due(value: Any) -> list[ParamProblem]:
-    from connectors.bitrix24 import _when
+    from . import _when
 
     known = literal(value)
     if known is UNKNOWN or known in (None, ""):

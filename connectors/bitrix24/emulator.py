@@ -31,8 +31,8 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 
 from automator.emulator import Call, Emulator, Reply, route
-from connectors.bitrix24.api import MAX_BATCH, PLANS, php_parse, php_parse_query
-from connectors.bitrix24.portal import Fail, Portal, semantic
+from .api import MAX_BATCH, PLANS, php_parse, php_parse_query
+from .portal import Fail, Portal, semantic
 
 MSK = timezone(timedelta(hours=3))
 # What the outgoing webhook is subscribed to (set in the portal's UI when the webhook is made).

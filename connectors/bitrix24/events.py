@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from automator.errors import InboundRejected
 from automator.model import EntityRef, Event
-from connectors.bitrix24.mapping import canonical_deal, canonical_lead
+from .mapping import canonical_deal, canonical_lead
 
 DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALMOVETOCATEGORY"})
 HANDLED = DEAL_EVENTS | {"ONCRMDEALDELETE", "ONCRMLEADADD"}

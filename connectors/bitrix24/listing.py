@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from connectors.bitrix24.api import PAGE
+from .api import PAGE
 
 
 class Fail(Exception):

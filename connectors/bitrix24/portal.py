@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from connectors.bitrix24.listing import Fail, comm_key, listing
-from connectors.bitrix24.mapping import stage_category
+from .listing import Fail, comm_key, listing
+from .mapping import stage_category
 
 __all__ = ["Fail", "Portal", "semantic", "stage_category"]
 

@@ -25,8 +25,8 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from connectors.sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
-from connectors.smsc import api
+from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from . import api
 
 DEFAULT_BASE_URL = "https://smsc.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
@@ -117,7 +117,7 @@ class Smsc(WebConnector):
                 ) -> tuple[dict[str, Any], Any]:
         """Settings aimed at a fresh SMSC emulator with fixed sandbox credentials (login and password, or
         an API key when the real settings use one); the configured sender is approved there."""
-        from connectors.smsc.emulator import SANDBOX_APIKEY, SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
+        from .emulator import SANDBOX_APIKEY, SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
 
         sender = options.get("sender")
         settings: dict[str, Any] = {"base_url": base_url}

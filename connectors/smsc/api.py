@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automator.errors import Rejected, Retryable, Uncertain
-from connectors.sms import check_gateway_status
+from ..sms import check_gateway_status
 
 SEND_PATH = "/sys/send.php"
 # (assume) SMSC's documented cap on `mes` is 1000 characters; the reference names none.

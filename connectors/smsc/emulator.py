@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import phonenumbers
 
 from automator.emulator import Call, Emulator, Reply, route
-from connectors.sms import segments
+from ..sms import segments
 
 SANDBOX_LOGIN = "sandbox"
 SANDBOX_PSW = "sandbox-password"

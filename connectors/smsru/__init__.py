@@ -29,8 +29,8 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from connectors.sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
-from connectors.smsru import api
+from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from . import api
 
 DEFAULT_BASE_URL = "https://sms.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
@@ -121,7 +121,7 @@ class Smsru(WebConnector):
                 ) -> tuple[dict[str, Any], Any]:
         """Settings aimed at a fresh SMS.ru emulator with a fixed sandbox api_id; the configured sender is
         approved there. SMS.ru sends no webhooks the connector reads, so `hook_url` goes unused."""
-        from connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
+        from .emulator import SANDBOX_API_ID, SmsruEmulator
 
         sender = options.get("sender")
         settings: dict[str, Any] = {"api_id": SANDBOX_API_ID, "base_url": base_url, "test": bool(options.get("test"))}

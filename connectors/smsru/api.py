@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.errors import Rejected, Retryable, Uncertain
-from connectors.sms import check_gateway_status
+from ..sms import check_gateway_status
 
 SEND_PATH = "/sms/send"
 COST_PATH = "/sms/cost"

@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl
 import phonenumbers
 
 from automator.emulator import Call, Emulator, Reply, route
-from connectors.sms import MAX_RECIPIENTS, segments
-from connectors.smsru.api import MAX_PARTS, SMSRU_TZ
+from ..sms import MAX_RECIPIENTS, segments
+from .api import MAX_PARTS, SMSRU_TZ
 
 SANDBOX_API_ID = "00000000-0000-0000-0000-000000000000"
 PRICE_PER_PART = 4.0  # roubles; (assume) a round price, the real one depends on the tariff and the operator

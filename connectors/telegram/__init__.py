@@ -38,9 +38,9 @@ from automator.connector import ActionResult, ConfigError, Inbound, WebConnector
 from automator.errors import InboundRejected, Rejected, Uncertain
 from automator.model import Event
 
-from connectors.telegram import api
-from connectors.telegram.mapping import chat_address, update_events
-from connectors.telegram.text import MAX_TEXT, PARSE_MODES, EntitiesError, visible
+from . import api
+from .mapping import chat_address, update_events
+from .text import MAX_TEXT, PARSE_MODES, EntitiesError, visible
 
 __all__ = ["DEFAULT_BASE_URL", "SANDBOX_SECRET", "SANDBOX_TOKEN", "Telegram"]
 
@@ -109,7 +109,7 @@ class Telegram(WebConnector):
                      context: CheckContext) -> list[ParamProblem]:
         """A `notify` to a name not among `chats:`, a message to no chat, a text it cannot send
         (connectors/telegram/checks.py)."""
-        from connectors.telegram.checks import check
+        from .checks import check
 
         return check(action, params, options, context)
 
@@ -198,7 +198,7 @@ class Telegram(WebConnector):
                 ) -> tuple[dict[str, Any], Any]:
         """Settings aimed at a TelegramEmulator (the chats of `chats:` exist in it) with a fixed token and
         secret it shares, and the emulator, which sends users' messages to `hook_url`."""
-        from connectors.telegram.emulator import TelegramEmulator
+        from .emulator import TelegramEmulator
 
         chats = dict(options.get("chats") or {})
         emulator = TelegramEmulator(token=SANDBOX_TOKEN, secret_token=SANDBOX_SECRET, hook_url=hook_url,

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from automator.checks import UNKNOWN, CheckContext, ParamProblem, choice_hint, literal, literal_text
-from connectors.telegram.mapping import chat_address
-from connectors.telegram.text import MAX_TEXT, EntitiesError, visible
+from .mapping import chat_address
+from .text import MAX_TEXT, EntitiesError, visible
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext

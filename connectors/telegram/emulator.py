@@ -29,7 +29,7 @@ from typing import Any
 
 from automator.emulator import Call, Emulator, Reply, route
 
-from connectors.telegram.text import MAX_TEXT, PARSE_MODES, EntitiesError, parse_html, utf16_length
+from .text import MAX_TEXT, PARSE_MODES, EntitiesError, parse_html, utf16_length
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DEFAULT_TOKEN = "123456789:AAEemulator-default-token-abcdefgh"

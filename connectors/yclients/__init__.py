@@ -45,10 +45,10 @@ from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected
 from automator.model import Entity, EntityRef, Event
-from connectors.yclients import mapping
-from connectors.yclients.checks import allowed_category, check
-from connectors.yclients.api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
-from connectors.yclients.emulator import YclientsEmulator
+from . import mapping
+from .checks import allowed_category, check
+from .api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
+from .emulator import YclientsEmulator
 
 __all__ = ["Yclients", "YclientsEmulator"]
 

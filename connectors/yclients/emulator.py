@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 from automator.emulator import Call, Emulator, Reply, route
-from connectors.yclients.api import ACCEPT
-from connectors.yclients.mapping import ATTENDANCE, parse_datetime
+from .api import ACCEPT
+from .mapping import ATTENDANCE, parse_datetime
 
 PER_SECOND, PER_MINUTE = 5, 200
 RECORD_RESETS = {"comment": "", "record_labels": [], "custom_color": ""}

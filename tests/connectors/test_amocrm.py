@@ -13,14 +13,14 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-import connectors.amocrm as amocrm_module
+import automator_connectors.amocrm as amocrm_module
 from automator.connector import Inbound
 from automator.emulator import serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
-from connectors.amocrm import Amocrm, AmocrmEmulator
-from connectors.amocrm.api import JITTER_MARGIN, Pacer, classify
-from connectors.amocrm.mapping import FormError, parse_php_form
+from automator_connectors.amocrm import Amocrm, AmocrmEmulator
+from automator_connectors.amocrm.api import JITTER_MARGIN, Pacer, classify
+from automator_connectors.amocrm.mapping import FormError, parse_php_form
 from contract import ConnectorContract, Sandbox, Sandboxes
 from connector_support import Hooks, Swap
 

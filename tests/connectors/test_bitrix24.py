@@ -16,9 +16,9 @@ from automator.connector import Inbound
 from automator.emulator import Served, read_body, serve
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
-from connectors.bitrix24 import Bitrix24
-from connectors.bitrix24.api import classify
-from connectors.bitrix24.emulator import Bitrix24Emulator
+from automator_connectors.bitrix24 import Bitrix24
+from automator_connectors.bitrix24.api import classify
+from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 from contract import ConnectorContract, Sandbox
 from connector_support import Swap
 

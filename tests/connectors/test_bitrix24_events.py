@@ -11,8 +11,8 @@ import pytest
 from automator.connector import Inbound
 from automator.emulator import serve
 from automator.errors import InboundRejected
-from connectors.bitrix24 import Bitrix24
-from connectors.bitrix24.emulator import Bitrix24Emulator
+from automator_connectors.bitrix24 import Bitrix24
+from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 from test_bitrix24 import CODE, HTTP, PIPELINES, TOKEN, Sink, emu, run, server, sink, wait_hooks  # noqa: F401
 
 # The captured outgoing-webhook body (reference §1.6).

@@ -25,8 +25,8 @@ from automator.config.load import builtin_connectors
 from automator.connector import Inbound
 from automator.model import Event, Pipeline, Stage
 from contract import NOW, Sandbox
-from connectors.bitrix24 import events as bitrix_events
-from connectors.local import LocalConnector
+from automator_connectors.bitrix24 import events as bitrix_events
+from automator_connectors.local import LocalConnector
 from test_amocrm import STATUS_HOOK
 from test_bitrix24_events import REAL_DEAL
 from test_yclients import CAPTURED_CLIENT, CAPTURED_RECORD

@@ -20,7 +20,7 @@ from automator.connector import ActionResult, check_status, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.emulator import Call, Emulator, Reply, route
 from automator.http import ENGINES, new_transport
-from connectors.http import HttpConnector
+from automator_connectors.http import HttpConnector
 from contract import ConnectorContract, Sandbox, Sandboxes
 
 

@@ -15,7 +15,7 @@ from automator.connector import Inbound
 from automator.errors import InboundRejected
 from automator.model import EntityRef
 from automator.store.sqlite import SqliteStore
-from connectors.local import MAX_EVENTS_PER_REQUEST, LocalConnector
+from automator_connectors.local import MAX_EVENTS_PER_REQUEST, LocalConnector
 from contract import ConnectorContract, Sandbox, Sandboxes
 from connector_support import Hooks
 

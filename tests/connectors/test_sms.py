@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from automator.errors import Rejected, Retryable, Uncertain
-from connectors.sms import (MAX_RECIPIENTS, check_gateway_status, gateway_digits, normalize_phone, normalize_phones,
+from automator_connectors.sms import (MAX_RECIPIENTS, check_gateway_status, gateway_digits, normalize_phone, normalize_phones,
                             segments, split_phones)
 
 

@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 
 from automator.errors import Rejected, Retryable, Uncertain
-from connectors.smsc import Smsc, api
-from connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
+from automator_connectors.smsc import Smsc, api
+from automator_connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
 from contract import ConnectorContract, Sandbox
 from connector_support import Loop, Swap, form_of, get, post, run, send
 

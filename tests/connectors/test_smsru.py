@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from automator.errors import Rejected, Retryable, Uncertain
-from connectors.smsru import Smsru, api
-from connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
+from automator_connectors.smsru import Smsru, api
+from automator_connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
 from contract import ConnectorContract, Sandbox
 from connector_support import Loop, Swap, form_of, get, post, run, send
 

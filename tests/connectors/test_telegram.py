@@ -16,9 +16,9 @@ from automator.connector import ConfigError, Inbound
 from automator.daemon.retry import TokenBucket
 from automator.emulator import Served, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
-from connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
-from connectors.telegram.emulator import TelegramEmulator
-from connectors.telegram.mapping import IGNORED_UPDATES
+from automator_connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
+from automator_connectors.telegram.emulator import TelegramEmulator
+from automator_connectors.telegram.mapping import IGNORED_UPDATES
 from contract import ConnectorContract, Sandbox
 from connector_support import Hooks, Swap
 

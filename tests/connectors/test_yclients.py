@@ -19,11 +19,11 @@ from automator.emulator import Served, serve
 from automator.http import new_transport
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event
-from connectors.yclients import SANDBOX, Yclients
-from connectors.yclients import api as yapi
-from connectors.yclients.api import Pace
-from connectors.yclients.emulator import YclientsEmulator
-from connectors.yclients.mapping import ATTENDANCE, parse_datetime, to_e164
+from automator_connectors.yclients import SANDBOX, Yclients
+from automator_connectors.yclients import api as yapi
+from automator_connectors.yclients.api import Pace
+from automator_connectors.yclients.emulator import YclientsEmulator
+from automator_connectors.yclients.mapping import ATTENDANCE, parse_datetime, to_e164
 from contract import ConnectorContract, Sandbox
 from connector_support import Hooks, Swap
 
@@ -714,7 +714,7 @@ def test_captured_fixtures_are_not_changed_by_parsing(world: World, url: str) ->
 
 def test_a_project_using_the_connector_validates(make_project: Callable[..., Any]) -> None:
     from automator.config.load import load_project
-    from connectors.local import LocalConnector
+    from automator_connectors.local import LocalConnector
 
     config = """\
 timezone: Europe/Moscow

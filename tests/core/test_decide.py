@@ -11,7 +11,7 @@ from automator.config.load import load_project
 from automator.core.decide import decide
 from automator.model import Entity, EntityRef, Event
 from automator.store.sqlite import SqliteStore
-from connectors.local import LocalConnector
+from automator_connectors.local import LocalConnector
 
 MSK = ZoneInfo("Europe/Moscow")
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=MSK)

@@ -21,7 +21,7 @@ from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Decision, Effect, EntityRef, Event
 from automator.store.base import Claimed
 from automator.store.sqlite import SqliteStore
-from connectors.local import LocalConnector
+from automator_connectors.local import LocalConnector
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 

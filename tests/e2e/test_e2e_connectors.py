@@ -9,7 +9,7 @@ from clinic import clinic, config
 from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
 
 from automator.emulator import serve
-from connectors.bitrix24.emulator import Bitrix24Emulator
+from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 
 CONFIG = config("admin", '  sms: {type: smsru, api_id: "${env:SMSRU_API_ID}", sender: Clinic}\n')
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from e2e_support import CONFIG, Daemon, FakeServer, Project, booking_event, query, wait_for, write_project
 
 from automator.emulator import serve
-from connectors.bitrix24.emulator import Bitrix24Emulator
+from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 
 BOOKINGS = [str(6001 + i) for i in range(5)]
 

@@ -20,9 +20,9 @@ import pytest
 from e2e_support import (CONFIG, TOKEN, Daemon, FakeServer, Response, booking_event, daemon_env, query,
                          wait_for, write_project)
 
-from connectors.amocrm import SANDBOX_HOOK_SECRET
-from connectors.telegram import SANDBOX_SECRET
-from connectors.yclients import SANDBOX as YCLIENTS_SANDBOX
+from automator_connectors.amocrm import SANDBOX_HOOK_SECRET
+from automator_connectors.telegram import SANDBOX_SECRET
+from automator_connectors.yclients import SANDBOX as YCLIENTS_SANDBOX
 
 # Beside the e2e project's connectors: YCLIENTS (whose report this was), Telegram, amoCRM and Bitrix24.
 CONNECTORS = """\
