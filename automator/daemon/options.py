@@ -36,7 +36,7 @@ class LogOptions:
 
 @dataclass(frozen=True, slots=True)
 class DaemonOptions:
-    """Everything an operator chooses for one daemon; built by `resolve`, which says where each comes from."""
+    """Everything an operator chooses for one daemon; built by `daemon_options`, which says where each comes from."""
 
     db_path: Path
     host: str
@@ -59,9 +59,9 @@ def store_path(root: Path, config: Config) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def resolve(root: Path, config: Config, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
-            db_path: str | Path | None = None, synchronous: str = "FULL", reload: bool = True, processes: int = 2,
-            log: LogOptions = LogOptions()) -> DaemonOptions:
+def daemon_options(root: Path, config: Config, *, host: str = "127.0.0.1", port: int = 8080,
+                   sandbox: bool = False, db_path: str | Path | None = None, synchronous: str = "FULL",
+                   reload: bool = True, processes: int = 2, log: LogOptions = LogOptions()) -> DaemonOptions:
     """The options of a daemon serving the project at `root` whose automator.yaml is `config`.
 
     The keywords are `automator run`'s flags. `--db` wins over `store:`; `daemon:` (checked by its schema) sets

@@ -30,7 +30,7 @@ from automator.daemon.health import Health
 from automator.daemon.instance import InstanceLock
 from automator.daemon.listener import CannotListen, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
-from automator.daemon.options import DaemonOptions
+from automator.daemon.options import DaemonOptions, daemon_options
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import Swapper, watch
 from automator.daemon.retry import RetryPolicy
@@ -62,9 +62,12 @@ class Daemon:
 
     owns_process = False  # set by run_daemon: a stop then ends the whole process within STOP_DEADLINE
 
-    def __init__(self, project: Project, options: DaemonOptions, *, clock: Clock | None = None,
+    def __init__(self, project: Project, options: DaemonOptions | None = None, *, clock: Clock | None = None,
                  connector_types: Mapping[str, type[Connector]] | None = None,
                  policy: RetryPolicy | None = None) -> None:
+        """`options`: how an operator runs it (see automator.daemon.options), by default as `automator run` with no
+        flags would; the keywords are collaborators a test replaces."""
+        options = options or daemon_options(project.root, project.config)
         self.running = Running(project)
         self.root = project.root
         self.options = options

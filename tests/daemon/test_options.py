@@ -12,7 +12,7 @@ import pytest
 from automator.config.settings import Config
 from automator.daemon.admission import MAX_BACKLOG
 from automator.daemon.listener import Limits
-from automator.daemon.options import MAX_BODY, RETENTION, LogOptions, resolve
+from automator.daemon.options import MAX_BODY, RETENTION, LogOptions, daemon_options
 from automator.daemon.retry import RetryPolicy
 
 ROOT = Path("/srv/salon")
@@ -23,7 +23,7 @@ def config(store: str | None = None, **daemon: Any) -> Config:
 
 
 def test_without_flags_or_a_daemon_block_every_option_is_its_default() -> None:
-    options = resolve(ROOT, config())
+    options = daemon_options(ROOT, config())
     assert (options.host, options.port, options.sandbox) == ("127.0.0.1", 8080, False)
     assert (options.synchronous, options.reload, options.processes) == ("FULL", True, 2)
     assert options.db_path == ROOT / "automator.db"
@@ -35,8 +35,8 @@ def test_without_flags_or_a_daemon_block_every_option_is_its_default() -> None:
 
 def test_the_flags_are_taken_as_given() -> None:
     log = LogOptions(format="json", level="WARNING", mask=False)
-    options = resolve(ROOT, config(), host="0.0.0.0", port=0, sandbox=True, synchronous="NORMAL", reload=False,
-                      processes=1, log=log)
+    options = daemon_options(ROOT, config(), host="0.0.0.0", port=0, sandbox=True, synchronous="NORMAL",
+                             reload=False, processes=1, log=log)
     assert (options.host, options.port, options.sandbox) == ("0.0.0.0", 0, True)
     assert (options.synchronous, options.reload, options.processes, options.log) == ("NORMAL", False, 1, log)
 
@@ -50,27 +50,27 @@ def test_the_flags_are_taken_as_given() -> None:
 ])
 def test_the_database_is_the_db_flag_else_the_store_setting_else_automator_db(
         store: str | None, flag: str | Path | None, expected: Path) -> None:
-    assert resolve(ROOT, config(store), db_path=flag).db_path == expected
+    assert daemon_options(ROOT, config(store), db_path=flag).db_path == expected
 
 
 def test_the_daemon_block_sets_what_it_names() -> None:
-    options = resolve(ROOT, config(max_body=2048, max_backlog=10, keep_history="7d", header_timeout="2s",
-                                   max_connections=3, retry={"attempts": 3, "first_delay": "5s", "max_delay": "1m"}))
+    options = daemon_options(ROOT, config(max_body=2048, max_backlog=10, keep_history="7d", header_timeout="2s",
+                                          max_connections=3, retry={"attempts": 3, "first_delay": "5s", "max_delay": "1m"}))
     assert (options.max_body, options.max_backlog, options.retention) == (2048, 10, timedelta(days=7))
     assert options.limits == Limits(header_timeout=2.0, max_connections=3)
     assert options.retry == RetryPolicy(attempts=3, base=5.0, cap=60.0)
 
 
 def test_the_daemon_block_leaves_the_flags_alone() -> None:
-    options = resolve(ROOT, config(max_body=2048), port=9000, reload=False)
+    options = daemon_options(ROOT, config(max_body=2048), port=9000, reload=False)
     assert (options.port, options.reload, options.max_body) == (9000, False, 2048)
 
 
 def test_options_are_one_frozen_value() -> None:
-    options = resolve(ROOT, config())
+    options = daemon_options(ROOT, config())
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.port = 1  # type: ignore[misc]
-    assert options == resolve(ROOT, config())
+    assert options == daemon_options(ROOT, config())
 
 
 def test_the_engine_process_is_told_the_log_options_under_its_names() -> None:
