@@ -67,14 +67,13 @@ class Daemon:
                  policy: RetryPolicy | None = None) -> None:
         """`options`: how an operator runs it (see automator.daemon.options), by default as `automator run` with no
         flags would; the keywords are collaborators a test replaces."""
-        options = options or daemon_options(project.root, project.config)
+        self.options = options if options is not None else daemon_options(project.root, project.config)
         self.running = Running(project)
         self.root = project.root
-        self.options = options
-        self.port = options.port  # --port 0: the one the system chose, once listening
+        self.port = self.options.port  # --port 0: the one the system chose, once listening
         self.clock = clock or SystemClock()
         self.connector_types = connector_types
-        self.policy = policy or options.retry
+        self.policy = policy or self.options.retry
         self.metrics = Metrics()
         self.worker = worker_name()
         self.emulators: dict[str, Any] = {}  # --sandbox: the emulated systems, served under /_sandbox/<name>
