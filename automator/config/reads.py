@@ -78,7 +78,7 @@ def declared(rule_files: Iterable[Any], requires: Iterable[str], connectors: Ite
 
 def _emit(spec: Mapping[str, Any], out: Declared) -> None:
     type_ = str(spec.get("event", ""))
-    data = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
+    data = written if isinstance(written := spec.get("data"), Mapping) else {}
     out.events.setdefault(type_, set()).update(str(k) for k in data)
     entity = spec.get("entity")
     kind = entity.get("kind") if isinstance(entity, Mapping) else None
