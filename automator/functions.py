@@ -34,8 +34,8 @@ def example_context() -> EvalContext:
     return EvalContext(now=EXAMPLE_NOW, tz=EXAMPLE_TZ,
                        segment_of=lambda client: client.get("segment"),
                        segment_avg_recency=lambda client: timedelta(days=21) if client.get("segment") else None,
-                       end_of_day=lambda at, branch=None: end_of_day(at, EXAMPLE_HOURS),
-                       start_of_day=lambda at, branch=None: start_of_day(at, EXAMPLE_HOURS))
+                       end_of_day=lambda at, branch: end_of_day(at, EXAMPLE_HOURS),
+                       start_of_day=lambda at, branch: start_of_day(at, EXAMPLE_HOURS))
 
 
 def show(value: Any, ctx: EvalContext) -> str:

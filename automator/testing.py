@@ -106,9 +106,9 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
             elif "advance_to" in step:
                 sim.advance_to(parse_time(step["advance_to"], project))
             elif "event" in step:
-                unknown = _unknown_event(project, str(step["event"]))
-                if unknown is not None:  # it would start nothing, and a `no_action` would pass for that reason
-                    result.failures.append(doc.problem((*where, "event"), *unknown).format())
+                event_problem = _unknown_event(project, str(step["event"]))
+                if event_problem is not None:  # it would start nothing, and a `no_action` would pass for that reason
+                    result.failures.append(doc.problem((*where, "event"), *event_problem).format())
                     continue
                 sim.event(step)
             else:

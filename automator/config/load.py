@@ -141,7 +141,7 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
                                         _timezone_hint(data["timezone"])))
     # What the schema has reported is not checked again here: one mistake, one problem.
     broken = _broken_paths(doc, problems) if doc is not None else set()
-    declared = data.get("branches") if isinstance(data.get("branches"), Mapping) else {}
+    declared = written if isinstance(written := data.get("branches"), Mapping) else {}
     branches = {}
     for name, raw in declared.items():
         if not isinstance(raw, Mapping) or "hours" not in raw or any(b[:2] == ("branches", name) for b in broken):
@@ -350,7 +350,7 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     ctx.rule_kind, ctx.rule_sources = rule_trigger(when, raw.get("for_each"), catalogue) if trigger_ok else (None, ())
     for_each = None
     names = SCOPE_NAMES
-    each = raw.get("for_each") if isinstance(raw.get("for_each"), Mapping) else {}
+    each = written if isinstance(written := raw.get("for_each"), Mapping) else {}
     # What the rule reads is known from its trigger as written: every expression below is checked against it.
     ctx.reading = reading_of(when, each.get("kind"), ctx.knowledge) \
         if trigger_ok and ctx.knowledge is not None else None
@@ -362,10 +362,11 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
         names = SCOPE_NAMES | {str(spec.get("kind"))}
         where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
         for_each = ForEach(kind=str(spec.get("kind")), where=where)
-    trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx) if trigger_ok and isinstance(when, Mapping) \
-        else None
-    if trigger is not None:
-        _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
+    trigger = None
+    if trigger_ok and isinstance(when, Mapping):
+        trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx)
+        if trigger is not None:
+            _check_trigger_names(when, kinds[0], (*path, "when"), ctx)
     conditions_raw = raw.get("if", [])
     conditions_raw = conditions_raw if isinstance(conditions_raw, list) else [conditions_raw]
     conditions = []
@@ -408,10 +409,10 @@ def _check_trigger_names(when: Mapping[str, Any], kind: str, path: tuple[Any, ..
         chain = tuple(str(when[kind]).split(".", 1))
         found = field_problem(chain, ctx.reading, ctx.knowledge, set())
         values = values_of(chain, ctx.reading, ctx.knowledge) if found is None and len(chain) == 2 else None
-        for key in ("to", "from", "is") if values else ():
+        for key in ("to", "from", "is"):
             value = when.get(key)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in values:
-                ctx.error((*path, key), *unlisted_value(".".join(chain), str(value), values))  # type: ignore[arg-type]
+            if values and isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in values:
+                ctx.error((*path, key), *unlisted_value(".".join(chain), str(value), values))
     else:
         found = None
     if found is not None:

@@ -56,7 +56,7 @@ class Project:
     def connector_for(self, action: str, params: Mapping[str, Any], via: str | None,
                       scope: Mapping[str, Any]) -> str:
         """Which connector performs an action: `via`, else the deal's pipeline's, else the first that can."""
-        deal = scope.get("deal") if isinstance(scope.get("deal"), Mapping) else {}
+        deal = written if isinstance(written := scope.get("deal"), Mapping) else {}
         found = choose_connector(action, via, params.get("pipeline") or deal.get("pipeline"), self.pipelines,
                                  self.config.connectors)
         if found is None:

@@ -78,7 +78,7 @@ def declared(rule_files: Iterable[Any], requires: Iterable[str], connectors: Ite
 
 def _emit(spec: Mapping[str, Any], out: Declared) -> None:
     type_ = str(spec.get("event", ""))
-    data = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
+    data = written if isinstance(written := spec.get("data"), Mapping) else {}
     out.events.setdefault(type_, set()).update(str(k) for k in data)
     entity = spec.get("entity")
     kind = entity.get("kind") if isinstance(entity, Mapping) else None
@@ -333,9 +333,10 @@ def values_of(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowle
         if name is None or name in ENVELOPE or reading is None or not reading.events or knowledge.open:
             return None
         specs = [knowledge.catalogue.event_fields(t).get(name) for t in reading.events]
-        if not specs or any(spec is None or not spec.values for spec in specs):
+        listed = [spec.values for spec in specs if spec is not None and spec.values]
+        if not specs or len(listed) < len(specs):  # some event type does not list the field's values
             return None
-        return tuple(dict.fromkeys(str(v) for spec in specs for v in spec.values))  # type: ignore[union-attr]
+        return tuple(dict.fromkeys(str(v) for values in listed for v in values))
     kind = head if head in KINDS else reading.kind if head in ("entity", "prev") and reading else None
     if kind is None or len(chain) != 2:
         return None
@@ -354,11 +355,11 @@ def value_problem(tree: ast.AST, reading: Reading | None, knowledge: Knowledge) 
         for operand in operands:
             chain = chain_of(operand)
             values = values_of(chain, reading, knowledge) if chain is not None else None
-            if values is None:
+            if chain is None or values is None:
                 continue
             wrong = [text for text in literal_texts([o for o in operands if o is not operand]) if text not in values]
             if wrong:
-                return unlisted_value(".".join(chain), wrong[0], values)  # type: ignore[arg-type]
+                return unlisted_value(".".join(chain), wrong[0], values)
     return None
 
 

@@ -320,9 +320,11 @@ class _Memo:
         self._entities: dict[EntityRef, Entity | None] = {}
         self._active: dict[str, list[Run]] = {}
 
-    def active_runs(self, rule_id: str, key: str) -> list[Run]:
+    def active_runs(self, rule_id: str | None, key: str) -> list[Run]:
         if key not in self._active:  # one query per key, however many rules share it
             self._active[key] = self._snapshot.active_runs(None, key)
+        if rule_id is None:  # every rule's, as Snapshot.active_runs promises
+            return list(self._active[key])
         return [r for r in self._active[key] if r.rule_id == rule_id]
 
     def entity(self, ref: EntityRef) -> Entity | None:

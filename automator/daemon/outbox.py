@@ -92,11 +92,11 @@ async def _recover_or_perform(connector: Connector, effect: Effect, interrupted:
         if found is not None:
             log.info("effect %s %s: an interrupted try had performed it; not performed again", effect.action,
                      effect.key, extra={"effect": effect.key, "connector": effect.connector, "rule": effect.rule_id})
-            return found  # type: ignore[no-any-return]
+            return found
     result = connector.perform(effect.action, effect.params, effect.key)
     if inspect.isawaitable(result):
         result = await result
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 Echo = tuple[EntityRef, dict[str, Any]]

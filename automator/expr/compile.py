@@ -9,8 +9,9 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import timedelta
+from typing import TypeGuard
 
 from automator import datefmt
 from automator.clock import parse_offset
@@ -105,21 +106,21 @@ class _Compiler:
             self._use(text, lead - shift)
             return tree
         assert first is not None
-        exc, text, shift = first
+        error, text, shift = first
         self._use(text, lead - shift)
         offset = len(self.source.rstrip())
-        if exc.lineno and exc.offset and exc.lineno <= len(self.starts):
-            offset = self._at(exc.lineno, exc.offset - 1)
+        if error.lineno and error.offset and error.lineno <= len(self.starts):
+            offset = self._at(error.lineno, error.offset - 1)
         hint = next((f"use '{good}' instead of '{bad}'" for bad, good in (("&&", "and"), ("||", "or"))
                      if bad in stripped), None)
         if hint is None and _NOT_WORDS.search(stripped):
             hint = "use 'not' instead of '!'"
         if hint is None and _LONE_EQUALS.search(re.sub(r"'[^']*'|\"[^\"]*\"", "", stripped)):
             hint = "compare with '==' (a single '=' is not a comparison)"
-        bare = _BARE_DURATION.search(stripped) if "decimal literal" in exc.msg else None
+        bare = _BARE_DURATION.search(stripped) if "decimal literal" in error.msg else None
         if hint is None and bare:
             hint = f"in an expression a duration is written duration('{bare.group(1)}')"
-        message = "invalid syntax" if exc.msg == "invalid syntax" else f"invalid syntax: {exc.msg}"
+        message = "invalid syntax" if error.msg == "invalid syntax" else f"invalid syntax: {error.msg}"
         raise ExprSyntaxError(message, offset, hint) from None
 
     def _use(self, text: str, base: int) -> None:
@@ -129,15 +130,20 @@ class _Compiler:
     def _at(self, lineno: int, col: int) -> int:
         return max(0, min(len(self.source), self.base + self.starts[lineno - 1] + col))
 
-    def _error(self, node: ast.AST, message: str, hint: str | None = None, *,
+    def _error(self, node: ast.expr, message: str, hint: str | None = None, *,
                back: int | None = None) -> ExprSyntaxError:
         # AST columns count UTF-8 bytes; offsets count characters. `back` points into the node's end instead.
-        lineno, col = (node.end_lineno, node.end_col_offset) if back is not None else (node.lineno, node.col_offset)
-        line = self.text[self.starts[lineno - 1]:]  # type: ignore[index]
+        if back is not None:
+            # ast.parse gives every node its end; only nodes built by hand may lack one.
+            assert node.end_lineno is not None and node.end_col_offset is not None
+            lineno, col = node.end_lineno, node.end_col_offset
+        else:
+            lineno, col = node.lineno, node.col_offset
+        line = self.text[self.starts[lineno - 1]:]
         chars = len(line.encode()[:col].decode(errors="ignore"))
-        return ExprSyntaxError(message, self._at(lineno, chars - (back or 0)), hint)  # type: ignore[arg-type]
+        return ExprSyntaxError(message, self._at(lineno, chars - (back or 0)), hint)
 
-    def _check(self, node: ast.AST, depth: int, chained: bool = False) -> None:
+    def _check(self, node: ast.expr, depth: int, chained: bool = False) -> None:
         self.count += 1
         if depth > MAX_DEPTH:
             raise self._error(node, "expression is nested too deeply")
@@ -173,7 +179,7 @@ class _Compiler:
             guess = suggest(name, sorted(self.allowed | {"now", "today"} | set(_LIBRARY)))
             raise self._error(node, f"unknown name '{name}'", f"did you mean '{guess}'?" if guess else None)
 
-    def _record(self, node: ast.AST) -> None:
+    def _record(self, node: ast.expr) -> None:
         chain = chain_of(node)
         if chain is not None:
             self.fields[chain] = None
@@ -238,7 +244,8 @@ class _Compiler:
 
     def _number_against_duration(self, node: ast.Compare, counted: ast.Call, span: ast.Call) -> ExprSyntaxError:
         """`days_since(x) > duration('60d')`: a number of days against a span, which never compare."""
-        name = counted.func.id  # type: ignore[attr-defined]
+        assert isinstance(counted.func, ast.Name)  # _counting_call chose it by its name
+        name = counted.func.id
         unit = _COUNTING[name]
         number = "N"
         literal = span.args[0] if span.args and isinstance(span.args[0], ast.Constant) else None
@@ -271,11 +278,13 @@ class _Compiler:
             raise self._error(node, f"unknown function '{name}'", f"did you mean '{guess}'?" if guess else None)
         if len(node.args) + len(node.keywords) > MAX_LITERAL_ITEMS:
             raise self._error(node, f"too many arguments (at most {MAX_LITERAL_ITEMS})")
+        keywords: dict[str, None] = {}
         for kw in node.keywords:
             if kw.arg is None:
                 raise self._error(kw.value, "** unpacking is not supported")
+            keywords[kw.arg] = None
         try:
-            _SIGNATURES[name].bind(None, *node.args, **{kw.arg: None for kw in node.keywords})  # type: ignore[misc]
+            _SIGNATURES[name].bind(None, *node.args, **keywords)
         except TypeError as exc:
             raise self._error(node, f"wrong arguments for {name}(): {exc}", FUNCTIONS[name]) from None
         self.used[name] = None
@@ -315,7 +324,7 @@ class _Compiler:
             error.offset += 1 + index
         return error
 
-    def _check_items(self, node: ast.AST, items: list[ast.expr | None], depth: int, count: int) -> None:
+    def _check_items(self, node: ast.expr, items: Sequence[ast.expr | None], depth: int, count: int) -> None:
         if count > MAX_LITERAL_ITEMS:
             raise self._error(node, f"too many items in a literal (at most {MAX_LITERAL_ITEMS})")
         for item in items:
@@ -324,9 +333,9 @@ class _Compiler:
             self._check(item, depth)
 
     def _check_List(self, node: ast.List, depth: int, chained: bool) -> None:
-        self._check_items(node, node.elts, depth, len(node.elts))  # type: ignore[arg-type]
+        self._check_items(node, node.elts, depth, len(node.elts))
 
-    _check_Tuple = _check_Set = _check_List  # type: ignore[assignment]
+    _check_Tuple = _check_Set = _check_List
 
     def _check_Dict(self, node: ast.Dict, depth: int, chained: bool) -> None:
         self._check_items(node, [*node.keys, *node.values], depth, len(node.keys))
@@ -341,11 +350,11 @@ _COUNTING = {"days_since": "days", "days_until": "days", "hours_since": "hours",
              "minutes_since": "minutes", "days": "days", "hours": "hours"}
 
 
-def _counting_call(node: ast.expr) -> bool:
+def _counting_call(node: ast.expr) -> TypeGuard[ast.Call]:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _COUNTING
 
 
-def _duration_call(node: ast.expr) -> bool:
+def _duration_call(node: ast.expr) -> TypeGuard[ast.Call]:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "duration"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter
@@ -36,7 +36,7 @@ class _Evaluator(SimpleEval):
 
     def __init__(self) -> None:
         super().__init__(operators={}, functions={}, names={})
-        self.nodes = {
+        self.nodes: dict[type[ast.AST], Callable[[Any], Any]] = {
             ast.Constant: self._constant, ast.Name: self._name, ast.Attribute: self._attribute,
             ast.Subscript: self._subscript, ast.BoolOp: self._boolop, ast.BinOp: self._binop,
             ast.UnaryOp: self._unaryop, ast.Compare: self._compare, ast.IfExp: self._ifexp,
@@ -55,10 +55,15 @@ class _Evaluator(SimpleEval):
             self._look_at_clock()
         return self.nodes[node.__class__](node)
 
+    def _context(self) -> EvalContext:
+        # `Expr.evaluate` sets the context for as long as any node is being evaluated.
+        assert self.ctx is not None
+        return self.ctx
+
     def _look_at_clock(self) -> None:
         self.ticks = _TICK_EVERY
         if perf_counter() > self.deadline:
-            budget = self.ctx.deadline_s * 1000  # type: ignore[union-attr]
+            budget = self._context().deadline_s * 1000
             raise EvalError(f"expression took longer than {budget:g} ms")
 
     @staticmethod
@@ -70,9 +75,9 @@ class _Evaluator(SimpleEval):
         if value is not _MISSING:
             return value
         if node.id == "now":
-            return _now(self.ctx)  # type: ignore[arg-type]
+            return _now(self._context())
         if node.id == "today":
-            return _today_of(self.ctx)  # type: ignore[arg-type]
+            return _today_of(self._context())
         raise EvalError(f"{node.id} is not available for this event")
 
     def _attribute(self, node: ast.Attribute) -> Any:
@@ -108,7 +113,7 @@ class _Evaluator(SimpleEval):
         fn, symbol = _BINOPS[node.op.__class__]
         left, right = self._eval(node.left), self._eval(node.right)
         if left.__class__ is Duration or right.__class__ is Duration:
-            fn = partial(_calendar_binop, fn, symbol, self.ctx)
+            fn = partial(_calendar_binop, fn, symbol, self._context())
         try:
             return _check_size(fn(left, right))
         except TypeError:
@@ -156,7 +161,9 @@ class _Evaluator(SimpleEval):
         try:
             if not node.keywords:
                 return _LIBRARY[name](self.ctx, *args)
-            return _LIBRARY[name](self.ctx, *args, **{kw.arg: self._eval(kw.value) for kw in node.keywords})
+            # compile_expr refuses `**` unpacking, the only keyword without a name, so the test drops nothing.
+            keywords = {kw.arg: self._eval(kw.value) for kw in node.keywords if kw.arg is not None}
+            return _LIBRARY[name](self.ctx, *args, **keywords)
         except EvalError:
             raise
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:

@@ -109,7 +109,8 @@ def _destinations(name: str, params: Mapping[str, Any], via: str | None, ctx: Co
         found = choose_connector(name, via, pipeline if isinstance(pipeline, str) else None, pipelines, connectors)
         return [found] if found else []
     possible = {choose_connector(name, None, p, pipelines, connectors) for p in (*pipelines, None)}
-    return [next(iter(possible))] if len(possible) == 1 and None not in possible else []
+    only = next(iter(possible)) if len(possible) == 1 else None
+    return [only] if only is not None else []
 
 
 def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
