@@ -210,3 +210,13 @@ def _all_imports() -> dict[str, set[str]]:
         name = ".".join(file.relative_to(ROOT).with_suffix("").parts)
         out[name] = _imports(file, name)
     return out
+
+
+def test_only_the_shipped_contract_suite_needs_pytest() -> None:
+    # pytest is a plugin author's test need, not the daemon's: one module imports it and no other module imports
+    # that one, so running automator never needs pytest installed.
+    imports = _all_imports()
+    needs = sorted(m for m, targets in imports.items() if any(t.split(".")[0] == "pytest" for t in targets))
+    assert needs == ["automator.connector_contract"], needs
+    users = sorted(m for m, targets in imports.items() if "automator.connector_contract" in targets)
+    assert users == [], users
