@@ -308,6 +308,7 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
     from automator.connector import ConfigError
     from automator.daemon.instance import AlreadyRunning
     from automator.daemon.logs import setup_logging
+    from automator.daemon.options import LogOptions, daemon_options
     from automator.daemon.process import Daemon, run_daemon
     from automator.observe import config_path
 
@@ -317,9 +318,10 @@ def run(config: Path, host: str, port: int, sandbox: bool, log_format: str, log_
     if project is None:
         _fail_problems(problems)
     assert project is not None
-    daemon = Daemon(project, host=host, port=port, sandbox=sandbox, db_path=db, synchronous=synchronous,
-                    reload=not no_reload, processes=processes,
-                    log_settings={"log_format": log_format, "log_level": log_level, "mask": not no_mask})
+    options = daemon_options(project.root, project.config, host=host, port=port, sandbox=sandbox, db_path=db,
+                             synchronous=synchronous, reload=not no_reload, processes=processes,
+                             log=LogOptions(format=log_format, level=log_level, mask=not no_mask))
+    daemon = Daemon(project, options)
     try:
         sys.exit(run_daemon(daemon))
     except (ConfigError, AlreadyRunning) as exc:  # a `${env:NAME}` not set, a second daemon: said plainly, exit 1

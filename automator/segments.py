@@ -1,4 +1,4 @@
-"""RFM scoring and named segments: pure functions over a client's visits, and segments.yaml compiled."""
+"""RFM scoring and named segments: pure functions over a client's visits (segments.yaml is compiled in config/segments.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

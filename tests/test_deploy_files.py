@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automator.daemon.process import MAX_BODY, OUTBOX_DEADLINE
+from automator.daemon.options import MAX_BODY
+from automator.daemon.process import OUTBOX_DEADLINE
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

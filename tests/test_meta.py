@@ -220,3 +220,13 @@ def test_only_the_shipped_contract_suite_needs_pytest() -> None:
     assert needs == ["automator.connector_contract"], needs
     users = sorted(m for m, targets in imports.items() if "automator.connector_contract" in targets)
     assert users == [], users
+
+
+def test_the_architecture_document_places_every_module() -> None:
+    # docs/architecture.md draws the layers from the code: a module added without a place there is a stale drawing.
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    layers = text[text.index("## The layers"):text.index("## One event")]
+    words = set(re.findall(r"[a-z_0-9]+", layers))
+    missing = [str(f.relative_to(ROOT)) for f in sorted((ROOT / "automator").rglob("*.py"))
+               if f.stem not in ("__init__", "__main__") and f.stem not in words]
+    assert not missing, f"docs/architecture.md does not place {missing}"

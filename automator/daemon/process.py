@@ -11,30 +11,29 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import timedelta
-from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import uvicorn
 
-from automator.clock import Clock, SystemClock, parse_duration
+from automator.clock import Clock, SystemClock
 from automator.config.problems import Problem
 from automator.config.project import Project
 from automator.connector import Connector
 from automator.daemon import protocol
-from automator.daemon.admission import MAX_BACKLOG, Admission
+from automator.daemon.admission import Admission
 from automator.daemon.catchup import Pollers
 from automator.daemon.connectors import build_connectors, close_connectors
 from automator.daemon.deadline import StopDeadline
 from automator.daemon.engine import Engine
 from automator.daemon.health import Health
 from automator.daemon.instance import InstanceLock
-from automator.daemon.listener import CannotListen, Limits, guarded_protocol, listen
+from automator.daemon.listener import CannotListen, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
+from automator.daemon.options import DaemonOptions, daemon_options
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import Swapper, watch
-from automator.daemon.retry import RetryPolicy, retry_policy
+from automator.daemon.retry import RetryPolicy
 from automator.daemon.running import Running
 from automator.daemon.storethread import StoreThread
 from automator.daemon.supervisor import EngineChild
@@ -44,17 +43,9 @@ from automator.daemon.worker import BatchReport
 from automator.store.journal import worker_name
 
 log = logging.getLogger(__name__)
-RETENTION = timedelta(days=30)
-MAX_BODY = 1_000_000
 OUTBOX_DEADLINE = 30.0  # seconds a call may take: retired connectors are closed after it
 # Seconds from a stop to the exit at most: a call in flight has its deadline, then whatever still runs is abandoned.
 STOP_DEADLINE = OUTBOX_DEADLINE + 10.0
-
-
-def store_path(project: Project) -> Path:
-    """The database file: `store:` of automator.yaml, relative to the project, `automator.db` by default."""
-    path = Path(project.config.store or "automator.db")
-    return path if path.is_absolute() else project.root / path
 
 
 class NoSignals(uvicorn.Server):
@@ -71,37 +62,32 @@ class Daemon:
 
     owns_process = False  # set by run_daemon: a stop then ends the whole process within STOP_DEADLINE
 
-    def __init__(self, project: Project, *, host: str = "127.0.0.1", port: int = 8080, sandbox: bool = False,
-                 clock: Clock | None = None, db_path: str | Path | None = None, synchronous: str = "FULL",
-                 connector_types: Mapping[str, type[Connector]] | None = None, policy: RetryPolicy | None = None,
-                 reload: bool = True, max_body: int = MAX_BODY, processes: int = 2,
-                 log_settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, project: Project, options: DaemonOptions | None = None, *, clock: Clock | None = None,
+                 connector_types: Mapping[str, type[Connector]] | None = None,
+                 policy: RetryPolicy | None = None) -> None:
+        """`options`: how an operator runs it (see automator.daemon.options), by default as `automator run` with no
+        flags would; the keywords are collaborators a test replaces."""
+        self.options = options if options is not None else daemon_options(project.root, project.config)
         self.running = Running(project)
         self.root = project.root
-        self.host, self.port, self.sandbox = host, port, sandbox
+        self.port = self.options.port  # --port 0: the one the system chose, once listening
         self.clock = clock or SystemClock()
-        self.db_path = Path(db_path) if db_path else store_path(project)
-        self.synchronous = synchronous
         self.connector_types = connector_types
-        settings = project.config.daemon
-        self.policy = policy or retry_policy(settings.get("retry") or {})
-        self.reload = reload
-        self.max_body = int(settings.get("max_body", max_body))
-        self.max_backlog = int(settings.get("max_backlog", MAX_BACKLOG))
-        self.limits = Limits.from_settings(settings)
-        self.retention = parse_duration(settings["keep_history"]).approx() if "keep_history" in settings \
-            else RETENTION
+        self.policy = policy or self.options.retry
         self.metrics = Metrics()
         self.worker = worker_name()
         self.emulators: dict[str, Any] = {}  # --sandbox: the emulated systems, served under /_sandbox/<name>
-        self.processes = processes  # 2: rules are decided by a second process (another core)
-        self.log_settings = dict(log_settings or {})
         self.child: EngineChild | None = None
         self.server: NoSignals | None = None
         self.stopping = asyncio.Event()
         self.wake_worker = asyncio.Event()  # events were journaled (the engine of this process decides them)
         self.wake_timers = asyncio.Event()  # the timers may have changed (a reload)
         self.deadline = StopDeadline(self._kill_child)
+
+    @property
+    def address(self) -> str:
+        """Where the daemon listens, as a URL (once listening, with the port the system chose for --port 0)."""
+        return f"http://{self.options.host}:{self.port}"
 
     @property
     def project(self) -> Project:
@@ -124,19 +110,20 @@ class Daemon:
 
         `group`: the journal's writer groups calls (one fsync for what queued up meanwhile); by default when an
         engine process shares the store."""
-        two = self.processes == 2
-        self.engine = StoreThread(self.db_path, "engine", synchronous=self.synchronous)
+        options = self.options
+        two = options.processes == 2
+        self.engine = StoreThread(options.db_path, "engine", synchronous=options.synchronous)
         # Webhooks journaled and, with an engine process, effects claimed and settled: what queues up while one
         # transaction is written goes into the next one together (one fsync).
-        self.journal = StoreThread(self.db_path, "journal", synchronous=self.synchronous,
+        self.journal = StoreThread(options.db_path, "journal", synchronous=options.synchronous,
                                    group=two if group is None else group)
         self.admission = Admission(self.journal, self.clock, self.stopping, on_journaled=self.wake_engine,
-                                   max_backlog=self.max_backlog)
+                                   max_backlog=options.max_backlog)
         # Counting rows is slow with a million timers: never inside a (grouped) write transaction.
         self.health = Health(self.running, self.stopping, self.metrics, self.clock, writer=self.journal,
                              reader=self.engine if two else self.journal,
                              lock_time=LockTime(self.journal.store.lock, "daemon"),
-                             address=f"http://{self.host}:{self.port}", sandbox=self.sandbox)
+                             address=self.address, sandbox=options.sandbox)
         self.reloader = Swapper(self.running, self.metrics, connectors_of=self.connectors_of, swapped=self._swapped,
                                 heartbeat=self.health.heartbeat, retire_after=OUTBOX_DEADLINE)
         self.pollers = Pollers(self.running, self.journal, self.admission.append, self.stopping,
@@ -150,12 +137,12 @@ class Daemon:
     def web_app(self) -> WebApp:
         """The ASGI app, given the parts it needs."""
         return WebApp(self.admission, self.health, self.running, metrics=self.metrics, clock=self.clock,
-                      max_body=self.max_body, emulators=self.emulators)
+                      max_body=self.options.max_body, emulators=self.emulators)
 
     async def connectors_of(self, project: Project) -> dict[str, Connector]:
         """Build `project`'s connectors (on the engine's store thread: `local` ones use its database)."""
         db = self.engine.store.db
-        address = f"http://{self.host}:{self.port}" if self.sandbox else None
+        address = self.address if self.options.sandbox else None
         return await self.engine.call(lambda _s: build_connectors(project, db, self.clock, sandbox=address,
                                                                   emulators=self.emulators,
                                                                   types=self.connector_types))
@@ -165,7 +152,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0.
 
         Raises AlreadyRunning at once, before the database is opened, when another daemon runs on it."""
-        claim = InstanceLock(self.db_path)
+        claim = InstanceLock(self.options.db_path)
         claim.acquire()
         try:
             return await self._serve()
@@ -173,8 +160,9 @@ class Daemon:
             claim.release()
 
     async def _serve(self) -> int:
+        options = self.options
         try:  # first: a port that is taken ends the daemon before anything is started
-            listener = listen(self.host, self.port, self.limits.backlog)
+            listener = listen(options.host, self.port, options.limits.backlog)
         except CannotListen as exc:
             log.error("%s", exc)
             return 1
@@ -186,17 +174,17 @@ class Daemon:
         try:
             self.running.connectors = await self.connectors_of(self.project)
             await self._recover()
-            two = self.processes == 2
+            two = options.processes == 2
             # With an engine process, this one performs the effects of every connector but those writing into
             # the store (`local`): the engine process performs those, on its store thread, between its batches.
             self.outbox = Outbox(self.journal if two else self.engine, lambda: self.connectors, worker=self.worker,
                                  clock=self.clock, metrics=self.metrics, policy=self.policy, on_events=self.wake_engine,
                                  handles=(lambda c: not c.in_store) if two else None)
-            server = NoSignals(uvicorn.Config(self.web_app(), host=self.host, port=self.port, lifespan="off",
+            server = NoSignals(uvicorn.Config(self.web_app(), host=options.host, port=self.port, lifespan="off",
                                               proxy_headers=False, log_config=None, access_log=False,
-                                              http=guarded_protocol(self.limits, self.metrics), loop="none",
-                                              timeout_graceful_shutdown=10, backlog=self.limits.backlog,
-                                              limit_concurrency=self.limits.max_connections))
+                                              http=guarded_protocol(options.limits, self.metrics), loop="none",
+                                              timeout_graceful_shutdown=10, backlog=options.limits.backlog,
+                                              limit_concurrency=options.limits.max_connections))
             self.server = server
             tasks = [asyncio.create_task(self.admission.run(), name="appender"),
                      asyncio.create_task(self.outbox.run(self.stopping), name="outbox"),
@@ -204,21 +192,22 @@ class Daemon:
             if two:
                 self.child = EngineChild(self.metrics, on_decided=self.admission.decided,
                                          on_effects=self.outbox.wake.set)
-                self.child.start({"root": str(self.root), "db": str(self.db_path), "synchronous": self.synchronous,
-                                  "sandbox": f"http://{self.host}:{self.port}" if self.sandbox else None,
-                                  "retention_s": self.retention.total_seconds(), **self.log_settings})
+                self.child.start({"root": str(self.root), "db": str(options.db_path),
+                                  "synchronous": options.synchronous,
+                                  "sandbox": self.address if options.sandbox else None,
+                                  "retention_s": options.retention.total_seconds(), **options.log.for_child()})
                 tasks.append(asyncio.create_task(self.child.watch(self.stopping, self.stop), name="engine-process"))
             else:
                 decider = Engine(self.engine, lambda: self.project, worker=self.worker, clock=self.clock,
-                                 metrics=self.metrics, retention=self.retention, on_decided=self._decided,
+                                 metrics=self.metrics, retention=options.retention, on_decided=self._decided,
                                  wake=self.wake_worker, wake_timers=self.wake_timers)
                 tasks.append(asyncio.create_task(decider.run(self.stopping), name="engine"))
-            if self.reload:
+            if options.reload:
                 tasks.append(asyncio.create_task(watch(self.root, self.stopping, self.reloader.swap), name="reload"))
             self.pollers.start()
             await self.health.heartbeat()
-            log.info("serving on http://%s:%d with %d rules%s", self.host, self.port, len(self.project.rules),
-                     " (sandbox)" if self.sandbox else "", extra={"version": self.project.version})
+            log.info("serving on %s with %d rules%s", self.address, len(self.project.rules),
+                     " (sandbox)" if options.sandbox else "", extra={"version": self.project.version})
             await server.serve(sockets=[listener])
             self.stopping.set()  # the server ended on its own (it could not start) or after stop()
             self.admission.close()
@@ -228,7 +217,7 @@ class Daemon:
             await close_connectors(self.connectors.values())
             await self.health.heartbeat(stopped=True)
             if not server.started:
-                log.error("could not serve on %s:%d (see above); stopped", self.host, self.port)
+                log.error("could not serve on %s:%d (see above); stopped", options.host, self.port)
                 return 1
             log.info("stopped cleanly")
             return 0

@@ -16,6 +16,7 @@ from automator.clock import FakeClock
 from automator.config.load import load_project
 from automator.config.problems import Problem
 from automator.daemon import reload
+from automator.daemon.options import daemon_options
 from automator.daemon.process import Daemon
 from automator.daemon.reload import is_project_file
 
@@ -123,7 +124,9 @@ def schedule_timers(daemon: Daemon) -> list[str]:
 def daemon(make_project, tmp_path: Path) -> Daemon:  # type: ignore[no-untyped-def]
     project, problems = load_project(make_project(RULES_V1))
     assert project is not None, problems
-    return Daemon(project, db_path=tmp_path / "reload.db", clock=FakeClock(NOW), synchronous="NORMAL", reload=False)
+    options = daemon_options(project.root, project.config, db_path=tmp_path / "reload.db", synchronous="NORMAL",
+                             reload=False)
+    return Daemon(project, options, clock=FakeClock(NOW))
 
 
 def test_a_broken_change_keeps_the_running_rules_and_records_why(daemon: Daemon) -> None:
@@ -250,10 +253,11 @@ STUCK_STOP = """
 import asyncio, signal, sys, threading
 from automator.config.load import load_project
 from automator.daemon import process
+from automator.daemon.options import daemon_options
 
 process.STOP_DEADLINE = 0.5
 project, problems = load_project(sys.argv[1])
-daemon = process.Daemon(project, db_path=sys.argv[2], reload=False)
+daemon = process.Daemon(project, daemon_options(project.root, project.config, db_path=sys.argv[2], reload=False))
 daemon.owns_process = True
 threading.Thread(target=threading.Event().wait, name="stuck-forever").start()  # would keep the process alive
 

@@ -18,6 +18,7 @@ from automator.clock import FakeClock
 from automator.config.load import builtin_connectors, load_project
 from automator.config.project import Project
 from automator.connector import Connector, Inbound
+from automator.daemon.options import daemon_options
 from automator.daemon.process import Daemon
 from automator.model import EntityRef, Event
 from test_storethread import hold_the_write_lock
@@ -114,9 +115,10 @@ def daemon(project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("WEB_TEST_B24_TOKEN", B24_TOKEN)
     monkeypatch.setenv("WEB_TEST_LEAKY_SECRET", LEAKY_SECRET)
     monkeypatch.setenv("WEB_TEST_LEAKY_KEY", LEAKY_KEY)
-    d = Daemon(project, db_path=tmp_path / "web.db", clock=FakeClock(NOW), synchronous="NORMAL", reload=False,
-               connector_types=TYPES)
-    assert d.max_body == 2048  # from `daemon: {max_body}` of automator.yaml
+    options = daemon_options(project.root, project.config, db_path=tmp_path / "web.db", synchronous="NORMAL",
+                             reload=False)
+    d = Daemon(project, options, clock=FakeClock(NOW), connector_types=TYPES)
+    assert d.options.max_body == 2048  # from `daemon: {max_body}` of automator.yaml
     return d
 
 
@@ -177,6 +179,12 @@ def post(client: httpx.AsyncClient, body: Any, *, connector: str = "crm", token:
 
 
 # ---- accepted --------------------------------------------------------------------------------------------------
+
+def test_a_daemon_built_without_options_runs_as_automator_run_with_no_flags(project: Project) -> None:
+    options = Daemon(project).options
+    assert options == daemon_options(project.root, project.config)
+    assert (options.max_body, options.db_path, options.processes) == (2048, project.root / "automator.db", 2)
+
 
 def test_a_webhook_is_journaled_then_acked(daemon: Daemon) -> None:
     async def scenario(client: httpx.AsyncClient, d: Daemon) -> None:
@@ -251,7 +259,7 @@ def test_a_request_that_cannot_be_stored_fails_alone_and_its_group_is_committed(
         d.admission.appender.submit = counted_submit  # type: ignore[method-assign]
         d.journal.call = counted_call  # type: ignore[method-assign]
         gate, held = threading.Event(), threading.Event()
-        other = hold_the_write_lock(d.db_path, gate, held)
+        other = hold_the_write_lock(d.options.db_path, gate, held)
         first = asyncio.create_task(post(client, {**EVENT, "delivery_id": "first"}))
         await wait_until(lambda: written, 10, "its group to wait for the write lock")
         rest = [asyncio.create_task(post(client, {**EVENT, "delivery_id": f"d-{n}"})) for n in range(3)]

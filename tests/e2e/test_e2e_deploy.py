@@ -351,7 +351,7 @@ def https(port: int, context: ssl.SSLContext, method: str, path: str, body: byte
 
 @needs_nginx
 def test_nginx_in_front_passes_webhooks_over_tls_and_nothing_else(nginx_in_front) -> None:
-    from automator.daemon.process import MAX_BODY
+    from automator.daemon.options import MAX_BODY
 
     daemon, port, context, root = nginx_in_front
     body = json.dumps(booking_event("1001", "confirmed", delivery="via-nginx")).encode()
