@@ -212,6 +212,16 @@ def _all_imports() -> dict[str, set[str]]:
     return out
 
 
+def test_only_the_shipped_contract_suite_needs_pytest() -> None:
+    # pytest is a plugin author's test need, not the daemon's: one module imports it and no other module imports
+    # that one, so running automator never needs pytest installed.
+    imports = _all_imports()
+    needs = sorted(m for m, targets in imports.items() if any(t.split(".")[0] == "pytest" for t in targets))
+    assert needs == ["automator.connector_contract"], needs
+    users = sorted(m for m, targets in imports.items() if "automator.connector_contract" in targets)
+    assert users == [], users
+
+
 def test_the_architecture_document_places_every_module() -> None:
     # docs/architecture.md draws the layers from the code: a module added without a place there is a stale drawing.
     text = (ROOT / "docs" / "architecture.md").read_text()

@@ -8,11 +8,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from automator.connector_contract import Sandboxes, Swap, sandboxes
 from automator.emulator import serve
-from connector_support import Loop, Swap
-from contract import sandbox  # noqa: F401 - the contract suite's fixture, for every module here
+from connector_support import Loop
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC: mid-day in Moscow
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandboxes]:
+    """The contract suite's sandboxes, for the tests that build connectors outside a ConnectorContract subclass."""
+    with sandboxes() as make:
+        yield make
 
 
 @pytest.fixture(scope="module")

@@ -1,69 +1,18 @@
-"""What the connector tests share: one served address whose app each test swaps, the daemon's side of webhooks,
-and one event loop per module on which each connector keeps its HTTP client."""
+"""What only the built-in connector tests share (the contract suite's own helpers ship in
+`automator.connector_contract`): one event loop per module on which each connector keeps its HTTP client, and the
+SMS gateways' shorthands."""
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 
-from automator.connector import Connector, Inbound
-from automator.emulator import Emulator, read_body
-
-
-class Swap:
-    """One served ASGI app for a whole test module; each test puts its own emulator behind it."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the serving thread's, where the app sends webhooks
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.app(scope, receive, send)
-
-    def settled(self, seconds: float = 3) -> None:
-        """Wait (at most `seconds`) until every webhook the emulator behind has sent has had its answer: its own
-        `settle`, run on the loop that sends them."""
-        if self.loop is not None and isinstance(self.app, Emulator):
-            asyncio.run_coroutine_threadsafe(self.app.settle(), self.loop).result(timeout=seconds)
-
-
-class Hooks:
-    """The daemon's side of webhooks: records each request (to `path`, when given: a previous test's emulator may
-    still be sending elsewhere) as the Inbound the daemon would build from it."""
-
-    def __init__(self, connector: str, path: str | None = None) -> None:
-        self.connector, self.path = connector, path
-        self.got: list[Inbound] = []
-        self.arrived = threading.Condition()  # notified by the server's thread as each webhook is recorded
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = await read_body(receive)
-        if self.path is None or scope["path"] == self.path:
-            inbound = Inbound(connector=self.connector, method=scope["method"], path=scope["path"],
-                              query=dict(parse_qsl(scope["query_string"].decode())),
-                              headers={k.decode().lower(): v.decode() for k, v in scope["headers"]}, body=body,
-                              received_at=datetime.now(timezone.utc))
-            with self.arrived:
-                self.got.append(inbound)
-                self.arrived.notify_all()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"accepted": 1}'})
-
-    def wait(self, count: int) -> list[Inbound]:
-        """The first `count` webhooks (in the order they arrived), waiting at most 3 s for them."""
-        with self.arrived:
-            self.arrived.wait_for(lambda: len(self.got) >= count, timeout=3)
-        assert len(self.got) >= count, f"{len(self.got)} webhook(s) arrived, expected {count}"
-        return self.got[:count]
+from automator.connector import Connector
+from automator.emulator import Emulator
 
 
 class Loop:

@@ -15,14 +15,13 @@ from jsonschema import Draft202012Validator
 
 import automator_connectors.amocrm as amocrm_module
 from automator.connector import Inbound
+from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Sandboxes, Swap
 from automator.emulator import serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
 from automator_connectors.amocrm import Amocrm, AmocrmEmulator
 from automator_connectors.amocrm.api import JITTER_MARGIN, Pacer, classify
 from automator_connectors.amocrm.mapping import FormError, parse_php_form
-from contract import ConnectorContract, Sandbox, Sandboxes
-from connector_support import Hooks, Swap
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TS = int(NOW.timestamp())

@@ -13,14 +13,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from automator.connector import Inbound
+from automator.connector_contract import ConnectorContract, Sandbox, Swap
 from automator.emulator import Served, read_body, serve
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.model import Pipeline, Stage
 from automator_connectors.bitrix24 import Bitrix24
 from automator_connectors.bitrix24.api import classify
 from automator_connectors.bitrix24.emulator import Bitrix24Emulator
-from contract import ConnectorContract, Sandbox
-from connector_support import Swap
 
 TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
 CODE = "s3cr3tc0de42"

@@ -23,8 +23,8 @@ import yaml
 from automator.catalogue import Catalogue, FieldSpec
 from automator.config.load import builtin_connectors
 from automator.connector import Inbound
+from automator.connector_contract import NOW, Sandbox
 from automator.model import Event, Pipeline, Stage
-from contract import NOW, Sandbox
 from automator_connectors.bitrix24 import events as bitrix_events
 from automator_connectors.local import LocalConnector
 from test_amocrm import STATUS_HOOK

@@ -17,11 +17,11 @@ import pytest
 
 from automator.clock import FakeClock
 from automator.connector import ActionResult, check_status, retry_after
+from automator.connector_contract import ConnectorContract, Sandbox, Sandboxes
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.emulator import Call, Emulator, Reply, route
 from automator.http import ENGINES, new_transport
 from automator_connectors.http import HttpConnector
-from contract import ConnectorContract, Sandbox, Sandboxes
 
 
 @dataclass

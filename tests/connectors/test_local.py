@@ -12,12 +12,11 @@ import pytest
 import sqlite_utils
 
 from automator.connector import Inbound
+from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Sandboxes
 from automator.errors import InboundRejected
 from automator.model import EntityRef
 from automator.store.sqlite import SqliteStore
 from automator_connectors.local import MAX_EVENTS_PER_REQUEST, LocalConnector
-from contract import ConnectorContract, Sandbox, Sandboxes
-from connector_support import Hooks
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
 SECRET = "hook-secret"

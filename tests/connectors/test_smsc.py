@@ -9,11 +9,11 @@ import httpx
 import jsonschema
 import pytest
 
+from automator.connector_contract import ConnectorContract, Sandbox, Swap
 from automator.errors import Rejected, Retryable, Uncertain
 from automator_connectors.smsc import Smsc, api
 from automator_connectors.smsc.emulator import SANDBOX_LOGIN, SANDBOX_PSW, SmscEmulator
-from contract import ConnectorContract, Sandbox
-from connector_support import Loop, Swap, form_of, get, post, run, send
+from connector_support import Loop, form_of, get, post, run, send
 
 LOGIN, PSW, APIKEY = "salon", "secret", "key-123"
 

@@ -10,11 +10,11 @@ import httpx
 import jsonschema
 import pytest
 
+from automator.connector_contract import ConnectorContract, Sandbox, Swap
 from automator.errors import Rejected, Retryable, Uncertain
 from automator_connectors.smsru import Smsru, api
 from automator_connectors.smsru.emulator import SANDBOX_API_ID, SmsruEmulator
-from contract import ConnectorContract, Sandbox
-from connector_support import Loop, Swap, form_of, get, post, run, send
+from connector_support import Loop, form_of, get, post, run, send
 
 API_ID = "test-api-id"
 

@@ -13,14 +13,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from automator.connector import ConfigError, Inbound
+from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Swap
 from automator.daemon.retry import TokenBucket
 from automator.emulator import Served, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator_connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
 from automator_connectors.telegram.emulator import TelegramEmulator
 from automator_connectors.telegram.mapping import IGNORED_UPDATES
-from contract import ConnectorContract, Sandbox
-from connector_support import Hooks, Swap
 
 TOKEN = "123456789:AAEtest-token-for-the-emulator-abcdef"
 SECRET = "s3cret-token_1"

@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from automator.connector import ConfigError, Inbound
+from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Swap
 from automator.emulator import Served, serve
 from automator.http import new_transport
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
@@ -24,8 +25,6 @@ from automator_connectors.yclients import api as yapi
 from automator_connectors.yclients.api import Pace
 from automator_connectors.yclients.emulator import YclientsEmulator
 from automator_connectors.yclients.mapping import ATTENDANCE, parse_datetime, to_e164
-from contract import ConnectorContract, Sandbox
-from connector_support import Hooks, Swap
 
 COMPANY, PARTNER, USER, SECRET = 307626, "partner-token-1", "user-token-1", "hook-secret-1"
 

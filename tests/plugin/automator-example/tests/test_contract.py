@@ -1,5 +1,5 @@
-"""The guest book keeps the connector contract: automator's own suite, imported as a third-party package's tests
-would import it (its folder on the path), run against the package as installed."""
+"""The guest book keeps the connector contract: automator's own suite, imported from the installed automator as any
+third-party package's tests would, run against the package as installed."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from automator.connector import Inbound
-from connector_support import Hooks
-from contract import ConnectorContract, Sandbox, Sandboxes, sandbox  # noqa: F401 - the suite's fixture
+from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Sandboxes
 
 SECRET = "s3cret"
 

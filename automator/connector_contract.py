@@ -1,7 +1,9 @@
-"""The contract every connector keeps, as one suite each connector's tests run against its own emulator.
+"""The contract every connector keeps, as one pytest suite each connector package runs against its own emulator.
 
-A connector's test module opts in with a subclass that names its type and fills in what only it knows (a signed
-sample webhook, a malformed one, params each of its actions succeeds with, a change its `poll` must find):
+A connector package's tests opt in with a subclass that names its type and fills in what only it knows (a signed
+sample webhook, malformed ones, params each of its actions succeeds with, a change its `poll` must find):
+
+    from automator.connector_contract import ConnectorContract
 
     class TestContract(ConnectorContract):
         type = "guestbook"
@@ -18,36 +20,93 @@ The suite then checks, through the connector's public interface and over real HT
              answer past the deadline or a dropped connection Uncertain, a refused connection Retryable
     poll     (connectors that poll) the cursor advances and a change is delivered once
 
-It imports nothing but automator's public modules and these tests' support module, so a third-party connector's
-tests can import it too.
+It ships in the package, beside the `Sandbox` it runs a connector in and the served stand-ins it needs (`Swap`,
+`Hooks`), so a third-party connector's tests need automator and pytest, not automator's source tree. This is the
+only module of automator that imports pytest, and nothing in automator imports it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from automator.connector import ActionResult, Connector, Inbound, WebConnector, discover
-from automator.emulator import serve
+from automator.emulator import Emulator, read_body, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
-from connector_support import Hooks, Swap
+
+
+class Swap:
+    """One served ASGI app for a whole test module; each test puts its own emulator behind it."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the serving thread's, where the app sends webhooks
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+    def settled(self, seconds: float = 3) -> None:
+        """Wait (at most `seconds`) until every webhook the emulator behind has sent has had its answer: its own
+        `settle`, run on the loop that sends them."""
+        if self.loop is not None and isinstance(self.app, Emulator):
+            asyncio.run_coroutine_threadsafe(self.app.settle(), self.loop).result(timeout=seconds)
+
+
+class Hooks:
+    """The daemon's side of webhooks: records each request (to `path`, when given: a previous test's emulator may
+    still be sending elsewhere) as the Inbound the daemon would build from it."""
+
+    def __init__(self, connector: str, path: str | None = None) -> None:
+        self.connector, self.path = connector, path
+        self.got: list[Inbound] = []
+        self.arrived = threading.Condition()  # notified by the server's thread as each webhook is recorded
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        if self.path is None or scope["path"] == self.path:
+            inbound = Inbound(connector=self.connector, method=scope["method"], path=scope["path"],
+                              query=dict(parse_qsl(scope["query_string"].decode())),
+                              headers={k.decode().lower(): v.decode() for k, v in scope["headers"]}, body=body,
+                              received_at=datetime.now(timezone.utc))
+            with self.arrived:
+                self.got.append(inbound)
+                self.arrived.notify_all()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"accepted": 1}'})
+
+    def wait(self, count: int) -> list[Inbound]:
+        """The first `count` webhooks (in the order they arrived), waiting at most 3 s for them."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.got) >= count, timeout=3)
+        assert len(self.got) >= count, f"{len(self.got)} webhook(s) arrived, expected {count}"
+        return self.got[:count]
+
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+# `ConnectorContract.type` (the type's name) hides the builtin inside the class body: its annotations use this.
+ConnectorClass = type[Connector]
 _ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
 async def parsed(connector: Connector, inbound: Inbound) -> list[Event]:
     """The events `parse` reads from one webhook, whether the connector's parse is a coroutine or not."""
     found = connector.parse(inbound)
-    return list(await found if asyncio.iscoroutine(found) else found)
+    return list(await found if inspect.isawaitable(found) else found)
 
 
 async def performed(connector: Connector, action: str, params: Mapping[str, Any], key: str) -> Any:
@@ -95,11 +154,11 @@ Sandboxes = Callable[..., Sandbox]
 Aim = Callable[..., "tuple[dict[str, Any], Any] | None"]
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Sandboxes]:
+@contextlib.contextmanager
+def sandboxes() -> Iterator[Sandboxes]:
     """sandbox(type, settings, pipelines) → the connector on its emulator, served over real HTTP, as its `sandbox`
     classmethod sets it up (`types` names the classes when they are not the installed ones; `aim` replaces
-    `sandbox` for a type without one)."""
+    `sandbox` for a type without one). Both servers stop when the block ends."""
     api, hook_app = Swap(), Swap()
     with serve(api) as api_served, serve(hook_app) as hook_served:
         def make(type_: str, settings: Mapping[str, Any], pipelines: Mapping[str, Pipeline] | None = None, *,
@@ -137,7 +196,13 @@ class ConnectorContract:
     # Settings that are secrets: a literal value is refused by config_schema. Default: its `webhook_auth`.
     secret_settings: ClassVar[tuple[str, ...] | None] = None
     storm_status: ClassVar[int] = 429  # how the system says "too many requests" (the emulator's storm reply)
-    types: ClassVar[Mapping[str, type[Connector]] | None] = None  # None: the installed entry points
+    types: ClassVar[Mapping[str, ConnectorClass] | None] = None  # None: the installed entry points
+
+    @pytest.fixture
+    def sandbox(self) -> Iterator[Sandboxes]:
+        """The suite's `sandboxes()`, as a fixture of every test in the subclass."""
+        with sandboxes() as make:
+            yield make
 
     # ---- hooks ----------------------------------------------------------------------------------------------
 
@@ -176,7 +241,7 @@ class ConnectorContract:
 
     # ---- helpers --------------------------------------------------------------------------------------------
 
-    def cls(self) -> type[Connector]:
+    def cls(self) -> ConnectorClass:
         """The connector type under test."""
         return (self.types or discover())[self.type]
 
