@@ -1,9 +1,11 @@
 """Shared fixtures: small real projects written into tmp_path."""
 from __future__ import annotations
 
+import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -106,3 +108,26 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+HANG_S = 5  # the hostile inputs these tests feed take microseconds when sound, and ages when not
+
+
+@pytest.fixture
+def hang_alarm() -> Iterator[None]:
+    """Fails the test if it runs HANG_S seconds: a hang detector for hostile inputs (catastrophic backtracking,
+    an alias bomb expanded, a file parsed that should have been refused), not a time bound. How fast a refusal is
+    belongs in a benchmark. Needs SIGALRM (the tests that use it skip without it)."""
+    if not hasattr(signal, "setitimer"):
+        pytest.skip("needs SIGALRM to stop a hang")
+
+    def hung(signum: int, frame: Any) -> None:
+        raise AssertionError(f"still running after {HANG_S} s: the hostile input was not refused in time")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, HANG_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,7 +1,6 @@
 """Tests for automator.clock: clocks, durations, business hours and cron, across DST changes."""
 from __future__ import annotations
 
-import time as walltime
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -140,13 +139,11 @@ def test_parse_duration_errors(text: object, message: str) -> None:
     assert message in str(info.value)
 
 
-def test_parse_duration_is_linear_on_hostile_input() -> None:
+def test_parse_duration_refuses_hostile_input_without_hanging(hang_alarm: None) -> None:
     hostile = "1" * 60 + " " * 3 + "x"
-    started = walltime.perf_counter()
-    for text in (hostile, "1h" + " " * 50 + "!", "9" * 64):
+    for text in (hostile, "1h" + " " * 50 + "!", "9" * 64, "1d " * 3000 + "x"):
         with pytest.raises(ValueError):
             parse_duration(text)
-    assert walltime.perf_counter() - started < 0.5
 
 
 def test_duration_equality_ignores_text_and_approx() -> None:

@@ -5,7 +5,6 @@ import copy
 import json
 import math
 import pickle
-import time
 from pathlib import Path
 from typing import Any
 
@@ -245,33 +244,36 @@ def test_recursive_anchor_is_refused() -> None:
     assert where(problems) == [(2, 6, "alias *x is used inside its own anchor")]
 
 
-def test_alias_bomb_is_refused_fast() -> None:
+def test_alias_bomb_is_refused_before_it_expands(hang_alarm: None) -> None:
+    # 9**9 strings if expanded: refused by counting the expansions, at the line where the count runs over.
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi"):
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
-    started = time.perf_counter()
     doc, problems = load("\n".join(lines) + "\n")
-    elapsed = time.perf_counter() - started
     assert doc is None
     assert len(problems) == 1
     assert problems[0].message.startswith("too many alias expansions")
     assert problems[0].line in (6, 7)
-    assert elapsed < 1.0
 
 
 # --- limits and refusals --------------------------------------------------------------------------
 
-def test_fifty_megabyte_file_is_refused_before_parsing(tmp_path: Path) -> None:
+def test_fifty_megabyte_file_is_refused_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      hang_alarm: None) -> None:
     big = tmp_path / "big.yaml"
     big.write_bytes(b"a: 1\n" * (50 * 1024 * 1024 // 5))
-    started = time.perf_counter()
+
+    from automator.config import source
+
+    def no_parser(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the file was handed to the YAML parser")
+
+    monkeypatch.setattr(source, "_Parser", no_parser)
     doc, problems = load_document(big, display_path="rules/big.yaml")
-    elapsed = time.perf_counter() - started
     assert doc is None
     assert [p.format().splitlines()[0] for p in problems] == [
         "rules/big.yaml:1:1: error: file is too large (52,428,800 bytes; the limit is 2,000,000)"
     ]
-    assert elapsed < 1.0
 
 
 def test_size_limit_applies_to_text_and_is_configurable(tmp_path: Path) -> None:
