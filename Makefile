@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test bench install clean
 
-$(BIN)/automator: pyproject.toml
+$(BIN)/automator: pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

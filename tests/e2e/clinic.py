@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from e2e_support import Project
+from e2e_support import Daemon, Project, get_json, post_json
 
 PIPELINES = """\
 pipelines:
@@ -43,3 +43,12 @@ def clinic(root: Path, config: str, rules: str) -> Project:
     (root / "rules").mkdir()
     (root / "rules" / "clinic.yaml").write_text(textwrap.dedent(rules))
     return Project(root, 0)
+
+
+def no_show(daemon: Daemon, phone: str = "+79161234567") -> str:
+    """An administrator marks the client's visit a no-show in the sandboxed YCLIENTS, which sends its record
+    webhook; the sandbox's base URL, to read the other emulators' state."""
+    base = f"http://127.0.0.1:{daemon.port}/_sandbox"
+    record = next(r for r in get_json(f"{base}/booking/_emulator/state")["records"] if r["client"]["phone"] == phone)
+    post_json(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+    return base

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clinic import clinic, config
+from clinic import clinic, config, no_show
 from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
 
 from automator.emulator import serve
@@ -33,16 +33,10 @@ def _project(root: Path) -> Project:
     return clinic(root, CONFIG, RULES)
 
 
-
 def test_a_yclients_no_show_makes_one_bitrix24_deal_and_one_sms_in_the_sandbox(
         tmp_path: Path, start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(_project(tmp_path / "clinic"), args=("--sandbox",))
-    base = f"http://127.0.0.1:{daemon.port}/_sandbox"
-    record = next(r for r in get_json(f"{base}/booking/_emulator/state")["records"]
-                  if r["client"]["phone"] == "+79161234567")
-
-    # An administrator marks the visit as a no-show in YCLIENTS: YCLIENTS sends its record webhook.
-    post_json(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+    base = no_show(daemon)
 
     deals = wait_for(lambda: get_json(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
     messages = wait_for(lambda: get_json(f"{base}/sms/_emulator/state")["messages"], 20, "an SMS in the SMS.ru emulator")

@@ -5,8 +5,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clinic import clinic, config
-from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
+from clinic import clinic, config, no_show
+from e2e_support import Daemon, Project, get_json, query, wait_for
 
 CONFIG = config("consultant")
 
@@ -34,15 +34,10 @@ def _project(root: Path) -> Project:
     return clinic(root, CONFIG, RULES)
 
 
-
 def test_a_deal_the_daemon_created_starts_the_deal_created_rule_once(
         tmp_path: Path, start_daemon: Callable[..., Daemon]) -> None:
     daemon = start_daemon(_project(tmp_path / "clinic"), args=("--sandbox",))
-    base = f"http://127.0.0.1:{daemon.port}/_sandbox"
-    record = next(r for r in get_json(f"{base}/booking/_emulator/state")["records"]
-                  if r["client"]["phone"] == "+79161234567")
-
-    post_json(f"{base}/booking/_emulator/attendance", {"record_id": record["id"], "attendance": -1})
+    base = no_show(daemon)
 
     deals = wait_for(lambda: get_json(f"{base}/crm/_emulator/state")["deals"], 20, "a deal in the Bitrix24 emulator")
     # Both reports of the new deal are decided: the action's answer and the portal's ONCRMDEALADD.
