@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import re
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -41,7 +40,7 @@ from urllib.parse import parse_qsl
 import pytest
 from jsonschema import Draft202012Validator
 
-from automator.connector import ActionResult, Connector, Inbound, WebConnector, discover
+from automator.connector import ENV_REFERENCE, ActionResult, Connector, Inbound, WebConnector, discover
 from automator.emulator import Emulator, read_body, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
@@ -100,7 +99,6 @@ class Hooks:
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 # `ConnectorContract.type` (the type's name) hides the builtin inside the class body: its annotations use this.
 ConnectorClass = type[Connector]
-_ENV_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 
 
 async def parsed(connector: Connector, inbound: Inbound) -> list[Event]:
@@ -112,7 +110,7 @@ async def parsed(connector: Connector, inbound: Inbound) -> list[Event]:
 async def performed(connector: Connector, action: str, params: Mapping[str, Any], key: str) -> Any:
     """What performing one action returned, whether the connector's actions are coroutines or not."""
     done = connector.perform(action, params, key)
-    return await done if asyncio.iscoroutine(done) else done
+    return await done if inspect.isawaitable(done) else done
 
 
 @dataclass
@@ -274,7 +272,7 @@ class ConnectorContract:
         written = {"type": self.type, **(self.settings if self.written is None else self.written)}
         assert list(validator.iter_errors(written)) == [], "the `written` settings must be valid"
         for setting in self.secret_settings if self.secret_settings is not None else cls.webhook_auth:
-            assert _ENV_REFERENCE.match(str(written.get(setting, ""))), f"`written` must set {setting} as ${{env:…}}"
+            assert ENV_REFERENCE.fullmatch(str(written.get(setting, ""))), f"`written` must set {setting} as ${{env:…}}"
             assert list(validator.iter_errors({**written, setting: "a-literal-secret"})), \
                 f"{self.type} accepts {setting} written out in the file"
 

@@ -10,6 +10,7 @@ types without an emulator (`http`, `local`) are played by `local` as in `automat
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -86,7 +87,7 @@ class Emulated:
 
     def run(self, work: Any) -> Any:
         """The result of a connector call, awaited on this world's own event loop when it is a coroutine."""
-        return self.loop.run_until_complete(work) if asyncio.iscoroutine(work) else work
+        return self.loop.run_until_complete(work) if inspect.isawaitable(work) else work
 
     def seed(self, entities: Iterable[Entity]) -> None:
         """Write the `given:` entities into every emulator whose connector reads them."""

@@ -1,6 +1,7 @@
 """A simulated world on a fake clock: the core decides, the local connector performs, timers fire in time order."""
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -39,9 +40,7 @@ class Simulator:
         self.project = project
         self.now = now
         self.store = SqliteStore(":memory:")
-        # `local` through the connector registry, as every connector is reached; only it takes the store's database.
-        local: Any = builtin_connectors()["local"]
-        self.local = local("simulated", {}, db=self.store.db, now=lambda: self.now)
+        self.local = _local_type()("simulated", {}, db=self.store.db, now=lambda: self.now)
         self.performed: list[Performed] = []
         self.events: list[Event] = []
         self.errors: list[RunError] = []  # runs that failed: a test fails on them unless it expects them
@@ -140,6 +139,13 @@ class Simulator:
 def _parse_time(value: Any, project: Project) -> datetime:
     at = datetime.fromisoformat(str(value))
     return at if at.tzinfo else at.replace(tzinfo=project.config.timezone)
+
+
+@functools.cache
+def _local_type() -> Any:
+    """`local` through the connector registry, as every connector is reached (only it takes the store's
+    database); looked up once, not for each simulated test: the lookup scans the installed entry points."""
+    return builtin_connectors()["local"]
 
 
 parse_time = _parse_time

@@ -9,14 +9,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from cli_support import invoke
 from automator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_validate_the_example_project() -> None:

@@ -7,10 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from cli_support import invoke
 from automator import docs
-from automator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,11 +26,6 @@ connectors:
         doc: the client rated the visit
         data: {score: {type: number, doc: 0 to 10}, comment: text}
 """
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 
+from cli_support import invoke
 from automator import functions
-from automator.cli import cli
 from automator.clock import parse_duration
 from automator.datefmt import TOKENS, FormatError, compile_format, format_date
 from automator.expr import FUNCTIONS, REFERENCE, EvalContext, compile_expr
@@ -21,11 +20,6 @@ from automator.expr import FUNCTIONS, REFERENCE, EvalContext, compile_expr
 ROOT = Path(__file__).resolve().parents[1]
 BERLIN = ZoneInfo("Europe/Berlin")
 EXAMPLES = [(f.name, expression, value) for f in REFERENCE.values() for expression, value in f.examples]
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 # ------------------------------------------------------------------------------------------------ the reference

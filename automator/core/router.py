@@ -44,8 +44,3 @@ class Router:
         for name in fields:
             out.extend(self.index.get(f"field:{kind}.{name}", ()))
         return out
-
-
-def trigger_kind(rule: Rule) -> str:
-    """The key of the rule's trigger kind (`event`, `changed`, `held`, `schedule`)."""
-    return kind_of(rule.trigger).key

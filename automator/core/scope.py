@@ -116,7 +116,9 @@ def as_date(value: Any, tz: ZoneInfo) -> date | None:
 
 def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project) -> dict[str, Any]:
     config = project.config
-    return {**typed(ref.kind, fields, config.catalogue, config.timezone), "id": ref.id}
+    own = typed(ref.kind, fields, config.catalogue, config.timezone)  # a new dict already: no second copy
+    own["id"] = ref.id
+    return own
 
 
 def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,

@@ -9,7 +9,7 @@ from automator.clock import end_of_day, show_time, start_of_day
 from automator.config.context import CompileContext, branch_hint
 from automator.model import Entity, EntityRef, HeldTrigger, Rule, Timer, Trigger
 from automator.model import same
-from automator.triggers.base import Arming, Deciding, TriggerKind
+from automator.triggers.base import Arming, Deciding, TriggerKind, outside_pipeline
 from automator.triggers.changed import check_stages, split_field
 
 KEY = "held"
@@ -101,7 +101,7 @@ def routed(rule: Rule, deciding: Deciding) -> None:
     assert isinstance(trigger, HeldTrigger) and deciding.event.entity is not None
     ref = deciding.event.entity
     after = deciding.fields_after
-    in_pipeline = not trigger.pipeline or (after is not None and same(after.get("pipeline"), trigger.pipeline))
+    in_pipeline = outside_pipeline(trigger.pipeline, after) is None
     step = transition(trigger, deciding.fields_before, after)
     if step == "arm" and in_pipeline:
         armed = timer(rule, ref, after or {}, deciding)
@@ -131,7 +131,7 @@ def armed(rule: Rule, entity: Entity, arming: Arming) -> Timer | None:
     assert isinstance(trigger, HeldTrigger)
     if not holds(trigger, entity.fields):
         return None
-    if trigger.pipeline and not same(entity.fields.get("pipeline"), trigger.pipeline):
+    if outside_pipeline(trigger.pipeline, entity.fields):
         return None
     return timer(rule, entity.ref, entity.fields, arming)
 

@@ -14,8 +14,6 @@ ATTENDANCE: dict[int, str] = {2: "confirmed", 1: "arrived", 0: "waiting", -1: "n
 ATTENDANCE_CODES: dict[str, int] = {status: code for code, status in ATTENDANCE.items()}
 CANCELLED = "cancelled"  # a deleted record: YCLIENTS cancels a visit by deleting the record
 
-CLIENT_LABELS = 1  # label entity of client categories (2 is record categories)
-
 # Fields of the client object a PUT must send back so that a full-replace update loses nothing.
 CLIENT_WRITABLE = ("name", "surname", "patronymic", "phone", "email", "sex_id", "importance_id", "discount",
                    "card", "birth_date", "comment", "sms_check", "sms_not", "custom_fields")
@@ -86,11 +84,6 @@ def to_e164(value: Any, region: str = "RU") -> str | None:
         return None
     # YCLIENTS has accepted the number already and stores its digits: only their count is checked.
     return phones.to_e164(str(value), policy=phones.Policy.POSSIBLE, region=region, reading=phones.Reading.DIGITS)
-
-
-def yclients_phone(e164: str) -> str:
-    """A phone as YCLIENTS writes it in requests: digits with the country code, no plus (`79161234567`)."""
-    return re.sub(r"\D", "", e164)
 
 
 def _text_id(value: Any) -> str | None:

@@ -455,6 +455,14 @@ def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...
         conn.close()
 
 
+UNSETTLED = "select 1 from effects where status in ('pending', 'running', 'retry')"  # the outbox has work left
+
+
+def wait_outbox_drained(db: Path, timeout: float) -> None:
+    """Wait until every effect in the daemon's database is settled (done, parked or dead)."""
+    wait_for(lambda: not query(db, UNSETTLED), timeout, "the outbox to drain")
+
+
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """Start daemons on a project; every one still running at teardown is stopped (SIGTERM, then SIGKILL)."""

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from clinic import clinic, config, no_show
-from e2e_support import Daemon, Project, get_json, post_json, query, wait_for
+from e2e_support import Daemon, Project, get_json, post_json, query, wait_for, wait_outbox_drained
 
 from automator.emulator import serve
 from automator_connectors.bitrix24.emulator import Bitrix24Emulator
@@ -47,8 +46,7 @@ def test_a_yclients_no_show_makes_one_bitrix24_deal_and_one_sms_in_the_sandbox(
     # The portal's ONCRMDEALADD for our own deal comes back and is known as ours.
     wait_for(lambda: query(daemon.project.db, "select count(*) from journal where source = 'crm' and "
                                               "status = 'done'")[0][0] >= 1, 10, "the CRM's echo to be decided")
-    wait_for(lambda: not query(daemon.project.db, "select 1 from effects where status in "
-                                                  "('pending', 'running', 'retry')"), 10, "the outbox to drain")
+    wait_outbox_drained(daemon.project.db, 10)
     # Nothing more happens however long we look: one deal, one SMS, every effect done.
     assert len(get_json(f"{base}/crm/_emulator/state")["deals"]) == 1
     assert sum(len(v) for v in get_json(f"{base}/sms/_emulator/state")["messages"].values()) == 1

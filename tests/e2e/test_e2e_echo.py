@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from clinic import clinic, config, no_show
-from e2e_support import Daemon, Project, get_json, query, wait_for
+from e2e_support import Daemon, Project, get_json, query, wait_for, wait_outbox_drained
 
 CONFIG = config("consultant")
 
@@ -43,8 +42,7 @@ def test_a_deal_the_daemon_created_starts_the_deal_created_rule_once(
     # Both reports of the new deal are decided: the action's answer and the portal's ONCRMDEALADD.
     wait_for(lambda: query(daemon.project.db, "select count(*) from journal where type = 'deal.created' and "
                                               "status = 'done'")[0][0] >= 2, 15, "both reports of the deal decided")
-    wait_for(lambda: not query(daemon.project.db, "select 1 from effects where status in "
-                                                  "('pending', 'running', 'retry')"), 15, "the outbox to drain")
+    wait_outbox_drained(daemon.project.db, 15)
     tasks = get_json(f"{base}/crm/_emulator/state")["tasks"]
     titles = sorted(t["title"] for t in (tasks.values() if isinstance(tasks, dict) else tasks))
     assert titles == [f"Позвонить по сделке {deals[0]['ID']}"], titles

@@ -2,7 +2,7 @@
 with the daemon, and a crash of it taking the daemon down whole, to come back whole; `--processes 1` is one."""
 from __future__ import annotations
 
-from e2e_support import FakeServer, Project, wait_for, write_project
+from e2e_support import UNSETTLED, FakeServer, Project, wait_for, write_project
 
 RULES = """\
 rules:
@@ -59,7 +59,7 @@ def test_a_crash_of_the_engine_process_takes_the_daemon_down_and_it_recovers(
     assert daemon.query("select status from journal")[0][0] == "pending"  # accepted, not lost
 
     again = start_daemon(project, log_name="again.log")
-    wait_for(lambda: not again.query("select 1 from effects where status in ('pending', 'running', 'retry')")
+    wait_for(lambda: not again.query(UNSETTLED)
              and again.query("select count(*) from effects")[0][0] == 2, 15, "decided and performed after the restart")
     assert dict(again.query("select action, status from effects")) == {"sms.send": "done", "http.request": "done"}
     assert len(fake_server.received("/orders")) == 1

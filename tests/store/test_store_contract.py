@@ -13,7 +13,7 @@ from automator.store.backup import BackupError
 from automator.store.base import Settlement, Store
 from automator.store.codec import writes_of
 
-from conftest import Backend
+from store_backends import Backend
 
 T0 = datetime(2026, 5, 4, 10, 30, tzinfo=timezone.utc)
 LEASE = timedelta(seconds=30)
