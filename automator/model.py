@@ -90,6 +90,24 @@ class Entity:
 
 
 @dataclass(frozen=True, slots=True)
+class Visit:
+    """One visit (or purchase) in a person's history. Money is exact: `amount` is in minor units (kopecks)."""
+
+    id: str  # unique across systems: "<connector>:<the system's visit id>", or "import:<…>" for an imported row
+    client: str  # the person's id (the `client` entity's id)
+    at: datetime
+    kind: str = "visit"  # visit | purchase
+    branch: str | None = None
+    services: tuple[str, ...] = ()
+    category: str | None = None  # the service category
+    staff: str | None = None
+    amount: int = 0
+    currency: str = "RUB"
+    booking: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """Something that happened. `depth` counts how many rule effects led to it (the echo guard)."""
 
@@ -445,3 +463,4 @@ class Decision:
     cancel_timers: tuple[str, ...] = ()
     events: tuple[Event, ...] = ()
     why_not: tuple[WhyNot, ...] = ()
+    visits: tuple[Visit, ...] = ()  # history the event adds (written once: a visit id already stored is kept)

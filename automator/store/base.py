@@ -1,8 +1,8 @@
 """The storage contract: the Snapshot the core decides on, the Store the daemon works through, and their value types.
 
-A store keeps five things in one database: the journal (every accepted event, in order), entities with their
-previous state, runs, timers and the outbox of effects. Every backend passes `tests/store/test_store_contract.py`;
-the rules below are what that suite checks.
+A store keeps in one database: the journal (every accepted event, in order), entities with their previous
+state, runs, timers, the outbox of effects, and people across systems with their history (links, visits).
+Every backend passes `tests/store/test_store_contract.py`; the rules below are what that suite checks.
 
 Words used throughout:
 - *atomic*: all of a call's writes are committed together or none is; inside `atomic()` they join the caller's
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, Visit
 from automator.store.backup import BackupReport
 
 
@@ -46,6 +46,23 @@ class Snapshot(Protocol):
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment."""
+
+    # ---- one client across systems, and their history -----------------------------------------------
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person (a `client` entity's id) a system's own id belongs to: `system` is a connector's name, or
+        `phone` with an E.164 phone. None when no link is stored."""
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person, phones included (system `phone`), in the order they were linked."""
+
+    def related(self, kind: str, client: str) -> list[Entity]:
+        """The bookings, deals or tasks whose `client` field is this person, oldest first."""
+
+    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
+        """A person's visits and purchases, oldest first; since a moment, when given."""
+
+    def has_visit(self, visit_id: str) -> bool:
+        """True when a visit of this id is stored."""
 
 
 class OutdatedStore(Exception):
@@ -103,6 +120,7 @@ class Writes:
     cancel: list[list[str]]
     timers: list[list[Any]]
     events: tuple[Event, ...]  # emitted: journaled with the decision
+    visits: list[list[Any]] = field(default_factory=list)  # history the decision adds (kept if already stored)
 
 
 class LockTimes(Protocol):
@@ -177,6 +195,13 @@ class Store(Snapshot, Protocol):
     def write_all(self, many: list[Writes]) -> None:
         """Write many decisions' rows atomically, in their order (a later decision's timers may cancel an earlier
         one's). Effects are inserted once: writing an effect key again keeps the first."""
+
+    def link(self, system: str, ext_id: str, client: str, at: datetime) -> None:
+        """Say that a system's id (or, with `system` "phone", an E.164 phone) is this person's; a link already
+        made to someone else is moved to them."""
+
+    def put_visits(self, visits: Iterable[Visit]) -> int:
+        """Store visits atomically, keeping any already stored under the same id; how many were new."""
 
     def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
         """Record an effect's outcome directly (the simulator's short path; the daemon settles through the outbox)."""

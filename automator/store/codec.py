@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from automator.model import ENGINE, Decision, Effect, EntityRef, Run, Timer, TraceStep
+from automator.model import ENGINE, Decision, Effect, EntityRef, Run, Timer, TraceStep, Visit
 from automator.store.base import Writes
 from automator.store.schema import TABLES
 
@@ -76,7 +76,25 @@ def writes_of(decision: Decision) -> Writes:
            for w in decision.why_not]
     return Writes(event_id=decision.event.id, why_not=dump(why), entity=entity, runs=runs, effects=effects,
                   cancel=[[t] for t in decision.cancel_timers], timers=[timer_row(t) for t in decision.timers],
-                  events=decision.events)
+                  events=decision.events, visits=[visit_row(v) for v in decision.visits])
+
+
+VISIT_COLUMNS = ("id", "client", "at", "kind", "branch", "services", "category", "staff", "amount", "currency",
+                 "booking", "source")
+
+
+def visit_row(visit: Visit) -> list[Any]:
+    """A visit as the row it is stored in, columns in VISIT_COLUMNS' order."""
+    return [visit.id, visit.client, utc(visit.at), visit.kind, visit.branch, dump(list(visit.services)),
+            visit.category, visit.staff, int(visit.amount), visit.currency, visit.booking, visit.source]
+
+
+def visit_of(row: tuple[Any, ...]) -> Visit:
+    """A stored row (VISIT_COLUMNS' order) back as a Visit."""
+    ident, client, at, kind, branch, services, category, staff, amount, currency, booking, source = row
+    return Visit(id=str(ident), client=str(client), at=datetime.fromisoformat(str(at)), kind=str(kind or "visit"),
+                 branch=branch, services=tuple(load(services or "[]")), category=category, staff=staff,
+                 amount=int(amount or 0), currency=str(currency or "RUB"), booking=booking, source=str(source or ""))
 
 
 def timer_row(timer: Timer) -> list[Any]:

@@ -56,6 +56,9 @@ INDEXES: tuple[tuple[str, list[str], bool], ...] = (
 )
 
 MIGRATIONS = sqlite_utils.Migrations("automator")
+# Tables a later migration made that an operator's read-only look may go without: a database the previous version
+# wrote is read before the daemon, started again, migrates it (the commands that read them need it migrated).
+LATER_TABLES = frozenset({"links", "visits"})
 
 
 @MIGRATIONS()
@@ -76,6 +79,24 @@ def m001_tables(db: sqlite_utils.Database) -> None:
                         db.conn.execute("update effects set started_at = updated_at where status = 'running'")
     for table, cols, unique in INDEXES:
         _table(db, table).create_index(cols, if_not_exists=True, unique=unique)
+
+
+@MIGRATIONS()
+def m002_people(db: sqlite_utils.Database) -> None:
+    """One client across systems and their history: each system's id of a person (`links`; the pseudo-system
+    `phone` holds E.164 phones), their visits and purchases (`visits`, money in minor units), and an index that
+    finds a person's bookings, deals and tasks by their `client` field."""
+    # Idempotent, as m001 is: a test (or an operator) may drop the migrations' record of a database that has them.
+    _table(db, "links").create({"system": str, "ext_id": str, "client": str, "at": str}, pk=("system", "ext_id"),
+                               if_not_exists=True)
+    _table(db, "links").create_index(["client"], if_not_exists=True)
+    _table(db, "visits").create({"id": str, "client": str, "at": str, "kind": str, "branch": str, "services": str,
+                                 "category": str, "staff": str, "amount": int, "currency": str, "booking": str,
+                                 "source": str}, pk="id", if_not_exists=True)
+    _table(db, "visits").create_index(["client", "at"], if_not_exists=True)
+    # An index on an expression: the writers of entities stay as they are, and a lookup that says
+    # `json_extract(fields, '$.client')` in the same words uses it.
+    db.execute("create index if not exists entities_client on entities (kind, json_extract(fields, '$.client'))")
 
 
 def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
@@ -102,6 +123,8 @@ def check(db: sqlite_utils.Database, path: Path | None) -> None:
     expected = _migrated_columns()
     missing = []
     for table, columns in expected.items():
+        if table in LATER_TABLES and not db[table].exists():
+            continue
         have = {row[1] for row in db.conn.execute(f"pragma table_info({table})")}
         lacking = [name for name in columns if name not in have]
         if not have:

@@ -2,8 +2,9 @@
 
 Each concern is a part over the same connection: the connection and its write lock (`connection.py`, `lock.py`),
 the tables and their migrations (`schema.py`), the rows' codecs (`codec.py`), entities/runs/timers (`state.py`),
-the journal (`journal.py`) and the outbox (`outbox.py`). This class only opens the database, migrates it, and
-hands each call to its part; the contract of every method is in `store/base.py`.
+the journal (`journal.py`), the outbox (`outbox.py`) and people with their history (`people.py`). This class only
+opens the database, migrates it, and hands each call to its part; the contract of every method is in
+`store/base.py`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
+from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, Visit
 from automator.store import schema
 from automator.store.backup import BackupReport, backup
 from automator.store.base import Claimed, Released, Settlement, Store, Writes
@@ -23,6 +24,7 @@ from automator.store.connection import Connection
 from automator.store.journal import DEDUP_WINDOW, Journal, owner_is_gone
 from automator.store.lock import FairLock
 from automator.store.outbox import Outbox
+from automator.store.people import People
 from automator.store.state import State
 
 
@@ -43,6 +45,7 @@ class SqliteStore(Store):
             with self.connection.atomic():
                 schema.migrate(self.connection.db)
         self.state = State(self.connection)
+        self.people = People(self.connection)
         self.journal = Journal(self.connection, self.state)
         self.outbox = Outbox(self.connection, self.journal)
 
@@ -93,6 +96,30 @@ class SqliteStore(Store):
 
     def segment_recency(self) -> Mapping[str, timedelta]:
         return self.state.segment_recency()
+
+    # ---- people across systems and their history (people.py) -------------------------------------------
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        return self.people.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        return self.people.links_of(client)
+
+    def related(self, kind: str, client: str) -> list[Entity]:
+        return self.people.related(kind, client)
+
+    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
+        return self.people.visits_of(client, since)
+
+    def has_visit(self, visit_id: str) -> bool:
+        return self.people.has_visit(visit_id)
+
+    def link(self, system: str, ext_id: str, client: str, at: datetime) -> None:
+        with self.atomic():
+            self.people.link(system, ext_id, client, at)
+
+    def put_visits(self, visits: Iterable[Visit]) -> int:
+        with self.atomic():
+            return self.people.put_visits(visits)
 
     def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
         return self.state.entities_of(refs)

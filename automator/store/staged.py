@@ -8,8 +8,8 @@ changed — a booking's second update sees the first, a client's new state is se
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
-from automator.model import Decision, Entity, EntityRef, Run
+from datetime import datetime, timedelta
+from automator.model import Decision, Entity, EntityRef, Run, Visit
 from automator.store.base import Snapshot
 
 ACTIVE = ("waiting", "queued")  # the statuses Snapshot.active_runs returns
@@ -24,6 +24,7 @@ class Staged:
         self.store = store
         self._entities: dict[EntityRef, Entity] = {}
         self._runs: dict[str, Run] = {}
+        self._visits: dict[str, Visit] = {}
         self._clients_changed = False
         # Read ahead for the whole batch, in one query each (the worker's prefetch): stored states by ref, and
         # the active runs by key. What is not in them is read from the store.
@@ -38,6 +39,8 @@ class Staged:
             self._clients_changed = self._clients_changed or after.ref.kind == "client"
         for run in decision.runs:
             self._runs[run.id] = run
+        for visit in decision.visits:
+            self._visits.setdefault(visit.id, visit)
 
     def entity(self, ref: EntityRef) -> Entity | None:
         """The entity as the staged decisions leave it."""
@@ -84,3 +87,32 @@ class Staged:
 
         return average_recency({**e.fields} for e in self.entities("client"))
 
+    # ---- people and their history: the store's links (written when events are journaled, before any decision),
+    # with the staged decisions' entities and visits laid over them
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person a system's id belongs to (links are the journal's: nothing is staged)."""
+        return self.store.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person."""
+        return self.store.links_of(client)
+
+    def related(self, kind: str, client: str) -> list[Entity]:
+        """The entities of a kind whose client is this person, as the staged decisions leave them."""
+        stored = [self._entities.get(e.ref, e) for e in self.store.related(kind, client)]
+        known = {e.ref for e in stored}
+        staged = [e for ref, e in self._entities.items() if ref.kind == kind and ref not in known
+                  and str(e.fields.get("client")) == client]
+        return [e for e in (*stored, *staged) if str(e.fields.get("client")) == client]
+
+    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
+        """A person's visits, stored and staged, oldest first."""
+        stored = self.store.visits_of(client, since)
+        known = {v.id for v in stored}
+        staged = [v for v in self._visits.values() if v.client == client and v.id not in known
+                  and (since is None or v.at >= since)]
+        return sorted((*stored, *staged), key=lambda v: (v.at, v.id)) if staged else stored
+
+    def has_visit(self, visit_id: str) -> bool:
+        """True when a visit of this id is stored or staged."""
+        return visit_id in self._visits or self.store.has_visit(visit_id)

@@ -11,6 +11,7 @@ from automator.store.base import Writes
 from automator.store.codec import (EFFECT_COLUMNS, RUN_COLUMNS, dump, load, run_of, time_of, timer_of, timer_row,
                                    utc, writes_of)
 from automator.store.connection import Connection
+from automator.store.people import INSERT_VISIT
 
 _INSERT_RUNS = f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * len(RUN_COLUMNS))})"
 _INSERT_EFFECTS = (f"insert or ignore into effects ({', '.join(EFFECT_COLUMNS)}) values "
@@ -129,6 +130,9 @@ class State:
             effects = [row for w in many for row in w.effects]
             if effects:
                 conn.executemany(_INSERT_EFFECTS, effects)
+            visits = [row for w in many for row in w.visits]
+            if visits:
+                conn.executemany(INSERT_VISIT, visits)
             for w in many:
                 if w.cancel:
                     conn.executemany("delete from timers where id = ?", w.cancel)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from automator.model import EntityRef
+from automator.model import Entity, EntityRef
 from automator.store import schema
 from automator.store.base import OutdatedStore
 from automator.store.sqlite import SqliteStore
@@ -36,7 +36,7 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
     assert "_sqlite_migrations" not in sqlite_utils.Database(old_db).table_names()
     store = SqliteStore(old_db)
     try:
-        assert schema.version(store.db) == schema.latest() == 1
+        assert schema.version(store.db) == schema.latest() == 2
         assert [(r.id, r.status, r.vars) for r in store.runs()] == [("run-0", "waiting", {"n": 0}),
                                                                     ("run-1", "done", {"n": 1})]
         anna = store.entity(ANNA)
@@ -52,7 +52,14 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
         store.close()
     again = SqliteStore(old_db)  # opening again applies nothing twice
     try:
-        assert schema.version(again.db) == 1
+        assert schema.version(again.db) == 2
+        # Migration 2: a person's bookings are found through the new index, on rows written before it.
+        again.put_entity(Entity(EntityRef("booking", "b1"), {"client": "1"}, NOW))
+        assert [e.ref.id for e in again.related("booking", "1")] == ["b1"]
+        plan = " ".join(str(row) for row in again.db.conn.execute(
+            "explain query plan select id from entities where kind = 'booking' and "
+            "json_extract(fields, '$.client') in ('1', 1)"))
+        assert "entities_client" in plan
     finally:
         again.close()
 
@@ -87,8 +94,9 @@ def test_an_older_database_gains_the_columns_it_lacks(old_db: Path) -> None:
 def after_migration_1(second: Callable[[sqlite_utils.Database], None]) -> sqlite_utils.Migrations:
     """This version's migrations with one more after them: a later version's, as a test writes it."""
     later = sqlite_utils.Migrations("automator")
-    later()(schema.m001_tables)
-    later(name="m002")(second)
+    for migration in schema.MIGRATIONS.pending(sqlite_utils.Database(memory=True)):  # this version's, in order
+        later(name=migration.name)(migration.fn)
+    later(name="m999_later")(second)
     return later
 
 
@@ -109,7 +117,7 @@ def test_a_migration_adds_a_column_and_an_index_to_a_filled_database(old_db: Pat
         before = store.runs()
         with store.atomic():
             schema.migrate(store.db, later)
-        assert schema.version(store.db, later) == schema.latest(later) == 2
+        assert schema.version(store.db, later) == schema.latest(later) == schema.latest() + 1
         assert store.runs() == before  # nothing read or written differs
         assert [r["note"] for r in store.db.query("select note from runs")] == [None, None]
         assert ["rule_id", "note"] in [index.columns for index in store.db.table("runs").indexes]
@@ -124,6 +132,6 @@ def test_a_failing_migration_leaves_the_database_as_it_was(old_db: Path) -> None
         with pytest.raises(RuntimeError, match="second half"):
             with store.atomic():
                 schema.migrate(store.db, broken)
-        assert schema.version(store.db, broken) == 1 and "note" not in columns(old_db, "runs")
+        assert schema.version(store.db, broken) == schema.latest() and "note" not in columns(old_db, "runs")
     finally:
         store.close()

@@ -86,3 +86,26 @@ def test_the_store_reads_many_entities_and_runs_at_once() -> None:
                                                                         EntityRef("client", "9"): None}
     assert {k: [r.id for r in v] for k, v in store.active_runs_of(["client:1", "client:2"]).items()} == {
         "client:1": ["w"], "client:2": []}
+
+
+def test_a_persons_records_and_visits_are_read_as_staged() -> None:
+    from automator.model import Visit
+
+    store = SqliteStore()
+    store.put_entity(Entity(EntityRef("booking", "1"), {"client": "77", "status": "confirmed"}, NOW))
+    store.put_entity(Entity(EntityRef("booking", "2"), {"client": "77"}, NOW))
+    store.put_visits([Visit(id="v1", client="77", at=NOW - timedelta(days=30), amount=100)])
+    staged = Staged(store)
+    cancelled = Entity(EntityRef("booking", "1"), {"client": "77", "status": "cancelled"}, NOW)
+    moved = Entity(EntityRef("booking", "2"), {"client": "78"}, NOW)  # now another person's
+    new = Entity(EntityRef("booking", "3"), {"client": "77"}, NOW)
+    visit = Visit(id="v2", client="77", at=NOW, amount=200)
+    staged.stage(Decision(event=Event(id="e1", type="booking.updated", at=NOW), entity_before=None,
+                          entity_after=cancelled, visits=(visit,)))
+    staged.stage(decision("e2", moved))
+    staged.stage(decision("e3", new))
+    assert [(e.ref.id, e.fields.get("status")) for e in staged.related("booking", "77")] == [
+        ("1", "cancelled"), ("3", None)]
+    assert [v.id for v in staged.visits_of("77")] == ["v1", "v2"]
+    assert [v.id for v in staged.visits_of("77", since=NOW - timedelta(days=1))] == ["v2"]
+    assert staged.has_visit("v2") and not store.has_visit("v2")

@@ -283,3 +283,56 @@ def test_a_backup_is_the_database_at_one_commit(any_store: Store, backend: Backe
     finally:
         copy.close()
     any_store.backup(target, force=True)
+
+
+# ---- people across systems and their history ------------------------------------------------------------------
+
+def test_links_name_one_person_by_each_system_id_and_phone(any_store: Store) -> None:
+    assert any_store.client_of("crm", "5") is None
+    any_store.link("booking", "77", "77", T0)
+    any_store.link("crm", "5", "77", T0 + timedelta(seconds=1))
+    any_store.link("phone", "+79161234567", "77", T0 + timedelta(seconds=2))
+    assert any_store.client_of("crm", "5") == "77" and any_store.client_of("phone", "+79161234567") == "77"
+    assert any_store.links_of("77") == [("booking", "77"), ("crm", "5"), ("phone", "+79161234567")]
+    any_store.link("crm", "5", "crm:5", T0 + timedelta(seconds=3))  # a link made again moves to its new person
+    assert any_store.client_of("crm", "5") == "crm:5"
+    assert any_store.links_of("77") == [("booking", "77"), ("phone", "+79161234567")]
+
+
+def test_a_persons_records_are_found_by_their_client_field(any_store: Store) -> None:
+    any_store.put_entity(Entity(EntityRef("booking", "1"), {"client": "77", "status": "confirmed"}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "2"), {"client": 77, "status": "arrived"},  # given: a number
+                                T0 + timedelta(minutes=1)))
+    any_store.put_entity(Entity(EntityRef("booking", "3"), {"client": "78"}, T0))
+    any_store.put_entity(Entity(EntityRef("deal", "9"), {"client": "77"}, T0))
+    assert [e.ref.id for e in any_store.related("booking", "77")] == ["1", "2"]
+    assert [e.ref.id for e in any_store.related("deal", "77")] == ["9"]
+    assert any_store.related("task", "77") == []
+
+
+def test_visits_are_kept_once_and_read_back_in_order(any_store: Store) -> None:
+    from automator.model import Visit
+
+    first = Visit(id="booking:1", client="77", at=T0, branch="main", services=("Массаж",), category="massage",
+                  staff="Ольга", amount=150050, booking="1", source="booking")
+    second = Visit(id="booking:2", client="77", at=T0 + timedelta(days=30), amount=2000_00)
+    assert any_store.put_visits([second, first]) == 2
+    assert any_store.put_visits([Visit(id="booking:1", client="77", at=T0, amount=1)]) == 0  # kept as it was
+    assert any_store.visits_of("77") == [first, second]
+    assert any_store.visits_of("77", since=T0 + timedelta(days=1)) == [second]
+    assert any_store.has_visit("booking:2") and not any_store.has_visit("booking:3")
+    assert any_store.visits_of("78") == []
+
+
+def test_a_decisions_visits_are_written_with_it_and_never_twice(any_store: Store) -> None:
+    from automator.model import Visit
+
+    visit = Visit(id="booking:5", client="anna", at=T0, amount=99)
+    event = hook("v1")
+    any_store.append([event], T0)
+    decision = Decision(event=event, entity_before=None, entity_after=None, visits=(visit,))
+    any_store.commit(event, decision, T0)
+    again = Decision(event=event, entity_before=None, entity_after=None,
+                     visits=(Visit(id="booking:5", client="anna", at=T0, amount=1),))
+    any_store.write(writes_of(again))
+    assert any_store.visits_of("anna") == [visit]

@@ -1,0 +1,142 @@
+"""One person across systems: which client an event from a system names, and the links that keeps (pure).
+
+A client is one person known by their phone and by each system's own id. Systems' ids share no namespace (the
+YCLIENTS client 77 and the Bitrix24 contact 77 are strangers), so every id is kept with its system — the name of
+the connector that reported it — in links; the pseudo-system `phone` holds E.164 phones.
+
+How an event from system S that names S's record X is matched to a person:
+1. by the link (S, X), when one is stored;
+2. else by the event's phone, when a person has it (two contacts with one phone are one client);
+3. else a new person: their id is X when no link names a person X yet (a one-system project keeps its ids, and
+   a client stored before links existed is adopted), else `S:X`.
+A person made from a bare reference (a deal's contact seen before the contact itself: no phone, no other link)
+joins the person with that phone once the phone is known.
+
+`resolve` rewrites the event: a `client.*` event's entity becomes the person, and its data gets `ids` (every
+system's id of the person); a `client` or `contact` field of another event (a booking's client, a deal's contact)
+names the person in `client` (a CRM's own contact id stays in `contact`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from automator.model import EntityRef, Event
+
+PHONE = "phone"  # the pseudo-system of E.164 phones
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+class People(Protocol):
+    """What matching reads of the store (the Snapshot's people methods)."""
+
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person a system's id belongs to."""
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person, in the order they were linked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A system's id (or a phone) that names a person: to be stored (a link already stored moves to `client`)."""
+
+    system: str
+    ext_id: str
+    client: str
+
+
+class _Pending:
+    """The store's links with the ones this resolution has made laid over them."""
+
+    def __init__(self, people: People) -> None:
+        self.people = people
+        self.made: dict[tuple[str, str], str] = {}
+
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        return self.made.get((system, ext_id)) or self.people.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        stored = [pair for pair in self.people.links_of(client) if self.made.get(pair, client) == client]
+        return stored + [pair for pair, who in self.made.items() if who == client and pair not in stored]
+
+    def link(self, system: str, ext_id: str, client: str) -> None:
+        self.made[(system, ext_id)] = client
+
+    def links(self) -> tuple[Link, ...]:
+        return tuple(Link(system, ext, client) for (system, ext), client in self.made.items())
+
+
+def phone_of(value: Any) -> str | None:
+    """An E.164 phone as connectors report it (`+79161234567`), or None for anything else."""
+    text = str(value).strip() if value is not None else ""
+    return text if _E164.match(text) else None
+
+
+def match(system: str, ext_id: str, phone: str | None, people: People) -> tuple[str, tuple[Link, ...]]:
+    """The person system's record `ext_id` (with this phone, when known) is, and the links to store."""
+    pending = _Pending(people)
+    client = _match(system, ext_id, phone, pending)
+    return client, pending.links()
+
+
+def _match(system: str, ext_id: str, phone: str | None, pending: _Pending) -> str:
+    known = pending.client_of(system, ext_id)
+    owner = pending.client_of(PHONE, phone) if phone else None
+    if known is not None:
+        if owner is not None and owner != known and pending.links_of(known) == [(system, ext_id)]:
+            # A bare reference's person (only this link): the phone says who they are.
+            pending.link(system, ext_id, owner)
+            return owner
+        if phone and owner is None:
+            pending.link(PHONE, phone, known)
+        return known
+    if owner is not None:
+        pending.link(system, ext_id, owner)
+        return owner
+    client = ext_id if not pending.links_of(ext_id) else f"{system}:{ext_id}"
+    pending.link(system, ext_id, client)
+    if phone:
+        pending.link(PHONE, phone, client)
+    return client
+
+
+def ids_of(links: list[tuple[str, str]]) -> dict[str, str]:
+    """Each system's id of a person (the first linked of a system, when it has two), phones left out."""
+    ids: dict[str, str] = {}
+    for system, ext in links:
+        if system != PHONE:
+            ids.setdefault(system, ext)
+    return ids
+
+
+def resolve(event: Event, people: People) -> tuple[Event, tuple[Link, ...]]:
+    """The event with the persons it names in place of the system's ids (its source is the system), and the
+    links that makes. An event that names no client comes back as it was."""
+    system = event.source
+    pending = _Pending(people)
+    data: dict[str, Any] | None = None
+    entity = event.entity
+    if entity is not None and entity.kind == "client":
+        client = _match(system, entity.id, phone_of(event.data.get("phone")), pending)
+        data = {**event.data, "ids": ids_of(pending.links_of(client))}
+        entity = EntityRef("client", client)
+    else:
+        named = _named(event.data)
+        if named is not None:
+            field, ext = named
+            data = {**event.data, "client": _match(system, ext, None, pending)}
+    if data is None:
+        return event, ()
+    return replace(event, entity=entity, data=data), pending.links()
+
+
+def _named(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The data field naming the system's client (a booking's `client`, a deal's `contact`) and its id."""
+    for field in ("client", "contact"):
+        value = data.get(field)
+        if value not in (None, "") and not isinstance(value, (Mapping, list, bool)):
+            return field, str(value)
+    return None

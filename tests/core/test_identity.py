@@ -1,0 +1,93 @@
+"""Matching an event from a system to one person (automator/identity.py), over a real store's links."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from automator.identity import Link, ids_of, match, phone_of, resolve
+from automator.model import EntityRef, Event
+from automator.store.sqlite import SqliteStore
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+ANNA = "+79161234567"
+
+
+def keep(store: SqliteStore, links: tuple[Link, ...]) -> None:
+    for link in links:
+        store.link(link.system, link.ext_id, link.client, T0)
+
+
+def arrive(store: SqliteStore, event: Event) -> Event:
+    resolved, links = resolve(event, store)
+    keep(store, links)
+    return resolved
+
+
+def client(ident: str, source: str, **data: object) -> Event:
+    return Event(id=f"{source}-{ident}", type="client.updated", at=T0, entity=EntityRef("client", ident),
+                 data=data, source=source)
+
+
+def test_one_phone_from_two_systems_is_one_person_who_keeps_both_ids() -> None:
+    store = SqliteStore()
+    first = arrive(store, client("77", "booking", name="Анна", phone=ANNA))
+    second = arrive(store, client("5", "crm", name="Анна Петрова", phone=ANNA))
+    assert first.entity == second.entity == EntityRef("client", "77")  # the first system's id, free: kept
+    assert second.data["ids"] == {"booking": "77", "crm": "5"}
+    assert second.data["name"] == "Анна Петрова" and second.data["phone"] == ANNA
+
+
+def test_the_same_id_in_two_systems_is_two_people() -> None:
+    store = SqliteStore()
+    yclients = arrive(store, client("77", "booking", phone=ANNA))
+    bitrix = arrive(store, client("77", "crm", phone="+79031112233"))
+    assert yclients.entity == EntityRef("client", "77")
+    assert bitrix.entity == EntityRef("client", "crm:77")  # "77" names someone else already
+    assert arrive(store, client("77", "crm")).entity == EntityRef("client", "crm:77")  # by its link, no phone
+
+
+def test_a_deals_contact_names_the_person_and_stays_the_crms_own_id() -> None:
+    store = SqliteStore()
+    arrive(store, client("77", "booking", phone=ANNA))
+    arrive(store, client("5", "crm", phone=ANNA))
+    deal = arrive(store, Event(id="d", type="deal.created", at=T0, entity=EntityRef("deal", "9"),
+                               data={"contact": "5", "stage": "new"}, source="crm"))
+    assert deal.data == {"contact": "5", "client": "77", "stage": "new"}
+    booking = arrive(store, Event(id="b", type="booking.created", at=T0, entity=EntityRef("booking", "1001"),
+                                  data={"client": "77", "status": "confirmed"}, source="booking"))
+    assert booking.data["client"] == "77"
+
+
+def test_a_bare_reference_joins_the_person_once_the_phone_is_known() -> None:
+    store = SqliteStore()
+    arrive(store, client("77", "booking", phone=ANNA))
+    deal = arrive(store, Event(id="d", type="deal.created", at=T0, entity=EntityRef("deal", "9"),
+                               data={"contact": "5"}, source="crm"))
+    assert deal.data["client"] == "5"  # nobody knows contact 5 yet: a person of its own
+    contact = arrive(store, client("5", "crm", phone=ANNA))
+    assert contact.entity == EntityRef("client", "77") and store.client_of("crm", "5") == "77"
+
+
+def test_a_known_person_is_not_moved_by_a_phone_someone_else_has() -> None:
+    store = SqliteStore()
+    arrive(store, client("77", "booking", phone=ANNA))
+    arrive(store, client("5", "crm", phone="+79031112233"))
+    arrive(store, client("6", "crm", phone="+79035556677"))
+    moved = arrive(store, client("6", "crm", phone=ANNA))  # a typo, or a shared family phone: not a merge
+    assert moved.entity == EntityRef("client", "6") and store.client_of("phone", ANNA) == "77"
+
+
+def test_events_naming_no_client_pass_as_they_are() -> None:
+    store = SqliteStore()
+    event = Event(id="t", type="timer.fired", at=T0, data={"rule": "r"}, source="engine")
+    assert resolve(event, store) == (event, ())
+
+
+def test_only_e164_counts_as_a_phone() -> None:
+    assert phone_of(ANNA) == ANNA and phone_of(" +79161234567 ") == ANNA
+    assert phone_of("89161234567") is None and phone_of("") is None and phone_of(None) is None
+
+
+def test_match_and_ids_of() -> None:
+    store = SqliteStore()
+    assert match("booking", "77", ANNA, store) == ("77", (Link("booking", "77", "77"), Link("phone", ANNA, "77")))
+    assert ids_of([("booking", "77"), ("phone", ANNA), ("crm", "5"), ("crm", "6")]) == {"booking": "77", "crm": "5"}
