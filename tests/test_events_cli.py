@@ -116,6 +116,17 @@ def test_the_readme_and_the_schemas_are_generated_from_the_catalogues() -> None:
     assert stale == [], f"{', '.join(stale)} differ from the catalogues: run `python -m automator.docs`"
 
 
+def test_the_docs_command_runs_as_the_readme_says() -> None:
+    """`python -m automator.docs --check`, as the README and every failure message say to run it (run as
+    `__main__`, the module once found no shipped connectors and crashed)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "automator.docs", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+
+
 def test_the_readme_section_lists_every_built_in_event_and_field() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index(docs.BEGIN):readme.index(docs.END)]
