@@ -386,11 +386,11 @@ class Amocrm(WebConnector):
 
     @action("note.add")
     async def note_add(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """POST a `common` note to the lead (`deal:`, or `lead:`: in amoCRM a lead is the deal) or the contact."""
-        named = [k for k in ("deal", "lead", "contact") if params.get(k) not in (None, "")]
-        if len(named) != 1:
-            raise Rejected("note.add needs exactly one of deal:, lead: or contact: (an amoCRM id), got "
-                           + (", ".join(named) or "none"))
+        """POST a `common` note to the contact, else the lead (`lead:`: in amoCRM a lead is the deal), else the deal:
+        the most specific record named (a run's deal may be filled in beside the contact a rule names)."""
+        named = [k for k in ("contact", "lead", "deal") if params.get(k) not in (None, "")]
+        if not named:
+            raise Rejected("note.add needs deal:, lead: or contact: (an amoCRM id)")
         entity = "contacts" if named[0] == "contact" else "leads"
         record = as_int(params[named[0]], named[0])
         text = str(params["text"])
