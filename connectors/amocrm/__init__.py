@@ -41,7 +41,7 @@ Choices where the reference is unsure (the safest reading):
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -50,7 +50,7 @@ import httpx
 from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected
-from automator.model import EntityRef, Event
+from automator.model import Entity, EntityRef, Event
 
 from .api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
 from .emulator import AmocrmEmulator
@@ -190,6 +190,22 @@ class Amocrm(WebConnector):
         hook = f"{hook_url}{'&' if '?' in hook_url else '?'}token={SANDBOX_HOOK_SECRET}"
         return settings, AmocrmEmulator(token=SANDBOX_TOKEN, hook_url=hook, subdomain=subdomain, base_url=base_url,
                                         adopt=True)
+
+    def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
+        """The given deals of this connector's pipelines, as the account's leads under their ids: their stage's
+        pipeline_id/status_id, title, amount, responsible (a name of `users:`/`roles:`) and tags."""
+        for entity in entities:
+            fields = entity.fields
+            if entity.ref.kind != "deal" or str(fields.get("pipeline", "")) not in self.pipelines \
+                    or not entity.ref.id.isdigit():
+                continue
+            pipeline = str(fields["pipeline"])
+            stage = str(fields.get("stage") or next(iter(self.pipelines[pipeline].stages)))
+            pipeline_id, status_id = self._target(pipeline, stage)
+            known = {k: fields[k] for k in ("amount", "responsible", "tags") if k in fields}
+            emulator.records.add_lead({"pipeline_id": pipeline_id, "status_id": status_id,
+                                       "name": str(fields.get("title") or f"Сделка #{entity.ref.id}"),
+                                       **self.fields.lead_body(known, self.users)}, int(entity.ref.id))
 
     # ---- names ↔ ids --------------------------------------------------------------------------------------
     def _target(self, pipeline: str, stage: str) -> tuple[int, int]:

@@ -198,12 +198,12 @@ class Records:
                                      "This value should be of type array."))
         return errors
 
-    def add_lead(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a valid lead."""
+    def add_lead(self, item: Mapping[str, Any], lead_id: int | None = None) -> dict[str, Any]:
+        """Create a valid lead (under `lead_id` when seeding one that exists already, without a webhook)."""
         placed = self._placement(item, None)
         assert isinstance(placed, tuple)
         pid, sid = placed
-        lead_id, now = self._id("lead"), self._stamp()
+        lead_id, now = lead_id or self._id("lead"), self._stamp()
         created = item.get("created_at") or now
         embedded = item.get("_embedded") or {}
         lead = {"id": lead_id, "name": item.get("name") or f"Сделка #{lead_id}", "price": item.get("price") or 0,
