@@ -172,9 +172,9 @@ def _user(value: Any, path: tuple[str, ...], users: Mapping[str, Any], context: 
     text = str(known).strip()
     if text in users or text.isdigit():
         return []
-    return [ParamProblem(path, f"{path[-1]} '{text}' is neither a name under `users:` of connector "
+    return [ParamProblem(path, f"{path[-1]} '{text}' is neither a name under `users:` or `roles:` of connector "
                                f"'{context.connector}' (amocrm) nor an amoCRM user id",
-                         choice_hint(text, users, "users") + " (`users:` maps a name to an amoCRM user id)")]
+                         choice_hint(text, users, "users") + " (`users:` and `roles:` map a name to an amoCRM user id)")]
 
 
 def _amount(value: Any, path: tuple[str | int, ...]) -> list[ParamProblem]:
