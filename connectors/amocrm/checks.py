@@ -59,13 +59,7 @@ def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any]
             found.append(ParamProblem(path, f"{action} cannot set the deal's {name} through `fields:`",
                                       STAGE_HINT[action], key=True))
         elif name not in known:
-            guess = choice_hint(str(name), known, "fields")
-            how = (f"map it to a custom field of leads under `fields:` of connector '{context.connector}' in "
-                   f"automator.yaml ({name}: <field id>)")
-            found.append(ParamProblem(
-                path, f"connector '{context.connector}' (amocrm) has no amoCRM field for '{name}'",
-                f"{guess} Or {how}" if guess.startswith("did you mean") else
-                f"{how}; known: " + ", ".join(sorted(known)), key=True))
+            found.append(_unmapped(str(name), known, context, "amoCRM field", "leads under `fields:`"))
         elif name == "amount":
             found += _amount(value, path)
         elif name == "responsible":
@@ -73,6 +67,16 @@ def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any]
         elif name == "tags":
             found += _tags(value, path)
     return found
+
+
+def _unmapped(name: str, known: set[str], context: CheckContext, what: str, where: str) -> ParamProblem:
+    """A field name amoCRM has no field for: a did-you-mean, or how to map it to a custom field (`where`)."""
+    guess = choice_hint(name, known, "fields")
+    how = (f"map it to a custom field of {where} of connector '{context.connector}' in automator.yaml "
+           f"({name}: <field id>)")
+    return ParamProblem(("fields", name), f"connector '{context.connector}' (amocrm) has no {what} for '{name}'",
+                        f"{guess} Or {how}" if guess.startswith("did you mean") else
+                        f"{how}; known: " + ", ".join(sorted(known)), key=True)
 
 
 def _tags(value: Any, path: tuple[str | int, ...]) -> list[ParamProblem]:
@@ -97,13 +101,7 @@ def _contact_fields(fields: Any, custom: set[str], users: Mapping[str, Any], con
     for name, value in fields.items():
         path = ("fields", name)
         if name not in known:
-            guess = choice_hint(str(name), known, "fields")
-            how = (f"map it to a custom field of contacts under `contact_fields:` of connector "
-                   f"'{context.connector}' in automator.yaml ({name}: <field id>)")
-            found.append(ParamProblem(
-                path, f"connector '{context.connector}' (amocrm) has no contact field for '{name}'",
-                f"{guess} Or {how}" if guess.startswith("did you mean") else f"{how}; known: "
-                + ", ".join(sorted(known)), key=True))
+            found.append(_unmapped(str(name), known, context, "contact field", "contacts under `contact_fields:`"))
         elif name == "responsible":
             found += _user(value, path, users, context)
         elif name == "tags":
