@@ -101,7 +101,8 @@ def test_an_amocrm_deal_field_not_mapped(tmp_path: Path) -> None:
     assert out[:2] == [
         "rules/main.yaml:5:135: error: connector 'amo' (amocrm) has no amoCRM field for 'colour'",
         "    hint: map it to a custom field of leads under `fields:` of connector 'amo' in automator.yaml "
-        "(colour: <field id>); known: amount, client_name, email, phone, responsible, title"]
+        "(colour: <field id>); known: amount, client_name, email, lead_source, phone, responsible, tags, title, "
+        "utm_campaign, utm_content, utm_medium, utm_term"]
 
 
 def test_an_assignee_that_is_no_role_nor_user_id(tmp_path: Path) -> None:
@@ -123,9 +124,9 @@ def test_an_amocrm_assignee_not_among_users(tmp_path: Path) -> None:
     code, out, _ = validate(tmp_path, rule("{task.create: {assignee: olgа, title: T}, via: amo}"))
     assert code == 1  # the last letter of olgа is Cyrillic
     assert out[:2] == [
-        "rules/main.yaml:5:34: error: assignee 'olgа' is neither a name under `users:` of connector 'amo' (amocrm) "
-        "nor an amoCRM user id",
-        "    hint: did you mean 'olga'? (`users:` maps a name to an amoCRM user id)"]
+        "rules/main.yaml:5:34: error: assignee 'olgа' is neither a name under `users:` or `roles:` of connector 'amo' "
+        "(amocrm) nor an amoCRM user id",
+        "    hint: did you mean 'olga'? (`users:` and `roles:` map a name to an amoCRM user id)"]
 
 
 def test_a_notify_to_a_name_not_among_the_chats(tmp_path: Path) -> None:

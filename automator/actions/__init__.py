@@ -39,7 +39,7 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("booking.create", "Create a booking for a client (a rebooking).", emits=("booking.created",)),
         ActionSpec("booking.cancel", "Cancel a booking.", emits=("booking.updated",), target="booking"),
         ActionSpec("deal.assign", "Give a deal to a person (its responsible user).", emits=("deal.updated",),
-                   target="deal"),
+                   target="deal", echo=deal.assign_echo),
         ActionSpec("lead.assign", "Give a lead to a person (its responsible user).", emits=("lead.updated",)),
         ActionSpec("note.add", "Add a note to a deal's, lead's or contact's timeline."),
         ActionSpec("task.create", "Create a task for a person or a role.", emits=("task.created",)),

@@ -1,9 +1,11 @@
-"""The amoCRM API v4 connector: leads (create, move, update), tasks, contacts, form webhooks, catch-up polling.
+"""The amoCRM API v4 connector: leads (create, move, update, assign), contacts (read, find, update), notes, tasks
+(create, completion), form webhooks, catch-up polling.
 
 Settings (automator.yaml): `subdomain` (→ https://{subdomain}.amocrm.ru) or `base_url`, `token:
 "${env:AMO_TOKEN}"` (a long-lived Bearer token), `hook_secret: "${env:AMO_HOOK_SECRET}"` (amoCRM signs no
 webhook: its destination URL carries the secret as `?token=`), optional `poll_every` (default 300 s), `users`
-(names such as admin → user ids) and `fields` (canonical deal field → lead custom field id, or {id, type}).
+and `roles` (names such as admin, or roles such as manager → user ids), `fields` (canonical deal field → lead
+custom field id, or {id, type}) and `contact_fields` (canonical client field → contact custom field id).
 
 Choices where the reference is unsure (the safest reading):
 * delivery ids are `deal:{id}@{last_modified}:{status_id}`: the reference's dedup key without the action, so
@@ -16,10 +18,16 @@ Choices where the reference is unsure (the safest reading):
   (Rejected: every call fails until it is lifted). A 2xx whose body cannot be read is Uncertain.
 * a stage with `outcome: won|lost` whose id is not a number is amoCRM's 142/143; webhooks and polls of
   142/143 are named by the pipeline's id, falling back to the pipeline's stage with that outcome.
-* `contact` and a task's `client` must be amoCRM contact ids; without one, deal.create finds the contact by
-  `fields.phone` (E.164, searched by digits), a phone given as `contact` (with a `+` or other non-digits: all
-  digits is an id) or `fields.email`, creating it (with `fields.client_name`) when none matches. A contact that
-  is neither an id nor a phone is refused rather than guessed.
+* `contact` and a task's `client` must be amoCRM contact ids; without one, deal.create and contact.update find
+  the contact by `fields.phone` (E.164, searched by its national digits), a phone given as `contact` (the engine
+  passes the person's phone when it knows no amoCRM id; with a `+` or other non-digits: all digits is an id) or
+  `fields.email`, creating it (with `fields.client_name`) when none matches, and checking the match on the
+  contact's own phones (the search is full-text). A contact that is neither an id nor a phone is refused rather
+  than guessed.
+* lead `tags` set by deal.update replace the lead's whole set (the documented `_embedded.tags`; the SDK's
+  `tags_to_add` has no vendor page); `lead_source` and `utm_*` are the system tracking fields (UTM_SOURCE, …).
+* a task is completed when its webhook item says `status` 1; `task.completed`'s delivery id is the task's, so a
+  task reopened and completed again is reported once.
 * a task without `due` is due in 24 hours; its type is 1 (follow-up); `description` follows the title.
 * a catch-up poll reports a lead as created when its created_at equals its updated_at, else updated; the
   first poll (no cursor) only starts the cursor at the current time.
@@ -33,7 +41,7 @@ Choices where the reference is unsure (the safest reading):
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,13 +50,16 @@ import httpx
 from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected
-from automator.model import EntityRef, Event
+from automator.model import Entity, EntityRef, Event
 
 from .api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
 from .emulator import AmocrmEmulator
-from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, FieldMap, FormError, LeadState, as_int,
-                                       contact_body, contact_phones, deal_data, e164, iso, lead_from_v4,
-                                       lead_from_webhook, numbered, parse_php_form, price, unix_time, user_id)
+from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, TRACKING, FieldMap, FormError, LeadState, as_int,
+                      deal_data, e164, iso, people_of, lead_from_v4, lead_from_webhook, numbered, parse_php_form, price,
+                      unix_time, user_id)
+from .people import (ContactState, client_data, contact_body, contact_from_v4, contact_from_webhook,
+                     contact_patch, contact_phones, search_digits)
+from .tasks import completed_task
 
 __all__ = ["Amocrm", "AmocrmEmulator"]
 
@@ -56,10 +67,36 @@ SANDBOX_TOKEN = "sandbox-amocrm-token"
 SANDBOX_HOOK_SECRET = "sandbox-amocrm-hook-secret"
 HOOK_TYPES = {"add": "deal.created", "update": "deal.updated", "status": "deal.updated",
               "responsible": "deal.updated", "restore": "deal.updated", "delete": "deal.deleted"}
+# Contact webhooks as client events (a deleted contact is no canonical event: the person outlives one card).
+CONTACT_HOOKS = {"add": "client.created", "update": "client.updated", "responsible": "client.updated",
+                 "restore": "client.updated"}
+TASK_HOOKS = ("add", "update")  # a task completed in either is reported; `delete` says nothing of completion
 MAX_EVENTS = 1000  # lead items in one webhook body
 MAX_POLL_PAGES = 20  # pages of 250 per poll; the rest comes at the next poll
 _ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
         "x-pattern-message": "a secret, written as ${env:NAME}: never the value itself"}
+
+
+def _items(form: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """(entity, verb, item) of every item of a webhook form that reports a change we read: leads, contacts and
+    tasks (under the singular `task`, as observed, or `tasks`). Notes and other verbs describe no such change."""
+    read = {"leads": HOOK_TYPES, "contacts": CONTACT_HOOKS, "task": TASK_HOOKS, "tasks": TASK_HOOKS}
+    found: list[tuple[str, str, Mapping[str, Any]]] = []
+    for key, verbs in read.items():
+        groups = form.get(key, {})
+        if not isinstance(groups, dict):
+            raise InboundRejected(400, f"{key} must be a group of actions")
+        for verb, group in groups.items():
+            if verb not in verbs:
+                continue
+            items = numbered(group)
+            if not items:
+                raise InboundRejected(400, f"{key}[{verb}] holds no numbered items")
+            for item in items:
+                if not isinstance(item, dict):
+                    raise InboundRejected(400, f"{key}[{verb}] items must be groups of fields")
+                found.append(("tasks" if key == "task" else key, verb, item))
+    return found
 
 
 class Amocrm(WebConnector):
@@ -85,6 +122,13 @@ class Amocrm(WebConnector):
                            "description": "How often to catch up on lost webhooks (5m); false: never."},
             "users": {"type": "object", "additionalProperties": {"type": "integer"},
                       "description": "Names rules use for employees (admin) → amoCRM user ids."},
+            "roles": {"type": "object", "additionalProperties": {"type": "integer"},
+                      "description": "Roles rules assign to (manager, senior) → amoCRM user ids, as for Bitrix24."},
+            "contact_fields": {"type": "object", "description": "Client fields kept in contact custom fields: "
+                               "name → id.", "additionalProperties": {"anyOf": [
+                                   {"type": "integer"},
+                                   {"type": "object", "required": ["id"], "additionalProperties": False,
+                                    "properties": {"id": {"type": "integer"}, "type": {"enum": list(FIELD_TYPES)}}}]}},
             "fields": {"type": "object", "description": "Deal fields kept in lead custom fields: name → id.",
                        "additionalProperties": {"anyOf": [
                            {"type": "integer"},
@@ -103,8 +147,10 @@ class Amocrm(WebConnector):
                  now: Callable[[], datetime] | None = None) -> None:
         super().__init__(name, config, transport=transport)
         self.now = now or (lambda: datetime.now(UTC))
-        self.users = {str(k): v for k, v in (config.get("users") or {}).items()}
+        # Employees by name and by role: both are names rules give for a user id.
+        self.users = people_of(config)
         self.fields = FieldMap.from_config(config.get("fields"))
+        self.contact_fields = FieldMap.from_config(config.get("contact_fields"))
         self.api = AmoApi(self.request, Pacer())
 
     @classmethod
@@ -138,11 +184,28 @@ class Amocrm(WebConnector):
         """The connector pointed at an emulator that knows the same token and sends webhooks with the same
         `?token=`; the emulator adopts the pipeline and status ids the project's pipeline files name."""
         subdomain = str(options.get("subdomain") or "sandbox")
-        settings = {k: v for k, v in options.items() if k in ("users", "fields", "poll_every", "timeout")}
+        settings = {k: v for k, v in options.items() if k in ("users", "roles", "fields", "contact_fields",
+                                                               "poll_every", "timeout")}
         settings.update(base_url=base_url, subdomain=subdomain, token=SANDBOX_TOKEN, hook_secret=SANDBOX_HOOK_SECRET)
         hook = f"{hook_url}{'&' if '?' in hook_url else '?'}token={SANDBOX_HOOK_SECRET}"
         return settings, AmocrmEmulator(token=SANDBOX_TOKEN, hook_url=hook, subdomain=subdomain, base_url=base_url,
                                         adopt=True)
+
+    def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
+        """The given deals of this connector's pipelines, as the account's leads under their ids: their stage's
+        pipeline_id/status_id, title, amount, responsible (a name of `users:`/`roles:`) and tags."""
+        for entity in entities:
+            fields = entity.fields
+            if entity.ref.kind != "deal" or str(fields.get("pipeline", "")) not in self.pipelines \
+                    or not entity.ref.id.isdigit():
+                continue
+            pipeline = str(fields["pipeline"])
+            stage = str(fields.get("stage") or next(iter(self.pipelines[pipeline].stages)))
+            pipeline_id, status_id = self._target(pipeline, stage)
+            known = {k: fields[k] for k in ("amount", "responsible", "tags") if k in fields}
+            emulator.records.add_lead({"pipeline_id": pipeline_id, "status_id": status_id,
+                                       "name": str(fields.get("title") or f"Сделка #{entity.ref.id}"),
+                                       **self.fields.lead_body(known, self.users)}, int(entity.ref.id))
 
     # ---- names ↔ ids --------------------------------------------------------------------------------------
     def _target(self, pipeline: str, stage: str) -> tuple[int, int]:
@@ -179,6 +242,11 @@ class Amocrm(WebConnector):
         return Event(id=f"{self.name}:{state.delivery}", type=type_, at=at, entity=EntityRef("deal", state.id),
                      data=body, source=self.name, delivery_id=state.delivery)
 
+    def _client_event(self, state: ContactState, type_: str) -> Event:
+        at = datetime.fromtimestamp(state.updated_at, UTC) if state.updated_at else self.now()
+        return Event(id=f"{self.name}:{state.delivery}", type=type_, at=at, entity=EntityRef("client", state.id),
+                     data=client_data(state, self.contact_fields), source=self.name, delivery_id=state.delivery)
+
     # ---- actions ------------------------------------------------------------------------------------------
     @action("deal.create")
     async def deal_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -198,18 +266,15 @@ class Amocrm(WebConnector):
             lead["responsible_user_id"] = responsible
         contact = await self._contact(params.get("contact"), client, responsible, key)
         if contact is not None:
-            lead["_embedded"] = {"contacts": [{"id": contact}]}
+            # The client's contact is the lead's main one (contract 2 §3.2; the inline form of the link).
+            lead["_embedded"] = {**lead.get("_embedded", {}), "contacts": [{"id": contact, "is_main": True}]}
         if self.config.get("key_field"):
             lead["custom_fields_values"] = [*lead.get("custom_fields_values", []),
                                             {"field_id": int(self.config["key_field"]), "values": [{"value": key}]}]
         made = await self.api.add("leads", [lead], "create lead")
         lead_id = str(made[0]["id"])
-        state = LeadState(id=lead_id, updated_at=now, created_at=now, status_id=str(status_id),
-                          pipeline_id=str(pipeline_id), name=lead["name"], price=lead.get("price"),
-                          responsible=None if responsible is None else str(responsible),
-                          contact=None if contact is None else str(contact),
-                          custom=tuple((str(cf["field_id"]), cf["values"][0]["value"])
-                                       for cf in body.get("custom_fields_values", [])))
+        # The lead as sent is the lead made: its created event needs no read back.
+        state = lead_from_v4({**lead, "id": lead_id, "_embedded": {"tags": [], **lead.get("_embedded", {})}})
         result = {"id": lead_id, **({"contact": str(contact)} if contact is not None else {})}
         return ActionResult(result, (self._event(state, "deal.created"),))
 
@@ -228,8 +293,9 @@ class Amocrm(WebConnector):
         return None
 
     async def _contact(self, contact: Any, client: Mapping[str, Any], responsible: int | None, key: str) -> int | None:
-        """The amoCRM contact id a new lead is linked to: given, found by phone or email, or created. A phone given
-        as `contact` (`+79161234567`, the one key a booking system and the CRM share) is one to find it by."""
+        """The amoCRM contact id a new lead is linked to, or contact.update changes: given, found by phone or email,
+        or created. A phone given as `contact` (`+79161234567`, the one key a booking system and the CRM share: the
+        engine passes it when the person has no amoCRM id yet) is one to find it by."""
         if contact not in (None, "") and str(contact).strip().isdigit():
             return int(str(contact).strip())
         phone = None
@@ -246,7 +312,7 @@ class Amocrm(WebConnector):
                                f"create the contact instead")
             return None
         if phone is not None:
-            for found in await self.api.find_contacts(phone.lstrip("+"), "find contact by phone"):
+            for found in await self.api.find_contacts(search_digits(phone), "find contact by phone"):
                 if phone in contact_phones(found):
                     return int(found["id"])
         else:
@@ -299,6 +365,56 @@ class Amocrm(WebConnector):
         data = {**fields, **({"amount": body["price"]} if "price" in body else {})}
         return ActionResult({"id": str(lead_id), "updated_at": state.updated_at},
                             (self._event(state, "deal.updated", data),))
+
+    @action("deal.assign")
+    async def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """PATCH the lead's responsible_user_id to a user id, or a name under `users:` or `roles:`."""
+        lead_id = as_int(params.get("deal"), "deal")
+        responsible = user_id(params["to"], self.users, "to")
+        current = await self._lead(lead_id)
+        answer = await self.api.patch_lead(lead_id, {"responsible_user_id": responsible}, "assign lead")
+        state = LeadState(id=str(lead_id), updated_at=int(answer.get("updated_at") or self.now().timestamp()),
+                          created_at=None, status_id=str(current["status_id"]),
+                          pipeline_id=str(current["pipeline_id"]))
+        return ActionResult({"id": str(lead_id), "responsible": str(responsible), "updated_at": state.updated_at},
+                            (self._event(state, "deal.updated", {"responsible": str(responsible)}),))
+
+    @action("contact.update")
+    async def contact_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """PATCH /api/v4/contacts/{id}: the contact given (an amoCRM id, or a phone: found or created by it), else
+        the run's client's; name, phone, email, responsible, tags and the `contact_fields:` custom fields."""
+        fields = dict(params["fields"])
+        given = params.get("contact") if params.get("contact") not in (None, "") else params.get("client")
+        if given in (None, ""):
+            raise Rejected("contact.update needs `contact:` (an amoCRM contact id or a phone), or a client in the run")
+        contact = await self._contact(given, {}, None, key)
+        assert contact is not None  # a given contact is an id, or a phone it was found or created by
+        current = await self.api.get_contact(contact, "read contact")
+        if current is None:
+            raise Rejected(f"amoCRM has no contact {contact} (204 No Content)")
+        body = contact_patch(fields, current, self.users, self.contact_fields)
+        answer = await self.api.patch_contact(contact, body, "update contact")
+        changed = await self.api.get_contact(contact, "read updated contact")
+        state = contact_from_v4({**(changed or current), "updated_at": answer.get("updated_at")
+                                 or (changed or current).get("updated_at")})
+        return ActionResult({"id": str(contact), "updated_at": state.updated_at},
+                            (self._client_event(state, "client.updated"),))
+
+    @action("note.add")
+    async def note_add(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """POST a `common` note to the contact, else the lead (`lead:`: in amoCRM a lead is the deal), else the deal:
+        the most specific record named (a run's deal may be filled in beside the contact a rule names)."""
+        named = [k for k in ("contact", "lead", "deal") if params.get(k) not in (None, "")]
+        if not named:
+            raise Rejected("note.add needs deal:, lead: or contact: (an amoCRM id)")
+        entity = "contacts" if named[0] == "contact" else "leads"
+        record = as_int(params[named[0]], named[0])
+        text = str(params["text"])
+        if not text.strip():
+            raise Rejected("note.add: the note's text is empty")
+        made = await self.api.add_note(entity, record, {"note_type": "common", "params": {"text": text},
+                                                        "request_id": key}, "add note")
+        return ActionResult({"id": str(made["id"]), named[0]: str(record)})
 
     async def _lead(self, lead_id: int) -> dict[str, Any]:
         found = await self.api.get_lead(lead_id, "read lead")
@@ -372,30 +488,36 @@ class Amocrm(WebConnector):
         expected = self.config.get("subdomain")
         if isinstance(account, dict) and expected and account.get("subdomain") not in (None, expected):
             raise InboundRejected(403, f"a webhook of account {account.get('subdomain')!r}, not {expected!r}", "auth")
-        leads = form.get("leads", {})
-        if not isinstance(leads, dict):
-            raise InboundRejected(400, "leads must be a group of actions")
         events: dict[str, Event] = {}
-        for verb, group in leads.items():
-            if verb not in HOOK_TYPES:
-                continue  # notes and other lead actions describe no deal change
-            items = numbered(group)
-            if not items:
-                raise InboundRejected(400, f"leads[{verb}] holds no numbered items")
-            for item in items:
-                if not isinstance(item, dict):
-                    raise InboundRejected(400, f"leads[{verb}] items must be groups of fields")
-                try:
-                    state = lead_from_webhook(item, verb)
-                except FormError as exc:
-                    raise InboundRejected(400, str(exc)) from exc
-                data = None if verb != "delete" else {"pipeline_id": state.pipeline_id, "status_id": state.status_id}
-                event = self._event(state, HOOK_TYPES[verb], data)
-                # `status` and `update` of one change carry one delivery id: one event (the first verb wins).
-                events.setdefault(event.delivery_id or event.id, event)
-                if len(events) > MAX_EVENTS:
-                    raise InboundRejected(400, f"more than {MAX_EVENTS} leads in one webhook")
+        for entity, verb, item in _items(form):
+            try:
+                event = self._hook_event(entity, verb, item)
+            except FormError as exc:
+                raise InboundRejected(400, str(exc)) from exc
+            if event is None:
+                continue
+            # `status` and `update` of one change carry one delivery id: one event (the first verb wins).
+            events.setdefault(event.delivery_id or event.id, event)
+            if len(events) > MAX_EVENTS:
+                raise InboundRejected(400, f"more than {MAX_EVENTS} items in one webhook")
         return list(events.values())
+
+    def _hook_event(self, entity: str, verb: str, item: Mapping[str, Any]) -> Event | None:
+        """The event one webhook item reports: a lead's change, a contact's, or a task's completion."""
+        if entity == "leads":
+            state = lead_from_webhook(item, verb)
+            data = None if verb != "delete" else {"pipeline_id": state.pipeline_id, "status_id": state.status_id}
+            return self._event(state, HOOK_TYPES[verb], data)
+        if entity == "contacts":
+            return self._client_event(contact_from_webhook(item, verb), CONTACT_HOOKS[verb])
+        done = completed_task(item, verb)
+        if done is None:
+            return None
+        task_id, data = done
+        delivery = f"task:{task_id}:completed"
+        at = datetime.fromisoformat(data["completed_at"]) if "completed_at" in data else self.now()
+        return Event(id=f"{self.name}:{delivery}", type="task.completed", at=at, entity=EntityRef("task", task_id),
+                     data=data, source=self.name, delivery_id=delivery)
 
     async def poll(self, cursor: str | None) -> tuple[list[Event], str | None]:
         """Leads changed since the cursor (`filter[updated_at][from]`, oldest first, 250 a page).

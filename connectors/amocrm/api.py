@@ -134,6 +134,24 @@ class AmoApi:
         answer = await self.call("PATCH", f"/api/v4/leads/{lead_id}", what, json=dict(body))
         return answer if isinstance(answer, dict) else {}
 
+    async def patch_contact(self, contact_id: int, body: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """PATCH /api/v4/contacts/{id}; the answer `{id, updated_at, _links}`."""
+        answer = await self.call("PATCH", f"/api/v4/contacts/{contact_id}", what, json=dict(body))
+        return answer if isinstance(answer, dict) else {}
+
+    async def get_contact(self, contact_id: int, what: str) -> dict[str, Any] | None:
+        """GET /api/v4/contacts/{id}; None when amoCRM answers 204 (no such contact)."""
+        answer = await self.call("GET", f"/api/v4/contacts/{contact_id}", what)
+        return answer if isinstance(answer, dict) else None
+
+    async def add_note(self, entity: str, entity_id: int, note: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """POST /api/v4/{leads|contacts}/{id}/notes with one note; the created note (`_embedded.notes[0]`)."""
+        made = embedded(await self.call("POST", f"/api/v4/{entity}/{entity_id}/notes", what, json=[dict(note)]),
+                        "notes")
+        if len(made) != 1:
+            raise Uncertain(f"{what}: amoCRM answered {len(made)} created note(s) for 1 sent")
+        return made[0]
+
     async def get_lead(self, lead_id: int, what: str) -> dict[str, Any] | None:
         """GET /api/v4/leads/{id}; None when amoCRM answers 204 (no such lead)."""
         answer = await self.call("GET", f"/api/v4/leads/{lead_id}", what)

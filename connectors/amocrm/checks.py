@@ -9,22 +9,30 @@ from typing import Any
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
-from .mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, e164, price, unix_time
-
+from .mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, TRACKING, e164, people_of, price, tag_names, unix_time
+from .people import CONTACT_FIELDS
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
           ) -> list[ParamProblem]:
     """The problems amoCRM would have with one action step's params."""
-    users = {str(k): v for k, v in (options.get("users") or {}).items()}
+    users = people_of(options)
     custom = {str(k) for k in (options.get("fields") or {})}
     found: list[ParamProblem] = []
     if action in ("deal.create", "deal.move", "deal.update"):
         found += _fields(action, params.get("fields"), custom, users, context)
     if action in ("deal.create", "deal.move"):
         found += _stage(params, context)
-    if action in ("deal.move", "deal.update"):
+    if action in ("deal.move", "deal.update", "deal.assign"):
         found += _number(params.get("deal"), ("deal",), "deal")
+    if action == "deal.assign":
+        found += _user(params.get("to"), ("to",), users, context)
+    if action == "contact.update":
+        found += _contact_fields(params.get("fields"), {str(k) for k in (options.get("contact_fields") or {})},
+                                 users, context)
+        found += _contact_id(params, context)
+    if action == "note.add":
+        found += _note(params)
     if action == "deal.create":
         found += _user(params.get("responsible"), ("responsible",), users, context)
         found += _amount(params.get("amount"), ("amount",))
@@ -43,7 +51,7 @@ def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any]
     the client's phone, email and name: amoCRM has no field for any other name."""
     if not isinstance(fields, Mapping):
         return []
-    known = {*LEAD_COLUMNS, *custom, *(CONTACT_KEYS if action == "deal.create" else ())}
+    known = {*LEAD_COLUMNS, "tags", *TRACKING, *custom, *(CONTACT_KEYS if action == "deal.create" else ())}
     found = []
     for name, value in fields.items():
         path = ("fields", name)
@@ -51,17 +59,92 @@ def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any]
             found.append(ParamProblem(path, f"{action} cannot set the deal's {name} through `fields:`",
                                       STAGE_HINT[action], key=True))
         elif name not in known:
-            guess = choice_hint(str(name), known, "fields")
-            how = (f"map it to a custom field of leads under `fields:` of connector '{context.connector}' in "
-                   f"automator.yaml ({name}: <field id>)")
-            found.append(ParamProblem(
-                path, f"connector '{context.connector}' (amocrm) has no amoCRM field for '{name}'",
-                f"{guess} Or {how}" if guess.startswith("did you mean") else
-                f"{how}; known: " + ", ".join(sorted(known)), key=True))
+            found.append(_unmapped(str(name), known, context, "amoCRM field", "leads under `fields:`"))
         elif name == "amount":
             found += _amount(value, path)
         elif name == "responsible":
             found += _user(value, path, users, context)
+        elif name == "tags":
+            found += _tags(value, path)
+    return found
+
+
+def _unmapped(name: str, known: set[str], context: CheckContext, what: str, where: str) -> ParamProblem:
+    """A field name amoCRM has no field for: a did-you-mean, or how to map it to a custom field (`where`)."""
+    guess = choice_hint(name, known, "fields")
+    how = (f"map it to a custom field of {where} of connector '{context.connector}' in automator.yaml "
+           f"({name}: <field id>)")
+    return ParamProblem(("fields", name), f"connector '{context.connector}' (amocrm) has no {what} for '{name}'",
+                        f"{guess} Or {how}" if guess.startswith("did you mean") else
+                        f"{how}; known: " + ", ".join(sorted(known)), key=True)
+
+
+def _tags(value: Any, path: tuple[str | int, ...]) -> list[ParamProblem]:
+    """Tags are a list of names: a single text would be refused (it is not split at commas: a name may hold one)."""
+    known = literal(value)
+    if known is UNKNOWN:
+        return []
+    try:
+        tag_names(known, "tags")
+    except Rejected as exc:
+        return [ParamProblem(path, str(exc), "write a list: tags: [VIP, повторный] (an empty list clears them)")]
+    return []
+
+
+def _contact_fields(fields: Any, custom: set[str], users: Mapping[str, Any], context: CheckContext
+                    ) -> list[ParamProblem]:
+    """A contact's name, phone, email, responsible and tags, and the custom fields of `contact_fields:`."""
+    if not isinstance(fields, Mapping):
+        return []
+    known = {*CONTACT_FIELDS, *custom}
+    found = []
+    for name, value in fields.items():
+        path = ("fields", name)
+        if name not in known:
+            found.append(_unmapped(str(name), known, context, "contact field", "contacts under `contact_fields:`"))
+        elif name == "responsible":
+            found += _user(value, path, users, context)
+        elif name == "tags":
+            found += _tags(value, path)
+        elif name == "phone" and literal(value) is not UNKNOWN and e164(literal(value)) is None:
+            found.append(ParamProblem(path, f"'{literal(value)}' is not a phone number",
+                                      'write it in full, such as "+79161234567"'))
+    return found
+
+
+def _contact_id(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+    """contact.update's `contact:` is an amoCRM contact id or a phone to find (or make) it by; another system's
+    client id would change whichever amoCRM contact has that number."""
+    if "contact" not in params:
+        others = context.foreign_run_client()
+        if not others:
+            return []
+        return [ParamProblem((), f"contact.update without `contact:` changes the amoCRM contact whose id is the run's "
+                                 f"client id, an id from {context.named(others)}: another person's card",
+                             by_phone_hint(context, "amoCRM"))]
+    value = params["contact"]
+    known = literal(value)
+    if known is UNKNOWN:
+        others = context.foreign(value)
+        if not others:
+            return []
+        return [ParamProblem(("contact",), f"'{value.source}' is an id from {context.named(others)}, but amoCRM "
+                                           "takes `contact:` as its own contact id: another person's card would "
+                                           "change", by_phone_hint(context, "amoCRM"))]
+    text = "" if known is None else str(known).strip()
+    if not text or text.isdigit() or e164(text) is not None:
+        return []
+    return [ParamProblem(("contact",), f"'{text}' is neither an amoCRM contact id nor a phone number",
+                         by_phone_hint(context, "amoCRM"))]
+
+
+def _note(params: Mapping[str, Any]) -> list[ParamProblem]:
+    """A note goes on one record: the contact, else the lead, else the deal (in amoCRM a lead is the deal)."""
+    named = [k for k in ("deal", "lead", "contact") if k in params]
+    found = [p for k in named for p in _number(params[k], (k,), k)]
+    if len(named) > 1:
+        found.append(ParamProblem((named[1],), f"note.add names {' and '.join(named)}: amoCRM puts a note on one "
+                                               "record", f"keep one of {', '.join(named)}"))
     return found
 
 
@@ -92,9 +175,9 @@ def _user(value: Any, path: tuple[str, ...], users: Mapping[str, Any], context: 
     text = str(known).strip()
     if text in users or text.isdigit():
         return []
-    return [ParamProblem(path, f"{path[-1]} '{text}' is neither a name under `users:` of connector "
+    return [ParamProblem(path, f"{path[-1]} '{text}' is neither a name under `users:` or `roles:` of connector "
                                f"'{context.connector}' (amocrm) nor an amoCRM user id",
-                         choice_hint(text, users, "users") + " (`users:` maps a name to an amoCRM user id)")]
+                         choice_hint(text, users, "users") + " (`users:` and `roles:` map a name to an amoCRM user id)")]
 
 
 def _amount(value: Any, path: tuple[str | int, ...]) -> list[ParamProblem]:

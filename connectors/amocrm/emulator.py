@@ -4,9 +4,12 @@ Follows the reference's checklist (§3.9): Bearer auth (401), pipelines with the
 142/143 in each, leads POST/PATCH/GET/list with paging and 204 when empty, validation errors with `request_id`,
 >250 items → 422, tasks, contacts with `query` search, 7 requests per second → 429 with `retry_after`, and
 after `block_after` 429s in a row every call answers 403 for `block_for` seconds (both settable in
-`faults.extra`). Every change sends one form-encoded webhook (legacy v2 field names) to `hook_url`, never
-retried. Control routes play a manager in the amoCRM UI: `POST /_emulator/lead` (creates a lead),
-`/_emulator/move` ({lead, status_id, pipeline_id}) and `/_emulator/edit` ({lead, name, price, ...}).
+`faults.extra`), contacts (PATCH replaces a multitext field whole), notes on leads and contacts, task completion
+(PATCH /api/v4/tasks/{id}). Every change sends one form-encoded webhook (legacy v2 field names; tasks under the
+singular `task`) to `hook_url`, never retried. Control routes play a manager in the amoCRM UI: `POST
+/_emulator/lead` (creates a lead), `/_emulator/move` ({lead, status_id, pipeline_id}), `/_emulator/edit` ({lead,
+name, price, ...}), `/_emulator/contact` ({contact, name, responsible_user_id, ...}) and `/_emulator/complete`
+({task, result}).
 """
 from __future__ import annotations
 
@@ -290,7 +293,7 @@ class AmocrmEmulator(Emulator):
         made = []
         for index, item in enumerate(items):
             task = self.records.add_task(item)
-            self._send("tasks", "add", self.records.hook_task(task))
+            self._send("task", "add", self.records.hook_task(task))
             made.append({"id": task["id"], "request_id": str(item.get("request_id", index)),
                          "_links": {"self": self._link(call, f"/api/v4/tasks/{task['id']}")}})
         return self._hal({"_links": {"self": self._link(call, "/api/v4/tasks")}, "_embedded": {"tasks": made}})
@@ -309,9 +312,7 @@ class AmocrmEmulator(Emulator):
         made = []
         for index, item in enumerate(items):
             contact = self.records.add_contact(item)
-            self._send("contacts", "add", {"id": contact["id"], "name": contact["name"],
-                                           "last_modified": contact["updated_at"],
-                                           "date_create": contact["created_at"]})
+            self._send("contacts", "add", self.records.hook_contact(contact))
             made.append({"id": contact["id"], "request_id": str(item.get("request_id", index)),
                          "_links": {"self": self._link(call, f"/api/v4/contacts/{contact['id']}")}})
         return self._hal({"_links": {"self": self._link(call, "/api/v4/contacts")}, "_embedded": {"contacts": made}})
@@ -323,7 +324,7 @@ class AmocrmEmulator(Emulator):
         found = self.records.find_contacts(call.query.get("query", ""))
         if not found:
             return Reply(204)
-        out = [{**c, "_links": {"self": self._link(call, f"/api/v4/contacts/{c['id']}")}} for c in found[:MAX_ITEMS]]
+        out = [self._contact_out(call, c) for c in found[:MAX_ITEMS]]
         return self._hal({"_page": 1, "_links": {"self": self._link(call, "/api/v4/contacts")},
                           "_embedded": {"contacts": out}})
 
@@ -334,7 +335,75 @@ class AmocrmEmulator(Emulator):
         found = self.records.contacts.get(int(cid))
         if found is None:
             return Reply(204)
-        return self._hal({**found, "_links": {"self": self._link(call, f"/api/v4/contacts/{cid}")}})
+        return self._hal(self._contact_out(call, found))
+
+    def _contact_out(self, call: Call, contact: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in contact.items() if k != "tags"}
+        return {**out, "_links": {"self": self._link(call, f"/api/v4/contacts/{contact['id']}")},
+                "_embedded": {"tags": list(contact["tags"]), "companies": []}}
+
+    @route("PATCH", r"/api/v4/contacts/(?P<cid>\d+)")
+    @authed
+    async def patch_contact(self, call: Call, cid: str) -> Reply:
+        """Change one contact; sends `contacts[update]`."""
+        body, bad = self._body(call)
+        if bad:
+            return bad
+        if int(cid) not in self.records.contacts:
+            return problem(404, "Not Found", f"Contact {cid} not found")
+        errors = self.records.contact_errors(body, 0)
+        if errors:
+            return self._invalid([errors])
+        contact = self.records.change_contact(int(cid), body)
+        self._send("contacts", "update", self.records.hook_contact(contact))
+        return self._hal({"id": contact["id"], "updated_at": contact["updated_at"],
+                          "_links": {"self": self._link(call, f"/api/v4/contacts/{cid}")}})
+
+    @route("PATCH", r"/api/v4/tasks/(?P<tid>\d+)")
+    @authed
+    async def patch_task(self, call: Call, tid: str) -> Reply:
+        """Change one task (complete it: `is_completed`, `result`); sends `task[update]`."""
+        body, bad = self._body(call)
+        if bad:
+            return bad
+        if int(tid) not in self.records.tasks:
+            return problem(404, "Not Found", f"Task {tid} not found")
+        errors = self.records.task_change_errors(body)
+        if errors:
+            return self._invalid([{"request_id": "0", "errors": errors}])
+        task = self.records.complete_task(int(tid), body)
+        self._send("task", "update", self.records.hook_task(task))
+        return self._hal({"id": task["id"], "updated_at": task["updated_at"],
+                          "_links": {"self": self._link(call, f"/api/v4/tasks/{tid}")}})
+
+    @route("GET", r"/api/v4/tasks/(?P<tid>\d+)")
+    @authed
+    async def get_task(self, call: Call, tid: str) -> Reply:
+        """One task; 204 when there is none."""
+        task = self.records.tasks.get(int(tid))
+        if task is None:
+            return Reply(204)
+        return self._hal({**task, "_links": {"self": self._link(call, f"/api/v4/tasks/{tid}")}})
+
+    @route("POST", r"/api/v4/(?P<entity>leads|contacts)/(?P<eid>\d+)/notes")
+    @authed
+    async def add_notes(self, call: Call, entity: str, eid: str) -> Reply:
+        """Add notes to one lead or contact (an array of {note_type, params})."""
+        items, bad = self._batch(call)
+        if bad:
+            return bad
+        assert items is not None
+        errors = [e for i, item in enumerate(items) if (e := self.records.note_errors(item, i, entity, int(eid)))]
+        if errors:
+            return self._invalid(errors)
+        made = []
+        for index, item in enumerate(items):
+            note = self.records.add_note(entity, int(eid), item)
+            made.append({"id": note["id"], "entity_id": note["entity_id"],
+                         "request_id": str(item.get("request_id", index)),
+                         "_links": {"self": self._link(call, f"/api/v4/{entity}/{eid}/notes/{note['id']}")}})
+        return self._hal({"_links": {"self": self._link(call, f"/api/v4/{entity}/{eid}/notes")},
+                          "_embedded": {"notes": made}})
 
     # ---- webhooks and the manager's UI -------------------------------------------------------------------
     def _send(self, entity: str, action: str, item: Mapping[str, Any]) -> None:
@@ -346,11 +415,28 @@ class AmocrmEmulator(Emulator):
     async def control(self, call: Call, what: str) -> Reply:
         """A manager's changes in the amoCRM UI: `lead` creates, `move` and `edit` change; each sends its
         webhook."""
-        if call.method != "POST" or what not in ("lead", "move", "edit"):
+        if call.method != "POST" or what not in ("lead", "move", "edit", "contact", "complete"):
             return await super().control(call, what)
         body, bad = self._body(call)
         if bad or not isinstance(body, dict):
             return bad or Reply(400, {"error": "expected a JSON object"})
+        if what == "contact":
+            contact_id = int(body.pop("contact", 0) or 0)
+            if contact_id not in self.records.contacts:
+                return Reply(404, {"error": f"no contact {contact_id}"})
+            errors = self.records.contact_errors(body, 0)
+            if errors:
+                return self._invalid([errors])
+            contact = self.records.change_contact(contact_id, body, by=MANAGER)
+            self._send("contacts", "update", self.records.hook_contact(contact))
+            return Reply(200, contact)
+        if what == "complete":
+            task_id = int(body.pop("task", 0) or 0)
+            if task_id not in self.records.tasks:
+                return Reply(404, {"error": f"no task {task_id}"})
+            task = self.records.complete_task(task_id, {"is_completed": True, **body}, by=MANAGER)
+            self._send("task", "update", self.records.hook_task(task))
+            return Reply(200, task)
         if what == "lead":
             errors = self.records.lead_errors(body, 0, creating=True)
             if errors:

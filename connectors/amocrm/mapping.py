@@ -20,6 +20,11 @@ FIELD_TYPES = ("text", "numeric", "date", "date_time", "checkbox")
 LEAD_COLUMNS = {"title": "name", "amount": "price", "responsible": "responsible_user_id"}
 # Keys of deal.create's `fields` that describe the client (find or create the contact), not the lead.
 CONTACT_KEYS = ("phone", "email", "client_name")
+# Canonical deal fields kept in amoCRM's system tracking fields of leads, addressed by field_code (contract 2 §3.6):
+# `lead_source` is where the client came from as the advert tagged it (UTM_SOURCE). The lead's `source_id` is not
+# it: that names an integration channel, settable only when the lead is created.
+TRACKING = {"lead_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM", "utm_campaign": "UTM_CAMPAIGN",
+            "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM"}
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 
 
@@ -100,13 +105,31 @@ def price(value: Any) -> int:
 
 
 def user_id(value: Any, users: Mapping[str, Any], what: str) -> int:
-    """An employee as amoCRM's `responsible_user_id`: a numeric id, or a name from the `users:` setting."""
+    """An employee as amoCRM's `responsible_user_id`: a numeric id, or a name from the `users:` (or `roles:`)
+    setting."""
     text = str(value).strip()
     if text in users:
         return as_int(users[text], f"users.{text}")
     if re.fullmatch(r"\d+", text):
         return int(text)
-    raise Rejected(f"{what} {value!r} is neither an amoCRM user id nor a name in the connector's users: setting")
+    raise Rejected(f"{what} {value!r} is neither an amoCRM user id nor a name in the connector's users: or roles: "
+                   f"setting")
+
+
+def people_of(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The names rules give employees by: the `users:` setting and the `roles:` setting (a role wins a clash)."""
+    return {str(k): v for key in ("users", "roles") for k, v in (options.get(key) or {}).items()}
+
+
+def tag_names(value: Any, what: str) -> list[str]:
+    """A `tags` value as amoCRM tag names: a list of texts (a template rendering a list gives one)."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, int)) and not isinstance(t, bool)
+                                                       for t in value):
+        raise Rejected(f"{what} must be a list of tag names, such as [VIP, повторный], not {value!r}")
+    names = [str(t).strip() for t in value]
+    if any(not n for n in names):
+        raise Rejected(f"{what}: a tag name cannot be empty")
+    return list(dict.fromkeys(names))
 
 
 def unix_time(due: Any, now: datetime) -> int:
@@ -222,10 +245,16 @@ class FieldMap:
                 body["responsible_user_id"] = user_id(value, users, "responsible")
             elif name in self.by_name:
                 custom.append(self.by_name[name].to_amo(value))
+            elif name == "tags":
+                # The whole set, replaced (the documented way, contract 2 §3.4): `tags: []` clears them.
+                body["_embedded"] = {"tags": [{"name": t} for t in tag_names(value, "tags")]}
+            elif name in TRACKING:
+                custom.append({"field_code": TRACKING[name], "values": [{"value": "" if value is None
+                                                                         else str(value)}]})
             else:
                 unknown.append(name)
         if unknown:
-            known = ", ".join(["title", "amount", "responsible", *self.by_name]) or "none"
+            known = ", ".join(["title", "amount", "responsible", "tags", *TRACKING, *self.by_name])
             raise Rejected(f"amoCRM has no field for {', '.join(sorted(unknown))}: map it to a custom field "
                            f"id in the connector's fields: setting (known: {known})")
         if custom:
@@ -247,6 +276,8 @@ class LeadState:
     responsible: str | None = None
     contact: str | None = None
     custom: tuple[tuple[str, Any], ...] = ()  # (field id, first value)
+    tags: tuple[str, ...] | None = None  # None: not reported (a move's answer)
+    tracking: tuple[tuple[str, Any], ...] = ()  # (field_code, first value) of the system tracking fields
 
     @property
     def delivery(self) -> str:
@@ -264,33 +295,46 @@ def lead_from_webhook(item: Mapping[str, Any], action: str) -> LeadState:
         stamp = stamp or "deleted"
     elif not stamp.isdigit():
         raise FormError(f"leads[{action}] item {lead} without last_modified")
-    custom = []
+    custom, tracking = [], []
     for cf in numbered(item.get("custom_fields")):
         if isinstance(cf, dict) and cf.get("id") is not None:
             values = numbered(cf.get("values"))
             first = values[0] if values else None
-            custom.append((str(cf["id"]), first.get("value") if isinstance(first, dict) else first))
+            value = first.get("value") if isinstance(first, dict) else first
+            custom.append((str(cf["id"]), value))
+            # A system field's item carries its `code` (PHONE, UTM_SOURCE), as v2's GET did (assume: the
+            # webhook format is "the entity as the GET describes it"; no captured body holds a tracking field).
+            if str(cf.get("code") or "") in TRACKING.values():
+                tracking.append((str(cf["code"]), value))
+    # A webhook carries the whole lead (its tags included), so a lead without `tags` has none.
+    tags = None if action == "delete" else tuple(str(t["name"]) for t in numbered(item.get("tags"))
+                                                 if isinstance(t, dict) and t.get("name") not in (None, ""))
     created = str(item.get("date_create") or item.get("created_at") or "")
     return LeadState(
         id=lead, updated_at=int(stamp) if stamp.isdigit() else 0, created_at=int(created) if created.isdigit() else None,
         status_id=str(item.get("status_id", "")), pipeline_id=str(item.get("pipeline_id", "")),
-        name=item.get("name"), price=item.get("price"), responsible=_opt(item.get("responsible_user_id")),
-        contact=_opt(item.get("main_contact_id") or item.get("contact_id")), custom=tuple(custom))
+        name=item.get("name"), price=item.get("price"), responsible=opt_id(item.get("responsible_user_id")),
+        contact=opt_id(item.get("main_contact_id") or item.get("contact_id")), custom=tuple(custom), tags=tags,
+        tracking=tuple(tracking))
 
 
 def lead_from_v4(lead: Mapping[str, Any]) -> LeadState:
     """A lead of the v4 API (GET /api/v4/leads, with=contacts)."""
     contacts = [c for c in ((lead.get("_embedded") or {}).get("contacts") or []) if isinstance(c, Mapping)]
     main = next((c for c in contacts if c.get("is_main")), contacts[0] if contacts else None)
-    custom = []
+    custom, tracking = [], []
     for cf in lead.get("custom_fields_values") or []:
         values = cf.get("values") or []
         custom.append((str(cf.get("field_id")), values[0].get("value") if values else None))
+        if cf.get("field_code") in TRACKING.values():
+            tracking.append((str(cf["field_code"]), custom[-1][1]))
+    tags = tuple(str(t["name"]) for t in (lead.get("_embedded") or {}).get("tags") or []
+                 if isinstance(t, Mapping) and t.get("name") not in (None, ""))
     return LeadState(
         id=str(lead["id"]), updated_at=int(lead.get("updated_at") or 0), created_at=lead.get("created_at"),
         status_id=str(lead.get("status_id", "")), pipeline_id=str(lead.get("pipeline_id", "")),
-        name=lead.get("name"), price=lead.get("price"), responsible=_opt(lead.get("responsible_user_id")),
-        contact=_opt(main.get("id")) if main else None, custom=tuple(custom))
+        name=lead.get("name"), price=lead.get("price"), responsible=opt_id(lead.get("responsible_user_id")),
+        contact=opt_id(main.get("id")) if main else None, custom=tuple(custom), tags=tags, tracking=tuple(tracking))
 
 
 def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap) -> dict[str, Any]:
@@ -305,7 +349,13 @@ def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap)
     if state.responsible:
         data["responsible"] = state.responsible
     if state.contact:
-        data["client"] = state.contact
+        data["contact"] = state.contact  # amoCRM's own contact id: the journal adds the person as `client`
+    if state.tags is not None:
+        data["tags"] = list(state.tags)
+    named = {code: name for name, code in TRACKING.items()}
+    for code, value in state.tracking:
+        if value not in (None, ""):
+            data[named[code]] = str(value)
     for field_id, value in state.custom:
         known = fields.by_id(field_id)
         if known is not None:
@@ -313,40 +363,8 @@ def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap)
     return data
 
 
-def contact_body(name: str | None, phone: str | None, email: str | None,
-                 responsible: int | None) -> dict[str, Any]:
-    """A contact for POST /api/v4/contacts, phone and email in the system fields addressed by field_code."""
-    body: dict[str, Any] = {"name": name or phone or email or "—"}
-    if name:
-        first, _, last = name.strip().partition(" ")
-        body["first_name"] = first
-        if last:
-            body["last_name"] = last
-    values = []
-    if phone:
-        values.append({"field_code": "PHONE", "values": [{"value": phone, "enum_code": "MOB"}]})
-    if email:
-        values.append({"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]})
-    if values:
-        body["custom_fields_values"] = values
-    if responsible is not None:
-        body["responsible_user_id"] = responsible
-    return body
-
-
-def contact_phones(contact: Mapping[str, Any]) -> list[str]:
-    """The E.164 phones of a v4 contact (as typed in amoCRM: normalised here)."""
-    out = []
-    for cf in contact.get("custom_fields_values") or []:
-        if cf.get("field_code") == "PHONE":
-            for value in cf.get("values") or []:
-                phone = e164(value.get("value"))
-                if phone:
-                    out.append(phone)
-    return out
-
-
-def _opt(value: Any) -> str | None:
+def opt_id(value: Any) -> str | None:
+    """An id as text; None for amoCRM's ways of saying "none" (empty, 0)."""
     return None if value in (None, "", "0", 0) else str(value)
 
 

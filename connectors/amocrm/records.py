@@ -1,4 +1,5 @@
-"""The emulated amoCRM account's data: pipelines, leads, contacts and tasks, their validation and webhook items."""
+"""The emulated amoCRM account's data: pipelines, leads, contacts, tasks and notes, their validation and webhook
+items."""
 from __future__ import annotations
 
 import re
@@ -11,6 +12,34 @@ INT_FIELDS = ("id", "price", "status_id", "pipeline_id", "responsible_user_id", 
 ENTITY_TYPES = ("leads", "contacts", "companies", "customers")
 WON, LOST = 142, 143
 Errors = dict[str, Any]
+# The account's system fields, addressed by field_code (contract 2 §3.1, §3.6): code → (field id, name, type).
+SYSTEM_FIELDS = {"PHONE": (264911, "Телефон", "multitext"), "EMAIL": (264913, "Email", "multitext"),
+                 **{f"UTM_{part}": (681120 + i, f"utm_{part.lower()}", "tracking_data")
+                    for i, part in enumerate(("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM", "REFERRER"))}}
+NOTE_TYPES = ("common", "call_in", "call_out", "service_message", "extended_service_message", "sms_in", "sms_out",
+              "attachment", "geolocation")
+LEGACY_ELEMENT = {"leads": 2, "contacts": 1, "companies": 3, "customers": 12}
+
+
+def with_system_ids(values: Any) -> list[dict[str, Any]]:
+    """Custom field values as amoCRM keeps them: a system field addressed by its code gets its id and name too."""
+    out = []
+    for cf in values or []:
+        code = cf.get("field_code")
+        if code in SYSTEM_FIELDS:
+            ident, name, kind = SYSTEM_FIELDS[code]
+            cf = {**cf, "field_id": ident, "field_name": name, "field_type": kind}
+        out.append(dict(cf))
+    return out
+
+
+def merged_values(kept: Any, changes: Any) -> list[dict[str, Any]] | None:
+    """A PATCH's custom field values over the kept ones: each field it names is replaced whole (all its values,
+    as for PHONE: contract 2 §3.1), the others stay."""
+    by_id = {cf["field_id"]: cf for cf in with_system_ids(kept)}
+    for cf in with_system_ids(changes):
+        by_id[cf["field_id"]] = cf
+    return list(by_id.values()) or None
 
 
 def _error(code: str, path: str, detail: str) -> dict[str, str]:
@@ -33,7 +62,9 @@ class Records:
         self.leads: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
-        self._next = {"lead": 10185151, "contact": 12117258, "task": 4745251, "status": 58141900, "tag": 1252595}
+        self.notes: dict[int, dict[str, Any]] = {}
+        self._next = {"lead": 10185151, "contact": 12117258, "task": 4745251, "status": 58141900, "tag": 1252595,
+                      "note": 42000}
         self.tags: dict[str, int] = {}  # tag name → id: one id per name across the account
         self.add_pipeline(6950551, "Воронка", [(58141807, "Первичный контакт"), (58141811, "Переговоры"),
                                                (58141815, "Принимают решение")], unsorted=58141803)
@@ -158,18 +189,21 @@ class Records:
             if not isinstance(cf, Mapping) or not (_is_int(cf.get("field_id")) or isinstance(cf.get("field_code"), str)):
                 errors.append(_error("InvalidType", f"custom_fields_values.{i}.field_id",
                                      "This value should be of type int."))
+            elif cf.get("field_code") is not None and cf["field_code"] not in SYSTEM_FIELDS:
+                errors.append(_error("NotSupportedChoice", f"custom_fields_values.{i}.field_code",
+                                     "The value you selected is not a valid choice."))
             elif not isinstance(cf.get("values"), list) or not all(isinstance(v, Mapping) and "value" in v
                                                                    for v in cf["values"]):
                 errors.append(_error("InvalidType", f"custom_fields_values.{i}.values",
                                      "This value should be of type array."))
         return errors
 
-    def add_lead(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """Create a valid lead."""
+    def add_lead(self, item: Mapping[str, Any], lead_id: int | None = None) -> dict[str, Any]:
+        """Create a valid lead (under `lead_id` when seeding one that exists already, without a webhook)."""
         placed = self._placement(item, None)
         assert isinstance(placed, tuple)
         pid, sid = placed
-        lead_id, now = self._id("lead"), self._stamp()
+        lead_id, now = lead_id or self._id("lead"), self._stamp()
         created = item.get("created_at") or now
         embedded = item.get("_embedded") or {}
         lead = {"id": lead_id, "name": item.get("name") or f"Сделка #{lead_id}", "price": item.get("price") or 0,
@@ -178,7 +212,7 @@ class Records:
                 "source_id": None, "created_by": item.get("created_by", API_USER),
                 "updated_by": item.get("created_by", API_USER), "created_at": created,
                 "updated_at": item.get("updated_at") or created, "closed_at": None, "closest_task_at": None,
-                "is_deleted": False, "custom_fields_values": list(item.get("custom_fields_values") or []) or None,
+                "is_deleted": False, "custom_fields_values": with_system_ids(item.get("custom_fields_values")) or None,
                 "score": None, "account_id": self.account_id,
                 "contacts": [{"id": c["id"], "is_main": i == 0} for i, c in enumerate(embedded.get("contacts") or [])],
                 "tags": [self._tag(t) for t in embedded.get("tags") or []]}
@@ -197,10 +231,7 @@ class Records:
             if key in item:
                 lead[key] = item[key]
         if item.get("custom_fields_values"):
-            kept = {cf.get("field_id") or cf.get("field_code"): cf for cf in lead["custom_fields_values"] or []}
-            for cf in item["custom_fields_values"]:
-                kept[cf.get("field_id") or cf.get("field_code")] = dict(cf)
-            lead["custom_fields_values"] = list(kept.values())
+            lead["custom_fields_values"] = merged_values(lead["custom_fields_values"], item["custom_fields_values"])
         embedded = item.get("_embedded") or {}
         if "tags" in embedded:
             lead["tags"] = [self._tag(t) for t in embedded["tags"] or []]
@@ -259,10 +290,7 @@ class Records:
         if lead["tags"]:
             item["tags"] = lead["tags"]
         if lead["custom_fields_values"]:
-            item["custom_fields"] = [{"id": cf.get("field_id") or cf.get("field_code"),
-                                      "name": cf.get("field_name") or f"Поле {cf.get('field_id')}",
-                                      "values": [{"value": v["value"]} for v in cf["values"]]}
-                                     for cf in lead["custom_fields_values"]]
+            item["custom_fields"] = custom_fields(lead["custom_fields_values"])
         return item
 
     # ---- contacts and tasks ------------------------------------------------------------------------------
@@ -282,16 +310,44 @@ class Records:
         contact_id, now = self._id("contact"), self._stamp()
         name = item.get("name") or " ".join(filter(None, (item.get("first_name"), item.get("last_name")))) \
             or f"Контакт #{contact_id}"
-        titles = {"PHONE": "Телефон", "EMAIL": "Email"}
-        values = [{**cf, "field_name": titles.get(str(cf.get("field_code")), cf.get("field_name"))}
-                  for cf in item.get("custom_fields_values") or []]
+        values = with_system_ids(item.get("custom_fields_values"))
         contact = {"id": contact_id, "name": name, "first_name": item.get("first_name", ""),
                    "last_name": item.get("last_name", ""), "responsible_user_id": item.get("responsible_user_id")
                    or API_USER, "group_id": 0, "created_by": API_USER, "updated_by": API_USER, "created_at": now,
                    "updated_at": now, "closest_task_at": None, "is_deleted": False,
-                   "custom_fields_values": values or None, "account_id": self.account_id}
+                   "custom_fields_values": values or None, "account_id": self.account_id,
+                   "tags": [self._tag(t) for t in (item.get("_embedded") or {}).get("tags") or []]}
         self.contacts[contact_id] = contact
         return contact
+
+    def change_contact(self, contact_id: int, item: Mapping[str, Any], by: int = 0) -> dict[str, Any]:
+        """Apply a valid PATCH to a contact: the fields it names, each multitext field replaced whole."""
+        contact = self.contacts[contact_id]
+        for key in ("name", "first_name", "last_name", "responsible_user_id"):
+            if key in item:
+                contact[key] = item[key]
+        if item.get("custom_fields_values"):
+            contact["custom_fields_values"] = merged_values(contact["custom_fields_values"],
+                                                            item["custom_fields_values"])
+        embedded = item.get("_embedded") or {}
+        if "tags" in embedded:
+            contact["tags"] = [self._tag(t) for t in embedded["tags"] or []]
+        contact["updated_at"] = max(self._stamp(), contact["updated_at"] + 1)
+        contact["updated_by"] = by or API_USER
+        return contact
+
+    def hook_contact(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+        """A contact as webhooks carry it (legacy v2 names; system fields with their `code`)."""
+        item: dict[str, Any] = {"id": contact["id"], "name": contact["name"],
+                                "responsible_user_id": contact["responsible_user_id"],
+                                "date_create": contact["created_at"], "last_modified": contact["updated_at"],
+                                "created_user_id": contact["created_by"], "modified_user_id": contact["updated_by"],
+                                "account_id": self.account_id}
+        if contact["custom_fields_values"]:
+            item["custom_fields"] = custom_fields(contact["custom_fields_values"])
+        if contact["tags"]:
+            item["tags"] = contact["tags"]
+        return item
 
     def find_contacts(self, query: str) -> list[dict[str, Any]]:
         """Contacts whose phone has the query's digits (the last 10, as typed numbers vary), or whose name or
@@ -345,14 +401,76 @@ class Records:
     def hook_task(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """A task as webhooks carry it (legacy names: element_id, element_type 2 = lead, 1 = contact)."""
         return {"id": task["id"], "element_id": task["entity_id"],
-                "element_type": {"leads": 2, "contacts": 1, "companies": 3}.get(str(task["entity_type"]), 0),
+                "element_type": LEGACY_ELEMENT.get(str(task["entity_type"]), 0),
                 "task_type": task["task_type_id"], "text": task["text"], "complete_till": task["complete_till"],
                 "responsible_user_id": task["responsible_user_id"], "last_modified": task["updated_at"],
-                "date_create": task["created_at"], "status": 0, "account_id": self.account_id}
+                "date_create": task["created_at"], "status": 1 if task["is_completed"] else 0,
+                "account_id": self.account_id}
+
+    def complete_task(self, task_id: int, item: Mapping[str, Any], by: int = 0) -> dict[str, Any]:
+        """Apply a valid PATCH to a task (`is_completed`, `result`, `text`, `responsible_user_id`)."""
+        task = self.tasks[task_id]
+        for key in ("is_completed", "text", "responsible_user_id", "complete_till"):
+            if key in item:
+                task[key] = item[key]
+        if isinstance(item.get("result"), Mapping):
+            task["result"] = dict(item["result"])
+        task["updated_at"] = max(self._stamp(), task["updated_at"] + 1)
+        task["updated_by"] = by or API_USER
+        return task
+
+    def task_change_errors(self, item: Any) -> list[dict[str, str]]:
+        """What a PATCH of a task gets wrong."""
+        if not isinstance(item, Mapping):
+            return [_error("InvalidType", "", "This value should be of type object.")]
+        errors = []
+        if "is_completed" in item and not isinstance(item["is_completed"], bool):
+            errors.append(_error("InvalidType", "is_completed", "This value should be of type bool."))
+        if "result" in item and not (isinstance(item["result"], Mapping) and isinstance(item["result"].get("text"), str)):
+            errors.append(_error("InvalidType", "result.text", "This value should be of type string."))
+        for key in ("responsible_user_id", "complete_till"):
+            if key in item and not _is_int(item[key]):
+                errors.append(_error("InvalidType", key, "This value should be of type int."))
+        return errors
+
+    # ---- notes -------------------------------------------------------------------------------------------
+    def note_errors(self, item: Any, index: int, entity: str, entity_id: int) -> Errors | None:
+        """The validation group of one note of `POST /api/v4/{entity}/{id}/notes`, or None."""
+        if not isinstance(item, Mapping):
+            return {"request_id": str(index), "errors": [_error("InvalidType", "", "This value should be of type object.")]}
+        errors = []
+        if item.get("note_type") not in NOTE_TYPES:
+            errors.append(_error("NotSupportedChoice", "note_type", "The value you selected is not a valid choice."))
+        params = item.get("params")
+        if not isinstance(params, Mapping):
+            errors.append(_error("InvalidType", "params", "This value should be of type object."))
+        elif item.get("note_type") in ("common", "service_message", "sms_in", "sms_out") and \
+                not (isinstance(params.get("text"), str) and params["text"].strip()):
+            errors.append(_error("NotBlank", "params.text", "This value should not be blank."))
+        if entity_id not in (self.leads if entity == "leads" else self.contacts):
+            errors.append(_error("NotFound", "entity_id", "Entity not found."))
+        return {"request_id": str(item.get("request_id", index)), "errors": errors} if errors else None
+
+    def add_note(self, entity: str, entity_id: int, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep a valid note on a lead or a contact."""
+        note = {"id": self._id("note"), "entity_id": entity_id, "entity_type": entity, "created_by": API_USER,
+                "updated_by": API_USER, "created_at": self._stamp(), "updated_at": self._stamp(),
+                "responsible_user_id": API_USER, "group_id": 0, "note_type": item["note_type"],
+                "params": dict(item["params"]), "account_id": self.account_id, "is_deleted": False}
+        self.notes[note["id"]] = note
+        return note
 
     def state(self) -> dict[str, Any]:
         """Everything, as plain JSON."""
         pipelines = [{**{k: v for k, v in p.items() if k != "statuses"}, "statuses": list(p["statuses"].values())}
                      for p in self.pipelines.values()]
         return {"account": {"id": self.account_id}, "pipelines": pipelines, "leads": list(self.leads.values()),
-                "contacts": list(self.contacts.values()), "tasks": list(self.tasks.values())}
+                "contacts": list(self.contacts.values()), "tasks": list(self.tasks.values()),
+                "notes": list(self.notes.values())}
+
+
+def custom_fields(values: Any) -> list[dict[str, Any]]:
+    """Custom field values as webhooks carry them (legacy names: id, name, values; a system field's code)."""
+    return [{"id": cf.get("field_id"), "name": cf.get("field_name") or f"Поле {cf.get('field_id')}",
+             **({"code": cf["field_code"]} if cf.get("field_code") else {}),
+             "values": [{"value": v["value"]} for v in cf["values"]]} for cf in values or []]

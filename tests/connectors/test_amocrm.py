@@ -158,7 +158,7 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
     assert first.data == {"id": str(lead["id"]), "contact": str(contact["id"])}
 
     searches = [c for c in world.calls("GET") if c.path == "/api/v4/contacts"]
-    assert [c.query for c in searches] == [{"query": "79161234567"}] * 2
+    assert [c.query for c in searches] == [{"query": "9161234567"}] * 2  # the national digits (§3.1)
     posts = [c for c in world.calls("POST") if c.path == "/api/v4/leads"]
     assert posts[0].headers["authorization"] == f"Bearer {TOKEN}"
     assert posts[0].headers["content-type"] == "application/json"
@@ -166,20 +166,24 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
                                 "status_id": 58141807, "created_at": TS, "updated_at": TS, "request_id": "effect-1",
                                 "custom_fields_values": [{"field_id": 184994, "values": [{"value": "Стрижка"}]}],
                                 "price": 15000, "responsible_user_id": 555,
-                                "_embedded": {"contacts": [{"id": contact["id"]}]}}]
+                                "_embedded": {"contacts": [{"id": contact["id"], "is_main": True}]}}]
     assert len([c for c in world.calls("POST") if c.path == "/api/v4/contacts"]) == 1
 
     event = first.events[0]
     assert event.type == "deal.created" and event.delivery_id == f"deal:{lead['id']}@{TS}:58141807"
     assert event.data == {"pipeline": "sales", "stage": "new", "pipeline_id": "6950551", "status_id": "58141807",
                           "title": "Первичный визит — Анна Иванова", "amount": 15000, "responsible": "555",
-                          "client": str(contact["id"]), "service": "Стрижка"}
+                          "contact": str(contact["id"]), "tags": [], "service": "Стрижка"}
     # The emulator's `leads[add]` webhooks name the same change: one journal entry each.
     hooks = world.receiver.wait(3)  # contacts[add], leads[add], leads[add]
-    parsed = [e for hook in hooks for e in world.connector.parse(hook)]
+    everything = [e for hook in hooks for e in world.connector.parse(hook)]
+    parsed = [e for e in everything if e.type != "client.created"]
     assert sorted(e.delivery_id or "" for e in parsed) == sorted([event.delivery_id or "",
                                                                  second.events[0].delivery_id or ""])
     assert {e.type for e in parsed} == {"deal.created"} and {e.data["stage"] for e in parsed} == {"new"}
+    [client] = [e for e in everything if e.type == "client.created"]  # the contact the first deal made
+    assert client.entity is not None and client.entity.id == str(contact["id"])
+    assert client.data == {"name": "Анна Иванова", "phone": "+79161234567", "responsible": "555", "tags": []}
 
 
 def test_an_interrupted_deal_create_is_found_by_the_key_field_not_made_twice(servers: Any) -> None:
@@ -368,7 +372,8 @@ def test_parse_the_documented_status_hook() -> None:
     assert event.delivery_id == "deal:10701093@1539782664:142" and event.source == "crm"
     assert event.at == datetime.fromtimestamp(1539782664, UTC)
     assert event.data == {"pipeline_id": "9217056", "status_id": "142", "pipeline": "fitness", "stage": "won",
-                          "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676"}
+                          "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676",
+                          "tags": ["повторное обращение"]}
 
 
 def test_parse_several_leads_and_actions() -> None:
@@ -383,13 +388,14 @@ def test_parse_several_leads_and_actions() -> None:
         ("leads[update][0][pipeline_id]", "6950551"), ("leads[update][0][last_modified]", "102"),
         ("leads[delete][0][id]", "4"), ("leads[delete][0][status_id]", "58141807"),
         ("leads[delete][0][pipeline_id]", "6950551"),
-        ("leads[note][0][note][text]", "hello"), ("contacts[update][0][id]", "9"), ("account[subdomain]", "apfitness")])
+        ("leads[note][0][note][text]", "hello"), ("contacts[update][0][id]", "9"),
+        ("contacts[update][0][last_modified]", "103"), ("task[delete][0][id]", "7"), ("account[subdomain]", "apfitness")])
     events = connector().parse(inbound(body))
     assert [(e.type, e.entity.id if e.entity else None, e.data.get("stage")) for e in events] == [
         ("deal.created", "1", "new"), ("deal.created", "2", "lost"), ("deal.updated", "3", "talks"),
-        ("deal.deleted", "4", None)]
+        ("deal.deleted", "4", None), ("client.updated", "9", None)]
     assert events[1].data["pipeline"] == "rehab"
-    assert connector().parse(inbound("contacts[add][0][id]=5&account[subdomain]=apfitness")) == []
+    assert connector().parse(inbound("contacts[delete][0][id]=5&account[subdomain]=apfitness")) == []
 
 
 @pytest.mark.parametrize("request_, status", [
@@ -707,11 +713,16 @@ class TestContract(ConnectorContract):
                                                          "leads[status][0][id]=abc&leads[status][0][last_modified]=1")]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
+        deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна",
+                                                 "contact": "+79161234500"})
+        contact = next(e for e in box.events if e.type == "deal.created").data["contact"]
         return {"deal.create": {"pipeline": "sales", "stage": "new", "title": "Анна", "amount": 3500,
                                 "responsible": "admin", "fields": {"phone": "+79161234567"}},
                 "deal.move": {"deal": deal, "stage": "won"}, "deal.update": {"deal": deal, "fields": {"amount": 4000}},
-                "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal}}
+                "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
+                "deal.assign": {"deal": deal, "to": "admin"},
+                "contact.update": {"contact": contact, "fields": {"email": "anna@example.com"}},
+                "note.add": {"deal": deal, "text": "Клиент просил перезвонить"}}
 
     async def change(self, box: Sandbox) -> None:
         async with httpx.AsyncClient(trust_env=False) as web:

@@ -132,13 +132,25 @@ async def _amocrm(sandbox: Callable[..., Sandbox]) -> list[Event]:
     box = sandbox("amocrm", {"users": {"admin": 555}, "subdomain": "apfitness"}, pipelines)
     await box.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна", "amount": 3500,
                                       "responsible": "admin", "fields": {"phone": "+79161234567"}})
-    deal, client = box.events[-1].entity.id, box.events[-1].data["client"]  # type: ignore[union-attr]
+    deal, client = box.events[-1].entity.id, box.events[-1].data["contact"]  # type: ignore[union-attr]
     await box.perform("deal.move", {"deal": deal, "stage": "won"})
-    await box.perform("deal.update", {"deal": deal, "fields": {"amount": 4000}})
-    await box.perform("task.create", {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal,
-                                      "description": "Уточнить время"})
+    await box.perform("deal.update", {"deal": deal, "fields": {
+        "amount": 4000, "tags": ["VIP"], "lead_source": "yandex", "utm_medium": "cpc", "utm_campaign": "spring",
+        "utm_content": "banner", "utm_term": "массаж"}})
+    await box.perform("deal.assign", {"deal": deal, "to": "admin"})
+    await box.perform("contact.update", {"contact": client, "fields": {"email": "anna@example.com",
+                                                                        "tags": ["постоянный"]}})
+    task = await box.created("task.create", {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal,
+                                             "description": "Уточнить время"})
     await box.perform("task.create", {"title": "Поздравить", "assignee": "admin", "client": client})
-    await box.read_webhooks(3)
+    contact_task = box.events[-1].entity.id  # type: ignore[union-attr]
+    import httpx
+
+    async with httpx.AsyncClient(trust_env=False) as web:
+        for done in (task, contact_task):
+            assert (await web.post(f"{box.url}/_emulator/complete", json={"task": int(done)})).status_code == 200
+    # contacts[add], leads[add], leads[status], 2 × leads[update], contacts[update], 2 × task[add], 2 × task[update]
+    await box.read_webhooks(10)
     secret = box.connector.config["hook_secret"]
     deleted = urlencode({"leads[delete][0][id]": deal, "leads[delete][0][status_id]": "142",
                          "leads[delete][0][pipeline_id]": "6950551"})
