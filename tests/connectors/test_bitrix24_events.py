@@ -89,12 +89,13 @@ def test_webhooks_the_emulator_sends_become_deal_events(emu: Bitrix24Emulator, s
     assert created.delivery_id == f"deal:{deal_id}@{deal['DATE_CREATE']}"
     assert updated.type == "deal.updated" and updated.delivery_id == f"deal:{deal_id}@{deal['DATE_MODIFY']}"
     assert updated.data["pipeline"] == "rehabilitation" and updated.data["stage"] == "warmed_up"
-    assert {k: updated.data[k] for k in ("pipeline_id", "stage_id", "title", "client", "amount", "service",
+    assert {k: updated.data[k] for k in ("pipeline_id", "stage_id", "title", "contact", "amount", "service",
                                          "outcome", "closed")} == {
-        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "client": "75", "amount": 9000.0,
+        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "contact": "75", "amount": 9000.0,
         "service": "ЛФК", "outcome": "open", "closed": False}
     assert updated.at == datetime.fromisoformat(deal["DATE_MODIFY"])
-    assert [c.path.rsplit("/", 1)[-1] for c in emu.calls if c.path.startswith("/rest/")] == ["crm.deal.get"] * 2
+    # One request a webhook: the deal and its contact (75, not in this portal: no contact event) in one batch.
+    assert [c.path.rsplit("/", 1)[-1] for c in emu.calls if c.path.startswith("/rest/")] == ["batch"] * 2
 
 
 def test_lead_delete_and_pipeline_move_events(emu: Bitrix24Emulator, sink: Sink) -> None:
@@ -148,7 +149,9 @@ def test_the_captured_body_domain_check_and_events_not_handled(emu: Bitrix24Emul
     async def go(c: Bitrix24) -> Any:
         return await c.parse(inbound(CAPTURED))
     assert run(emu, go) == []  # deal 759 is not in this portal: nothing to report
-    assert [c.json() for c in emu.calls] == [{"id": 759}]
+    [call] = [c.json() for c in emu.calls]
+    assert call["cmd"] == {"deal": "crm.deal.get?id=759",
+                           "contact": "crm.contact.get?id=%24result%5Bdeal%5D%5BCONTACT_ID%5D"}
     with pytest.raises(InboundRejected) as other:
         run(emu, go, domain="clinic.bitrix24.ru")
     assert other.value.status == 401
