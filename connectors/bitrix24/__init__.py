@@ -361,11 +361,15 @@ class Bitrix24(WebConnector):
         text = str(params.get("text") or "").strip()
         if not text:
             raise Rejected("note.add: the text is empty")
-        owner = await self._contact_id(params[kind], key, create=False) if kind == "contact" else \
+        owner = await self._existing_contact(params[kind], key) if kind == "contact" else \
             _record_id(params[kind], kind)
+        return ActionResult({"id": await self._comment(kind, owner, text), kind: owner})
+
+    async def _comment(self, kind: str, owner: str, text: str) -> str:
+        """A timeline comment (crm.timeline.comment.add; `fields` in lower case, as required): its id."""
         answer = await self.api.result("crm.timeline.comment.add", {"fields": {
             "ENTITY_ID": int(owner), "ENTITY_TYPE": kind, "COMMENT": text}})
-        return ActionResult({"id": str(answer), kind: owner})
+        return str(answer)
 
     @action("contact.update", emits=("client.updated", "client.created"))
     async def contact_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -416,6 +420,13 @@ class Bitrix24(WebConnector):
         if looks_like_phone(text):
             return await (self.find_or_create_contact(text, None, None, key) if create else self.find_contact(text))
         return _record_id(text, "contact")
+
+    async def _existing_contact(self, target: Any, key: str) -> str:
+        """A contact that must exist: by id, or the one with this phone."""
+        found = await self._contact_id(target, key, create=False)
+        if found is None:
+            raise Rejected(f"no Bitrix24 contact has the phone {target!r}")
+        return found
 
     def _contact_event(self, key: str, verb: str, contact_id: str, raw: Mapping[str, Any],
                        wanted: Mapping[str, Any]) -> Event:
@@ -485,10 +496,8 @@ class Bitrix24(WebConnector):
 
     @action("bitrix24.comment", schema=SCHEMA.format("bitrix24.comment"))
     async def comment(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """A comment in a deal's timeline (crm.timeline.comment.add; `fields` in lower case, as required)."""
-        answer = await self.api.result("crm.timeline.comment.add", {"fields": {
-            "ENTITY_ID": int(_deal_id(params["deal"])), "ENTITY_TYPE": "deal", "COMMENT": str(params["text"])}})
-        return ActionResult({"id": str(answer)})
+        """A comment in a deal's timeline (note.add, for a deal)."""
+        return ActionResult({"id": await self._comment("deal", _deal_id(params["deal"]), str(params["text"]))})
 
     @action("bitrix24.contact", schema=SCHEMA.format("bitrix24.contact"))
     async def contact(self, params: Mapping[str, Any], key: str) -> ActionResult:

@@ -19,6 +19,7 @@ Control routes (a manager working in the Bitrix24 UI; each sends the real event)
     POST /_emulator/manager/lead   {fields}                        → ONCRMLEADADD
     POST /_emulator/manager/contact {fields}                       → ONCRMCONTACTADD
     POST /_emulator/manager/contact-update {id, fields}            → ONCRMCONTACTUPDATE
+    POST /_emulator/manager/task   {fields}                        a task made in the UI (no event subscribed)
     POST /_emulator/manager/task-complete {id, by?}                → ONTASKUPDATE (tasks.task.complete)
     POST /_emulator/manager/task-update {id, fields}               → ONTASKUPDATE (an edit)
     POST /_emulator/pipeline       {id, name, stages: [{id, name}]}  a pipeline set up in the UI
@@ -291,6 +292,8 @@ class Bitrix24Emulator(Emulator):
                 return Reply(200, {"ok": self.portal.contact_update({"id": body.get("id"),
                                                                      "fields": body.get("fields") or {}},
                                                                     by=body.get("by"))})
+            if what == "manager/task":
+                return Reply(200, self.portal.task_add({"fields": body.get("fields") or {}})["task"])
             if what == "manager/task-complete":
                 by = None if body.get("by") is None else str(body["by"])
                 return Reply(200, self.portal.task_complete({"taskId": body.get("id")}, by=by))

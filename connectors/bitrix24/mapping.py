@@ -207,12 +207,17 @@ def contact_field(name: str, custom: Mapping[str, str]) -> str:
 
 
 def contact_values(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
-    """Canonical `{name: value}` as Bitrix24 contact codes; multifield values are left as written (see
-    multifield_changes), dates as ISO text, booleans Y/N."""
+    """Canonical `{name: value}` as Bitrix24 contact codes: phones as E.164 and e-mails checked (a list stays a
+    list, see multifield_changes), dates as ISO text, booleans Y/N. A bad value is refused before any call."""
     out: dict[str, Any] = {}
     for name, value in values.items():
         code = contact_field(str(name), custom)
-        out[code] = value if code in MULTIFIELDS else _value(value)
+        if code not in MULTIFIELDS:
+            out[code] = _value(value)
+        elif isinstance(value, list):
+            out[code] = [comm_value(v, code) for v in value if v not in (None, "")]
+        else:
+            out[code] = None if value in (None, "") else comm_value(value, code)
     return out
 
 
