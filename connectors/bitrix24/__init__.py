@@ -44,7 +44,7 @@ from automator.errors import ConnectorError, InboundRejected, Rejected, Retryabl
 from automator.model import Entity, EntityRef, Event
 from . import events as ev
 from .api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
-from .mapping import (CONTACT_FIELDS, DEAL_FIELDS, MULTIFIELDS, ORIGINATOR, apply_multifield, canonical_contact, comm_value,
+from .mapping import (CONTACT_FIELDS, DEAL_FIELDS, MULTIFIELDS, ORIGINATOR, apply_multifield, canonical_contact,
                       contact_fields, contact_values, deal_fields, e164, event_fields, looks_like_phone,
                       multifield_changes, stage_category)
 
@@ -85,10 +85,6 @@ def _record_id(value: Any, kind: str) -> str:
     if not text.isdigit() or int(text) == 0:
         raise Rejected(f"{value!r} is not a Bitrix24 {kind} id")
     return text
-
-
-def _same(a: Any, b: str) -> bool:
-    return e164(a) is not None and e164(a) == e164(b)
 
 
 def _given_contact(fields: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
@@ -384,16 +380,8 @@ class Bitrix24(WebConnector):
             native["ASSIGNED_BY_ID"] = self._user(native["ASSIGNED_BY_ID"])
         target = params.get("contact")
         contact_id = await self._contact_id(target, key, create=False)
-        if contact_id is None:  # a phone no contact has: the contact is made with what the rule sets
-            made = {k: [{"VALUE": comm_value(v, k), "VALUE_TYPE": "MOBILE" if k == "PHONE" else "WORK"}
-                        for v in (native[k] if isinstance(native[k], list) else [native[k]]) if v not in (None, "")]
-                    if k in MULTIFIELDS else v for k, v in native.items()}
-            if "PHONE" in made:  # the phone searched by stays one of its phones
-                made["PHONE"] = [*made["PHONE"], *([] if any(_same(i["VALUE"], str(target)) for i in made["PHONE"])
-                                                   else [{"VALUE": e164(target), "VALUE_TYPE": "MOBILE"}])]
-            contact_id = await self.find_or_create_contact(str(target), made.pop("NAME", None),
-                                                           made.pop("ASSIGNED_BY_ID", None), key, found={},
-                                                           extra=made)
+        if contact_id is None:
+            contact_id = await self._new_contact(str(target), native, key)
             raw = await self.api.result("crm.contact.get", {"id": int(contact_id)})
             return ActionResult({"id": contact_id, "created": True},
                                 (self._contact_event(key, "created", contact_id, raw, wanted),))
@@ -412,6 +400,21 @@ class Bitrix24(WebConnector):
                                                        "params": {"REGISTER_SONET_EVENT": "N"}})
         return ActionResult({"id": contact_id, "changed": sorted(send)},
                             (self._contact_event(key, "updated", contact_id, after, wanted),))
+
+    async def _new_contact(self, phone: str, native: Mapping[str, Any], key: str) -> str:
+        """contact.update of a phone no contact has: the contact is made with the fields set, the phone it was
+        looked for by first among its phones."""
+        fields = {k: v for k, v in native.items() if k not in MULTIFIELDS}
+        for kind in MULTIFIELDS:
+            values = native.get(kind)
+            listed = values if isinstance(values, list) else [] if values is None else [values]
+            fields[kind] = [{"VALUE": v, "VALUE_TYPE": "MOBILE" if kind == "PHONE" else "WORK"} for v in listed]
+        number = e164(phone)
+        if not any(item["VALUE"] == number for item in fields["PHONE"]):
+            fields["PHONE"] = [{"VALUE": number, "VALUE_TYPE": "MOBILE"}, *fields["PHONE"]]
+        name = fields.pop("NAME", None)
+        return await self.find_or_create_contact(phone, None if name is None else str(name),
+                                                 fields.pop("ASSIGNED_BY_ID", None), key, found={}, extra=fields)
 
     async def _contact_id(self, target: Any, key: str, *, create: bool) -> str | None:
         """A contact named by its id, or by a phone (found by crm.duplicate.findbycomm; None when no contact has it,
