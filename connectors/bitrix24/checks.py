@@ -248,4 +248,4 @@ def _task_client(value: Any, context: CheckContext) -> list[ParamProblem]:
     return [ParamProblem(("client",), f"'{value.source}' is an id from {context.named(others)}, but Bitrix24 binds "
                                       "the task to its own contact of that id (UF_CRM_TASK C_…): another person's "
                                       "card", "leave `client:` out (`deal:` binds the task to the deal), or give a "
-                                      'Bitrix24 contact id such as "{{ deal.client }}"')]
+                                      'Bitrix24 contact id such as "{{ deal.contact }}"')]
