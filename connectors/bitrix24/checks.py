@@ -45,7 +45,7 @@ def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], co
     if action in ("deal.assign", "lead.assign"):
         found += _user(params.get("to"), ("to",), roles, context)
     if action in ("lead.assign", "note.add"):
-        found += _record(params.get("lead"), "lead")
+        found += _record(params.get("lead"), "lead", 'write one such as "{{ event.lead_id }}"')
     if action == "note.add":
         found += _one_target(params)
     if action in ("note.add", "contact.update") and "contact" in params:
@@ -65,15 +65,15 @@ def _one_target(params: Mapping[str, Any]) -> list[ParamProblem]:
                          "keep one of them: a note is a comment of one deal, lead or contact in Bitrix24", key=True)]
 
 
-def _record(value: Any, kind: str) -> list[ParamProblem]:
+def _record(value: Any, kind: str, hint: str | None = None) -> list[ParamProblem]:
+    """A literal `deal:`/`lead:` must be a Bitrix24 id: a positive whole number."""
     known = literal(value)
     if known is UNKNOWN or known in (None, ""):
         return []
     text = str(known).strip()
     if text.isdigit() and int(text) != 0:
         return []
-    return [ParamProblem((kind,), f"'{text}' is not a Bitrix24 {kind} id (a number)",
-                         f'write one such as "{{{{ event.{kind}_id }}}}"' if kind == "lead" else None)]
+    return [ParamProblem((kind,), f"'{text}' is not a Bitrix24 {kind} id (a number)", hint)]
 
 
 def _contact_fields(fields: Any, custom: Mapping[str, str], roles: Mapping[str, str], context: CheckContext
@@ -165,14 +165,7 @@ def _stage(params: Mapping[str, Any], context: CheckContext) -> list[ParamProble
 
 
 def _deal(value: Any) -> list[ParamProblem]:
-    known = literal(value)
-    if known is UNKNOWN or known in (None, ""):
-        return []
-    text = str(known).strip()
-    if text.isdigit() and int(text) != 0:
-        return []
-    return [ParamProblem(("deal",), f"'{text}' is not a Bitrix24 deal id (a number)",
-                         'leave `deal:` out for the run\'s deal, or write one such as "{{ event.deal }}"')]
+    return _record(value, "deal", 'leave `deal:` out for the run\'s deal, or write one such as "{{ event.deal }}"')
 
 
 def _user(value: Any, path: tuple[str, ...], roles: Mapping[str, str], context: CheckContext) -> list[ParamProblem]:

@@ -322,29 +322,24 @@ class Bitrix24Emulator(Emulator):
     def seed_deal(self, deal_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """A deal the portal already holds under `deal_id` (a test's `given:`), made as crm.deal.add makes one and
         replacing one of that id, without the outgoing event."""
-        silent = self.faults.extra.get("silent")
-        self.faults.extra["silent"] = True
-        try:
-            made = self.portal.deal_add({"fields": dict(fields)})
-        finally:
-            self.faults.extra["silent"] = silent
-        deal = self.portal.deals.pop(made)
-        deal["ID"] = str(deal_id)
-        self.portal.deals[deal_id] = deal
-        return deal
+        return self._seed(self.portal.deals, self.portal.deal_add, deal_id, fields)
 
     def seed_contact(self, contact_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """A contact the portal already holds under `contact_id` (a test's given client), without the event."""
+        return self._seed(self.portal.contacts, self.portal.contact_add, contact_id, fields)
+
+    def _seed(self, table: dict[int, dict[str, Any]], add: Any, ident: int, fields: Mapping[str, Any]
+              ) -> dict[str, Any]:
         silent = self.faults.extra.get("silent")
         self.faults.extra["silent"] = True
         try:
-            made = self.portal.contact_add({"fields": dict(fields)})
+            made = add({"fields": dict(fields)})
         finally:
             self.faults.extra["silent"] = silent
-        contact = self.portal.contacts.pop(made)
-        contact["ID"] = str(contact_id)
-        self.portal.contacts[contact_id] = contact
-        return contact
+        row = table.pop(made)
+        row["ID"] = str(ident)
+        table[ident] = row
+        return row
 
     def add_pipeline(self, category: int, name: str, stages: list[tuple[str, str]]) -> None:
         """Seed a pipeline and its stages, as set up in the portal's settings."""

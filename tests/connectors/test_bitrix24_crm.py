@@ -19,6 +19,7 @@ from automator_connectors.bitrix24 import Bitrix24
 from automator_connectors.bitrix24.emulator import Bitrix24Emulator
 from test_bitrix24 import TOKEN, Sink, emu, rest_calls, run, server, sink, wait_hooks  # noqa: F401
 from test_bitrix24_events import REAL_TASK, body_of, control, inbound
+from test_test_sandbox import PIPELINE  # the rehab pipeline: new, called, booked
 
 NOW = datetime.now(timezone.utc)
 
@@ -269,15 +270,6 @@ timezone: Europe/Moscow
 connectors:
   crm: {type: bitrix24, webhook_url: "${env:B24_URL}", application_token: "${env:B24_TOKEN}",
         roles: {admin: 1}, contact_fields: {card: UF_CRM_CARD}}
-"""
-PIPELINE = """\
-pipelines:
-  rehab:
-    connector: crm
-    id: 4
-    stages:
-      new: {id: "C4:NEW"}
-      called: {id: "C4:PREPARATION"}
 """
 
 
