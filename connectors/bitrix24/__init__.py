@@ -73,14 +73,11 @@ def task_tag(key: str) -> str:
 
 def _deal_id(value: Any) -> str:
     """A Bitrix24 deal id (a positive whole number), else the action is refused before any call."""
-    text = str(value).strip()
-    if not text.isdigit() or int(text) == 0:
-        raise Rejected(f"{value!r} is not a Bitrix24 deal id")
-    return text
+    return _record_id(value, "deal")
 
 
 def _record_id(value: Any, kind: str) -> str:
-    """A Bitrix24 lead or contact id (a positive whole number), else the action is refused before any call."""
+    """A Bitrix24 deal, lead or contact id (a positive whole number), else the action is refused before any call."""
     text = "" if value is None else str(value).strip()
     if not text.isdigit() or int(text) == 0:
         raise Rejected(f"{value!r} is not a Bitrix24 {kind} id")
@@ -357,7 +354,7 @@ class Bitrix24(WebConnector):
         text = str(params.get("text") or "").strip()
         if not text:
             raise Rejected("note.add: the text is empty")
-        owner = await self._existing_contact(params[kind], key) if kind == "contact" else \
+        owner = await self._existing_contact(params[kind]) if kind == "contact" else \
             _record_id(params[kind], kind)
         return ActionResult({"id": await self._comment(kind, owner, text), kind: owner})
 
@@ -379,7 +376,7 @@ class Bitrix24(WebConnector):
         if "ASSIGNED_BY_ID" in native:
             native["ASSIGNED_BY_ID"] = self._user(native["ASSIGNED_BY_ID"])
         target = params.get("contact")
-        contact_id = await self._contact_id(target, key, create=False)
+        contact_id = await self._contact_id(target)
         if contact_id is None:
             contact_id = await self._new_contact(str(target), native, key)
             raw = await self.api.result("crm.contact.get", {"id": int(contact_id)})
@@ -416,17 +413,17 @@ class Bitrix24(WebConnector):
         return await self.find_or_create_contact(phone, None if name is None else str(name),
                                                  fields.pop("ASSIGNED_BY_ID", None), key, found={}, extra=fields)
 
-    async def _contact_id(self, target: Any, key: str, *, create: bool) -> str | None:
-        """A contact named by its id, or by a phone (found by crm.duplicate.findbycomm; None when no contact has it,
-        unless `create`)."""
+    async def _contact_id(self, target: Any) -> str | None:
+        """A contact named by its id, or by a phone (found by crm.duplicate.findbycomm; None when no contact has
+        it)."""
         text = "" if target is None else str(target).strip()
         if looks_like_phone(text):
-            return await (self.find_or_create_contact(text, None, None, key) if create else self.find_contact(text))
-        return _record_id(text, "contact")
+            return await self.find_contact(text)
+        return _record_id(target, "contact")
 
-    async def _existing_contact(self, target: Any, key: str) -> str:
+    async def _existing_contact(self, target: Any) -> str:
         """A contact that must exist: by id, or the one with this phone."""
-        found = await self._contact_id(target, key, create=False)
+        found = await self._contact_id(target)
         if found is None:
             raise Rejected(f"no Bitrix24 contact has the phone {target!r}")
         return found
