@@ -118,8 +118,8 @@ MISTAKES = [
                  P(3, 19, "unknown event type 'review.left': no connector of this project produces it and no rule "
                           "emits it",
                    "known events: booking.created, booking.deleted, booking.updated, client.created, client.deleted, "
-                   "client.updated, deal.created, deal.deleted, deal.updated, lead.created, message.received, "
-                   "nps.received …; declare your own under the `events:` setting of a `local` connector in "
+                   "client.updated, deal.created, deal.deleted, deal.updated, lead.created, lead.updated, "
+                   "message.received …; declare your own under the `events:` setting of a `local` connector in "
                    "automator.yaml"), id="unknown-event-type-no-guess"),
     # The envelope trap: event.source is the connector that sent the event, never the lead's channel.
     pytest.param(rule("{event: nps.received}", "stop: true", condition="\"event.source == 'instagram'\""),

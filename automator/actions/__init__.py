@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from automator.actions import deal, segment
+from automator.actions import crm, deal, segment
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef
 
@@ -35,13 +35,14 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("client.update", "Set fields of a client's card in the booking system.", emits=("client.updated",),
                    target="client", echo=deal.update_echo),
         ActionSpec("contact.update", "Set fields of the client's contact card in the CRM.", emits=("client.updated",),
-                   target="client"),
+                   prepare=crm.client_contact),
         ActionSpec("booking.create", "Create a booking for a client (a rebooking).", emits=("booking.created",)),
         ActionSpec("booking.cancel", "Cancel a booking.", emits=("booking.updated",), target="booking"),
         ActionSpec("deal.assign", "Give a deal to a person (its responsible user).", emits=("deal.updated",),
-                   target="deal", echo=deal.assign_echo),
-        ActionSpec("lead.assign", "Give a lead to a person (its responsible user).", emits=("lead.updated",)),
-        ActionSpec("note.add", "Add a note to a deal's, lead's or contact's timeline."),
+                   target="deal", echo=crm.assign_echo),
+        ActionSpec("lead.assign", "Give a lead to a person (its responsible user).", emits=("lead.updated",),
+                   prepare=crm.event_lead),
+        ActionSpec("note.add", "Add a note to a deal's, lead's or contact's timeline.", prepare=crm.note_target),
         ActionSpec("task.create", "Create a task for a person or a role.", emits=("task.created",)),
         ActionSpec("sms.send", "Send an SMS.", delivery="at_most_once"),
         ActionSpec("message.send", "Send a message in a messenger.", delivery="at_most_once"),

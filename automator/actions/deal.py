@@ -33,14 +33,6 @@ def update_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(params["fields"]) if isinstance(params.get("fields"), Mapping) else None
 
 
-def assign_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What `deal.assign` sets: the responsible user, when `to` is a user id. A role's user id is known only to the
-    connector (its `roles:`): that change is recognised by the delivery id the connector's answer shares with the
-    system's webhook instead."""
-    to = str(params.get("to", "")).strip()
-    return {"responsible": to} if to.isdigit() else None
-
-
 def default_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     """A new deal's contact defaults to the run's client."""
     if "contact" not in params:

@@ -1,4 +1,5 @@
-"""The `bitrix24` connector: deals, tasks, to-dos and comments through the portal's inbound webhook; its events.
+"""The `bitrix24` connector: deals, contacts, leads, tasks, to-dos and comments through the portal's inbound webhook;
+its events.
 
 Contract points chosen under uncertainty (reference §1, §6, §7):
 - A retried `deal.create` is made safe by `ORIGIN_ID` = effect key with `ORIGINATOR_ID: automator`. The connector
@@ -19,6 +20,14 @@ Contract points chosen under uncertainty (reference §1, §6, §7):
   delivery id, `deal.updated` DATE_MODIFY (see events.py).
 - The outbox's token bucket (2/s, burst 50; enterprise 5/s, 250) counts actions; webhook reads and polls draw on
   the same portal bucket, whose 503 is then retried like any other.
+- A deal's webhook reads the deal and its contact in one `batch` (`crm.contact.get?id=$result[deal][CONTACT_ID]`,
+  the substitution batch.md documents); a deal without a contact makes that sub-call fail ("ID is not defined"),
+  which only means there is no contact to report.
+- contact.update reads the contact first: the multifield items it sends name the values' IDs (part 2 §2.2), and
+  a phone the contact already has is not added twice. A contact given as a phone is found by
+  crm.duplicate.findbycomm (the oldest), or created with the fields.
+- ONTASKUPDATE carries only the task's id; the task is read back (tasks.task.get) and a completion is reported
+  once (events.task_completed). ONTASKUPDATE is also what tasks.task.complete fires (part 2 §2.9, doc index).
 """
 from __future__ import annotations
 
@@ -35,8 +44,9 @@ from automator.errors import ConnectorError, InboundRejected, Rejected, Retryabl
 from automator.model import Entity, EntityRef, Event
 from . import events as ev
 from .api import PAGE, PLANS, RETRY_CODES, Api, BatchResult
-from .mapping import (DEAL_FIELDS, ORIGINATOR, contact_fields, deal_fields, e164,
-                                         event_fields, looks_like_phone, stage_category)
+from .mapping import (CONTACT_FIELDS, DEAL_FIELDS, MULTIFIELDS, ORIGINATOR, apply_multifield, canonical_contact,
+                      contact_fields, contact_values, deal_fields, e164, event_fields, looks_like_phone,
+                      multifield_changes, stage_category)
 
 __all__ = ["Bitrix24"]
 
@@ -44,6 +54,8 @@ ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
        "x-pattern-message": "a secret: write it as ${env:NAME}"}
 MAX_POLL_PAGES = 50  # a first page, then one batch of up to 49 more: 2 500 deals per poll at most
 SCHEMA = "actions/{}.json"
+TASK_SELECT = ["ID", "TITLE", "STATUS", "RESPONSIBLE_ID", "CLOSED_DATE", "CLOSED_BY", "CHANGED_DATE", "UF_CRM_TASK"]
+NOTE_TARGETS = ("deal", "lead", "contact")  # the timeline a note.add goes to: ENTITY_TYPE of the comment
 
 
 def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
@@ -61,10 +73,27 @@ def task_tag(key: str) -> str:
 
 def _deal_id(value: Any) -> str:
     """A Bitrix24 deal id (a positive whole number), else the action is refused before any call."""
-    text = str(value).strip()
+    return _record_id(value, "deal")
+
+
+def _record_id(value: Any, kind: str) -> str:
+    """A Bitrix24 deal, lead or contact id (a positive whole number), else the action is refused before any call."""
+    text = "" if value is None else str(value).strip()
     if not text.isdigit() or int(text) == 0:
-        raise Rejected(f"{value!r} is not a Bitrix24 deal id")
+        raise Rejected(f"{value!r} is not a Bitrix24 {kind} id")
     return text
+
+
+def _given_contact(fields: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    """A test's given client as the fields of a portal contact (the ones a contact has; the rest are the person's)."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        code = custom.get(str(name)) or CONTACT_FIELDS.get(str(name))
+        if code in MULTIFIELDS and value not in (None, ""):
+            out[code] = [{"VALUE": str(v), "VALUE_TYPE": "WORK"} for v in (value if isinstance(value, list) else [value])]
+        elif code is not None and value not in (None, ""):
+            out[code] = value
+    return out
 
 
 def _when(value: Any) -> str:
@@ -103,6 +132,10 @@ class Bitrix24(WebConnector):
                                      {"enum": [False, "off"]}], "description": "Catch-up polling; default 5m."},
             "fields": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
                        "description": "Rule field names → Bitrix24 codes, such as visit_at: UF_CRM_1721244482250."},
+            "contact_fields": {"type": "object",
+                               "additionalProperties": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
+                               "description": "Rule field names → Bitrix24 contact codes, such as card: "
+                                              "UF_CRM_1721244499."},
             "roles": {"type": "object", "additionalProperties": {"type": ["integer", "string"]},
                       "description": "Assignee roles → Bitrix24 user ids, such as admin: 1."},
             "domain": {"type": "string", "description": "If set, webhooks must name this portal in auth[domain]."},
@@ -125,6 +158,7 @@ class Bitrix24(WebConnector):
             raise ConfigError(f"connector {name!r}: plan must be one of {', '.join(PLANS)}")
         self.rate_limit = PLANS[plan]
         self.custom: dict[str, str] = {str(k): str(v) for k, v in (config.get("fields") or {}).items()}
+        self.contact_custom = {str(k): str(v) for k, v in (config.get("contact_fields") or {}).items()}
         self.roles: dict[str, str] = {str(k): str(v) for k, v in (config.get("roles") or {}).items()}
         secret = [p for p in parsed.path.split("/") if p][-1]
         self.api = Api(self.request, drain=self.rate_limit[0], secret=secret)
@@ -151,9 +185,8 @@ class Bitrix24(WebConnector):
         return Event(id=f"{key}>deal.{verb}", type=f"deal.{verb}", at=datetime.now(timezone.utc),
                      entity=EntityRef("deal", deal_id), data=dict(data), source=self.name)
 
-    async def find_or_create_contact(self, phone: str, name: str | None, responsible: Any, key: str,
-                                     found: Any = None) -> str:
-        """The contact with this phone (the oldest, if several), else a new one; `found` is a findbycomm result
+    async def find_contact(self, phone: str, found: Any = None) -> str | None:
+        """The id of the contact with this phone (the oldest, if several), or None; `found` is a findbycomm result
         already fetched."""
         number = e164(phone)
         if number is None:
@@ -161,11 +194,17 @@ class Bitrix24(WebConnector):
         if found is None:
             found = await self.api.result("crm.duplicate.findbycomm",
                                           {"entity_type": "CONTACT", "type": "PHONE", "values": [number]})
-        ids = found.get("CONTACT") if isinstance(found, dict) else None
-        if ids:
-            return str(min(int(i) for i in ids))
-        return str(await self.api.result("crm.contact.add", {"fields": contact_fields(number, name, responsible,
-                                                                                      f"{key}:contact")}))
+        ids = found.get("CONTACT") if isinstance(found, dict) else None  # no match: `[]` (part 2 §2.4)
+        return str(min(int(i) for i in ids)) if ids else None
+
+    async def find_or_create_contact(self, phone: str, name: str | None, responsible: Any, key: str,
+                                     found: Any = None, extra: Mapping[str, Any] | None = None) -> str:
+        """The contact with this phone (see find_contact), else a new one with `extra` fields too."""
+        existing = await self.find_contact(phone, found)
+        if existing is not None:
+            return existing
+        fields = {**contact_fields(str(e164(phone)), name, responsible, f"{key}:contact"), **(extra or {})}
+        return str(await self.api.result("crm.contact.add", {"fields": fields}))
 
     @action("deal.create")
     async def deal_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -199,7 +238,7 @@ class Bitrix24(WebConnector):
         data: dict[str, Any] = {"pipeline": params["pipeline"], "stage": params["stage"], "pipeline_id": category,
                                 "stage_id": stage, "title": str(params["title"])}
         if existing:  # a repeat of a create that went through: the same answer and events again
-            deal_id, client = str(existing[0]["ID"]), existing[0].get("CONTACT_ID")
+            deal_id, contact_id = str(existing[0]["ID"]), existing[0].get("CONTACT_ID")
         else:
             if phone:
                 fields["CONTACT_ID"] = await self.find_or_create_contact(
@@ -208,15 +247,15 @@ class Bitrix24(WebConnector):
                 fields["CONTACT_ID"] = str(contact)
             deal_id = str(await self.api.result("crm.deal.add",
                                                 {"fields": fields, "params": {"REGISTER_SONET_EVENT": "N"}}))
-            client = fields.get("CONTACT_ID")
-        if client:
-            data["client"] = str(client)
+            contact_id = fields.get("CONTACT_ID")
+        if contact_id:
+            data["contact"] = str(contact_id)
         if "ASSIGNED_BY_ID" in fields:
             data["responsible"] = str(fields["ASSIGNED_BY_ID"])
         if "OPPORTUNITY" in fields:
             data["amount"] = float(fields["OPPORTUNITY"])
         data.update(event_fields(params.get("fields") or {}, self.custom))
-        return ActionResult({"id": deal_id, "client": data.get("client")},
+        return ActionResult({"id": deal_id, "contact": data.get("contact")},
                             (self._event(key, "created", deal_id, data),))
 
     def _stage(self, pipeline: str, stage: str) -> tuple[str, str]:
@@ -282,6 +321,124 @@ class Bitrix24(WebConnector):
             data["responsible"] = fields["ASSIGNED_BY_ID"]
         return ActionResult({"id": deal_id}, (self._event(key, "updated", deal_id, data),))
 
+    @action("deal.assign")
+    async def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """crm.deal.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`)."""
+        deal_id = _deal_id(params["deal"])
+        user = self._user(params["to"])
+        await self.api.call("crm.deal.update", {"id": deal_id, "fields": {"ASSIGNED_BY_ID": user},
+                                                "params": {"REGISTER_SONET_EVENT": "N"}})
+        return ActionResult({"id": deal_id, "responsible": user},
+                            (self._event(key, "updated", deal_id, {"responsible": user}),))
+
+    @action("lead.assign", emits=("lead.updated",))
+    async def lead_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """crm.lead.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`)."""
+        lead_id = _record_id(params.get("lead"), "lead")
+        user = self._user(params["to"])
+        await self.api.call("crm.lead.update", {"id": lead_id, "fields": {"ASSIGNED_BY_ID": user},
+                                                "params": {"REGISTER_SONET_EVENT": "N"}})
+        event = Event(id=f"{key}>lead.updated", type="lead.updated", at=datetime.now(timezone.utc),
+                      data={"lead_id": lead_id, "responsible": user}, source=self.name)
+        return ActionResult({"id": lead_id, "responsible": user}, (event,))
+
+    @action("note.add")
+    async def note_add(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """A comment in the timeline of one deal, lead or contact (crm.timeline.comment.add). It takes no key a
+        list could find it by: an interrupted call may leave the note twice."""
+        targets = [kind for kind in NOTE_TARGETS if params.get(kind) not in (None, "")]
+        if len(targets) != 1:
+            raise Rejected(f"note.add takes exactly one of {', '.join(NOTE_TARGETS)}; got "
+                           f"{', '.join(targets) or 'none'}")
+        kind = targets[0]
+        text = str(params.get("text") or "").strip()
+        if not text:
+            raise Rejected("note.add: the text is empty")
+        owner = await self._existing_contact(params[kind]) if kind == "contact" else \
+            _record_id(params[kind], kind)
+        return ActionResult({"id": await self._comment(kind, owner, text), kind: owner})
+
+    async def _comment(self, kind: str, owner: str, text: str) -> str:
+        """A timeline comment (crm.timeline.comment.add; `fields` in lower case, as required): its id."""
+        answer = await self.api.result("crm.timeline.comment.add", {"fields": {
+            "ENTITY_ID": int(owner), "ENTITY_TYPE": kind, "COMMENT": text}})
+        return str(answer)
+
+    @action("contact.update", emits=("client.updated", "client.created"))
+    async def contact_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """crm.contact.update of the fields given; PHONE and EMAIL as the multifield items that make the contact's
+        values what was written (mapping.multifield_changes). A contact given as a phone is found by it, or made
+        with the fields (crm.contact.add)."""
+        wanted = params.get("fields")
+        if not isinstance(wanted, Mapping) or not wanted:
+            raise Rejected("contact.update needs `fields:` to set")
+        native = contact_values(wanted, self.contact_custom)
+        if "ASSIGNED_BY_ID" in native:
+            native["ASSIGNED_BY_ID"] = self._user(native["ASSIGNED_BY_ID"])
+        target = params.get("contact")
+        contact_id = await self._contact_id(target)
+        if contact_id is None:
+            contact_id = await self._new_contact(str(target), native, key)
+            raw = await self.api.result("crm.contact.get", {"id": int(contact_id)})
+            return ActionResult({"id": contact_id, "created": True},
+                                (self._contact_event(key, "created", contact_id, raw, wanted),))
+        current = await self.api.result("crm.contact.get", {"id": int(contact_id)})
+        send = {k: v for k, v in native.items() if k not in MULTIFIELDS}
+        after = dict(current)
+        for kind in MULTIFIELDS:
+            if kind in native:
+                changes = multifield_changes(current.get(kind), native[kind], kind)
+                if changes:
+                    send[kind] = changes
+                after[kind] = apply_multifield(current.get(kind), changes)
+        after.update({k: v for k, v in send.items() if k not in MULTIFIELDS})
+        if send:
+            await self.api.call("crm.contact.update", {"id": int(contact_id), "fields": send,
+                                                       "params": {"REGISTER_SONET_EVENT": "N"}})
+        return ActionResult({"id": contact_id, "changed": sorted(send)},
+                            (self._contact_event(key, "updated", contact_id, after, wanted),))
+
+    async def _new_contact(self, phone: str, native: Mapping[str, Any], key: str) -> str:
+        """contact.update of a phone no contact has: the contact is made with the fields set, the phone it was
+        looked for by first among its phones."""
+        fields = {k: v for k, v in native.items() if k not in MULTIFIELDS}
+        for kind in MULTIFIELDS:
+            values = native.get(kind)
+            listed = values if isinstance(values, list) else [] if values is None else [values]
+            fields[kind] = [{"VALUE": v, "VALUE_TYPE": "MOBILE" if kind == "PHONE" else "WORK"} for v in listed]
+        number = e164(phone)
+        if not any(item["VALUE"] == number for item in fields["PHONE"]):
+            fields["PHONE"] = [{"VALUE": number, "VALUE_TYPE": "MOBILE"}, *fields["PHONE"]]
+        name = fields.pop("NAME", None)
+        return await self.find_or_create_contact(phone, None if name is None else str(name),
+                                                 fields.pop("ASSIGNED_BY_ID", None), key, found={}, extra=fields)
+
+    async def _contact_id(self, target: Any) -> str | None:
+        """A contact named by its id, or by a phone (found by crm.duplicate.findbycomm; None when no contact has
+        it)."""
+        text = "" if target is None else str(target).strip()
+        if looks_like_phone(text):
+            return await self.find_contact(text)
+        return _record_id(target, "contact")
+
+    async def _existing_contact(self, target: Any) -> str:
+        """A contact that must exist: by id, or the one with this phone."""
+        found = await self._contact_id(target)
+        if found is None:
+            raise Rejected(f"no Bitrix24 contact has the phone {target!r}")
+        return found
+
+    def _contact_event(self, key: str, verb: str, contact_id: str, raw: Mapping[str, Any],
+                       wanted: Mapping[str, Any]) -> Event:
+        """What a contact action reports: the fields it set as the contact's webhook will report them (the same
+        mapping reads both), so the daemon knows that webhook as its echo."""
+        data = canonical_contact(raw, self.contact_custom)
+        named = {str(n) for n in wanted} | {"phones" for n in wanted if n == "phone"} | \
+            {"emails" for n in wanted if n == "email"}
+        return Event(id=f"{key}>client.{verb}", type=f"client.{verb}", at=datetime.now(timezone.utc),
+                     entity=EntityRef("client", contact_id),
+                     data={k: v for k, v in data.items() if k in named or verb == "created"}, source=self.name)
+
     # ---- tasks and the timeline --------------------------------------------------------------------------
     async def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult | None:
         """A task an interrupted `task.create` made, found by its key's tag (tasks.task.list filtered by TAG).
@@ -339,10 +496,8 @@ class Bitrix24(WebConnector):
 
     @action("bitrix24.comment", schema=SCHEMA.format("bitrix24.comment"))
     async def comment(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """A comment in a deal's timeline (crm.timeline.comment.add; `fields` in lower case, as required)."""
-        answer = await self.api.result("crm.timeline.comment.add", {"fields": {
-            "ENTITY_ID": int(_deal_id(params["deal"])), "ENTITY_TYPE": "deal", "COMMENT": str(params["text"])}})
-        return ActionResult({"id": str(answer)})
+        """A comment in a deal's timeline (note.add, for a deal)."""
+        return ActionResult({"id": await self._comment("deal", _deal_id(params["deal"]), str(params["text"]))})
 
     @action("bitrix24.contact", schema=SCHEMA.format("bitrix24.contact"))
     async def contact(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -353,8 +508,9 @@ class Bitrix24(WebConnector):
 
     # ---- inbound events and catch-up ---------------------------------------------------------------------
     async def parse(self, request: Inbound) -> list[Event]:
-        """An outgoing-webhook event, verified by its application token; the deal or lead it names is fetched,
-        since the body carries only the id."""
+        """An outgoing-webhook event, verified by its application token; the deal, contact, lead or task it names
+        is fetched, since the body carries only the id. A deal's contact comes first, read in the same batch: a
+        rule that sees the deal already knows its contact (and so the person, by phone)."""
         if request.method.upper() != "POST":
             raise InboundRejected(405, "outgoing webhooks are POSTs", "method")
         notice = ev.read_notice(request.body, self.token, domain=self.config.get("domain"),
@@ -363,17 +519,37 @@ class Bitrix24(WebConnector):
             return []
         if notice.event == "ONCRMDEALDELETE":
             return [ev.deal_deleted(self.name, notice.item_id, request.received_at)]
-        method = "crm.lead.get" if notice.event == "ONCRMLEADADD" else "crm.deal.get"
         try:
-            raw = await self.api.result(method, {"id": int(notice.item_id)})
+            return await self._read(notice, request.received_at)
         except Rejected:
             return []  # gone before we could read it: the delete event, or the poll, tells the rest
         except ConnectorError as exc:  # Bitrix will not send it again; the catch-up poll will find the change
             raise InboundRejected(503, f"could not read {notice.event} {notice.item_id}: {exc}", "unavailable") from exc
+
+    async def _read(self, notice: ev.Notice, received: datetime) -> list[Event]:
+        item = int(notice.item_id)
         if notice.event == "ONCRMLEADADD":
-            return [ev.lead_created(self.name, raw, request.received_at)]
+            return [ev.lead_created(self.name, await self.api.result("crm.lead.get", {"id": item}), received)]
+        if notice.event in ev.CONTACT_EVENTS:
+            raw = await self.api.result("crm.contact.get", {"id": item})
+            verb = "created" if notice.event == "ONCRMCONTACTADD" else "updated"
+            return [ev.contact_event(self.name, verb, raw, self.contact_custom, received)]
+        if notice.event == "ONTASKUPDATE":
+            found = await self.api.result("tasks.task.get", {"taskId": item, "select": TASK_SELECT})
+            task = found.get("task") if isinstance(found, dict) else None  # a missing task: `[]` (part 2 §2.9)
+            done = ev.task_completed(self.name, task, received) if isinstance(task, dict) else None
+            return [done] if done is not None else []
+        both = await self.api.batch({"deal": ("crm.deal.get", {"id": item}),
+                                     "contact": ("crm.contact.get", {"id": "$result[deal][CONTACT_ID]"})})
+        if "deal" in both.errors:
+            raise _batch_error(BatchResult(errors={"deal": both.errors["deal"]}), "bitrix24 crm.deal.get") \
+                or Rejected("crm.deal.get failed")
         verb = "created" if notice.event == "ONCRMDEALADD" else "updated"
-        return [ev.deal_event(self.name, verb, raw, self.custom, self.stage_named, request.received_at)]
+        deal = ev.deal_event(self.name, verb, both.result["deal"], self.custom, self.stage_named, received)
+        contact = both.result.get("contact")
+        if not isinstance(contact, dict) or not contact.get("ID"):  # no contact: its sub-call failed, nothing to say
+            return [deal]
+        return [ev.contact_of_deal(self.name, contact, self.contact_custom, received), deal]
 
     async def poll(self, cursor: str | None) -> tuple[list[Event], str | None]:
         """Deals changed at or after the cursor (a DATE_MODIFY), oldest first, 50 a page: the first page, then
@@ -404,9 +580,15 @@ class Bitrix24(WebConnector):
 
     def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
         """The given deals of this connector's pipelines, as portal deals: their stage's CATEGORY_ID/STAGE_ID, the
-        client as CONTACT_ID, the responsible as a user (a role of `roles:`), every other field as it is mapped."""
+        contact as CONTACT_ID, the responsible as a user (a role of `roles:`), every other field as it is mapped.
+        A given client with an id of this connector (`ids: {crm: "5"}`) is that portal contact, with its phone."""
         for entity in entities:
             fields = dict(entity.fields)
+            ids = fields.get("ids")
+            own = ids.get(self.name) if entity.ref.kind == "client" and isinstance(ids, Mapping) else None
+            if own is not None and str(own).isdigit():
+                emulator.seed_contact(int(own), _given_contact(fields, self.contact_custom))
+                continue
             pipeline = self.pipelines.get(str(fields.pop("pipeline", "")))
             if entity.ref.kind != "deal" or pipeline is None or not str(entity.ref.id).isdigit():
                 continue

@@ -8,10 +8,13 @@ from typing import Any
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
-from .mapping import DEAL_FIELDS, RESERVED, bitrix_field, e164, looks_like_phone, stage_category
+from .mapping import (CONTACT_FIELDS, DEAL_FIELDS, MULTIFIELDS, RESERVED, bitrix_field, comm_value, contact_field,
+                      e164, looks_like_phone, stage_category)
 
 DEAL_ACTIONS = ("deal.create", "deal.move", "deal.update")
-ON_A_DEAL = ("deal.move", "deal.update", "bitrix24.todo", "bitrix24.comment")  # `deal:` is a Bitrix24 deal id
+# `deal:` is a Bitrix24 deal id
+ON_A_DEAL = ("deal.move", "deal.update", "deal.assign", "note.add", "bitrix24.todo", "bitrix24.comment")
+NOTE_TARGETS = ("deal", "lead", "contact")
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
@@ -39,6 +42,70 @@ def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], co
         found += _due(params.get("due"))
     if action == "bitrix24.contact":
         found += _phone(params.get("phone"))
+    if action in ("deal.assign", "lead.assign"):
+        found += _user(params.get("to"), ("to",), roles, context)
+    if action in ("lead.assign", "note.add"):
+        found += _record(params.get("lead"), "lead", 'write one such as "{{ event.lead_id }}"')
+    if action == "note.add":
+        found += _one_target(params)
+    if action in ("note.add", "contact.update") and "contact" in params:
+        found += _contact(params, context, "note" if action == "note.add" else "contact update")
+    if action == "contact.update":
+        contact_custom = {str(k): str(v) for k, v in (options.get("contact_fields") or {}).items()}
+        found += _contact_fields(params.get("fields"), contact_custom, roles, context)
+    return found
+
+
+def _one_target(params: Mapping[str, Any]) -> list[ParamProblem]:
+    """A note goes to one timeline: Bitrix24's comment has one ENTITY_TYPE and ENTITY_ID."""
+    named = [kind for kind in NOTE_TARGETS if kind in params]
+    if len(named) < 2:
+        return []
+    return [ParamProblem((named[1],), f"note.add goes to one timeline, but names {' and '.join(named)}",
+                         "keep one of them: a note is a comment of one deal, lead or contact in Bitrix24", key=True)]
+
+
+def _record(value: Any, kind: str, hint: str | None = None) -> list[ParamProblem]:
+    """A literal `deal:`/`lead:` must be a Bitrix24 id: a positive whole number."""
+    known = literal(value)
+    if known is UNKNOWN or known in (None, ""):
+        return []
+    text = str(known).strip()
+    if text.isdigit() and int(text) != 0:
+        return []
+    return [ParamProblem((kind,), f"'{text}' is not a Bitrix24 {kind} id (a number)", hint)]
+
+
+def _contact_fields(fields: Any, custom: Mapping[str, str], roles: Mapping[str, str], context: CheckContext
+                    ) -> list[ParamProblem]:
+    """Each name of contact.update's `fields:` must be a contact field the connector maps (its `contact_fields:`
+    setting, the standard ones) or a Bitrix24 code: Bitrix24 drops an unknown field without a word. Literal phones
+    and e-mails must be valid, a literal responsible a role or a user id."""
+    if not isinstance(fields, Mapping):
+        return []
+    found: list[ParamProblem] = []
+    for name, value in fields.items():
+        path = ("fields", name)
+        try:
+            code = contact_field(str(name), custom)
+        except Rejected as exc:
+            guess = choice_hint(str(name), [*custom, *CONTACT_FIELDS], "fields")
+            found.append(ParamProblem(path, f"connector '{context.connector}' (bitrix24): {exc}",
+                                      guess if guess.startswith("did you mean") else
+                                      f"map it under `contact_fields:` of connector '{context.connector}' in "
+                                      "automator.yaml or write the Bitrix24 code (the standard ones: "
+                                      f"{', '.join(CONTACT_FIELDS)})", key=True))
+            continue
+        known = literal(value)
+        if code in MULTIFIELDS and known is not UNKNOWN and known not in (None, "", []):
+            for item in known if isinstance(known, list) else [known]:
+                try:
+                    comm_value(item, code)
+                except Rejected as exc:
+                    found.append(ParamProblem(path, f"{name}: {exc}",
+                                              "write it as +79161234567" if code == "PHONE" else "write name@host.ru"))
+        elif code == "ASSIGNED_BY_ID":
+            found += _user(value, path, roles, context)
     return found
 
 
@@ -98,14 +165,7 @@ def _stage(params: Mapping[str, Any], context: CheckContext) -> list[ParamProble
 
 
 def _deal(value: Any) -> list[ParamProblem]:
-    known = literal(value)
-    if known is UNKNOWN or known in (None, ""):
-        return []
-    text = str(known).strip()
-    if text.isdigit() and int(text) != 0:
-        return []
-    return [ParamProblem(("deal",), f"'{text}' is not a Bitrix24 deal id (a number)",
-                         'leave `deal:` out for the run\'s deal, or write one such as "{{ event.deal }}"')]
+    return _record(value, "deal", 'leave `deal:` out for the run\'s deal, or write one such as "{{ event.deal }}"')
 
 
 def _user(value: Any, path: tuple[str, ...], roles: Mapping[str, str], context: CheckContext) -> list[ParamProblem]:
@@ -154,11 +214,11 @@ def _phone(value: Any) -> list[ParamProblem]:
     return [ParamProblem(("phone",), f"'{known}' is not a valid phone number", "write it as +79161234567")]
 
 
-def _contact(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+def _contact(params: Mapping[str, Any], context: CheckContext, record: str = "deal") -> list[ParamProblem]:
     """`contact:` is a Bitrix24 contact id or a phone (the contact with it is found, or made). Another system's
-    client id, written or put there by the engine for the run's client, would link the deal to whichever Bitrix24
-    contact has that number."""
-    found = foreign_contact(params, context, "Bitrix24", "deal")
+    client id, written or put there by the engine for the run's client, would name whichever Bitrix24 contact has
+    that number."""
+    found = foreign_contact(params, context, "Bitrix24", record)
     if found is not None:
         return found
     known = literal(params["contact"])
@@ -181,4 +241,4 @@ def _task_client(value: Any, context: CheckContext) -> list[ParamProblem]:
     return [ParamProblem(("client",), f"'{value.source}' is an id from {context.named(others)}, but Bitrix24 binds "
                                       "the task to its own contact of that id (UF_CRM_TASK C_…): another person's "
                                       "card", "leave `client:` out (`deal:` binds the task to the deal), or give a "
-                                      'Bitrix24 contact id such as "{{ deal.client }}"')]
+                                      'Bitrix24 contact id such as "{{ deal.contact }}"')]

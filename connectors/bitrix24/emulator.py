@@ -3,7 +3,8 @@
 Reference §1.7: `POST|GET /rest/{user}/{code}/{method}[.json]` with JSON, form or query params; unknown code →
 401 `NO_AUTH_FOUND`, unknown method → 404 `ERROR_METHOD_NOT_FOUND`; the leaky bucket (+1 a request, drains 2/s,
 blocks above 50; enterprise 5/s, 250) → 503 `QUERY_LIMIT_EXCEEDED`; every deal add/update/delete/move and lead
-add POSTs the form-encoded outgoing-webhook body with the configured application token to `hook_url`, once.
+add POSTs the form-encoded outgoing-webhook body with the configured application token to `hook_url`, once; so do
+contact adds and updates and task updates (a task event names the task in `data[FIELDS_AFTER][ID]`, part 2 §2.9).
 
 Fault knobs in `faults.extra` (also `POST /_emulator/faults {"extra": {...}}`):
     {"operation_time_limit": {"method": "crm.deal.list", "count": 1}}   next calls of a method → 429
@@ -16,6 +17,11 @@ Control routes (a manager working in the Bitrix24 UI; each sends the real event)
     POST /_emulator/manager/update {id, fields}                    → ONCRMDEALUPDATE
     POST /_emulator/manager/delete {id}                            → ONCRMDEALDELETE
     POST /_emulator/manager/lead   {fields}                        → ONCRMLEADADD
+    POST /_emulator/manager/contact {fields}                       → ONCRMCONTACTADD
+    POST /_emulator/manager/contact-update {id, fields}            → ONCRMCONTACTUPDATE
+    POST /_emulator/manager/task   {fields}                        a task made in the UI (no event subscribed)
+    POST /_emulator/manager/task-complete {id, by?}                → ONTASKUPDATE (tasks.task.complete)
+    POST /_emulator/manager/task-update {id, fields}               → ONTASKUPDATE (an edit)
     POST /_emulator/pipeline       {id, name, stages: [{id, name}]}  a pipeline set up in the UI
 """
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .portal import Fail, Portal, semantic
 MSK = timezone(timedelta(hours=3))
 # What the outgoing webhook is subscribed to (set in the portal's UI when the webhook is made).
 SUBSCRIBED = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALDELETE", "ONCRMDEALMOVETOCATEGORY",
-                        "ONCRMLEADADD"})
+                        "ONCRMLEADADD", "ONCRMCONTACTADD", "ONCRMCONTACTUPDATE", "ONTASKUPDATE"})
 OPERATING_WINDOW = 600  # seconds: the execution-time budget's ten one-minute baskets
 
 
@@ -78,8 +84,12 @@ class Bitrix24Emulator(Emulator):
             "crm.deal.delete": self.portal.deal_delete, "crm.item.update": self.portal.item_update,
             "crm.contact.add": self.portal.contact_add, "crm.contact.get": self.portal.contact_get,
             "crm.contact.list": self.portal.contact_list, "crm.duplicate.findbycomm": self.portal.find_by_comm,
+            "crm.contact.update": self.portal.contact_update,
             "crm.lead.add": self.portal.lead_add, "crm.lead.get": self.portal.lead_get,
+            "crm.lead.update": self.portal.lead_update,
             "tasks.task.add": self.portal.task_add, "tasks.task.list": self.portal.task_list,
+            "tasks.task.get": self.portal.task_get, "tasks.task.complete": self.portal.task_complete,
+            "tasks.task.update": self.portal.task_update,
             "crm.activity.todo.add": self.portal.todo_add,
             "crm.timeline.comment.add": self.portal.comment_add, "crm.category.list": self.portal.category_list,
             "crm.status.list": self.portal.status_list,
@@ -249,7 +259,11 @@ class Bitrix24Emulator(Emulator):
         if self.faults.extra.get("silent") or name not in self.events:
             return
         pairs = [("event", name), ("event_handler_id", str(self.handler_id))]
-        pairs += [(f"data[FIELDS][{k}]", str(v)) for k, v in fields.items()]
+        if name.startswith("ONTASK"):  # only the id, before and after (part 2 §2.9)
+            pairs += [("data[FIELDS_BEFORE][ID]", str(fields["ID"])), ("data[FIELDS_AFTER][ID]", str(fields["ID"])),
+                      ("data[IS_ACCESSIBLE_BEFORE]", "undefined"), ("data[IS_ACCESSIBLE_AFTER]", "undefined")]
+        else:
+            pairs += [(f"data[FIELDS][{k}]", str(v)) for k, v in fields.items()]
         pairs += [("ts", str(int(time.time()))), ("auth[domain]", self.domain),
                   ("auth[client_endpoint]", f"https://{self.domain}/rest/"),
                   ("auth[server_endpoint]", "https://oauth.bitrix.info/rest/"), ("auth[member_id]", self.member_id),
@@ -272,6 +286,19 @@ class Bitrix24Emulator(Emulator):
                 return Reply(200, {"ok": self.portal.deal_delete({"id": body.get("id")})})
             if what == "manager/lead":
                 return Reply(200, {"id": self.portal.lead_add({"fields": body.get("fields") or {}})})
+            if what == "manager/contact":
+                return Reply(200, {"id": self.portal.contact_add({"fields": body.get("fields") or {}})})
+            if what == "manager/contact-update":
+                return Reply(200, {"ok": self.portal.contact_update({"id": body.get("id"),
+                                                                     "fields": body.get("fields") or {}},
+                                                                    by=body.get("by"))})
+            if what == "manager/task":
+                return Reply(200, self.portal.task_add({"fields": body.get("fields") or {}})["task"])
+            if what == "manager/task-complete":
+                by = None if body.get("by") is None else str(body["by"])
+                return Reply(200, self.portal.task_complete({"taskId": body.get("id")}, by=by))
+            if what == "manager/task-update":
+                return Reply(200, self.portal.task_update({"taskId": body.get("id"), "fields": body.get("fields") or {}}))
             if what == "pipeline":
                 self.add_pipeline(int(body["id"]), str(body.get("name") or ""),
                                   [(str(s["id"]), str(s.get("name") or s["id"])) for s in body.get("stages") or []])
@@ -295,16 +322,24 @@ class Bitrix24Emulator(Emulator):
     def seed_deal(self, deal_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """A deal the portal already holds under `deal_id` (a test's `given:`), made as crm.deal.add makes one and
         replacing one of that id, without the outgoing event."""
+        return self._seed(self.portal.deals, self.portal.deal_add, deal_id, fields)
+
+    def seed_contact(self, contact_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A contact the portal already holds under `contact_id` (a test's given client), without the event."""
+        return self._seed(self.portal.contacts, self.portal.contact_add, contact_id, fields)
+
+    def _seed(self, table: dict[int, dict[str, Any]], add: Any, ident: int, fields: Mapping[str, Any]
+              ) -> dict[str, Any]:
         silent = self.faults.extra.get("silent")
         self.faults.extra["silent"] = True
         try:
-            made = self.portal.deal_add({"fields": dict(fields)})
+            made = add({"fields": dict(fields)})
         finally:
             self.faults.extra["silent"] = silent
-        deal = self.portal.deals.pop(made)
-        deal["ID"] = str(deal_id)
-        self.portal.deals[deal_id] = deal
-        return deal
+        row = table.pop(made)
+        row["ID"] = str(ident)
+        table[ident] = row
+        return row
 
     def add_pipeline(self, category: int, name: str, stages: list[tuple[str, str]]) -> None:
         """Seed a pipeline and its stages, as set up in the portal's settings."""

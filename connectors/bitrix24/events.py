@@ -4,6 +4,10 @@ Delivery ids are what a webhook and a poll reporting the same change share: `dea
 `deal.created` (for a fresh deal DATE_CREATE == DATE_MODIFY) and `deal:<ID>@<DATE_MODIFY>` for `deal.updated`.
 The creation keeps its own instant so that a poll that finds a deal created and since changed reports the creation
 once, under the same id the ONCRMDEALADD webhook carried, whatever the deal looked like when it was fetched.
+Contacts follow the same scheme (`contact:<ID>@<DATE_CREATE|DATE_MODIFY>`), so a contact read along with its deal
+and the contact's own webhook report one change once. A task's completion is `task:<ID>@<closedDate>`: every
+later update of a completed task reads the same closedDate, so the journal drops it as a repeat (see
+task_completed for what lies beyond the journal's memory).
 Bitrix datetimes have 1-second resolution: two changes within one second share an id and the second is dropped
 (the reference accepts this; the event carries the state as re-read, which includes both).
 """
@@ -12,16 +16,21 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
 from automator.errors import InboundRejected
 from automator.model import EntityRef, Event
-from .mapping import canonical_deal, canonical_lead
+from .mapping import TASK_COMPLETED, canonical_contact, canonical_deal, canonical_lead, task_bindings
 
 DEAL_EVENTS = frozenset({"ONCRMDEALADD", "ONCRMDEALUPDATE", "ONCRMDEALMOVETOCATEGORY"})
-HANDLED = DEAL_EVENTS | {"ONCRMDEALDELETE", "ONCRMLEADADD"}
+CONTACT_EVENTS = frozenset({"ONCRMCONTACTADD", "ONCRMCONTACTUPDATE"})
+HANDLED = DEAL_EVENTS | CONTACT_EVENTS | {"ONCRMDEALDELETE", "ONCRMLEADADD", "ONTASKUPDATE"}
+# A completed task read more than this after it was closed is an edit of a task completed long ago (webhooks come
+# within minutes), not its completion: the journal, which drops the repeat by delivery id, forgets after
+# `keep_history` (30 days by default), so the age bounds a second report where the journal no longer can.
+COMPLETION_WINDOW = timedelta(days=1)
 MAX_FIELDS = 200  # form pairs in one outgoing-webhook body; the real one has about ten
 
 
@@ -51,9 +60,11 @@ def read_notice(body: bytes, token: str, *, domain: str | None = None, member_id
     event = form.get("event", "").strip().upper()
     if not re.fullmatch(r"ON[A-Z]+", event):
         raise InboundRejected(400, "no `event` in the body", "malformed")
-    item_id = form.get("data[FIELDS][ID]", "")
+    # CRM events name the item in data[FIELDS][ID], task events in data[FIELDS_AFTER][ID] (contract part 2 §2.9).
+    where = "data[FIELDS_AFTER][ID]" if event.startswith("ONTASK") else "data[FIELDS][ID]"
+    item_id = form.get(where, "")
     if not item_id.isdigit():
-        raise InboundRejected(400, f"data[FIELDS][ID] must be a number, got {item_id[:40]!r}", "malformed")
+        raise InboundRejected(400, f"{where} must be a number, got {item_id[:40]!r}", "malformed")
     fields = {m.group(1): v for k, v in form.items() if (m := re.fullmatch(r"data\[FIELDS\]\[([A-Z_0-9]+)\]", k))}
     return Notice(event, item_id, fields, form.get("ts"))
 
@@ -91,6 +102,49 @@ def deal_deleted(source: str, deal_id: str, received: datetime | None) -> Event:
     delivery = f"deal:{deal_id}@deleted"
     return Event(id=f"{source}:{delivery}", type="deal.deleted", at=_moment(None, received),
                  entity=EntityRef("deal", deal_id), data={"id": deal_id}, source=source, delivery_id=delivery)
+
+
+def contact_event(source: str, verb: str, raw: Mapping[str, Any], custom: Mapping[str, str],
+                  received: datetime | None = None) -> Event:
+    """`client.created` or `client.updated` of a fetched contact: the entity is the contact (`client:<ID>`; the
+    journal finds the person), with the delivery id its own webhook and its deal's both give it. A contact a
+    deal.create made carries `<effect key>:contact` as ORIGIN_ID: its creation is that effect's echo."""
+    stamp = raw.get("DATE_CREATE") if verb == "created" else raw.get("DATE_MODIFY")
+    delivery = f"contact:{raw.get('ID')}@{stamp}"
+    origin = str(raw.get("ORIGIN_ID") or "")
+    ours = origin.removesuffix(":contact") if verb == "created" and raw.get("ORIGINATOR_ID") == "automator" \
+        and origin else None
+    return Event(id=f"{source}:{delivery}:{verb}", type=f"client.{verb}", at=_moment(stamp, received),
+                 entity=EntityRef("client", str(raw.get("ID"))), data=canonical_contact(raw, custom), source=source,
+                 delivery_id=delivery, caused_by=ours)
+
+
+def contact_of_deal(source: str, raw: Mapping[str, Any], custom: Mapping[str, str],
+                    received: datetime | None = None) -> Event:
+    """The deal's contact as read along with the deal: reported as its own webhook would report it (created while
+    it was never changed since, else updated), so whichever comes first is the report and the other a repeat."""
+    fresh = raw.get("DATE_CREATE") is not None and raw.get("DATE_CREATE") == raw.get("DATE_MODIFY")
+    return contact_event(source, "created" if fresh else "updated", raw, custom, received)
+
+
+def task_completed(source: str, task: Mapping[str, Any], received: datetime) -> Event | None:
+    """`task.completed` of a task read back after ONTASKUPDATE (tasks.task.get, camelCase keys), or None when it is
+    not a completion: not completed (status 5), or closed more than COMPLETION_WINDOW before it was read."""
+    closed = task.get("closedDate")
+    if str(task.get("status")) != TASK_COMPLETED or not closed:
+        return None
+    moment = _moment(closed, None)
+    if received - moment > COMPLETION_WINDOW:
+        return None
+    data: dict[str, Any] = {"title": task.get("title"), "responsible": task.get("responsibleId"),
+                            "completed_at": str(closed), **task_bindings(task.get("ufCrmTask"))}
+    if task.get("closedBy") not in (None, "", "0"):
+        data["completed_by"] = str(task["closedBy"])
+    delivery = f"task:{task.get('id')}@{closed}"
+    return Event(id=f"{source}:{delivery}:completed", type="task.completed", at=moment,
+                 entity=EntityRef("task", str(task.get("id"))),
+                 data={k: str(v) for k, v in data.items() if v not in (None, "")}, source=source,
+                 delivery_id=delivery)
 
 
 def lead_created(source: str, raw: Mapping[str, Any], received: datetime | None) -> Event:

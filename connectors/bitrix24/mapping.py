@@ -1,4 +1,4 @@
-"""Canonical fields ↔ Bitrix24 deal, lead, task and contact fields; phones to E.164 and back."""
+"""Canonical fields ↔ Bitrix24 deal, lead, task and contact fields (multifield changes included); phones to E.164."""
 from __future__ import annotations
 
 import re
@@ -13,14 +13,15 @@ from automator.phone import Policy, to_e164
 # `lead_source` and `deal_type`: `event.source` and `event.type` are the event's own (its connector, its type).
 DEAL_FIELDS: dict[str, str] = {
     "title": "TITLE", "amount": "OPPORTUNITY", "currency": "CURRENCY_ID", "responsible": "ASSIGNED_BY_ID",
-    "client": "CONTACT_ID", "contact": "CONTACT_ID", "company": "COMPANY_ID", "comments": "COMMENTS",
+    "contact": "CONTACT_ID", "company": "COMPANY_ID", "comments": "COMMENTS",
     "lead_source": "SOURCE_ID", "source_description": "SOURCE_DESCRIPTION", "deal_type": "TYPE_ID",
     "probability": "PROBABILITY", "begins_at": "BEGINDATE", "closes_at": "CLOSEDATE", "opened": "OPENED",
     "utm_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM", "utm_campaign": "UTM_CAMPAIGN",
     "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM",
 }
-# The names these fields had before they were renamed, for the hint of a rule that still writes them.
-RENAMED = {"source": "lead_source", "type": "deal_type"}
+# The names these fields had before they were renamed, for the hint of a rule that still writes them. A deal's
+# `client` is the person (the journal's word); the Bitrix24 contact it is linked to is `contact`.
+RENAMED = {"source": "lead_source", "type": "deal_type", "client": "contact"}
 # Fields the connector itself sets: a rule's `fields:` may not overwrite them.
 RESERVED = frozenset({"CATEGORY_ID", "STAGE_ID", "ORIGIN_ID", "ORIGINATOR_ID", "ID"})
 _NATIVE = re.compile(r"^(UF_CRM_[A-Z0-9_]+|PARENT_ID_\d+|[A-Z][A-Z0-9_]*)$")
@@ -38,8 +39,9 @@ def bitrix_field(name: str, custom: Mapping[str, str]) -> str:
     if _NATIVE.match(name):
         return name
     if name in RENAMED:
+        why = "the person, not a Bitrix24 id" if name == "client" else f"event.{name} is the event's own"
         raise Rejected(f"no Bitrix24 field for {name!r}: the deal's {DEAL_FIELDS[RENAMED[name]]} is "
-                       f"{RENAMED[name]!r} (event.{name} is the event's own)")
+                       f"{RENAMED[name]!r} ({why})")
     raise Rejected(f"no Bitrix24 field for {name!r}: map it under `fields:` in the connector's settings "
                    f"(e.g. {name}: UF_CRM_…) or use the Bitrix24 field code")
 
@@ -70,8 +72,8 @@ def _number(text: Any) -> float | None:
         return None
 
 
-# Bitrix24 code → the canonical name events carry (CONTACT_ID is the deal's client).
-REVERSE: dict[str, str] = {**{code: name for name, code in DEAL_FIELDS.items() if name != "contact"},
+# Bitrix24 code → the canonical name events carry (CONTACT_ID is the deal's `contact`: the journal adds `client`).
+REVERSE: dict[str, str] = {**{code: name for name, code in DEAL_FIELDS.items()},
                            "DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "ORIGIN_ID": "origin_id"}
 NUMBERS = frozenset({"amount", "probability"})
 
@@ -114,8 +116,7 @@ def event_fields(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[s
     out: dict[str, Any] = {}
     for name, value in values.items():
         name = str(name)
-        canonical = "client" if name == "contact" else name if name in custom or name in DEAL_FIELDS \
-            else REVERSE.get(name, name)
+        canonical = name if name in custom or name in DEAL_FIELDS else REVERSE.get(name, name)
         number = _number(value) if canonical in NUMBERS else None
         out[canonical] = number if number is not None else value
     return out
@@ -173,3 +174,160 @@ def contact_fields(phone: str, name: str | None, responsible: Any, key: str) -> 
     if responsible not in (None, ""):
         fields["ASSIGNED_BY_ID"] = responsible
     return fields
+
+
+# ---- contacts ------------------------------------------------------------------------------------------------
+# Canonical contact fields a rule may write (contact.update) and read (client.* events), and their Bitrix24 codes
+# (contract part 2 §2.1). PHONE and EMAIL are multifields: see multifield_changes.
+CONTACT_FIELDS: dict[str, str] = {
+    "name": "NAME", "last_name": "LAST_NAME", "second_name": "SECOND_NAME", "phone": "PHONE", "email": "EMAIL",
+    "responsible": "ASSIGNED_BY_ID", "lead_source": "SOURCE_ID", "source_description": "SOURCE_DESCRIPTION",
+    "birthday": "BIRTHDATE", "comments": "COMMENTS", "post": "POST", "contact_type": "TYPE_ID",
+    "company": "COMPANY_ID", "opened": "OPENED", "utm_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM",
+    "utm_campaign": "UTM_CAMPAIGN", "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM",
+}
+# What a contact reports that no rule writes.
+CONTACT_READ_ONLY = {"DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at"}
+CONTACT_RESERVED = frozenset({"ID", "ORIGIN_ID", "ORIGINATOR_ID", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID",
+                              "MODIFY_BY_ID"})
+MULTIFIELDS = ("PHONE", "EMAIL")
+
+
+def contact_field(name: str, custom: Mapping[str, str]) -> str:
+    """The Bitrix24 contact code of a field named in a rule (the settings' `contact_fields:`, the canonical names,
+    or a code such as UF_CRM_…); unknown or connector-set names are refused, since Bitrix24 drops an unknown field
+    without a word."""
+    code = custom.get(name) or CONTACT_FIELDS.get(name) or (name if _NATIVE.match(name) else None)
+    if code is None:
+        raise Rejected(f"no Bitrix24 contact field for {name!r}: map it under `contact_fields:` in the connector's "
+                       f"settings (e.g. {name}: UF_CRM_…) or use the Bitrix24 field code")
+    if code in CONTACT_RESERVED:
+        raise Rejected(f"contact field {name!r} ({code}) is set by Bitrix24 or the connector, not by `fields:`")
+    return code
+
+
+def contact_values(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    """Canonical `{name: value}` as Bitrix24 contact codes: phones as E.164 and e-mails checked (a list stays a
+    list, see multifield_changes), dates as ISO text, booleans Y/N. A bad value is refused before any call."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        code = contact_field(str(name), custom)
+        if code not in MULTIFIELDS:
+            out[code] = _value(value)
+        elif isinstance(value, list):
+            out[code] = [comm_value(v, code) for v in value if v not in (None, "")]
+        else:
+            out[code] = None if value in (None, "") else comm_value(value, code)
+    return out
+
+
+def comm_value(value: Any, kind: str) -> str:
+    """A phone (as E.164) or an e-mail (trimmed) to write; an invalid one is refused before any call."""
+    text = str(value).strip()
+    if kind == "PHONE":
+        number = e164(text)
+        if number is None:
+            raise Rejected(f"not a valid phone number: {text!r}")
+        return number
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        raise Rejected(f"not an e-mail address: {text!r}")
+    return text
+
+
+def _same_comm(a: Any, b: str, kind: str) -> bool:
+    if kind == "PHONE":
+        return (e164(a) or re.sub(r"\D", "", str(a))) == b
+    return str(a).strip().lower() == b.lower()
+
+
+def multifield_changes(current: Any, wanted: Any, kind: str) -> list[dict[str, Any]]:
+    """The `PHONE`/`EMAIL` items of a crm.contact.update that make the contact's values what a rule wrote
+    (contract part 2 §2.2: an item with ID changes or, with DELETE, removes that value; one without ID adds one;
+    values not named stay):
+    - one value: the contact's main (first) value becomes it, unless the contact already has it (no duplicate);
+    - a list: the contact has exactly those values, the ones it had kept (not re-added), the others removed;
+    - empty (`""`, `[]`, null): every value is removed.
+    [] when nothing changes."""
+    items = [i for i in (current if isinstance(current, list) else []) if isinstance(i, Mapping) and i.get("ID")]
+    if wanted in (None, "", []):
+        return [{"ID": i["ID"], "DELETE": "Y"} for i in items]
+    if not isinstance(wanted, list):
+        value = comm_value(wanted, kind)
+        if any(_same_comm(i.get("VALUE"), value, kind) for i in items):
+            return []
+        if items:
+            return [{"ID": items[0]["ID"], "VALUE": value, "VALUE_TYPE": items[0].get("VALUE_TYPE") or "WORK"}]
+        return [{"VALUE": value, "VALUE_TYPE": "MOBILE" if kind == "PHONE" else "WORK"}]
+    values = list(dict.fromkeys(comm_value(v, kind) for v in wanted))
+    out: list[dict[str, Any]] = [{"ID": i["ID"], "DELETE": "Y"} for i in items
+                                 if not any(_same_comm(i.get("VALUE"), v, kind) for v in values)]
+    out += [{"VALUE": v, "VALUE_TYPE": "MOBILE" if kind == "PHONE" else "WORK"} for v in values
+            if not any(_same_comm(i.get("VALUE"), v, kind) for i in items)]
+    return out
+
+
+def apply_multifield(current: Any, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The values a contact holds after `changes` (as Bitrix24 applies them: in place, new ones at the end)."""
+    items = [dict(i) for i in (current if isinstance(current, list) else []) if isinstance(i, Mapping)]
+    by_id = {str(i.get("ID")): i for i in items}
+    for change in changes:
+        if change.get("ID") is None:
+            items.append({"VALUE": change["VALUE"], "VALUE_TYPE": change.get("VALUE_TYPE")})
+            continue
+        item = by_id.get(str(change["ID"]))
+        if item is None:
+            continue
+        if change.get("DELETE") == "Y" or not change.get("VALUE"):
+            items.remove(item)
+        else:
+            item["VALUE"] = change["VALUE"]
+    return items
+
+
+def _date_part(text: Any) -> str | None:
+    try:
+        return datetime.fromisoformat(str(text)).date().isoformat()
+    except ValueError:
+        return None
+
+
+def canonical_contact(raw: Mapping[str, Any], custom: Mapping[str, str]) -> dict[str, Any]:
+    """A Bitrix24 contact (`crm.contact.get`) as a client's canonical data: phones E.164 (the first is `phone`, all
+    of them `phones`), the birthday a date, custom fields under their `contact_fields:` names or codes."""
+    names = {**{code: name for name, code in CONTACT_FIELDS.items()}, **CONTACT_READ_ONLY,
+             **{code: name for name, code in custom.items()}}
+    data: dict[str, Any] = {}
+    for code, value in raw.items():
+        name = names.get(code, code if code.startswith("UF_CRM_") else None)
+        if name is None or value in (None, "", []) or code in MULTIFIELDS:
+            continue
+        if code == "BIRTHDATE":
+            value = _date_part(value)
+        elif code == "OPENED":
+            value = value == "Y"
+        if value is not None:
+            data[name] = value
+    phones = [e164(i["VALUE"]) or str(i["VALUE"]) for i in raw.get("PHONE") or [] if isinstance(i, Mapping)
+              and i.get("VALUE")]
+    emails = [str(i["VALUE"]) for i in raw.get("EMAIL") or [] if isinstance(i, Mapping) and i.get("VALUE")]
+    if phones:
+        data["phone"], data["phones"] = phones[0], phones
+    if emails:
+        data["email"], data["emails"] = emails[0], emails
+    return data
+
+
+# ---- tasks ---------------------------------------------------------------------------------------------------
+TASK_COMPLETED = "5"  # tasks.task.get `status` (contract part 2 §2.9: 2 waiting … 5 completed, 6 postponed)
+BINDINGS = {"D": "deal", "L": "lead", "C": "contact"}  # UF_CRM_TASK prefixes: D_394 a deal, L_ a lead, C_ a contact
+
+
+def task_bindings(values: Any) -> dict[str, str]:
+    """A task's CRM bindings (`UF_CRM_TASK: ["D_1723", "C_627"]`) as `{deal: "1723", contact: "627"}`, the first of
+    each kind (a company, `CO_`, is not bound to anything rules read)."""
+    out: dict[str, str] = {}
+    for value in values if isinstance(values, list) else []:
+        prefix, _, ident = str(value).partition("_")
+        if prefix in BINDINGS and ident.isdigit():
+            out.setdefault(BINDINGS[prefix], ident)
+    return out

@@ -23,6 +23,16 @@ DEAL_ORDER = (
     "ORIGINATOR_ID", "ORIGIN_ID", "UTM_SOURCE", "UTM_MEDIUM", "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM", "LEAD_ID",
 )
 DEAL_KNOWN = frozenset(DEAL_ORDER) - {"ID"}
+# A contact's keys as crm.contact.get returns them (contract part 2 §2.1), those a write may set.
+CONTACT_ORDER = (
+    "ID", "POST", "COMMENTS", "HONORIFIC", "NAME", "SECOND_NAME", "LAST_NAME", "PHOTO", "LEAD_ID", "TYPE_ID",
+    "SOURCE_ID", "SOURCE_DESCRIPTION", "COMPANY_ID", "BIRTHDATE", "EXPORT", "HAS_PHONE", "HAS_EMAIL", "HAS_IMOL",
+    "DATE_CREATE", "DATE_MODIFY", "ASSIGNED_BY_ID", "CREATED_BY_ID", "MODIFY_BY_ID", "OPENED", "ORIGINATOR_ID",
+    "ORIGIN_ID", "ORIGIN_VERSION", "FACE_ID", "LAST_ACTIVITY_TIME", "ADDRESS", "UTM_SOURCE", "UTM_MEDIUM",
+    "UTM_CAMPAIGN", "UTM_CONTENT", "UTM_TERM", "LAST_ACTIVITY_BY",
+)
+CONTACT_KNOWN = frozenset(CONTACT_ORDER) - {"ID", "DATE_CREATE", "DATE_MODIFY", "HAS_PHONE", "HAS_EMAIL", "HAS_IMOL",
+                                            "CREATED_BY_ID", "MODIFY_BY_ID", "LAST_ACTIVITY_TIME", "LAST_ACTIVITY_BY"}
 MONEY = frozenset({"OPPORTUNITY", "TAX_VALUE"})
 DATES = frozenset({"BEGINDATE", "CLOSEDATE", "DATE_CREATE", "DATE_MODIFY", "MOVED_TIME", "LAST_ACTIVITY_TIME"})
 DEFAULT_STAGES = (("NEW", "New", 10), ("PREPARATION", "Preparation", 20), ("EXECUTING", "In progress", 40),
@@ -282,19 +292,55 @@ class Portal:
         fields = _fields(_ci(params))
         contact_id = self.next_id("contact")
         now = self.stamp()
-        contact: dict[str, Any] = {"ID": str(contact_id), "NAME": None, "LAST_NAME": None, "TYPE_ID": "CLIENT",
-                                   "SOURCE_ID": None, "ASSIGNED_BY_ID": self.user_id, "OPENED": "Y",
-                                   "ORIGINATOR_ID": None, "ORIGIN_ID": None, "DATE_CREATE": now, "DATE_MODIFY": now,
-                                   "HAS_PHONE": "N", "HAS_EMAIL": "N"}
-        for name, value in fields.items():
-            if name in ("PHONE", "EMAIL"):
-                contact[name] = self._multifield(value, name)
-                contact[f"HAS_{name}"] = "Y" if contact[name] else "N"
-            elif name in contact or name.startswith("UF_CRM_"):
-                contact[name] = _text(value)
+        contact: dict[str, Any] = {name: None for name in CONTACT_ORDER}
+        contact.update({"ID": str(contact_id), "TYPE_ID": "CLIENT", "ASSIGNED_BY_ID": self.user_id, "OPENED": "Y",
+                        "EXPORT": "N", "CREATED_BY_ID": self.user_id, "MODIFY_BY_ID": self.user_id,
+                        "DATE_CREATE": now, "DATE_MODIFY": now, "LAST_ACTIVITY_TIME": now,
+                        "LAST_ACTIVITY_BY": self.user_id, "HAS_PHONE": "N", "HAS_EMAIL": "N", "HAS_IMOL": "N"})
+        self._contact_values(contact, fields)
         self.contacts[contact_id] = contact
         self.notify("ONCRMCONTACTADD", {"ID": str(contact_id)})
         return contact_id
+
+    def _contact_values(self, contact: dict[str, Any], fields: Mapping[str, Any]) -> None:
+        for name, value in fields.items():
+            if name in ("PHONE", "EMAIL"):
+                contact[name] = self._multichange(contact.get(name) or [], value, name)
+                contact[f"HAS_{name}"] = "Y" if contact[name] else "N"
+            elif name in CONTACT_KNOWN or name.startswith("UF_CRM_"):
+                contact[name] = _text(value) if value != "" else None  # "An incorrect field … will be ignored"
+
+    def _multichange(self, items: list[dict[str, Any]], changes: Any, type_id: str) -> list[dict[str, Any]]:
+        """A multifield after an add/update (contract part 2 §2.2): an item with ID changes that value, or deletes
+        it when it says DELETE: Y, has an empty VALUE or none at all; one without ID is added; the others stay."""
+        out = [dict(i) for i in items]
+        for change in changes if isinstance(changes, list) else []:
+            if not isinstance(change, Mapping):
+                continue
+            if change.get("ID") in (None, ""):
+                out.extend(self._multifield([change], type_id))
+                continue
+            item = next((i for i in out if i["ID"] == str(change["ID"])), None)
+            if item is None:
+                continue  # (assume) an ID the contact does not have is ignored, as unknown fields are
+            if str(change.get("DELETE", "")).upper() == "Y" or not change.get("VALUE"):
+                out.remove(item)
+            else:
+                item["VALUE"] = str(change["VALUE"])
+                item["VALUE_TYPE"] = str(change.get("VALUE_TYPE") or item["VALUE_TYPE"])
+        return out
+
+    def contact_update(self, params: Mapping[str, Any], *, by: str | None = None) -> bool:
+        """`crm.contact.update`: the fields named change, multifields item by item; ONCRMCONTACTUPDATE."""
+        p = _ci(params)
+        contact = self.contacts.get(_id(p))
+        if contact is None:
+            raise Fail(400, "", "Contact is not found")
+        fields = _fields(p)
+        self._contact_values(contact, fields)
+        contact.update({"DATE_MODIFY": self.stamp(), "MODIFY_BY_ID": by or self.user_id})
+        self.notify("ONCRMCONTACTUPDATE", {"ID": contact["ID"]})
+        return True
 
     def contact_get(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """`crm.contact.get`."""
@@ -347,6 +393,19 @@ class Portal:
             raise not_found()
         return dict(lead)
 
+    def lead_update(self, params: Mapping[str, Any]) -> bool:
+        """`crm.lead.update {id, fields}` (contract part 2 §2.6): unknown fields ignored; ONCRMLEADUPDATE."""
+        p = _ci(params)
+        lead = self.leads.get(_id(p))
+        if lead is None:
+            raise not_found()
+        for name, value in _fields(p).items():
+            if name in lead and name not in ("ID", "DATE_CREATE", "DATE_MODIFY") or name.startswith("UF_CRM_"):
+                lead[name] = _text(value)
+        lead["DATE_MODIFY"] = self.stamp()
+        self.notify("ONCRMLEADUPDATE", {"ID": lead["ID"]})
+        return True
+
     # ---- tasks and the timeline --------------------------------------------------------------------------
     def task_add(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """`tasks.task.add`: the task under `task`, camelCase keys, string values."""
@@ -364,6 +423,7 @@ class Portal:
                 "createdBy": str(fields.get("CREATED_BY") or self.user_id), "status": "2",
                 "deadline": _text(fields.get("DEADLINE")), "groupId": str(fields.get("GROUP_ID") or "0"),
                 "priority": str(fields.get("PRIORITY") or "1"), "createdDate": self.stamp(),
+                "changedDate": self.stamp(), "closedDate": None, "closedBy": "0",
                 "ufCrmTask": [str(v) for v in fields.get("UF_CRM_TASK") or []]}
         tags = fields.get("TAGS") or []
         task["tags"] = [str(t) for t in (tags if isinstance(tags, list) else str(tags).split(","))]
@@ -400,6 +460,53 @@ class Portal:
         tasks = [{k: v for k, v in ((_camel(k), v) for k, v in row.items() if k != "REAL_STATUS")
                   if not wanted_keys or k in wanted_keys or k == "id"} for row in page]
         return {"tasks": tasks}, extra
+
+    def _task(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.tasks.get(int(str(params.get("taskId"))))
+        except ValueError:
+            raise Fail(400, "0", "wrong task id") from None
+
+    def task_get(self, params: Mapping[str, Any]) -> Any:
+        """`tasks.task.get {taskId, select}`: `{"task": {…}}` in camelCase, `ufCrmTask` only when selected; a missing
+        task is `[]` (contract part 2 §2.9)."""
+        task = self._task(params)
+        if task is None:
+            return []
+        select = params.get("select") or []
+        if not isinstance(select, list):
+            raise Fail(400, "100", "Invalid value {} to match with parameter {select}. Should be value of type "
+                                   "array. (internal error)")
+        wanted = {_camel(str(s).upper()) for s in select}
+        shown = {k: v for k, v in task.items() if k != "tags" and (k != "ufCrmTask" or "ufCrmTask" in wanted)}
+        return {"task": shown}
+
+    def task_complete(self, params: Mapping[str, Any], *, by: str | None = None) -> Any:
+        """`tasks.task.complete {taskId}`: status 5, closedDate and closedBy set; ONTASKUPDATE."""
+        task = self._task(params)
+        if task is None:
+            raise Fail(400, "ERROR_CORE", "Task not found or not accessible")  # (assume) the wording
+        now = self.stamp()
+        task.update({"status": "5", "closedDate": now, "closedBy": str(by or self.user_id), "changedDate": now})
+        self.notify("ONTASKUPDATE", {"ID": task["id"]})
+        return {"task": {k: v for k, v in task.items() if k not in ("tags", "ufCrmTask")}}
+
+    def task_update(self, params: Mapping[str, Any]) -> Any:
+        """`tasks.task.update {taskId, fields}`: an edit (title, description, deadline, responsible); ONTASKUPDATE.
+        A completed task stays completed, its closedDate unchanged."""
+        task = self._task(params)
+        if task is None:
+            raise Fail(400, "ERROR_CORE", "Task not found or not accessible")
+        fields = params.get("fields")
+        if not isinstance(fields, Mapping):
+            raise Fail(400, "100", "Could not find value for parameter {fields}")
+        for name, value in fields.items():
+            key = _camel(str(name).upper())
+            if key in ("title", "description", "deadline", "responsibleId", "priority"):
+                task[key] = _text(value)
+        task["changedDate"] = self.stamp()
+        self.notify("ONTASKUPDATE", {"ID": task["id"]})
+        return {"task": {k: v for k, v in task.items() if k not in ("tags", "ufCrmTask")}}
 
     def _owner(self, type_id: Any, owner_id: Any) -> None:
         table = {"1": self.leads, "2": self.deals, "3": self.contacts}.get(str(type_id))

@@ -173,11 +173,11 @@ def test_deal_create_sends_the_pipeline_stage_origin_and_fields(emu: Bitrix24Emu
     [deal] = emu.state()["deals"]
     assert (deal["CATEGORY_ID"], deal["STAGE_ID"], deal["OPPORTUNITY"], deal["CONTACT_ID"]) == \
         ("4", "C4:NEW", "15000.00", "75")
-    assert result.data == {"id": deal["ID"], "client": "75"}
+    assert result.data == {"id": deal["ID"], "contact": "75"}
     [event] = result.events
     assert event.type == "deal.created" and event.entity.id == deal["ID"]
     assert event.data == {"pipeline": "rehabilitation", "stage": "new", "pipeline_id": "4", "stage_id": "C4:NEW",
-                          "title": "Реабилитация — Иванова", "client": "75", "responsible": "6", "amount": 15000.0,
+                          "title": "Реабилитация — Иванова", "contact": "75", "responsible": "6", "amount": 15000.0,
                           "visit_at": "2026-03-02T18:00:00+03:00"}
 
 
@@ -203,7 +203,7 @@ def test_a_phone_instead_of_a_contact_finds_or_creates_the_contact(emu: Bitrix24
     state = emu.state()
     [contact] = state["contacts"]
     assert contact["PHONE"][0]["VALUE"] == "+79161234567" and contact["ORIGIN_ID"] == "k-a:contact"
-    assert a.data["client"] == b.data["client"] == contact["ID"]
+    assert a.data["contact"] == b.data["contact"] == contact["ID"]
     assert {d["CONTACT_ID"] for d in state["deals"]} == {contact["ID"]}
     calls = rest_calls(emu)
     assert [m for m, _ in calls] == ["batch", "crm.contact.add", "crm.deal.add", "batch", "crm.deal.add"]
@@ -603,7 +603,11 @@ class TestContract(ConnectorContract):
                 "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
                 "bitrix24.todo": {"deal": deal, "title": "Перезвонить", "due": "2h"},
                 "bitrix24.comment": {"deal": deal, "text": "Клиент просил перезвонить"},
-                "bitrix24.contact": {"name": "Анна", "phone": "+79161234567"}}
+                "bitrix24.contact": {"name": "Анна", "phone": "+79161234567"},
+                "contact.update": {"contact": "+79161234567", "fields": {"email": "anna@example.com"}},
+                "deal.assign": {"deal": deal, "to": "admin"},
+                "lead.assign": {"lead": box.emulator.portal.lead_add({"fields": {"TITLE": "Заявка"}}), "to": "1"},
+                "note.add": {"deal": deal, "text": "Повторный клиент"}}
 
     async def change(self, box: Sandbox) -> None:
         box.emulator.skew += 2  # a later second than the cursor's

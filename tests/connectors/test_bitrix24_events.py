@@ -54,6 +54,26 @@ REAL_DEAL = {"ID": "410", "TITLE": "New Deal #1", "TYPE_ID": "COMPLEX", "STAGE_I
              "UTM_SOURCE": "google", "UTM_MEDIUM": "CPC", "UTM_CAMPAIGN": None, "UTM_CONTENT": None, "UTM_TERM": None,
              "LAST_ACTIVITY_BY": "1"}
 
+# crm.contact.get of the contract (part 2 §2.1), the keys and value kinds of a real contact.
+REAL_CONTACT = {"ID": "43", "POST": "Administrator", "COMMENTS": "постоянный клиент", "HONORIFIC": "HNR_RU_1",
+                "NAME": "John", "SECOND_NAME": "Doe", "LAST_NAME": "Smith", "PHOTO": None, "LEAD_ID": None,
+                "TYPE_ID": "PARTNER", "SOURCE_ID": "WEB", "SOURCE_DESCRIPTION": "форма /promo", "COMPANY_ID": "12",
+                "BIRTHDATE": "2001-11-11T02:00:00+02:00", "EXPORT": "N", "HAS_PHONE": "Y", "HAS_EMAIL": "Y",
+                "HAS_IMOL": "N", "DATE_CREATE": "2024-08-15T10:38:21+02:00", "DATE_MODIFY": "2024-08-15T10:38:21+02:00",
+                "ASSIGNED_BY_ID": "6", "CREATED_BY_ID": "1", "MODIFY_BY_ID": "1", "OPENED": "Y",
+                "ORIGINATOR_ID": None, "ORIGIN_ID": None, "ORIGIN_VERSION": None, "FACE_ID": None,
+                "LAST_ACTIVITY_TIME": "2024-08-15T10:38:21+02:00", "ADDRESS": None, "UTM_SOURCE": "google",
+                "UTM_MEDIUM": "CPC", "UTM_CAMPAIGN": "summer_sale", "UTM_CONTENT": "header_banner",
+                "UTM_TERM": "discount", "LAST_ACTIVITY_BY": "1",
+                "PHONE": [{"ID": "156", "VALUE_TYPE": "WORK", "VALUE": "+13333333555", "TYPE_ID": "PHONE"},
+                          {"ID": "157", "VALUE_TYPE": "HOME", "VALUE": "8 916 123-45-67", "TYPE_ID": "PHONE"}],
+                "EMAIL": [{"ID": "158", "VALUE_TYPE": "MAILING", "VALUE": "johnsmith@example.mailing",
+                           "TYPE_ID": "EMAIL"}]}
+# tasks.task.get of the contract (part 2 §2.9): a completed task bound to a deal and a contact.
+REAL_TASK = {"id": "8017", "title": "Перезвонить", "status": "5", "responsibleId": "547", "createdBy": "503",
+             "deadline": "2026-03-04T19:00:00+03:00", "closedDate": "2026-03-02T10:55:00+03:00", "closedBy": "547",
+             "ufCrmTask": ["D_1723", "C_627"]}
+
 
 def inbound(body: bytes, method: str = "POST") -> Inbound:
     return Inbound(connector="crm", method=method, path="/hooks/crm", query={},
@@ -89,12 +109,13 @@ def test_webhooks_the_emulator_sends_become_deal_events(emu: Bitrix24Emulator, s
     assert created.delivery_id == f"deal:{deal_id}@{deal['DATE_CREATE']}"
     assert updated.type == "deal.updated" and updated.delivery_id == f"deal:{deal_id}@{deal['DATE_MODIFY']}"
     assert updated.data["pipeline"] == "rehabilitation" and updated.data["stage"] == "warmed_up"
-    assert {k: updated.data[k] for k in ("pipeline_id", "stage_id", "title", "client", "amount", "service",
+    assert {k: updated.data[k] for k in ("pipeline_id", "stage_id", "title", "contact", "amount", "service",
                                          "outcome", "closed")} == {
-        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "client": "75", "amount": 9000.0,
+        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "contact": "75", "amount": 9000.0,
         "service": "ЛФК", "outcome": "open", "closed": False}
     assert updated.at == datetime.fromisoformat(deal["DATE_MODIFY"])
-    assert [c.path.rsplit("/", 1)[-1] for c in emu.calls if c.path.startswith("/rest/")] == ["crm.deal.get"] * 2
+    # One request a webhook: the deal and its contact (75, not in this portal: no contact event) in one batch.
+    assert [c.path.rsplit("/", 1)[-1] for c in emu.calls if c.path.startswith("/rest/")] == ["batch"] * 2
 
 
 def test_lead_delete_and_pipeline_move_events(emu: Bitrix24Emulator, sink: Sink) -> None:
@@ -148,7 +169,9 @@ def test_the_captured_body_domain_check_and_events_not_handled(emu: Bitrix24Emul
     async def go(c: Bitrix24) -> Any:
         return await c.parse(inbound(CAPTURED))
     assert run(emu, go) == []  # deal 759 is not in this portal: nothing to report
-    assert [c.json() for c in emu.calls] == [{"id": 759}]
+    [call] = [c.json() for c in emu.calls]
+    assert call["cmd"] == {"deal": "crm.deal.get?id=759",
+                           "contact": "crm.contact.get?id=%24result%5Bdeal%5D%5BCONTACT_ID%5D"}
     with pytest.raises(InboundRejected) as other:
         run(emu, go, domain="clinic.bitrix24.ru")
     assert other.value.status == 401

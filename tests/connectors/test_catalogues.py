@@ -28,7 +28,7 @@ from automator.model import Event, Pipeline, Stage
 from automator_connectors.bitrix24 import events as bitrix_events
 from automator_connectors.local import LocalConnector
 from test_amocrm import STATUS_HOOK
-from test_bitrix24_events import REAL_DEAL
+from test_bitrix24_events import REAL_CONTACT, REAL_DEAL, REAL_TASK
 from test_yclients import CAPTURED_CLIENT, CAPTURED_RECORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,9 +109,15 @@ async def _bitrix24(sandbox: Callable[..., Sandbox]) -> list[Event]:
     deal = box.events[-1].entity.id  # type: ignore[union-attr]
     await box.perform("deal.move", {"deal": deal, "stage": "won"})
     await box.perform("deal.update", {"deal": deal, "fields": {"comments": "перезвонить", "opened": True}})
-    await box.perform("task.create", {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal,
-                                      "client": "5"})
-    await box.read_webhooks(3)
+    task = await box.created("task.create", {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal,
+                                             "client": "5"})
+    await box.perform("contact.update", {"contact": "+79161234567", "fields": {"email": "anna@example.com"}})
+    await box.perform("deal.assign", {"deal": deal, "to": "admin"})
+    await box.perform("lead.assign", {"lead": box.emulator.portal.lead_add({"fields": {"TITLE": "x"}}), "to": "1"})
+    await box.perform("note.add", {"deal": deal, "text": "Повторный клиент"})
+    box.emulator.portal.task_complete({"taskId": task})
+    # contact and deal added, deal moved and updated, contact updated, deal assigned, lead added, task completed
+    await box.read_webhooks(8)
     staged = lambda stage, category: STAGED  # noqa: E731 - the project's names of every stage
     lead = {"ID": "73", "TITLE": "Заявка с сайта", "NAME": "Анна", "LAST_NAME": "Иванова", "STATUS_ID": "NEW",
             "SOURCE_ID": "WEB", "ASSIGNED_BY_ID": "1", "DATE_CREATE": "2026-03-02T10:00:00+03:00",
@@ -123,7 +129,9 @@ async def _bitrix24(sandbox: Callable[..., Sandbox]) -> list[Event]:
     return box.events + [bitrix_events.deal_event("it", "created", deal_with_origin, {}, staged, NOW),
                          bitrix_events.deal_event("it", "updated", REAL_DEAL, {}, staged, NOW),
                          bitrix_events.deal_deleted("it", "410", NOW),
-                         bitrix_events.lead_created("it", lead, NOW)]
+                         bitrix_events.lead_created("it", lead, NOW),
+                         bitrix_events.contact_event("it", "updated", REAL_CONTACT, {}, NOW),
+                         bitrix_events.task_completed("it", {**REAL_TASK, "ufCrmTask": ["L_73"]}, NOW)]
 
 
 async def _amocrm(sandbox: Callable[..., Sandbox]) -> list[Event]:

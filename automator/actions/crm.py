@@ -1,0 +1,55 @@
+"""The CRM ownership, note and contact actions' hooks: what deal.assign sets (its echo), and the record a note, a
+lead assignment or a contact update goes to when the step names none."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from automator.actions.spec import ActionRun
+from automator.core.outcome import StepError
+
+NOTE_TARGETS = ("deal", "lead", "contact")
+
+
+def assign_echo(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What deal.assign sets: the responsible user. A role (`to: olga`) is a user id only the connector knows, so
+    for a role nothing more is expected than a report of that deal: the first one within the echo window is ours."""
+    to = params.get("to")
+    return {"responsible": str(to)} if str(to).strip().isdigit() else {}
+
+
+def note_target(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """A note with no deal, lead or contact goes to the run's deal; two of them are refused (one timeline)."""
+    named = [kind for kind in NOTE_TARGETS if params.get(kind) not in (None, "")]
+    if len(named) > 1:
+        raise StepError(f"note.add: one of {', '.join(NOTE_TARGETS)}, not {' and '.join(named)}")
+    if not named:
+        deal = run.scope.get("deal")
+        if not isinstance(deal, Mapping) or deal.get("id") is None:
+            raise StepError("note.add: no deal in this run; name one with `deal:`, `lead:` or `contact:`")
+        params["deal"] = str(deal["id"])
+    return params
+
+
+def event_lead(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """lead.assign without `lead:` assigns the event's lead (`event.lead_id`, as lead.created carries it)."""
+    if params.get("lead") in (None, ""):
+        event = run.scope.get("event")
+        lead = event.get("lead_id") if isinstance(event, Mapping) else None
+        if lead in (None, ""):
+            raise StepError("lead.assign: the event names no lead (`lead_id`); name one with `lead:`")
+        params["lead"] = str(lead)
+    return params
+
+
+def client_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """contact.update without `contact:` updates the run's client's contact, found in the CRM by the person's phone
+    (a CRM is never given another system's id)."""
+    if params.get("contact") in (None, ""):
+        client = run.scope.get("client")
+        phone = client.get("phone") if isinstance(client, Mapping) else None
+        if phone in (None, ""):
+            raise StepError("contact.update: the run's client has no phone to find the contact by; name it with "
+                            "`contact:`")
+        params["contact"] = str(phone)
+    return params
