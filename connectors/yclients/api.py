@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -175,6 +176,34 @@ class Api:
         what = f"update client {client_id}"
         data, _ = await self.call("PUT", f"client/{self.company_id}/{client_id}", what, json=dict(body))
         return data if isinstance(data, dict) else {}
+
+    async def find_client(self, phone: str) -> str | None:
+        """The id of the company's client with this phone: `POST /company/{company_id}/clients/search` by
+        `quick_search`, a fuzzy search over names and phones, so only a candidate whose last 10 digits are the
+        phone's counts (reference part 2 §1.3.1, as integrators do); None when there is none."""
+        digits = re.sub(r"\D", "", phone)
+        what = f"find client by phone …{digits[-4:]}"
+        data, _ = await self.call("POST", f"company/{self.company_id}/clients/search", what, json={
+            "page": 1, "page_size": 25, "fields": ["id", "name", "phone"], "operation": "AND",
+            "filters": [{"type": "quick_search", "state": {"value": digits}}]})
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, Mapping) and item.get("id") and \
+                    re.sub(r"\D", "", str(item.get("phone") or ""))[-10:] == digits[-10:]:
+                return str(item["id"])
+        return None
+
+    async def create_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /clients/{company_id}` (`name` and `phone` required): the new client."""
+        data, _ = await self.call("POST", f"clients/{self.company_id}", "create client", json=dict(body))
+        return _object(data, "create client")
+
+    async def create_record(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /records/{company_id}`: the new record. The answer's `data` is an object in the spec and the
+        captures, a one-element list in the generated client (reference part 2 §1.1): both are read."""
+        data, _ = await self.call("POST", f"records/{self.company_id}", "create record", json=dict(body))
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        return _object(data, "create record")
 
     async def client_labels(self) -> list[dict[str, Any]]:
         """The company's client categories: `GET /labels/{company_id}/1` (entity 1 = clients)."""
