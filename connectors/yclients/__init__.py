@@ -163,7 +163,9 @@ class Yclients(WebConnector):
     @classmethod
     def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
                      context: CheckContext) -> list[ParamProblem]:
-        """A category not among `categories:`, ids that are not YCLIENTS's (connectors/yclients/checks.py)."""
+        """A category not among `categories:` (or, for client.set_category, in no `category_groups:` group), a
+        client field YCLIENTS has not, a booking it could not make, ids that are not YCLIENTS's
+        (connectors/yclients/checks.py)."""
         return check(action, params, options, context)
 
     # ---- events ----------------------------------------------------------------------------------
@@ -489,10 +491,13 @@ class Yclients(WebConnector):
             return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": False})
         if not await self.api.delete_record(record_id):
             return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": False})
-        day = _starts(record.get("datetime")).date().isoformat()
-        query = {"staff_id": record.get("staff_id") or "", "start_date": day, "end_date": day, "with_deleted": 1}
-        records, _ = await self.api.list_records(query, 1)
-        gone = next((r for r in records if str(r.get("id")) == record_id and r.get("deleted")), None)
+        starts = mapping.parse_datetime(record.get("datetime"), mapping.object_tz(record, self.tz))
+        gone = None
+        if starts is not None:  # else the webhook or the poll reports the deletion
+            day = starts.date().isoformat()
+            query = {"staff_id": record.get("staff_id") or "", "start_date": day, "end_date": day, "with_deleted": 1}
+            records, _ = await self.api.list_records(query, 1)
+            gone = next((r for r in records if str(r.get("id")) == record_id and r.get("deleted")), None)
         events = self.record_events(gone, "delete", datetime.now(timezone.utc), with_client=False) if gone else []
         return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": True}, tuple(events))
 

@@ -336,17 +336,13 @@ def test_a_connector_without_history_says_so() -> None:
 CONFIG = """\
 timezone: Europe/Moscow
 branches:
-  main: {hours: "09:00-21:00", days: mon-sat}
+  main: {hours: "09:00-21:00", days: mon-sun}
 default_branch: main
 connectors:
-  booking:
-    type: yclients
-    company_id: 307626
-    partner_token: "${env:YC_P}"
-    user_token: "${env:YC_U}"
-    hook_secret: "${env:YC_H}"
-    branch: main
-    category_groups: {tier: [VIP, Постоянный, Новый]}
+  booking: {type: yclients, company_id: 307626, partner_token: "${env:YC_P}", user_token: "${env:YC_U}",
+            hook_secret: "${env:YC_H}", branch: main, category_groups: {tier: [VIP, Постоянный, Новый]}}
+  forms: {type: local, secret: "${env:FORMS_SECRET}",
+          events: {loyalty.tier: {entity: client, data: {tier: text}}, loyalty.check: {entity: client}}}
 """
 
 
@@ -399,3 +395,55 @@ def test_validate_names_what_yclients_would_refuse(tmp_path: Path) -> None:
 def test_validate_names_a_missing_required_booking_field(tmp_path: Path) -> None:
     code, out = validate(tmp_path, "booking.create: {staff_id: 2835418, datetime: \"2026-03-15T12:00:00+03:00\"}")
     assert code == 1 and out[0].startswith("rules/main.yaml:5:") and "services" in out[0]
+
+
+# ---- the done-when, through `automator test --sandbox` ------------------------------------------------------------
+
+TIER_RULES = """\
+rules:
+  - id: promote
+    when: {event: loyalty.tier}
+    do:
+      - client.set_category: {category: "{{ event.tier }}"}
+        via: booking
+  - id: report
+    when: {event: loyalty.check}
+    do:
+      - notify: {to: admin, text: "{{ len(client.categories) }} categories; vip: {{ contains(client.categories, 'VIP') }}, regular: {{ contains(client.categories, 'Постоянный') }}, allergy: {{ contains(client.categories, 'Аллергия') }}"}
+"""
+
+TIER_TEST = """\
+name: a tier change leaves one tier category
+load: ..
+now: 2026-03-02T10:00:00+03:00
+given:
+  - {kind: client, id: 77, name: Анна, phone: "+79161234567", categories: [Постоянный, Аллергия]}
+when:
+  - {event: loyalty.tier, entity: {kind: client, id: 77}, data: {tier: VIP}}
+  - {event: loyalty.check, entity: {kind: client, id: 77}}
+expect:
+  - {action: client.set_category, params: {category: VIP}, count: 1}
+  - {action: notify, params: {text: "%s"}, count: 1}
+"""
+
+
+def sandbox_test(tmp_path: Path, expected: str) -> tuple[int, str]:
+    (tmp_path / "automator.yaml").write_text(CONFIG)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "loyalty.yaml").write_text(TIER_RULES)
+    (tmp_path / "rules" / "loyalty.test.yaml").write_text(TIER_TEST % expected)
+    result = CliRunner().invoke(cli, ["test", str(tmp_path / "rules"), "--sandbox"], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_a_tier_change_leaves_one_tier_category_through_the_sandbox(tmp_path: Path) -> None:
+    # Постоянный gives way to VIP; the allergy staff noted as a category stays. What the client has afterwards is
+    # what YCLIENTS' emulator answered the PUT with, read into the store from the action's client.updated.
+    assert sandbox_test(tmp_path, "2 categories; vip: true, regular: false, allergy: true") == \
+        (0, "1 passed, 0 failed\n")
+
+
+def test_the_sandbox_test_fails_when_tiers_pile_up(tmp_path: Path) -> None:
+    # The expectation of a client who kept Постоянный beside VIP fails: the test above can fail.
+    code, out = sandbox_test(tmp_path, "3 categories; vip: true, regular: true, allergy: true")
+    assert code == 1 and "2 categories; vip: true, regular: false, allergy: true" in out
