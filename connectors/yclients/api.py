@@ -30,8 +30,11 @@ ACTION_WAIT = 2.0  # longest an action's request waits for a slot before the act
 class Pace:
     """Keeps every request of every connector reaching one YCLIENTS host under its sliding limits.
 
-    The outbox's `rate_limit` counts actions, and one action makes two to four requests; the pace counts the
+    The outbox's `rate_limit` counts actions, and one action makes two to five requests; the pace counts the
     requests themselves. A request that would wait longer than allowed is not sent: Retryable, with the wait.
+    The server counts a request when it arrives, which may be well after it left (a busy loop, a slow
+    connection): once answered, a request is counted at its answer's time, the latest it can have arrived, so the
+    windows measured from it are never shorter than the server's.
     """
 
     _by_host: dict[str, Pace] = {}
@@ -54,8 +57,9 @@ class Pace:
                 start = max(start, self.sent[-count] + window)
         return start - now
 
-    async def take(self, max_wait: float, what: str) -> None:
-        """Wait for a slot (taking it at once, so concurrent callers queue in order) or raise Retryable."""
+    async def take(self, max_wait: float, what: str) -> float:
+        """Wait for a slot (taking it at once, so concurrent callers queue in order) or raise Retryable; the
+        slot's time, for `answered`."""
         now = time.monotonic()
         wait = self.delay(now)
         if wait > max_wait:
@@ -64,6 +68,16 @@ class Pace:
         self.sent.append(now + wait)
         if wait > 0:
             await asyncio.sleep(wait)
+        return now + wait
+
+    def answered(self, slot: float, now: float) -> None:
+        """The request of `slot` was answered at `now`: it is counted from then on."""
+        for index in range(len(self.sent) - 1, -1, -1):
+            if self.sent[index] == slot:
+                self.sent[index] = max(slot, now)
+                break
+        if any(a > b for a, b in zip(self.sent, list(self.sent)[1:])):
+            self.sent = deque(sorted(self.sent))
 
 
 def auth_header(partner_token: str, user_token: str) -> str:
@@ -130,8 +144,11 @@ class Api:
 
     async def send(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         """One request within the pace; the raw response (transport failures already mapped)."""
-        await self.pace.take(self.max_wait, what)
-        return await self.connector.request(method, path, what, **kwargs)
+        slot = await self.pace.take(self.max_wait, what)
+        try:
+            return await self.connector.request(method, path, what, **kwargs)
+        finally:
+            self.pace.answered(slot, time.monotonic())
 
     async def call(self, method: str, path: str, what: str, **kwargs: Any) -> tuple[Any, Any]:
         """One request: `(data, meta)` or an error from automator.errors."""

@@ -130,6 +130,18 @@ def test_edits_of_one_client_are_serialised(world: World, url: str, allergy: dic
     assert len(connector.client_edits) == 0  # no lock outlives its edits
 
 
+def test_a_request_is_counted_from_its_answer() -> None:
+    # Eight actions in a row once drew a 429: a request that left at 0.0 reached the server late, so the sixth,
+    # paced from 0.0, made six in the server's second. Counted from its answer, the window starts no earlier.
+    from automator_connectors.yclients.api import Pace
+
+    pace = Pace()
+    pace.sent.extend([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert pace.delay(1.0) == pytest.approx(0.05)
+    pace.answered(0.0, 0.5)
+    assert list(pace.sent) == [0.1, 0.2, 0.3, 0.4, 0.5] and pace.delay(1.0) == pytest.approx(0.15)
+
+
 def test_category_groups_are_a_validated_setting() -> None:
     schema = Draft202012Validator(Yclients.config_schema["properties"]["category_groups"])
     assert schema.is_valid({"tier": ["VIP", "Новый"]})
