@@ -161,9 +161,9 @@ class YclientsEmulator(Emulator):
 
     # ---- what the base class asks for ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Records, clients, categories and cards as plain data."""
+        """Records, clients, categories, cards and payments as plain data."""
         return {"records": list(self.records.values()), "clients": list(self.clients.values()),
-                "labels": list(self.labels.values()), "cards": self.cards}
+                "labels": list(self.labels.values()), "cards": self.cards, "payments": self.payments}
 
     def limit(self, call: Call) -> Reply | None:
         """200 requests a minute or 5 a second (per IP; every caller of an emulator shares one address)."""
