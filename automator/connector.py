@@ -6,7 +6,8 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
@@ -219,6 +220,22 @@ class Connector:
         """What changed since `cursor` (None: since the daemon first started), as events with delivery ids that
         match the ones its webhooks carry, so the journal keeps each change once; and the new cursor."""
         return [], cursor
+
+    # History: connectors of systems that keep a past the store never saw (visits made before automator ran)
+    # override `backfill`; `automator backfill CONNECTOR --since DATE` consumes it.
+    @classmethod
+    def can_backfill(cls) -> bool:
+        """Whether the type has a history to backfill (it overrides `backfill`)."""
+        return cls.backfill is not Connector.backfill
+
+    async def backfill(self, since: datetime) -> AsyncIterator[Event]:
+        """An optional capability: the system's history since `since`, as the events its live changes would have
+        been, with the delivery ids they carry (so a change already journaled is kept once). Each client's
+        `client.updated` comes before that client's other events, so that the person exists, with their phone,
+        when their history arrives. Reads through the system's API within its rate limit; raises errors from
+        `automator.errors`. The default has nothing to give: it raises NotImplementedError at the first step."""
+        raise NotImplementedError(f"connector {self.name!r} ({self.type}) has no history to backfill")
+        yield  # unreachable: it makes this an async generator, as the overrides are
 
     def parse(self, request: Inbound) -> list[Event] | Awaitable[list[Event]]:
         """Authenticate one webhook and translate it into events; raise InboundRejected to refuse it.

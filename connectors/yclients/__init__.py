@@ -6,12 +6,24 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
   attendance mark must not text the client) and `save_if_busy: true` (the record already holds its slot).
   Setting the status the record already has sends nothing. `cancelled` deletes the record (YCLIENTS cancels a
   visit that way; the record stays readable with `with_deleted`); a record already gone counts as cancelled.
-* Client categories are labels of entity 1. `client.set_category` ADDS the category and keeps the client's
-  others (staff set them by hand; an RFM rule must not erase them), sending the request schema's `labels`
-  field with the whole new id list plus every writable field read from GET (`name`, `phone` are required and
-  the update replaces the client). A category missing from the company is created unless
-  `create_categories: false`, in which case the action is refused. With `categories:` (the titles rules may
-  set) another title is refused before any call, and by `validate`: a misspelt category is never created.
+* Client categories are labels of entity 1, and YCLIENTS sets them only as a client's whole list (part 2
+  §1.3.6): every category action GETs the client and PUTs it back with the request schema's `labels` field
+  holding the whole new id list plus every writable field read (`name`, `phone` are required and the update
+  replaces the client). `client.set_category` replaces the categories of the same group of `category_groups:`
+  (a tier: Gold replaces Silver) and keeps every other (staff set them by hand); a title in no group is added,
+  like `client.add_category`. `client.remove_category` drops one. A title the company does not have is refused
+  naming the ones it has, unless `create_categories: true` (then it is made). With `categories:` (the titles
+  rules may set, the groups' counting too) another title is refused before any call, and by `validate`.
+  Edits of one client are serialised in the connector (serial.py): the outbox does not order them.
+* `client` of the client actions is the client's YCLIENTS id, or (a person YCLIENTS has no id for yet) their
+  phone in E.164: the client is found with `clients/search` (its last 10 digits must match) or created.
+* `booking.create` POSTs the record with `api_id` = the effect key, `save_if_busy: false` (a busy slot is
+  refused with YCLIENTS' message) and `send_sms: false` (rules send their own messages); an interrupted try is
+  found on the retry by that `api_id` among the master's records of that day (the list has no `api_id` filter).
+  `booking.cancel` deletes the record, then reads it back from the list with `with_deleted` for the exact
+  change time its webhook carries.
+* An arrived record (attendance 1) also yields `visit.completed` of its client (visits.py), one delivery id per
+  visit, so a webhook, the poll and the backfill keep it once.
 * Webhooks carry no signature: the secret is the `token` query parameter of the hook URL (or a path segment
   after `/hooks/<name>/`, for a daemon that passes such paths on), compared in constant time. A webhook for
   another company is refused with 400: it means the URL was pasted into the wrong branch, and refusing is what
@@ -35,7 +47,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -45,10 +58,11 @@ from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected
 from automator.model import Entity, EntityRef, Event
-from . import mapping
-from .checks import allowed_category, check
+from . import categories, mapping, visits
+from .checks import check
 from .api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
 from .emulator import YclientsEmulator
+from .serial import KeyedLocks
 
 __all__ = ["Yclients", "YclientsEmulator"]
 
@@ -58,13 +72,17 @@ VERBS = {"create": "created", "update": "updated", "delete": "deleted"}
 RESOURCES = ("record", "client")  # other resources (staff, goods, finances…) carry nothing the rules read
 MAX_ITEMS = 100  # webhook items accepted in one request
 POLL_WAIT = 65.0  # the poll has no outbox deadline: it may wait out a full minute of the limit
+BACKFILL_DAYS = 31  # the records list is read a month of visit dates at a time
+SEANCE = 3600  # a booking's length when the rule gives none, in seconds
 SANDBOX = {"partner_token": "sandbox-partner-token", "user_token": "sandbox-user-token",
            "hook_secret": "sandbox-hook-secret"}
 
 
 class Yclients(WebConnector):
-    """One YCLIENTS company (branch): `booking.set_status`, `client.set_category`, `yclients.loyalty_cards`;
-    record and client webhooks; a catch-up poll of records by change date."""
+    """One YCLIENTS company (branch): bookings (`booking.set_status`, `booking.create`, `booking.cancel`),
+    clients (`client.update`, `client.set_category`, `client.add_category`, `client.remove_category`),
+    `yclients.loyalty_cards`; record and client webhooks; a catch-up poll of records by change date; a backfill of
+    past visits."""
 
     type = "yclients"
     webhook_auth = ("hook_secret",)  # the ?token= (or path) of the webhook URL
@@ -85,11 +103,20 @@ class Yclients(WebConnector):
             "branch": {"type": "string", "description": "The automator.yaml branch this company is."},
             "timezone": {"type": "string", "description": "IANA zone of the company, for naive times."},
             "region": {"type": "string", "pattern": "^[A-Z]{2}$", "description": "Phone region, default RU."},
-            "create_categories": {"type": "boolean", "description": "Create a missing client category (default)."},
+            "create_categories": {"type": "boolean",
+                                  "description": "Create a client category the company does not have (default: "
+                                                 "no, the action is refused)."},
             "categories": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True,
                            "description": "The client categories rules may set (the company's own, such as VIP): "
-                                          "client.set_category of another is refused, by validate and before any "
+                                          "a category action with another is refused, by validate and before any "
                                           "call, so a misspelt category is never created."},
+            "category_groups": {
+                "type": "object", "minProperties": 1,
+                "additionalProperties": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                         "items": {"type": "string", "minLength": 1}},
+                "description": "Groups of categories a client has at most one of (a tier: {tier: [VIP, "
+                               "Постоянный, Новый]}): client.set_category of one removes the others of its "
+                               "group. A category is in one group at most."},
             "category_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
         },
     }
@@ -119,6 +146,13 @@ class Yclients(WebConnector):
         pace = Pace.of(f"{parts.hostname}:{parts.port}")
         self.api = Api(self, self.company_id, pace)
         self.poll_api = Api(self, self.company_id, pace, POLL_WAIT)
+        self.groups: dict[str, list[str]] = {str(k): [str(t) for t in v]
+                                             for k, v in (config.get("category_groups") or {}).items()}
+        twice = _in_two_groups(self.groups)
+        if twice:
+            raise ConfigError(f"connector {name!r}: category {twice!r} is in two of `category_groups:`; a client "
+                              "has one category of a group, so a category belongs to one group at most")
+        self.client_edits = KeyedLocks()
 
     def default_headers(self) -> dict[str, str]:
         """The v2 Accept header (required) and the partner + user token pair."""
@@ -128,7 +162,9 @@ class Yclients(WebConnector):
     @classmethod
     def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
                      context: CheckContext) -> list[ParamProblem]:
-        """A category not among `categories:`, ids that are not YCLIENTS's (connectors/yclients/checks.py)."""
+        """A category not among `categories:` (or, for client.set_category, in no `category_groups:` group), a
+        client field YCLIENTS has not, a booking it could not make, ids that are not YCLIENTS's
+        (connectors/yclients/checks.py)."""
         return check(action, params, options, context)
 
     # ---- events ----------------------------------------------------------------------------------
@@ -142,7 +178,7 @@ class Yclients(WebConnector):
     def record_events(self, record: Mapping[str, Any], status: str, fallback: datetime, *,
                       with_client: bool = True) -> list[Event]:
         """The events of one record change: the embedded client's `client.updated` (unless not `with_client`),
-        then `booking.<verb>`."""
+        then `booking.<verb>`, then the client's `visit.completed` when the record says the client came."""
         zone = mapping.object_tz(record, self.tz)
         delivery = mapping.delivery_id("record", record["id"], status, record.get("last_change_date"), zone)
         at = mapping.parse_datetime(record.get("last_change_date"), zone) or fallback
@@ -156,6 +192,10 @@ class Yclients(WebConnector):
                                         company_id=self.company_id, branch=self.branch, tz=zone, region=self.region)
         events.append(self._event(f"booking.{VERBS[status]}", EntityRef("booking", str(record["id"])), fields,
                                   delivery, at))
+        visit = visits.completed(record, branch=self.branch, tz=zone) if status != "delete" else None
+        if visit is not None:
+            events.append(self._event("visit.completed", EntityRef("client", str(record["client"]["id"])), visit,
+                                      visits.delivery_id(record), at))
         return events
 
     def client_events(self, client: Mapping[str, Any], status: str, fallback: datetime) -> list[Event]:
@@ -282,30 +322,222 @@ class Yclients(WebConnector):
 
     @action("client.set_category")
     async def set_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """Add a client category (a label of entity 1, made if missing): GET the client, PUT it back whole with
-        the new `labels` list; returns the `client.updated` the webhook will repeat."""
-        client_id = _numeric(params.get("client"), "client")
+        """Set a client category, replacing the others of its `category_groups:` group (a tier); a category in no
+        group is added. Returns the `client.updated` the webhook will repeat."""
+        return await self._categories("set", params)
+
+    @action("client.add_category")
+    async def add_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Add a client category, keeping every other."""
+        return await self._categories("add", params)
+
+    @action("client.remove_category")
+    async def remove_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Remove a client category; a client without it (or not in YCLIENTS at all) is left as it is."""
+        return await self._categories("remove", params)
+
+    async def _categories(self, mode: str, params: Mapping[str, Any]) -> ActionResult:
+        """GET the labels and the client, PUT the client back whole with the new `labels` list (part 2 §1.3.6)."""
+        what = f"client.{mode}_category"
         title = str(params.get("category") or "").strip()
         if not title:
-            raise Rejected("client.set_category: the category is empty")
-        if not allowed_category(title, self.config.get("categories")):
-            raise Rejected(f"client.set_category: {title!r} is not among connector {self.name!r}'s categories")
-        labels = await self.api.client_labels()
-        label = next((x for x in labels if str(x.get("title", "")).strip().casefold() == title.casefold()
-                      and not x.get("deleted")), None)
-        client = await self.api.get_client(client_id)
-        current = mapping.category_ids(client)
-        if label is not None and str(label["id"]) in current:
-            return ActionResult({"client": client_id, "category": title, "changed": False})
-        if label is None:
-            if self.config.get("create_categories") is False:
-                raise Rejected(f"client.set_category: company {self.company_id} has no client category {title!r}")
-            label = await self.api.create_client_label(title, str(self.config.get("category_color") or "#ff9800"))
-        updated = await self.api.put_client(client_id, mapping.client_update(client, [*current, str(label["id"])]))
-        client = {**client, **updated}
-        return ActionResult({"client": client_id, "category": title, "category_id": str(label["id"]),
-                             "changed": True},
-                            tuple(self.client_events(client, "update", datetime.now(timezone.utc))))
+            raise Rejected(f"{what}: the category is empty")
+        if not categories.declared(title, self.config.get("categories"), self.groups):
+            raise Rejected(f"{what}: {title!r} is not among connector {self.name!r}'s categories")
+        labels = [x for x in await self.api.client_labels() if not x.get("deleted")]
+        label = categories.find(labels, title)
+        if label is None and (mode == "remove" or self.config.get("create_categories") is not True):
+            have = ", ".join(sorted(str(x.get("title")) for x in labels)) or "none"
+            raise Rejected(f"{what}: company {self.company_id} has no client category {title!r} (its client "
+                           f"categories: {have})")
+        client_id = await self._client_id(params, what, create=mode != "remove")
+        if client_id is None:
+            return ActionResult({"client": None, "category": title, "changed": False})
+        async with self.client_edits.hold(client_id):
+            client = await self.api.get_client(client_id)  # first: no category is made for a client not there
+            if label is None:
+                color = str(self.config.get("category_color") or "#ff9800")
+                label = await self.api.create_client_label(title, color)
+                labels.append(label)
+            current = mapping.category_ids(client)
+            change = categories.change(mode, label, current, labels, self.groups)
+            result = {"client": client_id, "category": title, "category_id": str(label["id"])}
+            if change.same_as(current):
+                return ActionResult({**result, "changed": False})
+            updated = await self.api.put_client(client_id, mapping.client_update(client, change.ids))
+        return ActionResult({**result, "changed": True, "removed": change.removed},
+                            tuple(self.client_events({**client, **updated}, "update", datetime.now(timezone.utc))))
+
+    @action("client.update")
+    async def client_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Set fields of a client (name, surname, patronymic, email, birth_date, comment, custom fields by code):
+        GET the client and PUT it back whole with them; returns the `client.updated` the webhook will repeat."""
+        fields = params.get("fields")
+        if not isinstance(fields, Mapping) or not fields:
+            raise Rejected("client.update: `fields` names no field to set")
+        client_id = await self._client_id(params, "client.update", create=True)
+        assert client_id is not None  # made when missing
+        async with self.client_edits.hold(client_id):
+            client = await self.api.get_client(client_id)
+            try:
+                body = mapping.client_changes(client, fields)
+            except ValueError as exc:
+                raise Rejected(f"client.update: {exc}") from exc
+            updated = await self.api.put_client(client_id, body)
+        return ActionResult({"client": client_id, "fields": sorted(fields)},
+                            tuple(self.client_events({**client, **updated}, "update", datetime.now(timezone.utc))))
+
+    async def _client_id(self, params: Mapping[str, Any], what: str, *, create: bool) -> str | None:
+        """The YCLIENTS id of the action's client: `client` as given when it is one, else the client with the
+        phone (`client` in E.164, or `client_phone`) found by search, or created with `client_name` (the phone
+        stands for the name YCLIENTS requires when there is none); None when not found and not to be created."""
+        given = str(params.get("client") if params.get("client") is not None else "").strip()
+        if given.isdigit():
+            return given
+        phone = mapping.to_e164(given, self.region) if given.startswith("+") else None
+        if phone is None and not given and params.get("client_phone"):
+            phone = mapping.to_e164(params["client_phone"], self.region)
+        if phone is None:
+            raise Rejected(f"{what}: the client is a YCLIENTS client id or a phone in E.164, not {given or None!r}")
+        found = await self.api.find_client(phone)
+        if found is not None or not create:
+            return found
+        made = await self.api.create_client({"name": str(params.get("client_name") or phone),
+                                             "phone": phone.lstrip("+")})
+        return str(made["id"])
+
+    # ---- bookings --------------------------------------------------------------------------------
+    @action("booking.create")
+    async def booking_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """POST a record for the client (by id, or by phone: YCLIENTS finds or makes the client), with `api_id` =
+        the effect key, refusing a busy slot; returns its `booking.created` (with `deal` when given)."""
+        body = await self._record_body(params, key)
+        record = await self.api.create_record(body)
+        return self._booking_created(record, params, key)
+
+    async def recover(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult | None:
+        """The record an interrupted `booking.create` made, found by its `api_id` (the effect key) among the
+        master's records of that day; None when it made none."""
+        if action_name != "booking.create":
+            return None
+        starts = _starts(params.get("datetime"))
+        day = (starts.astimezone(self.tz) if self.tz else starts).date().isoformat()
+        query = {"staff_id": _numeric(params.get("staff_id"), "staff"), "start_date": day, "end_date": day}
+        page = 1
+        while True:
+            records, total = await self.api.list_records(query, page)
+            made = next((r for r in records if str(r.get("api_id") or "") == key), None)
+            if made is not None:
+                return self._booking_created(made, params, key)
+            if len(records) < PAGE_SIZE or (total is not None and page * PAGE_SIZE >= total):
+                return None
+            page += 1
+
+    async def _record_body(self, params: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """The POST body of a new record (reference part 2 §1.1); the client block from the client's card when
+        an id is given, else the phone and name the engine passes."""
+        services = params.get("services")
+        if not isinstance(services, list) or not services:
+            raise Rejected("booking.create: `services` names no service")
+        length = params.get("seance_length")
+        seconds = SEANCE if length in (None, "") else _numeric(length, "seance_length")
+        given = str(params.get("client") if params.get("client") is not None else "").strip()
+        if given.isdigit():
+            card = await self.api.get_client(given)
+            client = {k: card[k] for k in ("phone", "name", "surname", "email") if card.get(k) not in (None, "")}
+            client["phone"] = str(client.get("phone") or "").lstrip("+")
+        else:
+            phone = mapping.to_e164(given if given.startswith("+") else params.get("client_phone"), self.region)
+            if phone is None:
+                raise Rejected(f"booking.create: the client is a YCLIENTS client id or a phone in E.164, "
+                               f"not {given or None!r}")
+            client = {"phone": phone.lstrip("+"), "name": str(params.get("client_name") or "")}
+        body: dict[str, Any] = {
+            "staff_id": int(_numeric(params.get("staff_id"), "staff")),
+            "services": [{"id": int(_numeric(s, "service"))} for s in services],
+            "client": client, "datetime": _starts(params.get("datetime")).isoformat(),
+            "seance_length": int(seconds), "save_if_busy": False, "send_sms": False, "api_id": key}
+        if params.get("comment") not in (None, ""):
+            body["comment"] = str(params["comment"])
+        return body
+
+    def _booking_created(self, record: Mapping[str, Any], params: Mapping[str, Any], key: str) -> ActionResult:
+        """The `booking.created` of a record we made, as its webhook will carry it, with the deal it belongs to.
+        The webhook knows no deal and may be journaled first (the journal then keeps it, not ours, by the
+        delivery id both carry), so the link also goes in a `booking.updated` of its own."""
+        events = self.record_events(record, "create", datetime.now(timezone.utc))
+        deal = params.get("deal")
+        result: dict[str, Any] = {"booking": str(record["id"])}
+        if deal not in (None, ""):
+            result["deal"] = str(deal)
+            events = [replace(e, data={**e.data, "deal": str(deal)}) if e.type == "booking.created" else e
+                      for e in events]
+            events.append(Event(id=f"{self.name}:{key}>deal", type="booking.updated", at=events[-1].at,
+                                entity=EntityRef("booking", str(record["id"])), data={"deal": str(deal)},
+                                source=self.name, delivery_id=f"{key}>deal"))
+        return ActionResult(result, tuple(events))
+
+    @action("booking.cancel", emits=("booking.deleted",))
+    async def booking_cancel(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Cancel a booking as YCLIENTS does, by deleting its record (a record already gone is cancelled); returns
+        the `booking.deleted` its webhook will repeat, read back with `with_deleted` for its change time."""
+        record_id = _numeric(params.get("booking"), "booking")
+        try:
+            record = await self.api.get_record(record_id)
+        except Rejected as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+            return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": False})
+        if not await self.api.delete_record(record_id):
+            return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": False})
+        starts = mapping.parse_datetime(record.get("datetime"), mapping.object_tz(record, self.tz))
+        gone = None
+        if starts is not None:  # else the webhook or the poll reports the deletion
+            day = starts.date().isoformat()
+            query = {"staff_id": record.get("staff_id") or "", "start_date": day, "end_date": day, "with_deleted": 1}
+            records, _ = await self.api.list_records(query, 1)
+            gone = next((r for r in records if str(r.get("id")) == record_id and r.get("deleted")), None)
+        events = self.record_events(gone, "delete", datetime.now(timezone.utc), with_client=False) if gone else []
+        return ActionResult({"booking": record_id, "status": mapping.CANCELLED, "changed": True}, tuple(events))
+
+    # ---- history ---------------------------------------------------------------------------------
+    async def backfill(self, since: datetime) -> AsyncIterator[Event]:
+        """Past visits since `since`: the records list read a month of visit dates at a time, page by page (part 1
+        §2.4, part 2 §1.4.1, with their payments), within the pace of 5 requests a second; for each arrived
+        record its client's `client.updated` (the first time the client appears) then its `visit.completed`, with
+        the delivery ids a webhook or the poll gives the same change."""
+        zone = self.tz or since.tzinfo or timezone.utc
+        since = since if since.tzinfo is not None else since.replace(tzinfo=zone)
+        first, last = since.astimezone(zone).date(), datetime.now(zone).date()
+        seen: set[str] = set()
+        while first <= last:
+            end = min(first + timedelta(days=BACKFILL_DAYS - 1), last)
+            query = {"start_date": first.isoformat(), "end_date": end.isoformat(), "include_finance_transactions": 1}
+            page = 1
+            while True:
+                records, total = await self.poll_api.list_records(query, page)
+                for record in records:
+                    for event in self._history(record, since, seen):
+                        yield event
+                if len(records) < PAGE_SIZE or (total is not None and page * PAGE_SIZE >= total):
+                    break
+                page += 1
+            first = end + timedelta(days=1)
+
+    def _history(self, record: Mapping[str, Any], since: datetime, seen: set[str]) -> list[Event]:
+        """The backfill's events of one record: none unless it is a visit since `since`."""
+        zone = mapping.object_tz(record, self.tz)
+        starts = mapping.parse_datetime(record.get("datetime"), zone)
+        if not record.get("id") or starts is None or starts < since:
+            return []
+        made = self.record_events(record, mapping.record_verb(record), starts)
+        visit = [e for e in made if e.type == "visit.completed"]
+        if not visit:
+            return []
+        client = str(visit[0].entity)
+        first = [e for e in made if e.type == "client.updated" and client not in seen]
+        seen.add(client)
+        return first + visit
 
     @action("yclients.loyalty_cards", schema="actions/yclients.loyalty_cards.json")
     async def loyalty_cards(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -323,13 +555,18 @@ class Yclients(WebConnector):
     def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
         """Given clients and bookings, as the company's own (each written again when a test's event changes it): a
         booking is a record with the emulator's master and a service (the one it names, else the first), its
-        status an attendance. A client YCLIENTS needs a phone for gets a made-up one (+7900 and its id)."""
+        status an attendance. A client YCLIENTS needs a phone for gets a made-up one (+7900 and its id); its
+        `categories` are labels of the company (made when missing)."""
         for entity in entities:
             fields, ident = entity.fields, entity.ref.id
             if entity.ref.kind == "client" and ident.isdigit():
                 phone = mapping.to_e164(fields.get("phone")) or f"+7900{int(ident):07d}"
+                given = fields.get("categories")
+                titles = given if isinstance(given, list) else []
+                labels = [(categories.find(list(emulator.labels.values()), str(t)) or emulator.add_label(str(t)))["id"]
+                          for t in titles]
                 emulator.seed_client(int(ident), {"name": str(fields.get("name") or ""), "phone": phone,
-                                                  "email": str(fields.get("email") or "")})
+                                                  "email": str(fields.get("email") or ""), "labels": labels})
             elif entity.ref.kind == "booking" and ident.isdigit():
                 master = next(iter(emulator.staff.values()), None) or emulator.add_staff("Мастер")
                 services = emulator.services.values()
@@ -345,7 +582,7 @@ class Yclients(WebConnector):
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
                 ) -> tuple[dict[str, Any], Any] | None:
         """Settings aimed at a seeded emulator (fixed sandbox tokens on both sides) that sends its webhooks to
-        `hook_url?token=<the sandbox hook secret>`."""
+        `hook_url?token=<the sandbox hook secret>`; the company has the client categories the settings name."""
         company = options.get("company_id")
         company_id = int(str(company)) if str(company).isdigit() else 100000
         settings = {**{k: v for k, v in options.items() if k not in SANDBOX}, **SANDBOX,
@@ -355,6 +592,11 @@ class Yclients(WebConnector):
                                     user_token=SANDBOX["user_token"],
                                     hook_url=f"{hook_url}{separator}token={SANDBOX['hook_secret']}")
         seed(emulator)
+        named = [*(options.get("categories") or []), *(t for ts in (options.get("category_groups") or {}).values()
+                                                     for t in ts)]
+        for title in named:
+            if categories.find(list(emulator.labels.values()), str(title)) is None:
+                emulator.add_label(str(title))
         return settings, emulator
 
 
@@ -372,6 +614,25 @@ def seed(emulator: YclientsEmulator) -> None:
         emulator.make_record({"staff_id": master["id"], "services": [{"id": consult["id"]}],
                               "datetime": (today + timedelta(days=offset)).isoformat(), "seance_length": 3600,
                               "client": {"phone": phone}}, notify=False)
+
+
+def _in_two_groups(groups: Mapping[str, Sequence[str]]) -> str | None:
+    """A category title that two groups name, if any."""
+    owner: dict[str, str] = {}
+    for name, titles in groups.items():
+        for title in titles:
+            if owner.setdefault(categories.fold(title), name) != name:
+                return title
+    return None
+
+
+def _starts(value: Any) -> datetime:
+    """When a booking starts: an ISO 8601 time with its offset (a naive one would be read in an unknown zone)."""
+    found = mapping.parse_datetime(value)
+    if found is None:
+        raise Rejected(f"a booking's datetime is an ISO 8601 time with an offset, such as "
+                       f"2026-03-01T12:00:00+03:00, not {value!r}")
+    return found
 
 
 def _numeric(value: Any, what: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -29,8 +30,11 @@ ACTION_WAIT = 2.0  # longest an action's request waits for a slot before the act
 class Pace:
     """Keeps every request of every connector reaching one YCLIENTS host under its sliding limits.
 
-    The outbox's `rate_limit` counts actions, and one action makes two to four requests; the pace counts the
+    The outbox's `rate_limit` counts actions, and one action makes two to five requests; the pace counts the
     requests themselves. A request that would wait longer than allowed is not sent: Retryable, with the wait.
+    The server counts a request when it arrives, which may be well after it left (a busy loop, a slow
+    connection): once answered, a request is counted at its answer's time, the latest it can have arrived, so the
+    windows measured from it are never shorter than the server's.
     """
 
     _by_host: dict[str, Pace] = {}
@@ -53,8 +57,9 @@ class Pace:
                 start = max(start, self.sent[-count] + window)
         return start - now
 
-    async def take(self, max_wait: float, what: str) -> None:
-        """Wait for a slot (taking it at once, so concurrent callers queue in order) or raise Retryable."""
+    async def take(self, max_wait: float, what: str) -> float:
+        """Wait for a slot (taking it at once, so concurrent callers queue in order) or raise Retryable; the
+        slot's time, for `answered`."""
         now = time.monotonic()
         wait = self.delay(now)
         if wait > max_wait:
@@ -63,6 +68,16 @@ class Pace:
         self.sent.append(now + wait)
         if wait > 0:
             await asyncio.sleep(wait)
+        return now + wait
+
+    def answered(self, slot: float, now: float) -> None:
+        """The request of `slot` was answered at `now`: it is counted from then on."""
+        for index in range(len(self.sent) - 1, -1, -1):
+            if self.sent[index] == slot:
+                self.sent[index] = max(slot, now)
+                break
+        if any(a > b for a, b in zip(self.sent, list(self.sent)[1:])):
+            self.sent = deque(sorted(self.sent))
 
 
 def auth_header(partner_token: str, user_token: str) -> str:
@@ -129,8 +144,11 @@ class Api:
 
     async def send(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         """One request within the pace; the raw response (transport failures already mapped)."""
-        await self.pace.take(self.max_wait, what)
-        return await self.connector.request(method, path, what, **kwargs)
+        slot = await self.pace.take(self.max_wait, what)
+        try:
+            return await self.connector.request(method, path, what, **kwargs)
+        finally:
+            self.pace.answered(slot, time.monotonic())
 
     async def call(self, method: str, path: str, what: str, **kwargs: Any) -> tuple[Any, Any]:
         """One request: `(data, meta)` or an error from automator.errors."""
@@ -175,6 +193,34 @@ class Api:
         what = f"update client {client_id}"
         data, _ = await self.call("PUT", f"client/{self.company_id}/{client_id}", what, json=dict(body))
         return data if isinstance(data, dict) else {}
+
+    async def find_client(self, phone: str) -> str | None:
+        """The id of the company's client with this phone: `POST /company/{company_id}/clients/search` by
+        `quick_search`, a fuzzy search over names and phones, so only a candidate whose last 10 digits are the
+        phone's counts (reference part 2 §1.3.1, as integrators do); None when there is none."""
+        digits = re.sub(r"\D", "", phone)
+        what = f"find client by phone …{digits[-4:]}"
+        data, _ = await self.call("POST", f"company/{self.company_id}/clients/search", what, json={
+            "page": 1, "page_size": 25, "fields": ["id", "name", "phone"], "operation": "AND",
+            "filters": [{"type": "quick_search", "state": {"value": digits}}]})
+        for item in data if isinstance(data, list) else []:
+            if isinstance(item, Mapping) and item.get("id") and \
+                    re.sub(r"\D", "", str(item.get("phone") or ""))[-10:] == digits[-10:]:
+                return str(item["id"])
+        return None
+
+    async def create_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /clients/{company_id}` (`name` and `phone` required): the new client."""
+        data, _ = await self.call("POST", f"clients/{self.company_id}", "create client", json=dict(body))
+        return _object(data, "create client")
+
+    async def create_record(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /records/{company_id}`: the new record. The answer's `data` is an object in the spec and the
+        captures, a one-element list in the generated client (reference part 2 §1.1): both are read."""
+        data, _ = await self.call("POST", f"records/{self.company_id}", "create record", json=dict(body))
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        return _object(data, "create record")
 
     async def client_labels(self) -> list[dict[str, Any]]:
         """The company's client categories: `GET /labels/{company_id}/1` (entity 1 = clients)."""

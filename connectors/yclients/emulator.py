@@ -3,7 +3,10 @@ codes, the 5 req/s and 200 req/min limit, and a webhook to the daemon on every c
 
 Where the contract is unconfirmed the emulator takes the strict reading, so that the connector is written for the
 harder case: the record and client PUTs are full updates (a field left out is reset), the Accept header is
-required (406 without it), and a 429 carries no Retry-After unless the `retry_after` extra knob is set.
+required (406 without it), and a 429 carries no Retry-After unless the `retry_after` extra knob is set. A new
+record in a busy slot of its master is refused unless `save_if_busy` (reference part 2 §1.1 says so; its status
+and text were never captured: 422 and the message below are assumed). Payments are kept per record and listed as
+its `finance_transactions` when the records list is asked `include_finance_transactions=1`.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from .api import ACCEPT
 from .mapping import ATTENDANCE, parse_datetime
 
 PER_SECOND, PER_MINUTE = 5, 200
+BUSY = "Выбранное время занято"  # assumed: no capture of the busy-slot answer exists (part 2 §8)
 RECORD_RESETS = {"comment": "", "record_labels": [], "custom_color": ""}
 CLIENT_RESETS = {"surname": "", "patronymic": "", "email": "", "comment": "", "birth_date": "", "card": ""}
 _AUTH = re.compile(r"^\s*Bearer\s+(?P<partner>[^,\s]+)\s*(?:,\s*User\s+(?P<user>[^,\s]+))?\s*$", re.I)
@@ -64,6 +68,7 @@ class YclientsEmulator(Emulator):
         self.cards: dict[int, list[dict[str, Any]]] = {}
         self.staff: dict[int, dict[str, Any]] = {}
         self.services: dict[int, dict[str, Any]] = {}
+        self.payments: dict[int, list[dict[str, Any]]] = {}  # record id → its finance transactions
         self._ids = 1000
         self._hits: deque[float] = deque()
         self._last_change: dict[tuple[str, int], datetime] = {}
@@ -108,6 +113,35 @@ class YclientsEmulator(Emulator):
         self.cards.setdefault(client_id, []).append(card)
         return card
 
+    def pay(self, record: dict[str, Any], amount: float) -> dict[str, Any]:
+        """A payment for a record at the cash desk (a finance transaction of type 1, «Оказание услуг»); the record
+        is paid in full once its payments cover its services."""
+        transaction = {"id": self.next_id(), "document_id": self.next_id(), "date": record["date"], "type_id": 1,
+                       "expense_id": 5, "account_id": 17433, "amount": amount,
+                       "client_id": (record["client"] or {}).get("id", 0), "master_id": record["staff_id"],
+                       "comment": "", "record_id": record["id"], "goods_transaction_id": 0,
+                       "expense": {"id": 5, "title": "Оказание услуг"},
+                       "account": {"id": 17433, "title": "Основная касса"}}
+        self.payments.setdefault(record["id"], []).append(transaction)
+        due = sum(s["cost_to_pay"] for s in record["services"])
+        if sum(t["amount"] for t in self.payments[record["id"]]) >= due:
+            record["paid_full"] = 1
+        return transaction
+
+    def busy(self, body: dict[str, Any]) -> bool:
+        """Whether the master of a new record has another live one overlapping its time."""
+        starts = parse_datetime(body["datetime"], self.tz)
+        assert starts is not None
+        ends = starts + timedelta(seconds=int(body["seance_length"]))
+        for record in self.records.values():
+            if record["deleted"] or record["staff_id"] != int(body["staff_id"]):
+                continue
+            other = parse_datetime(record["datetime"], self.tz)
+            assert other is not None
+            if other < ends and starts < other + timedelta(seconds=int(record["seance_length"])):
+                return True
+        return False
+
     def stamp(self, kind: str, ident: int) -> datetime:
         """The company's time of a change; never equal to the entity's previous change (second resolution would
         otherwise give two quick changes one `last_change_date`, and so one delivery id)."""
@@ -127,9 +161,9 @@ class YclientsEmulator(Emulator):
 
     # ---- what the base class asks for ----------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        """Records, clients, categories and cards as plain data."""
+        """Records, clients, categories, cards and payments as plain data."""
         return {"records": list(self.records.values()), "clients": list(self.clients.values()),
-                "labels": list(self.labels.values()), "cards": self.cards}
+                "labels": list(self.labels.values()), "cards": self.cards, "payments": self.payments}
 
     def limit(self, call: Call) -> Reply | None:
         """200 requests a minute or 5 a second (per IP; every caller of an emulator shares one address)."""
@@ -321,16 +355,21 @@ class YclientsEmulator(Emulator):
         found.sort(key=lambda r: (r["datetime"], r["id"]))
         page, count = max(1, int(q.get("page") or 1)), min(300, max(1, int(q.get("count") or 25)))
         chunk = found[(page - 1) * count: page * count]
+        if q.get("include_finance_transactions") in ("1", "true"):
+            chunk = [{**r, "finance_transactions": self.payments.get(r["id"], [])} for r in chunk]
         return envelope(chunk, {"page": page, "total_count": len(found)})
 
     @route("POST", r"/api/v1/records/(?P<company>\d+)")
     async def create_record(self, call: Call, company: str) -> Reply:
-        """Create a record: 201 with the record object."""
+        """Create a record: 201 with the record object; a slot its master is busy in is refused (422) unless
+        `save_if_busy`."""
         if (refused := self.denied(call, company)) is not None:
             return refused
         body = call.json() or {}
         if errors := self._record_errors(body):
             return failure(422, "Ошибка валидации", errors)
+        if not body.get("save_if_busy") and self.busy(body):
+            return failure(422, BUSY)
         return envelope(self.make_record(body), status=201)
 
     @route("GET", r"/api/v1/record/(?P<company>\d+)/(?P<ident>\d+)")
@@ -550,7 +589,7 @@ class YclientsEmulator(Emulator):
     # ---- control routes: what an admin does in the YCLIENTS UI ---------------------------------------
     async def control(self, call: Call, what: str) -> Reply:
         """`POST /_emulator/attendance {record_id, attendance}`, `/_emulator/record {staff_id, services, …}`,
-        `/_emulator/delete_record {record_id}`, `/_emulator/client {name, phone, …}` (with `id`: an update):
+        `/_emulator/pay {record_id, amount}`, `/_emulator/delete_record {record_id}`, `/_emulator/client {name, phone, …}` (with `id`: an update):
         changes made in the UI, each sending its webhook."""
         body = call.json() or {} if call.method == "POST" else {}
         if what == "attendance" and call.method == "POST":
@@ -562,6 +601,11 @@ class YclientsEmulator(Emulator):
             if errors := self._record_errors(body):
                 return Reply(400, {"error": errors})
             return Reply(200, self.make_record(body))
+        if what == "pay" and call.method == "POST":
+            record = self._live_record(str(body.get("record_id")))
+            if record is None or not isinstance(body.get("amount"), (int, float)):
+                return Reply(400, {"error": "need a live record_id and an amount"})
+            return Reply(200, self.pay(record, body["amount"]))
         if what == "delete_record" and call.method == "POST":
             record = self._live_record(str(body.get("record_id")))
             if record is None:

@@ -19,6 +19,13 @@ CLIENT_WRITABLE = ("name", "surname", "patronymic", "phone", "email", "sex_id", 
                    "card", "birth_date", "comment", "sms_check", "sms_not", "custom_fields")
 
 
+# What client.update may set: the rule's name → the client's field (reference part 2 §1.3.3). The phone is not
+# here: it is how a person is known across systems, changed in YCLIENTS by staff, never by a rule.
+UPDATABLE: dict[str, str] = {"name": "name", "surname": "surname", "patronymic": "patronymic", "email": "email",
+                             "birth_date": "birth_date", "birthday": "birth_date", "comment": "comment",
+                             "custom_fields": "custom_fields"}
+
+
 def parse_datetime(value: Any, tz: tzinfo | None = None) -> datetime | None:
     """A YCLIENTS datetime as an aware datetime: `+03:00`, `+0300`, `Z`, or naive local time read in `tz`.
 
@@ -176,6 +183,8 @@ def client_fields(client: Mapping[str, Any], *, tz: tzinfo | None, region: str =
         out["categories"] = titles
         out["category_ids"] = [str(c["id"]) for c in categories if isinstance(c, Mapping) and c.get("id")]
         out["category"] = titles[0] if titles else None
+    if client.get("birth_date") not in (None, "", 0):  # empty is 0 in some answers, "" in webhooks
+        out["birthday"] = str(client["birth_date"])
     for key, target in (("birth_date", "birth_date"), ("discount", "discount"), ("spent", "spent"),
                         ("visits", "visits"), ("balance", "balance"), ("importance_id", "importance"),
                         ("success_visits_count", "visits")):
@@ -225,6 +234,34 @@ def client_update(client: Mapping[str, Any], labels: list[str]) -> dict[str, Any
     body = {key: client[key] for key in CLIENT_WRITABLE if key in client and client[key] is not None}
     body["labels"] = [int(x) if str(x).isdigit() else x for x in labels]
     return body
+
+
+def client_changes(client: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The PUT body that sets `fields` (names of UPDATABLE) of a client and keeps the rest as read, its categories
+    included; custom fields merge into the ones it has. Raises ValueError naming a field YCLIENTS has not or a
+    value it would refuse."""
+    body = client_update(client, category_ids(client))
+    for name, value in fields.items():
+        if name not in UPDATABLE:
+            raise ValueError(f"YCLIENTS clients have no field {name!r} (fields: {', '.join(UPDATABLE)})")
+        if name == "custom_fields":
+            if not isinstance(value, Mapping):
+                raise ValueError("custom_fields is a mapping of the custom fields' codes to their values")
+            had = client.get("custom_fields")
+            body["custom_fields"] = {**(dict(had) if isinstance(had, Mapping) else {}), **dict(value)}
+        elif UPDATABLE[name] == "birth_date":
+            body["birth_date"] = birth_date(value)
+        else:
+            body[UPDATABLE[name]] = "" if value is None else str(value)
+    return body
+
+
+def birth_date(value: Any) -> str:
+    """A birthday as YCLIENTS takes it, `yyyy-mm-dd`, from a date, a datetime or such a text."""
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value or "").strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text[:10]) or (len(text) > 10 and text[10] not in "T "):
+        raise ValueError(f"a birthday is a date, yyyy-mm-dd, not {value!r}")
+    return text[:10]
 
 
 def category_ids(client: Mapping[str, Any]) -> list[str]:

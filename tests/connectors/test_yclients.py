@@ -252,7 +252,7 @@ def test_set_category_adds_the_label_and_keeps_the_client_whole(world: World, ur
 
 def test_a_missing_category_is_created_as_a_client_label(world: World, url: str) -> None:
     cid = world.anna["id"]
-    result = perform(make(url, category_color="#123456"), "client.set_category",
+    result = perform(make(url, category_color="#123456", create_categories=True), "client.set_category",
                      {"client": cid, "category": "Под угрозой"})
     create = world.emu.calls[2]  # after reading the categories and the client (which must exist)
     assert (create.method, create.path) == ("POST", f"/api/v1/labels/{COMPANY}")
@@ -262,10 +262,13 @@ def test_a_missing_category_is_created_as_a_client_label(world: World, url: str)
     assert [c["title"] for c in world.emu.clients[cid]["categories"]] == ["Постоянный", "Под угрозой"]
 
 
-def test_a_missing_category_is_refused_when_creating_is_off(world: World, url: str) -> None:
-    with pytest.raises(Rejected, match="no client category 'Под угрозой'"):
-        perform(make(url, create_categories=False), "client.set_category",
-                {"client": world.anna["id"], "category": "Под угрозой"})
+def test_a_category_the_company_has_not_is_refused_naming_the_ones_it_has(world: World, url: str) -> None:
+    # Refusing is the default (issue 13): a misspelt tier must not become a new category of the company.
+    for settings in ({}, {"create_categories": False}):
+        with pytest.raises(Rejected, match=r"no client category 'Под угрозой' \(its client categories: VIP, "
+                                           r"Постоянный\)"):
+            perform(make(url, **settings), "client.set_category",
+                    {"client": world.anna["id"], "category": "Под угрозой"})
     assert "POST" not in [m for m, _ in api_calls(world.emu)]
     assert "PUT" not in [m for m, _ in api_calls(world.emu)]
 
@@ -276,7 +279,7 @@ def test_a_category_the_client_has_sends_no_put(world: World, url: str) -> None:
 
 
 def test_record_labels_are_not_client_categories(world: World, url: str) -> None:
-    perform(make(url), "client.set_category", {"client": world.anna["id"], "category": "Важная"})
+    perform(make(url, create_categories=True), "client.set_category", {"client": world.anna["id"], "category": "Важная"})
     made = [x for x in world.emu.labels.values() if x["title"] == "Важная"]
     assert sorted(x["entity"] for x in made) == [1, 2]
 
@@ -308,7 +311,7 @@ def test_the_captured_record_webhook(world: World, url: str) -> None:
     events = parse(make(url, branch="main"), hook({"company_id": COMPANY, "resource": "record",
                                                     "resource_id": 596792980, "status": "update",
                                                     "data": CAPTURED_RECORD}))
-    client, booking = events
+    client, booking, visit = events
     assert (client.type, str(client.entity)) == ("client.updated", "client:169711586")
     assert client.data["phone"] == "+77770220606" and client.data["name"] == "Вячеслав"
     assert (booking.type, str(booking.entity)) == ("booking.updated", "booking:596792980")
@@ -321,6 +324,12 @@ def test_the_captured_record_webhook(world: World, url: str) -> None:
     assert data["company_id"] == str(COMPANY) and data["paid"] is True and data["amount"] == 4000
     assert data["updated_at"] == "2025-07-13T12:15:24+05:00"
     assert booking.at == datetime(2025, 7, 13, 7, 15, 24, tzinfo=timezone.utc)
+    # The client came (attendance 1): the visit, on the client, once whichever change reports it.
+    assert (visit.type, str(visit.entity), visit.delivery_id) == (
+        "visit.completed", "client:169711586", "visit:508928360:completed")
+    assert visit.data == {"visit": "508928360", "booking": "596792980", "at": "2025-07-13T12:10:00+05:00",
+                          "branch": "main", "services": ["Стрижка детская"], "staff": "Нурзад", "amount": "4000.00",
+                          "currency": "RUB"}
 
 
 @pytest.mark.parametrize(("fields", "tz", "starts"), [
@@ -424,7 +433,8 @@ def test_an_admin_marking_attendance_in_the_ui_sends_the_webhook(world: World, u
         (COMPANY, "record", world.record["id"], "update")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0300", sent["data"]["last_change_date"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+03:00", sent["data"]["datetime"])
-    assert parse(make(url), inbound)[-1].data["status"] == "arrived"
+    *_, booking, visit = parse(make(url), inbound)
+    assert booking.data["status"] == "arrived" and visit.type == "visit.completed"
     servers[1].settled()  # the answer reaches the emulator just after the hook server has the body
     assert world.emu.webhooks[0]["status"] == 200
 
@@ -770,10 +780,20 @@ class TestContract(ConnectorContract):
                       "data": {}}, secret)]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        record = next(iter(box.emulator.records.values()))
+        emu = box.emulator
+        record = next(iter(emu.records.values()))
+        client, master, service = record["client"]["id"], record["staff_id"], record["services"][0]["id"]
+        spare = emu.make_record({"staff_id": master, "services": [{"id": service}], "seance_length": 3600,
+                                 "datetime": "2026-03-03T18:00:00+03:00"}, notify=False)
         return {"booking.set_status": {"booking": record["id"], "status": "arrived"},
-                "client.set_category": {"client": record["client"]["id"], "category": "VIP"},
-                "yclients.loyalty_cards": {"client": record["client"]["id"]}}
+                "booking.create": {"client": client, "staff_id": master, "services": [service],
+                                   "datetime": "2026-03-04T10:00:00+03:00"},
+                "booking.cancel": {"booking": spare["id"]},
+                "client.set_category": {"client": client, "category": "VIP"},
+                "client.add_category": {"client": client, "category": "VIP"},
+                "client.remove_category": {"client": client, "category": "VIP"},
+                "client.update": {"client": client, "fields": {"comment": "из automator"}},
+                "yclients.loyalty_cards": {"client": client}}
 
     async def change(self, box: Sandbox) -> None:
         record = next(iter(box.emulator.records.values()))
