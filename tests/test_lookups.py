@@ -176,6 +176,31 @@ def test_for_each_items_runs_once_per_record_a_lookup_gives(project) -> None:  #
     assert code == 0, out
 
 
+def test_a_looked_up_record_kept_by_set_is_read_after_a_wait(project) -> None:  # type: ignore[no-untyped-def]
+    # The run is stored while it waits: its variables, a record and a list of them, come back as records.
+    project("""\
+        rules:
+          - id: keep
+            when: {event: booking.updated}
+            do:
+              - set: {found: "{{ client_by_phone('+79160000001') }}", booked: "{{ bookings_of(client) }}"}
+              - wait: 1h
+              - notify: {to: admin, text: "{{ vars.found.phone }}: {{ len(vars.booked) }}, {{ vars.booked[0].status }}"}
+        """, """\
+        now: 2026-03-02T10:00:00+03:00
+        given:
+          - {kind: client, id: 1, phone: "+79160000001"}
+          - {kind: booking, id: 11, client: 1, status: confirmed, starts_at: "2026-03-03T15:00:00+03:00"}
+        when:
+          - {event: booking.updated, entity: {kind: booking, id: 11}, data: {status: arrived}}
+          - {advance: 2h}
+        expect:
+          - {action: notify, params: {text: "+79160000001: 1, arrived"}, count: 1}
+        """)
+    code, out = run("test", "rules")
+    assert code == 0, out
+
+
 def test_for_each_that_cannot_work_is_refused_at_validate_with_its_line(project) -> None:  # type: ignore[no-untyped-def]
     project("""\
         rules:

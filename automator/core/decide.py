@@ -123,7 +123,7 @@ class _Deciding(_Arming):
         self.event, self.before, self.after, self.plan, self.preview = event, before, after, plan, preview
         self.fields_before = before.fields if before else None
         self.fields_after = after.fields if after else None
-        self.ectx = scopes.eval_context(project, snapshot, now)
+        self.ectx = scopes.eval_context(project, snapshot, now, after)
         self.views: dict[str, dict[str, Any]] = {}
         self.scopes: dict[tuple[str, EntityRef | None], tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
 

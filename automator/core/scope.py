@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from automator.catalogue import Catalogue
 from automator.config.project import Project
 from automator.expr import EvalContext, Record, Template
-from automator.model import EntityRef, Event, Rule, Visit
+from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
 from automator.triggers import kind_of
 
@@ -95,8 +95,6 @@ def sendable(value: Any, tz: tzinfo) -> Any:
         return value.isoformat()
     if isinstance(value, Decimal):  # money leaves as decimal text, never a float
         return str(value)
-    if isinstance(value, Mapping) and not isinstance(value, dict):  # a lookup's record
-        return {k: sendable(v, tz) for k, v in value.items()}
     if isinstance(value, dict):
         return {k: sendable(v, tz) for k, v in value.items()}
     if isinstance(value, list):
@@ -189,10 +187,11 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
 
 class _Lookups:
     """The snapshot as the library's lookups read it (`automator.expr.Lookups`): each record typed as the scope's
-    entities are, through the store's indexes on links, the `client` field and the client's `phone` field."""
+    entities are, through the store's indexes on links, the `client` field and the client's `phone` field. The
+    event's own entity is read as the event leaves it (`current`), as the scope shows it."""
 
-    def __init__(self, project: Project, snapshot: Snapshot) -> None:
-        self.project, self.snapshot = project, snapshot
+    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None) -> None:
+        self.project, self.snapshot, self.current = project, snapshot, current
 
     def client_by_phone(self, phone: str) -> Record | None:
         # The phone link is the identity's: every system's report of the person, matched and normalised when it
@@ -207,8 +206,13 @@ class _Lookups:
         return Record("client", _fields(found[0].ref, found[0].fields, self.project)) if found else None
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        return [Record(kind, _fields(e.ref, e.fields, self.project))
-                for e in self.snapshot.related(kind, client)[:limit] if not e.fields.get("deleted")]
+        found = self.snapshot.related(kind, client)[:limit]
+        current = self.current
+        if current is not None and current.ref.kind == kind:
+            found = [e for e in found if e.ref != current.ref]
+            if str(current.fields.get("client")) == client:
+                found.append(current)
+        return [Record(kind, _fields(e.ref, e.fields, self.project)) for e in found if not e.fields.get("deleted")]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since)[:limit]]
@@ -222,9 +226,9 @@ def visit_view(visit: Visit, tz: ZoneInfo) -> Record:
                             "currency": visit.currency, "booking": visit.booking})
 
 
-def eval_context(project: Project, snapshot: Snapshot, now: datetime) -> EvalContext:
+def eval_context(project: Project, snapshot: Snapshot, now: datetime, current: Entity | None = None) -> EvalContext:
     """The function library's view of the world: the clock, the timezone, segments, business hours and the
-    snapshot's records (the lookups)."""
+    snapshot's records (the lookups), with `current`, the event's entity as the event leaves it, laid over them."""
     from automator.clock import end_of_day, start_of_day
 
     tz: ZoneInfo = project.config.timezone
@@ -253,7 +257,7 @@ def eval_context(project: Project, snapshot: Snapshot, now: datetime) -> EvalCon
 
     return EvalContext(now=now.astimezone(tz), tz=tz, segment_of=segment_of, segment_avg_recency=avg_recency,
                        end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day),
-                       lookups=_Lookups(project, snapshot))
+                       lookups=_Lookups(project, snapshot, current))
 
 
 def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:

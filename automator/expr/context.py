@@ -2,7 +2,7 @@
 and `now`/`today` as both values and calls."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -17,27 +17,21 @@ def _no_recency(client: Mapping[str, Any]) -> timedelta | None:
     return None
 
 
-class Record(Mapping[str, Any]):
-    """A stored record as a lookup gives it: its fields, read-only, and its kind (`booking`, `deal`, `visit`), so
-    that `for_each: {items: ...}` knows which record each item is. Expressions read it as any record."""
+class Record(dict[str, Any]):
+    """A stored record as a lookup gives it: its fields, and its kind (`booking`, `deal`, `visit`), so that
+    `for_each: {items: ...}` knows which record each item is. Expressions read it as any record; it is a dict so
+    that a run's `set:` keeps it, and stores it, as the record it is; nothing changes it (expressions cannot)."""
 
-    __slots__ = ("kind", "_fields")
+    __slots__ = ("kind",)
 
     def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
         self.kind = kind
-        self._fields = fields
 
-    def __getitem__(self, key: str) -> Any:
-        return self._fields[key]
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a looked-up record is read-only")
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __repr__(self) -> str:
-        return f"{self.kind}:{self._fields.get('id')}"
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
 
 
 class Lookups(Protocol):
