@@ -1,6 +1,7 @@
 """Lookups in rules and `for_each` on any trigger, through `automator test` and `validate` on real project files:
-a re-invite skipped while a booking is pending, a known client's lead routed to their manager, a cancelled slot
-messaging each booked client once; and the bounds a lookup keeps (rows read per expression)."""
+a re-invite skipped while a booking is pending, a known client's lead routed to their manager, a fan-out over a
+lookup; and the bounds a lookup keeps (rows read per expression). The cancelled slot's fan-out, in `automator
+test` and across a daemon's restart, is tests/e2e/test_e2e_fan_out.py."""
 from __future__ import annotations
 
 import textwrap
@@ -108,42 +109,6 @@ def test_a_known_clients_new_lead_goes_to_their_manager(project) -> None:  # typ
           - {no_action: task.create, params: {assignee: ivan}}
           - {action: task.create, count: 1}
         """)
-    code, out = run("test", "rules")
-    assert code == 0, out
-
-
-SLOT = """\
-rules:
-  - id: slot-cancelled
-    when: {event: slot.cancelled}
-    for_each: {kind: booking, where: "booking.starts_at == event.starts_at and booking.status != 'cancelled'"}
-    do:
-      - sms.send: {to: "{{ client.phone }}", text: "Сеанс {{ fmt_time(booking.starts_at) }} отменён"}
-"""
-
-SLOT_TEST = """\
-now: 2026-03-02T10:00:00+03:00
-given:
-  - {kind: client, id: 1, phone: "+79160000001"}
-  - {kind: client, id: 2, phone: "+79160000002"}
-  - {kind: client, id: 3, phone: "+79160000003"}
-  - {kind: booking, id: 11, client: 1, status: confirmed, starts_at: "2026-03-03T15:00:00+03:00"}
-  - {kind: booking, id: 12, client: 2, status: confirmed, starts_at: "2026-03-03T15:00:00+03:00"}
-  - {kind: booking, id: 13, client: 3, status: cancelled, starts_at: "2026-03-03T15:00:00+03:00"}
-  - {kind: booking, id: 14, client: 3, status: confirmed, starts_at: "2026-03-04T15:00:00+03:00"}
-when:
-  - {event: slot.cancelled, data: {starts_at: "2026-03-03T15:00:00+03:00"}}
-expect:
-  - {action: sms.send, params: {to: "+79160000001", text: "Сеанс 15:00 отменён"}, count: 1}
-  - {action: sms.send, params: {to: "+79160000002"}, count: 1}
-  - {no_action: sms.send, params: {to: "+79160000003"}}
-"""
-
-
-def test_a_cancelled_slot_messages_each_booked_client_once(project) -> None:  # type: ignore[no-untyped-def]
-    # One run per booking of the slot (the cancelled one and the other day's left alone); that a restart in the
-    # middle sends none twice is the daemon's to prove: tests/e2e/test_e2e_fan_out.py.
-    project(SLOT, SLOT_TEST)
     code, out = run("test", "rules")
     assert code == 0, out
 

@@ -1,18 +1,20 @@
-"""A fan-out across a restart: a cancelled slot messages each booked client once, through SMS.ru, even when the
-daemon is SIGKILLed in the middle of it (deciding the fan-out, or once two of its messages are sent and before the
-rest are settled) and restarted.
+"""A cancelled slot messages each booked client once, through SMS.ru: proven by the rule's own `automator test`
+(also `--sandbox`), and by the daemon SIGKILLed in the middle of the fan-out (deciding it, or once two of its
+messages are sent and before the rest are settled) and restarted.
 
 The SMS.ru emulator runs in the test, not inside the daemon (`--sandbox` would serve it from the process the test
 kills, and its record of what was sent would die with it): what each phone received is read from it.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_support import TOKEN_ENV, Daemon, Project, wait_for, wait_outbox_drained
+from e2e_support import TOKEN_ENV, Daemon, Project, daemon_env, wait_for, wait_outbox_drained
 
 from automator.emulator import serve
 from automator_connectors.smsru.emulator import SmsruEmulator
@@ -40,6 +42,25 @@ rules:
         via: sms
 """
 
+# The rule's test: one message per booking of the slot; the cancelled booking and the other day's are left alone.
+RULES_TEST = """\
+now: 2026-03-02T10:00:00+03:00
+given:
+  - {kind: client, id: 1, phone: "+79160000001"}
+  - {kind: client, id: 2, phone: "+79160000002"}
+  - {kind: client, id: 3, phone: "+79160000003"}
+  - {kind: booking, id: 11, client: 1, status: confirmed, starts_at: "2026-03-03T15:00:00+03:00"}
+  - {kind: booking, id: 12, client: 2, status: confirmed, starts_at: "2026-03-03T15:00:00+03:00"}
+  - {kind: booking, id: 13, client: 3, status: cancelled, starts_at: "2026-03-03T15:00:00+03:00"}
+  - {kind: booking, id: 14, client: 3, status: confirmed, starts_at: "2026-03-04T15:00:00+03:00"}
+when:
+  - {event: slot.cancelled, data: {starts_at: "2026-03-03T15:00:00+03:00"}}
+expect:
+  - {action: sms.send, params: {to: "+79160000001", text: "Сеанс 15:00 отменён"}, count: 1}
+  - {action: sms.send, params: {to: "+79160000002"}, count: 1}
+  - {no_action: sms.send, params: {to: "+79160000003"}}
+"""
+
 SLOT = "2026-03-03T15:00:00+03:00"
 BOOKED = [f"+7916000000{n}" for n in range(1, 6)]  # five clients in the slot
 OTHER = "+79160000009"  # booked another day
@@ -57,16 +78,28 @@ def _seed() -> list[dict[str, object]]:
     return events
 
 
+def _studio(root: Path, sms_url: str) -> Project:
+    (root / "rules").mkdir(parents=True)
+    (root / "automator.yaml").write_text(CONFIG.format(token_env=TOKEN_ENV, sms_url=sms_url))
+    (root / "rules" / "slots.yaml").write_text(RULES)
+    return Project(root, 0)
+
+
+@pytest.mark.parametrize("args", [(), ("--sandbox",)])
+def test_the_slot_rules_own_test_passes(tmp_path: Path, args: tuple[str, ...]) -> None:
+    project = _studio(tmp_path / "studio", "http://127.0.0.1:9")  # never called: the test plays or emulates SMS.ru
+    (project.root / "rules" / "slots.test.yaml").write_text(RULES_TEST)
+    proc = subprocess.run([sys.executable, "-m", "automator", "test", "rules", *args], cwd=project.root,
+                          env=daemon_env({"SMSRU_API_ID": API_ID}), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "1 passed, 0 failed" in proc.stdout, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("crash", ["decide.before_commit", "effect.after_call:2"])
 def test_a_cancelled_slot_messages_each_booked_client_once_across_a_restart(
         tmp_path: Path, start_daemon: Callable[..., Daemon], crash: str) -> None:
     emulator = SmsruEmulator(api_id=API_ID)
     with serve(emulator) as sms:
-        root = tmp_path / "studio"
-        (root / "rules").mkdir(parents=True)
-        (root / "automator.yaml").write_text(CONFIG.format(token_env=TOKEN_ENV, sms_url=sms.url))
-        (root / "rules" / "slots.yaml").write_text(RULES)
-        project = Project(root, 0)
+        project = _studio(tmp_path / "studio", sms.url)
         env = {"SMSRU_API_ID": API_ID}
 
         seeded = start_daemon(project, env=env, log_name="seed.log")
