@@ -141,6 +141,30 @@ def test_for_each_items_runs_once_per_record_a_lookup_gives(project) -> None:  #
         """)
 
 
+def test_a_for_each_lookup_that_fails_fails_the_test(project) -> None:  # type: ignore[no-untyped-def]
+    project("""\
+        rules:
+          - id: others
+            when: {event: booking.updated}
+            for_each: {items: "bookings_of(client.crm_id)"}
+            do:
+              - notify: {to: admin, text: "{{ booking.id }}"}
+        """, """\
+        now: 2026-03-02T10:00:00+03:00
+        given:
+          - {kind: client, id: 1, name: Анна}
+          - {kind: booking, id: 11, client: 1, status: confirmed}
+        when:
+          - {event: booking.updated, entity: {kind: booking, id: 11}, data: {status: arrived}}
+        expect:
+          - {no_action: notify}
+        """)
+    code, out = run("test", "rules")
+    assert code == 1
+    assert "rule 'others' failed at rules/r.yaml:2:5 (for_each: for_each items 'bookings_of(client.crm_id)')" in out
+    assert "client has no field 'crm_id'" in out
+
+
 def test_a_looked_up_record_kept_by_set_is_read_after_a_wait(project) -> None:  # type: ignore[no-untyped-def]
     # The run is stored while it waits: its variables, a record and a list of them, come back as records.
     passes(project, """\
