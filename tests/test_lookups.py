@@ -141,6 +141,27 @@ def test_for_each_items_runs_once_per_record_a_lookup_gives(project) -> None:  #
         """)
 
 
+def test_a_fan_out_sees_the_events_own_record_as_the_event_leaves_it(project) -> None:  # type: ignore[no-untyped-def]
+    passes(project, """\
+        rules:
+          - id: arrived-today
+            when: {changed: booking.status, to: arrived}
+            for_each: {kind: booking, where: "booking.status == 'arrived'"}
+            do:
+              - notify: {to: admin, text: "arrived: {{ booking.id }}"}
+        """, """\
+        now: 2026-03-02T10:00:00+03:00
+        given:
+          - {kind: booking, id: 11, status: confirmed}
+          - {kind: booking, id: 12, status: arrived}
+        when:
+          - {event: booking.updated, entity: {kind: booking, id: 11}, data: {status: arrived}}
+        expect:
+          - {action: notify, params: {text: "arrived: 11"}, count: 1}
+          - {action: notify, params: {text: "arrived: 12"}, count: 1}
+        """)
+
+
 def test_a_for_each_lookup_that_fails_fails_the_test(project) -> None:  # type: ignore[no-untyped-def]
     project("""\
         rules:

@@ -177,16 +177,19 @@ class _Deciding(_Arming):
         each = rule.for_each
         assert each is not None
         ectx = self.ectx
+        selected: Iterable[Entity] = ()
         if each.items is None:
-            selected: Iterable[Entity] = self.snapshot.entities(each.kind)
+            selected = self.snapshot.entities(each.kind)
         else:
             try:
-                found = self.items(each.items, each.kind, self.scope(self.event, ref, fields))
+                selected = self.items(each.items, each.kind, self.scope(self.event, ref, fields))
             except EvalError as exc:
                 self.why_not(rule.id, f"for_each items {each.items.source!r} failed: {exc}")
                 return
-            selected = found
+        after = self.after
         for entity in selected:
+            if after is not None and entity.ref == after.ref:  # the event's own record, as the event leaves it
+                entity = after
             fields = entity.fields
             if each.where is not None:
                 scope = self.scope(self.event, entity.ref, fields)
