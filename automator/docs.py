@@ -49,7 +49,8 @@ def shipped_types() -> set[str]:
 
     from automator.connector import ENTRY_POINT_GROUP
 
-    ours = set(packages_distributions().get(__name__.partition(".")[0], []))
+    # `__package__`, not `__name__`: run as `python -m automator.docs` this module is `__main__`.
+    ours = set(packages_distributions().get((__package__ or __name__).partition(".")[0], []))
     return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist is not None and ep.dist.name in ours}
 
 
