@@ -207,10 +207,13 @@ class CheckContext:
 
 def rule_trigger(when: Any, for_each: Any, catalogue: Catalogue) -> tuple[str | None, tuple[str, ...]]:
     """The entity kind a rule's runs are about and the connector types whose events start them, as far as the
-    trigger and the catalogue say: an event's entity and producers, a changed or held field's kind and fillers,
-    a schedule's `for_each` kind and who fills it."""
+    trigger and the catalogue say: a `for_each` kind and who fills it (each run is about one such record,
+    whatever the trigger), an event's entity and producers, a changed or held field's kind and fillers."""
     if not isinstance(when, Mapping):
         return None, ()
+    if isinstance(for_each, Mapping) and isinstance(for_each.get("kind"), str):
+        kind = for_each["kind"]
+        return kind, catalogue.fillers.get((kind, "id"), ())
     if isinstance(when.get("event"), str):
         spec = catalogue.events.get(when["event"])
         return (spec.entity, spec.producers) if spec is not None else (None, ())
@@ -218,9 +221,6 @@ def rule_trigger(when: Any, for_each: Any, catalogue: Catalogue) -> tuple[str | 
         if isinstance(when.get(key), str) and "." in when[key]:
             kind, _, name = when[key].partition(".")
             return kind, catalogue.fillers.get((kind, name), ())
-    if isinstance(for_each, Mapping) and isinstance(for_each.get("kind"), str):
-        kind = for_each["kind"]
-        return kind, catalogue.fillers.get((kind, "id"), ())
     return None, ()
 
 

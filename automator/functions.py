@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.clock import end_of_day, parse_business_hours, start_of_day
 from automator.datefmt import TOKENS
-from automator.expr import REFERENCE, EvalContext, FunctionDoc, compile_expr, format_value
+from automator.expr import REFERENCE, EvalContext, FunctionDoc, Record, compile_expr, format_value
 
 EXAMPLE_TZ = ZoneInfo("Europe/Moscow")
 EXAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=EXAMPLE_TZ)  # a Monday
@@ -26,7 +27,31 @@ EXAMPLE_SCOPE: Mapping[str, Any] = {
 EXAMPLE_SETTING = ("now is 2026-03-02 12:00 (a Monday) in Europe/Moscow; client = {name: Анна, phone: "
                    "'8 916 123-45-67', visits: 4, segment: loyal, last_visit_at: 2026-02-20T12:00+03:00, tags: [vip, "
                    "new]} (no email); booking = {starts_at: 2026-03-05T15:00+03:00}; the branch works 10:00-21:00; "
-                   "the loyal segment's average recency is 21 days")
+                   "the loyal segment's average recency is 21 days; in the store, Анна (+79161234567) has booking 501 "
+                   "(confirmed, 2026-03-05 15:00), deals 9 (pipeline sales, stage new) and 10 (stage won, outcome "
+                   "won), and visits on 2025-12-10 (2200.00) and 2026-02-20 (1500.00), both at branch center")
+
+
+class _ExampleStore:
+    """The store the lookup examples read (`automator.expr.Lookups`): Анна's records in EXAMPLE_SETTING."""
+
+    def client_by_phone(self, phone: str) -> Record | None:
+        client = EXAMPLE_SCOPE["client"]
+        return Record("client", client) if phone == "+79161234567" else None
+
+    def records(self, kind: str, client: str, limit: int) -> list[Record]:
+        found = {"booking": [{"id": 501, "client": 77, "status": "confirmed",
+                              "starts_at": datetime(2026, 3, 5, 15, 0, tzinfo=EXAMPLE_TZ)}],
+                 "deal": [{"id": 9, "client": 77, "pipeline": "sales", "stage": "new"},
+                          {"id": 10, "client": 77, "pipeline": "sales", "stage": "won", "outcome": "won"}]}
+        return [Record(kind, fields) for fields in found.get(kind, []) if client == "77"][:limit]
+
+    def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
+        visits = [Record("visit", {"id": f"booking:{n}", "client": "77", "at": at, "kind": "visit", "branch": "center",
+                                   "amount": Decimal(amount), "currency": "RUB"})
+                  for n, at, amount in ((1, datetime(2025, 12, 10, 12, 0, tzinfo=EXAMPLE_TZ), "2200.00"),
+                                        (2, datetime(2026, 2, 20, 12, 0, tzinfo=EXAMPLE_TZ), "1500.00"))]
+        return [v for v in visits if client == "77" and (since is None or v["at"] >= since)][:limit]
 
 
 def example_context() -> EvalContext:
@@ -35,7 +60,8 @@ def example_context() -> EvalContext:
                        segment_of=lambda client: client.get("segment"),
                        segment_avg_recency=lambda client: timedelta(days=21) if client.get("segment") else None,
                        end_of_day=lambda at, branch: end_of_day(at, EXAMPLE_HOURS),
-                       start_of_day=lambda at, branch: start_of_day(at, EXAMPLE_HOURS))
+                       start_of_day=lambda at, branch: start_of_day(at, EXAMPLE_HOURS),
+                       lookups=_ExampleStore())
 
 
 def show(value: Any, ctx: EvalContext) -> str:

@@ -339,10 +339,12 @@ def steps_shape(steps: tuple[Step, ...]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ForEach:
-    """`for_each: {kind: client, where: EXPR}` — one run per stored entity."""
+    """`for_each: {kind: client, where: EXPR}` — one run per stored entity of the kind; with `items: EXPR` (a
+    lookup such as `bookings_of(client)`, evaluated in the trigger's scope), one per record it gives instead."""
 
     kind: str
     where: Expr | None = None
+    items: Expr | None = None
 
 
 @dataclass(frozen=True, slots=True)

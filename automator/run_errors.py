@@ -60,7 +60,7 @@ def run_errors(project: Any, decision: Decision, now: datetime) -> list[RunError
 
 def _why_not_failure(reason: str) -> tuple[str, str, str] | None:
     """(path, what, message) of a why-not reason that is an error of the rule rather than a mismatch:
-    `where '…' failed: …`, `per key failed: …`, `client:7: for_each where failed: …`."""
+    `where '…' failed: …`, `per key failed: …`, `client:7: for_each where failed: …`, `for_each items '…' failed: …`."""
     what, found, message = reason.partition(" failed: ")
     if not found:
         return None
@@ -68,6 +68,8 @@ def _why_not_failure(reason: str) -> tuple[str, str, str] | None:
         return "when", what, message
     if what == "per key":
         return "per", what, message
+    if what.startswith("for_each items "):
+        return "for_each", what, message
     if what.endswith(": for_each where"):
         return "for_each", f"for_each where, on {what.removesuffix(': for_each where')}", message
     return None

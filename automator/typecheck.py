@@ -54,6 +54,7 @@ def _one(*types: str) -> frozenset[str]:
 _MOMENT = _one("datetime", "date")
 _DURATION_LIKE = _one("duration", "text", "number")
 _NUMBER = _one("number", "bool")
+_PERSON = _one("record", "text", "number")  # a client record, or a person's id written out
 
 
 def _same(types: list[Type]) -> Type:
@@ -105,7 +106,35 @@ FUNCTION_TYPES: dict[str, Signature] = {
     "coalesce": Signature((None,), _same, variadic=True),
     "end_of_day": Signature((_MOMENT, _one("text")), "datetime"),
     "start_of_day": Signature((_MOMENT, _one("text")), "datetime"),
+    "client_by_phone": Signature((_one("text", "number"),), "record"),
+    "deals_of": Signature((_PERSON, _one("text", "list"), _one("bool")), "list"),
+    "bookings_of": Signature((_PERSON, _one("text", "list"), _MOMENT, _MOMENT), "list"),
+    "visits_of": Signature((_PERSON, _MOMENT), "list"),
+    "where": Signature((_one("list"),), "list"),
+    "count": Signature((_one("list"),), "number"),
+    "sum": Signature((_one("list"), _one("text")), "number"),
+    "avg": Signature((_one("list"), _one("text")), "number"),
+    "any": Signature((_one("list"),), "bool"),
+    "all": Signature((_one("list"),), "bool"),
 }
+
+# The lookups that give records of one kind, and the filter that keeps its list's kind: what `for_each: {items:}`
+# runs over is known from its expression when the rules load.
+LOOKUP_KINDS = {"bookings_of": "booking", "deals_of": "deal"}
+_KEEPS_KIND = ("where",)
+
+
+def items_kind(tree: ast.AST) -> str | None:
+    """The kind of record a list expression gives (`where(bookings_of(client), status='x')` -> booking), or None
+    when it is not a lookup of records."""
+    while isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name):
+        name = tree.func.id
+        if name in LOOKUP_KINDS:
+            return LOOKUP_KINDS[name]
+        if name not in _KEEPS_KIND or not tree.args:
+            return None
+        tree = tree.args[0]
+    return None
 
 _N, _T, _L, _DT, _D, _DUR = "number", "text", "list", "datetime", "date", "duration"
 # (operator, left, right) -> result, for every combination Python (and so the evaluator) computes.

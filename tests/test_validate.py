@@ -494,11 +494,12 @@ RULE_MISTAKES = [
         rules:
           - id: r
             when: {event: booking.created}
-            for_each: {kind: client, where: "client.visits > 2"}
+            for_each: {items: "client.tags"}
             do:
               - stop: true
-        """, [P(4, 15, "`for_each` works with `schedule` triggers only",
-                "an event already names its entity; use `if:` to filter it")], id="for_each-without-schedule"),
+        """, [P(4, 23, "`items` 'client.tags' does not give records a run can be about",
+                "write a lookup of bookings or deals, such as bookings_of(client, status='confirmed') or "
+                "where(deals_of(client), stage='new'); the kinds are booking, deal")], id="for_each-items-not-records"),
     pytest.param("""\
         rules:
           - id: r

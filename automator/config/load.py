@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -26,9 +27,11 @@ from automator.config.misplaced import misplaced_params
 from automator.config.source import MAX_BYTES, Document, load_document
 from automator.connector import Connector, vendor_schemas
 from automator.core.router import Router
-from automator.model import MODES, ForEach, Location, Pipeline, Rule, Stage, steps_shape
+from automator.expr import Expr
+from automator.model import ENTITY_KINDS, MODES, ForEach, Location, Pipeline, Rule, Stage, steps_shape
 from automator.steps import compile_steps, set_names
 from automator.triggers import TRIGGERS
+from automator.typecheck import LOOKUP_KINDS, items_kind
 
 PER_KINDS = ("client", "booking", "deal", "task", "entity")
 
@@ -347,21 +350,24 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     ctx.rule_vars = set_names(raw.get("do"))
     ctx.rule_pipeline = when.get("pipeline") if trigger_ok and isinstance(when, Mapping) else None
     catalogue = ctx.config.catalogue if ctx.config is not None else CORE
-    ctx.rule_kind, ctx.rule_sources = rule_trigger(when, raw.get("for_each"), catalogue) if trigger_ok else (None, ())
     for_each = None
     names = SCOPE_NAMES
     each = written if isinstance(written := raw.get("for_each"), Mapping) else {}
+    items = None
+    if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
+        items = _for_each_items(each, (*path, "for_each"), ctx)
+        each = {**each, "kind": items[0]} if items is not None else each
+    ctx.rule_kind, ctx.rule_sources = rule_trigger(when, each, catalogue) if trigger_ok else (None, ())
     # What the rule reads is known from its trigger as written: every expression below is checked against it.
+    # A fan-out's runs are each about one record of its kind, started by the trigger's events.
     ctx.reading = reading_of(when, each.get("kind"), ctx.knowledge) \
         if trigger_ok and ctx.knowledge is not None else None
-    if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
-        spec = raw["for_each"]
-        if trigger_ok and TRIGGERS[kinds[0]].routed is not None:  # only a kind woken by its timers alone
-            ctx.error((*path, "for_each"), "`for_each` works with `schedule` triggers only",
-                      "an event already names its entity; use `if:` to filter it")
-        names = SCOPE_NAMES | {str(spec.get("kind"))}
-        where = ctx.expr(spec["where"], (*path, "for_each", "where"), names) if "where" in spec else None
-        for_each = ForEach(kind=str(spec.get("kind")), where=where)
+    if ctx.reading is not None and isinstance(each.get("kind"), str) and each["kind"] in ENTITY_KINDS:
+        ctx.reading = replace(ctx.reading, kind=each["kind"])
+    if "for_each" in raw and not ctx.is_broken((*path, "for_each")) and isinstance(each.get("kind"), str):
+        names = SCOPE_NAMES | {each["kind"]}
+        where = ctx.expr(each["where"], (*path, "for_each", "where"), names) if "where" in each else None
+        for_each = ForEach(kind=each["kind"], where=where, items=items[1] if items is not None else None)
     trigger = None
     if trigger_ok and isinstance(when, Mapping):
         trigger = TRIGGERS[kinds[0]].compile(when, (*path, "when"), ctx)
@@ -397,6 +403,31 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
                 mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
                 location=Location(ctx.doc.path, mark.line, mark.col))
+
+
+def _for_each_items(spec: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> tuple[str, Expr] | None:
+    """`for_each: {items: EXPR}`: the lookup compiled (in the trigger's scope) and the kind of record it gives; None
+    without `items:`, or when it cannot work (reported here, at its line)."""
+    if "kind" not in spec and "items" not in spec:
+        ctx.error(path, "`for_each` needs `kind:` (every stored record of a kind) or `items:` (a lookup such as "
+                        "bookings_of(client, status='confirmed'))")
+        return None
+    if "items" not in spec:
+        return None
+    expr = ctx.expr(spec["items"], (*path, "items"))
+    if expr is None:
+        return None
+    kind = items_kind(expr.tree)
+    if kind is None:
+        ctx.error((*path, "items"), f"`items` {expr.source!r} does not give records a run can be about",
+                  f"write a lookup of bookings or deals, such as bookings_of(client, status='confirmed') or "
+                  f"where(deals_of(client), stage='new'); the kinds are {', '.join(sorted(set(LOOKUP_KINDS.values())))}")
+        return None
+    if "kind" in spec and spec["kind"] != kind:
+        ctx.error((*path, "kind"), f"`kind: {spec['kind']}` but `items` gives {kind} records",
+                  f"write kind: {kind}, or leave `kind` out")
+        return None
+    return kind, expr
 
 
 def _check_trigger_names(when: Mapping[str, Any], kind: str, path: tuple[Any, ...], ctx: CompileContext) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ from automator.config.project import Project
 from automator.core import scope as scopes
 from automator.core.runner import advance
 from automator.core.state import RunState
-from automator.expr import EvalError, Expr
+from automator.expr import EvalError, Expr, Record
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, WhyNot, plain
 from automator.steps.wait import resume_timer_id
 from automator.store.base import Snapshot
@@ -123,7 +123,7 @@ class _Deciding(_Arming):
         self.event, self.before, self.after, self.plan, self.preview = event, before, after, plan, preview
         self.fields_before = before.fields if before else None
         self.fields_after = after.fields if after else None
-        self.ectx = scopes.eval_context(project, snapshot, now)
+        self.ectx = scopes.eval_context(project, snapshot, now, after)
         self.views: dict[str, dict[str, Any]] = {}
         self.scopes: dict[tuple[str, EntityRef | None], tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
 
@@ -170,20 +170,51 @@ class _Deciding(_Arming):
         if trigger is not None and trigger.fired is not None:
             trigger.fired(rule, self)
 
-    def for_each(self, rule: Rule) -> None:
-        assert rule.for_each is not None
+    def for_each(self, rule: Rule, ref: EntityRef | None = None, fields: Mapping[str, Any] | None = None) -> None:
+        """One run per record the rule's `for_each` selects, each its own (its run id names the event, the rule and
+        the record, so deciding the event again starts none twice). `ref` and `fields` are the trigger's entity:
+        `items:` is evaluated in its scope."""
+        each = rule.for_each
+        assert each is not None
         ectx = self.ectx
-        for entity in self.snapshot.entities(rule.for_each.kind):
+        selected: Iterable[Entity] = ()
+        if each.items is None:
+            selected = self.snapshot.entities(each.kind)
+        else:
+            try:
+                selected = self.items(each.items, each.kind, self.scope(self.event, ref, fields))
+            except EvalError as exc:
+                self.why_not(rule.id, f"for_each items {each.items.source!r} failed: {exc}")
+                return
+        after = self.after
+        for entity in selected:
+            if after is not None and entity.ref == after.ref:  # the event's own record, as the event leaves it
+                entity = after
             fields = entity.fields
-            if rule.for_each.where is not None:
+            if each.where is not None:
                 scope = self.scope(self.event, entity.ref, fields)
                 try:
-                    if not rule.for_each.where.evaluate(scope, ectx):
+                    if not each.where.evaluate(scope, ectx):
                         continue
                 except EvalError as exc:
                     self.why_not(rule.id, f"{entity.ref}: for_each where failed: {exc}")
                     continue
-            self.start(rule, entity.ref, fields)
+            self.run_for(rule, entity.ref, fields)
+
+    def items(self, expr: Expr, kind: str, scope: Mapping[str, Any]) -> list[Entity]:
+        """The stored records a `for_each: {items:}` lookup names, each once, in its order."""
+        value = expr.evaluate(scope, self.ectx)
+        if not isinstance(value, (list, tuple)):
+            raise EvalError(f"it gave {plain(value)!r}, not a list of records")
+        out: dict[EntityRef, Entity] = {}
+        for item in value:
+            if not isinstance(item, Record) or item.kind != kind or item.get("id") is None:
+                raise EvalError(f"it gave {plain(item)!r}, not a {kind} record")
+            ref = EntityRef(kind, str(item["id"]))
+            entity = self.snapshot.entity(ref)
+            if entity is not None:
+                out.setdefault(ref, entity)
+        return list(out.values())
 
     def resume(self, rid: str, rule: Rule | None) -> None:
         run = self.plan.runs.get(rid) or self.snapshot.run(rid)
@@ -229,6 +260,13 @@ class _Deciding(_Arming):
         return scope
 
     def start(self, rule: Rule, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
+        """The trigger matched: one run about its entity, or, for a `for_each` rule, one per record it selects."""
+        if rule.for_each is not None:
+            self.for_each(rule, ref, fields)
+        else:
+            self.run_for(rule, ref, fields)
+
+    def run_for(self, rule: Rule, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
         event = self.event
         scope = self.scope(event, ref, fields)
         rid = run_id(event.id, rule.id, ref if rule.for_each else "")

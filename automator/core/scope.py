@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.catalogue import Catalogue
 from automator.config.project import Project
-from automator.expr import EvalContext, Template
-from automator.model import EntityRef, Event, Rule
+from automator.expr import EvalContext, Record, Template
+from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
 from automator.triggers import kind_of
 
@@ -92,6 +93,8 @@ def sendable(value: Any, tz: tzinfo) -> Any:
         return (value.astimezone(tz) if value.tzinfo is not None else value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Decimal):  # money leaves as decimal text, never a float
+        return str(value)
     if isinstance(value, dict):
         return {k: sendable(v, tz) for k, v in value.items()}
     if isinstance(value, list):
@@ -182,8 +185,50 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
                 _follow_links(project, snapshot, scope[kind], scope)
 
 
-def eval_context(project: Project, snapshot: Snapshot, now: datetime) -> EvalContext:
-    """The function library's view of the world: the clock, the timezone, segments and business hours."""
+class _Lookups:
+    """The snapshot as the library's lookups read it (`automator.expr.Lookups`): each record typed as the scope's
+    entities are, through the store's indexes on links, the `client` field and the client's `phone` field. The
+    event's own entity is read as the event leaves it (`current`), as the scope shows it."""
+
+    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None) -> None:
+        self.project, self.snapshot, self.current = project, snapshot, current
+
+    def client_by_phone(self, phone: str) -> Record | None:
+        # The phone link is the identity's: every system's report of the person, matched and normalised when it
+        # was journaled. A person no system reported (a test's `given:`, a `local` form) has no link, only the
+        # `phone` field of their stored record: the second way, kept so such people are found too.
+        person = self.snapshot.client_of("phone", phone)
+        if person is not None:
+            ref = EntityRef("client", person)
+            entity = self.snapshot.entity(ref)
+            return Record("client", _fields(ref, entity.fields if entity else {"phone": phone}, self.project))
+        found = [e for e in self.snapshot.clients_with_phone(phone) if not e.fields.get("deleted")]
+        return Record("client", _fields(found[0].ref, found[0].fields, self.project)) if found else None
+
+    def records(self, kind: str, client: str, limit: int) -> list[Record]:
+        found = self.snapshot.related(kind, client)[:limit]
+        current = self.current
+        if current is not None and current.ref.kind == kind:
+            found = [e for e in found if e.ref != current.ref]
+            if str(current.fields.get("client")) == client:
+                found.append(current)
+        return [Record(kind, _fields(e.ref, e.fields, self.project)) for e in found if not e.fields.get("deleted")]
+
+    def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
+        return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since)[:limit]]
+
+
+def visit_view(visit: Visit, tz: ZoneInfo) -> Record:
+    """A visit as expressions read it: `at` in the project's timezone, `amount` exact money (a Decimal)."""
+    return Record("visit", {"id": visit.id, "client": visit.client, "at": visit.at.astimezone(tz), "kind": visit.kind,
+                            "branch": visit.branch, "services": list(visit.services), "category": visit.category,
+                            "staff": visit.staff, "amount": Decimal(visit.amount).scaleb(-2),
+                            "currency": visit.currency, "booking": visit.booking})
+
+
+def eval_context(project: Project, snapshot: Snapshot, now: datetime, current: Entity | None = None) -> EvalContext:
+    """The function library's view of the world: the clock, the timezone, segments, business hours and the
+    snapshot's records (the lookups), with `current`, the event's entity as the event leaves it, laid over them."""
     from automator.clock import end_of_day, start_of_day
 
     tz: ZoneInfo = project.config.timezone
@@ -211,7 +256,8 @@ def eval_context(project: Project, snapshot: Snapshot, now: datetime) -> EvalCon
         return at
 
     return EvalContext(now=now.astimezone(tz), tz=tz, segment_of=segment_of, segment_avg_recency=avg_recency,
-                       end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day))
+                       end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day),
+                       lookups=_Lookups(project, snapshot, current))
 
 
 def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:

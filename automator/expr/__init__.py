@@ -13,7 +13,7 @@ text), `library` (the functions), `evaluate` (the interpreter and `Expr`), `comp
 from __future__ import annotations
 
 from automator.expr.compile import chain_of, compile_expr
-from automator.expr.context import EvalContext
+from automator.expr.context import EvalContext, Lookups, Record
 from automator.expr.errors import EvalError, ExprSyntaxError
 from automator.expr.evaluate import Expr
 from automator.expr.formatting import format_value
@@ -21,5 +21,6 @@ from automator.expr.library import FUNCTIONS, REFERENCE, FunctionDoc
 from automator.expr.suggest import suggest
 from automator.expr.templates import Template, compile_template
 
-__all__ = ["FUNCTIONS", "REFERENCE", "EvalContext", "EvalError", "Expr", "ExprSyntaxError", "FunctionDoc", "Template",
+__all__ = ["FUNCTIONS", "REFERENCE", "EvalContext", "EvalError", "Expr", "ExprSyntaxError", "FunctionDoc", "Lookups",
+           "Record", "Template",
            "chain_of", "compile_expr", "compile_template", "format_value", "suggest"]

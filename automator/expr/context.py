@@ -1,10 +1,11 @@
-"""What evaluation needs besides the data (`EvalContext`), and `now`/`today` as both values and calls."""
+"""What evaluation needs besides the data (`EvalContext`, and the store as lookups read it: `Lookups`, `Record`),
+and `now`/`today` as both values and calls."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 
@@ -16,9 +17,44 @@ def _no_recency(client: Mapping[str, Any]) -> timedelta | None:
     return None
 
 
+class Record(dict[str, Any]):
+    """A stored record as a lookup gives it: its fields, and its kind (`booking`, `deal`, `visit`), so that
+    `for_each: {items: ...}` knows which record each item is. Expressions read it as any record; it is a dict so
+    that a run's `set:` keeps it, and stores it, as the record it is; nothing changes it (expressions cannot)."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self.kind = kind
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a looked-up record is read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+
+
+class Lookups(Protocol):
+    """The store as the library's lookup functions read it: one person's records through an index, never a scan
+    of every record. Each answer is as the decision's snapshot holds it (pure: `dry-run` and `test` show it)."""
+
+    def client_by_phone(self, phone: str) -> Record | None:
+        """The person with this E.164 phone, or None."""
+
+    def records(self, kind: str, client: str, limit: int) -> list[Record]:
+        """Up to `limit` of a person's bookings or deals, oldest first."""
+
+    def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
+        """Up to `limit` of a person's visits and purchases, oldest first, since a moment when given."""
+
+
+MAX_ROWS = 10_000  # records the lookups of one evaluation may read
+
+
 @dataclass(frozen=True, slots=True)
 class EvalContext:
-    """What evaluation needs besides the data: the time, the timezone, segment and business-hours lookups."""
+    """What evaluation needs besides the data: the time, the timezone, segment and business-hours lookups, and
+    the store's records (`lookups`; None where no store is read, and the lookup functions then say so)."""
 
     now: datetime
     tz: ZoneInfo
@@ -27,6 +63,8 @@ class EvalContext:
     end_of_day: Callable[[datetime, str | None], datetime] | None = None
     start_of_day: Callable[[datetime, str | None], datetime] | None = None
     deadline_s: float = 0.05
+    lookups: Lookups | None = None
+    max_rows: int = MAX_ROWS
 
     def __post_init__(self) -> None:
         if self.now.utcoffset() is None:

@@ -1,4 +1,5 @@
-"""The interpreter: a compiled `Expr` evaluated on plain data, with field reads only, bounds and a deadline.
+"""The interpreter: a compiled `Expr` evaluated on plain data, with field reads only, bounds (records the lookups
+read included) and a deadline.
 
 Comparing None with a number raises "cannot compare an empty value with 60" rather than silently being false.
 """
@@ -19,7 +20,7 @@ from automator.expr.context import EvalContext, _now, _plain, _today_of
 from automator.expr.describe import _describe, _short, _text
 from automator.expr.errors import EvalError
 from automator.expr.library import _LIBRARY
-from automator.expr.limits import _check_size
+from automator.expr.limits import READS, _check_size
 from automator.expr.moments import _by_length, _calendar_binop, _exact
 from automator.expr.operators import _BINOPS, _COMPARE, _UNARY, _type_hint
 from automator.expr.suggest import suggest
@@ -244,6 +245,7 @@ class Expr:
             ev = _Evaluator()
         ev.busy, ev.scope, ev.ctx, ev.ticks = True, scope, ctx, _TICK_EVERY
         ev.deadline = perf_counter() + ctx.deadline_s
+        outer_rows, READS.rows = READS.rows, 0  # a nested evaluation has a budget of its own
         try:
             return _plain(ev.eval(self.source, previously_parsed=self._tree))
         except EvalError:
@@ -254,3 +256,4 @@ class Expr:
             raise EvalError(f"cannot evaluate: {exc}") from None
         finally:
             ev.busy, ev.scope, ev.ctx = False, {}, None
+            READS.rows = outer_rows

@@ -3,6 +3,10 @@
 Empty values: the time and text helpers pass None through (`days_since(None)` is None), `len(None)` is 0,
 `contains`/`startswith`/`has` on None are false. `FUNCTIONS` and `REFERENCE` are what `automator functions`
 and the README's reference show (`automator.functions` renders them).
+
+Lookups (`client_by_phone`, `deals_of`, `bookings_of`, `visits_of`) read the decision's snapshot through
+`EvalContext.lookups`, one person's records at a time, and count what they read against `EvalContext.max_rows`;
+the aggregates (`count`, `sum`, `avg`, `min`, `max`, `any`, `all`, `where`) work on any list, their results.
 """
 from __future__ import annotations
 
@@ -11,16 +15,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 from automator import datefmt
 from automator.clock import Duration
-from automator.expr.context import EvalContext, _now, _Now, _plain, _today_of, _Today
+from automator.expr.context import EvalContext, Lookups, Record, _now, _Now, _plain, _today_of, _Today
 from automator.expr.describe import _describe, _short
 from automator.expr.errors import EvalError
 from automator.expr.formatting import _format
-from automator.expr.limits import _check_size
+from automator.expr.limits import _charge_rows, _check_size, _rows_left
 from automator.expr.moments import _as_duration, _exact, _in_tz, _now_in_tz, _shift, _wall_seconds
 from automator.phone import Policy, to_e164
 
@@ -278,9 +283,9 @@ def _f_abs(ctx: EvalContext, x: Any) -> Any:
     return abs(_number(x, "abs"))
 
 
-def _extreme(name: str, pick: Callable[[list[Any]], Any], args: tuple[Any, ...]) -> Any:
+def _extreme(name: str, pick: Callable[[list[Any]], Any], args: tuple[Any, ...], field: Any) -> Any:
     items = args[0] if len(args) == 1 and isinstance(args[0], (list, tuple, set, frozenset)) else args
-    values = [v for v in items if v is not None]
+    values = _present(_values(items, field, name))
     if not values:
         return None
     if any(v.__class__ is Duration for v in values):
@@ -291,14 +296,18 @@ def _extreme(name: str, pick: Callable[[list[Any]], Any], args: tuple[Any, ...])
         raise EvalError(f"{name}() cannot compare {', '.join(sorted({_describe(v) for v in values}))}") from None
 
 
-@_fn("min(a, b, ...)", "the smallest value (or of one list), ignoring empty ones", ("min(client.visits, 3)", "3"))
-def _f_min(ctx: EvalContext, *values: Any) -> Any:
-    return _extreme("min", min, values)
+@_fn("min(a, b, ..., field=None)", "the smallest value (or of one list; of each item's `field` when given), "
+     "ignoring empty ones", ("min(client.visits, 3)", "3"), ("min(visits_of(client), field='at')",
+                                                            "2025-12-10T12:00:00+03:00"))
+def _f_min(ctx: EvalContext, *values: Any, field: Any = None) -> Any:
+    return _extreme("min", min, values, field)
 
 
-@_fn("max(a, b, ...)", "the largest value (or of one list), ignoring empty ones", ("max([1, 5, 2])", "5"))
-def _f_max(ctx: EvalContext, *values: Any) -> Any:
-    return _extreme("max", max, values)
+@_fn("max(a, b, ..., field=None)", "the largest value (or of one list; of each item's `field` when given), "
+     "ignoring empty ones", ("max([1, 5, 2])", "5"), ("max(bookings_of(client), field='starts_at')",
+                                                      "2026-03-05T15:00:00+03:00"))
+def _f_max(ctx: EvalContext, *values: Any, field: Any = None) -> Any:
+    return _extreme("max", max, values, field)
 
 
 @_fn("int(x)", "a whole number from a number or text (truncated); empty if x is empty", ("int('42')", "42"))
@@ -381,6 +390,226 @@ _day_edge("end_of_day", "when the branch closes: the working day `at` falls in, 
           "closed then (business hours)", ("end_of_day()", "2026-03-02T21:00:00+03:00"))
 _day_edge("start_of_day", "the branch's next opening at or after `at` (business hours)",
           ("start_of_day()", "2026-03-03T10:00:00+03:00"))
+
+# ---- lookups: one person's records in the store --------------------------------------------------------------
+def _lookups(ctx: EvalContext, fn: str) -> Lookups:
+    if ctx.lookups is None:
+        raise EvalError(f"{fn}() reads the store, and none is read here")
+    return ctx.lookups
+
+
+def _person(client: Any, fn: str) -> str | None:
+    """A person's id from a client record (`client`) or an id written out (`'77'`, 77); None when empty."""
+    value = client.get("id") if isinstance(client, Mapping) else client
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise EvalError(f"{fn}() expects a client or a client id, got {_describe(client)}")
+    return str(value)
+
+
+def _read(ctx: EvalContext, fn: str, read: Callable[[int], list[Record]]) -> list[Record]:
+    """One lookup, bounded: it may read one record past what is left, which proves the evaluation over budget."""
+    rows = read(_rows_left(ctx.max_rows) + 1)
+    _charge_rows(len(rows), ctx.max_rows, f"{fn}()")
+    return rows
+
+
+def _moment(ctx: EvalContext, x: Any, fn: str) -> datetime | None:
+    return None if x is None else _in_tz(ctx, x, fn)
+
+
+@_fn("client_by_phone(p)", "the stored client with this phone (any spelling phone() reads), or empty when nobody "
+     "has it: found by the phone each system reported for the person, else by a stored client's `phone` field",
+     ("client_by_phone('+7 916 123-45-67').name", "'Анна'"), ("client_by_phone('+79990000000')", "empty"))
+def _f_client_by_phone(ctx: EvalContext, p: Any) -> Record | None:
+    number = _f_phone(ctx, p)
+    if number is None:
+        return None
+    _charge_rows(1, ctx.max_rows, "client_by_phone()")
+    return _lookups(ctx, "client_by_phone").client_by_phone(number)
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """Equality as an admin means it (`5` equals "5", True is no number), or one of a list of wanted values."""
+    if isinstance(wanted, (list, tuple, set, frozenset)):
+        return any(_matches(value, w) for w in wanted)
+    if value == wanted:
+        return True
+    if value is None or wanted is None or isinstance(value, bool) or isinstance(wanted, bool):
+        return False
+    return isinstance(value, (str, int)) and isinstance(wanted, (str, int)) and str(value) == str(wanted)
+
+
+def _items(x: Any, fn: str) -> list[Any]:
+    if x is None:
+        return []
+    if not isinstance(x, (list, tuple, set, frozenset)):
+        raise EvalError(f"{fn}() expects a list, got {_describe(x)}")
+    return list(x)
+
+
+def _filtered(items: Any, equals: Mapping[str, Any], fn: str) -> list[Any]:
+    found = _items(items, fn)
+    if not equals:
+        return found
+    out = []
+    for item in found:
+        if not isinstance(item, Mapping):
+            raise EvalError(f"{fn}() filters records by their fields; an item is {_describe(item)}")
+        if all(_matches(item.get(name), wanted) for name, wanted in equals.items()):
+            out.append(item)
+    return out
+
+
+_CLOSED_OUTCOMES = ("won", "lost")
+# amoCRM's own ids of the won and lost stages, the same in every pipeline (see connectors/amocrm/catalogue.yaml).
+_AMO_CLOSED = ("142", "143")
+
+
+def _open_deal(deal: Mapping[str, Any]) -> bool:
+    return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES
+                or str(deal.get("status_id")) in _AMO_CLOSED)
+
+
+@_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first: of one pipeline (or a list of "
+     "them), only open ones (open=true: not won, lost or closed) or only closed ones (open=false)",
+     ("count(deals_of(client, open=true))", "1"), ("deals_of(client, pipeline='sales')[0].stage", "'new'"))
+def _f_deals_of(ctx: EvalContext, client: Any, pipeline: Any = None, open: Any = None) -> list[Record]:
+    person = _person(client, "deals_of")
+    if person is None:
+        return []
+    if open is not None and not isinstance(open, bool):
+        raise EvalError(f"deals_of(): open must be true or false, got {_describe(open)}")
+    lookups = _lookups(ctx, "deals_of")
+    deals = _read(ctx, "deals_of", lambda limit: lookups.records("deal", person, limit))
+    return [d for d in deals if (pipeline is None or _matches(d.get("pipeline"), pipeline))
+            and (open is None or _open_deal(d) is open)]
+
+
+def _starts(ctx: EvalContext, booking: Mapping[str, Any]) -> datetime | None:
+    try:
+        return _moment(ctx, booking.get("starts_at"), "bookings_of")
+    except EvalError:
+        return None
+
+
+@_fn("bookings_of(client, status=None, after=None, before=None)", "the client's bookings, oldest first: of a "
+     "status (or a list of them), starting after and/or before a moment",
+     ("count(bookings_of(client, status='confirmed', after=now()))", "1"),
+     ("bookings_of(client, before=now)", "[]"))
+def _f_bookings_of(ctx: EvalContext, client: Any, status: Any = None, after: Any = None,
+                   before: Any = None) -> list[Record]:
+    person = _person(client, "bookings_of")
+    if person is None:
+        return []
+    since, until = _moment(ctx, after, "bookings_of"), _moment(ctx, before, "bookings_of")
+    lookups = _lookups(ctx, "bookings_of")
+    bookings = _read(ctx, "bookings_of", lambda limit: lookups.records("booking", person, limit))
+    out = []
+    for booking in bookings:
+        if status is not None and not _matches(booking.get("status"), status):
+            continue
+        if since is not None or until is not None:
+            starts = _starts(ctx, booking)
+            if starts is None or (since is not None and starts <= since) or (until is not None and starts >= until):
+                continue
+        out.append(booking)
+    return out
+
+
+@_fn("visits_of(client, since=None)", "the client's visits and purchases, oldest first, since a moment when given; "
+     "each has at (a date-time), amount (exact money), branch, services, category, staff, kind (visit or purchase)",
+     ("count(visits_of(client))", "2"), ("sum(visits_of(client, since=now - duration('30d')), 'amount')", "1500.00"))
+def _f_visits_of(ctx: EvalContext, client: Any, since: Any = None) -> list[Record]:
+    person = _person(client, "visits_of")
+    if person is None:
+        return []
+    moment = _moment(ctx, since, "visits_of")
+    lookups = _lookups(ctx, "visits_of")
+    return _read(ctx, "visits_of", lambda limit: lookups.visits(person, moment, limit))
+
+
+# ---- aggregates over lists ------------------------------------------------------------------------------------
+def _values(items: Any, field: Any, fn: str) -> list[Any]:
+    """The items, or each item's `field` (an item that is empty or has no such field gives an empty value)."""
+    if field is None:
+        return list(items)
+    if not isinstance(field, str):
+        raise EvalError(f"{fn}(): the field must be a name in quotes, such as 'amount'")
+    out = []
+    for item in items:
+        if item is not None and not isinstance(item, Mapping):
+            raise EvalError(f"{fn}(): '{field}' can be read only from records; an item is {_describe(item)}")
+        out.append(None if item is None else item.get(field))
+    return out
+
+
+def _present(values: list[Any]) -> list[Any]:
+    return [v for v in values if v is not None]
+
+
+def _numbers(values: list[Any], fn: str) -> list[int | float | Decimal]:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise EvalError(f"{fn}() adds numbers; got {_describe(v)}")
+    if any(isinstance(v, Decimal) for v in values):  # money stays exact: a float among it is refused, not rounded
+        if any(isinstance(v, float) for v in values):
+            raise EvalError(f"{fn}() cannot mix money (exact) with a fractional number")
+    return values
+
+
+@_fn("where(items, field=value, ...)", "the items whose named fields equal the values (a list: any of them)",
+     ("where(bookings_of(client), status='confirmed')[0].id", "501"),
+     ("len(where(deals_of(client), stage=['won', 'lost']))", "1"))
+def _f_where(ctx: EvalContext, items: Any, **equals: Any) -> list[Any]:
+    return _filtered(items, equals, "where")
+
+
+@_fn("count(items, field=value, ...)", "how many items (with the named fields equal to the values, when given); "
+     "0 if empty", ("count(bookings_of(client), status='confirmed')", "1"), ("count([1, 2, 3])", "3"))
+def _f_count(ctx: EvalContext, items: Any, **equals: Any) -> int:
+    return len(_filtered(items, equals, "count"))
+
+
+@_fn("sum(items, field=None)", "the total of numbers (or of each item's `field`), ignoring empty ones; money stays "
+     "exact; 0 if none", ("sum(visits_of(client), 'amount')", "3700.00"), ("sum([1, 2.5])", "3.5"))
+def _f_sum(ctx: EvalContext, items: Any, field: Any = None) -> int | float | Decimal:
+    values = _numbers(_present(_values(_items(items, "sum"), field, "sum")), "sum")
+    total: Any = 0
+    for v in values:
+        total += v
+    return _check_size(total)
+
+
+@_fn("avg(items, field=None)", "the average of numbers (or of each item's `field`), ignoring empty ones; money stays "
+     "exact; empty if none", ("avg(visits_of(client), 'amount')", "1850.00"), ("avg([1, 2])", "1.5"))
+def _f_avg(ctx: EvalContext, items: Any, field: Any = None) -> int | float | Decimal | None:
+    values = _numbers(_present(_values(_items(items, "avg"), field, "avg")), "avg")
+    if not values:
+        return None
+    if any(isinstance(v, Decimal) for v in values):
+        total = sum((Decimal(v) for v in values), Decimal(0))
+        return (total / len(values)).quantize(Decimal("0.01"))
+    return sum(values) / len(values)
+
+
+@_fn("any(items, field=value, ...)", "some item is not empty, false, 0 or '' (or, with fields, some item has them "
+     "equal to the values); false if empty",
+     ("any(bookings_of(client, after=now()), status=['confirmed', 'waiting'])", "true"))
+def _f_any(ctx: EvalContext, items: Any, **equals: Any) -> bool:
+    found = _filtered(items, equals, "any")
+    return bool(found) if equals else any(bool(v) for v in found)
+
+
+@_fn("all(items, field=value, ...)", "every item is not empty, false, 0 or '' (or, with fields, every item has them "
+     "equal to the values); true if empty", ("all(visits_of(client), branch='center')", "true"))
+def _f_all(ctx: EvalContext, items: Any, **equals: Any) -> bool:
+    found = _items(items, "all")
+    if equals:
+        return len(_filtered(found, equals, "all")) == len(found)
+    return all(bool(v) for v in found)
+
 
 FUNCTIONS: Mapping[str, str] = MappingProxyType(dict(sorted(_DOCS.items())))
 REFERENCE: Mapping[str, FunctionDoc] = MappingProxyType(dict(sorted(_REFERENCE.items())))

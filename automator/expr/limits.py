@@ -5,6 +5,7 @@ the daemon's memory or time.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from automator.expr.errors import EvalError
@@ -30,3 +31,25 @@ def _check_size(value: Any) -> Any:
     elif cls in (str, list, tuple, dict, set) and len(value) > MAX_LEN:
         raise _too_long()
     return value
+
+
+class _Reads(threading.local):
+    """Records the lookups of the evaluation under way on this thread have read (see `Expr.evaluate`)."""
+
+    rows = 0
+
+
+READS = _Reads()
+
+
+def _rows_left(limit: int) -> int:
+    """How many more records this evaluation may read (at least 0)."""
+    return max(0, limit - READS.rows)
+
+
+def _charge_rows(read: int, limit: int, what: str) -> None:
+    """Count records a lookup read; past `limit` the evaluation fails, so no rule reads the store at large."""
+    READS.rows += read
+    if READS.rows > limit:
+        raise EvalError(f"{what} read more than {limit:,} records in one expression: narrow it "
+                        f"(a status, a pipeline, a since date)")

@@ -58,6 +58,10 @@ class Snapshot(Protocol):
     def related(self, kind: str, client: str) -> list[Entity]:
         """The bookings, deals or tasks whose `client` field is this person, oldest first."""
 
+    def clients_with_phone(self, phone: str) -> list[Entity]:
+        """The stored clients whose `phone` field is this text (an index, never a scan), oldest first: people
+        no system has reported through the journal (a test's `given:`, a `local` form) have no phone link."""
+
     def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
         """A person's visits and purchases, oldest first; since a moment, when given."""
 

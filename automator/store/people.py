@@ -47,6 +47,13 @@ class People:
             "in (?, ?) order by updated_at, id", [kind, *forms]).fetchall()
         return [Entity(EntityRef(kind, str(i)), load(f), time_of(u)) for i, f, u in rows]
 
+    def clients_with_phone(self, phone: str) -> list[Entity]:
+        """The clients whose `phone` field is this text, oldest first (the index on the field)."""
+        rows = self.db.conn.execute(
+            "select id, fields, updated_at from entities where kind = 'client' and json_extract(fields, '$.phone') "
+            "= ? order by updated_at, id", [phone]).fetchall()
+        return [Entity(EntityRef("client", str(i)), load(f), time_of(u)) for i, f, u in rows]
+
     # ---- history -----------------------------------------------------------------------------------
     def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
         """A person's visits and purchases, oldest first; since a moment, when given."""

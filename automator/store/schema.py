@@ -99,6 +99,13 @@ def m002_people(db: sqlite_utils.Database) -> None:
     db.execute("create index if not exists entities_client on entities (kind, json_extract(fields, '$.client'))")
 
 
+@MIGRATIONS()
+def m003_client_phone(db: sqlite_utils.Database) -> None:
+    """An index that finds a stored client by its `phone` field (`client_by_phone` for people no system reported
+    through the journal, so with no phone link), in the words `People.clients_with_phone` says."""
+    db.execute("create index if not exists entities_phone on entities (kind, json_extract(fields, '$.phone'))")
+
+
 def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
     """Apply the migrations this database has not had yet, in order (inside the caller's transaction)."""
     migrations.apply(db)

@@ -107,6 +107,9 @@ class SqliteStore(Store):
     def related(self, kind: str, client: str) -> list[Entity]:
         return self.people.related(kind, client)
 
+    def clients_with_phone(self, phone: str) -> list[Entity]:
+        return self.people.clients_with_phone(phone)
+
     def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
         return self.people.visits_of(client, since)
 

@@ -105,6 +105,14 @@ class Staged:
                   and str(e.fields.get("client")) == client]
         return [e for e in (*stored, *staged) if str(e.fields.get("client")) == client]
 
+    def clients_with_phone(self, phone: str) -> list[Entity]:
+        """The clients whose phone field is this text, as the staged decisions leave them."""
+        stored = [self._entities.get(e.ref, e) for e in self.store.clients_with_phone(phone)]
+        known = {e.ref for e in stored}
+        staged = [e for ref, e in self._entities.items() if ref.kind == "client" and ref not in known
+                  and e.fields.get("phone") == phone]
+        return [e for e in (*stored, *staged) if e.fields.get("phone") == phone]
+
     def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
         """A person's visits, stored and staged, oldest first."""
         stored = self.store.visits_of(client, since)

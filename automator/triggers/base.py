@@ -43,10 +43,8 @@ class Deciding(Arming, Protocol):
         """Record that a candidate rule did not fire, and why."""
 
     def start(self, rule: Rule, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
-        """Start a run of the rule for this entity (its conditions are checked there)."""
-
-    def for_each(self, rule: Rule) -> None:
-        """Start a run of the rule for every stored entity its `for_each` selects."""
+        """Start a run of the rule for this entity (its conditions are checked there); for a rule with `for_each`,
+        one run for every record it selects, `items:` evaluated in this entity's scope."""
 
     def evaluate(self, expr: Expr, fields: Mapping[str, Any]) -> Any:
         """An expression's value in the event's scope (EvalError when it fails)."""

@@ -71,11 +71,8 @@ def timer_id(rule_id: str) -> str:
 
 
 def fired(rule: Rule, deciding: Deciding) -> None:
-    """A tick: one run, or one per entity its `for_each` selects."""
-    if rule.for_each is None:
-        deciding.start(rule, None, None)
-        return
-    deciding.for_each(rule)
+    """A tick: one run, or one per entity its `for_each` selects (`start` fans out)."""
+    deciding.start(rule, None, None)
 
 
 def describe(trigger: ScheduleTrigger) -> str:

@@ -310,6 +310,14 @@ def test_a_persons_records_are_found_by_their_client_field(any_store: Store) -> 
     assert any_store.related("task", "77") == []
 
 
+def test_a_client_is_found_by_their_phone_field(any_store: Store) -> None:
+    any_store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "phone": "+79161234567"}, T0))
+    any_store.put_entity(Entity(EntityRef("client", "78"), {"phone": "+79160000000"}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "1"), {"phone": "+79161234567"}, T0))  # not a client
+    assert [e.ref.id for e in any_store.clients_with_phone("+79161234567")] == ["77"]
+    assert any_store.clients_with_phone("+79990000000") == []
+
+
 def test_visits_are_kept_once_and_read_back_in_order(any_store: Store) -> None:
     from automator.model import Visit
 
