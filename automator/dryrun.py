@@ -137,7 +137,7 @@ def _why_conditions(project: Project, store: SqliteStore, decision: Decision, wh
     event = decision.event
     state = decision.entity_after or decision.entity_before
     before = decision.entity_before.fields if decision.entity_before else None
-    scope = scopes.build(project, store, event, event.entity, state.fields if state else None, before)
+    scope = scopes.build(project, store, event, event.entity, state.fields if state else None, before, now=at)
     ectx = scopes.eval_context(project, store, at)
     return [_evaluate(expr, kind, scope, ectx, project.config.timezone) for expr in exprs]
 

@@ -121,6 +121,12 @@ class SqliteStore(Store):
         with self.atomic():
             return self.people.put_visits(visits)
 
+    def recompute_history(self, clients: Iterable[str], at: datetime) -> int:
+        with self.atomic():
+            written = self.people.recompute(clients, at)
+        self.state.forget_recency()
+        return written
+
     def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
         return self.state.entities_of(refs)
 
