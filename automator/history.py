@@ -120,6 +120,30 @@ def visit_of(event: Event) -> Visit | None:
                  booking=_text(data.get("booking")), source=event.source)
 
 
+GIVEN_KINDS = ("visit", "purchase")  # a test's `given:` record of one of these kinds is history, not an entity
+
+
+def given_visit(raw: Mapping[str, Any], number: int, tz: Any) -> Visit:
+    """A visit written in a test's `given:` (`{kind: visit, client: 77, at: …, amount: "1500.00", category: …}`);
+    `id` defaults to the record's place in the list. A moment without an offset is in the project's timezone."""
+    at = raw.get("at")
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            raise HistoryError(f"at {at!r} is not an ISO 8601 moment") from None
+    if not isinstance(at, datetime):
+        raise HistoryError("a visit needs `at`, the moment it took place")
+    services = raw.get("services") or ()
+    return Visit(id=f"test:{raw.get('id', number)}", client=str(raw["client"]),
+                 at=at if at.tzinfo is not None else at.replace(tzinfo=tz), kind=str(raw["kind"]),
+                 branch=_text(raw.get("branch")),
+                 services=(services,) if isinstance(services, str) else tuple(str(s) for s in services),
+                 category=_text(raw.get("category")), staff=_text(raw.get("staff")),
+                 amount=minor_units(raw.get("amount")), currency=str(raw.get("currency") or "RUB"),
+                 booking=_text(raw.get("booking")), source="test")
+
+
 def _moment(value: Any, default: datetime) -> datetime:
     if value in (None, ""):
         return default
