@@ -538,7 +538,7 @@ def import_() -> None:
     """Bring history kept elsewhere into the store (no rule runs: history is not news).
 
     \b
-    Example: automator import visits visits-2025.csv --system booking
+    Example: automator import visits examples/visits.csv --system booking
     """
 
 
@@ -557,7 +557,7 @@ def import_visits_cmd(file: Path, system: str, config: Path, db: Path | None) ->
     kind (visit or purchase), currency, booking. The derived fields of the clients touched are recomputed.
 
     \b
-    Example: automator import visits visits-2025.csv --system booking
+    Example: automator import visits examples/visits.csv --system booking
     """
     from automator.ingest import import_visits
 
