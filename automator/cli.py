@@ -602,7 +602,7 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     store = _store_for_history(config, db)
 
     async def fetch() -> Any:
-        built = build_connectors(project, getattr(store, "db", None), SystemClock(), announce=False)
+        built = build_connectors(project, store.db, SystemClock(), announce=False)
         try:
             # The contract names `backfill(since)`: an async generator of client.updated, then visit.completed.
             fetch_since = getattr(built[connector], "backfill", None)
