@@ -114,8 +114,8 @@ class SqliteStore(Store):
         return self.people.has_visit(visit_id)
 
     def link(self, system: str, ext_id: str, client: str, at: datetime) -> None:
-        with self.atomic():
-            self.people.link(system, ext_id, client, at)
+        with self.atomic(savepoint=False):  # one statement: atomic alone, no savepoint's two more (an import links
+            self.people.link(system, ext_id, client, at)  # a person per row)
 
     def put_visits(self, visits: Iterable[Visit]) -> int:
         with self.atomic():
