@@ -193,31 +193,26 @@ def test_money_is_a_decimal_in_expressions_and_plain_decimal_text_out(make_proje
 
 # ---- a test's given: visits ------------------------------------------------------------------------------------
 
-def test_given_visits_are_checked_by_the_schema_at_their_place(make_project: Callable[..., Path]) -> None:
-    root = make_project(RULES)
-    text, ok = play(root, """
+@pytest.mark.parametrize("record, said", [
+    # A visit is checked by the schema: money is exact decimal text.
+    ('{kind: visit, client: 77, at: 2026-01-01T10:00:00+03:00, amount: "50.005"}',
+     'case.test.yaml:5:70: error: amount: expected decimal text such as "1500.00"'),
+    # A client's history fields are the product's: the test gives the visits instead.
+    ("{kind: client, id: 77, name: Анна, visit_count: 4}",
+     "case.test.yaml:5:40: error: client.visit_count is kept by the product from the client's visits\n"
+     "        hint: give the visits instead"),
+])
+def test_given_history_written_wrong_fails_at_its_place(make_project: Callable[..., Path], record: str,
+                                                        said: str) -> None:
+    text, ok = play(make_project(RULES), f"""
         load: ..
         now: 2026-03-02T09:00:00+03:00
         given:
-          - {kind: visit, client: 77, at: 2026-01-01T10:00:00+03:00, amount: "50.005"}
-        when: [{advance: 1d}]
-        expect: [{no_action: notify}]
+          - {record}
+        when: [{{advance: 1d}}]
+        expect: [{{no_action: notify}}]
         """)
-    assert not ok and "case.test.yaml:5:70: error: amount:" in text and 'expected decimal text such as "1500.00"' in text
-
-
-def test_a_given_client_with_hand_kept_history_fails_at_the_field(make_project: Callable[..., Path]) -> None:
-    root = make_project(RULES)
-    text, ok = play(root, """
-        load: ..
-        now: 2026-03-02T09:00:00+03:00
-        given:
-          - {kind: client, id: 77, name: Анна, visit_count: 4}
-        when: [{advance: 1d}]
-        expect: [{no_action: notify}]
-        """)
-    assert not ok and "case.test.yaml:5:40: error: client.visit_count is kept by the product" in text
-    assert "give the visits instead" in text
+    assert not ok and said in text, text
 
 
 # ---- automator import visits ----------------------------------------------------------------------------------
