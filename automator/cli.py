@@ -531,6 +531,111 @@ def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | 
     click.echo(f"{_plural(len(letters), 'dead letter')}", err=True)
 
 
+# ---- history brought in from outside the event stream ----------------------------------------------------
+
+@cli.group("import")
+def import_() -> None:
+    """Bring history kept elsewhere into the store (no rule runs: history is not news).
+
+    \b
+    Example: automator import visits examples/visits.csv --system booking
+    """
+
+
+@import_.command("visits")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--system", default="import", show_default=True,
+              help="The connector whose client ids the `client` column holds (booking: YCLIENTS's).")
+@_config_option
+@_db_option
+@_operator
+def import_visits_cmd(file: Path, system: str, config: Path, db: Path | None) -> None:
+    """Import visits from a CSV file: idempotent (the same file again adds nothing); a bad row is reported as
+    FILE:LINE:COL and skipped, the good ones are imported, and the exit is 1 when any row was bad.
+
+    Columns: client or phone, at, amount, and optionally visit, branch, services (separated by |), staff, category,
+    kind (visit or purchase), currency, booking. The derived fields of the clients touched are recomputed.
+
+    \b
+    Example: automator import visits examples/visits.csv --system booking
+    """
+    from automator.ingest import import_visits
+
+    store = _store_for_history(config, db)
+    counts = import_visits(store, file, system, _timezone(config), datetime.now(timezone.utc),
+                           progress=lambda c: click.echo(f"… {c.read} rows read, {c.new} new visits", err=True))
+    _ingested(counts, "rows")
+
+
+@cli.command()
+@click.argument("connector")
+@click.option("--since", required=True, help="The first day (ISO 8601 date or moment) of the history to fetch.")
+@_config_option
+@_db_option
+@_operator
+def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
+    """Fetch a connector's clients and visits since a date into the store (idempotent; no rule runs).
+
+    \b
+    Example: automator backfill booking --since 2025-01-01
+    """
+    import asyncio
+
+    from automator.clock import SystemClock
+    from automator.daemon.connectors import build_connectors, close_connectors
+    from automator.ingest import backfill as ingest
+    from automator.observe import config_path
+
+    tz = _timezone(config)
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise click.UsageError(f"--since: not an ISO 8601 date or moment: {since!r}") from exc
+    start = start if start.tzinfo is not None else start.replace(tzinfo=tz)
+    project, problems = load_project(config_path(config).parent)
+    if project is None:
+        _fail_problems(problems)
+        return
+    if connector not in project.config.connectors:
+        raise click.UsageError(f"no connector {connector!r} in automator.yaml "
+                               f"(there are: {', '.join(sorted(project.config.connectors))})")
+    store = _store_for_history(config, db)
+
+    async def fetch() -> Any:
+        built = build_connectors(project, store.db, SystemClock(), announce=False)
+        try:
+            # The contract names `backfill(since)`: an async generator of client.updated, then visit.completed.
+            fetch_since = getattr(built[connector], "backfill", None)
+            if fetch_since is None:
+                raise NotImplementedError(f"its type {project.config.connectors[connector].type!r} cannot fetch "
+                                          "history")
+            return await ingest(store, connector, fetch_since(start), datetime.now(timezone.utc),
+                                progress=lambda c: click.echo(f"… {c.read} records read, {c.new} new visits", err=True))
+        finally:
+            await close_connectors(built.values())
+
+    try:
+        counts = asyncio.run(fetch())
+    except NotImplementedError as exc:
+        raise click.ClickException(f"connector {connector!r} offers no backfill: {exc}") from exc
+    _ingested(counts, "records")
+
+
+def _store_for_history(config: Path, db: Path | None) -> Store:
+    from automator.observe import config_path, open_store
+
+    return open_store(config_path(config), db, write=True, create=True)
+
+
+def _ingested(counts: Any, what: str) -> None:
+    for problem in counts.problems:
+        click.echo(problem.format())
+    click.echo(f"{counts.read} {what} read: {_plural(counts.new, 'new visit')}, "
+               f"{_plural(counts.clients, 'client')} recomputed, {counts.skipped} skipped")
+    if counts.problems:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_config_option

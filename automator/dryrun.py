@@ -18,6 +18,7 @@ from automator.core.scope import describe
 from automator.expr import EvalError, Expr
 from automator.model import Decision, Entity, EntityRef, Event, EventTrigger, HeldTrigger, Rule, WhyNot
 from automator.run_errors import step_label, step_location
+from automator.ingest import seed
 from automator.store.sqlite import SqliteStore
 from automator.yamltext import flow
 
@@ -43,10 +44,9 @@ def dry_run(project: Project, event_raw: Mapping[str, Any], state: Sequence[Mapp
     """The plan for one event: every candidate rule, whether it matched, its conditions and steps."""
     store = SqliteStore(":memory:")
     for raw in state:
-        if not isinstance(raw, Mapping) or "kind" not in raw or "id" not in raw:
-            raise ValueError("each state entity needs `kind` and `id`")
-        fields = {k: v for k, v in raw.items() if k not in ("kind", "id")}
-        store.put_entity(Entity(EntityRef(str(raw["kind"]), str(raw["id"])), fields, at))
+        if not isinstance(raw, Mapping) or "kind" not in raw or ("id" not in raw and "client" not in raw):
+            raise ValueError("each state entity needs `kind` and `id` (a visit: `kind`, `client` and `at`)")
+    seed(store, state, at, project.config.timezone)  # a HistoryError is a ValueError: the CLI reports it
     budget = [MAX_FOLLOWED]
     plan = _plan(project, store, make_event(event_raw, at), at, budget)
     plan["other_rules"] = len(project.rules) - len({r["rule"] for r in plan["runs"]})
@@ -137,7 +137,7 @@ def _why_conditions(project: Project, store: SqliteStore, decision: Decision, wh
     event = decision.event
     state = decision.entity_after or decision.entity_before
     before = decision.entity_before.fields if decision.entity_before else None
-    scope = scopes.build(project, store, event, event.entity, state.fields if state else None, before)
+    scope = scopes.build(project, store, event, event.entity, state.fields if state else None, before, now=at)
     ectx = scopes.eval_context(project, store, at)
     return [_evaluate(expr, kind, scope, ectx, project.config.timezone) for expr in exprs]
 

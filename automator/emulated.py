@@ -23,6 +23,7 @@ from automator.config.project import Project
 from automator.connector import ActionResult, Connector, Inbound, WebConnector
 from automator.errors import InboundRejected
 from automator.model import Effect, Entity, EntityRef, Event
+from automator.history import GIVEN_KINDS
 from automator.simulator import Performed, SimulationError, Simulator
 from automator.store.base import Settlement
 from automator.store.outbox import ECHO_WINDOW
@@ -135,8 +136,10 @@ class SandboxSimulator(Simulator):
         """Seed the simulation's store, then the emulators."""
         raw = list(entities)
         super().given(raw)
+        # Visits are the store's history: no system's emulator holds them (YCLIENTS's would report them).
         self.world.seed(Entity(EntityRef(str(e["kind"]), str(e["id"])),
-                               {k: v for k, v in e.items() if k not in ("kind", "id")}, self.now) for e in raw)
+                               {k: v for k, v in e.items() if k not in ("kind", "id")}, self.now) for e in raw
+                        if e.get("kind") not in GIVEN_KINDS)
 
     def event(self, raw: Mapping[str, Any]) -> None:
         """A test's event reports a change made in a system (a booking made in YCLIENTS, a deal moved by hand in

@@ -28,19 +28,20 @@ def _settings(config: Path) -> dict[str, Any]:
     return doc.data if doc is not None and isinstance(doc.data, dict) else {}
 
 
-def open_store(config: Path, db: Path | None = None, *, write: bool = False) -> Store:
+def open_store(config: Path, db: Path | None = None, *, write: bool = False, create: bool = False) -> Store:
     """The store a project's daemon uses (`store:` of automator.yaml, else automator.db beside it): read-only,
-    or with `write` through the write lock, waiting WRITE_WAIT seconds at most for it."""
-    return SqliteStore(store_file(config, db), timeout=WRITE_WAIT, read_only=not write)
+    or with `write` through the write lock, waiting WRITE_WAIT seconds at most for it; `create` makes it when the
+    daemon never ran (an import of history before going live)."""
+    return SqliteStore(store_file(config, db, must_exist=not create), timeout=WRITE_WAIT, read_only=not write)
 
 
-def store_file(config: Path, db: Path | None = None) -> Path:
-    """The database file a project's daemon uses; FileNotFoundError if there is none yet."""
+def store_file(config: Path, db: Path | None = None, *, must_exist: bool = True) -> Path:
+    """The database file a project's daemon uses; FileNotFoundError if there is none yet (and it must be)."""
     if db is None:
         db = Path(str(_settings(config).get("store") or "automator.db"))
         if not db.is_absolute():
             db = config.parent / db
-    if not db.exists():
+    if must_exist and not db.exists():
         raise FileNotFoundError(f"no database at {db}: has `automator run` been started for this project?")
     return db
 

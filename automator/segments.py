@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -67,10 +68,11 @@ def _score_down(value: float, thresholds: Sequence[float]) -> int:
 
 
 def rfm(client: Mapping[str, Any], config: SegmentsConfig, now: datetime) -> dict[str, int]:
-    """R, F and M scores (1–5) from `last_visit_at`, `visits` and `spent`."""
+    """R, F and M scores (1–5) from the history the product keeps: `last_visit_at`, `visit_count` and
+    `total_spent` (automator.history), all three from the same visits."""
     recency = _days_since(client.get("last_visit_at"), now)
-    visits = float(client.get("visits") or 0)
-    spent = float(client.get("spent") or 0)
+    visits = float(client.get("visit_count") or 0)
+    spent = float(Decimal(str(client.get("total_spent") or 0)))  # a score's threshold: exact to a kopeck is moot
     return {"r": _score_up(recency, config.recency), "f": _score_down(visits, config.frequency),
             "m": _score_down(spent, config.monetary)}
 
@@ -88,13 +90,18 @@ def classify(client: Mapping[str, Any], config: SegmentsConfig, ectx: EvalContex
 
 
 def visit_interval(client: Mapping[str, Any]) -> timedelta | None:
-    """A client's average time between visits, from the first and last visit and the count."""
-    visits = int(client.get("visits") or 0)
+    """A client's average time between visits, from the first and last visit and the count: one history, so
+    the count is of the visits between those two moments (not a lifetime count over a span first seen lately)."""
+    visits = int(client.get("visit_count") or 0)
     first, last = client.get("first_visit_at"), client.get("last_visit_at")
     if visits < 2 or not first or not last:
         return None
-    span = datetime.fromisoformat(str(last)) - datetime.fromisoformat(str(first))
+    span = _moment(last) - _moment(first)
     return span / (visits - 1) if span.total_seconds() > 0 else None
+
+
+def _moment(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def average_recency(clients: Iterable[Mapping[str, Any]]) -> dict[str, timedelta]:

@@ -12,6 +12,8 @@ from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
 from automator.core.wakeup import tick_event, timer_event
+from automator.history import HistoryError
+from automator.ingest import seed
 from automator.model import ENGINE, Effect, Entity, EntityRef, Event, ScheduleTrigger
 from automator.run_errors import RunError, run_errors
 from automator.store.sqlite import SqliteStore
@@ -47,13 +49,12 @@ class Simulator:
         self._serial = 0
 
     def given(self, entities: Iterable[Mapping[str, Any]]) -> None:
-        """Seed known state; `held` values in it start counting now."""
-        seeded = []
-        for raw in entities:
-            fields = {k: v for k, v in raw.items() if k not in ("kind", "id")}
-            entity = Entity(EntityRef(str(raw["kind"]), str(raw["id"])), fields, self.now)
-            self.store.put_entity(entity)
-            seeded.append(entity)
+        """Seed known state (records, and visits into the clients' history); `held` values in it start counting
+        now."""
+        try:
+            seeded = seed(self.store, entities, self.now, self.project.config.timezone)
+        except HistoryError as exc:
+            raise SimulationError(f"a given visit: {exc}") from exc
         for entity in seeded:
             for timer in arm_held(self.project, self.store, entity, self.now):
                 self.store.put_timer(timer)

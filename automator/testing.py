@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from automator.clock import parse_duration
+from automator import history
 from automator.config.files import walk_yaml
 from automator.config.load import load_project
 from automator.config.problems import Problem
@@ -96,6 +97,10 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
     if "now" not in case:
         result.failures = [doc.problem(path, "a test needs `now:`").format()]
         return result
+    hand_kept = _hand_kept(doc, path)
+    if hand_kept:
+        result.failures = hand_kept
+        return result
     sim = simulator(project, parse_time(case["now"], project), sandbox)
     try:
         sim.given(case.get("given") or [])
@@ -140,6 +145,25 @@ def run_case(doc: Document, file: Path, case: Mapping[str, Any], path: tuple[Any
             mark = doc.mark(where)
             result.failures.append(f"{doc.path}:{mark.line}:{mark.col}: {failure}")
     return result
+
+
+def _hand_kept(doc: Document, path: tuple[Any, ...]) -> list[str]:
+    """A given client's history fields written by hand: the product derives them from visits, so a test gives
+    the visits (and so proves what a rule does with the history the daemon would really have)."""
+    own = doc.data["tests"][path[1]] if path else doc.data
+    where = (*path, "given") if "given" in own else ("given",)  # the case's own, or the file's it inherits
+    given = (own if "given" in own else doc.data).get("given") or []
+    failures = []
+    for index, raw in enumerate(given):
+        if not isinstance(raw, Mapping) or raw.get("kind") != "client":
+            continue
+        for name in raw:
+            if name in history.FIELDS:
+                failures.append(doc.problem(
+                    (*where, index, name), f"client.{name} is kept by the product from the client's visits",
+                    f"give the visits instead: {{kind: visit, client: {raw.get('id')}, at: 2026-02-01T10:00:00+03:00, "
+                    f"amount: \"1500.00\"}}", key=True).format())
+    return failures
 
 
 def simulator(project: Project, now: datetime, sandbox: bool) -> Simulator:

@@ -41,11 +41,11 @@ def test_the_whole_projects_catalogue_as_text(project: Path) -> None:
     lines = out.splitlines()
     assert lines[0] == "events:"
     # Each event with its entity, its doc and who produces it; a declared event's own fields under it.
-    assert ("  nps.received      client    the client rated the visit  (local)" in lines and
+    assert ("  nps.received        client    the client rated the visit  (local)" in lines and
             "      score    number          0 to 10" in lines)
     # The wording of the connector first in automator.yaml, the producers of all.
-    assert "  booking.updated   booking   a record changed (attendance, time, services…)  (yclients, local)" in lines
-    assert "  segment.changed   client    segment.recompute moved the client to another segment  (engine)" in lines
+    assert "  booking.updated     booking   a record changed (attendance, time, services…)  (yclients, local)" in lines
+    assert "  segment.changed     client    segment.recompute moved the client to another segment  (engine)" in lines
     booking = lines.index("booking fields (read as booking.<field>, and as event.<field> in its events):")
     assert lines[booking + 1] == "  id                id              the booking's id in the system"
     assert "  starts_at         datetime        when the visit starts" in lines[booking:]
@@ -105,7 +105,7 @@ def test_the_help_example_works(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_the_example_projects_forms_declare_what_the_nps_rule_reads() -> None:
     code, out = invoke("events", "forms", "--project", str(ROOT))
     assert code == 0, out
-    assert "  nps.received      client    the client rated the visit from 0 to 10 on the feedback form  (local)" \
+    assert "  nps.received        client    the client rated the visit from 0 to 10 on the feedback form  (local)" \
         in out.splitlines()
 
 

@@ -260,13 +260,22 @@ def test_steps_after_segment_recompute_see_the_new_segment(make_project) -> None
 now: 2026-03-02T10:00:00+03:00
 given:
   # Борис, a newcomer until this visit: five visits make him loyal.
-  - {kind: client, id: 1, name: Борис, segment: newcomers, visits: 5, spent: 1000,
-     first_visit_at: 2025-11-01T10:00:00+03:00, last_visit_at: 2026-02-20T10:00:00+03:00}
+  - {kind: client, id: 1, name: Борис, segment: newcomers}
+  - {kind: visit, client: 1, at: 2025-11-01T10:00:00+03:00, amount: "200.00"}
+  - {kind: visit, client: 1, at: 2025-12-01T10:00:00+03:00, amount: "200.00"}
+  - {kind: visit, client: 1, at: 2026-01-01T10:00:00+03:00, amount: "200.00"}
+  - {kind: visit, client: 1, at: 2026-02-01T10:00:00+03:00, amount: "200.00"}
+  - {kind: visit, client: 1, at: 2026-02-20T10:00:00+03:00, amount: "200.00"}
   # The loyal segment's clients come back every 12.5 days; the newcomers (Борис too, so far) every 43.875.
-  - {kind: client, id: 2, segment: loyal, visits: 5, first_visit_at: 2025-12-01T10:00:00+03:00,
-     last_visit_at: 2026-01-20T10:00:00+03:00}
-  - {kind: client, id: 3, segment: newcomers, visits: 2, first_visit_at: 2025-12-01T10:00:00+03:00,
-     last_visit_at: 2026-01-30T10:00:00+03:00}
+  - {kind: client, id: 2, segment: loyal}
+  - {kind: visit, client: 2, at: 2025-12-01T10:00:00+03:00, amount: "100.00"}
+  - {kind: visit, client: 2, at: 2025-12-10T10:00:00+03:00, amount: "100.00"}
+  - {kind: visit, client: 2, at: 2025-12-20T10:00:00+03:00, amount: "100.00"}
+  - {kind: visit, client: 2, at: 2026-01-10T10:00:00+03:00, amount: "100.00"}
+  - {kind: visit, client: 2, at: 2026-01-20T10:00:00+03:00, amount: "100.00"}
+  - {kind: client, id: 3, segment: newcomers}
+  - {kind: visit, client: 3, at: 2025-12-01T10:00:00+03:00, amount: "100.00"}
+  - {kind: visit, client: 3, at: 2026-01-30T10:00:00+03:00, amount: "100.00"}
   - {kind: booking, id: 10, client: 1, status: confirmed}
 tests:
   - name: the steps after the recompute read the client's new segment

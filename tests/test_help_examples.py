@@ -48,7 +48,9 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_example_of_each_command_works(command: str, copy: Path) -> None:
     line = example(command)
     args = shlex.split(line)[1:]
-    if command == "run":  # a daemon on a fixed port: its options are checked, it is not started
+    # A daemon on a fixed port, a fetch from the real system (the example project's secrets are not set): their
+    # options are checked, they are not started.
+    if command in ("run", "backfill"):
         with cli.make_context("automator", list(args)) as ctx:
             sub = cli.get_command(ctx, args[0])
             assert sub is not None

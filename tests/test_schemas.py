@@ -802,6 +802,7 @@ PATTERN_SAMPLES = {
     r"^(https?://|\{\{)": "https://api.example.com/x",
     r"^[a-z][a-z0-9_]{0,31}$": "owner_chat",
     r"^[1-9][0-9]{0,3}(s|m)$": "30s",
+    r"^[0-9]{1,15}([.,][0-9]{1,2})?$": "1500.00",
     r"^[a-z][a-z0-9_]{0,63}_token$": "partner_token",
     r"^[0-9]{1,6}(s|m|h|d|w|mo)([ ]?[0-9]{1,6}(s|m|h|d|w|mo)){0,4}$": "1d 2h",
     r"\{\{": "Hello {{ client.name }}",

@@ -13,8 +13,10 @@ from automator.config.project import Project
 from automator.core import scope as scopes
 from automator.core.runner import advance
 from automator.core.state import RunState
+from automator import history
 from automator.expr import EvalError, Expr, Record
-from automator.model import Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, WhyNot, plain
+from automator.model import (Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit, WhyNot,
+                             plain)
 from automator.steps.wait import resume_timer_id
 from automator.store.base import Snapshot
 from automator.triggers import TRIGGERS, kind_of
@@ -51,6 +53,15 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     snapshot = _Memo(snapshot)
     before = snapshot.entity(event.entity) if event.entity else None
     after = apply_event(before, event, now)
+    try:
+        visits = new_visits(event, snapshot)
+    except history.HistoryError as exc:
+        # Refused whole: a visit kept with a guessed amount would be wrong money in every figure after it.
+        return Decision(event=event, entity_before=before, entity_after=None,
+                        why_not=(WhyNot(event.type, f"the event is refused: {exc}"),))
+    if visits:
+        assert event.entity is not None  # visit_of names the client
+        after = history.recorded(Entity(event.entity, after.fields if after else {}, event.at or now), visits)
     plan = _Plan()
     ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
     if event.type == "timer.fired":
@@ -63,18 +74,28 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
         ctx.route()
     return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,
                     runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
-                    cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not))
+                    cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not),
+                    visits=visits)
+
+
+def new_visits(event: Event, snapshot: Snapshot) -> tuple[Visit, ...]:
+    """The visit a `visit.completed` / `purchase.completed` event adds to its client's history, unless the store
+    has it already (a webhook repeated, a backfill over a known visit); a HistoryError when it cannot be kept."""
+    visit = history.visit_of(event)
+    return (visit,) if visit is not None and not snapshot.has_visit(visit.id) else ()
 
 
 def apply_event(before: Entity | None, event: Event, now: datetime) -> Entity | None:
-    """The entity's state after the event: `<kind>.created/updated` of its own kind merge their data."""
+    """The entity's state after the event: `<kind>.created/updated` of its own kind merge their data (a client's
+    history fields excepted: the product keeps them from visits, see `automator.history`)."""
     if event.entity is None or event.kind != event.entity.kind or event.verb not in STATE_VERBS + ("deleted",):
         return before
     fields = dict(before.fields) if before else {}
     if event.verb == "deleted":
         fields["deleted"] = True
     else:
-        fields.update({k: v for k, v in event.data.items() if k != "id"})
+        data = history.without_derived(event.data) if event.kind == "client" else event.data
+        fields.update({k: v for k, v in data.items() if k != "id"})
     return Entity(ref=event.entity, fields=fields, updated_at=event.at or now)
 
 
@@ -106,7 +127,8 @@ class _Arming:
 
     def moment(self, expr: Expr, ref: EntityRef, fields: Mapping[str, Any]) -> datetime | None:
         project, snapshot, now = self.project, self.snapshot, self.now
-        scope = scopes.build(project, snapshot, Event(id="", type="timer.arm", at=now, entity=ref), ref, fields, None)
+        scope = scopes.build(project, snapshot, Event(id="", type="timer.arm", at=now, entity=ref), ref, fields, None,
+                             now=now)
         try:
             value = expr.evaluate(scope, scopes.eval_context(project, snapshot, now))
         except EvalError:
@@ -254,7 +276,7 @@ class _Deciding(_Arming):
                 config = self.project.config
                 self.views[event.id] = scopes.event_view(event, config.catalogue, config.timezone)
             cached = self.scopes[key] = (fields, scopes.build(self.project, self.snapshot, event, ref, fields, before,
-                                                              None, self.views[event.id]))
+                                                              None, self.views[event.id], now=self.now))
         scope = dict(cached[1])
         scope["vars"] = dict(vars_ or {})
         return scope

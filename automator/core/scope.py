@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automator import history
 from automator.catalogue import Catalogue
 from automator.config.project import Project
 from automator.expr import EvalContext, Record, Template
@@ -29,6 +30,8 @@ def event_view(event: Event, catalogue: Catalogue | None = None, tz: ZoneInfo | 
     data = dict(event.data)
     if catalogue is not None and tz is not None:
         data = _typed(data, _temporal(catalogue).events.get(event.type, ()), tz)
+    if event.type in history.VISIT_EVENTS and "amount" in data:
+        data["amount"] = history.shown_amount(data["amount"])  # money is a Decimal in expressions
     view: dict[str, Any] = dict(data)
     view.update({"id": event.id, "type": event.type, "at": event.at.astimezone(tz) if tz else event.at,
                  "source": event.source, "data": data,
@@ -93,8 +96,8 @@ def sendable(value: Any, tz: tzinfo) -> Any:
         return (value.astimezone(tz) if value.tzinfo is not None else value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, Decimal):  # money leaves as decimal text, never a float
-        return str(value)
+    if isinstance(value, Decimal):  # money leaves as exact decimal text, never a float
+        return format(value, "f")
     if isinstance(value, dict):
         return {k: sendable(v, tz) for k, v in value.items()}
     if isinstance(value, list):
@@ -117,35 +120,39 @@ def as_date(value: Any, tz: ZoneInfo) -> date | None:
     return moment.astimezone(tz).date() if moment is not None else None
 
 
-def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project) -> dict[str, Any]:
+def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project, now: datetime | None) -> dict[str, Any]:
     config = project.config
     own = typed(ref.kind, fields, config.catalogue, config.timezone)  # a new dict already: no second copy
     own["id"] = ref.id
+    if ref.kind == "client":
+        history.shown(own, now, config.timezone)  # money as Decimal, days_since_last_visit from now
     return own
 
 
 def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | None, fields: Mapping[str, Any] | None,
           before: Mapping[str, Any] | None, vars_: Mapping[str, Any] | None = None,
-          view: dict[str, Any] | None = None) -> dict[str, Any]:
+          view: dict[str, Any] | None = None, now: datetime | None = None) -> dict[str, Any]:
     """The scope of one run: the entity under its kind's name, and the entities it links to.
 
-    `view` is the event's view when the caller already built it (expressions only read it, so runs share it).
+    `view` is the event's view when the caller already built it (expressions only read it, so runs share it);
+    `now` is the moment of deciding (a client's `days_since_last_visit` counts to it; the event's time without it).
     """
+    now = now or event.at
     config = project.config
     prev = typed(ref.kind, before, config.catalogue, config.timezone) if ref is not None and before else {}
     scope: dict[str, Any] = {"event": view if view is not None else event_view(event, config.catalogue,
                                                                                config.timezone),
                              "settings": config.settings, "vars": dict(vars_ or {}), "prev": prev}
     if ref is not None and fields is not None:
-        own = _fields(ref, fields, project)
+        own = _fields(ref, fields, project, now)
         scope["entity"] = own
         scope[ref.kind] = own
-        _follow_links(project, snapshot, own, scope)
+        _follow_links(project, snapshot, own, scope, now)
     elif ref is not None:
         scope["entity"] = {"id": ref.id}
     linked = {k: v for k, v in event.data.items() if k in ("client", "booking", "deal")}
     if linked:
-        _follow_links(project, snapshot, linked, scope)
+        _follow_links(project, snapshot, linked, scope, now)
     return scope
 
 
@@ -171,7 +178,8 @@ def learn(scope: dict[str, Any], events: list[Event], project: Project) -> None:
         scope[ref.kind] = learned
 
 
-def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any]) -> None:
+def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any], scope: dict[str, Any],
+                  now: datetime | None) -> None:
     for name, kind in LINKS:
         if kind in scope or fields.get(name) in (None, ""):
             continue
@@ -180,9 +188,9 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
             continue
         linked = snapshot.entity(EntityRef(kind, str(value)))
         if linked is not None:
-            scope[kind] = _fields(linked.ref, linked.fields, project)
+            scope[kind] = _fields(linked.ref, linked.fields, project, now)
             if kind == "booking" or kind == "deal":  # a booking's or deal's client is in scope too
-                _follow_links(project, snapshot, scope[kind], scope)
+                _follow_links(project, snapshot, scope[kind], scope, now)
 
 
 class _Lookups:
@@ -190,8 +198,8 @@ class _Lookups:
     entities are, through the store's indexes on links, the `client` field and the client's `phone` field. The
     event's own entity is read as the event leaves it (`current`), as the scope shows it."""
 
-    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None) -> None:
-        self.project, self.snapshot, self.current = project, snapshot, current
+    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None, now: datetime) -> None:
+        self.project, self.snapshot, self.current, self.now = project, snapshot, current, now
 
     def client_by_phone(self, phone: str) -> Record | None:
         # The phone link is the identity's: every system's report of the person, matched and normalised when it
@@ -201,9 +209,9 @@ class _Lookups:
         if person is not None:
             ref = EntityRef("client", person)
             entity = self.snapshot.entity(ref)
-            return Record("client", _fields(ref, entity.fields if entity else {"phone": phone}, self.project))
+            return Record("client", _fields(ref, entity.fields if entity else {"phone": phone}, self.project, self.now))
         found = [e for e in self.snapshot.clients_with_phone(phone) if not e.fields.get("deleted")]
-        return Record("client", _fields(found[0].ref, found[0].fields, self.project)) if found else None
+        return Record("client", _fields(found[0].ref, found[0].fields, self.project, self.now)) if found else None
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
         found = self.snapshot.related(kind, client)[:limit]
@@ -212,7 +220,7 @@ class _Lookups:
             found = [e for e in found if e.ref != current.ref]
             if str(current.fields.get("client")) == client:
                 found.append(current)
-        return [Record(kind, _fields(e.ref, e.fields, self.project)) for e in found if not e.fields.get("deleted")]
+        return [Record(kind, _fields(e.ref, e.fields, self.project, self.now)) for e in found if not e.fields.get("deleted")]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since)[:limit]]
@@ -257,7 +265,7 @@ def eval_context(project: Project, snapshot: Snapshot, now: datetime, current: E
 
     return EvalContext(now=now.astimezone(tz), tz=tz, segment_of=segment_of, segment_avg_recency=avg_recency,
                        end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day),
-                       lookups=_Lookups(project, snapshot, current))
+                       lookups=_Lookups(project, snapshot, current, now))
 
 
 def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:

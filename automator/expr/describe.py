@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from automator.clock import Duration
@@ -20,6 +21,8 @@ def _describe(value: Any) -> str:
         return "an empty value"
     if isinstance(value, (bool, int, float)):
         return _short(value)
+    if isinstance(value, Decimal):
+        return f"the amount {format(value, 'f') if -30 < value.adjusted() < 100 else value}"
     if isinstance(value, str):
         return f"the text {_short(value)}"
     if isinstance(value, datetime):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from automator.clock import Duration, format_duration
@@ -20,6 +21,8 @@ def _format(value: Any, ctx: EvalContext) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if isinstance(value, Decimal):  # money: plain decimal text, "1500.00" (never 1.5E+3)
+        return format(value, "f") if value.is_finite() and -30 < value.adjusted() < 100 else str(value)
     if isinstance(value, datetime):
         return (value.astimezone(ctx.tz) if value.utcoffset() is not None else value).isoformat()
     if isinstance(value, date):

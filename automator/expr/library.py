@@ -258,14 +258,14 @@ def _f_startswith(ctx: EvalContext, s: Any, prefix: Any) -> bool:
     return s.startswith(prefix)
 
 
-def _number(x: Any, fn: str) -> int | float:
-    if isinstance(x, (int, float)):
+def _number(x: Any, fn: str) -> Any:
+    if isinstance(x, (int, float, Decimal)):  # a Decimal is money: round(), abs(), min() keep it exact
         return x
     raise EvalError(f"{fn}() expects a number, got {_describe(x)}")
 
 
 @_fn("round(x, digits=0)", "x rounded; empty if x is empty", ("round(days_until(booking.starts_at), 1)", "3.1"))
-def _f_round(ctx: EvalContext, x: Any, digits: int | None = None) -> int | float | None:
+def _f_round(ctx: EvalContext, x: Any, digits: int | None = None) -> Any:
     if x is None:
         return None
     if digits is not None and (not isinstance(digits, int) or abs(digits) > 20):

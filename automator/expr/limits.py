@@ -6,6 +6,7 @@ the daemon's memory or time.
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import Any
 
 from automator.expr.errors import EvalError
@@ -25,7 +26,7 @@ def _too_long(what: str = "result") -> EvalError:
 
 def _check_size(value: Any) -> Any:
     cls = value.__class__
-    if cls is int:
+    if cls is int or cls is Decimal:
         if value > MAX_INT or value < -MAX_INT:
             raise EvalError("number too large (more than 100 digits)")
     elif cls in (str, list, tuple, dict, set) and len(value) > MAX_LEN:

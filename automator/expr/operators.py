@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable
+from decimal import Decimal, DecimalException
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -47,10 +49,33 @@ def _lshift(a: Any, b: Any) -> Any:
     return a << b
 
 
+def _money(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Arithmetic that keeps money exact: a Decimal (an amount: `client.total_spent`) with a float takes the
+    float as the decimal number it is written as (`client.total_spent * 0.05` is exact, never a float), and what
+    the decimal module refuses is a ValueError the evaluator reports, not a crash."""
+    def exact(a: Any, b: Any) -> Any:
+        if a.__class__ is Decimal or b.__class__ is Decimal:
+            a, b = _decimal(a), _decimal(b)
+            try:
+                return fn(a, b)
+            except ZeroDivisionError:
+                raise
+            except DecimalException as exc:
+                raise ValueError(type(exc).__name__) from None
+        return fn(a, b)
+    return exact
+
+
+def _decimal(value: Any) -> Any:
+    # repr() is the shortest text that reads back as the same float: 0.05, not 0.05000000000000000277.
+    return Decimal(repr(value)) if value.__class__ is float and math.isfinite(value) else value
+
+
 _BINOPS: dict[type, tuple[Callable[[Any, Any], Any], str]] = {
-    ast.Add: (_add, "+"), ast.Sub: (lambda a, b: a - b, "-"), ast.Mult: (_mul, "*"),
-    ast.Div: (lambda a, b: a / b, "/"), ast.FloorDiv: (lambda a, b: a // b, "//"), ast.Mod: (_mod, "%"),
-    ast.Pow: (_pow, "**"), ast.LShift: (_lshift, "<<"), ast.RShift: (lambda a, b: a >> b, ">>"),
+    ast.Add: (_money(_add), "+"), ast.Sub: (_money(lambda a, b: a - b), "-"), ast.Mult: (_money(_mul), "*"),
+    ast.Div: (_money(lambda a, b: a / b), "/"), ast.FloorDiv: (_money(lambda a, b: a // b), "//"),
+    ast.Mod: (_money(_mod), "%"),
+    ast.Pow: (_money(_pow), "**"), ast.LShift: (_lshift, "<<"), ast.RShift: (lambda a, b: a >> b, ">>"),
     ast.BitOr: (lambda a, b: a | b, "|"), ast.BitXor: (lambda a, b: a ^ b, "^"),
     ast.BitAnd: (lambda a, b: a & b, "&"),
 }
@@ -70,7 +95,7 @@ _UNARY: dict[type, tuple[Callable[[Any], Any], str]] = {
 def _type_hint(a: Any, b: Any) -> str:
     if any(isinstance(x, (date, datetime)) for x in (a, b)) and any(isinstance(x, str) for x in (a, b)):
         return "; convert the text with datetime(...) or date(...)"
-    if any(isinstance(x, str) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
+    if any(isinstance(x, str) for x in (a, b)) and any(isinstance(x, (int, float, Decimal)) for x in (a, b)):
         return "; convert with int(...), float(...) or str(...)"
     if any(isinstance(x, (Duration, timedelta)) for x in (a, b)) and any(isinstance(x, (int, float)) for x in (a, b)):
         return "; days_since() and the like give numbers: compare them with a number, or use days(...) of the duration"

@@ -207,6 +207,10 @@ class Store(Snapshot, Protocol):
     def put_visits(self, visits: Iterable[Visit]) -> int:
         """Store visits atomically, keeping any already stored under the same id; how many were new."""
 
+    def recompute_history(self, clients: Iterable[str], at: datetime) -> int:
+        """Recompute the derived fields (`automator.history`) of these clients from all their stored visits,
+        atomically, making a client entity for a person who has none; how many clients were written."""
+
     def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
         """Record an effect's outcome directly (the simulator's short path; the daemon settles through the outbox)."""
 

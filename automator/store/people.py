@@ -5,9 +5,45 @@ from __future__ import annotations
 from datetime import datetime
 from collections.abc import Iterable
 
+from automator.history import MINOR_DIGITS
 from automator.model import Entity, EntityRef, Visit
 from automator.store.codec import VISIT_COLUMNS, load, time_of, utc, visit_of, visit_row
 from automator.store.connection import Connection
+
+_SCALE = 10 ** MINOR_DIGITS
+
+
+def _money(total: str) -> str:
+    """SQL for minor units as history.money_text writes them (amounts are never negative)."""
+    return f"printf('%d.%0{MINOR_DIGITS}d', {total} / {_SCALE}, {total} % {_SCALE})"
+
+
+def _figures() -> str:
+    """SQL for one set of derived figures (history.PER_CATEGORY and the counts) over the grouped visits; nulls
+    (a count of 0, a purchase-only client's first visit) are dropped by json_patch, as history leaves them out."""
+    paid = "count(*)"
+    return (f"json_object('first_visit_at', min(case when kind = 'visit' then at end), "
+            f"'last_visit_at', max(case when kind = 'visit' then at end), "
+            f"'visit_count', nullif(sum(kind = 'visit'), 0), 'purchase_count', nullif(sum(kind != 'visit'), 0), "
+            f"'total_spent', {_money('sum(amount)')}, "
+            f"'average_check', {_money(f'((2 * sum(amount) + {paid}) / (2 * {paid}))')})")
+
+
+# The derived fields of every client in `touched`, recomputed from all their visits: the same fields, in the same
+# form, as history.recorded keeps one decision at a time (tests/test_history.py holds both to it).
+_RECOMPUTE = f"""
+with own as (
+    select client, {_figures()} as figures
+    from visits where client in (select id from touched) group by client),
+per_category as (
+    select client, json_group_object(category, json(figures)) as services from (
+        select client, category, {_figures()} as figures
+        from visits where client in (select id from touched) and category is not null group by client, category)
+    group by client)
+select own.client, case when per_category.services is null then own.figures
+    else json_patch(own.figures, json_object('services', json(per_category.services))) end
+from own left join per_category on per_category.client = own.client
+"""
 
 INSERT_VISIT = (f"insert or ignore into visits ({', '.join(VISIT_COLUMNS)}) values "
                  f"({', '.join('?' * len(VISIT_COLUMNS))})")
@@ -67,6 +103,23 @@ class People:
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored."""
         return self.db.conn.execute("select 1 from visits where id = ?", [visit_id]).fetchone() is not None
+
+    def recompute(self, clients: Iterable[str], at: datetime) -> int:
+        """Recompute the derived fields of these clients from all their visits, in SQL (an import touches many),
+        making a client entity for a person who has none; how many clients were written."""
+        conn = self.db.conn
+        conn.execute("create temp table if not exists touched (id text primary key)")
+        conn.execute("delete from touched")
+        conn.executemany("insert or ignore into touched (id) values (?)", [(c,) for c in clients])
+        # The figures replace the old ones field by field; `services` is replaced whole (a category never goes).
+        rows = conn.execute(_RECOMPUTE).fetchall()
+        conn.executemany(
+            "insert into entities (kind, id, fields, prev, updated_at) values ('client', ?, json_patch('{}', ?), "
+            "null, ?) on conflict (kind, id) do update set "
+            "fields = json_patch(json_remove(fields, '$.services'), excluded.fields), updated_at = excluded.updated_at",
+            [(client, figures, utc(at)) for client, figures in rows])
+        conn.execute("delete from touched")
+        return len(rows)
 
     def put_visits(self, visits: Iterable[Visit]) -> int:
         """Store visits, keeping any already stored under the same id; how many were new."""

@@ -117,12 +117,18 @@ class SqliteStore(Store):
         return self.people.has_visit(visit_id)
 
     def link(self, system: str, ext_id: str, client: str, at: datetime) -> None:
-        with self.atomic():
-            self.people.link(system, ext_id, client, at)
+        with self.atomic(savepoint=False):  # one statement: atomic alone, no savepoint's two more (an import links
+            self.people.link(system, ext_id, client, at)  # a person per row)
 
     def put_visits(self, visits: Iterable[Visit]) -> int:
         with self.atomic():
             return self.people.put_visits(visits)
+
+    def recompute_history(self, clients: Iterable[str], at: datetime) -> int:
+        with self.atomic():
+            written = self.people.recompute(clients, at)
+        self.state.forget_recency()
+        return written
 
     def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
         return self.state.entities_of(refs)

@@ -92,6 +92,10 @@ class State:
             self._recency = average_recency({**e.fields} for e in self.entities("client"))
         return self._recency
 
+    def forget_recency(self) -> None:
+        """Clients were written by another part (people.py's recomputation): work the recency out again."""
+        self._recency = None
+
     # ---- writing -----------------------------------------------------------------------------------
     def put_entity(self, entity: Entity, old: Entity | None | bool = True) -> None:
         """Store an entity's state, keeping the one it replaces as `prev` (read first, unless the caller knows

@@ -48,7 +48,7 @@ def test_segment_recency_counts_the_staged_clients() -> None:
     store = SqliteStore()
     staged = Staged(store)
     assert staged.segment_recency() == store.segment_recency() == {}
-    visits = {"segment": "vip", "visits": 3, "first_visit_at": (NOW - timedelta(days=60)).isoformat(),
+    visits = {"segment": "vip", "visit_count": 3, "first_visit_at": (NOW - timedelta(days=60)).isoformat(),
               "last_visit_at": NOW.isoformat()}
     staged.stage(decision("e1", Entity(EntityRef("client", "1"), visits, NOW)))
     assert staged.segment_recency() == {"vip": timedelta(days=30)}  # two intervals over 60 days
