@@ -604,12 +604,11 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     async def fetch() -> Any:
         built = build_connectors(project, store.db, SystemClock(), announce=False)
         try:
-            # The contract names `backfill(since)`: an async generator of client.updated, then visit.completed.
-            fetch_since = getattr(built[connector], "backfill", None)
-            if fetch_since is None:
-                raise NotImplementedError(f"its type {project.config.connectors[connector].type!r} cannot fetch "
-                                          "history")
-            return await ingest(store, connector, fetch_since(start), datetime.now(timezone.utc),
+            # `Connector.backfill(since)`: an async generator of client.updated, then visit.completed.
+            if not built[connector].can_backfill():
+                raise NotImplementedError(f"connector {connector!r} ({project.config.connectors[connector].type}) "
+                                          "has no history to backfill")
+            return await ingest(store, connector, built[connector].backfill(start), datetime.now(timezone.utc),
                                 progress=lambda c: click.echo(f"… {c.read} records read, {c.new} new visits", err=True))
         finally:
             await close_connectors(built.values())
@@ -617,7 +616,7 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     try:
         counts = asyncio.run(fetch())
     except NotImplementedError as exc:
-        raise click.ClickException(f"connector {connector!r} offers no backfill: {exc}") from exc
+        raise click.ClickException(str(exc)) from exc
     _ingested(counts, "records")
 
 

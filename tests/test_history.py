@@ -326,7 +326,7 @@ def test_backfill_brings_a_connectors_clients_and_visits_in_once(make_project: C
 def test_backfill_of_a_connector_that_cannot_says_so(make_project: Callable[..., Path]) -> None:
     root = make_project(RULES)
     code, out = invoke("backfill", "crm", "--since", "2025-01-01", "--config", str(root / "automator.yaml"))
-    assert code == 1 and "connector 'crm' offers no backfill: its type 'local' cannot fetch history" in out
+    assert code == 1 and "connector 'crm' (local) has no history to backfill" in out
     code, out = invoke("backfill", "nope", "--since", "2025-01-01", "--config", str(root / "automator.yaml"))
     assert code == 2 and "no connector 'nope' in automator.yaml" in out
 

@@ -74,9 +74,13 @@ def test_a_reinvite_is_skipped_when_a_booking_is_pending(project) -> None:  # ty
     passes(project, REINVITE, """\
         now: 2026-03-02T10:00:00+03:00
         given:
-          - {kind: client, id: 1, name: Анна, phone: "+79160000001", last_visit_at: "2025-12-01T12:00:00+03:00"}
-          - {kind: client, id: 2, name: Борис, phone: "+79160000002", last_visit_at: "2025-12-01T12:00:00+03:00"}
-          - {kind: client, id: 3, name: Вера, phone: "+79160000003", last_visit_at: "2025-12-01T12:00:00+03:00"}
+          - {kind: client, id: 1, name: Анна, phone: "+79160000001"}
+          - {kind: client, id: 2, name: Борис, phone: "+79160000002"}
+          - {kind: client, id: 3, name: Вера, phone: "+79160000003"}
+          # each last came on 2025-12-01: the product keeps last_visit_at from the visits
+          - {kind: visit, client: 1, at: "2025-12-01T12:00:00+03:00", amount: "2500.00"}
+          - {kind: visit, client: 2, at: "2025-12-01T12:00:00+03:00", amount: "2500.00"}
+          - {kind: visit, client: 3, at: "2025-12-01T12:00:00+03:00", amount: "2500.00"}
           # Борис has a game booked and not yet played; Вера's only booking is in the past
           - {kind: booking, id: 21, client: 2, status: confirmed, starts_at: "2026-03-10T15:00:00+03:00"}
           - {kind: booking, id: 31, client: 3, status: confirmed, starts_at: "2026-02-10T15:00:00+03:00"}
