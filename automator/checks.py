@@ -184,7 +184,8 @@ class CheckContext:
         return self._foreign(lone_field(value))
 
     def foreign_run_client(self) -> tuple[str, ...]:
-        """Likewise for the run's client id, which the engine puts where a deal.create names no `contact`."""
+        """Likewise for the run's client id, which the engine puts where a deal.create names no `contact`: never
+        another system's, since a client is a person the engine names to each system as that system knows them."""
         return self._foreign(("client", "id")) if self.run_has_client else ()
 
     def _foreign(self, chain: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -192,6 +193,8 @@ class CheckContext:
         spec = self.catalogue.entity_fields(found[0]).get(found[1]) if found is not None else None
         if spec is None or spec.type != "id":  # a phone, a name: no system's own key
             return ()
+        if found == ("client", "id") or spec.links == "client":
+            return ()  # a person: the engine sends each system its own id of them, or their phone (identity.py)
         types = self.filled_by(chain)
         own = self.connectors.get(self.connector)
         others = tuple(t for t in types if t != "local")
