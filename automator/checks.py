@@ -136,12 +136,6 @@ class CheckContext:
             named = self.rule_pipeline
         return self.pipelines.get(named) if isinstance(named, str) else None
 
-    @property
-    def run_has_client(self) -> bool:
-        """Whether a run of the rule has a client in scope (its entity is one, or links one)."""
-        kind = self.rule_kind
-        return kind == "client" or (kind is not None and "client" in self.catalogue.entity_fields(kind))
-
     def filled_by(self, chain: tuple[str, ...] | None) -> tuple[str, ...]:
         """The connector types whose data a field read (`client.id`, `booking.client`, `entity.id`) holds in a run of
         this rule, by the catalogue's fillers, narrowed to the ones whose events start the rule; () when unknown.
@@ -182,11 +176,6 @@ class CheckContext:
         lone `{{ client.id }}` of a client YCLIENTS filled, sent to Bitrix24); () when it can be, or is not known.
         `local` (the project's own store, whose ids are the other systems') is never the reason."""
         return self._foreign(lone_field(value))
-
-    def foreign_run_client(self) -> tuple[str, ...]:
-        """Likewise for the run's client id, which the engine puts where a deal.create names no `contact`: never
-        another system's, since a client is a person the engine names to each system as that system knows them."""
-        return self._foreign(("client", "id")) if self.run_has_client else ()
 
     def _foreign(self, chain: tuple[str, ...] | None) -> tuple[str, ...]:
         found = self._field(chain)
@@ -235,16 +224,11 @@ def by_phone_hint(context: CheckContext, system: str) -> str:
 
 def foreign_contact(params: Mapping[str, Any], context: CheckContext, system: str, record: str
                     ) -> list[ParamProblem] | None:
-    """The problem of a CRM's `contact:` that would carry another system's client id, written in a template or put
-    there by the engine for the run's client (no `contact:`): the record would be linked to whichever of the CRM's
+    """The problem of a CRM's `contact:` that would carry another system's record id written in a template (never
+    a client's: a person, sent as the CRM knows them): the record would be linked to whichever of the CRM's
     contacts has that number. [] when it is fine, None when it is a literal for the connector to judge."""
     if "contact" not in params:
-        others = context.foreign_run_client()
-        if not others:
-            return []
-        return [ParamProblem((), f"deal.create without `contact:` gives {system} the run's client id, an id from "
-                                 f"{context.named(others)}, as its contact id: the {record} would be linked to "
-                                 f"whichever {system} contact has that number", by_phone_hint(context, system))]
+        return []  # the run's client: a person, whom the engine sends as the CRM knows them (identity.py)
     value = params["contact"]
     if literal(value) is not UNKNOWN:
         return None

@@ -134,3 +134,11 @@ def test_each_system_is_sent_its_own_id_of_the_person_or_their_phone() -> None:
     with pytest.raises(StepError, match=r"^client.set_category: client 5 has no id in booking and no phone to "
                                         r"find them by \(known as crm 5\)$"):
         to_system(CANONICAL["client.set_category"], {"client": "5", "category": "VIP"}, "booking", run)  # type: ignore[arg-type]
+
+
+def test_two_contacts_of_one_crm_with_one_phone_are_one_person_who_shows_both() -> None:
+    store = SqliteStore()
+    arrive(store, client("5", "crm", phone=ANNA))
+    second = arrive(store, client("6", "crm", phone=ANNA))  # a duplicate card in the CRM
+    assert second.entity == EntityRef("client", "5")
+    assert second.data["ids"] == {"crm": "5"} and second.data["all_ids"] == {"crm": ["5", "6"]}
