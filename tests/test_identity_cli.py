@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from cli_support import invoke
+from test_test_sandbox import PIPELINE  # the rehab pipeline, on Bitrix24
 
 ANNA = "+79161234567"
 CONFIG = """\
@@ -20,15 +21,6 @@ connectors:
   booking: {type: yclients, company_id: 42, partner_token: "${env:YC_P}", user_token: "${env:YC_U}",
             hook_secret: "${env:YC_H}", branch: main, categories: [VIP]}
   staff: {type: local}
-"""
-PIPELINE = """\
-pipelines:
-  rehab:
-    connector: crm
-    id: 4
-    stages:
-      new: {id: "C4:NEW"}
-      called: {id: "C4:PREPARATION"}
 """
 RULES = """\
 rules:
