@@ -8,20 +8,10 @@ import textwrap
 from pathlib import Path
 
 from cli_support import invoke
-from test_test_sandbox import PIPELINE  # the rehab pipeline, on Bitrix24
+from test_test_sandbox import CONFIG as SANDBOX_CONFIG, PIPELINE  # the clinic: rehab on Bitrix24, YCLIENTS
 
 ANNA = "+79161234567"
-CONFIG = """\
-timezone: Europe/Moscow
-branches:
-  main: {hours: "09:00-21:00", days: mon-sun}
-default_branch: main
-connectors:
-  crm: {type: bitrix24, webhook_url: "${env:B24_URL}", application_token: "${env:B24_TOKEN}"}
-  booking: {type: yclients, company_id: 42, partner_token: "${env:YC_P}", user_token: "${env:YC_U}",
-            hook_secret: "${env:YC_H}", branch: main, categories: [VIP]}
-  staff: {type: local}
-"""
+CONFIG = SANDBOX_CONFIG + "  staff: {type: local}\n"  # Bitrix24 `crm`, YCLIENTS `booking`, and notify
 RULES = """\
 rules:
   - id: deal-for-booking
