@@ -97,6 +97,10 @@ class Journal:
         resolved, links = identity.resolve(event, self.people, phone)
         for link in links:
             self.people.link(link.system, link.ext_id, link.client, now)
+        # A client.* event carries the person's ids itself; a person another event linked keeps theirs current.
+        reported = resolved.entity.id if resolved.entity is not None and resolved.entity.kind == "client" else None
+        for client in {link.client for link in links if link.system != identity.PHONE} - {reported}:
+            self.people.refresh_ids(client)
         return resolved
 
     def append(self, events: Sequence[Event], now: datetime, *,

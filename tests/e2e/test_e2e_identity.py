@@ -44,7 +44,7 @@ def test_a_deal_for_a_yclients_client_reaches_their_bitrix24_contact_and_both_ar
     assert links == sorted([("booking", str(yclients["id"])), ("crm", contact), ("phone", ANNA)])
     [(ids,)] = query(daemon.project.db, "select json_extract(fields, '$.ids') from entities where kind = 'client' "
                                         "and id = ?", (person,))
-    assert json.loads(ids)["booking"] == str(yclients["id"])  # client.ids.booking, as of her last client event
+    assert json.loads(ids) == {"booking": str(yclients["id"]), "crm": contact}  # client.ids, both systems
     assert query(daemon.project.db, "select json_extract(fields, '$.client') from entities where kind = 'deal'") \
         == [(person,)]
     assert query(daemon.project.db, "select count(*) from entities where kind = 'client'") == [(1,)]
