@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from automator.actions import answered
+from automator.actions import answered, linked_back
 from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
@@ -105,8 +105,14 @@ class Simulator:
             return []
         self.performed.append(Performed(effect, True))
         self.store.record_effect(effect.key, "done", result.data)
-        return [answered(effect.action, params, replace(e, depth=effect.depth + 1, caused_by=effect.key,
-                                                        echo_of=effect.rule_id)) for e in result.events]
+        events = [answered(effect.action, params, replace(e, depth=effect.depth + 1, caused_by=effect.key,
+                                                          echo_of=effect.rule_id)) for e in result.events]
+        for event in events:  # as the store's settle does: the booking learns the deal made from it
+            for ref, field, value in linked_back(effect.action, event):
+                known = self.store.entity(ref)
+                if known is not None and known.fields.get(field) is None:
+                    self.store.put_entity(replace(known, fields={**known.fields, field: value}))
+        return events
 
     def close(self) -> None:
         """Release what the world holds (nothing here; the sandbox's connectors and event loop)."""

@@ -30,9 +30,9 @@ rules:
       - client.set_category: {category: VIP}
   - id: across
     when: {event: booking.updated}
-    if: "booking.deal.stage == 'called'"
+    if: "has(booking, 'deal') and booking.deal.pipeline == 'rehab'"
     do:
-      - notify: {to: admin, text: "{{ booking.deal }} {{ booking.deal.title }}"}
+      - notify: {to: admin, text: "{{ booking.deal }} {{ booking.deal.stage }}"}
 """
 HEAD = """\
     load: ..
@@ -122,7 +122,7 @@ def test_a_deal_and_its_booking_read_each_other(tmp_path: Path) -> None:
     when:
       - {event: booking.updated, entity: {kind: booking, id: 1001}, data: {status: arrived}}
     expect:
-      - {action: notify, params: {text: "9 Реабилитация"}, count: 1}
+      - {action: notify, params: {text: "9 called"}, count: 1}
     """))
 
 
@@ -140,3 +140,14 @@ def test_dry_run_resolves_an_event_from_a_system_and_shows_what_the_crm_is_sent(
     created = next(s for s in run["steps"] if s.get("action") == "deal.create")
     # YCLIENTS client 77 is now linked to the person 77, whom the CRM knows by no id: it is given the phone.
     assert created["params"]["contact"] == ANNA and created["params"]["booking"] == "1001"
+
+
+def test_a_booking_reads_the_deal_a_rule_created_for_it(tmp_path: Path) -> None:
+    passes(project(tmp_path, HEAD + f"""\
+    when:
+      - {{event: client.created, source: booking, entity: {{kind: client, id: 77}}, data: {{name: Анна, phone: "{ANNA}"}}}}
+      - {{event: booking.created, source: booking, entity: {{kind: booking, id: 1001}}, data: {{client: 77, status: confirmed}}}}
+      - {{event: booking.updated, source: booking, entity: {{kind: booking, id: 1001}}, data: {{status: arrived}}}}
+    expect:
+      - {{action: notify, params: {{text: "1 new"}}, count: 1}}
+    """))

@@ -81,6 +81,17 @@ def answered(action: str, params: Mapping[str, Any], event: Event) -> Event:
     return replace(event, data={**event.data, **extra}) if extra else event
 
 
+def linked_back(action: str, event: Event) -> list[tuple[EntityRef, str, str]]:
+    """The records an action's answer says the record it created belongs to, each with the field that names the new
+    one back and its id: deal.create's `deal.created` carrying `booking: 1001` gives (booking 1001, "deal", "9"),
+    so that `booking.deal.stage` reads the deal made from the booking."""
+    spec = CANONICAL.get(action)
+    if spec is None or event.entity is None or event.type not in spec.emits:
+        return []
+    return [(EntityRef(name, str(event.data[name])), event.entity.kind, event.entity.id) for name in spec.carries
+            if event.data.get(name) not in (None, "")]
+
+
 def deal_fields(name: str, params: Any) -> set[str]:
     """The deal fields an action sets: what a stage's `requires:` can be satisfied by. A connector's own deal
     action (not canonical) is counted by its `fields:`."""
@@ -91,4 +102,5 @@ def deal_fields(name: str, params: Any) -> set[str]:
     return setter(params)
 
 
-__all__ = ["CANONICAL", "ENGINE_ACTIONS", "ActionRun", "ActionSpec", "answered", "deal_fields", "expected_echo"]
+__all__ = ["CANONICAL", "ENGINE_ACTIONS", "ActionRun", "ActionSpec", "answered", "deal_fields", "expected_echo",
+           "linked_back"]

@@ -332,7 +332,9 @@ class Store(Snapshot, Protocol):
 
     def settle(self, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
         """Record a try's outcome atomically with, when done, the events the system reports back (journaled as
-        caused by the effect, their echoes expected); returns those journaled."""
+        caused by the effect, resolved to persons, given the links the action carries (`actions.answered`), their
+        echoes expected); a stored record such a link names learns the new record back (`actions.linked_back`:
+        the booking a deal was created for gets its `deal`, unless it names one). Returns those journaled."""
 
     def release_dead_effects(self, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
                              gone: Callable[[str, str], bool] = ...) -> Released:

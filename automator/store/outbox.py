@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from automator.actions import answered
+from automator.actions import answered, linked_back
 from automator.identity import sent_phone
 from automator.model import Effect, Event
 from automator.store.base import Claimed, Released, Settlement
@@ -100,6 +100,10 @@ class Outbox:
                 e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)), now, phone)
                 for e in outcome.events]
             for event in caused:
+                for ref, field, value in linked_back(effect.action, event):  # the booking learns its new deal
+                    self.db.conn.execute("update entities set fields = json_set(fields, ?, ?) where kind = ? and "
+                                         "id = ? and json_extract(fields, ?) is null",
+                                         [f"$.{field}", value, ref.kind, ref.id, f"$.{field}"])
                 if event.entity is not None and event.data:
                     # The real system reports our change back by webhook: know that echo when it comes.
                     self.expect_echo(event.entity, dict(event.data), effect.key, effect.rule_id, effect.depth,

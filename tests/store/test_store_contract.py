@@ -374,6 +374,7 @@ def test_an_answer_names_the_person_the_effect_sent_by_phone(any_store: Store) -
     any_store.set_systems(["booking", "crm"])
     any_store.append([arriving("y", "77", "booking", phone=phone)], T0)
     any_store.put_entity(Entity(EntityRef("client", "77"), {"phone": phone, "ids": {"booking": "77"}}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "1001"), {"client": "77", "status": "no_show"}, T0))
     effect = Effect(key="run-1/do/0", run_id="run-1", rule_id="deal", action="deal.create", connector="crm",
                     params={"pipeline": "p", "stage": "new", "title": "T", "contact": phone, "booking": "1001"},
                     delivery="at_least_once", at=T0, entity=EntityRef("booking", "1001"))
@@ -387,3 +388,5 @@ def test_an_answer_names_the_person_the_effect_sent_by_phone(any_store: Store) -
     stored = any_store.entity(EntityRef("client", "77"))
     assert stored is not None and stored.fields == {"phone": phone, "ids": {"booking": "77", "crm": "31"},
                                                     "all_ids": {"booking": ["77"], "crm": ["31"]}}
+    booking = any_store.entity(EntityRef("booking", "1001"))
+    assert booking is not None and booking.fields == {"client": "77", "status": "no_show", "deal": "9"}
