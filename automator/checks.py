@@ -183,15 +183,13 @@ class CheckContext:
         `local` (the project's own store, whose ids are the other systems') is never the reason."""
         return self._foreign(lone_field(value))
 
-    def foreign_run_client(self) -> tuple[str, ...]:
-        """Likewise for the run's client id, which the engine puts where a deal.create names no `contact`."""
-        return self._foreign(("client", "id")) if self.run_has_client else ()
-
     def _foreign(self, chain: tuple[str, ...] | None) -> tuple[str, ...]:
         found = self._field(chain)
         spec = self.catalogue.entity_fields(found[0]).get(found[1]) if found is not None else None
         if spec is None or spec.type != "id":  # a phone, a name: no system's own key
             return ()
+        if found == ("client", "id") or spec.links == "client":
+            return ()  # a person: the engine sends each system its own id of them, or their phone (identity.py)
         types = self.filled_by(chain)
         own = self.connectors.get(self.connector)
         others = tuple(t for t in types if t != "local")
@@ -232,16 +230,11 @@ def by_phone_hint(context: CheckContext, system: str) -> str:
 
 def foreign_contact(params: Mapping[str, Any], context: CheckContext, system: str, record: str
                     ) -> list[ParamProblem] | None:
-    """The problem of a CRM's `contact:` that would carry another system's client id, written in a template or put
-    there by the engine for the run's client (no `contact:`): the record would be linked to whichever of the CRM's
+    """The problem of a CRM's `contact:` that would carry another system's record id written in a template (never
+    a client's: a person, sent as the CRM knows them): the record would be linked to whichever of the CRM's
     contacts has that number. [] when it is fine, None when it is a literal for the connector to judge."""
     if "contact" not in params:
-        others = context.foreign_run_client()
-        if not others:
-            return []
-        return [ParamProblem((), f"deal.create without `contact:` gives {system} the run's client id, an id from "
-                                 f"{context.named(others)}, as its contact id: the {record} would be linked to "
-                                 f"whichever {system} contact has that number", by_phone_hint(context, system))]
+        return []  # the run's client: a person, whom the engine sends as the CRM knows them (identity.py)
     value = params["contact"]
     if literal(value) is not UNKNOWN:
         return None

@@ -79,6 +79,10 @@ class Connector:
     rate_limit: tuple[float, int] | None = None
     # True for connectors that write into the daemon's own database (local): performed on the store's thread.
     in_store: ClassVar[bool] = False
+    # True when the ids in this type's events are its system's own (a YCLIENTS client id, a Bitrix24 contact id):
+    # the store resolves them to persons when it journals them, and the engine sends this connector each person's
+    # id in its system (or phone). False for `local`, whose events and records name automator's persons already.
+    own_ids: ClassVar[bool] = True
     # True when performing the same effect key twice changes nothing (the system deduplicates by the key):
     # then even an at_most_once effect interrupted mid-call is safely tried again instead of parked.
     deduplicates: ClassVar[bool] = False

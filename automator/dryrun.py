@@ -42,13 +42,14 @@ def make_event(raw: Mapping[str, Any], at: datetime) -> Event:
 def dry_run(project: Project, event_raw: Mapping[str, Any], state: Sequence[Mapping[str, Any]],
             at: datetime) -> dict[str, Any]:
     """The plan for one event: every candidate rule, whether it matched, its conditions and steps."""
-    store = SqliteStore(":memory:")
+    store = SqliteStore(":memory:", systems=project.config.systems)
     for raw in state:
         if not isinstance(raw, Mapping) or "kind" not in raw or ("id" not in raw and "client" not in raw):
             raise ValueError("each state entity needs `kind` and `id` (a visit: `kind`, `client` and `at`)")
     seed(store, state, at, project.config.timezone)  # a HistoryError is a ValueError: the CLI reports it
     budget = [MAX_FOLLOWED]
-    plan = _plan(project, store, make_event(event_raw, at), at, budget)
+    # An event from a connector whose ids are its own is resolved to persons, as the daemon's journal does.
+    plan = _plan(project, store, store.resolve(make_event(event_raw, at), at), at, budget)
     plan["other_rules"] = len(project.rules) - len({r["rule"] for r in plan["runs"]})
     if budget[0] < 0:
         plan["cut_short"] = f"more than {MAX_FOLLOWED} events followed: the rest are not shown"

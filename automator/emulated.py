@@ -22,6 +22,7 @@ from automator.actions import expected_echo
 from automator.config.project import Project
 from automator.connector import ActionResult, Connector, Inbound, WebConnector
 from automator.errors import InboundRejected
+from automator.identity import person_ref
 from automator.model import Effect, Entity, EntityRef, Event
 from automator.history import GIVEN_KINDS
 from automator.simulator import Performed, SimulationError, Simulator
@@ -159,7 +160,8 @@ class SandboxSimulator(Simulator):
         # As the daemon's outbox does at a call's start: the change it will cause is expected back as our echo.
         echo = expected_echo(effect.action, effect.params)
         if echo is not None:
-            self.store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, self.now + ECHO_WINDOW)
+            self.store.expect_echo(person_ref(echo[0], effect.connector, self.store), echo[1], effect.key,
+                                   effect.rule_id, effect.depth, self.now + ECHO_WINDOW)
         answer: list[Event] = []
         try:
             result = self.world.perform(connector, effect)

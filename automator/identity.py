@@ -12,9 +12,14 @@ How an event from system S that names S's record X is matched to a person:
 A person made from a bare reference (a deal's contact seen before the contact itself: no phone, no other link)
 joins the person with that phone once the phone is known.
 
-`resolve` rewrites the event: a `client.*` event's entity becomes the person, and its data gets `ids` (every
-system's id of the person); a `client` or `contact` field of another event (a booking's client, a deal's contact)
-names the person in `client` (a CRM's own contact id stays in `contact`).
+`resolve` rewrites the event: a `client.*` event's entity becomes the person, and its data gets `ids` (each
+system's id of the person: the first one linked, the one the engine sends to that system) and `all_ids` (every id
+of each system, so that two contacts of one CRM with one phone are both seen); a `client` or `contact` field of
+another event (a booking's client, a deal's contact) names the person in `client` (a CRM's own contact id stays
+in `contact`).
+
+Going out, `outbound` is the other direction: the person a rule names becomes the id a system knows them by, or
+their phone (the system finds or creates its record by it), never another system's id.
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from typing import Any, Protocol
 from automator.model import EntityRef, Event
 
 PHONE = "phone"  # the pseudo-system of E.164 phones
+# The params of a canonical action that name a person (a client.* action's `client`, deal.create's `contact`,
+# booking.create's `client`, …): what `outbound` translates for the system that performs it.
+PERSON_PARAMS = ("client", "contact")
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
@@ -112,22 +120,35 @@ def ids_of(links: list[tuple[str, str]]) -> dict[str, str]:
     return ids
 
 
-def resolve(event: Event, people: People) -> tuple[Event, tuple[Link, ...]]:
+def all_ids_of(links: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Every id of each system of a person, in the order they were linked, phones left out."""
+    every: dict[str, list[str]] = {}
+    for system, ext in links:
+        if system != PHONE:
+            every.setdefault(system, []).append(ext)
+    return every
+
+
+def resolve(event: Event, people: People, phone: str | None = None) -> tuple[Event, tuple[Link, ...]]:
     """The event with the persons it names in place of the system's ids (its source is the system), and the
-    links that makes. An event that names no client comes back as it was."""
+    links that makes. An event that names no client comes back as it was.
+
+    `phone`: the phone our own effect named the person by, when the event is that effect's answer (a deal
+    created for a client the CRM found or made by phone): the record it names is that person's."""
     system = event.source
     pending = _Pending(people)
     data: dict[str, Any] | None = None
     entity = event.entity
     if entity is not None and entity.kind == "client":
-        client = _match(system, entity.id, phone_of(event.data.get("phone")), pending)
-        data = {**event.data, "ids": ids_of(pending.links_of(client))}
+        client = _match(system, entity.id, phone_of(event.data.get("phone")) or phone, pending)
+        links = pending.links_of(client)
+        data = {**event.data, "ids": ids_of(links), "all_ids": all_ids_of(links)}
         entity = EntityRef("client", client)
     else:
         named = _named(event.data)
         if named is not None:
             field, ext = named
-            data = {**event.data, "client": _match(system, ext, None, pending)}
+            data = {**event.data, "client": _match(system, ext, phone, pending)}
     if data is None:
         return event, ()
     return replace(event, entity=entity, data=data), pending.links()
@@ -140,3 +161,57 @@ def _named(data: Mapping[str, Any]) -> tuple[str, str] | None:
         if value not in (None, "") and not isinstance(value, (Mapping, list, bool)):
             return field, str(value)
     return None
+
+
+class Unreachable(Exception):
+    """A person a system knows by no id and no phone: the engine would have to guess which record they are."""
+
+
+def person_of(system: str, value: str, people: People) -> str:
+    """The person that `value`, as an effect sent it to `system`, names: the system's own id of a person, a phone,
+    or (naming no one the links know) automator's own id, as it is."""
+    if phone_of(value) is not None:
+        return people.client_of(PHONE, value) or value
+    return people.client_of(system, value) or value
+
+
+def person_ref(ref: EntityRef, system: str, people: People) -> EntityRef:
+    """The entity an effect sent to `system` changes, as automator names it: a client named by the system's id or
+    phone is the person (whose webhook, resolved when journaled, is then known as our echo); anything else as is."""
+    return EntityRef("client", person_of(system, ref.id, people)) if ref.kind == "client" else ref
+
+
+def outbound(client: str, system: str, people: People, phone: Any = None) -> str:
+    """What to send `system` for the person `client`: their id in that system, else their phone (E.164: the
+    entity's `phone`, else a phone link), so the system finds or creates its record by it. A person no link names
+    (a test's `given:`, a local form's client) passes as they are. Raises Unreachable for a person known to other
+    systems only, by id only: another system's id is never sent."""
+    links = people.links_of(client)
+    if not links:
+        return client
+    own = ids_of(links).get(system)
+    if own is not None:
+        return own
+    found = phone_of(phone) or next((ext for kind, ext in links if kind == PHONE), None)
+    if found is None:
+        raise Unreachable(f"client {client} has no id in {system} and no phone to find them by "
+                          f"(known as {', '.join(f'{s} {e}' for s, e in links)})")
+    return found
+
+
+def sent_phone(params: Mapping[str, Any]) -> str | None:
+    """The phone an effect named a person by (a person's param that is a phone), so that the record the system
+    found or made by it, named in its answer, is linked to that person; None when it named them otherwise."""
+    for name in PERSON_PARAMS:
+        phone = phone_of(params.get(name))
+        if phone is not None:
+            return phone
+    return None
+
+
+def as_persons(params: Mapping[str, Any], system: str, people: People) -> dict[str, Any]:
+    """Params an effect sent `system`, each person named back as automator names them (`outbound` undone): what a
+    stand-in for the system that keeps automator's own ids (the simulator's `local`) is given."""
+    return {name: person_of(system, str(value), people)
+            if name in PERSON_PARAMS and value not in (None, "") and not isinstance(value, (Mapping, list, bool))
+            else value for name, value in params.items()}

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from automator.actions import answered, linked_back
 from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
 from automator.core.wakeup import tick_event, timer_event
 from automator.history import HistoryError
 from automator.ingest import seed
+from automator.identity import as_persons
 from automator.model import ENGINE, Effect, Entity, EntityRef, Event, ScheduleTrigger
 from automator.run_errors import RunError, run_errors
 from automator.store.sqlite import SqliteStore
@@ -41,7 +43,8 @@ class Simulator:
     def __init__(self, project: Project, now: datetime) -> None:
         self.project = project
         self.now = now
-        self.store = SqliteStore(":memory:")
+        # A test event from a connector whose ids are its own names that system's records: resolved to persons.
+        self.store = SqliteStore(":memory:", systems=project.config.systems)
         self.local = _local_type()("simulated", {}, db=self.store.db, now=lambda: self.now)
         self.performed: list[Performed] = []
         self.events: list[Event] = []
@@ -69,7 +72,7 @@ class Simulator:
         event = Event(id=str(raw.get("id") or f"e{self._serial}"), type=str(raw["event"]), at=self.now,
                       entity=EntityRef(str(entity["kind"]), str(entity["id"])) if entity else None,
                       data=dict(raw.get("data") or {}), source=str(raw.get("source", "test")))
-        self.process([event])
+        self.process([self.store.resolve(event, self.now)])
 
     def process(self, events: list[Event]) -> None:
         """Decide each event, perform its effects, and follow the events those cause, breadth first."""
@@ -93,14 +96,24 @@ class Simulator:
             self.performed.append(Performed(effect, True))
             return []
         try:
-            result = self.local.perform(effect.action, effect.params, effect.key)
+            # local plays the system with automator's own ids: the persons the effect named go to it as persons.
+            params = as_persons(effect.params, effect.connector, self.store) \
+                if effect.connector in self.project.config.systems else effect.params
+            result = self.local.perform(effect.action, params, effect.key)
         except Exception as exc:  # a failed effect is a result to show, not a crash of the test run
             self.performed.append(Performed(effect, False, str(exc)))
             self.store.record_effect(effect.key, "failed", {"error": str(exc)})
             return []
         self.performed.append(Performed(effect, True))
         self.store.record_effect(effect.key, "done", result.data)
-        return [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id) for e in result.events]
+        events = [answered(effect.action, params, replace(e, depth=effect.depth + 1, caused_by=effect.key,
+                                                          echo_of=effect.rule_id)) for e in result.events]
+        for event in events:  # as the store's settle does: the booking learns the deal made from it
+            for ref, field, value in linked_back(effect.action, event):
+                known = self.store.entity(ref)
+                if known is not None and known.fields.get(field) is None:
+                    self.store.put_entity(replace(known, fields={**known.fields, field: value}))
+        return events
 
     def close(self) -> None:
         """Release what the world holds (nothing here; the sandbox's connectors and event loop)."""

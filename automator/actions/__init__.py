@@ -3,11 +3,12 @@ delivery policy, default target, echo, the deal fields it sets and its hooks (se
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, segment
+from automator.actions import crm, deal, people, segment
 from automator.actions.spec import ActionRun, ActionSpec
-from automator.model import EntityRef
+from automator.model import EntityRef, Event
 
 
 def _field(name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
@@ -19,7 +20,7 @@ CANONICAL: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
         ActionSpec("deal.create", "Create a deal in a pipeline at a stage.", emits=("deal.created",),
-                   deal_fields=deal.created_fields, prepare=deal.default_contact),
+                   deal_fields=deal.created_fields, prepare=people.new_deal, carries=("booking",)),
         ActionSpec("deal.move", "Move a deal to another stage (or pipeline).", emits=("deal.updated",), target="deal",
                    echo=deal.move_echo, deal_fields=deal.fields_param, prepare=deal.check_move),
         ActionSpec("deal.update", "Set fields of a deal.", emits=("deal.updated",), target="deal",
@@ -35,8 +36,9 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("client.update", "Set fields of a client's card in the booking system.", emits=("client.updated",),
                    target="client", echo=deal.update_echo),
         ActionSpec("contact.update", "Set fields of the client's contact card in the CRM.", emits=("client.updated",),
-                   prepare=crm.client_contact),
-        ActionSpec("booking.create", "Create a booking for a client (a rebooking).", emits=("booking.created",)),
+                   prepare=people.default_contact),
+        ActionSpec("booking.create", "Create a booking for a client (a rebooking).", emits=("booking.created",),
+                   prepare=people.new_booking, carries=("deal",), details=True),
         ActionSpec("booking.cancel", "Cancel a booking.", emits=("booking.updated",), target="booking"),
         ActionSpec("deal.assign", "Give a deal to a person (its responsible user).", emits=("deal.updated",),
                    target="deal", echo=crm.assign_echo),
@@ -69,6 +71,28 @@ def expected_echo(action: str, params: Mapping[str, Any]) -> tuple[EntityRef, di
     return (EntityRef(spec.target, str(ident)), fields) if fields is not None else None
 
 
+def answered(action: str, params: Mapping[str, Any], event: Event) -> Event:
+    """An event the system answered an action with, given the links the action named (`ActionSpec.carries`)
+    that it does not report itself: a deal created from a booking is that booking's deal, whatever the CRM keeps."""
+    spec = CANONICAL.get(action)
+    if spec is None or not spec.carries or event.type not in spec.emits:
+        return event
+    extra = {name: params[name] for name in spec.carries
+             if params.get(name) not in (None, "") and event.data.get(name) in (None, "")}
+    return replace(event, data={**event.data, **extra}) if extra else event
+
+
+def linked_back(action: str, event: Event) -> list[tuple[EntityRef, str, str]]:
+    """The records an action's answer says the record it created belongs to, each with the field that names the new
+    one back and its id: deal.create's `deal.created` carrying `booking: 1001` gives (booking 1001, "deal", "9"),
+    so that `booking.deal.stage` reads the deal made from the booking."""
+    spec = CANONICAL.get(action)
+    if spec is None or event.entity is None or event.type not in spec.emits:
+        return []
+    return [(EntityRef(name, str(event.data[name])), event.entity.kind, event.entity.id) for name in spec.carries
+            if event.data.get(name) not in (None, "")]
+
+
 def deal_fields(name: str, params: Any) -> set[str]:
     """The deal fields an action sets: what a stage's `requires:` can be satisfied by. A connector's own deal
     action (not canonical) is counted by its `fields:`."""
@@ -79,4 +103,5 @@ def deal_fields(name: str, params: Any) -> set[str]:
     return setter(params)
 
 
-__all__ = ["CANONICAL", "ENGINE_ACTIONS", "ActionRun", "ActionSpec", "deal_fields", "expected_echo"]
+__all__ = ["CANONICAL", "ENGINE_ACTIONS", "ActionRun", "ActionSpec", "answered", "deal_fields", "expected_echo",
+           "linked_back"]

@@ -1,5 +1,5 @@
-"""The CRM ownership, note and contact actions' hooks: what deal.assign sets (its echo), and the record a note, a
-lead assignment or a contact update goes to when the step names none."""
+"""The CRM ownership and note actions' hooks: what deal.assign sets (its echo), and the record a note or a lead
+assignment goes to when the step names none (a contact update's contact is the person's: actions/people.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -39,17 +39,4 @@ def event_lead(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
         if lead in (None, ""):
             raise StepError("lead.assign: the event names no lead (`lead_id`); name one with `lead:`")
         params["lead"] = str(lead)
-    return params
-
-
-def client_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
-    """contact.update without `contact:` updates the run's client's contact, found in the CRM by the person's phone
-    (a CRM is never given another system's id)."""
-    if params.get("contact") in (None, ""):
-        client = run.scope.get("client")
-        phone = client.get("phone") if isinstance(client, Mapping) else None
-        if phone in (None, ""):
-            raise StepError("contact.update: the run's client has no phone to find the contact by; name it with "
-                            "`contact:`")
-        params["contact"] = str(phone)
     return params

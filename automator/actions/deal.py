@@ -1,5 +1,5 @@
-"""The deal actions' hooks: what they set (their echo, the fields a stage's `requires:` counts), a new deal's
-default contact, and the fields the target stage of a move requires."""
+"""The deal actions' hooks: what they set (their echo, the fields a stage's `requires:` counts), and the fields
+the target stage of a move requires."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,15 +31,6 @@ def move_echo(params: Mapping[str, Any]) -> dict[str, Any]:
 def update_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
     """What `deal.update` sets: its `fields:`."""
     return dict(params["fields"]) if isinstance(params.get("fields"), Mapping) else None
-
-
-def default_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
-    """A new deal's contact defaults to the run's client."""
-    if "contact" not in params:
-        client = run.scope.get("client")
-        if isinstance(client, Mapping) and client.get("id") is not None:
-            params["contact"] = str(client["id"])
-    return params
 
 
 def check_move(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:

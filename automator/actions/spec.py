@@ -23,6 +23,12 @@ class ActionRun(Protocol):
     def entity(self, ref: EntityRef) -> Entity | None:
         """The stored state of an entity."""
 
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person a system's id (or, with system `phone`, a phone) belongs to."""
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person, phones included."""
+
     def rule_pipeline(self) -> str | None:
         """The trigger's `pipeline:` narrowing."""
 
@@ -48,7 +54,8 @@ class ActionSpec:
     when its params name none (`deal.move` moves the run's deal). `echo` gives the fields the action sets on
     its target, when known before the call (the system's webhook reporting them is our own echo);
     `deal_fields` the deal fields it sets (what a stage's `requires:` can be satisfied by). `prepare` checks
-    or completes the params in the run; `perform`, when present, makes the engine perform the action itself.
+    or completes the params in the run; `perform`, when present, makes the engine perform the action itself;
+    `carries` the links its answer is given from the params (see `automator.actions.answered`).
     """
 
     name: str
@@ -61,6 +68,12 @@ class ActionSpec:
     deal_fields: Callable[[Mapping[str, Any]], set[str]] | None = None
     prepare: Prepare | None = None
     perform: Perform | None = None
+    # Links the action names (`booking` of a deal.create) that its answer carries, whether or not the system
+    # keeps them: the entity it makes is linked in the store (rules read `deal.booking.status`).
+    carries: tuple[str, ...] = ()
+    # True when the performing system is also given the person's phone and name (`client_phone`, `client_name`):
+    # a booking system that finds or creates its client by them.
+    details: bool = False
 
     @property
     def schema_id(self) -> str:

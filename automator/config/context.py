@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 Path_ = tuple[str | int, ...]
 
 # Names every expression may read; a `for_each` rule adds its kind, a rule's `set:` adds `vars` fields.
-SCOPE_NAMES = frozenset({"event", "entity", "prev", "client", "booking", "deal", "task", "settings", "vars",
-                         "now", "today"})
+SCOPE_NAMES = frozenset({"event", "entity", "prev", "client", "contact", "booking", "deal", "task", "settings",
+                         "vars", "now", "today"})
 
 
 _GUARDS = frozenset({"get", "has"})  # the functions that read an optional field

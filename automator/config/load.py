@@ -188,7 +188,7 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
         seen = {(p.line, p.col) for p in problems if p.path == doc.path}
         problems.extend(p for p in _connector_problems(doc, str(name), raw, cls) if (p.line, p.col) not in seen)
         connectors[str(name)] = ConnectorConfig(str(name), cls.type, dict(raw), dict(cls.actions),
-                                                Location(doc.path, mark.line, mark.col))
+                                                Location(doc.path, mark.line, mark.col), cls.own_ids)
     settings = {**(data.get("settings") or {}), **(overrides or {})}
     limits = data.get("limits") or {}
     catalogue = _catalogue(doc, connectors, types, problems)

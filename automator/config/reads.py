@@ -23,6 +23,8 @@ from automator.expr import chain_of
 from automator.typecheck import Type, field_type, literal_texts
 
 KINDS = ("client", "booking", "deal", "task")
+# Links a rule reads across (core/scope.py): a deal's booking and a booking's deal open onto the other.
+ACROSS = (("deal", "booking"), ("booking", "deal"))
 STATE_VERBS = ("created", "updated", "changed", "restored")  # the verbs whose data the entity takes on (core/decide)
 TIMER_EVENT = "timer.fired"
 # The data of a fired timer (automator/core/wakeup.py): what a `held` or `schedule` rule's event carries.
@@ -227,6 +229,16 @@ def _guarded(chain: tuple[str, ...], optional: set[tuple[str, ...]]) -> bool:
     return False
 
 
+def _kind_of(head: str, reading: Reading | None) -> str | None:
+    """The entity kind a chain's first name reads: a kind's own name, `contact` (the client as a CRM calls them),
+    or the rule's entity through `entity` and `prev`."""
+    if head in KINDS:
+        return head
+    if head == "contact":
+        return "client"
+    return reading.kind if head in ("entity", "prev") and reading else None
+
+
 def field_problem(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowledge,
                   optional: set[tuple[str, ...]]) -> Finding | None:
     """Why reading this field chain is a mistake, or None when it is known or cannot be known."""
@@ -235,7 +247,7 @@ def field_problem(chain: tuple[str, ...], reading: Reading | None, knowledge: Kn
     head = chain[0]
     if head == "event":
         return _event_problem(chain, reading, knowledge)
-    kind = head if head in KINDS else reading.kind if head in ("entity", "prev") and reading else None
+    kind = _kind_of(head, reading)
     if kind is None:
         return None
     fields = knowledge.kind_fields(kind)
@@ -245,6 +257,8 @@ def field_problem(chain: tuple[str, ...], reading: Reading | None, knowledge: Kn
     if name not in fields:
         return (f"unknown field '{head}.{name}'", _unknown_hint(name, fields, head))
     spec = fields[name]
+    if len(chain) > 2 and spec is not None and spec.type == "id" and (kind, spec.links) in ACROSS:
+        return field_problem((str(spec.links), *chain[2:]), None, knowledge, optional)  # `deal.booking.status`
     if len(chain) > 2 and spec is not None and spec.type in _SCALARS:
         return _deeper(chain, spec)
     return None
@@ -317,7 +331,7 @@ def type_of(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowledg
             return ENVELOPE_TYPES[name]
         data = knowledge.event_data(reading.events) if reading else None
         return data.get(name) if data else None
-    kind = head if head in KINDS else reading.kind if head in ("entity", "prev") and reading else None
+    kind = _kind_of(head, reading)
     if kind is None or len(chain) != 2:
         return None
     fields = knowledge.kind_fields(kind)
@@ -337,7 +351,7 @@ def values_of(chain: tuple[str, ...], reading: Reading | None, knowledge: Knowle
         if not specs or len(listed) < len(specs):  # some event type does not list the field's values
             return None
         return tuple(dict.fromkeys(str(v) for values in listed for v in values))
-    kind = head if head in KINDS else reading.kind if head in ("entity", "prev") and reading else None
+    kind = _kind_of(head, reading)
     if kind is None or len(chain) != 2:
         return None
     fields = knowledge.kind_fields(kind)

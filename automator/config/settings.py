@@ -26,6 +26,7 @@ class ConnectorConfig:
     options: Mapping[str, Any]
     actions: Mapping[str, ActionSpec]
     location: Location | None = None
+    own_ids: bool = True  # the type's `Connector.own_ids`: its records' ids are its system's, not persons'
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,12 @@ class Config:
         if len(self.branches) == 1:
             return next(iter(self.branches.values()))
         return None
+
+    @property
+    def systems(self) -> frozenset[str]:
+        """The connectors whose ids are their systems' own (every one but `local`): their events are resolved to
+        persons when journaled, and they are sent each person's id in their system (`automator.identity`)."""
+        return frozenset(name for name, conf in self.connectors.items() if conf.own_ids)
 
 
 def choose_connector(action: str, via: str | None, pipeline: Any, pipelines: Mapping[str, Pipeline],

@@ -1,4 +1,5 @@
-"""What expressions see: the event, the entity and its related client/booking/deal, settings and variables."""
+"""What expressions see: the event, the entity and its related client (also as `contact`), booking and deal (which
+read each other across their link), settings and variables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from zoneinfo import ZoneInfo
 from automator import history
 from automator.catalogue import Catalogue
 from automator.config.project import Project
-from automator.expr import EvalContext, Record, Template
+from automator.config.reads import ACROSS
+from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
 from automator.triggers import kind_of
@@ -92,6 +94,8 @@ def sendable(value: Any, tz: tzinfo) -> Any:
     cls = value.__class__
     if cls is str or cls is int:  # what params mostly are: nothing to do
         return value
+    if cls is Linked:  # `{{ deal.booking }}` alone: the id it is
+        return str(value)
     if isinstance(value, datetime):
         return (value.astimezone(tz) if value.tzinfo is not None else value).isoformat()
     if isinstance(value, date):
@@ -153,7 +157,22 @@ def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | N
     linked = {k: v for k, v in event.data.items() if k in ("client", "booking", "deal")}
     if linked:
         _follow_links(project, snapshot, linked, scope, now)
+    _across(scope)
+    if "client" in scope:
+        scope["contact"] = scope["client"]  # the person as a CRM calls them: `contact.name`, `contact.ids.crm`
     return scope
+
+
+def _across(scope: dict[str, Any]) -> None:
+    """Make each of the scope's deal and booking that names the other in it open onto it (an `expr.Linked`): the
+    views are this scope's own, so they are changed in place."""
+    for kind, field in ACROSS:  # `deal.booking.status`, `booking.deal.stage`
+        own, other = scope.get(kind), scope.get(field)
+        if not isinstance(own, dict) or not isinstance(other, Mapping):
+            continue
+        ident = own.get(field)
+        if ident not in (None, "") and not isinstance(ident, (Linked, Mapping)) and str(ident) == str(other.get("id")):
+            own[field] = Linked(str(ident), other)
 
 
 def learn(scope: dict[str, Any], events: list[Event], project: Project) -> None:
@@ -175,6 +194,8 @@ def learn(scope: dict[str, Any], events: list[Event], project: Project) -> None:
         learned = {**view, **data}
         if scope.get("entity") is view:
             scope["entity"] = learned
+        if scope.get("contact") is view:
+            scope["contact"] = learned
         scope[ref.kind] = learned
 
 

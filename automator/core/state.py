@@ -64,6 +64,14 @@ class RunState:
         """The stored state of an entity."""
         return self.snapshot.entity(ref)
 
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person a system's id (or, with system `phone`, a phone) belongs to."""
+        return self.snapshot.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person, phones included."""
+        return self.snapshot.links_of(client)
+
     def pipeline(self, name: str) -> Pipeline | None:
         """The project's pipeline of that name."""
         return self.project.pipelines.get(name)

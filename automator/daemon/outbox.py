@@ -21,6 +21,7 @@ from automator.daemon.retry import RetryPolicy, TokenBucket
 from automator.daemon.storethread import GroupCommit, StoreThread
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.actions import expected_echo
+from automator.identity import person_ref
 from automator.model import Effect, EntityRef, Event
 from automator.store.base import Claimed, Settlement, Store
 from automator.store.outbox import ECHO_WINDOW
@@ -110,7 +111,8 @@ def _start(store: Store, calls: list[tuple[Effect, Echo | None, Callable[[], Non
     with store.atomic():
         for effect, echo, _ in calls:
             if echo is not None:
-                store.expect_echo(echo[0], echo[1], effect.key, effect.rule_id, effect.depth, now + ECHO_WINDOW)
+                store.expect_echo(person_ref(echo[0], effect.connector, store), echo[1], effect.key,
+                                  effect.rule_id, effect.depth, now + ECHO_WINDOW)
         store.mark_started([effect.key for effect, _, _ in calls], now)
         for _, _, then in calls:
             if then is not None:

@@ -112,11 +112,14 @@ class Daemon:
         engine process shares the store."""
         options = self.options
         two = options.processes == 2
-        self.engine = StoreThread(options.db_path, "engine", synchronous=options.synchronous)
+        # Both journal what connectors report (webhooks, polls, actions' answers: with --processes 1 the engine's
+        # thread settles effects too), so both resolve their ids to persons.
+        systems = self.project.config.systems
+        self.engine = StoreThread(options.db_path, "engine", synchronous=options.synchronous, systems=systems)
         # Webhooks journaled and, with an engine process, effects claimed and settled: what queues up while one
         # transaction is written goes into the next one together (one fsync).
         self.journal = StoreThread(options.db_path, "journal", synchronous=options.synchronous,
-                                   group=two if group is None else group)
+                                   group=two if group is None else group, systems=systems)
         self.admission = Admission(self.journal, self.clock, self.stopping, on_journaled=self.wake_engine,
                                    max_backlog=options.max_backlog)
         # Counting rows is slow with a million timers: never inside a (grouped) write transaction.
@@ -270,6 +273,10 @@ class Daemon:
     async def _swapped(self, project: Project) -> None:
         """A reload put `project` in place: its schedules, the timers loop, the engine process and the pollers
         follow."""
+        # The connectors whose ids are their own may have changed. Set from here while the store threads work:
+        # one assignment of a frozenset, so an event being journaled is resolved by the old set or the new one.
+        for thread in (self.engine, self.journal):
+            thread.store.set_systems(project.config.systems)
         await self.engine.call(sync_schedules, project, self.clock.now())
         self.wake_timers.set()  # a new schedule may be due before the timers loop would look again
         if self.child is not None:

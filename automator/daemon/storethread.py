@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from automator.store.base import Store
@@ -18,7 +18,8 @@ R = TypeVar("R")
 
 class StoreThread:
     """A thread that owns one connection to the store (the one place the daemon opens it: a SqliteStore);
-    `call(fn, ...)` runs `fn(store, ...)` there, in order.
+    `call(fn, ...)` runs `fn(store, ...)` there, in order. `systems`: the connectors whose events the store
+    resolves to persons when it journals them (`Store.set_systems`).
 
     With `group=True` the calls that queue up while one transaction is being written go together in the next:
     one transaction, one fsync, for all of them (each in a savepoint of its own, so that one that fails is
@@ -28,11 +29,13 @@ class StoreThread:
     wait for the turn is done on the thread (see `_drain`): they must be short and must not block.
     """
 
-    def __init__(self, path: str | Path, name: str, *, synchronous: str = "FULL", group: bool = False) -> None:
+    def __init__(self, path: str | Path, name: str, *, synchronous: str = "FULL", group: bool = False,
+                 systems: Iterable[str] = ()) -> None:
         self.name = name
         self.group = group
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"automator-{name}")
-        self.store: Store = self.executor.submit(SqliteStore, path, synchronous=synchronous).result()
+        self.store: Store = self.executor.submit(SqliteStore, path, synchronous=synchronous,
+                                                 systems=systems).result()
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task

@@ -18,6 +18,7 @@ from simpleeval import SimpleEval
 from automator.clock import Duration
 from automator.expr.context import EvalContext, _now, _plain, _today_of
 from automator.expr.describe import _describe, _short, _text
+from automator.expr.linked import Linked
 from automator.expr.errors import EvalError
 from automator.expr.library import _LIBRARY
 from automator.expr.limits import READS, _check_size
@@ -194,7 +195,10 @@ _local = threading.local()
 
 
 def _read(base: Any, key: Any, base_node: ast.AST) -> Any:
-    """`base.key` or `base[key]` on data only: a mapping's key or a list's position, never a Python attribute."""
+    """`base.key` or `base[key]` on data only: a mapping's key or a list's position, never a Python attribute. A
+    link (`deal.booking`) is read by name as the entity it links to."""
+    if base.__class__ is Linked and isinstance(key, str):
+        base = base.view
     if isinstance(base, Mapping):
         try:
             return base[key]

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from automator.actions import CANONICAL, ENGINE_ACTIONS, ActionSpec, deal_fields
+from automator.actions.people import to_system
 from automator.checks import CheckContext, literal
 from automator.core.scope import learn, sendable
 from automator.core.outcome import Outcome, StepError
@@ -162,6 +163,9 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     perform = canonical.perform if canonical is not None else None
     connector = ENGINE if perform is not None else state.project.connector_for(step.action, params, step.via,
                                                                               state.scope)
+    if canonical is not None and connector in state.project.config.systems:
+        # Checked as the rule wrote them above; sent as the system knows the persons they name.
+        params = to_system(canonical, params, connector, state)
     spec = canonical or state.project.action_spec(step.action)
     effect = Effect(key=f"{state.run.id}/{path}", run_id=state.run.id, rule_id=state.rule.id, action=step.action,
                     connector=connector, params=params, delivery=spec.delivery if spec else "at_least_once",

@@ -211,6 +211,18 @@ class Store(Snapshot, Protocol):
         """Recompute the derived fields (`automator.history`) of these clients from all their stored visits,
         atomically, making a client entity for a person who has none; how many clients were written."""
 
+    def set_systems(self, systems: Iterable[str]) -> None:
+        """Name the connectors whose ids are their systems' own (every one but `local`; `Config.systems`), in
+        place of those named before (a reload may change them); none until it is called. From then on an event
+        whose `source` is one of them is resolved to persons (`resolve`) whenever it is journaled — a webhook, a
+        catch-up poll, an action's answer in `settle` — before its echo is recognised, its links written in the
+        same transaction. Events of other sources (`engine`, `timer`, `local` connectors) pass as they are."""
+
+    def resolve(self, event: Event, now: datetime, *, phone: str | None = None) -> Event:
+        """The event naming persons in place of its system's ids (`automator.identity.resolve`), the links that
+        makes written atomically, when its source is one of `set_systems`'; else the event as it is. `phone`: the
+        phone our effect named the person by, for the effect's answer. The simulator's path to the journal's."""
+
     def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
         """Record an effect's outcome directly (the simulator's short path; the daemon settles through the outbox)."""
 
@@ -328,7 +340,9 @@ class Store(Snapshot, Protocol):
 
     def settle(self, effect: Effect, outcome: Settlement, now: datetime) -> list[Event]:
         """Record a try's outcome atomically with, when done, the events the system reports back (journaled as
-        caused by the effect, their echoes expected); returns those journaled."""
+        caused by the effect, resolved to persons, given the links the action carries (`actions.answered`), their
+        echoes expected); a stored record such a link names learns the new record back (`actions.linked_back`:
+        the booking a deal was created for gets its `deal`, unless it names one). Returns those journaled."""
 
     def release_dead_effects(self, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),
                              gone: Callable[[str, str], bool] = ...) -> Released:

@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from automator import identity
 from automator.model import Decision, EntityRef, Event, same
 from automator.store.base import Writes
 from automator.store.codec import dump, load, utc, writes_of
 from automator.store.connection import Connection
+from automator.store.people import People
 from automator.store.state import State
 
 DEDUP_WINDOW = timedelta(minutes=10)
@@ -76,11 +78,30 @@ def event_from_body(body: str) -> Event:
 class Journal:
     """Appending, claiming and committing journal events, over one connection (part of SqliteStore)."""
 
-    def __init__(self, connection: Connection, state: State) -> None:
+    def __init__(self, connection: Connection, state: State, people: People,
+                 systems: frozenset[str] = frozenset()) -> None:
         self.db = connection.db
         self.atomic = connection.atomic
         # A decision's rows are written by the state's tables, in the transaction that marks its event done.
         self.write_all = state.write_all
+        # An event from one of these connectors names its system's records: resolved to persons when journaled,
+        # its links written by the people's table in the same transaction (see Store.set_systems).
+        self.people = people
+        self.systems = systems
+
+    def resolve(self, event: Event, now: datetime, phone: str | None = None) -> Event:
+        """The event naming persons, its links written (in the caller's transaction), when its source is one of
+        `systems`; else as it is."""
+        if event.source not in self.systems:
+            return event
+        resolved, links = identity.resolve(event, self.people, phone)
+        for link in links:
+            self.people.link(link.system, link.ext_id, link.client, now)
+        # A client.* event carries the person's ids itself; a person another event linked keeps theirs current.
+        reported = resolved.entity.id if resolved.entity is not None and resolved.entity.kind == "client" else None
+        for client in {link.client for link in links if link.system != identity.PHONE} - {reported}:
+            self.people.refresh_ids(client)
+        return resolved
 
     def append(self, events: Sequence[Event], now: datetime, *,
                digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
@@ -95,8 +116,10 @@ class Journal:
 
     def journal_events(self, events: Sequence[Event], now: datetime, *,
                 digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,
-                echoes: bool | None = None) -> list[Event | None]:
-        """`append`, returning each event as journaled (its echo and repeat recognised), None for a duplicate."""
+                echoes: bool | None = None, resolved: bool = False) -> list[Event | None]:
+        """`append`, returning each event as journaled (resolved to persons, its echo and repeat recognised), None
+        for a duplicate. `resolved`: the caller has resolved them already (`settle`, which expects their echoes
+        on the persons first)."""
         out: list[Event | None] = []
         conn = self.db.conn
         since = utc(now - window)
@@ -116,6 +139,9 @@ class Journal:
                         [event.source, digest, since]).fetchone():
                     out.append(None)
                     continue
+                if not resolved:
+                    # Before its echo is looked for: an effect on a client expects its echo on the person.
+                    event = self.resolve(event, now)
                 if event.source not in ("timer", "engine"):
                     if event.caused_by and not event.echo_of:
                         event = self._own_effect(event)

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from automator.actions import answered, linked_back
+from automator.identity import sent_phone
 from automator.model import Effect, Event
 from automator.store.base import Claimed, Released, Settlement
 from automator.store.codec import dump, effect_of, utc
@@ -33,6 +35,7 @@ class Outbox:
         # A settled effect's events are journaled, and their echoes expected, in the transaction that settles it.
         self.journal_events = journal.journal_events
         self.expect_echo = journal.expect_echo
+        self.resolve = journal.resolve
 
     def claim_effects(self, worker: str, now: datetime, limit: int, lease: timedelta,
                       connectors: Sequence[str] | None = None,
@@ -90,14 +93,22 @@ class Outbox:
                  utc(outcome.next_try_at or now), stamp, stamp, outcome.status, outcome.error, effect.key])
             if outcome.status != "done":
                 return []
-            caused = [replace(e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)
-                      for e in outcome.events]
+            # The answer names the system's records: resolved to persons first (the record the system found or
+            # made by the phone we sent is that person's), so that the echoes below are expected on them.
+            phone = sent_phone(effect.params)
+            caused = [self.resolve(answered(effect.action, effect.params, replace(
+                e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)), now, phone)
+                for e in outcome.events]
             for event in caused:
+                for ref, field, value in linked_back(effect.action, event):  # the booking learns its new deal
+                    self.db.conn.execute("update entities set fields = json_set(fields, ?, ?) where kind = ? and "
+                                         "id = ? and json_extract(fields, ?) is null",
+                                         [f"$.{field}", value, ref.kind, ref.id, f"$.{field}"])
                 if event.entity is not None and event.data:
                     # The real system reports our change back by webhook: know that echo when it comes.
                     self.expect_echo(event.entity, dict(event.data), effect.key, effect.rule_id, effect.depth,
                                      now + ECHO_WINDOW)
-            fresh = self.journal_events(caused, now) if caused else []
+            fresh = self.journal_events(caused, now, resolved=True) if caused else []
         return [e for e in fresh if e is not None]
 
     def release_dead_effects(self, me: str, now: datetime, repeatable: frozenset[str] = frozenset(),

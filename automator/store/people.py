@@ -6,8 +6,9 @@ from datetime import datetime
 from collections.abc import Iterable
 
 from automator.history import MINOR_DIGITS
+from automator.identity import all_ids_of, ids_of
 from automator.model import Entity, EntityRef, Visit
-from automator.store.codec import VISIT_COLUMNS, load, time_of, utc, visit_of, visit_row
+from automator.store.codec import VISIT_COLUMNS, dump, load, time_of, utc, visit_of, visit_row
 from automator.store.connection import Connection
 
 _SCALE = 10 ** MINOR_DIGITS
@@ -72,6 +73,14 @@ class People:
         self.db.conn.execute("insert into links (system, ext_id, client, at) values (?, ?, ?, ?) "
                              "on conflict (system, ext_id) do update set client = excluded.client",
                              [system, ext_id, client, utc(at)])
+
+    def refresh_ids(self, client: str) -> None:
+        """Bring a stored person's `ids` and `all_ids` fields up to their links (a link made by another kind of
+        event, such as the contact of a deal the CRM found by phone); a person not stored yet is left alone."""
+        links = self.links_of(client)
+        self.db.conn.execute("update entities set fields = json_set(fields, '$.ids', json(?), '$.all_ids', json(?)) "
+                             "where kind = 'client' and id = ?",
+                             [dump(ids_of(links)), dump(all_ids_of(links)), client])
 
     # ---- a person's records ------------------------------------------------------------------------
     def related(self, kind: str, client: str) -> list[Entity]:

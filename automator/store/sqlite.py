@@ -37,7 +37,7 @@ class SqliteStore(Store):
     """
 
     def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL", timeout: float = 30.0,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, systems: Iterable[str] = ()) -> None:
         self.connection = Connection(path, synchronous=synchronous, timeout=timeout, read_only=read_only)
         if read_only:
             schema.check(self.connection.db, self.connection.path)
@@ -46,7 +46,7 @@ class SqliteStore(Store):
                 schema.migrate(self.connection.db)
         self.state = State(self.connection)
         self.people = People(self.connection)
-        self.journal = Journal(self.connection, self.state)
+        self.journal = Journal(self.connection, self.state, self.people, frozenset(systems))
         self.outbox = Outbox(self.connection, self.journal)
 
     # ---- the database and its transactions (connection.py) ---------------------------------------------
@@ -129,6 +129,13 @@ class SqliteStore(Store):
             written = self.people.recompute(clients, at)
         self.state.forget_recency()
         return written
+
+    def set_systems(self, systems: Iterable[str]) -> None:
+        self.journal.systems = frozenset(systems)
+
+    def resolve(self, event: Event, now: datetime, *, phone: str | None = None) -> Event:
+        with self.atomic():
+            return self.journal.resolve(event, now, phone)
 
     def entities_of(self, refs: Iterable[EntityRef]) -> dict[EntityRef, Entity | None]:
         return self.state.entities_of(refs)

@@ -114,14 +114,9 @@ def _contact_fields(fields: Any, custom: set[str], users: Mapping[str, Any], con
 
 def _contact_id(params: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
     """contact.update's `contact:` is an amoCRM contact id or a phone to find (or make) it by; another system's
-    client id would change whichever amoCRM contact has that number."""
+    record id written in a template would change whichever amoCRM contact has that number."""
     if "contact" not in params:
-        others = context.foreign_run_client()
-        if not others:
-            return []
-        return [ParamProblem((), f"contact.update without `contact:` changes the amoCRM contact whose id is the run's "
-                                 f"client id, an id from {context.named(others)}: another person's card",
-                             by_phone_hint(context, "amoCRM"))]
+        return []  # the run's client: a person, whom the engine sends as amoCRM knows them (identity.py)
     value = params["contact"]
     known = literal(value)
     if known is UNKNOWN:

@@ -51,6 +51,7 @@ class LocalConnector(Connector):
         "events": {"description": "The events a form or a site posts here, by type: {entity, doc, data}."}},
         "additionalProperties": False}
     in_store = True
+    own_ids = False  # its records are automator's own: they name persons as they are
     webhook_auth = ("secret",)  # without it the connector performs actions and receives nothing
     deduplicates = True
 

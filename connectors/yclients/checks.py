@@ -120,12 +120,7 @@ def _id(params: Mapping[str, Any], what: str, context: CheckContext) -> list[Par
     """A record's or client's id is a YCLIENTS number (a client may also be given by phone, E.164): a literal of
     another form, or another system's id, is not."""
     if what not in params:
-        others = context.foreign_run_client() if what == "client" else ()
-        if not others:
-            return []
-        return [ParamProblem((), f"without `client:` the run's client is used, and its id is one from "
-                                 f"{context.named(others)}, not a YCLIENTS client id",
-                             "give `client:` the client's YCLIENTS id")]
+        return []  # the run's: a client is a person, sent as YCLIENTS's own id of them or by phone
     value = params[what]
     known = literal(value)
     if known is UNKNOWN:

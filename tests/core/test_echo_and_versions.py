@@ -3,6 +3,7 @@ nothing starts nothing), and a waiting run meeting a new version of its rule (pa
 reshaped: it is cancelled, with the reason in its trace)."""
 from __future__ import annotations
 
+from dataclasses import replace
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -310,3 +311,30 @@ def test_steps_shape_ignores_params_but_not_structure(make_project) -> None:  # 
     assert shape["texts"] == shape["base"]
     assert shape["added"] != shape["base"] and shape["action"] != shape["base"]
     assert shape["if-condition"] == shape["if"] and shape["if-moved"] != shape["if"]
+
+
+def test_a_client_effects_echo_is_known_on_the_person_whichever_id_the_system_reports() -> None:
+    # Person 5 came from the CRM; YCLIENTS knows them as 77. client.set_category goes to YCLIENTS as 77, and
+    # YCLIENTS's webhook about 77, resolved to person 5 when journaled, is recognised as that effect's echo.
+    from automator.actions import expected_echo
+    from automator.identity import person_ref
+
+    phone = "+79161234567"
+    store = SqliteStore(systems=["booking", "crm"])
+    store.append([Event(id="c", type="client.updated", at=NOW, entity=EntityRef("client", "5"),
+                        data={"phone": phone}, source="crm"),
+                  Event(id="y", type="client.updated", at=NOW, entity=EntityRef("client", "77"),
+                        data={"phone": phone}, source="booking")], NOW)
+    echo = expected_echo("client.set_category", {"client": "77", "category": "Gold"})
+    assert echo is not None and echo[0] == EntityRef("client", "77")
+    store.expect_echo(person_ref(echo[0], "booking", store), echo[1], "run-x/do/0", "tier", 0,
+                      NOW + timedelta(minutes=10))
+    webhook = Event(id="hook", type="client.updated", at=NOW, entity=EntityRef("client", "77"),
+                    data={"category": "Gold", "name": "Анна"}, source="booking")
+    [journaled] = store.journal_events([webhook], NOW)
+    assert journaled is not None and journaled.entity == EntityRef("client", "5")
+    assert journaled.echo_of == "tier" and journaled.caused_by == "run-x/do/0"
+    # Expected on the system's id, as before people, it would have been missed.
+    store.expect_echo(echo[0], echo[1], "run-y/do/0", "tier", 0, NOW + timedelta(minutes=10))
+    [again] = store.journal_events([replace(webhook, id="hook-2")], NOW)
+    assert again is not None and again.echo_of is None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from automator.identity import Link, ids_of, match, phone_of, resolve
 from automator.model import EntityRef, Event
 from automator.store.sqlite import SqliteStore
@@ -91,3 +93,52 @@ def test_match_and_ids_of() -> None:
     store = SqliteStore()
     assert match("booking", "77", ANNA, store) == ("77", (Link("booking", "77", "77"), Link("phone", ANNA, "77")))
     assert ids_of([("booking", "77"), ("phone", ANNA), ("crm", "5"), ("crm", "6")]) == {"booking": "77", "crm": "5"}
+
+
+class _Run:
+    """What an action's hooks read of a run (automator.actions.spec.ActionRun), over a store."""
+
+    def __init__(self, store: SqliteStore, scope: dict[str, object]) -> None:
+        self.store, self.scope = store, scope
+
+    def entity(self, ref: EntityRef) -> object:
+        return self.store.entity(ref)
+
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        return self.store.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        return self.store.links_of(client)
+
+
+def test_each_system_is_sent_its_own_id_of_the_person_or_their_phone() -> None:
+    from automator.actions import CANONICAL
+    from automator.actions.people import new_booking, new_deal, to_system
+    from automator.core.outcome import StepError
+    from automator.model import Entity
+
+    store = SqliteStore()
+    arrive(store, client("77", "booking", phone=ANNA))
+    store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "phone": ANNA}, T0))
+    arrive(store, client("5", "crm"))  # known to the CRM by id only
+    run = _Run(store, {"client": {"id": "77"}, "booking": {"id": "1001"}, "deal": {"id": "9"}})
+    deal = new_deal({"pipeline": "p", "stage": "new", "title": "T"}, run)  # type: ignore[arg-type]
+    assert deal["contact"] == "77" and deal["booking"] == "1001"
+    assert to_system(CANONICAL["deal.create"], deal, "crm", run)["contact"] == ANNA  # type: ignore[arg-type]
+    booking = new_booking({"staff_id": 1, "services": [2], "datetime": "2026-03-09T12:00:00+03:00"}, run)  # type: ignore[arg-type]
+    assert to_system(CANONICAL["booking.create"], booking, "booking", run) == {  # type: ignore[arg-type]
+        "staff_id": 1, "services": [2], "datetime": "2026-03-09T12:00:00+03:00", "client": "77", "deal": "9",
+        "client_phone": ANNA, "client_name": "Анна"}
+    given = {"client": "olga", "category": "VIP"}  # automator's own id (a test's given:): as it is
+    assert to_system(CANONICAL["client.set_category"], given, "booking", run) == given  # type: ignore[arg-type]
+    with pytest.raises(StepError, match=r"^client.set_category: client 5 has no id in booking and no phone to "
+                                        r"find them by \(known as crm 5\)$"):
+        to_system(CANONICAL["client.set_category"], {"client": "5", "category": "VIP"}, "booking", run)  # type: ignore[arg-type]
+
+
+def test_two_contacts_of_one_crm_with_one_phone_are_one_person_who_shows_both() -> None:
+    store = SqliteStore()
+    arrive(store, client("5", "crm", phone=ANNA))
+    second = arrive(store, client("6", "crm", phone=ANNA))  # a duplicate card in the CRM
+    assert second.entity == EntityRef("client", "5")
+    assert second.data["ids"] == {"crm": "5"} and second.data["all_ids"] == {"crm": ["5", "6"]}

@@ -344,3 +344,57 @@ def test_a_decisions_visits_are_written_with_it_and_never_twice(any_store: Store
                      visits=(Visit(id="booking:5", client="anna", at=T0, amount=1),))
     any_store.write(writes_of(again))
     assert any_store.visits_of("anna") == [visit]
+
+
+def arriving(ident: str, who: str, source: str, **data: object) -> Event:
+    """A system's webhook about its own client record `who`."""
+    return Event(id=ident, type="client.updated", at=T0, entity=EntityRef("client", who), data=data, source=source)
+
+
+def body(store: Store, ident: str) -> dict[str, object]:
+    found = store.journal_event(ident)
+    assert found is not None
+    return found["body"]  # type: ignore[no-any-return]
+
+
+def test_events_of_the_named_systems_are_journaled_naming_persons(any_store: Store) -> None:
+    phone = "+79161234567"
+    any_store.append([arriving("before", "5", "crm", phone=phone)], T0)  # no systems named yet: as it came
+    assert body(any_store, "before")["entity"] == {"kind": "client", "id": "5"} and any_store.links_of("5") == []
+    any_store.set_systems(["booking", "crm"])
+    journaled = any_store.journal_events([arriving("y", "77", "booking", phone=phone),
+                                          arriving("b", "5", "crm", name="Анна", phone=phone)], T0)
+    assert [e.entity for e in journaled if e is not None] == [EntityRef("client", "77")] * 2
+    assert body(any_store, "b")["data"] == {"name": "Анна", "phone": phone, "ids": {"booking": "77", "crm": "5"},
+                                            "all_ids": {"booking": ["77"], "crm": ["5"]}}
+    deal = Event(id="d", type="deal.created", at=T0, entity=EntityRef("deal", "9"), data={"contact": "5"},
+                 source="crm")
+    ours = Event(id="e", type="client.updated", at=T0, entity=EntityRef("client", "5"), data={}, source="engine")
+    any_store.append([deal, ours], T0)
+    assert body(any_store, "d")["data"] == {"contact": "5", "client": "77"}
+    assert body(any_store, "e")["entity"] == {"kind": "client", "id": "5"}  # the engine's events name persons
+    assert any_store.resolve(arriving("r", "5", "crm"), T0).entity == EntityRef("client", "77")
+    assert any_store.resolve(arriving("l", "5", "forms"), T0).entity == EntityRef("client", "5")  # not named
+
+
+def test_an_answer_names_the_person_the_effect_sent_by_phone(any_store: Store) -> None:
+    phone = "+79161234567"
+    any_store.set_systems(["booking", "crm"])
+    any_store.append([arriving("y", "77", "booking", phone=phone)], T0)
+    any_store.put_entity(Entity(EntityRef("client", "77"), {"phone": phone, "ids": {"booking": "77"}}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "1001"), {"client": "77", "status": "no_show"}, T0))
+    effect = Effect(key="run-1/do/0", run_id="run-1", rule_id="deal", action="deal.create", connector="crm",
+                    params={"pipeline": "p", "stage": "new", "title": "T", "contact": phone, "booking": "1001"},
+                    delivery="at_least_once", at=T0, entity=EntityRef("booking", "1001"))
+    any_store.write(writes_of(Decision(event=hook("h"), entity_before=None, entity_after=None, effects=(effect,))))
+    answer = Event(id="crm:deal:9", type="deal.created", at=T0, entity=EntityRef("deal", "9"),
+                   data={"contact": "31", "stage": "new"}, source="crm")
+    [journaled] = any_store.settle(effect, Settlement("done", {"id": "9"}, events=(answer,)), T0)
+    # The contact the CRM found (or made) by the phone is the person's; the deal is the booking's.
+    assert journaled.data == {"contact": "31", "stage": "new", "booking": "1001", "client": "77"}
+    assert any_store.client_of("crm", "31") == "77"
+    stored = any_store.entity(EntityRef("client", "77"))
+    assert stored is not None and stored.fields == {"phone": phone, "ids": {"booking": "77", "crm": "31"},
+                                                    "all_ids": {"booking": ["77"], "crm": ["31"]}}
+    booking = any_store.entity(EntityRef("booking", "1001"))
+    assert booking is not None and booking.fields == {"client": "77", "status": "no_show", "deal": "9"}

@@ -1,0 +1,72 @@
+"""The persons an action names, as its system will know them: by default the run's client (a deal's or contact
+card's person) and the run's booking (deal) a new deal (booking) belongs to, so that the link exists in the store;
+going out, each person as the performing system's own id of them, or their phone (`automator.identity.outbound`)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from automator.actions.spec import ActionRun, ActionSpec
+from automator.core.outcome import StepError
+from automator.identity import PERSON_PARAMS, PHONE, Unreachable, outbound, phone_of
+from automator.model import EntityRef
+
+
+def _in_run(run: ActionRun, kind: str) -> str | None:
+    """The id of the run's entity of a kind (its own, or the one it links to), if any."""
+    found = run.scope.get(kind)
+    if isinstance(found, Mapping) and found.get("id") not in (None, ""):
+        return str(found["id"])
+    return None
+
+
+def _default(params: dict[str, Any], name: str, run: ActionRun, kind: str) -> None:
+    if params.get(name) in (None, ""):
+        ident = _in_run(run, kind)
+        if ident is not None:
+            params[name] = ident
+
+
+def default_contact(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """The contact (a CRM's card of a person) defaults to the run's client."""
+    _default(params, "contact", run, "client")
+    return params
+
+
+def new_deal(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """A new deal is the run's client's, and belongs to the run's booking when it has one."""
+    _default(params, "booking", run, "booking")
+    return default_contact(params, run)
+
+
+def new_booking(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """A new booking is the run's client's, and belongs to the run's deal when it has one."""
+    _default(params, "client", run, "client")
+    _default(params, "deal", run, "deal")
+    return params
+
+
+def to_system(spec: ActionSpec, params: dict[str, Any], system: str, run: ActionRun) -> dict[str, Any]:
+    """The params as `system` (a connector whose ids are its own) is sent them: each person they name becomes
+    that system's id of them, or their phone, never another system's id; an action with `details` also gets
+    the person's phone and name (`client_phone`, `client_name`) when known. A StepError for a person the system
+    cannot be told about: no id there, no phone."""
+    out = dict(params)
+    for name in PERSON_PARAMS:
+        value = params.get(name)
+        if value in (None, "") or isinstance(value, (Mapping, list, bool)):
+            continue
+        person = run.entity(EntityRef("client", str(value)))
+        fields: Mapping[str, Any] = person.fields if person is not None else {}
+        try:
+            out[name] = outbound(str(value), system, run, fields.get("phone"))
+        except Unreachable as exc:
+            raise StepError(f"{spec.name}: {exc}") from None
+        if spec.details and name == "client":
+            phone = phone_of(fields.get("phone")) or phone_of(out[name]) or next(
+                (ext for kind, ext in run.links_of(str(value)) if kind == PHONE), None)
+            if phone is not None:
+                out.setdefault("client_phone", phone)
+            if fields.get("name") not in (None, ""):
+                out.setdefault("client_name", str(fields["name"]))
+    return out
