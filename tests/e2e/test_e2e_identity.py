@@ -47,5 +47,8 @@ def test_a_deal_for_a_yclients_client_reaches_their_bitrix24_contact_and_both_ar
     assert json.loads(ids) == {"booking": str(yclients["id"]), "crm": contact}  # client.ids, both systems
     assert query(daemon.project.db, "select json_extract(fields, '$.client') from entities where kind = 'deal'") \
         == [(person,)]
-    assert query(daemon.project.db, "select count(*) from entities where kind = 'client'") == [(1,)]
+    # Boris's contact webhook made him a client too; Anna, known to both systems, is one.
+    clients = query(daemon.project.db, "select id, json_extract(fields, '$.phone') from entities where kind = 'client' "
+                                       "order by id")
+    assert sorted(phone for _, phone in clients) == ["+79031112233", ANNA] and (person, ANNA) in clients
     assert daemon.terminate() == 0
