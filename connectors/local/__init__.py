@@ -28,10 +28,13 @@ TABLES: dict[str, dict[str, Any]] = {
     "local_messages": {"id": int, "channel": str, "to": str, "text": str, "sent_at": str},
     "local_categories": {"client": str, "category": str, "updated_at": str},
     "local_bookings": {"id": str, "status": str, "updated_at": str},
+    # A client's categories beside `local_categories`' one category: what client.add_category/remove_category keep.
+    "local_client_categories": {"client": str, "category": str},
     "local_requests": {"id": int, "method": str, "url": str, "body": str, "at": str},
     "local_done": {"key": str, "result": str},
 }
-PKS = {"local_categories": "client", "local_bookings": "id", "local_done": "key"}
+PKS = {"local_categories": "client", "local_bookings": "id", "local_done": "key",
+       "local_client_categories": ("client", "category")}
 
 
 class LocalConnector(Connector):
@@ -218,6 +221,86 @@ class LocalConnector(Connector):
         ref = EntityRef("client", client_id)
         return ActionResult({"client": client_id},
                             (self._event(key, "client.updated", ref, {"category": params["category"]}),))
+
+    @action("client.add_category")
+    def client_add_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Add a category beside the client's others and emit `client.updated` with all of them."""
+        client_id = str(params["client"])
+        self.db.table("local_client_categories").insert({"client": client_id, "category": str(params["category"])},
+                                                      ignore=True)
+        return self._categories(client_id, key)
+
+    @action("client.remove_category")
+    def client_remove_category(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Remove one category of the client (none to remove changes nothing) and emit `client.updated`."""
+        client_id = str(params["client"])
+        self.db.conn.execute("delete from local_client_categories where client = ? and category = ?",
+                             [client_id, str(params["category"])])
+        return self._categories(client_id, key)
+
+    def _categories(self, client_id: str, key: str) -> ActionResult:
+        rows = self.db.conn.execute("select category from local_client_categories where client = ? order by category",
+                                    [client_id]).fetchall()
+        categories = [row[0] for row in rows]
+        ref = EntityRef("client", client_id)
+        return ActionResult({"client": client_id, "categories": categories},
+                            (self._event(key, "client.updated", ref, {"categories": categories}),))
+
+    @action("client.update")
+    def client_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Set fields of the client: `client.updated` with them (the store keeps the person's state)."""
+        return self._person(str(params["client"]), params, key)
+
+    @action("contact.update")
+    def contact_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Set fields of the client's contact card: in the local world the contact is the person."""
+        return self._person(str(params["contact"]), params, key)
+
+    def _person(self, client_id: str, params: Mapping[str, Any], key: str) -> ActionResult:
+        fields = {str(k): v for k, v in dict(params["fields"]).items() if k != "id"}
+        ref = EntityRef("client", client_id)
+        return ActionResult({"client": client_id}, (self._event(key, "client.updated", ref, fields),))
+
+    @action("booking.create")
+    def booking_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record a confirmed booking and emit `booking.created` (with `deal` when it belongs to one)."""
+        booking_id = "local-" + hashlib.sha1(key.encode()).hexdigest()[:12]
+        self.db.table("local_bookings").upsert({"id": booking_id, "status": "confirmed", "updated_at": self._stamp()},
+                                               pk="id")
+        data = {"client": _text(params.get("client")), "status": "confirmed", "starts_at": params["datetime"],
+                "staff_id": _text(params.get("staff_id")), "services": [str(s) for s in params.get("services") or []],
+                "deal": _text(params.get("deal")), "comment": params.get("comment")}
+        data = {k: v for k, v in data.items() if v not in (None, "")}
+        ref = EntityRef("booking", booking_id)
+        return ActionResult({"id": booking_id}, (self._event(key, "booking.created", ref, data),))
+
+    @action("booking.cancel")
+    def booking_cancel(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record a booking as cancelled and emit `booking.updated` with the status."""
+        booking_id = str(params["booking"])
+        self.db.table("local_bookings").upsert({"id": booking_id, "status": "cancelled",
+                                                "updated_at": self._stamp()}, pk="id")
+        ref = EntityRef("booking", booking_id)
+        return ActionResult({"id": booking_id}, (self._event(key, "booking.updated", ref, {"status": "cancelled"}),))
+
+    @action("deal.assign")
+    def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Give the deal to a person: its `responsible`, and `deal.updated`."""
+        return self._update_deal(str(params["deal"]), {"responsible": _text(params["to"])}, key)
+
+    @action("lead.assign")
+    def lead_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Give the lead to a person: `lead.updated` with its new `responsible` (a lead is no stored entity)."""
+        data = {"lead_id": str(params["lead"]), "responsible": _text(params["to"])}
+        return ActionResult(dict(data), (Event(id=f"{key}>lead.updated", type="lead.updated", at=self.now(),
+                                               data=data, source=self.name),))
+
+    @action("note.add")
+    def note_add(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record the note on the deal, lead or contact it names (kept with the local messages, channel `note`)."""
+        target = next(f"{kind}:{params[kind]}" for kind in ("deal", "lead", "contact") if params.get(kind))
+        row = {"channel": "note", "to": target, "text": params["text"], "sent_at": self._stamp()}
+        return ActionResult({"id": str(self.db.table("local_messages").insert(row).last_pk)})
 
     @action("task.create")
     def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:

@@ -282,4 +282,38 @@ class TestContract(ConnectorContract):
                 "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
                 "sms.send": {"to": "+79161234567", "text": "Привет"}, "message.send": {"to": "7", "text": "Привет"},
                 "notify": {"to": "admin", "text": "Лид"},
-                "http.request": {"method": "POST", "url": "https://example.com/hook", "body": {"a": 1}}}
+                "http.request": {"method": "POST", "url": "https://example.com/hook", "body": {"a": 1}},
+                "client.add_category": {"client": "7", "category": "Аллергия"},
+                "client.remove_category": {"client": "7", "category": "Новый"},
+                "client.update": {"client": "7", "fields": {"email": "anna@example.com"}},
+                "contact.update": {"contact": "7", "fields": {"responsible": "5"}},
+                "booking.create": {"client": "7", "staff_id": 2835418, "services": [5034676],
+                                   "datetime": "2026-03-15T12:00:00+03:00", "deal": deal},
+                "booking.cancel": {"booking": "15"},
+                "deal.assign": {"deal": deal, "to": "5"}, "lead.assign": {"lead": "301", "to": "5"},
+                "note.add": {"deal": deal, "text": "Перезвонить после 18:00"}}
+
+
+def test_the_local_world_keeps_a_clients_categories_and_the_new_records(tmp_path: Path) -> None:
+    """`automator test` plays every connector with `local`: the issue-13 actions do there what they do in the real
+    systems, as far as automator's own store can tell."""
+    import sqlite_utils
+    from datetime import datetime, timezone
+
+    from automator.config.load import builtin_connectors
+
+    db = sqlite_utils.Database(tmp_path / "local.db")
+    local = builtin_connectors()["local"]("staff", {}, db=db, now=lambda: datetime(2026, 3, 2, tzinfo=timezone.utc))
+    local.perform("client.add_category", {"client": "7", "category": "VIP"}, "k1")
+    local.perform("client.add_category", {"client": "7", "category": "Аллергия"}, "k2")
+    removed = local.perform("client.remove_category", {"client": "7", "category": "VIP"}, "k3")
+    assert removed.events[0].data == {"categories": ["Аллергия"]}
+    booked = local.perform("booking.create", {"client": "7", "staff_id": 1, "services": [2],
+                                              "datetime": "2026-03-15T12:00:00+03:00", "deal": "9"}, "k4")
+    assert booked.events[0].type == "booking.created" and booked.events[0].data["deal"] == "9"
+    again = local.perform("booking.create", {"client": "7", "staff_id": 1, "services": [2],
+                                             "datetime": "2026-03-15T12:00:00+03:00"}, "k4")
+    assert again.events == booked.events  # one effect key, one booking
+    assigned = local.perform("lead.assign", {"lead": "301", "to": "5"}, "k5")
+    assert assigned.events[0].type == "lead.updated" and assigned.events[0].data == {"lead_id": "301",
+                                                                                     "responsible": "5"}
