@@ -66,8 +66,9 @@ def test_one_connector_by_its_name_or_its_type_as_json(project: Path) -> None:
     code, out = invoke("events", "telegram", "--format", "json", "--project", str(project))
     assert code == 0, out
     shown = json.loads(out)
-    assert [e["type"] for e in shown["events"]] == ["message.received"] and shown["entities"] == {}
-    phone = next(f for f in shown["events"][0]["data"] if f["name"] == "phone")
+    assert [e["type"] for e in shown["events"]] == ["client.updated", "message.received"]
+    assert set(shown["entities"]) == {"client"}  # a client's own chat names the person (issue 13)
+    phone = next(f for f in shown["events"][1]["data"] if f["name"] == "phone")
     assert phone == {"name": "phone", "type": "phone", "doc": "a shared contact's phone, E.164"}
     code, out = invoke("events", "booking", "--format", "json", "--project", str(project))
     client = json.loads(out)["entities"]["booking"]

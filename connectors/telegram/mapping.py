@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from automator.errors import InboundRejected
-from automator.model import Event
+from automator.model import EntityRef, Event
 from automator.phone import Policy, Reading, to_e164
 
 # Update fields that carry no message from a person to the bot (edits, button presses, membership changes...):
@@ -95,9 +95,24 @@ def update_events(source: str, body: bytes, staff: Mapping[str, int | str], rece
     if content == "contact" and isinstance(contact, dict):
         data["phone"] = e164(contact.get("phone_number"))
         data["contact_user_id"] = contact.get("user_id")
-    return [Event(id=f"{source}:update:{update_id}", type="message.received", at=_moment(message, received_at),
-                  entity=None, data={k: v for k, v in data.items() if v is not None}, source=source,
-                  delivery_id=str(update_id))]
+    at = _moment(message, received_at)
+    events = []
+    if name is None and chat.get("type") == "private":
+        # A client's own chat is one of the ways the store knows the person (`client.ids.<connector>`, the chat id
+        # a `message.send` reaches them at): the journal links it to the person, by the phone when they share
+        # their own contact (told before the message, so the message already names that person).
+        data["client"] = str(chat["id"])
+        if data.get("phone") and data.get("contact_user_id") == sender.get("id"):
+            person = {"phone": data["phone"], "name": " ".join(
+                str(n) for n in (sender.get("first_name"), sender.get("last_name")) if n) or None}
+            events.append(Event(id=f"{source}:update:{update_id}:contact", type="client.updated", at=at,
+                                entity=EntityRef("client", str(chat["id"])),
+                                data={k: v for k, v in person.items() if v}, source=source,
+                                delivery_id=f"{update_id}:contact"))
+    events.append(Event(id=f"{source}:update:{update_id}", type="message.received", at=at, entity=None,
+                        data={k: v for k, v in data.items() if v is not None}, source=source,
+                        delivery_id=str(update_id)))
+    return events
 
 
 def e164(phone: Any) -> str | None:

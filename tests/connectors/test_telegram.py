@@ -17,6 +17,7 @@ from automator.connector_contract import ConnectorContract, Hooks, Sandbox, Swap
 from automator.daemon.retry import TokenBucket
 from automator.emulator import Served, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
+from automator.model import EntityRef
 from automator_connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
 from automator_connectors.telegram.emulator import TelegramEmulator
 from automator_connectors.telegram.mapping import IGNORED_UPDATES
@@ -455,23 +456,29 @@ def test_a_user_writing_to_the_bot_becomes_message_received(emu: TelegramEmulato
     assert event.at == datetime.fromtimestamp(update["message"]["date"], timezone.utc)
     assert event.data == {"channel": "telegram", "chat_id": 900000001, "chat_type": "private", "message_id": 1,
                           "content": "text", "text": "Хочу записаться", "from_id": 900000001, "username": "anna",
-                          "first_name": "Анна", "language_code": "ru", "update_id": update["update_id"]}
+                          "first_name": "Анна", "language_code": "ru", "update_id": update["update_id"],
+                          "client": "900000001"}  # the person writing: the journal links the chat to them
     assert emu.chats["900000001"] == {"id": 900000001, "first_name": "Анна", "username": "anna", "type": "private"}
     assert WEB.post(f"{url}/_emulator/write", json={"text": "no chat"}).status_code == 400
     staff, = make(url).parse(second)
-    assert staff.data["staff"] == "admin" and staff.data["text"] == "я на месте"
+    assert staff.data["staff"] == "admin" and staff.data["text"] == "я на месте" and "client" not in staff.data
     # the user's chat is now one the bot may answer in
     assert perform(make(url), "message.send", {"to": 900000001, "text": "Добрый день!"}).data["message_id"] == 2
 
 
 def test_a_shared_contact_carries_an_e164_phone(emu: TelegramEmulator, url: str, hooks: Hooks) -> None:
-    message = {"message_id": 3, "from": {"id": CLIENT, "is_bot": False, "first_name": "Иван"},
-               "chat": {"id": CLIENT, "type": "private"}, "date": 1746268800,
-               "contact": {"phone_number": "79161234567", "first_name": "Иван", "user_id": CLIENT}}
+    ivan = 900000002  # a client's own chat (CLIENT is a staff chat under `chats:`)
+    message = {"message_id": 3, "from": {"id": ivan, "is_bot": False, "first_name": "Иван"},
+               "chat": {"id": ivan, "type": "private"}, "date": 1746268800,
+               "contact": {"phone_number": "79161234567", "first_name": "Иван", "user_id": ivan}}
     control(url, "update", {"message": message})
-    event, = make(url).parse(hooks.wait(1)[0])
+    person, event = make(url).parse(hooks.wait(1)[0])
     assert event.data["content"] == "contact" and event.data["phone"] == "+79161234567"
-    assert event.data["text"] == "" and event.data["contact_user_id"] == CLIENT
+    assert event.data["text"] == "" and event.data["contact_user_id"] == ivan
+    # Their own contact: the chat is told to be the person with that phone, before the message names them.
+    assert (person.type, person.entity, person.data) == ("client.updated", EntityRef("client", str(ivan)),
+                                                         {"phone": "+79161234567", "name": "Иван"})
+    assert event.data["client"] == str(ivan) and person.delivery_id != event.delivery_id
 
 
 @pytest.mark.parametrize("kind", ["edited_message", "callback_query", "my_chat_member"])

@@ -142,3 +142,15 @@ def test_two_contacts_of_one_crm_with_one_phone_are_one_person_who_shows_both() 
     second = arrive(store, client("6", "crm", phone=ANNA))  # a duplicate card in the CRM
     assert second.entity == EntityRef("client", "5")
     assert second.data["ids"] == {"crm": "5"} and second.data["all_ids"] == {"crm": ["5", "6"]}
+
+
+def test_a_telegram_chat_that_shares_its_own_phone_is_the_person_with_it() -> None:
+    """The Telegram connector tells a client's private chat as `client.updated` (with the phone they shared) and
+    names the chat as the message's `client`: the chat becomes one more id of the person (`client.ids.tg`)."""
+    store = SqliteStore()
+    arrive(store, client("77", "booking", name="Анна", phone=ANNA))
+    shared = arrive(store, client("900000002", "tg", name="Анна", phone=ANNA))
+    assert shared.entity == EntityRef("client", "77") and shared.data["ids"] == {"booking": "77", "tg": "900000002"}
+    message = arrive(store, Event(id="m", type="message.received", at=T0, source="tg",
+                                  data={"chat_id": 900000002, "text": "Хочу записаться", "client": "900000002"}))
+    assert message.data["client"] == "77"
