@@ -463,13 +463,12 @@ def _filtered(items: Any, equals: Mapping[str, Any], fn: str) -> list[Any]:
 
 
 _CLOSED_OUTCOMES = ("won", "lost")
-# amoCRM's own ids of the won and lost stages, the same in every pipeline (see connectors/amocrm/catalogue.yaml).
-_AMO_CLOSED = ("142", "143")
 
 
 def _open_deal(deal: Mapping[str, Any]) -> bool:
-    return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES
-                or str(deal.get("status_id")) in _AMO_CLOSED)
+    # Every CRM connector says where a deal stands in the canonical `outcome` (and Bitrix24 in `closed` too): the
+    # core knows no system's stage ids.
+    return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES)
 
 
 @_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first: of one pipeline (or a list of "
