@@ -302,3 +302,49 @@ def test_lookups_read_the_snapshot_typed_and_money_exact(store_ctx) -> None:  # 
     assert ev("max(visits_of('77'), field='at')") == NOW - timedelta(days=3)
     with pytest.raises(EvalError, match="cannot mix money"):
         ev("sum([visits_of('77')[0].amount, 0.5])")
+
+
+class _Counting:
+    """A store that counts the records its person reads hand back (the rest is the store's)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store, self.rows = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        found = self.store.related(kind, client, limit)
+        self.rows += len(found)
+        return found
+
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        found = self.store.visits_of(client, since, limit)
+        self.rows += len(found)
+        return found
+
+
+def test_a_lookup_on_a_catch_all_client_reads_no_more_than_its_budget(store_ctx) -> None:  # type: ignore[no-untyped-def]
+    store, ctx = store_ctx
+    # A catch-all client (every anonymous walk-in booked under one card): thousands of records and visits.
+    with store.atomic():
+        for n in range(3000):
+            store.put_entity(Entity(EntityRef("booking", str(n)), {"client": "walk-in", "status": "confirmed",
+                                                                   "starts_at": f"2026-01-01T10:00:{n % 60:02}"}, NOW),
+                             old=None)
+        store.put_visits([Visit(id=f"v{n}", client="walk-in", at=NOW - timedelta(minutes=n), amount=100)
+                          for n in range(3000)])
+    counting = _Counting(store)
+    loaded = load_project(Path.cwd())[0]
+    ctx = replace(eval_context(loaded, counting, NOW), max_rows=50)  # type: ignore[arg-type]
+    for source in ("count(bookings_of('walk-in'))", "count(visits_of('walk-in'))", "count(deals_of('walk-in'))"):
+        counting.rows = 0
+        if source.endswith("deals_of('walk-in'))"):
+            assert compile_expr(source, ()).evaluate({}, ctx) == 0
+        else:
+            with pytest.raises(EvalError, match="read more than 50 records"):
+                compile_expr(source, ()).evaluate({}, ctx)
+        assert counting.rows <= 51, (source, counting.rows)
+    # Within the budget the oldest come first: the earliest visit is the one furthest back.
+    ctx = replace(ctx, max_rows=10_000)
+    assert compile_expr("visits_of('walk-in')[0].id", ()).evaluate({}, ctx) == "v2999"

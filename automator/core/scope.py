@@ -16,6 +16,7 @@ from automator.config.reads import ACROSS
 from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
+from automator.store.order import sort_key
 from automator.triggers import kind_of
 
 # Fields that link an entity to another one, and the kind they point to.
@@ -216,13 +217,16 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
 
 class _Lookups:
     """The snapshot as the library's lookups read it (`automator.expr.Lookups`): each record typed as the scope's
-    entities are, through the store's indexes on links, the `client` field and the client's `phone` field. The
-    event's own entity is read as the event leaves it (`current`), as the scope shows it."""
+    entities are, through the store's indexes on links, the `client` field and the client's `phone` field, and
+    never more rows than the lookup's budget (the store cuts its read at the limit). The event's own entity is
+    read as the event leaves it (`current`), as the scope shows it."""
 
     def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None, now: datetime) -> None:
         self.project, self.snapshot, self.current, self.now = project, snapshot, current, now
 
     def client_by_phone(self, phone: str) -> Record | None:
+        """The person with this E.164 phone, typed: by the identity's phone link, else by a stored client's
+        `phone` field (the oldest such client not deleted); None when nobody has it."""
         # The phone link is the identity's: every system's report of the person, matched and normalised when it
         # was journaled. A person no system reported (a test's `given:`, a `local` form) has no link, only the
         # `phone` field of their stored record: the second way, kept so such people are found too.
@@ -235,16 +239,25 @@ class _Lookups:
         return Record("client", _fields(found[0].ref, found[0].fields, self.project, self.now)) if found else None
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        found = self.snapshot.related(kind, client)[:limit]
+        """Up to `limit` of the person's records of a kind (bookings, deals, tasks), in the store's order
+        (`store.order`), typed; the event's own record in the state the event leaves it in (moved in or out of
+        the person's list by its new `client`), deleted ones left out after they are counted (they were read)."""
         current = self.current
-        if current is not None and current.ref.kind == kind:
-            found = [e for e in found if e.ref != current.ref]
+        if current is None or current.ref.kind != kind:
+            found = self.snapshot.related(kind, client, limit)
+        else:
+            # The event's record may be among those read, in its old state: one more is read so that leaving it
+            # out still leaves `limit`, and its new state is placed where the order puts it.
+            found = [e for e in self.snapshot.related(kind, client, limit + 1) if e.ref != current.ref]
             if str(current.fields.get("client")) == client:
-                found.append(current)
+                found = sorted((*found, current), key=sort_key)
+            found = found[:limit]
         return [Record(kind, _fields(e.ref, e.fields, self.project, self.now)) for e in found if not e.fields.get("deleted")]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
-        return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since)[:limit]]
+        """Up to `limit` of the person's visits and purchases, oldest first, since a moment when given, as
+        expressions read them (`visit_view`)."""
+        return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since, limit)]
 
 
 def visit_view(visit: Visit, tz: ZoneInfo) -> Record:

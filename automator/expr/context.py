@@ -42,7 +42,7 @@ class Lookups(Protocol):
         """The person with this E.164 phone, or None."""
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        """Up to `limit` of a person's bookings or deals, oldest first."""
+        """Up to `limit` of a person's bookings or deals, oldest first (`Snapshot.related`'s order)."""
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         """Up to `limit` of a person's visits and purchases, oldest first, since a moment when given."""

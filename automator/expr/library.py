@@ -471,8 +471,9 @@ def _open_deal(deal: Mapping[str, Any]) -> bool:
     return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES)
 
 
-@_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first: of one pipeline (or a list of "
-     "them), only open ones (open=true: not won, lost or closed) or only closed ones (open=false)",
+@_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first (by when they were made): of one "
+     "pipeline (or a list of them), only open ones (open=true: outcome not won or lost, not closed) or only closed "
+     "ones (open=false)",
      ("count(deals_of(client, open=true))", "1"), ("deals_of(client, pipeline='sales')[0].stage", "'new'"))
 def _f_deals_of(ctx: EvalContext, client: Any, pipeline: Any = None, open: Any = None) -> list[Record]:
     person = _person(client, "deals_of")
@@ -493,8 +494,8 @@ def _starts(ctx: EvalContext, booking: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-@_fn("bookings_of(client, status=None, after=None, before=None)", "the client's bookings, oldest first: of a "
-     "status (or a list of them), starting after and/or before a moment",
+@_fn("bookings_of(client, status=None, after=None, before=None)", "the client's bookings, earliest first (by when "
+     "they start): of a status (or a list of them), starting after and/or before a moment",
      ("count(bookings_of(client, status='confirmed', after=now()))", "1"),
      ("bookings_of(client, before=now)", "[]"))
 def _f_bookings_of(ctx: EvalContext, client: Any, status: Any = None, after: Any = None,
