@@ -324,7 +324,7 @@ class _Counting:
         return found
 
 
-def test_a_lookup_on_a_catch_all_client_reads_no_more_than_its_budget(store_ctx) -> None:  # type: ignore[no-untyped-def]
+def test_a_lookup_on_a_catch_all_client_reads_at_most_its_budget(store_ctx) -> None:  # type: ignore[no-untyped-def]
     store, ctx = store_ctx
     # A catch-all client (every anonymous walk-in booked under one card): thousands of records and visits.
     with store.atomic():

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from automator import history
 from automator.catalogue import Catalogue
 from automator.config.project import Project
+from automator.config.settings import Config
 from automator.config.reads import ACROSS
 from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
@@ -125,8 +126,8 @@ def as_date(value: Any, tz: ZoneInfo) -> date | None:
     return moment.astimezone(tz).date() if moment is not None else None
 
 
-def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project, now: datetime | None) -> dict[str, Any]:
-    config = project.config
+def _typed_view(ref: EntityRef, fields: Mapping[str, Any], config: Config, now: datetime | None) -> dict[str, Any]:
+    """A stored entity as expressions see it: typed (`typed`), with its id, and a client's history figures shown."""
     own = typed(ref.kind, fields, config.catalogue, config.timezone)  # a new dict already: no second copy
     own["id"] = ref.id
     if ref.kind == "client":
@@ -149,7 +150,7 @@ def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | N
                                                                                config.timezone),
                              "settings": config.settings, "vars": dict(vars_ or {}), "prev": prev}
     if ref is not None and fields is not None:
-        own = _fields(ref, fields, project, now)
+        own = _typed_view(ref, fields, config, now)
         scope["entity"] = own
         scope[ref.kind] = own
         _follow_links(project, snapshot, own, scope, now)
@@ -210,19 +211,19 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
             continue
         linked = snapshot.entity(EntityRef(kind, str(value)))
         if linked is not None:
-            scope[kind] = _fields(linked.ref, linked.fields, project, now)
+            scope[kind] = _typed_view(linked.ref, linked.fields, project.config, now)
             if kind == "booking" or kind == "deal":  # a booking's or deal's client is in scope too
                 _follow_links(project, snapshot, scope[kind], scope, now)
 
 
-class _Lookups:
+class StoreLookups:
     """The snapshot as the library's lookups read it (`automator.expr.Lookups`): each record typed as the scope's
     entities are, through the store's indexes on links, the `client` field and the client's `phone` field, and
     never more rows than the lookup's budget (the store cuts its read at the limit). The event's own entity is
     read as the event leaves it (`current`), as the scope shows it."""
 
-    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None, now: datetime) -> None:
-        self.project, self.snapshot, self.current, self.now = project, snapshot, current, now
+    def __init__(self, config: Config, snapshot: Snapshot, now: datetime, current: Entity | None = None) -> None:
+        self.config, self.snapshot, self.current, self.now = config, snapshot, current, now
 
     def client_by_phone(self, phone: str) -> Record | None:
         """The person with this E.164 phone, typed: by the identity's phone link, else by a stored client's
@@ -234,9 +235,10 @@ class _Lookups:
         if person is not None:
             ref = EntityRef("client", person)
             entity = self.snapshot.entity(ref)
-            return Record("client", _fields(ref, entity.fields if entity else {"phone": phone}, self.project, self.now))
+            return Record("client", _typed_view(ref, entity.fields if entity else {"phone": phone}, self.config,
+                                                self.now))
         found = [e for e in self.snapshot.clients_with_phone(phone) if not e.fields.get("deleted")]
-        return Record("client", _fields(found[0].ref, found[0].fields, self.project, self.now)) if found else None
+        return Record("client", _typed_view(found[0].ref, found[0].fields, self.config, self.now)) if found else None
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
         """Up to `limit` of the person's records of a kind (bookings, deals, tasks), in the store's order
@@ -252,12 +254,13 @@ class _Lookups:
             if str(current.fields.get("client")) == client:
                 found = sorted((*found, current), key=sort_key)
             found = found[:limit]
-        return [Record(kind, _fields(e.ref, e.fields, self.project, self.now)) for e in found if not e.fields.get("deleted")]
+        return [Record(kind, _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
+                if not e.fields.get("deleted")]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         """Up to `limit` of the person's visits and purchases, oldest first, since a moment when given, as
         expressions read them (`visit_view`)."""
-        return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since, limit)]
+        return [visit_view(v, self.config.timezone) for v in self.snapshot.visits_of(client, since, limit)]
 
 
 def visit_view(visit: Visit, tz: ZoneInfo) -> Record:
@@ -299,7 +302,7 @@ def eval_context(project: Project, snapshot: Snapshot, now: datetime, current: E
 
     return EvalContext(now=now.astimezone(tz), tz=tz, segment_of=segment_of, segment_avg_recency=avg_recency,
                        end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day),
-                       lookups=_Lookups(project, snapshot, current, now))
+                       lookups=StoreLookups(project.config, snapshot, now, current))
 
 
 def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:

@@ -116,7 +116,8 @@ class People:
         if since is not None:
             sql += " and at >= ?"
             args.append(utc(since))
-        return [visit_of(row) for row in self.db.conn.execute(sql + " order by at, id limit ?", [*args, _no_limit(limit)])]
+        rows = self.db.conn.execute(sql + " order by at, id limit ?", [*args, _no_limit(limit)])
+        return [visit_of(row) for row in rows]
 
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored."""
