@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automator.catalogue import CORE, merge
 from automator.clock import end_of_day, parse_business_hours, start_of_day
 from automator.config.settings import Config
 from automator.core.scope import StoreLookups
@@ -52,19 +53,29 @@ def _example_store() -> SqliteStore:
     return store
 
 
-_STORE: list[SqliteStore] = []  # made on first use (only the reference's readers need it), then kept
+def _example_config() -> Config:
+    """The project the examples run in: Moscow time, and a `local` connector's catalogue, so records are typed as a
+    rule of a project reads them (a booking's `starts_at` is a date-time)."""
+    from automator.connector import discover
+
+    return Config(timezone=EXAMPLE_TZ, catalogue=merge([discover()["local"].produces("local", {}), CORE]))
+
+
+# Made on first use (only the reference's readers need them), then kept.
+_WORLD: list[tuple[Config, SqliteStore]] = []
 
 
 def example_context() -> EvalContext:
     """The clock, timezone, segments, business hours and store the examples are evaluated with."""
-    if not _STORE:
-        _STORE.append(_example_store())
+    if not _WORLD:
+        _WORLD.append((_example_config(), _example_store()))
+    config, store = _WORLD[0]
     return EvalContext(now=EXAMPLE_NOW, tz=EXAMPLE_TZ,
                        segment_of=lambda client: client.get("segment"),
                        segment_avg_recency=lambda client: timedelta(days=21) if client.get("segment") else None,
                        end_of_day=lambda at, branch: end_of_day(at, EXAMPLE_HOURS),
                        start_of_day=lambda at, branch: start_of_day(at, EXAMPLE_HOURS),
-                       lookups=StoreLookups(Config(timezone=EXAMPLE_TZ), _STORE[0], EXAMPLE_NOW))
+                       lookups=StoreLookups(config, store, EXAMPLE_NOW))
 
 
 def show(value: Any, ctx: EvalContext) -> str:

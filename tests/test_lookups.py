@@ -150,19 +150,21 @@ def test_a_fan_out_sees_the_events_own_record_as_the_event_leaves_it(project) ->
         rules:
           - id: arrived-today
             when: {changed: booking.status, to: arrived}
-            for_each: {kind: booking, where: "booking.status == 'arrived'"}
+            for_each: {items: "bookings_at(booking.starts_at)", where: "booking.status == 'arrived'"}
             do:
               - notify: {to: admin, text: "arrived: {{ booking.id }}"}
         """, """\
         now: 2026-03-02T10:00:00+03:00
         given:
-          - {kind: booking, id: 11, status: confirmed}
-          - {kind: booking, id: 12, status: arrived}
+          - {kind: booking, id: 11, status: confirmed, starts_at: "2026-03-02T12:00:00+03:00"}
+          - {kind: booking, id: 12, status: arrived, starts_at: "2026-03-02T12:00:00+03:00"}
+          - {kind: booking, id: 13, status: arrived, starts_at: "2026-03-02T13:00:00+03:00"}
         when:
           - {event: booking.updated, entity: {kind: booking, id: 11}, data: {status: arrived}}
         expect:
           - {action: notify, params: {text: "arrived: 11"}, count: 1}
           - {action: notify, params: {text: "arrived: 12"}, count: 1}
+          - {no_action: notify, params: {text: "arrived: 13"}}
         """)
 
 
@@ -236,9 +238,24 @@ def test_for_each_that_cannot_work_is_refused_at_validate_with_its_line(project)
             if: "bookings_of(client) > 2"
             do:
               - stop: true
+          - id: scan
+            when: {event: slot.cancelled}
+            for_each: {kind: booking, where: "booking.starts_at == event.starts_at"}
+            do:
+              - stop: true
+          - id: scan-on-a-schedule
+            when: {schedule: "0 10 * * *"}
+            for_each: {kind: booking, where: "booking.status == 'confirmed'"}
+            do:
+              - stop: true
         """)
     code, out = run("validate")
     assert code == 1
+    # A scan of every stored booking on each event is refused, and the way to name the slot's bookings is given;
+    # once per schedule tick it is allowed.
+    assert ("rules/r.yaml:24:22: error: `for_each: {kind: booking}` with `when: {event: ...}` would read every "
+            "stored booking on each event it matches") in out
+    assert "bookings_at(event.starts_at)" in out and "rules/r.yaml:29" not in out
     assert "rules/r.yaml:4:23: error: `items` 'client.tags' does not give records a run can be about" in out
     assert "rules/r.yaml:9:22: error: `kind: deal` but `items` gives booking records" in out
     assert "rules/r.yaml:14:15: error: `for_each` needs `kind:` (every stored record of a kind) or `items:`" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from automator.config.reads import ACROSS
 from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
-from automator.store.order import sort_key
+from automator.store.order import sort_key, start_key, start_utc
 from automator.triggers import kind_of
 
 # Fields that link an entity to another one, and the kind they point to.
@@ -242,20 +242,40 @@ class StoreLookups:
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
         """Up to `limit` of the person's records of a kind (bookings, deals, tasks), in the store's order
-        (`store.order`), typed; the event's own record in the state the event leaves it in (moved in or out of
-        the person's list by its new `client`), deleted ones left out after they are counted (they were read)."""
-        current = self.current
-        if current is None or current.ref.kind != kind:
-            found = self.snapshot.related(kind, client, limit)
-        else:
-            # The event's record may be among those read, in its old state: one more is read so that leaving it
-            # out still leaves `limit`, and its new state is placed where the order puts it.
-            found = [e for e in self.snapshot.related(kind, client, limit + 1) if e.ref != current.ref]
-            if str(current.fields.get("client")) == client:
-                found = sorted((*found, current), key=sort_key)
-            found = found[:limit]
+        (`store.order`), typed, as the event leaves them; deleted ones left out after they are counted (they were
+        read)."""
+        found = self._as_left(kind, lambda n: self.snapshot.related(kind, client, n),
+                              lambda e: str(e.fields.get("client")) == client, sort_key, limit)
         return [Record(kind, _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
                 if not e.fields.get("deleted")]
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int) -> list[Record]:
+        """Up to `limit` of the bookings that start in [after, before) (as the store reads a start), earliest
+        first, typed, as the event leaves them; deleted ones left out after they are counted."""
+        low, high = start_utc(after) or "", start_utc(before) or ""
+
+        def starts_within(entity: Entity) -> bool:
+            start = start_utc(entity.fields.get("starts_at"))
+            return start is not None and low <= start < high
+        found = self._as_left("booking", lambda n: self.snapshot.bookings_starting(after, before, n), starts_within,
+                              start_key, limit)
+        return [Record("booking", _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
+                if not e.fields.get("deleted")]
+
+    def _as_left(self, kind: str, read: Callable[[int], list[Entity]], belongs: Callable[[Entity], bool],
+                 key: Callable[[Entity], Any], limit: int) -> list[Entity]:
+        """What `read` finds (given how many to read), with the event's own record in the state the event leaves
+        it in: moved in or out of the list by its new fields (`belongs`), placed where `key`, the store's order,
+        puts it."""
+        current = self.current
+        if current is None or current.ref.kind != kind:
+            return read(limit)
+        # The event's record may be among those read, in its old state: one more is read so that leaving it out
+        # still leaves `limit`.
+        found = [e for e in read(limit + 1) if e.ref != current.ref]
+        if belongs(current):
+            found = sorted((*found, current), key=key)
+        return found[:limit]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         """Up to `limit` of the person's visits and purchases, oldest first, since a moment when given, as

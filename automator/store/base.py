@@ -61,6 +61,11 @@ class Snapshot(Protocol):
         them when given, cut by the backend's read (a person with a hundred thousand records costs what `limit`
         does)."""
 
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        """The bookings that start at or after `after` and before `before` (their `starts_at` as a moment; text
+        without an offset is read as UTC), earliest first, then by id as a number; the first `limit` when given.
+        Through an index, never a scan."""
+
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The stored clients whose `phone` field is this text (an index, never a scan), oldest first: people
         no system has reported through the journal (a test's `given:`, a `local` form) have no phone link."""

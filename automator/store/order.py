@@ -1,7 +1,11 @@
-"""The order a person's records are listed in (`Snapshot.related`): bookings by when they start, deals and tasks by
-when they were made; as SQL for a store's query and as a sort key for what is laid over it (`Staged`), which
-must agree so that a read cut at a limit keeps the same records whichever way it is taken."""
+"""The order records are listed in: a person's (`Snapshot.related`) bookings by when they start, deals and tasks by
+when they were made, and bookings by the moment they start (`Snapshot.bookings_starting`); each as SQL for a
+store's query and as a Python key for what is laid over it (`Staged`), which must agree so that a read cut at a
+limit keeps the same records whichever way it is taken."""
 from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
 
 from automator.model import Entity
 
@@ -26,3 +30,30 @@ def sort_key(entity: Entity) -> tuple[str, int, str]:
     value = entity.fields.get(placed_by(entity.ref.kind))
     ident = entity.ref.id
     return ("" if value is None else str(value), len(ident), ident)
+
+
+# A booking's start as a moment, in SQLite's words: `datetime()` reads ISO 8601 text with its offset (or `Z`) as
+# UTC text 'YYYY-MM-DD HH:MM:SS'; text without an offset is taken as UTC already. Migration m004 indexes it.
+START_SQL = "datetime(json_extract(fields, '$.starts_at'))"
+
+
+def start_utc(value: Any) -> str | None:
+    """What START_SQL gives for a `starts_at` value: UTC text to the second, None when it is no ISO moment."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def start_key(entity: Entity) -> tuple[str, int, str]:
+    """The key `bookings_starting` lists bookings by: their start as UTC text, then the id as a number."""
+    ident = entity.ref.id
+    return (start_utc(entity.fields.get("starts_at")) or "", len(ident), ident)

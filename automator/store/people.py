@@ -10,7 +10,7 @@ from automator.identity import all_ids_of, ids_of
 from automator.model import Entity, EntityRef, Visit
 from automator.store.codec import VISIT_COLUMNS, dump, load, time_of, utc, visit_of, visit_row
 from automator.store.connection import Connection
-from automator.store.order import order_sql
+from automator.store.order import START_SQL, order_sql, start_utc
 
 _SCALE = 10 ** MINOR_DIGITS
 
@@ -99,6 +99,14 @@ class People:
             "select id, fields, updated_at from entities where kind = ? and json_extract(fields, '$.client') "
             f"in (?, ?) order by {order_sql(kind)} limit ?", [kind, *forms, _no_limit(limit)]).fetchall()
         return [Entity(EntityRef(kind, str(i)), load(f), time_of(u)) for i, f, u in rows]
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        """The bookings that start in [after, before), earliest first, at most `limit` (the index on the start)."""
+        rows = self.db.conn.execute(
+            f"select id, fields, updated_at from entities where kind = 'booking' and {START_SQL} >= ? and "
+            f"{START_SQL} < ? order by {START_SQL}, length(id), id limit ?",
+            [start_utc(after), start_utc(before), _no_limit(limit)]).fetchall()
+        return [Entity(EntityRef("booking", str(i)), load(f), time_of(u)) for i, f, u in rows]
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The clients whose `phone` field is this text, oldest first (the index on the field)."""

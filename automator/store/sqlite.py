@@ -107,6 +107,9 @@ class SqliteStore(Store):
     def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
         return self.people.related(kind, client, limit)
 
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        return self.people.bookings_starting(after, before, limit)
+
     def clients_with_phone(self, phone: str) -> list[Entity]:
         return self.people.clients_with_phone(phone)
 

@@ -134,3 +134,15 @@ def test_a_cut_read_of_a_persons_records_is_the_cut_of_the_staged_whole() -> Non
                                   Visit(id="v2", client="77", at=NOW - timedelta(days=20), amount=1))))
     assert [v.id for v in staged.visits_of("77", limit=2)] == ["v0", "v1"]
     assert [v.id for v in staged.visits_of("77", limit=4)] == ["v0", "v1", "v2", "v9"]
+
+
+def test_bookings_by_their_start_are_read_as_staged() -> None:
+    store = SqliteStore()
+    slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
+    for ident in ("1", "2", "3"):
+        store.put_entity(Entity(EntityRef("booking", ident), {"starts_at": "2026-03-03T15:00:00+03:00"}, NOW))
+    staged = Staged(store)
+    staged.stage(decision("e1", Entity(EntityRef("booking", "1"), {"starts_at": "2026-03-04T15:00:00+03:00"}, NOW)))
+    staged.stage(decision("e2", Entity(EntityRef("booking", "0"), {"starts_at": "2026-03-03T12:00:00Z"}, NOW)))
+    assert [e.ref.id for e in staged.bookings_starting(slot, slot + timedelta(seconds=1))] == ["0", "2", "3"]
+    assert [e.ref.id for e in staged.bookings_starting(slot, slot + timedelta(seconds=1), 2)] == ["0", "2"]

@@ -331,6 +331,19 @@ def test_a_persons_records_come_in_time_order_and_are_cut_at_a_limit(any_store: 
     assert [e.ref.id for e in any_store.related("deal", "77", limit=1)] == ["10"]
 
 
+def test_bookings_are_found_by_the_moment_they_start_whatever_offset_they_were_written_in(any_store: Store) -> None:
+    slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)  # 15:00 in Moscow
+    for ident, starts in (("2", "2026-03-03T15:00:00+03:00"), ("1", "2026-03-03T12:00:00Z"),
+                          ("3", "2026-03-03 12:00:00"),  # no offset: the store reads it as UTC
+                          ("4", "2026-03-03T15:00:01+03:00"), ("5", "2026-03-04T15:00:00+03:00"), ("6", "soon")):
+        any_store.put_entity(Entity(EntityRef("booking", ident), {"client": ident, "starts_at": starts}, T0))
+    any_store.put_entity(Entity(EntityRef("deal", "7"), {"starts_at": "2026-03-03T15:00:00+03:00"}, T0))  # no booking
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(seconds=1))] == ["1", "2", "3"]
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(days=2))] == ["1", "2", "3", "4", "5"]
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(days=2), limit=2)] == ["1", "2"]
+    assert any_store.bookings_starting(slot - timedelta(days=1), slot) == []
+
+
 def test_a_client_is_found_by_their_phone_field(any_store: Store) -> None:
     any_store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "phone": "+79161234567"}, T0))
     any_store.put_entity(Entity(EntityRef("client", "78"), {"phone": "+79160000000"}, T0))
