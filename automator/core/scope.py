@@ -17,7 +17,7 @@ from automator.config.reads import ACROSS
 from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
-from automator.store.order import sort_key, start_key, start_utc
+from automator.store.order import sort_key, start_key, starting_within
 from automator.triggers import kind_of
 
 # Fields that link an entity to another one, and the kind they point to.
@@ -252,13 +252,8 @@ class StoreLookups:
     def bookings_starting(self, after: datetime, before: datetime, limit: int) -> list[Record]:
         """Up to `limit` of the bookings that start in [after, before) (as the store reads a start), earliest
         first, typed, as the event leaves them; deleted ones left out after they are counted."""
-        low, high = start_utc(after) or "", start_utc(before) or ""
-
-        def starts_within(entity: Entity) -> bool:
-            start = start_utc(entity.fields.get("starts_at"))
-            return start is not None and low <= start < high
-        found = self._as_left("booking", lambda n: self.snapshot.bookings_starting(after, before, n), starts_within,
-                              start_key, limit)
+        found = self._as_left("booking", lambda n: self.snapshot.bookings_starting(after, before, n),
+                              starting_within(after, before), start_key, limit)
         return [Record("booking", _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
                 if not e.fields.get("deleted")]
 

@@ -4,6 +4,7 @@ store's query and as a Python key for what is laid over it (`Staged`), which mus
 limit keeps the same records whichever way it is taken."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -57,3 +58,13 @@ def start_key(entity: Entity) -> tuple[str, int, str]:
     """The key `bookings_starting` lists bookings by: their start as UTC text, then the id as a number."""
     ident = entity.ref.id
     return (start_utc(entity.fields.get("starts_at")) or "", len(ident), ident)
+
+
+def starting_within(after: datetime, before: datetime) -> Callable[[Entity], bool]:
+    """Whether a booking starts in [after, before) as START_SQL reads its start (for what is laid over a read)."""
+    low, high = start_utc(after) or "", start_utc(before) or ""
+
+    def within(entity: Entity) -> bool:
+        start = start_utc(entity.fields.get("starts_at"))
+        return start is not None and low <= start < high
+    return within

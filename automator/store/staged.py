@@ -13,7 +13,7 @@ from typing import Any
 
 from automator.model import Decision, Entity, EntityRef, Run, Visit
 from automator.store.base import Snapshot
-from automator.store.order import sort_key, start_key, start_utc
+from automator.store.order import sort_key, start_key, starting_within
 
 ACTIVE = ("waiting", "queued")  # the statuses Snapshot.active_runs returns
 
@@ -108,13 +108,8 @@ class Staged:
 
     def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
         """The bookings that start in [after, before), as the staged decisions leave them, earliest first."""
-        low, high = start_utc(after) or "", start_utc(before) or ""
-
-        def starts_within(entity: Entity) -> bool:
-            start = start_utc(entity.fields.get("starts_at"))
-            return start is not None and low <= start < high
-        return self._overlaid("booking", lambda n: self.store.bookings_starting(after, before, n), starts_within,
-                              start_key, limit)
+        return self._overlaid("booking", lambda n: self.store.bookings_starting(after, before, n),
+                              starting_within(after, before), start_key, limit)
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The clients whose phone field is this text, as the staged decisions leave them, oldest first."""
