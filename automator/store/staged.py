@@ -18,6 +18,11 @@ from automator.store.order import sort_key, start_key, starting_within
 ACTIVE = ("waiting", "queued")  # the statuses Snapshot.active_runs returns
 
 
+def _last_change(entity: Entity) -> tuple[float, str]:
+    """The store's order of clients found by phone: by when they last changed (never changed first), then id."""
+    return (entity.updated_at.timestamp() if entity.updated_at is not None else 0.0, entity.ref.id)
+
+
 class Staged:
     """`store` (a Snapshot) with the staged decisions' entities and runs laid over it; read-only, as decide()
     needs it: nothing of the store but the Snapshot protocol is reachable through it."""
@@ -114,7 +119,7 @@ class Staged:
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The clients whose phone field is this text, as the staged decisions leave them, oldest first."""
         return self._overlaid("client", lambda n: self.store.clients_with_phone(phone),
-                              lambda e: e.fields.get("phone") == phone, lambda e: (e.updated_at, e.ref.id), None)
+                              lambda e: e.fields.get("phone") == phone, _last_change, None)
 
     def _overlaid(self, kind: str, read: Callable[[int | None], list[Entity]], belongs: Callable[[Entity], bool],
                   key: Callable[[Entity], Any], limit: int | None) -> list[Entity]:
