@@ -67,9 +67,9 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
         slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
         assert [e.ref.id for e in again.bookings_starting(slot, slot + timedelta(seconds=1))] == ["b2"]
         plan = " ".join(str(row) for row in again.db.conn.execute(
-            f"explain query plan select id from entities where kind = 'booking' and {START_SQL} >= '2026' and "
-            f"{START_SQL} < '2027'"))
-        assert "entities_booking_start" in plan
+            f"explain query plan select id from entities indexed by entities_booking_start where kind = 'booking' "
+            f"and {START_SQL} >= '2026' and {START_SQL} < '2027'"))
+        assert "SEARCH entities USING INDEX entities_booking_start" in plan  # a range of it, not a scan
     finally:
         again.close()
 
