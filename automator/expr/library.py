@@ -4,9 +4,10 @@ Empty values: the time and text helpers pass None through (`days_since(None)` is
 `contains`/`startswith`/`has` on None are false. `FUNCTIONS` and `REFERENCE` are what `automator functions`
 and the README's reference show (`automator.functions` renders them).
 
-Lookups (`client_by_phone`, `deals_of`, `bookings_of`, `bookings_at`, `visits_of`) read the decision's snapshot through
-`EvalContext.lookups`, one person's records (or one slot's bookings) at a time, and count what they read against `EvalContext.max_rows`;
-the aggregates (`count`, `sum`, `avg`, `min`, `max`, `any`, `all`, `where`) work on any list, their results.
+Lookups (`client_by_phone`, `deals_of`, `bookings_of`, `bookings_at`, `visits_of`) read the decision's snapshot
+through `EvalContext.lookups`, one person's records (or one slot's bookings) at a time, and count what they read
+against `EvalContext.max_rows` (the store stops reading there); the aggregates (`count`, `sum`, `avg`, `min`,
+`max`, `any`, `all`, `where`) work on any list, their results.
 """
 from __future__ import annotations
 
