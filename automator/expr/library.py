@@ -532,7 +532,7 @@ def _f_bookings_at(ctx: EvalContext, start: Any, end: Any = None, status: Any = 
     since = _moment(ctx, start, "bookings_at")
     if since is None:
         return []
-    until = _moment(ctx, end, "bookings_at") if end is not None else since + timedelta(seconds=1)
+    until = since + timedelta(seconds=1) if end is None else _in_tz(ctx, end, "bookings_at")
     if until <= since:
         raise EvalError("bookings_at(): end must come after start")
     lookups = _lookups(ctx, "bookings_at")
