@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automator.catalogue import CORE, merge
 from automator.clock import end_of_day, parse_business_hours, start_of_day
+from automator.config.settings import Config
+from automator.core.scope import StoreLookups
 from automator.datefmt import TOKENS
-from automator.expr import REFERENCE, EvalContext, FunctionDoc, Record, compile_expr, format_value
+from automator.expr import REFERENCE, EvalContext, FunctionDoc, compile_expr, format_value
+from automator.model import Entity, EntityRef, Visit
+from automator.store.sqlite import SqliteStore
 
 EXAMPLE_TZ = ZoneInfo("Europe/Moscow")
 EXAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=EXAMPLE_TZ)  # a Monday
@@ -32,36 +36,46 @@ EXAMPLE_SETTING = ("now is 2026-03-02 12:00 (a Monday) in Europe/Moscow; client 
                    "won), and visits on 2025-12-10 (2200.00) and 2026-02-20 (1500.00), both at branch center")
 
 
-class _ExampleStore:
-    """The store the lookup examples read (`automator.expr.Lookups`): Анна's records in EXAMPLE_SETTING."""
+def _example_store() -> SqliteStore:
+    """The store the lookup examples read, as EXAMPLE_SETTING says it holds them: a real (in-memory) store, read
+    through the engine's own lookups, so each documented value is what a rule gets."""
+    store = SqliteStore(":memory:")
+    with store.atomic():
+        store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "phone": "+79161234567"}, EXAMPLE_NOW))
+        for kind, ident, fields in (
+                ("booking", "501", {"client": "77", "status": "confirmed", "starts_at": "2026-03-05T15:00:00+03:00"}),
+                ("deal", "9", {"client": "77", "pipeline": "sales", "stage": "new", "outcome": "open"}),
+                ("deal", "10", {"client": "77", "pipeline": "sales", "stage": "won", "outcome": "won"})):
+            store.put_entity(Entity(EntityRef(kind, ident), fields, EXAMPLE_NOW))
+        store.put_visits([Visit(id=f"booking:{n}", client="77", at=at, branch="center", amount=amount)
+                          for n, at, amount in ((1, datetime(2025, 12, 10, 12, 0, tzinfo=EXAMPLE_TZ), 2200_00),
+                                                (2, datetime(2026, 2, 20, 12, 0, tzinfo=EXAMPLE_TZ), 1500_00))])
+    return store
 
-    def client_by_phone(self, phone: str) -> Record | None:
-        client = EXAMPLE_SCOPE["client"]
-        return Record("client", client) if phone == "+79161234567" else None
 
-    def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        found = {"booking": [{"id": 501, "client": 77, "status": "confirmed",
-                              "starts_at": datetime(2026, 3, 5, 15, 0, tzinfo=EXAMPLE_TZ)}],
-                 "deal": [{"id": 9, "client": 77, "pipeline": "sales", "stage": "new"},
-                          {"id": 10, "client": 77, "pipeline": "sales", "stage": "won", "outcome": "won"}]}
-        return [Record(kind, fields) for fields in found.get(kind, []) if client == "77"][:limit]
+def _example_config() -> Config:
+    """The project the examples run in: Moscow time, and a `local` connector's catalogue, so records are typed as a
+    rule of a project reads them (a booking's `starts_at` is a date-time)."""
+    from automator.connector import discover
 
-    def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
-        visits = [Record("visit", {"id": f"booking:{n}", "client": "77", "at": at, "kind": "visit", "branch": "center",
-                                   "amount": Decimal(amount), "currency": "RUB"})
-                  for n, at, amount in ((1, datetime(2025, 12, 10, 12, 0, tzinfo=EXAMPLE_TZ), "2200.00"),
-                                        (2, datetime(2026, 2, 20, 12, 0, tzinfo=EXAMPLE_TZ), "1500.00"))]
-        return [v for v in visits if client == "77" and (since is None or v["at"] >= since)][:limit]
+    return Config(timezone=EXAMPLE_TZ, catalogue=merge([discover()["local"].produces("local", {}), CORE]))
+
+
+# Made on first use (only the reference's readers need them), then kept.
+_WORLD: list[tuple[Config, SqliteStore]] = []
 
 
 def example_context() -> EvalContext:
-    """The clock, timezone, segments and business hours the examples are evaluated with."""
+    """The clock, timezone, segments, business hours and store the examples are evaluated with."""
+    if not _WORLD:
+        _WORLD.append((_example_config(), _example_store()))
+    config, store = _WORLD[0]
     return EvalContext(now=EXAMPLE_NOW, tz=EXAMPLE_TZ,
                        segment_of=lambda client: client.get("segment"),
                        segment_avg_recency=lambda client: timedelta(days=21) if client.get("segment") else None,
                        end_of_day=lambda at, branch: end_of_day(at, EXAMPLE_HOURS),
                        start_of_day=lambda at, branch: start_of_day(at, EXAMPLE_HOURS),
-                       lookups=_ExampleStore())
+                       lookups=StoreLookups(config, store, EXAMPLE_NOW))
 
 
 def show(value: Any, ctx: EvalContext) -> str:

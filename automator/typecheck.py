@@ -110,6 +110,7 @@ FUNCTION_TYPES: dict[str, Signature] = {
     "deals_of": Signature((_PERSON, _one("text", "list"), _one("bool")), "list"),
     "bookings_of": Signature((_PERSON, _one("text", "list"), _MOMENT, _MOMENT), "list"),
     "visits_of": Signature((_PERSON, _MOMENT), "list"),
+    "bookings_at": Signature((_MOMENT, _MOMENT, _one("text", "list")), "list"),
     "where": Signature((_one("list"),), "list"),
     "count": Signature((_one("list"),), "number"),
     "sum": Signature((_one("list"), _one("text")), "number"),
@@ -120,7 +121,7 @@ FUNCTION_TYPES: dict[str, Signature] = {
 
 # The lookups that give records of one kind, and the filter that keeps its list's kind: what `for_each: {items:}`
 # runs over is known from its expression when the rules load.
-LOOKUP_KINDS = {"bookings_of": "booking", "deals_of": "deal"}
+LOOKUP_KINDS = {"bookings_of": "booking", "bookings_at": "booking", "deals_of": "deal"}
 _KEEPS_KIND = ("where",)
 
 

@@ -306,8 +306,8 @@ def test_functions_catalogue_lists_the_library() -> None:
                 "duration", "segment_of", "segment_avg_recency", "phone", "fmt_date", "fmt_time", "date",
                 "datetime", "add", "days", "hours", "len", "lower", "upper", "strip", "contains", "startswith",
                 "round", "abs", "min", "max", "int", "float", "str", "bool", "get", "has", "coalesce",
-                "end_of_day", "start_of_day", "client_by_phone", "deals_of", "bookings_of", "visits_of", "where",
-                "count", "sum", "avg", "any", "all"}
+                "end_of_day", "start_of_day", "client_by_phone", "deals_of", "bookings_of", "bookings_at", "visits_of",
+                "where", "count", "sum", "avg", "any", "all"}
     assert set(FUNCTIONS) == expected
     assert all(doc.startswith(name) for name, doc in FUNCTIONS.items())
 

@@ -150,19 +150,21 @@ def test_a_fan_out_sees_the_events_own_record_as_the_event_leaves_it(project) ->
         rules:
           - id: arrived-today
             when: {changed: booking.status, to: arrived}
-            for_each: {kind: booking, where: "booking.status == 'arrived'"}
+            for_each: {items: "bookings_at(booking.starts_at)", where: "booking.status == 'arrived'"}
             do:
               - notify: {to: admin, text: "arrived: {{ booking.id }}"}
         """, """\
         now: 2026-03-02T10:00:00+03:00
         given:
-          - {kind: booking, id: 11, status: confirmed}
-          - {kind: booking, id: 12, status: arrived}
+          - {kind: booking, id: 11, status: confirmed, starts_at: "2026-03-02T12:00:00+03:00"}
+          - {kind: booking, id: 12, status: arrived, starts_at: "2026-03-02T12:00:00+03:00"}
+          - {kind: booking, id: 13, status: arrived, starts_at: "2026-03-02T13:00:00+03:00"}
         when:
           - {event: booking.updated, entity: {kind: booking, id: 11}, data: {status: arrived}}
         expect:
           - {action: notify, params: {text: "arrived: 11"}, count: 1}
           - {action: notify, params: {text: "arrived: 12"}, count: 1}
+          - {no_action: notify, params: {text: "arrived: 13"}}
         """)
 
 
@@ -236,9 +238,24 @@ def test_for_each_that_cannot_work_is_refused_at_validate_with_its_line(project)
             if: "bookings_of(client) > 2"
             do:
               - stop: true
+          - id: scan
+            when: {event: slot.cancelled}
+            for_each: {kind: booking, where: "booking.starts_at == event.starts_at"}
+            do:
+              - stop: true
+          - id: scan-on-a-schedule
+            when: {schedule: "0 10 * * *"}
+            for_each: {kind: booking, where: "booking.status == 'confirmed'"}
+            do:
+              - stop: true
         """)
     code, out = run("validate")
     assert code == 1
+    # A scan of every stored booking on each event is refused, and the way to name the slot's bookings is given;
+    # once per schedule tick it is allowed.
+    assert ("rules/r.yaml:24:22: error: `for_each: {kind: booking}` with `when: {event: ...}` would read every "
+            "stored booking on each event it matches") in out
+    assert "bookings_at(event.starts_at)" in out and "rules/r.yaml:29" not in out
     assert "rules/r.yaml:4:23: error: `items` 'client.tags' does not give records a run can be about" in out
     assert "rules/r.yaml:9:22: error: `kind: deal` but `items` gives booking records" in out
     assert "rules/r.yaml:14:15: error: `for_each` needs `kind:` (every stored record of a kind) or `items:`" in out
@@ -296,9 +313,60 @@ def test_lookups_read_the_snapshot_typed_and_money_exact(store_ctx) -> None:  # 
     assert ev("client_by_phone('+79990000000')") is None
     assert ev("len(deals_of('77'))") == 2  # a deleted deal is gone
     assert ev("deals_of('77', open=true)[0].id") == "9"
+    # Where a deal stands is the connector's to say (amoCRM's stage 142 arrives as outcome: won): the core knows
+    # no system's stage ids, so a deal that says nothing but a status id is open.
+    store.put_entity(Entity(EntityRef("deal", "12"), {"client": "78", "status_id": "142"}, NOW))
+    store.put_entity(Entity(EntityRef("deal", "13"), {"client": "78", "status_id": "142", "outcome": "won"}, NOW))
+    assert ev("count(deals_of('78', open=true))") == 1 and ev("deals_of('78', open=true)[0].id") == "12"
     assert ev("sum(visits_of('77'), 'amount')") == Decimal("3700.10")
     assert ev("avg(visits_of('77'), 'amount')") == Decimal("1850.05")
     assert ev("count(visits_of('77', since=now - duration('30d')))") == 1
     assert ev("max(visits_of('77'), field='at')") == NOW - timedelta(days=3)
     with pytest.raises(EvalError, match="cannot mix money"):
         ev("sum([visits_of('77')[0].amount, 0.5])")
+
+
+class _Counting:
+    """A store that counts the records its person reads hand back (the rest is the store's)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store, self.rows = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        found = self.store.related(kind, client, limit)
+        self.rows += len(found)
+        return found
+
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        found = self.store.visits_of(client, since, limit)
+        self.rows += len(found)
+        return found
+
+
+def test_a_lookup_on_a_catch_all_client_reads_at_most_its_budget(store_ctx) -> None:  # type: ignore[no-untyped-def]
+    store, ctx = store_ctx
+    # A catch-all client (every anonymous walk-in booked under one card): thousands of records and visits.
+    with store.atomic():
+        for n in range(3000):
+            store.put_entity(Entity(EntityRef("booking", str(n)), {"client": "walk-in", "status": "confirmed",
+                                                                   "starts_at": f"2026-01-01T10:00:{n % 60:02}"}, NOW),
+                             old=None)
+        store.put_visits([Visit(id=f"v{n}", client="walk-in", at=NOW - timedelta(minutes=n), amount=100)
+                          for n in range(3000)])
+    counting = _Counting(store)
+    loaded = load_project(Path.cwd())[0]
+    ctx = replace(eval_context(loaded, counting, NOW), max_rows=50)  # type: ignore[arg-type]
+    for source in ("count(bookings_of('walk-in'))", "count(visits_of('walk-in'))", "count(deals_of('walk-in'))"):
+        counting.rows = 0
+        if source.endswith("deals_of('walk-in'))"):
+            assert compile_expr(source, ()).evaluate({}, ctx) == 0
+        else:
+            with pytest.raises(EvalError, match="read more than 50 records"):
+                compile_expr(source, ()).evaluate({}, ctx)
+        assert counting.rows <= 51, (source, counting.rows)
+    # Within the budget the oldest come first: the earliest visit is the one furthest back.
+    ctx = replace(ctx, max_rows=10_000)
+    assert compile_expr("visits_of('walk-in')[0].id", ()).evaluate({}, ctx) == "v2999"

@@ -39,7 +39,8 @@ CANONICAL: dict[str, ActionSpec] = {
                    prepare=people.default_contact),
         ActionSpec("booking.create", "Create a booking for a client (a rebooking).", emits=("booking.created",),
                    prepare=people.new_booking, carries=("deal",), details=True),
-        ActionSpec("booking.cancel", "Cancel a booking.", emits=("booking.updated",), target="booking"),
+        # A cancelled YCLIENTS record is deleted, and its webhook says `delete`: the answer is a booking.deleted.
+        ActionSpec("booking.cancel", "Cancel a booking.", emits=("booking.deleted",), target="booking"),
         ActionSpec("deal.assign", "Give a deal to a person (its responsible user).", emits=("deal.updated",),
                    target="deal", echo=crm.assign_echo),
         ActionSpec("lead.assign", "Give a lead to a person (its responsible user).", emits=("lead.updated",),

@@ -356,6 +356,8 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     items = None
     if "for_each" in raw and not ctx.is_broken((*path, "for_each")):
         items = _for_each_items(each, (*path, "for_each"), ctx)
+        if trigger_ok and "items" not in each:
+            _scan_on_schedules_only(each, kinds[0], (*path, "for_each"), ctx)
         each = {**each, "kind": items[0]} if items is not None else each
     ctx.rule_kind, ctx.rule_sources = rule_trigger(when, each, catalogue) if trigger_ok else (None, ())
     # What the rule reads is known from its trigger as written: every expression below is checked against it.
@@ -403,6 +405,19 @@ def _rule(raw: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) ->
     return Rule(id=str(raw.get("id")), trigger=trigger, conditions=tuple(conditions), steps=steps, per=per,
                 mode=mode, for_each=for_each, description=str(raw.get("description", "")), version=version,
                 location=Location(ctx.doc.path, mark.line, mark.col))
+
+
+def _scan_on_schedules_only(spec: Mapping[str, Any], trigger: str, path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """`for_each: {kind:}` alone reads every stored record of the kind: once a schedule tick is fine, but on every
+    matching event it is a million evaluations per webhook in a big store. Other triggers must name their records
+    with `items:` (a lookup, through an index)."""
+    if trigger == "schedule" or not isinstance(spec.get("kind"), str):
+        return
+    kind = spec["kind"]
+    ctx.error((*path, "kind"), f"`for_each: {{kind: {kind}}}` with `when: {{{trigger}: ...}}` would read every stored "
+                               f"{kind} on each event it matches",
+              "name the records with `items:`, a lookup through an index, such as bookings_of(client) or "
+              "bookings_at(event.starts_at) (every booking of a slot); `kind:` alone is for `when: {schedule: ...}`")
 
 
 def _for_each_items(spec: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> tuple[str, Expr] | None:

@@ -289,6 +289,11 @@ class _Deciding(_Arming):
             self.run_for(rule, ref, fields)
 
     def run_for(self, rule: Rule, ref: EntityRef | None, fields: Mapping[str, Any] | None) -> None:
+        """One run of `rule` about the record `ref` (its `fields` as the event leaves them): its `if:` conditions
+        in order (a false one is a why-not, a failing one a failed run), then its `per` key and `mode` against the
+        key's active runs (single: skipped; queued: queued; restart: they are cancelled), then its steps. The run's
+        id names the event and the rule, and for a `for_each` rule the record too, so deciding the event again
+        starts nothing twice."""
         event = self.event
         scope = self.scope(event, ref, fields)
         rid = run_id(event.id, rule.id, ref if rule.for_each else "")

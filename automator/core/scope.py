@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator import history
 from automator.catalogue import Catalogue
 from automator.config.project import Project
+from automator.config.settings import Config
 from automator.config.reads import ACROSS
 from automator.expr import EvalContext, Linked, Record, Template
 from automator.model import Entity, EntityRef, Event, Rule, Visit
 from automator.store.base import Snapshot
+from automator.store.order import sort_key, start_key, starting_within
 from automator.triggers import kind_of
 
 # Fields that link an entity to another one, and the kind they point to.
@@ -124,8 +126,8 @@ def as_date(value: Any, tz: ZoneInfo) -> date | None:
     return moment.astimezone(tz).date() if moment is not None else None
 
 
-def _fields(ref: EntityRef, fields: Mapping[str, Any], project: Project, now: datetime | None) -> dict[str, Any]:
-    config = project.config
+def _typed_view(ref: EntityRef, fields: Mapping[str, Any], config: Config, now: datetime | None) -> dict[str, Any]:
+    """A stored entity as expressions see it: typed (`typed`), with its id, and a client's history figures shown."""
     own = typed(ref.kind, fields, config.catalogue, config.timezone)  # a new dict already: no second copy
     own["id"] = ref.id
     if ref.kind == "client":
@@ -148,7 +150,7 @@ def build(project: Project, snapshot: Snapshot, event: Event, ref: EntityRef | N
                                                                                config.timezone),
                              "settings": config.settings, "vars": dict(vars_ or {}), "prev": prev}
     if ref is not None and fields is not None:
-        own = _fields(ref, fields, project, now)
+        own = _typed_view(ref, fields, config, now)
         scope["entity"] = own
         scope[ref.kind] = own
         _follow_links(project, snapshot, own, scope, now)
@@ -209,20 +211,23 @@ def _follow_links(project: Project, snapshot: Snapshot, fields: Mapping[str, Any
             continue
         linked = snapshot.entity(EntityRef(kind, str(value)))
         if linked is not None:
-            scope[kind] = _fields(linked.ref, linked.fields, project, now)
+            scope[kind] = _typed_view(linked.ref, linked.fields, project.config, now)
             if kind == "booking" or kind == "deal":  # a booking's or deal's client is in scope too
                 _follow_links(project, snapshot, scope[kind], scope, now)
 
 
-class _Lookups:
+class StoreLookups:
     """The snapshot as the library's lookups read it (`automator.expr.Lookups`): each record typed as the scope's
-    entities are, through the store's indexes on links, the `client` field and the client's `phone` field. The
-    event's own entity is read as the event leaves it (`current`), as the scope shows it."""
+    entities are, through the store's indexes on links, the `client` field and the client's `phone` field, and
+    never more rows than the lookup's budget (the store cuts its read at the limit). The event's own entity is
+    read as the event leaves it (`current`), as the scope shows it."""
 
-    def __init__(self, project: Project, snapshot: Snapshot, current: Entity | None, now: datetime) -> None:
-        self.project, self.snapshot, self.current, self.now = project, snapshot, current, now
+    def __init__(self, config: Config, snapshot: Snapshot, now: datetime, current: Entity | None = None) -> None:
+        self.config, self.snapshot, self.current, self.now = config, snapshot, current, now
 
     def client_by_phone(self, phone: str) -> Record | None:
+        """The person with this E.164 phone, typed: by the identity's phone link, else by a stored client's
+        `phone` field (the oldest such client not deleted); None when nobody has it."""
         # The phone link is the identity's: every system's report of the person, matched and normalised when it
         # was journaled. A person no system reported (a test's `given:`, a `local` form) has no link, only the
         # `phone` field of their stored record: the second way, kept so such people are found too.
@@ -230,21 +235,47 @@ class _Lookups:
         if person is not None:
             ref = EntityRef("client", person)
             entity = self.snapshot.entity(ref)
-            return Record("client", _fields(ref, entity.fields if entity else {"phone": phone}, self.project, self.now))
+            return Record("client", _typed_view(ref, entity.fields if entity else {"phone": phone}, self.config,
+                                                self.now))
         found = [e for e in self.snapshot.clients_with_phone(phone) if not e.fields.get("deleted")]
-        return Record("client", _fields(found[0].ref, found[0].fields, self.project, self.now)) if found else None
+        return Record("client", _typed_view(found[0].ref, found[0].fields, self.config, self.now)) if found else None
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        found = self.snapshot.related(kind, client)[:limit]
+        """Up to `limit` of the person's records of a kind (bookings, deals, tasks), in the store's order
+        (`store.order`), typed, as the event leaves them; deleted ones left out after they are counted (they were
+        read)."""
+        found = self._as_left(kind, lambda n: self.snapshot.related(kind, client, n),
+                              lambda e: str(e.fields.get("client")) == client, sort_key, limit)
+        return [Record(kind, _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
+                if not e.fields.get("deleted")]
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int) -> list[Record]:
+        """Up to `limit` of the bookings that start in [after, before) (as the store reads a start), earliest
+        first, typed, as the event leaves them; deleted ones left out after they are counted."""
+        found = self._as_left("booking", lambda n: self.snapshot.bookings_starting(after, before, n),
+                              starting_within(after, before), start_key, limit)
+        return [Record("booking", _typed_view(e.ref, e.fields, self.config, self.now)) for e in found
+                if not e.fields.get("deleted")]
+
+    def _as_left(self, kind: str, read: Callable[[int], list[Entity]], belongs: Callable[[Entity], bool],
+                 key: Callable[[Entity], Any], limit: int) -> list[Entity]:
+        """What `read` finds (given how many to read), with the event's own record in the state the event leaves
+        it in: moved in or out of the list by its new fields (`belongs`), placed where `key`, the store's order,
+        puts it."""
         current = self.current
-        if current is not None and current.ref.kind == kind:
-            found = [e for e in found if e.ref != current.ref]
-            if str(current.fields.get("client")) == client:
-                found.append(current)
-        return [Record(kind, _fields(e.ref, e.fields, self.project, self.now)) for e in found if not e.fields.get("deleted")]
+        if current is None or current.ref.kind != kind:
+            return read(limit)
+        # The event's record may be among those read, in its old state: one more is read so that leaving it out
+        # still leaves `limit`.
+        found = [e for e in read(limit + 1) if e.ref != current.ref]
+        if belongs(current):
+            found = sorted((*found, current), key=key)
+        return found[:limit]
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
-        return [visit_view(v, self.project.config.timezone) for v in self.snapshot.visits_of(client, since)[:limit]]
+        """Up to `limit` of the person's visits and purchases, oldest first, since a moment when given, as
+        expressions read them (`visit_view`)."""
+        return [visit_view(v, self.config.timezone) for v in self.snapshot.visits_of(client, since, limit)]
 
 
 def visit_view(visit: Visit, tz: ZoneInfo) -> Record:
@@ -286,7 +317,7 @@ def eval_context(project: Project, snapshot: Snapshot, now: datetime, current: E
 
     return EvalContext(now=now.astimezone(tz), tz=tz, segment_of=segment_of, segment_avg_recency=avg_recency,
                        end_of_day=anchor(end_of_day), start_of_day=anchor(start_of_day),
-                       lookups=_Lookups(project, snapshot, current, now))
+                       lookups=StoreLookups(project.config, snapshot, now, current))
 
 
 def per_key(rule: Rule, scope: Mapping[str, Any], ref: EntityRef | None, ectx: EvalContext) -> str:

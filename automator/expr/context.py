@@ -42,7 +42,11 @@ class Lookups(Protocol):
         """The person with this E.164 phone, or None."""
 
     def records(self, kind: str, client: str, limit: int) -> list[Record]:
-        """Up to `limit` of a person's bookings or deals, oldest first."""
+        """Up to `limit` of a person's bookings or deals, oldest first (`Snapshot.related`'s order)."""
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int) -> list[Record]:
+        """Up to `limit` of every client's bookings that start in [after, before) as the store reads their start
+        (text without an offset as UTC), earliest first."""
 
     def visits(self, client: str, since: datetime | None, limit: int) -> list[Record]:
         """Up to `limit` of a person's visits and purchases, oldest first, since a moment when given."""

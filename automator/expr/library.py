@@ -4,9 +4,10 @@ Empty values: the time and text helpers pass None through (`days_since(None)` is
 `contains`/`startswith`/`has` on None are false. `FUNCTIONS` and `REFERENCE` are what `automator functions`
 and the README's reference show (`automator.functions` renders them).
 
-Lookups (`client_by_phone`, `deals_of`, `bookings_of`, `visits_of`) read the decision's snapshot through
-`EvalContext.lookups`, one person's records at a time, and count what they read against `EvalContext.max_rows`;
-the aggregates (`count`, `sum`, `avg`, `min`, `max`, `any`, `all`, `where`) work on any list, their results.
+Lookups (`client_by_phone`, `deals_of`, `bookings_of`, `bookings_at`, `visits_of`) read the decision's snapshot
+through `EvalContext.lookups`, one person's records (or one slot's bookings) at a time, and count what they read
+against `EvalContext.max_rows` (the store stops reading there); the aggregates (`count`, `sum`, `avg`, `min`,
+`max`, `any`, `all`, `where`) work on any list, their results.
 """
 from __future__ import annotations
 
@@ -463,17 +464,17 @@ def _filtered(items: Any, equals: Mapping[str, Any], fn: str) -> list[Any]:
 
 
 _CLOSED_OUTCOMES = ("won", "lost")
-# amoCRM's own ids of the won and lost stages, the same in every pipeline (see connectors/amocrm/catalogue.yaml).
-_AMO_CLOSED = ("142", "143")
 
 
 def _open_deal(deal: Mapping[str, Any]) -> bool:
-    return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES
-                or str(deal.get("status_id")) in _AMO_CLOSED)
+    # Every CRM connector says where a deal stands in the canonical `outcome` (and Bitrix24 in `closed` too): the
+    # core knows no system's stage ids.
+    return not (deal.get("closed") is True or deal.get("outcome") in _CLOSED_OUTCOMES)
 
 
-@_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first: of one pipeline (or a list of "
-     "them), only open ones (open=true: not won, lost or closed) or only closed ones (open=false)",
+@_fn("deals_of(client, pipeline=None, open=None)", "the client's deals, oldest first (by when they were made): of one "
+     "pipeline (or a list of them), only open ones (open=true: outcome not won or lost, not closed) or only closed "
+     "ones (open=false)",
      ("count(deals_of(client, open=true))", "1"), ("deals_of(client, pipeline='sales')[0].stage", "'new'"))
 def _f_deals_of(ctx: EvalContext, client: Any, pipeline: Any = None, open: Any = None) -> list[Record]:
     person = _person(client, "deals_of")
@@ -494,8 +495,8 @@ def _starts(ctx: EvalContext, booking: Mapping[str, Any]) -> datetime | None:
         return None
 
 
-@_fn("bookings_of(client, status=None, after=None, before=None)", "the client's bookings, oldest first: of a "
-     "status (or a list of them), starting after and/or before a moment",
+@_fn("bookings_of(client, status=None, after=None, before=None)", "the client's bookings, earliest first (by when "
+     "they start): of a status (or a list of them), starting after and/or before a moment",
      ("count(bookings_of(client, status='confirmed', after=now()))", "1"),
      ("bookings_of(client, before=now)", "[]"))
 def _f_bookings_of(ctx: EvalContext, client: Any, status: Any = None, after: Any = None,
@@ -515,6 +516,35 @@ def _f_bookings_of(ctx: EvalContext, client: Any, status: Any = None, after: Any
             if starts is None or (since is not None and starts <= since) or (until is not None and starts >= until):
                 continue
         out.append(booking)
+    return out
+
+
+# The widest offset from UTC a place keeps (UTC+14): a start written without one means local time to rules, but the
+# store's index reads it as UTC, so the store is asked for this much more either way and each start is read here.
+_ANY_OFFSET = timedelta(hours=14)
+
+
+@_fn("bookings_at(start, end=None, status=None)", "every client's bookings that start at the moment `start` (a "
+     "slot), or from `start` until before `end`, earliest first: of a status (or a list of them); found through an "
+     "index on the start, never a scan", ("count(bookings_at(booking.starts_at, status='confirmed'))", "1"),
+     ("bookings_at(now, now + duration('1d'))", "[]"))
+def _f_bookings_at(ctx: EvalContext, start: Any, end: Any = None, status: Any = None) -> list[Record]:
+    since = _moment(ctx, start, "bookings_at")
+    if since is None:
+        return []
+    until = since + timedelta(seconds=1) if end is None else _in_tz(ctx, end, "bookings_at")
+    if until <= since:
+        raise EvalError("bookings_at(): end must come after start")
+    lookups = _lookups(ctx, "bookings_at")
+    found = _read(ctx, "bookings_at",
+                  lambda limit: lookups.bookings_starting(since - _ANY_OFFSET, until + _ANY_OFFSET, limit))
+    out = []
+    for booking in found:
+        if status is not None and not _matches(booking.get("status"), status):
+            continue
+        starts = _starts(ctx, booking)
+        if starts is not None and since <= starts < until:
+            out.append(booking)
     return out
 
 
@@ -560,7 +590,7 @@ def _numbers(values: list[Any], fn: str) -> list[int | float | Decimal]:
 
 
 @_fn("where(items, field=value, ...)", "the items whose named fields equal the values (a list: any of them)",
-     ("where(bookings_of(client), status='confirmed')[0].id", "501"),
+     ("where(bookings_of(client), status='confirmed')[0].id", "'501'"),
      ("len(where(deals_of(client), stage=['won', 'lost']))", "1"))
 def _f_where(ctx: EvalContext, items: Any, **equals: Any) -> list[Any]:
     return _filtered(items, equals, "where")

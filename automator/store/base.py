@@ -55,15 +55,24 @@ class Snapshot(Protocol):
     def links_of(self, client: str) -> list[tuple[str, str]]:
         """Every (system, id) of one person, phones included (system `phone`), in the order they were linked."""
 
-    def related(self, kind: str, client: str) -> list[Entity]:
-        """The bookings, deals or tasks whose `client` field is this person, oldest first."""
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        """The bookings, deals or tasks whose `client` field is this person, oldest first (`automator.store.order`:
+        bookings by `starts_at`, deals and tasks by `created_at`, then by id as a number); the first `limit` of
+        them when given, cut by the backend's read (a person with a hundred thousand records costs what `limit`
+        does)."""
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        """The bookings that start at or after `after` and before `before` (their `starts_at` as a moment; text
+        without an offset is read as UTC), earliest first, then by id as a number; the first `limit` when given.
+        Through an index, never a scan."""
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The stored clients whose `phone` field is this text (an index, never a scan), oldest first: people
         no system has reported through the journal (a test's `given:`, a `local` form) have no phone link."""
 
-    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
-        """A person's visits and purchases, oldest first; since a moment, when given."""
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        """A person's visits and purchases, oldest first (by `at`, then id); since a moment, when given; the
+        first `limit` of them when given, cut by the backend's read."""
 
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored."""

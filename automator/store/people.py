@@ -10,6 +10,7 @@ from automator.identity import all_ids_of, ids_of
 from automator.model import Entity, EntityRef, Visit
 from automator.store.codec import VISIT_COLUMNS, dump, load, time_of, utc, visit_of, visit_row
 from automator.store.connection import Connection
+from automator.store.order import START_SQL, order_sql, start_utc
 
 _SCALE = 10 ** MINOR_DIGITS
 
@@ -50,6 +51,11 @@ INSERT_VISIT = (f"insert or ignore into visits ({', '.join(VISIT_COLUMNS)}) valu
                  f"({', '.join('?' * len(VISIT_COLUMNS))})")
 
 
+def _no_limit(limit: int | None) -> int:
+    """SQLite's `limit` for an optional one: a negative limit is none."""
+    return -1 if limit is None else max(0, limit)
+
+
 class People:
     """Links and history over one connection."""
 
@@ -83,14 +89,25 @@ class People:
                              [dump(ids_of(links)), dump(all_ids_of(links)), client])
 
     # ---- a person's records ------------------------------------------------------------------------
-    def related(self, kind: str, client: str) -> list[Entity]:
-        """The entities of a kind whose `client` field is this person, oldest first (the index on the field)."""
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        """The entities of a kind whose `client` field is this person, oldest first (`store.order`: bookings by
+        `starts_at`, deals and tasks by `created_at`, then id), at most `limit` of them: the cut is the query's, so
+        a person with a hundred thousand records costs what `limit` does (the index on the field)."""
         # A test's `given:` may write an id as a number: both forms are asked for.
         forms: list[object] = [client, int(client)] if client.isdigit() and len(client) < 18 else [client, client]
         rows = self.db.conn.execute(
             "select id, fields, updated_at from entities where kind = ? and json_extract(fields, '$.client') "
-            "in (?, ?) order by updated_at, id", [kind, *forms]).fetchall()
+            f"in (?, ?) order by {order_sql(kind)} limit ?", [kind, *forms, _no_limit(limit)]).fetchall()
         return [Entity(EntityRef(kind, str(i)), load(f), time_of(u)) for i, f, u in rows]
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        """The bookings that start in [after, before), earliest first, at most `limit` (the index on the start)."""
+        # Named: with no statistics SQLite would take an index on `kind` alone and read every booking.
+        rows = self.db.conn.execute(
+            f"select id, fields, updated_at from entities indexed by entities_booking_start where kind = 'booking' "
+            f"and {START_SQL} >= ? and {START_SQL} < ? order by {START_SQL}, length(id), id limit ?",
+            [start_utc(after), start_utc(before), _no_limit(limit)]).fetchall()
+        return [Entity(EntityRef("booking", str(i)), load(f), time_of(u)) for i, f, u in rows]
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
         """The clients whose `phone` field is this text, oldest first (the index on the field)."""
@@ -100,14 +117,16 @@ class People:
         return [Entity(EntityRef("client", str(i)), load(f), time_of(u)) for i, f, u in rows]
 
     # ---- history -----------------------------------------------------------------------------------
-    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
-        """A person's visits and purchases, oldest first; since a moment, when given."""
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        """A person's visits and purchases, oldest first; since a moment, when given; at most `limit` (the query's
+        cut, on the index by person and time)."""
         sql = f"select {', '.join(VISIT_COLUMNS)} from visits where client = ?"
         args: list[object] = [client]
         if since is not None:
             sql += " and at >= ?"
             args.append(utc(since))
-        return [visit_of(row) for row in self.db.conn.execute(sql + " order by at, id", args)]
+        rows = self.db.conn.execute(sql + " order by at, id limit ?", [*args, _no_limit(limit)])
+        return [visit_of(row) for row in rows]
 
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored."""

@@ -104,14 +104,17 @@ class SqliteStore(Store):
     def links_of(self, client: str) -> list[tuple[str, str]]:
         return self.people.links_of(client)
 
-    def related(self, kind: str, client: str) -> list[Entity]:
-        return self.people.related(kind, client)
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        return self.people.related(kind, client, limit)
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        return self.people.bookings_starting(after, before, limit)
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
         return self.people.clients_with_phone(phone)
 
-    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
-        return self.people.visits_of(client, since)
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        return self.people.visits_of(client, since, limit)
 
     def has_visit(self, visit_id: str) -> bool:
         return self.people.has_visit(visit_id)

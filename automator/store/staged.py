@@ -7,12 +7,20 @@ changed — a booking's second update sees the first, a client's new state is se
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
+
 from automator.model import Decision, Entity, EntityRef, Run, Visit
 from automator.store.base import Snapshot
+from automator.store.order import sort_key, start_key, starting_within
 
 ACTIVE = ("waiting", "queued")  # the statuses Snapshot.active_runs returns
+
+
+def _last_change(entity: Entity) -> tuple[float, str]:
+    """The store's order of clients found by phone: by when they last changed (never changed first), then id."""
+    return (entity.updated_at.timestamp() if entity.updated_at is not None else 0.0, entity.ref.id)
 
 
 class Staged:
@@ -97,29 +105,45 @@ class Staged:
         """Every (system, id) of one person."""
         return self.store.links_of(client)
 
-    def related(self, kind: str, client: str) -> list[Entity]:
-        """The entities of a kind whose client is this person, as the staged decisions leave them."""
-        stored = [self._entities.get(e.ref, e) for e in self.store.related(kind, client)]
-        known = {e.ref for e in stored}
-        staged = [e for ref, e in self._entities.items() if ref.kind == kind and ref not in known
-                  and str(e.fields.get("client")) == client]
-        return [e for e in (*stored, *staged) if str(e.fields.get("client")) == client]
+    def related(self, kind: str, client: str, limit: int | None = None) -> list[Entity]:
+        """The entities of a kind whose client is this person, as the staged decisions leave them, in the store's
+        order (`store.order`), at most `limit`."""
+        return self._overlaid(kind, lambda n: self.store.related(kind, client, n),
+                              lambda e: str(e.fields.get("client")) == client, sort_key, limit)
+
+    def bookings_starting(self, after: datetime, before: datetime, limit: int | None = None) -> list[Entity]:
+        """The bookings that start in [after, before), as the staged decisions leave them, earliest first."""
+        return self._overlaid("booking", lambda n: self.store.bookings_starting(after, before, n),
+                              starting_within(after, before), start_key, limit)
 
     def clients_with_phone(self, phone: str) -> list[Entity]:
-        """The clients whose phone field is this text, as the staged decisions leave them."""
-        stored = [self._entities.get(e.ref, e) for e in self.store.clients_with_phone(phone)]
-        known = {e.ref for e in stored}
-        staged = [e for ref, e in self._entities.items() if ref.kind == "client" and ref not in known
-                  and e.fields.get("phone") == phone]
-        return [e for e in (*stored, *staged) if e.fields.get("phone") == phone]
+        """The clients whose phone field is this text, as the staged decisions leave them, oldest first."""
+        return self._overlaid("client", lambda n: self.store.clients_with_phone(phone),
+                              lambda e: e.fields.get("phone") == phone, _last_change, None)
 
-    def visits_of(self, client: str, since: datetime | None = None) -> list[Visit]:
-        """A person's visits, stored and staged, oldest first."""
-        stored = self.store.visits_of(client, since)
+    def _overlaid(self, kind: str, read: Callable[[int | None], list[Entity]], belongs: Callable[[Entity], bool],
+                  key: Callable[[Entity], Any], limit: int | None) -> list[Entity]:
+        """What `read` finds in the store (given how many to read) as the staged decisions leave it: a stored
+        record staged anew is read as staged, and dropped when it no longer `belongs`; a staged record that belongs
+        is added; all in the order of `key`, the store's own, and cut at `limit`."""
+        staged = [e for ref, e in self._entities.items() if ref.kind == kind]
+        # Each staged record can push at most one stored record out of the first `limit`: read that many more.
+        stored = [self._entities.get(e.ref, e) for e in read(None if limit is None else limit + len(staged))]
+        if not staged:
+            return stored[:limit]
+        known = {e.ref for e in stored}
+        found = sorted((e for e in (*stored, *(e for e in staged if e.ref not in known)) if belongs(e)), key=key)
+        return found[:limit]
+
+    def visits_of(self, client: str, since: datetime | None = None, limit: int | None = None) -> list[Visit]:
+        """A person's visits, stored and staged, oldest first, at most `limit` (a staged visit never replaces a
+        stored one, so the store's first `limit` are enough)."""
+        stored = self.store.visits_of(client, since, limit)
         known = {v.id for v in stored}
+        # Under a limit, a visit already stored may lie past the cut: it is the stored one, not a new one.
         staged = [v for v in self._visits.values() if v.client == client and v.id not in known
-                  and (since is None or v.at >= since)]
-        return sorted((*stored, *staged), key=lambda v: (v.at, v.id)) if staged else stored
+                  and (since is None or v.at >= since) and (limit is None or not self.store.has_visit(v.id))]
+        return sorted((*stored, *staged), key=lambda v: (v.at, v.id))[:limit] if staged else stored
 
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored or staged."""

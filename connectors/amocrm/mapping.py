@@ -337,9 +337,16 @@ def lead_from_v4(lead: Mapping[str, Any]) -> LeadState:
         contact=opt_id(main.get("id")) if main else None, custom=tuple(custom), tags=tags, tracking=tuple(tracking))
 
 
+def outcome_of(status_id: Any) -> str:
+    """Where a lead's stage stands, as every CRM's deals say it (`outcome`): won (142), lost (143) or open: the
+    core reads this, never amoCRM's ids."""
+    return {str(WON): "won", str(LOST): "lost"}.get(str(status_id), "open")
+
+
 def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap) -> dict[str, Any]:
     """The canonical deal fields the rules read, with amoCRM's own ids kept beside the names."""
-    data: dict[str, Any] = {"pipeline_id": state.pipeline_id, "status_id": state.status_id}
+    data: dict[str, Any] = {"pipeline_id": state.pipeline_id, "status_id": state.status_id,
+                            "outcome": outcome_of(state.status_id)}
     if names is not None:
         data["pipeline"], data["stage"] = names
     if state.name is not None:

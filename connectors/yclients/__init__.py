@@ -477,7 +477,7 @@ class Yclients(WebConnector):
                                 source=self.name, delivery_id=f"{key}>deal"))
         return ActionResult(result, tuple(events))
 
-    @action("booking.cancel", emits=("booking.deleted",))
+    @action("booking.cancel")
     async def booking_cancel(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Cancel a booking as YCLIENTS does, by deleting its record (a record already gone is cancelled); returns
         the `booking.deleted` its webhook will repeat, read back with `with_deleted` for its change time."""

@@ -172,7 +172,7 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
     event = first.events[0]
     assert event.type == "deal.created" and event.delivery_id == f"deal:{lead['id']}@{TS}:58141807"
     assert event.data == {"pipeline": "sales", "stage": "new", "pipeline_id": "6950551", "status_id": "58141807",
-                          "title": "Первичный визит — Анна Иванова", "amount": 15000, "responsible": "555",
+                          "outcome": "open", "title": "Первичный визит — Анна Иванова", "amount": 15000, "responsible": "555",
                           "contact": str(contact["id"]), "tags": [], "service": "Стрижка"}
     # The emulator's `leads[add]` webhooks name the same change: one journal entry each.
     hooks = world.receiver.wait(3)  # contacts[add], leads[add], leads[add]
@@ -256,6 +256,7 @@ def test_deal_move_patches_status_and_pipeline_and_the_webhook_matches(servers: 
     event = moved.events[0]
     assert event.type == "deal.updated" and event.delivery_id == f"deal:{lead_id}@{lead['updated_at']}:142"
     assert event.data["stage"] == "won" and event.data["pipeline"] == "sales"
+    assert event.data["outcome"] == "won"  # the canonical field rules and deals_of(open=) read, not 142
 
     hook = world.receiver.one(2, "leads[status]")
     pairs = dict(parse_qsl(hook.body.decode()))
@@ -265,6 +266,7 @@ def test_deal_move_patches_status_and_pipeline_and_the_webhook_matches(servers: 
     [parsed] = world.connector.parse(hook)
     assert parsed.delivery_id == event.delivery_id and parsed.id == event.id
     assert parsed.data["stage"] == "won" and parsed.data["visit_at"] == "2026-03-05T07:00:00+00:00"
+    assert parsed.data["outcome"] == "won"
 
 
 def test_deal_move_without_pipeline_reads_the_lead_and_maps_outcome_to_142(servers: Any) -> None:
@@ -371,9 +373,18 @@ def test_parse_the_documented_status_hook() -> None:
     assert event.type == "deal.updated" and event.entity is not None and event.entity.id == "10701093"
     assert event.delivery_id == "deal:10701093@1539782664:142" and event.source == "crm"
     assert event.at == datetime.fromtimestamp(1539782664, UTC)
-    assert event.data == {"pipeline_id": "9217056", "status_id": "142", "pipeline": "fitness", "stage": "won",
-                          "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676",
+    assert event.data == {"pipeline_id": "9217056", "status_id": "142", "outcome": "won", "pipeline": "fitness",
+                          "stage": "won", "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676",
                           "tags": ["повторное обращение"]}
+
+
+def test_a_lead_says_where_its_stage_stands_as_outcome() -> None:
+    # The core reads only the canonical `outcome` (deals_of(open=)): amoCRM's 142/143 are the connector's to name.
+    read = connector(subdomain="apfitness")
+    lost = STATUS_HOOK.replace("[status_id]=142", "[status_id]=143")
+    assert read.parse(inbound(lost))[0].data["outcome"] == "lost"
+    still = STATUS_HOOK.replace("[status_id]=142", "[status_id]=20067736")
+    assert read.parse(inbound(still))[0].data["outcome"] == "open"
 
 
 def test_parse_several_leads_and_actions() -> None:

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
+from automator.actions import CANONICAL
 from automator.cli import cli
 from automator.connector import ConfigError, Connector
 from automator.errors import Rejected
@@ -255,6 +256,8 @@ def test_booking_cancel_deletes_the_record_and_reports_it_as_its_webhook_does(wo
     assert world.emu.records[rid]["deleted"] is True
     event, = result.events
     assert (event.type, event.data["status"], result.data["changed"]) == ("booking.deleted", "cancelled", True)
+    # What the action is registered to answer with is what the connector reports (echoes and links go by it).
+    assert CANONICAL["booking.cancel"].emits == (event.type,) == Yclients.actions["booking.cancel"].emits
     from_hook, = parse(make(url), hooks.wait(1)[0])
     assert from_hook.delivery_id == event.delivery_id
     again = perform(make(url), "booking.cancel", {"booking": str(rid)})

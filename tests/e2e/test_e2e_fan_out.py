@@ -36,7 +36,7 @@ RULES = """\
 rules:
   - id: slot-cancelled
     when: {event: slot.cancelled}
-    for_each: {kind: booking, where: "booking.starts_at == event.starts_at and booking.status != 'cancelled'"}
+    for_each: {items: "bookings_at(event.starts_at)", where: "booking.status != 'cancelled'"}
     do:
       - sms.send: {to: "{{ client.phone }}", text: "Сеанс {{ fmt_time(booking.starts_at) }} отменён"}
         via: sms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import sqlite_utils
 from automator.model import Entity, EntityRef
 from automator.store import schema
 from automator.store.base import OutdatedStore
+from automator.store.order import START_SQL
 from automator.store.sqlite import SqliteStore
 
 MADE_BY_0712AF0 = Path(__file__).parent / "data" / "v0712af0.db"
@@ -36,7 +37,7 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
     assert "_sqlite_migrations" not in sqlite_utils.Database(old_db).table_names()
     store = SqliteStore(old_db)
     try:
-        assert schema.version(store.db) == schema.latest() == 3
+        assert schema.version(store.db) == schema.latest() == 4
         assert [(r.id, r.status, r.vars) for r in store.runs()] == [("run-0", "waiting", {"n": 0}),
                                                                     ("run-1", "done", {"n": 1})]
         anna = store.entity(ANNA)
@@ -52,7 +53,7 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
         store.close()
     again = SqliteStore(old_db)  # opening again applies nothing twice
     try:
-        assert schema.version(again.db) == 3
+        assert schema.version(again.db) == 4
         # Migration 2: a person's bookings are found through the new index, on rows written before it.
         again.put_entity(Entity(EntityRef("booking", "b1"), {"client": "1"}, NOW))
         assert [e.ref.id for e in again.related("booking", "1")] == ["b1"]
@@ -60,6 +61,15 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
             "explain query plan select id from entities where kind = 'booking' and "
             "json_extract(fields, '$.client') in ('1', 1)"))
         assert "entities_client" in plan
+        # Migration 4: bookings are found by the moment they start through an index of their own.
+        again.put_entity(Entity(EntityRef("booking", "b2"), {"client": "1", "starts_at": "2026-03-03T15:00:00+03:00"},
+                                NOW))
+        slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
+        assert [e.ref.id for e in again.bookings_starting(slot, slot + timedelta(seconds=1))] == ["b2"]
+        plan = " ".join(str(row) for row in again.db.conn.execute(
+            f"explain query plan select id from entities indexed by entities_booking_start where kind = 'booking' "
+            f"and {START_SQL} >= '2026' and {START_SQL} < '2027'"))
+        assert "SEARCH entities USING INDEX entities_booking_start" in plan  # a range of it, not a scan
     finally:
         again.close()
 

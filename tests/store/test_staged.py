@@ -109,3 +109,40 @@ def test_a_persons_records_and_visits_are_read_as_staged() -> None:
     assert [v.id for v in staged.visits_of("77")] == ["v1", "v2"]
     assert [v.id for v in staged.visits_of("77", since=NOW - timedelta(days=1))] == ["v2"]
     assert staged.has_visit("v2") and not store.has_visit("v2")
+
+
+def test_a_cut_read_of_a_persons_records_is_the_cut_of_the_staged_whole() -> None:
+    from automator.model import Visit
+
+    store = SqliteStore()
+    for day in range(1, 6):  # bookings 1..5, on the 1st to the 5th
+        store.put_entity(Entity(EntityRef("booking", str(day)), {"client": "77", "starts_at": f"2026-03-0{day}"}, NOW))
+    store.put_visits([Visit(id=f"v{n}", client="77", at=NOW - timedelta(days=10 - n), amount=100) for n in range(3)])
+    staged = Staged(store)
+    # The first two leave the person (one to another, one moved past the others), a new one comes first.
+    staged.stage(decision("e1", Entity(EntityRef("booking", "1"), {"client": "78", "starts_at": "2026-03-01"}, NOW)))
+    staged.stage(decision("e2", Entity(EntityRef("booking", "2"), {"client": "77", "starts_at": "2026-03-09"}, NOW)))
+    staged.stage(decision("e3", Entity(EntityRef("booking", "6"), {"client": "77", "starts_at": "2026-02-28"}, NOW)))
+    whole = [e.ref.id for e in staged.related("booking", "77")]
+    assert whole == ["6", "3", "4", "5", "2"]
+    for limit in range(6):
+        assert [e.ref.id for e in staged.related("booking", "77", limit)] == whole[:limit]
+    # A new visit is laid over the stored ones; one already stored (here reported again with another time) is
+    # the stored one, even past the cut.
+    staged.stage(Decision(event=Event(id="e4", type="visit.completed", at=NOW), entity_before=None, entity_after=None,
+                          visits=(Visit(id="v9", client="77", at=NOW, amount=1),
+                                  Visit(id="v2", client="77", at=NOW - timedelta(days=20), amount=1))))
+    assert [v.id for v in staged.visits_of("77", limit=2)] == ["v0", "v1"]
+    assert [v.id for v in staged.visits_of("77", limit=4)] == ["v0", "v1", "v2", "v9"]
+
+
+def test_bookings_by_their_start_are_read_as_staged() -> None:
+    store = SqliteStore()
+    slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
+    for ident in ("1", "2", "3"):
+        store.put_entity(Entity(EntityRef("booking", ident), {"starts_at": "2026-03-03T15:00:00+03:00"}, NOW))
+    staged = Staged(store)
+    staged.stage(decision("e1", Entity(EntityRef("booking", "1"), {"starts_at": "2026-03-04T15:00:00+03:00"}, NOW)))
+    staged.stage(decision("e2", Entity(EntityRef("booking", "0"), {"starts_at": "2026-03-03T12:00:00Z"}, NOW)))
+    assert [e.ref.id for e in staged.bookings_starting(slot, slot + timedelta(seconds=1))] == ["0", "2", "3"]
+    assert [e.ref.id for e in staged.bookings_starting(slot, slot + timedelta(seconds=1), 2)] == ["0", "2"]

@@ -310,6 +310,40 @@ def test_a_persons_records_are_found_by_their_client_field(any_store: Store) -> 
     assert any_store.related("task", "77") == []
 
 
+def test_a_persons_records_come_in_time_order_and_are_cut_at_a_limit(any_store: Store) -> None:
+    # Written in another order than they are listed in, and changed afterwards: the last change does not decide.
+    for ident, starts in (("20", "2026-05-12T10:00:00+03:00"), ("3", "2026-05-10T10:00:00+03:00"),
+                          ("100", "2026-05-11T10:00:00+03:00")):
+        any_store.put_entity(Entity(EntityRef("booking", ident), {"client": "77", "starts_at": starts}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "3"), {"client": "77", "starts_at": "2026-05-10T10:00:00+03:00",
+                                                            "status": "arrived"}, T0 + timedelta(hours=1)))
+    assert [e.ref.id for e in any_store.related("booking", "77")] == ["3", "100", "20"]  # by when they start
+    assert [e.ref.id for e in any_store.related("booking", "77", limit=2)] == ["3", "100"]
+    assert any_store.related("booking", "77", limit=0) == []
+    # Deals by when they were made: `created_at` where the CRM gives it, else the id, as a number.
+    any_store.put_entity(Entity(EntityRef("deal", "10"), {"client": "77"}, T0))
+    any_store.put_entity(Entity(EntityRef("deal", "9"), {"client": "77"}, T0 + timedelta(hours=1)))
+    assert [e.ref.id for e in any_store.related("deal", "77")] == ["9", "10"]
+    any_store.put_entity(Entity(EntityRef("deal", "10"), {"client": "77", "created_at": "2026-05-01T10:00:00+03:00"},
+                                T0))
+    any_store.put_entity(Entity(EntityRef("deal", "9"), {"client": "77", "created_at": "2026-05-02T10:00:00+03:00"},
+                                T0))
+    assert [e.ref.id for e in any_store.related("deal", "77", limit=1)] == ["10"]
+
+
+def test_bookings_are_found_by_the_moment_they_start_whatever_offset_they_were_written_in(any_store: Store) -> None:
+    slot = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)  # 15:00 in Moscow
+    for ident, starts in (("2", "2026-03-03T15:00:00+03:00"), ("1", "2026-03-03T12:00:00Z"),
+                          ("3", "2026-03-03 12:00:00"),  # no offset: the store reads it as UTC
+                          ("4", "2026-03-03T15:00:01+03:00"), ("5", "2026-03-04T15:00:00+03:00"), ("6", "soon")):
+        any_store.put_entity(Entity(EntityRef("booking", ident), {"client": ident, "starts_at": starts}, T0))
+    any_store.put_entity(Entity(EntityRef("deal", "7"), {"starts_at": "2026-03-03T15:00:00+03:00"}, T0))  # no booking
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(seconds=1))] == ["1", "2", "3"]
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(days=2))] == ["1", "2", "3", "4", "5"]
+    assert [e.ref.id for e in any_store.bookings_starting(slot, slot + timedelta(days=2), limit=2)] == ["1", "2"]
+    assert any_store.bookings_starting(slot - timedelta(days=1), slot) == []
+
+
 def test_a_client_is_found_by_their_phone_field(any_store: Store) -> None:
     any_store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "phone": "+79161234567"}, T0))
     any_store.put_entity(Entity(EntityRef("client", "78"), {"phone": "+79160000000"}, T0))
@@ -330,6 +364,8 @@ def test_visits_are_kept_once_and_read_back_in_order(any_store: Store) -> None:
     assert any_store.visits_of("77", since=T0 + timedelta(days=1)) == [second]
     assert any_store.has_visit("booking:2") and not any_store.has_visit("booking:3")
     assert any_store.visits_of("78") == []
+    assert any_store.visits_of("77", limit=1) == [first]  # the oldest, cut by the read
+    assert any_store.visits_of("77", since=T0 + timedelta(days=1), limit=5) == [second]
 
 
 def test_a_decisions_visits_are_written_with_it_and_never_twice(any_store: Store) -> None:
