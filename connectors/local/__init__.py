@@ -276,12 +276,12 @@ class LocalConnector(Connector):
 
     @action("booking.cancel")
     def booking_cancel(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """Record a booking as cancelled and emit `booking.updated` with the status."""
+        """Record a booking as cancelled and emit `booking.deleted`, as YCLIENTS reports a cancel."""
         booking_id = str(params["booking"])
         self.db.table("local_bookings").upsert({"id": booking_id, "status": "cancelled",
                                                 "updated_at": self._stamp()}, pk="id")
         ref = EntityRef("booking", booking_id)
-        return ActionResult({"id": booking_id}, (self._event(key, "booking.updated", ref, {"status": "cancelled"}),))
+        return ActionResult({"id": booking_id}, (self._event(key, "booking.deleted", ref, {"status": "cancelled"}),))
 
     @action("deal.assign")
     def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
