@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from automator.actions.crm import NOTE_TARGETS
 from automator.checks import CheckContext, ParamProblem
 from automator.clock import parse_duration
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
@@ -55,7 +56,6 @@ ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
 MAX_POLL_PAGES = 50  # a first page, then one batch of up to 49 more: 2 500 deals per poll at most
 SCHEMA = "actions/{}.json"
 TASK_SELECT = ["ID", "TITLE", "STATUS", "RESPONSIBLE_ID", "CLOSED_DATE", "CLOSED_BY", "CHANGED_DATE", "UF_CRM_TASK"]
-NOTE_TARGETS = ("deal", "lead", "contact")  # the timeline a note.add goes to: ENTITY_TYPE of the comment
 
 
 def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
