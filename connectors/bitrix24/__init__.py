@@ -181,9 +181,10 @@ class Bitrix24(WebConnector):
         return {"Accept": "application/json", "User-Agent": "automator-bitrix24/1"}
 
     # ---- deals -------------------------------------------------------------------------------------------
-    def _event(self, key: str, verb: str, deal_id: str, data: Mapping[str, Any]) -> Event:
+    def _event(self, key: str, verb: str, deal_id: str, data: Mapping[str, Any], delivery: str | None = None
+               ) -> Event:
         return Event(id=f"{key}>deal.{verb}", type=f"deal.{verb}", at=datetime.now(timezone.utc),
-                     entity=EntityRef("deal", deal_id), data=dict(data), source=self.name)
+                     entity=EntityRef("deal", deal_id), data=dict(data), source=self.name, delivery_id=delivery)
 
     async def find_contact(self, phone: str, found: Any = None) -> str | None:
         """The id of the contact with this phone (the oldest, if several), or None; `found` is a findbycomm result
@@ -323,13 +324,17 @@ class Bitrix24(WebConnector):
 
     @action("deal.assign")
     async def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """crm.deal.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`)."""
+        """crm.deal.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`). The deal is read back
+        for its DATE_MODIFY: the answer carries the delivery id of the ONCRMDEALUPDATE this change causes, so that
+        webhook is known as the answer's repeat (a role's user id is not known before the call to expect it by)."""
         deal_id = _deal_id(params["deal"])
         user = self._user(params["to"])
         await self.api.call("crm.deal.update", {"id": deal_id, "fields": {"ASSIGNED_BY_ID": user},
                                                 "params": {"REGISTER_SONET_EVENT": "N"}})
+        after = await self.api.result("crm.deal.get", {"id": deal_id})
+        delivery = ev.deal_delivery(after) if isinstance(after, Mapping) else None
         return ActionResult({"id": deal_id, "responsible": user},
-                            (self._event(key, "updated", deal_id, {"responsible": user}),))
+                            (self._event(key, "updated", deal_id, {"responsible": user}, delivery),))
 
     @action("lead.assign", emits=("lead.updated",))
     async def lead_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
