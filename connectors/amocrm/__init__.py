@@ -431,14 +431,20 @@ class Amocrm(WebConnector):
             text = f"{text}\n\n{params['description']}"
         task: dict[str, Any] = {"text": text, "complete_till": till, "task_type_id": 1, "request_id": key,
                                 "responsible_user_id": user_id(params["assignee"], self.users, "assignee")}
+        contact = None
         if params.get("deal") not in (None, ""):
             task.update(entity_id=as_int(params["deal"], "deal"), entity_type="leads")
         elif params.get("client") not in (None, ""):
-            task.update(entity_id=as_int(params["client"], "client (an amoCRM contact id)"), entity_type="contacts")
+            # A contact id, or a phone (the engine's, for a person with no contact here yet): found or made as
+            # deal.create's contact is.
+            contact = await self._contact(params["client"], {}, task["responsible_user_id"], key)
+            task.update(entity_id=contact, entity_type="contacts")
         made = await self.api.add("tasks", [task], "create task")
         task_id = str(made[0]["id"])
         data: dict[str, str | None] = {k: str(params[k]) for k in ("title", "assignee", "description", "deal",
                                                                     "client") if params.get(k) not in (None, "")}
+        if contact is not None:
+            data["client"] = str(contact)
         data["due"] = iso(till)
         event = Event(id=f"{self.name}:task:{task_id}", type="task.created", at=self.now(),
                       entity=EntityRef("task", task_id), data=data, source=self.name, delivery_id=f"task:{task_id}")

@@ -458,7 +458,7 @@ class Bitrix24(WebConnector):
         task = tasks[0]
         return self._task_created(key, params, str(task["id"]), str(task.get("title") or params["title"]),
                                   str(task.get("responsibleId") or self._user(params["assignee"])),
-                                  task.get("deadline"))
+                                  task.get("deadline"), await self._task_contact(params, None, key))
 
     @action("task.create")
     async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -469,19 +469,29 @@ class Bitrix24(WebConnector):
             fields["DESCRIPTION"] = str(params["description"])
         if params.get("due") not in (None, ""):
             fields["DEADLINE"] = _when(params["due"])
+        contact = await self._task_contact(params, fields["RESPONSIBLE_ID"], key)
         links = [f"D_{params['deal']}"] if params.get("deal") not in (None, "") else []
-        links += [f"C_{params['client']}"] if params.get("client") not in (None, "") else []
+        links += [f"C_{contact}"] if contact is not None else []
         if links:
             fields["UF_CRM_TASK"] = links
         fields["TAGS"] = [task_tag(key)]
         task = (await self.api.result("tasks.task.add", {"fields": fields}))["task"]
         return self._task_created(key, params, str(task["id"]), fields["TITLE"], fields["RESPONSIBLE_ID"],
-                                  fields.get("DEADLINE"))
+                                  fields.get("DEADLINE"), contact)
+
+    async def _task_contact(self, params: Mapping[str, Any], responsible: Any, key: str) -> str | None:
+        """The contact a task is bound to: the `client` given as a contact id, or as a phone (the engine's, for a
+        person with no contact here yet), found or made as deal.create's contact is (`C_+7916…` binds nothing)."""
+        client = params.get("client")
+        if client in (None, ""):
+            return None
+        if looks_like_phone(client):
+            return await self.find_or_create_contact(str(client), None, responsible, key)
+        return _record_id(client, "contact")
 
     def _task_created(self, key: str, params: Mapping[str, Any], task_id: str, title: str, assignee: str,
-                      due: Any) -> ActionResult:
-        data = {"title": title, "assignee": assignee, "due": due, "deal": params.get("deal"),
-                "client": params.get("client")}
+                      due: Any, contact: str | None) -> ActionResult:
+        data = {"title": title, "assignee": assignee, "due": due, "deal": params.get("deal"), "client": contact}
         event = Event(id=f"{key}>task.created", type="task.created", at=datetime.now(timezone.utc),
                       entity=EntityRef("task", task_id), data={k: v for k, v in data.items() if v is not None},
                       source=self.name)

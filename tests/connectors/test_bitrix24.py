@@ -342,6 +342,24 @@ def test_task_create_binds_the_deal_and_client(emu: Bitrix24Emulator) -> None:
     assert result.data == {"id": task["id"]} and result.events[0].type == "task.created"
 
 
+def test_task_create_for_a_client_given_by_phone_binds_the_contact_found_or_made(emu: Bitrix24Emulator) -> None:
+    """The engine sends a phone for a person with no Bitrix24 contact yet: the task is bound to the contact with it
+    (found as deal.create finds it, else made), never to `C_+7916…`."""
+    async def go(c: Bitrix24) -> Any:
+        made = await c.perform("deal.create", {"pipeline": "first_sales", "stage": "new", "title": "A",
+                                               "contact": "+79161234567"}, "k1")
+        found = await c.perform("task.create", {"title": "a", "assignee": "admin", "client": "+79161234567"}, "k2")
+        new = await c.perform("task.create", {"title": "b", "assignee": "admin", "client": "+79031112233"}, "k3")
+        return made, found, new
+    made, found, new = run(emu, go)
+    contacts = {str(c["ID"]) for c in emu.state()["contacts"]}
+    tasks = emu.state()["tasks"]
+    assert len(contacts) == 2 and tasks[0]["ufCrmTask"] == [f"C_{made.data['contact']}"]
+    [other] = contacts - {made.data["contact"]}
+    assert tasks[1]["ufCrmTask"] == [f"C_{other}"]
+    assert found.events[0].data["client"] == made.data["contact"] and new.events[0].data["client"] == other
+
+
 def test_an_interrupted_task_create_is_found_by_its_tag_not_made_twice(emu: Bitrix24Emulator) -> None:
     """Issue 10 item 12: the first try reached the portal but its answer was lost (the daemon died); the retry,
     told it follows an interrupted try, looks the task up by its tag and returns it."""
