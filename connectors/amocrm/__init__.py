@@ -54,9 +54,9 @@ from automator.model import Entity, EntityRef, Event
 
 from .api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
 from .emulator import AmocrmEmulator
-from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, TRACKING, FieldMap, FormError, LeadState, as_int,
-                      deal_data, e164, iso, people_of, lead_from_v4, lead_from_webhook, numbered, parse_php_form, price,
-                      unix_time, user_id)
+from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, TRACKING, FieldMap, FormError, LeadState, amount_of,
+                      as_int, deal_data, e164, iso, people_of, lead_from_v4, lead_from_webhook, numbered,
+                      parse_php_form, price, unix_time, user_id)
 from .people import (ContactState, client_data, contact_body, contact_from_v4, contact_from_webhook,
                      contact_patch, contact_phones, search_digits)
 from .tasks import completed_task
@@ -362,7 +362,7 @@ class Amocrm(WebConnector):
         state = LeadState(id=str(lead_id), updated_at=int(answer.get("updated_at") or self.now().timestamp()),
                           created_at=None, status_id=str(current["status_id"]),
                           pipeline_id=str(current["pipeline_id"]))
-        data = {**fields, **({"amount": body["price"]} if "price" in body else {})}
+        data = {**fields, **({"amount": amount_of(body["price"])} if "price" in body else {})}
         return ActionResult({"id": str(lead_id), "updated_at": state.updated_at},
                             (self._event(state, "deal.updated", data),))
 

@@ -253,8 +253,8 @@ class Bitrix24(WebConnector):
             data["contact"] = str(contact_id)
         if "ASSIGNED_BY_ID" in fields:
             data["responsible"] = str(fields["ASSIGNED_BY_ID"])
-        if "OPPORTUNITY" in fields:
-            data["amount"] = float(fields["OPPORTUNITY"])
+        if "OPPORTUNITY" in fields:  # as the deal's webhook reports it: exact decimal text
+            data["amount"] = event_fields({"amount": fields["OPPORTUNITY"]}, {})["amount"]
         data.update(event_fields(params.get("fields") or {}, self.custom))
         return ActionResult({"id": deal_id, "contact": data.get("contact")},
                             (self._event(key, "created", deal_id, data),))

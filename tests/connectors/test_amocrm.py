@@ -172,7 +172,7 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
     event = first.events[0]
     assert event.type == "deal.created" and event.delivery_id == f"deal:{lead['id']}@{TS}:58141807"
     assert event.data == {"pipeline": "sales", "stage": "new", "pipeline_id": "6950551", "status_id": "58141807",
-                          "title": "Первичный визит — Анна Иванова", "amount": 15000, "responsible": "555",
+                          "title": "Первичный визит — Анна Иванова", "amount": "15000.00", "responsible": "555",
                           "contact": str(contact["id"]), "tags": [], "service": "Стрижка"}
     # The emulator's `leads[add]` webhooks name the same change: one journal entry each.
     hooks = world.receiver.wait(3)  # contacts[add], leads[add], leads[add]
@@ -395,7 +395,7 @@ def test_parse_the_documented_status_hook() -> None:
     assert event.delivery_id == "deal:10701093@1539782664:142" and event.source == "crm"
     assert event.at == datetime.fromtimestamp(1539782664, UTC)
     assert event.data == {"pipeline_id": "9217056", "status_id": "142", "pipeline": "fitness", "stage": "won",
-                          "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676",
+                          "title": "Семинар: Пропитание в фитнесе", "amount": "22500.00", "responsible": "2079676",
                           "tags": ["повторное обращение"]}
 
 

@@ -177,7 +177,7 @@ def test_deal_create_sends_the_pipeline_stage_origin_and_fields(emu: Bitrix24Emu
     [event] = result.events
     assert event.type == "deal.created" and event.entity.id == deal["ID"]
     assert event.data == {"pipeline": "rehabilitation", "stage": "new", "pipeline_id": "4", "stage_id": "C4:NEW",
-                          "title": "Реабилитация — Иванова", "contact": "75", "responsible": "6", "amount": 15000.0,
+                          "title": "Реабилитация — Иванова", "contact": "75", "responsible": "6", "amount": "15000.00",
                           "visit_at": "2026-03-02T18:00:00+03:00"}
 
 
