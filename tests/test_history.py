@@ -346,7 +346,8 @@ def test_a_deals_amount_is_exact_text_from_the_crms_and_a_decimal_in_expressions
     from automator.model import Event
 
     msk = ZoneInfo("Europe/Moscow")
-    catalogue = CORE.merged(parse({"entities": {"deal": {"amount": "money"}}}, "test", "test"))
+    catalogue = CORE.merged(parse({"entities": {"deal": {"amount": "money"}},
+                                   "events": {"deal.updated": {"entity": "deal"}}}, "test", "test"))
     assert typed("deal", {"amount": "3500.50"}, catalogue, msk) == {"amount": Decimal("3500.50")}
     assert typed("deal", {"amount": 3500}, catalogue, msk)["amount"] == Decimal("3500.00")
     assert typed("deal", {"amount": "много"}, catalogue, msk) == {"amount": "много"}  # for the expression to report
