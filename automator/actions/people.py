@@ -84,6 +84,11 @@ def _keeps_ids(spec: ActionSpec) -> bool:
 
 
 def _own_contact(value: str, system: str, run: ActionRun) -> bool:
-    """True when a rule's `contact:` is the CRM's own id of a contact it reported (as `deal.contact` holds), not a
-    person: the run's client, the default, is always the person, whose id may be another system's."""
-    return value != _in_run(run, "client") and run.client_of(system, value) is not None
+    """True when a rule's `contact:` is the CRM's own id of a contact (as `deal.contact` holds), not a person: one
+    the CRM reported, or an id that names no person at all (a contact automator has not seen; the CRM says if it
+    has none). The run's client, the default, is always the person, whose id may be another system's."""
+    if value == _in_run(run, "client"):
+        return False
+    if run.client_of(system, value) is not None:
+        return True
+    return run.entity(EntityRef("client", value)) is None and not run.links_of(value)

@@ -229,6 +229,8 @@ def test_a_contact_written_as_the_crms_own_id_or_a_phone_is_sent_as_it_is() -> N
     assert to_system(spec, {**deal, "contact": BORIS}, "crm", run)["contact"] == BORIS  # type: ignore[arg-type]
     # A person's id the CRM does not know as a contact: that person, by their id there.
     assert to_system(spec, {**deal, "contact": "crm:77"}, "crm", run)["contact"] == "77"  # type: ignore[arg-type]
+    # An id naming no person at all: a contact automator has not seen, the CRM's to find (or refuse).
+    assert to_system(spec, {**deal, "contact": "31"}, "crm", run)["contact"] == "31"  # type: ignore[arg-type]
 
 
 def test_the_record_a_crm_found_by_the_phone_we_sent_is_the_person_we_sent_it_for() -> None:
