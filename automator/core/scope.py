@@ -74,8 +74,8 @@ def _temporal(catalogue: Catalogue) -> _Temporal:
 def typed(kind: str, fields: Mapping[str, Any], catalogue: Catalogue, tz: ZoneInfo) -> dict[str, Any]:
     """An entity's fields as expressions see them: those the catalogue types `datetime` are aware datetimes in
     the project's timezone and `date` ones dates, whatever text (ISO 8601) the system or the store held, and
-    `money` ones exact Decimals (a deal's amount, as history's are); a value that is not a date or an amount at
-    all is left as it is, for the expression to report."""
+    `money` ones given as decimal text exact Decimals (a deal's amount, as history's are); a value that is not a
+    date or an amount at all is left as it is, for the expression to report."""
     return _typed(dict(fields), _temporal(catalogue).kinds.get(kind, ()), tz)
 
 
@@ -83,8 +83,10 @@ def _typed(fields: dict[str, Any], temporal: tuple[tuple[str, str], ...], tz: Zo
     for name, type_ in temporal:
         value = fields.get(name)
         if type_ == "money":
-            if value not in (None, ""):
-                fields[name] = history.shown_amount(value)  # a float (a system's) stays: money is never one
+            # Decimal text (what connectors send money as) is exact money; a number written in a test or sent by
+            # a system as one is left as it is (an int is exact already, a float is never taken for money).
+            if value.__class__ is str and value:
+                fields[name] = history.shown_amount(value)
         elif value is not None and not (type_ == "date" and value.__class__ is date):
             converted = as_date(value, tz) if type_ == "date" else to_datetime(value, tz)
             if converted is not None:
