@@ -53,9 +53,6 @@ class Registry(People, Protocol):
     def entity(self, ref: EntityRef) -> Entity | None:
         """The stored state of an entity (here always a client)."""
 
-    def clients_with_phone(self, phone: str) -> list[Entity]:
-        """The stored clients whose `phone` field is this text, oldest first."""
-
 
 class Directory(People, Protocol):
     """What naming a person back from what an effect sent reads: the links, and the clients by their phone field
@@ -80,10 +77,6 @@ class _Pending:
     def __init__(self, people: Registry) -> None:
         self.people = people
         self.made: dict[tuple[str, str], str] = {}
-
-    def holder(self, phone: str) -> str | None:
-        """The stored client no system reported (no phone link: a local form's, a test's `given:`) with this phone."""
-        return next((e.ref.id for e in self.people.clients_with_phone(phone) if not e.fields.get("deleted")), None)
 
     def recorded(self, client: str) -> Entity | None:
         """The person's own stored client record (a reported client, a local form's, a test's `given:`)."""
@@ -116,15 +109,9 @@ def match(system: str, ext_id: str, phone: str | None, people: Registry) -> tupl
     return client, pending.links()
 
 
-def _match(system: str, ext_id: str, phone: str | None, pending: _Pending, sent: str | None = None) -> str:
+def _match(system: str, ext_id: str, phone: str | None, pending: _Pending) -> str:
     known = pending.client_of(system, ext_id)
     owner = pending.client_of(PHONE, phone) if phone else None
-    if owner is None and phone is not None and phone == sent and known is None:
-        # Our own effect named the person by this phone (`outbound`: they had no id there): the record the system
-        # found or made by it is theirs, even when no system reported them (their phone is only a field).
-        owner = pending.holder(phone)
-        if owner is not None:
-            pending.link(PHONE, phone, owner)
     if known is not None:
         if owner is not None and owner != known and pending.links_of(known) == [(system, ext_id)] \
                 and pending.recorded(known) is None:
@@ -184,7 +171,7 @@ def resolve(event: Event, people: Registry, phone: str | None = None) -> tuple[E
     data: dict[str, Any] | None = None
     entity = event.entity
     if entity is not None and entity.kind == "client":
-        client = _match(system, entity.id, phone_of(event.data.get("phone")) or phone, pending, phone)
+        client = _match(system, entity.id, phone_of(event.data.get("phone")) or phone, pending)
         links = pending.links_of(client)
         data = {**event.data, "ids": ids_of(links), "all_ids": all_ids_of(links)}
         entity = EntityRef("client", client)
@@ -192,7 +179,7 @@ def resolve(event: Event, people: Registry, phone: str | None = None) -> tuple[E
         named = _named(event.data)
         if named is not None:
             field, ext = named
-            data = {**event.data, "client": _match(system, ext, phone, pending, phone)}
+            data = {**event.data, "client": _match(system, ext, phone, pending)}
     if data is None:
         return event, ()
     return replace(event, entity=entity, data=data), pending.links()

@@ -36,9 +36,6 @@ class _Known:
     def entity(self, ref: EntityRef) -> Entity | None:
         return self.state.entity(ref)
 
-    def clients_with_phone(self, phone: str) -> list[Entity]:
-        return self.people.clients_with_phone(phone)
-
 
 def worker_name() -> str:
     """`host:pid:nonce` — a claim names its owner, so a restarted daemon can tell its dead predecessor's claims."""

@@ -231,16 +231,3 @@ def test_a_contact_written_as_the_crms_own_id_or_a_phone_is_sent_as_it_is() -> N
     assert to_system(spec, {**deal, "contact": "crm:77"}, "crm", run)["contact"] == "77"  # type: ignore[arg-type]
     # An id naming no person at all: a contact automator has not seen, the CRM's to find (or refuse).
     assert to_system(spec, {**deal, "contact": "31"}, "crm", run)["contact"] == "31"  # type: ignore[arg-type]
-
-
-def test_the_record_a_crm_found_by_the_phone_we_sent_is_the_person_we_sent_it_for() -> None:
-    store = SqliteStore()
-    _record(store, "1005", name="Анна", phone=ANNA)  # a local form's client: a phone field, no link
-    answer = Event(id="a", type="deal.created", at=T0, entity=EntityRef("deal", "9"), data={"contact": "31"},
-                   source="crm")
-    resolved, links = resolve(answer, store, ANNA)  # deal.create was sent `contact: +79161234567`
-    assert resolved.data["client"] == "1005" and set(links) == {Link("phone", ANNA, "1005"), Link("crm", "31", "1005")}
-    # A report that is not our answer is matched by links only: a stranger's phone field merges nobody.
-    keep(store, links)
-    _record(store, "1006", name="Вера", phone=BORIS)
-    assert arrive(store, client("32", "crm", phone=BORIS)).entity == EntityRef("client", "32")
