@@ -67,6 +67,20 @@ def money_text(minor: int) -> str:
     return f"{sign}{whole}.{fraction:0{MINOR_DIGITS}d}"
 
 
+def money_of(value: Any) -> str | None:
+    """An amount as a system or a rule gives it (decimal text, a whole number, a Decimal, or the float a JSON
+    number became, read by its shortest repr) as the exact decimal text events carry: 3500 → "3500.00"; None when
+    it is not an amount (empty, negative, more than two decimal places)."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        value = Decimal(repr(value)) if value == value and abs(value) != float("inf") else None
+    try:
+        return money_text(minor_units(value)) if value is not None else None
+    except HistoryError:
+        return None
+
+
 def money(value: Any) -> Any:
     """A kept amount (decimal text) as the Decimal expressions see; None when there is none."""
     if value is None or value == "":

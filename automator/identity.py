@@ -8,9 +8,9 @@ How an event from system S that names S's record X is matched to a person:
 1. by the link (S, X), when one is stored;
 2. else by the event's phone, when a person has it (two contacts with one phone are one client);
 3. else a new person: their id is X when no link names a person X yet (a one-system project keeps its ids, and
-   a client stored before links existed is adopted), else `S:X`.
-A person made from a bare reference (a deal's contact seen before the contact itself: no phone, no other link)
-joins the person with that phone once the phone is known.
+   a client stored before links existed is adopted when their phones do not disagree), else `S:X`.
+A person made from a bare reference (a deal's contact seen before the contact itself: no phone, no other link, no
+client record of their own) joins the person with that phone once the phone is known.
 
 `resolve` rewrites the event: a `client.*` event's entity becomes the person, and its data gets `ids` (each
 system's id of the person: the first one linked, the one the engine sends to that system) and `all_ids` (every id
@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from automator.model import EntityRef, Event
+from automator.model import Entity, EntityRef, Event
 
 PHONE = "phone"  # the pseudo-system of E.164 phones
 # The params of a canonical action that name a person (a client.* action's `client`, deal.create's `contact`,
@@ -47,6 +47,21 @@ class People(Protocol):
         """Every (system, id) of one person, in the order they were linked."""
 
 
+class Registry(People, Protocol):
+    """What matching an incoming event reads: the links, and the clients stored (a person's own record)."""
+
+    def entity(self, ref: EntityRef) -> Entity | None:
+        """The stored state of an entity (here always a client)."""
+
+
+class Directory(People, Protocol):
+    """What naming a person back from what an effect sent reads: the links, and the clients by their phone field
+    (people no system reported have no phone link)."""
+
+    def clients_with_phone(self, phone: str) -> list[Entity]:
+        """The stored clients whose `phone` field is this text, oldest first."""
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """A system's id (or a phone) that names a person: to be stored (a link already stored moves to `client`)."""
@@ -59,9 +74,13 @@ class Link:
 class _Pending:
     """The store's links with the ones this resolution has made laid over them."""
 
-    def __init__(self, people: People) -> None:
+    def __init__(self, people: Registry) -> None:
         self.people = people
         self.made: dict[tuple[str, str], str] = {}
+
+    def recorded(self, client: str) -> Entity | None:
+        """The person's own stored client record (a reported client, a local form's, a test's `given:`)."""
+        return self.people.entity(EntityRef("client", client))
 
     def client_of(self, system: str, ext_id: str) -> str | None:
         return self.made.get((system, ext_id)) or self.people.client_of(system, ext_id)
@@ -83,7 +102,7 @@ def phone_of(value: Any) -> str | None:
     return text if _E164.match(text) else None
 
 
-def match(system: str, ext_id: str, phone: str | None, people: People) -> tuple[str, tuple[Link, ...]]:
+def match(system: str, ext_id: str, phone: str | None, people: Registry) -> tuple[str, tuple[Link, ...]]:
     """The person system's record `ext_id` (with this phone, when known) is, and the links to store."""
     pending = _Pending(people)
     client = _match(system, ext_id, phone, pending)
@@ -94,8 +113,11 @@ def _match(system: str, ext_id: str, phone: str | None, pending: _Pending) -> st
     known = pending.client_of(system, ext_id)
     owner = pending.client_of(PHONE, phone) if phone else None
     if known is not None:
-        if owner is not None and owner != known and pending.links_of(known) == [(system, ext_id)]:
-            # A bare reference's person (only this link): the phone says who they are.
+        if owner is not None and owner != known and pending.links_of(known) == [(system, ext_id)] \
+                and pending.recorded(known) is None:
+            # A bare reference's person (only this link, no record of their own): the phone says who they are. A
+            # client the system reported is someone, even without a phone: one who gives a relative's later is
+            # not that relative.
             pending.link(system, ext_id, owner)
             return owner
         if phone and owner is None:
@@ -104,11 +126,20 @@ def _match(system: str, ext_id: str, phone: str | None, pending: _Pending) -> st
     if owner is not None:
         pending.link(system, ext_id, owner)
         return owner
-    client = ext_id if not pending.links_of(ext_id) else f"{system}:{ext_id}"
+    client = ext_id if not pending.links_of(ext_id) and _adoptable(ext_id, phone, pending) else f"{system}:{ext_id}"
     pending.link(system, ext_id, client)
     if phone:
         pending.link(PHONE, phone, client)
     return client
+
+
+def _adoptable(client: str, phone: str | None, pending: _Pending) -> bool:
+    """True when a new record X may be the person X stored before links existed (no link names them): unless
+    their phones disagree. A local form's client 1005 and the CRM's contact 1005 with another phone are strangers
+    who only share a number."""
+    record = pending.recorded(client)
+    stored = phone_of(record.fields.get("phone")) if record is not None else None
+    return stored is None or phone is None or stored == phone
 
 
 def ids_of(links: list[tuple[str, str]]) -> dict[str, str]:
@@ -129,7 +160,7 @@ def all_ids_of(links: list[tuple[str, str]]) -> dict[str, list[str]]:
     return every
 
 
-def resolve(event: Event, people: People, phone: str | None = None) -> tuple[Event, tuple[Link, ...]]:
+def resolve(event: Event, people: Registry, phone: str | None = None) -> tuple[Event, tuple[Link, ...]]:
     """The event with the persons it names in place of the system's ids (its source is the system), and the
     links that makes. An event that names no client comes back as it was.
 
@@ -167,36 +198,42 @@ class Unreachable(Exception):
     """A person a system knows by no id and no phone: the engine would have to guess which record they are."""
 
 
-def person_of(system: str, value: str, people: People) -> str:
-    """The person that `value`, as an effect sent it to `system`, names: the system's own id of a person, a phone,
-    or (naming no one the links know) automator's own id, as it is."""
+def person_of(system: str, value: str, people: Directory) -> str:
+    """The person that `value`, as an effect sent it to `system`, names: the system's own id of a person, a phone
+    (a phone link's person, else the oldest stored client with that phone: `outbound` sends it for a person no
+    system reported too), or (naming no one the links know) automator's own id, as it is."""
     if phone_of(value) is not None:
-        return people.client_of(PHONE, value) or value
+        owner = people.client_of(PHONE, value)
+        if owner is not None:
+            return owner
+        return next((e.ref.id for e in people.clients_with_phone(value) if not e.fields.get("deleted")), value)
     return people.client_of(system, value) or value
 
 
-def person_ref(ref: EntityRef, system: str, people: People) -> EntityRef:
+def person_ref(ref: EntityRef, system: str, people: Directory) -> EntityRef:
     """The entity an effect sent to `system` changes, as automator names it: a client named by the system's id or
     phone is the person (whose webhook, resolved when journaled, is then known as our echo); anything else as is."""
     return EntityRef("client", person_of(system, ref.id, people)) if ref.kind == "client" else ref
 
 
-def outbound(client: str, system: str, people: People, phone: Any = None) -> str:
+def outbound(client: str, system: str, people: People, phone: Any = None, *, as_is: bool = False) -> str:
     """What to send `system` for the person `client`: their id in that system, else their phone (E.164: the
-    entity's `phone`, else a phone link), so the system finds or creates its record by it. A person no link names
-    (a test's `given:`, a local form's client) passes as they are. Raises Unreachable for a person known to other
-    systems only, by id only: another system's id is never sent."""
+    entity's `phone`, else a phone link), so the system finds or creates its record by it. Another system's id is
+    never sent, nor automator's own id guessed to be the system's: only with `as_is` (a booking system's client
+    action, where automator's own id is the client's id: a test's `given:`, a local form, a one-system project's
+    client stored before links existed) does a person no link names at all pass as they are. Raises Unreachable
+    otherwise."""
     links = people.links_of(client)
-    if not links:
-        return client
     own = ids_of(links).get(system)
     if own is not None:
         return own
     found = phone_of(phone) or next((ext for kind, ext in links if kind == PHONE), None)
-    if found is None:
-        raise Unreachable(f"client {client} has no id in {system} and no phone to find them by "
-                          f"(known as {', '.join(f'{s} {e}' for s, e in links)})")
-    return found
+    if found is not None:
+        return found
+    if as_is and not links:
+        return client
+    known = f" (known as {', '.join(f'{s} {e}' for s, e in links)})" if links else ""
+    raise Unreachable(f"client {client} has no id in {system} and no phone to find them by{known}")
 
 
 def sent_phone(params: Mapping[str, Any]) -> str | None:
@@ -209,7 +246,7 @@ def sent_phone(params: Mapping[str, Any]) -> str | None:
     return None
 
 
-def as_persons(params: Mapping[str, Any], system: str, people: People) -> dict[str, Any]:
+def as_persons(params: Mapping[str, Any], system: str, people: Directory) -> dict[str, Any]:
     """Params an effect sent `system`, each person named back as automator names them (`outbound` undone): what a
     stand-in for the system that keeps automator's own ids (the simulator's `local`) is given."""
     return {name: person_of(system, str(value), people)

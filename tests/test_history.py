@@ -335,3 +335,24 @@ def test_minor_units_are_exact() -> None:
     assert history.minor_units("1500") == 150000 and history.minor_units("0,5") == 50
     assert history.minor_units(Decimal("10.10")) == 1010 and history.money_text(5) == "0.05"
     assert history.average(100, 3) == 33 and history.average(200, 3) == 67  # half up, as the SQL
+
+
+def test_a_deals_amount_is_exact_text_from_the_crms_and_a_decimal_in_expressions() -> None:
+    """The catalogues type a deal's `amount` money: the CRMs report it as decimal text, expressions see a Decimal."""
+    from zoneinfo import ZoneInfo
+
+    from automator.catalogue import CORE, parse
+    from automator.core.scope import event_view, typed
+    from automator.model import Event
+
+    msk = ZoneInfo("Europe/Moscow")
+    catalogue = CORE.merged(parse({"entities": {"deal": {"amount": "money"}},
+                                   "events": {"deal.updated": {"entity": "deal"}}}, "test", "test"))
+    assert typed("deal", {"amount": "3500.50"}, catalogue, msk) == {"amount": Decimal("3500.50")}
+    assert typed("deal", {"amount": 3500}, catalogue, msk) == {"amount": 3500}  # a number as written: exact
+    assert typed("deal", {"amount": "много"}, catalogue, msk) == {"amount": "много"}  # for the expression to report
+    event = Event(id="e", type="deal.updated", at=datetime(2026, 3, 2, tzinfo=timezone.utc),
+                  data={"amount": "4000.10"}, source="crm")
+    assert event_view(event, catalogue, msk)["amount"] == Decimal("4000.10")
+    assert history.money_of(3500) == "3500.00" and history.money_of("3500.5") == "3500.50"
+    assert history.money_of(3500.4) == "3500.40" and history.money_of("x") is None and history.money_of("") is None

@@ -8,14 +8,17 @@ from typing import Any
 from automator.actions.spec import ActionRun
 from automator.core.outcome import StepError
 
+# The records a note.add may go to, one of them (a connector's timeline kinds too: Bitrix24's ENTITY_TYPE).
 NOTE_TARGETS = ("deal", "lead", "contact")
 
 
-def assign_echo(params: Mapping[str, Any]) -> dict[str, Any]:
-    """What deal.assign sets: the responsible user. A role (`to: olga`) is a user id only the connector knows, so
-    for a role nothing more is expected than a report of that deal: the first one within the echo window is ours."""
+def assign_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What deal.assign sets: the responsible user, when the rule names them by id. A role (`to: olga`) is a user
+    id only the connector knows: nothing is expected before the call (any change to the deal within the echo
+    window would pass for ours, a manager's too); the connector's answer carries the delivery id the deal's
+    webhook has, so that webhook is known as the answer's repeat."""
     to = params.get("to")
-    return {"responsible": str(to)} if str(to).strip().isdigit() else {}
+    return {"responsible": str(to)} if str(to).strip().isdigit() else None
 
 
 def note_target(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:

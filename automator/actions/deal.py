@@ -7,6 +7,7 @@ from typing import Any
 
 from automator.actions.spec import ActionRun
 from automator.core.outcome import StepError
+from automator.history import money_of
 from automator.model import EntityRef
 
 
@@ -29,8 +30,15 @@ def move_echo(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What `deal.update` sets: its `fields:`."""
-    return dict(params["fields"]) if isinstance(params.get("fields"), Mapping) else None
+    """What `deal.update` sets: its `fields:`, an `amount` as the exact decimal text the CRMs report it in
+    (`amount: 3500` comes back as "3500.00")."""
+    if not isinstance(params.get("fields"), Mapping):
+        return None
+    fields = dict(params["fields"])
+    amount = money_of(fields.get("amount"))
+    if amount is not None:
+        fields["amount"] = amount
+    return fields
 
 
 def check_move(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:

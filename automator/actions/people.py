@@ -49,24 +49,46 @@ def new_booking(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
 def to_system(spec: ActionSpec, params: dict[str, Any], system: str, run: ActionRun) -> dict[str, Any]:
     """The params as `system` (a connector whose ids are its own) is sent them: each person they name becomes
     that system's id of them, or their phone, never another system's id; an action with `details` also gets
-    the person's phone and name (`client_phone`, `client_name`) when known. A StepError for a person the system
-    cannot be told about: no id there, no phone."""
+    the person's phone and name (`client_phone`, `client_name`) when known. A phone stays a phone, and a
+    `contact:` that is already the system's own contact id (`{{ deal.contact }}`) is sent unchanged. A StepError
+    for a person the system cannot be told about: no id there, no phone."""
     out = dict(params)
     for name in PERSON_PARAMS:
         value = params.get(name)
         if value in (None, "") or isinstance(value, (Mapping, list, bool)):
             continue
-        person = run.entity(EntityRef("client", str(value)))
+        text = str(value)
+        if phone_of(text) is not None or (name == "contact" and _own_contact(text, system, run)):
+            continue
+        person = run.entity(EntityRef("client", text))
         fields: Mapping[str, Any] = person.fields if person is not None else {}
         try:
-            out[name] = outbound(str(value), system, run, fields.get("phone"))
+            out[name] = outbound(text, system, run, fields.get("phone"), as_is=name == "client" and _keeps_ids(spec))
         except Unreachable as exc:
             raise StepError(f"{spec.name}: {exc}") from None
         if spec.details and name == "client":
             phone = phone_of(fields.get("phone")) or phone_of(out[name]) or next(
-                (ext for kind, ext in run.links_of(str(value)) if kind == PHONE), None)
+                (ext for kind, ext in run.links_of(text) if kind == PHONE), None)
             if phone is not None:
                 out.setdefault("client_phone", phone)
             if fields.get("name") not in (None, ""):
                 out.setdefault("client_name", str(fields["name"]))
     return out
+
+
+def _keeps_ids(spec: ActionSpec) -> bool:
+    """True for the booking system's client actions (a client's card, categories, a booking for them): there, a
+    person no system has reported (a local form's, a test's `given:`, a one-system project's client stored before
+    links existed) is known by automator's own id. A CRM never is (deal.create's, task.create's client)."""
+    return spec.target == "client" or spec.details
+
+
+def _own_contact(value: str, system: str, run: ActionRun) -> bool:
+    """True when a rule's `contact:` is the CRM's own id of a contact (as `deal.contact` holds), not a person: one
+    the CRM reported, or an id that names no person at all (a contact automator has not seen; the CRM says if it
+    has none). The run's client, the default, is always the person, whose id may be another system's."""
+    if value == _in_run(run, "client"):
+        return False
+    if run.client_of(system, value) is not None:
+        return True
+    return run.entity(EntityRef("client", value)) is None and not run.links_of(value)

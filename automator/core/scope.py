@@ -45,7 +45,7 @@ def event_view(event: Event, catalogue: Catalogue | None = None, tz: ZoneInfo | 
 
 @dataclass(frozen=True, slots=True)
 class _Temporal:
-    """The fields a catalogue types `datetime` or `date`, per entity kind and per event type."""
+    """The fields a catalogue types `datetime`, `date` or `money`, per entity kind and per event type."""
 
     kinds: Mapping[str, tuple[tuple[str, str], ...]]
     events: Mapping[str, tuple[tuple[str, str], ...]]
@@ -62,7 +62,8 @@ def _temporal(catalogue: Catalogue) -> _Temporal:
         return found[1]
 
     def pick(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-        return tuple((name, spec.type) for name, spec in fields.items() if spec.type in ("datetime", "date"))
+        return tuple((name, spec.type) for name, spec in fields.items()
+                     if spec.type in ("datetime", "date", "money"))
 
     temporal = _Temporal({kind: pick(fields) for kind, fields in catalogue.entities.items()},
                          {type_: pick(catalogue.event_fields(type_)) for type_ in catalogue.events})
@@ -74,15 +75,21 @@ def _temporal(catalogue: Catalogue) -> _Temporal:
 
 def typed(kind: str, fields: Mapping[str, Any], catalogue: Catalogue, tz: ZoneInfo) -> dict[str, Any]:
     """An entity's fields as expressions see them: those the catalogue types `datetime` are aware datetimes in
-    the project's timezone and `date` ones dates, whatever text (ISO 8601) the system or the store held; a
-    value that is not a date at all is left as it is, for the expression to report."""
+    the project's timezone and `date` ones dates, whatever text (ISO 8601) the system or the store held, and
+    `money` ones given as decimal text exact Decimals (a deal's amount, as history's are); a value that is not a
+    date or an amount at all is left as it is, for the expression to report."""
     return _typed(dict(fields), _temporal(catalogue).kinds.get(kind, ()), tz)
 
 
 def _typed(fields: dict[str, Any], temporal: tuple[tuple[str, str], ...], tz: ZoneInfo) -> dict[str, Any]:
     for name, type_ in temporal:
         value = fields.get(name)
-        if value is not None and not (type_ == "date" and value.__class__ is date):
+        if type_ == "money":
+            # Decimal text (what connectors send money as) is exact money; a number written in a test or sent by
+            # a system as one is left as it is (an int is exact already, a float is never taken for money).
+            if value.__class__ is str and value:
+                fields[name] = history.shown_amount(value)
+        elif value is not None and not (type_ == "date" and value.__class__ is date):
             converted = as_date(value, tz) if type_ == "date" else to_datetime(value, tz)
             if converted is not None:
                 fields[name] = converted.astimezone(tz) if isinstance(converted, datetime) else converted

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from automator import identity
-from automator.model import Decision, EntityRef, Event, same
+from automator.model import Decision, Entity, EntityRef, Event, same
 from automator.store.base import Writes
 from automator.store.codec import dump, load, utc, writes_of
 from automator.store.connection import Connection
@@ -18,6 +18,23 @@ from automator.store.people import People
 from automator.store.state import State
 
 DEDUP_WINDOW = timedelta(minutes=10)
+
+
+class _Known:
+    """What matching an event to a person reads (`identity.Registry`): the people's links and the state's
+    clients, in the journal's transaction."""
+
+    def __init__(self, people: People, state: State) -> None:
+        self.people, self.state = people, state
+
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        return self.people.client_of(system, ext_id)
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        return self.people.links_of(client)
+
+    def entity(self, ref: EntityRef) -> Entity | None:
+        return self.state.entity(ref)
 
 
 def worker_name() -> str:
@@ -87,6 +104,7 @@ class Journal:
         # An event from one of these connectors names its system's records: resolved to persons when journaled,
         # its links written by the people's table in the same transaction (see Store.set_systems).
         self.people = people
+        self.known = _Known(people, state)
         self.systems = systems
 
     def resolve(self, event: Event, now: datetime, phone: str | None = None) -> Event:
@@ -94,7 +112,7 @@ class Journal:
         `systems`; else as it is."""
         if event.source not in self.systems:
             return event
-        resolved, links = identity.resolve(event, self.people, phone)
+        resolved, links = identity.resolve(event, self.known, phone)
         for link in links:
             self.people.link(link.system, link.ext_id, link.client, now)
         # A client.* event carries the person's ids itself; a person another event linked keeps theirs current.

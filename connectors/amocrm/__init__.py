@@ -54,8 +54,8 @@ from automator.model import Entity, EntityRef, Event
 
 from .api import PAGE_LIMIT, PER_SECOND, AmoApi, Pacer
 from .emulator import AmocrmEmulator
-from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, TRACKING, FieldMap, FormError, LeadState, as_int,
-                      deal_data, e164, iso, people_of, lead_from_v4, lead_from_webhook, numbered, outcome_of,
+from .mapping import (CLOSED, CONTACT_KEYS, FIELD_TYPES, TRACKING, FieldMap, FormError, LeadState, amount_of,
+                      as_int, deal_data, e164, iso, people_of, lead_from_v4, lead_from_webhook, numbered, outcome_of,
                       parse_php_form, price, unix_time, user_id)
 from .people import (ContactState, client_data, contact_body, contact_from_v4, contact_from_webhook,
                      contact_patch, contact_phones, search_digits)
@@ -362,7 +362,7 @@ class Amocrm(WebConnector):
         state = LeadState(id=str(lead_id), updated_at=int(answer.get("updated_at") or self.now().timestamp()),
                           created_at=None, status_id=str(current["status_id"]),
                           pipeline_id=str(current["pipeline_id"]))
-        data = {**fields, **({"amount": body["price"]} if "price" in body else {})}
+        data = {**fields, **({"amount": amount_of(body["price"])} if "price" in body else {})}
         return ActionResult({"id": str(lead_id), "updated_at": state.updated_at},
                             (self._event(state, "deal.updated", data),))
 
@@ -431,14 +431,20 @@ class Amocrm(WebConnector):
             text = f"{text}\n\n{params['description']}"
         task: dict[str, Any] = {"text": text, "complete_till": till, "task_type_id": 1, "request_id": key,
                                 "responsible_user_id": user_id(params["assignee"], self.users, "assignee")}
+        contact = None
         if params.get("deal") not in (None, ""):
             task.update(entity_id=as_int(params["deal"], "deal"), entity_type="leads")
         elif params.get("client") not in (None, ""):
-            task.update(entity_id=as_int(params["client"], "client (an amoCRM contact id)"), entity_type="contacts")
+            # A contact id, or a phone (the engine's, for a person with no contact here yet): found or made as
+            # deal.create's contact is.
+            contact = await self._contact(params["client"], {}, task["responsible_user_id"], key)
+            task.update(entity_id=contact, entity_type="contacts")
         made = await self.api.add("tasks", [task], "create task")
         task_id = str(made[0]["id"])
         data: dict[str, str | None] = {k: str(params[k]) for k in ("title", "assignee", "description", "deal",
                                                                     "client") if params.get(k) not in (None, "")}
+        if contact is not None:
+            data["client"] = str(contact)
         data["due"] = iso(till)
         event = Event(id=f"{self.name}:task:{task_id}", type="task.created", at=self.now(),
                       entity=EntityRef("task", task_id), data=data, source=self.name, delivery_id=f"task:{task_id}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from automator.actions.crm import NOTE_TARGETS
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
@@ -135,7 +136,7 @@ def _contact_id(params: Mapping[str, Any], context: CheckContext) -> list[ParamP
 
 def _note(params: Mapping[str, Any]) -> list[ParamProblem]:
     """A note goes on one record: the contact, else the lead, else the deal (in amoCRM a lead is the deal)."""
-    named = [k for k in ("deal", "lead", "contact") if k in params]
+    named = [k for k in NOTE_TARGETS if k in params]
     found = [p for k in named for p in _number(params[k], (k,), k)]
     if len(named) > 1:
         found.append(ParamProblem((named[1],), f"note.add names {' and '.join(named)}: amoCRM puts a note on one "

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from automator.clock import parse_duration
 from automator.errors import Rejected
+from automator.history import money_of
 from automator.phone import Policy, to_e164
 
 MAX_DEPTH = 8  # deepest real key: leads[status][0][custom_fields][0][values][0][enum]
@@ -92,6 +93,11 @@ def as_int(value: Any, what: str) -> int:
     if re.fullmatch(r"-?\d+", text):
         return int(text)
     raise Rejected(f"{what} must be an amoCRM id (a number), not {value!r}")
+
+
+def amount_of(price_: Any) -> Any:
+    """A lead's `price` as events carry a deal's amount: exact decimal text ("3500.00"), never a float."""
+    return money_of(price_) or _number(price_)
 
 
 def price(value: Any) -> int:
@@ -352,7 +358,7 @@ def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap)
     if state.name is not None:
         data["title"] = state.name
     if state.price not in (None, ""):
-        data["amount"] = _number(state.price)
+        data["amount"] = amount_of(state.price)
     if state.responsible:
         data["responsible"] = state.responsible
     if state.contact:

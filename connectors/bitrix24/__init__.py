@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from automator.actions.crm import NOTE_TARGETS
 from automator.checks import CheckContext, ParamProblem
 from automator.clock import parse_duration
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
@@ -55,7 +56,6 @@ ENV = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$",
 MAX_POLL_PAGES = 50  # a first page, then one batch of up to 49 more: 2 500 deals per poll at most
 SCHEMA = "actions/{}.json"
 TASK_SELECT = ["ID", "TITLE", "STATUS", "RESPONSIBLE_ID", "CLOSED_DATE", "CLOSED_BY", "CHANGED_DATE", "UF_CRM_TASK"]
-NOTE_TARGETS = ("deal", "lead", "contact")  # the timeline a note.add goes to: ENTITY_TYPE of the comment
 
 
 def _batch_error(found: BatchResult, what: str) -> ConnectorError | None:
@@ -181,9 +181,10 @@ class Bitrix24(WebConnector):
         return {"Accept": "application/json", "User-Agent": "automator-bitrix24/1"}
 
     # ---- deals -------------------------------------------------------------------------------------------
-    def _event(self, key: str, verb: str, deal_id: str, data: Mapping[str, Any]) -> Event:
+    def _event(self, key: str, verb: str, deal_id: str, data: Mapping[str, Any], delivery: str | None = None
+               ) -> Event:
         return Event(id=f"{key}>deal.{verb}", type=f"deal.{verb}", at=datetime.now(timezone.utc),
-                     entity=EntityRef("deal", deal_id), data=dict(data), source=self.name)
+                     entity=EntityRef("deal", deal_id), data=dict(data), source=self.name, delivery_id=delivery)
 
     async def find_contact(self, phone: str, found: Any = None) -> str | None:
         """The id of the contact with this phone (the oldest, if several), or None; `found` is a findbycomm result
@@ -252,8 +253,8 @@ class Bitrix24(WebConnector):
             data["contact"] = str(contact_id)
         if "ASSIGNED_BY_ID" in fields:
             data["responsible"] = str(fields["ASSIGNED_BY_ID"])
-        if "OPPORTUNITY" in fields:
-            data["amount"] = float(fields["OPPORTUNITY"])
+        if "OPPORTUNITY" in fields:  # as the deal's webhook reports it: exact decimal text
+            data["amount"] = event_fields({"amount": fields["OPPORTUNITY"]}, {})["amount"]
         data.update(event_fields(params.get("fields") or {}, self.custom))
         return ActionResult({"id": deal_id, "contact": data.get("contact")},
                             (self._event(key, "created", deal_id, data),))
@@ -323,13 +324,17 @@ class Bitrix24(WebConnector):
 
     @action("deal.assign")
     async def deal_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """crm.deal.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`)."""
+        """crm.deal.update of ASSIGNED_BY_ID to the user (a user id or a role of `roles:`). The deal is read back
+        for its DATE_MODIFY: the answer carries the delivery id of the ONCRMDEALUPDATE this change causes, so that
+        webhook is known as the answer's repeat (a role's user id is not known before the call to expect it by)."""
         deal_id = _deal_id(params["deal"])
         user = self._user(params["to"])
         await self.api.call("crm.deal.update", {"id": deal_id, "fields": {"ASSIGNED_BY_ID": user},
                                                 "params": {"REGISTER_SONET_EVENT": "N"}})
+        after = await self.api.result("crm.deal.get", {"id": deal_id})
+        delivery = ev.deal_delivery(after) if isinstance(after, Mapping) else None
         return ActionResult({"id": deal_id, "responsible": user},
-                            (self._event(key, "updated", deal_id, {"responsible": user}),))
+                            (self._event(key, "updated", deal_id, {"responsible": user}, delivery),))
 
     @action("lead.assign", emits=("lead.updated",))
     async def lead_assign(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -453,7 +458,7 @@ class Bitrix24(WebConnector):
         task = tasks[0]
         return self._task_created(key, params, str(task["id"]), str(task.get("title") or params["title"]),
                                   str(task.get("responsibleId") or self._user(params["assignee"])),
-                                  task.get("deadline"))
+                                  task.get("deadline"), await self._task_contact(params, None, key))
 
     @action("task.create")
     async def task_create(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -464,19 +469,29 @@ class Bitrix24(WebConnector):
             fields["DESCRIPTION"] = str(params["description"])
         if params.get("due") not in (None, ""):
             fields["DEADLINE"] = _when(params["due"])
+        contact = await self._task_contact(params, fields["RESPONSIBLE_ID"], key)
         links = [f"D_{params['deal']}"] if params.get("deal") not in (None, "") else []
-        links += [f"C_{params['client']}"] if params.get("client") not in (None, "") else []
+        links += [f"C_{contact}"] if contact is not None else []
         if links:
             fields["UF_CRM_TASK"] = links
         fields["TAGS"] = [task_tag(key)]
         task = (await self.api.result("tasks.task.add", {"fields": fields}))["task"]
         return self._task_created(key, params, str(task["id"]), fields["TITLE"], fields["RESPONSIBLE_ID"],
-                                  fields.get("DEADLINE"))
+                                  fields.get("DEADLINE"), contact)
+
+    async def _task_contact(self, params: Mapping[str, Any], responsible: Any, key: str) -> str | None:
+        """The contact a task is bound to: the `client` given as a contact id, or as a phone (the engine's, for a
+        person with no contact here yet), found or made as deal.create's contact is (`C_+7916…` binds nothing)."""
+        client = params.get("client")
+        if client in (None, ""):
+            return None
+        if looks_like_phone(client):
+            return await self.find_or_create_contact(str(client), None, responsible, key)
+        return _record_id(client, "contact")
 
     def _task_created(self, key: str, params: Mapping[str, Any], task_id: str, title: str, assignee: str,
-                      due: Any) -> ActionResult:
-        data = {"title": title, "assignee": assignee, "due": due, "deal": params.get("deal"),
-                "client": params.get("client")}
+                      due: Any, contact: str | None) -> ActionResult:
+        data = {"title": title, "assignee": assignee, "due": due, "deal": params.get("deal"), "client": contact}
         event = Event(id=f"{key}>task.created", type="task.created", at=datetime.now(timezone.utc),
                       entity=EntityRef("task", task_id), data={k: v for k, v in data.items() if v is not None},
                       source=self.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from automator.actions.crm import NOTE_TARGETS
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
@@ -14,7 +15,6 @@ from .mapping import (CONTACT_FIELDS, DEAL_FIELDS, MULTIFIELDS, RESERVED, bitrix
 DEAL_ACTIONS = ("deal.create", "deal.move", "deal.update")
 # `deal:` is a Bitrix24 deal id
 ON_A_DEAL = ("deal.move", "deal.update", "deal.assign", "note.add", "bitrix24.todo", "bitrix24.comment")
-NOTE_TARGETS = ("deal", "lead", "contact")
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext

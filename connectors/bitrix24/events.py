@@ -83,12 +83,19 @@ def _moment(text: Any, fallback: datetime | None) -> datetime:
     return moment
 
 
+def deal_delivery(raw: Mapping[str, Any], verb: str = "updated") -> str:
+    """The delivery id of a report of a fetched deal (its webhook's and a poll's): the deal and the moment of the
+    change, so an action's answer that gives it too is known as the same report."""
+    stamp = raw.get("DATE_CREATE") if verb == "created" else raw.get("DATE_MODIFY")
+    return f"deal:{raw.get('ID')}@{stamp}"
+
+
 def deal_event(source: str, verb: str, raw: Mapping[str, Any], custom: Mapping[str, str],
                stage_named: Callable[[str, str | None], tuple[str, str] | None],
                received: datetime | None = None) -> Event:
     """`deal.created` or `deal.updated` of a fetched deal, with the delivery id a poll would give it too."""
     stamp = raw.get("DATE_CREATE") if verb == "created" else raw.get("DATE_MODIFY")
-    delivery = f"deal:{raw.get('ID')}@{stamp}"
+    delivery = deal_delivery(raw, verb)
     # A deal we created carries our effect key: its ONCRMDEALADD is our own echo, even when it outruns our
     # own record of the create (the portal may call back before our call has returned).
     ours = raw.get("ORIGIN_ID") if verb == "created" and raw.get("ORIGINATOR_ID") == "automator" else None

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from automator.errors import Rejected
+from automator.history import money_of
 from automator.phone import Policy, to_e164
 
 # Canonical deal fields a rule may write, and the Bitrix24 field each one is. SOURCE_ID and TYPE_ID are
@@ -75,7 +76,19 @@ def _number(text: Any) -> float | None:
 # Bitrix24 code → the canonical name events carry (CONTACT_ID is the deal's `contact`: the journal adds `client`).
 REVERSE: dict[str, str] = {**{code: name for name, code in DEAL_FIELDS.items()},
                            "DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "ORIGIN_ID": "origin_id"}
-NUMBERS = frozenset({"amount", "probability"})
+NUMBERS = frozenset({"probability"})
+MONEY = frozenset({"amount"})  # exact decimal text ("3500.00", as OPPORTUNITY is sent), never a float
+
+
+def _canonical_value(name: str, value: Any) -> Any:
+    """A deal field's value in the words events carry: money as exact decimal text, a number as a number; else
+    as it came (a value that is no amount or number stays for the rule to see)."""
+    if name in MONEY:
+        return money_of(value) or value
+    if name in NUMBERS:
+        number = _number(value)
+        return value if number is None else number
+    return value
 
 
 def stage_category(stage: str) -> int:
@@ -101,7 +114,7 @@ def canonical_deal(raw: Mapping[str, Any], custom: Mapping[str, str],
         name = names.get(code, code if code.startswith("UF_CRM_") else None)
         if name is None:
             continue
-        data[name] = (_number(value) if name in NUMBERS else value)
+        data[name] = _canonical_value(name, value)
     if raw.get("STAGE_SEMANTIC_ID"):
         data["outcome"] = {"S": "won", "F": "lost"}.get(str(raw["STAGE_SEMANTIC_ID"]), "open")
     for code, name in (("CLOSED", "closed"), ("OPENED", "opened")):  # Bitrix24's Y/N as booleans
@@ -117,8 +130,7 @@ def event_fields(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[s
     for name, value in values.items():
         name = str(name)
         canonical = name if name in custom or name in DEAL_FIELDS else REVERSE.get(name, name)
-        number = _number(value) if canonical in NUMBERS else None
-        out[canonical] = number if number is not None else value
+        out[canonical] = _canonical_value(canonical, value)
     return out
 
 
@@ -137,7 +149,7 @@ def canonical_lead(raw: Mapping[str, Any]) -> dict[str, Any]:
     email = first_value(raw.get("EMAIL"))
     if email:
         data["email"] = email
-    amount = _number(raw.get("OPPORTUNITY"))
+    amount = money_of(raw.get("OPPORTUNITY"))
     if amount is not None:
         data["amount"] = amount
     return data

@@ -172,7 +172,7 @@ def test_deal_create_finds_or_creates_the_contact_and_posts_the_lead(servers: An
     event = first.events[0]
     assert event.type == "deal.created" and event.delivery_id == f"deal:{lead['id']}@{TS}:58141807"
     assert event.data == {"pipeline": "sales", "stage": "new", "pipeline_id": "6950551", "status_id": "58141807",
-                          "outcome": "open", "title": "Первичный визит — Анна Иванова", "amount": 15000, "responsible": "555",
+                          "outcome": "open", "title": "Первичный визит — Анна Иванова", "amount": "15000.00", "responsible": "555",
                           "contact": str(contact["id"]), "tags": [], "service": "Стрижка"}
     # The emulator's `leads[add]` webhooks name the same change: one journal entry each.
     hooks = world.receiver.wait(3)  # contacts[add], leads[add], leads[add]
@@ -333,6 +333,29 @@ def test_task_create_posts_text_due_and_entity(servers: Any) -> None:
     assert len(posts) == 2
 
 
+def test_task_create_for_a_client_given_by_phone_finds_or_creates_the_contact(servers: Any) -> None:
+    """The engine sends a phone for a person with no amoCRM contact yet: the task goes on the contact deal.create
+    would have found (or made) by it, not refused as a non-id."""
+    world = World(servers)
+
+    async def go(c: Amocrm) -> Any:
+        made = await c.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "A",
+                                               "contact": "+79161234567"}, "k1")
+        found = await c.perform("task.create", {"title": "Позвонить", "assignee": "admin",
+                                                "client": "+79161234567"}, "k2")
+        new = await c.perform("task.create", {"title": "Позвонить", "assignee": "admin",
+                                              "client": "+79031112233"}, "k3")
+        return made, found, new
+    made, found, new = world.run(go)
+    contacts = {str(c["id"]): c for c in world.emulator.state()["contacts"]}
+    assert len(contacts) == 2 and made.data["contact"] in contacts
+    posts = [c.json()[0] for c in world.calls("POST") if c.path == "/api/v4/tasks"]
+    assert (posts[0]["entity_type"], str(posts[0]["entity_id"])) == ("contacts", made.data["contact"])
+    other = str(posts[1]["entity_id"])
+    assert other != made.data["contact"] and other in contacts
+    assert found.events[0].data["client"] == made.data["contact"] and new.events[0].data["client"] == other
+
+
 def test_validation_errors_are_rejected_with_their_details(servers: Any) -> None:
     world = World(servers)
     world.connector.pipelines = {**PIPELINES, "ghost": Pipeline("ghost", "crm", "6950551", {
@@ -374,7 +397,7 @@ def test_parse_the_documented_status_hook() -> None:
     assert event.delivery_id == "deal:10701093@1539782664:142" and event.source == "crm"
     assert event.at == datetime.fromtimestamp(1539782664, UTC)
     assert event.data == {"pipeline_id": "9217056", "status_id": "142", "outcome": "won", "pipeline": "fitness",
-                          "stage": "won", "title": "Семинар: Пропитание в фитнесе", "amount": 22500, "responsible": "2079676",
+                          "stage": "won", "title": "Семинар: Пропитание в фитнесе", "amount": "22500.00", "responsible": "2079676",
                           "tags": ["повторное обращение"]}
 
 

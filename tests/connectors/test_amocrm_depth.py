@@ -184,8 +184,9 @@ def test_deal_assign_gives_the_lead_to_a_role_or_a_user_and_echoes_its_responsib
     assert {e.delivery_id for e in hooks} == {by_role.events[0].delivery_id, by_id.events[0].delivery_id}
     assert expected_echo("deal.assign", {"deal": lead, "to": 555}) == (EntityRef("deal", lead),
                                                                        {"responsible": "555"})
-    # A role's user id is the connector's to know: the deal's next report is expected, whatever it sets.
-    assert expected_echo("deal.assign", {"deal": lead, "to": "senior"}) == (EntityRef("deal", lead), {})
+    # A role's user id is the connector's to know: nothing is expected before the call (a manager's change within
+    # the window would pass for ours); the answer's delivery id, shared with the webhook (above), recognises it.
+    assert expected_echo("deal.assign", {"deal": lead, "to": "senior"}) is None
     with pytest.raises(Rejected, match="roles"):
         world.run(lambda c: c.perform("deal.assign", {"deal": lead, "to": "nobody"}, "k"))
 

@@ -177,7 +177,7 @@ def test_deal_create_sends_the_pipeline_stage_origin_and_fields(emu: Bitrix24Emu
     [event] = result.events
     assert event.type == "deal.created" and event.entity.id == deal["ID"]
     assert event.data == {"pipeline": "rehabilitation", "stage": "new", "pipeline_id": "4", "stage_id": "C4:NEW",
-                          "title": "Реабилитация — Иванова", "contact": "75", "responsible": "6", "amount": 15000.0,
+                          "title": "Реабилитация — Иванова", "contact": "75", "responsible": "6", "amount": "15000.00",
                           "visit_at": "2026-03-02T18:00:00+03:00"}
 
 
@@ -340,6 +340,24 @@ def test_task_create_binds_the_deal_and_client(emu: Bitrix24Emulator) -> None:
     [task] = emu.state()["tasks"]
     assert (task["responsibleId"], task["status"], task["ufCrmTask"]) == ("6", "2", ["D_394", "C_75"])
     assert result.data == {"id": task["id"]} and result.events[0].type == "task.created"
+
+
+def test_task_create_for_a_client_given_by_phone_binds_the_contact_found_or_made(emu: Bitrix24Emulator) -> None:
+    """The engine sends a phone for a person with no Bitrix24 contact yet: the task is bound to the contact with it
+    (found as deal.create finds it, else made), never to `C_+7916…`."""
+    async def go(c: Bitrix24) -> Any:
+        made = await c.perform("deal.create", {"pipeline": "first_sales", "stage": "new", "title": "A",
+                                               "contact": "+79161234567"}, "k1")
+        found = await c.perform("task.create", {"title": "a", "assignee": "admin", "client": "+79161234567"}, "k2")
+        new = await c.perform("task.create", {"title": "b", "assignee": "admin", "client": "+79031112233"}, "k3")
+        return made, found, new
+    made, found, new = run(emu, go)
+    contacts = {str(c["ID"]) for c in emu.state()["contacts"]}
+    tasks = emu.state()["tasks"]
+    assert len(contacts) == 2 and tasks[0]["ufCrmTask"] == [f"C_{made.data['contact']}"]
+    [other] = contacts - {made.data["contact"]}
+    assert tasks[1]["ufCrmTask"] == [f"C_{other}"]
+    assert found.events[0].data["client"] == made.data["contact"] and new.events[0].data["client"] == other
 
 
 def test_an_interrupted_task_create_is_found_by_its_tag_not_made_twice(emu: Bitrix24Emulator) -> None:

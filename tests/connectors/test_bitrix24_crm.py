@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 
+from automator.actions import expected_echo
 from automator.cli import cli
 from automator.errors import Rejected
 from automator.model import same
@@ -180,12 +181,15 @@ def test_deal_assign_to_a_role_and_its_webhook_carries_what_it_reported(emu: Bit
     deal = control(emu, "manager/deal", {"fields": {"TITLE": "x", "CATEGORY_ID": 4}})["id"]
     emu.skew += 2
     result = run(emu, lambda c: c.perform("deal.assign", {"deal": deal, "to": "admin"}, "k"))
-    assert rest_calls(emu)[-1] == ("crm.deal.update", {"id": str(deal), "fields": {"ASSIGNED_BY_ID": "6"},
+    assert rest_calls(emu)[-2] == ("crm.deal.update", {"id": str(deal), "fields": {"ASSIGNED_BY_ID": "6"},
                                                        "params": {"REGISTER_SONET_EVENT": "N"}})
     [reported] = result.events
     assert (reported.type, reported.data) == ("deal.updated", {"responsible": "6"})
     [_, [webhook]] = _hook_events(emu, sink, 2)
     assert all(same(webhook.data.get(k), v) for k, v in reported.data.items())
+    # A role's user id is the connector's: nothing is expected before the call; the webhook is the answer's repeat.
+    assert reported.delivery_id == webhook.delivery_id is not None
+    assert expected_echo("deal.assign", {"deal": deal, "to": "admin"}) is None
     with pytest.raises(Rejected, match="'olga' is not a Bitrix24 user id"):
         run(emu, lambda c: c.perform("deal.assign", {"deal": deal, "to": "olga"}, "k2"))
 

@@ -111,7 +111,7 @@ def test_webhooks_the_emulator_sends_become_deal_events(emu: Bitrix24Emulator, s
     assert updated.data["pipeline"] == "rehabilitation" and updated.data["stage"] == "warmed_up"
     assert {k: updated.data[k] for k in ("pipeline_id", "stage_id", "title", "contact", "amount", "service",
                                          "outcome", "closed")} == {
-        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "contact": "75", "amount": 9000.0,
+        "pipeline_id": "4", "stage_id": "C4:UC_WARM", "title": "Иванова", "contact": "75", "amount": "9000.00",
         "service": "ЛФК", "outcome": "open", "closed": False}
     assert updated.at == datetime.fromisoformat(deal["DATE_MODIFY"])
     # One request a webhook: the deal and its contact (75, not in this portal: no contact event) in one batch.

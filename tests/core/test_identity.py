@@ -154,3 +154,90 @@ def test_a_telegram_chat_that_shares_its_own_phone_is_the_person_with_it() -> No
     message = arrive(store, Event(id="m", type="message.received", at=T0, source="tg",
                                   data={"chat_id": 900000002, "text": "Хочу записаться", "client": "900000002"}))
     assert message.data["client"] == "77"
+BORIS = "+79031112233"
+
+
+def _record(store: SqliteStore, ident: str, **fields: object) -> None:
+    """A client stored as automator's own (a local form's, or one stored before links existed): no link names them."""
+    from automator.model import Entity
+
+    store.put_entity(Entity(EntityRef("client", ident), dict(fields), T0))
+
+
+def test_a_client_stored_before_links_is_adopted_only_when_the_phones_agree() -> None:
+    store = SqliteStore()
+    _record(store, "1005", name="Анна", phone=ANNA)  # a local form's client
+    _record(store, "1006", name="Вера")  # no phone known
+    _record(store, "1007", name="Глеб", phone=BORIS)
+    stranger = arrive(store, client("1005", "crm", phone=BORIS))  # the CRM's contact 1005 is someone else
+    assert stranger.entity == EntityRef("client", "crm:1005") and store.client_of("phone", BORIS) == "crm:1005"
+    assert arrive(store, client("1006", "crm", phone=ANNA)).entity == EntityRef("client", "1006")  # one phone unknown
+    assert arrive(store, client("1007", "booking")).entity == EntityRef("client", "1007")  # the event's unknown
+    assert arrive(store, client("1008", "booking", phone="+79035556677")).entity == EntityRef("client", "1008")
+
+
+def test_a_reported_client_without_phone_is_not_merged_into_whoever_has_the_phone_they_give_later() -> None:
+    store = SqliteStore()
+    arrive(store, client("77", "booking", name="Анна", phone=ANNA))
+    child = arrive(store, client("78", "booking", name="Миша"))  # a YCLIENTS client with no phone
+    _record(store, "78", name="Миша", ids={"booking": "78"})  # the decision on that event stores them
+    later = arrive(store, client("78", "booking", name="Миша", phone=ANNA))  # the mother's phone
+    assert child.entity == later.entity == EntityRef("client", "78")
+    assert store.client_of("booking", "78") == "78" and store.client_of("phone", ANNA) == "77"
+
+
+def test_a_person_no_system_reported_goes_to_a_crm_by_phone_or_not_at_all() -> None:
+    from automator.actions import CANONICAL
+    from automator.actions.people import to_system
+    from automator.core.outcome import StepError
+
+    store = SqliteStore()
+    _record(store, "1005", name="Анна", phone=ANNA)  # a local form's client, with a phone
+    _record(store, "1006", name="Вера")  # and without
+    run = _Run(store, {"client": {"id": "1005"}})
+    deal = {"pipeline": "p", "stage": "new", "title": "T"}
+    # The bug: "1005" went to Bitrix24 as contact 1005, someone else's card.
+    assert to_system(CANONICAL["deal.create"], {**deal, "contact": "1005"}, "crm", run)["contact"] == ANNA  # type: ignore[arg-type]
+    for action, params in (("deal.create", {**deal, "contact": "1006"}),
+                           ("contact.update", {"contact": "1006", "fields": {"name": "В"}}),
+                           ("note.add", {"contact": "1006", "text": "t"}),
+                           ("task.create", {"title": "t", "assignee": "admin", "client": "1006"})):
+        with pytest.raises(StepError, match=rf"^{action}: client 1006 has no id in crm and no phone to find them "
+                                            r"by$"):
+            to_system(CANONICAL[action], params, "crm", run)  # type: ignore[arg-type]
+    # The booking system's client actions: by phone when known, else by automator's own id (its client's id).
+    tier = {"client": "1005", "category": "VIP"}
+    assert to_system(CANONICAL["client.set_category"], tier, "booking", run)["client"] == ANNA  # type: ignore[arg-type]
+    bare = {"client": "1006", "category": "VIP"}
+    assert to_system(CANONICAL["client.set_category"], bare, "booking", run) == bare  # type: ignore[arg-type]
+    linked = {"client": "1007", "category": "VIP"}
+    arrive(store, client("1007", "crm"))  # known to the CRM by id only: not the booking system's client 1007
+    with pytest.raises(StepError, match=r"client 1007 has no id in booking and no phone to find them by "
+                                        r"\(known as crm 1007\)$"):
+        to_system(CANONICAL["client.update"], {**linked, "fields": {"name": "x"}}, "booking", run)  # type: ignore[arg-type]
+
+
+def test_a_contact_written_as_the_crms_own_id_or_a_phone_is_sent_as_it_is() -> None:
+    from automator.actions import CANONICAL
+    from automator.actions.people import new_deal, to_system
+
+    store = SqliteStore()
+    arrive(store, client("77", "booking", phone=ANNA))
+    arrive(store, client("5", "crm", phone=ANNA))  # Anna's Bitrix24 contact
+    arrive(store, client("77", "crm", phone=BORIS))  # Bitrix24's contact 77: Boris, person crm:77
+    run = _Run(store, {"client": {"id": "77"}})
+    spec = CANONICAL["deal.create"]
+    deal = {"pipeline": "p", "stage": "new", "title": "T"}
+    # The run's client (the default, or `{{ client.id }}`) is the person: Anna's contact 5, not Boris's 77.
+    assert to_system(spec, new_deal(dict(deal), run), "crm", run)["contact"] == "5"  # type: ignore[arg-type]
+    assert to_system(spec, {**deal, "contact": "77"}, "crm", run)["contact"] == "5"  # type: ignore[arg-type]
+    # `{{ deal.contact }}`: the CRM's own id of a contact it reported, unchanged.
+    other = _Run(store, {"client": {"id": "crm:77"}})
+    assert to_system(spec, {**deal, "contact": "5"}, "crm", other)["contact"] == "5"  # type: ignore[arg-type]
+    # Boris's deal's contact 77 is Boris's card, though Anna's person id is "77" too.
+    assert to_system(spec, {**deal, "contact": "77"}, "crm", other)["contact"] == "77"  # type: ignore[arg-type]
+    assert to_system(spec, {**deal, "contact": BORIS}, "crm", run)["contact"] == BORIS  # type: ignore[arg-type]
+    # A person's id the CRM does not know as a contact: that person, by their id there.
+    assert to_system(spec, {**deal, "contact": "crm:77"}, "crm", run)["contact"] == "77"  # type: ignore[arg-type]
+    # An id naming no person at all: a contact automator has not seen, the CRM's to find (or refuse).
+    assert to_system(spec, {**deal, "contact": "31"}, "crm", run)["contact"] == "31"  # type: ignore[arg-type]
