@@ -545,7 +545,8 @@ def import_() -> None:
 @import_.command("visits")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--system", default="import", show_default=True,
-              help="The connector whose client ids the `client` column holds (booking: YCLIENTS's).")
+              help="The connector whose client ids the `client` column holds (booking: YCLIENTS's); one of "
+                   "automator.yaml's connectors, or `import` for ids of no system.")
 @_config_option
 @_db_option
 @_operator
@@ -559,11 +560,22 @@ def import_visits_cmd(file: Path, system: str, config: Path, db: Path | None) ->
     \b
     Example: automator import visits examples/visits.csv --system booking
     """
-    from automator.ingest import import_visits
+    from automator.ingest import IMPORT, import_visits
+    from automator.observe import config_path
 
+    project, problems = load_project(config_path(config).parent)
+    if project is None:
+        _fail_problems(problems)
+        return
+    # The ids of a system no connector names would each be a stranger: every row a new person.
+    if system != IMPORT and system not in project.config.systems:
+        raise click.UsageError(f"--system {system!r}: no connector of automator.yaml has that name and ids of its "
+                               f"own (there are: {', '.join(sorted(project.config.systems)) or 'none'}; `import` "
+                               "for ids of no system)")
     store = _store_for_history(config, db)
     counts = import_visits(store, file, system, _timezone(config), datetime.now(timezone.utc),
-                           progress=lambda c: click.echo(f"… {c.read} rows read, {c.new} new visits", err=True))
+                           progress=lambda c: click.echo(f"… {c.read} rows read, {c.new} new visits stored",
+                                                         err=True))
     _ingested(counts, "rows")
 
 

@@ -18,7 +18,7 @@ from automator.core.scope import describe
 from automator.expr import EvalError, Expr
 from automator.model import Decision, Entity, EntityRef, Event, EventTrigger, HeldTrigger, Rule, WhyNot
 from automator.run_errors import step_label, step_location
-from automator.ingest import seed
+from automator.simulator import seed
 from automator.store.sqlite import SqliteStore
 from automator.yamltext import flow
 

@@ -150,12 +150,25 @@ def given_visit(raw: Mapping[str, Any], number: int, tz: Any) -> Visit:
         raise HistoryError("a visit needs `at`, the moment it took place")
     services = raw.get("services") or ()
     return Visit(id=f"test:{raw.get('id', number)}", client=str(raw["client"]),
-                 at=at if at.tzinfo is not None else at.replace(tzinfo=tz), kind=str(raw["kind"]),
+                 at=plausible(at if at.tzinfo is not None else at.replace(tzinfo=tz)), kind=str(raw["kind"]),
                  branch=_text(raw.get("branch")),
                  services=(services,) if isinstance(services, str) else tuple(str(s) for s in services),
                  category=_text(raw.get("category")), staff=_text(raw.get("staff")),
                  amount=minor_units(raw.get("amount")), currency=str(raw.get("currency") or "RUB"),
                  booking=_text(raw.get("booking")), source="test")
+
+
+# The years a visit may fall in: a moment outside them is a typo (0001-01-01, 20260-01-01) that would be kept in
+# every figure after it, and near datetime's own ends it cannot even be moved to UTC.
+YEARS = (1900, 2200)
+
+
+def plausible(at: datetime) -> datetime:
+    """The moment of a visit, when its year is within YEARS; a HistoryError otherwise."""
+    if not YEARS[0] <= at.year <= YEARS[1]:
+        raise HistoryError(f"at {at.isoformat()!r} is not a moment a visit took place: its year is outside "
+                           f"{YEARS[0]}..{YEARS[1]}")
+    return at
 
 
 def _moment(value: Any, default: datetime) -> datetime:
@@ -170,7 +183,7 @@ def _moment(value: Any, default: datetime) -> datetime:
             raise HistoryError(f"at {str(value)!r} is not an ISO 8601 moment") from None
     if at.tzinfo is None:
         raise HistoryError(f"at {str(value)!r} has no UTC offset: write it as 2026-03-02T15:00:00+03:00")
-    return at
+    return plausible(at)
 
 
 def _text(value: Any) -> str | None:

@@ -1,29 +1,32 @@
 """History brought in from outside the event stream: `automator import visits FILE.csv` and `automator backfill`.
 
 Both feed the same ingestion: each record's person is matched as the journal matches a webhook's (`identity`:
-by the system's id, then by phone; the links are written), visits are stored once by id (importing the same file
-or backfilling the same months again adds nothing), and the derived fields of every client touched are recomputed
-in SQL at the end (`Store.recompute_history`). No rule runs: history is not news, and a year of visits must not
-send a year of messages. Work is committed in chunks, so a long import holds the store's write lock only briefly
-and what was read before an interruption stays.
+by the system's id, then by phone; the links are written and the persons' `ids` kept up to them), the visits are
+staged aside as they are read, and at the end stored once by id (importing the same file or backfilling the same
+months again adds nothing) in the order of the index on (client, at), with the derived fields of every client
+touched recomputed in SQL (`Store.put_staged_visits`). No rule runs: history is not news, and a year of visits
+must not send a year of messages. Work is committed in chunks, so a long import holds the store's write lock only
+briefly; persons and links read before an interruption stay, and the same file imported again stores its visits.
 
 The CSV's columns (a header row names them, in any order; `,` or `;` between fields, UTF-8 with or without BOM):
 `client` (the system's client id) or `phone` (or both), `at` (ISO 8601; without an offset, the project's
 timezone), `amount` (decimal text in major units, `1500.00`), and optionally `visit` (the system's visit id),
 `branch`, `services` (titles separated by `|`), `staff`, `category` (the service category), `kind` (visit or
-purchase), `currency` (RUB), `booking`. A row that cannot be read is reported as `FILE:LINE:COL: error: …` and
-skipped; every good row is imported all the same.
+purchase), `currency` (RUB), `booking`. A row that cannot be read (a bad value, bytes that are not UTF-8, a field
+longer than the csv module's limit) is reported as `FILE:LINE:COL: error: …` and skipped; every good row is
+imported all the same.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 from automator import history, identity
 from automator.config.problems import Problem
@@ -31,10 +34,13 @@ from automator.core.decide import apply_event
 from automator.model import Entity, EntityRef, Event, Visit
 from automator.phone import Policy, to_e164
 from automator.store.base import Store
+from automator.store.codec import stored_visit, visit_row
 
 COLUMNS = ("client", "phone", "at", "amount", "visit", "branch", "services", "staff", "category", "kind",
            "currency", "booking")
-IMPORT = "import"  # the system of rows that name their person by phone only, and of visits without an id
+# The import's own: the system of `--system import` client ids (ids of no system), and the source (the ids' prefix)
+# of the visits of rows naming their person by phone only and of visits given no id.
+IMPORT = "import"
 CHUNK = 5000  # records per transaction
 
 
@@ -50,7 +56,8 @@ class Counts:
 
 
 class Ingestion:
-    """One import or backfill into a store: persons matched and linked, visits stored, derived fields at the end."""
+    """One import or backfill into a store: persons matched and linked, visits staged, then stored with the derived
+    fields of their clients recomputed (`finish`)."""
 
     def __init__(self, store: Store, now: datetime) -> None:
         self.store, self.now = store, now
@@ -58,9 +65,8 @@ class Ingestion:
         # 2 MB makes every insert into the visits' indexes a read from disk once they outgrow it).
         store.db.conn.execute("pragma cache_size = -262144")
         self.counts = Counts()
-        self.touched: set[str] = set()
         self._people: dict[tuple[str, str], str] = {}
-        self._visits: list[Visit] = []
+        self._visits: list[list[Any]] = []  # visit rows (`codec.visit_row`), staged with the chunk
 
     def person(self, system: str, ext_id: str, phone: str | None) -> str:
         """The person system's record `ext_id` is (with this phone), links written as the journal writes them."""
@@ -68,23 +74,27 @@ class Ingestion:
         client = self._people.get(key)
         if client is None:
             client, links = identity.match(system, ext_id, phone, self.store)
-            self._link(links)
-            if self.store.entity(EntityRef("client", client)) is None:
-                ids = identity.ids_of(self.store.links_of(client))
-                fields: dict[str, Any] = {"ids": ids, **({"phone": phone} if phone else {})}
-                self.store.put_entity(Entity(EntityRef("client", client), fields, self.now), None)
+            changed = self._link(links)
+            ref = EntityRef("client", client)
+            if self.store.entity(ref) is None:
+                self.store.put_entity(Entity(ref, {"phone": phone} if phone else {}, self.now), None)
+                changed.add(client)
+            self.store.refresh_ids(changed)
             self._people[key] = client
         return client
 
-    def _link(self, links: Iterable[identity.Link]) -> None:
+    def _link(self, links: tuple[identity.Link, ...]) -> set[str]:
+        """Write links; the persons whose `ids` they change."""
         for link in links:
             self.store.link(link.system, link.ext_id, link.client, self.now)
+        return {link.client for link in links if link.system != identity.PHONE}
 
     def client_event(self, event: Event) -> None:
         """A `client.*` event of a backfill: the person matched, their fields merged as the engine merges them."""
         resolved, links = identity.resolve(event, self.store)
-        self._link(links)
         assert resolved.entity is not None and event.entity is not None
+        # The event carries its person's ids itself; another person a link moved from is brought up to theirs.
+        self.store.refresh_ids(self._link(links) - {resolved.entity.id})
         self._people[(event.source, event.entity.id)] = resolved.entity.id
         before = self.store.entity(resolved.entity)
         after = apply_event(before, resolved, self.now)
@@ -99,7 +109,7 @@ class Ingestion:
         if known is not None:  # its client seen already (the backfill's clients come first): no query
             return history.visit_of(replace(event, entity=EntityRef("client", known)))
         resolved, links = identity.resolve(event, self.store)
-        self._link(links)
+        self.store.refresh_ids(self._link(links))
         if resolved.entity is not None:
             self._people[(event.source, event.entity.id)] = resolved.entity.id
         return history.visit_of(resolved)
@@ -109,59 +119,41 @@ class Ingestion:
         self.counts.skipped += 1
         self.counts.problems.append(problem)
 
-    def add(self, visit: Visit) -> None:
-        """Keep a visit to be stored with the chunk."""
-        self._visits.append(visit)
-        self.touched.add(visit.client)
+    def add(self, row: list[Any]) -> None:
+        """Keep a visit, as the row it is stored in, to be staged with the chunk."""
+        self._visits.append(row)
 
     def flush(self) -> None:
-        """Store the visits kept so far (the caller's transaction commits them)."""
+        """Stage the visits kept so far (stored by `finish`)."""
         if self._visits:
-            # In the order of the index on (client, at): neighbours in the file land on neighbouring pages.
-            self._visits.sort(key=lambda v: (v.client, v.at))
-            self.counts.new += self.store.put_visits(self._visits)
+            self.store.stage_visits(self._visits)
             self._visits = []
 
-    def finish(self) -> Counts:
-        """The derived fields of every client touched, recomputed from all their visits."""
+    def finish(self, progress: Callable[[Counts], None] = lambda counts: None) -> Counts:
+        """Store the staged visits and recompute the derived fields of every client they name, from all their
+        visits, batch by batch (`progress` after each)."""
         self.flush()
-        if self.touched:
-            self.counts.clients = self.store.recompute_history(sorted(self.touched), self.now)
+
+        def stored(new: int, clients: int) -> None:
+            self.counts.new, self.counts.clients = new, clients
+            progress(self.counts)
+
+        self.store.put_staged_visits(self.now, progress=stored)
         return self.counts
-
-
-# ---- a test's `given:` ---------------------------------------------------------------------------------
-
-def seed(store: Store, records: Iterable[Mapping[str, Any]], at: datetime, tz: tzinfo) -> list[Entity]:
-    """Write a test's `given:` (or dry-run's `--state`): records as they are, visits into the history with their
-    clients' derived fields recomputed as an import does. The entities as they then stand (clients' included)."""
-    refs: list[EntityRef] = []
-    visits: list[Visit] = []
-    for number, raw in enumerate(records):
-        if raw.get("kind") in history.GIVEN_KINDS:
-            visits.append(history.given_visit(raw, number, tz))
-            continue
-        ref = EntityRef(str(raw["kind"]), str(raw["id"]))
-        store.put_entity(Entity(ref, {k: v for k, v in raw.items() if k not in ("kind", "id")}, at))
-        refs.append(ref)
-    if visits:
-        store.put_visits(visits)
-        store.recompute_history({v.client for v in visits}, at)
-        refs += [ref for ref in dict.fromkeys(EntityRef("client", v.client) for v in visits) if ref not in refs]
-    return [entity for entity in map(store.entity, refs) if entity is not None]
 
 
 # ---- the CSV -----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One good row of a visits file, its person not yet matched."""
 
     line: int
-    system: str
+    system: str  # with ext_id, what the person is matched by: a system's id, or (`phone`) the phone alone
     ext_id: str
     phone: str | None
-    visit: dict[str, Any]  # a Visit's fields but its `client`, known once the person is matched
+    # The visit as the row it is stored in (`codec.stored_visit`), its client (index 1) filled in once the person
+    # is matched.
+    stored: list[Any]
 
 
 class _RowError(ValueError):
@@ -170,18 +162,52 @@ class _RowError(ValueError):
         self.column = column
 
 
+class _Lines:
+    """A file's lines as text for the csv reader, each decoded alone: bytes that are not UTF-8 spoil their own line
+    (kept, with where they are, for the row it belongs to), never the rest of the file, as a decoding of the whole
+    file would. The last line given is kept too: a row the reader refuses is located in it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.number = 0
+        self.last = ""
+        self.undecodable: dict[int, int] = {}  # line number → column of its first byte that is not UTF-8
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self.handle)
+        self.number += 1
+        if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            self.last = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.undecodable[self.number] = len(raw[:exc.start].decode("utf-8", "replace")) + 1
+            self.last = raw.decode("utf-8", "replace")  # the reader stays in step with the file's lines
+        return self.last
+
+
 def read_visits(path: Path, system: str, tz: tzinfo) -> Iterator[Row | Problem]:
     """The rows of a visits file, each a Row or a Problem at its line and column."""
     shown = str(path)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        sample = handle.read(4096)
-        handle.seek(0)
-        delimiter = ";" if sample.partition("\n")[0].count(";") > sample.partition("\n")[0].count(",") else ","
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
+    with path.open("rb") as handle:
+        lines = _Lines(handle)
+        first = next(lines, "")
+        if not first:
             yield Problem(shown, 1, 1, "the file is empty: a header row naming the columns is needed",
                           f"columns: {', '.join(COLUMNS)}")
+            return
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+        try:
+            header = next(reader)
+        except csv.Error as exc:
+            yield Problem(shown, 1, _too_long(lines.last, delimiter), f"the header row cannot be read: {exc}")
+            return
+        if 1 in lines.undecodable:
+            yield Problem(shown, 1, lines.undecodable[1], "the header row is not UTF-8 text")
             return
         names = [name.strip().lower() for name in header]
         for index, name in enumerate(names):
@@ -195,21 +221,42 @@ def read_visits(path: Path, system: str, tz: tzinfo) -> Iterator[Row | Problem]:
         if "client" not in names and "phone" not in names:
             yield Problem(shown, 1, 1, "a column `client` or `phone` is needed to know whose visits these are")
             return
-        for values in reader:
-            line = reader.line_num
+        seen: dict[bytes, int] = {}  # how many rows so far had each content (rows without a visit id)
+        done = reader.line_num
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # the reader drops the rest of that line and goes on at the next one
+                done = reader.line_num
+                yield Problem(shown, done, _too_long(lines.last, delimiter), f"the row cannot be read: {exc}")
+                continue
+            first_line, done = done + 1, reader.line_num
+            spoiled = next((n for n in range(first_line, done + 1) if n in lines.undecodable), None)
+            if spoiled is not None:
+                yield Problem(shown, spoiled, lines.undecodable.pop(spoiled),
+                              "bytes that are not UTF-8 text: save the file as UTF-8")
+                continue
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(names):
-                yield Problem(shown, line, 1, f"{len(values)} fields where the header names {len(names)}")
+                yield Problem(shown, done, 1, f"{len(values)} fields where the header names {len(names)}")
                 continue
             cells = {name: value.strip() for name, value in zip(names, values)}
             try:
-                yield _row(cells, line, system, tz)
+                yield _row(cells, done, system, tz, seen)
             except _RowError as exc:
-                yield Problem(shown, line, names.index(exc.column) + 1, str(exc))
+                yield Problem(shown, done, names.index(exc.column) + 1, str(exc))
 
 
-def _row(cells: dict[str, str], line: int, system: str, tz: tzinfo) -> Row:
+def _too_long(line: str, delimiter: str) -> int:
+    """The column of the first field of a line longer than the csv module takes (1 when none is)."""
+    limit = csv.field_size_limit()
+    return next((n for n, field in enumerate(line.split(delimiter), 1) if len(field) > limit), 1)
+
+
+def _row(cells: dict[str, str], line: int, system: str, tz: tzinfo, seen: dict[bytes, int]) -> Row:
     phone = None
     if cells.get("phone"):
         # E.164 as written is taken as it is (the common case, and phonenumbers' parse is a tenth of a ms).
@@ -225,7 +272,10 @@ def _row(cells: dict[str, str], line: int, system: str, tz: tzinfo) -> Row:
     except ValueError:
         raise _RowError("at", f"at {cells['at']!r} is not an ISO 8601 date or moment (2026-03-02T15:00+03:00)"
                         ) from None
-    at = at if at.tzinfo is not None else at.replace(tzinfo=tz)
+    try:
+        at = history.plausible(at if at.tzinfo is not None else at.replace(tzinfo=tz))
+    except history.HistoryError as exc:
+        raise _RowError("at", str(exc)) from None
     try:
         amount = history.minor_units(cells["amount"])
     except history.HistoryError as exc:
@@ -234,16 +284,25 @@ def _row(cells: dict[str, str], line: int, system: str, tz: tzinfo) -> Row:
     if kind not in ("visit", "purchase"):
         raise _RowError("kind", f"kind {kind!r} is neither visit nor purchase")
     services = tuple(s.strip() for s in (cells.get("services") or "").split("|") if s.strip())
-    person = (system, ext_id) if ext_id else (IMPORT, phone or "")
+    # A row naming its person by phone only is matched by the phone alone; its visits are the import's own.
+    source, ext = (system, ext_id) if ext_id else (IMPORT, phone or "")
     if cells.get("visit"):
-        ident = f"{person[0]}:{cells['visit']}"
-    else:  # the same row imported again has the same id: the second import adds nothing
-        digest = hashlib.sha1("|".join([*person, at.isoformat(), str(amount), kind, *services]).encode())
-        ident = f"{IMPORT}:{digest.hexdigest()[:20]}"
-    visit = {"id": ident, "at": at, "kind": kind, "branch": cells.get("branch") or None, "services": services,
-             "category": cells.get("category") or None, "staff": cells.get("staff") or None, "amount": amount,
-             "currency": cells.get("currency") or "RUB", "booking": cells.get("booking") or None, "source": person[0]}
-    return Row(line, person[0], person[1], phone, visit)
+        ident = f"{source}:{cells['visit']}"
+    else:
+        ident = f"{IMPORT}:{_content_id([source, ext, at.isoformat(), str(amount), kind, *services], seen)}"
+    stored = stored_visit(ident, "", at, kind, cells.get("branch") or None, services, cells.get("category") or None,
+                          cells.get("staff") or None, amount, cells.get("currency") or "RUB",
+                          cells.get("booking") or None, source)
+    return Row(line, system if ext_id else identity.PHONE, ext_id or (phone or ""), phone, stored)
+
+
+def _content_id(content: list[str], seen: dict[bytes, int]) -> str:
+    """The id of a visit without one, from its content: the same row imported again has the same id (the second
+    import adds nothing), and the second of two equal rows in one file (two equal purchases in one minute) is
+    told from the first by its place among them (`.2`), so both are kept."""
+    digest = hashlib.sha1("|".join(content).encode()).digest()[:10]
+    count = seen[digest] = seen.get(digest, 0) + 1
+    return digest.hex() if count == 1 else f"{digest.hex()}.{count}"
 
 
 def import_visits(store: Store, path: Path, system: str, tz: tzinfo, now: datetime,
@@ -251,18 +310,18 @@ def import_visits(store: Store, path: Path, system: str, tz: tzinfo, now: dateti
     """Import a visits file into the store (see the module's docstring); the problems are in the counts."""
     ingestion = Ingestion(store, now)
     rows = read_visits(path, system, tz)
-    while chunk := list(islice(rows, CHUNK)):
+    while chunk := list(itertools.islice(rows, CHUNK)):
         with store.atomic():
             for item in chunk:
                 ingestion.counts.read += 1
                 if isinstance(item, Problem):
                     ingestion.refuse(item)
                 else:
-                    ingestion.add(Visit(client=ingestion.person(item.system, item.ext_id, item.phone), **item.visit))
+                    item.stored[1] = ingestion.person(item.system, item.ext_id, item.phone)
+                    ingestion.add(item.stored)
             ingestion.flush()
         progress(ingestion.counts)
-    with store.atomic():
-        return ingestion.finish()
+    return ingestion.finish(progress)
 
 
 async def backfill(store: Store, name: str, events: AsyncIterator[Event], now: datetime,
@@ -286,7 +345,7 @@ async def backfill(store: Store, name: str, events: AsyncIterator[Event], now: d
                                                  f"{event.type} {event.id}: {exc}"))
                         continue
                     if visit is not None:
-                        ingestion.add(visit)
+                        ingestion.add(visit_row(visit))
                 elif event.entity is not None and event.entity.kind == "client" and event.kind == "client":
                     ingestion.client_event(event)
                 else:
@@ -301,5 +360,4 @@ async def backfill(store: Store, name: str, events: AsyncIterator[Event], now: d
             pending = []
     if pending:
         take(pending)
-    with store.atomic():
-        return ingestion.finish()
+    return ingestion.finish(progress)

@@ -1,23 +1,25 @@
-"""A simulated world on a fake clock: the core decides, the local connector performs, timers fire in time order."""
+"""A simulated world on a fake clock: the core decides, the local connector performs, timers fire in time order;
+and a test's `given:` (dry-run's `--state`) written into the world's store (`seed`)."""
 from __future__ import annotations
 
 import functools
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from automator.actions import answered, linked_back
+from automator import history
+from automator.actions import answered
 from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.core.decide import arm_held, decide
 from automator.core.wakeup import tick_event, timer_event
 from automator.history import HistoryError
-from automator.ingest import seed
 from automator.identity import as_persons
-from automator.model import ENGINE, Effect, Entity, EntityRef, Event, ScheduleTrigger
+from automator.model import ENGINE, Effect, Entity, EntityRef, Event, ScheduleTrigger, Visit
 from automator.run_errors import RunError, run_errors
+from automator.store.base import Store
 from automator.store.sqlite import SqliteStore
 from automator.triggers.schedule import fires_between
 
@@ -109,10 +111,7 @@ class Simulator:
         events = [answered(effect.action, params, replace(e, depth=effect.depth + 1, caused_by=effect.key,
                                                           echo_of=effect.rule_id)) for e in result.events]
         for event in events:  # as the store's settle does: the booking learns the deal made from it
-            for ref, field, value in linked_back(effect.action, event):
-                known = self.store.entity(ref)
-                if known is not None and known.fields.get(field) is None:
-                    self.store.put_entity(replace(known, fields={**known.fields, field: value}))
+            self.store.link_back(effect.action, event)
         return events
 
     def close(self) -> None:
@@ -148,6 +147,25 @@ class Simulator:
                 self.now = max(self.now, timer.due_at)
                 self.process([timer_event(timer)])
         self.now = target
+
+
+def seed(store: Store, records: Iterable[Mapping[str, Any]], at: datetime, tz: tzinfo) -> list[Entity]:
+    """Write a test's `given:` (or dry-run's `--state`): records as they are, visits into the history with their
+    clients' derived fields recomputed as an import does. The entities as they then stand (clients' included)."""
+    refs: list[EntityRef] = []
+    visits: list[Visit] = []
+    for number, raw in enumerate(records):
+        if raw.get("kind") in history.GIVEN_KINDS:
+            visits.append(history.given_visit(raw, number, tz))
+            continue
+        ref = EntityRef(str(raw["kind"]), str(raw["id"]))
+        store.put_entity(Entity(ref, {k: v for k, v in raw.items() if k not in ("kind", "id")}, at))
+        refs.append(ref)
+    if visits:
+        store.put_visits(visits)
+        store.recompute_history({v.client for v in visits}, at)
+        refs += [ref for ref in dict.fromkeys(EntityRef("client", v.client) for v in visits) if ref not in refs]
+    return [entity for entity in map(store.entity, refs) if entity is not None]
 
 
 def _parse_time(value: Any, project: Project) -> datetime:

@@ -229,9 +229,23 @@ client,phone,at,amount,visit,category,services
 """
 
 
-def test_import_visits_is_idempotent_keeps_the_good_rows_and_names_each_bad_one(
-        make_project: Callable[..., Path], tmp_path: Path) -> None:
+BOOKING = '  booking: {type: yclients, company_id: 1, partner_token: "${env:YC_P}", user_token: "${env:YC_U}", ' \
+          'hook_secret: "${env:YC_H}"}\n'
+
+
+@pytest.fixture
+def booking_project(make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tests' project with YCLIENTS as `booking`: a system whose client ids an import may name."""
+    for name in ("YC_P", "YC_U", "YC_H"):
+        monkeypatch.setenv(name, "secret")
     root = make_project(RULES)
+    config = root / "automator.yaml"
+    config.write_text(config.read_text().replace("  sms: {type: local}\n", "  sms: {type: local}\n" + BOOKING))
+    return root
+
+
+def test_import_visits_is_idempotent_keeps_the_good_rows_and_names_each_bad_one(booking_project: Path) -> None:
+    root = booking_project
     (root / "visits.csv").write_text(CSV, encoding="utf-8")
     code, out = invoke("import", "visits", str(root / "visits.csv"), "--system", "booking",
                        "--config", str(root / "automator.yaml"))
@@ -256,6 +270,73 @@ def test_import_visits_is_idempotent_keeps_the_good_rows_and_names_each_bad_one(
     assert code == 1 and "0 new visits" in again
     store = SqliteStore(str(root / "automator.db"))
     assert store.entity(EntityRef("client", "77")).fields["visit_count"] == 3  # type: ignore[union-attr]
+
+
+def test_hostile_rows_are_each_named_and_skipped_and_the_good_ones_kept(booking_project: Path) -> None:
+    root = booking_project
+    huge = "Осмотр" + "x" * 140_000  # past the csv module's 131,072 characters a field
+    lines = [b"client,at,amount,services",
+             b"77,2025-09-01T10:00:00+03:00,100,",
+             f"78,2025-09-01T10:00:00+03:00,100,{huge}".encode(),
+             "79,2025-09-01T10:00:00+03:00,100,Осмотр".encode() + b"\xff\xfe",
+             b"80,0001-01-01T00:00+03:00,100,",
+             b"81,20260-01-01,100,",
+             b"82,2025-09-02T10:00:00+03:00,200,"]
+    (root / "visits.csv").write_bytes(b"\r\n".join(lines) + b"\r\n")
+    code, out = invoke("import", "visits", str(root / "visits.csv"), "--system", "booking",
+                       "--config", str(root / "automator.yaml"))
+    assert code == 1, out
+    shown = root / "visits.csv"
+    assert f"{shown}:3:4: error: the row cannot be read: field larger than field limit" in out
+    assert f"{shown}:4:40: error: bytes that are not UTF-8 text" in out
+    assert f"{shown}:5:2: error: at '0001-01-01T00:00:00+03:00' is not a moment a visit took place" in out
+    assert f"{shown}:6:2: error: at '20260-01-01' is not an ISO 8601 date or moment" in out
+    assert "6 rows read: 2 new visits, 2 clients recomputed, 4 skipped" in out
+    store = SqliteStore(str(root / "automator.db"))
+    assert [v.amount for c in ("77", "82") for v in store.visits_of(c)] == [10000, 20000]
+
+
+def test_two_equal_rows_without_a_visit_id_are_two_visits_kept_once_each(booking_project: Path) -> None:
+    root = booking_project
+    # Two equal purchases in one minute: the file gives no id to tell them apart, their place among equals does.
+    (root / "visits.csv").write_text("phone,at,amount,kind\n"
+                                     "+79161234567,2025-09-01T10:00:00+03:00,350,purchase\n"
+                                     "+79161234567,2025-09-01T10:00:00+03:00,350,purchase\n", encoding="utf-8")
+    for new in (2, 0):
+        code, out = invoke("import", "visits", str(root / "visits.csv"), "--config", str(root / "automator.yaml"))
+        assert code == 0 and f"{new} new visit" in out, out
+    store = SqliteStore(str(root / "automator.db"))
+    client = store.client_of("phone", "+79161234567")
+    assert client is not None
+    assert store.entity(EntityRef("client", client)).fields["purchase_count"] == 2  # type: ignore[union-attr]
+    # Matched by the phone alone: no pseudo-system id of the phone joins the person's ids.
+    assert store.links_of(client) == [("phone", "+79161234567")]
+
+
+def test_an_import_keeps_the_ids_of_a_person_it_links_current(tmp_path: Path) -> None:
+    from automator.ingest import import_visits
+
+    store = SqliteStore(str(tmp_path / "automator.db"))
+    store.link("crm", "5", "anna", NOW)
+    store.link("phone", "+79161234567", "anna", NOW)
+    store.put_entity(Entity(EntityRef("client", "anna"), {"name": "Анна", "ids": {"crm": "5"}}, NOW))
+    (tmp_path / "visits.csv").write_text("client,phone,at,amount,visit\n"
+                                         "501,+79161234567,2025-09-01T10:00:00+03:00,100,1\n", encoding="utf-8")
+    counts = import_visits(store, tmp_path / "visits.csv", "booking", MSK, NOW)
+    assert (counts.new, counts.problems) == (1, [])
+    anna = store.entity(EntityRef("client", "anna")).fields  # type: ignore[union-attr]
+    assert anna["ids"] == {"crm": "5", "booking": "501"} and anna["name"] == "Анна"
+    assert anna["all_ids"] == {"crm": ["5"], "booking": ["501"]} and anna["visit_count"] == 1
+
+
+def test_import_refuses_a_system_that_is_no_connector(booking_project: Path) -> None:
+    root = booking_project
+    (root / "visits.csv").write_text(CSV, encoding="utf-8")
+    code, out = invoke("import", "visits", str(root / "visits.csv"), "--system", "bookng",
+                       "--config", str(root / "automator.yaml"))
+    assert code == 2 and "--system 'bookng': no connector of automator.yaml" in out, out
+    assert "there are: booking" in out
+    assert not (root / "automator.db").exists()
 
 
 def test_import_refuses_a_file_whose_header_it_cannot_read(make_project: Callable[..., Path]) -> None:

@@ -25,6 +25,12 @@ from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Tim
 from automator.store.backup import BackupReport
 
 
+# Visits a bulk load stores per transaction: the pages of the visits' indexes a batch changes are written once per
+# batch, not once per visit, and the write lock is held for one batch (about a second, storing 50,000 visits and
+# recomputing their 5,000 clients in a store of 100,000 clients: bench/history.py's import at that size).
+STAGED_BATCH = 50_000
+
+
 class Snapshot(Protocol):
     """What `decide` may read. Implementations must not change anything while it is read.
 
@@ -220,6 +226,22 @@ class Store(Snapshot, Protocol):
         """Recompute the derived fields (`automator.history`) of these clients from all their stored visits,
         atomically, making a client entity for a person who has none; how many clients were written."""
 
+    def stage_visits(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Keep visits, as the rows `Writes.visits` holds (`codec.visit_row`), aside for `put_staged_visits` (a
+        bulk load: an import, a backfill): not stored yet, seen by no read, and, outside a transaction, taking no
+        turn at the write lock."""
+
+    def put_staged_visits(self, at: datetime, *, batch: int = STAGED_BATCH,
+                          progress: Callable[[int, int], None] = ...) -> tuple[int, int]:
+        """Store the staged visits as `put_visits` does and recompute the derived fields of every client they name
+        as `recompute_history` does, about `batch` visits at a time, each batch atomic (a client's visits are never
+        split between two; a long load holds the write lock a batch at a time), `progress(new, clients)` after
+        each. How many visits were new and how many clients were written; nothing is staged afterwards."""
+
+    def refresh_ids(self, clients: Iterable[str]) -> None:
+        """Bring each stored person's `ids` and `all_ids` fields up to their links, atomically (links written
+        outside a `client.*` event, as an import writes them); a person not stored is left alone."""
+
     def set_systems(self, systems: Iterable[str]) -> None:
         """Name the connectors whose ids are their systems' own (every one but `local`; `Config.systems`), in
         place of those named before (a reload may change them); none until it is called. From then on an event
@@ -231,6 +253,11 @@ class Store(Snapshot, Protocol):
         """The event naming persons in place of its system's ids (`automator.identity.resolve`), the links that
         makes written atomically, when its source is one of `set_systems`'; else the event as it is. `phone`: the
         phone our effect named the person by, for the effect's answer. The simulator's path to the journal's."""
+
+    def link_back(self, action: str, event: Event) -> None:
+        """The stored records the answer `event` to `action` says its new record belongs to learn it back,
+        atomically (`actions.linked_back`: the booking a deal was created for gets its `deal`), unless they name
+        one already; a record not stored is left alone. What `settle` does, for the simulator's short path."""
 
     def record_effect(self, key: str, status: str, result: Mapping[str, Any] | None = None) -> None:
         """Record an effect's outcome directly (the simulator's short path; the daemon settles through the outbox)."""

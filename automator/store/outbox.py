@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from automator.actions import answered, linked_back
+from automator.actions import answered
 from automator.identity import sent_phone
 from automator.model import Effect, Event
 from automator.store.base import Claimed, Released, Settlement
 from automator.store.codec import dump, effect_of, utc
 from automator.store.connection import Connection
 from automator.store.journal import Journal, owner_is_gone
+from automator.store.state import State
 
 PARKED = ("dead", "uncertain")  # what `automator dead` lists
 ECHO_WINDOW = timedelta(minutes=10)
@@ -29,9 +30,10 @@ _REPLAYED = ("json_insert(coalesce(tries, '[]'), '$[#]', "
 class Outbox:
     """Claiming, settling and parking effects, over one connection (part of SqliteStore)."""
 
-    def __init__(self, connection: Connection, journal: Journal) -> None:
+    def __init__(self, connection: Connection, journal: Journal, state: State) -> None:
         self.db = connection.db
         self.atomic = connection.atomic
+        self.link_back = state.link_back
         # A settled effect's events are journaled, and their echoes expected, in the transaction that settles it.
         self.journal_events = journal.journal_events
         self.expect_echo = journal.expect_echo
@@ -100,10 +102,7 @@ class Outbox:
                 e, depth=effect.depth + 1, caused_by=effect.key, echo_of=effect.rule_id)), now, phone)
                 for e in outcome.events]
             for event in caused:
-                for ref, field, value in linked_back(effect.action, event):  # the booking learns its new deal
-                    self.db.conn.execute("update entities set fields = json_set(fields, ?, ?) where kind = ? and "
-                                         "id = ? and json_extract(fields, ?) is null",
-                                         [f"$.{field}", value, ref.kind, ref.id, f"$.{field}"])
+                self.link_back(effect.action, event)  # the booking learns its new deal
                 if event.entity is not None and event.data:
                     # The real system reports our change back by webhook: know that echo when it comes.
                     self.expect_echo(event.entity, dict(event.data), effect.key, effect.rule_id, effect.depth,

@@ -3,7 +3,8 @@ purchases (`visits`), and their bookings, deals and tasks found by the `client` 
 from __future__ import annotations
 
 from datetime import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from automator.history import MINOR_DIGITS
 from automator.identity import all_ids_of, ids_of
@@ -47,6 +48,7 @@ select own.client, case when per_category.services is null then own.figures
 from own left join per_category on per_category.client = own.client
 """
 
+_STAGED = "staged_visits"  # a bulk load's visits before they are stored (a temporary table)
 INSERT_VISIT = (f"insert or ignore into visits ({', '.join(VISIT_COLUMNS)}) values "
                  f"({', '.join('?' * len(VISIT_COLUMNS))})")
 
@@ -61,6 +63,7 @@ class People:
 
     def __init__(self, connection: Connection) -> None:
         self.db = connection.db
+        self.atomic = connection.atomic  # a bulk load commits batch by batch
 
     # ---- links -------------------------------------------------------------------------------------
     def client_of(self, system: str, ext_id: str) -> str | None:
@@ -154,3 +157,60 @@ class People:
         before = self.db.conn.total_changes
         self.db.conn.executemany(INSERT_VISIT, [visit_row(v) for v in visits])
         return self.db.conn.total_changes - before
+
+    # ---- a bulk load of history (an import, a backfill) -----------------------------------------------
+    def stage_visits(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Keep visit rows (`codec.visit_row`'s) aside in a temporary table of this connection (not the database:
+        no other process sees them, and its writes take no turn at the write lock) until `put_staged` stores them."""
+        conn = self.db.conn
+        conn.execute(f"create temp table if not exists {_STAGED} ({', '.join(VISIT_COLUMNS)})")
+        conn.executemany(f"insert into {_STAGED} ({', '.join(VISIT_COLUMNS)}) values "
+                         f"({', '.join('?' * len(VISIT_COLUMNS))})", rows)
+
+    def put_staged(self, at: datetime, batch: int, progress: Callable[[int, int], None]) -> tuple[int, int]:
+        """Store the staged visits, keeping any already stored under the same id, and recompute the derived
+        fields of every client they name: `batch` visits or so at a time, each batch a transaction of its own (a
+        client's visits never split between two), `progress(new, clients)` after each. How many visits were new and
+        how many clients were written; nothing stays staged."""
+        new = written = 0
+        try:
+            for first, last in self._batches(batch):
+                with self.atomic():
+                    added, clients = self._put_range(first, last, at)
+                new, written = new + added, written + clients
+                progress(new, written)
+        finally:
+            self.db.conn.execute(f"drop table if exists temp.{_STAGED}")
+        return new, written
+
+    def _batches(self, size: int) -> list[tuple[str, str]]:
+        """The staged visits' clients in ranges (first, last) of about `size` visits each, in the index's order."""
+        conn = self.db.conn
+        if not conn.execute("select 1 from temp.sqlite_master where name = ?", [_STAGED]).fetchone():
+            return []
+        # Sorted once here, so that each range below is read in the order of the index on (client, at).
+        conn.execute(f"create index if not exists temp.{_STAGED}_order on {_STAGED} (client, at)")
+        ranges: list[tuple[str, str]] = []
+        first: str | None = None
+        last, count = "", 0
+        for last, visits in conn.execute(f"select client, count(*) from {_STAGED} group by client order by client"):
+            first = last if first is None else first
+            count += visits
+            if count >= size:
+                ranges.append((first, last))
+                first, count = None, 0
+        if first is not None:
+            ranges.append((first, last))
+        return ranges
+
+    def _put_range(self, first: str, last: str, at: datetime) -> tuple[int, int]:
+        conn = self.db.conn
+        before = conn.total_changes
+        # In the index's order the new entries of (client, at) land page after page, each page written once per
+        # batch; in the file's order every visit dirtied a page of its own, written again at every commit.
+        conn.execute(f"insert or ignore into visits ({', '.join(VISIT_COLUMNS)}) select {', '.join(VISIT_COLUMNS)} "
+                     f"from {_STAGED} where client between ? and ? order by client, at", [first, last])
+        new = conn.total_changes - before
+        clients = [str(c) for c, in conn.execute(
+            f"select distinct client from {_STAGED} where client between ? and ? order by client", [first, last])]
+        return new, self.recompute(clients, at)

@@ -19,7 +19,7 @@ import sqlite_utils
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, Visit
 from automator.store import schema
 from automator.store.backup import BackupReport, backup
-from automator.store.base import Claimed, Released, Settlement, Store, Writes
+from automator.store.base import STAGED_BATCH, Claimed, Released, Settlement, Store, Writes
 from automator.store.connection import Connection
 from automator.store.journal import DEDUP_WINDOW, Journal, owner_is_gone
 from automator.store.lock import FairLock
@@ -47,7 +47,7 @@ class SqliteStore(Store):
         self.state = State(self.connection)
         self.people = People(self.connection)
         self.journal = Journal(self.connection, self.state, self.people, frozenset(systems))
-        self.outbox = Outbox(self.connection, self.journal)
+        self.outbox = Outbox(self.connection, self.journal, self.state)
 
     # ---- the database and its transactions (connection.py) ---------------------------------------------
     @property
@@ -132,6 +132,26 @@ class SqliteStore(Store):
             written = self.people.recompute(clients, at)
         self.state.forget_recency()
         return written
+
+    def stage_visits(self, rows: Iterable[Sequence[Any]]) -> None:
+        self.people.stage_visits(rows)
+
+    def put_staged_visits(self, at: datetime, *, batch: int = STAGED_BATCH,
+                          progress: Callable[[int, int], None] = lambda new, clients: None) -> tuple[int, int]:
+        stored = self.people.put_staged(at, batch, progress)
+        self.state.forget_recency()
+        return stored
+
+    def refresh_ids(self, clients: Iterable[str]) -> None:
+        clients = list(clients)
+        if clients:  # most calls name none: no transaction for nothing
+            with self.atomic(savepoint=False):
+                for client in clients:
+                    self.people.refresh_ids(client)
+
+    def link_back(self, action: str, event: Event) -> None:
+        with self.atomic(savepoint=False):
+            self.state.link_back(action, event)
 
     def set_systems(self, systems: Iterable[str]) -> None:
         self.journal.systems = frozenset(systems)

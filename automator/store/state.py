@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from automator.model import Decision, Entity, EntityRef, Run, Timer
+from automator.actions import linked_back
+from automator.model import Decision, Entity, EntityRef, Event, Run, Timer
 from automator.store.base import Writes
 from automator.store.codec import (EFFECT_COLUMNS, RUN_COLUMNS, dump, load, run_of, time_of, timer_of, timer_row,
                                    utc, writes_of)
@@ -108,6 +109,15 @@ class State:
              utc(entity.updated_at) if entity.updated_at else None])
         if entity.ref.kind == "client":
             self._recency = None
+
+    def link_back(self, action: str, event: Event) -> None:
+        """The stored records an action's answer says its new record belongs to learn it back (`actions.linked_back`:
+        the booking a deal was created for gets its `deal`), unless they name one already; a record not stored is
+        left alone. The daemon's settle and the simulator both link through here."""
+        self.db.conn.executemany(
+            "update entities set fields = json_set(fields, ?, ?) where kind = ? and id = ? and "
+            "json_extract(fields, ?) is null",
+            [[f"$.{field}", value, ref.kind, ref.id, f"$.{field}"] for ref, field, value in linked_back(action, event)])
 
     def apply(self, decision: Decision) -> None:
         """Write one decision at once: entity, runs with traces, effects, timers set and cancelled."""

@@ -23,7 +23,7 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
   `booking.cancel` deletes the record, then reads it back from the list with `with_deleted` for the exact
   change time its webhook carries.
 * An arrived record (attendance 1) also yields `visit.completed` of its client (visits.py), one delivery id per
-  visit, so a webhook, the poll and the backfill keep it once.
+  record (a YCLIENTS visit may hold several), so a webhook, the poll and the backfill keep it once.
 * Webhooks carry no signature: the secret is the `token` query parameter of the hook URL (or a path segment
   after `/hooks/<name>/`, for a daemon that passes such paths on), compared in constant time. A webhook for
   another company is refused with 400: it means the URL was pasted into the wrong branch, and refusing is what

@@ -1,11 +1,19 @@
 """The `visit.completed` of a YCLIENTS record whose client came (attendance 1): when, where, what, by whom, and
 what it cost, money as exact decimal text.
 
+One visit of automator's history is one YCLIENTS record: a YCLIENTS visit (`visit_id`) groups every record of one
+coming of a client, each with its own services, master and payments (reference part 2 §1.4.1: the paid amount is
+the record's), so the visit's id and its delivery are the record's — keyed on `visit_id`, a second record of the
+same visit would be taken for the first and its money lost.
+
 The amount (reference part 2 §1.4.1, §1.4.4): the record's `finance_transactions` when the answer carries them
 (the list asked with `include_finance_transactions=1`: what was paid), else the services' `cost_to_pay` (what the
 visit was priced at; a webhook carries no payments: YCLIENTS reports them as separate `finances_operation`
 resources, which rules do not read). No source says the transactions' sign convention for a refund; they are
-summed as given.
+summed as given, and a sum below zero (a refund larger than the payments listed, such as a prepayment returned on
+this record) is 0: the client came, which the history keeps, and paid nothing for it on balance; a visit's amount
+is never negative in the history. A number that is not money (text, infinity, or a magnitude past
+`history`'s 15 digits, such as "1e30") is not read, as an unknown amount is not.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from .mapping import parse_datetime
 ARRIVED = 1  # «Пользователь пришел, услуги оказаны» (reference part 1 §2.3)
 CURRENCY = "RUB"  # YCLIENTS answers carry no currency; the companies this serves count in roubles
 CENT = Decimal("0.01")
+LIMIT = Decimal(10) ** 15  # the largest amount the history keeps has 15 digits before the point
 
 
 def arrived(record: Mapping[str, Any]) -> bool:
@@ -41,7 +50,7 @@ def money(value: Any) -> Decimal | None:
         found = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
-    return found if found.is_finite() else None
+    return found if found.is_finite() and abs(found) < LIMIT else None
 
 
 def amount(record: Mapping[str, Any]) -> Decimal | None:
@@ -51,14 +60,19 @@ def amount(record: Mapping[str, Any]) -> Decimal | None:
     if isinstance(paid, list) and paid:
         sums = [money(t.get("amount")) for t in paid if isinstance(t, Mapping)]
         if sums and all(s is not None for s in sums):
-            return sum((s for s in sums if s is not None), Decimal(0)).quantize(CENT)
+            return _total(sums)
     services = record.get("services")
     if not isinstance(services, list) or not services:
         return None
     costs = [money(s.get("cost_to_pay", s.get("cost"))) for s in services if isinstance(s, Mapping)]
     if not costs or any(c is None for c in costs):
         return None
-    return sum((c for c in costs if c is not None), Decimal(0)).quantize(CENT)
+    return _total(costs)
+
+
+def _total(amounts: list[Decimal | None]) -> Decimal:
+    """The sum of amounts all read, to the kopeck; a sum below zero (refunds over the payments) is 0."""
+    return max(sum((a for a in amounts if a is not None), Decimal(0)), Decimal(0)).quantize(CENT)
 
 
 def _category(service: Mapping[str, Any]) -> str | None:
@@ -83,7 +97,7 @@ def completed(record: Mapping[str, Any], *, branch: str | None, tz: tzinfo | Non
     staff = record.get("staff")
     total = amount(record)
     data: dict[str, Any] = {
-        "visit": str(record.get("visit_id") or record["id"]), "booking": str(record["id"]),
+        "visit": str(record["id"]), "booking": str(record["id"]),
         "at": starts.isoformat(), "services": [str(s["title"]) for s in items if s.get("title")],
         "currency": CURRENCY}
     if branch:
@@ -99,5 +113,5 @@ def completed(record: Mapping[str, Any], *, branch: str | None, tz: tzinfo | Non
 
 
 def delivery_id(record: Mapping[str, Any]) -> str:
-    """One visit's completion, whichever change, webhook, poll or backfill reports it: the journal keeps it once."""
-    return f"visit:{record.get('visit_id') or 'record-' + str(record['id'])}:completed"
+    """One record's completion, whichever change, webhook, poll or backfill reports it: the journal keeps it once."""
+    return f"visit:record-{record['id']}:completed"

@@ -325,11 +325,41 @@ def test_the_captured_record_webhook(world: World, url: str) -> None:
     assert data["updated_at"] == "2025-07-13T12:15:24+05:00"
     assert booking.at == datetime(2025, 7, 13, 7, 15, 24, tzinfo=timezone.utc)
     # The client came (attendance 1): the visit, on the client, once whichever change reports it.
+    # One visit of the history is one record (a YCLIENTS visit may hold several): keyed on the record's id.
     assert (visit.type, str(visit.entity), visit.delivery_id) == (
-        "visit.completed", "client:169711586", "visit:508928360:completed")
-    assert visit.data == {"visit": "508928360", "booking": "596792980", "at": "2025-07-13T12:10:00+05:00",
+        "visit.completed", "client:169711586", "visit:record-596792980:completed")
+    assert visit.data == {"visit": "596792980", "booking": "596792980", "at": "2025-07-13T12:10:00+05:00",
                           "branch": "main", "services": ["Стрижка детская"], "staff": "Нурзад", "amount": "4000.00",
                           "currency": "RUB"}
+
+
+def test_each_record_of_one_yclients_visit_is_a_visit_with_its_own_money(world: World, url: str) -> None:
+    # Two masters in one coming of the client: one YCLIENTS visit, two records, each paid on its own.
+    second = {**CAPTURED_RECORD, "id": 596792981, "staff_id": 2835419, "staff": {"id": 2835419, "name": "Ольга"},
+              "services": [{"id": 5034677, "title": "Укладка", "cost": 1500, "cost_to_pay": 1500}]}
+    visits = [events[-1] for events in (
+        parse(make(url, branch="main"), hook({"company_id": COMPANY, "resource": "record", "resource_id": r["id"],
+                                              "status": "update", "data": r}))
+        for r in (CAPTURED_RECORD, second))]
+    assert [(v.data["visit"], v.data["amount"], v.data["staff"]) for v in visits] == [
+        ("596792980", "4000.00", "Нурзад"), ("596792981", "1500.00", "Ольга")]
+    assert visits[0].delivery_id != visits[1].delivery_id  # the journal keeps both
+
+
+@pytest.mark.parametrize(("money", "amount"), [
+    # A refund larger than what the record lists as paid: the client came and paid nothing on balance.
+    ({"finance_transactions": [{"amount": 1000}, {"amount": -1500}]}, "0.00"),
+    # Money no history keeps (past 15 digits, not finite): not read, as an unknown amount is not; no error.
+    ({"services": [{"title": "Стрижка", "cost_to_pay": "1e30"}]}, None),
+    ({"finance_transactions": [{"amount": "1e30"}], "services": [{"title": "Стрижка", "cost_to_pay": 900}]},
+     "900.00"),
+    ({"services": [{"title": "Стрижка", "cost_to_pay": "Infinity"}]}, None),
+])
+def test_a_visits_amount_is_bounded_and_never_negative(money: dict[str, Any], amount: str | None) -> None:
+    from automator_connectors.yclients import visits
+
+    data = visits.completed({**CAPTURED_RECORD, **money}, branch=None, tz=None)
+    assert data is not None and data.get("amount") == amount
 
 
 @pytest.mark.parametrize(("fields", "tz", "starts"), [

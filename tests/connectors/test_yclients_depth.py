@@ -272,7 +272,7 @@ def test_an_arrived_visit_comes_with_what_was_paid(world: World, url: str, hooks
     control(url, "attendance", {"record_id": world.record["id"], "attendance": 1})
     *_, visit = parse(make(url, branch="main"), hooks.wait(1)[0])
     assert (visit.type, str(visit.entity)) == ("visit.completed", f"client:{world.anna['id']}")
-    assert visit.data == {"visit": str(world.record["visit_id"]), "booking": str(world.record["id"]),
+    assert visit.data == {"visit": str(world.record["id"]), "booking": str(world.record["id"]),
                           "at": "2026-03-02T15:00:00+03:00", "branch": "main", "services": ["Стрижка"],
                           "staff": "Ирина", "amount": "4000.00", "currency": "RUB"}
 
@@ -308,7 +308,7 @@ def test_backfill_brings_each_client_then_their_visits(world: World, url: str) -
     assert events[0].data["phone"] == "+79161234567" and events[2].data["phone"] == "+79031112233"
     assert [(e.data["booking"], e.data["amount"]) for e in events if e.type == "visit.completed"] == [
         (str(first["id"]), "4000.00"), (str(second["id"]), "4000.00"), (str(third["id"]), "4000.00")]
-    assert events[1].delivery_id == f"visit:{first['visit_id']}:completed"
+    assert events[1].delivery_id == f"visit:record-{first['id']}:completed"
     # Read a month of visit dates at a time, with their payments.
     lists = [c.query for c in emu.calls if c.path == f"/api/v1/records/{COMPANY}"]
     assert lists[0]["start_date"] == "2026-01-01" and lists[0]["end_date"] == "2026-01-31"

@@ -11,7 +11,7 @@ import pytest
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer
 from automator.store.backup import BackupError
 from automator.store.base import Settlement, Store
-from automator.store.codec import writes_of
+from automator.store.codec import visit_row, writes_of
 
 from store_backends import Backend
 
@@ -366,6 +366,52 @@ def test_visits_are_kept_once_and_read_back_in_order(any_store: Store) -> None:
     assert any_store.visits_of("78") == []
     assert any_store.visits_of("77", limit=1) == [first]  # the oldest, cut by the read
     assert any_store.visits_of("77", since=T0 + timedelta(days=1), limit=5) == [second]
+
+
+def test_staged_visits_are_stored_once_a_batch_at_a_time_with_their_clients_recomputed(any_store: Store) -> None:
+    from automator.model import Visit
+
+    any_store.put_visits([Visit(id="booking:1", client="77", at=T0, amount=500_00)])
+    any_store.put_entity(Entity(EntityRef("client", "78"), {"name": "Борис"}, T0))
+    staged = [Visit(id=f"booking:{n}", client=client, at=T0 + timedelta(days=n), amount=100_00)
+              for n, client in ((1, "77"), (2, "77"), (3, "78"), (4, "79"), (5, "78"))]
+    any_store.stage_visits([visit_row(v) for v in staged[:3]])
+    any_store.stage_visits([visit_row(v) for v in staged[3:]])
+    assert any_store.visits_of("78") == [] and not any_store.has_visit("booking:2")  # staged: not stored yet
+    seen: list[tuple[int, int]] = []
+    # Batches of about two visits: a client's visits are never split (78's two go together).
+    assert any_store.put_staged_visits(T0, batch=2, progress=lambda new, clients: seen.append((new, clients))) \
+        == (4, 3)
+    assert seen == [(1, 1), (3, 2), (4, 3)]
+    assert [v.id for v in any_store.visits_of("77")] == ["booking:1", "booking:2"]  # the stored one kept
+    boris = any_store.entity(EntityRef("client", "78"))
+    assert boris is not None and boris.fields["name"] == "Борис" and boris.fields["visit_count"] == 2
+    assert any_store.entity(EntityRef("client", "77")).fields["total_spent"] == "600.00"  # type: ignore[union-attr]
+    assert any_store.put_staged_visits(T0) == (0, 0)  # nothing stays staged
+
+
+def test_a_persons_ids_are_brought_up_to_their_links(any_store: Store) -> None:
+    any_store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "ids": {"booking": "77"}}, T0))
+    for system, ext in (("booking", "77"), ("phone", "+79161234567"), ("crm", "5"), ("crm", "6")):
+        any_store.link(system, ext, "77", T0)
+    any_store.link("crm", "9", "nobody", T0)
+    any_store.refresh_ids(["77", "nobody"])
+    anna = any_store.entity(EntityRef("client", "77"))
+    assert anna is not None and anna.fields == {"name": "Анна", "ids": {"booking": "77", "crm": "5"},
+                                                "all_ids": {"booking": ["77"], "crm": ["5", "6"]}}
+    assert any_store.entity(EntityRef("client", "nobody")) is None  # not stored: left alone
+
+
+def test_a_record_learns_the_record_made_from_it_unless_it_names_one(any_store: Store) -> None:
+    any_store.put_entity(Entity(EntityRef("booking", "1001"), {"client": "77"}, T0))
+    any_store.put_entity(Entity(EntityRef("booking", "1002"), {"client": "77", "deal": "8"}, T0))
+    for booking, deal in (("1001", "9"), ("1002", "10"), ("1003", "11")):
+        made = Event(id=f"crm:deal:{deal}", type="deal.created", at=T0, entity=EntityRef("deal", deal),
+                     data={"booking": booking}, source="crm")
+        any_store.link_back("deal.create", made)
+    assert [any_store.entity(EntityRef("booking", b)).fields.get("deal")  # type: ignore[union-attr]
+            for b in ("1001", "1002")] == ["9", "8"]
+    assert any_store.entity(EntityRef("booking", "1003")) is None
 
 
 def test_a_decisions_visits_are_written_with_it_and_never_twice(any_store: Store) -> None:
