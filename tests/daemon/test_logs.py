@@ -192,3 +192,28 @@ def test_every_name_key_is_found_in_free_text() -> None:
 
     for key in NAME_KEYS:
         assert mask_text(f"{key}=Анна, {key.upper()}: 'Анна'") == f"{key}=А***, {key.upper()}: 'А***'", key
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_plain_fields_of_a_line_are_masked_as_the_rest(capture: Callable[..., io.StringIO], fmt: str) -> None:
+    # The formatter skips the substitutions for texts that hold no phone nor name key, and writes ints under a
+    # billion as they are: whatever holds one must still be masked, in flat fields as in nested ones.
+    out = capture(fmt)
+    logging.getLogger("automator.work").info("effect %s %s", "sms.send", "done", extra={
+        "to": "+7 (916) 123-45-67", "error": "HTTP 400: {'Client_Name': 'Анна'}", "tries": 79161234567,
+        "amount": 999999999, "event_id": "hook:9f3a1c0b7e2d4a5b6c8d", "note": "FIO=Иванов"})
+    text = out.getvalue()
+    for secret in ("123-45", "Анна", "1234567", "Иванов"):
+        assert secret not in text, (secret, text)
+    assert "999999999" in text and "hook:9f3a1c0b7e2d4a5b6c8d" in text
+
+
+def test_the_timestamp_is_the_records_moment_in_utc(capture: Callable[..., io.StringIO]) -> None:
+    out = capture("json")
+    log = logging.getLogger("automator.daemon")
+    for created in (1764568800.0, 1764568800.9996, 1764568801.25):  # the same second, then the next
+        record = log.makeRecord("automator.daemon", logging.INFO, __file__, 0, "tick", (), None)
+        record.created = created
+        log.handle(record)
+    assert [line["ts"] for line in lines(out)] == [
+        "2025-12-01T06:00:00.000Z", "2025-12-01T06:00:00.999Z", "2025-12-01T06:00:01.250Z"]
