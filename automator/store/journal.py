@@ -142,11 +142,34 @@ class Journal:
         conn = self.db.conn
         since = utc(now - window)
         stamp = utc(now)
+
+        def insert(event: Event, digest: str | None) -> bool:
+            """Store its row, pending; False if an event with its id or its (source, delivery_id) is there."""
+            return conn.execute(
+                "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
+                "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [event.id, event_key(event), event.type, utc(event.at), event.source, event.delivery_id,
+                 digest, event_body(event), stamp]).rowcount == 1
+
         # Any echo expected at all? Looked up once (most of the time none is); a caller journaling many requests
         # in one transaction passes what it looked up (expecting_echoes).
         with self.atomic(savepoint=False):  # all or nothing with its caller's transaction
             for index, event in enumerate(events):
                 digest = digests[index] if digests else None
+                # Most events are stored as they came: no person to resolve, no echo expected, no effect named.
+                # Nothing is then read or written for them before their row, and the unique indexes on the id and
+                # on (source, delivery_id) tell a duplicate by refusing it: one statement, not two.
+                as_is = digest is None and (resolved or event.source not in self.systems)
+                if as_is and event.source not in ("timer", "engine"):
+                    if event.caused_by:
+                        as_is = False
+                    elif event.entity is not None:
+                        if echoes is None:
+                            echoes = self.expecting_echoes(now)
+                        as_is = not echoes
+                if as_is:
+                    out.append(event if insert(event, None) else None)
+                    continue
                 if event.delivery_id and conn.execute(
                         "select 1 from journal where source = ? and delivery_id = ?",
                         [event.source, event.delivery_id]).fetchone():
@@ -170,12 +193,7 @@ class Journal:
                             event = self._recognise_echo(event, stamp)
                     if event.caused_by and event.entity is not None:
                         event = self._first_report(event, stamp)
-                cur = conn.execute(
-                    "insert or ignore into journal (id, key, type, at, source, delivery_id, digest, body, status, "
-                    "received_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                    [event.id, event_key(event), event.type, utc(event.at), event.source, event.delivery_id,
-                     digest, event_body(event), stamp])
-                out.append(event if cur.rowcount == 1 else None)
+                out.append(event if insert(event, digest) else None)
         return out
 
     def expecting_echoes(self, now: datetime) -> bool:

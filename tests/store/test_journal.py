@@ -53,6 +53,29 @@ def test_duplicates_inside_one_batch(store: SqliteStore) -> None:
     assert store.count("journal") == 1
 
 
+def test_a_resent_delivery_is_refused_whether_or_not_an_echo_is_expected(store: SqliteStore) -> None:
+    # Without an echo expected, an event is stored as it came and its row is refused if it is a duplicate; while
+    # one is expected, a duplicate is told first, and so does not use up the echo meant for the real change.
+    assert store.append([ev("e1", "deal:5", delivery="d-1", data={"stage": "won"})], NOW) == [True]
+    store.expect_echo(EntityRef("deal", "5"), {"stage": "won"}, "eff-1", "rule-x", 0, NOW + timedelta(minutes=10))
+    assert store.append([ev("e2", "deal:5", delivery="d-1", data={"stage": "won"})], NOW) == [False]
+    assert store.append([ev("e3", "deal:5", delivery="d-2", data={"stage": "won"})], NOW) == [True]
+    assert row(store, "e3")["body"]["echo_of"] == "rule-x"
+    assert store.append([ev("e3", "deal:5", delivery="d-3")], NOW) == [False]  # the same event id, too
+    assert store.count("journal") == 2
+
+
+def test_an_event_stored_as_it_came_costs_one_statement(store: SqliteStore) -> None:
+    statements: list[str] = []
+    store.connection.conn.set_trace_callback(statements.append)
+    try:
+        assert store.append([ev("e1", delivery="d-1")], NOW, echoes=False) == [True]
+        assert store.append([ev("e2", delivery="d-1")], NOW, echoes=False) == [False]
+    finally:
+        store.connection.conn.set_trace_callback(None)
+    assert [s.split()[0].lower() for s in statements] == ["begin", "insert", "commit"] * 2
+
+
 def test_the_same_digest_from_the_same_source_within_the_window_is_refused(store: SqliteStore) -> None:
     assert store.append([ev("e1")], NOW, digests=["abc"]) == [True]
     assert store.append([ev("e2")], NOW + timedelta(minutes=9, seconds=59), digests=["abc"]) == [False]
