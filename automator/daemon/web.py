@@ -29,10 +29,15 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+_JSON = (b"content-type", b"application/json")
+_QUERIES_KEPT = 64  # query strings whose parsed form is kept: a sender puts the same `?token=` on every request
+
+
 async def _answer(send: Send, status: int, body: Any, content_type: str = "application/json") -> None:
     data = body if isinstance(body, bytes) else orjson.dumps(body, default=str)
+    kind = _JSON if content_type == "application/json" else (b"content-type", content_type.encode())
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode())]})
+                "headers": [kind, (b"content-length", b"%d" % len(data))]})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -72,6 +77,8 @@ class WebApp:
         self.clock = clock
         self.max_body = max_body
         self.emulators = emulators
+        self._queries: dict[bytes, dict[str, str]] = {}  # a query string -> its parameters (see _query)
+        self._counted: dict[str, tuple[Any, Any]] = {}  # a connector's name -> its accepted and duplicate counters
 
     async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,12 +145,13 @@ class WebApp:
         except ValueError:
             await self._reject(send, name, InboundRejected(400, "unreadable request", "malformed"))
             return
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        request = Inbound(connector=name, method=scope["method"], path=scope["path"], query=query, headers=headers,
-                          body=body, received_at=self.clock.now())
+        request = Inbound(connector=name, method=scope["method"], path=scope["path"],
+                          query=self._query(scope.get("query_string", b"")), headers=headers, body=body,
+                          received_at=self.clock.now())
         try:
             parsed = connector.parse(request)
-            events: list[Event] = await parsed if inspect.isawaitable(parsed) else parsed
+            events: list[Event] = parsed if isinstance(parsed, list) or not inspect.isawaitable(parsed) \
+                else await parsed
         except InboundRejected as exc:
             await self._reject(send, name, exc)
             return
@@ -153,7 +161,8 @@ class WebApp:
                       extra={"connector": name})
             await self._reject(send, name, InboundRejected(400, f"cannot read the request: {type(exc).__name__}"))
             return
-        digest = hashlib.sha256(body).hexdigest()
+        # The body's digest deduplicates only the events that carry no delivery id (most carry one).
+        digest = None if all(e.delivery_id for e in events) else hashlib.sha256(body).hexdigest()
         items = [(replace(e, source=name) if e.source != name else e,
                   None if e.delivery_id else f"{digest}:{i}") for i, e in enumerate(events)]
         fresh: list[bool] | None
@@ -164,11 +173,25 @@ class WebApp:
             if fresh is None:
                 return
         accepted = sum(fresh)
-        self.metrics.events_accepted.labels(name).inc(accepted)
+        counted = self._counted.get(name)
+        if counted is None:  # labels() looks the child up under a lock each time: once per connector is enough
+            counted = self._counted[name] = (self.metrics.events_accepted.labels(name),
+                                             self.metrics.events_duplicate.labels(name))
+        counted[0].inc(accepted)
         if accepted < len(fresh):
-            self.metrics.events_duplicate.labels(name).inc(len(fresh) - accepted)
+            counted[1].inc(len(fresh) - accepted)
         await _answer(send, 200, {"accepted": accepted, "duplicates": len(fresh) - accepted})
         self.metrics.ack_seconds.observe(time.perf_counter() - started)
+
+    def _query(self, raw: bytes) -> dict[str, str]:
+        """The query string's parameters (a copy: a connector may keep or change what it is given)."""
+        query = self._queries.get(raw)
+        if query is None:
+            query = dict(parse_qsl(raw.decode("latin-1")))
+            if len(self._queries) >= _QUERIES_KEPT:  # anyone can send any query: what is kept stays bounded
+                self._queries.clear()
+            self._queries[raw] = query
+        return dict(query)
 
     async def _append_storable(self, send: Send, name: str, items: list[Item]) -> list[bool] | None:
         """The request's events could not be stored as they came (the others of their group were): again with

@@ -63,6 +63,7 @@ class LocalConnector(Connector):
         super().__init__(name, config)
         self.db = db
         self.now = now
+        self._secret = str(config.get("secret") or "").encode()  # what `parse` compares each request's token with
         for table, columns in TABLES.items():
             if not db.table(table).exists():
                 db.table(table).create(columns, pk=PKS.get(table, "id"))
@@ -141,9 +142,9 @@ class LocalConnector(Connector):
         The request must carry the `secret:` setting as the `X-Automator-Token` header or `?token=`; without that
         setting every request is refused (the daemon refuses them before, too: see `Connector.webhook_auth`).
         """
-        secret = str(self.config.get("secret") or "")
+        secret = self._secret
         given = request.headers.get("x-automator-token") or request.query.get("token") or ""
-        if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        if not secret or not hmac.compare_digest(given.encode(), secret):
             raise InboundRejected(401, "missing or wrong token", "auth")
         try:
             body = orjson.loads(request.body or b"null")
