@@ -12,11 +12,15 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 from automator.clock import parse_duration
 
@@ -146,6 +150,31 @@ class GuardedProtocol(HttpToolsProtocol):
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text))
         self.transport.close()
+
+
+class DatedState(ServerState):
+    """uvicorn's state shared by its connections, whose default headers (Date, Server) are made when an answer
+    needs them, once a second at most, not by a loop that wakes ten times a second to renew them."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        self._config = config
+        self._second = -1
+        self._headers: list[tuple[bytes, bytes]] = []
+        super().__init__()
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers every answer starts with: the Date of this second and the configured ones."""
+        second = int(time.time())
+        if second != self._second:
+            date = [(b"date", formatdate(second, usegmt=True).encode())] if self._config.date_header else []
+            # encoded_headers exists once uvicorn has loaded the config (before it serves).
+            self._second, self._headers = second, date + getattr(self._config, "encoded_headers", [])
+        return self._headers
+
+    @default_headers.setter
+    def default_headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        pass  # uvicorn's own tick would set them: they are made above
 
 
 class OneWrite:

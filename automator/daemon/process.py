@@ -28,7 +28,7 @@ from automator.daemon.deadline import StopDeadline
 from automator.daemon.engine import Engine
 from automator.daemon.health import Health
 from automator.daemon.instance import InstanceLock
-from automator.daemon.listener import CannotListen, guarded_protocol, listen
+from automator.daemon.listener import CannotListen, DatedState, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.options import DaemonOptions, daemon_options
 from automator.daemon.outbox import Outbox
@@ -50,7 +50,38 @@ STOP_DEADLINE = OUTBOX_DEADLINE + 10.0
 
 class NoSignals(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (uvicorn would re-raise them
-    after its shutdown, and the process would not exit 0)."""
+    after its shutdown, and the process would not exit 0).
+
+    Nor its tick: uvicorn's main loop wakes ten times a second to see whether it should exit and to renew the Date
+    header. Here it sleeps until `should_exit` is set, and the header is made by the answers (DatedState): an idle
+    daemon's web side takes no CPU.
+    """
+
+    _should_exit = False
+    _exit: asyncio.Event | None = None  # set with should_exit, once main_loop waits on it
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.server_state = DatedState(config)
+
+    @property
+    def should_exit(self) -> bool:
+        """Whether the server is to stop (set by `Daemon.stop`, from any thread)."""
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._exit.set)
+
+    async def main_loop(self) -> None:
+        """Wait for `should_exit` (uvicorn's would poll it every 0.1 s)."""
+        self._loop = asyncio.get_running_loop()
+        self._exit = asyncio.Event()
+        if not self.should_exit:  # after the event exists: a stop from now on sets it
+            await self._exit.wait()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -1,16 +1,21 @@
-"""The daemon's HTTP protocol over a real socket: an answer's head and body leave in one write, and every kind of
-answer (a body, none for HEAD, a 100 Continue, a body that comes later) still arrives whole."""
+"""The daemon's HTTP side over a real socket: an answer's head and body leave in one write, every kind of answer
+(a body, none for HEAD, a 100 Continue, a body that comes later) still arrives whole, and the server sleeps until
+it is told to stop."""
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import uvicorn
 
 from automator.daemon.listener import Limits, guarded_protocol
 from automator.daemon.metrics import Metrics
+from automator.daemon.process import NoSignals
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -94,3 +99,30 @@ def test_answers_arrive_whole_in_one_write() -> None:
     # The plain answer went in one write, head and body; the later body found its head sent before it.
     assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\ngot hi")
     assert writes[-2].startswith(b"HTTP/1.1 200 OK\r\n") and writes[-2].endswith(b"\r\n\r\n") and writes[-1] == b"got hi"
+
+
+def test_the_server_sleeps_until_told_to_stop_and_still_dates_its_answers(monkeypatch: Any) -> None:
+    ticks: list[int] = []
+    monkeypatch.setattr(NoSignals, "on_tick", lambda self, counter: ticks.append(counter))
+
+    async def main() -> bytes:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        server = NoSignals(uvicorn.Config(_app, lifespan="off", log_config=None, access_log=False,
+                                          http=guarded_protocol(Limits(), Metrics()), loop="none"))
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        _, [answer] = await _exchange(sock.getsockname()[1], b"POST /hook HTTP/1.1\r\nhost: x\r\n"
+                                                              b"content-length: 2\r\n\r\nhi")
+        await asyncio.sleep(0.3)  # idle: uvicorn's own loop would have ticked three times by now
+        threading.Thread(target=setattr, args=(server, "should_exit", True)).start()  # as a stop from anywhere
+        await asyncio.wait_for(serving, 5)
+        return answer
+
+    answer = asyncio.run(main())
+    assert ticks == []
+    head = dict(line.split(b": ", 1) for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n")[1:])
+    assert abs(parsedate_to_datetime(head[b"date"].decode()).timestamp() - time.time()) < 5
+    assert head[b"server"] == b"uvicorn" and answer.endswith(b"got hi")
