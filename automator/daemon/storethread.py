@@ -77,12 +77,16 @@ class StoreThread:
                 outcomes: list[tuple[bool, Any]] = []
                 try:
                     with self.store.atomic():
-                        for fn, args, kwargs, _ in jobs:
-                            try:
-                                with self.store.atomic():
-                                    outcomes.append((True, fn(self.store, *args, **kwargs)))
-                            except Exception as exc:  # undone alone; its caller hears of it
-                                outcomes.append((False, exc))
+                        if len(jobs) == 1:  # alone: its failure undoes the transaction, no savepoint needed
+                            fn, args, kwargs, _ = jobs[0]
+                            outcomes.append((True, fn(self.store, *args, **kwargs)))
+                        else:
+                            for fn, args, kwargs, _ in jobs:
+                                try:
+                                    with self.store.atomic():
+                                        outcomes.append((True, fn(self.store, *args, **kwargs)))
+                                except Exception as exc:  # undone alone; its caller hears of it
+                                    outcomes.append((False, exc))
                 except Exception as exc:  # the commit itself failed: nothing of the group was written
                     outcomes = [(False, exc)] * len(jobs)
                 _resolve([(job[3], outcome) for job, outcome in zip(jobs, outcomes)])

@@ -69,6 +69,25 @@ def test_queued_calls_share_one_transaction_and_a_failure_is_undone_alone(
         thread.close()
 
 
+def test_a_call_alone_in_its_group_has_no_savepoint_and_its_failure_is_undone(tmp_path: Path) -> None:
+    thread = StoreThread(tmp_path / "s.db", "writer", synchronous="NORMAL", group=True)
+    statements: list[str] = []
+    thread.store.db.conn.set_trace_callback(statements.append)
+
+    async def main() -> list[Any]:
+        return [await thread.call(put, "a"), *await asyncio.gather(thread.call(put, "b", fail=True),
+                                                                    return_exceptions=True), await thread.call(put, "c")]
+
+    try:
+        a, b, c = asyncio.run(main())
+        assert (a, c) == ("a", "c") and isinstance(b, RuntimeError) and str(b) == "b failed"
+        assert [thread.store.get_meta(n) for n in "abc"] == ["1", None, "1"]
+        # put's own atomic() is the only savepoint: one level fewer than in a group of several.
+        assert sum(s.startswith("SAVEPOINT") for s in statements) == 3
+    finally:
+        thread.close()
+
+
 def test_grouped_calls_are_written_on_the_loop_thread_while_the_wait_for_the_lock_is_not(tmp_path: Path) -> None:
     thread = StoreThread(tmp_path / "s.db", "writer", synchronous="NORMAL", group=True)
     gate, held = threading.Event(), threading.Event()
