@@ -22,8 +22,8 @@ class StoreThread:
     resolves to persons when it journals them (`Store.set_systems`).
 
     With `group=True` the calls that queue up while one transaction is being written go together in the next:
-    one transaction, one fsync, for all of them (each in a savepoint of its own, so that one that fails is
-    undone alone and its caller gets its exception). A caller hears of its result once it is committed. The
+    one transaction, one fsync, for all of them (each, unless alone, in a savepoint of its own, so that one that
+    fails is undone alone and its caller gets its exception). A caller hears of its result once it is committed. The
     daemon's first process writes everything through one such writer: no two writers of one process wait for
     each other's turn at the write lock. Grouped calls are written on the event loop's thread, and only the
     wait for the turn is done on the thread (see `_drain`): they must be short and must not block.

@@ -75,8 +75,8 @@ def test_a_call_alone_in_its_group_has_no_savepoint_and_its_failure_is_undone(tm
     thread.store.db.conn.set_trace_callback(statements.append)
 
     async def main() -> list[Any]:
-        return [await thread.call(put, "a"), *await asyncio.gather(thread.call(put, "b", fail=True),
-                                                                    return_exceptions=True), await thread.call(put, "c")]
+        failed = await asyncio.gather(thread.call(put, "b", fail=True), return_exceptions=True)
+        return [await thread.call(put, "a"), *failed, await thread.call(put, "c")]
 
     try:
         a, b, c = asyncio.run(main())
