@@ -28,7 +28,7 @@ from automator.daemon.deadline import StopDeadline
 from automator.daemon.engine import Engine
 from automator.daemon.health import Health
 from automator.daemon.instance import InstanceLock
-from automator.daemon.listener import CannotListen, DatedState, guarded_protocol, listen
+from automator.daemon.listener import CannotListen, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.options import DaemonOptions, daemon_options
 from automator.daemon.outbox import Outbox
@@ -62,6 +62,8 @@ class NoSignals(uvicorn.Server):
     _loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(self, config: uvicorn.Config) -> None:
+        from automator.daemon.listener import DatedState
+
         super().__init__(config)
         self.server_state = DatedState(config)
 
