@@ -55,7 +55,7 @@ class Told:
         self.commands.append(command)
 
 
-def test_a_nudged_daemon_wakes_its_loops_and_its_engine_process(make_project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_nudged_daemon_wakes_its_loops_and_its_engine_process(make_project, tmp_path: Path) -> None:
     project, problems = load_project(make_project("rules: []\n"))
     assert project is not None, problems
 
