@@ -26,8 +26,8 @@ from automator.store.lock import FairLock, write_lock
 # (with the write lock held). SQLite's default, every 1,000 pages (4 MB), copies the journal's and the runs' hot
 # pages again and again; every 10,000 pages (a write-ahead log of up to 40 MB) copies them a tenth as often, and
 # the daemon's commits took 0.9 ms instead of 1.3 ms on average (bench/daemon_throughput.py: +10 % events/s).
-# Only with synchronous=FULL, where every commit has already flushed the log: with NORMAL a checkpoint first
-# flushes all of it, and 40 MB at once made p99 acknowledgements at 500/s 27 ms instead of 8.
+# Only with synchronous=FULL, where the log is flushed often (every commit; with fsync="observed", every commit
+# something outside sees, hundreds a second under load): with NORMAL a checkpoint first flushes all of it, and 40 MB at once made p99 acknowledgements at 500/s 27 ms instead of 8.
 WAL_CHECKPOINT_PAGES = 10_000
 
 
