@@ -143,7 +143,7 @@ class _FileTurn:
     def _hush(self) -> None:
         if self._bell is not None:
             with contextlib.suppress(BlockingIOError):
-                os.read(self._bell, 4096)
+                os.read(self._bell, 65536)  # all of it at once (a pipe holds 64 KiB): rings nobody heard pile up
 
 
 def _open_bell(path: Path) -> int | None:
