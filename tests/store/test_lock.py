@@ -1,5 +1,5 @@
-"""The write lock: a FIFO turn inside a process, and a turn across processes that the kernel hands over (no polling),
-given up after the timeout with SQLite's words, and freed when its holder dies."""
+"""The write lock: a FIFO turn inside a process, and a turn across processes taken once the other process frees it
+or dies, given up after the timeout with SQLite's words."""
 from __future__ import annotations
 
 import fcntl
@@ -15,8 +15,8 @@ import pytest
 
 from automator.store.lock import FairLock
 
-# Another process writing the database: takes the write lock, says so, and frees it (ringing the bell) when told
-# (a line on stdin), or is killed holding it.
+# Another process writing the database: takes the write lock, says so, and frees it when told (a line on stdin),
+# or is killed holding it.
 HOLDER = """
 import sys
 from pathlib import Path
@@ -91,9 +91,9 @@ def test_a_turn_held_by_another_process_is_handed_over_when_it_lets_go(tmp_path:
         assert not lock.try_acquire()
         thread, outcome = acquire_on_a_thread(lock, 60.0)
         thread.join(0.2)
-        assert thread.is_alive() and not outcome  # waiting for the bell
+        assert thread.is_alive() and not outcome  # waiting for the other process
         if lets_go == "dies":
-            holder.kill()  # the kernel frees its lock; nobody rings: the waiter finds it free at its next look
+            holder.kill()  # the kernel frees its lock
         else:
             holder.free()
         thread.join(60.0)
