@@ -146,7 +146,9 @@ class Connection:
                 lock.release()
         if self._durable:
             # After the lock is freed: the other process writes meanwhile (a log that a checkpoint then restarts
-            # was synced by that checkpoint, into the database). Commits held the lock 0.7 ms longer for it.
+            # was synced by that checkpoint, into the database). An fsync here takes 0.7 ms; with every commit
+            # fsynced under the lock, at 500 webhooks/s acknowledgements took p50/p99 10-19/76-438 ms, fsyncing
+            # only these 6.5-9.5/90-105 ms (A/B runs at load under 3).
             self._durable = False
             self._sync_wal()
         callbacks, self._on_commit = self._on_commit, []
