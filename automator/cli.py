@@ -520,6 +520,10 @@ def dead(config: Path, db: Path | None, replay_key: str | None, drop_key: str | 
         done = store.replay(replay_key, now) if replay_key else store.drop(str(drop_key), now)
         if not done:
             raise click.ClickException(f"no parked effect {replay_key or drop_key!r}")
+        if replay_key and store.path is not None:
+            from automator.daemon.instance import nudge
+
+            nudge(store.path)  # a running daemon's outbox sleeps until woken: it performs the effect now
         click.echo(f"{'replayed' if replay_key else 'dropped'} {replay_key or drop_key}")
         return
     tz = _timezone(config)

@@ -18,7 +18,7 @@ from automator.store.codec import load
 from automator.store.base import Store
 from automator.store.sqlite import SqliteStore
 
-STALE = 10.0  # seconds without a heartbeat after which a daemon that says "running" is taken as gone
+STALE = 30.0  # seconds without a heartbeat (every 10 s) after which a daemon that says "running" is taken as gone
 WRITE_WAIT = 5.0  # seconds an operator's write (replay, drop) waits for the daemon's write lock at most (a read
 # never waits for it; this bounds only SQLite's rare busy moments, such as recovering a write-ahead log)
 

@@ -166,6 +166,10 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
                 engine.wake.set()
             elif command is protocol.RELOAD:
                 loop.create_task(reload())
+            elif command is protocol.NUDGE:  # an operator's command wrote work into the store
+                engine.wake.set()
+                engine.wake_timers.set()
+                outbox.wake.set()
 
     loop.add_reader(commands, readable)
 

@@ -6,6 +6,10 @@ and writes its pid into it; a second one finds the lock taken and stops at once,
 holder's pid. The kernel frees the lock when its holder dies, however it dies, so a crashed daemon never leaves
 a stale lock behind (a pid file without the lock would).
 
+An operator's command that writes work a running daemon must act on (`automator dead --replay`) tells it so with
+`nudge()`: SIGUSR1 to the pid in the file, sent only while the lock is held (so never to a pid a dead daemon left
+behind). The daemon's loops sleep until they are woken; without the nudge the work would wait for their next look.
+
 This is not the write lock (`<db>-lock`, `store/sqlite.py`'s FairLock): that one is taken for each transaction by
 every process writing the database (the daemon's two processes, an operator replaying a dead letter). This one is
 taken once, by the daemon's first process only: operator commands never touch it and work while it is held.
@@ -14,7 +18,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 from pathlib import Path
+
+NUDGE = signal.SIGUSR1  # the daemon's first process: "work was written into the store; look for it now"
 
 
 class AlreadyRunning(Exception):
@@ -58,3 +65,31 @@ class InstanceLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+
+
+def nudge(db: Path) -> bool:
+    """Tell the daemon running on `db`, if one is, that work was written into its store (SIGUSR1); True if told.
+
+    Only while the daemon holds its lock: a lock that could be taken here means no daemon, and the pid in the file
+    is no one's to signal. A daemon of another user cannot be signalled: it finds the work at its next look."""
+    try:
+        fd = os.open(instance_file(db), os.O_RDONLY)
+    except OSError:
+        return False  # no daemon ever ran on it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a daemon is running
+        else:
+            return False
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), NUDGE)
+        except OSError:
+            return False
+        return True
+    finally:
+        os.close(fd)

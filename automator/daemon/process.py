@@ -27,7 +27,7 @@ from automator.daemon.connectors import build_connectors, close_connectors
 from automator.daemon.deadline import StopDeadline
 from automator.daemon.engine import Engine
 from automator.daemon.health import Health
-from automator.daemon.instance import InstanceLock
+from automator.daemon.instance import NUDGE, InstanceLock
 from automator.daemon.listener import CannotListen, guarded_protocol, listen
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.options import DaemonOptions, daemon_options
@@ -188,12 +188,19 @@ class Daemon:
         """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight work, flush, and return 0.
 
         Raises AlreadyRunning at once, before the database is opened, when another daemon runs on it."""
-        claim = InstanceLock(self.options.db_path)
-        claim.acquire()
+        loop = asyncio.get_running_loop()
+        # Before the claim: an operator's command nudges a daemon it sees holding it, and SIGUSR1 would end the
+        # process if nothing caught it.
+        loop.add_signal_handler(NUDGE, self.nudged)
         try:
-            return await self._serve()
+            claim = InstanceLock(self.options.db_path)
+            claim.acquire()
+            try:
+                return await self._serve()
+            finally:
+                claim.release()
         finally:
-            claim.release()
+            loop.remove_signal_handler(NUDGE)
 
     async def _serve(self) -> int:
         options = self.options
@@ -291,6 +298,18 @@ class Daemon:
         await self.engine.call(sync_schedules, self.project, now)
 
     # ---- between the parts -----------------------------------------------------------------------
+    def nudged(self) -> None:
+        """Another process wrote work into the store (SIGUSR1 from an operator's command, see instance.nudge):
+        every loop of both processes looks now; they sleep until woken otherwise."""
+        log.debug("nudged: looking for work written by another process")
+        self.wake_worker.set()
+        self.wake_timers.set()
+        outbox: Outbox | None = getattr(self, "outbox", None)  # None before the daemon serves
+        if outbox is not None:
+            outbox.wake.set()
+        if self.child is not None:
+            self.child.tell(protocol.NUDGE)
+
     def wake_engine(self) -> None:
         """Events were journaled: the engine decides them now (not at its next look, a second later)."""
         self.wake_worker.set()

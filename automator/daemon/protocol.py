@@ -1,7 +1,8 @@
 """The lines between the daemon and its engine process: the messages named, their bytes, and the framing.
 
 Two pipes, one line per message, a newline ending each. The daemon sends commands: `j` (events were journaled:
-decide them now), `r` (the rules were reloaded: load them too); end of file means the daemon is gone. The engine
+decide them now), `r` (the rules were reloaded: load them too), `n` (another process, an operator's command,
+wrote work into the store: look for it now); end of file means the daemon is gone. The engine
 process sends replies: `d<n>` (n events decided: the backlog shrank), `w` (effects were committed: perform them),
 `m<json>` (counters for /metrics, `[[name, [labels...], amount], ...]`). Everything else goes through the store.
 
@@ -41,6 +42,14 @@ class Reload:
 
 
 @dataclass(frozen=True)
+class Nudge:
+    """Daemon → engine: another process wrote work into the store (a replayed effect); look for it now rather than
+    at the loops' next look."""
+
+    line: ClassVar[bytes] = b"n\n"
+
+
+@dataclass(frozen=True)
 class EffectsCommitted:
     """Engine → daemon: effects were committed; the outbox performs them now."""
 
@@ -71,14 +80,15 @@ class Counters:
         return b"m" + json.dumps(self.counts).encode() + b"\n"
 
 
-Command = Journaled | Reload
+Command = Journaled | Reload | Nudge
 Reply = EffectsCommitted | Decided | Counters
 Message = Command | Reply
 
 JOURNALED = Journaled()
 RELOAD = Reload()
+NUDGE = Nudge()
 EFFECTS_COMMITTED = EffectsCommitted()
-_COMMANDS: dict[bytes, Command] = {b"j": JOURNALED, b"r": RELOAD}
+_COMMANDS: dict[bytes, Command] = {b"j": JOURNALED, b"r": RELOAD, b"n": NUDGE}
 
 
 def decode_command(line: bytes) -> Command:

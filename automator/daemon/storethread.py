@@ -34,8 +34,9 @@ class StoreThread:
         self.name = name
         self.group = group
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"automator-{name}")
-        self.store: Store = self.executor.submit(SqliteStore, path, synchronous=synchronous,
-                                                 systems=systems).result()
+        # fsync="observed": only what leaves the process waits for an fsync (a webhook's 2xx, an effect's call).
+        self.store: Store = self.executor.submit(SqliteStore, path, synchronous=synchronous, systems=systems,
+                                                 fsync="observed").result()
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task

@@ -99,6 +99,7 @@ class Journal:
                  systems: frozenset[str] = frozenset()) -> None:
         self.db = connection.db
         self.atomic = connection.atomic
+        self.durable = connection.durable
         # A decision's rows are written by the state's tables, in the transaction that marks its event done.
         self.write_all = state.write_all
         # An event from one of these connectors names its system's records: resolved to persons when journaled,
@@ -130,7 +131,12 @@ class Journal:
         the request body) from the same source within `window`. Events echoing one of our own effects get
         the effect's chain depth and rule (see `expect_echo`).
         """
-        return [e is not None for e in self.journal_events(events, now, digests=digests, window=window, echoes=echoes)]
+        with self.atomic(savepoint=False):
+            # Events from outside (a webhook, a poll): their sender hears "accepted" once this is committed, so it
+            # is on disk first. A decision, a claim, a settle are seen only through a later one that is.
+            self.durable()
+            return [e is not None for e in self.journal_events(events, now, digests=digests, window=window,
+                                                               echoes=echoes)]
 
     def journal_events(self, events: Sequence[Event], now: datetime, *,
                 digests: Sequence[str | None] | None = None, window: timedelta = DEDUP_WINDOW,

@@ -33,6 +33,7 @@ class Outbox:
     def __init__(self, connection: Connection, journal: Journal, state: State) -> None:
         self.db = connection.db
         self.atomic = connection.atomic
+        self.durable = connection.durable
         self.link_back = state.link_back
         # A settled effect's events are journaled, and their echoes expected, in the transaction that settles it.
         self.journal_events = journal.journal_events
@@ -76,6 +77,7 @@ class Outbox:
         knows they may have been performed."""
         stamp = utc(now)
         with self.atomic(savepoint=False):
+            self.durable()  # the call's first byte follows: a power cut must not unsay that it may have begun
             self.db.conn.executemany("update effects set started_at = ? where key = ? and status = 'running'",
                                      [[stamp, key] for key in keys])
 

@@ -32,13 +32,15 @@ class SqliteStore(Store):
     """The store the daemon, the CLI and the simulator use: in memory for tests, on disk for the daemon.
 
     `synchronous` is FULL by default for a file (an accepted event survives a power cut; group commit keeps
-    it fast); NORMAL survives process crashes only. `read_only` is an operator's look: no write lock, no
+    it fast); NORMAL survives process crashes only. `fsync="observed"` (the daemon's): with FULL, only the commits
+    seen outside the process are fsynced (see store/connection.py). `read_only` is an operator's look: no write lock, no
     migration; a database that lacks what this version reads is refused (OutdatedStore).
     """
 
     def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL", timeout: float = 30.0,
-                 read_only: bool = False, systems: Iterable[str] = ()) -> None:
-        self.connection = Connection(path, synchronous=synchronous, timeout=timeout, read_only=read_only)
+                 read_only: bool = False, systems: Iterable[str] = (), fsync: str = "every") -> None:
+        self.connection = Connection(path, synchronous=synchronous, timeout=timeout, read_only=read_only,
+                                     fsync=fsync)
         if read_only:
             schema.check(self.connection.db, self.connection.path)
         else:

@@ -7,10 +7,10 @@ import os
 import pytest
 
 from automator.daemon import protocol
-from automator.daemon.protocol import (EFFECTS_COMMITTED, JOURNALED, RELOAD, Counters, Decided, Lines, ProtocolError,
+from automator.daemon.protocol import (EFFECTS_COMMITTED, JOURNALED, NUDGE, RELOAD, Counters, Decided, Lines, ProtocolError,
                                        decode_command, decode_reply, send)
 
-COMMANDS = [JOURNALED, RELOAD]
+COMMANDS = [JOURNALED, RELOAD, NUDGE]
 REPLIES = [EFFECTS_COMMITTED, Decided(0), Decided(1), Decided(123456),
            Counters([]), Counters([["effects_total", ["crm", "ok"], 3.0], ["lock_wait_seconds", [], 0.25]])]
 
@@ -31,7 +31,8 @@ def test_a_reply_round_trips(reply: protocol.Reply) -> None:
 
 def test_the_lines_stay_a_letter_where_a_letter_says_it() -> None:
     # The daemon's throughput rides on them: no JSON for what has no data.
-    assert (JOURNALED.line, RELOAD.line, EFFECTS_COMMITTED.line, Decided(42).line) == (b"j\n", b"r\n", b"w\n", b"d42\n")
+    assert (JOURNALED.line, RELOAD.line, NUDGE.line, EFFECTS_COMMITTED.line, Decided(42).line) == \
+        (b"j\n", b"r\n", b"n\n", b"w\n", b"d42\n")
 
 
 @pytest.mark.parametrize("line", [b"", b"x", b"jj", b"w", b"d3", b"J"])
@@ -40,7 +41,7 @@ def test_an_unknown_command_is_refused(line: bytes) -> None:
         decode_command(line)
 
 
-@pytest.mark.parametrize("line", [b"", b"j", b"r", b"d", b"d-1", b"d1.5", b"dx", b"ww", b"q"])
+@pytest.mark.parametrize("line", [b"", b"j", b"r", b"n", b"d", b"d-1", b"d1.5", b"dx", b"ww", b"q"])
 def test_an_unknown_reply_is_refused(line: bytes) -> None:
     with pytest.raises(ProtocolError, match="not a reply"):
         decode_reply(line)
