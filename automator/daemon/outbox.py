@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from automator.call_start import CALL_START
@@ -29,6 +29,15 @@ from automator.store.outbox import ECHO_WINDOW
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 REAP_EVERY = 30.0  # seconds between looks for effects whose lease ran out
+# With nothing to do the loop sleeps until the earliest retry it knows of is due, or until it is woken (effects
+# committed by the engine, a try ended). LOOK_EVERY bounds the sleep, for work that another process writes
+# without waking it: `automator dead --replay` on a running daemon, until the CLI nudges the daemon.
+LOOK_EVERY = 5.0
+# A settle has nobody waiting on its fsync: it waits this long (seconds) for the outbox's next write (a claim, a
+# start mark) to ride on, instead of a transaction of its own. At 500 effects/s the next effect's claim comes
+# within ~2 ms; the lease and the crash table are unchanged (a try ended but not settled is one in doubt, as it
+# was for the time of its own commit).
+SETTLE_RIDE = 0.005
 
 
 def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: datetime, *,
@@ -59,21 +68,29 @@ def classify(error: BaseException, claimed: Claimed, policy: RetryPolicy, now: d
 
 
 def settle_and_claim(store: Store, items: list[tuple[Effect, Settlement]], now: datetime, worker: str,
-                     limit: int, connectors: list[str] | None, start: Callable[[Effect], bool] | None = None
-                     ) -> tuple[list[list[Event]], list[Claimed]]:
+                     limit: int, connectors: list[str] | None, start: Callable[[Effect], bool] | None = None,
+                     look_ahead: bool = False) -> tuple[list[list[Event]], list[Claimed], datetime | None]:
     """Settle the tries that ended and claim up to `limit` due effects, in one transaction: one fsync for both.
     The claim is committed before any of its calls starts, and marks started those that `start` names (an
     at_most_once effect must be started on disk before it is sent, or a crash could send it again; one claimed
-    but not started is performed after a crash, not parked)."""
+    but not started is performed after a crash, not parked). With `look_ahead`, also when the earliest effect
+    left waiting (of `connectors`) is due, else None."""
     with store.atomic():
-        results = [store.settle(effect, outcome, now) for effect, outcome in items]
-        unsure = [effect.key for effect, outcome in items if outcome.interrupted]
-        if unsure:
-            store.mark_interrupted(unsure)
+        results = _settle(store, items, now)
         claimed = store.claim_effects(worker, now, limit, LEASE, connectors, start) if limit > 0 else []
+        due = store.next_effect_due(connectors) if look_ahead else None
     if items:
         crashpoints.after_commit(store, "settle.after_commit")
-    return results, claimed
+    return results, claimed, due
+
+
+def _settle(store: Store, items: list[tuple[Effect, Settlement]], now: datetime) -> list[list[Event]]:
+    """Write how these tries ended (inside the caller's transaction); the events each one journaled."""
+    results = [store.settle(effect, outcome, now) for effect, outcome in items]
+    unsure = [effect.key for effect, outcome in items if outcome.interrupted]
+    if unsure:
+        store.mark_interrupted(unsure)
+    return results
 
 
 def _perform_in_store(store: Store, connector: Connector, effect: Effect, interrupted: bool) -> ActionResult:
@@ -104,11 +121,12 @@ Echo = tuple[EntityRef, dict[str, Any]]
 
 
 def _start(store: Store, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]],
-           now: datetime) -> None:
+           items: list[tuple[Effect, Settlement]], now: datetime) -> list[list[Event]]:
     """Just before calls the claim did not mark started: mark them, and expect the echo of each one's change (the
-    system may report the change back before the call returns), in one write; each one's `then` once that is
-    committed."""
+    system may report the change back before the call returns), in one write with the settles waiting for one
+    (`items`: the events each journaled); each call's `then` once that is committed."""
     with store.atomic():
+        results = _settle(store, items, now)
         for effect, echo, _ in calls:
             if echo is not None:
                 store.expect_echo(person_ref(echo[0], effect.connector, store), echo[1], effect.key,
@@ -117,6 +135,9 @@ def _start(store: Store, calls: list[tuple[Effect, Echo | None, Callable[[], Non
         for _, _, then in calls:
             if then is not None:
                 store.on_commit(then)
+    if items:
+        crashpoints.after_commit(store, "settle.after_commit")
+    return results
 
 
 class _CallMark:
@@ -163,7 +184,10 @@ def _on_loop(fn: Callable[[], None]) -> Callable[[], None]:
 
 class Outbox:
     """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket; only
-    the effects of connectors that `handles` accepts, when given (the daemon and its engine process split them)."""
+    the effects of connectors that `handles` accepts, when given (the daemon and its engine process split them).
+
+    Set `wake` when effects may have been committed for it (`effects_committed` when their connectors are known):
+    it claims only then, when a retry it knows of is due, or after LOOK_EVERY seconds without a claim."""
 
     def __init__(self, engine: StoreThread, connectors: Callable[[], Mapping[str, Connector]], *, worker: str,
                  clock: Clock, metrics: Metrics, policy: RetryPolicy | None = None, deadline: float = 30.0,
@@ -179,7 +203,8 @@ class Outbox:
         self.max_in_flight = max_in_flight
         self.on_events = on_events or (lambda: None)
         self.handles = handles
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # effects may have been committed: claim
+        self._stir = asyncio.Event()  # a try ended, or its settle may wait no longer: look again
         self.in_flight: set[asyncio.Task[None]] = set()
         self.buckets: dict[str, TokenBucket] = {}
         # Calls about to begin, marked on disk together: the marks that arrive while one group is written go into
@@ -187,8 +212,15 @@ class Outbox:
         self._starts: GroupCommit[tuple[Effect, Echo | None, Callable[[], None] | None], None] = \
             GroupCommit(self._write_starts)
         self._reaped = time.monotonic()
-        # Tries that ended, waiting to be settled by the next cycle, each with the future its task waits on.
+        # Tries that ended, waiting to be settled by the next write (a claim, a start mark, or, SETTLE_RIDE seconds
+        # after the first of them ended, one of their own), each with the future its task waits on.
         self._ended: list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]] = []
+        self._settle_by: asyncio.TimerHandle | None = None
+        # What the loop knows of the effects waiting: whether some may be due now (`_more`), when the earliest
+        # one not due yet will be (`_due`, None: none known), and whether it must ask the store for that.
+        self._more = self._look = True
+        self._due: datetime | None = None
+        self._claimed = time.monotonic()  # when it last claimed (a claim sees every effect due then)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and perform until `stopping` is set; then let the calls in flight finish and settle."""
@@ -199,9 +231,24 @@ class Outbox:
             self._starts.close()
             await starts
 
+    def effects_committed(self, connectors: Iterable[str]) -> None:
+        """Effects of these connectors were committed: wake the loop if it performs any of them."""
+        if self.handles is None:
+            self.wake.set()
+            return
+        known = self.connectors()  # an effect of a connector not configured is claimed by no outbox
+        if any((c := known.get(name)) is not None and self.handles(c) for name in connectors):
+            self.wake.set()
+
     async def _write_starts(self, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]]
                             ) -> list[None | Exception]:
-        await self.engine.call(_start, calls, self.clock.now())
+        ended = self._take_ended()
+        try:
+            results = await self.engine.call(_start, calls, [item for item, _ in ended], self.clock.now())
+        except Exception as exc:
+            self._settled(ended, exc)
+            raise
+        self._settled(ended, results)
         return [None] * len(calls)
 
     async def _claim_and_perform(self, stopping: asyncio.Event) -> None:
@@ -210,18 +257,19 @@ class Outbox:
                 await self._cycle(stopping)
             except Exception:  # the loop outlives a failure (a database held too long, a bug): logged
                 log.exception("the outbox loop failed; it goes on in 1 s")
+                self._more = self._look = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), timeout=1.0)
         # Stopping: the calls in flight finish (each is bounded by the deadline; a moment more is given for them to
-        # return), and what they ended with is settled.
+        # return), and what they ended with is settled at once.
         end = time.monotonic() + self.deadline + 0.5
         while self.in_flight and time.monotonic() < end:
             if self._ended:
                 with contextlib.suppress(Exception):
                     await self._settle_and_claim(0)
                 continue
-            self.wake.clear()
-            woken = asyncio.create_task(self.wake.wait())
+            self._stir.clear()
+            woken = asyncio.create_task(self._stir.wait())
             await asyncio.wait([woken, *self.in_flight], timeout=max(0.0, end - time.monotonic()),
                                return_when=asyncio.FIRST_COMPLETED)
             woken.cancel()
@@ -231,76 +279,117 @@ class Outbox:
             with contextlib.suppress(Exception):
                 await self._settle_and_claim(0)
 
-    async def _settle_and_claim(self, free: int) -> list[Claimed]:
+    def _take_ended(self) -> list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]]:
+        """The tries waiting to be settled, now being written."""
         ended, self._ended = self._ended, []
-        try:
-            results, claimed = await self.engine.call(settle_and_claim, [item for item, _ in ended], self.clock.now(),
-                                                      self.worker, free, self._mine(), self._starter())
-        except Exception as exc:  # each task hears of it and tries again
+        if self._settle_by is not None:
+            self._settle_by.cancel()
+            self._settle_by = None
+        return ended
+
+    def _settled(self, ended: list[tuple[tuple[Effect, Settlement], asyncio.Future[list[Event]]]],
+                 results: list[list[Event]] | Exception) -> None:
+        """Tell each settled try's task how its write went (each tries again on an exception)."""
+        if isinstance(results, Exception):
             for _, future in ended:
                 if not future.done():
-                    future.set_exception(exc)
-            raise
-        for (_, future), result in zip(ended, results):
+                    future.set_exception(results)
+            return
+        for ((_, outcome), future), result in zip(ended, results):
+            if outcome.status == "retry" and outcome.next_try_at is not None:
+                self._due = outcome.next_try_at if self._due is None else min(self._due, outcome.next_try_at)
             if not future.done():
                 future.set_result(result)
         if any(results):
             self.on_events()
+
+    async def _settle_and_claim(self, free: int) -> list[Claimed]:
+        ended = self._take_ended()
+        look = self._look and free > 0
+        try:
+            results, claimed, due = await self.engine.call(
+                settle_and_claim, [item for item, _ in ended], self.clock.now(), self.worker, free, self._mine(),
+                self._starter(), look)
+        except Exception as exc:  # each task hears of it and tries again
+            self._settled(ended, exc)
+            raise
+        if free > 0:
+            self._claimed = time.monotonic()
+            self._more = len(claimed) >= free  # fewer than asked for: none other was due
+            if look:
+                self._look, self._due = False, due
+        self._settled(ended, results)
         return claimed
 
     async def _cycle(self, stopping: asyncio.Event) -> None:
-        """One turn: settle what ended and claim what is due, in one transaction, then start the claimed calls."""
+        """One turn: settle what ended and claim what is due, in one transaction, then start the claimed calls;
+        or sleep until there is something to do."""
         if time.monotonic() - self._reaped > REAP_EVERY:
             # An effect whose try could not be settled (its lease ran out) is tried again, or parked as uncertain.
             self._reaped = time.monotonic()
             repeatable = frozenset(n for n, c in self.connectors().items() if c.deduplicates)
             at = self.clock.now()
-            await self.engine.call(lambda s: s.release_dead_effects(self.worker, at, repeatable))
+            released = await self.engine.call(lambda s: s.release_dead_effects(self.worker, at, repeatable))
+            self._more = self._more or bool(released.retried or released.unstarted)
+        if self.wake.is_set():
+            self.wake.clear()
+            self._more = True
+        if (self._due is not None and self._due <= self.clock.now()) \
+                or time.monotonic() - self._claimed >= LOOK_EVERY:
+            self._more = self._look = True  # and where is the next one?
+        self._stir.clear()
         free = self.max_in_flight - len(self.in_flight)
-        self.wake.clear()
-        settling = bool(self._ended)
-        claimed = await self._settle_and_claim(free) if free > 0 or settling else []
-        # Rate-limit tokens are taken here, on the loop, in one go, in claim order.
-        now = time.monotonic()
-        waits = {c.effect.key: self._reserve(c.effect.connector, now) for c in claimed}
-        for item in claimed:
-            task = asyncio.create_task(self.perform(item, waits[item.effect.key]))
-            self.in_flight.add(task)
-            task.add_done_callback(self._ended_call)
-        if claimed or settling or self._ended:
-            return  # what was settled frees its slots as its task ends: another turn at once
-        if free <= 0:  # full: the next turn comes when a call ends (its task wakes the loop as it goes)
-            await self._wait(None, stopping)
+        claim = self._more and free > 0
+        # A settle rides on a claim; with every slot taken it frees its slot at once; else it waits for a ride.
+        if claim or (self._ended and (free <= 0 or self._settle_by is None)):
+            claimed = await self._settle_and_claim(free if claim else 0)
+            # Rate-limit tokens are taken here, on the loop, in one go, in claim order.
+            now = time.monotonic()
+            waits = {c.effect.key: self._reserve(c.effect.connector, now) for c in claimed}
+            for item in claimed:
+                task = asyncio.create_task(self.perform(item, waits[item.effect.key]))
+                self.in_flight.add(task)
+                task.add_done_callback(self._ended_call)
             return
-        mine = self._mine()
-        due = await self.engine.call(lambda s: s.next_effect_due(mine))
-        timeout = 1.0
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self.clock.now()).total_seconds()))
-        if timeout > 0:
-            await self._wait(timeout, stopping)
+        await self._wait(self._sleep_for() if free > 0 else None, stopping)
+
+    def _sleep_for(self) -> float:
+        """Seconds until the loop must look again by itself: the next known retry, a look, a reap."""
+        now = time.monotonic()
+        timeout = min(self._claimed + LOOK_EVERY, self._reaped + REAP_EVERY) - now
+        if self._due is not None:
+            timeout = min(timeout, (self._due - self.clock.now()).total_seconds())
+        return max(0.0, timeout)
 
     def _ended_call(self, task: asyncio.Task[None]) -> None:
         # A slot is free: a loop waiting because all were taken must hear of it, or pending effects wait for ever
         # (the settle that preceded it may have found no slot to claim with).
         self.in_flight.discard(task)
-        self.wake.set()
+        self._stir.set()
 
     async def _wait(self, timeout: float | None, stopping: asyncio.Event) -> None:
-        """Until woken (effects committed, a try ended), stopped, or `timeout` seconds."""
-        if self.wake.is_set():
+        """Until woken (effects committed, a try ended, a settle's wait over), stopped, or `timeout` seconds."""
+        if self.wake.is_set() or self._stir.is_set() or timeout == 0:
             return
-        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(stopping.wait())]
+        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(self._stir.wait()),
+                   asyncio.create_task(stopping.wait())]
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for waiter in waiters:
             waiter.cancel()
 
     async def settle(self, effect: Effect, outcome: Settlement) -> list[Event]:
-        """Have one try's outcome written by the next cycle; the events it journaled."""
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        """Have one try's outcome written with the outbox's next write (within SETTLE_RIDE seconds); the events it
+        journaled."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Event]] = loop.create_future()
         self._ended.append(((effect, outcome), future))
-        self.wake.set()
+        if self._settle_by is None:
+            self._settle_by = loop.call_later(SETTLE_RIDE, self._ride_over)
         return await future
+
+    def _ride_over(self) -> None:
+        self._settle_by = None
+        self._stir.set()
 
     def _mine(self) -> list[str] | None:
         """The connectors whose effects this outbox performs (None: all of them)."""

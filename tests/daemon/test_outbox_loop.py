@@ -451,3 +451,98 @@ def test_a_try_after_a_timed_out_create_looks_for_what_it_made_first(world: Worl
     assert (r["status"], r["attempts"], r["result"]) == ("done", 2, '{"id":"found-7"}')
     assert api.looked == ["e1"] and len(api.calls) == 1  # found, not performed again
     assert [e["id"] for e in world.journal()] == ["e1>task.created"]
+
+
+class Recorded(StoreThread):
+    """A store thread that records what the outbox writes through it: (function, settles, calls marked)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "engine", synchronous="NORMAL")
+        self.writes: list[tuple[str, int, int]] = []
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        name = getattr(fn, "__name__", "")
+        if name == "settle_and_claim":
+            self.writes.append((name, len(args[0]), 0))
+        elif name == "_start":
+            self.writes.append((name, len(args[1]), len(args[0])))
+        else:
+            self.writes.append((name, 0, 0))
+        return await super().call(fn, *args, **kwargs)
+
+
+def test_a_lone_effect_costs_a_claim_a_start_mark_and_a_settle_and_then_the_outbox_asks_nothing(
+        tmp_path: Path, wait_until: Callable[..., Awaitable[None]]) -> None:
+    """No empty claim after a claim, no look for the next due effect after every turn: an idle outbox sleeps until
+    woken (issue 14: each was a transaction under the write lock)."""
+    world = World(tmp_path)
+    world.engine.close()
+    world.engine = recorded = Recorded(tmp_path / "outbox.db")
+    stopping = asyncio.Event()
+    world.connectors = {"api": Scripted("api", [], stop_after=10_000, stopping=stopping)}
+    world.insert(effect("e1"))
+
+    async def main() -> None:
+        outbox = Outbox(recorded, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics)
+        runner = asyncio.create_task(outbox.run(stopping))
+        await wait_until(lambda: world.row("e1")["status"] == "done", 10, "the effect done")
+        await asyncio.sleep(0.05)  # room for any turn that would follow (none should)
+        stopping.set()
+        await runner
+
+    try:
+        asyncio.run(main())
+    finally:
+        recorded.close()
+    assert recorded.writes == [("settle_and_claim", 0, 0), ("_start", 0, 1), ("settle_and_claim", 1, 0)]
+
+
+def test_a_settle_rides_on_the_next_start_mark(tmp_path: Path) -> None:
+    """The try of `a` ends just before `b`'s request is about to leave: a's settle is written in b's start mark's
+    transaction, not in one of its own."""
+    from automator.call_start import call_starting
+
+    world = World(tmp_path)
+    world.engine.close()
+    world.engine = recorded = Recorded(tmp_path / "outbox.db")
+    stopping = asyncio.Event()
+    a_ended = asyncio.Event()
+
+    class Sender(Connector):
+        type = "sender"
+        starts_on_send = True
+
+        @action("sms.send")
+        async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+            if key == "b":
+                await a_ended.wait()
+            await call_starting()
+            if key == "a":
+                a_ended.set()  # b goes on once a's task has handed its outcome to the outbox
+            else:
+                stopping.set()
+            return ActionResult({})
+
+    world.connectors = {"api": Sender("api", {})}
+    world.insert(effect("a", delivery="at_most_once", action_="sms.send"),
+                 effect("b", delivery="at_most_once", action_="sms.send"))
+    try:
+        world.run(stopping)
+        assert world.row("a")["status"] == world.row("b")["status"] == "done"
+    finally:
+        recorded.close()
+    assert recorded.writes == [("settle_and_claim", 0, 0), ("_start", 0, 1), ("_start", 1, 1),
+                               ("settle_and_claim", 1, 0)]
+
+
+def test_only_effects_of_its_own_connectors_wake_an_outbox(world: World) -> None:
+    """The engine process's outbox performs `local` effects only: effects for the first process's connectors must
+    not wake it (each wake was a claim transaction under the write lock)."""
+    world.connectors = {"crm": LocalConnector("crm", {}, db=world.store.db, now=world.clock.now),
+                        "api": Scripted("api", [], stop_after=1, stopping=asyncio.Event())}
+    outbox = Outbox(world.engine, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics,
+                    handles=lambda c: c.in_store)
+    outbox.effects_committed({"api", "unknown"})
+    assert not outbox.wake.is_set()
+    outbox.effects_committed({"api", "crm"})
+    assert outbox.wake.is_set()
