@@ -340,7 +340,7 @@ def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(
 def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begins(world: World,
                                                                                  tmp_path: Path) -> None:
     """Issue 10 item 11: what recovery reads. A connector whose requests do not go through automator.http is
-    marked started just before its call: effects claimed together and waiting for their tokens are not."""
+    marked started just before its call: effects read together and waiting for their tokens are not."""
     import sqlite3
 
     stopping = asyncio.Event()
@@ -350,8 +350,8 @@ def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begin
         async def _step(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
             reader = sqlite3.connect(tmp_path / "outbox.db")  # another connection sees committed rows only
             seen[key] = reader.execute("select started_at from effects where key = ?", [key]).fetchone()[0]
-            seen.setdefault("unstarted at the first call", reader.execute(
-                "select count(*) from effects where status = 'running' and started_at is null").fetchone()[0])
+            seen.setdefault("still waiting at the first call", reader.execute(
+                "select count(*) from effects where status = 'pending' and started_at is null").fetchone()[0])
             reader.close()
             return await super()._step(action_name, params, key)
 
@@ -359,7 +359,8 @@ def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begin
     world.insert(*(effect(f"e{i}", delivery="at_most_once", action_="sms.send") for i in range(3)))
     world.run(stopping)
     assert all(seen[f"e{i}"] is not None for i in range(3)), seen
-    assert seen["unstarted at the first call"] == 2  # claimed together, the others waiting for their tokens
+    # Read together; the others, waiting for their tokens, are not taken on disk yet: a crash leaves them pending.
+    assert seen["still waiting at the first call"] == 2
     assert all(world.row(f"e{i}")["status"] == "done" for i in range(3))
 
 
@@ -462,7 +463,7 @@ class Recorded(StoreThread):
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         name = getattr(fn, "__name__", "")
-        if name == "settle_and_claim":
+        if name == "write_settles":
             self.writes.append((name, len(args[0]), 0))
         elif name == "_start":
             self.writes.append((name, len(args[1]), len(args[0])))
@@ -494,7 +495,7 @@ def test_a_lone_effect_costs_a_claim_a_start_mark_and_a_settle_and_then_the_outb
         asyncio.run(main())
     finally:
         recorded.close()
-    assert recorded.writes == [("settle_and_claim", 0, 0), ("_start", 0, 1), ("settle_and_claim", 1, 0)]
+    assert recorded.writes == [("due_effects", 0, 0), ("_start", 0, 1), ("write_settles", 1, 0)]
 
 
 def test_a_settle_rides_on_the_next_start_mark(tmp_path: Path) -> None:
@@ -531,8 +532,7 @@ def test_a_settle_rides_on_the_next_start_mark(tmp_path: Path) -> None:
         assert world.row("a")["status"] == world.row("b")["status"] == "done"
     finally:
         recorded.close()
-    assert recorded.writes == [("settle_and_claim", 0, 0), ("_start", 0, 1), ("_start", 1, 1),
-                               ("settle_and_claim", 1, 0)]
+    assert recorded.writes == [("due_effects", 0, 0), ("_start", 0, 1), ("_start", 1, 1), ("write_settles", 1, 0)]
 
 
 def test_only_effects_of_its_own_connectors_wake_an_outbox(world: World) -> None:
@@ -546,3 +546,89 @@ def test_only_effects_of_its_own_connectors_wake_an_outbox(world: World) -> None
     assert not outbox.wake.is_set()
     outbox.effects_committed({"api", "crm"})
     assert outbox.wake.is_set()
+
+
+def test_with_a_grouped_writer_an_effect_costs_one_write_and_its_settle(
+        tmp_path: Path, wait_until: Callable[..., Awaitable[None]]) -> None:
+    """The daemon's first process: due effects are read without a turn at the write lock; each is taken on disk
+    by its start mark (claim and mark, one transaction), and its settle is the only other write."""
+    recorded = Recorded(tmp_path / "outbox.db")
+    recorded.group = True
+    world = World(tmp_path)
+    stopping = asyncio.Event()
+    world.connectors = {"api": Scripted("api", [], stop_after=10_000, stopping=stopping)}
+    world.insert(effect("e1"))
+
+    async def main() -> None:
+        outbox = Outbox(recorded, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics)
+        runner = asyncio.create_task(outbox.run(stopping))
+        await wait_until(lambda: world.row("e1")["status"] == "done", 10, "the effect done")
+        stopping.set()
+        await runner
+
+    try:
+        asyncio.run(main())
+        row = world.row("e1")
+        assert (row["attempts"], row["claimed_by"]) == (1, None) and row["started_at"] is not None
+    finally:
+        recorded.close()
+        world.close()
+    assert recorded.writes == [("_start", 0, 1), ("write_settles", 1, 0)]
+
+
+class Sender(Connector):
+    """Marks its call begun as automator.http does (`starts_on_send`); `before` runs first, with the key."""
+
+    type = "sender"
+    starts_on_send = True
+
+    def __init__(self, name: str, before: Callable[[str], None], stopping: asyncio.Event) -> None:
+        super().__init__(name, {})
+        self.before, self.stopping = before, stopping
+        self.sent: list[str] = []
+
+    @action("sms.send")
+    async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        try:
+            self.before(key)
+            from automator.call_start import call_starting
+
+            await call_starting()
+            self.sent.append(key)
+            return ActionResult({})
+        finally:
+            self.stopping.set()
+
+
+def test_an_effect_taken_by_another_outbox_meanwhile_is_neither_sent_nor_settled(world: World) -> None:
+    """Read as due, then taken by another outbox before its call began (a reload gave its connector to the other
+    process): the start mark finds it taken; the call is not made and the other's claim is left as it is."""
+    stopping = asyncio.Event()
+
+    def taken_meanwhile(key: str) -> None:
+        world.engine.executor.submit(world.store.claim_effects, "other", NOW, 10, timedelta(minutes=5)).result()
+
+    sender = Sender("api", taken_meanwhile, stopping)
+    world.connectors = {"api": sender}
+    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
+    world.run(stopping)
+    row = world.row("e1")
+    assert sender.sent == []
+    assert (row["status"], row["claimed_by"], row["attempts"], row["started_at"]) == ("running", "other", 1, None)
+
+
+def test_a_try_refused_before_its_request_is_settled_and_counted(world: World) -> None:
+    """A try that ends before its call's mark (refused before sending) never took its effect on disk: its settle
+    does, counting the attempt."""
+    stopping = asyncio.Event()
+
+    def refuse(key: str) -> None:
+        raise Rejected("not a URL")
+
+    world.connectors = {"api": Sender("api", refuse, stopping)}
+    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
+    world.run(stopping)
+    row = world.row("e1")
+    assert (row["status"], row["attempts"], row["claimed_by"], row["started_at"]) == \
+        ("dead", 1, None, None)
+    assert row["error"] == "rejected: Rejected: not a URL"
