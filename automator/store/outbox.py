@@ -88,7 +88,8 @@ class Outbox:
             for key in keys:
                 cursor = self.db.conn.execute(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
-                    "claimed_until = ?, updated_at = ?, started_at = ? where key = ? and status in ('pending', 'retry')",
+                    "claimed_until = ?, updated_at = ?, started_at = ? "
+                    "where key = ? and status in ('pending', 'retry')",
                     [worker, utc(now + lease), stamp, stamp if started else None, key])
                 if cursor.rowcount == 1:
                     taken.append(key)
