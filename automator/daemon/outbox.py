@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, TypeVar
 
 from automator.call_start import CALL_START
@@ -146,9 +146,10 @@ async def _recover_or_perform(connector: Connector, effect: Effect, interrupted:
 
 
 Echo = tuple[EntityRef, dict[str, Any]]
+Call = tuple[Effect, Echo | None, Callable[[], None] | None]  # a call about to begin: its echo, what to do once marked
 
 
-def _start(store: Store, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]], items: list[Ended],
+def _start(store: Store, calls: list[Call], items: list[Ended],
            worker: str, now: datetime) -> tuple[list[list[Event]], list[None | Exception]]:
     """Just before calls begin: take each effect, marked started, and expect the echo of each one's change (the
     system may report the change back before the call returns), in one write with the settles waiting for one
@@ -179,8 +180,7 @@ class _CallMark:
     committed. `failed`: the mark could not be written (or the effect was no longer there to take: _Taken), so
     nothing was sent; `taken`: it was written."""
 
-    def __init__(self, starts: GroupCommit[tuple[Effect, Echo | None, Callable[[], None] | None], None],
-                 effect: Effect, echo: Echo | None) -> None:
+    def __init__(self, starts: Callable[[Call], Awaitable[None]], effect: Effect, echo: Echo | None) -> None:
         self._starts, self._effect, self._echo = starts, effect, echo
         self.taken = False
         self.failed: Exception | None = None
@@ -191,7 +191,7 @@ class _CallMark:
                 then()
             return
         try:
-            await self._starts.submit((self._effect, self._echo, None if then is None else _on_loop(then)))
+            await self._starts((self._effect, self._echo, None if then is None else _on_loop(then)))
         except Exception as exc:
             self.failed = exc
             raise
@@ -216,6 +216,19 @@ def _on_loop(fn: Callable[[], None]) -> Callable[[], None]:
     return call
 
 
+class _Wake(asyncio.Event):
+    """`Outbox.wake`: an asyncio.Event whose `set` also ends the outbox loop's sleep."""
+
+    def __init__(self, poke: Callable[[], None]) -> None:
+        super().__init__()
+        self._poke = poke
+
+    def set(self) -> None:
+        """Set, and wake the loop."""
+        super().set()
+        self._poke()
+
+
 class Outbox:
     """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket; only
     the effects of connectors that `handles` accepts, when given (the daemon and its engine process split them).
@@ -237,15 +250,20 @@ class Outbox:
         self.max_in_flight = max_in_flight
         self.on_events = on_events or (lambda: None)
         self.handles = handles
-        self.wake = asyncio.Event()  # effects may have been committed: claim
-        self._stir = asyncio.Event()  # a try ended, or its settle may wait no longer: look again
+        self.wake: asyncio.Event = _Wake(self._poke)  # effects may have been committed: claim
+        # The loop sleeps on one future that anything may end (`_poke`: a try ended, a settle may wait no longer,
+        # effects committed, a timeout, stopping): sleeping on three events cost three tasks a turn, twice a call.
+        self._stirred = False
+        self._sleeper: asyncio.Future[None] | None = None
         self.in_flight: set[asyncio.Task[None]] = set()
         self._keys: set[str] = set()  # the effects of the tries in flight: not read again as due
         self.buckets: dict[str, TokenBucket] = {}
         # Calls about to begin, marked on disk together: the marks that arrive while one group is written go into
         # the next, so a burst of calls costs one write (with one process, a transaction of its own), not one each.
-        self._starts: GroupCommit[tuple[Effect, Echo | None, Callable[[], None] | None], None] = \
-            GroupCommit(self._write_starts)
+        self._starts: GroupCommit[Call, None] = GroupCommit(self._write_starts)
+        # A grouped writer already puts the marks that come while it writes into its next transaction: a mark goes
+        # straight to it, without the hop through a task of its own (GroupCommit) first.
+        self._start_one: Callable[[Call], Awaitable[None]] = self._write_start if engine.group else self._starts.submit
         self._reaped = time.monotonic()
         # Tries that ended, waiting to be settled by the next write (a claim, a start mark, or, SETTLE_RIDE seconds
         # after the first of them ended, one of their own), each with the future its task waits on.
@@ -260,11 +278,20 @@ class Outbox:
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and perform until `stopping` is set; then let the calls in flight finish and settle."""
         starts = asyncio.create_task(self._starts.run())
+        watcher = asyncio.create_task(stopping.wait())
+        watcher.add_done_callback(lambda _: self._poke())
         try:
             await self._claim_and_perform(stopping)
         finally:
+            watcher.cancel()
             self._starts.close()
             await starts
+
+    def _poke(self) -> None:
+        """Something changed: the loop looks again (at once if it sleeps)."""
+        self._stirred = True
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.set_result(None)
 
     def effects_committed(self, connectors: Iterable[str]) -> None:
         """Effects of these connectors were committed: wake the loop if it performs any of them."""
@@ -275,8 +302,12 @@ class Outbox:
         if any((c := known.get(name)) is not None and self.handles(c) for name in connectors):
             self.wake.set()
 
-    async def _write_starts(self, calls: list[tuple[Effect, Echo | None, Callable[[], None] | None]]
-                            ) -> list[None | Exception]:
+    async def _write_start(self, call: Call) -> None:
+        (mark,) = await self._write_starts([call])
+        if mark is not None:
+            raise mark
+
+    async def _write_starts(self, calls: list[Call]) -> list[None | Exception]:
         ended = self._take_ended()
         try:
             results, marks = await self.engine.call(_start, calls, [item for item, _ in ended], self.worker,
@@ -322,11 +353,11 @@ class Outbox:
                 with contextlib.suppress(Exception):
                     await self._write_settles()
                 continue
-            self._stir.clear()
-            woken = asyncio.create_task(self._stir.wait())
-            await asyncio.wait([woken, *self.in_flight], timeout=max(0.0, end - time.monotonic()),
+            self._stirred = False
+            self._sleeper = asyncio.get_running_loop().create_future()
+            await asyncio.wait([self._sleeper, *self.in_flight], timeout=max(0.0, end - time.monotonic()),
                                return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
+            self._sleeper = None
         for _ in range(3):
             if not self._ended:
                 break
@@ -374,7 +405,7 @@ class Outbox:
         if (self._due is not None and self._due <= self.clock.now()) \
                 or time.monotonic() - self._claimed >= LOOK_EVERY:
             self._more = self._look = True  # and where is the next one?
-        self._stir.clear()
+        self._stirred = False
         free = self.max_in_flight - len(self.in_flight)
         if self._more and free > 0:
             look = self._look
@@ -410,17 +441,21 @@ class Outbox:
         # A slot is free: a loop waiting because all were taken must hear of it, or pending effects wait for ever
         # (the settle that preceded it may have found no slot to claim with).
         self.in_flight.discard(task)
-        self._stir.set()
+        self._poke()
 
     async def _wait(self, timeout: float | None, stopping: asyncio.Event) -> None:
         """Until woken (effects committed, a try ended, a settle's wait over), stopped, or `timeout` seconds."""
-        if self.wake.is_set() or self._stir.is_set() or timeout == 0:
+        if self.wake.is_set() or self._stirred or timeout == 0 or stopping.is_set():
             return
-        waiters = [asyncio.create_task(self.wake.wait()), asyncio.create_task(self._stir.wait()),
-                   asyncio.create_task(stopping.wait())]
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+        loop = asyncio.get_running_loop()
+        self._sleeper = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, self._poke)
+        try:
+            await self._sleeper
+        finally:
+            self._sleeper = None
+            if timer is not None:
+                timer.cancel()
 
     async def settle(self, effect: Effect, outcome: Settlement, taken: bool = True) -> list[Event]:
         """Have one try's outcome written with the outbox's next write (within SETTLE_RIDE seconds); the events it
@@ -434,7 +469,7 @@ class Outbox:
 
     def _ride_over(self) -> None:
         self._settle_by = None
-        self._stir.set()
+        self._poke()
 
     def _mine(self) -> list[str] | None:
         """The connectors whose effects this outbox performs (None: all of them)."""
@@ -484,7 +519,7 @@ class Outbox:
         effect = claimed.effect
         mark = None
         if not connector.in_store:  # one in the store is taken in its call's own transaction
-            mark = _CallMark(self._starts, effect, expected_echo(effect.action, effect.params))
+            mark = _CallMark(self._start_one, effect, expected_echo(effect.action, effect.params))
         token = CALL_START.set(mark) if mark is not None and connector.starts_on_send else None
         try:
             if mark is not None and token is None:
