@@ -126,7 +126,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
     def decided(report: BatchReport) -> None:
         tell(protocol.Decided(report.events + report.failed))
         if any(d.effects for d in report.decisions):
-            outbox.effects_committed({e.connector for d in report.decisions for e in d.effects})
+            outbox.wake.set()
             tell(protocol.EFFECTS_COMMITTED)
 
     engine = Engine(store, lambda: state["project"], worker=worker, clock=clock, metrics=tally,

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from automator.call_start import CALL_START
@@ -233,8 +233,8 @@ class Outbox:
     """Performs effects: at most `max_in_flight` calls at once, each connector within its token bucket; only
     the effects of connectors that `handles` accepts, when given (the daemon and its engine process split them).
 
-    Set `wake` when effects may have been committed for it (`effects_committed` when their connectors are known):
-    it claims only then, when a retry it knows of is due, or after LOOK_EVERY seconds without a claim."""
+    Set `wake` when effects may have been committed for it: it reads what is due only then, when a retry it knows
+    of is due, or after LOOK_EVERY seconds without a look."""
 
     def __init__(self, engine: StoreThread, connectors: Callable[[], Mapping[str, Connector]], *, worker: str,
                  clock: Clock, metrics: Metrics, policy: RetryPolicy | None = None, deadline: float = 30.0,
@@ -263,7 +263,8 @@ class Outbox:
         self._starts: GroupCommit[Call, None] = GroupCommit(self._write_starts)
         # A grouped writer already puts the marks that come while it writes into its next transaction: a mark goes
         # straight to it, without the hop through a task of its own (GroupCommit) first.
-        self._start_one: Callable[[Call], Awaitable[None]] = self._write_start if engine.group else self._starts.submit
+        self._start_one: Callable[[Call], Awaitable[None]] = \
+            self._write_start if getattr(engine, "group", False) else self._starts.submit
         self._reaped = time.monotonic()
         # Tries that ended, waiting to be settled by the next write (a claim, a start mark, or, SETTLE_RIDE seconds
         # after the first of them ended, one of their own), each with the future its task waits on.
@@ -292,15 +293,6 @@ class Outbox:
         self._stirred = True
         if self._sleeper is not None and not self._sleeper.done():
             self._sleeper.set_result(None)
-
-    def effects_committed(self, connectors: Iterable[str]) -> None:
-        """Effects of these connectors were committed: wake the loop if it performs any of them."""
-        if self.handles is None:
-            self.wake.set()
-            return
-        known = self.connectors()  # an effect of a connector not configured is claimed by no outbox
-        if any((c := known.get(name)) is not None and self.handles(c) for name in connectors):
-            self.wake.set()
 
     async def _write_start(self, call: Call) -> None:
         (mark,) = await self._write_starts([call])
@@ -332,7 +324,7 @@ class Outbox:
         """`fn(store, *args)`, a read: with a grouped writer, at once on this thread (its connection is used on
         this thread only, and never left inside a transaction between two steps of the loop), so it takes no turn
         at the write lock and no hop to a thread; else on the store's thread."""
-        if self.engine.group:
+        if getattr(self.engine, "group", False):
             return fn(self.engine.store, *args)
         return await self.engine.call(fn, *args)
 
@@ -537,6 +529,11 @@ class Outbox:
                 raise mark.failed from exc
             if mark is not None and mark.failed is not None:  # not started, so not called: tried again later
                 return classify(Retryable(f"the call could not be marked started: {mark.failed}"), claimed,
+                                self.policy, self.clock.now()), False
+            if mark is not None and not mark.taken and not isinstance(exc, (Rejected, Retryable)):
+                # Its mark comes before the call's first byte, and was never written: whatever ended the try (a
+                # deadline spent waiting for a connection, a bug), nothing was sent, so it is tried again.
+                return classify(Retryable(f"before the call began: {type(exc).__name__}: {exc}"), claimed,
                                 self.policy, self.clock.now()), False
             return classify(exc, claimed, self.policy, self.clock.now(), repeatable=connector.deduplicates), \
                 mark is not None and mark.taken

@@ -88,11 +88,12 @@ class Outbox:
             for key in keys:
                 cursor = self.db.conn.execute(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
-                    "claimed_until = ?, updated_at = ?, started_at = ? "
-                    "where key = ? and status in ('pending', 'retry')",
-                    [worker, utc(now + lease), stamp, stamp if started else None, key])
+                    "claimed_until = ?, updated_at = ? where key = ? and status in ('pending', 'retry')",
+                    [worker, utc(now + lease), stamp, key])
                 if cursor.rowcount == 1:
                     taken.append(key)
+            if started and taken:
+                self.mark_started(taken, now)  # the one way a call is marked begun, whatever that takes
         return taken
 
     def mark_started(self, keys: Sequence[str], now: datetime) -> None:

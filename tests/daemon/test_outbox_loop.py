@@ -541,19 +541,6 @@ def test_a_settle_rides_on_the_next_start_mark(tmp_path: Path) -> None:
     assert recorded.writes == [("due_effects", 0, 0), ("_start", 0, 1), ("_start", 1, 1), ("write_settles", 1, 0)]
 
 
-def test_only_effects_of_its_own_connectors_wake_an_outbox(world: World) -> None:
-    """The engine process's outbox performs `local` effects only: effects for the first process's connectors must
-    not wake it (each wake was a claim transaction under the write lock)."""
-    world.connectors = {"crm": LocalConnector("crm", {}, db=world.store.db, now=world.clock.now),
-                        "api": Scripted("api", [], stop_after=1, stopping=asyncio.Event())}
-    outbox = Outbox(world.engine, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics,
-                    handles=lambda c: c.in_store)
-    outbox.effects_committed({"api", "unknown"})
-    assert not outbox.wake.is_set()
-    outbox.effects_committed({"api", "crm"})
-    assert outbox.wake.is_set()
-
-
 class Sender(Connector):
     """Marks its call begun as automator.http does (`starts_on_send`); `before` runs first, with the key."""
 
@@ -610,3 +597,19 @@ def test_a_try_refused_before_its_request_is_settled_and_counted(world: World) -
     assert (row["status"], row["attempts"], row["claimed_by"], row["started_at"]) == \
         ("dead", 1, None, None)
     assert row["error"] == "rejected: Rejected: not a URL"
+
+
+def test_a_try_that_fails_before_its_call_began_is_tried_again_even_at_most_once(world: World) -> None:
+    """Its mark comes before the first byte of its call: a try that ended before the mark was written (a deadline
+    spent waiting for a connection) cannot have been performed, so it is retried, not parked as uncertain."""
+    stopping = asyncio.Event()
+
+    def time_out(key: str) -> None:
+        raise Uncertain("POST /send: DeadlineExceeded: took longer than 10 s")
+
+    world.connectors = {"api": Sender("api", time_out, stopping)}
+    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
+    world.run(stopping)
+    row = world.row("e1")
+    assert (row["status"], row["attempts"], row["started_at"], row["interrupted"]) == ("retry", 1, None, 0)
+    assert row["error"].startswith("Retryable: before the call began: Uncertain")
