@@ -582,34 +582,25 @@ def test_an_effect_taken_by_another_outbox_meanwhile_is_neither_sent_nor_settled
     assert (row["status"], row["claimed_by"], row["attempts"], row["started_at"]) == ("running", "other", 1, None)
 
 
-def test_a_try_refused_before_its_request_is_settled_and_counted(world: World) -> None:
-    """A try that ends before its call's mark (refused before sending) never took its effect on disk: its settle
-    does, counting the attempt."""
+@pytest.mark.parametrize("error, status, stored", [
+    (Rejected("not a URL"), "dead", "rejected: Rejected: not a URL"),
+    # A deadline spent waiting for a connection: nothing was sent, so even an at_most_once effect is tried again.
+    (Uncertain("DeadlineExceeded: took longer than 10 s"), "retry",
+     "Retryable: before the call began: Uncertain: DeadlineExceeded: took longer than 10 s"),
+])
+def test_a_try_that_ends_before_its_call_began_is_settled_counted_and_never_in_doubt(
+        world: World, error: Exception, status: str, stored: str) -> None:
+    """A try that ends before its call's mark (written before the call's first byte) never took its effect on
+    disk: its settle does, counting the attempt; it cannot have been performed, so it is not parked as uncertain."""
     stopping = asyncio.Event()
 
-    def refuse(key: str) -> None:
-        raise Rejected("not a URL")
+    def fail(key: str) -> None:
+        raise error
 
-    world.connectors = {"api": Sender("api", refuse, stopping)}
+    world.connectors = {"api": Sender("api", fail, stopping)}
     world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
     world.run(stopping)
     row = world.row("e1")
-    assert (row["status"], row["attempts"], row["claimed_by"], row["started_at"]) == \
-        ("dead", 1, None, None)
-    assert row["error"] == "rejected: Rejected: not a URL"
-
-
-def test_a_try_that_fails_before_its_call_began_is_tried_again_even_at_most_once(world: World) -> None:
-    """Its mark comes before the first byte of its call: a try that ended before the mark was written (a deadline
-    spent waiting for a connection) cannot have been performed, so it is retried, not parked as uncertain."""
-    stopping = asyncio.Event()
-
-    def time_out(key: str) -> None:
-        raise Uncertain("POST /send: DeadlineExceeded: took longer than 10 s")
-
-    world.connectors = {"api": Sender("api", time_out, stopping)}
-    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
-    world.run(stopping)
-    row = world.row("e1")
-    assert (row["status"], row["attempts"], row["started_at"], row["interrupted"]) == ("retry", 1, None, 0)
-    assert row["error"].startswith("Retryable: before the call began: Uncertain")
+    assert (row["status"], row["attempts"], row["claimed_by"], row["started_at"], row["interrupted"]) == \
+        (status, 1, None, None, 0)
+    assert row["error"] == stored
