@@ -35,8 +35,8 @@ REAP_EVERY = 30.0  # seconds between looks for effects whose lease ran out
 # committed by the engine, a try ended). LOOK_EVERY bounds the sleep, for work that another process writes
 # without waking it: `automator dead --replay` on a running daemon, until the CLI nudges the daemon.
 LOOK_EVERY = 5.0
-# A settle has nobody waiting on its fsync: it waits this long (seconds) for the outbox's next write (a claim, a
-# start mark) to ride on, instead of a transaction of its own. At 500 effects/s the next effect's claim comes
+# A settle has nobody waiting on its fsync: it waits this long (seconds) for the outbox's next write (the next
+# call's start mark) to ride on, instead of a transaction of its own. At 500 effects/s the next effect's mark comes
 # within ~2 ms; the lease and the crash table are unchanged (a try ended but not settled is one in doubt, as it
 # was for the time of its own commit).
 SETTLE_RIDE = 0.005
@@ -266,7 +266,7 @@ class Outbox:
         self._start_one: Callable[[Call], Awaitable[None]] = \
             self._write_start if getattr(engine, "group", False) else self._starts.submit
         self._reaped = time.monotonic()
-        # Tries that ended, waiting to be settled by the next write (a claim, a start mark, or, SETTLE_RIDE seconds
+        # Tries that ended, waiting to be settled by the next write (a start mark, or, SETTLE_RIDE seconds
         # after the first of them ended, one of their own), each with the future its task waits on.
         self._ended: list[tuple[Ended, asyncio.Future[list[Event]]]] = []
         self._settle_by: asyncio.TimerHandle | None = None
