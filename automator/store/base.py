@@ -14,7 +14,7 @@ Words used throughout:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -367,6 +367,16 @@ class Store(Snapshot, Protocol):
         running under `worker`'s lease; each counts one more attempt. Those `start` accepts are marked started
         in the same transaction; the others by `mark_started` just before their call."""
 
+    def due_effects(self, now: datetime, limit: int, connectors: Sequence[str] | None = None,
+                    skip: Collection[str] = ()) -> list[Claimed]:
+        """Up to `limit` due effects (pending or retry, of `connectors` when given, none of `skip`), oldest first,
+        as their next try would be; read only, no lock: `claim_keys` takes each just before its call."""
+
+    def claim_keys(self, worker: str, keys: Sequence[str], now: datetime, lease: timedelta, *,
+                   started: bool) -> list[str]:
+        """Atomically take those of these effects that still wait (pending or retry): running under `worker`'s
+        lease, one more attempt, marked started when `started`. The keys taken."""
+
     def mark_started(self, keys: Sequence[str], now: datetime) -> None:
         """These claimed effects' calls are about to begin: committed first, so that recovery knows they may
         have been performed."""
@@ -395,5 +405,7 @@ class Store(Snapshot, Protocol):
     def drop(self, key: str, now: datetime) -> bool:
         """Give up on a parked effect for good (kept as `dropped`); False if no parked effect has that key."""
 
-    def next_effect_due(self, connectors: Sequence[str] | None = None) -> datetime | None:
-        """When the earliest waiting effect (of `connectors`, when given) may be tried."""
+    def next_effect_due(self, connectors: Sequence[str] | None = None,
+                        after: datetime | None = None) -> datetime | None:
+        """When the earliest waiting effect (of `connectors`, when given; due after `after`, when given) may be
+        tried."""

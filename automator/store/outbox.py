@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime, timedelta
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from automator.actions import answered
@@ -49,28 +49,53 @@ class Outbox:
         write into this store). The others are claimed only, and marked started by `mark_started` just before
         their call may reach the system, so that a crash before then leaves them to be performed, not parked as
         uncertain."""
-        stamp = utc(now)
+        with self.atomic(savepoint=False):
+            claimed = [replace(c, started=start is not None and start(c.effect))
+                       for c in self.due_effects(now, limit, connectors)]
+            if claimed:
+                self.db.conn.executemany(
+                    "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
+                    "claimed_until = ?, updated_at = ?, started_at = ? where key = ?",
+                    [[worker, utc(now + lease), utc(now), utc(now) if c.started else None, c.effect.key]
+                     for c in claimed])
+        return claimed
+
+    def due_effects(self, now: datetime, limit: int, connectors: Sequence[str] | None = None,
+                    skip: Collection[str] = ()) -> list[Claimed]:
+        """Up to `limit` effects that are due (of `connectors`, when given; none of `skip`), oldest first, as their
+        next try would be (attempts counted, not started); read only: `claim_keys` takes them."""
         only = ""
-        args: list[Any] = [stamp]
+        args: list[Any] = [utc(now)]
         if connectors is not None:
             if not connectors:
                 return []
             only = f" and connector in ({', '.join('?' * len(connectors))})"
             args.extend(connectors)
+        cursor = self.db.conn.execute(
+            "select * from effects where status in ('pending', 'retry') and next_try_at <= ?"
+            f"{only} order by next_try_at, rowid limit ?", [*args, limit + len(skip)])
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor]  # sqlite-utils' query() would add a savepoint
+        return [Claimed(e, (r["attempts"] or 0) + 1, False, bool(r["interrupted"]))
+                for r, e in ((r, effect_of(r)) for r in rows if r["key"] not in skip)][:limit]
+
+    def claim_keys(self, worker: str, keys: Sequence[str], now: datetime, lease: timedelta, *,
+                   started: bool) -> list[str]:
+        """Take these effects, if they still wait (pending or retry), running under `worker`'s lease with one
+        more attempt, marked started when `started` (their call begins once this commits); the keys taken."""
+        stamp = utc(now)
+        taken = []
         with self.atomic(savepoint=False):
-            cursor = self.db.conn.execute(
-                "select * from effects where status in ('pending', 'retry') and next_try_at <= ?"
-                f"{only} order by next_try_at, rowid limit ?", [*args, limit])
-            names = [column[0] for column in cursor.description]
-            rows = [dict(zip(names, row)) for row in cursor]  # sqlite-utils' query() would add a savepoint
-            claimed = [Claimed(e, (r["attempts"] or 0) + 1, start is not None and start(e), bool(r["interrupted"]))
-                       for r, e in ((r, effect_of(r)) for r in rows)]
-            if rows:
-                self.db.conn.executemany(
+            for key in keys:
+                cursor = self.db.conn.execute(
                     "update effects set status = 'running', attempts = attempts + 1, claimed_by = ?, "
-                    "claimed_until = ?, updated_at = ?, started_at = ? where key = ?",
-                    [[worker, utc(now + lease), stamp, stamp if c.started else None, c.effect.key] for c in claimed])
-        return claimed
+                    "claimed_until = ?, updated_at = ? where key = ? and status in ('pending', 'retry')",
+                    [worker, utc(now + lease), stamp, key])
+                if cursor.rowcount == 1:
+                    taken.append(key)
+            if started and taken:
+                self.mark_started(taken, now)  # the one way a call is marked begun, whatever that takes
+        return taken
 
     def mark_started(self, keys: Sequence[str], now: datetime) -> None:
         """The calls of these claimed effects are about to begin: committed before they do, so that recovery
@@ -170,11 +195,16 @@ class Outbox:
                 f"({', '.join('?' * len(PARKED))})", [utc(now), key, *PARKED])
         return cur.rowcount == 1
 
-    def next_effect_due(self, connectors: Sequence[str] | None = None) -> datetime | None:
-        """When the earliest waiting effect (of `connectors`, when given) may be tried."""
+    def next_effect_due(self, connectors: Sequence[str] | None = None,
+                        after: datetime | None = None) -> datetime | None:
+        """When the earliest waiting effect (of `connectors`, when given; due after `after`, when given) may be
+        tried."""
         sql, args = "select min(next_try_at) from effects where status in ('pending', 'retry')", list(connectors or [])
         if connectors is not None:
             sql += f" and connector in ({', '.join('?' * len(args))})"
+        if after is not None:
+            sql += " and next_try_at > ?"
+            args.append(utc(after))
         row = self.db.conn.execute(sql, args).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlite_utils
@@ -274,6 +274,14 @@ class SqliteStore(Store):
                       start: Callable[[Effect], bool] | None = None) -> list[Claimed]:
         return self.outbox.claim_effects(worker, now, limit, lease, connectors, start)
 
+    def due_effects(self, now: datetime, limit: int, connectors: Sequence[str] | None = None,
+                    skip: Collection[str] = ()) -> list[Claimed]:
+        return self.outbox.due_effects(now, limit, connectors, skip)
+
+    def claim_keys(self, worker: str, keys: Sequence[str], now: datetime, lease: timedelta, *,
+                   started: bool) -> list[str]:
+        return self.outbox.claim_keys(worker, keys, now, lease, started=started)
+
     def mark_started(self, keys: Sequence[str], now: datetime) -> None:
         self.outbox.mark_started(keys, now)
 
@@ -296,5 +304,6 @@ class SqliteStore(Store):
     def drop(self, key: str, now: datetime) -> bool:
         return self.outbox.drop(key, now)
 
-    def next_effect_due(self, connectors: Sequence[str] | None = None) -> datetime | None:
-        return self.outbox.next_effect_due(connectors)
+    def next_effect_due(self, connectors: Sequence[str] | None = None,
+                        after: datetime | None = None) -> datetime | None:
+        return self.outbox.next_effect_due(connectors, after)

@@ -340,7 +340,7 @@ def test_a_full_outbox_takes_the_next_effects_as_soon_as_calls_end(
 def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begins(world: World,
                                                                                  tmp_path: Path) -> None:
     """Issue 10 item 11: what recovery reads. A connector whose requests do not go through automator.http is
-    marked started just before its call: effects claimed together and waiting for their tokens are not."""
+    marked started just before its call: effects read together and waiting for their tokens are not."""
     import sqlite3
 
     stopping = asyncio.Event()
@@ -350,8 +350,8 @@ def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begin
         async def _step(self, action_name: str, params: Mapping[str, Any], key: str) -> ActionResult:
             reader = sqlite3.connect(tmp_path / "outbox.db")  # another connection sees committed rows only
             seen[key] = reader.execute("select started_at from effects where key = ?", [key]).fetchone()[0]
-            seen.setdefault("unstarted at the first call", reader.execute(
-                "select count(*) from effects where status = 'running' and started_at is null").fetchone()[0])
+            seen.setdefault("still waiting at the first call", reader.execute(
+                "select count(*) from effects where status = 'pending' and started_at is null").fetchone()[0])
             reader.close()
             return await super()._step(action_name, params, key)
 
@@ -359,7 +359,8 @@ def test_every_call_is_marked_started_in_a_committed_transaction_before_it_begin
     world.insert(*(effect(f"e{i}", delivery="at_most_once", action_="sms.send") for i in range(3)))
     world.run(stopping)
     assert all(seen[f"e{i}"] is not None for i in range(3)), seen
-    assert seen["unstarted at the first call"] == 2  # claimed together, the others waiting for their tokens
+    # Read together; the others, waiting for their tokens, are not taken on disk yet: a crash leaves them pending.
+    assert seen["still waiting at the first call"] == 2
     assert all(world.row(f"e{i}")["status"] == "done" for i in range(3))
 
 
@@ -451,3 +452,155 @@ def test_a_try_after_a_timed_out_create_looks_for_what_it_made_first(world: Worl
     assert (r["status"], r["attempts"], r["result"]) == ("done", 2, '{"id":"found-7"}')
     assert api.looked == ["e1"] and len(api.calls) == 1  # found, not performed again
     assert [e["id"] for e in world.journal()] == ["e1>task.created"]
+
+
+class Recorded(StoreThread):
+    """A store thread that records what the outbox writes through it: (function, settles, calls marked)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "engine", synchronous="NORMAL")
+        self.writes: list[tuple[str, int, int]] = []
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        name = getattr(fn, "__name__", "")
+        if name == "write_settles":
+            self.writes.append((name, len(args[0]), 0))
+        elif name == "_start":
+            self.writes.append((name, len(args[1]), len(args[0])))
+        else:
+            self.writes.append((name, 0, 0))
+        return await super().call(fn, *args, **kwargs)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_lone_effect_costs_its_start_mark_and_its_settle_and_then_the_outbox_asks_nothing(
+        tmp_path: Path, wait_until: Callable[..., Awaitable[None]], grouped: bool) -> None:
+    """Issue 14: no claim transaction (due effects are read; each is taken on disk by its start mark), no empty
+    claim after a claim, no look for the next due effect after every turn: an idle outbox sleeps until woken. With
+    a grouped writer (the daemon's first process) the read is not even a call to the store's thread."""
+    world = World(tmp_path)
+    world.engine.close()
+    world.engine = recorded = Recorded(tmp_path / "outbox.db")
+    recorded.group = grouped
+    stopping = asyncio.Event()
+    world.connectors = {"api": Scripted("api", [], stop_after=10_000, stopping=stopping)}
+    world.insert(effect("e1"))
+
+    async def main() -> None:
+        outbox = Outbox(recorded, lambda: world.connectors, worker="w", clock=world.clock, metrics=world.metrics)
+        runner = asyncio.create_task(outbox.run(stopping))
+        await wait_until(lambda: world.row("e1")["status"] == "done", 10, "the effect done")
+        await asyncio.sleep(0.05)  # room for any turn that would follow (none should)
+        stopping.set()
+        await runner
+
+    try:
+        asyncio.run(main())
+        row = world.row("e1")
+        assert (row["attempts"], row["claimed_by"]) == (1, None) and row["started_at"] is not None
+    finally:
+        recorded.close()
+    read = [] if grouped else [("due_effects", 0, 0)]
+    assert recorded.writes == [*read, ("_start", 0, 1), ("write_settles", 1, 0)]
+
+
+def test_a_settle_rides_on_the_next_start_mark(tmp_path: Path) -> None:
+    """The try of `a` ends just before `b`'s request is about to leave: a's settle is written in b's start mark's
+    transaction, not in one of its own."""
+    from automator.call_start import call_starting
+
+    world = World(tmp_path)
+    world.engine.close()
+    world.engine = recorded = Recorded(tmp_path / "outbox.db")
+    stopping = asyncio.Event()
+    a_ended = asyncio.Event()
+
+    class Sender(Connector):
+        type = "sender"
+        starts_on_send = True
+
+        @action("sms.send")
+        async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+            if key == "b":
+                await a_ended.wait()
+            await call_starting()
+            if key == "a":
+                a_ended.set()  # b goes on once a's task has handed its outcome to the outbox
+            else:
+                stopping.set()
+            return ActionResult({})
+
+    world.connectors = {"api": Sender("api", {})}
+    world.insert(effect("a", delivery="at_most_once", action_="sms.send"),
+                 effect("b", delivery="at_most_once", action_="sms.send"))
+    try:
+        world.run(stopping)
+        assert world.row("a")["status"] == world.row("b")["status"] == "done"
+    finally:
+        recorded.close()
+    assert recorded.writes == [("due_effects", 0, 0), ("_start", 0, 1), ("_start", 1, 1), ("write_settles", 1, 0)]
+
+
+class Sender(Connector):
+    """Marks its call begun as automator.http does (`starts_on_send`); `before` runs first, with the key."""
+
+    type = "sender"
+    starts_on_send = True
+
+    def __init__(self, name: str, before: Callable[[str], None], stopping: asyncio.Event) -> None:
+        super().__init__(name, {})
+        self.before, self.stopping = before, stopping
+        self.sent: list[str] = []
+
+    @action("sms.send")
+    async def sms_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        try:
+            self.before(key)
+            from automator.call_start import call_starting
+
+            await call_starting()
+            self.sent.append(key)
+            return ActionResult({})
+        finally:
+            self.stopping.set()
+
+
+def test_an_effect_taken_by_another_outbox_meanwhile_is_neither_sent_nor_settled(world: World) -> None:
+    """Read as due, then taken by another outbox before its call began (a reload gave its connector to the other
+    process): the start mark finds it taken; the call is not made and the other's claim is left as it is."""
+    stopping = asyncio.Event()
+
+    def taken_meanwhile(key: str) -> None:
+        world.engine.executor.submit(world.store.claim_effects, "other", NOW, 10, timedelta(minutes=5)).result()
+
+    sender = Sender("api", taken_meanwhile, stopping)
+    world.connectors = {"api": sender}
+    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
+    world.run(stopping)
+    row = world.row("e1")
+    assert sender.sent == []
+    assert (row["status"], row["claimed_by"], row["attempts"], row["started_at"]) == ("running", "other", 1, None)
+
+
+@pytest.mark.parametrize("error, status, stored", [
+    (Rejected("not a URL"), "dead", "rejected: Rejected: not a URL"),
+    # A deadline spent waiting for a connection: nothing was sent, so even an at_most_once effect is tried again.
+    (Uncertain("DeadlineExceeded: took longer than 10 s"), "retry",
+     "Retryable: before the call began: Uncertain: DeadlineExceeded: took longer than 10 s"),
+])
+def test_a_try_that_ends_before_its_call_began_is_settled_counted_and_never_in_doubt(
+        world: World, error: Exception, status: str, stored: str) -> None:
+    """A try that ends before its call's mark (written before the call's first byte) never took its effect on
+    disk: its settle does, counting the attempt; it cannot have been performed, so it is not parked as uncertain."""
+    stopping = asyncio.Event()
+
+    def fail(key: str) -> None:
+        raise error
+
+    world.connectors = {"api": Sender("api", fail, stopping)}
+    world.insert(effect("e1", delivery="at_most_once", action_="sms.send"))
+    world.run(stopping)
+    row = world.row("e1")
+    assert (row["status"], row["attempts"], row["claimed_by"], row["started_at"], row["interrupted"]) == \
+        (status, 1, None, None, 0)
+    assert row["error"] == stored

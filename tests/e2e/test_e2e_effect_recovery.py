@@ -1,7 +1,7 @@
 """Effects interrupted by a crash (issue 10, items 11 and 12), through a real `automator run` subprocess that kills
 itself at a crash point and is restarted on the same database.
 
-- An effect claimed but still waiting for its rate-limit token when the daemon dies was never sent: it is
+- An effect read as due but still waiting for its rate-limit token when the daemon dies was never sent: it is
   performed after the restart, not parked as uncertain; only an effect whose call may have begun is parked.
 - An at_least_once create interrupted after its call and before its settle is tried again after the restart,
   and the retry finds what the first try made (the effect key written into the record, found by the system's own
@@ -52,11 +52,12 @@ def test_effects_claimed_but_not_called_at_a_crash_are_performed_not_parked(tmp_
     sent_before = {r.key for r in fake_server.received()}
     assert len(sent_before) == 1, sent_before  # only the first call had begun
 
-    # The stored state tells the two apart: a started call has `started_at`; the others were only claimed.
+    # The stored state tells the two apart: a started call has `started_at`; the others, read as due and waiting
+    # for their tokens, were never taken on disk (each is taken by its call's start mark): still pending.
     rows = query(project.db, "select key, status, started_at from effects where connector = 'web'")
     assert {k for k, status, started in rows if started is not None} == sent_before
-    unstarted = [k for k, status, started in rows if status == "running" and started is None]
-    assert unstarted, rows  # claimed, waiting for a token, when the daemon died
+    unstarted = [k for k, status, started in rows if status == "pending" and started is None]
+    assert unstarted, rows  # waiting for a token when the daemon died
 
     second = Daemon(project, log).start()
     try:
@@ -78,7 +79,7 @@ def test_effects_claimed_but_not_called_at_a_crash_are_performed_not_parked(tmp_
         explained = second.cli("explain", key.split("/")[0]).stdout
         assert "[uncertain, 1 try]" in explained and "interrupted during the call (begun at" in explained
         recovered = [r for r in second.log_records() if "recovered after a crash" in str(r.get("msg", ""))]
-        assert recovered and f"{len(unstarted)} effects never called to perform" in recovered[0]["msg"], recovered
+        assert recovered and "1 effects parked as uncertain" in recovered[0]["msg"], recovered
     finally:
         second.terminate(10)
 
