@@ -74,8 +74,32 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
         decided.append((event, decision, writes_of(decision)))  # the rows, built before the lock is taken
     if not events:
         return report
+    try:
+        _commit(store, report, decided, failed, now, worker, together=True)
+    except _RowsRefused:
+        # A row of the batch could not be written (a bug) and its transaction was undone whole: the decisions are
+        # written one by one instead, each in a savepoint of its own, so that the one that fails is parked alone.
+        _commit(store, report, decided, failed, now, worker, together=False)
+    return report
+
+
+class _RowsRefused(Exception):
+    """The batch's rows could not all be written in one go."""
+
+
+def _commit(store: Store, report: BatchReport, decided: list[tuple[Event, Decision, Writes]],
+            failed: list[tuple[Event, str]], now: datetime, worker: str, *, together: bool) -> None:
+    """Write the batch's decisions, marking their events done, and park the failed events, in one transaction:
+    all at once when `together` (the usual case; _RowsRefused, with the transaction undone, when a row cannot be
+    written), else one by one."""
     with store.atomic():
-        emitted_all = store.commit_all_pending(decided, now, worker) if decided else None
+        emitted_all = None
+        if together and decided:
+            try:
+                # No savepoint around it (see Journal.commit_all_pending): a failure undoes the whole transaction.
+                emitted_all = store.commit_all_pending(decided, now, worker)
+            except Exception as exc:
+                raise _RowsRefused() from exc
         if emitted_all is not None:  # the usual case: every event was still pending, all written at once
             report.emitted.extend(emitted_all)
             report.events = len(decided)
@@ -104,4 +128,3 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
             report.failed += 1
         crashpoints.reached("decide.before_commit")
     crashpoints.after_commit(store, "decide.after_commit")
-    return report
