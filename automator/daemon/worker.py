@@ -29,6 +29,7 @@ class BatchReport:
     decisions: list[Decision] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
     earliest_timer: datetime | None = None
+    more: bool = False  # events were left pending (the batch was cut short, or a decision could not be written)
 
 
 def prefetch(store: Store, events: list[Event]) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
     failed: list[tuple[Event, str]] = []
     for index, event in enumerate(events):
         if index and time.perf_counter() - started > budget:
+            report.more = True
             break  # the rest stay pending and come first in the next batch
         try:
             decision = decide(project, staged, event, now)
@@ -74,6 +76,7 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
         decided.append((event, decision, writes_of(decision)))  # the rows, built before the lock is taken
     if not events:
         return report
+    report.more = report.more or len(events) == limit
     try:
         _commit(store, report, decided, failed, now, worker, together=True)
     except _RowsRefused:
@@ -114,6 +117,7 @@ def _commit(store: Store, report: BatchReport, decided: list[tuple[Event, Decisi
                 # they wait for the next batch, to be decided again on what the store really holds.
                 log.exception("a decision could not be written", extra={"event_id": event.id})
                 failed.append((event, f"{type(exc).__name__}: {exc}"))
+                report.more = True
                 break
             if emitted is None:
                 continue  # decided by another worker meanwhile
