@@ -24,9 +24,9 @@ from automator.daemon.worker import BatchReport, process_batch
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 PRUNE_EVERY = 3600.0  # seconds between prunings of old history
-# The loops are woken when there is work (events journaled, a timer set earlier than the next one); these are the
-# longest they sleep in any case: for work written by another process that does not wake the daemon.
-WORK_SAFETY_NET = 5.0
+# The loops are woken when there is work: events journaled (by this daemon, or by an operator's command, which
+# nudges it), a timer set earlier than the next one, a reload. These are the longest they sleep in any case.
+WORK_SAFETY_NET = 60.0
 TIMERS_SAFETY_NET = 60.0
 
 
