@@ -4,7 +4,7 @@ sleeps. And the engine process's counters are sent once some were added, not on 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -53,71 +53,68 @@ def _engine(monkeypatch: pytest.MonkeyPatch, batches: list[BatchReport], *, due:
     return engine, looks
 
 
-def test_the_worker_sleeps_after_a_batch_that_left_nothing_until_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+def _running(engine: Engine, check: Callable[[], Awaitable[None]]) -> None:
+    """Run the engine's loops, let them settle, `check`, then stop them (stopping ends every sleep at once)."""
     async def main() -> None:
-        engine, looks = _engine(monkeypatch, [BatchReport(events=1)])
         stopping = asyncio.Event()
         running = asyncio.create_task(engine.run(stopping))
         await _settle()
+        await check()
+        stopping.set()
+        await asyncio.wait_for(running, 10)
+
+    asyncio.run(main())
+
+
+def test_the_worker_sleeps_after_a_batch_that_left_nothing_until_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, looks = _engine(monkeypatch, [BatchReport(events=1)])
+
+    async def check() -> None:
         assert looks.count("batch") == 1  # decided, then asleep: no second look that finds nothing
         engine.wake.set()  # events journaled
         await _settle()
         assert looks.count("batch") == 2
-        stopping.set()
-        await asyncio.wait_for(running, 10)
 
-    asyncio.run(main())
+    _running(engine, check)
 
 
 def test_a_batch_cut_short_or_journaling_events_of_its_own_is_followed_at_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    async def main() -> None:
-        engine, looks = _engine(monkeypatch, [BatchReport(events=128, more=True), BatchReport(events=1)])
-        stopping = asyncio.Event()
-        running = asyncio.create_task(engine.run(stopping))
-        await _settle()
-        assert looks.count("batch") == 2
-        stopping.set()
-        await asyncio.wait_for(running, 10)
+    engine, looks = _engine(monkeypatch, [BatchReport(events=128, more=True), BatchReport(events=1)])
 
-    asyncio.run(main())
+    async def check() -> None:
+        assert looks.count("batch") == 2
+
+    _running(engine, check)
 
 
 def test_a_wake_up_while_a_batch_is_decided_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def main() -> None:
-        woken: list[bool] = []
+    woken: list[bool] = []
 
-        def journaled_meanwhile(engine: Engine) -> None:
-            if not woken:
-                woken.append(True)
-                engine.wake.set()
+    def journaled_meanwhile(engine: Engine) -> None:
+        if not woken:
+            woken.append(True)
+            engine.wake.set()
 
-        engine, looks = _engine(monkeypatch, [BatchReport(events=1)], during=journaled_meanwhile)
-        stopping = asyncio.Event()
-        running = asyncio.create_task(engine.run(stopping))
-        await _settle()
+    engine, looks = _engine(monkeypatch, [BatchReport(events=1)], during=journaled_meanwhile)
+
+    async def check() -> None:
         assert looks.count("batch") == 2
-        stopping.set()
-        await asyncio.wait_for(running, 10)
 
-    asyncio.run(main())
+    _running(engine, check)
 
 
 def test_the_timers_loop_sleeps_until_the_next_timer_or_an_earlier_one_is_set(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    async def main() -> None:
-        engine, looks = _engine(monkeypatch, [], due=NOW + timedelta(hours=1))
-        stopping = asyncio.Event()
-        running = asyncio.create_task(engine.run(stopping))
-        await _settle()
+    engine, looks = _engine(monkeypatch, [], due=NOW + timedelta(hours=1))
+
+    async def check() -> None:
         assert looks.count("timers") == 1
         engine.wake_timers.set()  # a decision set a timer
         await _settle()
         assert looks.count("timers") == 2
-        stopping.set()  # ends both sleeps at once
-        await asyncio.wait_for(running, 10)
 
-    asyncio.run(main())
+    _running(engine, check)
 
 
 def test_the_tally_calls_back_when_a_count_is_added_to_none() -> None:
