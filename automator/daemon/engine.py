@@ -14,28 +14,21 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from automator.clock import Clock
 from automator.config.project import Project
 from automator.daemon import worklog
+from automator.daemon.storethread import StoreThread
 from automator.daemon.timers import fire_due
 from automator.daemon.worker import BatchReport, process_batch
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 PRUNE_EVERY = 3600.0  # seconds between prunings of old history
 # The loops are woken when there is work: events journaled (by this daemon, or by an operator's command, which
 # nudges it), a timer set earlier than the next one, a reload. These are the longest they sleep in any case.
 WORK_SAFETY_NET = 60.0
 TIMERS_SAFETY_NET = 60.0
-
-
-class StoreCalls(Protocol):
-    """What the loops need of the store: `call(fn, ...)` runs `fn(store, ...)` off their way (a StoreThread, or the
-    engine process's InlineStore)."""
-
-    async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R: ...
 
 
 class Engine:
@@ -46,7 +39,7 @@ class Engine:
     (the backlog, the outbox's wake-up).
     """
 
-    def __init__(self, store: StoreCalls, project: Callable[[], Project], *, worker: str, clock: Clock,
+    def __init__(self, store: StoreThread, project: Callable[[], Project], *, worker: str, clock: Clock,
                  metrics: Any, retention: timedelta, on_decided: Callable[[BatchReport], None],
                  wake: asyncio.Event | None = None, wake_timers: asyncio.Event | None = None) -> None:
         self.store = store

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from automator.clock import SystemClock
 from automator.config.load import load_project
@@ -32,13 +32,11 @@ from automator.daemon.metrics import LockTime
 from automator.daemon.outbox import Outbox
 from automator.daemon.reload import BoundedLoader
 from automator.daemon.retry import retry_policy
+from automator.daemon.storethread import StoreThread
 from automator.daemon.worker import BatchReport
-from automator.store.base import Store
 from automator.store.journal import worker_name
-from automator.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
-R = TypeVar("R")
 METRICS_EVERY = 0.5  # seconds between counter updates sent to the daemon
 
 # The process's first lines, run by `python -c START DAEMON_PID SETTINGS_JSON COMMANDS_FD REPLIES_FD` before anything
@@ -57,29 +55,6 @@ if os.getppid() != int(sys.argv[1]):
 from automator.daemon.engine_process import main
 sys.exit(main(sys.argv[2:]))
 """
-
-
-class InlineStore:
-    """The store, called on the event loop's own thread: `call(fn, ...)` runs `fn(store, ...)` when the loop gets
-    to it (StoreThread's shape).
-
-    This process does its work through its store alone, one call at a time, so a thread for the store bought no
-    overlap: each call cost a hop each way (the thread woken, then the loop), 2 of the engine's context switches
-    per event at 500 events/s. Waiting for the write lock blocks the loop meanwhile, which waits for nothing else.
-    """
-
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
-        self.store: Store = SqliteStore(path, synchronous=synchronous)
-
-    async def call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """`fn(store, *args, **kwargs)`, after the loop's other ready callbacks (a loop with a backlog to decide
-        still reads the daemon's pipe and performs its effects in between)."""
-        await asyncio.sleep(0)
-        return fn(self.store, *args, **kwargs)
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.store.close()
 
 
 class Tally:
@@ -138,7 +113,7 @@ async def serve(settings: Mapping[str, Any], commands: int, replies: int) -> int
             stopping.set()  # the daemon is gone
 
     clock = SystemClock()
-    store = InlineStore(settings["db"], synchronous=settings.get("synchronous", "FULL"))
+    store = StoreThread(settings["db"], "engine", synchronous=settings.get("synchronous", "FULL"))
     state: dict[str, Any] = {"project": project}
 
     async def connectors_of(project: Any) -> dict[str, Connector]:
