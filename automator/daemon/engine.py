@@ -1,6 +1,6 @@
 """The deciding half of the daemon: the worker loop (decide journaled events, write the decisions) and the timers
-loop (fire due waits, `held` timers and schedules; prune history), through one store connection (a store thread,
-or the engine process's own loop). Both sleep until woken (events journaled, a timer set, a reload), not polling.
+loop (fire due waits, `held` timers and schedules; prune history), on one store thread. Both sleep until woken
+(events journaled, a timer set, a reload), not polling.
 
 The daemon runs it in its own process by default (automator/daemon/engine_process.py), so that deciding rules
 has a core of its own while the first process serves webhooks and performs effects; with `--processes 1` it

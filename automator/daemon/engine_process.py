@@ -6,8 +6,8 @@ pipes (see automator.daemon.supervisor) and the two speak automator.daemon.proto
 the daemon is gone. Everything else goes through the store, shared by the two processes: they take turns at its
 write lock (a lock file beside it).
 
-This process also performs the effects of connectors that write into the store (`local`), through its one store
-connection between its batches: a batch is decided before its write lock is taken, and nothing else may change entities
+This process also performs the effects of connectors that write into the store (`local`), on its store thread
+between its batches: a batch is decided before its write lock is taken, and nothing else may change entities
 meanwhile.
 """
 from __future__ import annotations
