@@ -1,5 +1,6 @@
 """The deciding half of the daemon: the worker loop (decide journaled events, write the decisions) and the timers
-loop (fire due waits, `held` timers and schedules; prune history), on one store thread.
+loop (fire due waits, `held` timers and schedules; prune history), on one store thread. Both sleep until woken
+(events journaled, a timer set, a reload), not polling.
 
 The daemon runs it in its own process by default (automator/daemon/engine_process.py), so that deciding rules
 has a core of its own while the first process serves webhooks and performs effects; with `--processes 1` it
@@ -24,6 +25,10 @@ from automator.daemon.worker import BatchReport, process_batch
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0  # seconds between prunings of old history
+# The loops are woken when there is work: events journaled (by this daemon, or by an operator's command, which
+# nudges it), a timer set earlier than the next one, a reload. These are the longest they sleep in any case.
+WORK_SAFETY_NET = 60.0
+TIMERS_SAFETY_NET = 60.0
 
 
 class Engine:
@@ -50,23 +55,39 @@ class Engine:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Both loops, until `stopping` is set; each outlives its failures."""
-        await asyncio.gather(survive("worker", stopping, lambda: self._work_once(stopping)),
-                             survive("timers", stopping, lambda: self._timers_once(stopping)))
+        relay = asyncio.create_task(self._wake_on(stopping))
+        try:
+            await asyncio.gather(survive("worker", stopping, lambda: self._work_once(stopping)),
+                                 survive("timers", stopping, lambda: self._timers_once(stopping)))
+        finally:
+            relay.cancel()
+
+    async def _wake_on(self, stopping: asyncio.Event) -> None:
+        # The loops sleep on their own wake-up alone (one wait, no task per sleep): stopping wakes them too.
+        await stopping.wait()
+        self.wake.set()
+        self.wake_timers.set()
 
     async def _work_once(self, stopping: asyncio.Event) -> None:
+        # Cleared before the look, not after: what is journaled while a batch is decided wakes the next look.
+        self.wake.clear()
         report = await self.store.call(process_batch, self.project(), self.worker, self.clock.now())
-        if not (report.events or report.failed):
-            await sleep(self.wake, stopping, 1.0)
-            return
-        for decision in report.decisions:
-            for run in decision.runs:
-                self.metrics.runs.labels(run.rule_id, run.status).inc()
-        worklog.decided(report.decisions)
-        if report.earliest_timer is not None:
-            self.wake_timers.set()
-        self.on_decided(report)
+        if report.events or report.failed:
+            for decision in report.decisions:
+                for run in decision.runs:
+                    self.metrics.runs.labels(run.rule_id, run.status).inc()
+            worklog.decided(report.decisions)
+            if report.earliest_timer is not None:
+                self.wake_timers.set()
+            self.on_decided(report)
+        if report.more or report.emitted:
+            return  # pending events are left (the batch was cut, or it journaled events of its own): at once
+        # Nothing is left: asleep until events are journaled (the daemon's pipe, the outbox, the timers), not a look
+        # a second (each one a store query and a thread hop; at 500 events/s one in two looks found nothing).
+        await sleep_until_woken(self.wake, stopping, WORK_SAFETY_NET)
 
     async def _timers_once(self, stopping: asyncio.Event) -> None:
+        self.wake_timers.clear()  # as in _work_once: a timer set from now on wakes the next look
         now = self.clock.now()
         report = await self.store.call(fire_due, self.project(), now)
         for kind, count in report.by_kind.items():
@@ -80,9 +101,22 @@ class Engine:
             await self.store.call(lambda s: s.prune(now, self.retention))
         if report.by_kind:
             return  # more may be due
-        due = await self.store.call(lambda s: s.next_due())
-        timeout = 1.0 if due is None else min(1.0, max(0.0, (due - self.clock.now()).total_seconds()))
-        await sleep(self.wake_timers, stopping, timeout)
+        # Asleep until the next timer is due, or a decision sets an earlier one, or the rules are reloaded.
+        timeout = TIMERS_SAFETY_NET
+        if report.next_due is not None:
+            timeout = min(timeout, max(0.0, (report.next_due - self.clock.now()).total_seconds()))
+        timeout = min(timeout, max(0.0, PRUNE_EVERY - (time.monotonic() - self._pruned)))
+        await sleep_until_woken(self.wake_timers, stopping, timeout)
+
+
+async def sleep_until_woken(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
+    """Until `wake` is set (it is not cleared here: the caller clears it before it looks), the daemon stops or
+    `timeout` seconds; one wait on the event, no task made (`stopping` is expected to set `wake` too)."""
+    if wake.is_set() or stopping.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await wake.wait()
 
 
 async def sleep(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:

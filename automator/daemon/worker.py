@@ -29,6 +29,7 @@ class BatchReport:
     decisions: list[Decision] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
     earliest_timer: datetime | None = None
+    more: bool = False  # events were left pending (the batch was cut short, or a decision could not be written)
 
 
 def prefetch(store: Store, events: list[Event]) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
     failed: list[tuple[Event, str]] = []
     for index, event in enumerate(events):
         if index and time.perf_counter() - started > budget:
+            report.more = True
             break  # the rest stay pending and come first in the next batch
         try:
             decision = decide(project, staged, event, now)
@@ -74,8 +76,33 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
         decided.append((event, decision, writes_of(decision)))  # the rows, built before the lock is taken
     if not events:
         return report
+    report.more = report.more or len(events) == limit
+    try:
+        _commit(store, report, decided, failed, now, worker, together=True)
+    except _RowsRefused:
+        # A row of the batch could not be written (a bug) and its transaction was undone whole: the decisions are
+        # written one by one instead, each in a savepoint of its own, so that the one that fails is parked alone.
+        _commit(store, report, decided, failed, now, worker, together=False)
+    return report
+
+
+class _RowsRefused(Exception):
+    """The batch's rows could not all be written in one go."""
+
+
+def _commit(store: Store, report: BatchReport, decided: list[tuple[Event, Decision, Writes]],
+            failed: list[tuple[Event, str]], now: datetime, worker: str, *, together: bool) -> None:
+    """Write the batch's decisions, marking their events done, and park the failed events, in one transaction:
+    all at once when `together` (the usual case; _RowsRefused, with the transaction undone, when a row cannot be
+    written), else one by one."""
     with store.atomic():
-        emitted_all = store.commit_all_pending(decided, now, worker) if decided else None
+        emitted_all = None
+        if together and decided:
+            try:
+                # No savepoint around it (see Journal.commit_all_pending): a failure undoes the whole transaction.
+                emitted_all = store.commit_all_pending(decided, now, worker)
+            except Exception as exc:
+                raise _RowsRefused() from exc
         if emitted_all is not None:  # the usual case: every event was still pending, all written at once
             report.emitted.extend(emitted_all)
             report.events = len(decided)
@@ -90,6 +117,7 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
                 # they wait for the next batch, to be decided again on what the store really holds.
                 log.exception("a decision could not be written", extra={"event_id": event.id})
                 failed.append((event, f"{type(exc).__name__}: {exc}"))
+                report.more = True
                 break
             if emitted is None:
                 continue  # decided by another worker meanwhile
@@ -104,4 +132,3 @@ def process_batch(store: Store, project: Project, worker: str, now: datetime, *,
             report.failed += 1
         crashpoints.reached("decide.before_commit")
     crashpoints.after_commit(store, "decide.after_commit")
-    return report

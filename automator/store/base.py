@@ -340,8 +340,9 @@ class Store(Snapshot, Protocol):
 
     def commit_all_pending(self, items: Sequence[tuple[Event, Decision, Writes]], now: datetime, worker: str
                            ) -> list[Event] | None:
-        """`commit_pending` for many at once, all or nothing: None, with nothing written, unless every event was
-        still pending and every row could be written."""
+        """`commit_pending` for many at once: None, with nothing written, unless every event is still pending. A row
+        that cannot be written raises, with the rows before it written in the caller's transaction: the caller
+        undoes that transaction whole."""
 
     def fail_event(self, event: Event, error: str, now: datetime) -> None:
         """Park an event that could not be decided (a bug, not bad input): kept with its error, never retried."""

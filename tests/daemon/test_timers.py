@@ -149,6 +149,26 @@ def test_fire_due_moves_waits_and_held_timers_into_the_journal(plain: Project) -
     assert store.count("journal") == 2
 
 
+def test_when_nothing_is_due_fire_due_says_when_the_next_timer_is_without_a_transaction(
+        plain: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timers loop sleeps until then; a look that finds nothing due takes no turn at the write lock."""
+    store = SqliteStore()
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    assert fire_due(store, plain, now).next_due is None  # no timer at all
+    store.put_timer(Timer(id="resume/run-1", due_at=now + timedelta(hours=1), kind="resume", rule_id="r1",
+                          run_id="run-1"))
+
+    def no_transaction() -> None:
+        raise AssertionError("a transaction was opened")
+
+    monkeypatch.setattr(store, "atomic", no_transaction)
+    report = fire_due(store, plain, now)
+    assert (report.events, report.next_due) == ([], now + timedelta(hours=1))
+    monkeypatch.undo()
+    fired = fire_due(store, plain, now + timedelta(hours=1))
+    assert len(fired.events) == 1 and fired.next_due is None
+
+
 def test_fire_due_is_one_transaction(plain: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     store = SqliteStore()
     now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

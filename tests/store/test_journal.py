@@ -472,6 +472,30 @@ def test_an_event_decide_cannot_handle_is_parked_and_the_others_committed(  # ty
     assert "e2" not in [d.event.id for d in later.decisions] and row(store, "e2")["status"] == "failed"
 
 
+def test_a_decision_that_cannot_be_written_is_parked_and_the_ones_before_it_committed(  # type: ignore[no-untyped-def]
+        worker_project: Project, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is written without a savepoint: a row refused undoes its transaction whole, and the decisions
+    are then written one by one."""
+    from dataclasses import replace
+
+    from automator.daemon import worker
+
+    real = worker.writes_of
+
+    def refused(decision):  # type: ignore[no-untyped-def]
+        rows = real(decision)
+        return replace(rows, runs=[["too", "few"]]) if decision.event.id == "e2" else rows
+
+    monkeypatch.setattr(worker, "writes_of", refused)
+    store.append([nps("e1", "1"), nps("e2", "2"), nps("e3", "3")], NOW)
+    report = worker.process_batch(store, worker_project, "W", NOW, budget=60.0)
+    assert (report.events, report.failed) == (1, 1)
+    assert [d.event.id for d in report.decisions] == ["e1"]
+    assert [row(store, i)["status"] for i in ("e1", "e2", "e3")] == ["done", "failed", "pending"]
+    assert {r.event_id for r in store.runs()} == {"e1"}  # nothing of the undone first attempt stays
+    assert len(store.effects()) == 1
+
+
 def test_a_batch_cut_short_by_its_budget_leaves_the_rest_pending_in_order(  # type: ignore[no-untyped-def]
         worker_project: Project, store: SqliteStore) -> None:
     from automator.daemon.worker import process_batch
