@@ -32,9 +32,9 @@ R = TypeVar("R")
 LEASE = timedelta(minutes=5)
 REAP_EVERY = 30.0  # seconds between looks for effects whose lease ran out
 # With nothing to do the loop sleeps until the earliest retry it knows of is due, or until it is woken (effects
-# committed by the engine, a try ended). LOOK_EVERY bounds the sleep, for work that another process writes
-# without waking it: `automator dead --replay` on a running daemon, until the CLI nudges the daemon.
-LOOK_EVERY = 5.0
+# committed by the engine, a try ended, an operator's `automator dead --replay` nudging the daemon). LOOK_EVERY
+# bounds the sleep: a safety net, not a poll (an idle daemon looks once a minute).
+LOOK_EVERY = 60.0
 # A settle has nobody waiting on its fsync: it waits this long (seconds) for the outbox's next write (the next
 # call's start mark) to ride on, instead of a transaction of its own. At 500 effects/s the next effect's mark comes
 # within ~2 ms; the lease and the crash table are unchanged (a try ended but not settled is one in doubt, as it

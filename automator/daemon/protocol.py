@@ -156,7 +156,7 @@ def send(fd: int, message: Message) -> bool:
     """Write one message to a non-blocking pipe; False when the other end is gone.
 
     A full pipe drops the message rather than block the sender's event loop: the reader is far behind then, and
-    the engine process also looks for work by itself every second.
+    the messages still unread in the pipe wake it as a dropped `j` or `n` would.
     """
     try:
         os.write(fd, message.line)

@@ -49,8 +49,8 @@ class EngineChild:
         log.info("rules are decided by process %d", self.process.pid)
 
     def tell(self, command: protocol.Command) -> None:
-        """Send a command; dropped when the process is busy (it also looks by itself every second) or gone
-        (`watch` acts on that)."""
+        """Send a command; dropped when the pipe is full (the commands unread in it wake the process as well) or
+        the process is gone (`watch` acts on that)."""
         if self.process is not None:
             protocol.send(self._commands, command)
 
