@@ -119,15 +119,6 @@ async def sleep_until_woken(wake: asyncio.Event, stopping: asyncio.Event, timeou
             await wake.wait()
 
 
-async def sleep(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:
-    """Until `wake` is set (it is cleared first), the daemon stops, or `timeout` seconds."""
-    wake.clear()
-    waiters = [asyncio.create_task(wake.wait()), asyncio.create_task(stopping.wait())]
-    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for waiter in waiters:
-        waiter.cancel()
-
-
 async def survive(name: str, stopping: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
     """Run `step` until the daemon stops, outliving its failures: an error (the database held too long by another
     process, a bug) is logged and the loop goes on after a second, as huey's worker does. Nothing committed is

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from automator.clock import Clock
-from automator.daemon.engine import sleep
+from automator.daemon.engine import sleep_until_woken
 from automator.daemon.metrics import LockTime, Metrics
 from automator.daemon.running import Running
 from automator.daemon.storethread import StoreThread
@@ -85,6 +85,6 @@ class Health:
     async def beat(self) -> None:
         """A status record every HEARTBEAT seconds until the daemon stops."""
         while not self.stopping.is_set():
-            await sleep(asyncio.Event(), self.stopping, HEARTBEAT)
+            await sleep_until_woken(self.stopping, self.stopping, HEARTBEAT)  # or until the daemon stops
             with contextlib.suppress(Exception):  # a status record is not worth stopping for
                 await self.heartbeat()

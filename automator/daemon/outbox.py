@@ -264,7 +264,7 @@ class Outbox:
         # A grouped writer already puts the marks that come while it writes into its next transaction: a mark goes
         # straight to it, without the hop through a task of its own (GroupCommit) first.
         self._start_one: Callable[[Call], Awaitable[None]] = \
-            self._write_start if getattr(engine, "group", False) else self._starts.submit
+            self._write_start if engine.group else self._starts.submit
         self._reaped = time.monotonic()
         # Tries that ended, waiting to be settled by the next write (a start mark, or, SETTLE_RIDE seconds
         # after the first of them ended, one of their own), each with the future its task waits on.
@@ -324,7 +324,7 @@ class Outbox:
         """`fn(store, *args)`, a read: with a grouped writer, at once on this thread (its connection is used on
         this thread only, and never left inside a transaction between two steps of the loop), so it takes no turn
         at the write lock and no hop to a thread; else on the store's thread."""
-        if getattr(self.engine, "group", False):
+        if self.engine.group:
             return fn(self.engine.store, *args)
         return await self.engine.call(fn, *args)
 
