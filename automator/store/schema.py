@@ -58,7 +58,8 @@ INDEXES: tuple[tuple[str, list[str], bool], ...] = (
 MIGRATIONS = sqlite_utils.Migrations("automator")
 # Tables a later migration made that an operator's read-only look may go without: a database the previous version
 # wrote is read before the daemon, started again, migrates it (the commands that read them need it migrated).
-LATER_TABLES = frozenset({"links", "visits"})
+LATER_TABLES = frozenset({"links", "visits", "leads", "stage_moves", "client_channels", "bookings", "reviews",
+                          "spend"})
 
 
 @MIGRATIONS()
@@ -112,6 +113,55 @@ def m004_booking_start(db: sqlite_utils.Database) -> None:
     in the words `store.order.START_SQL` says; partial, so that no other kind of record pays for it."""
     db.execute("create index if not exists entities_booking_start on entities "
                "(datetime(json_extract(fields, '$.starts_at'))) where kind = 'booking'")
+
+
+@MIGRATIONS()
+def m005_reports(db: sqlite_utils.Database) -> None:
+    """What the reports read (automator/reports): every lead and deal with where it came from and how it ended
+    (`leads`), every stage it entered with when and who moved it (`stage_moves`), each person's first channel
+    (`client_channels`), bookings (`bookings`), reviews (`reviews`) and ad spend per day (`spend`).
+
+    Moments are whole seconds since the epoch (UTC) and money integer minor units: the reports scan millions of
+    these rows, and numbers are what an analytical engine reads fastest. Channels are the names of
+    automator.yaml's `channels:` (automator/channels.py), classified when the record is stored."""
+    _table(db, "leads").create({
+        "id": str,              # "deal:<deal id>" or "lead:<connector>:<lead id>"
+        "kind": str,            # deal | lead
+        "source": str,          # the connector that reported it
+        "client": str,          # the person, when known
+        "pipeline": str, "stage": str,
+        "outcome": str,         # open | won | lost
+        "responsible": str,     # the manager in charge (the CRM's user id)
+        "created_at": int, "qualified_at": int, "closed_at": int,
+        "amount": int, "currency": str,
+        "first_channel": str, "first_campaign": str, "first_at": int,
+        "last_channel": str, "last_campaign": str, "last_at": int,
+        "raw_source": str,      # the system's own source (Bitrix24 SOURCE_ID, amoCRM's source, YCLIENTS's)
+        "utm_source": str, "utm_medium": str, "utm_campaign": str, "utm_content": str, "utm_term": str,
+    }, pk="id", if_not_exists=True)
+    _table(db, "leads").create_index(["created_at"], if_not_exists=True)
+    _table(db, "leads").create_index(["client"], if_not_exists=True)
+    # One row per stage a lead or deal entered (its first stage included), in the order entered.
+    _table(db, "stage_moves").create({
+        "id": int, "record": str, "pipeline": str, "stage": str, "from_stage": str, "at": int,
+        "by": str,              # who moved it: "rule:<rule id>" for our own effect, else the CRM user when known
+        "responsible": str,     # the manager in charge at that moment
+        "event": str,           # the journal event that reported it
+    }, pk="id", if_not_exists=True)
+    _table(db, "stage_moves").create_index(["record", "at"], if_not_exists=True)
+    _table(db, "stage_moves").create_index(["event", "record"], unique=True, if_not_exists=True)
+    _table(db, "client_channels").create({"client": str, "channel": str, "campaign": str, "at": int,
+                                          "record": str}, pk="client", if_not_exists=True)
+    _table(db, "bookings").create({"id": str, "source": str, "client": str, "staff": str, "branch": str,
+                                   "status": str, "created_at": int, "starts_at": int, "amount": int,
+                                   "channel": str}, pk="id", if_not_exists=True)
+    _table(db, "bookings").create_index(["starts_at"], if_not_exists=True)
+    _table(db, "reviews").create({"id": str, "client": str, "at": int, "score": int, "staff": str,
+                                  "branch": str, "booking": str}, pk="id", if_not_exists=True)
+    _table(db, "reviews").create_index(["at"], if_not_exists=True)
+    _table(db, "spend").create({"day": str, "channel": str, "campaign": str, "amount": int, "currency": str,
+                                "source": str, "imported_at": str}, pk=("day", "channel", "campaign"),
+                               not_null={"campaign"}, defaults={"campaign": ""}, if_not_exists=True)
 
 
 def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
