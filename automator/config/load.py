@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from automator.actions import CANONICAL
+from automator import channels
 from automator.catalogue import CORE, Catalogue, CatalogueError, merge
 from automator.checks import rule_trigger
 from automator.clock import parse_business_hours
@@ -192,10 +193,16 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
     settings = {**(data.get("settings") or {}), **(overrides or {})}
     limits = data.get("limits") or {}
     catalogue = _catalogue(doc, connectors, types, problems)
+    try:
+        channel_map = channels.load(data.get("channels"))
+    except channels.ChannelsError as exc:
+        channel_map = channels.DEFAULTS
+        if doc is not None:
+            problems.append(doc.problem(tuple(exc.path.split(".")), str(exc).split(": ", 1)[1]))
     return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
                   settings=settings, store=data.get("store"),
                   chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)), daemon=dict(data.get("daemon") or {}),
-                  catalogue=catalogue)
+                  catalogue=catalogue, channels=channel_map)
 
 
 def _catalogue(doc: Document | None, connectors: Mapping[str, ConnectorConfig], types: Mapping[str, type[Connector]],

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from automator.actions.spec import ActionSpec
 from automator.catalogue import CORE, Catalogue
+from automator.channels import DEFAULTS as DEFAULT_CHANNELS, ChannelMap
 from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Config:
     daemon: Mapping[str, Any] = field(default_factory=dict)  # `daemon:` of automator.yaml, read by automator run
     # What the rules can read: the engine's events and fields and those of every connector named above.
     catalogue: Catalogue = CORE
+    # Where leads come from: automator.yaml's `channels:`, else the built-in set (automator/channels.py).
+    channels: ChannelMap = DEFAULT_CHANNELS
 
     def branch(self, name: str | None) -> BusinessHours | None:
         """Hours of the named branch, else the default branch, else the only one."""
