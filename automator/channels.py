@@ -13,6 +13,9 @@ from typing import Any
 
 # The fields a channel's `match:` may look at, in the order classify() tries them when a channel names several.
 MATCH_FIELDS = ("channel", "lead_source", "utm_source", "utm_medium", "source_description", "tags")
+# The fields that say where a record came from: an event carrying one of them is a touch (automator/facts.py).
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+SOURCE_FIELDS = frozenset({*MATCH_FIELDS, *UTM_FIELDS, "campaign"})
 _KEYS = frozenset({"title", "aggregator", "match"})
 
 
@@ -66,54 +69,107 @@ class ChannelMap:
         return bool(channel and channel.aggregator)
 
     def classify(self, fields: Mapping[str, Any]) -> str | None:
-        """The channel a record's source fields name: an explicit `channel` that is a known name first, then each
-        channel's `match:` in order, field by field (MATCH_FIELDS); None when nothing says where it came from."""
+        """The channel a record's source fields name: an explicit `channel` that is a known name first, then the
+        first channel (in automator.yaml's order) whose `match:` one of the fields (MATCH_FIELDS) meets; None when
+        nothing says where it came from."""
         explicit = fields.get("channel")
         if isinstance(explicit, str) and self.get(explicit) is not None:
             return explicit
+        given: list[tuple[str, str]] = []
         for field in MATCH_FIELDS:
             value = fields.get(field)
             values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)] if value else []
-            for text in values:
-                for channel in self.channels:
-                    if channel.matches(field, text):
-                        return channel.name
+            given.extend((field, text) for text in values)
+        if not given:
+            return None
+        # Channels in order, so that the owner decides which wins: a Bitrix24 deal from the site form (WEB) that
+        # came by a VK advert (utm_source=vk) is VK's when `vk` is listed before `site`, as the defaults list it.
+        for channel in self.channels:
+            if any(channel.matches(field, text) for field, text in given):
+                return channel.name
         return None
+
+
+def campaign_of(fields: Mapping[str, Any]) -> str | None:
+    """The campaign a record's source fields name: `campaign` (a rule's set_source), else `utm_campaign`."""
+    for name in ("campaign", "utm_campaign"):
+        value = fields.get(name)
+        if value not in (None, "") and not isinstance(value, (Mapping, list, bool)):
+            return str(value)
+    return None
+
+
+def carries_source(fields: Mapping[str, Any]) -> bool:
+    """True when the fields say anything about where the record came from (a value in a SOURCE_FIELDS field)."""
+    return any(fields.get(name) not in (None, "", [], ()) for name in SOURCE_FIELDS)
+
+
+def overlaps(channels: ChannelMap) -> list[tuple[str, str]]:
+    """A value two channels both match, as (the later one's path, a hint): the first channel wins, so the later
+    one never gets it. Validation shows them as warnings."""
+    seen: dict[tuple[str, str], str] = {}
+    found = []
+    for channel in channels.channels:
+        for field, values in (channel.match or {}).items():
+            for value in sorted(values):
+                first = seen.setdefault((field, value), channel.name)
+                if first != channel.name:
+                    found.append((f"channels.{channel.name}.match.{field}",
+                                  f"{field} {value!r} is matched by channel '{first}' first: '{channel.name}' never "
+                                  f"gets it"))
+    return found
 
 
 def _channel(name: str, title: str, aggregator: bool = False, **match: tuple[str, ...]) -> Channel:
     return Channel(name, title, aggregator, {f: frozenset(v.lower() for v in vs) for f, vs in match.items()})
 
 
-# The set a project gets without `channels:`. Bitrix24's default SOURCE_IDs (connector-contracts-2.md §2.6) and the
-# utm_source values ad cabinets and site builders write most often.
+# The set a project gets without `channels:`, in the order classify() tries it: the channels a source value
+# names exactly (an advert's utm_source, a messenger, a portal) before the general ones (a site form, a call, an
+# "other"), so that a site form filled in after a VK advert is VK's. It covers:
+# - Bitrix24's default SOURCE_IDs (connector-contracts-2.md §2.6): CALL, EMAIL, WEB, ADVERTISING, PARTNER,
+#   RECOMMENDATION, TRADE_SHOW, WEBFORM, CALLBACK, RC_GENERATOR, STORE, OTHER (a portal's own `UC_…` or numeric
+#   ones mean what its owner says: they go under `channels:`);
+# - the utm_source values ad cabinets, site builders and link shorteners write most often;
+# - YCLIENTS's booking sources as the connector reports them in `lead_source`: its own online booking (`online`,
+#   `widget`, `bookform`, `mobile_app`), a record the administrator made (`admin`), and the portals it takes
+#   bookings from (Yandex Maps, 2GIS, VK, Instagram, Avito, ProDoctorov, …) by name.
 DEFAULTS = ChannelMap((
-    _channel("site", "Сайт", lead_source=("WEB", "WEBFORM", "CALLBACK", "site", "website", "form"),
-             utm_source=("site", "website", "seo", "organic")),
-    _channel("call_tracking", "Коллтрекинг", lead_source=("CALL", "calltracking", "call_tracking"),
-             utm_source=("calltracking", "call_tracking", "calltouch", "comagic", "roistat")),
-    _channel("vk", "ВКонтакте", lead_source=("vk", "vkontakte"), utm_source=("vk", "vkontakte", "vk.com", "vk_ads"),
-             tags=("vk", "вк", "вконтакте")),
-    _channel("instagram", "Instagram", lead_source=("instagram",), utm_source=("instagram", "ig"),
+    _channel("vk", "ВКонтакте", channel=("vkontakte", "vk.com"), lead_source=("vk", "vkontakte", "vk_ads"),
+             utm_source=("vk", "vkontakte", "vk.com", "vk_ads", "vkads", "mytarget"), tags=("vk", "вк", "вконтакте")),
+    _channel("instagram", "Instagram", channel=("ig",), lead_source=("instagram", "ig"), utm_source=("instagram", "ig"),
              tags=("instagram", "инстаграм")),
-    _channel("facebook", "Facebook", lead_source=("facebook",), utm_source=("facebook", "fb"),
-             tags=("facebook",)),
-    _channel("whatsapp", "WhatsApp", lead_source=("whatsapp",), utm_source=("whatsapp", "wa"),
+    _channel("facebook", "Facebook", channel=("fb",), lead_source=("facebook", "fb", "facebook_leads"),
+             utm_source=("facebook", "fb"), tags=("facebook",)),
+    _channel("whatsapp", "WhatsApp", channel=("wa",), lead_source=("whatsapp", "wa"), utm_source=("whatsapp", "wa"),
              tags=("whatsapp",)),
-    _channel("telegram", "Telegram", lead_source=("telegram",), utm_source=("telegram", "tg"),
+    _channel("telegram", "Telegram", channel=("tg",), lead_source=("telegram", "tg"), utm_source=("telegram", "tg"),
              tags=("telegram",)),
-    _channel("yandex_direct", "Яндекс Директ", utm_source=("yandex", "yandex_direct", "direct", "ya"),
-             lead_source=("ADVERTISING",)),
-    _channel("yandex_maps", "Яндекс Карты", lead_source=("yandex_maps",), utm_source=("yandex_maps", "yamaps"),
-             tags=("яндекс карты",)),
-    _channel("2gis", "2ГИС", lead_source=("2gis",), utm_source=("2gis", "dgis"), tags=("2гис", "2gis")),
-    _channel("aggregator", "Агрегаторы", True, lead_source=("aggregator", "prodoctorov", "napopravku", "zoon"),
-             utm_source=("prodoctorov", "napopravku", "zoon")),
-    _channel("recommendation", "Рекомендации", lead_source=("RECOMMENDATION", "PARTNER", "referral"),
-             utm_source=("referral",)),
-    _channel("walk_in", "С улицы", lead_source=("STORE", "walk_in", "walk-in", "admin")),
+    _channel("yandex_maps", "Яндекс Карты", channel=("yamaps",), lead_source=("yandex_maps", "yamaps", "yandex_business"),
+             utm_source=("yandex_maps", "yamaps", "maps.yandex"), tags=("яндекс карты",)),
+    _channel("2gis", "2ГИС", channel=("dgis",), lead_source=("2gis", "dgis"), utm_source=("2gis", "dgis"),
+             tags=("2гис", "2gis")),
+    _channel("avito", "Авито", lead_source=("AVITO", "avito"), utm_source=("avito",), tags=("авито", "avito")),
+    _channel("aggregator", "Агрегаторы", True,
+             lead_source=("aggregator", "prodoctorov", "napopravku", "zoon", "docdoc", "sberzdorovie", "yell",
+                          "yclients_marketplace"),
+             utm_source=("prodoctorov", "napopravku", "zoon", "docdoc", "sberzdorovie", "yell")),
+    _channel("yandex_direct", "Яндекс Директ", channel=("direct",),
+             lead_source=("ADVERTISING", "yandex_direct", "direct"),
+             utm_source=("yandex", "yandex_direct", "direct", "ya", "yandex.direct")),
     _channel("email", "E-mail", lead_source=("EMAIL", "email"), utm_source=("email", "mail", "newsletter"),
              utm_medium=("email",)),
+    _channel("recommendation", "Рекомендации", lead_source=("RECOMMENDATION", "PARTNER", "referral", "recommendation"),
+             utm_source=("referral",)),
+    _channel("call_tracking", "Коллтрекинг", channel=("call", "phone", "call_tracking"),
+             lead_source=("CALL", "call", "phone", "calltracking", "call_tracking"),
+             utm_source=("calltracking", "call_tracking", "calltouch", "comagic", "roistat", "mango")),
+    _channel("site", "Сайт",
+             channel=("site", "website", "online_booking"),
+             lead_source=("WEB", "WEBFORM", "CALLBACK", "site", "website", "form", "online", "widget", "bookform",
+                          "online_booking", "mobile_app", "app"),
+             utm_source=("site", "website", "seo", "organic"), utm_medium=("organic",)),
+    _channel("walk_in", "С улицы", channel=("walk-in",), lead_source=("STORE", "walk_in", "walk-in", "admin")),
     _channel("other", "Другое", lead_source=("OTHER", "TRADE_SHOW", "RC_GENERATOR")),
 ))
 

@@ -174,6 +174,8 @@ class Stage:
     requires: tuple[str, ...] = ()
     sla: Duration | None = None
     outcome: str | None = None
+    # A lead or deal counts as qualified from the first time it enters this stage or a later one (not a lost one).
+    qualified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,22 @@ class Pipeline:
     stages: Mapping[str, Stage]
     title: str = ""
     location: Location | None = None
+
+    def qualifies(self, stage: str | None) -> bool:
+        """True when a record at `stage` counts as qualified: the stage is the one marked `qualified: true`, or
+        comes after it in the file, or is won. A lost stage never qualifies by its place (a lead lost at the start
+        was never qualified)."""
+        found = self.stages.get(stage) if stage is not None else None
+        if found is None or found.outcome == "lost":
+            return False
+        if found.outcome == "won":
+            return True
+        for candidate in self.stages.values():
+            if candidate.qualified:
+                return True  # the marked stage comes first: every stage from here on qualifies
+            if candidate is found:
+                return False
+        return False
 
 
 # ---- triggers ----------------------------------------------------------------------------------
@@ -452,6 +470,117 @@ class WhyNot:
     conditions: tuple[tuple[str, Any], ...] = ()
 
 
+# ---- what the reports read (automator/facts.py computes them; migration m005 keeps them) ------
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Where a record came from, as one event says: a channel of automator.yaml's `channels:`, the campaign, and
+    when (seconds since the epoch, UTC)."""
+
+    channel: str
+    campaign: str | None
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRow:
+    """One lead or deal as one event leaves it (the `leads` table). None is "this event does not say": the stored
+    value stays. `first` is a first-touch candidate (kept only when none is stored or it is earlier, unless
+    `force_first`), `last` a last-touch one (kept when it is later and names another channel or campaign, unless
+    `force_last`); created_at and qualified_at only ever move earlier, closed_at is kept while the outcome stays."""
+
+    id: str  # "deal:<deal id>" or "lead:<connector>:<lead id>"
+    kind: str  # deal | lead
+    source: str | None  # the connector that reported it (None: a rule's set_source, which keeps the stored one)
+    client: str | None = None
+    pipeline: str | None = None
+    stage: str | None = None
+    outcome: str | None = None  # open | won | lost
+    responsible: str | None = None
+    created_at: int | None = None
+    qualified_at: int | None = None
+    closed_at: int | None = None
+    amount: int | None = None
+    currency: str | None = None
+    first: Touch | None = None
+    last: Touch | None = None
+    raw_source: str | None = None
+    utm: tuple[str | None, str | None, str | None, str | None, str | None] = (None, None, None, None, None)
+    force_first: bool = False  # a rule's set_source corrects the first touch whatever is stored
+    force_last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    """A lead or deal entered a stage (its first included): when, from which, who moved it, who was in charge.
+    `from_stage` None for a lead means "the one stored" (a lead has no entity to compare with: the store
+    compares, and keeps the move only when the stage differs)."""
+
+    record: str
+    pipeline: str | None
+    stage: str
+    from_stage: str | None
+    at: int
+    by: str | None  # "rule:<rule id>" for our own effect, else the system's user when the payload says
+    responsible: str | None
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRow:
+    """One booking as one event leaves it (the `bookings` table); created_at only ever moves earlier."""
+
+    id: str
+    source: str
+    client: str | None
+    staff: str | None
+    branch: str | None
+    status: str | None
+    created_at: int
+    starts_at: int | None
+    amount: int | None
+    channel: str | None
+    campaign: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    """One review or NPS answer (the `reviews` table): a score from 0 to 10."""
+
+    id: str
+    client: str | None
+    at: int
+    score: int
+    staff: str | None = None
+    branch: str | None = None
+    booking: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSource:
+    """A rule's set_source on a client: their first channel, whatever their records say."""
+
+    client: str
+    channel: str
+    campaign: str | None
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The rows one event adds to what the reports read. A person's first channel (`client_channels`) is kept
+    by the store from the leads, deals and bookings it writes (the earliest one with a channel)."""
+
+    leads: tuple[LeadRow, ...] = ()
+    moves: tuple[StageMove, ...] = ()
+    bookings: tuple[BookingRow, ...] = ()
+    reviews: tuple[ReviewRow, ...] = ()
+    client_sources: tuple[ClientSource, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.leads or self.moves or self.bookings or self.reviews or self.client_sources)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The only output of the core: what to store, perform and schedule for one event."""
@@ -466,3 +595,4 @@ class Decision:
     events: tuple[Event, ...] = ()
     why_not: tuple[WhyNot, ...] = ()
     visits: tuple[Visit, ...] = ()  # history the event adds (written once: a visit id already stored is kept)
+    facts: Facts = Facts()  # what the reports read: leads, stage moves, bookings, reviews (automator/facts.py)

@@ -1,7 +1,7 @@
 """CompileContext: what compiling one file needs — its document, the problems so far, and the project's names."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,10 @@ class CompileContext:
     def error(self, path: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False) -> None:
         """Record a problem at the node (or key) at `path`."""
         self.problems.append(self.doc.problem(tuple(path), message, hint, key=key))
+
+    def warning(self, path: Sequence[str | int], message: str, hint: str | None = None) -> None:
+        """Record a warning at the node at `path`: the project loads, but this does not work as written."""
+        self.problems.append(replace(self.doc.problem(tuple(path), message, hint), severity="warning"))
 
     def location(self, path: Sequence[str | int]) -> Location:
         """File, line and column of the node at `path`."""

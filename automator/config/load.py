@@ -306,9 +306,20 @@ def _pipelines(doc: Document, config: Config, pipelines: dict[str, Pipeline], pr
             sla_path = (*path, "stages", stage_name, "sla")
             # A schema problem already says what is wrong with a bad `sla`; parsing it again would repeat it.
             sla = ctx.duration(stage["sla"], sla_path) if "sla" in stage and not ctx.is_broken(sla_path) else None
+            qualified = stage.get("qualified") is True
+            if qualified and stage.get("outcome") == "lost":
+                ctx.error((*path, "stages", stage_name, "qualified"),
+                          f"stage '{stage_name}' is lost: it cannot be where leads count as qualified",
+                          "mark the first stage a lead reaches once it is worth working on, such as in_progress")
+                qualified = False
+            elif qualified and any(s.qualified for s in stages.values()):
+                first = next(s.name for s in stages.values() if s.qualified)
+                ctx.warning((*path, "stages", stage_name, "qualified"),
+                            f"stage '{first}' is marked qualified already: a lead is qualified from the first marked "
+                            f"stage on, so this mark changes nothing", "keep `qualified: true` on one stage")
             stages[str(stage_name)] = Stage(name=str(stage_name), crm_id=crm_id, title=str(stage.get("title", "")),
                                             requires=tuple(str(f) for f in stage.get("requires") or ()), sla=sla,
-                                            outcome=stage.get("outcome"))
+                                            outcome=stage.get("outcome"), qualified=qualified)
         mark = doc.mark(path, key=True)
         pipelines[str(name)] = Pipeline(name=str(name), connector=str(connector or ""),
                                         crm_id=None if raw.get("id") is None else str(raw["id"]), stages=stages,

@@ -13,7 +13,7 @@ from automator.config.project import Project
 from automator.core import scope as scopes
 from automator.core.runner import advance
 from automator.core.state import RunState
-from automator import history
+from automator import facts as reports_facts, history
 from automator.expr import EvalError, Expr, Record
 from automator.model import (Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit, WhyNot,
                              plain)
@@ -62,6 +62,8 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     if visits:
         assert event.entity is not None  # visit_of names the client
         after = history.recorded(Entity(event.entity, after.fields if after else {}, event.at or now), visits)
+    config = project.config
+    facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)
     plan = _Plan()
     ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
     if event.type == "timer.fired":
@@ -75,7 +77,7 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,
                     runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
                     cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not),
-                    visits=visits)
+                    visits=visits, facts=facts)
 
 
 def new_visits(event: Event, snapshot: Snapshot) -> tuple[Visit, ...]:

@@ -140,6 +140,21 @@ class Writes:
     timers: list[list[Any]]
     events: tuple[Event, ...]  # emitted: journaled with the decision
     visits: list[list[Any]] = field(default_factory=list)  # history the decision adds (kept if already stored)
+    facts: FactRows | None = None  # what the reports read (None: nothing)
+
+
+@dataclass(frozen=True)
+class FactRows:
+    """One decision's `Facts` as the rows the store writes (automator/store/facts.py builds and writes them)."""
+
+    deals: list[list[Any]] = field(default_factory=list)  # `leads` upserts of deals
+    moves: list[list[Any]] = field(default_factory=list)  # deals' stage moves (the stage before is known)
+    # Each lead's stage moves (compared with the stored stage) and its upsert, written in order.
+    leads: list[tuple[list[list[Any]], list[Any]]] = field(default_factory=list)
+    bookings: list[list[Any]] = field(default_factory=list)
+    booking_channels: list[list[Any]] = field(default_factory=list)  # a person's first channel candidates
+    reviews: list[list[Any]] = field(default_factory=list)
+    client_sources: list[list[Any]] = field(default_factory=list)  # a rule's set_source on a client
 
 
 class LockTimes(Protocol):

@@ -14,6 +14,7 @@ import orjson
 
 from automator.model import ENGINE, Decision, Effect, EntityRef, Run, Timer, TraceStep, Visit
 from automator.store.base import Writes
+from automator.store.facts import rows_of as fact_rows
 from automator.store.schema import TABLES
 
 _UTC: dict[datetime, str] = {}
@@ -76,7 +77,8 @@ def writes_of(decision: Decision) -> Writes:
            for w in decision.why_not]
     return Writes(event_id=decision.event.id, why_not=dump(why), entity=entity, runs=runs, effects=effects,
                   cancel=[[t] for t in decision.cancel_timers], timers=[timer_row(t) for t in decision.timers],
-                  events=decision.events, visits=[visit_row(v) for v in decision.visits])
+                  events=decision.events, visits=[visit_row(v) for v in decision.visits],
+                  facts=fact_rows(decision.facts))
 
 
 VISIT_COLUMNS = ("id", "client", "at", "kind", "branch", "services", "category", "staff", "amount", "currency",

@@ -12,6 +12,7 @@ from automator.store.base import Writes
 from automator.store.codec import (EFFECT_COLUMNS, RUN_COLUMNS, dump, load, run_of, time_of, timer_of, timer_row,
                                    utc, writes_of)
 from automator.store.connection import Connection
+from automator.store import facts as store_facts
 from automator.store.people import INSERT_VISIT
 
 _INSERT_RUNS = f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -147,6 +148,9 @@ class State:
             visits = [row for w in many for row in w.visits]
             if visits:
                 conn.executemany(INSERT_VISIT, visits)
+            facts = [w.facts for w in many if w.facts is not None]
+            if facts:
+                store_facts.write(conn, facts)
             for w in many:
                 if w.cancel:
                     conn.executemany("delete from timers where id = ?", w.cancel)
