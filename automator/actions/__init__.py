@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, people, segment
+from automator.actions import crm, deal, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -53,6 +53,10 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
+        ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
+                   "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
+                                                                         "client.updated"),
+                   prepare=source.target, perform=source.perform),
     )
 }
 # Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.

@@ -197,8 +197,13 @@ def _config(doc: Document | None, types: Mapping[str, type[Connector]], problems
         channel_map = channels.load(data.get("channels"))
     except channels.ChannelsError as exc:
         channel_map = channels.DEFAULTS
-        if doc is not None:
+        if doc is not None and not any(b[:1] == ("channels",) for b in broken):  # the schema said it already
             problems.append(doc.problem(tuple(exc.path.split(".")), str(exc).split(": ", 1)[1]))
+    else:
+        if doc is not None and data.get("channels") is not None:
+            problems.extend(replace(doc.problem(tuple(path.split(".")), message,
+                                                "list the value under one channel only"), severity="warning")
+                            for path, message in channels.overlaps(channel_map))
     return Config(timezone=tz, branches=branches, default_branch=default_branch, connectors=connectors,
                   settings=settings, store=data.get("store"),
                   chain_depth=int(limits.get("chain_depth", DEFAULT_CHAIN_DEPTH)), daemon=dict(data.get("daemon") or {}),

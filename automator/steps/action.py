@@ -47,6 +47,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
             ctx.error((*path, "via"), f"connector '{via}' ({connector.type}) cannot perform '{name}'")
     if isinstance(params, Mapping):
         _check_stages(name, params, (*path, name), ctx)
+        _check_channel(name, params, (*path, name), ctx)
     _check_no_env(params, (*path, name), ctx)
     ctx.deal_fields |= deal_fields(name, params)
     compiled = ctx.templates(params, (*path, name))
@@ -128,6 +129,19 @@ def _check_stages(name: str, params: Mapping[str, Any], path: tuple[Any, ...], c
             return
     if "stage" in params and not ctx.is_broken((*path, "stage")):
         ctx.stage(pipeline, params["stage"], (*path, "stage"))
+
+
+def _check_channel(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """set_source names a channel the reports know: a name under automator.yaml's `channels:` (or a built-in one)."""
+    channel = params.get("channel")
+    if name != "set_source" or ctx.config is None or not isinstance(channel, str) or "{{" in channel \
+            or ctx.is_broken((*path, "channel")):
+        return
+    known = ctx.config.channels.names()
+    if channel not in known:
+        ctx.error((*path, "channel"), f"unknown channel '{channel}'",
+                  did_you_mean(channel, known) or "the channels are " + ", ".join(known)
+                  + " (`channels:` in automator.yaml names them)")
 
 
 def _check_no_env(value: Any, path: tuple[Any, ...], ctx: CompileContext) -> None:
