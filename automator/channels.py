@@ -47,6 +47,17 @@ class ChannelMap:
     """The project's channels, in the order automator.yaml lists them (the first match wins)."""
 
     channels: tuple[Channel, ...]
+    # (field, lower-case value) -> the place of the first channel that matches it: classify() runs on every deal,
+    # lead and booking event the engine decides.
+    _first: Mapping[tuple[str, str], int] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        first: dict[tuple[str, str], int] = {}
+        for place, channel in enumerate(self.channels):
+            for field, values in (channel.match or {}).items():
+                for value in values:
+                    first.setdefault((field, value), place)
+        object.__setattr__(self, "_first", first)
 
     def names(self) -> tuple[str, ...]:
         """Every channel's name, in order."""
@@ -75,19 +86,20 @@ class ChannelMap:
         explicit = fields.get("channel")
         if isinstance(explicit, str) and self.get(explicit) is not None:
             return explicit
-        given: list[tuple[str, str]] = []
+        # The first channel in order, so that the owner decides which wins: a Bitrix24 deal from the site form
+        # (WEB) that came by a VK advert (utm_source=vk) is VK's when `vk` is listed before `site`, as the defaults
+        # list it.
+        best = len(self.channels)
+        first = self._first
         for field in MATCH_FIELDS:
             value = fields.get(field)
-            values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)] if value else []
-            given.extend((field, text) for text in values)
-        if not given:
-            return None
-        # Channels in order, so that the owner decides which wins: a Bitrix24 deal from the site form (WEB) that
-        # came by a VK advert (utm_source=vk) is VK's when `vk` is listed before `site`, as the defaults list it.
-        for channel in self.channels:
-            if any(channel.matches(field, text) for field, text in given):
-                return channel.name
-        return None
+            if not value:
+                continue
+            for text in value if isinstance(value, (list, tuple)) else (value,):
+                place = first.get((field, str(text).strip().lower()))
+                if place is not None and place < best:
+                    best = place
+        return self.channels[best].name if best < len(self.channels) else None
 
 
 def campaign_of(fields: Mapping[str, Any]) -> str | None:

@@ -239,7 +239,14 @@ def moment(value: Any, tz: tzinfo) -> int | None:
 
 def _amount(value: Any) -> int | None:
     """An amount as integer minor units (exactly: `"1500.50"` → 150050); None when there is none or it is not one."""
-    text = history.money_of(value)
+    if value is None or value == "":
+        return None
+    if type(value) is str:  # noqa: E721  (the usual case, read at once)
+        try:
+            return history.minor_units(value)
+        except history.HistoryError:
+            return None
+    text = history.money_of(value)  # a whole number, a Decimal, the float a JSON number became
     return history.minor_units(text) if text is not None else None
 
 
@@ -249,6 +256,11 @@ def _utm(fields: Mapping[str, Any]) -> tuple[str | None, str | None, str | None,
 
 
 def _text(value: Any) -> str | None:
-    if value in (None, "") or isinstance(value, (Mapping, list, tuple, bool)):
+    kind = type(value)
+    if kind is str:
+        return value or None
+    if kind is int or kind is float:
+        return str(value)
+    if value is None or isinstance(value, (Mapping, list, tuple, bool)):
         return None
     return str(value)
