@@ -126,6 +126,17 @@ def test_a_bad_channel_entry_is_reported_at_its_line(tmp_path: Path) -> None:
     assert text.count("error:") == 1, text
 
 
+def test_automator_validate_prints_a_bad_channel_with_its_place(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from automator.cli import cli
+
+    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nchannels:\n  vk:\n    aggregator: yes\n")
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "automator.yaml:4:17: error:" in result.output and "aggregator" in result.output, result.output
+
+
 def test_a_value_two_channels_match_is_a_warning(tmp_path: Path) -> None:
     text = _validate(tmp_path, "channels:\n  vk: {match: {utm_source: [vk]}}\n"
                                "  vk_ads: {match: {utm_source: [vk, vkads]}}\n")

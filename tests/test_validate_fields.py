@@ -114,8 +114,8 @@ MISTAKES = [
     pytest.param(rule("{event: booking.create}", "stop: true"),
                  P(3, 19, "unknown event type 'booking.create'", "did you mean 'booking.created' (from booking, sms, forms)?"),
                  id="unknown-event-type"),
-    pytest.param(rule("{event: review.left}", "stop: true"),
-                 P(3, 19, "unknown event type 'review.left': no connector of this project produces it and no rule "
+    pytest.param(rule("{event: invoice.overdue}", "stop: true"),
+                 P(3, 19, "unknown event type 'invoice.overdue': no connector of this project produces it and no rule "
                           "emits it",
                    "known events: booking.created, booking.deleted, booking.updated, client.created, client.deleted, "
                    "client.updated, deal.created, deal.deleted, deal.updated, lead.created, lead.updated, "

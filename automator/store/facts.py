@@ -127,24 +127,19 @@ def booking_row(booking: BookingRow) -> list[Any]:
 def write(conn: Any, many: Sequence[FactRows]) -> None:
     """Write a batch's facts, in the caller's transaction: each table's rows in one statement, but a lead's (rare:
     one per request) one after the other, its move compared with the stage its upsert before it left."""
+    def each(sql: str, rows: list[list[Any]]) -> None:
+        if rows:
+            conn.executemany(sql, rows)
+
     deals = [row for rows in many for row in rows.deals]
-    if deals:
-        conn.executemany(INSERT_MOVE, [row for rows in many for row in rows.moves])
-        conn.executemany(UPSERT_LEAD, deals)
-    for rows in many:
-        for moves, lead in rows.leads:
-            conn.executemany(INSERT_LEAD_MOVE, moves)
-            conn.execute(UPSERT_LEAD, lead)
-    records = [[row[0]] for rows in many for row in rows.deals] + [[lead[0]] for rows in many for _, lead in rows.leads]
-    if records:
-        conn.executemany(RECORD_CHANNEL, records)
-    bookings = [row for rows in many for row in rows.bookings]
-    if bookings:
-        conn.executemany(UPSERT_BOOKING, bookings)
-        conn.executemany(BOOKING_CHANNEL, [row for rows in many for row in rows.booking_channels])
-    reviews = [row for rows in many for row in rows.reviews]
-    if reviews:
-        conn.executemany(INSERT_REVIEW, reviews)
-    sources = [row for rows in many for row in rows.client_sources]
-    if sources:
-        conn.executemany(SET_CLIENT_SOURCE, sources)
+    each(INSERT_MOVE, [row for rows in many for row in rows.moves])
+    each(UPSERT_LEAD, deals)
+    leads = [lead for rows in many for lead in rows.leads]
+    for moves, lead in leads:
+        each(INSERT_LEAD_MOVE, moves)
+        conn.execute(UPSERT_LEAD, lead)
+    each(RECORD_CHANNEL, [[row[0]] for row in deals] + [[lead[0]] for _, lead in leads])
+    each(UPSERT_BOOKING, [row for rows in many for row in rows.bookings])
+    each(BOOKING_CHANNEL, [row for rows in many for row in rows.booking_channels])
+    each(INSERT_REVIEW, [row for rows in many for row in rows.reviews])
+    each(SET_CLIENT_SOURCE, [row for rows in many for row in rows.client_sources])
