@@ -71,9 +71,9 @@ def _deal(event: Event, before: Entity | None, after: Entity, channels: ChannelM
     pipeline_name, stage = _text(fields.get("pipeline")), _text(fields.get("stage"))
     pipeline = pipelines.get(pipeline_name) if pipeline_name else None
     outcome = _outcome(pipeline, stage, fields.get("outcome"))
+    if before is None and (event.verb == "deleted" or _corrects(event)):
+        return Facts()  # nothing is known of a deal first seen deleted, or corrected by a rule before it is seen
     if event.verb == "deleted":
-        if before is None:
-            return Facts()  # nothing is known of a deal first seen deleted
         outcome = "lost" if outcome == "open" else outcome
     qualified = outcome == "won" or (pipeline is not None and pipeline.qualifies(stage))
     # A touch is news of where the deal came from: a system that sends the whole deal on every change sends

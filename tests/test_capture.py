@@ -304,6 +304,9 @@ def test_set_source_on_a_client_and_on_a_lead(project: Project, store: SqliteSto
         now = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
         scope: dict[str, Any] = {"event": {"type": "lead.created", "source": "crm", "data": {"lead_id": "31"}}}
 
+        def channels(self) -> channels.ChannelMap:
+            return project.config.channels
+
     params = spec.prepare({"channel": "vk"}, Run())  # type: ignore[arg-type]
     assert params == {"channel": "vk", "touch": "both", "lead": "31", "connector": "crm"}
     from automator.model import Effect
@@ -321,6 +324,14 @@ def test_set_source_on_a_client_and_on_a_lead(project: Project, store: SqliteSto
                                     delivery="at_least_once", at=Run.now), Run())  # type: ignore[arg-type]
     feed(project, sim.store, *to_client)
     assert rows(sim.store, "select client, channel from client_channels") == [("77", "prodoctorov")]
+    from automator.core.outcome import StepError
+
+    with pytest.raises(StepError, match="unknown channel 'tiktok'"):
+        spec.prepare({"channel": "tiktok"}, Run())  # type: ignore[arg-type]
+    # A correction of a deal nobody reported keeps no row.
+    feed(project, sim.store, deal(9, 0, "updated", {"channel": "vk", "source_touch": "both"}, ident="404",
+                                  source=ENGINE, caused_by="k9", echo_of="mark"))
+    assert rows(sim.store, "select id from leads where id = 'deal:404'") == []
 
 
 # ---- leads, bookings, reviews --------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ TARGETS = ("deal", "lead", "client")
 def target(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     """The record whose source is set: the one the params name (`deal:`, `lead:` or `client:`), else the run's
     deal, else the lead its event reports (`lead.created`: the lead's connector with it), else the run's client."""
+    channels = run.channels()
+    if channels.get(str(params.get("channel"))) is None:
+        raise StepError(f"set_source: unknown channel {params.get('channel')!r} (the channels are "
+                        f"{', '.join(channels.names())})")
     named = [name for name in TARGETS if params.get(name) not in (None, "")]
     if len(named) > 1:
         raise StepError(f"set_source: name one record, not {' and '.join(named)}")

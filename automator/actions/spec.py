@@ -6,6 +6,7 @@ from datetime import datetime
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from automator.channels import ChannelMap
 from automator.expr import EvalContext
 from automator.model import Effect, Entity, EntityRef, Event, Pipeline
 from automator.segments import SegmentsConfig
@@ -37,6 +38,9 @@ class ActionRun(Protocol):
 
     def segments(self) -> SegmentsConfig | None:
         """The project's segments.yaml, compiled."""
+
+    def channels(self) -> ChannelMap:
+        """The project's channels (automator.yaml's `channels:`, or the built-in set)."""
 
 
 # Rendered params (the default target filled in) -> the params to send, or a StepError.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from automator.channels import ChannelMap
 from automator.config.project import Project
 from automator.core.outcome import StepError
 from automator.expr import EvalContext, EvalError, Expr, Template
@@ -79,6 +80,10 @@ class RunState:
     def segments(self) -> SegmentsConfig | None:
         """The project's segments.yaml, compiled."""
         return self.project.segments
+
+    def channels(self) -> ChannelMap:
+        """The project's channels (automator.yaml's `channels:`, or the built-in set)."""
+        return self.project.config.channels
 
     def set_var(self, name: str, value: Any) -> None:
         """Set a run variable, visible to later steps as `vars.name`."""
