@@ -73,14 +73,15 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
         from {p}leads""")
     snapshot.run(f"""create or replace table {p}att as
         select who, arg_min(k1, (created_at, id)) as k1, arg_min(k2, (created_at, id)) as k2,
-               min(created_at) as since, bool_or(won_by_end) as won
+               min(created_at) as since, bool_or(won_by_end) as won,
+               bool_or(won_by_end and coalesce(amount, 0) > 0) as sold
         from {p}l group by who""")
     snapshot.run(f"""create or replace table {p}paid as
-        select a.who, a.k1, a.k2, a.won,
+        select a.who, a.k1, a.k2, a.won, a.sold,
                coalesce(sum(v.amount) filter (where v.at >= a.since), 0) as visits_after,
                coalesce(bool_or(v.amount > 0 and v.at < a.since), false) as paid_before
         from {p}att a left join {p}visits v on v.client = a.who
-        group by a.who, a.k1, a.k2, a.won""")
+        group by a.who, a.k1, a.k2, a.won, a.sold""")
     rows = snapshot.rows(f"""
         with leads as (
             select k1, k2, count(*) as leads, count(*) filter (where qualified) as qualified,
@@ -89,7 +90,7 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
             from {p}l group by k1, k2),
         clients as (
             select k1, k2, sum(visits_after)::bigint as visit_revenue,
-                   sum(visits_after) filter (where not won)::bigint as visits_of_dealless,
+                   sum(visits_after) filter (where not sold)::bigint as visits_of_dealless,
                    count(*) filter (where not paid_before and (won or visits_after > 0)) as payers
             from {p}paid group by k1, k2),
         spend as (
@@ -127,8 +128,8 @@ COLUMNS = (
            "сумма визитов клиентов этих лидов от их первого лида в периоде до конца периода (клиент относится "
            "к группе своего первого лида в периоде)"),
     Column("revenue", "Выручка", "money",
-           "выручка сделок плюс выручка визитов клиентов без выигранной сделки (продажа, закрытая сделкой, не "
-           "считается дважды)"),
+           "выручка сделок плюс выручка визитов клиентов без выигранной сделки с суммой (продажа, закрытая "
+           "сделкой, не считается дважды)"),
     Column("spend", "Расход", "money", "расходы на рекламу за дни периода (automator spend import / pull)"),
     Column("cpl", "Цена лида", "money", "расход / лиды"),
     Column("payers", "Новые платящие", "int",
