@@ -17,7 +17,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import money, per, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import VISIT_MOMENT, Snapshot, literal, visit_text
+from automator.reports.snapshot import Snapshot, literal, visit_text
 
 BY = ("channel", "campaign", "source")
 TOUCHES = ("first", "last")
@@ -50,12 +50,10 @@ def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str =
         f"created_at >= {lo} and created_at < {hi}")
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
-    snapshot.read(f"{prefix}visits_raw", "visits", {"client": "text", "at": "text", "amount": "int"},
+    snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment", "coalesce(amount, 0) as amount": "int"},
                   f"at < {literal(visit_text(hi))} and client in (select client from leads where created_at >= {lo} "
                   f"and created_at < {hi} and client is not null)")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
-    snapshot.run(f"create or replace table {prefix}visits as select client, {VISIT_MOMENT} as at, coalesce(amount, 0) "
-                 f"as amount from {prefix}visits_raw")
 
 
 def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list[Group]:

@@ -18,7 +18,7 @@ import automator.reports.channels as acquisition
 from automator.reports.figures import DAY, days, money, per, percent, rounded
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import VISIT_MOMENT, Snapshot, literal
+from automator.reports.snapshot import Snapshot, literal
 
 WINDOWS = (30, 60, 90)
 LOST_DAYS = 90
@@ -27,12 +27,12 @@ COHORT_MONTHS = 12
 
 def read(snapshot: Snapshot, period: Period) -> None:
     """Load every visit (client, moment, amount), each client's first channel and the period's bookings."""
-    snapshot.read("rt_visits_raw", "visits", {"client": "text", "at": "text", "amount": "int"}, "client is not null")
+    snapshot.read("rt_visits_read", "visits", {"client": "text", "at as visit_at": "moment",
+                                               "coalesce(amount, 0) as amount": "int"}, "client is not null")
     zone = literal(getattr(period.tz, "key", None) or "UTC")
     snapshot.run(f"""create or replace table rt_visits as
-        select client, {VISIT_MOMENT} as visit_at, coalesce(amount, 0) as amount,
-               timezone({zone}, to_timestamp({VISIT_MOMENT}))::date as day
-        from rt_visits_raw""")
+        select *, timezone({zone}, to_timestamp(visit_at))::date as day from rt_visits_read""")
+    snapshot.run("drop table rt_visits_read")
     snapshot.read("rt_channels", "client_channels", {"client": "text", "channel": "text"})
     snapshot.read("rt_bookings", "bookings", {"created_at": "int", "starts_at": "int"},
                   f"created_at >= {period.start_at} and created_at < {period.end_at}")

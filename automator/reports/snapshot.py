@@ -22,11 +22,10 @@ from urllib.parse import quote
 import duckdb
 
 # DuckDB's types for the SQLite columns a report reads: a text column is read as '' for NULL (ADBC infers a
-# column's Arrow type from its first rows, and a NULL there makes a later text fail) and turned back into NULL here.
-TYPES = {"text": "VARCHAR", "int": "BIGINT"}
+# column's Arrow type from its first rows, and a NULL there makes a later text fail) and turned back into NULL here;
+# a "moment" is a UTC ISO text (a visit's `at`) that DuckDB turns into seconds since the epoch as it loads it.
+TYPES = {"text": "VARCHAR", "int": "BIGINT", "moment": "BIGINT"}
 DEFAULT_MEMORY_LIMIT = "2GB"
-# A visit's moment as the store keeps it (UTC ISO text, automator.history.moment_text) in seconds since the epoch.
-VISIT_MOMENT = "epoch(cast(substr(\"at\", 1, 19) as timestamp))::bigint"
 
 
 class SnapshotError(RuntimeError):
@@ -92,13 +91,15 @@ class Snapshot:
         declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
         self.duck.execute(f'create or replace table "{name}" ({declared})')
         if self.has(table):
-            selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind == "text"
+            selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
                                  else f'{_expression(c)} as "{n}"'
                                  for c, n, kind in zip(columns, names, columns.values()))
             self._cursor.execute(f"select {selected} from {table}" + (f" where {where}" if where else ""))
             stream = self._cursor.fetch_arrow()
-            restored = ", ".join(f"nullif(\"{n}\", '')" if kind == "text" else f'"{n}"'
-                                 for n, kind in zip(names, columns.values()))
+            # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
+            restored = ", ".join(f"nullif(\"{n}\"::varchar, '')" if kind == "text" else
+                                 f"epoch(cast(substr(nullif(\"{n}\"::varchar, ''), 1, 19) as timestamp))::bigint"
+                                 if kind == "moment" else f'"{n}"' for n, kind in zip(names, columns.values()))
             self.duck.execute(f'insert into "{name}" select {restored} from stream')
         self._tables.add(name)
         self.read_seconds += time.perf_counter() - started

@@ -11,7 +11,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import money, per, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import VISIT_MOMENT, Snapshot, visit_text
+from automator.reports.snapshot import Snapshot, visit_text
 
 BY = ("staff", "branch")
 
@@ -26,13 +26,10 @@ def read(snapshot: Snapshot, period: Period) -> None:
     snapshot.read("st_reviews", "reviews", {"id": "text", "client": "text", "at as reviewed_at": "int",
                                             "score": "int", "staff": "text", "branch": "text"},
                   f"at >= {lo} and at < {hi}")
-    snapshot.read("st_visits_raw", "visits", {"client": "text", "at": "text", "amount": "int", "staff": "text",
-                                              "branch": "text"},
+    snapshot.read("st_visits", "visits", {"client": "text", "at as visit_at": "moment",
+                                          "coalesce(amount, 0) as amount": "int", "staff": "text", "branch": "text"},
                   f"(at >= '{lo_text}' and at < '{hi_text}') or (at < '{hi_text}' and client in "
                   f"(select client from reviews where at >= {lo} and at < {hi} and (staff is null or branch is null)))")
-    snapshot.run(f"""create or replace table st_visits as
-        select client, {VISIT_MOMENT} as visit_at, coalesce(amount, 0) as amount, staff, branch
-        from st_visits_raw""")
 
 
 def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], channels: ChannelMap,
