@@ -652,6 +652,72 @@ def _ingested(counts: Any, what: str) -> None:
 
 
 @cli.command()
+@click.argument("name", metavar="REPORT", type=click.Choice(["channels", "funnel", "retention", "staff"]))
+@click.option("--from", "start", metavar="DATE", help="The first day (YYYY-MM-DD, the project's time zone).")
+@click.option("--to", "end", metavar="DATE", help="The last day, inclusive.")
+@click.option("--period", metavar="NAME", help="A named period instead: yesterday, last_week, this_week, "
+              "last_month, this_month, last_30d, last_90d, this_year.")
+@click.option("--by", help="Group by: channels: channel|campaign|source; funnel: manager; staff: staff|branch.")
+@click.option("--touch", type=click.Choice(["first", "last"]), default="first", show_default=True,
+              help="channels: attribute a lead to its first or its last touch.")
+@click.option("--pipeline", help="funnel: only this pipeline (default: each).")
+@click.option("--table", "table", metavar="KEY", help="csv: the table to write (default: the report's main one).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout.")
+@_config_option
+@_db_option
+@_operator
+def report(name: str, start: str | None, end: str | None, period: str | None, by: str | None, touch: str,
+           pipeline: str | None, table: str | None, fmt: str, output: Path | None, config: Path,
+           db: Path | None) -> None:
+    """A report over the store: channels (leads, spend, CAC, ROMI by channel), funnel (stages, drop-off, time in
+    stage), retention (who comes back, LTV, cohorts) or staff (bookings, visits, revenue, NPS per employee).
+
+    \b
+    Example: automator report channels --period last_month --format csv -o channels.csv
+    """
+    from automator.observe import config_path
+    from automator.reports import ReportError, compute, project_settings
+    from automator.reports.period import PeriodError, named, parse_day
+    from automator.reports.text import render
+
+    settings = project_settings(config_path(config))
+    try:
+        if period and (start or end):
+            raise PeriodError("give either --period or --from and --to, not both")
+        if period:
+            days = named(period, datetime.now(timezone.utc), settings.tz)
+            first, last = days.start, days.end
+        elif start and end:
+            first, last = parse_day(start, "--from"), parse_day(end, "--to")
+        else:
+            raise PeriodError("say which days: --from DATE --to DATE, or --period NAME")
+        found = compute(name, _existing_store(config, db), start=first, end=last, by=by, touch=touch,
+                        pipeline=pipeline, channels=settings.channels, tz=settings.tz, pipelines=settings.pipelines)
+        text = render(found, fmt, table)
+    except (PeriodError, ReportError, KeyError) as exc:
+        raise click.UsageError(str(exc).strip('"')) from exc
+    except ModuleNotFoundError as exc:  # the HTML page is drawn by automator.reports.html
+        click.echo(f"Error: --format html is not available in this build ({exc.name} is missing)", err=True)
+        raise click.exceptions.Exit(2) from exc
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"{name}: {first.isoformat()} – {last.isoformat()} written to {output}", err=True)
+
+
+def _existing_store(config: Path, db: Path | None) -> Path:
+    from automator.observe import config_path, store_file
+
+    try:
+        return store_file(config_path(config), db)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_config_option
 @_db_option
