@@ -9,7 +9,7 @@ Russian month names), with money in roubles.
   series with a legend;
 - cohort: a heat table, cohort × months since, the share both as colour and as text.
 
-The labels are the same text the page's tables show (automator.reports.figures), so a chart and its table agree
+The labels are the same text the page's tables show (automator.reports.display), so a chart and its table agree
 to the kopeck; the bars' lengths are floats, as drawing needs, and nothing is computed from them.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import altair as alt
 import vl_convert
 
-from automator.reports.figures import figure_text, month_text
+from automator.reports.display import figure_text, month_text
 from automator.reports.model import Chart, Column, Report, Table
 
 WIDTH = 700  # px of a chart's plotting area: with the axis and labels it fits a 1200 px page (and scales to A4)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from automator.reports.charts import chart_svg
-from automator.reports.figures import NBSP, figure_text, moment_text, period_text
+from automator.reports.display import NBSP, figure_text, moment_text, period_text
 from automator.reports.model import Column, Report, Table
 
 NUMERIC_KINDS = frozenset({"int", "money", "percent", "ratio", "days"})

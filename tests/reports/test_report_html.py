@@ -2,7 +2,7 @@
 them, every value escaped, nothing loaded from anywhere; and in a real browser (headless Chromium with no
 network) the page shows the figures, each chart's SVG has its marks, and a screenshot is not blank.
 
-The reports here are built by hand (tests/reports/report_samples.py) with their arithmetic worked out there."""
+The reports here are built by hand (tests/reports/handmade_reports.py) with their arithmetic worked out there."""
 from __future__ import annotations
 
 import html
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import report_samples
+import handmade_reports
 from automator.reports.charts import ChartError, chart_spec, chart_svg
-from automator.reports.figures import figure_text, grouped, month_text, period_text
+from automator.reports.display import figure_text, grouped, month_text, period_text
 from automator.reports.html import render_html, render_summary
 from automator.reports.model import Chart, Report
 
@@ -87,8 +87,8 @@ def test_dates_and_periods_read_in_russian() -> None:
 @pytest.fixture(scope="module")
 def pages() -> dict[str, str]:
     """Each sample report's page, and one whose channel and employee names are markup."""
-    rendered = {name: render_html(make()) for name, make in report_samples.REPORTS.items()}
-    rendered["hostile"] = render_html(report_samples.channels('<script>alert("x")</script><img src=x>'))
+    rendered = {name: render_html(make()) for name, make in handmade_reports.REPORTS.items()}
+    rendered["hostile"] = render_html(handmade_reports.channels('<script>alert("x")</script><img src=x>'))
     return rendered
 
 
@@ -101,7 +101,7 @@ def _text(page: str) -> str:
 def test_the_page_shows_the_figures_and_every_chart(pages: dict[str, str], name: str) -> None:
     page = pages[name]
     assert page.startswith("<!DOCTYPE html>") and '<html lang="ru">' in page
-    report = report_samples.REPORTS[name]()
+    report = handmade_reports.REPORTS[name]()
     text = _text(page)
     for figure in FIGURES[name] + [report.title, "Период: 01.11.2026 — 30.11.2026",
                                    "Сформирован: 01.12.2026 06:00 UTC"]:
@@ -141,13 +141,13 @@ def test_a_name_made_of_markup_shows_as_text(pages: dict[str, str]) -> None:
 
 
 def test_several_charts_never_share_an_svg_id() -> None:
-    page = render_html(report_samples.retention())
+    page = render_html(handmade_reports.retention())
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
 
 
 def test_an_empty_table_says_so_instead_of_an_empty_chart() -> None:
-    report = report_samples.channels()
+    report = handmade_reports.channels()
     empty = replace(report, tables=(replace(report.tables[0], rows=(), total=None),), headline=())
     page = _text(render_html(empty))
     assert "<strong>ROMI по каналам</strong>: нет данных за период" in page and "Нет данных за период" in page
@@ -155,7 +155,7 @@ def test_an_empty_table_says_so_instead_of_an_empty_chart() -> None:
 
 
 def test_a_chart_naming_what_its_table_lacks_is_an_error() -> None:
-    report = report_samples.staff()
+    report = handmade_reports.staff()
     with pytest.raises(ChartError, match="table 'staff' has no column 'romi'"):
         chart_spec(report, Chart("x", "X", "bars", "staff", "staff", ("romi",)))
     with pytest.raises(ChartError, match="unknown kind 'pie'"):
@@ -165,19 +165,19 @@ def test_a_chart_naming_what_its_table_lacks_is_an_error() -> None:
 
 
 def test_charts_speak_russian_and_show_money_in_roubles() -> None:
-    svg = chart_svg(report_samples.channels(), report_samples.channels().charts[1])
+    svg = chart_svg(handmade_reports.channels(), handmade_reports.channels().charts[1])
     text = _text(svg)
     assert "Расходы, ₽" in text and "50 000,00 ₽" in text  # the label is the table's figure, in roubles
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", text)
     assert {"20 000", "40 000", "60 000"} <= set(texts)  # the axis ticks with the ru-RU grouping, not "60,000"
     assert not [t for t in texts if "000 000" in t]  # never kopecks: 50 000 ₽ is not drawn as 5 000 000
-    romi = _text(chart_svg(report_samples.channels(), report_samples.channels().charts[0]))
+    romi = _text(chart_svg(handmade_reports.channels(), handmade_reports.channels().charts[0]))
     assert "−20,0 %" in romi and 'fill="#d62728"' in romi  # the losing channel's bar is red
 
 
 def test_a_cohort_in_long_form_draws_the_same_cells() -> None:
     """A cohort chart may also name its cohort by `series` (one row per cohort and month since)."""
-    report = report_samples.retention()
+    report = handmade_reports.retention()
     wide = report.table("cohorts")
     long_rows = tuple({"cohort": row["cohort"], "since": position, "share": row[key]}
                       for row in wide.rows for position, key in enumerate(("m0", "m1", "m2", "m3")))
@@ -193,7 +193,7 @@ def test_a_cohort_in_long_form_draws_the_same_cells() -> None:
 # ---- the summary a message carries ------------------------------------------------------------------------------
 
 def test_the_summary_is_the_headline_in_plain_text() -> None:
-    assert render_summary(report_samples.channels()) == (
+    assert render_summary(handmade_reports.channels()) == (
         "Каналы: откуда приходят клиенты, 01.11.2026 — 30.11.2026\n"
         "Лиды: 82\n"
         "Выиграно сделок: 19\n"
@@ -205,13 +205,13 @@ def test_the_summary_is_the_headline_in_plain_text() -> None:
 
 
 def test_the_summary_keeps_within_its_limit_leaving_whole_lines_off() -> None:
-    report = replace(report_samples.staff(), notes=tuple(f"Замечание номер {n}: " + "очень " * 20 for n in range(40)))
+    report = replace(handmade_reports.staff(), notes=tuple(f"Замечание номер {n}: " + "очень " * 20 for n in range(40)))
     text = render_summary(report)
     assert len(text) <= 1024 and text.endswith("\n…")
     assert "NPS: 41,5 %" in text and "Замечание номер 39" not in text
     assert all(line == "…" or line.startswith(("•", "Сотрудники", "Визиты", "Выручка", "Средний", "NPS"))
                for line in text.splitlines())
-    short = render_summary(report_samples.staff(), limit=60)
+    short = render_summary(handmade_reports.staff(), limit=60)
     assert len(short) <= 60 and short.endswith("…")
     assert render_summary(replace(report, headline=(), notes=())).endswith("Нет показателей за период.")
 
@@ -292,7 +292,7 @@ def test_chromium_shows_the_figures_and_draws_every_chart(browser_pages: tuple[P
     assert '<html lang="ru">' in dom
     for figure in FIGURES[name]:
         assert figure in text, figure
-    report = report_samples.REPORTS[name]()
+    report = handmade_reports.REPORTS[name]()
     assert len(report.charts) == len(MARKS[name])
     for chart in report.charts:
         start = dom.index(f'id="chart-{chart.key}"')
