@@ -194,11 +194,13 @@ def _time_field(frame: _Frame, values: list[dict[str, Any]]) -> alt.X:
             else:
                 point["t"] = raw.isoformat() if isinstance(raw, date) else str(raw)
         return alt.X("t:T", title=frame.x.title,
-                     axis=alt.Axis(format="%b %Y" if kind == "month" else "%d %b", labelAngle=0))
+                     axis=alt.Axis(format="%b %Y" if kind == "month" else "%d %b", labelAngle=0,
+                                   labelOverlap="greedy", labelSeparation=8))
     if kind in ("int", "days", "percent", "ratio", "money"):
         for point in values:
             point["t"] = _number(point["xraw"])
-        return alt.X("t:Q", title=_axis_title(frame.x), axis=alt.Axis(format=",~f"))
+        return alt.X("t:Q", title=_axis_title(frame.x), axis=alt.Axis(format=",~f", tickMinStep=1,
+                                                                       labelSeparation=8, labelOverlap="greedy"))
     return alt.X("x:N", sort=alt.EncodingSortField("order", op="min"), title=frame.x.title,
                  axis=alt.Axis(labelAngle=0))
 

@@ -141,10 +141,10 @@ def _charts(report: Report) -> str:
 def _options(options: Mapping[str, Any]) -> str:
     parts = []
     for key, value in options.items():
-        if value is None or value == "" or value == ():
+        # only what the owner asked for reads on the page (a report may keep other options for itself)
+        if key not in OPTION_TITLES or value is None or value == "" or value == ():
             continue
-        shown = OPTION_VALUES.get(str(value), str(value)) if not isinstance(value, (list, tuple)) else \
-            ", ".join(str(v) for v in value)
+        shown = OPTION_VALUES.get(str(value), str(value))
         parts.append(f"{OPTION_TITLES.get(key, key)}: {shown}")
     return f'<p class="options">{_e(" · ".join(parts))}</p>' if parts else ""
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from dataclasses import replace
 from decimal import Decimal
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import handmade_reports
+import headless
 from automator.reports.charts import ChartError, chart_spec, chart_svg
 from automator.reports.display import figure_text, grouped, month_text, period_text
 from automator.reports.html import render_html, render_summary
@@ -45,8 +44,6 @@ MARKS = {
                   "revenue_day": {"line mark": 1, "point": 14}},
     "staff": {"revenue": {"bar": 6}, "nps": {"bar": 3}},
 }
-CHROMIUM = shutil.which("chromium")
-BROWSER_TIMEOUT = 120  # s for one page; it takes about 2 on this machine
 
 
 # ---- figures ----------------------------------------------------------------------------------------------------
@@ -218,18 +215,6 @@ def test_the_summary_keeps_within_its_limit_leaving_whole_lines_off() -> None:
 
 # ---- in a real browser ------------------------------------------------------------------------------------------
 
-def _chromium(tmp: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """Headless Chromium with no network at all (every host resolves to nothing, every proxy is a dead port) and a
-    profile of its own."""
-    assert CHROMIUM is not None
-    profile = tmp / f"profile-{len(list(tmp.iterdir()))}"
-    command = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-               "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9", "--no-first-run",
-               "--disable-background-networking", "--disable-extensions", f"--user-data-dir={profile}",
-               *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT, check=True)
-
-
 def _png_pixels(path: Path) -> tuple[int, int, list[list[bytes]]]:
     """A PNG's width, height and rows of pixels, each its RGB bytes (8-bit RGB or RGBA, not interlaced, as
     Chromium writes it)."""
@@ -273,14 +258,14 @@ def _png_pixels(path: Path) -> tuple[int, int, list[list[bytes]]]:
 @pytest.fixture(scope="module")
 def browser_pages(pages: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """Each page written to a file and opened by Chromium: the DOM it built, by report."""
-    if CHROMIUM is None:
+    if headless.CHROMIUM is None:
         pytest.skip("chromium is not installed (Debian's `chromium` package; .ci/run installs it)")
     tmp = tmp_path_factory.mktemp("report-html")
     doms = {}
     for name, page in pages.items():
         file = tmp / f"report-{name}.html"
         file.write_text(page, encoding="utf-8")
-        doms[name] = _chromium(tmp, "--dump-dom", file.as_uri()).stdout
+        doms[name] = headless.dom(file)
     return tmp, doms
 
 
@@ -312,11 +297,22 @@ def test_chromium_keeps_a_hostile_name_as_text(browser_pages: tuple[Path, dict[s
 def test_a_screenshot_of_the_page_is_not_blank(browser_pages: tuple[Path, dict[str, str]], name: str) -> None:
     tmp = browser_pages[0]
     shot = tmp / f"{name}.png"
-    _chromium(tmp, "--hide-scrollbars", "--window-size=1200,1400", f"--screenshot={shot}",
-              (tmp / f"report-{name}.html").as_uri())
+    headless.screenshot(tmp / f"report-{name}.html", shot, 1200, 1400)
     width, height, rows = _png_pixels(shot)
     assert (width, height) == (1200, 1400)
     colours = {pixel for row in rows[::7] for pixel in row[::5]}
     assert len(colours) > 50  # text, bars and lines in many shades, not one flat colour
     # the chart's blue bars (#4c78a8) are there
     assert any(abs(c[0] - 0x4C) < 8 and abs(c[1] - 0x78) < 8 and abs(c[2] - 0xA8) < 8 for c in colours)
+
+
+def test_a_screenshot_takes_the_whole_page_s_height(browser_pages: tuple[Path, dict[str, str]]) -> None:
+    """docs/screenshots.py's full-page screenshot: as tall as the page laid out 1200 px wide (the retention page,
+    with three charts and five tables, is far taller than a screen)."""
+    tmp = browser_pages[0]
+    page = tmp / "report-retention.html"
+    height = headless.page_height(page, 1200)
+    assert height > 2000
+    shot = headless.screenshot(page, tmp / "retention-full.png", 1200)
+    assert struct.unpack(">II", shot.read_bytes()[16:24]) == (1200, height)
+    assert not list(tmp.glob("*.height.html"))  # the measuring copy is gone
