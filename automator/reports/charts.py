@@ -65,8 +65,10 @@ def _frame(report: Report, chart: Chart) -> _Frame:
 
     if not chart.y:
         raise ChartError(f"chart {chart.key!r}: no figure to draw (y is empty)")
-    return _Frame(table, column(chart.x), tuple(column(k) for k in chart.y),
-                  column(chart.series) if chart.series else None)
+    series = column(chart.series) if chart.series else None
+    if series is not None and chart.kind != "cohort" and len({row.get(series.key) for row in table.rows}) < 2:
+        series = None  # one series (a single pipeline, branch) needs no colours and no legend
+    return _Frame(table, column(chart.x), tuple(column(k) for k in chart.y), series)
 
 
 def _number(value: Any) -> float | None:
@@ -81,6 +83,13 @@ def _number(value: Any) -> float | None:
 def _category(value: Any, column: Column) -> str:
     """A category's label (a channel, a stage, a month) as the page shows it."""
     return figure_text(value, column.kind)
+
+
+def _axis(column: Column) -> alt.Axis:
+    """A figure's axis: ticks in the ru-RU format of its kind; a count's ticks whole numbers only."""
+    if column.kind == "int":
+        return alt.Axis(format=_TICKS["int"], tickMinStep=1)
+    return alt.Axis(format=_TICKS.get(column.kind, ",~f"))
 
 
 def _axis_title(column: Column) -> str:
@@ -129,19 +138,19 @@ def _funnel(chart: Chart, frame: _Frame) -> Any:
         label = f"{figure_text(count, entries.kind)} · {share_text}"
         series = _category(row.get(frame.series.key), frame.series) if frame.series is not None else ""
         values.append({"order": order, "stage": _category(row.get(frame.x.key), frame.x),
-                       "value": _number(count), "label": label, "series": series})
+                       "value": _number(count), "pos": _number(count) or 0.0, "label": label, "series": series})
     top = max((v["value"] or 0.0 for v in values), default=0.0) or 1.0
     base = alt.Chart(alt.Data(values=values)).encode(
         y=alt.Y("stage:N", sort=alt.EncodingSortField("order", op="min"), title=frame.x.title),
-        x=alt.X("value:Q", title=entries.title, scale=alt.Scale(domain=[0, top * 1.3]),
-                axis=alt.Axis(format=_TICKS.get(entries.kind, ",~f"))))
+        x=alt.X("value:Q", title=entries.title, scale=alt.Scale(domain=[0, top * 1.3]), axis=_axis(entries)))
     if frame.series is not None:
         bars = base.mark_bar().encode(color=alt.Color("series:N", title=frame.series.title),
                                       yOffset="series:N")
-        text = base.mark_text(align="left", dx=4).encode(text="label:N", yOffset="series:N")
+        text = base.mark_text(align="left", dx=4).encode(x="pos:Q", text="label:N", yOffset="series:N")
     else:
         bars = base.mark_bar(color=BLUE)
-        text = base.mark_text(align="left", dx=4, color="#222").encode(text="label:N")
+        # a stage with no count still shows its label ("—") at 0
+        text = base.mark_text(align="left", dx=4, color="#222").encode(x="pos:Q", text="label:N")
     return (bars + text).properties(width=WIDTH, height=alt.Step(STEP), title=chart.title)
 
 
@@ -157,8 +166,7 @@ def _bar_panel(frame: _Frame, column: Column, values: list[dict[str, Any]], widt
     base = alt.Chart(alt.Data(values=mine)).encode(
         y=alt.Y("x:N", sort=alt.EncodingSortField("order", op="min"), title=frame.x.title,
                 axis=alt.Axis() if categories else None),
-        x=alt.X("value:Q", title=_axis_title(column), scale=alt.Scale(domain=domain),
-                axis=alt.Axis(format=_TICKS.get(column.kind, ",~f"))))
+        x=alt.X("value:Q", title=_axis_title(column), scale=alt.Scale(domain=domain), axis=_axis(column)))
     if frame.series is not None:
         bars = base.mark_bar().encode(color=alt.Color("series:N", title=frame.series.title), yOffset="series:N")
         offset: dict[str, Any] = {"yOffset": "series:N"}
@@ -199,7 +207,7 @@ def _time_field(frame: _Frame, values: list[dict[str, Any]]) -> alt.X:
     if kind in ("int", "days", "percent", "ratio", "money"):
         for point in values:
             point["t"] = _number(point["xraw"])
-        return alt.X("t:Q", title=_axis_title(frame.x), axis=alt.Axis(format=",~f", tickMinStep=1,
+        return alt.X("t:Q", title=_axis_title(frame.x), axis=alt.Axis(format=",~f", tickMinStep=1, tickCount=10,
                                                                        labelSeparation=8, labelOverlap="greedy"))
     return alt.X("x:N", sort=alt.EncodingSortField("order", op="min"), title=frame.x.title,
                  axis=alt.Axis(labelAngle=0))
@@ -215,7 +223,7 @@ def _line(chart: Chart, frame: _Frame) -> Any:
         point["xlabel"] = (month_text(point["xraw"]) if frame.x.kind == "month" and point["xraw"] is not None
                            else point["x"])
     base = alt.Chart(alt.Data(values=values)).encode(
-        x=x, y=alt.Y("value:Q", title=title, axis=alt.Axis(format=_TICKS.get(first.kind, ",~f"))))
+        x=x, y=alt.Y("value:Q", title=title, axis=_axis(first)))
     if several:
         legend = alt.Legend(title=frame.series.title if frame.series is not None else None, orient="bottom")
         color = alt.Color("series:N", legend=legend, sort=None)
@@ -260,7 +268,7 @@ def _cohort(chart: Chart, frame: _Frame) -> Any:
                                       legend=alt.Legend(title=_UNIT.get(kind, ""), format=",~f"))))
     text = base.mark_text(fontSize=11).encode(
         text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#222")))
-    return (heat + text).properties(width=alt.Step(64), height=alt.Step(STEP + 4), title=chart.title)
+    return (heat + text).properties(width=alt.Step(72), height=alt.Step(STEP + 4), title=chart.title)
 
 
 _KINDS = {"funnel": _funnel, "bars": _bars, "line": _line, "cohort": _cohort}

@@ -9,6 +9,7 @@ gave (a channel's title, a stage, an employee's name) is escaped, so a name like
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from automator.reports.display import NBSP, figure_text, moment_text, period_tex
 from automator.reports.model import Column, Report, Table
 
 NUMERIC_KINDS = frozenset({"int", "money", "percent", "ratio", "days"})
+WIDE_TABLE = 8  # columns beyond which a table is set tighter, to fit a 1200 px screen and an A4 page
 SUMMARY_LIMIT = 1024  # a Telegram caption's limit; an SMS or an e-mail body takes the same few lines
 # How a report's options read on the page ("by": "channel" → "Группировка: канал").
 OPTION_TITLES = {"by": "Группировка", "touch": "Атрибуция", "pipeline": "Воронка", "lost_days": "Потерян после, дней"}
@@ -45,7 +47,10 @@ figure.chart p.empty { color: var(--muted); margin: 4px 0; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: #eef2f6; font-weight: 600; font-size: 13px; }
-th.num, td.num { text-align: right; white-space: nowrap; }
+th.num, td.num { text-align: right; }
+td.num, .card-value { white-space: nowrap; }  /* a figure never breaks; a header may, over two lines */
+table.wide th, table.wide td { padding: 5px 5px; font-size: 11.5px; }
+table.wide th { hyphens: manual; }
 tfoot td { font-weight: bold; background: #f6f8fa; border-top: 2px solid var(--line); }
 tbody tr:nth-child(even) td { background: #fbfcfd; }
 sup a { color: var(--accent); text-decoration: none; }
@@ -60,12 +65,38 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
   figure.chart, .card, tr, .notes li { break-inside: avoid; }
   h2 { break-after: avoid; }
   .table-wrap { overflow: visible; }
+  th, td, table.wide th, table.wide td { padding: 3px 4px; font-size: 10px; }
 }
 """
 
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+_VOWELS = frozenset("аеёиоуыэюяaeiouy")
+_NO_BREAK_BEFORE = frozenset("йьъ")
+_LONG_WORD = re.compile(r"\w{10,}")
+
+
+def _soft_hyphens(word: str) -> str:
+    """A long word with soft hyphens where Russian breaks it, near enough (Chromium has no Russian hyphenation of
+    its own): between two vowels' syllables, after the first consonant of a cluster, never before й, ь, ъ, nor
+    leaving one letter alone; so a narrow column breaks "Квали-фицированные", not "Лид-ы"."""
+    vowels = [i for i, letter in enumerate(word) if letter.lower() in _VOWELS]
+    breaks = []
+    for vowel, following in zip(vowels, vowels[1:]):
+        cut = vowel + 1 if following - vowel <= 2 else vowel + 2
+        while cut < following and word[cut].lower() in _NO_BREAK_BEFORE:
+            cut += 1
+        if 2 <= cut <= len(word) - 2:
+            breaks.append(cut)
+    return "".join("\u00ad" + letter if i in breaks else letter for i, letter in enumerate(word))
+
+
+def _header(title: str, wide: bool) -> str:
+    """A column's title escaped; in a wide table, its long words breakable."""
+    return _e(_LONG_WORD.sub(lambda m: _soft_hyphens(m.group(0)), title) if wide else title)
 
 
 def _cell(value: Any, column: Column) -> str:
@@ -91,6 +122,7 @@ def _footnotes(report: Report) -> list[tuple[str, str]]:
 
 
 def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
+    wide = len(table.columns) > WIDE_TABLE
     head = []
     for column in table.columns:
         mark = ""
@@ -98,7 +130,7 @@ def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
             number = footnotes.index((column.title, column.doc.strip())) + 1
             mark = f'<sup><a href="#fn-{number}" title="{_e(column.doc.strip())}">{number}</a></sup>'
         attribute = ' class="num"' if column.kind in NUMERIC_KINDS else ""
-        head.append(f'<th scope="col"{attribute}>{_e(column.title)}{mark}</th>')
+        head.append(f'<th scope="col"{attribute}>{_header(column.title, wide)}{mark}</th>')
     body = ["<tr>" + "".join(_cell(row.get(c.key), c) for c in table.columns) + "</tr>" for row in table.rows]
     if not table.rows:
         body.append(f'<tr><td colspan="{len(table.columns)}">Нет данных за период</td></tr>')
@@ -114,8 +146,9 @@ def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
             else:
                 cells.append(_cell(value, column))
         foot = "<tfoot><tr>" + "".join(cells) + "</tr></tfoot>"
+    tight = ' class="wide"' if wide else ""
     return (f'<section class="table" id="table-{_e(table.key)}"><h2>{_e(table.title)}</h2>'
-            f'<div class="table-wrap"><table><thead><tr>{"".join(head)}</tr></thead>'
+            f'<div class="table-wrap"><table{tight}><thead><tr>{"".join(head)}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody>{foot}</table></div></section>')
 
 

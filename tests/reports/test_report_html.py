@@ -316,3 +316,14 @@ def test_a_screenshot_takes_the_whole_page_s_height(browser_pages: tuple[Path, d
     shot = headless.screenshot(page, tmp / "retention-full.png", 1200)
     assert struct.unpack(">II", shot.read_bytes()[16:24]) == (1200, height)
     assert not list(tmp.glob("*.height.html"))  # the measuring copy is gone
+
+
+def test_a_wide_table_s_long_headers_may_break_where_russian_does() -> None:
+    """Ten columns make the channels table tight: its long titles get soft hyphens at syllables (the figures and
+    short titles none), so it fits a 1200 px screen and A4 without breaking "Лиды" as "Лид-ы"."""
+    page = render_html(handmade_reports.channels())
+    assert '<table class="wide">' in page
+    assert ">Ква\u00adли\u00adфи\u00adци\u00adро\u00adва\u00adны<sup>" in page
+    assert ">Лиды<sup>" in page and ">Конверсия<sup>" in page  # under ten letters: whole
+    assert "\u00ad" not in page[page.index("<tbody>"):]
+    assert '<table class="wide">' not in render_html(handmade_reports.funnel())  # seven columns: as they are
