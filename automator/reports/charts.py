@@ -92,6 +92,12 @@ def _axis(column: Column) -> alt.Axis:
     return alt.Axis(format=_TICKS.get(column.kind, ",~f"))
 
 
+def _without_unit(column: Column) -> str:
+    """A column's title without its unit ("+1 мес., %" → "+1 мес."), where the legend or the axis says it."""
+    unit = _UNIT.get(column.kind)
+    return column.title.removesuffix(f", {unit}").strip() if unit else column.title
+
+
 def _axis_title(column: Column) -> str:
     unit = _UNIT.get(column.kind)
     return f"{column.title}, {unit}" if unit and not column.title.endswith(unit) else column.title
@@ -251,7 +257,7 @@ def _cohort(chart: Chart, frame: _Frame) -> Any:
         for order, row in enumerate(rows):
             for position, column in enumerate(frame.y):
                 cells.append({"cohort": _category(row.get(frame.x.key), frame.x), "order": order,
-                              "since": column.title, "sorder": position, "value": _number(row.get(column.key)),
+                              "since": _without_unit(column), "sorder": position, "value": _number(row.get(column.key)),
                               "label": figure_text(row.get(column.key), column.kind)})
         kind = frame.y[0].kind
     top = max((c["value"] or 0.0 for c in cells), default=0.0) or 1.0
@@ -268,7 +274,10 @@ def _cohort(chart: Chart, frame: _Frame) -> Any:
                                       legend=alt.Legend(title=_UNIT.get(kind, ""), format=",~f"))))
     text = base.mark_text(fontSize=11).encode(
         text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#222")))
-    return (heat + text).properties(width=alt.Step(72), height=alt.Step(STEP + 4), title=chart.title)
+    # a cell as wide as its longest text ("100,0 %", "+10 мес.") at 11 px, so the column titles never overlap
+    longest = max((len(str(c[key])) for c in cells for key in ("since", "label")), default=4)
+    return (heat + text).properties(width=alt.Step(max(56, 7 * longest + 14)), height=alt.Step(STEP + 4),
+                                    title=chart.title)
 
 
 _KINDS = {"funnel": _funnel, "bars": _bars, "line": _line, "cohort": _cohort}
