@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The core decides without I/O: these modules may not import storage, sockets, HTTP or the file loader.
 PURE = ["automator/model.py", "automator/expr", "automator/clock.py", "automator/triggers", "automator/steps",
         "automator/core", "automator/segments.py", "automator/actions", "automator/registry.py", "automator/phone.py"]
+# A report's page is drawn from the Report alone: its formats and charts read no file, store or network.
+PURE += ["automator/reports/display.py", "automator/reports/charts.py", "automator/reports/html.py"]
 FORBIDDEN = ("sqlite3", "sqlite_utils", "httpx", "socket", "urllib", "requests", "automator.store.sqlite",
              "automator.config.load", "automator.config.source", "automator.simulator", "connectors",
              "automator_connectors", "os", "subprocess", "shutil")
