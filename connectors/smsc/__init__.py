@@ -25,14 +25,14 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from ..sms import MAX_PARTS_SETTING, ReportBySms, Segments, check_sms, gateway_digits, prepare
 from . import api
 
 DEFAULT_BASE_URL = "https://smsc.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
 
 
-class Smsc(WebConnector):
+class Smsc(ReportBySms, WebConnector):
     """SMS through SMSC: one request per message, identified by an id derived from the effect key."""
 
     type = "smsc"

@@ -29,14 +29,14 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from ..sms import MAX_PARTS_SETTING, ReportBySms, Segments, check_sms, gateway_digits, prepare
 from . import api
 
 DEFAULT_BASE_URL = "https://sms.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
 
 
-class Smsru(WebConnector):
+class Smsru(ReportBySms, WebConnector):
     """SMS through SMS.ru: one request per message, however many numbers; every answer code classified."""
 
     type = "smsru"

@@ -563,7 +563,7 @@ def test_sandbox_points_the_connector_at_an_emulator_that_sends_what_parse_accep
 
 class TestContract(ConnectorContract):
     type = "telegram"
-    settings = {"chats": {"admins": ADMIN, "17": CLIENT}}
+    settings = {"chats": {"admins": ADMIN, "17": CLIENT, "owner": GROUP}}
     written = {"token": "${env:TELEGRAM_BOT_TOKEN}", "secret_token": "${env:TELEGRAM_SECRET}",
                "chats": {"admins": ADMIN}}
     secret_settings = ("token", "secret_token")
@@ -575,4 +575,5 @@ class TestContract(ConnectorContract):
         return [inbound(body, self.secret(box)) for body in (b"not json", b"[]", b'{"update_id": "5"}')]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"}}
+        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"},
+                "report.send": {"report": "channels", "period": "last_week", "to": "owner"}}
