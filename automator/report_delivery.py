@@ -27,6 +27,8 @@ from automator.errors import Rejected, Retryable
 
 REPORTS = ("channels", "funnel", "retention", "staff")
 PERIODS = ("yesterday", "last_week", "this_week", "last_month", "this_month", "last_30d", "last_90d", "this_year")
+CHILD_MODULE = "automator.reports.compose"
+CHILD_MODULE_ENV = "AUTOMATOR_REPORT_COMPOSER"
 DEFAULT_TIMEOUT = 300.0  # seconds: the bench's largest report takes ~10 s; a child past this is stuck
 NICENESS = 10  # added to the child's nice value: the daemon's own work goes first
 # The child's exit codes (automator.reports.compose): 0 written, 2 the request is refused, anything else a failure.
@@ -98,7 +100,13 @@ class ChildComposer:
     store: Path
     root: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
-    module: str = "automator.reports.compose"
+    module: str = CHILD_MODULE
+
+    @classmethod
+    def for_daemon(cls, store: Path, root: Path | None) -> ChildComposer:
+        """The daemon's composer: the child module AUTOMATOR_REPORT_COMPOSER names when set (a test's stand-in,
+        a business's own renderer taking the same arguments), else automator's own."""
+        return cls(store, root, module=os.environ.get(CHILD_MODULE_ENV) or CHILD_MODULE)
 
     async def __call__(self, request: ReportRequest) -> Composed:
         with tempfile.TemporaryDirectory(prefix="automator-report-") as out:

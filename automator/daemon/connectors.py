@@ -77,7 +77,7 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
     for name, connector in out.items():
         connector.pipelines = {n: p for n, p in project.pipelines.items() if p.connector == name}
         if store is not None:
-            connector.compose = ChildComposer(store, project.root)
+            connector.compose = ChildComposer.for_daemon(store, project.root)
     return out
 
 

@@ -94,7 +94,7 @@ class SmtpEmulator(Emulator):
         body = parsed.get_body(preferencelist=("plain",))
         self.messages.append({
             "from": envelope.mail_from, "to": list(envelope.rcpt_tos), "subject": str(parsed.get("subject", "")),
-            "text": body.get_content() if body is not None else "",
+            "text": body.get_content().replace("\r\n", "\n") if body is not None else "",
             "attachments": [{"filename": part.get_filename(), "content_type": part.get_content_type(),
                              "size": len(part.get_payload(decode=True) or b"")} for part in parsed.iter_attachments()],
         })
