@@ -8,7 +8,8 @@ from typing import Any
 
 from automator.checks import UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
 
-ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+# A mailbox: a local part, then a domain of dot-separated labels (no label holds a dot, so nothing backtracks).
+ADDRESS = re.compile(r"^[^@\s,;<>]{1,64}@[^@\s,;<>.]{1,63}(\.[^@\s,;<>.]{1,63}){1,8}$")
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
