@@ -1,6 +1,7 @@
 """A stand-in for the report child process (`python -m automator.reports.compose`), run by the tests of sending
 until the reports land: it lowers its priority as the real child does and writes a small composed report, or
-fails the way its report name says (refuse → exit 2, crash → exit 1, slow → sleeps, empty → writes nothing)."""
+fails the way its report name (or, where a rule must name a real report, its `--pipeline`) says: refuse → exit 2,
+crash → exit 1, slow → sleeps, empty → writes nothing."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,8 @@ def main() -> int:
     for flag in ("--period", "--from", "--to", "--by", "--touch", "--pipeline", "--root", "--db", "--out"):
         parser.add_argument(flag)
     args = parser.parse_args()
+    if args.pipeline in ("refuse", "crash"):
+        args.report = args.pipeline
     if args.report == "refuse":
         print("some warning first", file=sys.stderr)
         print("unknown report 'refuse' (one of channels, funnel, retention, staff)", file=sys.stderr)
