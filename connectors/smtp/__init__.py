@@ -44,6 +44,9 @@ _ADDRESS = {"type": "string", "pattern": ADDRESS.pattern, "x-pattern-message": "
                                                                                "owner@salon.ru"}
 
 
+_SANDBOXES: dict[str, Any] = {}  # the SMTP emulators `sandbox` started, by the address their messages are shown at
+
+
 class Smtp(Connector):
     """E-mail through an SMTP server (see the module docstring for the contract points)."""
 
@@ -194,7 +197,11 @@ class Smtp(Connector):
         messages the daemon shows at `base_url`/_emulator/state."""
         from .emulator import SmtpEmulator
 
-        emulator = SmtpEmulator()
+        # A reload asks again: the server already serving at this address is kept (its messages, its port), as the
+        # daemon keeps an HTTP emulator.
+        emulator = _SANDBOXES.get(base_url)
+        if emulator is None or not emulator.serving:
+            emulator = _SANDBOXES[base_url] = SmtpEmulator()
         port = emulator.start()
         settings: dict[str, Any] = {"host": "127.0.0.1", "port": port, "security": "none",
                                     "from": options.get("from") or SANDBOX_FROM,

@@ -72,6 +72,11 @@ class SmtpEmulator(Emulator):
         ready.wait(5)
         return self.port
 
+    @property
+    def serving(self) -> bool:
+        """Whether its SMTP server runs."""
+        return self._thread is not None
+
     def close(self) -> None:
         """Stop serving."""
         if self._loop is not None and self._thread is not None:

@@ -157,6 +157,10 @@ def test_sandbox_starts_the_emulator_and_points_the_connector_at_it() -> None:
                             "from": "reports@salon.ru", "recipients": {"owner": "owner@salon.ru"}}
         perform(connector(emulator), "email.send", {"to": "owner", "subject": "Тема", "text": "Текст"})
         assert emulator.state()["messages"][0]["subject"] == "Тема"
+        # A reload asks again: the same server, its port and its messages are kept.
+        again, kept = Smtp.sandbox("mail", {"host": "smtp.yandex.ru", "from": "reports@salon.ru"},
+                                   base_url="http://127.0.0.1:1/_sandbox/mail", hook_url="http://127.0.0.1:1/hooks")
+        assert kept is emulator and again["port"] == settings["port"]
     finally:
         emulator.close()
 
