@@ -110,6 +110,8 @@ class Smsc(ReportBySms, WebConnector):
                      context: CheckContext) -> list[ParamProblem]:
         """A `to` that is no phone, an empty text, a text over 1,000 characters (refused) or over `max_parts`
         (a warning)."""
+        if action == "report.send":  # its `to` is a phone too; its text is made when the report is
+            return check_sms({"to": params.get("to")}, options, context, _too_long)
         return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     @classmethod

@@ -111,6 +111,8 @@ class Smsru(ReportBySms, WebConnector):
     def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
                      context: CheckContext) -> list[ParamProblem]:
         """A `to` that is no phone, an empty text, a text over 8 SMS (refused) or over `max_parts` (a warning)."""
+        if action == "report.send":  # its `to` is a phone too; its text is made when the report is
+            return check_sms({"to": params.get("to")}, options, context, _too_long)
         return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     def _form(self, phones: list[str], text: str) -> dict[str, str]:

@@ -3,7 +3,6 @@ delivered as a mail client reads them, recipients refused, 4xx retried and 5xx r
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -206,10 +205,3 @@ class TestContract(ConnectorContract):
         box.connector.timeout = 0.2
         assert isinstance(self._fails(box, {"delay": 1.0}), Uncertain)
         assert isinstance(self._fails(self.build(sandbox), {"delay": 0.0, "drop": 100}), Uncertain)
-
-    def test_a_refused_connection_is_retryable(self, sandbox: Sandboxes) -> None:
-        box = self.build(sandbox)
-        with socket.socket() as probe:  # a port nothing listens on
-            probe.bind(("127.0.0.1", 0))
-            closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-        assert isinstance(self._fails(box, settings=self.unreachable(box.connector.config, closed)), Retryable)

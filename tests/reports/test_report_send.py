@@ -15,6 +15,7 @@ import pytest
 
 from automator.daemon.retry import RetryPolicy
 from cli_support import invoke
+from conftest import CONFIG
 from automator.errors import Rejected, Retryable
 from automator.report_delivery import (ELLIPSIS, ChildComposer, Composed, ReportRequest, filename, fit,
                                        shown_period)
@@ -161,3 +162,11 @@ def test_validate_refuses_an_unknown_report_or_period(make_project: Any, report:
     assert code != 0 and said in output and "rules.yaml:5:" in output, output
     code, output = invoke("validate", str(make_project(RULE.format(report="channels", period="last_week"))))
     assert code == 0, output
+
+
+def test_validate_refuses_a_report_by_sms_to_no_phone(make_project: Any) -> None:
+    config = CONFIG.replace("  sms: {{type: local}}", '  sms: {{type: smsru, api_id: "${{env:SMSRU_API_ID}}"}}')
+    assert "smsru" in config
+    rule = RULE.format(report="channels", period="last_week") + "        via: sms\n"
+    code, output = invoke("validate", str(make_project(rule, config=config.format(tz="Europe/Moscow"))))
+    assert code != 0 and "not valid phone numbers: 'owner'" in output, output
