@@ -3,8 +3,9 @@
     python -m automator.reports.compose REPORT (--period NAME | --from DATE --to DATE) [--by …] [--touch …]
         [--pipeline …] --db STORE [--root PROJECT] --out DIR
 
-It lowers its own priority first, computes the report over one snapshot of the store (`automator.reports.compute`),
-renders the page and the headline summary (`automator.reports.html`), and writes them into DIR. Exit 0 when
+It lowers its own priority first, computes the report over one snapshot of the store (`automator.reports.compute`,
+the project's time zone, channels and pipelines read from PROJECT/automator.yaml), renders the page and the
+headline summary (`automator.reports.html`), and writes them into DIR. Exit 0 when
 written, 2 when the request is refused (an unknown report, a period it cannot read), 1 on any other failure.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from automator.config.project import CONFIG_FILE
 from automator.report_delivery import (EXIT_REFUSED, TITLES, Composed, filename, lower_priority, shown_period,
                                        write_composed)
 
@@ -27,35 +29,28 @@ class Refused(Exception):
 def compose(args: argparse.Namespace, now: datetime) -> Composed:
     """Compute the report the arguments ask for and render it.
 
-    The computing and rendering are the reports' own (`automator.reports.compute`, `.period`, `.html`), imported
-    by name here so that this module stays the one seam between sending and computing."""
-    from automator.config.load import load_project
-
-    project, problems = load_project(args.root) if args.root else (None, [])
-    if args.root and project is None:
-        raise Refused("; ".join(p.format() for p in problems[:3]) or f"no project at {args.root}")
-    tz = project.config.timezone if project is not None else timezone.utc
-    channels = project.config.channels if project is not None else None
+    The computing and rendering are the reports' own (`automator.reports.compute` and `.project_settings`,
+    `automator.reports.period`, `automator.reports.html`), imported by name here so that this module stays the one
+    seam between sending and computing. A request they refuse (a ValueError: ReportError, PeriodError) is Refused."""
     reports: Any = importlib.import_module("automator.reports")
     periods: Any = importlib.import_module("automator.reports.period")
     pages: Any = importlib.import_module("automator.reports.html")
+    settings = reports.project_settings(Path(args.root) / CONFIG_FILE) if args.root else None
+    tz = settings.tz if settings is not None else timezone.utc
     try:
         if args.period:
-            first, last = periods.named(args.period, now=now, tz=tz)
+            period = periods.named(args.period, now, tz)
         else:
-            first, last = periods.between(args.start, args.end)
-    except ValueError as exc:
-        raise Refused(str(exc)) from exc
-    if args.report not in reports.NAMES:
-        raise Refused(f"unknown report {args.report!r} (one of {', '.join(reports.NAMES)})")
-    try:
-        report = reports.compute(args.report, args.db, start=first, end=last, by=args.by,
-                                 touch=args.touch or "first", pipeline=args.pipeline, channels=channels, tz=tz, now=now)
-    except (ValueError, KeyError) as exc:  # an option the report does not take (by: manager for channels)
+            period = periods.between(periods.parse_day(args.start, "--from"), periods.parse_day(args.end, "--to"), tz)
+        report = reports.compute(args.report, args.db, start=period.start, end=period.end, by=args.by,
+                                 touch=args.touch or "first", pipeline=args.pipeline,
+                                 channels=settings.channels if settings is not None else None, tz=tz, now=now,
+                                 pipelines=settings.pipelines if settings is not None else None)
+    except ValueError as exc:  # an unknown report or period, a `by` the report has not, an end before the start
         raise Refused(str(exc)) from exc
     return Composed(summary=pages.render_summary(report), html=pages.render_html(report).encode("utf-8"),
-                    filename=filename(args.report, first.isoformat(), last.isoformat()),
-                    title=TITLES.get(args.report, args.report), period=shown_period(first, last))
+                    filename=filename(args.report, period.start.isoformat(), period.end.isoformat()),
+                    title=TITLES.get(args.report, args.report), period=shown_period(period.start, period.end))
 
 
 def main(argv: list[str] | None = None) -> int:
