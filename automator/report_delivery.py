@@ -86,6 +86,13 @@ class Composed:
         """The summary after the rule's own line, when it wrote one."""
         return f"{text.strip()}\n\n{self.summary}" if text and text.strip() else self.summary
 
+    def brief(self, text: str | None) -> str:
+        """The body where every character counts (an SMS): the summary's first line, the report's long title and
+        period (`render_summary` puts them there), replaced by the subject's short words."""
+        figures = self.summary.splitlines()[1:]
+        short = "\n".join([self.subject(), *figures])
+        return f"{text.strip()}\n{short}" if text and text.strip() else short
+
 
 # What a connector performing report.send calls: the request → the composed report (or Rejected / Retryable).
 Compose = Callable[[ReportRequest], Awaitable[Composed]]

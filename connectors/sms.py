@@ -193,7 +193,7 @@ def check_gateway_status(response: Any, what: str) -> None:
 def report_text(composed: Composed, text: str | None, max_parts: int) -> str:
     """A report as an SMS: the rule's line and the headline figures, cut by whole lines to `max_parts` parts (each
     part is billed; the HTML page cannot travel by SMS)."""
-    return fit(composed.body(text), lambda t: segments(t).parts <= max_parts)
+    return fit(composed.brief(text), lambda t: segments(t).parts <= max_parts)
 
 
 class ReportBySms:

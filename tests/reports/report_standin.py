@@ -37,7 +37,7 @@ def main() -> int:
     if args.report == "empty":
         return 0
     period = args.period or f"{args.__dict__['from']}..{args.to}"
-    summary = (f"Лиды: 12\nВыручка: 84 000,00 ₽\nROMI: 180,0 %\nnice={os.nice(0)}\nperiod={period}\n"
+    summary = (f"Каналы: откуда приходят клиенты, 24.11.2026 — 30.11.2026\nЛиды: 12\nВыручка: 84 000,00 ₽\nROMI: 180,0 %\nnice={os.nice(0)}\nperiod={period}\n"
                f"db={Path(args.db).name}\nroot={args.root}")
     write_composed(Path(args.out), Composed(summary=summary, html=PAGE.encode(), title="Каналы",
                                             filename=f"report-{args.report}.html", period="24.11–30.11.2026"))

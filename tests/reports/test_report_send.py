@@ -15,7 +15,6 @@ import pytest
 
 from automator.daemon.retry import RetryPolicy
 from cli_support import invoke
-from conftest import CONFIG
 from automator.errors import Rejected, Retryable
 from automator.report_delivery import (ELLIPSIS, ChildComposer, Composed, ReportRequest, filename, fit,
                                        shown_period)
@@ -52,7 +51,8 @@ def test_the_child_composes_at_lower_priority_with_the_request_as_arguments(stor
     lines = dict(line.split("=", 1) for line in got.summary.splitlines() if "=" in line)
     assert int(lines["nice"]) >= os.nice(0) + 10  # the daemon's work goes first
     assert (lines["period"], lines["db"], lines["root"]) == ("last_week", "automator.db", str(tmp_path))
-    assert got.summary.startswith("Лиды: 12\n") and got.html.startswith(b"<!doctype html>")
+    assert got.summary.startswith("Каналы: откуда приходят клиенты, 24.11.2026 — 30.11.2026\nЛиды: 12\n")
+    assert got.html.startswith(b"<!doctype html>")
     assert (got.filename, got.title, got.period) == ("report-channels.html", "Каналы", "24.11–30.11.2026")
     dated = composed(ChildComposer(store, module=standin),
                      ReportRequest("staff", {"from": "2026-03-01", "to": "2026-03-31"}, by="branch"))
@@ -133,11 +133,15 @@ def test_a_single_line_too_long_is_cut_within_and_emoji_count_twice() -> None:
 
 
 def test_an_sms_summary_stays_within_the_parts_allowed() -> None:
-    report = Composed(SUMMARY, b"", "f.html", "Каналы", "24.11–30.11.2026")
-    text = report_text(report, "Отчёт за неделю", 2)
-    assert segments(text).parts == 2 and text.startswith("Отчёт за неделю\n\nКанал 1: лидов 7")
+    # The summary's first line (the report's long title and period) gives way to the subject's short words.
+    report = Composed("Каналы: откуда приходят и окупаются клиенты, 24.11.2026 — 30.11.2026\n" + SUMMARY, b"",
+                      "f.html", "Каналы", "24.11–30.11.2026")
+    text = report_text(report, "Итоги недели:", 2)
+    assert segments(text).parts == 2
+    assert text.startswith("Итоги недели:\nОтчёт «Каналы» за 24.11–30.11.2026\nКанал 1: лидов 7")
     assert segments(report_text(report, None, 1)).parts == 1
-    assert report_text(Composed("Лиды: 12", b"", "f", "t", "p"), None, 2) == "Лиды: 12"
+    head = Composed("Каналы, 01.03.2026 — 31.03.2026\nЛиды: 12", b"", "f", "Каналы", "01.03–31.03.2026")
+    assert report_text(head, None, 2) == "Отчёт «Каналы» за 01.03–31.03.2026\nЛиды: 12"
 
 
 # ---- validate ----------------------------------------------------------------------------------------------
@@ -164,9 +168,15 @@ def test_validate_refuses_an_unknown_report_or_period(make_project: Any, report:
     assert code == 0, output
 
 
+SMS_CONFIG = """\
+timezone: Europe/Moscow
+connectors:
+  crm: {type: local}
+  sms: {type: smsru, api_id: "${env:SMSRU_API_ID}"}
+"""
+
+
 def test_validate_refuses_a_report_by_sms_to_no_phone(make_project: Any) -> None:
-    config = CONFIG.replace("  sms: {{type: local}}", '  sms: {{type: smsru, api_id: "${{env:SMSRU_API_ID}}"}}')
-    assert "smsru" in config
     rule = RULE.format(report="channels", period="last_week") + "        via: sms\n"
-    code, output = invoke("validate", str(make_project(rule, config=config.format(tz="Europe/Moscow"))))
+    code, output = invoke("validate", str(make_project(rule, config=SMS_CONFIG)))
     assert code != 0 and "not valid phone numbers: 'owner'" in output, output
