@@ -180,3 +180,27 @@ def test_validate_refuses_a_report_by_sms_to_no_phone(make_project: Any) -> None
     rule = RULE.format(report="channels", period="last_week") + "        via: sms\n"
     code, output = invoke("validate", str(make_project(rule, config=SMS_CONFIG)))
     assert code != 0 and "not valid phone numbers: 'owner'" in output, output
+
+
+# ---- the real child, once the reports are there --------------------------------------------------------------
+
+def test_the_real_child_composes_each_report_from_the_sample_store(tmp_path: Path) -> None:
+    # Runs once the reports (automator.reports.compute, .period, .html) and their fixed data set are merged in;
+    # until then the sending is tested through the stand-in above.
+    pytest.importorskip("automator.reports.period", reason="the reports are not merged in yet")
+    pytest.importorskip("automator.reports.html", reason="the reports' page is not merged in yet")
+    sample = pytest.importorskip("report_sample", reason="the reports' fixed data set is not merged in yet")
+    store = sample.fill(tmp_path / "automator.db")
+    composer = ChildComposer(store, Path(__file__).resolve().parents[2])  # the example clinic: Europe/Moscow
+    march = {"from": "2026-03-01", "to": "2026-03-31"}
+    channels = composed(composer, ReportRequest("channels", march))
+    assert (channels.filename, channels.title, channels.period) == \
+        ("report-channels-2026-03-01-2026-03-31.html", "Каналы", "01.03–31.03.2026")
+    assert "Лиды: 11" in channels.summary and "Расход: 25 000,00 ₽" in channels.summary
+    assert channels.html.startswith(b"<!DOCTYPE html>") or channels.html.lower().startswith(b"<!doctype html>")
+    staff = composed(composer, ReportRequest("staff", march, by="branch"))
+    assert "NPS" in staff.summary and staff.filename == "report-staff-2026-03-01-2026-03-31.html"
+    with pytest.raises(Rejected, match="cannot be grouped by 'manager'"):
+        composed(composer, ReportRequest("channels", march, by="manager"))
+    with pytest.raises(Rejected, match="ends .* before it starts"):
+        composed(composer, ReportRequest("funnel", {"from": "2026-03-31", "to": "2026-03-01"}))
