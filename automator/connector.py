@@ -14,6 +14,7 @@ from automator.actions import CANONICAL, ActionSpec
 from automator.catalogue import Catalogue, load_text as load_catalogue_text
 from automator.checks import CheckContext, ParamProblem
 from automator.model import Entity, Event, Pipeline
+from automator.report_delivery import Compose, no_composer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class Connector:
         self.config = config
         # The pipelines of pipelines/*.yaml this connector owns (set by the daemon): stage names ↔ CRM ids.
         self.pipelines: Mapping[str, Pipeline] = {}
+        # How it composes a report for `report.send` (set by the daemon: a child process over its store); without a
+        # store at hand, every report.send is refused saying why.
+        self.compose: Compose = no_composer(name)
         # Why its webhooks are refused (None: they are authenticated), decided once from the resolved settings.
         self.webhook_refusal = self.refuses_webhooks(name, config)
         # Values never echoed in an answer or a log line: its webhook secrets here, every value the daemon took

@@ -44,6 +44,7 @@ from automator.connector import ENV_REFERENCE, ActionResult, Connector, Inbound,
 from automator.emulator import Emulator, read_body, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
+from automator.report_delivery import Composed, ReportRequest
 
 
 class Swap:
@@ -170,8 +171,17 @@ def sandboxes() -> Iterator[Sandboxes]:
             api.app = emulator
             connector = cls.create("it", {"type": type_, **options}, db=None, now=lambda: NOW)
             connector.pipelines = dict(pipelines or {})
+            connector.compose = sample_report  # as the daemon gives its child process: a report without a store
             return Sandbox(connector, emulator, api_served.url, hooks)
         yield make
+
+
+async def sample_report(request: ReportRequest) -> Composed:
+    """A small composed report, for connectors that perform `report.send` (the reports themselves are tested
+    apart): two headline lines and a page."""
+    return Composed(summary=f"Лиды: 12\nВыручка: 84 000,00 ₽", filename=f"report-{request.report}.html",
+                    html=f"<!doctype html><html lang=\"ru\"><title>{request.report}</title><p>Лиды: 12</p></html>"
+                    .encode(), title=request.report, period="24.11–30.11.2026")
 
 
 def _run(work: Callable[[], Any]) -> Any:
@@ -355,6 +365,7 @@ class ConnectorContract:
         if settings is not None:
             cut = type(cut).create("it", settings, db=None, now=lambda: NOW)
             cut.pipelines = box.connector.pipelines
+            cut.compose = box.connector.compose
 
         async def go() -> BaseException:
             name, params = await self.first_action(box)

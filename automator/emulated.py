@@ -69,7 +69,8 @@ class Emulated:
         types = builtin_connectors()
         for name, conf in project.config.connectors.items():
             cls = types.get(conf.type)
-            if cls is None or cls.in_store:
+            # A connector that is no web client (smtp) is played by local: its emulator is not even started.
+            if cls is None or cls.in_store or not issubclass(cls, WebConnector):
                 continue
             # The settings `automator run --sandbox` gives it (its secrets replaced: no environment is read).
             options = {k: v for k, v in conf.options.items() if k != "type"}

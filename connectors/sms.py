@@ -8,11 +8,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from automator.checks import CheckContext, ParamProblem, literal_text
-from automator.connector import retry_after
+from automator.connector import ActionResult, action, retry_after
 from automator.errors import Rejected, Retryable, Uncertain
 from automator.phone import Policy, to_e164
+from automator.report_delivery import Composed, ReportRequest, fit
 
-__all__ = ["DEFAULT_MAX_PARTS", "GSM7_BASIC", "GSM7_EXTENDED", "MAX_PARTS_SETTING", "MAX_RECIPIENTS", "Segments",
+__all__ = ["DEFAULT_MAX_PARTS", "ReportBySms", "GSM7_BASIC", "GSM7_EXTENDED", "MAX_PARTS_SETTING", "MAX_RECIPIENTS", "Segments",
            "check_gateway_status", "check_sms", "gateway_digits", "normalize_phone", "normalize_phones", "segments",
            "split_phones"]
 
@@ -187,3 +188,28 @@ def check_gateway_status(response: Any, what: str) -> None:
     if status >= 500:
         raise Uncertain(text)
     raise Rejected(text)
+
+
+def report_text(composed: Composed, text: str | None, max_parts: int) -> str:
+    """A report as an SMS: the rule's line and the headline figures, cut by whole lines to `max_parts` parts (each
+    part is billed; the HTML page cannot travel by SMS)."""
+    return fit(composed.brief(text), lambda t: segments(t).parts <= max_parts)
+
+
+class ReportBySms:
+    """`report.send` for an SMS gateway connector (one with `sms_send`, `compose` and `config`): the summary as the
+    SMS text, within the connector's `max_parts:`."""
+
+    @action("report.send")
+    async def report_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Send a report's headline figures (and the rule's `text` line) as an SMS to the phone in `to`."""
+        connector: Any = self
+        composed = await connector.compose(ReportRequest.of(params))
+        limit = int(connector.config.get("max_parts") or DEFAULT_MAX_PARTS)
+        result: ActionResult = await connector.sms_send(
+            {"to": params["to"], "text": report_text(composed, _str(params.get("text")), limit)}, key)
+        return ActionResult({**result.data, "report": params["report"], "period": composed.period}, result.events)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

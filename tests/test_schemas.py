@@ -801,6 +801,7 @@ def test_patterns_have_no_nested_unbounded_quantifiers() -> None:
 PATTERN_SAMPLES = {
     r"^(https?://|\{\{)": "https://api.example.com/x",
     r"^[a-z][a-z0-9_]{0,31}$": "owner_chat",
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "2026-03-01",
     r"^[1-9][0-9]{0,3}(s|m)$": "30s",
     r"^[0-9]{1,15}([.,][0-9]{1,2})?$": "1500.00",
     r"^[a-z][a-z0-9_]{0,63}_token$": "partner_token",

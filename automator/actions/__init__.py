@@ -50,7 +50,11 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("sms.send", "Send an SMS.", delivery="at_most_once"),
         ActionSpec("message.send", "Send a message in a messenger.", delivery="at_most_once"),
         ActionSpec("notify", "Notify a member of staff.", delivery="at_most_once"),
+        ActionSpec("email.send", "Send an e-mail.", delivery="at_most_once"),
         ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
+        # Computed when sent (automator/report_delivery.py), never echoed: no record of a system changes.
+        ActionSpec("report.send", "Send a report (channels, funnel, retention, staff) for a period.",
+                   delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "

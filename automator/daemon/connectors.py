@@ -3,6 +3,7 @@ request), and closed when they retire."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from automator.clock import Clock
 from automator.config.load import builtin_connectors
 from automator.config.project import Project
 from automator.connector import ConfigError, Connector, MissingEnv, env_values, resolve_env
+from automator.report_delivery import ChildComposer
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +73,24 @@ def build_connectors(project: Project, db: Any, clock: Clock, *, sandbox: str | 
             out[name].secrets |= env_values(options)
     if missing:
         raise MissingEnv.combined(missing)
+    store = store_file(db)
     for name, connector in out.items():
         connector.pipelines = {n: p for n, p in project.pipelines.items() if p.connector == name}
+        if store is not None:
+            connector.compose = ChildComposer.for_daemon(store, project.root)
     return out
+
+
+def store_file(db: Any) -> Path | None:
+    """The file of the daemon's database (a sqlite_utils Database), where a report's child process reads it; None
+    for one in memory."""
+    conn = getattr(db, "conn", None)
+    if conn is None:
+        return None
+    for _seq, name, file in conn.execute("pragma database_list").fetchall():
+        if name == "main":
+            return Path(file) if file else None
+    return None
 
 
 async def close_connectors(connectors: Iterable[Connector]) -> None:

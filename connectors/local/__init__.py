@@ -332,6 +332,22 @@ class LocalConnector(Connector):
         """Record a staff notification."""
         return self._message("notify", params)
 
+    @action("email.send")
+    def email_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record an e-mail as sent (its subject and text, channel `email`)."""
+        return self._message("email", {"to": params["to"], "text": f"{params['subject']}\n\n{params['text']}"})
+
+    @action("report.send")
+    def report_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record the report asked for (channel `report`, its params as JSON in `text`), not computed: the local
+        world is for a rule's tests, which check what was asked; the daemon's real connectors compose it."""
+        asked = {name: params[name] for name in ("report", "period", "by", "touch", "pipeline", "text")
+                 if params.get(name) not in (None, "")}
+        row = {"channel": "report", "to": _text(params["to"]), "text": json.dumps(asked, ensure_ascii=False,
+                                                                                 default=str, sort_keys=True),
+               "sent_at": self._stamp()}
+        return ActionResult({"id": str(self.db.table("local_messages").insert(row).last_pk)})
+
     @action("http.request")
     def http_request(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Record the request; the local world sends nothing over the network."""

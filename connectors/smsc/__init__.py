@@ -25,14 +25,14 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from ..sms import MAX_PARTS_SETTING, ReportBySms, Segments, check_sms, gateway_digits, prepare
 from . import api
 
 DEFAULT_BASE_URL = "https://smsc.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
 
 
-class Smsc(WebConnector):
+class Smsc(ReportBySms, WebConnector):
     """SMS through SMSC: one request per message, identified by an id derived from the effect key."""
 
     type = "smsc"
@@ -110,6 +110,8 @@ class Smsc(WebConnector):
                      context: CheckContext) -> list[ParamProblem]:
         """A `to` that is no phone, an empty text, a text over 1,000 characters (refused) or over `max_parts`
         (a warning)."""
+        if action == "report.send":  # its `to` is a phone too; its text is made when the report is
+            return check_sms({"to": params.get("to")}, options, context, _too_long)
         return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     @classmethod

@@ -29,14 +29,14 @@ from typing import Any
 from automator.connector import ActionResult, WebConnector, action
 from automator.errors import Rejected
 from automator.checks import CheckContext, ParamProblem
-from ..sms import MAX_PARTS_SETTING, Segments, check_sms, gateway_digits, prepare
+from ..sms import MAX_PARTS_SETTING, ReportBySms, Segments, check_sms, gateway_digits, prepare
 from . import api
 
 DEFAULT_BASE_URL = "https://sms.ru"
 ENV_REFERENCE = r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$"
 
 
-class Smsru(WebConnector):
+class Smsru(ReportBySms, WebConnector):
     """SMS through SMS.ru: one request per message, however many numbers; every answer code classified."""
 
     type = "smsru"
@@ -111,6 +111,8 @@ class Smsru(WebConnector):
     def check_params(cls, action: str, params: Mapping[str, Any], options: Mapping[str, Any],
                      context: CheckContext) -> list[ParamProblem]:
         """A `to` that is no phone, an empty text, a text over 8 SMS (refused) or over `max_parts` (a warning)."""
+        if action == "report.send":  # its `to` is a phone too; its text is made when the report is
+            return check_sms({"to": params.get("to")}, options, context, _too_long)
         return check_sms(params, options, context, _too_long) if action == "sms.send" else []
 
     def _form(self, phones: list[str], text: str) -> dict[str, str]:

@@ -37,10 +37,11 @@ from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import InboundRejected, Rejected, Uncertain
 from automator.model import Event
+from automator.report_delivery import ReportRequest, fit
 
 from . import api
 from .mapping import chat_address, update_events
-from .text import MAX_TEXT, PARSE_MODES, EntitiesError, visible
+from .text import MAX_CAPTION, MAX_TEXT, MAX_UPLOAD, PARSE_MODES, EntitiesError, utf16_length, visible
 
 __all__ = ["DEFAULT_BASE_URL", "SANDBOX_SECRET", "SANDBOX_TOKEN", "Telegram"]
 
@@ -120,13 +121,7 @@ class Telegram(WebConnector):
         channel = params.get("channel")
         if channel not in (None, "", "telegram"):
             raise Rejected(f"connector {self.name!r} sends Telegram messages, not {channel!r}")
-        to = params["to"]
-        chat = self.chats.get(str(to))
-        if chat is None:
-            chat = chat_address(to)
-        if chat is None:
-            raise Rejected(f"{to!r} is neither a Telegram chat id nor a name of connector {self.name!r}'s chats")
-        return await self._send(chat, params["text"])
+        return await self._send(self._chat(params["to"]), params["text"])
 
     @action("notify")
     async def notify(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -137,28 +132,60 @@ class Telegram(WebConnector):
             raise Rejected(f"no chat for {params['to']!r} in connector {self.name!r}'s chats (known: {known})")
         return await self._send(chat, params["text"])
 
+    @action("report.send")
+    async def report_send(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Send a report's page as a document (sendDocument) to a chat id or a chat named in `chats:`, with the
+        rule's `text` line and the headline figures as its caption."""
+        chat = self._chat(params["to"])
+        composed = await self.compose(ReportRequest.of(params))
+        if len(composed.html) > MAX_UPLOAD:
+            raise Rejected(f"telegram sendDocument: the report's page is {len(composed.html)} bytes, over the "
+                           f"{MAX_UPLOAD // 1024 // 1024} MB a bot may upload")
+        caption = fit(composed.body(_str(params.get("text"))), lambda t: utf16_length(t) <= MAX_CAPTION)
+        payload: dict[str, Any] = {"caption": caption} if caption.strip() else {}  # plain text: figures, no markup
+        files = {"document": (composed.filename, composed.html, "text/html")}
+        message, migrated_from = await self._to_chat(chat, "sendDocument", payload, files)
+        result = self._result(message, migrated_from)
+        document = found if isinstance(message, dict) and isinstance(found := message.get("document"), dict) else {}
+        return ActionResult({**result.data, "report": params["report"], "period": composed.period,
+                             "file_name": document.get("file_name", composed.filename),
+                             "file_id": document.get("file_id")})
+
+    def _chat(self, to: Any) -> int | str:
+        chat = self.chats.get(str(to))
+        if chat is None:
+            chat = chat_address(to)
+        if chat is None:
+            raise Rejected(f"{to!r} is neither a Telegram chat id nor a name of connector {self.name!r}'s chats")
+        return chat
+
     async def _send(self, chat: int | str, text: Any) -> ActionResult:
         text = str(text)
         self._check_text(text)
-        target: int | str = self.moved.get(str(chat), chat)
-        payload: dict[str, Any] = {"chat_id": target, "text": text}
+        payload: dict[str, Any] = {"text": text}
         if self.parse_mode:
             payload["parse_mode"] = self.parse_mode
         if self.disable_preview:
             payload["disable_web_page_preview"] = True
+        return self._result(*await self._to_chat(chat, "sendMessage", payload))
+
+    async def _to_chat(self, chat: int | str, method: str, payload: Mapping[str, Any],
+                       files: Mapping[str, tuple[str, bytes, str]] | None = None) -> tuple[Any, int | str | None]:
+        """Call `method` for `chat` (the supergroup it became, once Telegram said so): its result, and the chat id
+        it was sent to first when Telegram answered that the group had moved."""
+        target: int | str = self.moved.get(str(chat), chat)
         try:
-            message = await api.call(self, self.token, "sendMessage", payload)
+            return await api.call(self, self.token, method, {"chat_id": target, **payload}, files), None
         except api.ChatMigrated as moved:
             log.warning("telegram chat %s became supergroup %s: update connector %s's chats", target,
                         moved.new_chat_id, self.name, extra={"connector": self.name})
             self.moved[str(chat)] = moved.new_chat_id
             try:
-                message = await api.call(self, self.token, "sendMessage", {**payload, "chat_id": moved.new_chat_id})
+                return await api.call(self, self.token, method, {"chat_id": moved.new_chat_id, **payload}, files), \
+                    target
             except api.ChatMigrated as again:
-                raise Rejected(f"telegram sendMessage: chat {target} moved to {moved.new_chat_id}, which moved "
+                raise Rejected(f"telegram {method}: chat {target} moved to {moved.new_chat_id}, which moved "
                                f"again to {again.new_chat_id}") from None
-            return self._result(message, migrated_from=target)
-        return self._result(message)
 
     def _check_text(self, text: str) -> None:
         if not text.strip():
@@ -209,3 +236,7 @@ class Telegram(WebConnector):
             if key in options:
                 settings[key] = options[key]
         return settings, emulator
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -42,12 +42,17 @@ def redact(text: str, token: str) -> str:
     return text.replace(token, "<token>") if token else text
 
 
-async def call(connector: WebConnector, token: str, method: str, payload: Mapping[str, Any]) -> Any:
-    """POST one Bot API method as JSON and return its `result`; raises Retryable, Rejected, Uncertain or
-    ChatMigrated."""
+async def call(connector: WebConnector, token: str, method: str, payload: Mapping[str, Any],
+               files: Mapping[str, tuple[str, bytes, str]] | None = None) -> Any:
+    """POST one Bot API method and return its `result`; raises Retryable, Rejected, Uncertain or ChatMigrated.
+
+    The payload goes as JSON, or with `files` (field → (file name, content, MIME type)) as multipart/form-data,
+    the only way to upload a file: each other field is then a text part (numbers as digits)."""
     what = f"telegram {method}"
+    body: dict[str, Any] = {"json": dict(payload)} if files is None else {
+        "data": {key: str(value) for key, value in payload.items()}, "files": dict(files)}
     try:
-        response = await connector.request("POST", f"/bot{token}/{method}", what, json=dict(payload))
+        response = await connector.request("POST", f"/bot{token}/{method}", what, **body)
     except Retryable as exc:
         raise Retryable(redact(str(exc), token), exc.retry_after) from None
     except Uncertain as exc:

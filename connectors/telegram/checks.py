@@ -13,23 +13,26 @@ from .text import MAX_TEXT, EntitiesError, visible
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
           ) -> list[ParamProblem]:
-    """The problems Telegram would have with one `notify` or `message.send` step's params."""
+    """The problems Telegram would have with one `notify`, `message.send` or `report.send` step's params."""
     chats = {str(k) for k in (options.get("chats") or {})}
     found: list[ParamProblem] = []
     to = literal(params.get("to"))
     if action == "notify" and to is not UNKNOWN and to not in (None, "") and str(to) not in chats:
         found.append(ParamProblem(("to",), f"connector '{context.connector}' (telegram) has no chat named '{to}' "
                                            "under `chats:`", _chats_hint(str(to), chats, context)))
-    if action == "message.send":
+    if action in ("message.send", "report.send"):
         if to is not UNKNOWN and to not in (None, "") and str(to) not in chats and chat_address(to) is None:
             found.append(ParamProblem(("to",), f"'{to}' is neither a Telegram chat id nor a name under `chats:` of "
                                                f"connector '{context.connector}' (telegram)",
                                       _chats_hint(str(to), chats, context)))
+    if action == "message.send":
         channel = literal(params.get("channel"))
         if channel not in (UNKNOWN, None, "", "telegram"):
             found.append(ParamProblem(("channel",), f"connector '{context.connector}' sends Telegram messages, "
                                                     f"not {channel}",
                                       "leave `channel:` out, or send through a connector of that channel (`via:`)"))
+    if action == "report.send":  # its text is a caption's first line, sent as plain text
+        return found
     return found + _text(params.get("text"), options.get("parse_mode"))
 
 

@@ -1,6 +1,7 @@
 """A faithful Telegram Bot API stand-in: sendMessage and getMe, its envelopes, limits, and updates to the webhook.
 
-    POST|GET /bot{token}/{method}     getMe, sendMessage (method names in any case, JSON, form or query params)
+    POST|GET /bot{token}/{method}     getMe, sendMessage, sendDocument (method names in any case, JSON, form,
+                                      multipart/form-data or query params)
         wrong token      401 {"ok":false,"error_code":401,"description":"Unauthorized"}
         malformed token  404 {"ok":false,"error_code":404,"description":"Not Found"} (and unknown methods)
         limits           429 "Too Many Requests: retry after N" + parameters.retry_after: more than 30
@@ -11,6 +12,11 @@
         text             400 "message text is empty", "message is too long" (over 4096 UTF-16 units of
                          visible text, the stricter reading), "can't parse entities: ..." (HTML only;
                          Markdown text is taken as plain text)
+        document         sendDocument with the file uploaded as the multipart part `document`: 400 "there is no
+                         document in the request" without it, "wrong file identifier/HTTP URL specified" for a
+                         text (no file_id is known here), "file must be non-empty", "message caption is too
+                         long" (over 1024 UTF-16 units); 413 "Request Entity Too Large" over 50 MB. The file's
+                         bytes are kept (`documents`, by file_id) for tests to read.
 Control routes (besides the base's state/requests/webhooks/faults/reset), all POST with a JSON body:
     /_emulator/chats     {"id", "type"?, "first_name"?, "title"?, "username"?}   a chat the bot may write to
     /_emulator/block     {"chat_id", "blocked"?: true}                           the user blocked the bot
@@ -24,12 +30,15 @@ import math
 import re
 import time
 from collections import deque
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import default
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from automator.emulator import Call, Emulator, Reply, route
 
-from .text import MAX_TEXT, PARSE_MODES, EntitiesError, parse_html, utf16_length
+from .text import MAX_CAPTION, MAX_TEXT, MAX_UPLOAD, PARSE_MODES, EntitiesError, parse_html, utf16_length
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 DEFAULT_TOKEN = "123456789:AAEemulator-default-token-abcdefgh"
@@ -80,6 +89,7 @@ class TelegramEmulator(Emulator):
         self.blocked: set[str] = set()
         self.migrated: dict[str, int] = {}
         self.updates: list[dict[str, Any]] = []
+        self.documents: dict[str, bytes] = {}  # uploaded files by file_id
         self._update_id = 700000000
         self._last_sent: dict[str, float] = {}
         self._group_sent: dict[str, deque[float]] = {}
@@ -132,6 +142,11 @@ class TelegramEmulator(Emulator):
             if not isinstance(body, dict):
                 return error(400, "Bad Request: JSON object expected")
             params.update(body)
+        elif call.body and kind == "multipart/form-data":
+            parts = multipart_fields(call.headers.get("content-type", ""), call.body)
+            if parts is None:
+                return error(400, "Bad Request: can't parse multipart/form-data")
+            params.update(parts)
         elif call.body:
             params.update(dict(call.form()))
         return params
@@ -157,10 +172,12 @@ class TelegramEmulator(Emulator):
             return ok(self.bot)
         if name == "sendmessage":
             return self.send_message(params)
+        if name == "senddocument":
+            return self.send_document(params)
         return error(404, "Not Found")
 
-    def send_message(self, params: dict[str, Any]) -> Reply:
-        """sendMessage: check the chat and the text, store the message, answer with it."""
+    def _writable(self, params: dict[str, Any]) -> str | Reply:
+        """The key of the chat a send names, or why it cannot be written to."""
         if params.get("chat_id") in (None, ""):
             return error(400, "Bad Request: chat_id is empty")
         key = self._chat_key(params["chat_id"])
@@ -171,6 +188,50 @@ class TelegramEmulator(Emulator):
             return error(400, "Bad Request: chat not found")
         if key in self.blocked:
             return error(403, "Forbidden: bot was blocked by the user")
+        return key
+
+    def _sent(self, key: str, fields: dict[str, Any]) -> Reply:
+        """Store a message the bot sent to a chat and answer with it."""
+        chat = self.chats[key]
+        sent = self.messages.setdefault(key, [])
+        message: dict[str, Any] = {"message_id": len(sent) + 1,
+                                   "from": {k: self.bot[k] for k in ("id", "is_bot", "first_name", "username")},
+                                   "chat": chat, "date": int(time.time()), **fields}
+        sent.append(message)
+        self._count(key, chat)
+        return ok(message)
+
+    def send_document(self, params: dict[str, Any]) -> Reply:
+        """sendDocument: check the chat, the uploaded file and the caption, keep the file, answer with the message."""
+        key = self._writable(params)
+        if isinstance(key, Reply):
+            return key
+        document = params.get("document")
+        if document is None:
+            return error(400, "Bad Request: there is no document in the request")
+        if not isinstance(document, Upload):
+            return error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if len(document.content) > MAX_UPLOAD:
+            return error(413, "Request Entity Too Large")
+        if not document.content:
+            return error(400, "Bad Request: file must be non-empty")
+        caption = str(params.get("caption") or "")
+        if utf16_length(caption) > MAX_CAPTION:
+            return error(400, "Bad Request: message caption is too long")
+        file_id = f"BQACAgIAAxkBAAI{len(self.documents) + 1:06d}"
+        self.documents[file_id] = document.content
+        fields: dict[str, Any] = {"document": {"file_name": document.filename, "mime_type": document.content_type,
+                                               "file_id": file_id, "file_unique_id": f"AgAD{len(self.documents):06d}",
+                                               "file_size": len(document.content)}}
+        if caption:
+            fields["caption"] = caption
+        return self._sent(key, fields)
+
+    def send_message(self, params: dict[str, Any]) -> Reply:
+        """sendMessage: check the chat and the text, store the message, answer with it."""
+        key = self._writable(params)
+        if isinstance(key, Reply):
+            return key
         raw = params.get("text")
         parse_mode = params.get("parse_mode") or None
         if parse_mode is not None and parse_mode not in PARSE_MODES:
@@ -185,21 +246,12 @@ class TelegramEmulator(Emulator):
             return error(400, "Bad Request: message text is empty")
         if utf16_length(text) > MAX_TEXT:
             return error(400, "Bad Request: message is too long")
-        chat = self.chats[key]
-        sent = self.messages.setdefault(key, [])
-        message: dict[str, Any] = {"message_id": len(sent) + 1,
-                                   "from": {k: self.bot[k] for k in ("id", "is_bot", "first_name", "username")},
-                                   "chat": chat, "date": int(time.time()), "text": text}
-        if entities:
-            message["entities"] = entities
-        sent.append(message)
-        self._count(key, chat)
-        return ok(message)
+        return self._sent(key, {"text": text, **({"entities": entities} if entities else {})})
 
     # ---- limits -----------------------------------------------------------------------------------
     def limit(self, call: Call) -> Reply | None:
         """429 for a sendMessage past 30/s overall, 20/min in a group or 1/s in a chat."""
-        match = re.fullmatch(r"/bot(?P<token>[^/]*)/sendmessage", call.path, re.IGNORECASE)
+        match = re.fullmatch(r"/bot(?P<token>[^/]*)/send(message|document)", call.path, re.IGNORECASE)
         if match is None or match["token"] != self.token:
             return None
         params = self._params(call)
@@ -310,6 +362,37 @@ class TelegramEmulator(Emulator):
                                       "migrate_to_chat_id": new_id}})
         self.send_update({"message": {"message_id": 1, "chat": new, "date": now, "migrate_from_chat_id": chat_id}})
         return {"chat_id": chat_id, "migrate_to_chat_id": new_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file uploaded in a multipart/form-data part."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, str | Upload] | None:
+    """The parts of a multipart/form-data body by name: a text part as its text, a file part as an Upload; None
+    when the body is not multipart/form-data (no boundary, no parts)."""
+    parsed = BytesParser(policy=default).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
+                                                    + body)
+    if not parsed.is_multipart():
+        return None
+    found: dict[str, str | Upload] = {}
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        content = part.get_payload(decode=True)
+        content = content if isinstance(content, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            found[name] = content.decode(part.get_content_charset() or "utf-8", "replace")
+        else:
+            found[name] = Upload(filename, part.get_content_type(), content)
+    return found or None
 
 
 def _expire(window: deque[float], before: float) -> None:

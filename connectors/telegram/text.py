@@ -6,6 +6,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 MAX_TEXT = 4096  # characters of a message "after entities parsing" (Bot API, sendMessage)
+MAX_CAPTION = 1024  # characters of a document's caption "after entities parsing" (Bot API, sendDocument)
+MAX_UPLOAD = 50 * 1024 * 1024  # bytes of a file a bot uploads (Bot API, "Sending files")
 PARSE_MODES = ("HTML", "MarkdownV2", "Markdown")
 
 # The HTML tags the Bot API accepts, and the entity type each makes ("formatting options" in the Bot API).

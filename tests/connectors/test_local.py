@@ -282,6 +282,8 @@ class TestContract(ConnectorContract):
                 "task.create": {"title": "Позвонить", "assignee": "admin", "due": "1d", "deal": deal},
                 "sms.send": {"to": "+79161234567", "text": "Привет"}, "message.send": {"to": "7", "text": "Привет"},
                 "notify": {"to": "admin", "text": "Лид"},
+                "email.send": {"to": "owner", "subject": "Заявка", "text": "Анна, +79161234567"},
+                "report.send": {"report": "channels", "period": "last_week", "to": "owner"},
                 "http.request": {"method": "POST", "url": "https://example.com/hook", "body": {"a": 1}},
                 "client.add_category": {"client": "7", "category": "Аллергия"},
                 "client.remove_category": {"client": "7", "category": "Новый"},

@@ -295,4 +295,5 @@ class TestContract(ConnectorContract):
     secret_settings = ("psw",)
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"},
+                "report.send": {"report": "channels", "period": "last_week", "to": "+79161234567"}}

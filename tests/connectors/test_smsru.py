@@ -309,7 +309,8 @@ def test_declared_contract() -> None:
     # SMS.ru publishes no request rate; the chosen safe one (module docstring), and at_most_once sends.
     assert Smsru.rate_limit == (5.0, 10)
     assert Smsru.actions["sms.send"].delivery == "at_most_once"
-    assert set(Smsru.actions) == {"sms.send"}
+    assert set(Smsru.actions) == {"sms.send", "report.send"}
+    assert Smsru.actions["report.send"].delivery == "at_most_once"
 
 
 def test_sandbox_talks_to_its_emulator(served: tuple[Swap, str]) -> None:
@@ -330,4 +331,5 @@ class TestContract(ConnectorContract):
     secret_settings = ("api_id",)
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        return {"sms.send": {"to": "+79161234567", "text": "Привет"}}
+        return {"sms.send": {"to": "+79161234567", "text": "Привет"},
+                "report.send": {"report": "channels", "period": "last_week", "to": "+79161234567"}}

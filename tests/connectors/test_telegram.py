@@ -18,8 +18,10 @@ from automator.daemon.retry import TokenBucket
 from automator.emulator import Served, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import EntityRef
+from automator.report_delivery import Composed, ReportRequest
 from automator_connectors.telegram import SANDBOX_SECRET, SANDBOX_TOKEN, Telegram
-from automator_connectors.telegram.emulator import TelegramEmulator
+from automator_connectors.telegram.emulator import TelegramEmulator, Upload
+from automator_connectors.telegram.text import utf16_length
 from automator_connectors.telegram.mapping import IGNORED_UPDATES
 
 TOKEN = "123456789:AAEtest-token-for-the-emulator-abcdef"
@@ -563,7 +565,7 @@ def test_sandbox_points_the_connector_at_an_emulator_that_sends_what_parse_accep
 
 class TestContract(ConnectorContract):
     type = "telegram"
-    settings = {"chats": {"admins": ADMIN, "17": CLIENT}}
+    settings = {"chats": {"admins": ADMIN, "17": CLIENT, "owner": GROUP}}
     written = {"token": "${env:TELEGRAM_BOT_TOKEN}", "secret_token": "${env:TELEGRAM_SECRET}",
                "chats": {"admins": ADMIN}}
     secret_settings = ("token", "secret_token")
@@ -575,4 +577,75 @@ class TestContract(ConnectorContract):
         return [inbound(body, self.secret(box)) for body in (b"not json", b"[]", b'{"update_id": "5"}')]
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
-        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"}}
+        return {"message.send": {"to": CLIENT, "text": "Ждём вас завтра"}, "notify": {"to": "admins", "text": "Лид"},
+                "report.send": {"report": "channels", "period": "last_week", "to": "owner"}}
+
+
+# ---- report.send: the page as a document ---------------------------------------------------------------
+
+async def _report(request: ReportRequest) -> Composed:
+    return Composed(summary="Лиды: 12\nВыручка: 84 000,00 ₽", html=REPORT_PAGE, title="Каналы",
+                    filename="report-channels-2026-11-24-2026-11-30.html", period="24.11–30.11.2026")
+
+REPORT_PAGE = "<!doctype html><html lang=\"ru\"><title>Каналы</title><p>Лиды: 12</p></html>".encode()
+
+
+def test_report_send_uploads_the_page_with_the_summary_as_caption(emu: TelegramEmulator, url: str) -> None:
+    connector = make(url, parse_mode="HTML")
+    connector.compose = _report
+    result = perform(connector, "report.send", {"report": "channels", "period": "last_week", "to": "admin",
+                                                "text": "Итоги недели <b>не</b> разметка:"})
+    call = emu.calls[-1]
+    assert call.path.endswith("/sendDocument") and call.headers["content-type"].startswith("multipart/form-data")
+    [message] = emu.messages[str(ADMIN)]
+    # Plain text whatever parse_mode says: a caption of figures is no markup.
+    assert message["caption"] == "Итоги недели <b>не</b> разметка:\n\nЛиды: 12\nВыручка: 84 000,00 ₽"
+    assert message["document"]["file_name"] == "report-channels-2026-11-24-2026-11-30.html"
+    assert message["document"]["mime_type"] == "text/html"
+    assert emu.documents[message["document"]["file_id"]] == REPORT_PAGE
+    assert result.data["chat_id"] == ADMIN and result.data["file_id"] == message["document"]["file_id"]
+    assert result.data["period"] == "24.11–30.11.2026"
+
+
+def test_a_long_summary_is_cut_to_a_caption_telegram_takes(emu: TelegramEmulator, url: str) -> None:
+    async def long_report(request: ReportRequest) -> Composed:
+        lines = "\n".join(f"Канал {n}: лидов {n}, выручка {n * 1000},00 ₽ 📈" for n in range(100))
+        return Composed(summary=lines, html=REPORT_PAGE, title="Каналы", filename="r.html", period="p")
+
+    connector = make(url)
+    connector.compose = long_report
+    perform(connector, "report.send", {"report": "channels", "period": "last_week", "to": CLIENT})
+    caption = emu.messages[str(CLIENT)][-1]["caption"]
+    assert utf16_length(caption) <= 1024 and caption.endswith("\n…") and caption.startswith("Канал 0: лидов 0")
+
+
+def test_report_send_to_an_unknown_chat_is_refused_before_composing(emu: TelegramEmulator, url: str) -> None:
+    asked: list[ReportRequest] = []
+
+    async def recording(request: ReportRequest) -> Composed:
+        asked.append(request)
+        return await _report(request)
+
+    connector = make(url)
+    connector.compose = recording
+    with pytest.raises(Rejected, match="neither a Telegram chat id nor a name"):
+        perform(connector, "report.send", {"report": "channels", "period": "last_week", "to": "boss"})
+    assert asked == [] and emu.calls == []
+
+
+def test_the_emulator_refuses_documents_as_telegram_does(emu: TelegramEmulator, url: str) -> None:
+    endpoint = f"{url}/bot{TOKEN}/sendDocument"
+    page = ("r.html", REPORT_PAGE, "text/html")
+    cases = [({"chat_id": str(ADMIN)}, None, 400, "there is no document in the request"),
+             ({"chat_id": str(ADMIN), "document": "https://example.com/r.html"}, None, 400,
+              "wrong file identifier/HTTP URL specified"),
+             ({"chat_id": str(ADMIN)}, {"document": ("r.html", b"", "text/html")}, 400, "file must be non-empty"),
+             ({"chat_id": str(ADMIN), "caption": "я" * 1025}, {"document": page}, 400, "message caption is too long"),
+             ({"chat_id": "999"}, {"document": page}, 400, "chat not found")]
+    for data, files, status, said in cases:
+        answer = WEB.post(endpoint, data=data, files=files) if files else WEB.post(endpoint, data=data)
+        assert (answer.status_code, answer.json()["ok"]) == (status, False) and said in answer.json()["description"]
+    big = emu.send_document({"chat_id": ADMIN, "document": Upload("r.html", "text/html", b"x" * (50 * 1024 * 1024 + 1))})
+    assert big.status == 413 and big.body["description"] == "Request Entity Too Large"
+    fine = WEB.post(endpoint, data={"chat_id": str(ADMIN), "caption": "я" * 1024}, files={"document": page})
+    assert fine.status_code == 200 and fine.json()["result"]["document"]["file_size"] == len(REPORT_PAGE)

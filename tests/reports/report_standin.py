@@ -1,0 +1,48 @@
+"""A stand-in for the report child process (`python -m automator.reports.compose`), run by the tests of sending
+until the reports land: it lowers its priority as the real child does and writes a small composed report, or
+fails the way its report name (or, where a rule must name a real report, its `--pipeline`) says: refuse → exit 2,
+crash → exit 1, slow → sleeps, empty → writes nothing."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from automator.report_delivery import Composed, lower_priority, write_composed
+
+PAGE = "<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>Отчёт</title><p>Лиды: 12</p></html>"
+
+
+def main() -> int:
+    """Compose, or fail as asked."""
+    lower_priority()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("report")
+    for flag in ("--period", "--from", "--to", "--by", "--touch", "--pipeline", "--root", "--db", "--out"):
+        parser.add_argument(flag)
+    args = parser.parse_args()
+    if args.pipeline in ("refuse", "crash"):
+        args.report = args.pipeline
+    if args.report == "refuse":
+        print("some warning first", file=sys.stderr)
+        print("unknown report 'refuse' (one of channels, funnel, retention, staff)", file=sys.stderr)
+        return 2
+    if args.report == "crash":
+        print("Traceback: sqlite3.OperationalError: unable to open database file", file=sys.stderr)
+        return 1
+    if args.report == "slow":
+        time.sleep(60)
+    if args.report == "empty":
+        return 0
+    period = args.period or f"{args.__dict__['from']}..{args.to}"
+    summary = (f"Каналы: откуда приходят клиенты, 24.11.2026 — 30.11.2026\nЛиды: 12\nВыручка: 84 000,00 ₽\nROMI: 180,0 %\nnice={os.nice(0)}\nperiod={period}\n"
+               f"db={Path(args.db).name}\nroot={args.root}")
+    write_composed(Path(args.out), Composed(summary=summary, html=PAGE.encode(), title="Каналы",
+                                            filename=f"report-{args.report}.html", period="24.11–30.11.2026"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
