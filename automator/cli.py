@@ -636,6 +636,113 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     _ingested(counts, "records")
 
 
+# ---- ad spend ---------------------------------------------------------------------------------------------
+
+@cli.group("spend")
+def spend() -> None:
+    """Bring ad spend per day, channel and campaign into the store, for the channels report (CPL, CAC, ROMI).
+
+    \b
+    Example: automator spend import examples/spend.csv
+    """
+
+
+@spend.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default="csv", show_default=True, help="A name for where the figures came from "
+              "(kept with each row: yandex_direct_export).")
+@_config_option
+@_db_option
+@_operator
+def spend_import(file: Path, source: str, config: Path, db: Path | None) -> None:
+    """Import ad spend from a CSV file: idempotent (the same file again changes nothing; a corrected file replaces
+    the figures of the days and channels it lists); a bad row is reported as FILE:LINE:COL and skipped, the good
+    ones are imported, and the exit is 1 when any row was bad.
+
+    Columns: day (YYYY-MM-DD), channel (a name or title of automator.yaml's channels:), amount (1500.00), and
+    optionally campaign and currency (RUB).
+
+    \b
+    Example: automator spend import examples/spend.csv --source vk_cabinet
+    """
+    from automator.spend import import_csv
+
+    project = _project(config)
+    result = import_csv(_store_for_history(config, db), file, project.config.channels, datetime.now(timezone.utc),
+                        source=source)
+    _spent(result, project.config.channels)
+
+
+@spend.command("pull")
+@click.argument("connector")
+@click.option("--since", required=True, help="The first day (YYYY-MM-DD) of the spend to fetch.")
+@click.option("--until", help="The last day (YYYY-MM-DD), included; default today.")
+@_config_option
+@_db_option
+@_operator
+def spend_pull(connector: str, since: str, until: str | None, config: Path, db: Path | None) -> None:
+    """Fetch a connector's ad spend per day from --since to --until into the store (idempotent: the days fetched
+    again replace what was stored).
+
+    \b
+    Example: automator spend pull ads --since 2026-03-01 --until 2026-03-31
+    """
+    import asyncio
+    from datetime import date
+
+    from automator.clock import SystemClock
+    from automator.daemon.connectors import build_connectors, close_connectors
+    from automator.spend import pull
+
+    try:
+        first = date.fromisoformat(since)
+        last = date.fromisoformat(until) if until else datetime.now(_timezone(config)).date()
+    except ValueError as exc:
+        raise click.UsageError(f"--since/--until: not a date written YYYY-MM-DD: {exc}") from exc
+    if last < first:
+        raise click.UsageError(f"--until {last} is before --since {first}")
+    project = _project(config)
+    if connector not in project.config.connectors:
+        raise click.UsageError(f"no connector {connector!r} in automator.yaml "
+                               f"(there are: {', '.join(sorted(project.config.connectors))})")
+    store = _store_for_history(config, db)
+
+    async def fetch() -> Any:
+        built = build_connectors(project, store.db, SystemClock(), announce=False)
+        try:
+            if not built[connector].can_report_spend():
+                raise NotImplementedError(f"connector {connector!r} ({project.config.connectors[connector].type}) "
+                                          "reports no ad spend")
+            return await pull(store, built[connector].spend(first, last), project.config.channels,
+                              datetime.now(timezone.utc), source=connector)
+        finally:
+            await close_connectors(built.values())
+
+    try:
+        result = asyncio.run(fetch())
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _spent(result, project.config.channels)
+
+
+def _project(config: Path) -> Any:
+    from automator.observe import config_path
+
+    project, problems = load_project(config_path(config).parent)
+    if project is None:
+        _fail_problems(problems)
+    return project
+
+
+def _spent(result: Any, channels: Any) -> None:
+    for problem in result.problems:
+        click.echo(problem.format())
+    for line in result.summary(channels):
+        click.echo(line)
+    if result.problems:
+        sys.exit(1)
+
+
 def _store_for_history(config: Path, db: Path | None) -> Store:
     from automator.observe import config_path, open_store
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar
 
 from automator.actions import CANONICAL, ActionSpec
@@ -33,6 +33,18 @@ class Inbound:
     headers: Mapping[str, str]  # names in lower case
     body: bytes
     received_at: Any = None  # datetime; the daemon's clock
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """What was spent on advertising on one day, in one channel (a name of automator.yaml's `channels:`) and
+    campaign (`""` for none): integer minor units (kopecks) of `currency`. A connector's `spend` yields these."""
+
+    day: date
+    channel: str
+    campaign: str
+    amount_minor: int
+    currency: str = "RUB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +255,22 @@ class Connector:
         when their history arrives. Reads through the system's API within its rate limit; raises errors from
         `automator.errors`. The default has nothing to give: it raises NotImplementedError at the first step."""
         raise NotImplementedError(f"connector {self.name!r} ({self.type}) has no history to backfill")
+        yield  # unreachable: it makes this an async generator, as the overrides are
+
+    # Ad spend: connectors of systems that know what advertising cost (an ad cabinet, a call-tracking service)
+    # override `spend`; `automator spend pull CONNECTOR --since DATE` stores it for the channels report.
+    @classmethod
+    def can_report_spend(cls) -> bool:
+        """Whether the type reports ad spend (it overrides `spend`)."""
+        return cls.spend is not Connector.spend
+
+    async def spend(self, since: date, until: date) -> AsyncIterator[SpendRow]:
+        """An optional capability: the spend of every day from `since` to `until` (both included), one SpendRow per
+        day, channel and campaign, the channel named as automator.yaml's `channels:` name it. Each day given is the
+        whole of that day's spend in its channel: a day pulled again replaces what was stored. Reads through the
+        system's API within its rate limit; raises errors from `automator.errors`. The default has nothing to
+        give: it raises NotImplementedError at the first step."""
+        raise NotImplementedError(f"connector {self.name!r} ({self.type}) reports no ad spend")
         yield  # unreachable: it makes this an async generator, as the overrides are
 
     def parse(self, request: Inbound) -> list[Event] | Awaitable[list[Event]]:

@@ -18,18 +18,17 @@ imported all the same.
 """
 from __future__ import annotations
 
-import codecs
-import csv
 import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from automator import history, identity
 from automator.config.problems import Problem
+from automator.csvtable import read_table
 from automator.core.decide import apply_event
 from automator.model import Entity, EntityRef, Event, Visit
 from automator.phone import Policy, to_e164
@@ -162,98 +161,24 @@ class _RowError(ValueError):
         self.column = column
 
 
-class _Lines:
-    """A file's lines as text for the csv reader, each decoded alone: bytes that are not UTF-8 spoil their own line
-    (kept, with where they are, for the row it belongs to), never the rest of the file, as a decoding of the whole
-    file would. The last line given is kept too: a row the reader refuses is located in it."""
-
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-        self.number = 0
-        self.last = ""
-        self.undecodable: dict[int, int] = {}  # line number → column of its first byte that is not UTF-8
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        raw = next(self.handle)
-        self.number += 1
-        if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
-        try:
-            self.last = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.undecodable[self.number] = len(raw[:exc.start].decode("utf-8", "replace")) + 1
-            self.last = raw.decode("utf-8", "replace")  # the reader stays in step with the file's lines
-        return self.last
-
-
 def read_visits(path: Path, system: str, tz: tzinfo) -> Iterator[Row | Problem]:
     """The rows of a visits file, each a Row or a Problem at its line and column."""
-    shown = str(path)
-    with path.open("rb") as handle:
-        lines = _Lines(handle)
-        first = next(lines, "")
-        if not first:
-            yield Problem(shown, 1, 1, "the file is empty: a header row naming the columns is needed",
-                          f"columns: {', '.join(COLUMNS)}")
-            return
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
+    seen: dict[bytes, int] = {}  # how many rows so far had each content (rows without a visit id)
+    for item in read_table(path, COLUMNS, ("at", "amount"), _names_whose):
+        if isinstance(item, Problem):
+            yield item
+            continue
         try:
-            header = next(reader)
-        except csv.Error as exc:
-            yield Problem(shown, 1, _too_long(lines.last, delimiter), f"the header row cannot be read: {exc}")
-            return
-        if 1 in lines.undecodable:
-            yield Problem(shown, 1, lines.undecodable[1], "the header row is not UTF-8 text")
-            return
-        names = [name.strip().lower() for name in header]
-        for index, name in enumerate(names):
-            if name not in COLUMNS:
-                yield Problem(shown, 1, index + 1, f"unknown column {name!r}", f"columns: {', '.join(COLUMNS)}")
-                return
-        for needed in ("at", "amount"):
-            if needed not in names:
-                yield Problem(shown, 1, 1, f"the column {needed!r} is missing", f"columns: {', '.join(COLUMNS)}")
-                return
-        if "client" not in names and "phone" not in names:
-            yield Problem(shown, 1, 1, "a column `client` or `phone` is needed to know whose visits these are")
-            return
-        seen: dict[bytes, int] = {}  # how many rows so far had each content (rows without a visit id)
-        done = reader.line_num
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # the reader drops the rest of that line and goes on at the next one
-                done = reader.line_num
-                yield Problem(shown, done, _too_long(lines.last, delimiter), f"the row cannot be read: {exc}")
-                continue
-            first_line, done = done + 1, reader.line_num
-            spoiled = next((n for n in range(first_line, done + 1) if n in lines.undecodable), None)
-            if spoiled is not None:
-                yield Problem(shown, spoiled, lines.undecodable.pop(spoiled),
-                              "bytes that are not UTF-8 text: save the file as UTF-8")
-                continue
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(names):
-                yield Problem(shown, done, 1, f"{len(values)} fields where the header names {len(names)}")
-                continue
-            cells = {name: value.strip() for name, value in zip(names, values)}
-            try:
-                yield _row(cells, done, system, tz, seen)
-            except _RowError as exc:
-                yield Problem(shown, done, names.index(exc.column) + 1, str(exc))
+            yield _row(item.cells, item.line, system, tz, seen)
+        except _RowError as exc:
+            yield Problem(str(path), item.line, item.column(exc.column), str(exc))
 
 
-def _too_long(line: str, delimiter: str) -> int:
-    """The column of the first field of a line longer than the csv module takes (1 when none is)."""
-    limit = csv.field_size_limit()
-    return next((n for n, field in enumerate(line.split(delimiter), 1) if len(field) > limit), 1)
+def _names_whose(names: list[str]) -> str | None:
+    """A visits file must say whose visits they are."""
+    if "client" not in names and "phone" not in names:
+        return "a column `client` or `phone` is needed to know whose visits these are"
+    return None
 
 
 def _row(cells: dict[str, str], line: int, system: str, tz: tzinfo, seen: dict[bytes, int]) -> Row:

@@ -101,8 +101,8 @@ def test_an_amocrm_deal_field_not_mapped(tmp_path: Path) -> None:
     assert out[:2] == [
         "rules/main.yaml:5:135: error: connector 'amo' (amocrm) has no amoCRM field for 'colour'",
         "    hint: map it to a custom field of leads under `fields:` of connector 'amo' in automator.yaml "
-        "(colour: <field id>); known: amount, client_name, email, lead_source, phone, responsible, tags, title, "
-        "utm_campaign, utm_content, utm_medium, utm_term"]
+        "(colour: <field id>); known: amount, client_name, email, phone, responsible, tags, title, "
+        "utm_campaign, utm_content, utm_medium, utm_source, utm_term"]
 
 
 def test_an_assignee_that_is_no_role_nor_user_id(tmp_path: Path) -> None:

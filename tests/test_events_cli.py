@@ -134,8 +134,8 @@ def test_the_readme_section_lists_every_built_in_event_and_field() -> None:
     catalogue = docs.builtin_catalogue()
     for type_ in catalogue.events:
         assert f"| `{type_}` |" in section
-    assert ("| `lead_source` | text | where the client came from (Bitrix24: SOURCE_ID; amoCRM: the utm_source tracking "
-            "field) | amocrm, bitrix24 |") in section
+    assert ("| `lead_source` | text | where the client came from (Bitrix24: SOURCE_ID; amoCRM: the lead's source_id, "
+            "named by the connector's sources: setting) | amocrm, bitrix24 |") in section
     assert "| `starts_at` | datetime | when the visit starts | local, yclients |" in section
 
 

@@ -25,7 +25,9 @@ Choices where the reference is unsure (the safest reading):
   contact's own phones (the search is full-text). A contact that is neither an id nor a phone is refused rather
   than guessed.
 * lead `tags` set by deal.update replace the lead's whole set (the documented `_embedded.tags`; the SDK's
-  `tags_to_add` has no vendor page); `lead_source` and `utm_*` are the system tracking fields (UTM_SOURCE, …).
+  `tags_to_add` has no vendor page); `utm_*` are the system tracking fields (UTM_SOURCE, …); `lead_source` is the
+  lead's `source_id` (a v4 lead's column; a webhook item is assumed to carry it as the v2 lead did), named by the
+  `sources:` setting, and cannot be written.
 * a task is completed when its webhook item says `status` 1; `task.completed`'s delivery id is the task's, so a
   task reopened and completed again is reported once.
 * a task without `due` is due in 24 hours; its type is 1 (follow-up); `description` follows the title.
@@ -135,6 +137,9 @@ class Amocrm(WebConnector):
                            {"type": "object", "required": ["id"], "additionalProperties": False,
                             "properties": {"id": {"type": "integer"}, "type": {"enum": list(FIELD_TYPES)}}}]}},
             "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "Seconds for one whole call."},
+            "sources": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+                        "propertyNames": {"pattern": "^[0-9]+$"},
+                        "description": "amoCRM source ids → the names deals report as lead_source (12345: site)."},
             "key_field": {"type": "integer", "description": "A text custom field of leads that keeps each created "
                           "lead's effect key: a create interrupted mid-call is then found, not made twice."},
         },
@@ -151,6 +156,7 @@ class Amocrm(WebConnector):
         self.users = people_of(config)
         self.fields = FieldMap.from_config(config.get("fields"))
         self.contact_fields = FieldMap.from_config(config.get("contact_fields"))
+        self.sources = {str(k): str(v) for k, v in (config.get("sources") or {}).items()}
         self.api = AmoApi(self.request, Pacer())
 
     @classmethod
@@ -185,7 +191,7 @@ class Amocrm(WebConnector):
         `?token=`; the emulator adopts the pipeline and status ids the project's pipeline files name."""
         subdomain = str(options.get("subdomain") or "sandbox")
         settings = {k: v for k, v in options.items() if k in ("users", "roles", "fields", "contact_fields",
-                                                               "poll_every", "timeout")}
+                                                               "sources", "poll_every", "timeout")}
         settings.update(base_url=base_url, subdomain=subdomain, token=SANDBOX_TOKEN, hook_secret=SANDBOX_HOOK_SECRET)
         hook = f"{hook_url}{'&' if '?' in hook_url else '?'}token={SANDBOX_HOOK_SECRET}"
         return settings, AmocrmEmulator(token=SANDBOX_TOKEN, hook_url=hook, subdomain=subdomain, base_url=base_url,
@@ -237,7 +243,7 @@ class Amocrm(WebConnector):
 
     def _event(self, state: LeadState, type_: str, data: Mapping[str, Any] | None = None) -> Event:
         body = dict(data) if data is not None else deal_data(state, self._names(state.status_id, state.pipeline_id),
-                                                              self.fields)
+                                                              self.fields, self.sources)
         at = datetime.fromtimestamp(state.updated_at, UTC) if state.updated_at else self.now()
         return Event(id=f"{self.name}:{state.delivery}", type=type_, at=at, entity=EntityRef("deal", state.id),
                      data=body, source=self.name, delivery_id=state.delivery)

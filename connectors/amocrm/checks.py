@@ -10,7 +10,8 @@ from automator.actions.crm import NOTE_TARGETS
 from automator.checks import (STAGE_HINT, UNKNOWN, CheckContext, ParamProblem, by_phone_hint, choice_hint,
                              foreign_contact, literal)
 from automator.errors import Rejected
-from .mapping import CLOSED, CONTACT_KEYS, LEAD_COLUMNS, TRACKING, e164, people_of, price, tag_names, unix_time
+from .mapping import (CLOSED, CONTACT_KEYS, LEAD_COLUMNS, SOURCE_IS_READ_ONLY, TRACKING, e164, people_of, price,
+                      tag_names, unix_time)
 from .people import CONTACT_FIELDS
 
 
@@ -59,6 +60,8 @@ def _fields(action: str, fields: Any, custom: set[str], users: Mapping[str, Any]
         if name in ("stage", "pipeline"):
             found.append(ParamProblem(path, f"{action} cannot set the deal's {name} through `fields:`",
                                       STAGE_HINT[action], key=True))
+        elif name == "lead_source":
+            found.append(ParamProblem(path, SOURCE_IS_READ_ONLY, "write the advert's source as utm_source", key=True))
         elif name not in known:
             found.append(_unmapped(str(name), known, context, "amoCRM field", "leads under `fields:`"))
         elif name == "amount":

@@ -21,11 +21,14 @@ FIELD_TYPES = ("text", "numeric", "date", "date_time", "checkbox")
 LEAD_COLUMNS = {"title": "name", "amount": "price", "responsible": "responsible_user_id"}
 # Keys of deal.create's `fields` that describe the client (find or create the contact), not the lead.
 CONTACT_KEYS = ("phone", "email", "client_name")
-# Canonical deal fields kept in amoCRM's system tracking fields of leads, addressed by field_code (contract 2 §3.6):
-# `lead_source` is where the client came from as the advert tagged it (UTM_SOURCE). The lead's `source_id` is not
-# it: that names an integration channel, settable only when the lead is created.
-TRACKING = {"lead_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM", "utm_campaign": "UTM_CAMPAIGN",
+# Canonical deal fields kept in amoCRM's system tracking fields of leads, addressed by field_code (contract 2 §3.6).
+TRACKING = {"utm_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM", "utm_campaign": "UTM_CAMPAIGN",
             "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM"}
+# `lead_source` is the lead's amoCRM source (`source_id`: the integration channel it came through, a site form, a
+# chat, Avito…), named by the connector's `sources:` setting. amoCRM sets it only when an integration creates the
+# lead (contract 2 §3.6), so no rule writes it.
+SOURCE_IS_READ_ONLY = ("amoCRM sets a lead's source (lead_source) only when an integration creates the lead; the "
+                       "advert's source is the tracking field utm_source")
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 
 
@@ -254,6 +257,8 @@ class FieldMap:
             elif name == "tags":
                 # The whole set, replaced (the documented way, contract 2 §3.4): `tags: []` clears them.
                 body["_embedded"] = {"tags": [{"name": t} for t in tag_names(value, "tags")]}
+            elif name == "lead_source":
+                raise Rejected(SOURCE_IS_READ_ONLY)
             elif name in TRACKING:
                 custom.append({"field_code": TRACKING[name], "values": [{"value": "" if value is None
                                                                          else str(value)}]})
@@ -284,6 +289,8 @@ class LeadState:
     custom: tuple[tuple[str, Any], ...] = ()  # (field id, first value)
     tags: tuple[str, ...] | None = None  # None: not reported (a move's answer)
     tracking: tuple[tuple[str, Any], ...] = ()  # (field_code, first value) of the system tracking fields
+    modified_by: str | None = None  # the user who made the change (webhook: modified_user_id; v4: updated_by)
+    source_id: str | None = None  # the lead's amoCRM source, when it came through one
 
     @property
     def delivery(self) -> str:
@@ -321,7 +328,9 @@ def lead_from_webhook(item: Mapping[str, Any], action: str) -> LeadState:
         status_id=str(item.get("status_id", "")), pipeline_id=str(item.get("pipeline_id", "")),
         name=item.get("name"), price=item.get("price"), responsible=opt_id(item.get("responsible_user_id")),
         contact=opt_id(item.get("main_contact_id") or item.get("contact_id")), custom=tuple(custom), tags=tags,
-        tracking=tuple(tracking))
+        # `source_id` in a webhook item is assumed (the v2 lead had it; no captured body shows one).
+        tracking=tuple(tracking), modified_by=opt_id(item.get("modified_user_id")),
+        source_id=opt_id(item.get("source_id")))
 
 
 def lead_from_v4(lead: Mapping[str, Any]) -> LeadState:
@@ -340,7 +349,8 @@ def lead_from_v4(lead: Mapping[str, Any]) -> LeadState:
         id=str(lead["id"]), updated_at=int(lead.get("updated_at") or 0), created_at=lead.get("created_at"),
         status_id=str(lead.get("status_id", "")), pipeline_id=str(lead.get("pipeline_id", "")),
         name=lead.get("name"), price=lead.get("price"), responsible=opt_id(lead.get("responsible_user_id")),
-        contact=opt_id(main.get("id")) if main else None, custom=tuple(custom), tags=tags, tracking=tuple(tracking))
+        contact=opt_id(main.get("id")) if main else None, custom=tuple(custom), tags=tags, tracking=tuple(tracking),
+        modified_by=opt_id(lead.get("updated_by")), source_id=opt_id(lead.get("source_id")))
 
 
 def outcome_of(status_id: Any) -> str:
@@ -349,8 +359,10 @@ def outcome_of(status_id: Any) -> str:
     return {str(WON): "won", str(LOST): "lost"}.get(str(status_id), "open")
 
 
-def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap) -> dict[str, Any]:
-    """The canonical deal fields the rules read, with amoCRM's own ids kept beside the names."""
+def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap,
+              sources: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The canonical deal fields the rules read, with amoCRM's own ids kept beside the names; `sources` names the
+    account's source ids (the `sources:` setting: an unnamed one is its id)."""
     data: dict[str, Any] = {"pipeline_id": state.pipeline_id, "status_id": state.status_id,
                             "outcome": outcome_of(state.status_id)}
     if names is not None:
@@ -365,6 +377,10 @@ def deal_data(state: LeadState, names: tuple[str, str] | None, fields: FieldMap)
         data["contact"] = state.contact  # amoCRM's own contact id: the journal adds the person as `client`
     if state.tags is not None:
         data["tags"] = list(state.tags)
+    if state.modified_by:
+        data["modified_by"] = state.modified_by
+    if state.source_id:
+        data["lead_source"] = (sources or {}).get(state.source_id, state.source_id)
     named = {code: name for name, code in TRACKING.items()}
     for code, value in state.tracking:
         if value not in (None, ""):

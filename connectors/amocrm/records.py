@@ -8,7 +8,7 @@ from typing import Any
 
 API_USER = 123123  # the user the long-lived token belongs to: the author of changes made through the API
 INT_FIELDS = ("id", "price", "status_id", "pipeline_id", "responsible_user_id", "created_at", "updated_at",
-              "loss_reason_id", "created_by", "updated_by")
+              "loss_reason_id", "created_by", "updated_by", "source_id")
 ENTITY_TYPES = ("leads", "contacts", "companies", "customers")
 WON, LOST = 142, 143
 Errors = dict[str, Any]
@@ -209,7 +209,8 @@ class Records:
         lead = {"id": lead_id, "name": item.get("name") or f"Сделка #{lead_id}", "price": item.get("price") or 0,
                 "responsible_user_id": item.get("responsible_user_id") or API_USER, "group_id": 0,
                 "status_id": sid, "pipeline_id": pid, "loss_reason_id": item.get("loss_reason_id"),
-                "source_id": None, "created_by": item.get("created_by", API_USER),
+                # A lead that came in through one of the account's sources (a site form, a chat) carries its id.
+                "source_id": item.get("source_id"), "created_by": item.get("created_by", API_USER),
                 "updated_by": item.get("created_by", API_USER), "created_at": created,
                 "updated_at": item.get("updated_at") or created, "closed_at": None, "closest_task_at": None,
                 "is_deleted": False, "custom_fields_values": with_system_ids(item.get("custom_fields_values")) or None,

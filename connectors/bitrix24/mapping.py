@@ -74,8 +74,10 @@ def _number(text: Any) -> float | None:
 
 
 # Bitrix24 code → the canonical name events carry (CONTACT_ID is the deal's `contact`: the journal adds `client`).
+# MODIFY_BY_ID is who made the change a webhook reports (a stage move among them): the reports' "who moved it".
 REVERSE: dict[str, str] = {**{code: name for name, code in DEAL_FIELDS.items()},
-                           "DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "ORIGIN_ID": "origin_id"}
+                           "DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "ORIGIN_ID": "origin_id",
+                           "MODIFY_BY_ID": "modified_by"}
 NUMBERS = frozenset({"probability"})
 MONEY = frozenset({"amount"})  # exact decimal text ("3500.00", as OPPORTUNITY is sent), never a float
 
@@ -134,13 +136,20 @@ def event_fields(values: Mapping[str, Any], custom: Mapping[str, str]) -> dict[s
     return out
 
 
+# A lead's fields as events carry them (contract part 2 §2.6, §2.7: SOURCE_ID, SOURCE_DESCRIPTION and UTM_* exist
+# on leads as on deals and contacts).
+LEAD_FIELDS: dict[str, str] = {
+    "title": "TITLE", "name": "NAME", "last_name": "LAST_NAME", "status_id": "STATUS_ID", "lead_source": "SOURCE_ID",
+    "source_description": "SOURCE_DESCRIPTION", "responsible": "ASSIGNED_BY_ID", "created_at": "DATE_CREATE",
+    "comments": "COMMENTS", "modified_by": "MODIFY_BY_ID", "utm_source": "UTM_SOURCE", "utm_medium": "UTM_MEDIUM",
+    "utm_campaign": "UTM_CAMPAIGN", "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM"}
+
+
 def canonical_lead(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A Bitrix24 lead (`crm.lead.get`) in canonical words: who, how to reach them, where they came from."""
     # `lead_id` and `lead_source`: `event.id` and `event.source` are the event's own (its id, its connector).
     data: dict[str, Any] = {"lead_id": str(raw.get("ID"))}
-    for name, code in {"title": "TITLE", "name": "NAME", "last_name": "LAST_NAME", "status_id": "STATUS_ID",
-                       "lead_source": "SOURCE_ID", "responsible": "ASSIGNED_BY_ID", "created_at": "DATE_CREATE",
-                       "comments": "COMMENTS"}.items():
+    for name, code in LEAD_FIELDS.items():
         if raw.get(code) not in (None, ""):
             data[name] = raw[code]
     phone = first_value(raw.get("PHONE"))
@@ -199,7 +208,7 @@ CONTACT_FIELDS: dict[str, str] = {
     "utm_campaign": "UTM_CAMPAIGN", "utm_content": "UTM_CONTENT", "utm_term": "UTM_TERM",
 }
 # What a contact reports that no rule writes.
-CONTACT_READ_ONLY = {"DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at"}
+CONTACT_READ_ONLY = {"DATE_CREATE": "created_at", "DATE_MODIFY": "updated_at", "MODIFY_BY_ID": "modified_by"}
 CONTACT_RESERVED = frozenset({"ID", "ORIGIN_ID", "ORIGINATOR_ID", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID",
                               "MODIFY_BY_ID"})
 MULTIFIELDS = ("PHONE", "EMAIL")

@@ -34,6 +34,7 @@ CONTACT_ORDER = (
 CONTACT_KNOWN = frozenset(CONTACT_ORDER) - {"ID", "DATE_CREATE", "DATE_MODIFY", "HAS_PHONE", "HAS_EMAIL", "HAS_IMOL",
                                             "CREATED_BY_ID", "MODIFY_BY_ID", "LAST_ACTIVITY_TIME", "LAST_ACTIVITY_BY"}
 MONEY = frozenset({"OPPORTUNITY", "TAX_VALUE"})
+LEAD_SET_BY_PORTAL = frozenset({"ID", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID", "MODIFY_BY_ID"})
 DATES = frozenset({"BEGINDATE", "CLOSEDATE", "DATE_CREATE", "DATE_MODIFY", "MOVED_TIME", "LAST_ACTIVITY_TIME"})
 DEFAULT_STAGES = (("NEW", "New", 10), ("PREPARATION", "Preparation", 20), ("EXECUTING", "In progress", 40),
                   ("WON", "Deal successful", 60), ("LOSE", "Deal failed", 70))
@@ -374,13 +375,15 @@ class Portal:
         lead_id = self.next_id("lead")
         now = self.stamp()
         lead: dict[str, Any] = {"ID": str(lead_id), "TITLE": f"Lead #{lead_id}", "NAME": None, "LAST_NAME": None,
-                                "STATUS_ID": "NEW", "SOURCE_ID": None, "ASSIGNED_BY_ID": self.user_id,
-                                "OPPORTUNITY": "0.00", "CURRENCY_ID": "RUB", "DATE_CREATE": now, "DATE_MODIFY": now,
-                                "COMMENTS": None}
+                                "STATUS_ID": "NEW", "SOURCE_ID": None, "SOURCE_DESCRIPTION": None,
+                                "ASSIGNED_BY_ID": self.user_id, "CREATED_BY_ID": self.user_id,
+                                "MODIFY_BY_ID": self.user_id, "OPPORTUNITY": "0.00", "CURRENCY_ID": "RUB",
+                                "DATE_CREATE": now, "DATE_MODIFY": now, "COMMENTS": None, "OPENED": "Y",
+                                **{f"UTM_{part}": None for part in ("SOURCE", "MEDIUM", "CAMPAIGN", "CONTENT", "TERM")}}
         for name, value in fields.items():
             if name in ("PHONE", "EMAIL"):
                 lead[name] = self._multifield(value, name)
-            elif name in lead or name.startswith("UF_CRM_"):
+            elif name in lead and name not in LEAD_SET_BY_PORTAL or name.startswith("UF_CRM_"):
                 lead[name] = f"{float(value):.2f}" if name == "OPPORTUNITY" else _text(value)
         self.leads[lead_id] = lead
         self.notify("ONCRMLEADADD", {"ID": str(lead_id)})
@@ -400,9 +403,9 @@ class Portal:
         if lead is None:
             raise not_found()
         for name, value in _fields(p).items():
-            if name in lead and name not in ("ID", "DATE_CREATE", "DATE_MODIFY") or name.startswith("UF_CRM_"):
+            if name in lead and name not in LEAD_SET_BY_PORTAL or name.startswith("UF_CRM_"):
                 lead[name] = _text(value)
-        lead["DATE_MODIFY"] = self.stamp()
+        lead.update({"DATE_MODIFY": self.stamp(), "MODIFY_BY_ID": self.user_id})
         self.notify("ONCRMLEADUPDATE", {"ID": lead["ID"]})
         return True
 

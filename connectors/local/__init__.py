@@ -5,8 +5,8 @@ import difflib
 import hashlib
 import hmac
 import json
-from datetime import datetime
-from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -14,7 +14,7 @@ import sqlite_utils
 
 from automator.catalogue import Catalogue, CatalogueError, parse
 from automator.clock import parse_duration
-from automator.connector import ActionResult, Connector, Inbound, action
+from automator.connector import ActionResult, Connector, Inbound, SpendRow, action
 from automator.errors import InboundRejected
 from automator.model import ENTITY_KINDS, EntityRef, Event
 
@@ -32,9 +32,12 @@ TABLES: dict[str, dict[str, Any]] = {
     "local_client_categories": {"client": str, "category": str},
     "local_requests": {"id": int, "method": str, "url": str, "body": str, "at": str},
     "local_done": {"key": str, "result": str},
+    # Ad spend the local world reports through `spend` (`automator spend pull`): rows put there by a script or a
+    # test, as an ad cabinet would report them; amount_minor in kopecks.
+    "local_spend": {"day": str, "channel": str, "campaign": str, "amount_minor": int, "currency": str},
 }
 PKS = {"local_categories": "client", "local_bookings": "id", "local_done": "key",
-       "local_client_categories": ("client", "category")}
+       "local_client_categories": ("client", "category"), "local_spend": ("day", "channel", "campaign")}
 
 
 class LocalConnector(Connector):
@@ -135,6 +138,15 @@ class LocalConnector(Connector):
     def create(cls, name: str, options: Mapping[str, Any], *, db: Any, now: Callable[[], datetime]) -> Connector:
         """The daemon's local connector writes into the daemon's own database."""
         return cls(name, options, db=db, now=now)
+
+    async def spend(self, since: date, until: date) -> AsyncIterator[SpendRow]:
+        """The rows of `local_spend` from `since` to `until` (days included), by day, channel and campaign."""
+        rows = self.db.conn.execute(
+            "select day, channel, campaign, amount_minor, currency from local_spend where day between ? and ? "
+            "order by day, channel, campaign", (since.isoformat(), until.isoformat())).fetchall()
+        for day, channel, campaign, amount, currency in rows:
+            yield SpendRow(date.fromisoformat(day), str(channel), str(campaign or ""), int(amount),
+                           str(currency or "RUB"))
 
     def parse(self, request: Inbound) -> list[Event]:
         """A generic JSON webhook: one event, a list, or `{"events": [...]}`, each written as in a test's `when:`.

@@ -23,6 +23,7 @@ from .mapping import ATTENDANCE, parse_datetime
 
 PER_SECOND, PER_MINUTE = 5, 200
 BUSY = "Выбранное время занято"  # assumed: no capture of the busy-slot answer exists (part 2 §8)
+ORIGIN_KEYS = ("online", "from_url", "bookform_id", "is_mobile", "record_from")  # where a record was made
 RECORD_RESETS = {"comment": "", "record_labels": [], "custom_color": ""}
 CLIENT_RESETS = {"surname": "", "patronymic": "", "email": "", "comment": "", "birth_date": "", "card": ""}
 _AUTH = re.compile(r"^\s*Bearer\s+(?P<partner>[^,\s]+)\s*(?:,\s*User\s+(?P<user>[^,\s]+))?\s*$", re.I)
@@ -282,8 +283,10 @@ class YclientsEmulator(Emulator):
         if isinstance(body.get("client"), dict):
             record["client"] = self._client_brief(self._find_or_make_client(body["client"]))
 
-    def make_record(self, body: dict[str, Any], *, notify: bool = True) -> dict[str, Any]:
-        """Create a record (as the API or an admin in the UI does) and send its `create` webhook."""
+    def make_record(self, body: dict[str, Any], *, notify: bool = True, origin: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+        """Create a record (as the API or an admin in the UI does; `origin` sets where a client made it online:
+        `online`, `from_url`, `bookform_id`, `is_mobile`, `record_from`) and send its `create` webhook."""
         ident = self.next_id()
         moment = self.stamp("record", ident)
         record: dict[str, Any] = {
@@ -295,6 +298,7 @@ class YclientsEmulator(Emulator):
             "activity_id": 0, "bookform_id": 0, "record_from": "", "is_mobile": 0, "goods_transactions": [],
             "sms_remain_hours": 1, "email_remain_hours": 1, "comer": None, "custom_fields": [],
             "custom_font_color": "", "documents": [], "short_link": "", "composite": []}
+        record.update({k: v for k, v in (origin or {}).items() if k in ORIGIN_KEYS})
         self._apply_record(record, body)
         self.records[ident] = record
         if notify:
@@ -588,7 +592,8 @@ class YclientsEmulator(Emulator):
 
     # ---- control routes: what an admin does in the YCLIENTS UI ---------------------------------------
     async def control(self, call: Call, what: str) -> Reply:
-        """`POST /_emulator/attendance {record_id, attendance}`, `/_emulator/record {staff_id, services, …}`,
+        """`POST /_emulator/attendance {record_id, attendance}`, `/_emulator/record {staff_id, services, …}` (with `origin: {online,
+        from_url, bookform_id, is_mobile, record_from}`: a client's online booking),
         `/_emulator/pay {record_id, amount}`, `/_emulator/delete_record {record_id}`, `/_emulator/client {name, phone, …}` (with `id`: an update):
         changes made in the UI, each sending its webhook."""
         body = call.json() or {} if call.method == "POST" else {}
@@ -600,7 +605,8 @@ class YclientsEmulator(Emulator):
         if what == "record" and call.method == "POST":
             if errors := self._record_errors(body):
                 return Reply(400, {"error": errors})
-            return Reply(200, self.make_record(body))
+            origin = body.pop("origin", None)
+            return Reply(200, self.make_record(body, origin=origin if isinstance(origin, dict) else None))
         if what == "pay" and call.method == "POST":
             record = self._live_record(str(body.get("record_id")))
             if record is None or not isinstance(body.get("amount"), (int, float)):

@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from automator import phone as phones
 
@@ -93,6 +94,42 @@ def to_e164(value: Any, region: str = "RU") -> str | None:
     return phones.to_e164(str(value), policy=phones.Policy.POSSIBLE, region=region, reading=phones.Reading.DIGITS)
 
 
+# The UTM parameters a booking page's address may carry, and the canonical fields they fill.
+UTM = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+
+
+def booking_source(record: Mapping[str, Any]) -> dict[str, str]:
+    """Where a record was made, as `lead_source` (and `utm_*` from the booking page's address), or {} for a partial
+    record that does not say (a later webhook must not blank what the first one said).
+
+    The spec documents `online` ("false если запись внес администратор") and `api_id` (an external system's id);
+    `record_from`, `bookform_id`, `is_mobile` and `from_url` are in every real capture (reference §2.4) but have no
+    description, so their readings are assumed: `record_from` names the channel the record came through (a
+    marketplace or an aggregator), `bookform_id` the online-booking form (the widget on a site or a social page),
+    `is_mobile` the client's mobile app, `from_url` the page the form was opened on, with its utm_* parameters.
+    The values: the record_from text (lower case), `mobile_app`, `widget`, `online`, `api` (made through the API by
+    an integration, automator's booking.create among them) or `admin`."""
+    if "online" not in record:
+        return {}
+    out: dict[str, str] = {}
+    origin = str(record.get("record_from") or "").strip().lower()
+    url = str(record.get("from_url") or "").strip()
+    if origin:
+        out["lead_source"] = origin
+    elif not record.get("online"):
+        out["lead_source"] = "api" if record.get("api_id") not in (None, "", 0, "0") else "admin"
+    elif _int(record.get("is_mobile")):
+        out["lead_source"] = "mobile_app"
+    elif _int(record.get("bookform_id")) or url:
+        out["lead_source"] = "widget"
+    else:
+        out["lead_source"] = "online"
+    if url:
+        query = {k.lower(): v for k, v in parse_qsl(urlsplit(url).query) if v}
+        out.update({name: query[name] for name in UTM if name in query})
+    return out
+
+
 def _text_id(value: Any) -> str | None:
     if value in (None, "", 0, "0"):
         return None
@@ -156,6 +193,7 @@ def booking_fields(record: Mapping[str, Any], *, company_id: str, branch: str | 
     for key in ("comment", "visit_id", "api_id"):
         if key in record and record[key] not in (None, ""):
             out[key] = str(record[key]) if key != "comment" else record[key]
+    out.update(booking_source(record))
     created = parse_datetime(record.get("create_date"), zone)
     if created is not None:
         out["created_at"] = _iso(created)

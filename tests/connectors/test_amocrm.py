@@ -398,7 +398,7 @@ def test_parse_the_documented_status_hook() -> None:
     assert event.at == datetime.fromtimestamp(1539782664, UTC)
     assert event.data == {"pipeline_id": "9217056", "status_id": "142", "outcome": "won", "pipeline": "fitness",
                           "stage": "won", "title": "Семинар: Пропитание в фитнесе", "amount": "22500.00", "responsible": "2079676",
-                          "tags": ["повторное обращение"]}
+                          "tags": ["повторное обращение"], "modified_by": "2079718"}
 
 
 def test_a_lead_says_where_its_stage_stands_as_outcome() -> None:

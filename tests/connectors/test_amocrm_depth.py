@@ -62,10 +62,10 @@ def test_a_deal_reports_its_main_contact_as_contact_found_by_the_phone_the_engin
     assert lead["contacts"] == [{"id": known, "is_main": True}]
 
 
-def test_deal_update_replaces_the_tags_and_sets_the_lead_source_and_the_webhook_reports_both(servers: Any) -> None:
+def test_deal_update_replaces_the_tags_and_sets_the_utm_source_and_the_webhook_reports_both(servers: Any) -> None:
     world = World(servers)
     lead = made_lead(world, fields={"tags": ["новый"]})
-    params = {"deal": lead, "fields": {"tags": ["VIP", "повторный"], "lead_source": "yandex",
+    params = {"deal": lead, "fields": {"tags": ["VIP", "повторный"], "utm_source": "yandex",
                                        "utm_campaign": "spring"}}
     result = world.run(lambda c: c.perform("deal.update", params, "k"))
 
@@ -79,11 +79,11 @@ def test_deal_update_replaces_the_tags_and_sets_the_lead_source_and_the_webhook_
     [event] = world.connector.parse(hook)
     assert event.delivery_id == result.events[0].delivery_id  # the answer and the webhook are one change
     assert event.data["tags"] == ["VIP", "повторный"]
-    assert (event.data["lead_source"], event.data["utm_campaign"]) == ("yandex", "spring")
+    assert (event.data["utm_source"], event.data["utm_campaign"]) == ("yandex", "spring")
     assert result.events[0].data["tags"] == ["VIP", "повторный"]
 
     polled, _ = world.run(lambda c: c.poll(f"{TS - 10 ** 9}"))
-    assert polled[-1].data["tags"] == ["VIP", "повторный"] and polled[-1].data["lead_source"] == "yandex"
+    assert polled[-1].data["tags"] == ["VIP", "повторный"] and polled[-1].data["utm_source"] == "yandex"
 
 
 def test_tags_must_be_a_list_and_nothing_is_sent_otherwise(servers: Any) -> None:
@@ -273,7 +273,7 @@ def test_validate_reports_what_amocrm_would_refuse_in_the_new_actions(tmp_path: 
               - deal.assign: {to: senior}
               - note.add: {deal: "{{ deal.id }}", contact: "{{ deal.contact }}", text: x}
               - contact.update: {contact: "{{ deal.contact }}", fields: {colour: red, tags: VIP}}
-              - deal.update: {deal: "{{ deal.id }}", fields: {tags: [VIP], lead_source: yandex}}
+              - deal.update: {deal: "{{ deal.id }}", fields: {tags: [VIP], utm_source: yandex}}
         """))
     code, out = invoke("validate", str(tmp_path))
     assert code == 1

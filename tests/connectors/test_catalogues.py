@@ -93,7 +93,14 @@ async def _yclients(sandbox: Callable[..., Sandbox]) -> list[Event]:
     record = next(iter(emulator.records.values()))
     await box.perform("booking.set_status", {"booking": record["id"], "status": "arrived"})
     await box.perform("client.set_category", {"client": record["client"]["id"], "category": "VIP"})
-    await box.read_webhooks(2)
+    # A client's booking through the form on a site, opened from an advert's link.
+    emulator.make_record({"staff_id": record["staff_id"], "services": [{"id": s["id"]} for s in record["services"]],
+                          "datetime": record["datetime"], "seance_length": 3600, "save_if_busy": True,
+                          "client": {"phone": "+79161234567", "name": "Анна"}},
+                         origin={"online": True, "bookform_id": 767416,
+                                 "from_url": "https://salon.example/?utm_source=vk&utm_medium=cpc&utm_campaign=spring"
+                                             "&utm_content=banner&utm_term=стрижка"})
+    await box.read_webhooks(3)
     secret = box.connector.config["hook_secret"]
     captured = dict(CAPTURED_RECORD, deleted=False, comment="первый визит")
     # A payload whose service names its category (none captured does; the connector reads it when one does).
@@ -128,7 +135,9 @@ async def _bitrix24(sandbox: Callable[..., Sandbox]) -> list[Event]:
     await box.read_webhooks(8)
     staged = lambda stage, category: STAGED  # noqa: E731 - the project's names of every stage
     lead = {"ID": "73", "TITLE": "Заявка с сайта", "NAME": "Анна", "LAST_NAME": "Иванова", "STATUS_ID": "NEW",
-            "SOURCE_ID": "WEB", "ASSIGNED_BY_ID": "1", "DATE_CREATE": "2026-03-02T10:00:00+03:00",
+            "SOURCE_ID": "WEB", "SOURCE_DESCRIPTION": "форма /promo", "ASSIGNED_BY_ID": "1", "MODIFY_BY_ID": "6",
+            "UTM_SOURCE": "yandex", "UTM_MEDIUM": "cpc", "UTM_CAMPAIGN": "spring", "UTM_CONTENT": "banner1",
+            "UTM_TERM": "стрижка", "DATE_CREATE": "2026-03-02T10:00:00+03:00",
             "COMMENTS": "Хочу на массаж", "OPPORTUNITY": "3500.00",
             "PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": "8 916 123-45-67", "TYPE_ID": "PHONE"}],
             "EMAIL": [{"ID": "2", "VALUE_TYPE": "WORK", "VALUE": "anna@example.com", "TYPE_ID": "EMAIL"}]}
@@ -145,13 +154,14 @@ async def _bitrix24(sandbox: Callable[..., Sandbox]) -> list[Event]:
 async def _amocrm(sandbox: Callable[..., Sandbox]) -> list[Event]:
     pipelines = {"sales": Pipeline("sales", "it", "6950551", {"new": Stage("new", "58141807"),
                                                               "won": Stage("won", "142", outcome="won")})}
-    box = sandbox("amocrm", {"users": {"admin": 555}, "subdomain": "apfitness"}, pipelines)
+    box = sandbox("amocrm", {"users": {"admin": 555}, "subdomain": "apfitness", "sources": {"5501": "site"}},
+                  pipelines)
     await box.perform("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна", "amount": 3500,
                                       "responsible": "admin", "fields": {"phone": "+79161234567"}})
     deal, client = box.events[-1].entity.id, box.events[-1].data["contact"]  # type: ignore[union-attr]
     await box.perform("deal.move", {"deal": deal, "stage": "won"})
     await box.perform("deal.update", {"deal": deal, "fields": {
-        "amount": 4000, "tags": ["VIP"], "lead_source": "yandex", "utm_medium": "cpc", "utm_campaign": "spring",
+        "amount": 4000, "tags": ["VIP"], "utm_source": "yandex", "utm_medium": "cpc", "utm_campaign": "spring",
         "utm_content": "banner", "utm_term": "массаж"}})
     await box.perform("deal.assign", {"deal": deal, "to": "admin"})
     await box.perform("contact.update", {"contact": client, "fields": {"email": "anna@example.com",
@@ -165,8 +175,14 @@ async def _amocrm(sandbox: Callable[..., Sandbox]) -> list[Event]:
     async with httpx.AsyncClient(trust_env=False) as web:
         for done in (task, contact_task):
             assert (await web.post(f"{box.url}/_emulator/complete", json={"task": int(done)})).status_code == 200
-    # contacts[add], leads[add], leads[status], 2 × leads[update], contacts[update], 2 × task[add], 2 × task[update]
-    await box.read_webhooks(10)
+        # A lead that came in through the account's source 5501 (a site form): the poll reads its source.
+        form = (await web.post(f"{box.url}/_emulator/lead", json={"name": "С сайта", "pipeline_id": 6950551,
+                                                                  "status_id": 58141807, "source_id": 5501})).json()
+    # contacts[add], leads[add], leads[status], 2 × leads[update], contacts[update], 2 × task[add], 2 × task[update],
+    # the form's leads[add]
+    await box.read_webhooks(11)
+    polled, _ = await box.connector.poll(str(form["created_at"] - 1))
+    box.events.extend(polled)
     secret = box.connector.config["hook_secret"]
     deleted = urlencode({"leads[delete][0][id]": deal, "leads[delete][0][status_id]": "142",
                          "leads[delete][0][pipeline_id]": "6950551"})
