@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 import altair as alt
@@ -28,6 +29,7 @@ from automator.reports.model import Chart, Column, Report, Table
 
 WIDTH = 700  # px of a chart's plotting area: with the axis and labels it fits a 1200 px page (and scales to A4)
 STEP = 26  # px per bar or per cohort row
+MOST_BARS = 30  # categories a bar chart shows at most: the largest by its first figure (the table has them all)
 BLUE, RED, GREY = "#4c78a8", "#d62728", "#9e9e9e"
 FONT = "DejaVu Sans, Arial, Helvetica, sans-serif"
 # Where a figure's unit goes in an axis title ("Выручка, ₽") and how the axis ticks read (d3-format; the ru-RU
@@ -48,6 +50,8 @@ class _Frame:
     x: Column
     y: tuple[Column, ...]
     series: Column | None
+    rows: tuple[Mapping[str, Any], ...]  # the rows drawn, in the table's order
+    title: str | alt.TitleParams  # the chart's title, with a subtitle when not every row is drawn
 
 
 def _frame(report: Report, chart: Chart) -> _Frame:
@@ -68,7 +72,17 @@ def _frame(report: Report, chart: Chart) -> _Frame:
     series = column(chart.series) if chart.series else None
     if series is not None and chart.kind != "cohort" and len({row.get(series.key) for row in table.rows}) < 2:
         series = None  # one series (a single pipeline, branch) needs no colours and no legend
-    return _Frame(table, column(chart.x), tuple(column(k) for k in chart.y), series)
+    y = tuple(column(k) for k in chart.y)
+    rows: tuple[Mapping[str, Any], ...] = table.rows
+    title: str | alt.TitleParams = chart.title
+    if chart.kind == "bars" and series is None and len(rows) > MOST_BARS:
+        # hundreds of campaigns or employees would make a bar chart pages long: the largest, in the table's order
+        size = {id(row): abs(_number(row.get(y[0].key)) or 0.0) for row in rows}
+        largest = {id(row) for row in sorted(rows, key=lambda row: -size[id(row)])[:MOST_BARS]}
+        rows = tuple(row for row in rows if id(row) in largest)
+        title = alt.TitleParams(chart.title, subtitle=f"{MOST_BARS} из {len(table.rows)}: наибольшие по "
+                                f"«{y[0].title}»; все — в таблице «{table.title}»")
+    return _Frame(table, column(chart.x), y, series, rows, title)
 
 
 def _number(value: Any) -> float | None:
@@ -113,7 +127,7 @@ def _values_of(frame: _Frame) -> list[dict[str, Any]]:
     """The chart's data in long form: one point per row and figure; `series` is the series column's value, or the
     figure's title when a chart draws several figures."""
     points: list[dict[str, Any]] = []
-    for order, row in enumerate(frame.table.rows):
+    for order, row in enumerate(frame.rows):
         for column in frame.y:
             value = row.get(column.key)
             series = (_category(row.get(frame.series.key), frame.series) if frame.series is not None
@@ -125,10 +139,10 @@ def _values_of(frame: _Frame) -> list[dict[str, Any]]:
     return points
 
 
-def _funnel(chart: Chart, frame: _Frame) -> Any:
+def _funnel(frame: _Frame) -> Any:
     entries = frame.y[0]
     conversion = frame.y[1] if len(frame.y) > 1 else None
-    rows = frame.table.rows
+    rows = frame.rows
     first = next((r.get(entries.key) for r in rows if r.get(entries.key) is not None), None)
     values: list[dict[str, Any]] = []
     for order, row in enumerate(rows):
@@ -157,7 +171,7 @@ def _funnel(chart: Chart, frame: _Frame) -> Any:
         bars = base.mark_bar(color=BLUE)
         # a stage with no count still shows its label ("—") at 0
         text = base.mark_text(align="left", dx=4, color="#222").encode(x="pos:Q", text="label:N")
-    return (bars + text).properties(width=WIDTH, height=alt.Step(STEP), title=chart.title)
+    return (bars + text).properties(width=WIDTH, height=alt.Step(STEP), title=frame.title)
 
 
 def _bar_panel(frame: _Frame, column: Column, values: list[dict[str, Any]], width: int,
@@ -187,13 +201,13 @@ def _bar_panel(frame: _Frame, column: Column, values: list[dict[str, Any]], widt
     return (bars + right + left).properties(width=width, height=alt.Step(STEP))
 
 
-def _bars(chart: Chart, frame: _Frame) -> Any:
+def _bars(frame: _Frame) -> Any:
     values = _values_of(frame)
     width = WIDTH if len(frame.y) == 1 else max(220, WIDTH // len(frame.y))
     panels = [_bar_panel(frame, column, values, width, position == 0) for position, column in enumerate(frame.y)]
     if len(panels) == 1:
-        return panels[0].properties(title=chart.title)
-    return alt.hconcat(*panels, spacing=24).properties(title=chart.title)
+        return panels[0].properties(title=frame.title)
+    return alt.hconcat(*panels, spacing=24).properties(title=frame.title)
 
 
 def _time_field(frame: _Frame, values: list[dict[str, Any]]) -> alt.X:
@@ -219,7 +233,7 @@ def _time_field(frame: _Frame, values: list[dict[str, Any]]) -> alt.X:
                  axis=alt.Axis(labelAngle=0))
 
 
-def _line(chart: Chart, frame: _Frame) -> Any:
+def _line(frame: _Frame) -> Any:
     values = [v for v in _values_of(frame) if v["value"] is not None]
     x = _time_field(frame, values)
     first = frame.y[0]
@@ -236,14 +250,14 @@ def _line(chart: Chart, frame: _Frame) -> Any:
         line = base.mark_line(point=True, strokeWidth=2).encode(color=color, detail="series:N")
     else:
         line = base.mark_line(point=True, strokeWidth=2, color=BLUE)
-    return line.properties(width=WIDTH + 120, height=280, title=chart.title)
+    return line.properties(width=WIDTH + 120, height=280, title=frame.title)
 
 
-def _cohort(chart: Chart, frame: _Frame) -> Any:
-    """Long form (a series column names the cohort, x the months since, y[0] the share) or wide form (x names the
-    cohort, each y column one month since, titled "0", "1", …)."""
+def _cohort(frame: _Frame) -> Any:
+    """A heat table, in long form (a series column names the cohort, x the months since, y[0] the share) or in
+    wide form (x names the cohort, each y column one month since, titled "0", "1", …)."""
     cells: list[dict[str, Any]] = []
-    rows = frame.table.rows
+    rows = frame.rows
     if frame.series is not None:
         share = frame.y[0]
         cohort_title, since_title = frame.series.title, frame.x.title
@@ -277,7 +291,7 @@ def _cohort(chart: Chart, frame: _Frame) -> Any:
     # a cell as wide as its longest text ("100,0 %", "+10 мес.") at 11 px, so the column titles never overlap
     longest = max((len(str(c[key])) for c in cells for key in ("since", "label")), default=4)
     return (heat + text).properties(width=alt.Step(max(56, 7 * longest + 14)), height=alt.Step(STEP + 4),
-                                    title=chart.title)
+                                    title=frame.title)
 
 
 _KINDS = {"funnel": _funnel, "bars": _bars, "line": _line, "cohort": _cohort}
@@ -289,7 +303,7 @@ def chart_spec(report: Report, chart: Chart) -> dict[str, Any]:
     draw = _KINDS.get(chart.kind)
     if draw is None:
         raise ChartError(f"chart {chart.key!r}: unknown kind {chart.kind!r} (known: {', '.join(_KINDS)})")
-    spec: dict[str, Any] = _font_config(draw(chart, _frame(report, chart))).to_dict()
+    spec: dict[str, Any] = _font_config(draw(_frame(report, chart))).to_dict()
     return spec
 
 

@@ -327,3 +327,18 @@ def test_a_wide_table_s_long_headers_may_break_where_russian_does() -> None:
     assert ">Лиды<sup>" in page and ">Конверсия<sup>" in page  # under ten letters: whole
     assert "\u00ad" not in page[page.index("<tbody>"):]
     assert '<table class="wide">' not in render_html(handmade_reports.funnel())  # seven columns: as they are
+
+
+def test_a_bar_chart_of_hundreds_draws_the_largest_thirty_and_says_so() -> None:
+    """Two hundred campaigns: the chart draws the 30 with the most leads (in the table's order) and its subtitle
+    says so; the table keeps all two hundred."""
+    report = handmade_reports.channels()
+    table = report.table("channels")
+    rows = tuple({**table.rows[0], "channel": f"Кампания {n}", "leads": n} for n in range(200))
+    many = replace(report, tables=(replace(table, rows=rows),))
+    svg = _text(chart_svg(many, many.charts[1]))
+    assert svg.count('aria-roledescription="bar"') == 60  # leads and spend of each of the 30
+    labels = re.findall(r"<text[^>]*>(Кампания \d+)</text>", svg)
+    assert labels == [f"Кампания {n}" for n in range(170, 200)]
+    assert "30 из 200: наибольшие по «Лиды»; все — в таблице «По каналам»" in svg
+    assert render_html(many).count("<td>Кампания ") == 200  # the table has them all
