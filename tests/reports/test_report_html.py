@@ -342,3 +342,16 @@ def test_a_bar_chart_of_hundreds_draws_the_largest_thirty_and_says_so() -> None:
     assert labels == [f"Кампания {n}" for n in range(170, 200)]
     assert "30 из 200: наибольшие по «Лиды»; все — в таблице «По каналам»" in svg
     assert render_html(many).count("<td>Кампания ") == 200  # the table has them all
+
+
+def test_the_page_prints_on_a4(browser_pages: tuple[Path, dict[str, str]]) -> None:
+    """Chromium prints the retention page (three charts, five tables) as a PDF of A4 pages: the page's @page rule
+    is what sets the paper, whatever the printer's default."""
+    tmp = browser_pages[0]
+    pdf = tmp / "retention.pdf"
+    headless.chromium("--no-pdf-header-footer", f"--print-to-pdf={pdf}", (tmp / "report-retention.html").as_uri())
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) >= 2
+    boxes = {tuple(round(float(n)) for n in box.split()[2:]) for box in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", data)}
+    assert boxes == {(595, 842)}  # A4 in points
