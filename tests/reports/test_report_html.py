@@ -355,3 +355,13 @@ def test_the_page_prints_on_a4(browser_pages: tuple[Path, dict[str, str]]) -> No
     assert len(re.findall(rb"/Type\s*/Page\b", data)) >= 2
     boxes = {tuple(round(float(n)) for n in box.split()[2:]) for box in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", data)}
     assert boxes == {(595, 842)}  # A4 in points
+
+
+def test_money_reads_in_the_report_s_currency() -> None:
+    """A business that counts in tenge sees ₸ in the tables, the cards, the charts and the summary."""
+    report = replace(handmade_reports.channels(), currency="KZT")
+    page = _text(render_html(report))
+    assert "370 500,50 ₸" in page and "₽" not in page
+    assert "Расходы, ₸" in page and "50 000,00 ₸" in page  # the chart's axis title and its label
+    assert "Выручка: 370 500,50 ₸" in render_summary(report)
+    assert figure_text(Decimal("5"), "money", currency="GEL", space=" ") == "5,00 GEL"
