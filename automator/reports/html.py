@@ -18,7 +18,7 @@ from automator.reports.display import NBSP, figure_text, moment_text, period_tex
 from automator.reports.model import Column, Report, Table
 
 NUMERIC_KINDS = frozenset({"int", "money", "percent", "ratio", "days"})
-WIDE_TABLE = 8  # columns beyond which a table is set tighter, to fit a 1200 px screen and an A4 page
+WIDE_TABLE = 9  # columns beyond which a table is set tighter, to fit a 1200 px screen and an A4 page
 SUMMARY_LIMIT = 1024  # a Telegram caption's limit; an SMS or an e-mail body takes the same few lines
 # How a report's options read on the page ("by": "channel" → "Группировка: канал").
 OPTION_TITLES = {"by": "Группировка", "touch": "Атрибуция", "pipeline": "Воронка", "lost_days": "Потерян после, дней"}
