@@ -16,7 +16,8 @@ MINUS = "\u2212"  # the typographic minus: "−1 200,00 ₽" reads as a loss, no
 NONE = "—"
 MONTHS = ("январь", "февраль", "март", "апрель", "май", "июнь", "июль", "август", "сентябрь", "октябрь",
           "ноябрь", "декабрь")
-_KOPECK = Decimal("0.01")
+# How a currency's amounts end ("1 500,00 ₽"); another currency shows its ISO code ("1 500,00 GEL").
+SIGNS = {"RUB": "₽", "KZT": "₸", "BYN": "Br", "UAH": "₴", "EUR": "€", "USD": "$", "GBP": "£"}
 
 
 def grouped(number: Decimal | int, *, places: int | None = None, space: str = NBSP) -> str:
@@ -52,13 +53,18 @@ def moment_text(value: datetime) -> str:
     return value.strftime("%d.%m.%Y %H:%M") + (f" {zone}" if zone else "")
 
 
-def figure_text(value: Any, kind: str, *, space: str = NBSP) -> str:
+def currency_sign(currency: str) -> str:
+    """The sign money of `currency` (ISO 4217) is shown with: ₽ for RUB, else its sign or its code."""
+    return SIGNS.get(currency.upper(), currency.upper())
+
+
+def figure_text(value: Any, kind: str, *, space: str = NBSP, currency: str = "RUB") -> str:
     """One figure of a column of `kind` (automator.reports.model.COLUMN_KINDS) as the page and a message show it;
-    "—" for None (a figure that cannot be computed)."""
+    "—" for None (a figure that cannot be computed); money in major units of `currency`, with its kopecks."""
     if value is None:
         return NONE
     if kind == "money":
-        return f"{grouped(Decimal(value), places=2, space=space)}{space}₽"
+        return f"{grouped(Decimal(value), places=2, space=space)}{space}{currency_sign(currency)}"
     if kind == "percent":
         return f"{grouped(Decimal(value), space=space)}{space}%"
     if kind == "ratio":

@@ -18,7 +18,7 @@ from automator.reports.display import NBSP, figure_text, moment_text, period_tex
 from automator.reports.model import Column, Report, Table
 
 NUMERIC_KINDS = frozenset({"int", "money", "percent", "ratio", "days"})
-WIDE_TABLE = 8  # columns beyond which a table is set tighter, to fit a 1200 px screen and an A4 page
+WIDE_TABLE = 9  # columns beyond which a table is set tighter, to fit a 1200 px screen and an A4 page
 SUMMARY_LIMIT = 1024  # a Telegram caption's limit; an SMS or an e-mail body takes the same few lines
 # How a report's options read on the page ("by": "channel" → "Группировка: канал").
 OPTION_TITLES = {"by": "Группировка", "touch": "Атрибуция", "pipeline": "Воронка", "lost_days": "Потерян после, дней"}
@@ -99,7 +99,7 @@ def _header(title: str, wide: bool) -> str:
     return _e(_LONG_WORD.sub(lambda m: _soft_hyphens(m.group(0)), title) if wide else title)
 
 
-def _cell(value: Any, column: Column) -> str:
+def _cell(value: Any, column: Column, currency: str) -> str:
     """One figure of a table as a `<td>`: numbers right-aligned, a negative one red."""
     classes = []
     if column.kind in NUMERIC_KINDS:
@@ -107,7 +107,7 @@ def _cell(value: Any, column: Column) -> str:
         if value is not None and not isinstance(value, bool) and value < 0:
             classes.append("neg")
     attribute = f' class="{" ".join(classes)}"' if classes else ""
-    return f"<td{attribute}>{_e(figure_text(value, column.kind))}</td>"
+    return f"<td{attribute}>{_e(figure_text(value, column.kind, currency=currency))}</td>"
 
 
 def _footnotes(report: Report) -> list[tuple[str, str]]:
@@ -121,7 +121,7 @@ def _footnotes(report: Report) -> list[tuple[str, str]]:
     return seen
 
 
-def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
+def _table(table: Table, footnotes: list[tuple[str, str]], currency: str) -> str:
     wide = len(table.columns) > WIDE_TABLE
     head = []
     for column in table.columns:
@@ -131,7 +131,7 @@ def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
             mark = f'<sup><a href="#fn-{number}" title="{_e(column.doc.strip())}">{number}</a></sup>'
         attribute = ' class="num"' if column.kind in NUMERIC_KINDS else ""
         head.append(f'<th scope="col"{attribute}>{_header(column.title, wide)}{mark}</th>')
-    body = ["<tr>" + "".join(_cell(row.get(c.key), c) for c in table.columns) + "</tr>" for row in table.rows]
+    body = ["<tr>" + "".join(_cell(row.get(c.key), c, currency) for c in table.columns) + "</tr>" for row in table.rows]
     if not table.rows:
         body.append(f'<tr><td colspan="{len(table.columns)}">Нет данных за период</td></tr>')
     foot = ""
@@ -144,7 +144,7 @@ def _table(table: Table, footnotes: list[tuple[str, str]]) -> str:
             elif value is None and column.kind not in NUMERIC_KINDS:
                 cells.append("<td></td>")
             else:
-                cells.append(_cell(value, column))
+                cells.append(_cell(value, column, currency))
         foot = "<tfoot><tr>" + "".join(cells) + "</tr></tfoot>"
     tight = ' class="wide"' if wide else ""
     return (f'<section class="table" id="table-{_e(table.key)}"><h2>{_e(table.title)}</h2>'
@@ -156,8 +156,9 @@ def _cards(report: Report) -> str:
     cards = []
     for title, value, kind in report.headline:
         negative = kind in NUMERIC_KINDS and value is not None and not isinstance(value, bool) and value < 0
-        cards.append(f'<div class="card"><div class="card-value{" neg" if negative else ""}">'
-                     f'{_e(figure_text(value, kind))}</div><div class="card-title">{_e(title)}</div></div>')
+        shown = figure_text(value, kind, currency=report.currency)
+        cards.append(f'<div class="card"><div class="card-value{" neg" if negative else ""}">{_e(shown)}</div>'
+                     f'<div class="card-title">{_e(title)}</div></div>')
     return f'<section class="cards" aria-label="Главные показатели">{"".join(cards)}</section>' if cards else ""
 
 
@@ -206,7 +207,7 @@ def render_html(report: Report) -> str:
         f'<header><h1>{_e(report.title)}</h1><p class="period">Период: {_e(period)}</p>'
         f'<p class="generated">Сформирован: {_e(generated)}</p>{_options(report.options)}</header>\n'
         f"{_cards(report)}\n{_charts(report)}\n"
-        + "\n".join(_table(table, footnotes) for table in report.tables)
+        + "\n".join(_table(table, footnotes, report.currency) for table in report.tables)
         + f"\n{notes}\n{explained}\n"
         f"<footer>automator · {_e(report.title)} · {_e(period)} · {_e(generated)}</footer>\n"
         "</main>\n</body>\n</html>\n"
@@ -218,7 +219,8 @@ def render_summary(report: Report, *, limit: int = SUMMARY_LIMIT) -> str:
     caption's 1024 by default): its title and period, then one "title: figure" line each, then the notes while
     they fit. A line that does not fit is left off whole, and "…" says so."""
     head = f"{report.title}, {period_text(report.period_from, report.period_to)}"
-    lines = [f"{title}: {figure_text(value, kind, space=' ')}" for title, value, kind in report.headline]
+    lines = [f"{title}: {figure_text(value, kind, space=' ', currency=report.currency)}"
+             for title, value, kind in report.headline]
     if not lines:
         lines.append("Нет показателей за период.")
     lines += [f"• {note}" for note in report.notes]

@@ -326,4 +326,42 @@ def test_a_wide_table_s_long_headers_may_break_where_russian_does() -> None:
     assert ">Ква\u00adли\u00adфи\u00adци\u00adро\u00adва\u00adны<sup>" in page
     assert ">Лиды<sup>" in page and ">Конверсия<sup>" in page  # under ten letters: whole
     assert "\u00ad" not in page[page.index("<tbody>"):]
-    assert '<table class="wide">' not in render_html(handmade_reports.funnel())  # seven columns: as they are
+    assert "<table class=\"wide\">" not in render_html(handmade_reports.staff())  # nine columns: as they are
+
+
+def test_a_bar_chart_of_hundreds_draws_the_largest_thirty_and_says_so() -> None:
+    """Two hundred campaigns: the chart draws the 30 with the most leads (in the table's order) and its subtitle
+    says so; the table keeps all two hundred."""
+    report = handmade_reports.channels()
+    table = report.table("channels")
+    rows = tuple({**table.rows[0], "channel": f"Кампания {n}", "leads": n} for n in range(200))
+    many = replace(report, tables=(replace(table, rows=rows),))
+    svg = _text(chart_svg(many, many.charts[1]))
+    assert svg.count('aria-roledescription="bar"') == 60  # leads and spend of each of the 30
+    labels = re.findall(r"<text[^>]*>(Кампания \d+)</text>", svg)
+    assert labels == [f"Кампания {n}" for n in range(170, 200)]
+    assert "30 из 200: наибольшие по «Лиды»; все — в таблице «По каналам»" in svg
+    assert render_html(many).count("<td>Кампания ") == 200  # the table has them all
+
+
+def test_the_page_prints_on_a4(browser_pages: tuple[Path, dict[str, str]]) -> None:
+    """Chromium prints the retention page (three charts, five tables) as a PDF of A4 pages: the page's @page rule
+    is what sets the paper, whatever the printer's default."""
+    tmp = browser_pages[0]
+    pdf = tmp / "retention.pdf"
+    headless.chromium("--no-pdf-header-footer", f"--print-to-pdf={pdf}", (tmp / "report-retention.html").as_uri())
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b", data)) >= 2
+    boxes = {tuple(round(float(n)) for n in box.split()[2:]) for box in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", data)}
+    assert boxes == {(595, 842)}  # A4 in points
+
+
+def test_money_reads_in_the_report_s_currency() -> None:
+    """A business that counts in tenge sees ₸ in the tables, the cards, the charts and the summary."""
+    report = replace(handmade_reports.channels(), currency="KZT")
+    page = _text(render_html(report))
+    assert "370 500,50 ₸" in page and "₽" not in page
+    assert "Расходы, ₸" in page and "50 000,00 ₸" in page  # the chart's axis title and its label
+    assert "Выручка: 370 500,50 ₸" in render_summary(report)
+    assert figure_text(Decimal("5"), "money", currency="GEL", space=" ") == "5,00 GEL"
