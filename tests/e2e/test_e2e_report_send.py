@@ -95,12 +95,12 @@ def test_a_rule_sends_the_report_by_email_and_telegram(tmp_path: Path, start_dae
 
 def test_a_refused_report_is_dead_at_once_and_a_failing_one_after_its_tries(tmp_path: Path, start_daemon) -> None:
     daemon = start_daemon(_project(tmp_path / "salon"), args=("--sandbox",), env=_env())
-    for how in ("refuse", "crash"):
+    for made, how in enumerate(("refuse", "crash"), start=1):
         assert daemon.post("forms", {"event": "report.broken", "data": {"how": how}}, token=TOKEN).status == 200
+        # The newest effect, once there are `made` of them (the one before is dead already).
         row = wait_for(lambda: (found := daemon.query("select status, attempts, error from effects "
-                                                      "where action = 'report.send'"
-                                                      " order by rowid desc limit 1")) and found[0][0] == "dead"
-                       and found[0], 30, f"the {how} report dead")
+                                                      "where action = 'report.send' order by rowid desc")) and
+                       len(found) == made and found[0][0] == "dead" and found[0], 30, f"the {how} report dead")
         if how == "refuse":
             assert row[1] == 1 and "rejected" in row[2] and "unknown report 'refuse'" in row[2], row
         else:
