@@ -94,10 +94,17 @@ def test_the_real_child_lowers_its_priority_first_and_says_a_missing_store(monke
 
 def test_request_arguments() -> None:
     assert ReportRequest.of({"report": "channels", "period": "last_week", "to": "owner", "touch": "last"}
-                            ).arguments() == ["channels", "--period", "last_week", "--touch", "last"]
+                            ).arguments() == ["--period=last_week", "--touch=last", "--", "channels"]
     assert ReportRequest.of({"report": "funnel", "period": {"from": "2026-03-01", "to": "2026-03-31"},
                              "pipeline": "sales", "to": "owner"}).arguments() == \
-        ["funnel", "--from", "2026-03-01", "--to", "2026-03-31", "--pipeline", "sales"]
+        ["--from=2026-03-01", "--to=2026-03-31", "--pipeline=sales", "--", "funnel"]
+
+
+def test_a_value_from_data_never_becomes_another_option(store: Path, standin: str, tmp_path: Path) -> None:
+    # A pipeline or report rendered from a webhook that starts with "-" stays that value.
+    got = composed(ChildComposer(store, module=standin),
+                   ReportRequest("channels", "--db=/etc/passwd", pipeline="--out=/tmp"))
+    assert "period=--db=/etc/passwd" in got.summary and "db=automator.db" in got.summary
 
 
 def test_names_of_a_period() -> None:
