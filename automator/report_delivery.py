@@ -215,6 +215,17 @@ def fit(text: str, fits: Callable[[str], bool]) -> str:
     return line[:low].rstrip() + ELLIPSIS if low else ""
 
 
+async def placeholder_report(request: ReportRequest) -> Composed:
+    """A report not computed (where there is no store: `automator test --sandbox`, the connector contract suite):
+    a line and a page that say which report would go, so the real connector and its emulator play the rest."""
+    title = TITLES.get(request.report, request.report)
+    period = request.period if isinstance(request.period, str) else f"{request.period.get('from')}–{request.period.get('to')}"
+    line = f"Отчёт «{title}» за {period}: в тесте не вычисляется"
+    page = f"<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>{title}</title><p>{line}</p></html>"
+    return Composed(summary=line, html=page.encode("utf-8"), filename=f"report-{request.report}.html", title=title,
+                    period=period)
+
+
 def no_composer(name: str) -> Compose:
     """A Compose for a connector built where no store is at hand: every report.send is refused, saying why."""
     async def refuse(request: ReportRequest) -> Composed:
