@@ -83,10 +83,11 @@ def test_a_rule_sends_the_report_by_email_and_telegram(tmp_path: Path, start_dae
                                       "Лиды: 12\nВыручка: 84 000,00 ₽")
     assert "period=last_week" in mail[0]["text"] and "db=automator.db" in mail[0]["text"]
     assert mail[0]["attachments"][0]["filename"] == "report-channels.html"
-    assert mail[0]["attachments"][0]["content_type"] == "text/html" and mail[0]["attachments"][0]["size"] > 0
+    assert mail[0]["attachments"][0]["content_type"] == "text/html" and mail[0]["attachments"][0]["size"] > 300_000
 
     telegram = daemon.get("/_sandbox/tg/_emulator/state").body["messages"]["111111111"]
     assert len(telegram) == 1 and telegram[0]["document"]["file_name"] == "report-channels.html"
+    assert telegram[0]["document"]["file_size"] == mail[0]["attachments"][0]["size"]
     assert telegram[0]["caption"].startswith("Итоги недели:\n\nКаналы: откуда приходят клиенты")
     # The child ran at lower priority than the daemon.
     assert int(telegram[0]["caption"].split("nice=")[1].split("\n")[0]) >= 10
