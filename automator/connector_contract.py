@@ -44,7 +44,7 @@ from automator.connector import ENV_REFERENCE, ActionResult, Connector, Inbound,
 from automator.emulator import Emulator, read_body, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
-from automator.report_delivery import Composed, ReportRequest
+from automator.report_delivery import placeholder_report
 
 
 class Swap:
@@ -171,17 +171,9 @@ def sandboxes() -> Iterator[Sandboxes]:
             api.app = emulator
             connector = cls.create("it", {"type": type_, **options}, db=None, now=lambda: NOW)
             connector.pipelines = dict(pipelines or {})
-            connector.compose = sample_report  # as the daemon gives its child process: a report without a store
+            connector.compose = placeholder_report  # the daemon gives its child process; here, a report not computed
             return Sandbox(connector, emulator, api_served.url, hooks)
         yield make
-
-
-async def sample_report(request: ReportRequest) -> Composed:
-    """A small composed report, for connectors that perform `report.send` (the reports themselves are tested
-    apart): two headline lines and a page."""
-    return Composed(summary=f"Лиды: 12\nВыручка: 84 000,00 ₽", filename=f"report-{request.report}.html",
-                    html=f"<!doctype html><html lang=\"ru\"><title>{request.report}</title><p>Лиды: 12</p></html>"
-                    .encode(), title=request.report, period="24.11–30.11.2026")
 
 
 def _run(work: Callable[[], Any]) -> Any:

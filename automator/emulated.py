@@ -24,6 +24,7 @@ from automator.connector import ActionResult, Connector, Inbound, WebConnector
 from automator.errors import InboundRejected
 from automator.identity import person_ref
 from automator.model import Effect, Entity, EntityRef, Event
+from automator.report_delivery import placeholder_report
 from automator.history import GIVEN_KINDS
 from automator.simulator import Performed, SimulationError, Simulator
 from automator.store.base import Settlement
@@ -82,6 +83,7 @@ class Emulated:
             if not isinstance(connector, WebConnector):
                 continue  # talks to its system some other way: played by local
             connector.pipelines = {n: p for n, p in project.pipelines.items() if p.connector == name}
+            connector.compose = placeholder_report  # a test checks what is sent, not the report's figures
             # Rate limits are the real systems' per-second budgets; simulated days pass in milliseconds.
             emulator.faults.limits = False
             connector.use_transport(httpx.ASGITransport(app=emulator, root_path=f"/_sandbox/{name}"))

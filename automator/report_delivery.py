@@ -8,8 +8,8 @@ summary, the page and what it was about into a directory this side reads back.
 
 A failure is classified as the outbox needs it: a request the reports refuse (an unknown report, a period that
 cannot be read) is `Rejected`, never tried again; a child that timed out, was killed or crashed is `Retryable`
-(the store may have been busy, the machine short of memory), so the outbox tries again and parks the effect when
-its tries are spent.
+(the store may have been busy, the machine short of memory), so the outbox tries again, and the effect is dead
+when its tries are spent.
 """
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ from typing import Any
 
 from automator.errors import Rejected, Retryable
 
-REPORTS = ("channels", "funnel", "retention", "staff")
-PERIODS = ("yesterday", "last_week", "this_week", "last_month", "this_month", "last_30d", "last_90d", "this_year")
 CHILD_MODULE = "automator.reports.compose"
 CHILD_MODULE_ENV = "AUTOMATOR_REPORT_COMPOSER"
 DEFAULT_TIMEOUT = 300.0  # seconds: the bench's largest report takes ~10 s; a child past this is stuck
@@ -55,16 +53,19 @@ class ReportRequest:
                    by=_text(params.get("by")), touch=_text(params.get("touch")), pipeline=_text(params.get("pipeline")))
 
     def arguments(self) -> list[str]:
-        """The request as the child's command-line arguments."""
-        args = [self.report]
+        """The request as the child's command-line arguments, the report last (after the options it may take).
+
+        Every value is bound to its option (`--period=…`) and the report follows `--`: a value rendered from data
+        that starts with "-" is that value, never another option (another store, another output)."""
+        args: list[str] = []
         if isinstance(self.period, Mapping):
-            args += ["--from", str(self.period.get("from")), "--to", str(self.period.get("to"))]
+            args += [f"--from={self.period.get('from')}", f"--to={self.period.get('to')}"]
         else:
-            args += ["--period", self.period]
+            args.append(f"--period={self.period}")
         for flag, value in (("--by", self.by), ("--touch", self.touch), ("--pipeline", self.pipeline)):
             if value:
-                args += [flag, value]
-        return args
+                args.append(f"{flag}={value}")
+        return [*args, "--", self.report]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +118,8 @@ class ChildComposer:
 
     async def __call__(self, request: ReportRequest) -> Composed:
         with tempfile.TemporaryDirectory(prefix="automator-report-") as out:
-            command = [sys.executable, "-m", self.module, *request.arguments(), "--db", str(self.store), "--out", out]
-            if self.root is not None:
-                command += ["--root", str(self.root)]
+            ours = [f"--db={self.store}", f"--out={out}", *([f"--root={self.root}"] if self.root is not None else [])]
+            command = [sys.executable, "-m", self.module, *ours, *request.arguments()]
             child = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
                                                          stdout=asyncio.subprocess.DEVNULL,
                                                          stderr=asyncio.subprocess.PIPE)
@@ -213,6 +213,17 @@ def fit(text: str, fits: Callable[[str], bool]) -> str:
         else:
             high = middle - 1
     return line[:low].rstrip() + ELLIPSIS if low else ""
+
+
+async def placeholder_report(request: ReportRequest) -> Composed:
+    """A report not computed (where there is no store: `automator test --sandbox`, the connector contract suite):
+    a line and a page that say which report would go, so the real connector and its emulator play the rest."""
+    title = TITLES.get(request.report, request.report)
+    period = request.period if isinstance(request.period, str) else f"{request.period.get('from')}–{request.period.get('to')}"
+    line = f"Отчёт «{title}» за {period}: в тесте не вычисляется"
+    page = f"<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>{title}</title><p>{line}</p></html>"
+    return Composed(summary=line, html=page.encode("utf-8"), filename=f"report-{request.report}.html", title=title,
+                    period=period)
 
 
 def no_composer(name: str) -> Compose:

@@ -83,10 +83,11 @@ def test_a_rule_sends_the_report_by_email_and_telegram(tmp_path: Path, start_dae
                                       "Лиды: 12\nВыручка: 84 000,00 ₽")
     assert "period=last_week" in mail[0]["text"] and "db=automator.db" in mail[0]["text"]
     assert mail[0]["attachments"][0]["filename"] == "report-channels.html"
-    assert mail[0]["attachments"][0]["content_type"] == "text/html" and mail[0]["attachments"][0]["size"] > 0
+    assert mail[0]["attachments"][0]["content_type"] == "text/html" and mail[0]["attachments"][0]["size"] > 300_000
 
     telegram = daemon.get("/_sandbox/tg/_emulator/state").body["messages"]["111111111"]
     assert len(telegram) == 1 and telegram[0]["document"]["file_name"] == "report-channels.html"
+    assert telegram[0]["document"]["file_size"] == mail[0]["attachments"][0]["size"]
     assert telegram[0]["caption"].startswith("Итоги недели:\n\nКаналы: откуда приходят клиенты")
     # The child ran at lower priority than the daemon.
     assert int(telegram[0]["caption"].split("nice=")[1].split("\n")[0]) >= 10
@@ -95,12 +96,12 @@ def test_a_rule_sends_the_report_by_email_and_telegram(tmp_path: Path, start_dae
 
 def test_a_refused_report_is_dead_at_once_and_a_failing_one_after_its_tries(tmp_path: Path, start_daemon) -> None:
     daemon = start_daemon(_project(tmp_path / "salon"), args=("--sandbox",), env=_env())
-    for how in ("refuse", "crash"):
+    for made, how in enumerate(("refuse", "crash"), start=1):
         assert daemon.post("forms", {"event": "report.broken", "data": {"how": how}}, token=TOKEN).status == 200
+        # The newest effect, once there are `made` of them (the one before is dead already).
         row = wait_for(lambda: (found := daemon.query("select status, attempts, error from effects "
-                                                      "where action = 'report.send'"
-                                                      " order by rowid desc limit 1")) and found[0][0] == "dead"
-                       and found[0], 30, f"the {how} report dead")
+                                                      "where action = 'report.send' order by rowid desc")) and
+                       len(found) == made and found[0][0] == "dead" and found[0], 30, f"the {how} report dead")
         if how == "refuse":
             assert row[1] == 1 and "rejected" in row[2] and "unknown report 'refuse'" in row[2], row
         else:

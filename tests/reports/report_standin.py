@@ -12,7 +12,9 @@ from pathlib import Path
 
 from automator.report_delivery import Composed, lower_priority, write_composed
 
-PAGE = "<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>Отчёт</title><p>Лиды: 12</p></html>"
+# As large as a real report's page with its charts (tens to hundreds of kilobytes), so uploads are tried at size.
+PAGE = ("<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>Отчёт</title><p>Лиды: 12</p>"
+        + "<!-- " + "диаграмма " * 20_000 + "-->\n</html>")
 
 
 def main() -> int:

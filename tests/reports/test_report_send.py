@@ -94,10 +94,17 @@ def test_the_real_child_lowers_its_priority_first_and_says_a_missing_store(monke
 
 def test_request_arguments() -> None:
     assert ReportRequest.of({"report": "channels", "period": "last_week", "to": "owner", "touch": "last"}
-                            ).arguments() == ["channels", "--period", "last_week", "--touch", "last"]
+                            ).arguments() == ["--period=last_week", "--touch=last", "--", "channels"]
     assert ReportRequest.of({"report": "funnel", "period": {"from": "2026-03-01", "to": "2026-03-31"},
                              "pipeline": "sales", "to": "owner"}).arguments() == \
-        ["funnel", "--from", "2026-03-01", "--to", "2026-03-31", "--pipeline", "sales"]
+        ["--from=2026-03-01", "--to=2026-03-31", "--pipeline=sales", "--", "funnel"]
+
+
+def test_a_value_from_data_never_becomes_another_option(store: Path, standin: str, tmp_path: Path) -> None:
+    # A pipeline or report rendered from a webhook that starts with "-" stays that value.
+    got = composed(ChildComposer(store, module=standin),
+                   ReportRequest("channels", "--db=/etc/passwd", pipeline="--out=/tmp"))
+    assert "period=--db=/etc/passwd" in got.summary and "db=automator.db" in got.summary
 
 
 def test_names_of_a_period() -> None:
@@ -204,3 +211,65 @@ def test_the_real_child_composes_each_report_from_the_sample_store(tmp_path: Pat
         composed(composer, ReportRequest("channels", march, by="manager"))
     with pytest.raises(Rejected, match="ends .* before it starts"):
         composed(composer, ReportRequest("funnel", {"from": "2026-03-31", "to": "2026-03-01"}))
+
+
+# ---- who composes: the daemon's child, or nothing where there is no store ------------------------------------
+
+SANDBOX_CONFIG = """\
+timezone: Europe/Moscow
+connectors:
+  crm: {type: local}
+  tg: {type: telegram, token: "${env:TELEGRAM_BOT_TOKEN}", chats: {owner: 111111111}}
+  mail: {type: smtp, host: smtp.yandex.ru, from: reports@salon.ru, recipients: {owner: owner@salon.ru}}
+"""
+
+SANDBOX_TEST = """\
+load: .
+now: 2026-03-01T20:00:00+03:00
+tests:
+  - name: the weekly report goes to the owner's chat and mailbox
+    when:
+      - {advance: 1d}
+    expect:
+      - {action: report.send, params: {report: channels, period: last_week, to: owner}, count: 2}
+"""
+
+
+def test_automator_test_sandbox_plays_report_send_without_computing(make_project: Any) -> None:
+    # Telegram's real connector talks to its emulator with a report not computed; smtp (no web client) is local's.
+    rule = (RULE.format(report="channels", period="last_week") + "        via: tg\n"
+            + "      - report.send: {report: channels, period: last_week, to: owner}\n        via: mail\n")
+    root = make_project(rule, config=SANDBOX_CONFIG)
+    (root / "rules" / "weekly.test.yaml").write_text(SANDBOX_TEST)
+    for flags in ((), ("--sandbox",)):
+        code, output = invoke("test", *flags, str(root / "rules" / "weekly.test.yaml"))
+        assert code == 0 and "1 passed, 0 failed" in output, output
+
+
+def test_the_daemon_gives_its_connectors_a_child_over_its_store(make_project: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from automator.clock import SystemClock
+    from automator.config.load import load_project
+    from automator.daemon.connectors import build_connectors
+    from automator.store.sqlite import SqliteStore
+
+    project, problems = load_project(make_project(RULE.format(report="channels", period="last_week"),
+                                                  config=SANDBOX_CONFIG))
+    assert project is not None, problems
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    store = SqliteStore(str(tmp_path / "daemon.db"))
+    try:
+        built = build_connectors(project, store.db, SystemClock())
+        composer = built["mail"].compose
+        assert isinstance(composer, ChildComposer) and composer.store == tmp_path / "daemon.db"
+        assert composer.root == project.root and composer.module == "automator.reports.compose"
+        assert built["tg"].compose == composer
+    finally:
+        store.close()
+    in_memory = SqliteStore(":memory:")
+    try:
+        lone = build_connectors(project, in_memory.db, SystemClock())["tg"]
+        with pytest.raises(Rejected, match="runs with no store"):
+            asyncio.run(lone.compose(ReportRequest("channels", "last_week")))
+    finally:
+        in_memory.close()
