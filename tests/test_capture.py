@@ -165,6 +165,13 @@ def test_a_lost_stage_cannot_be_the_qualified_one(tmp_path: Path) -> None:
     assert "pipelines/p.yaml:6:" in text and "stage 'lost' is lost" in text, text
 
 
+def test_a_second_qualified_mark_is_a_warning(tmp_path: Path) -> None:
+    text = _validate(tmp_path, "", pipelines="pipelines:\n  p:\n    connector: crm\n    stages:\n"
+                                             "      new: {id: N}\n      talk: {id: T, qualified: true}\n"
+                                             "      meet: {id: M, qualified: true}\n")
+    assert "pipelines/p.yaml:7:" in text and "warning: stage 'talk' is marked qualified already" in text, text
+
+
 # ---- deals ---------------------------------------------------------------------------------------------------
 
 def test_a_deals_life_is_kept_with_its_touches_stage_moves_and_outcome(project: Project, store: SqliteStore) -> None:
