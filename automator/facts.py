@@ -33,6 +33,7 @@ OUTCOMES = ("open", "won", "lost")
 TOUCHES = ("first", "last", "both")
 # The data field a rule's set_source puts in the event it emits: which touch it corrects (see TOUCHES).
 TOUCH_FIELD = "source_touch"
+NO_FACTS = Facts()  # most events add nothing: one shared empty answer
 # Bitrix24's lead statuses that end a lead (connector-contracts-2.md §2.6): converted to a deal, or junk.
 LEAD_STATUS_OUTCOMES = {"converted": "won", "junk": "lost"}
 
@@ -50,14 +51,14 @@ def facts_of(event: Event, before: Entity | None, after: Entity | None, channels
     if event.source == ENGINE and event.type == "client.updated" and event.entity is not None:
         return _client_source(event, channels)
     if event.source == ENGINE:
-        return Facts()
+        return NO_FACTS
     if kind == "booking" and verb in ("created", "updated", "deleted") and after is not None \
             and after.ref.kind == "booking":
         return Facts(bookings=(_booking(event, after, channels, tz),))
     if event.type in REVIEW_EVENTS:
         review = _review(event, tz)
-        return Facts(reviews=(review,)) if review is not None else Facts()
-    return Facts()
+        return Facts(reviews=(review,)) if review is not None else NO_FACTS
+    return NO_FACTS
 
 
 # ---- deals and leads ----------------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ def _deal(event: Event, before: Entity | None, after: Entity, channels: ChannelM
     pipeline = pipelines.get(pipeline_name) if pipeline_name else None
     outcome = _outcome(pipeline, stage, fields.get("outcome"))
     if before is None and (event.verb == "deleted" or _corrects(event)):
-        return Facts()  # nothing is known of a deal first seen deleted, or corrected by a rule before it is seen
+        return NO_FACTS  # nothing is known of a deal first seen deleted, or corrected by a rule before it is seen
     if event.verb == "deleted":
         outcome = "lost" if outcome == "open" else outcome
     qualified = outcome == "won" or (pipeline is not None and pipeline.qualifies(stage))
@@ -102,7 +103,7 @@ def _lead(event: Event, channels: ChannelMap, tz: tzinfo) -> Facts:
     data = event.data
     ident = _text(data.get("lead_id"))
     if ident is None:
-        return Facts()
+        return NO_FACTS
     connector = _text(data.get("connector")) if event.source == ENGINE else event.source
     record = f"lead:{connector}:{ident}"
     at = seconds(event.at)
@@ -168,7 +169,7 @@ def _client_source(event: Event, channels: ChannelMap) -> Facts:
     assert event.entity is not None
     channel = channels.classify(event.data) if _corrects(event) else None
     if channel is None or event.entity.kind != "client":
-        return Facts()
+        return NO_FACTS
     return Facts(client_sources=(ClientSource(event.entity.id, channel, campaign_of(event.data),
                                               seconds(event.at)),))
 

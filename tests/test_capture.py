@@ -105,8 +105,6 @@ def test_a_projects_channels_are_tried_in_its_order_case_insensitively() -> None
 
 
 def _validate(tmp_path: Path, config: str, rules: str = "", pipelines: str = "") -> str:
-    from automator.config.load import load_project as load
-
     (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n" + config)
     if pipelines:
         (tmp_path / "pipelines").mkdir()
@@ -114,7 +112,7 @@ def _validate(tmp_path: Path, config: str, rules: str = "", pipelines: str = "")
     if rules:
         (tmp_path / "rules").mkdir()
         (tmp_path / "rules" / "r.yaml").write_text(rules)
-    found, problems = load(tmp_path)
+    found, problems = load_project(tmp_path)
     if found is not None:
         problems = list(found.warnings)
     return "\n".join(p.format() for p in problems)
@@ -163,6 +161,13 @@ def test_a_lost_stage_cannot_be_the_qualified_one(tmp_path: Path) -> None:
     text = _validate(tmp_path, "", pipelines="pipelines:\n  p:\n    connector: crm\n    stages:\n"
                                              "      new: {id: N}\n      lost: {id: L, outcome: lost, qualified: true}\n")
     assert "pipelines/p.yaml:6:" in text and "stage 'lost' is lost" in text, text
+
+
+def test_a_second_qualified_mark_is_a_warning(tmp_path: Path) -> None:
+    text = _validate(tmp_path, "", pipelines="pipelines:\n  p:\n    connector: crm\n    stages:\n"
+                                             "      new: {id: N}\n      talk: {id: T, qualified: true}\n"
+                                             "      meet: {id: M, qualified: true}\n")
+    assert "pipelines/p.yaml:7:" in text and "warning: stage 'talk' is marked qualified already" in text, text
 
 
 # ---- deals ---------------------------------------------------------------------------------------------------
@@ -292,45 +297,46 @@ def test_a_rule_test_sees_set_source_in_the_tables(project: Project) -> None:
     assert got == ("prodoctorov", "widget", "prodoctorov", "WEB")
 
 
-def test_set_source_on_a_client_and_on_a_lead(project: Project, store: SqliteStore) -> None:
-    sim = Simulator(project, datetime(2026, 3, 2, 11, 0, tzinfo=MSK))
-    from automator.actions import CANONICAL
-    from automator.core.state import RunState  # noqa: F401  (the hooks' run)
+SOURCE_RULES = """\
+rules:
+  - id: lead-vk
+    when: {event: lead.created}
+    do:
+      - set_source: {channel: vk, campaign: spring}
+  - id: client-aggregator
+    when: {event: client.created}
+    do:
+      - set_source: {channel: aggregator, touch: first}
+  - id: rendered
+    when: {event: deal.created}
+    do:
+      - set_source: {channel: "{{ deal.title }}"}
+"""
 
-    spec = CANONICAL["set_source"]
-    assert spec.perform is not None and spec.prepare is not None
 
-    class Run:
-        now = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
-        scope: dict[str, Any] = {"event": {"type": "lead.created", "source": "crm", "data": {"lead_id": "31"}}}
-
-        def channels(self) -> channels.ChannelMap:
-            return project.config.channels
-
-    params = spec.prepare({"channel": "vk"}, Run())  # type: ignore[arg-type]
-    assert params == {"channel": "vk", "touch": "both", "lead": "31", "connector": "crm"}
-    from automator.model import Effect
-
-    effect = Effect(key="run/do/0", run_id="run", rule_id="mark", action="set_source", connector=ENGINE,
-                    params=params, delivery="at_least_once", at=Run.now)
-    events = spec.perform(effect, Run())  # type: ignore[arg-type]
-    lead_created = Event(id="l1", type="lead.created", at=T0, source="crm",
-                         data={"lead_id": "31", "status_id": "NEW", "lead_source": "CALL", "client": "77"})
-    feed(project, sim.store, lead_created, *events)
-    assert [lead(sim.store, "lead:crm:31")[k] for k in ("first_channel", "last_channel", "source", "client")] == [
-        "vk", "vk", "crm", "77"]
-    to_client = spec.perform(Effect(key="run/do/1", run_id="run", rule_id="mark", action="set_source",
-                                    connector=ENGINE, params={"channel": "prodoctorov", "client": "77"},
-                                    delivery="at_least_once", at=Run.now), Run())  # type: ignore[arg-type]
-    feed(project, sim.store, *to_client)
-    assert rows(sim.store, "select client, channel from client_channels") == [("77", "prodoctorov")]
-    from automator.core.outcome import StepError
-
-    with pytest.raises(StepError, match="unknown channel 'tiktok'"):
-        spec.prepare({"channel": "tiktok"}, Run())  # type: ignore[arg-type]
+def test_set_source_on_a_lead_and_a_client_and_a_rendered_channel_it_does_not_know(tmp_path: Path) -> None:
+    (tmp_path / "automator.yaml").write_text("timezone: Europe/Moscow\nconnectors:\n  crm: {type: local}\n")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(SOURCE_RULES)
+    found, problems = load_project(tmp_path)
+    assert found is not None, problems
+    sim = Simulator(found, datetime(2026, 3, 2, 12, 0, tzinfo=MSK))
+    sim.event({"event": "lead.created", "source": "crm", "data": {"lead_id": "31", "status_id": "NEW",
+                                                                "lead_source": "CALL", "client": "77"}})
+    assert [(p.effect.action, dict(p.effect.params)) for p in sim.performed] == [
+        ("set_source", {"channel": "vk", "campaign": "spring", "touch": "both", "lead": "31", "connector": "crm"})]
+    assert lead(sim.store, "lead:crm:31")["first_channel"] == "vk"  # the CRM said CALL; the rule says VK
+    assert [lead(sim.store, "lead:crm:31")[k] for k in ("last_channel", "last_campaign", "source", "client")] == [
+        "vk", "spring", "crm", "77"]
+    sim.event({"event": "client.created", "entity": {"kind": "client", "id": "78"}, "data": {"name": "Анна"}})
+    assert rows(sim.store, "select client, channel, record from client_channels order by client") == [
+        ("77", "vk", "lead:crm:31"), ("78", "aggregator", "")]
+    sim.event({"event": "deal.created", "entity": {"kind": "deal", "id": "9"}, "data": {"title": "tiktok"}})
+    assert [(e.rule_id, e.message) for e in sim.errors] == [("rendered", "set_source: unknown channel 'tiktok' (the channels are "
+                                             + ", ".join(channels.DEFAULTS.names()) + ")")]
     # A correction of a deal nobody reported keeps no row.
-    feed(project, sim.store, deal(9, 0, "updated", {"channel": "vk", "source_touch": "both"}, ident="404",
-                                  source=ENGINE, caused_by="k9", echo_of="mark"))
+    feed(found, sim.store, deal(9, 0, "updated", {"channel": "vk", "source_touch": "both"}, ident="404",
+                                source=ENGINE, caused_by="k9", echo_of="mark"))
     assert rows(sim.store, "select id from leads where id = 'deal:404'") == []
 
 
