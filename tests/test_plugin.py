@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -14,21 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_support import install_plugin, plugin_env
+
 PACKAGE = Path(__file__).parent / "plugin" / "automator-example"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example package installed with pip into a folder of its own (not into the project's environment)."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PACKAGE)], check=True, timeout=120,
-                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    return target
+    return install_plugin(PACKAGE, tmp_path_factory.mktemp("site"))
 
 
 def _env(site: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **extra}
+    return plugin_env(site, **extra)
 
 
 def _automator(site: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

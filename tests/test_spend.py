@@ -4,7 +4,6 @@ third-party connector over HTTP against its ad cabinet's emulator."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from automator.connector import SpendRow
 from automator.emulator import serve
 from automator.spend import import_csv, pull, read_spend
 from automator.store.sqlite import SqliteStore
-from tests.cli_support import invoke
+from tests.cli_support import install_plugin, invoke, plugin_env
 
 RULES = """
     rules:
@@ -245,18 +244,12 @@ def test_the_python_api_pulls_from_any_async_source(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def adspend_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The third-party ad cabinet connector installed with pip into a folder of its own, as a plugin is."""
-    target = tmp_path_factory.mktemp("adspend-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PLUGIN)], check=True, timeout=120,
-                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    return target
+    return install_plugin(PLUGIN, tmp_path_factory.mktemp("adspend-site"))
 
 
 def _pull(site: Path, root: Path, *args: str, token: str = "cabinet-token") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "ADS_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "automator", "spend", "pull", "ads", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "automator", "spend", "pull", "ads", *args], cwd=root,
+                          env=plugin_env(site, ADS_TOKEN=token), capture_output=True, text=True, timeout=60)
 
 
 def test_a_plugin_connector_reports_spend_over_http_page_by_page(adspend_site: Path, project: Path) -> None:
