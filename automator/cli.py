@@ -246,7 +246,7 @@ def events(connector: str | None, fmt: str, project_path: Path) -> None:
 
 @cli.command()
 def connectors() -> None:
-    """List installed connector types and the actions each performs.
+    """List installed connector types, the actions each performs and what else it gives (history, ad spend).
 
     \b
     Example: automator connectors
@@ -255,6 +255,10 @@ def connectors() -> None:
         click.echo(f"{name}  ({cls.__module__})")
         for action_name, spec in sorted(cls.actions.items()):
             click.echo(f"    {action_name:<22} {spec.delivery:<14} {spec.description}")
+        if cls.can_backfill():
+            click.echo(f"    {'history':<37} automator backfill CONNECTOR --since DATE")
+        if cls.can_report_spend():
+            click.echo(f"    {'ad spend':<37} automator spend pull CONNECTOR --since DATE")
 
 
 @cli.command()

@@ -215,6 +215,18 @@ def test_pull_stores_the_local_connectors_spend_for_the_days_asked(project: Path
                                                 ("2026-03-02", "site", "", 5000, "RUB", "sms")]
 
 
+def test_connectors_says_which_types_report_spend() -> None:
+    code, out = invoke("connectors")
+    blocks: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = []
+        else:
+            blocks[list(blocks)[-1]].append(line.split()[0] + " " + line.split()[1])
+    assert code == 0 and "ad spend" in blocks["local"] and "ad spend" not in blocks["http"]
+    assert "history automator" in blocks["yclients"] and "history automator" not in blocks["local"]
+
+
 def test_pull_refuses_a_connector_that_reports_no_spend_and_bad_days(project: Path) -> None:
     config = project / "automator.yaml"
     config.write_text(config.read_text().replace("  sms: {type: local}\n",
