@@ -5,10 +5,10 @@ import functools
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -19,7 +19,7 @@ from automator.config.source import load_document
 from automator.store.base import OutdatedStore, Store
 
 
-def _fail_problems(problems: list[Problem]) -> None:
+def _fail_problems(problems: list[Problem]) -> NoReturn:
     for problem in problems:
         click.echo(problem.format())
     errors = sum(p.severity == "error" for p in problems)
@@ -246,7 +246,7 @@ def events(connector: str | None, fmt: str, project_path: Path) -> None:
 
 @cli.command()
 def connectors() -> None:
-    """List installed connector types and the actions each performs.
+    """List installed connector types, the actions each performs and what else it gives (history, ad spend).
 
     \b
     Example: automator connectors
@@ -255,6 +255,10 @@ def connectors() -> None:
         click.echo(f"{name}  ({cls.__module__})")
         for action_name, spec in sorted(cls.actions.items()):
             click.echo(f"    {action_name:<22} {spec.delivery:<14} {spec.description}")
+        if cls.can_backfill():
+            click.echo(f"    {'history':<37} automator backfill CONNECTOR --since DATE")
+        if cls.can_report_spend():
+            click.echo(f"    {'ad spend':<37} automator spend pull CONNECTOR --since DATE")
 
 
 @cli.command()
@@ -595,12 +599,7 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     \b
     Example: automator backfill booking --since 2025-01-01
     """
-    import asyncio
-
-    from automator.clock import SystemClock
-    from automator.daemon.connectors import build_connectors, close_connectors
     from automator.ingest import backfill as ingest
-    from automator.observe import config_path
 
     tz = _timezone(config)
     try:
@@ -608,32 +607,17 @@ def backfill(connector: str, since: str, config: Path, db: Path | None) -> None:
     except ValueError as exc:
         raise click.UsageError(f"--since: not an ISO 8601 date or moment: {since!r}") from exc
     start = start if start.tzinfo is not None else start.replace(tzinfo=tz)
-    project, problems = load_project(config_path(config).parent)
-    if project is None:
-        _fail_problems(problems)
-        return
-    if connector not in project.config.connectors:
-        raise click.UsageError(f"no connector {connector!r} in automator.yaml "
-                               f"(there are: {', '.join(sorted(project.config.connectors))})")
+    project = _project(config, connector)
     store = _store_for_history(config, db)
 
-    async def fetch() -> Any:
-        built = build_connectors(project, store.db, SystemClock(), announce=False)
-        try:
-            # `Connector.backfill(since)`: an async generator of client.updated, then visit.completed.
-            if not built[connector].can_backfill():
-                raise NotImplementedError(f"connector {connector!r} ({project.config.connectors[connector].type}) "
-                                          "has no history to backfill")
-            return await ingest(store, connector, built[connector].backfill(start), datetime.now(timezone.utc),
-                                progress=lambda c: click.echo(f"… {c.read} records read, {c.new} new visits", err=True))
-        finally:
-            await close_connectors(built.values())
+    async def fetch(built: Any) -> Any:
+        # `Connector.backfill(since)`: an async generator of client.updated, then visit.completed.
+        if not built.can_backfill():
+            raise NotImplementedError(f"connector {connector!r} ({built.type}) has no history to backfill")
+        return await ingest(store, connector, built.backfill(start), datetime.now(timezone.utc),
+                            progress=lambda c: click.echo(f"… {c.read} records read, {c.new} new visits", err=True))
 
-    try:
-        counts = asyncio.run(fetch())
-    except NotImplementedError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _ingested(counts, "records")
+    _ingested(_with_connector(project, store, connector, fetch), "records")
 
 
 # ---- ad spend ---------------------------------------------------------------------------------------------
@@ -687,11 +671,8 @@ def spend_pull(connector: str, since: str, until: str | None, config: Path, db: 
     \b
     Example: automator spend pull ads --since 2026-03-01 --until 2026-03-31
     """
-    import asyncio
     from datetime import date
 
-    from automator.clock import SystemClock
-    from automator.daemon.connectors import build_connectors, close_connectors
     from automator.spend import pull
 
     try:
@@ -701,37 +682,51 @@ def spend_pull(connector: str, since: str, until: str | None, config: Path, db: 
         raise click.UsageError(f"--since/--until: not a date written YYYY-MM-DD: {exc}") from exc
     if last < first:
         raise click.UsageError(f"--until {last} is before --since {first}")
-    project = _project(config)
-    if connector not in project.config.connectors:
-        raise click.UsageError(f"no connector {connector!r} in automator.yaml "
-                               f"(there are: {', '.join(sorted(project.config.connectors))})")
+    project = _project(config, connector)
     store = _store_for_history(config, db)
 
-    async def fetch() -> Any:
-        built = build_connectors(project, store.db, SystemClock(), announce=False)
-        try:
-            if not built[connector].can_report_spend():
-                raise NotImplementedError(f"connector {connector!r} ({project.config.connectors[connector].type}) "
-                                          "reports no ad spend")
-            return await pull(store, built[connector].spend(first, last), project.config.channels,
-                              datetime.now(timezone.utc), source=connector)
-        finally:
-            await close_connectors(built.values())
+    async def fetch(built: Any) -> Any:
+        if not built.can_report_spend():
+            raise NotImplementedError(f"connector {connector!r} ({built.type}) reports no ad spend")
+        return await pull(store, built.spend(first, last), project.config.channels, datetime.now(timezone.utc),
+                          source=connector)
 
-    try:
-        result = asyncio.run(fetch())
-    except NotImplementedError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _spent(result, project.config.channels)
+    _spent(_with_connector(project, store, connector, fetch), project.config.channels)
 
 
-def _project(config: Path) -> Any:
+def _project(config: Path, connector: str | None = None) -> Any:
+    """The project loaded (its problems printed and exit 1 when it cannot be), with `connector` one of its
+    connectors when named."""
     from automator.observe import config_path
 
     project, problems = load_project(config_path(config).parent)
     if project is None:
         _fail_problems(problems)
+    if connector is not None and connector not in project.config.connectors:
+        raise click.UsageError(f"no connector {connector!r} in automator.yaml "
+                               f"(there are: {', '.join(sorted(project.config.connectors))})")
     return project
+
+
+def _with_connector(project: Any, store: Store, connector: str, use: Callable[[Any], Awaitable[Any]]) -> Any:
+    """What `use` does with the project's connector `connector`, built as the daemon builds it and closed after;
+    a capability it has not (NotImplementedError) is one line and exit 1."""
+    import asyncio
+
+    from automator.clock import SystemClock
+    from automator.daemon.connectors import build_connectors, close_connectors
+
+    async def run() -> Any:
+        built = build_connectors(project, store.db, SystemClock(), announce=False)
+        try:
+            return await use(built[connector])
+        finally:
+            await close_connectors(built.values())
+
+    try:
+        return asyncio.run(run())
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _spent(result: Any, channels: Any) -> None:

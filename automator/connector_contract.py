@@ -19,6 +19,7 @@ The suite then checks, through the connector's public interface and over real HT
     errors   the system's 5xx and overload answers are Retryable (overload with its wait), a 4xx is Rejected, an
              answer past the deadline or a dropped connection Uncertain, a refused connection Retryable
     poll     (connectors that poll) the cursor advances and a change is delivered once
+    spend    (connectors that report ad spend) the rows of a period are SpendRows of its days, in kopecks
 
 It ships in the package, beside the `Sandbox` it runs a connector in and the served stand-ins it needs (`Swap`,
 `Hooks`), so a third-party connector's tests need automator and pytest, not automator's source tree. This is the
@@ -33,14 +34,14 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from automator.connector import ENV_REFERENCE, ActionResult, Connector, Inbound, WebConnector, discover
+from automator.connector import ENV_REFERENCE, ActionResult, Connector, Inbound, SpendRow, WebConnector, discover
 from automator.emulator import Emulator, read_body, serve
 from automator.errors import InboundRejected, Rejected, Retryable, Uncertain
 from automator.model import Event, Pipeline
@@ -183,8 +184,8 @@ def _run(work: Callable[[], Any]) -> Any:
 class ConnectorContract:
     """The contract suite: subclass it as `Test…` in a connector's test module and fill in the hooks below.
 
-    Hooks a subclass gives: `type`, `webhook` (when the type receives webhooks), `malformed`, `samples`, and for
-    a polling type `change`. The defaults build the connector with its own `sandbox` from `settings` and
+    Hooks a subclass gives: `type`, `webhook` (when the type receives webhooks), `malformed`, `samples`, for
+    a polling type `change`, and for one that reports ad spend `spend_sample`. The defaults build the connector with its own `sandbox` from `settings` and
     `pipelines`; a type without one (no remote system) overrides `build`.
     """
 
@@ -238,6 +239,11 @@ class ConnectorContract:
     async def change(self, box: Sandbox) -> None:
         """Make a change in the emulated system, as a manager would, that `poll` must find."""
         raise NotImplementedError(f"{type(self).__name__} polls: make a change in `change`")
+
+    async def spend_sample(self, box: Sandbox) -> tuple[date, date, int]:
+        """Put ad spend in the emulated system (an ad cabinet's statistics) and give the period to ask for and
+        how many day-channel-campaign rows it holds (spend outside the period too, so that the bounds are seen)."""
+        raise NotImplementedError(f"{type(self).__name__} reports ad spend: give some in `spend_sample`")
 
     # ---- helpers --------------------------------------------------------------------------------------------
 
@@ -340,6 +346,21 @@ class ConnectorContract:
                 assert isinstance(result, ActionResult), name
             await box.connector.aclose()
         _run(go)
+
+    def test_a_type_that_reports_spend_gives_the_rows_of_the_period_asked(self, sandbox: Sandboxes) -> None:
+        if not self.cls().can_report_spend():
+            pytest.skip(f"{self.type} reports no ad spend")
+        box = self.build(sandbox)
+
+        async def go() -> list[SpendRow]:
+            since, until, count = await self.spend_sample(box)
+            rows = [row async for row in box.connector.spend(since, until)]
+            await box.connector.aclose()
+            assert len(rows) == count, f"{count} rows of spend from {since} to {until}, not {len(rows)}"
+            return rows
+        for row in _run(go):
+            assert isinstance(row, SpendRow) and isinstance(row.day, date) and isinstance(row.amount_minor, int)
+            assert row.channel and row.amount_minor >= 0 and len(row.currency) == 3, row
 
     def test_an_unknown_action_is_refused(self, sandbox: Sandboxes) -> None:
         box = self.build(sandbox)

@@ -71,12 +71,13 @@ class _CellError(ValueError):
 def read_spend(path: Path, channels: ChannelMap) -> Iterator[SpendRow | Problem]:
     """The rows of a spend file, each a SpendRow or a Problem at its line and column."""
     currencies: dict[tuple[date, str, str], tuple[str, int]] = {}  # (day, channel, campaign) → (currency, line)
+    names = channel_names(channels)
     for item in read_table(path, COLUMNS, REQUIRED):
         if isinstance(item, Problem):
             yield item
             continue
         try:
-            row = _spend_row(item, channels)
+            row = _spend_row(item, channels, names)
             key = (row.day, row.channel, row.campaign)
             known = currencies.setdefault(key, (row.currency, item.line))
             if known[0] != row.currency:
@@ -89,7 +90,7 @@ def read_spend(path: Path, channels: ChannelMap) -> Iterator[SpendRow | Problem]
             yield row
 
 
-def _spend_row(item: CsvRow, channels: ChannelMap) -> SpendRow:
+def _spend_row(item: CsvRow, channels: ChannelMap, names: dict[str, str]) -> SpendRow:
     cells = item.cells
     text = cells["day"]
     try:
@@ -98,7 +99,7 @@ def _spend_row(item: CsvRow, channels: ChannelMap) -> SpendRow:
         day = date.fromisoformat(text)
     except ValueError:
         raise _CellError("day", f"day {text!r} is not a date written YYYY-MM-DD (2026-03-02)") from None
-    channel = channel_name(cells["channel"], channels)
+    channel = names.get(cells["channel"].casefold())
     if channel is None:
         given = cells["channel"]
         guess = suggest(given, channels.names())
@@ -116,10 +117,11 @@ def _spend_row(item: CsvRow, channels: ChannelMap) -> SpendRow:
     return SpendRow(day, channel, cells.get("campaign") or "", amount, currency)
 
 
-def channel_name(given: str, channels: ChannelMap) -> str | None:
-    """The channel a file's cell names: a channel's name or its title, in any case; None for neither."""
-    wanted = given.strip().casefold()
-    return next((c.name for c in channels.channels if wanted in (c.name.casefold(), c.title.casefold())), None)
+def channel_names(channels: ChannelMap) -> dict[str, str]:
+    """What a file's cell may name a channel by, case-folded: its name or its title (a name wins a clash)."""
+    names = {c.title.casefold(): c.name for c in reversed(channels.channels)}
+    names.update({c.name.casefold(): c.name for c in reversed(channels.channels)})
+    return names
 
 
 def store_rows(store: Store, rows: Iterable[SpendRow], source: str, now: datetime) -> tuple[int, int]:

@@ -4,7 +4,6 @@ third-party connector over HTTP against its ad cabinet's emulator."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from automator.connector import SpendRow
 from automator.emulator import serve
 from automator.spend import import_csv, pull, read_spend
 from automator.store.sqlite import SqliteStore
-from tests.cli_support import invoke
+from tests.cli_support import install_plugin, invoke, plugin_env
 
 RULES = """
     rules:
@@ -216,6 +215,18 @@ def test_pull_stores_the_local_connectors_spend_for_the_days_asked(project: Path
                                                 ("2026-03-02", "site", "", 5000, "RUB", "sms")]
 
 
+def test_connectors_says_which_types_report_spend() -> None:
+    code, out = invoke("connectors")
+    blocks: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            blocks[line.split()[0]] = []
+        else:
+            blocks[list(blocks)[-1]].append(line.split()[0] + " " + line.split()[1])
+    assert code == 0 and "ad spend" in blocks["local"] and "ad spend" not in blocks["http"]
+    assert "history automator" in blocks["yclients"] and "history automator" not in blocks["local"]
+
+
 def test_pull_refuses_a_connector_that_reports_no_spend_and_bad_days(project: Path) -> None:
     config = project / "automator.yaml"
     config.write_text(config.read_text().replace("  sms: {type: local}\n",
@@ -245,18 +256,12 @@ def test_the_python_api_pulls_from_any_async_source(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def adspend_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The third-party ad cabinet connector installed with pip into a folder of its own, as a plugin is."""
-    target = tmp_path_factory.mktemp("adspend-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PLUGIN)], check=True, timeout=120,
-                   env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    return target
+    return install_plugin(PLUGIN, tmp_path_factory.mktemp("adspend-site"))
 
 
 def _pull(site: Path, root: Path, *args: str, token: str = "cabinet-token") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "ADS_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "automator", "spend", "pull", "ads", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "automator", "spend", "pull", "ads", *args], cwd=root,
+                          env=plugin_env(site, ADS_TOKEN=token), capture_output=True, text=True, timeout=60)
 
 
 def test_a_plugin_connector_reports_spend_over_http_page_by_page(adspend_site: Path, project: Path) -> None:

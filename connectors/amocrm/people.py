@@ -31,6 +31,7 @@ class ContactState:
     responsible: str | None = None
     tags: tuple[str, ...] = ()
     custom: tuple[tuple[str, Any], ...] = ()  # (field id, first value)
+    modified_by: str | None = None  # the user who made the change (webhook: modified_user_id; v4: updated_by)
 
     @property
     def delivery(self) -> str:
@@ -63,7 +64,7 @@ def contact_from_webhook(item: Mapping[str, Any], action: str) -> ContactState:
     tags = tuple(str(t["name"]) for t in numbered(item.get("tags")) if isinstance(t, dict) and t.get("name"))
     return ContactState(id=ident, updated_at=int(stamp), name=item.get("name"), phones=tuple(phones),
                         emails=tuple(emails), responsible=opt_id(item.get("responsible_user_id")), tags=tags,
-                        custom=tuple(custom))
+                        custom=tuple(custom), modified_by=opt_id(item.get("modified_user_id")))
 
 
 def contact_from_v4(contact: Mapping[str, Any]) -> ContactState:
@@ -78,7 +79,8 @@ def contact_from_v4(contact: Mapping[str, Any]) -> ContactState:
     return ContactState(id=str(contact["id"]), updated_at=int(contact.get("updated_at") or 0),
                         name=contact.get("name"), phones=tuple(contact_phones(contact)),
                         emails=tuple(system_values(contact, "EMAIL")),
-                        responsible=opt_id(contact.get("responsible_user_id")), tags=tags, custom=tuple(custom))
+                        responsible=opt_id(contact.get("responsible_user_id")), tags=tags, custom=tuple(custom),
+                        modified_by=opt_id(contact.get("updated_by")))
 
 
 def client_data(state: ContactState, fields: FieldMap) -> dict[str, Any]:
@@ -92,6 +94,8 @@ def client_data(state: ContactState, fields: FieldMap) -> dict[str, Any]:
         data["email"] = state.emails[0]
     if state.responsible:
         data["responsible"] = state.responsible
+    if state.modified_by:
+        data["modified_by"] = state.modified_by
     data["tags"] = list(state.tags)
     for field_id, value in state.custom:
         known = fields.by_id(field_id)

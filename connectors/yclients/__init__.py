@@ -30,6 +30,11 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
   shows up in the logs and metrics (ignoring it would hide the mistake; YCLIENTS retries neither).
 * A webhook whose partial `data` lacks `last_change_date` is completed by reading the record; when that read
   fails the partial event is journaled without a delivery id (the poll may then bring it a second time).
+* A booking's `lead_source` says where the record was made (mapping.booking_source): the spec documents only
+  `online` (false when an administrator entered it) and `api_id`; `record_from` (read as the channel's own name,
+  an aggregator's), `is_mobile` (the client's app), `bookform_id` and `from_url` (a booking form, the page it was
+  opened on, whose utm_* become the booking's) are in every real capture but undescribed: `admin`, `api`,
+  `online`, `widget`, `mobile_app` or the record_from text. A partial webhook without `online` says nothing.
 * Naive times (`date`) are read in the `timezone` setting, else in the offset of the same object's aware times.
 * Delivery ids are `record:<id>:<create|update|delete>@<last_change_date in UTC>`; the poll derives the status
   a webhook would carry (deleted → delete, never changed since creation → create, else update). A record's

@@ -108,7 +108,7 @@ def test_contact_webhooks_are_client_events_with_canonical_fields(servers: Any) 
                                                                            if e.type == "client.updated")
     assert updated.entity == EntityRef("client", str(contact))
     assert updated.data == {"name": "Анна Иванова", "phone": "+79161234567", "email": "a@b.ru", "responsible": "555",
-                            "tags": ["постоянный"]}
+                            "tags": ["постоянный"], "modified_by": "2079676"}  # the manager who edited it
     assert lead
 
 
@@ -142,7 +142,7 @@ def test_contact_update_sets_fields_keeping_the_other_phones_and_reports_the_web
     [event] = result.events
     assert event.type == "client.updated" and event.entity == EntityRef("client", contact)
     assert event.data == {"name": "Анна Иванова", "phone": "+79035550011", "email": "anna@example.com",
-                          "responsible": "777", "tags": ["VIP"]}
+                          "responsible": "777", "tags": ["VIP"], "modified_by": "123123"}
     hook = world.receiver.one(3, "contacts[update]")
     assert [e.delivery_id for e in world.connector.parse(hook)] == [event.delivery_id]
 

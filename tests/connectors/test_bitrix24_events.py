@@ -119,7 +119,9 @@ def test_webhooks_the_emulator_sends_become_deal_events(emu: Bitrix24Emulator, s
 
 
 def test_lead_delete_and_pipeline_move_events(emu: Bitrix24Emulator, sink: Sink) -> None:
-    control(emu, "manager/lead", {"fields": {"TITLE": "Заявка с сайта", "NAME": "Анна",
+    control(emu, "manager/lead", {"fields": {"TITLE": "Заявка с сайта", "NAME": "Анна", "SOURCE_ID": "WEB",
+                                             "SOURCE_DESCRIPTION": "форма /promo", "UTM_SOURCE": "vk",
+                                             "UTM_CAMPAIGN": "spring", "MODIFY_BY_ID": "99",
                                              "PHONE": [{"VALUE": "8 916 123-45-67", "VALUE_TYPE": "MOBILE"}]}})
     deal_id = control(emu, "manager/deal", {"fields": {"TITLE": "x"}})["id"]
     control(emu, "manager/move", {"id": deal_id, "stage_id": "C4:NEW", "category_id": 4})
@@ -137,6 +139,12 @@ def test_lead_delete_and_pipeline_move_events(emu: Bitrix24Emulator, sink: Sink)
     assert lead.type == "lead.created" and lead.entity is None
     assert (lead.data["name"], lead.data["phone"], lead.data["title"]) == ("Анна", "+79161234567", "Заявка с сайта")
     assert lead.delivery_id.startswith("lead:")
+    # Where it came from, as the portal keeps it on the lead; who changed it last is the portal's to say (the
+    # manager's MODIFY_BY_ID is not a field a form sets).
+    assert {k: lead.data.get(k) for k in ("lead_source", "source_description", "utm_source", "utm_campaign",
+                                          "utm_medium", "modified_by")} == {
+        "lead_source": "WEB", "source_description": "форма /promo", "utm_source": "vk", "utm_campaign": "spring",
+        "utm_medium": None, "modified_by": emu.portal.user_id}
     [deleted] = parsed["ONCRMDEALDELETE"]
     assert (deleted.type, deleted.delivery_id) == ("deal.deleted", f"deal:{deal_id}@deleted")
     assert parsed["ONCRMDEALADD"] == parsed["ONCRMDEALUPDATE"] == parsed["ONCRMDEALMOVETOCATEGORY"] == []  # gone
@@ -369,3 +377,15 @@ def test_the_webhook_of_our_own_change_carries_what_the_action_reported(emu: Bit
 def test_first_poll_of_an_empty_portal_starts_from_now(emu: Bitrix24Emulator) -> None:
     events, cursor = run(emu, lambda c: c.poll(None))
     assert events == [] and abs((datetime.fromisoformat(cursor) - datetime.now(timezone.utc)).total_seconds()) < 5
+
+
+def test_a_stage_move_says_which_manager_made_it(emu: Bitrix24Emulator, sink: Sink) -> None:
+    deal_id = control(emu, "manager/deal", {"fields": {"TITLE": "Иванова", "STAGE_ID": "NEW", "UTM_SOURCE": "vk"}})["id"]
+    emu.skew += 2  # the move a second later: its own DATE_MODIFY, its own delivery id
+    control(emu, "manager/move", {"id": deal_id, "stage_id": "PREPARATION", "by": 17})
+    hooks = wait_hooks(sink, 2)
+
+    async def both(c: Bitrix24) -> Any:
+        return [event for hook in hooks for event in await c.parse(inbound(body_of(hook)))]
+    moved = [e for e in run(emu, both) if e.data.get("stage_id") == "PREPARATION"]
+    assert moved and {(e.data["modified_by"], e.data["utm_source"]) for e in moved} == {("17", "vk")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,13 @@ class TestContract(ConnectorContract):
 
     def malformed(self, box: Sandbox) -> list[Inbound]:
         return [request(raw=raw) for raw in (b"{not json", b"[]", b'{"event": 5}')]
+
+    async def spend_sample(self, box: Sandbox) -> tuple[date, date, int]:
+        assert isinstance(box.connector, LocalConnector)
+        box.connector.db["local_spend"].insert_all([
+            {"day": day, "channel": "vk", "campaign": campaign, "amount_minor": 150050, "currency": "RUB"}
+            for day in ("2026-02-28", "2026-03-01", "2026-03-02", "2026-03-03") for campaign in ("", "весна")])
+        return date(2026, 3, 1), date(2026, 3, 2), 4
 
     async def samples(self, box: Sandbox) -> dict[str, Mapping[str, Any]]:
         deal = await box.created("deal.create", {"pipeline": "sales", "stage": "new", "title": "Анна"})
