@@ -194,7 +194,7 @@ def test_pull_stores_the_local_connectors_spend_for_the_days_asked(project: Path
     store = SqliteStore(str(project / "automator.db"))
     store.close()
     invoke("spend", "import", "--help")  # the store exists; the local connector makes its table when built
-    from connectors.local import LocalConnector
+    from automator_connectors.local import LocalConnector
     import sqlite_utils
 
     db = sqlite_utils.Database(project / "automator.db")

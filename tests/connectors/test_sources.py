@@ -9,10 +9,10 @@ import pytest
 
 from automator.channels import DEFAULTS
 from automator.errors import Rejected
-from connectors.amocrm.mapping import FieldMap, deal_data, lead_from_v4, lead_from_webhook, parse_php_form
-from connectors.bitrix24 import events as bitrix_events
-from connectors.bitrix24.mapping import canonical_contact, canonical_deal, canonical_lead
-from connectors.yclients.mapping import booking_fields, booking_source
+from automator_connectors.amocrm.mapping import FieldMap, deal_data, lead_from_v4, lead_from_webhook, parse_php_form
+from automator_connectors.bitrix24 import events as bitrix_events
+from automator_connectors.bitrix24.mapping import canonical_contact, canonical_deal, canonical_lead
+from automator_connectors.yclients.mapping import booking_fields, booking_source
 
 # crm.lead.get as contract part 2 §2.6 shows the lead crm.lead.add made, with the portal's own columns.
 BITRIX_LEAD = {"ID": "3465", "TITLE": "Заявка с сайта", "NAME": "Анна", "LAST_NAME": "Иванова", "STATUS_ID": "NEW",
@@ -30,7 +30,8 @@ def test_a_bitrix24_lead_carries_its_source_description_utm_and_who_changed_it()
         "lead_source": "WEB", "source_description": "форма /promo", "utm_source": "yandex", "utm_medium": "cpc",
         "utm_campaign": "spring", "utm_content": "banner1", "utm_term": "стрижка", "modified_by": "6"}
     event = bitrix_events.lead_created("crm", BITRIX_LEAD, None)
-    assert event.data["utm_campaign"] == "spring" and DEFAULTS.classify(event.data) == "site"
+    # A site form filled in after a Yandex advert is the advert's: the specific channel comes before the site.
+    assert event.data["utm_campaign"] == "spring" and DEFAULTS.classify(event.data) == "yandex_direct"
 
 
 def test_a_bitrix24_deal_and_contact_say_who_made_the_change() -> None:
