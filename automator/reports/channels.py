@@ -17,7 +17,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import money, per, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import Snapshot, literal, visit_text
+from automator.reports.snapshot import Snapshot, literal, visit_text, within
 
 BY = ("channel", "campaign", "source")
 TOUCHES = ("first", "last")
@@ -39,20 +39,25 @@ class Group:
     spend: int | None = None
 
 
-def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_") -> None:
-    """Load what the report reads: the period's leads, the spend of its days, the visits of those leads' clients
-    up to its end."""
+def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_",
+         visits: str | None = None) -> None:
+    """Load what the report reads: the period's leads, the spend of its days, the visits up to its end (or use
+    the DuckDB table `visits` already loaded: client, visit_at, amount)."""
     lo, hi = period.start_at, period.end_at
     snapshot.read(f"{prefix}leads", "leads", {
         "id": "text", "client": "text", "created_at": "int", "qualified_at": "int", "closed_at": "int",
         "outcome": "text", "amount": "int", f"{touch}_channel as channel": "text",
         f"{touch}_campaign as campaign": "text", "raw_source": "text"},
-        f"created_at >= {lo} and created_at < {hi}")
+        within("created_at", lo, hi, period.days))
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
-    snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment", "coalesce(amount, 0) as amount": "int"},
-                  f"at < {literal(visit_text(hi))} and client in (select client from leads where created_at >= {lo} "
-                  f"and created_at < {hi} and client is not null)")
+    if visits is None:  # all the history: whether a client paid before the lead
+        snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment",
+                                                    "coalesce(amount, 0) as amount": "int"},
+                      f"+at < {literal(visit_text(hi))}")
+    else:
+        snapshot.run(f'create or replace view {prefix}visits as select client, visit_at as "at", amount '
+                     f"from {visits} where visit_at < {hi}")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
 
 
