@@ -157,8 +157,8 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     if by == "campaign":
         head += (Column("campaign", "Кампания", "text", "utm_campaign / кампания касания"),)
     elif by == "source":
-        head = (Column("channel", "Источник", "text", "источник в самой системе (SOURCE_ID Битрикс24, source "
-                                                         "amoCRM, YCLIENTS)"),)
+        head = (Column("title", "Источник", "text", "источник в самой системе (SOURCE_ID Битрикс24, source amoCRM, "
+                                                       "YCLIENTS)"),)
     rows = tuple(_row(g, channels, by) for g in found)
     total = _figures(Group(None, None, leads=sum(g.leads for g in found), qualified=sum(g.qualified for g in found),
                            won=sum(g.won for g in found), deal_revenue=sum(g.deal_revenue for g in found),
@@ -195,7 +195,7 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
 def _row(group: Group, channels: ChannelMap, by: str) -> dict[str, Any]:
     figures = _figures(group if by != "source" else Group(**{**_fields(group), "spend": None}))
     if by == "source":
-        return {"channel": group.channel or "не указан", **figures}
+        return {"channel": group.channel, "title": group.channel or "не указан", **figures}
     row = {"channel": group.channel, "title": channels.title(group.channel), **figures}
     if by == "campaign":
         row["campaign"] = group.campaign

@@ -72,7 +72,7 @@ def test_channels_by_last_touch_and_by_campaign(store: Path) -> None:
                  .table("channels").rows}
     assert campaigns[("vk", "spring")]["leads"] == 3 and campaigns[("vk", "spring")]["cpl"] == D("2666.67")
     assert campaigns[("vk", None)]["leads"] == 1 and campaigns[("vk", None)]["spend"] == D("2000.00")
-    sources = rows(report(store, "channels", by="source"), "channels", "channel")
+    sources = rows(report(store, "channels", by="source"), "channels", "title")
     assert sources["WEB"]["leads"] == 5 and sources["prodoctorov"]["spend"] is None
 
 
@@ -169,6 +169,15 @@ def test_staff(store: Path) -> None:
         7, D("28.6"), 6, D("16.7"))  # 2/7; (3 promoters − 2 detractors) / 6
     branches = rows(report(store, "staff", by="branch"), "staff", "who")
     assert (branches["center"]["bookings"], branches["center"]["revenue"]) == (4, D("17000.00"))
+
+
+def test_every_chart_draws_columns_its_table_has(store: Path) -> None:
+    for name, by in (("channels", None), ("channels", "source"), ("channels", "campaign"), ("funnel", "manager"),
+                     ("retention", None), ("staff", "branch")):
+        found = report(store, name, by=by)
+        for chart in found.charts:
+            keys = {column.key for column in found.table(chart.table).columns}
+            assert {chart.x, *chart.y, *([chart.series] if chart.series else [])} <= keys, (name, chart.key)
 
 
 def test_an_empty_store_gives_zeros_and_a_note(tmp_path: Path) -> None:
