@@ -51,13 +51,19 @@ def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str =
         within("created_at", lo, hi, period.days))
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
-    if visits is None:  # all the history: whether a client paid before the lead
+    # The period's visits, and who had paid before it: whether a lead's client is new needs the whole history,
+    # but only as one row per client who ever paid, which SQLite finds in its scan without handing over the rows.
+    if visits is None:
         snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment",
                                                     "coalesce(amount, 0) as amount": "int"},
-                      f"+at < {literal(visit_text(hi))}")
+                      within("at", visit_text(lo), visit_text(hi), period.days))
+        snapshot.read(f"{prefix}paid_before", "visits", {"client": "text"},
+                      f"+at < {literal(visit_text(lo))} and amount > 0 group by client")
     else:
         snapshot.run(f'create or replace view {prefix}visits as select client, visit_at as "at", amount '
-                     f"from {visits} where visit_at < {hi}")
+                     f"from {visits} where visit_at >= {lo} and visit_at < {hi}")
+        snapshot.run(f"create or replace view {prefix}paid_before as select distinct client from {visits} "
+                     f"where visit_at < {lo} and amount > 0")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
 
 
@@ -82,9 +88,9 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
     snapshot.run(f"""create or replace table {p}paid as
         select a.who, a.k1, a.k2, a.won, a.sold,
                coalesce(sum(v.amount) filter (where v.at >= a.since), 0) as visits_after,
-               coalesce(bool_or(v.amount > 0 and v.at < a.since), false) as paid_before
-        from {p}att a left join {p}visits v on v.client = a.who
-        group by a.who, a.k1, a.k2, a.won, a.sold""")
+               coalesce(bool_or(v.amount > 0 and v.at < a.since), false) or b.client is not null as paid_before
+        from {p}att a left join {p}visits v on v.client = a.who left join {p}paid_before b on b.client = a.who
+        group by a.who, a.k1, a.k2, a.won, a.sold, b.client""")
     rows = snapshot.rows(f"""
         with leads as (
             select k1, k2, count(*) as leads, count(*) filter (where qualified) as qualified,

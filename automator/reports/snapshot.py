@@ -86,9 +86,9 @@ class Snapshot:
         return table in self._existing
 
     def read(self, name: str, table: str, columns: Mapping[str, str], where: str = "") -> None:
-        """Load `columns` (name → "text" | "int", or "expression AS name" keys) of the SQLite `table`'s rows that
-        match `where` (SQLite SQL; literals only: see `literal()`) into the DuckDB table `name`. A table the store
-        lacks loads as an empty one."""
+        """Load `columns` (name or "expression as name" → "text" | "int" | "moment") of the SQLite `table`'s
+        rows that match `where` (SQLite SQL after WHERE, a GROUP BY may follow; literals only: see `literal()`)
+        into the DuckDB table `name`. A table the store lacks loads as an empty one."""
         started = time.perf_counter()
         names = [_alias(column) for column in columns]
         declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
