@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--threads", type=int, help="DuckDB's threads (default: every core)")
+    parser.add_argument("--only", action="append", choices=list(REPORTS), help="only this report (repeatable)")
     parser.add_argument("--child", nargs=2, metavar=("REPORT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               + f"; events and visits {sum(n for t, n in counts.items() if t not in ('client_channels', 'spend')):,}")
     print(f"reports over the last {PERIOD_DAYS} days, median of {args.runs} runs, each in a child process at nice 5:")
     figures: dict[str, float] = {}
-    for name in REPORTS:
+    for name in args.only or REPORTS:
         runs = []
         for _ in range(args.runs):
             command = [sys.executable, __file__, "--child", name, str(path)]
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"  peak {peak:6.0f} MB  [{verdict}: target < {TARGET_S:g} s]")
         figures[f"report_{name}_s"] = middle["total"]
         figures[f"report_{name}_peak_mb"] = peak
+    if args.only:
+        return figures
     compared = sqlite_vs_duckdb(path)
     print(f"visits' revenue by first channel, {PERIOD_DAYS} days: SQLite alone {compared['sqlite_s']:.2f} s; DuckDB "
           f"{compared['duckdb_compute_s']:.2f} s on a snapshot read in {compared['duckdb_read_s']:.2f} s")

@@ -51,19 +51,19 @@ def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str =
         within("created_at", lo, hi, period.days))
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
-    # The period's visits, and who had paid before it: whether a lead's client is new needs the whole history,
-    # but only as one row per client who ever paid, which SQLite finds in its scan without handing over the rows.
+    # The period's visits, and who had visited before it: whether a lead's client is new needs the whole history,
+    # but only one row per client, which SQLite reads off its index on client and time (a covering index scan).
     if visits is None:
         snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment",
                                                     "coalesce(amount, 0) as amount": "int"},
                       within("at", visit_text(lo), visit_text(hi), period.days))
-        snapshot.read(f"{prefix}paid_before", "visits", {"client": "text"},
-                      f"+at < {literal(visit_text(lo))} and amount > 0 group by client")
+        snapshot.read(f"{prefix}seen_before", "visits", {"client": "text"},
+                      f"at < {literal(visit_text(lo))} group by client")
     else:
         snapshot.run(f'create or replace view {prefix}visits as select client, visit_at as "at", amount '
                      f"from {visits} where visit_at >= {lo} and visit_at < {hi}")
-        snapshot.run(f"create or replace view {prefix}paid_before as select distinct client from {visits} "
-                     f"where visit_at < {lo} and amount > 0")
+        snapshot.run(f"create or replace view {prefix}seen_before as select distinct client from {visits} "
+                     f"where visit_at < {lo}")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
 
 
@@ -88,8 +88,8 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
     snapshot.run(f"""create or replace table {p}paid as
         select a.who, a.k1, a.k2, a.won, a.sold,
                coalesce(sum(v.amount) filter (where v.at >= a.since), 0) as visits_after,
-               coalesce(bool_or(v.amount > 0 and v.at < a.since), false) or b.client is not null as paid_before
-        from {p}att a left join {p}visits v on v.client = a.who left join {p}paid_before b on b.client = a.who
+               coalesce(bool_or(v.at < a.since), false) or b.client is not null as seen_before
+        from {p}att a left join {p}visits v on v.client = a.who left join {p}seen_before b on b.client = a.who
         group by a.who, a.k1, a.k2, a.won, a.sold, b.client""")
     rows = snapshot.rows(f"""
         with leads as (
@@ -100,7 +100,7 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
         clients as (
             select k1, k2, sum(visits_after)::bigint as visit_revenue,
                    sum(visits_after) filter (where not sold)::bigint as visits_of_dealless,
-                   count(*) filter (where not paid_before and (won or visits_after > 0)) as payers
+                   count(*) filter (where not seen_before and (won or visits_after > 0)) as payers
             from {p}paid group by k1, k2),
         spend as (
             select channel as k1, {"coalesce(campaign, '')" if by == "campaign" else "''"} as k2,
@@ -142,7 +142,7 @@ COLUMNS = (
     Column("spend", "Расход", "money", "расходы на рекламу за дни периода (automator spend import / pull)"),
     Column("cpl", "Цена лида", "money", "расход / лиды"),
     Column("payers", "Новые платящие", "int",
-           "клиенты этих лидов, не плативших до лида, которые заплатили после него: выигранная сделка или "
+           "клиенты этих лидов без визитов до лида, которые заплатили после него: выигранная сделка или "
            "визит с суммой"),
     Column("cac", "CAC", "money", "расход / новые платящие клиенты"),
     Column("romi", "ROMI, %", "percent", "(выручка − расход) / расход × 100"),

@@ -40,20 +40,23 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     lost_days = int(options.get("lost_days") or LOST_DAYS)
     read(snapshot, period)
     lo, hi, at_now = period.start_at, period.end_at, int(now.timestamp())
+    # One pass over every visit makes each client's row; the channel joins the 1 row a client, not each visit.
     snapshot.run(f"""create or replace table rt_clients as
-        select v.client, min(v.visit_at) as first_at, {_day(period, "min(v.visit_at)")} as first_day,
-               max(v.visit_at) filter (where v.visit_at < {hi}) as last_at,
-               count(*) filter (where v.visit_at < {hi}) as visits,
-               coalesce(sum(v.amount) filter (where v.visit_at < {hi}), 0)::bigint as revenue,
-               c.channel
-        from rt_visits v left join rt_channels c using (client) group by v.client, c.channel""")
+        select v.*, {_day(period, "v.first_at")} as first_day, c.channel
+        from (select client, min(visit_at) as first_at,
+                     max(visit_at) filter (where visit_at < {lo}) as before_lo,
+                     max(visit_at) filter (where visit_at < {hi}) as last_at,
+                     count(*) filter (where visit_at < {hi}) as visits,
+                     coalesce(sum(amount) filter (where visit_at < {hi}), 0)::bigint as revenue
+              from rt_visits group by client) v
+        left join rt_channels c using (client)""")
     returns = ", ".join(
         f"""bool_or(v.visit_at > n.first_at and v.visit_at <= n.first_at + {w * DAY}) as r{w},
             n.first_at + {w * DAY} <= {at_now} as due{w}""" for w in WINDOWS)
     snapshot.run(f"""create or replace table rt_new as
         select n.client, n.channel, {returns}
         from rt_clients n join rt_visits v using (client)
-        where n.first_at >= {lo} and n.first_at < {hi} group by all""")
+        where n.first_at >= {lo} and n.first_at < {hi} and v.visit_at >= {lo} group by all""")
     by_channel = snapshot.rows(f"""
         with new as (select channel, count(*) as new,
                             {", ".join(f"count(*) filter (where due{w}) as due{w}, "
@@ -82,9 +85,10 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     group_rows, curve_rows = _groups(by_channel, channels)
     gaps = snapshot.rows(f"""
         select quantile_disc(gap, 0.5) as median, quantile_disc(gap, 0.9) as p90 from (
-            select visit_at - lag(visit_at) over (partition by client order by visit_at) as gap, visit_at
-            from rt_visits)
-        where visit_at >= {lo} and visit_at < {hi} and gap > 0""")[0]
+            select v.visit_at - coalesce(lag(v.visit_at) over (partition by v.client order by v.visit_at),
+                                         c.before_lo) as gap
+            from rt_visits v join rt_clients c using (client) where v.visit_at >= {lo} and v.visit_at < {hi})
+        where gap > 0""")[0]  # the period's visits, the first of each after the client's last before the period
     lead = snapshot.rows("""select quantile_disc(starts_at - created_at, 0.5) as median,
                                    quantile_disc(starts_at - created_at, 0.9) as p90, count(*) as bookings
                             from rt_bookings where starts_at >= created_at""")[0]

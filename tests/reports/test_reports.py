@@ -34,7 +34,7 @@ def test_channels_by_first_touch(store: Path) -> None:
     # site: deal:1,2,3,9,12 created in March. Qualified by 31.03: 1 (03-03), 2 (03-04), 12 (03-29). Won by 31.03:
     # deal:1 only (deal:12 is won 02.04). Its clients c1 (first lead deal:1), c2, c3, c10; visits from the lead to
     # 31.03: c1 3000 + 2500, c2 1500 = 7000. Revenue: deals 5000 + visits of clients with no sold deal (c2) 1500.
-    # Spend 10000 + 5000 (28.02 is outside). New payers: c2 (c1 paid on 10.02, before its lead) → 1.
+    # Spend 10000 + 5000 (28.02 is outside). New payers: c2 (c1 visited on 10.02, before its lead) → 1.
     assert by["site"] == {
         "channel": "site", "title": "Сайт", "leads": 5, "qualified": 3, "won": 1, "deal_revenue": D("5000.00"),
         "visit_revenue": D("7000.00"), "revenue": D("6500.00"), "spend": D("15000.00"),
