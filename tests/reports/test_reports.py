@@ -195,3 +195,17 @@ def test_bad_requests_are_refused(store: Path) -> None:
         report(store, "sales")
     with pytest.raises(ReportError, match="cannot be grouped by 'branch'"):
         report(store, "channels", by="branch")
+
+
+def test_funnel_stages_in_the_pipelines_order_with_their_titles(store: Path) -> None:
+    from automator.model import Pipeline, Stage
+
+    # `lost` listed before `in_progress`: the configured order holds, the stage of loss goes last, titles shown.
+    stages = {"new": Stage("new", "NEW", "Новый лид"), "lost": Stage("lost", "LOSE", "Отказ", outcome="lost"),
+              "in_progress": Stage("in_progress", "PREPARATION", "В работе"),
+              "won": Stage("won", "WON", "Записан", outcome="won")}
+    pipelines = {"first_sales": Pipeline("first_sales", "crm", "0", stages, "Первичные продажи")}
+    found = report(store, "funnel", pipelines=pipelines)
+    assert [(r["stage"], r["title"]) for r in found.table("stages").rows] == [
+        ("new", "Новый лид"), ("in_progress", "В работе"), ("won", "Записан"), ("lost", "Отказ")]
+    assert report(store, "funnel", pipeline="other").table("stages").rows == ()
