@@ -8,7 +8,7 @@ twice; a lead with no client stands for a client of its own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -199,17 +199,13 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
 
 
 def _row(group: Group, channels: ChannelMap, by: str) -> dict[str, Any]:
-    figures = _figures(group if by != "source" else Group(**{**_fields(group), "spend": None}))
+    figures = _figures(group if by != "source" else replace(group, spend=None))
     if by == "source":
         return {"channel": group.channel, "title": group.channel or "не указан", **figures}
     row = {"channel": group.channel, "title": channels.title(group.channel), **figures}
     if by == "campaign":
         row["campaign"] = group.campaign
     return row
-
-
-def _fields(group: Group) -> dict[str, Any]:
-    return {name: getattr(group, name) for name in Group.__slots__}
 
 
 def _figures(g: Group) -> dict[str, Any]:
