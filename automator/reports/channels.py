@@ -40,14 +40,18 @@ class Group:
 
 
 def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_",
-         visits: str | None = None) -> None:
+         visits: str | None = None, *, lean: bool = False) -> None:
     """Load what the report reads: the period's leads, the spend of its days, the visits up to its end (or use
-    the DuckDB table `visits` already loaded: client, visit_at, amount)."""
+    the DuckDB table `visits` already loaded: client, visit_at, amount). `lean`: only what spend, payers and
+    revenue by channel need (qualified, campaign and source left empty), as retention's CAC does."""
     lo, hi = period.start_at, period.end_at
+    def unless_lean(column: str, name: str) -> str:
+        return f"null as {name}" if lean else f"{column} as {name}"
+
     snapshot.read(f"{prefix}leads", "leads", {
-        "id": "text", "client": "text", "created_at": "int", "qualified_at": "int", "closed_at": "int",
-        "outcome": "text", "amount": "int", f"{touch}_channel as channel": "text",
-        f"{touch}_campaign as campaign": "text", "raw_source": "text"},
+        "id": "text", "client": "text", "created_at": "int", unless_lean("qualified_at", "qualified_at"): "int",
+        "closed_at": "int", "outcome": "text", "amount": "int", f"{touch}_channel as channel": "text",
+        unless_lean(f"{touch}_campaign", "campaign"): "text", unless_lean("raw_source", "raw_source"): "text"},
         within("created_at", lo, hi, period.days))
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
