@@ -40,11 +40,14 @@ class Group:
 
 
 def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_",
-         visits: str | None = None, *, lean: bool = False) -> None:
-    """Load what the report reads: the period's leads, the spend of its days, the visits up to its end (or use
-    the DuckDB table `visits` already loaded: client, visit_at, amount). `lean`: only what spend, payers and
-    revenue by channel need (qualified, campaign and source left empty), as retention's CAC does."""
+         visits: str | None = None, *, seen_before: str | None = None, lean: bool = False) -> None:
+    """Load what the report reads: the period's leads, the spend of its days, the period's visits and who had
+    visited before it. A caller that has loaded the visits passes their DuckDB table `visits` (client, visit_at,
+    amount) and may pass `seen_before`, a DuckDB query of the clients seen before the period cheaper than a scan.
+    `lean`: only what spend, payers and revenue by channel need (qualified, campaign and source left empty), as
+    retention's CAC does."""
     lo, hi = period.start_at, period.end_at
+
     def unless_lean(column: str, name: str) -> str:
         return f"null as {name}" if lean else f"{column} as {name}"
 
@@ -66,8 +69,8 @@ def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str =
     else:
         snapshot.run(f'create or replace view {prefix}visits as select client, visit_at as "at", amount '
                      f"from {visits} where visit_at >= {lo} and visit_at < {hi}")
-        snapshot.run(f"create or replace view {prefix}seen_before as select distinct client from {visits} "
-                     f"where visit_at < {lo}")
+        before = seen_before or f"select distinct client from {visits} where visit_at < {lo}"
+        snapshot.run(f"create or replace view {prefix}seen_before as {before}")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
 
 

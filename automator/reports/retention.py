@@ -69,7 +69,8 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
                coalesce(a.clients, 0) as clients, coalesce(a.revenue, 0) as revenue
         from all_clients a full join new n on a.channel is not distinct from n.channel
         order by new desc, clients desc, channel nulls last""")
-    acquisition.read(snapshot, period, "first", prefix="rt_ch_", visits="rt_visits", lean=True)
+    acquisition.read(snapshot, period, "first", prefix="rt_ch_", visits="rt_visits", lean=True,
+                     seen_before=f"select client from rt_clients where first_at < {lo}")
     cac = {g.channel: (g.spend, g.payers) for g in acquisition.groups(snapshot, "channel", prefix="rt_ch_")}
     channel_rows = []
     for r in sorted(by_channel, key=lambda r: channels.is_aggregator(r["channel"])):
