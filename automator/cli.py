@@ -842,4 +842,10 @@ def backup(file: Path, config: Path, db: Path | None, force: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    if sys.argv[1:2] == ["report"]:
+        # A report's process runs beside the daemon's at a lower priority: a report can wait a little, a webhook
+        # should not. (Here, not in the command: a program calling the CLI in-process keeps its own priority.)
+        import os
+
+        os.nice(10)
     cli()

@@ -9,7 +9,8 @@ cached under the temporary folder, named by its parameters, so a second run does
 Then each report (channels, funnel, retention, staff) over the last PERIOD_DAYS days is computed RUNS times, each
 in a child process (at lower priority, `os.nice`, as a report beside the daemon should run), printing the median
 time, its split between reading the SQLite snapshot (ADBC → DuckDB) and computing in DuckDB, and the child's peak
-memory (ru_maxrss). Last, one aggregate (visits' revenue by first channel over the period) in SQLite alone and in
+memory (ru_maxrss) and CPU time (user + system: on a machine others load, the wall time grows, this does not).
+Last, one aggregate (visits' revenue by first channel over the period) in SQLite alone and in
 DuckDB over the snapshot, to show why the reports compute in DuckDB. Target: each report under 10 s.
 
 `--quick`: 100,000 leads (about a million rows) — a check that it runs, in under a minute. Run the full size only
@@ -163,8 +164,9 @@ def child(name: str, path: Path, threads: int | None) -> dict[str, Any]:
         REPORTS[name](snapshot, period, {"by": None, "touch": "first", "stages": {}}, DEFAULTS, now)
         read = snapshot.read_seconds
     total = time.perf_counter() - started
-    return {"total": total, "read": read, "compute": total - read,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"total": total, "read": read, "compute": total - read, "cpu": usage.ru_utime + usage.ru_stime,
+            "peak_mb": usage.ru_maxrss / 1024}
 
 
 def sqlite_vs_duckdb(path: Path) -> dict[str, float]:
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--threads", type=int, help="DuckDB's threads (default: every core)")
+    parser.add_argument("--only", action="append", choices=list(REPORTS), help="only this report (repeatable)")
     parser.add_argument("--child", nargs=2, metavar=("REPORT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -212,9 +215,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"store: {path} filled in {time.perf_counter() - started:.1f} s, {path.stat().st_size / 2**20:,.0f} MB: "
               + ", ".join(f"{t} {n:,}" for t, n in counts.items())
               + f"; events and visits {sum(n for t, n in counts.items() if t not in ('client_channels', 'spend')):,}")
-    print(f"reports over the last {PERIOD_DAYS} days, median of {args.runs} runs, each in a child process at nice 5:")
+    print(f"reports over the last {PERIOD_DAYS} days, median of {args.runs} runs, each in a child process at nice 5 "
+          f"(load average {os.getloadavg()[0]:.1f} at the start):")
     figures: dict[str, float] = {}
-    for name in REPORTS:
+    for name in args.only or REPORTS:
         runs = []
         for _ in range(args.runs):
             command = [sys.executable, __file__, "--child", name, str(path)]
@@ -226,9 +230,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         peak = max(r["peak_mb"] for r in runs)
         verdict = "ok" if middle["total"] < TARGET_S else "OVER"
         print(f"  {name:<10} {middle['total']:6.2f} s  (read {middle['read']:5.2f} s, compute {middle['compute']:5.2f} s)"
-              f"  peak {peak:6.0f} MB  [{verdict}: target < {TARGET_S:g} s]")
+              f"  CPU {middle['cpu']:5.1f} s  peak {peak:5.0f} MB  [{verdict}: target < {TARGET_S:g} s]")
         figures[f"report_{name}_s"] = middle["total"]
         figures[f"report_{name}_peak_mb"] = peak
+    if args.only:
+        return figures
     compared = sqlite_vs_duckdb(path)
     print(f"visits' revenue by first channel, {PERIOD_DAYS} days: SQLite alone {compared['sqlite_s']:.2f} s; DuckDB "
           f"{compared['duckdb_compute_s']:.2f} s on a snapshot read in {compared['duckdb_read_s']:.2f} s")

@@ -16,6 +16,7 @@ import crash  # noqa: E402
 import daemon_profile  # noqa: E402
 import daemon_throughput  # noqa: E402
 import load_rules  # noqa: E402
+import reports  # noqa: E402
 import restart  # noqa: E402
 import route_event  # noqa: E402
 import soak  # noqa: E402
@@ -24,8 +25,8 @@ import timers  # noqa: E402
 
 # Each starts `automator run` in a subprocess and takes its own arguments (`--quick`).
 DAEMON_BENCHES = (daemon_throughput, timers, restart, daemon_profile, crash)
-# Take `--quick` too, but run in this process (their servers in child processes).
-QUICK_BENCHES = (connector_calls,)
+# Take `--quick` too, but run in this process (their servers, or each report, in child processes).
+QUICK_BENCHES = (connector_calls, reports)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ twice; a lead with no client stands for a client of its own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +17,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import money, per, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import Snapshot, literal, visit_text
+from automator.reports.snapshot import Snapshot, literal, visit_text, within
 
 BY = ("channel", "campaign", "source")
 TOUCHES = ("first", "last")
@@ -39,20 +39,38 @@ class Group:
     spend: int | None = None
 
 
-def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_") -> None:
-    """Load what the report reads: the period's leads, the spend of its days, the visits of those leads' clients
-    up to its end."""
+def read(snapshot: Snapshot, period: Period, touch: str = "first", prefix: str = "ch_",
+         visits: str | None = None, *, seen_before: str | None = None, lean: bool = False) -> None:
+    """Load what the report reads: the period's leads, the spend of its days, the period's visits and who had
+    visited before it. A caller that has loaded the visits passes their DuckDB table `visits` (client, visit_at,
+    amount) and may pass `seen_before`, a DuckDB query of the clients seen before the period cheaper than a scan.
+    `lean`: only what spend, payers and revenue by channel need (qualified, campaign and source left empty), as
+    retention's CAC does."""
     lo, hi = period.start_at, period.end_at
+
+    def unless_lean(column: str, name: str) -> str:
+        return f"null as {name}" if lean else f"{column} as {name}"
+
     snapshot.read(f"{prefix}leads", "leads", {
-        "id": "text", "client": "text", "created_at": "int", "qualified_at": "int", "closed_at": "int",
-        "outcome": "text", "amount": "int", f"{touch}_channel as channel": "text",
-        f"{touch}_campaign as campaign": "text", "raw_source": "text"},
-        f"created_at >= {lo} and created_at < {hi}")
+        "id": "text", "client": "text", "created_at": "int", unless_lean("qualified_at", "qualified_at"): "int",
+        "closed_at": "int", "outcome": "text", "amount": "int", f"{touch}_channel as channel": "text",
+        unless_lean(f"{touch}_campaign", "campaign"): "text", unless_lean("raw_source", "raw_source"): "text"},
+        within("created_at", lo, hi, period.days))
     snapshot.read(f"{prefix}spend", "spend", {"channel": "text", "campaign": "text", "amount": "int"},
                   f"day >= {literal(period.start.isoformat())} and day <= {literal(period.end.isoformat())}")
-    snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment", "coalesce(amount, 0) as amount": "int"},
-                  f"at < {literal(visit_text(hi))} and client in (select client from leads where created_at >= {lo} "
-                  f"and created_at < {hi} and client is not null)")
+    # The period's visits, and who had visited before it: whether a lead's client is new needs the whole history,
+    # but only one row per client, which SQLite reads off its index on client and time (a covering index scan).
+    if visits is None:
+        snapshot.read(f"{prefix}visits", "visits", {"client": "text", "at": "moment",
+                                                    "coalesce(amount, 0) as amount": "int"},
+                      within("at", visit_text(lo), visit_text(hi), period.days))
+        snapshot.read(f"{prefix}seen_before", "visits", {"client": "text"},
+                      f"at < {literal(visit_text(lo))} group by client")
+    else:
+        snapshot.run(f'create or replace view {prefix}visits as select client, visit_at as "at", amount '
+                     f"from {visits} where visit_at >= {lo} and visit_at < {hi}")
+        before = seen_before or f"select distinct client from {visits} where visit_at < {lo}"
+        snapshot.run(f"create or replace view {prefix}seen_before as {before}")
     snapshot.run(f"create or replace table {prefix}bounds as select {lo}::bigint as lo, {hi}::bigint as hi")
 
 
@@ -77,9 +95,9 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
     snapshot.run(f"""create or replace table {p}paid as
         select a.who, a.k1, a.k2, a.won, a.sold,
                coalesce(sum(v.amount) filter (where v.at >= a.since), 0) as visits_after,
-               coalesce(bool_or(v.amount > 0 and v.at < a.since), false) as paid_before
-        from {p}att a left join {p}visits v on v.client = a.who
-        group by a.who, a.k1, a.k2, a.won, a.sold""")
+               coalesce(bool_or(v.at < a.since), false) or b.client is not null as seen_before
+        from {p}att a left join {p}visits v on v.client = a.who left join {p}seen_before b on b.client = a.who
+        group by a.who, a.k1, a.k2, a.won, a.sold, b.client""")
     rows = snapshot.rows(f"""
         with leads as (
             select k1, k2, count(*) as leads, count(*) filter (where qualified) as qualified,
@@ -89,7 +107,7 @@ def groups(snapshot: Snapshot, by: str = "channel", prefix: str = "ch_") -> list
         clients as (
             select k1, k2, sum(visits_after)::bigint as visit_revenue,
                    sum(visits_after) filter (where not sold)::bigint as visits_of_dealless,
-                   count(*) filter (where not paid_before and (won or visits_after > 0)) as payers
+                   count(*) filter (where not seen_before and (won or visits_after > 0)) as payers
             from {p}paid group by k1, k2),
         spend as (
             select channel as k1, {"coalesce(campaign, '')" if by == "campaign" else "''"} as k2,
@@ -131,7 +149,7 @@ COLUMNS = (
     Column("spend", "Расход", "money", "расходы на рекламу за дни периода (automator spend import / pull)"),
     Column("cpl", "Цена лида", "money", "расход / лиды"),
     Column("payers", "Новые платящие", "int",
-           "клиенты этих лидов, не плативших до лида, которые заплатили после него: выигранная сделка или "
+           "клиенты этих лидов без визитов до лида, которые заплатили после него: выигранная сделка или "
            "визит с суммой"),
     Column("cac", "CAC", "money", "расход / новые платящие клиенты"),
     Column("romi", "ROMI, %", "percent", "(выручка − расход) / расход × 100"),
@@ -152,8 +170,8 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     if by == "campaign":
         head += (Column("campaign", "Кампания", "text", "utm_campaign / кампания касания"),)
     elif by == "source":
-        head = (Column("channel", "Источник", "text", "источник в самой системе (SOURCE_ID Битрикс24, source "
-                                                         "amoCRM, YCLIENTS)"),)
+        head = (Column("title", "Источник", "text", "источник в самой системе (SOURCE_ID Битрикс24, source amoCRM, "
+                                                       "YCLIENTS)"),)
     rows = tuple(_row(g, channels, by) for g in found)
     total = _figures(Group(None, None, leads=sum(g.leads for g in found), qualified=sum(g.qualified for g in found),
                            won=sum(g.won for g in found), deal_revenue=sum(g.deal_revenue for g in found),
@@ -188,17 +206,13 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
 
 
 def _row(group: Group, channels: ChannelMap, by: str) -> dict[str, Any]:
-    figures = _figures(group if by != "source" else Group(**{**_fields(group), "spend": None}))
+    figures = _figures(group if by != "source" else replace(group, spend=None))
     if by == "source":
-        return {"channel": group.channel or "не указан", **figures}
+        return {"channel": group.channel, "title": group.channel or "не указан", **figures}
     row = {"channel": group.channel, "title": channels.title(group.channel), **figures}
     if by == "campaign":
         row["campaign"] = group.campaign
     return row
-
-
-def _fields(group: Group) -> dict[str, Any]:
-    return {name: getattr(group, name) for name in Group.__slots__}
 
 
 def _figures(g: Group) -> dict[str, Any]:

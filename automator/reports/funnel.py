@@ -17,7 +17,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import days, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import Snapshot, literal
+from automator.reports.snapshot import Snapshot, literal, within
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +39,13 @@ def read(snapshot: Snapshot, period: Period, pipeline: str | None) -> None:
     """Load the period's leads and deals that are in a pipeline, and their stage moves up to the period's end."""
     lo, hi = period.start_at, period.end_at
     only = f" and pipeline = {literal(pipeline)}" if pipeline else ""
-    cohort = f"created_at >= {lo} and created_at < {hi}"
+    cohort = within("created_at", lo, hi, period.days)
     snapshot.read("fn_leads", "leads", {"id": "text", "responsible": "text", "outcome": "text", "created_at": "int",
                                         "closed_at": "int", "pipeline": "text"},
                   f"{cohort} and pipeline is not null{only}")
     snapshot.read("fn_moves", "stage_moves", {"id": "int", "record": "text", "pipeline": "text", "stage": "text",
                                               "at as moved_at": "int"},
-                  f"at < {hi}{only} and record in (select id from leads where {cohort})")
+                  within("at", lo, hi, period.days) + only)  # a record moves after it is created: at >= lo
 
 
 def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], channels: ChannelMap,

@@ -18,7 +18,7 @@ import automator.reports.channels as acquisition
 from automator.reports.figures import DAY, days, money, per, percent, rounded
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import Snapshot, literal
+from automator.reports.snapshot import Snapshot, literal, local_day, within
 
 WINDOWS = (30, 60, 90)
 LOST_DAYS = 90
@@ -27,15 +27,11 @@ COHORT_MONTHS = 12
 
 def read(snapshot: Snapshot, period: Period) -> None:
     """Load every visit (client, moment, amount), each client's first channel and the period's bookings."""
-    snapshot.read("rt_visits_read", "visits", {"client": "text", "at as visit_at": "moment",
-                                               "coalesce(amount, 0) as amount": "int"}, "client is not null")
-    zone = literal(getattr(period.tz, "key", None) or "UTC")
-    snapshot.run(f"""create or replace table rt_visits as
-        select *, timezone({zone}, to_timestamp(visit_at))::date as day from rt_visits_read""")
-    snapshot.run("drop table rt_visits_read")
+    snapshot.read("rt_visits", "visits", {"client": "text", "at as visit_at": "moment",
+                                          "coalesce(amount, 0) as amount": "int"}, "client is not null")
     snapshot.read("rt_channels", "client_channels", {"client": "text", "channel": "text"})
     snapshot.read("rt_bookings", "bookings", {"created_at": "int", "starts_at": "int"},
-                  f"created_at >= {period.start_at} and created_at < {period.end_at}")
+                  within("created_at", period.start_at, period.end_at, period.days))
 
 
 def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], channels: ChannelMap,
@@ -44,20 +40,23 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     lost_days = int(options.get("lost_days") or LOST_DAYS)
     read(snapshot, period)
     lo, hi, at_now = period.start_at, period.end_at, int(now.timestamp())
+    # One pass over every visit makes each client's row; the channel joins the 1 row a client, not each visit.
     snapshot.run(f"""create or replace table rt_clients as
-        select v.client, min(v.visit_at) as first_at, arg_min(v.day, v.visit_at) as first_day,
-               max(v.visit_at) filter (where v.visit_at < {hi}) as last_at,
-               count(*) filter (where v.visit_at < {hi}) as visits,
-               coalesce(sum(v.amount) filter (where v.visit_at < {hi}), 0)::bigint as revenue,
-               c.channel
-        from rt_visits v left join rt_channels c using (client) group by v.client, c.channel""")
+        select v.*, {_day(period, "v.first_at")} as first_day, c.channel
+        from (select client, min(visit_at) as first_at,
+                     max(visit_at) filter (where visit_at < {lo}) as before_lo,
+                     max(visit_at) filter (where visit_at < {hi}) as last_at,
+                     count(*) filter (where visit_at < {hi}) as visits,
+                     coalesce(sum(amount) filter (where visit_at < {hi}), 0)::bigint as revenue
+              from rt_visits group by client) v
+        left join rt_channels c using (client)""")
     returns = ", ".join(
         f"""bool_or(v.visit_at > n.first_at and v.visit_at <= n.first_at + {w * DAY}) as r{w},
             n.first_at + {w * DAY} <= {at_now} as due{w}""" for w in WINDOWS)
     snapshot.run(f"""create or replace table rt_new as
         select n.client, n.channel, {returns}
         from rt_clients n join rt_visits v using (client)
-        where n.first_at >= {lo} and n.first_at < {hi} group by all""")
+        where n.first_at >= {lo} and n.first_at < {hi} and v.visit_at >= {lo} group by all""")
     by_channel = snapshot.rows(f"""
         with new as (select channel, count(*) as new,
                             {", ".join(f"count(*) filter (where due{w}) as due{w}, "
@@ -70,7 +69,8 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
                coalesce(a.clients, 0) as clients, coalesce(a.revenue, 0) as revenue
         from all_clients a full join new n on a.channel is not distinct from n.channel
         order by new desc, clients desc, channel nulls last""")
-    acquisition.read(snapshot, period, "first", prefix="rt_ch_")
+    acquisition.read(snapshot, period, "first", prefix="rt_ch_", visits="rt_visits", lean=True,
+                     seen_before=f"select client from rt_clients where first_at < {lo}")
     cac = {g.channel: (g.spend, g.payers) for g in acquisition.groups(snapshot, "channel", prefix="rt_ch_")}
     channel_rows = []
     for r in sorted(by_channel, key=lambda r: channels.is_aggregator(r["channel"])):
@@ -86,9 +86,10 @@ def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], chann
     group_rows, curve_rows = _groups(by_channel, channels)
     gaps = snapshot.rows(f"""
         select quantile_disc(gap, 0.5) as median, quantile_disc(gap, 0.9) as p90 from (
-            select visit_at - lag(visit_at) over (partition by client order by visit_at) as gap, visit_at
-            from rt_visits)
-        where visit_at >= {lo} and visit_at < {hi} and gap > 0""")[0]
+            select v.visit_at - coalesce(lag(v.visit_at) over (partition by v.client order by v.visit_at),
+                                         c.before_lo) as gap
+            from rt_visits v join rt_clients c using (client) where v.visit_at >= {lo} and v.visit_at < {hi})
+        where gap > 0""")[0]  # the period's visits, the first of each after the client's last before the period
     lead = snapshot.rows("""select quantile_disc(starts_at - created_at, 0.5) as median,
                                    quantile_disc(starts_at - created_at, 0.9) as p90, count(*) as bookings
                             from rt_bookings where starts_at >= created_at""")[0]
@@ -206,7 +207,7 @@ def _groups(by_channel: list[dict[str, Any]], channels: ChannelMap) -> tuple[tup
 
 def _months(snapshot: Snapshot, period: Period) -> tuple[dict[str, Any], ...]:
     found = {r["month"]: r for r in snapshot.rows(f"""
-        select strftime(day, '%Y-%m') as month, count(distinct client) as clients, count(*) as visits,
+        select strftime({_day(period, "visit_at")}, '%Y-%m') as month, count(distinct client) as clients, count(*) as visits,
                count(*) filter (where amount > 0) as paid, coalesce(sum(amount), 0)::bigint as revenue
         from rt_visits where visit_at >= {period.start_at} and visit_at < {period.end_at} group by 1""")}
     rows = []
@@ -220,8 +221,8 @@ def _months(snapshot: Snapshot, period: Period) -> tuple[dict[str, Any], ...]:
 
 def _days(snapshot: Snapshot, period: Period) -> tuple[dict[str, Any], ...]:
     found = {r["day"]: r for r in snapshot.rows(f"""
-        select day, count(*) as visits, coalesce(sum(amount), 0)::bigint as revenue
-        from rt_visits where visit_at >= {period.start_at} and visit_at < {period.end_at} group by day""")}
+        select {_day(period, "visit_at")} as day, count(*) as visits, coalesce(sum(amount), 0)::bigint as revenue
+        from rt_visits where visit_at >= {period.start_at} and visit_at < {period.end_at} group by 1""")}
     return tuple({"day": d, "visits": found.get(d, {}).get("visits", 0),
                   "revenue": money(found.get(d, {}).get("revenue", 0))}
                  for d in (period.start + timedelta(days=n) for n in range(period.days)))
@@ -236,9 +237,10 @@ def _cohorts(snapshot: Snapshot, period: Period, now: datetime) -> tuple[dict[st
     found = snapshot.rows(f"""
         with c as (select client, date_trunc('month', first_day)::date as cohort from rt_clients
                    where first_day >= {literal(first.isoformat())}::date and first_day <= {literal(period.end.isoformat())}::date)
-        select c.cohort, datediff('month', c.cohort, date_trunc('month', v.day)) as k, count(distinct v.client) as n
+        select c.cohort, datediff('month', c.cohort, date_trunc('month', {_day(period, "v.visit_at")})) as k,
+               count(distinct v.client) as n
         from c join rt_visits v using (client)
-        where v.day <= {literal(period.end.isoformat())}::date group by all""")
+        where v.visit_at < {period.end_at} group by all""")
     counts: dict[tuple[date, int], int] = {(r["cohort"], r["k"]): r["n"] for r in found}
     rows = []
     cohort = first
@@ -252,6 +254,12 @@ def _cohorts(snapshot: Snapshot, period: Period, now: datetime) -> tuple[dict[st
             rows.append(row)
         cohort = _add_months(cohort, 1)
     return tuple(rows)
+
+
+def _day(period: Period, column: str) -> str:
+    """The local date of `column` over the period and the cohort months before it."""
+    return local_day(column, period.tz, min(period.start_at, period.end_at - (COHORT_MONTHS + 1) * 31 * DAY),
+                     period.end_at)
 
 
 def _month_names(start: date, end: date) -> list[str]:

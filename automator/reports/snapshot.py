@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ import duckdb
 # a "moment" is a UTC ISO text (a visit's `at`) that DuckDB turns into seconds since the epoch as it loads it.
 TYPES = {"text": "VARCHAR", "int": "BIGINT", "moment": "BIGINT"}
 DEFAULT_MEMORY_LIMIT = "2GB"
+DAY_SECONDS = 86400
 
 
 class SnapshotError(RuntimeError):
@@ -53,8 +54,10 @@ class Snapshot:
             raise SnapshotError(f"no database at {path}")
         self.path = path
         self.read_seconds = 0.0
+        # Rows are loaded in no particular order (a report orders what it shows): DuckDB loads faster so.
         self.duck = duckdb.connect(":memory:", config={
-            "threads": limits.threads or os.cpu_count() or 1, "memory_limit": limits.memory_limit})
+            "threads": limits.threads or os.cpu_count() or 1, "memory_limit": limits.memory_limit,
+            "preserve_insertion_order": False})
         # mode=ro: a report can never write, nor take the write lock. ADBC's autocommit is off, so the driver has
         # begun a (deferred) transaction: its snapshot of the WAL is taken by the first read just below and kept
         # until close() rolls it back.
@@ -83,9 +86,9 @@ class Snapshot:
         return table in self._existing
 
     def read(self, name: str, table: str, columns: Mapping[str, str], where: str = "") -> None:
-        """Load `columns` (name → "text" | "int", or "expression AS name" keys) of the SQLite `table`'s rows that
-        match `where` (SQLite SQL; literals only: see `literal()`) into the DuckDB table `name`. A table the store
-        lacks loads as an empty one."""
+        """Load `columns` (name or "expression as name" → "text" | "int" | "moment") of the SQLite `table`'s
+        rows that match `where` (SQLite SQL after WHERE, a GROUP BY may follow; literals only: see `literal()`)
+        into the DuckDB table `name`. A table the store lacks loads as an empty one."""
         started = time.perf_counter()
         names = [_alias(column) for column in columns]
         declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
@@ -94,6 +97,8 @@ class Snapshot:
             selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
                                  else f'{_expression(c)} as "{n}"'
                                  for c, n, kind in zip(columns, names, columns.values()))
+            # Batches of 64k rows, not ADBC's 1,024: a third less time per million rows read.
+            self._cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
             self._cursor.execute(f"select {selected} from {table}" + (f" where {where}" if where else ""))
             stream = self._cursor.fetch_arrow()
             # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
@@ -134,6 +139,28 @@ def literal(value: str | int | None) -> str:
     if isinstance(value, int):
         return str(value)
     return "'" + value.replace("'", "''") + "'"
+
+
+def within(column: str, lo: int | str, hi: int | str, days: int) -> str:
+    """SQLite's condition `lo <= column < hi`. Over more than a month it keeps SQLite from the column's index: a
+    scan reads a large share of a table several times faster than index lookups in the order of the index."""
+    name = f"+{column}" if days > 31 else column
+    return f"{name} >= {literal(lo)} and {name} < {literal(hi)}"
+
+
+def local_day(column: str, tz: tzinfo, start_at: int, end_at: int) -> str:
+    """DuckDB's expression for the local date (in `tz`) of `column` (epoch seconds) for moments from `start_at` to
+    `end_at`. A zone with one offset over that span (Moscow: +03:00 since 2014) gets integer arithmetic, several
+    times faster over millions of rows than converting each moment through the zone's rules."""
+    offsets = {_offset(tz, moment) for moment in range(start_at, end_at + DAY_SECONDS, DAY_SECONDS // 4)}
+    if len(offsets) == 1:
+        return f"(DATE '1970-01-01' + (({column} + {offsets.pop()}) // {DAY_SECONDS})::integer)"
+    return f"timezone({literal(getattr(tz, 'key', None) or 'UTC')}, to_timestamp({column}))::date"
+
+
+def _offset(tz: tzinfo, moment: int) -> int:
+    offset = datetime.fromtimestamp(moment, timezone.utc).astimezone(tz).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def visit_text(epoch: int) -> str:

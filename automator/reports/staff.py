@@ -11,7 +11,7 @@ from automator.channels import ChannelMap
 from automator.reports.figures import money, per, percent
 from automator.reports.model import Chart, Column, Report, Table
 from automator.reports.period import Period
-from automator.reports.snapshot import Snapshot, visit_text
+from automator.reports.snapshot import Snapshot, literal, visit_text, within
 
 BY = ("staff", "branch")
 
@@ -21,15 +21,21 @@ def read(snapshot: Snapshot, period: Period) -> None:
     review (for reviews that name no employee)."""
     lo, hi = period.start_at, period.end_at
     lo_text, hi_text = visit_text(lo), visit_text(hi)
+    days = period.days
     snapshot.read("st_bookings", "bookings", {"staff": "text", "branch": "text", "status": "text"},
-                  f"starts_at >= {lo} and starts_at < {hi}")
+                  within("starts_at", lo, hi, days))
     snapshot.read("st_reviews", "reviews", {"id": "text", "client": "text", "at as reviewed_at": "int",
                                             "score": "int", "staff": "text", "branch": "text"},
-                  f"at >= {lo} and at < {hi}")
-    snapshot.read("st_visits", "visits", {"client": "text", "at as visit_at": "moment",
-                                          "coalesce(amount, 0) as amount": "int", "staff": "text", "branch": "text"},
-                  f"(at >= '{lo_text}' and at < '{hi_text}') or (at < '{hi_text}' and client in "
-                  f"(select client from reviews where at >= {lo} and at < {hi} and (staff is null or branch is null)))")
+                  within("at", lo, hi, days))
+    visit = {"client": "text", "at as visit_at": "moment", "coalesce(amount, 0) as amount": "int", "staff": "text",
+             "branch": "text"}
+    snapshot.read("st_visits", "visits", visit, within("at", visit_text(lo), visit_text(hi), days))
+    # The visits before the period of the clients whose review names no employee or branch (through the index on
+    # client and time).
+    snapshot.read("st_visits_before", "visits", visit,
+                  f"at < {literal(visit_text(lo))} and client in (select client from reviews where "
+                  f"{within('at', lo, hi, days)} and (staff is null or branch is null))")
+    snapshot.run("insert into st_visits select * from st_visits_before")
 
 
 def report(snapshot: Snapshot, period: Period, options: Mapping[str, Any], channels: ChannelMap,

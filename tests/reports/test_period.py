@@ -50,3 +50,19 @@ def test_bad_periods() -> None:
         parse_day("31.03.2026", "--to")
     with pytest.raises(PeriodError, match="unknown period"):
         named("last_decade", datetime(2026, 3, 1, tzinfo=MSK), MSK)
+
+
+def test_local_days_in_duckdb_agree_with_the_zone() -> None:
+    import duckdb
+
+    from automator.reports.snapshot import local_day
+
+    berlin = ZoneInfo("Europe/Berlin")
+    moments = [int(datetime(2026, month, day, hour, 30, tzinfo=timezone.utc).timestamp())
+               for month, day in ((3, 28), (3, 29), (10, 24), (10, 25)) for hour in (0, 21, 22, 23)]
+    start, end = min(moments), max(moments)
+    for tz, fast in ((MSK, True), (berlin, False)):  # Moscow: one offset; Berlin: daylight saving in the span
+        expression = local_day("m", tz, start, end)
+        assert expression.startswith("(DATE") is fast
+        got = duckdb.connect().execute(f"select {expression} from (select unnest(?) as m)", [moments]).fetchall()
+        assert [row[0] for row in got] == [datetime.fromtimestamp(m, tz).date() for m in moments]

@@ -34,7 +34,7 @@ def test_channels_by_first_touch(store: Path) -> None:
     # site: deal:1,2,3,9,12 created in March. Qualified by 31.03: 1 (03-03), 2 (03-04), 12 (03-29). Won by 31.03:
     # deal:1 only (deal:12 is won 02.04). Its clients c1 (first lead deal:1), c2, c3, c10; visits from the lead to
     # 31.03: c1 3000 + 2500, c2 1500 = 7000. Revenue: deals 5000 + visits of clients with no sold deal (c2) 1500.
-    # Spend 10000 + 5000 (28.02 is outside). New payers: c2 (c1 paid on 10.02, before its lead) → 1.
+    # Spend 10000 + 5000 (28.02 is outside). New payers: c2 (c1 visited on 10.02, before its lead) → 1.
     assert by["site"] == {
         "channel": "site", "title": "Сайт", "leads": 5, "qualified": 3, "won": 1, "deal_revenue": D("5000.00"),
         "visit_revenue": D("7000.00"), "revenue": D("6500.00"), "spend": D("15000.00"),
@@ -72,7 +72,7 @@ def test_channels_by_last_touch_and_by_campaign(store: Path) -> None:
                  .table("channels").rows}
     assert campaigns[("vk", "spring")]["leads"] == 3 and campaigns[("vk", "spring")]["cpl"] == D("2666.67")
     assert campaigns[("vk", None)]["leads"] == 1 and campaigns[("vk", None)]["spend"] == D("2000.00")
-    sources = rows(report(store, "channels", by="source"), "channels", "channel")
+    sources = rows(report(store, "channels", by="source"), "channels", "title")
     assert sources["WEB"]["leads"] == 5 and sources["prodoctorov"]["spend"] is None
 
 
@@ -171,6 +171,15 @@ def test_staff(store: Path) -> None:
     assert (branches["center"]["bookings"], branches["center"]["revenue"]) == (4, D("17000.00"))
 
 
+def test_every_chart_draws_columns_its_table_has(store: Path) -> None:
+    for name, by in (("channels", None), ("channels", "source"), ("channels", "campaign"), ("funnel", "manager"),
+                     ("retention", None), ("staff", "branch")):
+        found = report(store, name, by=by)
+        for chart in found.charts:
+            keys = {column.key for column in found.table(chart.table).columns}
+            assert {chart.x, *chart.y, *([chart.series] if chart.series else [])} <= keys, (name, chart.key)
+
+
 def test_an_empty_store_gives_zeros_and_a_note(tmp_path: Path) -> None:
     from automator.store.sqlite import SqliteStore
 
@@ -186,3 +195,17 @@ def test_bad_requests_are_refused(store: Path) -> None:
         report(store, "sales")
     with pytest.raises(ReportError, match="cannot be grouped by 'branch'"):
         report(store, "channels", by="branch")
+
+
+def test_funnel_stages_in_the_pipelines_order_with_their_titles(store: Path) -> None:
+    from automator.model import Pipeline, Stage
+
+    # `lost` listed before `in_progress`: the configured order holds, the stage of loss goes last, titles shown.
+    stages = {"new": Stage("new", "NEW", "Новый лид"), "lost": Stage("lost", "LOSE", "Отказ", outcome="lost"),
+              "in_progress": Stage("in_progress", "PREPARATION", "В работе"),
+              "won": Stage("won", "WON", "Записан", outcome="won")}
+    pipelines = {"first_sales": Pipeline("first_sales", "crm", "0", stages, "Первичные продажи")}
+    found = report(store, "funnel", pipelines=pipelines)
+    assert [(r["stage"], r["title"]) for r in found.table("stages").rows] == [
+        ("new", "Новый лид"), ("in_progress", "В работе"), ("won", "Записан"), ("lost", "Отказ")]
+    assert report(store, "funnel", pipeline="other").table("stages").rows == ()
