@@ -14,7 +14,7 @@ Last, one aggregate (visits' revenue by first channel over the period) in SQLite
 DuckDB over the snapshot, to show why the reports compute in DuckDB. Target: each report under 10 s.
 
 `--quick`: 100,000 leads (about a million rows) — a check that it runs, in under a minute. Run the full size only
-under the shared lock (`flock /work/scratch15/bench.lock …`): it fills about 1.5 GB once and keeps both cores busy.
+on a quiet machine (nothing else benchmarking): it fills about 1.5 GB once and keeps both cores busy.
 """
 from __future__ import annotations
 
