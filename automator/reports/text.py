@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from automator.reports.display import MINUS, grouped
 from automator.reports.model import Column, Report, Table
 
 DASH = "—"
@@ -33,14 +34,8 @@ def show(value: Any, kind: str) -> str:
 
 
 def _grouped(number: Decimal) -> str:
-    sign = "-" if number < 0 else ""
-    whole, _, fraction = f"{abs(number):f}".partition(".")
-    groups: list[str] = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    return sign + GROUP.join(groups) + ("," + fraction if fraction else "")
+    # A terminal and a shell pipe read an ASCII minus and plain spaces better than the page's typography.
+    return grouped(number, space=GROUP).replace(MINUS, "-")
 
 
 def render_table(report: Report) -> str:
