@@ -11,13 +11,13 @@ written, 2 when the request is refused (an unknown report, a period it cannot re
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from automator.config.project import CONFIG_FILE
+from automator.reports import compute, period as periods, project_settings
+from automator.reports.html import render_html, render_summary
 from automator.report_delivery import (EXIT_REFUSED, TITLES, Composed, filename, lower_priority, shown_period,
                                        write_composed)
 
@@ -29,26 +29,21 @@ class Refused(Exception):
 def compose(args: argparse.Namespace, now: datetime) -> Composed:
     """Compute the report the arguments ask for and render it.
 
-    The computing and rendering are the reports' own (`automator.reports.compute` and `.project_settings`,
-    `automator.reports.period`, `automator.reports.html`), imported by name here so that this module stays the one
-    seam between sending and computing. A request they refuse (a ValueError: ReportError, PeriodError) is Refused."""
-    reports: Any = importlib.import_module("automator.reports")
-    periods: Any = importlib.import_module("automator.reports.period")
-    pages: Any = importlib.import_module("automator.reports.html")
-    settings = reports.project_settings(Path(args.root) / CONFIG_FILE) if args.root else None
+    A request the reports refuse (a ValueError: ReportError, PeriodError) is Refused."""
+    settings = project_settings(Path(args.root) / CONFIG_FILE) if args.root else None
     tz = settings.tz if settings is not None else timezone.utc
     try:
         if args.period:
             period = periods.named(args.period, now, tz)
         else:
             period = periods.between(periods.parse_day(args.start, "--from"), periods.parse_day(args.end, "--to"), tz)
-        report = reports.compute(args.report, args.db, start=period.start, end=period.end, by=args.by,
+        report = compute(args.report, args.db, start=period.start, end=period.end, by=args.by,
                                  touch=args.touch or "first", pipeline=args.pipeline,
                                  channels=settings.channels if settings is not None else None, tz=tz, now=now,
                                  pipelines=settings.pipelines if settings is not None else None)
     except ValueError as exc:  # an unknown report or period, a `by` the report has not, an end before the start
         raise Refused(str(exc)) from exc
-    return Composed(summary=pages.render_summary(report), html=pages.render_html(report).encode("utf-8"),
+    return Composed(summary=render_summary(report), html=render_html(report).encode("utf-8"),
                     filename=filename(args.report, period.start.isoformat(), period.end.isoformat()),
                     title=TITLES.get(args.report, args.report), period=shown_period(period.start, period.end))
 

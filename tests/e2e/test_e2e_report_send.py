@@ -2,12 +2,14 @@
 the SMTP emulator, a Telegram document reaches the Bot API emulator, each composed by a child process; a report the
 child refuses is dead at once, one it keeps failing is retried and then dead.
 
-The child is the stand-in tests/reports/report_standin.py (AUTOMATOR_REPORT_COMPOSER) until the reports land; after
-the merge the same test can run the real `automator.reports.compose` over the reports' sample store."""
+The first two use the stand-in child tests/reports/report_standin.py (AUTOMATOR_REPORT_COMPOSER: failures on
+demand, a page of a known size); the last runs the real one, `automator.reports.compose`, over what the daemon kept
+of the deals its webhooks brought."""
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from e2e_support import TOKEN, Project, wait_for, write_project
@@ -24,6 +26,7 @@ connectors:
     events:
       report.requested: {{data: {{who: text}}}}
       report.broken: {{data: {{how: text}}}}
+      report.today: {{data: {{who: text}}}}
   mail:
     type: smtp
     host: smtp.yandex.ru
@@ -50,6 +53,12 @@ rules:
         via: mail
       - report.send: {report: channels, period: last_week, to: owner, text: "Итоги недели:"}
         via: tg
+
+  - id: this-week-report
+    when: {event: report.today}
+    do:
+      - report.send: {report: channels, period: this_week, to: owner}
+        via: mail
 
   - id: broken-report
     when: {event: report.broken}
@@ -107,3 +116,22 @@ def test_a_refused_report_is_dead_at_once_and_a_failing_one_after_its_tries(tmp_
         else:
             assert row[1] == 2 and "gave up after 2 attempts" in row[2] and "exit 1" in row[2], row
     assert daemon.get("/_sandbox/mail/_emulator/state").body["messages"] == []
+
+
+def test_the_real_child_reports_what_the_webhooks_brought(tmp_path: Path, start_daemon) -> None:
+    daemon = start_daemon(_project(tmp_path / "salon"), args=("--sandbox",))
+    now = datetime.now(timezone.utc).isoformat()
+    for ident, source in (("1", "vk"), ("2", "vk"), ("3", "instagram")):
+        posted = daemon.post("forms", {"event": "deal.created", "entity": {"kind": "deal", "id": ident}, "at": now,
+                                       "data": {"stage": "new", "client": f"7{ident}", "utm_source": source},
+                                       "delivery_id": f"deal-{ident}"}, token=TOKEN)
+        assert posted.status == 200
+    wait_for(lambda: daemon.query("select count(*) from leads")[0][0] == 3, 30, "the three deals kept")
+    assert daemon.post("forms", {"event": "report.today", "data": {"who": "owner"}}, token=TOKEN).status == 200
+    wait_for(lambda: daemon.query("select status from effects where action = 'report.send'") == [("done",)], 60,
+             "the report sent")
+    mail = daemon.get("/_sandbox/mail/_emulator/state").body["messages"]
+    assert len(mail) == 1 and mail[0]["subject"].startswith("Отчёт «Каналы» за ")
+    assert "Лиды: 3" in mail[0]["text"], mail[0]["text"]
+    page = mail[0]["attachments"][0]
+    assert page["filename"].startswith("report-channels") and page["content_type"] == "text/html"
