@@ -845,7 +845,7 @@ def main() -> None:
     if sys.argv[1:2] == ["report"]:
         # A report's process runs beside the daemon's at a lower priority: a report can wait a little, a webhook
         # should not. (Here, not in the command: a program calling the CLI in-process keeps its own priority.)
-        import os
+        from automator.report_delivery import lower_priority
 
-        os.nice(10)
+        lower_priority()
     cli()

@@ -2,10 +2,11 @@
 
 `daemon_throughput.py --quick --only-daemon` (the daemon with its default two processes, webhooks in, 100 rules,
 an `http.request` out per event) runs in pairs: once alone, once while another process computes the retention
-report (the heaviest: every visit read) over reports.py's store again and again, at nice 10 as `automator report`
-runs. A report reads a read-only snapshot and takes no lock the daemon waits for, so what it can take from the
-daemon is CPU; the lower priority is to keep that within the issue's 10 %. Prints each pair's events/s and the
-median ratio. Needs reports.py's store (run `bench/reports.py` or `--quick` first; the larger one is used).
+report (the heaviest: every visit read) over reports.py's store again and again, at the priority `automator report`
+runs at (nice 10 and SCHED_IDLE: `automator.report_delivery.lower_priority`). A report reads a read-only snapshot and
+takes no lock the daemon waits for, so what it can take from the daemon is CPU; the priority is to keep that within
+the issue's 10 %. Prints each pair's events/s and the median ratio. Needs reports.py's store (run `bench/reports.py`
+or `--quick` first; the larger one is used).
 """
 from __future__ import annotations
 
@@ -37,18 +38,21 @@ def _daemon_eps() -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=PAIRS)
+    # One: what `Limits.beside` gives a report over a store a daemon runs on (this daemon runs on its own store).
+    parser.add_argument("--threads", type=int, default=1, help="the report's DuckDB threads (default 1)")
     args = parser.parse_args(argv)
     store = next((p for p in (reports.store_path(n, 15) for n in (reports.FULL, reports.QUICK)) if p.exists()), None)
     if store is None:
         raise SystemExit("no reports store yet: run bench/reports.py (or --quick) first")
-    print(f"daemon events/s alone and beside the retention report looping over {store.name} at nice 10:")
+    print(f"daemon events/s alone and beside the retention report looping over {store.name} at `automator report`'s priority:")
     ratios = []
     for pair in range(args.pairs):
         alone = _daemon_eps()
         loop = subprocess.Popen(
             [sys.executable, "-c", "import subprocess, sys\nwhile True: subprocess.run(sys.argv[1:], "
-             "stdout=subprocess.DEVNULL)", sys.executable, reports.__file__, "--child", "retention", str(store)],
-            preexec_fn=lambda: os.nice(5),  # the child adds its own 5: 10 in all, as `automator report`
+             "stdout=subprocess.DEVNULL)", sys.executable, reports.__file__, "--child", "retention", str(store),
+             "--threads", str(args.threads)],
+            # The child lowers its own priority as `automator report` does (report_delivery.lower_priority).
             start_new_session=True)  # its own group: the report computing when the pair ends stops with the loop
         try:
             time.sleep(1.0)  # the report is reading when the load starts

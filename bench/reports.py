@@ -7,7 +7,7 @@ integer hash of the row number and the seed: no Python row by row) with LEADS le
 cached under the temporary folder, named by its parameters, so a second run does not fill it again.
 
 Then each report (channels, funnel, retention, staff) over the last PERIOD_DAYS days is computed RUNS times, each
-in a child process (at lower priority, `os.nice`, as a report beside the daemon should run), printing the median
+in a child process (at lower priority, as `automator report` runs: report_delivery.lower_priority), printing the median
 time, its split between reading the SQLite snapshot (ADBC → DuckDB) and computing in DuckDB, and the child's peak
 memory (ru_maxrss) and CPU time (user + system: on a machine others load, the wall time grows, this does not).
 Last, one aggregate (visits' revenue by first channel over the period) in SQLite alone and in
@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from automator.channels import DEFAULTS  # noqa: E402
+from automator.report_delivery import lower_priority  # noqa: E402
 from automator.reports import REPORTS  # noqa: E402
 from automator.reports.period import between  # noqa: E402
 from automator.reports.snapshot import Limits, Snapshot  # noqa: E402
@@ -156,7 +157,7 @@ def fill(path: Path, leads: int, seed: int) -> dict[str, int]:
 
 def child(name: str, path: Path, threads: int | None) -> dict[str, Any]:
     """One report computed in this process (a child of the benchmark): its times and this process's peak memory."""
-    os.nice(5)  # as a report beside the daemon should run: the daemon first
+    lower_priority()  # as every report's process runs: the daemon first
     period = between(END - timedelta(days=PERIOD_DAYS - 1), END, TZ)
     now = datetime.combine(END + timedelta(days=1), datetime.min.time(), TZ)
     started = time.perf_counter()
@@ -215,8 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"store: {path} filled in {time.perf_counter() - started:.1f} s, {path.stat().st_size / 2**20:,.0f} MB: "
               + ", ".join(f"{t} {n:,}" for t, n in counts.items())
               + f"; events and visits {sum(n for t, n in counts.items() if t not in ('client_channels', 'spend')):,}")
-    print(f"reports over the last {PERIOD_DAYS} days, median of {args.runs} runs, each in a child process at nice 5 "
-          f"(load average {os.getloadavg()[0]:.1f} at the start):")
+    print(f"reports over the last {PERIOD_DAYS} days, median of {args.runs} runs, each in a child process at "
+          f"`automator report`'s priority (nice 10, SCHED_IDLE; load average {os.getloadavg()[0]:.1f} at the start):")
     figures: dict[str, float] = {}
     for name in args.only or REPORTS:
         runs = []

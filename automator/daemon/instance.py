@@ -67,29 +67,35 @@ class InstanceLock:
         self._fd = None
 
 
-def nudge(db: Path) -> bool:
-    """Tell the daemon running on `db`, if one is, that work was written into its store (SIGUSR1); True if told.
-
-    Only while the daemon holds its lock: a lock that could be taken here means no daemon, and the pid in the file
-    is no one's to signal. A daemon of another user cannot be signalled: it finds the work at its next look."""
+def holder(db: Path) -> int | None:
+    """The pid of the daemon running on `db`, None when none is: the lock must be held (a pid a dead daemon left in
+    the file is no one's)."""
     try:
         fd = os.open(instance_file(db), os.O_RDONLY)
     except OSError:
-        return False  # no daemon ever ran on it
+        return None  # no daemon ever ran on it
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             pass  # held: a daemon is running
         else:
-            return False
+            return None
         pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), NUDGE)
-        except OSError:
-            return False
-        return True
+        return int(pid) if pid.isdigit() else None
     finally:
         os.close(fd)
+
+
+def nudge(db: Path) -> bool:
+    """Tell the daemon running on `db`, if one is, that work was written into its store (SIGUSR1); True if told.
+
+    A daemon of another user cannot be signalled: it finds the work at its next look."""
+    pid = holder(db)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, NUDGE)
+    except OSError:
+        return False
+    return True

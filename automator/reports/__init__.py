@@ -68,12 +68,13 @@ class ReportError(ValueError):
 def compute(name: str, store: str | Path, *, start: date, end: date, by: str | None = None, touch: str = "first",
             pipeline: str | None = None, channels: ChannelMap | None = None, tz: tzinfo | None = None,
             now: datetime | None = None, pipelines: Mapping[str, Any] | None = None, lost_days: int | None = None,
-            limits: Limits = Limits()) -> Report:
+            limits: Limits | None = None) -> Report:
     """The report `name` (NAMES) of the days `start`..`end` (inclusive, in `tz`, default UTC) over the store file
     `store`. `by` groups it (BY[name]), `touch` is first or last (channels), `pipeline` limits the funnel to one,
     `pipelines` (the project's, automator.model.Pipeline by name) orders and titles the funnel's stages, `lost_days`
-    is when retention calls a client lost. A ReportError says what is wrong with the request; a PeriodError with
-    the dates."""
+    is when retention calls a client lost, `limits` how much of the machine it may use (default: one core while a
+    daemon runs on the store, else every core: `Limits.beside`). A ReportError says what is wrong with the request;
+    a PeriodError with the dates."""
     report = REPORTS.get(name)
     if report is None:
         raise ReportError(f"unknown report {name!r} (one of {', '.join(NAMES)})")
@@ -85,5 +86,5 @@ def compute(name: str, store: str | Path, *, start: date, end: date, by: str | N
     period = between(start, end, tz or timezone.utc)
     options = {"by": by, "touch": touch, "pipeline": pipeline, "lost_days": lost_days,
                "stages": funnel.stages_of(pipelines or {})}
-    with Snapshot(Path(store), limits) as snapshot:
+    with Snapshot(Path(store), limits or Limits.beside(Path(store))) as snapshot:
         return report(snapshot, period, options, channels or DEFAULTS, now or datetime.now(timezone.utc))

@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import duckdb
 
+from automator.daemon.instance import holder
+
 # DuckDB's types for the SQLite columns a report reads: a text column is read as '' for NULL (ADBC infers a
 # column's Arrow type from its first rows, and a NULL there makes a later text fail) and turned back into NULL here;
 # a "moment" is a UTC ISO text (a visit's `at`) that DuckDB turns into seconds since the epoch as it loads it.
@@ -39,6 +41,15 @@ class Limits:
 
     threads: int | None = None
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+
+    @classmethod
+    def beside(cls, store: Path) -> Limits:
+        """The limits for a report over `store` now: one core while a daemon runs on it, else every core.
+
+        Beside a running daemon a report on every core cost the daemon a fifth of its events/s even at the lowest
+        priority (bench/report_beside_daemon.py: median ×0.79 on two cores, ×0.99 on one); alone it may use them
+        all, and the year's retention report takes 5.5 s instead of about 9."""
+        return cls(threads=1) if holder(store) is not None else cls()
 
 
 class Snapshot:

@@ -17,6 +17,14 @@ PAGE = ("<!doctype html><html lang=\"ru\"><meta charset=\"utf-8\"><title>Отч�
         + "<!-- " + "диаграмма " * 20_000 + "-->\n</html>")
 
 
+def _policy() -> str:
+    """The scheduling policy this process runs under, by name (idle, other, …; unknown where the OS has none)."""
+    if not hasattr(os, "sched_getscheduler"):
+        return "unknown"
+    names = {getattr(os, n): n[6:].lower() for n in ("SCHED_OTHER", "SCHED_BATCH", "SCHED_IDLE") if hasattr(os, n)}
+    return names.get(os.sched_getscheduler(0), "unknown")
+
+
 def main() -> int:
     """Compose, or fail as asked."""
     lower_priority()
@@ -39,7 +47,7 @@ def main() -> int:
     if args.report == "empty":
         return 0
     period = args.period or f"{args.__dict__['from']}..{args.to}"
-    summary = (f"Каналы: откуда приходят клиенты, 24.11.2026 — 30.11.2026\nЛиды: 12\nВыручка: 84 000,00 ₽\nROMI: 180,0 %\nnice={os.nice(0)}\nperiod={period}\n"
+    summary = (f"Каналы: откуда приходят клиенты, 24.11.2026 — 30.11.2026\nЛиды: 12\nВыручка: 84 000,00 ₽\nROMI: 180,0 %\nnice={os.nice(0)}\npolicy={_policy()}\nperiod={period}\n"
                f"db={Path(args.db).name}\nroot={args.root}")
     write_composed(Path(args.out), Composed(summary=summary, html=PAGE.encode(), title="Каналы",
                                             filename=f"report-{args.report}.html", period="24.11–30.11.2026"))

@@ -209,3 +209,21 @@ def test_funnel_stages_in_the_pipelines_order_with_their_titles(store: Path) -> 
     assert [(r["stage"], r["title"]) for r in found.table("stages").rows] == [
         ("new", "Новый лид"), ("in_progress", "В работе"), ("won", "Записан"), ("lost", "Отказ")]
     assert report(store, "funnel", pipeline="other").table("stages").rows == ()
+
+
+def test_a_report_beside_a_running_daemon_computes_on_one_core(tmp_path: Path) -> None:
+    from automator.daemon.instance import InstanceLock
+    from automator.reports.snapshot import Limits
+
+    db = fill(tmp_path / "automator.db")
+    assert Limits.beside(db).threads is None  # no daemon: every core
+    daemon = InstanceLock(db)
+    daemon.acquire()  # as `automator run` holds it for its whole life
+    try:
+        assert Limits.beside(db).threads == 1
+        # and the report is the same, only slower to make
+        assert report(db, "staff").tables == compute("staff", db, start=PERIOD_FROM, end=PERIOD_TO, tz=TZ, now=NOW,
+                                                     limits=Limits()).tables
+    finally:
+        daemon.release()
+    assert Limits.beside(db).threads is None
