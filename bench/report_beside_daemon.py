@@ -49,10 +49,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for pair in range(args.pairs):
         alone = _daemon_eps()
         loop = subprocess.Popen(
-            [sys.executable, "-c", "import subprocess, sys\nwhile True: subprocess.run(sys.argv[1:], "
-             "stdout=subprocess.DEVNULL)", sys.executable, reports.__file__, "--child", "retention", str(store),
+            # The loop lowers its own priority first, so each report's start (Python, imports) is low too, as
+            # `automator report` and report.send's child are from their first line.
+            [sys.executable, "-c", "import subprocess, sys\nfrom automator.report_delivery import lower_priority\n"
+             "lower_priority()\nwhile True: subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)",
+             sys.executable, reports.__file__, "--child", "retention", str(store),
              "--threads", str(args.threads)],
-            # The child lowers its own priority as `automator report` does (report_delivery.lower_priority).
             start_new_session=True)  # its own group: the report computing when the pair ends stops with the loop
         try:
             time.sleep(1.0)  # the report is reading when the load starts
