@@ -25,6 +25,7 @@ import altair as alt
 import vl_convert
 
 from automator.reports.display import currency_sign, figure_text, month_text
+from automator.reports.figures import percent
 from automator.reports.model import Chart, Column, Report, Table
 
 WIDTH = 700  # px of a chart's plotting area: with the axis and labels it fits a 1200 px page (and scales to A4)
@@ -157,9 +158,8 @@ def _funnel(frame: _Frame) -> Any:
         if conversion is not None:
             share_text = _figure(row.get(conversion.key), conversion.kind, frame)
         elif count is not None and first:
-            # no conversion column: the share of the first stage's entries, rounded half up to one digit
-            share = (Decimal(count) * 100 / Decimal(first)).quantize(Decimal("0.1"))
-            share_text = _figure(share, "percent", frame)
+            # no conversion column: the share of the first stage's entries, as the reports round a share
+            share_text = _figure(percent(int(count), int(first)), "percent", frame)
         else:
             share_text = _figure(None, "percent", frame)
         label = f"{_figure(count, entries.kind, frame)} · {share_text}"

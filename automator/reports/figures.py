@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from automator.history import MINOR_DIGITS, average
+
 DAY = 86400
 
 
 def money(minor: int | None) -> Decimal | None:
     """Minor units (kopecks) as major units with their kopecks: 123456 → Decimal('1234.56')."""
-    return None if minor is None else Decimal(int(minor)).scaleb(-2)
+    return None if minor is None else Decimal(int(minor)).scaleb(-MINOR_DIGITS)
 
 
 def rounded(numerator: int, denominator: int, places: int = 1) -> Decimal | None:
@@ -30,11 +32,12 @@ def percent(part: int, whole: int) -> Decimal | None:
 
 
 def per(total_minor: int | None, count: int) -> Decimal | None:
-    """Money per one (an average check, a cost per lead): minor units divided, rounded half up to a kopeck, as
-    automator.history.average does; None when there is nothing to divide by or no total."""
+    """Money per one (an average check, a cost per lead): minor units divided, rounded half up to a kopeck
+    (automator.history.average, as a client's average check is); None when there is nothing to divide by or no
+    total."""
     if total_minor is None or not count:
         return None
-    return money(int(rounded(total_minor, count, 0)))  # type: ignore[arg-type]
+    return money(average(int(total_minor), count))
 
 
 def days(seconds: int | None) -> Decimal | None:
