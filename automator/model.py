@@ -6,6 +6,8 @@ from datetime import datetime
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
+from automator.loyalty.ledger import Entry
+
 if TYPE_CHECKING:
     from automator.clock import Duration
     from automator.expr import Expr, Template
@@ -592,3 +594,4 @@ class Decision:
     why_not: tuple[WhyNot, ...] = ()
     visits: tuple[Visit, ...] = ()  # history the event adds (written once: a visit id already stored is kept)
     facts: Facts = Facts()  # what the reports read: leads, stage moves, bookings, reviews (automator/facts.py)
+    ledger: tuple[Entry, ...] = ()  # loyalty ledger rows (automator/loyalty): written once, by their ids

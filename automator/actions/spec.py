@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from automator.channels import ChannelMap
 from automator.expr import EvalContext
+from automator.loyalty.config import LoyaltyConfig
+from automator.loyalty.ledger import Entry
 from automator.model import Effect, Entity, EntityRef, Event, Pipeline
 from automator.segments import SegmentsConfig
 
@@ -41,6 +43,15 @@ class ActionRun(Protocol):
 
     def channels(self) -> ChannelMap:
         """The project's channels (automator.yaml's `channels:`, or the built-in set)."""
+
+    def loyalty(self) -> LoyaltyConfig | None:
+        """The project's loyalty.yaml, compiled."""
+
+    def ledger_of(self, client: str) -> list[Entry]:
+        """A person's ledger rows as this decision leaves them so far."""
+
+    def keep(self, entries: list[Entry]) -> None:
+        """Add ledger rows an action made to the decision (kept once by their ids)."""
 
 
 # Rendered params (the default target filled in) -> the params to send, or a StepError.

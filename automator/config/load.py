@@ -19,7 +19,7 @@ from automator.config.context import SCOPE_NAMES, CompileContext, did_you_mean
 from automator.config.problems import Problem, sort_problems
 from automator.config.reads import (Knowledge, declared, event_type_problem, field_problem, reading_of, unlisted_value,
                                     values_of)
-from automator.config.project import (CONFIG_FILE, SEGMENTS_FILE, Project, content_version, display, find_root,
+from automator.config.project import (CONFIG_FILE, LOYALTY_FILE, SEGMENTS_FILE, Project, content_version, display, find_root,
                                       rule_files)
 from automator.config.settings import DEFAULT_CHAIN_DEPTH, Config, ConnectorConfig
 from automator.config.schemas import RULES_SCHEMA, SchemaSet
@@ -98,6 +98,13 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             from automator.config.segments import compile_segments
 
             segments = compile_segments(doc.data, CompileContext(doc, problems, config))
+    loyalty = None
+    if os.path.lexists(root / LOYALTY_FILE):
+        doc = read(root / LOYALTY_FILE, "loyalty.schema.json")
+        if doc is not None:
+            from automator.config.loyalty import compile_loyalty
+
+            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config))
     rules: list[Rule] = []
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
@@ -116,7 +123,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     project = Project(root=root, config=config, pipelines=pipelines, rules=tuple(r for r in rules),
                       segments=segments, router=Router(r for r in rules), schemas=schemas,
                       version=content_version(texts), files=tuple(display(root / name) for name, _ in texts),
-                      warnings=tuple(problems), knowledge=knowledge)
+                      warnings=tuple(problems), knowledge=knowledge, loyalty=loyalty)
     return project, []
 
 

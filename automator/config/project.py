@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from automator.config.reads import Knowledge
     from automator.config.schemas import SchemaSet
     from automator.core.router import Router
+    from automator.loyalty.config import LoyaltyConfig
     from automator.segments import SegmentsConfig
 
 CONFIG_FILE = "automator.yaml"
 SEGMENTS_FILE = "segments.yaml"
+LOYALTY_FILE = "loyalty.yaml"
 TEST_SUFFIX = ".test.yaml"
 
 
@@ -43,6 +45,7 @@ class Project:
     warnings: tuple[Problem, ...] = ()
     # What the project's connectors produce and its rules emit: what a test's events are checked against.
     knowledge: Knowledge | None = None
+    loyalty: LoyaltyConfig | None = None  # loyalty.yaml, when the project has one
 
     def rule(self, rule_id: str) -> Rule | None:
         """The rule with this id, if loaded."""

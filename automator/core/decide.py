@@ -14,6 +14,9 @@ from automator.core import scope as scopes
 from automator.core.runner import advance
 from automator.core.state import RunState
 from automator import facts as reports_facts, history
+from automator.loyalty import runtime as loyalty
+from automator.loyalty.decision import TIMER_KIND as LOYALTY_TIMER, Outcome as LoyaltyOutcome
+from automator.loyalty.ledger import Entry
 from automator.expr import EvalError, Expr, Record
 from automator.model import (Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit, WhyNot,
                              plain)
@@ -36,6 +39,7 @@ class _Plan:
     cancel: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     why_not: list[WhyNot] = field(default_factory=list)
+    ledger: list[Entry] = field(default_factory=list)  # shared with every run's RunState: actions add to it
 
     def set_timer(self, timer: Timer) -> None:
         self.timers[timer.id] = timer
@@ -46,6 +50,17 @@ class _Plan:
         self.timers.pop(timer_id, None)
         if timer_id not in self.cancel:
             self.cancel.append(timer_id)
+
+    def add_loyalty(self, outcome: LoyaltyOutcome) -> None:
+        """Lay what loyalty decided into the plan: its rows, events, timers and mirror effects."""
+        known = {e.id for e in self.ledger}
+        self.ledger.extend(e for e in outcome.entries if e.id not in known)
+        self.events.extend(outcome.events)
+        self.effects.extend(outcome.effects)
+        for timer_id in outcome.cancel_timers:
+            self.cancel_timer(timer_id)
+        for timer in outcome.timers:
+            self.set_timer(timer)
 
 
 def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *, preview: bool = False) -> Decision:
@@ -65,6 +80,8 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     config = project.config
     facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)
     plan = _Plan()
+    if project.loyalty is not None and event.type != "timer.fired":
+        plan.add_loyalty(loyalty.on_event(project.loyalty, snapshot, event, after, visits, now, config.timezone))
     ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
     if event.type == "timer.fired":
         ctx.timer_fired()
@@ -77,7 +94,7 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,
                     runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
                     cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not),
-                    visits=visits, facts=facts)
+                    visits=visits, facts=facts, ledger=tuple(plan.ledger))
 
 
 def new_visits(event: Event, snapshot: Snapshot) -> tuple[Visit, ...]:
@@ -186,6 +203,11 @@ class _Deciding(_Arming):
         kind = data.get("kind")
         if kind == "resume":
             self.resume(str(data.get("run")), rule)
+            return
+        if kind == LOYALTY_TIMER:
+            if self.project.loyalty is not None:
+                self.plan.add_loyalty(loyalty.on_timer(self.project.loyalty, self.snapshot, self.event, self.now,
+                                                       self.project.config.timezone))
             return
         if rule is None:
             self.why_not(str(data.get("rule")), "the rule no longer exists")
@@ -343,8 +365,7 @@ class _Deciding(_Arming):
 
     def advance(self, rule: Rule, run: Run, scope: dict[str, Any]) -> None:
         state = RunState(run=run, rule=rule, project=self.project, snapshot=self.snapshot, scope=scope,
-                         ectx=self.ectx, now=self.now,
-                         preview=self.preview)
+                         ectx=self.ectx, now=self.now, preview=self.preview, ledger=self.plan.ledger)
         done = advance(state)
         self.plan.effects.extend(state.effects)
         self.plan.events.extend(state.events)

@@ -10,6 +10,8 @@ from automator.channels import ChannelMap
 from automator.config.project import Project
 from automator.core.outcome import StepError
 from automator.expr import EvalContext, EvalError, Expr, Template
+from automator.loyalty.config import LoyaltyConfig
+from automator.loyalty.ledger import Entry, ordered
 from automator.model import Effect, Entity, EntityRef, Event, Pipeline, Rule, Run, Timer, TraceStep
 from automator.segments import SegmentsConfig
 from automator.store.base import Snapshot
@@ -32,6 +34,8 @@ class RunState:
     events: list[Event] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
     preview_offset: int = 0
+    # The decision's ledger rows so far (loyalty's, and earlier actions'): shared with the decision's plan.
+    ledger: list[Entry] = field(default_factory=list)
 
     def eval(self, expr: Expr) -> Any:
         """Evaluate an expression in this run's scope; EvalError becomes a StepError."""
@@ -84,6 +88,27 @@ class RunState:
     def channels(self) -> ChannelMap:
         """The project's channels (automator.yaml's `channels:`, or the built-in set)."""
         return self.project.config.channels
+
+    def loyalty(self) -> LoyaltyConfig | None:
+        """The project's loyalty.yaml, compiled."""
+        return self.project.loyalty
+
+    def ledger_of(self, client: str) -> list[Entry]:
+        """A person's ledger rows as this decision leaves them so far (stored, then the ones made since)."""
+        stored = self.snapshot.ledger_of(client)
+        mine = [e for e in self.ledger if e.client == client]
+        if not mine:
+            return stored
+        known = {e.id for e in stored}
+        return ordered([*stored, *(e for e in mine if e.id not in known)])
+
+    def keep(self, entries: list[Entry]) -> None:
+        """Add ledger rows an action made to the decision (a row whose id is there already is kept once)."""
+        known = {e.id for e in self.ledger}
+        for entry in entries:
+            if entry.id not in known:
+                known.add(entry.id)
+                self.ledger.append(entry)
 
     def set_var(self, name: str, value: Any) -> None:
         """Set a run variable, visible to later steps as `vars.name`."""

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from automator.config.settings import Config
+from automator.loyalty.decision import TIMER_KIND as LOYALTY_TIMER
 from automator.model import EntityRef, Event, ScheduleTrigger, Timer
 from automator.triggers import TRIGGERS
 from automator.triggers.schedule import MAX_FIRES, fires_between, timer_id as schedule_timer_id
@@ -15,12 +16,16 @@ ON_TIME = timedelta(seconds=60)
 
 
 def timer_event(timer: Timer) -> Event:
-    """A fired timer as an event: the one path every wake-up takes."""
+    """A fired timer as an event: the one path every wake-up takes. A timer the engine set for itself (loyalty's
+    expiry and notices: no rule's) names its entity by its key and carries its payload."""
     kind = TRIGGERS.get(timer.kind)  # a run's `resume` timer is no trigger's
-    entity = EntityRef.parse(timer.key) if kind is not None and kind.per_entity else None
+    own = timer.kind == LOYALTY_TIMER
+    entity = EntityRef.parse(timer.key) if timer.key and (own or (kind is not None and kind.per_entity)) else None
+    data: dict[str, Any] = {"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id}
+    if own:
+        data["payload"] = dict(timer.payload)
     return Event(id=f"{timer.id}@{timer.due_at.isoformat()}", type="timer.fired", at=timer.due_at, entity=entity,
-                 data={"kind": timer.kind, "rule": timer.rule_id, "run": timer.run_id, "timer": timer.id},
-                 source="timer")
+                 data=data, source="timer")
 
 
 def schedule_spec(trigger: ScheduleTrigger) -> str:

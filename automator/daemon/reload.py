@@ -28,8 +28,8 @@ Swap = Callable[[Project | None, list[Problem], list[str]], Awaitable[bool]]
 
 
 def is_project_file(root: Path, path: Path) -> bool:
-    """automator.yaml, segments.yaml, pipelines/*.yaml, rules/**/*.yaml and folders under rules/ (tests and the
-    database are not)."""
+    """automator.yaml, segments.yaml, loyalty.yaml, pipelines/*.yaml, rules/**/*.yaml and folders under rules/
+    (tests and the database are not)."""
     try:
         # Its own name, not a symlink's target: a link out of the project is still a change to report.
         rel = (path.parent.resolve() / path.name).relative_to(root.resolve())
@@ -40,7 +40,7 @@ def is_project_file(root: Path, path: Path) -> bool:
     if rel.suffix != ".yaml" or rel.name.endswith(".test.yaml"):
         return False
     if len(rel.parts) == 1:
-        return rel.name in ("automator.yaml", "segments.yaml")
+        return rel.name in ("automator.yaml", "segments.yaml", "loyalty.yaml")
     return rel.parts[0] in ("pipelines", "rules")
 
 

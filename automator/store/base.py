@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from automator.loyalty.ledger import Entry
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, Visit
 from automator.store.backup import BackupReport
 
@@ -83,6 +84,9 @@ class Snapshot(Protocol):
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored."""
 
+    def ledger_of(self, client: str) -> list[Entry]:
+        """A person's loyalty ledger rows, in the ledger's order (by `at`, then id)."""
+
 
 class OutdatedStore(Exception):
     """A database opened read-only lacks tables or columns this version writes (or is no automator database)."""
@@ -141,6 +145,7 @@ class Writes:
     events: tuple[Event, ...]  # emitted: journaled with the decision
     visits: list[list[Any]] = field(default_factory=list)  # history the decision adds (kept if already stored)
     facts: FactRows | None = None  # what the reports read (None: nothing)
+    ledger: list[list[Any]] = field(default_factory=list)  # loyalty ledger rows (kept if already stored)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from automator.loyalty.ledger import Entry
 from automator.model import ENGINE, Decision, Effect, EntityRef, Run, Timer, TraceStep, Visit
 from automator.store.base import Writes
 from automator.store.facts import rows_of as fact_rows
@@ -78,7 +79,7 @@ def writes_of(decision: Decision) -> Writes:
     return Writes(event_id=decision.event.id, why_not=dump(why), entity=entity, runs=runs, effects=effects,
                   cancel=[[t] for t in decision.cancel_timers], timers=[timer_row(t) for t in decision.timers],
                   events=decision.events, visits=[visit_row(v) for v in decision.visits],
-                  facts=fact_rows(decision.facts))
+                  facts=fact_rows(decision.facts), ledger=[ledger_row(e) for e in decision.ledger])
 
 
 VISIT_COLUMNS = ("id", "client", "at", "kind", "branch", "services", "category", "staff", "amount", "currency",
@@ -106,6 +107,25 @@ def visit_of(row: tuple[Any, ...]) -> Visit:
     return Visit(id=str(ident), client=str(client), at=datetime.fromisoformat(str(at)), kind=str(kind or "visit"),
                  branch=branch, services=tuple(load(services or "[]")), category=category, staff=staff,
                  amount=int(amount or 0), currency=str(currency or "RUB"), booking=booking, source=str(source or ""))
+
+
+LEDGER_COLUMNS = ("id", "client", "account", "kind", "amount", "at", "expires_at", "reason", "event", "rule",
+                  "visit", "detail")
+
+
+def ledger_row(entry: Entry) -> list[Any]:
+    """A ledger row as stored, columns in LEDGER_COLUMNS' order."""
+    return [entry.id, entry.client, entry.account, entry.kind, int(entry.amount), utc(entry.at),
+            utc(entry.expires_at) if entry.expires_at else None, entry.reason, entry.event, entry.rule,
+            entry.visit, dump(dict(entry.detail))]
+
+
+def entry_of(row: Sequence[Any]) -> Entry:
+    """A stored ledger row (LEDGER_COLUMNS' order) back as an Entry."""
+    ident, client, account, kind, amount, at, expires_at, reason, event, rule, visit, detail = row
+    return Entry(id=str(ident), client=str(client), account=str(account), kind=str(kind), amount=int(amount),
+                 at=datetime.fromisoformat(str(at)), expires_at=time_of(expires_at), reason=str(reason or ""),
+                 event=str(event or ""), rule=str(rule or ""), visit=str(visit or ""), detail=load(detail or "{}"))
 
 
 def timer_row(timer: Timer) -> list[Any]:

@@ -59,7 +59,7 @@ MIGRATIONS = sqlite_utils.Migrations("automator")
 # Tables a later migration made that an operator's read-only look may go without: a database the previous version
 # wrote is read before the daemon, started again, migrates it (the commands that read them need it migrated).
 LATER_TABLES = frozenset({"links", "visits", "leads", "stage_moves", "client_channels", "bookings", "reviews",
-                          "spend"})
+                          "spend", "ledger"})
 
 
 @MIGRATIONS()
@@ -163,6 +163,22 @@ def m005_reports(db: sqlite_utils.Database) -> None:
                                 "source": str, "imported_at": str}, pk=("day", "channel", "campaign"),
                                not_null={"campaign"}, defaults={"campaign": ""}, if_not_exists=True)
 
+
+@MIGRATIONS()
+def m006_ledger(db: sqlite_utils.Database) -> None:
+    """Each client's loyalty ledger (automator/loyalty/ledger.py): append-only rows, one per accrual, spending,
+    expiry, issue or correction, each in one account of the client (`points:gold`, `certificate:A-1001`), its id
+    made from its cause so that writing it again adds nothing. Amounts are signed integer minor units (or visits
+    for an abonement); moments UTC ISO text, as the visits' (a row's order within a second matters here)."""
+    _table(db, "ledger").create({
+        "id": str, "client": str, "account": str, "kind": str, "amount": int,
+        "at": str, "expires_at": str,
+        "reason": str, "event": str, "rule": str, "visit": str,
+        "detail": str,          # JSON: {"lot": …} of an expiry, {"tier": …} of a tier row, …
+    }, pk="id", not_null={"client", "account", "kind", "amount", "at"}, if_not_exists=True)
+    _table(db, "ledger").create_index(["client", "at"], if_not_exists=True)
+    _table(db, "ledger").create_index(["account", "expires_at"], if_not_exists=True)
+    _table(db, "ledger").create_index(["visit"], if_not_exists=True)
 
 def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
     """Apply the migrations this database has not had yet, in order (inside the caller's transaction)."""

@@ -16,12 +16,14 @@ from typing import Any
 
 import sqlite_utils
 
+from automator.loyalty.ledger import Entry
 from automator.model import Decision, Effect, Entity, EntityRef, Event, Run, Timer, Visit
 from automator.store import schema
 from automator.store.backup import BackupReport, backup
 from automator.store.base import STAGED_BATCH, Claimed, Released, Settlement, Store, Writes
 from automator.store.connection import Connection
 from automator.store.journal import DEDUP_WINDOW, Journal, owner_is_gone
+from automator.store.ledger import Ledger
 from automator.store.lock import FairLock
 from automator.store.outbox import Outbox
 from automator.store.people import People
@@ -48,6 +50,7 @@ class SqliteStore(Store):
                 schema.migrate(self.connection.db)
         self.state = State(self.connection)
         self.people = People(self.connection)
+        self.ledger = Ledger(self.connection)
         self.journal = Journal(self.connection, self.state, self.people, frozenset(systems))
         self.outbox = Outbox(self.connection, self.journal, self.state)
 
@@ -120,6 +123,13 @@ class SqliteStore(Store):
 
     def has_visit(self, visit_id: str) -> bool:
         return self.people.has_visit(visit_id)
+
+    def ledger_of(self, client: str) -> list[Entry]:
+        return self.ledger.ledger_of(client)
+
+    def put_ledger(self, entries: Iterable[Entry]) -> int:
+        """Write ledger rows outside a decision (kept once by their ids); how many were new."""
+        return self.ledger.put_ledger(entries)
 
     def link(self, system: str, ext_id: str, client: str, at: datetime) -> None:
         with self.atomic(savepoint=False):  # one statement: atomic alone, no savepoint's two more (an import links

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from automator.loyalty.ledger import Entry, ordered
 from automator.model import Decision, Entity, EntityRef, Run, Visit
 from automator.store.base import Snapshot
 from automator.store.order import sort_key, start_key, starting_within
@@ -33,6 +34,7 @@ class Staged:
         self._entities: dict[EntityRef, Entity] = {}
         self._runs: dict[str, Run] = {}
         self._visits: dict[str, Visit] = {}
+        self._ledger: dict[str, Entry] = {}
         self._clients_changed = False
         # Read ahead for the whole batch, in one query each (the worker's prefetch): stored states by ref, and
         # the active runs by key. What is not in them is read from the store.
@@ -49,6 +51,8 @@ class Staged:
             self._runs[run.id] = run
         for visit in decision.visits:
             self._visits.setdefault(visit.id, visit)
+        for entry in decision.ledger:
+            self._ledger.setdefault(entry.id, entry)
 
     def entity(self, ref: EntityRef) -> Entity | None:
         """The entity as the staged decisions leave it."""
@@ -148,3 +152,12 @@ class Staged:
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored or staged."""
         return visit_id in self._visits or self.store.has_visit(visit_id)
+
+    def ledger_of(self, client: str) -> list[Entry]:
+        """A person's ledger rows, stored and staged (a staged row never replaces a stored one of its id)."""
+        stored = self.store.ledger_of(client)
+        staged = [e for e in self._ledger.values() if e.client == client]
+        if not staged:
+            return stored
+        known = {e.id for e in stored}
+        return ordered([*stored, *(e for e in staged if e.id not in known)])

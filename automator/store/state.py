@@ -13,6 +13,7 @@ from automator.store.codec import (EFFECT_COLUMNS, RUN_COLUMNS, dump, load, run_
                                    utc, writes_of)
 from automator.store.connection import Connection
 from automator.store import facts as store_facts
+from automator.store.ledger import INSERT_LEDGER
 from automator.store.people import INSERT_VISIT
 
 _INSERT_RUNS = f"insert or replace into runs ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -148,6 +149,9 @@ class State:
             visits = [row for w in many for row in w.visits]
             if visits:
                 conn.executemany(INSERT_VISIT, visits)
+            ledger = [row for w in many for row in w.ledger]
+            if ledger:
+                conn.executemany(INSERT_LEDGER, ledger)
             facts = [w.facts for w in many if w.facts is not None]
             if facts:
                 store_facts.write(conn, facts)

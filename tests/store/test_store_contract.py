@@ -428,6 +428,24 @@ def test_a_decisions_visits_are_written_with_it_and_never_twice(any_store: Store
     assert any_store.visits_of("anna") == [visit]
 
 
+def test_a_decisions_ledger_rows_are_written_with_it_once_and_read_back_in_order(any_store: Store) -> None:
+    from automator.loyalty.ledger import Entry
+
+    first = Entry(id="v1/gold/accrue", client="anna", account="points:gold", kind="accrue", amount=15000,
+                  at=T0, expires_at=T0 + timedelta(days=365), reason="5 %", event="v1", rule="program:gold",
+                  visit="yclients:77", detail={"percent": "5"})
+    spent = Entry(id="run-1/do/0", client="anna", account="points:gold", kind="spend", amount=-5000,
+                  at=T0 - timedelta(seconds=1), event="v0")
+    other = Entry(id="b1", client="boris", account="points:gold", kind="accrue", amount=1, at=T0)
+    event = hook("v1")
+    any_store.append([event], T0)
+    any_store.commit(event, Decision(event=event, entity_before=None, entity_after=None,
+                                     ledger=(first, spent, other)), T0)
+    changed = Entry(id="v1/gold/accrue", client="anna", account="points:gold", kind="accrue", amount=1, at=T0)
+    any_store.write(writes_of(Decision(event=event, entity_before=None, entity_after=None, ledger=(changed,))))
+    assert any_store.ledger_of("anna") == [spent, first]  # by moment; the row written again is kept as it was
+    assert any_store.ledger_of("nobody") == []
+
 def arriving(ident: str, who: str, source: str, **data: object) -> Event:
     """A system's webhook about its own client record `who`."""
     return Event(id=ident, type="client.updated", at=T0, entity=EntityRef("client", who), data=data, source=source)
