@@ -81,7 +81,8 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)
     plan = _Plan()
     if project.loyalty is not None and event.type != "timer.fired":
-        plan.add_loyalty(loyalty.on_event(project.loyalty, snapshot, event, after, visits, now, config.timezone))
+        plan.add_loyalty(loyalty.on_event(project.loyalty, snapshot, event, after, visits, now, config.timezone,
+                                          project.segments))
     ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
     if event.type == "timer.fired":
         ctx.timer_fired()
@@ -207,7 +208,7 @@ class _Deciding(_Arming):
         if kind == LOYALTY_TIMER:
             if self.project.loyalty is not None:
                 self.plan.add_loyalty(loyalty.on_timer(self.project.loyalty, self.snapshot, self.event, self.now,
-                                                       self.project.config.timezone))
+                                                       self.project.config.timezone, self.project.segments))
             return
         if rule is None:
             self.why_not(str(data.get("rule")), "the rule no longer exists")

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 from automator.loyalty.ledger import Entry, ordered
 from automator.model import Effect, Entity, EntityRef, Event, Timer, Visit
+
+if TYPE_CHECKING:
+    from automator.segments import SegmentsConfig
 
 # The kind of the timers loyalty sets (expiry, "expiring" notices): `timer.fired` of this kind goes to
 # `runtime.on_timer`, with the timer's payload in the event's `payload`.
@@ -34,14 +37,16 @@ class Reading(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Happening:
-    """One event as loyalty sees it: the event, its client as the event leaves them (history fields included),
-    the visits it adds to their history, and the clock."""
+    """One event as loyalty sees it: the event, its client as the event leaves them (history fields and segment
+    included), the visits it adds to their history, the clock, and segments.yaml (a segment names its clients'
+    program)."""
 
     event: Event
     client: Entity | None
     visits: tuple[Visit, ...]
     now: datetime
     tz: ZoneInfo
+    segments: SegmentsConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
