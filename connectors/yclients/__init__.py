@@ -54,7 +54,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -63,7 +63,7 @@ from automator.checks import CheckContext, ParamProblem
 from automator.connector import ActionResult, ConfigError, Inbound, WebConnector, action
 from automator.errors import ConnectorError, InboundRejected, Rejected
 from automator.model import Entity, EntityRef, Event
-from . import categories, mapping, visits
+from . import categories, loyalty, mapping, visits
 from .checks import check
 from .api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
 from .emulator import YclientsEmulator
@@ -74,11 +74,13 @@ __all__ = ["Yclients", "YclientsEmulator"]
 SECRET = {"type": "string", "pattern": r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}",
           "description": "A `${env:NAME}` reference: secrets never live in automator.yaml."}
 VERBS = {"create": "created", "update": "updated", "delete": "deleted"}
-RESOURCES = ("record", "client")  # other resources (staff, goods, finances…) carry nothing the rules read
+# Other resources (staff, goods…) carry nothing the rules read; a cash-desk operation may be a refund.
+RESOURCES = ("record", "client", "finances_operation")
 MAX_ITEMS = 100  # webhook items accepted in one request
 POLL_WAIT = 65.0  # the poll has no outbox deadline: it may wait out a full minute of the limit
 BACKFILL_DAYS = 31  # the records list is read a month of visit dates at a time
 SEANCE = 3600  # a booking's length when the rule gives none, in seconds
+CARD_TYPE = 8230  # the sandbox chain's loyalty card type when the settings name none (the spec's example id)
 SANDBOX = {"partner_token": "sandbox-partner-token", "user_token": "sandbox-user-token",
            "hook_secret": "sandbox-hook-secret"}
 
@@ -123,6 +125,17 @@ class Yclients(WebConnector):
                                "Постоянный, Новый]}): client.set_category of one removes the others of its "
                                "group. A category is in one group at most."},
             "category_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+            "chain_id": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+$"}],
+                         "description": "The chain (network) id the company belongs to in YCLIENTS: loyalty cards, "
+                                        "certificates and abonements are the chain's (abonement freezes and "
+                                        "cards found by phone need it)."},
+            "loyalty_card_type": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+$"}],
+                                  "description": "The loyalty card type id whose card loyalty.accrue and "
+                                                 "loyalty.spend keep in step with the product's points (default: "
+                                                 "the client's only card)."},
+            "issue_cards": {"type": "boolean",
+                            "description": "Issue a card of `loyalty_card_type` to a client who has none when "
+                                           "points are accrued (default: no, the accrual is refused)."},
         },
     }
     # Actions per second the outbox starts: one action makes two to four requests, and YCLIENTS allows 5 a
@@ -158,6 +171,13 @@ class Yclients(WebConnector):
             raise ConfigError(f"connector {name!r}: category {twice!r} is in two of `category_groups:`; a client "
                               "has one category of a group, so a category belongs to one group at most")
         self.client_edits = KeyedLocks()
+        for key in ("chain_id", "loyalty_card_type"):
+            if config.get(key) not in (None, "") and not str(config[key]).isdigit():
+                raise ConfigError(f"connector {name!r}: {key} must be a number (the id YCLIENTS shows), not "
+                                  f"{config[key]!r}")
+        self.chain_id = str(config.get("chain_id") or "")
+        self.card_type = str(config.get("loyalty_card_type") or "")
+        self.issue_cards = config.get("issue_cards") is True
 
     def default_headers(self) -> dict[str, str]:
         """The v2 Accept header (required) and the partner + user token pair."""
@@ -241,7 +261,19 @@ class Yclients(WebConnector):
                 events.extend(self.record_events(data, status, received))
             elif resource == "client":
                 events.extend(self.client_events(data, status, received))
+            elif resource == "finances_operation" and status == "create":
+                events.extend(self.refund_events(data, received))
         return events
+
+    def refund_events(self, operation: Mapping[str, Any], fallback: datetime) -> list[Event]:
+        """The `visit.refunded` of a cash-desk operation giving a record's money back (visits.refunded), or none."""
+        found = visits.refunded(operation)
+        if found is None:
+            return []
+        client, data, delivery = found
+        zone = mapping.object_tz(operation, self.tz)
+        at = mapping.parse_datetime(operation.get("date"), zone) or fallback
+        return [self._event("visit.refunded", EntityRef("client", client), data, delivery, at)]
 
     def _check(self, item: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
         if str(item.get("company_id")) != self.company_id:
@@ -341,9 +373,9 @@ class Yclients(WebConnector):
         """Remove a client category; a client without it (or not in YCLIENTS at all) is left as it is."""
         return await self._categories("remove", params)
 
-    async def _categories(self, mode: str, params: Mapping[str, Any]) -> ActionResult:
+    async def _categories(self, mode: str, params: Mapping[str, Any], what: str | None = None) -> ActionResult:
         """GET the labels and the client, PUT the client back whole with the new `labels` list (part 2 §1.3.6)."""
-        what = f"client.{mode}_category"
+        what = what or f"client.{mode}_category"
         title = str(params.get("category") or "").strip()
         if not title:
             raise Rejected(f"{what}: the category is empty")
@@ -544,17 +576,169 @@ class Yclients(WebConnector):
         seen.add(client)
         return first + visit
 
+    # ---- loyalty ---------------------------------------------------------------------------------
     @action("yclients.loyalty_cards", schema="actions/yclients.loyalty_cards.json")
     async def loyalty_cards(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Read a client's loyalty cards (they belong to the chain): number, type, balance, points, visits."""
         client_id = _numeric(params.get("client"), "client")
         cards = await self.api.client_cards(client_id)
-        return ActionResult({"client": client_id, "cards": [
-            {"id": str(c.get("id")), "number": c.get("number"), "type": (c.get("type") or {}).get("title"),
-             "type_id": c.get("type_id"), "balance": c.get("balance"), "points": c.get("points"),
-             "visits": c.get("visits_count"), "paid_amount": c.get("paid_amount"),
-             "programs": [p.get("title") for p in c.get("programs") or [] if isinstance(p, Mapping)]}
-            for c in cards]})
+        return ActionResult({"client": client_id, "cards": [loyalty.card_summary(c) for c in cards]})
+
+    @action("loyalty.accrue")
+    async def loyalty_accrue(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Top up the client's loyalty card by `amount` (a manual transaction), issuing the card first when they
+        have none and `issue_cards` allows; returns the card and its balance after."""
+        return await self._card_move("loyalty.accrue", params, 1)
+
+    @action("loyalty.spend")
+    async def loyalty_spend(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Write `amount` off the client's loyalty card (a manual transaction), refused when its balance is lower;
+        returns the card and its balance after."""
+        return await self._card_move("loyalty.spend", params, -1)
+
+    async def _card_move(self, what: str, params: Mapping[str, Any], sign: int) -> ActionResult:
+        """One manual transaction of the client's card of the action's type, its balance checked first for a
+        write-off; one client's moves at a time, so that two write-offs cannot both pass the check."""
+        try:
+            value = loyalty.amount(params.get("amount"))
+        except ValueError as exc:
+            raise Rejected(f"{what}: {exc}") from None
+        reason = str(params.get("reason") or "").strip()
+        if not reason:
+            raise Rejected(f"{what}: `reason` is empty; the card's history shows it")
+        type_id = self._card_type(params)
+        client_id, phone = await self._loyalty_client(params, what)
+        async with self.client_edits.hold(f"card:{client_id or phone}"):
+            card, issued = await self._card(what, client_id, phone, type_id, issue=sign > 0)
+            before = loyalty.balance(card)
+            if sign < 0 and before < value:
+                raise Rejected(f"{what}: loyalty card {card.get('number') or card.get('id')} of client "
+                               f"{client_id or phone} has {loyalty.text(before)}, less than {loyalty.text(value)}: "
+                               "a card is never driven below zero")
+            after = await self.api.card_transaction(str(card["id"]), value * sign, reason)
+        balance = loyalty.balance(after) if "balance" in after else before + value * sign
+        result: dict[str, Any] = {"client": client_id or phone, "card": str(card["id"]), "number": card.get("number"),
+                                  "amount": loyalty.text(value * sign), "balance": loyalty.text(balance),
+                                  "issued": issued}
+        if params.get("program") not in (None, ""):
+            result["program"] = str(params["program"])
+        return ActionResult(result)
+
+    def _card_type(self, params: Mapping[str, Any]) -> str | None:
+        """The card type the action keeps in step: its `card_type`, else the `loyalty_card_type` setting."""
+        given = params.get("card_type")
+        if given not in (None, ""):
+            return _numeric(given, "loyalty card type")
+        return self.card_type or None
+
+    async def _loyalty_client(self, params: Mapping[str, Any], what: str) -> tuple[str | None, str | None]:
+        """(YCLIENTS client id, phone) of the action's client: an id as given; a phone, read by phone through the
+        chain when `chain_id` is set, else the client found by it."""
+        given = str(params.get("client") if params.get("client") is not None else "").strip()
+        if given.isdigit():
+            return given, None
+        phone = mapping.to_e164(given, self.region) if given.startswith("+") else None
+        if phone is None:
+            raise Rejected(f"{what}: the client is a YCLIENTS client id or a phone in E.164, not {given or None!r}")
+        if self.chain_id:
+            return None, phone
+        found = await self.api.find_client(phone)
+        if found is None:
+            raise Rejected(f"{what}: company {self.company_id} has no client with phone {phone} (set `chain_id` to "
+                           "find their card across the chain)")
+        return found, phone
+
+    async def _card(self, what: str, client_id: str | None, phone: str | None, type_id: str | None, *,
+                    issue: bool) -> tuple[Mapping[str, Any], bool]:
+        """The client's card of the type (and whether it was issued now): found, else issued when `issue` and the
+        settings allow, else a Rejected saying which setting to change."""
+        cards = await (self.api.client_cards(client_id) if client_id else self.api.phone_cards(str(phone),
+                                                                                               self.chain_id))
+        card = loyalty.card_of(cards, type_id)
+        if card is not None:
+            return card, False
+        who = f"client {client_id or phone}"
+        if type_id is None:
+            if cards:
+                raise Rejected(f"{what}: {who} has {len(cards)} loyalty cards; set connector {self.name!r}'s "
+                               "`loyalty_card_type` (or the action's card_type) to say which one keeps the points")
+            raise Rejected(f"{what}: {who} has no loyalty card, and connector {self.name!r} sets no "
+                           "`loyalty_card_type` to issue one of")
+        if not issue:
+            raise Rejected(f"{what}: {who} has no loyalty card of type {type_id}: there is nothing to write off")
+        if not self.issue_cards:
+            raise Rejected(f"{what}: {who} has no loyalty card of type {type_id}, and connector {self.name!r} has "
+                           "`issue_cards` off: issue the card in YCLIENTS, or set issue_cards: true")
+        if phone is None:
+            phone = mapping.to_e164((await self.api.get_client(str(client_id))).get("phone"), self.region)
+            if phone is None:
+                raise Rejected(f"{what}: {who} has no phone in YCLIENTS to issue a loyalty card to")
+        return await self.api.issue_card(loyalty.card_number(phone), type_id, phone), True
+
+    @action("loyalty.set_tier")
+    async def loyalty_set_tier(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Show a client's loyalty tier as their client category (`category`, else the tier's name), replacing the
+        other tier of its `category_groups:` group; returns the `client.updated` the webhook will repeat."""
+        tier = str(params.get("tier") or "").strip()
+        if not tier:
+            raise Rejected("loyalty.set_tier: the tier is empty")
+        category = str(params.get("category") or "").strip() or tier
+        done = await self._categories("set", {**params, "category": category}, "loyalty.set_tier")
+        extra = {"tier": tier, **({"program": str(params["program"])} if params.get("program") else {})}
+        return ActionResult({**done.data, **extra}, done.events)
+
+    @action("yclients.certificates", schema="actions/yclients.certificates.json")
+    async def certificates(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Read a client's gift certificates: number, balance, nominal, type, status, expiry."""
+        phone = await self._phone(params, "yclients.certificates")
+        items = await self.api.certificates(phone)
+        return ActionResult({"client": str(params.get("client")),
+                             "certificates": [loyalty.certificate_summary(c) for c in items]})
+
+    @action("yclients.abonements", schema="actions/yclients.abonements.json")
+    async def abonements(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Read a client's abonements: number, type, visits left, frozen or not, expiry, status."""
+        phone = await self._phone(params, "yclients.abonements")
+        items = await self.api.abonements(phone)
+        return ActionResult({"client": str(params.get("client")),
+                             "abonements": [loyalty.abonement_summary(a) for a in items]})
+
+    async def _phone(self, params: Mapping[str, Any], what: str) -> str:
+        """The phone of the action's client (YCLIENTS finds certificates and abonements by phone): given, or read
+        from the client's card."""
+        given = str(params.get("client") if params.get("client") is not None else "").strip()
+        phone = mapping.to_e164(given, self.region) if given.startswith("+") else None
+        if phone is None and given.isdigit():
+            phone = mapping.to_e164((await self.api.get_client(given)).get("phone"), self.region)
+            if phone is None:
+                raise Rejected(f"{what}: client {given} has no phone in YCLIENTS")
+        if phone is None:
+            raise Rejected(f"{what}: the client is a YCLIENTS client id or a phone in E.164, not {given or None!r}")
+        return phone
+
+    @action("yclients.abonement_freeze", schema="actions/yclients.abonement_freeze.json")
+    async def abonement_freeze(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Freeze an abonement until a day (its period stops running meanwhile)."""
+        ident = _numeric(params.get("abonement"), "abonement")
+        till = _day(params.get("till"), "yclients.abonement_freeze")
+        made = await self.api.freeze_abonement(self._chain("yclients.abonement_freeze"), ident, till)
+        return ActionResult({"abonement": ident, "frozen": True, "till": till,
+                             **({"expires": made["expiration_date"]} if made.get("expiration_date") else {})})
+
+    @action("yclients.abonement_unfreeze", schema="actions/yclients.abonement_unfreeze.json")
+    async def abonement_unfreeze(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Unfreeze an abonement: its period runs again from today."""
+        ident = _numeric(params.get("abonement"), "abonement")
+        made = await self.api.freeze_abonement(self._chain("yclients.abonement_unfreeze"), ident, None)
+        return ActionResult({"abonement": ident, "frozen": False,
+                             **({"expires": made["expiration_date"]} if made.get("expiration_date") else {})})
+
+    def _chain(self, what: str) -> str:
+        """The `chain_id` setting, which chain-level calls need."""
+        if not self.chain_id:
+            raise Rejected(f"{what}: connector {self.name!r} sets no `chain_id` (abonements belong to the chain: "
+                           "write its id, as YCLIENTS shows it, under the connector in automator.yaml)")
+        return self.chain_id
 
     # ---- sandbox ---------------------------------------------------------------------------------
     def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
@@ -587,15 +771,20 @@ class Yclients(WebConnector):
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
                 ) -> tuple[dict[str, Any], Any] | None:
         """Settings aimed at a seeded emulator (fixed sandbox tokens on both sides) that sends its webhooks to
-        `hook_url?token=<the sandbox hook secret>`; the company has the client categories the settings name."""
-        company = options.get("company_id")
+        `hook_url?token=<the sandbox hook secret>`; the company has the client categories the settings name, and
+        its chain (`chain_id`, else 1) the loyalty card type `loyalty_card_type` names (else a seeded one)."""
+        company, chain, card_type = (options.get(k) for k in ("company_id", "chain_id", "loyalty_card_type"))
         company_id = int(str(company)) if str(company).isdigit() else 100000
+        chain_id = int(str(chain)) if str(chain).isdigit() else 1
+        type_id = int(str(card_type)) if str(card_type).isdigit() else CARD_TYPE
         settings = {**{k: v for k, v in options.items() if k not in SANDBOX}, **SANDBOX,
-                    "company_id": company_id, "base_url": f"{base_url.rstrip('/')}/api/v1"}
+                    "company_id": company_id, "chain_id": chain_id, "loyalty_card_type": type_id,
+                    "base_url": f"{base_url.rstrip('/')}/api/v1"}
         separator = "&" if "?" in hook_url else "?"
         emulator = YclientsEmulator(company_id=company_id, partner_token=SANDBOX["partner_token"],
-                                    user_token=SANDBOX["user_token"],
+                                    user_token=SANDBOX["user_token"], chain_id=chain_id,
                                     hook_url=f"{hook_url}{separator}token={SANDBOX['hook_secret']}")
+        emulator.add_card_type("Бонусная карта", type_id)
         seed(emulator)
         named = [*(options.get("categories") or []), *(t for ts in (options.get("category_groups") or {}).values()
                                                      for t in ts)]
@@ -606,14 +795,15 @@ class Yclients(WebConnector):
 
 
 def seed(emulator: YclientsEmulator) -> None:
-    """Demo data for the sandbox: a master, two services, two clients, a VIP category and two bookings."""
+    """Demo data for the sandbox: a master, two services, two clients (Анна with a loyalty card of 500), a VIP
+    category and two bookings."""
     master = emulator.add_staff("Ирина", "Косметолог")
     consult = emulator.add_service("Консультация", 1500)
     emulator.add_service("Массаж лица", 3000)
     emulator.add_label("VIP")
     anna = emulator.make_client({"name": "Анна", "phone": "79161234567"}, notify=False)
     emulator.make_client({"name": "Борис", "phone": "79031112233"}, notify=False)
-    emulator.add_card(anna["id"], "01010101", balance=500)
+    emulator.add_card(anna["id"], "01010101", balance=500, type_id=next(iter(emulator.card_types), CARD_TYPE))
     today = datetime.now(emulator.tz).replace(hour=15, minute=0, second=0, microsecond=0)
     for offset, phone in ((0, "79161234567"), (1, "79031112233")):
         emulator.make_record({"staff_id": master["id"], "services": [{"id": consult["id"]}],
@@ -645,6 +835,15 @@ def _numeric(value: Any, what: str) -> str:
     if not text.isdigit():
         raise Rejected(f"a YCLIENTS {what} id is a number, not {value!r}")
     return text
+
+
+def _day(value: Any, what: str) -> str:
+    """A day as YCLIENTS takes it, yyyy-mm-dd, from a date, a datetime or such a text."""
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value or "").strip()
+    try:
+        return date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        raise Rejected(f"{what}: a day is yyyy-mm-dd, such as 2026-04-01, not {value!r}") from None
 
 
 def _read_cursor(cursor: str | None) -> tuple[datetime, set[str]] | None:

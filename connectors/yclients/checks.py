@@ -1,14 +1,16 @@
 """What a YCLIENTS action would refuse or get wrong, found by `validate` from the params as written and the
 connector's settings (`Yclients.check_params`): a category the company does not have or that is in no tier group,
-a client field YCLIENTS has not, a booking YCLIENTS could not make, ids that are not YCLIENTS's."""
+a client field YCLIENTS has not, a booking YCLIENTS could not make, ids that are not YCLIENTS's, points that are not
+an exact amount, loyalty settings an action needs."""
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from automator.checks import UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
-from . import categories, mapping
+from . import categories, loyalty, mapping
 
 CATEGORY_ACTIONS = ("client.set_category", "client.add_category", "client.remove_category")
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -26,8 +28,34 @@ def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], co
         found += _id(params, "client", context)
     if action == "booking.create":
         found += _booking(params, context)
-    if action == "yclients.loyalty_cards":
+    if action in ("yclients.loyalty_cards", "yclients.certificates", "yclients.abonements"):
         found += _id(params, "client", context)
+    if action == "loyalty.set_tier":
+        shown = params.get("category") if params.get("category") not in (None, "") else params.get("tier")
+        found += [replace(p, path=("category",) if "category" in params else ("tier",))
+                  for p in _category("client.set_category", shown, options, context)]
+        found += _id(params, "client", context)
+    if action in ("loyalty.accrue", "loyalty.spend"):
+        found += _id(params, "client", context) + _amount(params)
+        if "card_type" in params:
+            found += _number(params, ("card_type",), "loyalty card type id")
+        if not options.get("loyalty_card_type") and "card_type" not in params:
+            found.append(ParamProblem((), f"connector '{context.connector}' sets no `loyalty_card_type`: the points "
+                                          "go to the client's only loyalty card, and are refused for a client with "
+                                          "several or none", "set loyalty_card_type (the card type id YCLIENTS "
+                                                             "shows) under the connector in automator.yaml",
+                                      severity="warning"))
+    if action in ("yclients.abonement_freeze", "yclients.abonement_unfreeze"):
+        found += _number(params, ("abonement",), "abonement id")
+        if not options.get("chain_id"):
+            found.append(ParamProblem((), f"connector '{context.connector}' sets no `chain_id`: abonements belong "
+                                          "to the chain, and YCLIENTS freezes them only through it",
+                                      "write chain_id (the chain's id YCLIENTS shows) under the connector in "
+                                      "automator.yaml"))
+        till = literal(params.get("till"))
+        if action == "yclients.abonement_freeze" and till not in (UNKNOWN, None) and \
+                not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(till)):
+            found.append(ParamProblem(("till",), f"'{till}' is not a day", "write it as 2026-04-15"))
     if action in ("booking.set_status", "booking.cancel"):
         found += _id(params, "booking", context)
     return found
@@ -54,6 +82,18 @@ def _category(action: str, value: Any, options: Mapping[str, Any], context: Chec
                                             "nothing", "write client.add_category for a category beside the others, "
                                                        "or put it in its group in `category_groups:`",
                              severity="warning")]
+    return []
+
+
+def _amount(params: Mapping[str, Any]) -> list[ParamProblem]:
+    """A literal amount of points is decimal text YCLIENTS's card takes exactly: more than 0, kopecks at most."""
+    known = literal(params.get("amount"))
+    if known is UNKNOWN or known is None:
+        return []
+    try:
+        loyalty.amount(known)
+    except ValueError as exc:
+        return [ParamProblem(("amount",), str(exc), 'write it as "150" or "99.50"')]
     return []
 
 
