@@ -46,6 +46,17 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
 * 5 requests a second and 200 a minute are per IP: the outbox starts at most 1 action a second (burst 2) and
   every request of every YCLIENTS connector to one host is paced under both windows (api.Pace).
 * 429 retries after Retry-After when the answer has one (it is not documented to), else the outbox's backoff.
+* Loyalty (part 2 §1.5; loyalty.py): `loyalty.accrue`/`loyalty.spend` mirror the product's ledger as one manual
+  transaction of the client's card of `loyalty_card_type` (the company-level route), a card issued first to a
+  client who has none only with `issue_cards: true`; a write-off past the card's balance is refused before any
+  call. A manual transaction is not idempotent and carries no key YCLIENTS deduplicates by: the actions are
+  at_most_once, an answer that does not come in time parks them. `loyalty.set_tier` is `client.set_category` of
+  the tier's category. Certificates and abonements are read by the client's phone; an abonement is frozen through
+  the chain (`chain_id`). YCLIENTS has no call that issues a certificate or an abonement (they are sold as goods
+  through a sale document), none that reads or makes referral links, and no loyalty webhook.
+* A `finances_operation` webhook with a negative amount for a record is read as a refund of that record's visit:
+  `visit.refunded` (visits.refunded; no capture shows a refund, so this reading is assumed). The poll and the
+  backfill read no refunds: a refund whose webhook was lost is not caught up.
 """
 from __future__ import annotations
 
@@ -87,9 +98,10 @@ SANDBOX = {"partner_token": "sandbox-partner-token", "user_token": "sandbox-user
 
 class Yclients(WebConnector):
     """One YCLIENTS company (branch): bookings (`booking.set_status`, `booking.create`, `booking.cancel`),
-    clients (`client.update`, `client.set_category`, `client.add_category`, `client.remove_category`),
-    `yclients.loyalty_cards`; record and client webhooks; a catch-up poll of records by change date; a backfill of
-    past visits."""
+    clients (`client.update`, `client.set_category`, `client.add_category`, `client.remove_category`), loyalty
+    (`loyalty.accrue`, `loyalty.spend`, `loyalty.set_tier`, `yclients.loyalty_cards`, `yclients.certificates`,
+    `yclients.abonements`, `yclients.abonement_freeze`, `yclients.abonement_unfreeze`); record, client and
+    refund webhooks; a catch-up poll of records by change date; a backfill of past visits."""
 
     type = "yclients"
     webhook_auth = ("hook_secret",)  # the ?token= (or path) of the webhook URL
