@@ -63,7 +63,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
@@ -702,18 +702,18 @@ class Yclients(WebConnector):
     @action("yclients.certificates", schema="actions/yclients.certificates.json")
     async def certificates(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Read a client's gift certificates: number, balance, nominal, type, status, expiry."""
-        phone = await self._phone(params, "yclients.certificates")
-        items = await self.api.certificates(phone)
-        return ActionResult({"client": str(params.get("client")),
-                             "certificates": [loyalty.certificate_summary(c) for c in items]})
+        return await self._held("certificates", params, loyalty.certificate_summary)
 
     @action("yclients.abonements", schema="actions/yclients.abonements.json")
     async def abonements(self, params: Mapping[str, Any], key: str) -> ActionResult:
         """Read a client's abonements: number, type, visits left, frozen or not, expiry, status."""
-        phone = await self._phone(params, "yclients.abonements")
-        items = await self.api.abonements(phone)
-        return ActionResult({"client": str(params.get("client")),
-                             "abonements": [loyalty.abonement_summary(a) for a in items]})
+        return await self._held("abonements", params, loyalty.abonement_summary)
+
+    async def _held(self, kind: str, params: Mapping[str, Any],
+                    summary: Callable[[Mapping[str, Any]], dict[str, Any]]) -> ActionResult:
+        """What the client holds of one kind (certificates, abonements), found by their phone."""
+        items = await self.api.held(kind, await self._phone(params, f"yclients.{kind}"))
+        return ActionResult({"client": str(params.get("client")), kind: [summary(x) for x in items]})
 
     async def _phone(self, params: Mapping[str, Any], what: str) -> str:
         """The phone of the action's client (YCLIENTS finds certificates and abonements by phone): given, or read

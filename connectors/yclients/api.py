@@ -270,17 +270,11 @@ class Api:
                                   what, content=body, headers={"Content-Type": "application/json"})
         return _object(data, what)
 
-    async def certificates(self, phone: str) -> list[dict[str, Any]]:
-        """The client's gift certificates: `GET /loyalty/certificates/?company_id=&phone=`."""
+    async def held(self, kind: str, phone: str) -> list[dict[str, Any]]:
+        """What the client with this phone holds of one kind: `GET /loyalty/certificates/` or
+        `GET /loyalty/abonements/`, `?company_id=&phone=`."""
         digits = re.sub(r"\D", "", phone)
-        data, _ = await self.call("GET", "loyalty/certificates/", f"certificates of phone …{digits[-4:]}",
-                                  params={"company_id": self.company_id, "phone": digits})
-        return _objects(data)
-
-    async def abonements(self, phone: str) -> list[dict[str, Any]]:
-        """The client's abonements: `GET /loyalty/abonements/?company_id=&phone=`."""
-        digits = re.sub(r"\D", "", phone)
-        data, _ = await self.call("GET", "loyalty/abonements/", f"abonements of phone …{digits[-4:]}",
+        data, _ = await self.call("GET", f"loyalty/{kind}/", f"{kind} of phone …{digits[-4:]}",
                                   params={"company_id": self.company_id, "phone": digits})
         return _objects(data)
 

@@ -418,14 +418,9 @@ CONFIG = """\
 timezone: Europe/Moscow
 connectors:
   crm: {type: local}
-  booking:
-    type: yclients
-    company_id: 307626
-    partner_token: "${env:YCLIENTS_PARTNER_TOKEN}"
-    user_token: "${env:YCLIENTS_USER_TOKEN}"
-    hook_secret: "${env:YCLIENTS_HOOK_SECRET}"
-    categories: [VIP]
-    category_groups: {tier: [Золото, Серебро]}
+  booking: {type: yclients, company_id: 307626, partner_token: "${env:YCLIENTS_PARTNER_TOKEN}",
+            user_token: "${env:YCLIENTS_USER_TOKEN}", hook_secret: "${env:YCLIENTS_HOOK_SECRET}",
+            categories: [VIP], category_groups: {tier: [Золото, Серебро]} EXTRA}
 """
 
 
@@ -449,7 +444,7 @@ def test_validate_says_what_yclients_would_refuse(make_project: Callable[..., An
     from automator_connectors.local import LocalConnector
 
     rules = f"rules:\n  - id: r\n    when: {{event: visit.completed}}\n    do:\n      - {step}\n"
-    root = make_project(rules, config=CONFIG + (f"    {extra}\n" if extra else ""))
+    root = make_project(rules, config=CONFIG.replace(" EXTRA", f", {extra}" if extra else ""))
     project, problems = load_project(root, connector_types={"local": LocalConnector, "yclients": Yclients})
     messages = [p.format() for p in problems or (project.warnings if project is not None else ())]
     assert len(messages) == len(found) and all(any(f in m for m in messages) for f in found), messages
