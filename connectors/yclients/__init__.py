@@ -757,7 +757,8 @@ class Yclients(WebConnector):
         """Given clients and bookings, as the company's own (each written again when a test's event changes it): a
         booking is a record with the emulator's master and a service (the one it names, else the first), its
         status an attendance. A client YCLIENTS needs a phone for gets a made-up one (+7900 and its id); its
-        `categories` are labels of the company (made when missing)."""
+        `categories` are labels of the company (made when missing); its `card` is a loyalty card of that number and
+        the chain's card type, made once (written again, it keeps the balance the test's accruals gave it)."""
         for entity in entities:
             fields, ident = entity.fields, entity.ref.id
             if entity.ref.kind == "client" and ident.isdigit():
@@ -768,6 +769,9 @@ class Yclients(WebConnector):
                           for t in titles]
                 emulator.seed_client(int(ident), {"name": str(fields.get("name") or ""), "phone": phone,
                                                   "email": str(fields.get("email") or ""), "labels": labels})
+                number = str(fields.get("card") or "").strip()
+                if number and not any(c["number"] == number for c in emulator.cards.get(int(ident), [])):
+                    emulator.add_card(int(ident), number, type_id=next(iter(emulator.card_types), CARD_TYPE))
             elif entity.ref.kind == "booking" and ident.isdigit():
                 master = next(iter(emulator.staff.values()), None) or emulator.add_staff("Мастер")
                 services = emulator.services.values()

@@ -1,12 +1,16 @@
-"""A faithful YCLIENTS stand-in: records, clients, categories and loyalty cards of one company, its envelopes and
-codes, the 5 req/s and 200 req/min limit, and a webhook to the daemon on every change.
+"""A faithful YCLIENTS stand-in: records, clients, categories and the chain's loyalty (cards and their manual
+transactions, card types, certificates, abonements and their freezes) of one company, its envelopes and codes, the
+5 req/s and 200 req/min limit, and a webhook to the daemon on every change (a refund's `finances_operation` too).
 
 Where the contract is unconfirmed the emulator takes the strict reading, so that the connector is written for the
 harder case: the record and client PUTs are full updates (a field left out is reset), the Accept header is
 required (406 without it), and a 429 carries no Retry-After unless the `retry_after` extra knob is set. A new
 record in a busy slot of its master is refused unless `save_if_busy` (reference part 2 §1.1 says so; its status
 and text were never captured: 422 and the message below are assumed). Payments are kept per record and listed as
-its `finance_transactions` when the records list is asked `include_finance_transactions=1`.
+its `finance_transactions` when the records list is asked `include_finance_transactions=1`. Amounts of loyalty are
+computed in Decimal from the JSON number's text and written back as the number they are (`wire_number`); the
+answers no capture shows (a write-off past the balance, a refused card issue, a second freeze) are assumed and
+say so where they are made.
 """
 from __future__ import annotations
 

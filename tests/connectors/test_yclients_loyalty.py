@@ -24,7 +24,7 @@ from automator.daemon.retry import RetryPolicy
 from automator.daemon.storethread import StoreThread
 from automator.emulator import Served
 from automator.errors import Rejected, Retryable
-from automator.model import Decision, Effect, EntityRef, Event
+from automator.model import Decision, Effect, Entity, EntityRef, Event
 from automator_connectors.yclients import CARD_TYPE, Yclients
 from automator_connectors.yclients.emulator import YclientsEmulator
 from test_yclients import (COMPANY, WEB, World, api_calls, control, hook, hooks, make, parse, perform,  # noqa: F401
@@ -412,6 +412,15 @@ def test_a_sandbox_has_a_chain_and_the_card_type_its_settings_name() -> None:
     assert (card["type_id"], card["balance"], card["salon_group_id"]) == (555, 500, 77)
     default, emu = Yclients.sandbox("yc", {}, base_url="http://127.0.0.1:1", hook_url="http://127.0.0.1:2/h")
     assert (default["chain_id"], default["loyalty_card_type"]) == (1, CARD_TYPE) and CARD_TYPE in emu.card_types
+    # A test's given client with a `card` has that loyalty card; given again, it keeps its balance.
+    connector = Yclients("yc", default)
+    given = Entity(EntityRef("client", "42"), {"name": "Вера", "phone": "+79161112233", "card": "55501"})
+    connector.sandbox_given(emu, [given])
+    card, = emu.cards[42]
+    assert (card["number"], card["type_id"], card["balance"]) == ("55501", CARD_TYPE, 0)
+    card["balance"] = 150
+    connector.sandbox_given(emu, [given])
+    assert emu.cards[42] == [card] and card["balance"] == 150
 
 
 CONFIG = """\
@@ -480,3 +489,64 @@ def test_every_emulated_loyalty_route_answers_in_the_envelope(chain: World, url:
     assert answer.status_code == 404 and answer.json()["success"] is False
     answer = WEB.post(f"{url}/api/v1/chain/{CHAIN}/loyalty/abonements/999/unfreeze", json={}, headers=headers)
     assert answer.status_code == 404
+
+
+# ---- through `automator test --sandbox` ------------------------------------------------------------------------
+
+SANDBOX_CONFIG = """\
+timezone: Europe/Moscow
+connectors:
+  booking: {type: yclients, company_id: 307626, partner_token: "${env:YC_P}", user_token: "${env:YC_U}",
+            hook_secret: "${env:YC_H}", loyalty_card_type: 8230}
+  forms: {type: local, secret: "${env:FORMS_SECRET}", events: {points.pay: {entity: client, data: {amount: text}}}}
+"""
+
+SANDBOX_RULES = """\
+rules:
+  - id: points-for-a-visit
+    when: {event: visit.completed}
+    do:
+      - loyalty.accrue: {amount: "{{ event.data.amount }}", reason: Бонусы за визит}
+        via: booking
+  - id: pay-with-points
+    when: {event: points.pay}
+    do:
+      - loyalty.spend: {amount: "{{ event.data.amount }}", reason: Оплата баллами}
+        via: booking
+"""
+
+SANDBOX_TEST = """\
+name: a visit's points are on the client's YCLIENTS card, and can be spent to the last kopeck
+load: ..
+now: 2026-03-02T10:00:00+03:00
+given:
+  - {kind: client, id: 77, name: Вера, phone: "+79161112233", card: "55501"}
+when:
+  - {event: visit.completed, entity: {kind: client, id: 77}, data: {visit: "9001", amount: "1500.50"}}
+  - {event: points.pay, entity: {kind: client, id: 77}, data: {amount: "%s"}}
+expect:
+  - {action: loyalty.accrue, params: {amount: "1500.50"}, count: 1}
+  - {action: loyalty.spend, count: 1}
+"""
+
+
+def sandbox_run(tmp_path: Path, spent: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from automator.cli import cli
+
+    (tmp_path / "automator.yaml").write_text(SANDBOX_CONFIG)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "points.yaml").write_text(SANDBOX_RULES)
+    (tmp_path / "rules" / "points.test.yaml").write_text(SANDBOX_TEST % spent)
+    result = CliRunner().invoke(cli, ["test", str(tmp_path / "rules"), "--sandbox"], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_points_accrued_in_the_sandbox_are_on_the_card_to_the_kopeck(tmp_path: Path) -> None:
+    assert sandbox_run(tmp_path, "1500.50") == (0, "1 passed, 0 failed\n")
+
+
+def test_spending_a_kopeck_more_than_the_card_holds_fails_in_the_sandbox(tmp_path: Path) -> None:
+    code, out = sandbox_run(tmp_path, "1500.51")
+    assert code == 1 and "has 1500.50, less than 1500.51: a card is never driven below zero" in out, out
