@@ -27,6 +27,7 @@ from automator.errors import Rejected, Retryable
 from automator.model import Decision, Effect, Entity, EntityRef, Event
 from automator_connectors.yclients import CARD_TYPE, Yclients
 from automator_connectors.yclients.emulator import YclientsEmulator
+from connector_support import sandbox_test
 from test_yclients import (COMPANY, WEB, World, api_calls, control, hook, hooks, make, parse, perform,  # noqa: F401
                            servers, url, world)
 
@@ -535,16 +536,7 @@ expect:
 
 
 def sandbox_run(tmp_path: Path, spent: str) -> tuple[int, str]:
-    from click.testing import CliRunner
-
-    from automator.cli import cli
-
-    (tmp_path / "automator.yaml").write_text(SANDBOX_CONFIG)
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "points.yaml").write_text(SANDBOX_RULES)
-    (tmp_path / "rules" / "points.test.yaml").write_text(SANDBOX_TEST % spent)
-    result = CliRunner().invoke(cli, ["test", str(tmp_path / "rules"), "--sandbox"], catch_exceptions=False)
-    return result.exit_code, result.output
+    return sandbox_test(tmp_path, SANDBOX_CONFIG, SANDBOX_RULES, SANDBOX_TEST % spent)
 
 
 def test_points_accrued_in_the_sandbox_are_on_the_card_to_the_kopeck(tmp_path: Path) -> None:
