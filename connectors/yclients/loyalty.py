@@ -6,11 +6,19 @@ ledger; the connector mirrors each of its moves as one manual transaction, in ro
 one rouble), exact: an amount is decimal text with at most two digits after the point, never a float, and one
 the ledger did not round is refused rather than rounded here differently.
 
+Confirmed by the spec (`vgrish/yclients-openapi-php`, `LoyaltyCardApi`): the manual transaction's body is
+`{amount, title}` (`amount` required, positive for a top-up, negative for a write-off; `title` the note), and both
+it and the card issue (`{loyalty_card_number, loyalty_card_type_id, phone}`, numbers) answer the card object. The
+list of 303 operations has no call that issues a certificate or an abonement (only `loyalty/generate_code` of a
+good that is one): they are sold as goods.
+
 Read under uncertainty (no source confirms it; the safest reading):
 * Which number a card issued by the connector gets: `loyalty_card_number` is a required number with no generator
   in the API for cards, so it is the client's phone as 11 digits, as salons commonly number them (unique in a
   chain as the phone is).
-* A manual transaction changes the card's `balance` (the spec's card object also has `points`, undescribed).
+* A manual transaction changes the card's `balance` (the spec's card object also has `points`, undescribed), and
+  YCLIENTS' answer to a write-off past it was never captured: the connector refuses one before the call.
+* The card issue's HTTP status (the emulator answers 201, as other creates do).
 * Certificates' and abonements' fields are the spec's list models (part 2 §1.5); `balance_container` of an
   abonement, whose shape no source shows, is not read: `balance` is its `balance_string` as YCLIENTS writes it.
 """
