@@ -16,6 +16,12 @@ def _field(name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     return lambda params: {name: params[name]}
 
 
+def _tier_echo(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A tier is shown as the client's category: its `category`, else the tier's own name."""
+    shown = params.get("category") if params.get("category") not in (None, "") else params.get("tier")
+    return None if shown in (None, "") else {"category": shown}
+
+
 CANONICAL: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in (
@@ -57,6 +63,19 @@ CANONICAL: dict[str, ActionSpec] = {
                    delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
+        # Loyalty (issue 16): the engine keeps the product's ledger; these are the mirrors of its moves in the
+        # system the loyalty.yaml names (`sync:`). A manual card transaction is not idempotent, so the money ones are
+        # never repeated when their outcome is unknown; a tier is a category, set again harmlessly.
+        ActionSpec("loyalty.accrue", "Accrue bonus points to a client's loyalty balance (a card top-up).",
+                   delivery="at_most_once", target="client"),
+        ActionSpec("loyalty.spend", "Spend bonus points of a client's loyalty balance (a card write-off), never below "
+                   "zero.", delivery="at_most_once", target="client"),
+        ActionSpec("loyalty.set_tier", "Set a client's loyalty tier, shown as their category of that tier.",
+                   emits=("client.updated",), target="client", echo=_tier_echo),
+        ActionSpec("certificate.issue", "Issue a gift certificate to a client.", delivery="at_most_once",
+                   target="client"),
+        ActionSpec("abonement.issue", "Issue an abonement (N visits of given services) to a client.",
+                   delivery="at_most_once", target="client"),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),

@@ -46,6 +46,17 @@ Contract points read under uncertainty (reference §2, §7), each the safest rea
 * 5 requests a second and 200 a minute are per IP: the outbox starts at most 1 action a second (burst 2) and
   every request of every YCLIENTS connector to one host is paced under both windows (api.Pace).
 * 429 retries after Retry-After when the answer has one (it is not documented to), else the outbox's backoff.
+* Loyalty (part 2 §1.5; loyalty.py): `loyalty.accrue`/`loyalty.spend` mirror the product's ledger as one manual
+  transaction of the client's card of `loyalty_card_type` (the company-level route), a card issued first to a
+  client who has none only with `issue_cards: true`; a write-off past the card's balance is refused before any
+  call. A manual transaction is not idempotent and carries no key YCLIENTS deduplicates by: the actions are
+  at_most_once, an answer that does not come in time parks them. `loyalty.set_tier` is `client.set_category` of
+  the tier's category. Certificates and abonements are read by the client's phone; an abonement is frozen through
+  the chain (`chain_id`). YCLIENTS has no call that issues a certificate or an abonement (they are sold as goods
+  through a sale document), none that reads or makes referral links, and no loyalty webhook.
+* A `finances_operation` webhook with a negative amount for a record is read as a refund of that record's visit:
+  `visit.refunded` (visits.refunded; no capture shows a refund, so this reading is assumed). The poll and the
+  backfill read no refunds: a refund whose webhook was lost is not caught up.
 """
 from __future__ import annotations
 
@@ -66,6 +77,8 @@ from automator.model import Entity, EntityRef, Event
 from . import categories, mapping, visits
 from .checks import check
 from .api import ACCEPT, DEFAULT_BASE_URL, PAGE_SIZE, Api, Pace, auth_header
+from .loyalty_actions import LoyaltyActions
+from .mapping import numeric_id as _numeric
 from .emulator import YclientsEmulator
 from .serial import KeyedLocks
 
@@ -74,20 +87,23 @@ __all__ = ["Yclients", "YclientsEmulator"]
 SECRET = {"type": "string", "pattern": r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}",
           "description": "A `${env:NAME}` reference: secrets never live in automator.yaml."}
 VERBS = {"create": "created", "update": "updated", "delete": "deleted"}
-RESOURCES = ("record", "client")  # other resources (staff, goods, finances…) carry nothing the rules read
+# Other resources (staff, goods…) carry nothing the rules read; a cash-desk operation may be a refund.
+RESOURCES = ("record", "client", "finances_operation")
 MAX_ITEMS = 100  # webhook items accepted in one request
 POLL_WAIT = 65.0  # the poll has no outbox deadline: it may wait out a full minute of the limit
 BACKFILL_DAYS = 31  # the records list is read a month of visit dates at a time
 SEANCE = 3600  # a booking's length when the rule gives none, in seconds
+CARD_TYPE = 8230  # the sandbox chain's loyalty card type when the settings name none (the spec's example id)
 SANDBOX = {"partner_token": "sandbox-partner-token", "user_token": "sandbox-user-token",
            "hook_secret": "sandbox-hook-secret"}
 
 
-class Yclients(WebConnector):
+class Yclients(WebConnector, LoyaltyActions):
     """One YCLIENTS company (branch): bookings (`booking.set_status`, `booking.create`, `booking.cancel`),
-    clients (`client.update`, `client.set_category`, `client.add_category`, `client.remove_category`),
-    `yclients.loyalty_cards`; record and client webhooks; a catch-up poll of records by change date; a backfill of
-    past visits."""
+    clients (`client.update`, `client.set_category`, `client.add_category`, `client.remove_category`), loyalty
+    (`loyalty.accrue`, `loyalty.spend`, `loyalty.set_tier`, `yclients.loyalty_cards`, `yclients.certificates`,
+    `yclients.abonements`, `yclients.abonement_freeze`, `yclients.abonement_unfreeze`); record, client and
+    refund webhooks; a catch-up poll of records by change date; a backfill of past visits."""
 
     type = "yclients"
     webhook_auth = ("hook_secret",)  # the ?token= (or path) of the webhook URL
@@ -123,6 +139,17 @@ class Yclients(WebConnector):
                                "Постоянный, Новый]}): client.set_category of one removes the others of its "
                                "group. A category is in one group at most."},
             "category_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+            "chain_id": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+$"}],
+                         "description": "The chain (network) id the company belongs to in YCLIENTS: loyalty cards, "
+                                        "certificates and abonements are the chain's (abonement freezes and "
+                                        "cards found by phone need it)."},
+            "loyalty_card_type": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": r"^\d+$"}],
+                                  "description": "The loyalty card type id whose card loyalty.accrue and "
+                                                 "loyalty.spend keep in step with the product's points (default: "
+                                                 "the client's only card)."},
+            "issue_cards": {"type": "boolean",
+                            "description": "Issue a card of `loyalty_card_type` to a client who has none when "
+                                           "points are accrued (default: no, the accrual is refused)."},
         },
     }
     # Actions per second the outbox starts: one action makes two to four requests, and YCLIENTS allows 5 a
@@ -158,6 +185,13 @@ class Yclients(WebConnector):
             raise ConfigError(f"connector {name!r}: category {twice!r} is in two of `category_groups:`; a client "
                               "has one category of a group, so a category belongs to one group at most")
         self.client_edits = KeyedLocks()
+        for key in ("chain_id", "loyalty_card_type"):
+            if config.get(key) not in (None, "") and not str(config[key]).isdigit():
+                raise ConfigError(f"connector {name!r}: {key} must be a number (the id YCLIENTS shows), not "
+                                  f"{config[key]!r}")
+        self.chain_id = str(config.get("chain_id") or "")
+        self.card_type = str(config.get("loyalty_card_type") or "")
+        self.issue_cards = config.get("issue_cards") is True
 
     def default_headers(self) -> dict[str, str]:
         """The v2 Accept header (required) and the partner + user token pair."""
@@ -241,7 +275,19 @@ class Yclients(WebConnector):
                 events.extend(self.record_events(data, status, received))
             elif resource == "client":
                 events.extend(self.client_events(data, status, received))
+            elif resource == "finances_operation" and status == "create":
+                events.extend(self.refund_events(data, received))
         return events
+
+    def refund_events(self, operation: Mapping[str, Any], fallback: datetime) -> list[Event]:
+        """The `visit.refunded` of a cash-desk operation giving a record's money back (visits.refunded), or none."""
+        found = visits.refunded(operation)
+        if found is None:
+            return []
+        client, data, delivery = found
+        zone = mapping.object_tz(operation, self.tz)
+        at = mapping.parse_datetime(operation.get("date"), zone) or fallback
+        return [self._event("visit.refunded", EntityRef("client", client), data, delivery, at)]
 
     def _check(self, item: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
         if str(item.get("company_id")) != self.company_id:
@@ -341,9 +387,9 @@ class Yclients(WebConnector):
         """Remove a client category; a client without it (or not in YCLIENTS at all) is left as it is."""
         return await self._categories("remove", params)
 
-    async def _categories(self, mode: str, params: Mapping[str, Any]) -> ActionResult:
+    async def _categories(self, mode: str, params: Mapping[str, Any], what: str | None = None) -> ActionResult:
         """GET the labels and the client, PUT the client back whole with the new `labels` list (part 2 §1.3.6)."""
-        what = f"client.{mode}_category"
+        what = what or f"client.{mode}_category"
         title = str(params.get("category") or "").strip()
         if not title:
             raise Rejected(f"{what}: the category is empty")
@@ -372,6 +418,18 @@ class Yclients(WebConnector):
             updated = await self.api.put_client(client_id, mapping.client_update(client, change.ids))
         return ActionResult({**result, "changed": True, "removed": change.removed},
                             tuple(self.client_events({**client, **updated}, "update", datetime.now(timezone.utc))))
+
+    @action("loyalty.set_tier")
+    async def loyalty_set_tier(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Show a client's loyalty tier as their client category (`category`, else the tier's name), replacing the
+        other tier of its `category_groups:` group; returns the `client.updated` the webhook will repeat."""
+        tier = str(params.get("tier") or "").strip()
+        if not tier:
+            raise Rejected("loyalty.set_tier: the tier is empty")
+        category = str(params.get("category") or "").strip() or tier
+        done = await self._categories("set", {**params, "category": category}, "loyalty.set_tier")
+        extra = {"tier": tier, **({"program": str(params["program"])} if params.get("program") else {})}
+        return ActionResult({**done.data, **extra}, done.events)
 
     @action("client.update")
     async def client_update(self, params: Mapping[str, Any], key: str) -> ActionResult:
@@ -544,24 +602,13 @@ class Yclients(WebConnector):
         seen.add(client)
         return first + visit
 
-    @action("yclients.loyalty_cards", schema="actions/yclients.loyalty_cards.json")
-    async def loyalty_cards(self, params: Mapping[str, Any], key: str) -> ActionResult:
-        """Read a client's loyalty cards (they belong to the chain): number, type, balance, points, visits."""
-        client_id = _numeric(params.get("client"), "client")
-        cards = await self.api.client_cards(client_id)
-        return ActionResult({"client": client_id, "cards": [
-            {"id": str(c.get("id")), "number": c.get("number"), "type": (c.get("type") or {}).get("title"),
-             "type_id": c.get("type_id"), "balance": c.get("balance"), "points": c.get("points"),
-             "visits": c.get("visits_count"), "paid_amount": c.get("paid_amount"),
-             "programs": [p.get("title") for p in c.get("programs") or [] if isinstance(p, Mapping)]}
-            for c in cards]})
-
     # ---- sandbox ---------------------------------------------------------------------------------
     def sandbox_given(self, emulator: Any, entities: Sequence[Entity]) -> None:
         """Given clients and bookings, as the company's own (each written again when a test's event changes it): a
         booking is a record with the emulator's master and a service (the one it names, else the first), its
         status an attendance. A client YCLIENTS needs a phone for gets a made-up one (+7900 and its id); its
-        `categories` are labels of the company (made when missing)."""
+        `categories` are labels of the company (made when missing); its `card` is a loyalty card of that number and
+        the chain's card type, made once (written again, it keeps the balance the test's accruals gave it)."""
         for entity in entities:
             fields, ident = entity.fields, entity.ref.id
             if entity.ref.kind == "client" and ident.isdigit():
@@ -572,6 +619,9 @@ class Yclients(WebConnector):
                           for t in titles]
                 emulator.seed_client(int(ident), {"name": str(fields.get("name") or ""), "phone": phone,
                                                   "email": str(fields.get("email") or ""), "labels": labels})
+                number = str(fields.get("card") or "").strip()
+                if number and not any(c["number"] == number for c in emulator.cards.get(int(ident), [])):
+                    emulator.add_card(int(ident), number, type_id=next(iter(emulator.card_types), CARD_TYPE))
             elif entity.ref.kind == "booking" and ident.isdigit():
                 master = next(iter(emulator.staff.values()), None) or emulator.add_staff("Мастер")
                 services = emulator.services.values()
@@ -587,15 +637,20 @@ class Yclients(WebConnector):
     def sandbox(cls, name: str, options: Mapping[str, Any], *, base_url: str, hook_url: str
                 ) -> tuple[dict[str, Any], Any] | None:
         """Settings aimed at a seeded emulator (fixed sandbox tokens on both sides) that sends its webhooks to
-        `hook_url?token=<the sandbox hook secret>`; the company has the client categories the settings name."""
-        company = options.get("company_id")
+        `hook_url?token=<the sandbox hook secret>`; the company has the client categories the settings name, and
+        its chain (`chain_id`, else 1) the loyalty card type `loyalty_card_type` names (else a seeded one)."""
+        company, chain, card_type = (options.get(k) for k in ("company_id", "chain_id", "loyalty_card_type"))
         company_id = int(str(company)) if str(company).isdigit() else 100000
+        chain_id = int(str(chain)) if str(chain).isdigit() else 1
+        type_id = int(str(card_type)) if str(card_type).isdigit() else CARD_TYPE
         settings = {**{k: v for k, v in options.items() if k not in SANDBOX}, **SANDBOX,
-                    "company_id": company_id, "base_url": f"{base_url.rstrip('/')}/api/v1"}
+                    "company_id": company_id, "chain_id": chain_id, "loyalty_card_type": type_id,
+                    "base_url": f"{base_url.rstrip('/')}/api/v1"}
         separator = "&" if "?" in hook_url else "?"
         emulator = YclientsEmulator(company_id=company_id, partner_token=SANDBOX["partner_token"],
-                                    user_token=SANDBOX["user_token"],
+                                    user_token=SANDBOX["user_token"], chain_id=chain_id,
                                     hook_url=f"{hook_url}{separator}token={SANDBOX['hook_secret']}")
+        emulator.add_card_type("Бонусная карта", type_id)
         seed(emulator)
         named = [*(options.get("categories") or []), *(t for ts in (options.get("category_groups") or {}).values()
                                                      for t in ts)]
@@ -606,14 +661,15 @@ class Yclients(WebConnector):
 
 
 def seed(emulator: YclientsEmulator) -> None:
-    """Demo data for the sandbox: a master, two services, two clients, a VIP category and two bookings."""
+    """Demo data for the sandbox: a master, two services, two clients (Анна with a loyalty card of 500), a VIP
+    category and two bookings."""
     master = emulator.add_staff("Ирина", "Косметолог")
     consult = emulator.add_service("Консультация", 1500)
     emulator.add_service("Массаж лица", 3000)
     emulator.add_label("VIP")
     anna = emulator.make_client({"name": "Анна", "phone": "79161234567"}, notify=False)
     emulator.make_client({"name": "Борис", "phone": "79031112233"}, notify=False)
-    emulator.add_card(anna["id"], "01010101", balance=500)
+    emulator.add_card(anna["id"], "01010101", balance=500, type_id=next(iter(emulator.card_types), CARD_TYPE))
     today = datetime.now(emulator.tz).replace(hour=15, minute=0, second=0, microsecond=0)
     for offset, phone in ((0, "79161234567"), (1, "79031112233")):
         emulator.make_record({"staff_id": master["id"], "services": [{"id": consult["id"]}],
@@ -638,13 +694,6 @@ def _starts(value: Any) -> datetime:
         raise Rejected(f"a booking's datetime is an ISO 8601 time with an offset, such as "
                        f"2026-03-01T12:00:00+03:00, not {value!r}")
     return found
-
-
-def _numeric(value: Any, what: str) -> str:
-    text = str(value if value is not None else "").strip()
-    if not text.isdigit():
-        raise Rejected(f"a YCLIENTS {what} id is a number, not {value!r}")
-    return text
 
 
 def _read_cursor(cursor: str | None) -> tuple[datetime, set[str]] | None:

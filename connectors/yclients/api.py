@@ -7,6 +7,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from automator.connector import json_body, retry_after
@@ -237,7 +238,62 @@ class Api:
     async def client_cards(self, client_id: str) -> list[dict[str, Any]]:
         """The client's loyalty cards: `GET /loyalty/client_cards/{client_id}` (cards belong to the chain)."""
         data, _ = await self.call("GET", f"loyalty/client_cards/{client_id}", f"loyalty cards of client {client_id}")
-        return [x for x in data or [] if isinstance(x, dict)] if isinstance(data, list) else []
+        return _objects(data)
+
+    async def phone_cards(self, phone: str, chain_id: str) -> list[dict[str, Any]]:
+        """The chain's cards of the client with this phone: `GET /loyalty/cards/{phone}/{chain_id}/{company_id}`
+        (the phone as 11 digits, 70001234567)."""
+        digits = re.sub(r"\D", "", phone)
+        data, _ = await self.call("GET", f"loyalty/cards/{digits}/{chain_id}/{self.company_id}",
+                                  f"loyalty cards of phone …{digits[-4:]}")
+        return _objects(data)
+
+    async def issue_card(self, number: str, type_id: str, phone: str) -> dict[str, Any]:
+        """`POST /loyalty/cards/{company_id}` `{loyalty_card_number, loyalty_card_type_id, phone}` (numbers, as
+        the spec's example writes them): the new card."""
+        what = f"issue a loyalty card of type {type_id}"
+        body = {"loyalty_card_number": int(number), "loyalty_card_type_id": int(type_id),
+                "phone": int(re.sub(r"\D", "", phone))}
+        data, _ = await self.call("POST", f"loyalty/cards/{self.company_id}", what, json=body)
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        return _object(data, what)
+
+    async def card_transaction(self, card_id: str, amount: Decimal, title: str) -> dict[str, Any]:
+        """`POST /company/{company_id}/loyalty/cards/{card_id}/manual_transaction` `{amount, title}` (positive: a
+        top-up, negative: a write-off): the card after it. The amount is written as the exact decimal it is (the
+        JSON number's text), never through a float."""
+        what = f"{'top up' if amount > 0 else 'write off'} loyalty card {card_id}"
+        body = b'{"amount":' + format(amount, "f").encode() + b',"title":' + \
+            json.dumps(title, ensure_ascii=False).encode() + b"}"
+        data, _ = await self.call("POST", f"company/{self.company_id}/loyalty/cards/{card_id}/manual_transaction",
+                                  what, content=body, headers={"Content-Type": "application/json"})
+        return _object(data, what)
+
+    async def held(self, kind: str, phone: str) -> list[dict[str, Any]]:
+        """What the client with this phone holds of one kind: `GET /loyalty/certificates/` or
+        `GET /loyalty/abonements/`, `?company_id=&phone=`."""
+        digits = re.sub(r"\D", "", phone)
+        data, _ = await self.call("GET", f"loyalty/{kind}/", f"{kind} of phone …{digits[-4:]}",
+                                  params={"company_id": self.company_id, "phone": digits})
+        return _objects(data)
+
+    async def freeze_abonement(self, chain_id: str, abonement_id: str, till: str | None) -> dict[str, Any]:
+        """`POST /chain/{chain_id}/loyalty/abonements/{id}/freeze` `{"freeze_till": yyyy-mm-dd}`, or `…/unfreeze`
+        when `till` is None: the abonement after it."""
+        verb = "freeze" if till is not None else "unfreeze"
+        what = f"{verb} abonement {abonement_id}"
+        data, _ = await self.call("POST", f"chain/{chain_id}/loyalty/abonements/{abonement_id}/{verb}", what,
+                                  json={"freeze_till": till} if till is not None else {})
+        return data if isinstance(data, dict) else {}
+
+
+def _objects(data: Any) -> list[dict[str, Any]]:
+    """The objects of a list answer. A list endpoint may answer one object instead of an array (seen of
+    `loyalty/client_cards`, reference part 2 §1.5): an object with an id is that one item, else its values are."""
+    if isinstance(data, dict):
+        data = [data] if "id" in data else list(data.values())
+    return [x for x in data if isinstance(x, dict)] if isinstance(data, list) else []
 
 
 def _object(data: Any, what: str) -> dict[str, Any]:

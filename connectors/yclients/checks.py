@@ -1,6 +1,7 @@
 """What a YCLIENTS action would refuse or get wrong, found by `validate` from the params as written and the
 connector's settings (`Yclients.check_params`): a category the company does not have or that is in no tier group,
-a client field YCLIENTS has not, a booking YCLIENTS could not make, ids that are not YCLIENTS's."""
+a client field YCLIENTS has not, a booking YCLIENTS could not make, ids that are not YCLIENTS's, points that are not
+an exact amount, loyalty settings an action needs."""
 from __future__ import annotations
 
 import re
@@ -8,10 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from automator.checks import UNKNOWN, CheckContext, ParamProblem, choice_hint, literal
-from . import categories, mapping
+from . import categories, loyalty, mapping
 
 CATEGORY_ACTIONS = ("client.set_category", "client.add_category", "client.remove_category")
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+LOYALTY_ACTIONS = ("loyalty.accrue", "loyalty.spend", "loyalty.set_tier", "yclients.abonement_freeze",
+                   "yclients.abonement_unfreeze")
 
 
 def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
@@ -26,34 +29,83 @@ def check(action: str, params: Mapping[str, Any], options: Mapping[str, Any], co
         found += _id(params, "client", context)
     if action == "booking.create":
         found += _booking(params, context)
-    if action == "yclients.loyalty_cards":
+    if action in ("yclients.loyalty_cards", "yclients.certificates", "yclients.abonements"):
         found += _id(params, "client", context)
+    if action in LOYALTY_ACTIONS:
+        found += _loyalty(action, params, options, context)
     if action in ("booking.set_status", "booking.cancel"):
         found += _id(params, "booking", context)
     return found
 
 
-def _category(action: str, value: Any, options: Mapping[str, Any], context: CheckContext) -> list[ParamProblem]:
+def _category(action: str, value: Any, options: Mapping[str, Any], context: CheckContext,
+              where: str = "category") -> list[ParamProblem]:
+    """A category (`where`: the param that names it) the company's settings would refuse, or that replaces no
+    other of its kind."""
     known = literal(value)
     if known is UNKNOWN:
         return []
     title = "" if known is None else str(known).strip()
     if not title:
-        return [ParamProblem(("category",), "the category is empty", "name a client category, such as VIP")]
+        return [ParamProblem((where,), "the category is empty", "name a client category, such as VIP")]
     groups = options.get("category_groups") if isinstance(options.get("category_groups"), Mapping) else None
     setting = options.get("categories")
     if not categories.declared(title, setting, groups):
         listed = [*setting, *(t for ts in (groups or {}).values() for t in ts)] if isinstance(setting, list) else []
-        return [ParamProblem(("category",), f"'{title}' is not among the client categories of connector "
+        return [ParamProblem((where,), f"'{title}' is not among the client categories of connector "
                                             f"'{context.connector}' (yclients) `categories:`",
                              choice_hint(title, listed, "categories") + " (add it to `categories:` in "
                              "automator.yaml once the company has it)")]
-    if action == "client.set_category" and groups and categories.group_of(title, groups) is None:
-        return [ParamProblem(("category",), f"'{title}' is in no group of connector '{context.connector}' "
-                                            "`category_groups:`, so client.set_category only adds it, replacing "
-                                            "nothing", "write client.add_category for a category beside the others, "
-                                                       "or put it in its group in `category_groups:`",
+    if action in ("client.set_category", "loyalty.set_tier") and groups and categories.group_of(title, groups) is None:
+        hint = ("write client.add_category for a category beside the others, or put it in its group in "
+                "`category_groups:`") if action == "client.set_category" else \
+            "put the tiers' categories in one group of `category_groups:`, so that each replaces the others"
+        return [ParamProblem((where,), f"'{title}' is in no group of connector '{context.connector}' "
+                                       f"`category_groups:`, so {action} only adds it, replacing nothing", hint,
                              severity="warning")]
+    return []
+
+
+def _loyalty(action: str, params: Mapping[str, Any], options: Mapping[str, Any], context: CheckContext
+             ) -> list[ParamProblem]:
+    """The loyalty actions: a tier's category as client.set_category's, an amount of points that is exact money,
+    and the settings the action needs (a card type, the chain)."""
+    if action == "loyalty.set_tier":
+        named = "category" if params.get("category") not in (None, "") else "tier"
+        return _category(action, params.get(named), options, context, named) + _id(params, "client", context)
+    if action in ("loyalty.accrue", "loyalty.spend"):
+        found = _id(params, "client", context) + _amount(params)
+        if "card_type" in params:
+            found += _number(params, ("card_type",), "loyalty card type id")
+        elif not options.get("loyalty_card_type"):
+            found.append(ParamProblem((), f"connector '{context.connector}' sets no `loyalty_card_type`: the points "
+                                          "go to the client's only loyalty card, and are refused for a client with "
+                                          "several or none", "set loyalty_card_type (the card type id YCLIENTS "
+                                                             "shows) under the connector in automator.yaml",
+                                      severity="warning"))
+        return found
+    found = _number(params, ("abonement",), "abonement id")
+    if not options.get("chain_id"):
+        found.append(ParamProblem((), f"connector '{context.connector}' sets no `chain_id`: abonements belong to the "
+                                      "chain, and YCLIENTS freezes them only through it",
+                                  "write chain_id (the chain's id YCLIENTS shows) under the connector in "
+                                  "automator.yaml"))
+    till = literal(params.get("till"))
+    if action == "yclients.abonement_freeze" and till not in (UNKNOWN, None) and \
+            not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(till)):
+        found.append(ParamProblem(("till",), f"'{till}' is not a day", "write it as 2026-04-15"))
+    return found
+
+
+def _amount(params: Mapping[str, Any]) -> list[ParamProblem]:
+    """A literal amount of points is decimal text YCLIENTS's card takes exactly: more than 0, kopecks at most."""
+    known = literal(params.get("amount"))
+    if known is UNKNOWN or known is None:
+        return []
+    try:
+        loyalty.amount(known)
+    except ValueError as exc:
+        return [ParamProblem(("amount",), str(exc), 'write it as "150" or "99.50"')]
     return []
 
 

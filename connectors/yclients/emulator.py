@@ -1,20 +1,26 @@
-"""A faithful YCLIENTS stand-in: records, clients, categories and loyalty cards of one company, its envelopes and
-codes, the 5 req/s and 200 req/min limit, and a webhook to the daemon on every change.
+"""A faithful YCLIENTS stand-in: records, clients, categories and the chain's loyalty (cards and their manual
+transactions, card types, certificates, abonements and their freezes) of one company, its envelopes and codes, the
+5 req/s and 200 req/min limit, and a webhook to the daemon on every change (a refund's `finances_operation` too).
 
 Where the contract is unconfirmed the emulator takes the strict reading, so that the connector is written for the
 harder case: the record and client PUTs are full updates (a field left out is reset), the Accept header is
 required (406 without it), and a 429 carries no Retry-After unless the `retry_after` extra knob is set. A new
 record in a busy slot of its master is refused unless `save_if_busy` (reference part 2 §1.1 says so; its status
 and text were never captured: 422 and the message below are assumed). Payments are kept per record and listed as
-its `finance_transactions` when the records list is asked `include_finance_transactions=1`.
+its `finance_transactions` when the records list is asked `include_finance_transactions=1`. Amounts of loyalty are
+computed in Decimal from the JSON number's text and written back as the number they are (`wire_number`); the
+answers no capture shows (a write-off past the balance, a refused card issue, a second freeze) are assumed and
+say so where they are made.
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from automator.emulator import Call, Emulator, Reply, route
@@ -32,6 +38,13 @@ _AUTH = re.compile(r"^\s*Bearer\s+(?P<partner>[^,\s]+)\s*(?:,\s*User\s+(?P<user>
 def _record_value(record: dict[str, Any], key: str) -> Any:
     """What the records list filters `key` (staff_id, client_id, created_user_id) by: client_id is the client's."""
     return (record["client"] or {}).get("id") if key == "client_id" else record[key]
+
+
+def wire_number(value: Decimal | int) -> int | float:
+    """An exact amount as YCLIENTS' JSON writes it: a whole number, or one with its kopecks. Computed in Decimal, it
+    is written through the float whose shortest text is that decimal (at most 15 digits: every amount here)."""
+    exact = Decimal(value)
+    return int(exact) if exact == exact.to_integral_value() else float(exact)
 
 
 def envelope(data: Any, meta: Any = None, status: int = 200) -> Reply:
@@ -67,6 +80,10 @@ class YclientsEmulator(Emulator):
         self.clients: dict[int, dict[str, Any]] = {}
         self.labels: dict[int, dict[str, Any]] = {}
         self.cards: dict[int, list[dict[str, Any]]] = {}
+        self.card_types: dict[int, dict[str, Any]] = {}
+        self.loyalty_transactions: list[dict[str, Any]] = []  # manual top-ups and write-offs, as made
+        self.certificates: dict[int, list[dict[str, Any]]] = {}  # client id → their gift certificates
+        self.abonements: dict[int, list[dict[str, Any]]] = {}  # client id → their abonements
         self.staff: dict[int, dict[str, Any]] = {}
         self.services: dict[int, dict[str, Any]] = {}
         self.payments: dict[int, list[dict[str, Any]]] = {}  # record id → its finance transactions
@@ -102,17 +119,55 @@ class YclientsEmulator(Emulator):
                               "icon": "", "entity": entity, "deleted": 0, "not_editable": 0}
         return self.labels[ident]
 
-    def add_card(self, client_id: int, number: str, balance: int = 0) -> dict[str, Any]:
-        """A loyalty card of the chain issued to a client."""
+    def add_card_type(self, title: str, ident: int | None = None) -> dict[str, Any]:
+        """A loyalty card type of the chain."""
+        ident = ident or self.next_id()
+        self.card_types[ident] = {"id": ident, "title": title, "salon_group_id": self.chain_id}
+        return self.card_types[ident]
+
+    def add_card(self, client_id: int, number: str, balance: int | float = 0, type_id: int = 8230
+                 ) -> dict[str, Any]:
+        """A loyalty card of the chain issued to a client (of a type made when the chain has none of that id)."""
+        kind = self.card_types.get(type_id) or self.add_card_type("Клубная карта", type_id)
         card = {"id": self.next_id(), "balance": balance, "points": 0, "paid_amount": 0, "sold_amount": 0,
-                "visits_count": 0, "number": number, "type_id": 8230, "salon_group_id": self.chain_id,
-                "type": {"id": 8230, "title": "Клубная карта"}, "salon_group": {"id": self.chain_id, "title": "Сеть"},
+                "visits_count": 0, "number": number, "type_id": kind["id"], "salon_group_id": self.chain_id,
+                "type": {"id": kind["id"], "title": kind["title"]}, "salon_group": {"id": self.chain_id, "title": "Сеть"},
                 "programs": [{"id": 12720, "title": "накопительный кэш", "loyalty_type_id": 7,
                               "loyalty_type": {"id": 7, "title": "Накопительный кэшбэк (оплачено)",
                                                "is_discount": False, "is_cashback": True},
                               "rules": [{"value": 10, "parameter": 100}]}]}
         self.cards.setdefault(client_id, []).append(card)
         return card
+
+    def add_certificate(self, client_id: int, number: str, nominal: int, balance: int | None = None,
+                        expires: str = "2027-12-31") -> dict[str, Any]:
+        """A gift certificate the client bought (YCLIENTS sells them as goods: the API only lists them)."""
+        ident = self.next_id()
+        item = {"id": ident, "number": number, "balance": nominal if balance is None else balance,
+                "default_balance": nominal, "type_id": 501, "status_id": 1,
+                "created_date": datetime.now(self.tz).strftime("%Y-%m-%d %H:%M:%S"), "expiration_date": expires,
+                "type": {"id": 501, "title": f"Сертификат {nominal}", "balance": nominal, "is_multi": True,
+                         "company_group_id": self.chain_id, "item_type_id": 1, "expiration_type_id": 1,
+                         "expiration_date": expires, "expiration_timeout": 0, "expiration_timeout_unit_id": 0,
+                         "is_allow_empty_code": False},
+                "status": {"id": 1, "title": "Активен"}}
+        self.certificates.setdefault(client_id, []).append(item)
+        return item
+
+    def add_abonement(self, client_id: int, number: str, visits: int, *, allow_freeze: bool = True,
+                      expires: str = "2027-06-30") -> dict[str, Any]:
+        """An abonement the client bought (sold through a sale document: the API lists, freezes and unfreezes)."""
+        ident = self.next_id()
+        item = {"id": ident, "number": number, "balance_string": f"{visits} посещений", "is_frozen": False,
+                "freeze_period": 0, "period": 3, "period_unit_id": 3, "expiration_date": expires,
+                "status": {"id": 2, "title": "Активирован", "extended_title": "Активирован"},
+                "balance_container": {"links": []},
+                "type": {"id": 701, "salon_group_id": self.chain_id, "title": f"Абонемент на {visits} посещений",
+                         "period": 3, "period_unit_id": 3, "allow_freeze": allow_freeze, "freeze_limit": 30,
+                         "is_allow_empty_code": False, "is_united_balance": True,
+                         "united_balance_services_count": visits, "balance_container": {"links": []}}}
+        self.abonements.setdefault(client_id, []).append(item)
+        return item
 
     def pay(self, record: dict[str, Any], amount: float) -> dict[str, Any]:
         """A payment for a record at the cash desk (a finance transaction of type 1, «Оказание услуг»); the record
@@ -127,6 +182,24 @@ class YclientsEmulator(Emulator):
         due = sum(s["cost_to_pay"] for s in record["services"])
         if sum(t["amount"] for t in self.payments[record["id"]]) >= due:
             record["paid_full"] = 1
+        return transaction
+
+    def refund(self, record: dict[str, Any], amount: float) -> dict[str, Any]:
+        """Money of a record given back at the cash desk: a finance transaction of the negative amount on the
+        record, and its `finances_operation` `create` webhook in the captured shape (reference part 2 §1.6). That
+        YCLIENTS writes a refund so is assumed: no capture of a refund exists."""
+        moment = self.stamp("finances_operation", record["id"])
+        transaction = {**self.pay(record, -abs(amount)), "date": self.compact(moment)}
+        self.payments[record["id"]][-1] = transaction
+        client = record["client"] or {}
+        self.notify("finances_operation", transaction["id"], "create", {
+            "id": transaction["id"], "document_id": transaction["document_id"],
+            "expense": {"id": 5, "title": "Оказание услуг"}, "date": self.compact(moment),
+            "amount": transaction["amount"], "comment": "Возврат", "master": [], "supplier": [],
+            "account": {"id": 17433, "title": "Основная касса"},
+            "client": {"id": client["id"], "name": client.get("name", ""), "phone": client.get("phone", "")}
+            if client else [], "record_id": record["id"], "visit_id": record["visit_id"], "sold_item_id": 0,
+            "sold_item_type": "", "last_change_date": self.compact(moment)})
         return transaction
 
     def busy(self, body: dict[str, Any]) -> bool:
@@ -164,7 +237,9 @@ class YclientsEmulator(Emulator):
     def state(self) -> dict[str, Any]:
         """Records, clients, categories, cards and payments as plain data."""
         return {"records": list(self.records.values()), "clients": list(self.clients.values()),
-                "labels": list(self.labels.values()), "cards": self.cards, "payments": self.payments}
+                "labels": list(self.labels.values()), "cards": self.cards, "payments": self.payments,
+                "card_types": list(self.card_types.values()), "loyalty_transactions": self.loyalty_transactions,
+                "certificates": self.certificates, "abonements": self.abonements}
 
     def limit(self, call: Call) -> Reply | None:
         """200 requests a minute or 5 a second (per IP; every caller of an emulator shares one address)."""
@@ -590,12 +665,110 @@ class YclientsEmulator(Emulator):
         owners = [c["id"] for c in self.clients.values() if str(c["phone"]) == phone]
         return envelope([card for owner in owners for card in self.cards.get(owner, [])])
 
+    def _owner_of(self, phone: str) -> dict[str, Any] | None:
+        digits = re.sub(r"\D", "", phone)
+        return next((c for c in self.clients.values() if re.sub(r"\D", "", str(c["phone"])) == digits), None) \
+            if digits else None
+
+    def _card(self, ident: str) -> dict[str, Any] | None:
+        return next((c for cards in self.cards.values() for c in cards if str(c["id"]) == ident), None)
+
+    @route("POST", r"/api/v1/loyalty/cards/(?P<company>\d+)")
+    async def issue_card(self, call: Call, company: str) -> Reply:
+        """Issue a card `{loyalty_card_number, loyalty_card_type_id, phone}` to the company's client with that
+        phone: 201 with the card. An unknown phone or type, or a number the chain has already, is a 422 (status
+        and texts assumed: no capture of a refused issue exists)."""
+        if (refused := self.denied(call, company)) is not None:
+            return refused
+        body = call.json() or {}
+        errors = [{key: "Обязательное поле"} for key in ("loyalty_card_number", "loyalty_card_type_id", "phone")
+                  if body.get(key) in (None, "")]
+        if errors:
+            return failure(422, "Ошибка валидации", errors)
+        owner = self._owner_of(str(body["phone"]))
+        if owner is None:
+            return failure(422, "Ошибка валидации", [{"phone": "Клиент не найден"}])
+        if not str(body["loyalty_card_type_id"]).isdigit() or int(body["loyalty_card_type_id"]) not in self.card_types:
+            return failure(422, "Ошибка валидации", [{"loyalty_card_type_id": "Тип карты не найден"}])
+        number = str(body["loyalty_card_number"])
+        if any(c["number"] == number for cards in self.cards.values() for c in cards):
+            return failure(422, "Ошибка валидации", [{"loyalty_card_number": "Карта с таким номером уже существует"}])
+        return envelope(self.add_card(owner["id"], number, 0, int(body["loyalty_card_type_id"])), status=201)
+
+    @route("POST", r"/api/v1/(?P<level>company|chain)/(?P<owner>\d+)/loyalty/cards/(?P<card>\d+)/manual_transaction")
+    async def manual_transaction(self, call: Call, level: str, owner: str, card: str) -> Reply:
+        """A manual top-up (amount > 0) or write-off (< 0) `{amount, title}`: 200 with the card after it. The
+        amount is read as the exact decimal it is written as. A write-off past the balance is refused with 422
+        (assumed: YCLIENTS' answer to it was never captured)."""
+        if (refused := self.denied(call, owner if level == "company" else None)) is not None:
+            return refused
+        if level == "chain" and int(owner) != self.chain_id:
+            return self.not_found(call)
+        found = self._card(card)
+        if found is None:
+            return self.not_found(call)
+        body = json.loads(call.body, parse_float=Decimal) if call.body else {}
+        amount = body.get("amount") if isinstance(body, dict) else None
+        if isinstance(amount, bool) or not isinstance(amount, (int, Decimal)) or amount == 0:
+            return failure(422, "Ошибка валидации", [{"amount": "Обязательное поле"}])
+        balance = Decimal(str(found["balance"])) + amount
+        if balance < 0:
+            return failure(422, "Недостаточно средств на карте")
+        found["balance"] = wire_number(balance)
+        self.loyalty_transactions.append({"id": self.next_id(), "card_id": found["id"], "amount": wire_number(amount),
+                                          "type_id": 5 if amount > 0 else 6, "title": str(body.get("title") or ""),
+                                          "salon_group_id": self.chain_id})
+        return envelope(found)
+
+    def _by_phone(self, call: Call, kind: dict[int, list[dict[str, Any]]]) -> Reply:
+        """What a client has of certificates or abonements, by `company_id` and `phone` (both required)."""
+        company, phone = call.query.get("company_id", ""), call.query.get("phone", "")
+        if not company.isdigit() or not phone:
+            return failure(422, "Ошибка валидации", [{"company_id" if not company.isdigit() else "phone":
+                                                      "Обязательное поле"}])
+        if (refused := self.denied(call, company)) is not None:
+            return refused
+        owner = self._owner_of(phone)
+        return envelope(kind.get(owner["id"], []) if owner else [])
+
+    @route("GET", r"/api/v1/loyalty/certificates/?")
+    async def list_certificates(self, call: Call) -> Reply:
+        """A client's gift certificates by phone."""
+        return self._by_phone(call, self.certificates)
+
+    @route("GET", r"/api/v1/loyalty/abonements/?")
+    async def list_abonements(self, call: Call) -> Reply:
+        """A client's abonements by phone."""
+        return self._by_phone(call, self.abonements)
+
+    @route("POST", r"/api/v1/chain/(?P<chain>\d+)/loyalty/abonements/(?P<ident>\d+)/(?P<verb>freeze|unfreeze)")
+    async def freeze_abonement(self, call: Call, chain: str, ident: str, verb: str) -> Reply:
+        """Freeze until `freeze_till` (yyyy-mm-dd) or unfreeze: 200 with the abonement. Freezing one already
+        frozen moves its day, unfreezing one not frozen changes nothing (assumed); a type without freezing, or a
+        freeze without a day, is a 422."""
+        if (refused := self.denied(call)) is not None:
+            return refused
+        found = next((a for items in self.abonements.values() for a in items if str(a["id"]) == ident), None)
+        if int(chain) != self.chain_id or found is None:
+            return self.not_found(call)
+        if verb == "unfreeze":
+            found.update({"is_frozen": False, "freeze_till": None})
+            return envelope(found)
+        till = str((call.json() or {}).get("freeze_till") or "")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", till[:10]):
+            return failure(422, "Ошибка валидации", [{"freeze_till": "Неверный формат даты"}])
+        if not found["type"]["allow_freeze"]:
+            return failure(422, "Заморозка абонемента этого типа запрещена")
+        found.update({"is_frozen": True, "freeze_till": till[:10]})
+        return envelope(found)
+
     # ---- control routes: what an admin does in the YCLIENTS UI ---------------------------------------
     async def control(self, call: Call, what: str) -> Reply:
         """`POST /_emulator/attendance {record_id, attendance}`, `/_emulator/record {staff_id, services, …}` (with `origin: {online,
         from_url, bookform_id, is_mobile, record_from}`: a client's online booking),
-        `/_emulator/pay {record_id, amount}`, `/_emulator/delete_record {record_id}`, `/_emulator/client {name, phone, …}` (with `id`: an update):
-        changes made in the UI, each sending its webhook."""
+        `/_emulator/pay {record_id, amount}`, `/_emulator/refund {record_id, amount}` (money given back),
+        `/_emulator/delete_record {record_id}`, `/_emulator/client {name, phone, …}` (with `id`: an update):
+        changes made in the UI, each sending its webhook (a payment sends none)."""
         body = call.json() or {} if call.method == "POST" else {}
         if what == "attendance" and call.method == "POST":
             record = self._live_record(str(body.get("record_id")))
@@ -612,6 +785,11 @@ class YclientsEmulator(Emulator):
             if record is None or not isinstance(body.get("amount"), (int, float)):
                 return Reply(400, {"error": "need a live record_id and an amount"})
             return Reply(200, self.pay(record, body["amount"]))
+        if what == "refund" and call.method == "POST":
+            record = self.records.get(int(body.get("record_id") or 0))
+            if record is None or not isinstance(body.get("amount"), (int, float)) or body["amount"] <= 0:
+                return Reply(400, {"error": "need a record_id and a positive amount to give back"})
+            return Reply(200, self.refund(record, body["amount"]))
         if what == "delete_record" and call.method == "POST":
             record = self._live_record(str(body.get("record_id")))
             if record is None:

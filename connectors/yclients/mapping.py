@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from automator import phone as phones
+from automator.errors import Rejected
 
 # The one attendance table every records schema and real payload agrees on (reference §2.3). The visits/finance
 # schema that lists "-1 не пришёл, 0 пришёл, 1 ожидание" contradicts them all and real payloads, so it is ignored.
@@ -310,6 +311,14 @@ def category_ids(client: Mapping[str, Any]) -> list[str]:
         if ident not in (None, ""):
             out.append(str(ident))
     return out
+
+
+def numeric_id(value: Any, what: str) -> str:
+    """A YCLIENTS id (a record's, a client's, a card type's…) as text: digits only, else Rejected naming `what`."""
+    text = str(value if value is not None else "").strip()
+    if not text.isdigit():
+        raise Rejected(f"a YCLIENTS {what} id is a number, not {value!r}")
+    return text
 
 
 def _int(value: Any) -> int | None:

@@ -12,7 +12,8 @@ visit was priced at; a webhook carries no payments: YCLIENTS reports them as sep
 resources, which rules do not read). No source says the transactions' sign convention for a refund; they are
 summed as given, and a sum below zero (a refund larger than the payments listed, such as a prepayment returned on
 this record) is 0: the client came, which the history keeps, and paid nothing for it on balance; a visit's amount
-is never negative in the history. A number that is not money (text, infinity, or a magnitude past
+is never negative in the history. Money given back later arrives as a `finances_operation` webhook: `refunded`
+reads it as the canonical `visit.refunded` of that record's visit. A number that is not money (text, infinity, or a magnitude past
 `history`'s 15 digits, such as "1e30") is not read, as an unknown amount is not.
 """
 from __future__ import annotations
@@ -115,3 +116,24 @@ def completed(record: Mapping[str, Any], *, branch: str | None, tz: tzinfo | Non
 def delivery_id(record: Mapping[str, Any]) -> str:
     """One record's completion, whichever change, webhook, poll or backfill reports it: the journal keeps it once."""
     return f"visit:record-{record['id']}:completed"
+
+
+def refunded(operation: Mapping[str, Any]) -> tuple[str, dict[str, Any], str] | None:
+    """(client id, `visit.refunded` data, delivery id) of a `finances_operation` webhook that gives a record's money
+    back; None for any other operation.
+
+    YCLIENTS sends no refund webhook (reference part 2 §1.6). A cash-desk operation of a record with a negative
+    amount is read as money of that record's visit given back, `amount` its size; that the cash desk writes a
+    refund so is an assumption no capture shows. An operation without a record (a prepayment, goods) or without
+    a client (`client` is `[]` then) names no visit to reverse, and a payment deleted afterwards is not read as
+    a refund. The delivery id is the operation's, so a repeated webhook is kept once.
+    """
+    client = operation.get("client")
+    total = money(operation.get("amount"))
+    record = operation.get("record_id")
+    if (total is None or total >= 0 or not isinstance(client, Mapping) or not str(client.get("id") or "").isdigit()
+            or not str(record or "").isdigit() or str(record) == "0" or not str(operation.get("id") or "").isdigit()):
+        return None
+    data = {"visit": str(record), "booking": str(record), "amount": str((-total).quantize(CENT)),
+            "currency": CURRENCY}
+    return str(client["id"]), data, f"visit:record-{record}:refund-{operation['id']}"

@@ -1,11 +1,12 @@
 """What only the built-in connector tests share (the contract suite's own helpers ship in
-`automator.connector_contract`): one event loop per module on which each connector keeps its HTTP client, and the
-SMS gateways' shorthands."""
+`automator.connector_contract`): one event loop per module on which each connector keeps its HTTP client, the
+SMS gateways' shorthands, and a project's tests run through `automator test --sandbox`."""
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -76,3 +77,18 @@ def send(conn: Any, to: str, text: str, key: str = "effect-1") -> dict[str, Any]
 def form_of(emu: Emulator, index: int = -1) -> dict[str, str]:
     """The form an emulator received in its `index`th request."""
     return dict(parse_qsl(emu.calls[index].body.decode()))
+
+
+def sandbox_test(root: Path, config: str, rules: str, test: str) -> tuple[int, str]:
+    """Write a project (automator.yaml, rules/main.yaml and its test) and run `automator test --sandbox` on its
+    rules: the exit code and the output."""
+    from click.testing import CliRunner
+
+    from automator.cli import cli
+
+    (root / "automator.yaml").write_text(config)
+    (root / "rules").mkdir(exist_ok=True)
+    (root / "rules" / "main.yaml").write_text(rules)
+    (root / "rules" / "main.test.yaml").write_text(test)
+    result = CliRunner().invoke(cli, ["test", str(root / "rules"), "--sandbox"], catch_exceptions=False)
+    return result.exit_code, result.output

@@ -100,7 +100,8 @@ async def _yclients(sandbox: Callable[..., Sandbox]) -> list[Event]:
                          origin={"online": True, "bookform_id": 767416,
                                  "from_url": "https://salon.example/?utm_source=vk&utm_medium=cpc&utm_campaign=spring"
                                              "&utm_content=banner&utm_term=стрижка"})
-    await box.read_webhooks(3)
+    emulator.refund(record, 500)  # money of the visit given back: a finances_operation webhook
+    await box.read_webhooks(4)
     secret = box.connector.config["hook_secret"]
     captured = dict(CAPTURED_RECORD, deleted=False, comment="первый визит")
     # A payload whose service names its category (none captured does; the connector reads it when one does).

@@ -815,6 +815,7 @@ class TestContract(ConnectorContract):
         client, master, service = record["client"]["id"], record["staff_id"], record["services"][0]["id"]
         spare = emu.make_record({"staff_id": master, "services": [{"id": service}], "seance_length": 3600,
                                  "datetime": "2026-03-03T18:00:00+03:00"}, notify=False)
+        abonement = emu.add_abonement(client, "A-0001", 10)
         return {"booking.set_status": {"booking": record["id"], "status": "arrived"},
                 "booking.create": {"client": client, "staff_id": master, "services": [service],
                                    "datetime": "2026-03-04T10:00:00+03:00"},
@@ -823,7 +824,13 @@ class TestContract(ConnectorContract):
                 "client.add_category": {"client": client, "category": "VIP"},
                 "client.remove_category": {"client": client, "category": "VIP"},
                 "client.update": {"client": client, "fields": {"comment": "из automator"}},
-                "yclients.loyalty_cards": {"client": client}}
+                "yclients.loyalty_cards": {"client": client},
+                "loyalty.accrue": {"client": client, "amount": "150", "reason": "Бонусы за визит"},
+                "loyalty.spend": {"client": client, "amount": "99.50", "reason": "Оплата баллами"},
+                "loyalty.set_tier": {"client": client, "tier": "gold", "category": "VIP"},
+                "yclients.certificates": {"client": client}, "yclients.abonements": {"client": client},
+                "yclients.abonement_freeze": {"abonement": abonement["id"], "till": "2026-04-15"},
+                "yclients.abonement_unfreeze": {"abonement": abonement["id"]}}
 
     async def change(self, box: Sandbox) -> None:
         record = next(iter(box.emulator.records.values()))

@@ -20,6 +20,7 @@ from automator.errors import Rejected
 from automator.model import Event
 from automator_connectors.yclients import Yclients
 from automator_connectors.yclients import categories
+from connector_support import sandbox_test as run_sandbox_test
 from test_yclients import (COMPANY, World, api_calls, hook, hooks, make, parse, perform, run, servers, url,  # noqa: F401
                            world)
 
@@ -443,12 +444,7 @@ expect:
 
 
 def sandbox_test(tmp_path: Path, expected: str) -> tuple[int, str]:
-    (tmp_path / "automator.yaml").write_text(CONFIG)
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "loyalty.yaml").write_text(TIER_RULES)
-    (tmp_path / "rules" / "loyalty.test.yaml").write_text(TIER_TEST % expected)
-    result = CliRunner().invoke(cli, ["test", str(tmp_path / "rules"), "--sandbox"], catch_exceptions=False)
-    return result.exit_code, result.output
+    return run_sandbox_test(tmp_path, CONFIG, TIER_RULES, TIER_TEST % expected)
 
 
 def test_a_tier_change_leaves_one_tier_category_through_the_sandbox(tmp_path: Path) -> None:
