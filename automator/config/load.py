@@ -104,7 +104,8 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         if doc is not None:
             from automator.config.loyalty import compile_loyalty
 
-            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config))
+            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config,
+                                                               broken=_broken_paths(doc, problems)))
     rules: list[Rule] = []
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
