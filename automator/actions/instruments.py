@@ -56,14 +56,16 @@ def issue_certificate(effect: Effect, run: ActionRun) -> list[Event]:
     try:
         nominal = certificates.nominal_of(ctype, params.get("nominal"))
         certificates.check_unused(run, number, client)
-        expires_at = lapse_moment(given_last_day(params.get("expires"), run.now, ctype.expires, tz), tz)
+        last = given_last_day(params.get("expires"), run.now, ctype.expires, tz)
+        expires_at = lapse_moment(last, tz)
         row = certificates.issue_row(ctype, client=client, number=number, nominal=nominal, expires_at=expires_at,
                                      at=run.now, row_id=effect.key, event=_cause(run), rule=effect.rule_id)
     except InstrumentError as exc:
         raise StepError(f"{effect.action}: {exc}") from None
     run.keep([row])
     data = {"client": client, "number": number, "certificate_type": ctype.name, "title": ctype.title,
-            "nominal": money_text(nominal), "expires_at": expires_at.isoformat() if expires_at else None}
+            "nominal": money_text(nominal), "last_day": last.isoformat() if last else None,
+            "expires_at": expires_at.isoformat() if expires_at else None}
     return [Event(id=f"{effect.key}>certificate.created", type="certificate.created", at=run.now,
                   entity=EntityRef(CERTIFICATE, number), source="engine", depth=effect.depth + 1,
                   caused_by=effect.key, data=data)]

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from automator.clock import localize
 from automator.loyalty.decision import TIMER_KIND
 from automator.loyalty.instrument_types import (ABONEMENT, AbonementType, InstrumentError, lapse_moment, local_day,
                                                 normal_title)
@@ -30,6 +31,7 @@ EXPIRE = "abonement_expire"  # the payload's `what` of the timer at the moment a
 NOTICE = "abonement_notice"  # … and of the one `notice` before it
 # Why `abonement.ending` was emitted.
 LAST_VISIT, USED_UP, EXPIRING = "last_visit", "used_up", "expiring"
+NOTICE_HOUR = 12  # local: the hour the "lapsing soon" notice comes
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,9 +296,16 @@ def timer_ids(ab: Abonement) -> list[str]:
                                    for what in (EXPIRE, NOTICE)]
 
 
+def notice_moment(lapses: datetime, notice: timedelta, tz: ZoneInfo) -> datetime:
+    """When the client is told an abonement lapsing at `lapses` is ending: at noon (local) of the day `notice`
+    before the day it lapses, so that a message a rule sends on it comes in the day, not at midnight."""
+    day = local_day(lapses - notice, tz)
+    return localize(datetime.combine(day, time(NOTICE_HOUR)), tz)
+
+
 def timers(ab: Abonement, *, now: datetime, notice: timedelta, tz: ZoneInfo) -> list[Timer]:
     """The timers `ab` needs: at the moment it lapses (its visits left are written off), and `notice` before it
-    (`abonement.ending` with reason `expiring`) unless that moment has passed."""
+    (`abonement.ending` with reason `expiring`, see `notice_moment`) unless that moment has passed."""
     lapses = ab.lapses_at(tz)
     if lapses is None or ab.last_day is None:
         return []
@@ -304,7 +313,8 @@ def timers(ab: Abonement, *, now: datetime, notice: timedelta, tz: ZoneInfo) -> 
     expire_id, notice_id = timer_ids(ab)
     found = [Timer(id=expire_id, due_at=lapses, kind=TIMER_KIND, rule_id="", key=f"client:{ab.client}",
                    payload={"what": EXPIRE, **payload})]
-    if lapses - notice > now:
-        found.append(Timer(id=notice_id, due_at=lapses - notice, kind=TIMER_KIND, rule_id="",
+    told = notice_moment(lapses, notice, tz)
+    if told > now:
+        found.append(Timer(id=notice_id, due_at=told, kind=TIMER_KIND, rule_id="",
                            key=f"client:{ab.client}", payload={"what": NOTICE, **payload}))
     return found

@@ -274,7 +274,8 @@ def test_a_lapsed_abonement_writes_off_its_visits_left_once_on_its_timer_and_tel
     assert ab is not None
     expire, notice = abonements.timers(ab, now=T0 + DAY, notice=timedelta(days=7), tz=MSK)
     lapses = datetime(2026, 5, 30, 21, tzinfo=timezone.utc)
-    assert (expire.due_at, notice.due_at) == (lapses, lapses - timedelta(days=7))
+    # Told at noon (Moscow) of 24 May: the day 7 days before the day it lapses (31 May, 00:00).
+    assert (expire.due_at, notice.due_at) == (lapses, datetime(2026, 5, 24, 9, tzinfo=timezone.utc))
     assert expire.id == "loyalty/anna/abonement:AB-1/abonement_expire/2026-05-30"
 
     def fire(timer_payload: dict[str, object], at: datetime) -> Outcome:
