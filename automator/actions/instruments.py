@@ -129,7 +129,7 @@ def freeze_abonement(effect: Effect, run: ActionRun) -> list[Event]:
     return _moved(effect, run, lambda ab: abonements.freeze_row(ab, until, at=run.now, tz=run.ectx.tz,
                                                                 row_id=effect.key, event=_cause(run),
                                                                 rule=effect.rule_id),
-                  FREEZE_MIRROR, {"freeze_till": until.isoformat()})
+                  FREEZE_MIRROR, {"till": until.isoformat()})
 
 
 def unfreeze_abonement(effect: Effect, run: ActionRun) -> list[Event]:
