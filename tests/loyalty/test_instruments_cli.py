@@ -7,20 +7,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from automator.cli import cli
+from tests.loyalty.instruments_support import CONFIG
 
-CONFIG = """\
-timezone: Europe/Moscow
-branches:
-  main: {hours: "09:00-21:00", days: mon-sat}
-default_branch: main
-connectors:
-  sms: {type: local}
-  forms:
-    type: local
-    events:
-      gift.sold: {entity: client, data: {amount: money}}
-      package.sold: {entity: client}
-"""
 LOYALTY = """\
 certificates:
   gift_any: {title: Подарочный сертификат, nominal: any, expires: 365d, prefix: GC-}

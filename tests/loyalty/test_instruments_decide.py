@@ -16,24 +16,9 @@ from automator.loyalty.ledger import balance
 from automator.model import Decision, Entity, EntityRef, Event
 from automator.store.codec import writes_of
 from automator.store.sqlite import SqliteStore
+from tests.loyalty.instruments_support import CONFIG
 
 T0 = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)  # 10:00 in Moscow
-CONFIG = """\
-timezone: Europe/Moscow
-branches:
-  main: {hours: "09:00-21:00", days: mon-sat}
-default_branch: main
-connectors:
-  booking: {type: local}
-  sms: {type: local}
-  forms:
-    type: local
-    events:
-      package.sold: {entity: client, data: {package: text}}
-      gift.sold: {entity: client, data: {amount: money}}
-      gift.paid: {entity: client, data: {number: text, amount: money}}
-      freeze.asked: {entity: client, data: {number: text, until: date}}
-"""
 LOYALTY = """\
 certificates:
   gift_any: {title: Подарочный сертификат, nominal: any, expires: 365d, prefix: GC-}
@@ -123,6 +108,14 @@ def test_an_abonement_issued_by_a_rule_is_used_by_its_visits_once_each_and_tells
     assert [(e.type, e.data["reason"], e.data["visits_left"]) for e in second[0].events] == [
         ("abonement.ending", "last_visit", 1)]
     assert balance(store.ledger_of("77"), f"abonement:{number}").total == 1
+    # The third visit refunded whole (YCLIENTS's record v3): its abonement visit comes back, once.
+    at = T0 + timedelta(days=4)
+    [back] = settle(project, store, hook("rf-3", "visit.refunded", "77", at, source="booking", visit="v3"), at)
+    assert [(e.id, e.kind, e.amount, e.visit) for e in back.ledger] == [
+        (f"reverse/ev-v3/{number}/use", "reverse", 1, "booking:v3")]
+    [again] = settle(project, store, hook("rf-3b", "visit.refunded", "77", at, source="booking", visit="v3"), at)
+    assert again.ledger == ()
+    assert balance(store.ledger_of("77"), f"abonement:{number}").total == 2
 
 
 def test_a_freeze_by_a_rule_moves_the_last_day_and_a_second_one_past_the_limit_fails_the_run(
