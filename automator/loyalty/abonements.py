@@ -106,6 +106,21 @@ class Abonement:
         return (self.left > 0 and self.issued.at <= at and (lapses is None or at < lapses)
                 and self.freeze_on(local_day(at, tz)) is None)
 
+    def describe(self, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+        """What an operator reads of it at `now` (`automator loyalty show`): visits left, the last day with the days
+        frozen added, whether it has lapsed, and the freeze running today."""
+        lapses = self.lapses_at(tz)
+        frozen = self.freeze_on(local_day(now, tz))
+        return {"number": self.number, "type": self.type, "title": self.title,
+                "visits": int(self.issued.detail.get("visits") or self.issued.amount), "left": self.left,
+                "services": list(self.issued.detail.get("services") or []),
+                "categories": list(self.issued.detail.get("categories") or []),
+                "last_day": self.last_day.isoformat() if self.last_day else None,
+                "expires_at": lapses.astimezone(tz).isoformat() if lapses else None,
+                "expired": lapses is not None and now >= lapses,
+                "frozen_until": (frozen.end - timedelta(days=1)).isoformat() if frozen else None,
+                "days_frozen": sum(f.days for f in self.freezes)}
+
     def covers(self, service: str, category: str | None) -> bool:
         """Whether it pays for a service of this title, or of this category."""
         services = {normal_title(s) for s in self.issued.detail.get("services") or ()}

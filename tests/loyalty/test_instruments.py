@@ -231,6 +231,11 @@ def test_lifting_a_freeze_early_gives_back_the_days_not_frozen() -> None:
     lifted = abonements.fold(book.rows, "AB-1")
     assert lifted is not None and lifted.last_day == date(2026, 6, 4)  # 10–14 March frozen: five days
     assert lifted.freeze_on(date(2026, 3, 15)) is None and lifted.freeze_on(date(2026, 3, 14)) is not None
+    assert frozen.describe(datetime(2026, 3, 12, 7, tzinfo=timezone.utc), MSK) == {
+        "number": "AB-1", "type": "massage_10", "title": "Массаж спины, 10 сеансов", "visits": 10, "left": 10,
+        "services": ["Массаж спины"], "categories": [], "last_day": "2026-06-20",
+        "expires_at": "2026-06-21T00:00:00+03:00", "expired": False, "frozen_until": "2026-03-30", "days_frozen": 21}
+    assert lifted.describe(datetime(2026, 6, 5, 7, tzinfo=timezone.utc), MSK)["expired"] is True
     with pytest.raises(InstrumentError, match="is not frozen today"):
         abonements.unfreeze_row(lifted, at=datetime(2026, 3, 16, 7, tzinfo=timezone.utc), tz=MSK, row_id="u2")
 
