@@ -72,21 +72,24 @@ def issue_certificate(effect: Effect, run: ActionRun) -> list[Event]:
 
 
 def redeem_certificate(effect: Effect, run: ActionRun) -> list[Event]:
-    """Pay with a gift certificate: a `spend` row on its holder's ledger (the client presenting it may be another
-    person); refused, failing the run, when it asks more than is left or the certificate has lapsed."""
+    """Pay with a gift certificate: a `spend` row on its holder's ledger, presented by the client the params name,
+    else the run's, else its holder (one presenting another's certificate gets a `presented` row of their own);
+    refused, failing the run, when it asks more than is left or the certificate has lapsed."""
     params = effect.params
     number = str(params["number"])
     try:
         amount = minor_units(params.get("amount"), "amount")
     except HistoryError as exc:
         raise StepError(f"{effect.action}: {exc}") from None
-    presenter = str(params.get("client") or "") or certificates.holder_of(run, number) or ""
+    scoped = run.scope.get("client")
+    presenter = str(params.get("client") or (scoped.get("id") if isinstance(scoped, Mapping) else "") or "") \
+        or certificates.holder_of(run, number) or ""
     try:
         row = certificates.spend_row(run, number, amount, presenter=presenter, at=run.now, row_id=effect.key,
                                      event=_cause(run), rule=effect.rule_id)
     except InstrumentError as exc:
         raise StepError(f"{effect.action}: {exc}") from None
-    run.keep([row])
+    run.keep([r for r in (row, certificates.presented_row(row)) if r is not None])
     return []
 
 

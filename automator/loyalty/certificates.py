@@ -20,11 +20,12 @@ from typing import Any, Protocol
 
 from automator.history import HistoryError, minor_units, money_text
 from automator.loyalty.instrument_types import CERTIFICATE, CertificateType, InstrumentError
-from automator.loyalty.ledger import Entry, LedgerError, account, balance, take
+from automator.loyalty.ledger import Entry, LedgerError, account, account_kind, balance, take
 from automator.model import Entity, EntityRef
 
 
 SPEND_REASON = "Оплата сертификатом"
+PRESENTED = "presented"  # the account kind of a client's payments with a certificate someone else holds
 RETURN_REASON = "Возврат на сертификат за возвращённый визит"
 
 
@@ -77,7 +78,7 @@ def nominal_of(ctype: CertificateType, given: Any) -> int:
 def holder_of(reading: Holdings, number: str, presenter: str | None = None) -> str | None:
     """Who holds certificate `number`: the presenter when it is in their own ledger, else the client its
     `certificate` entity names; None when nobody does."""
-    if presenter and any(e.account == account_of(number) for e in reading.ledger_of(presenter)):
+    if presenter and issue_of(reading.ledger_of(presenter), number) is not None:
         return presenter
     entity = reading.entity(EntityRef(CERTIFICATE, number))
     holder = entity.fields.get("client") if entity is not None else None
@@ -146,16 +147,43 @@ def paid_by_visit(data: Mapping[str, Any], visit_amount: int) -> tuple[str, int]
     return str(number), amount
 
 
-def refund_rows(rows: Sequence[Entry], visit: str, refunded: int | None, *, at: datetime, event: str) -> list[Entry]:
-    """What a refunded visit gives back to the certificates that paid for it (in the refunding client's ledger):
-    a `reverse` row per spending not reversed yet, each lapsing when its certificate does. A partial refund
-    (`refunded` kopecks) gives back at most that much, the certificate first; a whole one (None) all of it."""
-    reversed_ = {e.id for e in rows if e.kind == "reverse"}
+def presented_row(spent: Entry) -> Entry | None:
+    """For a spending by someone other than the holder, a row of their own ledger saying they paid with the
+    certificate (amount 0, account `presented:<number>`, naming the holder and the spending): their history shows
+    it, and a refund of their visit finds the holder's spending through it. None for the holder's own."""
+    presenter = spent.detail.get("by")
+    if not presenter:
+        return None
+    number = str(spent.detail.get("number"))
+    return Entry(id=f"{spent.id}/presented", client=str(presenter), account=account(PRESENTED, number),
+                 kind="spend", amount=0, at=spent.at, reason=f"Оплата сертификатом {number} клиента {spent.client}",
+                 event=spent.event, rule=spent.rule, visit=spent.visit,
+                 detail={"number": number, "holder": spent.client, "row": spent.id, "paid": spent.detail.get("paid")})
+
+
+def refund_rows(reading: Holdings, client: str, visit: str, refunded: int | None, *, at: datetime,
+                event: str) -> list[Entry]:
+    """What a refunded visit of `client` gives back to the certificates that paid for it (theirs, or another
+    holder's they presented): a `reverse` row per spending not reversed yet, on the holder's ledger, lapsing when
+    its certificate does. A partial refund (`refunded` kopecks) gives back at most that much, the certificates
+    first; a whole one (None) all of it."""
+    own = reading.ledger_of(client)
+    ledgers = {client: own}
+    spendings: list[Entry] = []
+    for row in own:
+        if row.visit != visit or row.kind != "spend":
+            continue
+        if account_kind(row.account) == CERTIFICATE:
+            spendings.append(row)
+        elif account_kind(row.account) == PRESENTED:
+            holder = str(row.detail.get("holder"))
+            ledgers.setdefault(holder, reading.ledger_of(holder))
+            spendings.extend(e for e in ledgers[holder] if e.id == row.detail.get("row"))
     out: list[Entry] = []
     left = refunded
-    for spent in rows:
-        if spent.visit != visit or spent.kind != "spend" or not spent.account.startswith(f"{CERTIFICATE}:") \
-                or f"reverse/{spent.id}" in reversed_:
+    for spent in spendings:
+        rows = ledgers[spent.client]
+        if any(e.id == f"reverse/{spent.id}" for e in rows):
             continue
         paid = minor_units(spent.detail.get("paid")) if spent.detail.get("paid") else -spent.amount
         back = paid if left is None else min(paid, left)

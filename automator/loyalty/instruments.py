@@ -46,9 +46,10 @@ def _visit(reading: Reading, happening: Happening, visit: Visit) -> Outcome:
     if paid is not None:
         number, amount = paid
         try:
-            entries.append(certificates.spend_row(reading, number, amount, presenter=visit.client, at=visit.at,
-                                                  row_id=f"{event.id}/certificate/{number}/spend", event=event.id,
-                                                  visit=visit.id))
+            spent = certificates.spend_row(reading, number, amount, presenter=visit.client, at=visit.at,
+                                           row_id=f"{event.id}/certificate/{number}/spend", event=event.id,
+                                           visit=visit.id)
+            entries += [row for row in (spent, certificates.presented_row(spent)) if row is not None]
         except InstrumentError as exc:
             events.append(_refused(event, visit, number, amount, str(exc), happening.now))
     if visit.kind == "visit":  # a purchase without a visit uses no abonement
@@ -83,13 +84,14 @@ def _refund(reading: Reading, happening: Happening) -> Outcome:
         refunded = minor_units(event.data["amount"], "amount") if event.data.get("amount") not in (None, "") \
             else None
     except HistoryError:
-        return Outcome()  # an amount that is no amount: the programs' reversal says so; nothing is guessed here
-    rows = reading.ledger_of(client)
+        return Outcome()  # an amount that is no amount: nothing is given back on a guess
     kept = next((v for v in reading.visits_of(client) if v.id == visit), None)
     whole = refunded is None or (kept is not None and refunded >= kept.amount)
-    entries = certificates.refund_rows(rows, visit, None if whole else refunded, at=happening.now, event=event.id)
+    entries = certificates.refund_rows(reading, client, visit, None if whole else refunded, at=happening.now,
+                                       event=event.id)
     if whole:
-        entries += abonements.refund_rows(rows, visit, at=happening.now, tz=happening.tz, event=event.id)
+        entries += abonements.refund_rows(reading.ledger_of(client), visit, at=happening.now, tz=happening.tz,
+                                          event=event.id)
     return Outcome(entries=tuple(entries))
 
 

@@ -61,10 +61,11 @@ def test_certificates_and_abonements_sold_used_and_spent_in_the_daemon(
     paid = event("visit.completed", "8", "v2", visit="v2", services=["Стрижка"], amount="3200.50",
                  certificate="GC-7", certificate_amount="3200.50")
     assert daemon.post("booking", paid).status == 200
-    wait_for(lambda: len(daemon.query("select id from ledger")) == 4, 20, "the use and the spending")
+    wait_for(lambda: len(daemon.query("select id from ledger")) == 5, 20, "the use and the spending")
     assert daemon.query("select client, account, kind, amount, visit from ledger where kind in ('use', 'spend') "
                         "order by account") == [("7", "abonement:AB-7", "use", -1, "booking:v1"),
-                                                ("7", "certificate:GC-7", "spend", -320050, "booking:v2")]
+                                                ("7", "certificate:GC-7", "spend", -320050, "booking:v2"),
+                                                ("8", "presented:GC-7", "spend", 0, "booking:v2")]
     assert daemon.query("select account, sum(amount) from ledger group by account order by account") == [
-        ("abonement:AB-7", 2), ("certificate:GC-7", 179950)]
+        ("abonement:AB-7", 2), ("certificate:GC-7", 179950), ("presented:GC-7", 0)]
     assert daemon.terminate() == 0

@@ -148,12 +148,20 @@ def test_a_certificate_is_found_by_number_spent_in_parts_by_another_client_and_r
     [paid] = settle(project, store, hook("visit-b", "visit.completed", "78", at, source="booking", visit="b1",
                                          services=["Стрижка"], amount="3200.50", certificate=number,
                                          certificate_amount="3200.50"), at)
-    assert [(e.client, e.amount, e.visit, e.detail.get("by")) for e in paid.ledger] == [
-        ("77", -320050, "booking:b1", "78")]
+    assert [(e.client, e.account, e.amount, e.visit, e.detail.get("by")) for e in paid.ledger] == [
+        ("77", f"certificate:{number}", -320050, "booking:b1", "78"),
+        ("78", f"presented:{number}", 0, "booking:b1", None)]  # Борис's history says he paid with it
     [refused] = settle(project, store, hook("pay-2", "gift.paid", "78", at, number=number, amount="1799.51"), at)
     [run] = refused.runs
     assert run.status == "failed" and refused.ledger == ()
     assert f"certificate {number}: 1799.51 asked, 1799.50 left" in str(run.trace)
     [spent] = settle(project, store, hook("pay-3", "gift.paid", "78", at, number=number, amount="1799.50"), at)
-    assert [(e.client, e.kind, e.amount) for e in spent.ledger] == [("77", "spend", -179950)]
+    assert [(e.client, e.kind, e.amount) for e in spent.ledger] == [("77", "spend", -179950), ("78", "spend", 0)]
     assert balance(store.ledger_of("77"), f"certificate:{number}").total == 0
+    # Борис's visit refunded in part: 1000.00 goes back to Анна's certificate, lapsing when it does.
+    later = at + timedelta(days=1)
+    [back] = settle(project, store, hook("rf-b1", "visit.refunded", "78", later, source="booking", visit="b1",
+                                         amount="1000.00"), later)
+    assert [(e.id, e.client, e.amount, e.expires_at) for e in back.ledger] == [
+        ("reverse/visit-b/certificate/" + number + "/spend", "77", 100000, datetime(2027, 3, 2, 21, tzinfo=timezone.utc))]
+    assert balance(store.ledger_of("77"), f"certificate:{number}").total == 100000
