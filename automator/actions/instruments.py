@@ -104,10 +104,14 @@ def issue_abonement(effect: Effect, run: ActionRun) -> list[Event]:
     rows = run.ledger_of(client)
     if abonements.fold(rows, number) is not None:
         raise StepError(f"{effect.action}: abonement {number} already exists: give another `number:`, or none")
-    services = [str(s) for s in params.get("services") or ()]
+    given = params.get("services") or ()
+    services = [str(s) for s in ([given] if isinstance(given, str) else given)]
     try:
-        row = abonements.issue_row(atype, client=client, number=number, visits=int(params.get("visits") or
-                                                                                   atype.visits),
+        visits = int(str(params.get("visits") or atype.visits).strip())
+    except ValueError:
+        raise StepError(f"{effect.action}: visits {params.get('visits')!r} is not a whole number") from None
+    try:
+        row = abonements.issue_row(atype, client=client, number=number, visits=visits,
                                    services=services or atype.services, categories=() if services else
                                    atype.categories, last=given_last_day(params.get("expires"), run.now,
                                                                          atype.expires, tz),

@@ -113,6 +113,10 @@ def test_an_unknown_type_and_a_second_issue_of_a_number_fail_the_run_saying_why(
         issue_abonement(effect("abonement.issue", "k2", type="pool_8", number="7"), run)
     with pytest.raises(StepError, match="client 77 has no abonement 8"):
         freeze_abonement(effect("abonement.freeze", "k3", number="8", until="2026-03-05"), run)
+    with pytest.raises(StepError, match="visits 'ten' is not a whole number"):
+        issue_abonement(effect("abonement.issue", "k5", type="pool_8", visits="ten"), run)
+    with pytest.raises(StepError, match="the number of visits must be above zero"):
+        issue_abonement(effect("abonement.issue", "k6", type="pool_8", visits="-2"), run)
     with pytest.raises(StepError, match="until 'soon' is not a date"):
         freeze_abonement(effect("abonement.freeze", "k4", number="7", until="soon"), run)
 
