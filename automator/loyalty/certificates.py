@@ -111,8 +111,9 @@ def spend_row(reading: Holdings, number: str, amount: int, *, presenter: str, at
     issued = issue_of(rows, number)
     if issued is None:
         raise InstrumentError(f"certificate {number} is not known: its holder's ledger has no issue of it")
-    if issued.at > at:
-        raise InstrumentError(f"certificate {number} was issued at {issued.at.isoformat()}, after the payment")
+    # A visit that began before the certificate was sold (bought at the checkout) pays when it exists: a row
+    # before its lot would take from nothing.
+    at = max(at, issued.at)
     if issued.expires_at is not None and at >= issued.expires_at:
         raise InstrumentError(f"certificate {number} lapsed at {issued.expires_at.isoformat()}")
     available = balance(rows, account_of(number)).available(at)

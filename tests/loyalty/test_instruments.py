@@ -97,6 +97,14 @@ def test_anyone_presenting_the_number_pays_from_the_holders_certificate() -> Non
         certificates.spend_row(book, "GC-2", 100, presenter="boris", at=T0 + DAY, row_id="s")
 
 
+def test_a_visit_begun_before_the_certificate_was_sold_pays_at_the_sale() -> None:
+    book = Book([certificate()])
+    row = certificates.spend_row(book, "GC-1", 100000, presenter="anna", at=T0 - timedelta(hours=1), row_id="s")
+    assert row.at == T0
+    book.rows.append(row)
+    assert balance(book.rows, "certificate:GC-1").total == 200000
+
+
 def test_a_certificate_not_spent_in_parts_is_taken_whole_by_its_first_payment() -> None:
     book = Book([certificate("SPA-1", WHOLE)])
     row = certificates.spend_row(book, "SPA-1", 420000, presenter="anna", at=T0 + DAY, row_id="s")
