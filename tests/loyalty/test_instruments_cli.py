@@ -92,3 +92,16 @@ abonements:
     assert f"{loyalty}:6:67: error: freeze max 1mo is not a number of days" in out
     assert f"{loyalty}:7:68: error: synced: true, but loyalty.yaml has no `sync:`" in out
     assert "hint: write it in days or weeks, such as 30d or 4w" in out
+
+
+def test_validate_finds_a_misspelt_type_in_a_rule_and_a_sale_without_loyalty_yaml(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "rules" / "loyalty.yaml").write_text(RULES.replace("{type: massage_10, visits: 12}", "{type: masage_10}"),
+                                                 encoding="utf-8")
+    code, out = run("validate", str(root))
+    assert code != 0
+    rules = str(root / "rules" / "loyalty.yaml")
+    assert f"{rules}:13:33: error: unknown abonement type 'masage_10'\n    hint: did you mean 'massage_10'?" in out
+    (root / "loyalty.yaml").unlink()
+    code, out = run("validate", str(root))
+    assert f"{rules}:5:35: error: certificate.issue needs loyalty.yaml, and there is none" in out
