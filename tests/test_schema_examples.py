@@ -97,9 +97,9 @@ RULE_EXAMPLES = [(n, p, e) for n, p, e in EXAMPLES if as_rules(n, p, e) is not N
 
 @pytest.fixture(scope="module")
 def clinic(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example project's settings, pipelines and segments, without its rules."""
+    """The example project's settings, pipelines, segments and loyalty, without its rules."""
     root = tmp_path_factory.mktemp("clinic")
-    for name in ("automator.yaml", "segments.yaml"):
+    for name in ("automator.yaml", "segments.yaml", "loyalty.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "pipelines", root / "pipelines")
     (root / "rules").mkdir()

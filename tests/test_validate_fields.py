@@ -117,10 +117,10 @@ MISTAKES = [
     pytest.param(rule("{event: invoice.overdue}", "stop: true"),
                  P(3, 19, "unknown event type 'invoice.overdue': no connector of this project produces it and no rule "
                           "emits it",
-                   "known events: booking.created, booking.deleted, booking.updated, client.created, client.deleted, "
-                   "client.updated, deal.created, deal.deleted, deal.updated, lead.created, lead.updated, "
-                   "message.received …; declare your own under the `events:` setting of a `local` connector in "
-                   "automator.yaml"), id="unknown-event-type-no-guess"),
+                   "known events: abonement.ending, booking.created, booking.deleted, booking.updated, "
+                   "certificate.created, certificate.expiring, certificate.refused, client.created, client.deleted, "
+                   "client.updated, deal.created, deal.deleted …; declare your own under the `events:` setting of a "
+                   "`local` connector in automator.yaml"), id="unknown-event-type-no-guess"),
     # The envelope trap: event.source is the connector that sent the event, never the lead's channel.
     pytest.param(rule("{event: nps.received}", "stop: true", condition="\"event.source == 'instagram'\""),
                  P(4, 9, "expression \"event.source == 'instagram'\": event.source is the name of the connector "

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, people, segment, source
+from automator.actions import crm, deal, instruments, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -72,14 +72,23 @@ CANONICAL: dict[str, ActionSpec] = {
                    "zero.", delivery="at_most_once", target="client"),
         ActionSpec("loyalty.set_tier", "Set a client's loyalty tier, shown as their category of that tier.",
                    emits=("client.updated",), target="client", echo=_tier_echo),
-        ActionSpec("certificate.issue", "Issue a gift certificate to a client.", delivery="at_most_once",
-                   target="client"),
-        ActionSpec("abonement.issue", "Issue an abonement (N visits of given services) to a client.",
-                   delivery="at_most_once", target="client"),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),
                    prepare=source.target, perform=source.perform),
+        # Gift certificates and abonements are the product's own (YCLIENTS has no API to issue them): the engine
+        # keeps them on its ledger; a freeze of one sold in the booking system is mirrored there.
+        ActionSpec("certificate.issue", "Issue a gift certificate to a client (a type of loyalty.yaml).",
+                   delivery="at_most_once", emits=("certificate.created",), target="client",
+                   perform=instruments.issue_certificate),
+        ActionSpec("certificate.redeem", "Pay with a gift certificate: part of its balance, or all of it.",
+                   delivery="at_most_once", perform=instruments.redeem_certificate),
+        ActionSpec("abonement.issue", "Issue an abonement to a client: N visits of some services (a type of "
+                   "loyalty.yaml).", delivery="at_most_once", target="client", perform=instruments.issue_abonement),
+        ActionSpec("abonement.freeze", "Freeze a client's abonement from today through a date: its expiry moves by "
+                   "the days frozen.", target="client", perform=instruments.freeze_abonement),
+        ActionSpec("abonement.unfreeze", "Lift the freeze of a client's abonement today.", target="client",
+                   perform=instruments.unfreeze_abonement),
     )
 }
 # Actions the engine performs itself, inside the core: they need the project's own data, not a remote system.

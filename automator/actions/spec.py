@@ -10,7 +10,7 @@ from automator.channels import ChannelMap
 from automator.expr import EvalContext
 from automator.loyalty.config import LoyaltyConfig
 from automator.loyalty.ledger import Entry
-from automator.model import Effect, Entity, EntityRef, Event, Pipeline
+from automator.model import Effect, Entity, EntityRef, Event, Pipeline, Timer
 from automator.segments import SegmentsConfig
 
 
@@ -22,6 +22,10 @@ class ActionRun(Protocol):
     scope: dict[str, Any]
     now: datetime
     ectx: EvalContext
+    # What the run plans besides its steps' own: an engine action's mirror in a booking system (`effects`), and
+    # loyalty's timers for what it issued (an abonement's expiry).
+    effects: list[Effect]
+    timers: list[Timer]
 
     def entity(self, ref: EntityRef) -> Entity | None:
         """The stored state of an entity."""

@@ -15,6 +15,7 @@ from automator.model import Location, Pipeline
 
 if TYPE_CHECKING:
     from automator.config.settings import Config
+    from automator.loyalty.config import LoyaltyConfig
     from automator.connector import Connector
     from automator.config.source import Document
     from automator.config.schemas import SchemaSet
@@ -47,6 +48,7 @@ class CompileContext:
     types: Mapping[str, type[Connector]] = field(default_factory=dict)  # installed connector types, for their checks
     knowledge: Knowledge | None = None  # the project's catalogue and what its files declare
     reading: Reading | None = None  # what the rule being compiled reads (None outside rules)
+    loyalty: LoyaltyConfig | None = None  # loyalty.yaml, compiled before the rules: the types their actions name
     # The rule's expressions and templates, checked against `reading` once the whole rule is compiled (a
     # `has(event, 'deal')` in its trigger makes `event.deal` in its steps known): (label, exprs, path).
     reads: list[tuple[str, tuple[Expr, ...], tuple[str | int, ...]]] = field(default_factory=list)

@@ -104,7 +104,8 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         if doc is not None:
             from automator.config.loyalty import compile_loyalty
 
-            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config))
+            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config,
+                                                               broken=_broken_paths(doc, problems)))
     rules: list[Rule] = []
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
@@ -113,7 +114,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     knowledge = _knowledge(root, files, docs, config, pipelines, types)
     for doc in docs:
         ctx = CompileContext(doc, problems, config, pipelines, schemas=schemas, deal_fields=deal_fields,
-                             knowledge=knowledge, types=types)
+                             knowledge=knowledge, types=types, loyalty=loyalty)
         rules.extend(_rules(doc, ctx, first_seen))
     if only_rules_under is None or Path(only_rules_under).resolve() == root:
         _check_requires(pipelines, pipeline_docs, deal_fields, problems)

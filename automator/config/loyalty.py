@@ -24,4 +24,7 @@ def compile_loyalty(data: Any, ctx: CompileContext) -> LoyaltyConfig | None:
                          certificates=compile_certificates(data.get("certificates") or {}, ctx),
                          abonements=compile_abonements(data.get("abonements") or {}, ctx),
                          sync=sync if isinstance(sync, str) else None,
+                         sync_actions=frozenset(ctx.config.connectors[sync].actions)
+                         if isinstance(sync, str) and ctx.config is not None and sync in ctx.config.connectors
+                         else frozenset(),
                          notice=notice.approx() if notice is not None else DEFAULT_NOTICE)

@@ -22,7 +22,13 @@ class LoyaltyConfig:
     # The connector whose loyalty cards, categories and abonements mirror the product's ledger (`sync: yclients`);
     # None: the ledger is the product's alone.
     sync: str | None = None
+    # The actions that connector performs (its vendor actions included): a mirror is planned only for those.
+    sync_actions: frozenset[str] = frozenset()
     notice: timedelta = DEFAULT_NOTICE
+
+    def mirrors(self, action: str) -> str | None:
+        """The connector an action is mirrored to: `sync:`'s, when it performs `action`; else None."""
+        return self.sync if self.sync is not None and action in self.sync_actions else None
 
     def program(self, name: str | None) -> Any:
         """The program called `name`, or None."""

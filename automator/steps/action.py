@@ -48,6 +48,7 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
     if isinstance(params, Mapping):
         _check_stages(name, params, (*path, name), ctx)
         _check_channel(name, params, (*path, name), ctx)
+        _check_instrument_type(name, params, (*path, name), ctx)
     _check_no_env(params, (*path, name), ctx)
     ctx.deal_fields |= deal_fields(name, params)
     compiled = ctx.templates(params, (*path, name))
@@ -142,6 +143,28 @@ def _check_channel(name: str, params: Mapping[str, Any], path: tuple[Any, ...], 
         ctx.error((*path, "channel"), f"unknown channel '{channel}'",
                   did_you_mean(channel, known) or "the channels are " + ", ".join(known)
                   + " (`channels:` in automator.yaml names them)")
+
+
+# The actions that sell a certificate or an abonement, and the part of loyalty.yaml their `type:` names.
+INSTRUMENT_TYPES = {"certificate.issue": "certificates", "abonement.issue": "abonements"}
+
+
+def _check_instrument_type(name: str, params: Mapping[str, Any], path: tuple[Any, ...], ctx: CompileContext) -> None:
+    """certificate.issue and abonement.issue name a type of loyalty.yaml: a misspelt one is found now, not when a
+    client's sale fails."""
+    key = INSTRUMENT_TYPES.get(name)
+    kind = params.get("type")
+    if key is None or not isinstance(kind, str) or "{{" in kind or ctx.is_broken((*path, "type")):
+        return
+    if ctx.loyalty is None:
+        ctx.error((*path, "type"), f"{name} needs loyalty.yaml, and there is none",
+                  f"add loyalty.yaml beside automator.yaml with `{key}:` naming {kind}")
+        return
+    known = getattr(ctx.loyalty, key)
+    if kind not in known:
+        ctx.error((*path, "type"), f"unknown {key[:-1]} type '{kind}'",
+                  did_you_mean(kind, known) or (f"the types are {', '.join(known)}" if known else
+                                                f"add it under `{key}:` in loyalty.yaml"))
 
 
 def _check_no_env(value: Any, path: tuple[Any, ...], ctx: CompileContext) -> None:
