@@ -36,7 +36,7 @@ def example(command: str) -> str:
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This project's files in a folder of their own, with the (empty) database a daemon would have made."""
     target = tmp_path_factory.mktemp("project")
-    for name in ("automator.yaml", "segments.yaml"):
+    for name in ("automator.yaml", "segments.yaml", "loyalty.yaml"):
         shutil.copy(ROOT / name, target / name)
     for name in ("rules", "pipelines", "examples"):
         shutil.copytree(ROOT / name, target / name)
