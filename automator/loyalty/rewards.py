@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from automator.history import money_text
+from automator.history import moment_text, money_text
 from automator.identity import PHONE, phone_of
 from automator.loyalty import made
 from automator.loyalty.decision import Outcome, Reading
@@ -41,10 +41,10 @@ def discount_grant(program: str, cause: Event, ident: str, client: str, percent:
     """A discount granted until a moment (`why`: join, first_visit, or a rule's reason): a `grant` row, amount 0,
     on `discount:<program>`, with `percent` and `until` in its detail. A rule's action makes one with its effect
     key as `ident`."""
+    ends = moment_text(until)
     return made.row(program, cause, ident, client, account("discount", program), "grant", 0, at,
-                    f"Скидка {percent} % до {until.isoformat()}" if why != "first_visit"
-                    else f"Скидка {percent} % на первый визит",
-                    detail={"percent": str(percent), "until": until.isoformat(), "why": why})
+                    f"Скидка {percent} % до {ends}" if why != "first_visit" else f"Скидка {percent} % на первый визит",
+                    detail={"percent": str(percent), "until": ends, "why": why})
 
 
 def joined(program: Program, ledger: Sequence[Entry], client: str, cause: Event, at: datetime,
@@ -57,7 +57,7 @@ def joined(program: Program, ledger: Sequence[Entry], client: str, cause: Event,
     until = end_of_day_after(at, terms.lasts, tz)
     grant = discount_grant(program.name, cause, ident, client, terms.percent, until, at, "join")
     news = made.event(cause, DISCOUNT_GRANTED, client, at, {"program": program.name, "percent": str(terms.percent),
-                                                             "until": until.isoformat(), "why": "join"})
+                                                             "until": moment_text(until), "why": "join"})
     return Outcome(entries=(grant,), events=(news,))
 
 
