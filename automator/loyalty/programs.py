@@ -46,12 +46,15 @@ def on_event(config: LoyaltyConfig, reading: Reading, happening: Happening) -> O
         return Outcome()
     if event.type == refunds.REFUNDED:
         return refunds.refunded(reading, event, event.entity.id, event.at or happening.now)
+    if event.type == SEGMENT_CHANGED:
+        # The move names the program it brings the client into: the client's fields may not show the move yet.
+        named = config.program(str(event.data.get("loyalty") or "")) if event.data.get("loyalty") else None
+        joining = named if isinstance(named, Program) else program_of(config, happening.segments, client)
+        return rewards.joined(joining, reading.ledger_of(client.ref.id), client.ref.id, event, happening.now,
+                              happening.tz) if joining is not None else Outcome()
     program = program_of(config, happening.segments, client)
     if program is None:
         return Outcome()
-    if event.type == SEGMENT_CHANGED:
-        return rewards.joined(program, reading.ledger_of(client.ref.id), client.ref.id, event, happening.now,
-                              happening.tz)
     if not happening.visits:
         return Outcome()
     return visited(program, reading, happening, client, happening.visits)

@@ -8,12 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from programs_support import Clinic, at, compiled, loaded
+from programs_support import MSK, Clinic, at, compiled, loaded
 
 from automator.loyalty.ledger import Entry
 from automator.loyalty.programs import program_of
 from automator.loyalty.terms import share, spend_limit
-from automator.model import Entity, EntityRef
+from automator.model import Entity, EntityRef, Event
 
 TIERS_BY_VISITS = """
     programs:
@@ -281,3 +281,24 @@ def test_program_of_a_client_follows_their_segment_then_a_listing_then_the_defau
         return found.name if found else None
 
     assert [of("champions"), of("loyal"), of("others"), of(None)] == ["gold", "silver", "base", "base"]
+
+
+def test_a_segment_move_into_a_program_grants_its_joining_discount_once(load) -> None:  # type: ignore[no-untyped-def]
+    from automator.loyalty import programs
+    from automator.loyalty.decision import Happening
+
+    clinic = load("""
+        programs:
+          gold: {join_discount: {percent: 20, for: 14d}}
+          base: {default: true}
+        """)
+    moved = Event(id="seg-1>segment.changed", type="segment.changed", at=at("2026-03-02 10:00"),
+                  entity=EntityRef("client", "anna"), source="engine",
+                  data={"from": "loyal", "to": "champions", "loyalty": "gold"})
+    anna = Entity(EntityRef("client", "anna"), {"segment": "loyal"})
+    found = programs.on_event(clinic.config, clinic.history, Happening(moved, anna, (), moved.at, MSK))
+    assert [(e.id, e.account) for e in found.entries] == [("join/gold/anna", "discount:gold")]
+    assert [e.data["until"] for e in found.events] == ["2026-03-16T21:00:00.000000+00:00"]
+    clinic.history.keep(found.entries)
+    again = programs.on_event(clinic.config, clinic.history, Happening(moved, anna, (), moved.at, MSK))
+    assert not again.entries and not again.events
