@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, people, segment, source
+from automator.actions import crm, deal, discount, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -57,6 +57,9 @@ CANONICAL: dict[str, ActionSpec] = {
                    delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
+        ActionSpec("loyalty.grant_discount", "Grant a client a discount for a while in a loyalty program (the "
+                   "product's ledger).", emits=("loyalty.discount_granted",), target="client",
+                   perform=discount.perform),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),

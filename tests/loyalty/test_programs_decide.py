@@ -79,3 +79,32 @@ def test_a_client_without_a_segment_program_earns_in_the_default_and_a_refund_re
                    data={"visit": "4002"}, source="yclients")
     undone = decide(found, store, refund, NOW)
     assert [(e.id, e.kind, e.amount) for e in undone.ledger] == [("reverse/yc-4002/base/points", "reverse", -3000)]
+
+
+GRANTING = """
+    rules:
+      - id: thanks-for-ten
+        when: {event: nps.received, where: "event.score >= 9"}
+        do:
+          - loyalty.grant_discount: {client: "{{ client.id }}", percent: 10, for: 7d, reason: nps}
+    """
+
+
+def test_a_rule_grants_a_discount_for_a_while_once_per_effect(make_project) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(GRANTING, segments=SEGMENTS)
+    (root / "loyalty.yaml").write_text(textwrap.dedent(LOYALTY))
+    found, problems = load_project(root)
+    assert found is not None, problems
+    store = SqliteStore()
+    store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна"}, NOW))
+    rated = Event(id="nps-1", type="nps.received", at=NOW, entity=EntityRef("client", "77"), data={"score": 10},
+                  source="forms")
+    decision = decide(found, store, rated, NOW)
+    [grant] = decision.ledger
+    [effect] = decision.effects
+    # Anna's program is the default (base); 7 days from 2 March: all of 9 March, to its midnight in Moscow.
+    assert (grant.id, grant.account, grant.kind, grant.amount) == (effect.key, "discount:base", "grant", 0)
+    assert dict(grant.detail) == {"percent": "10", "until": "2026-03-09T21:00:00.000000+00:00", "why": "nps"}
+    [news] = [e for e in decision.events if e.type == "loyalty.discount_granted"]
+    assert news.data["until"] == "2026-03-09T21:00:00.000000+00:00" and news.data["program"] == "base"
+    assert [e.id for e in decide(found, store, rated, NOW).ledger] == [grant.id]  # decided again: the same id
