@@ -31,9 +31,15 @@ def held(entries: Iterable[Entry], program: str) -> str | None:
 
 def counted(tiers: Tiers, visits: Iterable[Visit], at: datetime, tz: ZoneInfo) -> list[Visit]:
     """The visits that count at `at`: made by then, and within the window when there is one; oldest first."""
+    made = sorted((v for v in visits if v.at <= at), key=lambda v: (v.at, v.id))
     window = tiers.window
-    return sorted((v for v in visits if v.at <= at and (window is None or window.add_to(v.at, tz) > at)),
-                  key=lambda v: (v.at, v.id))
+    if window is None:
+        return made
+    # Newest first until one has left: every older one has left too (the end of a window only moves forward).
+    first = len(made)
+    while first > 0 and window.add_to(made[first - 1].at, tz) > at:
+        first -= 1
+    return made[first:]
 
 
 def measure(tiers: Tiers, visits: Iterable[Visit]) -> int:
