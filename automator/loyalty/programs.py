@@ -66,7 +66,6 @@ def visited(program: Program, reading: Reading, happening: Happening, client: En
     one through here too)."""
     staged = Staged(reading)
     person, event, tz = client.ref.id, happening.event, happening.tz
-    past = reading.visits_of(person)
     total = Outcome()
 
     def add(found: Outcome) -> None:
@@ -77,7 +76,7 @@ def visited(program: Program, reading: Reading, happening: Happening, client: En
     new = sorted(visits, key=lambda v: (v.at, v.id))
     if any(v.amount > 0 for v in new):
         add(rewards.joined(program, staged.ledger_of(person), person, event, new[0].at, tz))
-    paid_before = any(v.amount > 0 for v in past)
+    paid_before = _paid_before(reading, person)
     for number, visit in enumerate(new):
         base = f"{event.id}/{program.name}" + (f"/{number + 1}" if number else "")
         if visit.amount > 0 and not paid_before:
@@ -87,10 +86,20 @@ def visited(program: Program, reading: Reading, happening: Happening, client: En
         add(Outcome(entries=tuple(accruals(program, visit, event, base, tz))))
         add(rewards.every_nth(program, staged.ledger_of(person), visit, event, base))
     if program.tiers is not None:
-        known = {v.id for v in past}
-        history = [*past, *(v for v in new if v.id not in known)]
-        add(tiers.review(program, staged.ledger_of(person), history, person, new[-1].at, event, tz))
+        add(tiers.review(program, staged, new, person, new[-1].at, event, tz))
     return total
+
+
+# A client's first visits are read first: one of them paid (the common case) settles it without the rest.
+FIRST_VISITS = 8
+
+
+def _paid_before(reading: Reading, client: str) -> bool:
+    """Whether the client's stored history has a paid visit (the new ones are not stored yet)."""
+    first = reading.visits_of(client, limit=FIRST_VISITS)
+    if any(v.amount > 0 for v in first) or len(first) < FIRST_VISITS:
+        return any(v.amount > 0 for v in first)
+    return any(v.amount > 0 for v in reading.visits_of(client))
 
 
 def on_timer(config: LoyaltyConfig, reading: Reading, happening: Happening) -> Outcome:
@@ -103,6 +112,4 @@ def on_timer(config: LoyaltyConfig, reading: Reading, happening: Happening) -> O
     program = config.program(str(payload.get("program") or ""))
     if not isinstance(program, Program):
         return Outcome()
-    person = event.entity.id
-    return tiers.review(program, reading.ledger_of(person), reading.visits_of(person), person, happening.now, event,
-                        happening.tz)
+    return tiers.review(program, reading, (), event.entity.id, happening.now, event, happening.tz)

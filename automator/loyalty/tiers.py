@@ -9,11 +9,11 @@ a visit on 2 March with `window: 365d` counts until 2 March next year at the sam
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from automator.loyalty import made
-from automator.loyalty.decision import TIMER_KIND, Outcome
+from automator.loyalty.decision import TIMER_KIND, Outcome, Reading
 from automator.loyalty.ledger import Entry, account, ordered
 from automator.loyalty.terms import Program, Tier, Tiers
 from automator.model import Event, Timer, Visit
@@ -35,11 +35,22 @@ def counted(tiers: Tiers, visits: Iterable[Visit], at: datetime, tz: ZoneInfo) -
     window = tiers.window
     if window is None:
         return made
-    # Newest first until one has left: every older one has left too (the end of a window only moves forward).
+    # Newest first until one has left: every older one has left too (the end of a window only moves forward). A
+    # visit well inside the window (its shortest length, less a day for a clock change) is not worked out exactly.
+    surely = at - timedelta(days=28 * window.months + window.days - 1, seconds=window.seconds)
     first = len(made)
-    while first > 0 and window.add_to(made[first - 1].at, tz) > at:
+    while first > 0 and (made[first - 1].at > surely or window.add_to(made[first - 1].at, tz) > at):
         first -= 1
     return made[first:]
+
+
+def looking_back(tiers: Tiers, at: datetime) -> datetime | None:
+    """The earliest a visit counting at `at` can be (a month at its longest, a day for a clock change), for reading
+    no more of a long history than the window; None without a window (all of it counts)."""
+    window = tiers.window
+    if window is None:
+        return None
+    return at - timedelta(days=31 * window.months + window.days + 1, seconds=window.seconds)
 
 
 def measure(tiers: Tiers, visits: Iterable[Visit]) -> int:
@@ -71,14 +82,18 @@ def review_timer_id(client: str, program: str) -> str:
     return f"loyalty/{client}/{account('tier', program)}/{REVIEW}/next"
 
 
-def review(program: Program, entries: Sequence[Entry], history: Iterable[Visit], client: str, at: datetime,
-           cause: Event, tz: ZoneInfo) -> Outcome:
-    """A client's tier reviewed at `at` over their `history` (stored visits and the new ones): a `tier` row and a
-    `loyalty.tier_changed` event when the tier reached is not the one held, and the review timer moved."""
+def review(program: Program, reading: Reading, new: Sequence[Visit], client: str, at: datetime, cause: Event,
+           tz: ZoneInfo) -> Outcome:
+    """A client's tier reviewed at `at` over their stored visits (as far back as the window reaches) and the `new`
+    ones: a `tier` row and a `loyalty.tier_changed` event when the tier reached is not the one held, and the review
+    timer moved."""
     tiers = program.tiers
     if tiers is None:
         return Outcome()
-    visits = counted(tiers, history, at, tz)
+    stored = reading.visits_of(client, since=looking_back(tiers, at))
+    known = {v.id for v in stored}
+    visits = counted(tiers, [*stored, *(v for v in new if v.id not in known)], at, tz)
+    entries = reading.ledger_of(client)
     reached = tiers.level(measure(tiers, visits))
     was = held(entries, program.name)
     timer_id = review_timer_id(client, program.name)
