@@ -105,3 +105,25 @@ def test_an_unknown_program_and_a_bad_row_are_said_plainly(folder: Path) -> None
     assert bad.exit_code == 1
     assert "bad.csv:7:3: error:" in bad.output
     assert rows(bad.output.split("bad.csv:")[0]) == EXPECTED  # the good rows replayed all the same
+
+
+def test_a_refund_the_journal_holds_is_replayed_and_reverses_its_points(folder: Path) -> None:
+    from datetime import datetime, timezone
+
+    from automator.model import EntityRef, Event
+    from automator.store.sqlite import SqliteStore
+
+    assert CliRunner().invoke(cli, ["import", "visits", "visits.csv"]).exit_code == 0
+    store = SqliteStore(str(folder / "automator.db"))
+    person = store.client_of("import", "1")
+    assert person is not None
+    # Client 1's visit of 1 March (25,00 points) refunded on 5 March, as the journal received it.
+    store.append([Event(id="r-v4", type="visit.refunded", at=datetime(2026, 3, 5, 9, tzinfo=timezone.utc),
+                        entity=EntityRef("client", person), data={"visit": "v4"}, source="import")],
+                 datetime(2026, 3, 5, 9, tzinfo=timezone.utc))
+    store.close()
+    result = CliRunner().invoke(cli, ["loyalty", "simulate", "--programs", "points", "--to", "2026-03-10",
+                                      "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert rows(result.output)["points"] == {**EXPECTED["points"], "reversed": "25.00", "outstanding": "0.00",
+                                             "cost": "0.00", "cost_share": "0.0"}
