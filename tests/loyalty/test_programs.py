@@ -302,3 +302,16 @@ def test_a_segment_move_into_a_program_grants_its_joining_discount_once(load) ->
     clinic.history.keep(found.entries)
     again = programs.on_event(clinic.config, clinic.history, Happening(moved, anna, (), moved.at, MSK))
     assert not again.entries and not again.events
+
+
+def test_a_window_of_months_is_calendar_months_a_visit_on_the_31st_counts_to_the_28th(load) -> None:  # type: ignore[no-untyped-def]
+    clinic = load("""
+        programs:
+          club:
+            default: true
+            tiers: {by: visits, window: 1mo, levels: {silver: {from: 1, discount: 5}}}
+        """)
+    up = clinic.visit("anna", "2026-01-31 10:00", 100000, ident="1")
+    assert [t.due_at for t in up.timers] == [at("2026-02-28 10:00")]  # one month from 31 January: 28 February
+    assert clinic.timer(up, "2026-02-28 09:59").events == ()
+    assert [(e.data["from"], e.data["to"]) for e in clinic.timer(up).events] == [("silver", None)]
