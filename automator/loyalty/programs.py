@@ -42,10 +42,12 @@ def on_event(config: LoyaltyConfig, reading: Reading, happening: Happening) -> O
     """What the programs make of one event: a paid visit's rewards and tier, a refund's reversals, a client's
     joining discount when their segment brings them into a program."""
     event, client = happening.event, happening.client
-    if event.entity is None or event.entity.kind != "client" or client is None:
+    if event.entity is None or event.entity.kind != "client":
         return Outcome()
-    if event.type == refunds.REFUNDED:
+    if event.type == refunds.REFUNDED:  # the rows say what the visit earned, whatever program the client is in now
         return refunds.refunded(reading, event, event.entity.id, event.at or happening.now)
+    if client is None:
+        return Outcome()
     if event.type == SEGMENT_CHANGED:
         # The move names the program it brings the client into: the client's fields may not show the move yet.
         named = config.program(str(event.data.get("loyalty") or "")) if event.data.get("loyalty") else None
@@ -53,9 +55,7 @@ def on_event(config: LoyaltyConfig, reading: Reading, happening: Happening) -> O
         return rewards.joined(joining, reading.ledger_of(client.ref.id), client.ref.id, event, happening.now,
                               happening.tz) if joining is not None else Outcome()
     program = program_of(config, happening.segments, client)
-    if program is None:
-        return Outcome()
-    if not happening.visits:
+    if program is None or not happening.visits:
         return Outcome()
     return visited(program, reading, happening, client, happening.visits)
 
