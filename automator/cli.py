@@ -753,6 +753,54 @@ def _ingested(counts: Any, what: str) -> None:
         sys.exit(1)
 
 
+@cli.group("loyalty")
+def loyalty() -> None:
+    """Loyalty programs (loyalty.yaml) and each client's ledger.
+
+    \b
+    Example: automator loyalty simulate --programs base,gold --from 2025-01-01 --to 2025-12-31
+    """
+
+
+@loyalty.command("simulate")
+@click.option("--programs", "names", default="", help="Programs to compare, separated by commas (all by default).")
+@click.option("--from", "start", metavar="DATE", help="The first day of visits replayed (YYYY-MM-DD).")
+@click.option("--to", "end", metavar="DATE", help="The last day, inclusive (today by default).")
+@click.option("--visits", "visits_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay a visits CSV (automator import visits' format) instead of the store's history.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_config_option
+@_db_option
+@_operator
+def loyalty_simulate(names: str, start: str | None, end: str | None, visits_file: Path | None, fmt: str,
+                     config: Path, db: Path | None) -> None:
+    """Each program run over the same visit history as if every client were in it, side by side: clients by
+    tier, points accrued, reversed, expired and outstanding, discounts, free visits, referral payouts, and the
+    cost as a share of revenue. Nothing is written.
+
+    \b
+    Example: automator loyalty simulate --programs base,gold --from 2025-01-01 --to 2025-12-31
+    """
+    from automator.loyalty_simulation import run
+    from automator.reports.period import PeriodError, parse_day
+
+    project = _project(config)
+    if project.loyalty is None:
+        raise click.UsageError("there is no loyalty.yaml beside automator.yaml: no programs to simulate")
+    try:
+        first, last = (parse_day(start, "--from") if start else None), (parse_day(end, "--to") if end else None)
+        found = run(project.loyalty, [n.strip() for n in names.split(",") if n.strip()],
+                    store=None if visits_file else _store(config, db), visits_file=visits_file, first=first,
+                    last=last, fmt=fmt, tz=project.config.timezone, now=datetime.now(timezone.utc))
+    except (PeriodError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(found.text, nl=False)
+    for problem in found.problems:
+        click.echo(problem.format(), err=True)
+    if found.problems:
+        sys.exit(1)
+
+
 @cli.command()
 @click.argument("name", metavar="REPORT", type=click.Choice(["channels", "funnel", "retention", "staff"]))
 @click.option("--from", "start", metavar="DATE", help="The first day (YYYY-MM-DD, the project's time zone).")

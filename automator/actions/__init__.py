@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, instruments, people, segment, source
+from automator.actions import crm, deal, discount, instruments, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -72,6 +72,9 @@ CANONICAL: dict[str, ActionSpec] = {
                    "zero.", delivery="at_most_once", target="client"),
         ActionSpec("loyalty.set_tier", "Set a client's loyalty tier, shown as their category of that tier.",
                    emits=("client.updated",), target="client", echo=_tier_echo),
+        ActionSpec("loyalty.grant_discount", "Grant a client a discount for a while in a loyalty program (the "
+                   "product's ledger).", emits=("loyalty.discount_granted",), target="client",
+                   perform=discount.perform),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),

@@ -91,21 +91,25 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
         if doc is not None:
             _pipelines(doc, config, pipelines, problems)
             pipeline_docs.update({name: doc for name in pipelines if name not in pipeline_docs})
-    segments = None
+    segments = segments_ctx = None
     if os.path.lexists(root / SEGMENTS_FILE):  # anything there is read, so that a FIFO or a symlink out is reported
         doc = read(root / SEGMENTS_FILE, "segments.schema.json")
         if doc is not None:
             from automator.config.segments import compile_segments
 
-            segments = compile_segments(doc.data, CompileContext(doc, problems, config))
+            segments_ctx = CompileContext(doc, problems, config)
+            segments = compile_segments(doc.data, segments_ctx)
     loyalty = None
     if os.path.lexists(root / LOYALTY_FILE):
         doc = read(root / LOYALTY_FILE, "loyalty.schema.json")
         if doc is not None:
             from automator.config.loyalty import compile_loyalty
+            from automator.config.loyalty_programs import check_segments
 
-            loyalty = compile_loyalty(doc.data, CompileContext(doc, problems, config,
-                                                               broken=_broken_paths(doc, problems)))
+            loyalty_ctx = CompileContext(doc, problems, config, broken=_broken_paths(doc, problems))
+            loyalty = compile_loyalty(doc.data, loyalty_ctx)
+            if loyalty is not None:  # a segment names its clients' program: both files must agree
+                check_segments(loyalty.programs, loyalty_ctx, segments, segments_ctx)
     rules: list[Rule] = []
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
