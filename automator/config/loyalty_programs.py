@@ -23,7 +23,9 @@ def compile_programs(data: Any, ctx: CompileContext) -> dict[str, Any]:
     default: str | None = None
     for name, raw in data.items():
         path: Path_ = ("programs", name)
-        if not isinstance(raw, Mapping) or ctx.is_broken(path):
+        # A program with a mistake inside is still compiled without the broken part, so that its other mistakes
+        # are reported too, and a segment naming it is not told the program does not exist.
+        if not isinstance(raw, Mapping) or path in ctx.broken:
             continue
         program = _program(str(name), raw, ctx, path)
         if program.default and default is not None:
@@ -35,6 +37,7 @@ def compile_programs(data: Any, ctx: CompileContext) -> dict[str, Any]:
 
 
 def _program(name: str, raw: Mapping[str, Any], ctx: CompileContext, path: Path_) -> Program:
+    raw = {key: value for key, value in raw.items() if not ctx.is_broken((*path, key))}  # the schema said what
     join = raw.get("join_discount")
     nth = raw.get("every_nth")
     return Program(name=name, title=str(raw.get("title") or ""), default=bool(raw.get("default")),
