@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, people, segment, source
+from automator.actions import crm, deal, loyalty, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -57,6 +57,16 @@ CANONICAL: dict[str, ActionSpec] = {
                    delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
+        # Loyalty (issue 16): performed by the engine on the product's own ledger; the ledger's mirror tells the
+        # booking system loyalty.yaml names (`sync:`) with an effect of the same name. A manual card transaction is
+        # not idempotent, so the money ones are never repeated when their outcome is unknown.
+        ActionSpec("loyalty.accrue", "Accrue bonus points to a client's loyalty balance.", delivery="at_most_once",
+                   target="client", prepare=loyalty.prepare_accrue, perform=loyalty.accrue),
+        ActionSpec("loyalty.spend", "Spend bonus points of a client's loyalty balance, never below zero.",
+                   delivery="at_most_once", target="client", prepare=loyalty.prepare_spend, perform=loyalty.spend),
+        ActionSpec("loyalty.set_tier", "Set a client's loyalty tier (shown as their category of that tier).",
+                   emits=("loyalty.tier_changed",), target="client", prepare=loyalty.prepare_set_tier,
+                   perform=loyalty.set_tier),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),

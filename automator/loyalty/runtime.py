@@ -1,15 +1,18 @@
 """What the engine decides of loyalty for one event (pure): each mechanic in turn (the programs, then the
-certificates and abonements), each seeing the rows the ones before it made, combined into one Outcome."""
+certificates and abonements, then expiry on its own timers), each seeing the rows the ones before it made, combined
+into one Outcome; and, once the decision's rules have run too, what its new rows need besides being written
+(`settle`: their expiry and notice timers, their mirror in the booking system)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from automator.loyalty import instruments, programs
+from automator.loyalty import expiry, instruments, mirror, programs
 from automator.loyalty.config import LoyaltyConfig
 from automator.loyalty.decision import Happening, Outcome, Reading, Staged
+from automator.loyalty.ledger import Entry
 from automator.model import Entity, Event, Visit
 
 if TYPE_CHECKING:
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 Mechanic = Callable[[LoyaltyConfig, Reading, Happening], Outcome]
 # In this order: a visit's points are accrued before an abonement or a certificate pays for it.
 ON_EVENT: tuple[Mechanic, ...] = (programs.on_event, instruments.on_event)
-ON_TIMER: tuple[Mechanic, ...] = (programs.on_timer, instruments.on_timer)
+ON_TIMER: tuple[Mechanic, ...] = (programs.on_timer, instruments.on_timer, expiry.on_timer)
 
 
 def on_event(config: LoyaltyConfig, reading: Reading, event: Event, client: Entity | None,
@@ -44,3 +47,26 @@ def _each(mechanics: Iterable[Mechanic], config: LoyaltyConfig, reading: Reading
         total = total + found
     return total
 
+
+def settle(config: LoyaltyConfig, people: mirror.People, reading: Reading, entries: Sequence[Entry],
+           connectors: Mapping[str, Any], now: datetime, depth: int) -> tuple[Outcome, list[str]]:
+    """What a decision's ledger rows (the mechanics' and the actions') need besides being written: the timers of
+    the lots they open (`expiry`), and their mirror to loyalty.yaml's `sync:` connector (of automator.yaml's
+    `connectors`) for the actions it performs; with why any could not be mirrored. Rows the store has already
+    (the same event decided again) need nothing: their timers and effects were made the first time."""
+    fresh = new_rows(reading, entries)
+    declared = mirror.declared_actions(connectors, config.sync)
+    effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth)
+    return Outcome(timers=tuple(expiry.timers_for(config, fresh, now)), effects=tuple(effects)), problems
+
+
+def new_rows(reading: Reading, entries: Sequence[Entry]) -> list[Entry]:
+    """The rows the store does not have yet (read once per client)."""
+    stored: dict[str, set[str]] = {}
+    fresh = []
+    for entry in entries:
+        if entry.client not in stored:
+            stored[entry.client] = {e.id for e in reading.ledger_of(entry.client)}
+        if entry.id not in stored[entry.client]:
+            fresh.append(entry)
+    return fresh

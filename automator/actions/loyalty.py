@@ -1,0 +1,239 @@
+"""`loyalty.accrue`, `loyalty.spend`, `loyalty.set_tier`: actions the engine performs itself, on the product's own
+ledger, inside the core (the rows are written with the decision, once, by the effect's key). Their mirror in a
+booking system is the ledger's (`automator.loyalty.mirror`), like every other row's.
+
+Amounts are roubles as decimal text (or a whole number); an amount computed with more than two decimal places
+(`{{ visit.amount * 0.035 }}`) is rounded half up to the kopeck, once, here. Spending is refused, with the
+balance named, when it would take more than the client's points alive at that moment: the run fails visibly and
+the ledger never goes below zero.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from automator.actions.spec import ActionRun
+from automator.clock import parse_duration
+from automator.core.outcome import StepError
+from automator.expr.suggest import suggest
+from automator.history import MINOR_DIGITS, VISIT_EVENTS, money_text
+from automator.identity import PHONE, phone_of
+from automator.loyalty.config import LoyaltyConfig
+from automator.loyalty.ledger import Entry, account, balance, ordered
+from automator.model import ENGINE, Effect, EntityRef, Event
+
+_KOPECK = Decimal(1).scaleb(-MINOR_DIGITS)
+
+
+def prepare_accrue(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """Complete `loyalty.accrue`: the client's program by default, the amount as exact decimal text, `expires`
+    understood (a duration such as 365d, a last day such as 2027-03-31, or a moment)."""
+    _program(params, run, "loyalty.accrue")
+    params["amount"] = money_text(minor_units_rounded(params.get("amount"), "loyalty.accrue"))
+    if params.get("expires") not in (None, ""):
+        expires_at(params["expires"], run)
+    return params
+
+
+def prepare_spend(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """Complete `loyalty.spend` and refuse it, naming the balance, when the client has fewer points alive now."""
+    program = _program(params, run, "loyalty.spend")
+    amount = minor_units_rounded(params.get("amount"), "loyalty.spend")
+    params["amount"] = money_text(amount)
+    points = account("points", program)
+    available = balance(run.ledger_of(params["client"]), points).available(run.now)
+    if amount > available:
+        raise StepError(f"loyalty.spend: client {params['client']} has {money_text(available)} points of program "
+                        f"{program} to spend, {money_text(amount)} asked")
+    return params
+
+
+def prepare_set_tier(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
+    """Complete `loyalty.set_tier`: the client's program by default; the tier must be one of the program's when it
+    lists its tiers."""
+    program = _program(params, run, "loyalty.set_tier")
+    tier = str(params.get("tier") or "").strip()
+    if not tier:
+        raise StepError("loyalty.set_tier: `tier` is empty")
+    tiers = tier_names(_config(run, "loyalty.set_tier").program(program))
+    if tiers and tier not in tiers:
+        hint = suggest(tier, tiers)
+        raise StepError(f"loyalty.set_tier: program {program} has no tier {tier!r}"
+                        + (f"; did you mean '{hint}'?" if hint else f" (it has {', '.join(tiers)})"))
+    params["tier"] = tier
+    return params
+
+
+def accrue(effect: Effect, run: ActionRun) -> list[Event]:
+    """Add the points: one `accrue` row, its id the effect's key, expiring when `expires` says."""
+    params = effect.params
+    amount = minor_units_rounded(params["amount"], "loyalty.accrue")
+    expiry = expires_at(params["expires"], run) if params.get("expires") not in (None, "") else None
+    run.keep([_row(effect, run, "accrue", amount, expiry, str(params.get("reason") or "Начисление баллов"))])
+    return []
+
+
+def spend(effect: Effect, run: ActionRun) -> list[Event]:
+    """Take the points: one `spend` row (checked by `prepare_spend`), its id the effect's key."""
+    amount = minor_units_rounded(effect.params["amount"], "loyalty.spend")
+    run.keep([_row(effect, run, "spend", -amount, None, str(effect.params.get("reason") or "Списание баллов"))])
+    return []
+
+
+def set_tier(effect: Effect, run: ActionRun) -> list[Event]:
+    """Set the tier: a `tier` row and `loyalty.tier_changed`, unless the client is at that tier already."""
+    params = effect.params
+    client, program, tier = str(params["client"]), str(params["program"]), str(params["tier"])
+    tier_account = account("tier", program)
+    previous = current_tier(run.ledger_of(client), tier_account)
+    if previous == tier:
+        return []
+    config = _config(run, "loyalty.set_tier")
+    info = tier_info(config.program(program), tier)
+    category = str(params.get("category") or info.get("category") or tier)
+    detail = {"tier": tier, "from": previous, "category": category, "discount": info.get("discount")}
+    row = _row(effect, run, "tier", 0, None, str(params.get("reason") or f"Уровень {tier}"))
+    run.keep([replace(row, account=tier_account, detail=detail)])
+    tiers = tier_names(config.program(program))
+    direction = ("up" if tiers.index(tier) > tiers.index(previous) else "down") \
+        if previous in tiers and tier in tiers else "set"
+    data = {"program": program, "from": previous, "to": tier, "direction": direction,
+            "discount": detail["discount"], "category": category}
+    ref = EntityRef("client", client)
+    return [Event(id=f"{effect.key}>loyalty.tier_changed", type="loyalty.tier_changed", at=run.now, entity=ref,
+                  source=ENGINE, depth=effect.depth + 1, caused_by=effect.key, data=data)]
+
+
+def minor_units_rounded(value: Any, what: str) -> int:
+    """Roubles (decimal text, a whole number or a Decimal) as kopecks, rounded half up to the kopeck: "12.345" →
+    1235. A float, a negative, zero or non-number amount is a StepError (money is exact text)."""
+    if isinstance(value, bool) or isinstance(value, float) or value in (None, ""):
+        raise StepError(f"{what}: amount {value!r} is not an amount: write decimal text such as \"150.00\"")
+    try:
+        exact = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace(",", "."))
+    except InvalidOperation:
+        raise StepError(f"{what}: amount {value!r} is not an amount: write decimal text such as \"150.00\"") from None
+    if not exact.is_finite() or exact <= 0:
+        raise StepError(f"{what}: amount {value!r} must be more than zero")
+    return int(exact.quantize(_KOPECK, rounding=ROUND_HALF_UP).scaleb(MINOR_DIGITS))
+
+
+def expires_at(value: Any, run: ActionRun) -> datetime:
+    """When accrued points lapse: after a duration from now (`365d`, `12mo`), at the end of a last day
+    (`2027-03-31`: spendable through that day, in the project's time zone), or at a moment (ISO 8601)."""
+    tz = run.ectx.tz
+    text = str(value).strip()
+    moment: datetime | None = None
+    try:
+        if len(text) == 10 and text[4] == "-":
+            moment = datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(0), tzinfo=tz)
+        elif "T" in text:
+            found = datetime.fromisoformat(text)
+            moment = found if found.tzinfo is not None else found.replace(tzinfo=tz)
+        else:
+            moment = parse_duration(text).add_to(run.now, tz)
+    except ValueError as exc:
+        raise StepError(f"loyalty.accrue: expires {text!r} is neither a duration (365d), a last day (2027-03-31) "
+                        f"nor a moment: {exc}") from None
+    if moment <= run.now:
+        raise StepError(f"loyalty.accrue: expires {text!r} is not after now ({run.now.isoformat()})")
+    return moment
+
+
+def current_tier(rows: list[Entry], tier_account: str) -> str | None:
+    """The tier the latest tier row of the account set, or None."""
+    tiers = [e for e in ordered(rows) if e.account == tier_account and e.kind == "tier"]
+    return str(tiers[-1].detail.get("tier")) if tiers and tiers[-1].detail.get("tier") else None
+
+
+def tier_names(program: Any) -> list[str]:
+    """A program's tiers in their order, lowest first, as loyalty.yaml lists them (none when it lists none)."""
+    tiers = _get(program, "tiers") or []
+    if isinstance(tiers, Mapping):
+        return [str(name) for name in tiers]
+    return [str(_get(t, "name")) for t in tiers if _get(t, "name") is not None]
+
+
+def tier_info(program: Any, tier: str) -> dict[str, Any]:
+    """What a program says of one tier: its `category` and `discount`, when it says."""
+    tiers = _get(program, "tiers") or []
+    found = tiers.get(tier) if isinstance(tiers, Mapping) else next(
+        (t for t in tiers if str(_get(t, "name")) == tier), None)
+    return {k: v for k in ("category", "discount") if (v := _get(found, k)) is not None}
+
+
+def program_of(config: LoyaltyConfig, run: ActionRun, client: str) -> str | None:
+    """A client's program: the `loyalty:` of their segment in segments.yaml, else the program marked
+    `default: true` in loyalty.yaml, else None."""
+    entity = run.entity(EntityRef("client", client))
+    segment_name = entity.fields.get("segment") if entity is not None else None
+    segments = run.segments()
+    segment = segments.get(str(segment_name)) if segments is not None and segment_name else None
+    named = getattr(segment, "loyalty", None) if segment is not None else None
+    if named and named in config.programs:
+        return str(named)
+    return next((str(name) for name, program in config.programs.items() if _get(program, "default") is True), None)
+
+
+def _program(params: dict[str, Any], run: ActionRun, what: str) -> str:
+    """Fill in and check `client` (a person, or their phone) and `program` (default: the client's)."""
+    config = _config(run, what)
+    params["client"] = _person(str(params.get("client") or ""), run, what)
+    program = str(params.get("program") or "") or program_of(config, run, params["client"])
+    if not program:
+        raise StepError(f"{what}: client {params['client']} is in no program (name one with `program:`, or mark "
+                        "one `default: true` in loyalty.yaml)")
+    if program not in config.programs:
+        hint = suggest(program, config.programs)
+        known = ", ".join(config.programs) or "none"
+        raise StepError(f"{what}: loyalty.yaml has no program {program!r}"
+                        + (f"; did you mean '{hint}'?" if hint else f" (it has {known})"))
+    params["program"] = program
+    return program
+
+
+def _person(text: str, run: ActionRun, what: str) -> str:
+    if run.entity(EntityRef("client", text)) is not None:
+        return text
+    phone = phone_of(text)
+    found = run.client_of(PHONE, phone) if phone is not None else None
+    if found is None:
+        raise StepError(f"{what}: no client {text!r} is known (name a client's id or phone)")
+    return found
+
+
+def _config(run: ActionRun, what: str) -> LoyaltyConfig:
+    config = run.loyalty()
+    if config is None:
+        raise StepError(f"{what}: there is no loyalty.yaml in this project")
+    return config
+
+
+def _row(effect: Effect, run: ActionRun, kind: str, amount: int, expiry: datetime | None, reason: str) -> Entry:
+    """A row made by an action: its id the effect's key; the run's event and rule its cause; the visit of that
+    event, when it is one, so that a refund of the visit reverses it."""
+    program = str(effect.params["program"])
+    event_id = str(run.scope.get("event", {}).get("id") or "") if isinstance(run.scope.get("event"), Mapping) else ""
+    card = effect.params.get("card_type")  # YCLIENTS' card type, kept so that the mirror tells that card
+    return Entry(id=effect.key, client=str(effect.params["client"]), account=account("points", program), kind=kind,
+                 amount=amount, at=run.now, expires_at=expiry, reason=reason, event=event_id, rule=effect.rule_id,
+                 visit=_visit(run), detail={"card_type": card} if card not in (None, "") else {})
+
+
+def _visit(run: ActionRun) -> str:
+    """The run's visit as history names it (`<source>:<visit>`), when its event reports one."""
+    event = run.scope.get("event")
+    if not isinstance(event, Mapping) or event.get("type") not in VISIT_EVENTS or event.get("source") == ENGINE:
+        return ""
+    data = event.get("data")
+    ident = data.get("visit") if isinstance(data, Mapping) else None
+    return f"{event.get('source')}:{ident}" if ident not in (None, "") else ""
+
+
+def _get(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
