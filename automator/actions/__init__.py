@@ -67,6 +67,10 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("loyalty.set_tier", "Set a client's loyalty tier (shown as their category of that tier).",
                    emits=("loyalty.tier_changed",), target="client", prepare=loyalty.prepare_set_tier,
                    perform=loyalty.set_tier),
+        ActionSpec("certificate.issue", "Issue a gift certificate to a client.", delivery="at_most_once",
+                   target="client"),
+        ActionSpec("abonement.issue", "Issue an abonement (N visits of given services) to a client.",
+                   delivery="at_most_once", target="client"),
         ActionSpec("set_source", "Say (or correct) where a deal, a lead or a client came from: a channel of "
                    "automator.yaml's channels:, and a campaign.", emits=("deal.updated", "lead.updated",
                                                                          "client.updated"),

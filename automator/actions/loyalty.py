@@ -39,15 +39,10 @@ def prepare_accrue(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
 
 
 def prepare_spend(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
-    """Complete `loyalty.spend` and refuse it, naming the balance, when the client has fewer points alive now."""
-    program = _program(params, run, "loyalty.spend")
-    amount = minor_units_rounded(params.get("amount"), "loyalty.spend")
-    params["amount"] = money_text(amount)
-    points = account("points", program)
-    available = balance(run.ledger_of(params["client"]), points).available(run.now)
-    if amount > available:
-        raise StepError(f"loyalty.spend: client {params['client']} has {money_text(available)} points of program "
-                        f"{program} to spend, {money_text(amount)} asked")
+    """Complete `loyalty.spend`: the client's program by default, the amount as exact decimal text (whether the
+    balance allows it is `spend`'s to say, knowing its own row)."""
+    _program(params, run, "loyalty.spend")
+    params["amount"] = money_text(minor_units_rounded(params.get("amount"), "loyalty.spend"))
     return params
 
 
@@ -77,8 +72,15 @@ def accrue(effect: Effect, run: ActionRun) -> list[Event]:
 
 
 def spend(effect: Effect, run: ActionRun) -> list[Event]:
-    """Take the points: one `spend` row (checked by `prepare_spend`), its id the effect's key."""
+    """Take the points: one `spend` row, its id the effect's key; refused, naming the balance, when the client has
+    fewer points alive now. The same event decided again finds its own row and takes nothing more."""
+    client, program = str(effect.params["client"]), str(effect.params["program"])
     amount = minor_units_rounded(effect.params["amount"], "loyalty.spend")
+    rows = [row for row in run.ledger_of(client) if row.id != effect.key]
+    available = balance(rows, account("points", program)).available(run.now)
+    if amount > available:
+        raise StepError(f"loyalty.spend: client {client} has {money_text(available)} points of program {program} "
+                        f"to spend, {money_text(amount)} asked")
     run.keep([_row(effect, run, "spend", -amount, None, str(effect.params.get("reason") or "Списание баллов"))])
     return []
 
@@ -88,7 +90,7 @@ def set_tier(effect: Effect, run: ActionRun) -> list[Event]:
     params = effect.params
     client, program, tier = str(params["client"]), str(params["program"]), str(params["tier"])
     tier_account = account("tier", program)
-    previous = current_tier(run.ledger_of(client), tier_account)
+    previous = current_tier([row for row in run.ledger_of(client) if row.id != effect.key], tier_account)
     if previous == tier:
         return []
     config = _config(run, "loyalty.set_tier")

@@ -89,9 +89,11 @@ def action_of(entry: Entry) -> tuple[str, dict[str, Any]] | None:
 
 
 def effects_for(entries: Iterable[Entry], sync: str | None, declared: Collection[str], people: People,
-                now: datetime, depth: int) -> tuple[list[Effect], list[str]]:
+                now: datetime, depth: int, *, own_ids: bool = True) -> tuple[list[Effect], list[str]]:
     """The mirror effects of new rows to the connector `sync` (None: nothing is mirrored), for the actions it
-    performs (`declared`), and why any row could not be mirrored (a client the system cannot be told about)."""
+    performs (`declared`), and why any row could not be mirrored (a client the system cannot be told about). A
+    system with ids of its own (`own_ids`) is told its own id of the client, or their phone; one that keeps
+    automator's (`local`) the person's id."""
     if sync is None:
         return [], []
     effects, problems = [], []
@@ -103,7 +105,7 @@ def effects_for(entries: Iterable[Entry], sync: str | None, declared: Collection
         action, params = found
         spec = ActionSpec(action, "", delivery=DELIVERY[action], target="client")
         try:
-            sent = to_system(spec, params, sync, persons)
+            sent = to_system(spec, params, sync, persons) if own_ids else params
         except StepError as exc:
             problems.append(f"{entry.id}: not mirrored to {sync}: {exc}")
             continue
@@ -113,10 +115,10 @@ def effects_for(entries: Iterable[Entry], sync: str | None, declared: Collection
     return effects, problems
 
 
-def declared_actions(connectors: Mapping[str, Any], sync: str | None) -> frozenset[str]:
-    """The actions the `sync` connector performs (automator.yaml's connector, by name)."""
+def declared_actions(connectors: Mapping[str, Any], sync: str | None) -> tuple[frozenset[str], bool]:
+    """The actions the `sync` connector (automator.yaml's, by name) performs, and whether its ids are its own."""
     found = connectors.get(sync) if sync else None
-    return frozenset(found.actions) if found is not None else frozenset()
+    return (frozenset(found.actions), bool(found.own_ids)) if found is not None else (frozenset(), True)
 
 
 def _day(moment: datetime | None) -> str | None:

@@ -55,8 +55,8 @@ def settle(config: LoyaltyConfig, people: mirror.People, reading: Reading, entri
     `connectors`) for the actions it performs; with why any could not be mirrored. Rows the store has already
     (the same event decided again) need nothing: their timers and effects were made the first time."""
     fresh = new_rows(reading, entries)
-    declared = mirror.declared_actions(connectors, config.sync)
-    effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth)
+    declared, own_ids = mirror.declared_actions(connectors, config.sync)
+    effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth, own_ids=own_ids)
     return Outcome(timers=tuple(expiry.timers_for(config, fresh, now)), effects=tuple(effects)), problems
 
 

@@ -32,6 +32,10 @@ TABLES: dict[str, dict[str, Any]] = {
     "local_client_categories": {"client": str, "category": str},
     "local_requests": {"id": int, "method": str, "url": str, "body": str, "at": str},
     "local_done": {"key": str, "result": str},
+    # The loyalty actions a rule (or the engine's mirror of its ledger) asked of the local world, one row each:
+    # the product's own ledger is the engine's; this is what a loyalty system would have been told.
+    "local_loyalty": {"id": int, "action": str, "client": str, "program": str, "amount": str, "detail": str,
+                      "at": str},
     # Ad spend the local world reports through `spend` (`automator spend pull`): rows put there by a script or a
     # test, as an ad cabinet would report them; amount_minor in kopecks.
     "local_spend": {"day": str, "channel": str, "campaign": str, "amount_minor": int, "currency": str},
@@ -359,6 +363,44 @@ class LocalConnector(Connector):
                                                                                  default=str, sort_keys=True),
                "sent_at": self._stamp()}
         return ActionResult({"id": str(self.db.table("local_messages").insert(row).last_pk)})
+
+    def _loyalty(self, action_name: str, params: Mapping[str, Any], amount: Any, detail: Mapping[str, Any]
+                 ) -> ActionResult:
+        row = {"action": action_name, "client": _text(params.get("client")), "program": _text(params.get("program")),
+               "amount": None if amount in (None, "") else str(amount),
+               "detail": json.dumps({k: v for k, v in detail.items() if v not in (None, "")}, ensure_ascii=False,
+                                    default=str, sort_keys=True), "at": self._stamp()}
+        return ActionResult({"id": str(self.db.table("local_loyalty").insert(row).last_pk),
+                             **{k: v for k, v in row.items() if k in ("client", "amount") and v is not None}})
+
+    @action("loyalty.accrue")
+    def loyalty_accrue(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record points accrued to the client (`local_loyalty`)."""
+        return self._loyalty("loyalty.accrue", params, params["amount"], {"reason": params.get("reason")})
+
+    @action("loyalty.spend")
+    def loyalty_spend(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record points spent by the client (`local_loyalty`)."""
+        return self._loyalty("loyalty.spend", params, params["amount"], {"reason": params.get("reason")})
+
+    @action("loyalty.set_tier")
+    def loyalty_set_tier(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record the client's tier and, as client.set_category does, emit `client.updated` with its category."""
+        shown = params.get("category") or params["tier"]
+        self._loyalty("loyalty.set_tier", params, None, {"tier": params["tier"], "category": shown})
+        return self.client_set_category({"client": params["client"], "category": shown}, key)
+
+    @action("certificate.issue")
+    def certificate_issue(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record a gift certificate issued to the client (`local_loyalty`)."""
+        return self._loyalty("certificate.issue", params, params["nominal"],
+                             {k: params.get(k) for k in ("type", "number", "expires")})
+
+    @action("abonement.issue")
+    def abonement_issue(self, params: Mapping[str, Any], key: str) -> ActionResult:
+        """Record an abonement issued to the client (`local_loyalty`; its amount is its visits)."""
+        return self._loyalty("abonement.issue", params, params.get("visits"),
+                             {k: params.get(k) for k in ("type", "services", "expires")})
 
     @action("http.request")
     def http_request(self, params: Mapping[str, Any], key: str) -> ActionResult:

@@ -300,7 +300,12 @@ class TestContract(ConnectorContract):
                                    "datetime": "2026-03-15T12:00:00+03:00", "deal": deal},
                 "booking.cancel": {"booking": "15"},
                 "deal.assign": {"deal": deal, "to": "5"}, "lead.assign": {"lead": "301", "to": "5"},
-                "note.add": {"deal": deal, "text": "Перезвонить после 18:00"}}
+                "note.add": {"deal": deal, "text": "Перезвонить после 18:00"},
+                "loyalty.accrue": {"client": "7", "amount": "150", "program": "bonus", "reason": "Бонусы за визит"},
+                "loyalty.spend": {"client": "7", "amount": "99.50", "program": "bonus", "reason": "Оплата баллами"},
+                "loyalty.set_tier": {"client": "7", "tier": "gold", "program": "discount", "category": "Золото"},
+                "certificate.issue": {"client": "7", "nominal": "5000", "type": "gift", "number": "GC-1"},
+                "abonement.issue": {"client": "7", "type": "massage10", "visits": 10, "services": ["Массаж"]}}
 
 
 def test_the_local_world_keeps_a_clients_categories_and_the_new_records(tmp_path: Path) -> None:
@@ -326,3 +331,26 @@ def test_the_local_world_keeps_a_clients_categories_and_the_new_records(tmp_path
     assigned = local.perform("lead.assign", {"lead": "301", "to": "5"}, "k5")
     assert assigned.events[0].type == "lead.updated" and assigned.events[0].data == {"lead_id": "301",
                                                                                      "responsible": "5"}
+
+
+def test_the_local_world_records_the_loyalty_actions(tmp_path: Path) -> None:
+    """The loyalty actions a rule (or the ledger's mirror) asks of `local` are kept, one row each, exactly as
+    given; a tier is the client's category, as YCLIENTS shows it."""
+    import sqlite_utils
+    from datetime import datetime, timezone
+
+    from automator.config.load import builtin_connectors
+
+    db = sqlite_utils.Database(tmp_path / "local.db")
+    local = builtin_connectors()["local"]("staff", {}, db=db, now=lambda: datetime(2026, 3, 2, tzinfo=timezone.utc))
+    local.perform("loyalty.accrue", {"client": "7", "amount": "150.50", "program": "bonus", "reason": "визит"}, "a")
+    local.perform("loyalty.accrue", {"client": "7", "amount": "150.50", "program": "bonus", "reason": "визит"}, "a")
+    tier = local.perform("loyalty.set_tier", {"client": "7", "tier": "gold", "category": "Золото"}, "t")
+    local.perform("certificate.issue", {"client": "7", "nominal": "5000", "type": "gift", "expires": "2027-01-31"},
+                  "c")
+    rows = [(r["action"], r["client"], r["program"], r["amount"], json.loads(r["detail"]))
+            for r in db.table("local_loyalty").rows_where(order_by="id")]
+    assert rows == [("loyalty.accrue", "7", "bonus", "150.50", {"reason": "визит"}),
+                    ("loyalty.set_tier", "7", None, None, {"category": "Золото", "tier": "gold"}),
+                    ("certificate.issue", "7", None, "5000", {"expires": "2027-01-31", "type": "gift"})]
+    assert [(e.type, e.data) for e in tier.events] == [("client.updated", {"category": "Золото"})]
