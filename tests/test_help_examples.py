@@ -18,7 +18,7 @@ from automator.store.sqlite import SqliteStore
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 # Examples that name a run or an effect by id: on a database that never saw it, "no such id" is their answer.
-UNKNOWN_ID = ("no run or event with id", "no parked effect")
+UNKNOWN_ID = ("no run or event with id", "no parked effect", "in the store (give their id or phone)")
 
 
 def example(command: str) -> str:
@@ -36,7 +36,7 @@ def example(command: str) -> str:
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This project's files in a folder of their own, with the (empty) database a daemon would have made."""
     target = tmp_path_factory.mktemp("project")
-    for name in ("automator.yaml", "segments.yaml"):
+    for name in ("automator.yaml", "segments.yaml", "loyalty.yaml"):
         shutil.copy(ROOT / name, target / name)
     for name in ("rules", "pipelines", "examples"):
         shutil.copytree(ROOT / name, target / name)

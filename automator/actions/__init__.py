@@ -53,7 +53,7 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("email.send", "Send an e-mail.", delivery="at_most_once"),
         ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
         # Computed when sent (automator/report_delivery.py), never echoed: no record of a system changes.
-        ActionSpec("report.send", "Send a report (channels, funnel, retention, staff) for a period.",
+        ActionSpec("report.send", "Send a report (channels, funnel, retention, staff, loyalty) for a period.",
                    delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
