@@ -170,8 +170,8 @@ def tier_info(program: Any, tier: str) -> dict[str, Any]:
 def program_of(config: LoyaltyConfig, run: ActionRun, client: str) -> str | None:
     """A client's program: the `loyalty:` of their segment in segments.yaml, else the program marked
     `default: true` in loyalty.yaml, else None."""
-    entity = run.entity(EntityRef("client", client))
-    segment_name = entity.fields.get("segment") if entity is not None else None
+    fields = _client_fields(run, client)
+    segment_name = fields.get("segment") if fields is not None else None
     segments = run.segments()
     segment = segments.get(str(segment_name)) if segments is not None and segment_name else None
     named = getattr(segment, "loyalty", None) if segment is not None else None
@@ -198,13 +198,22 @@ def _program(params: dict[str, Any], run: ActionRun, what: str) -> str:
 
 
 def _person(text: str, run: ActionRun, what: str) -> str:
-    if run.entity(EntityRef("client", text)) is not None:
+    if _client_fields(run, text) is not None:
         return text
     phone = phone_of(text)
     found = run.client_of(PHONE, phone) if phone is not None else None
     if found is None:
         raise StepError(f"{what}: no client {text!r} is known (name a client's id or phone)")
     return found
+
+
+def _client_fields(run: ActionRun, client: str) -> Mapping[str, Any] | None:
+    """A client's fields: the run's client as the event leaves them (a first visit makes them), else as stored."""
+    own = run.scope.get("client")
+    if isinstance(own, Mapping) and str(own.get("id")) == client:
+        return own
+    entity = run.entity(EntityRef("client", client))
+    return entity.fields if entity is not None else None
 
 
 def _config(run: ActionRun, what: str) -> LoyaltyConfig:
