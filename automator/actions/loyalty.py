@@ -9,6 +9,7 @@ the ledger never goes below zero.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
@@ -16,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from automator.actions.spec import ActionRun
-from automator.clock import parse_duration
+from automator.clock import Duration, parse_duration
 from automator.core.outcome import StepError
 from automator.expr.suggest import suggest
 from automator.history import MINOR_DIGITS, VISIT_EVENTS, money_text
@@ -30,11 +31,12 @@ _KOPECK = Decimal(1).scaleb(-MINOR_DIGITS)
 
 def prepare_accrue(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     """Complete `loyalty.accrue`: the client's program by default, the amount as exact decimal text, `expires`
-    understood (a duration such as 365d, a last day such as 2027-03-31, or a moment)."""
+    made a moment (from a duration such as 365d, a last day such as 2027-03-31, or a moment as it is)."""
     _program(params, run, "loyalty.accrue")
     params["amount"] = money_text(minor_units_rounded(params.get("amount"), "loyalty.accrue"))
     if params.get("expires") not in (None, ""):
-        expires_at(params["expires"], run)
+        # The moment, once: what the effect records and the row keeps (365d from when it was decided).
+        params["expires"] = expires_at(params["expires"], run).isoformat()
     return params
 
 
@@ -136,13 +138,19 @@ def expires_at(value: Any, run: ActionRun) -> datetime:
             found = datetime.fromisoformat(text)
             moment = found if found.tzinfo is not None else found.replace(tzinfo=tz)
         else:
-            moment = parse_duration(text).add_to(run.now, tz)
+            moment = _duration(text).add_to(run.now, tz)
     except ValueError as exc:
         raise StepError(f"loyalty.accrue: expires {text!r} is neither a duration (365d), a last day (2027-03-31) "
                         f"nor a moment: {exc}") from None
     if moment <= run.now:
         raise StepError(f"loyalty.accrue: expires {text!r} is not after now ({run.now.isoformat()})")
     return moment
+
+
+@functools.lru_cache(maxsize=256)
+def _duration(text: str) -> Duration:
+    """A rule's `expires:` duration, parsed once (every accrual of a rule writes the same text)."""
+    return parse_duration(text)
 
 
 def current_tier(rows: list[Entry], tier_account: str) -> str | None:

@@ -4,9 +4,9 @@ into one Outcome; and, once the decision's rules have run too, what its new rows
 (`settle`: their expiry and notice timers, their mirror in the booking system)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from automator.loyalty import expiry, instruments, mirror, programs
@@ -48,25 +48,21 @@ def _each(mechanics: Iterable[Mechanic], config: LoyaltyConfig, reading: Reading
     return total
 
 
-def settle(config: LoyaltyConfig, people: mirror.People, reading: Reading, entries: Sequence[Entry],
+class Stored(Protocol):
+    """What `settle` asks the store: which of a decision's rows it has already (a Snapshot is one)."""
+
+    def stored_ledger_ids(self, ids: Collection[str]) -> set[str]:
+        """Which of these ledger row ids are stored."""
+
+
+def settle(config: LoyaltyConfig, people: mirror.People, stored: Stored, entries: Sequence[Entry],
            connectors: Mapping[str, Any], now: datetime, depth: int) -> tuple[Outcome, list[str]]:
     """What a decision's ledger rows (the mechanics' and the actions') need besides being written: the timers of
     the lots they open (`expiry`), and their mirror to loyalty.yaml's `sync:` connector (of automator.yaml's
     `connectors`) for the actions it performs; with why any could not be mirrored. Rows the store has already
     (the same event decided again) need nothing: their timers and effects were made the first time."""
-    fresh = new_rows(reading, entries)
+    known = stored.stored_ledger_ids([e.id for e in entries])
+    fresh = [e for e in entries if e.id not in known]
     declared, own_ids = mirror.declared_actions(connectors, config.sync)
     effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth, own_ids=own_ids)
     return Outcome(timers=tuple(expiry.timers_for(config, fresh, now)), effects=tuple(effects)), problems
-
-
-def new_rows(reading: Reading, entries: Sequence[Entry]) -> list[Entry]:
-    """The rows the store does not have yet (read once per client)."""
-    stored: dict[str, set[str]] = {}
-    fresh = []
-    for entry in entries:
-        if entry.client not in stored:
-            stored[entry.client] = {e.id for e in reading.ledger_of(entry.client)}
-        if entry.id not in stored[entry.client]:
-            fresh.append(entry)
-    return fresh
