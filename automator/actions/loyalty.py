@@ -36,7 +36,7 @@ def prepare_accrue(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     params["amount"] = money_text(minor_units_rounded(params.get("amount"), "loyalty.accrue"))
     if params.get("expires") not in (None, ""):
         # The moment, once: what the effect records and the row keeps (365d from when it was decided).
-        params["expires"] = expires_at(params["expires"], run).isoformat()
+        params["expires"] = expires_at(params["expires"], run).astimezone(run.ectx.tz).isoformat()
     return params
 
 
