@@ -7,6 +7,8 @@ the daemon's default FULL adds one fsync per batch, not per row):
     its expiry and notice timers, the visit in the history, the client's derived fields), then the worker's batch
     write (`Store.write_all` of 500 decisions in one transaction); accruals per second of wall time, and the
     split between deciding and writing;
+  - the same visits accrued by a points program's mechanic inside decide() instead of a rule (a stand-in for
+    `loyalty.programs.on_event`: 5 % of the payment), the way loyalty.yaml's programs accrue;
   - the raw write: `Store.put_ledger` of accrual rows in batches of 10,000 (`insert or ignore` by id).
 Then the store's size on disk, and bytes per ledger row. Deterministic inputs. `--quick`: 5,000 visits a run.
 """
@@ -23,6 +25,8 @@ from pathlib import Path
 
 from automator.config.load import load_project
 from automator.core.decide import decide
+from automator.loyalty import runtime
+from automator.loyalty.decision import Outcome
 from automator.loyalty.ledger import Entry
 from automator.model import Entity, EntityRef, Event
 from automator.store.codec import writes_of
@@ -33,6 +37,7 @@ CLIENTS = 10_000
 BATCH = 500
 RAW_BATCH = 10_000
 RUNS = 3
+ON_EVENT = runtime.ON_EVENT
 CONFIG = """\
 timezone: Europe/Moscow
 connectors:
@@ -52,13 +57,15 @@ rules:
 LOYALTY = "notice: 7d\nprograms:\n  bonus: {default: true}\n"
 
 
-def project_in(folder: Path, *, loyalty: bool = True):  # type: ignore[no-untyped-def]
-    """The bench's project; without `loyalty`, the same visits go into the history and no rule runs."""
+def project_in(folder: Path, *, loyalty: bool = True, rule: bool = True):  # type: ignore[no-untyped-def]
+    """The bench's project; without `loyalty`, the same visits go into the history and no rule runs; without
+    `rule`, loyalty.yaml without the accruing rule (a program's mechanic accrues)."""
     folder.mkdir()
     (folder / "automator.yaml").write_text(CONFIG)
     (folder / "rules").mkdir()
     if loyalty:
         (folder / "loyalty.yaml").write_text(LOYALTY)
+    if loyalty and rule:
         (folder / "rules" / "bonus.yaml").write_text(textwrap.dedent(RULES))
     project, problems = load_project(folder)
     assert project is not None, problems
@@ -75,6 +82,17 @@ def visits(start: int, count: int) -> list[Event]:
                          source="desk", data={"visit": str(n), "amount": f"{amount // 100}.{amount % 100:02d}",
                                               "currency": "RUB"}))
     return out
+
+
+def program_accrual(config, reading, happening):  # type: ignore[no-untyped-def]
+    """A stand-in for a points program's mechanic on a paid visit (what `loyalty.programs.on_event` makes of it):
+    5 % of the payment, rounded half up to the kopeck, lapsing in 365 days, id'd by the event."""
+    rows = tuple(Entry(id=f"{happening.event.id}/bonus/accrue", client=visit.client, account="points:bonus",
+                       kind="accrue", amount=(visit.amount * 5 + 50) // 100, at=happening.now,
+                       expires_at=happening.now + timedelta(days=365), reason="Бонусы за визит",
+                       event=happening.event.id, rule="program:bonus", visit=visit.id)
+                 for visit in happening.visits if visit.amount > 0)
+    return Outcome(entries=rows)
 
 
 def engine_run(project, store: SqliteStore, start: int, count: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
@@ -117,12 +135,20 @@ def main() -> int:
         bare_store = SqliteStore(root / "bare.db", synchronous="NORMAL")
         for n in range(CLIENTS):
             bare_store.put_entity(Entity(EntityRef("client", str(n)), {"name": f"Клиент {n}"}, T0))
-        engine, bare, raw = [], [], []
-        for run in range(RUNS):  # in turn, so that neither has the machine to itself
+        program_project = project_in(root / "program", rule=False)
+        program_store = SqliteStore(root / "program.db", synchronous="NORMAL")
+        for n in range(CLIENTS):
+            program_store.put_entity(Entity(EntityRef("client", str(n)), {"name": f"Клиент {n}"}, T0))
+        engine, program, bare, raw = [], [], [], []
+        for run in range(RUNS):  # in turn, so that none has the machine to itself
             engine.append(engine_run(project, store, run * per_run, per_run))
+            runtime.ON_EVENT = (program_accrual,)
+            program.append(engine_run(program_project, program_store, run * per_run, per_run))
+            runtime.ON_EVENT = ON_EVENT
             bare.append(engine_run(bare_project, bare_store, run * per_run, per_run))
             raw.append(raw_run(store, run * per_run * 5, per_run * 5))
         bare_store.close()
+        program_store.close()
         rows = store.db.conn.execute("select count(*) from ledger").fetchone()[0]
         timers = store.db.conn.execute("select count(*) from timers").fetchone()[0]
         store.close()
@@ -133,6 +159,10 @@ def main() -> int:
     print(f"  {per_run / wall:10,.0f} accruals/s   ({wall / per_run * 1e6:.0f} µs each: deciding "
           f"{statistics.median(e[1] for e in engine) / per_run * 1e6:.0f} µs, writing "
           f"{statistics.median(e[2] for e in engine) / per_run * 1e6:.0f} µs)")
+    program_wall = statistics.median(e[0] for e in program)
+    print(f"  accrued by a points program's mechanic in decide() (no rule): {per_run / program_wall:,.0f} accruals/s "
+          f"({program_wall / per_run * 1e6:.0f} µs each: deciding {statistics.median(e[1] for e in program) / per_run * 1e6:.0f} µs, "
+          f"writing {statistics.median(e[2] for e in program) / per_run * 1e6:.0f} µs)")
     bare_wall = statistics.median(e[0] for e in bare)
     print(f"  the same visits with no loyalty (history only, no rule): {per_run / bare_wall:,.0f} visits/s "
           f"({bare_wall / per_run * 1e6:.0f} µs each): the accrual adds {(wall - bare_wall) / per_run * 1e6:.0f} µs")
