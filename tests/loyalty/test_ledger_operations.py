@@ -215,3 +215,22 @@ def test_rows_say_what_the_booking_system_is_told() -> None:
         "client": "7", "number": "GC-1", "nominal": "5000.00", "type": "gift"})
     assert action_of(row("discount:welcome", "grant", 0, percent=20)) is None
     assert action_of(row("points:bonus", "adjust", 0)) is None
+
+
+def test_a_mirror_whose_outcome_is_unknown_is_parked_for_an_operator_never_repeated(
+        make_project: Callable[..., Path]) -> None:
+    from automator.store.base import Settlement
+
+    synced = project_with(make_project, LOYALTY + "sync: crm\n")
+    store = SqliteStore()
+    store.put_entity(Entity(ANNA, {"name": "Анна", "phone": "+79161234567"}, NOW))
+    settle(synced, store, visit("1", "2000.00"), NOW)
+    claimed = store.claim_effects("w1", NOW, 10, timedelta(minutes=1), start=lambda effect: True)
+    mirror = [c.effect for c in claimed if c.effect.connector == "crm"]
+    assert [(e.action, e.run_id) for e in mirror] == [("loyalty.accrue", "")]
+    # The call began and no answer came (a timeout): a manual card transaction is not repeated, it is parked.
+    store.settle(mirror[0], Settlement("uncertain", error="timed out after the request was sent"), NOW)
+    parked = store.dead_letters()
+    assert [(p["key"], p["status"], p["params"]["amount"]) for p in parked] == [
+        (mirror[0].key, "uncertain", "100.00")]
+    assert store.claim_effects("w1", NOW + timedelta(hours=1), 10, timedelta(minutes=1)) == []
