@@ -16,6 +16,7 @@ from automator.core import scope as scopes
 from automator.core.decide import decide
 from automator.core.scope import describe
 from automator.expr import EvalError, Expr
+from automator.loyalty.mirror import is_mirror
 from automator.loyalty.statement import amount_text
 from automator.model import Decision, Entity, EntityRef, Event, EventTrigger, HeldTrigger, Rule, WhyNot
 from automator.run_errors import step_label, step_location
@@ -113,7 +114,7 @@ def _plan(project: Project, store: SqliteStore, event: Event, at: datetime, budg
             "ledger": [{"id": e.id, "account": e.account, "kind": e.kind, "amount": amount_text(e),
                         "expires_at": _iso(e.expires_at, tz), "reason": e.reason} for e in decision.ledger],
             "mirror": [{"action": e.action, "connector": e.connector, "params": dict(e.params)}
-                       for e in decision.effects if not e.run_id],
+                       for e in decision.effects if is_mirror(e)],
             "entity": _local(dict(decision.entity_after.fields), tz) if decision.entity_after else None}
 
 

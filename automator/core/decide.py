@@ -94,7 +94,7 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
         ctx.route()
     if project.loyalty is not None and plan.ledger:
         settled, unmirrored = loyalty.settle(project.loyalty, snapshot, snapshot, plan.ledger, config.connectors, now,
-                                             event.depth)
+                                             event.depth, {e.key: e.run_id for e in plan.effects})
         plan.add_loyalty(settled)
         plan.why_not.extend(WhyNot("loyalty", problem) for problem in unmirrored)
     return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,

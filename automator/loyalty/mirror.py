@@ -22,6 +22,8 @@ from automator.history import money_text
 from automator.loyalty.ledger import Entry, account_kind
 from automator.model import Effect, Entity, EntityRef
 
+# A mirror effect's key is its row's id and this.
+SUFFIX = ">sync"
 # The delivery of each mirrored action (the same as its ActionSpec's: repeated, a money transaction counts twice).
 DELIVERY = {"loyalty.accrue": "at_most_once", "loyalty.spend": "at_most_once", "loyalty.set_tier": "at_least_once",
             "certificate.issue": "at_most_once", "abonement.issue": "at_most_once"}
@@ -89,11 +91,14 @@ def action_of(entry: Entry) -> tuple[str, dict[str, Any]] | None:
 
 
 def effects_for(entries: Iterable[Entry], sync: str | None, declared: Collection[str], people: People,
-                now: datetime, depth: int, *, own_ids: bool = True) -> tuple[list[Effect], list[str]]:
+                now: datetime, depth: int, *, own_ids: bool = True,
+                runs: Mapping[str, str] | None = None) -> tuple[list[Effect], list[str]]:
     """The mirror effects of new rows to the connector `sync` (None: nothing is mirrored), for the actions it
     performs (`declared`), and why any row could not be mirrored (a client the system cannot be told about). A
     system with ids of its own (`own_ids`) is told its own id of the client, or their phone; one that keeps
-    automator's (`local`) the person's id."""
+    automator's (`local`) the person's id. A row an action made belongs to that action's run (`runs`: effect key →
+    run id), so `automator explain RUN` and `automator runs` show its mirror with the run's effects; a program's
+    row has no run."""
     if sync is None:
         return [], []
     effects, problems = [], []
@@ -109,10 +114,15 @@ def effects_for(entries: Iterable[Entry], sync: str | None, declared: Collection
         except StepError as exc:
             problems.append(f"{entry.id}: not mirrored to {sync}: {exc}")
             continue
-        effects.append(Effect(key=f"{entry.id}>sync", run_id="", rule_id=entry.rule, action=action, connector=sync,
+        effects.append(Effect(key=f"{entry.id}{SUFFIX}", run_id=(runs or {}).get(entry.id, ""), rule_id=entry.rule, action=action, connector=sync,
                               params=sent, delivery=spec.delivery, at=now, entity=EntityRef("client", entry.client),
                               depth=depth))
     return effects, problems
+
+
+def is_mirror(effect: Effect) -> bool:
+    """True for an effect that mirrors a ledger row (made here, not by a rule's step)."""
+    return effect.key.endswith(SUFFIX)
 
 
 def declared_actions(connectors: Mapping[str, Any], sync: str | None) -> tuple[frozenset[str], bool]:

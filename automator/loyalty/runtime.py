@@ -56,13 +56,16 @@ class Stored(Protocol):
 
 
 def settle(config: LoyaltyConfig, people: mirror.People, stored: Stored, entries: Sequence[Entry],
-           connectors: Mapping[str, Any], now: datetime, depth: int) -> tuple[Outcome, list[str]]:
+           connectors: Mapping[str, Any], now: datetime, depth: int,
+           runs: Mapping[str, str] | None = None) -> tuple[Outcome, list[str]]:
     """What a decision's ledger rows (the mechanics' and the actions') need besides being written: the timers of
     the lots they open (`expiry`), and their mirror to loyalty.yaml's `sync:` connector (of automator.yaml's
-    `connectors`) for the actions it performs; with why any could not be mirrored. Rows the store has already
+    `connectors`) for the actions it performs (a row an action made: with its run, `runs` mapping the decision's
+    effect keys to their runs); with why any could not be mirrored. Rows the store has already
     (the same event decided again) need nothing: their timers and effects were made the first time."""
     known = stored.stored_ledger_ids([e.id for e in entries])
     fresh = [e for e in entries if e.id not in known]
     declared, own_ids = mirror.declared_actions(connectors, config.sync)
-    effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth, own_ids=own_ids)
+    effects, problems = mirror.effects_for(fresh, config.sync, declared, people, now, depth, own_ids=own_ids,
+                                           runs=runs)
     return Outcome(timers=tuple(expiry.timers_for(config, fresh, now)), effects=tuple(effects)), problems

@@ -42,6 +42,8 @@ def test_a_visit_accrues_points_in_the_daemon_shown_by_loyalty_show_and_mirrored
     wait_outbox_drained(project.db, 10)
     assert daemon.query("select action, client, program, amount, json_extract(detail, '$.reason') "
                         "from local_loyalty") == [("loyalty.accrue", "7", "bonus", "162.53", "Бонусы за визит")]
+    accrued = json.loads(daemon.cli("runs", "--rule", "bonus", "--format", "json").stdout)
+    assert [run["effects"] for run in accrued] == [{"done": 2}]  # the engine's accrual and its mirror
     shown = json.loads(daemon.cli("loyalty", "show", "7", "--format", "json").stdout)
     assert shown["points"][0]["balance"] == "162.53"
     assert [(r["kind"], r["amount"], r["reason"]) for r in shown["history"]] == [

@@ -189,12 +189,12 @@ def test_the_mirror_tells_the_sync_connector_each_new_row_and_nothing_without_sy
     row = accrued.ledger[0]
     assert [(e.key, e.action, dict(e.params), e.delivery, e.run_id) for e in mirrored] == [
         (f"{row.id}>sync", "loyalty.accrue", {"client": "7", "amount": "100.00", "program": "bonus",
-                                              "reason": "Бонусы за визит"}, "at_most_once", "")]
+                                              "reason": "Бонусы за визит"}, "at_most_once", accrued.runs[0].id)]
     spent = settle(synced, store, paid("1", "40.00", NOW + timedelta(days=1)), NOW + timedelta(days=1))
     assert [(e.action, e.params["amount"]) for e in spent.effects if e.connector == "crm"] == [("loyalty.spend", "40.00")]
     expired = fire_due(synced, store, datetime(2026, 4, 2, tzinfo=MSK))
-    assert [(e.action, e.params["amount"], e.params["reason"]) for d in expired for e in d.effects
-            if e.connector == "crm"] == [("loyalty.spend", "60.00", "Списание просроченных баллов")]
+    assert [(e.action, e.params["amount"], e.params["reason"], e.run_id) for d in expired for e in d.effects
+            if e.connector == "crm"] == [("loyalty.spend", "60.00", "Списание просроченных баллов", "")]  # no run
     again = settle(synced, store, visit("1", "2000.00"), NOW)
     assert [e.connector for e in again.effects] == ["engine"]  # decided again: mirrored once
     alone = project_with(make_project, LOYALTY)
@@ -227,7 +227,7 @@ def test_a_mirror_whose_outcome_is_unknown_is_parked_for_an_operator_never_repea
     settle(synced, store, visit("1", "2000.00"), NOW)
     claimed = store.claim_effects("w1", NOW, 10, timedelta(minutes=1), start=lambda effect: True)
     mirror = [c.effect for c in claimed if c.effect.connector == "crm"]
-    assert [(e.action, e.run_id) for e in mirror] == [("loyalty.accrue", "")]
+    assert [e.action for e in mirror] == ["loyalty.accrue"]
     # The call began and no answer came (a timeout): a manual card transaction is not repeated, it is parked.
     store.settle(mirror[0], Settlement("uncertain", error="timed out after the request was sent"), NOW)
     parked = store.dead_letters()
