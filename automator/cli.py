@@ -755,9 +755,10 @@ def _ingested(counts: Any, what: str) -> None:
 
 @cli.group("loyalty")
 def loyalty() -> None:
-    """Loyalty programs (loyalty.yaml) and each client's ledger.
+    """Loyalty programs (loyalty.yaml) and each client's ledger: points, tiers, certificates and abonements.
 
     \b
+    Example: automator loyalty show +79161234567
     Example: automator loyalty simulate --programs base,gold --from 2025-01-01 --to 2025-12-31
     """
 
@@ -802,7 +803,7 @@ def loyalty_simulate(names: str, start: str | None, end: str | None, visits_file
 
 
 @cli.command()
-@click.argument("name", metavar="REPORT", type=click.Choice(["channels", "funnel", "retention", "staff"]))
+@click.argument("name", metavar="REPORT", type=click.Choice(["channels", "funnel", "retention", "staff", "loyalty"]))
 @click.option("--from", "start", metavar="DATE", help="The first day (YYYY-MM-DD, the project's time zone).")
 @click.option("--to", "end", metavar="DATE", help="The last day, inclusive.")
 @click.option("--period", metavar="NAME", help="A named period instead: yesterday, last_week, this_week, "
@@ -822,7 +823,8 @@ def report(name: str, start: str | None, end: str | None, period: str | None, by
            pipeline: str | None, table: str | None, fmt: str, output: Path | None, config: Path,
            db: Path | None) -> None:
     """A report over the store: channels (leads, spend, CAC, ROMI by channel), funnel (stages, drop-off, time in
-    stage), retention (who comes back, LTV, cohorts) or staff (bookings, visits, revenue, NPS per employee).
+    stage), retention (who comes back, LTV, cohorts), staff (bookings, visits, revenue, NPS per employee) or
+    loyalty (bonus points outstanding, and accrued, spent, expired and lapsing by month).
 
     \b
     Example: automator report channels --period last_month --format csv -o channels.csv
@@ -856,6 +858,37 @@ def report(name: str, start: str | None, end: str | None, period: str | None, by
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"{name}: {first.isoformat()} – {last.isoformat()} written to {output}", err=True)
+
+
+@loyalty.command("show")
+@click.argument("client")
+@click.option("--at", "at", help="Balances as of this moment (ISO 8601); default: now.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_config_option
+@_db_option
+@_operator
+def loyalty_show(client: str, at: str | None, fmt: str, config: Path, db: Path | None) -> None:
+    """One client's loyalty (CLIENT: their id or phone): tier, points and what lapses soon, certificates,
+    abonements, discounts in force, and every ledger row with its reason and cause.
+
+    \b
+    Example: automator loyalty show 77 --format json
+    """
+    from automator.config.load import load_project
+    from automator.loyalty.config import DEFAULT_NOTICE
+    from automator.loyalty.statement import person_of, statement, text
+    from automator.observe import config_path
+
+    store = _store(config, db)
+    person = person_of(store, client)
+    if person is None:
+        raise click.ClickException(f"no client {client!r} in the store (give their id or phone)")
+    project, _ = load_project(config_path(config).parent) if config_path(config).exists() else (None, [])
+    notice = project.loyalty.notice if project is not None and project.loyalty is not None else DEFAULT_NOTICE
+    moment = datetime.fromisoformat(at) if at else datetime.now(timezone.utc)
+    found = statement(person, store.ledger_of(person), moment if moment.tzinfo else moment.replace(
+        tzinfo=_timezone(config)), notice, _timezone(config))
+    click.echo(json.dumps(found.to_json(), ensure_ascii=False, indent=2) if fmt == "json" else text(found))
 
 
 def _existing_store(config: Path, db: Path | None) -> Path:

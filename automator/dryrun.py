@@ -16,6 +16,8 @@ from automator.core import scope as scopes
 from automator.core.decide import decide
 from automator.core.scope import describe
 from automator.expr import EvalError, Expr
+from automator.loyalty.mirror import is_mirror
+from automator.loyalty.statement import amount_text
 from automator.model import Decision, Entity, EntityRef, Event, EventTrigger, HeldTrigger, Rule, WhyNot
 from automator.run_errors import step_label, step_location
 from automator.simulator import seed
@@ -108,6 +110,11 @@ def _plan(project: Project, store: SqliteStore, event: Event, at: datetime, budg
             "timers": [{"id": t.id, "kind": t.kind, "rule": t.rule_id, "due": _iso(t.due_at, tz)}
                        for t in decision.timers],
             "cancelled_timers": list(decision.cancel_timers),
+            # The loyalty rows the decision would write, and their mirror in loyalty.yaml's `sync:` system.
+            "ledger": [{"id": e.id, "account": e.account, "kind": e.kind, "amount": amount_text(e),
+                        "expires_at": _iso(e.expires_at, tz), "reason": e.reason} for e in decision.ledger],
+            "mirror": [{"action": e.action, "connector": e.connector, "params": dict(e.params)}
+                       for e in decision.effects if is_mirror(e)],
             "entity": _local(dict(decision.entity_after.fields), tz) if decision.entity_after else None}
 
 
@@ -231,6 +238,11 @@ def _runs(plan: Mapping[str, Any], project: Project, lines: list[str], pad: str)
             _step(step, project, lines, pad + "    ")
     if plan["timers"] and not pad:
         lines.append("")
+    for row in plan.get("ledger", ()):
+        lapse = f", lapses {show_time(row['expires_at'], tz, seconds=False)}" if row["expires_at"] else ""
+        lines.append(f"{pad}ledger {row['account']} {row['kind']} {row['amount']}{lapse}: {row['reason']}")
+    for told in plan.get("mirror", ()):
+        lines.append(f"{pad}mirror {told['action']} via {told['connector']} {_shown(told['params'], tz)}")
     for timer in plan["timers"]:
         lines.append(f"{pad}timer {timer['id']} due {show_time(timer['due'], tz, seconds=False)}")
     lines.extend(f"{pad}timer {t} cancelled" for t in plan["cancelled_timers"])

@@ -31,7 +31,8 @@ DEFAULT_TIMEOUT = 300.0  # seconds: the bench's largest report takes ~10 s; a ch
 NICENESS = 10  # added to the child's nice value: the daemon's own work goes first
 # The child's exit codes (automator.reports.compose): 0 written, 2 the request is refused, anything else a failure.
 EXIT_REFUSED = 2
-TITLES = {"channels": "Каналы", "funnel": "Воронка", "retention": "Возвращаемость", "staff": "Сотрудники"}
+TITLES = {"channels": "Каналы", "funnel": "Воронка", "retention": "Возвращаемость", "staff": "Сотрудники",
+          "loyalty": "Баллы"}
 
 
 @dataclass(frozen=True, slots=True)

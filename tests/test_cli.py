@@ -22,7 +22,7 @@ def test_validate_the_example_project() -> None:
     warning, hint, ok = out.splitlines()[:3]
     assert warning == ("automator.yaml:28:3: warning: connector 'staff' (local) has no `secret` set: it accepts no "
                        "webhooks (it still performs actions)")
-    assert ok.startswith("ok: 22 rules, 3 pipelines, 7 connectors")
+    assert ok.startswith("ok: 24 rules, 3 pipelines, 7 connectors")
 
 
 def test_validate_reports_every_problem_and_exits_1(make_project) -> None:  # type: ignore[no-untyped-def]

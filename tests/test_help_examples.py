@@ -18,7 +18,7 @@ from automator.store.sqlite import SqliteStore
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
 # Examples that name a run or an effect by id: on a database that never saw it, "no such id" is their answer.
-UNKNOWN_ID = ("no run or event with id", "no parked effect")
+UNKNOWN_ID = ("no run or event with id", "no parked effect", "in the store (give their id or phone)")
 
 
 def example(command: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from automator.actions import crm, deal, discount, instruments, people, segment, source
+from automator.actions import crm, deal, discount, instruments, loyalty, people, segment, source
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.model import EntityRef, Event
 
@@ -59,19 +59,21 @@ CANONICAL: dict[str, ActionSpec] = {
         ActionSpec("email.send", "Send an e-mail.", delivery="at_most_once"),
         ActionSpec("http.request", "Call an HTTP endpoint.", delivery="at_most_once"),
         # Computed when sent (automator/report_delivery.py), never echoed: no record of a system changes.
-        ActionSpec("report.send", "Send a report (channels, funnel, retention, staff) for a period.",
+        ActionSpec("report.send", "Send a report (channels, funnel, retention, staff, loyalty) for a period.",
                    delivery="at_most_once"),
         ActionSpec("segment.recompute", "Recompute a client's RFM segment.", emits=("client.updated",),
                    target="client", perform=segment.perform),
-        # Loyalty (issue 16): the engine keeps the product's ledger; these are the mirrors of its moves in the
-        # system the loyalty.yaml names (`sync:`). A manual card transaction is not idempotent, so the money ones are
-        # never repeated when their outcome is unknown; a tier is a category, set again harmlessly.
-        ActionSpec("loyalty.accrue", "Accrue bonus points to a client's loyalty balance (a card top-up).",
-                   delivery="at_most_once", target="client"),
-        ActionSpec("loyalty.spend", "Spend bonus points of a client's loyalty balance (a card write-off), never below "
-                   "zero.", delivery="at_most_once", target="client"),
-        ActionSpec("loyalty.set_tier", "Set a client's loyalty tier, shown as their category of that tier.",
-                   emits=("client.updated",), target="client", echo=_tier_echo),
+        # Loyalty (issue 16): performed by the engine on the product's own ledger; the ledger's mirror tells the
+        # booking system loyalty.yaml names (`sync:`) with an effect of the same name. A manual card transaction is
+        # not idempotent, so the money ones are never repeated when their outcome is unknown; a tier is a category,
+        # set again harmlessly, and the system's webhook reporting it is our echo.
+        ActionSpec("loyalty.accrue", "Accrue bonus points to a client's loyalty balance.", delivery="at_most_once",
+                   target="client", prepare=loyalty.prepare_accrue, perform=loyalty.accrue),
+        ActionSpec("loyalty.spend", "Spend bonus points of a client's loyalty balance, never below zero.",
+                   delivery="at_most_once", target="client", prepare=loyalty.prepare_spend, perform=loyalty.spend),
+        ActionSpec("loyalty.set_tier", "Set a client's loyalty tier (shown as their category of that tier).",
+                   emits=("loyalty.tier_changed", "client.updated"), target="client", echo=_tier_echo,
+                   prepare=loyalty.prepare_set_tier, perform=loyalty.set_tier),
         ActionSpec("loyalty.grant_discount", "Grant a client a discount for a while in a loyalty program (the "
                    "product's ledger).", emits=("loyalty.discount_granted",), target="client",
                    perform=discount.perform),

@@ -4,7 +4,7 @@ going out, each person as the performing system's own id of them, or their phone
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from automator.actions.spec import ActionRun, ActionSpec
 from automator.core.outcome import StepError
@@ -12,7 +12,23 @@ from automator.identity import PERSON_PARAMS, PHONE, Unreachable, outbound, phon
 from automator.model import EntityRef
 
 
-def _in_run(run: ActionRun, kind: str) -> str | None:
+class Persons(Protocol):
+    """What naming persons to a system reads: a run (ActionRun), or the ledger's mirror, which has no run (its
+    scope is empty)."""
+
+    scope: dict[str, Any]
+
+    def entity(self, ref: EntityRef) -> Any:
+        """The stored state of an entity."""
+
+    def client_of(self, system: str, ext_id: str) -> str | None:
+        """The person a system's id (or a phone) belongs to."""
+
+    def links_of(self, client: str) -> list[tuple[str, str]]:
+        """Every (system, id) of one person, phones included."""
+
+
+def _in_run(run: Persons, kind: str) -> str | None:
     """The id of the run's entity of a kind (its own, or the one it links to), if any."""
     found = run.scope.get(kind)
     if isinstance(found, Mapping) and found.get("id") not in (None, ""):
@@ -46,7 +62,7 @@ def new_booking(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     return params
 
 
-def to_system(spec: ActionSpec, params: dict[str, Any], system: str, run: ActionRun) -> dict[str, Any]:
+def to_system(spec: ActionSpec, params: dict[str, Any], system: str, run: Persons) -> dict[str, Any]:
     """The params as `system` (a connector whose ids are its own) is sent them: each person they name becomes
     that system's id of them, or their phone, never another system's id; an action with `details` also gets
     the person's phone and name (`client_phone`, `client_name`) when known. A phone stays a phone, and a
@@ -83,7 +99,7 @@ def _keeps_ids(spec: ActionSpec) -> bool:
     return spec.target == "client" or spec.details
 
 
-def _own_contact(value: str, system: str, run: ActionRun) -> bool:
+def _own_contact(value: str, system: str, run: Persons) -> bool:
     """True when a rule's `contact:` is the CRM's own id of a contact (as `deal.contact` holds), not a person: one
     the CRM reported, or an id that names no person at all (a contact automator has not seen; the CRM says if it
     has none). The run's client, the default, is always the person, whose id may be another system's."""

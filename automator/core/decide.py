@@ -92,6 +92,11 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
                                                 f"{project.config.chain_depth} (a loop of rules?)"))
     else:
         ctx.route()
+    if project.loyalty is not None and plan.ledger:
+        settled, unmirrored = loyalty.settle(project.loyalty, snapshot, snapshot, plan.ledger, config.connectors, now,
+                                             event.depth, {e.key: e.run_id for e in plan.effects})
+        plan.add_loyalty(settled)
+        plan.why_not.extend(WhyNot("loyalty", problem) for problem in unmirrored)
     return Decision(event=event, entity_before=before, entity_after=after if after is not before else None,
                     runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
                     cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not),

@@ -15,6 +15,7 @@ from typing import Any
 from automator.channels import DEFAULTS, ChannelMap
 import automator.reports.channels as channels_report
 import automator.reports.funnel as funnel
+import automator.reports.loyalty as loyalty
 import automator.reports.retention as retention
 import automator.reports.staff as staff
 from automator.reports.model import Report
@@ -23,11 +24,11 @@ from automator.reports.snapshot import Limits, Snapshot
 
 _Compute = Callable[[Snapshot, Period, Mapping[str, Any], ChannelMap, datetime], Report]
 REPORTS: dict[str, _Compute] = {"channels": channels_report.report, "funnel": funnel.report,
-                                "retention": retention.report, "staff": staff.report}
+                                "retention": retention.report, "staff": staff.report, "loyalty": loyalty.report}
 NAMES = tuple(REPORTS)
 # What `by` each report groups by (the first is its default; None: no grouping).
 BY: dict[str, tuple[str | None, ...]] = {"channels": channels_report.BY, "funnel": (None, "manager"),
-                                         "retention": (None,), "staff": staff.BY}
+                                         "retention": (None,), "staff": staff.BY, "loyalty": (None,)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ class Chart:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One computed report: `name` is channels, funnel, retention or staff."""
+    """One computed report: `name` is channels, funnel, retention, staff or loyalty."""
 
     name: str
     title: str

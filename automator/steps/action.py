@@ -207,12 +207,14 @@ def execute(step: ActionStep, path: str, state: RunState) -> Outcome:
     effect = Effect(key=f"{state.run.id}/{path}", run_id=state.run.id, rule_id=state.rule.id, action=step.action,
                     connector=connector, params=params, delivery=spec.delivery if spec else "at_least_once",
                     at=state.now, entity=state.run.entity, depth=state.run.depth)
-    state.effects.append(effect)
     state.record(path, "action", step.action, params)
     if perform is not None:
+        # Performed first: an action the engine refuses (a spending over the balance) fails the run and leaves no
+        # effect recorded as done.
         events = perform(effect, state)
         state.events.extend(events)
         learn(state.scope, events, state.project)
+    state.effects.append(effect)
     return None
 
 

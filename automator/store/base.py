@@ -87,6 +87,9 @@ class Snapshot(Protocol):
     def ledger_of(self, client: str) -> list[Entry]:
         """A person's loyalty ledger rows, in the ledger's order (by `at`, then id)."""
 
+    def stored_ledger_ids(self, ids: Collection[str]) -> set[str]:
+        """Which of these ledger row ids are stored (by the primary key: however long the client's ledger)."""
+
 
 class OutdatedStore(Exception):
     """A database opened read-only lacks tables or columns this version writes (or is no automator database)."""

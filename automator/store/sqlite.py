@@ -127,6 +127,9 @@ class SqliteStore(Store):
     def ledger_of(self, client: str) -> list[Entry]:
         return self.ledger.ledger_of(client)
 
+    def stored_ledger_ids(self, ids: Collection[str]) -> set[str]:
+        return self.ledger.stored_ledger_ids(ids)
+
     def put_ledger(self, entries: Iterable[Entry]) -> int:
         """Write ledger rows outside a decision (kept once by their ids); how many were new."""
         return self.ledger.put_ledger(entries)

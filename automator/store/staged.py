@@ -7,7 +7,7 @@ changed — a booking's second update sees the first, a client's new state is se
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -152,6 +152,12 @@ class Staged:
     def has_visit(self, visit_id: str) -> bool:
         """True when a visit of this id is stored or staged."""
         return visit_id in self._visits or self.store.has_visit(visit_id)
+
+    def stored_ledger_ids(self, ids: Collection[str]) -> set[str]:
+        """Which of these ledger row ids are stored or staged."""
+        staged = {i for i in ids if i in self._ledger}
+        rest = [i for i in ids if i not in staged]
+        return staged | (self.store.stored_ledger_ids(rest) if rest else set())
 
     def ledger_of(self, client: str) -> list[Entry]:
         """A person's ledger rows, stored and staged (a staged row never replaces a stored one of its id)."""

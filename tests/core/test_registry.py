@@ -83,8 +83,9 @@ def test_the_registries_and_rules_schema_agree() -> None:
 
 
 def test_an_action_registration_carries_what_the_engine_reads() -> None:
-    assert ENGINE_ACTIONS == ("segment.recompute", "loyalty.grant_discount", "set_source", "certificate.issue",
-                              "certificate.redeem", "abonement.issue", "abonement.freeze", "abonement.unfreeze")
+    assert ENGINE_ACTIONS == ("segment.recompute", "loyalty.accrue", "loyalty.spend", "loyalty.set_tier",
+                              "loyalty.grant_discount", "set_source", "certificate.issue", "certificate.redeem",
+                              "abonement.issue", "abonement.freeze", "abonement.unfreeze")
     assert CANONICAL["deal.move"].target == "deal" and CANONICAL["deal.create"].target is None
     assert expected_echo("deal.move", {"deal": 5, "stage": "won"}) == (EntityRef("deal", "5"), {"stage": "won"})
     assert expected_echo("deal.move", {"stage": "won"}) is None  # the target is not known before the call

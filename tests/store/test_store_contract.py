@@ -445,6 +445,8 @@ def test_a_decisions_ledger_rows_are_written_with_it_once_and_read_back_in_order
     any_store.write(writes_of(Decision(event=event, entity_before=None, entity_after=None, ledger=(changed,))))
     assert any_store.ledger_of("anna") == [spent, first]  # by moment; the row written again is kept as it was
     assert any_store.ledger_of("nobody") == []
+    assert any_store.stored_ledger_ids(["v1/gold/accrue", "b1", "never"]) == {"v1/gold/accrue", "b1"}
+    assert any_store.stored_ledger_ids([]) == set()
 
 def arriving(ident: str, who: str, source: str, **data: object) -> Event:
     """A system's webhook about its own client record `who`."""
