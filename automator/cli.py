@@ -759,7 +759,6 @@ def loyalty() -> None:
 
     \b
     Example: automator loyalty show +79161234567
-    Example: automator loyalty simulate --programs base,gold --from 2025-01-01 --to 2025-12-31
     """
 
 

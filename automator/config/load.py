@@ -106,7 +106,7 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
             from automator.config.loyalty import compile_loyalty
             from automator.config.loyalty_programs import check_segments
 
-            loyalty_ctx = CompileContext(doc, problems, config, broken=_broken_paths(doc, problems))
+            loyalty_ctx = CompileContext(doc, problems, config, broken=_broken_paths(doc, problems), types=types)
             loyalty = compile_loyalty(doc.data, loyalty_ctx)
             if loyalty is not None:  # a segment names its clients' program: both files must agree
                 check_segments(loyalty.programs, loyalty_ctx, segments, segments_ctx)

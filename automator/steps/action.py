@@ -38,7 +38,13 @@ def compile(raw: Mapping[str, Any], path: Sequence[str | int], ctx: CompileConte
                   key=True)
         return None
     via = raw.get("via")
-    if via is not None and ctx.config is not None and not ctx.is_broken((*path, "via")):
+    if via is not None and name in ENGINE_ACTIONS:
+        # Performed by the product itself: a `via:` would be ignored, and the author believe the system was told.
+        ctx.error((*path, "via"), f"'{name}' is performed by automator itself: `via:` does not apply",
+                  "loyalty.yaml's `sync:` names the booking system the ledger's moves are mirrored to"
+                  if name.split(".")[0] in ("loyalty", "certificate", "abonement") else "remove `via:`")
+        via = None
+    elif via is not None and ctx.config is not None and not ctx.is_broken((*path, "via")):
         connector = ctx.config.connectors.get(via)
         if connector is None:
             ctx.error((*path, "via"), f"unknown connector '{via}'", did_you_mean(str(via), ctx.config.connectors)

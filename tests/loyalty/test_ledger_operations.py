@@ -47,7 +47,7 @@ notice: 7d
 programs:
   bonus:
     default: true
-    tiers: [{name: silver, discount: 5}, {name: gold, discount: 10, category: Золото}]
+    tiers: {by: visits, levels: {silver: {from: 100, discount: 5}, gold: {from: 200, discount: 10, category: Золото}}}
 """
 
 
@@ -171,7 +171,7 @@ def test_set_tier_writes_a_tier_row_and_tells_rules_once(project: Project, store
 
     up = scored("n1", 9, NOW)
     assert [(e.type, dict(e.data)) for e in up.events] == [("loyalty.tier_changed", {
-        "program": "bonus", "from": None, "to": "gold", "direction": "set", "discount": 10, "category": "Золото"})]
+        "program": "bonus", "from": None, "to": "gold", "direction": "set", "discount": "10", "category": "Золото"})]
     assert scored("n2", 9, NOW + timedelta(days=1)).events == ()  # already gold: nothing changes
     down = scored("n3", 5, NOW + timedelta(days=2))
     assert [dict(e.data)["direction"] for e in down.events] == ["down"]

@@ -58,7 +58,11 @@ def test_a_paid_visit_yields_the_programs_rows_in_the_decision_and_the_same_ids_
     assert rows == {("yc-4001/gold/points", "points:gold", "accrue", 14000),
                     ("yc-4001/gold/tier", "tier:gold", "tier", 0)}
     assert [e.type for e in first.events] == ["loyalty.tier_changed"]
-    assert [t.id for t in first.timers] == ["loyalty/77/tier:gold/tier_review/next"]
+    # The tier's review, and the points' expiry (the midnight ending 2 March 2027, Moscow) with its notice a week
+    # before (the ledger's, for any lot that lapses).
+    assert sorted(t.id for t in first.timers) == ["loyalty/77/points:gold/expire/2027-03-02T21:00:00Z",
+                                                  "loyalty/77/points:gold/notice/2027-03-02T21:00:00Z",
+                                                  "loyalty/77/tier:gold/tier_review/next"]
     again = decide(found, store, paid("4001", "1999.99"), NOW)
     assert [e.id for e in again.ledger] == [e.id for e in first.ledger]
     store.apply(first)
