@@ -25,6 +25,10 @@ class History(Protocol):
         """The cut points the last full rescoring kept."""
 
 
+NO_CUTS = ("the scores are by quantiles and no full rescoring has computed their cut points for this segments.yaml: "
+           "run `automator segments compute` (the daemon does at its start)")
+
+
 class Unscorable(Exception):
     """The segments are by quantiles and no full rescoring has computed this configuration's cut points yet."""
 
@@ -35,8 +39,7 @@ def rescore(config: SegmentsConfig, history: History, client: str, now: datetime
     this decision adds and the store does not have yet); Unscorable without cut points."""
     cuts = cuts_for(config, history.segment_cuts())
     if cuts is None:
-        raise Unscorable("the scores are by quantiles and no full rescoring has computed them for this segments.yaml:"
-                         " run `automator segments compute`")
+        raise Unscorable(NO_CUTS)
     since = config.window_start(now, tz)
     stored = history.visits_of(client, since)
     known = {v.id for v in stored}

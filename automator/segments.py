@@ -299,7 +299,14 @@ def check(segment: Segment, scores: Mapping[str, int], scope: Mapping[str, Any],
 def classify_values(values: Values, config: SegmentsConfig, cuts: Cuts, ectx: EvalContext, *,
                     explain: bool = False) -> Scored:
     """The scores and the first segment whose conditions hold (with `explain`, every segment's check up to it)."""
-    scores = scores_of(values, config, cuts)
+    return classify(values, scores_of(values, config, cuts), config, ectx, explain=explain)
+
+
+def classify(values: Values, scores: Mapping[str, int], config: SegmentsConfig, ectx: EvalContext, *,
+             explain: bool = False) -> Scored:
+    """The first segment whose conditions hold for these values and scores (with `explain`, every segment's check
+    up to it)."""
+    scores = dict(scores)
     scope = scope_of(values, scores, config)
     checks: list[Check] = []
     for segment in config.segments:
@@ -402,8 +409,13 @@ def moved(previous: Any, scored: Scored, config: SegmentsConfig) -> dict[str, An
     """`segment.changed`'s data when the client left `previous` for another segment, else None."""
     if scored.segment == (previous or None):
         return None
-    segment = config.get(scored.segment)
-    return {"from": previous or None, "to": scored.segment, "category": segment.category if segment else None,
+    return move_data(previous or None, scored.segment, config)
+
+
+def move_data(before: str | None, after: str | None, config: SegmentsConfig) -> dict[str, Any]:
+    """`segment.changed`'s data: from, to, and the new segment's CRM category and loyalty program."""
+    segment = config.get(after)
+    return {"from": before, "to": after, "category": segment.category if segment else None,
             "loyalty": segment.loyalty if segment else None}
 
 

@@ -65,7 +65,7 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
     if visits:
         assert event.entity is not None  # visit_of names the client
         after = history.recorded(Entity(event.entity, after.fields if after else {}, event.at or now), visits)
-        if project.segments is not None:
+        if project.segments is not None and after.fields.get("visit_count"):  # a purchase alone scores no one
             after = _rescored(project, snapshot, event, after, visits, now, plan)
     config = project.config
     facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)

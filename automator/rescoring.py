@@ -1,0 +1,226 @@
+"""Every client rescored from the store at once (`automator segments compute`, the daemon's daily rescoring): the
+visits in the window and the clients' current segments read in one consistent snapshot (SQLite through ADBC into
+DuckDB, as the reports read it), the values grouped per client and scored in DuckDB, and only the clients whose
+segment or scores changed handed back.
+
+Why DuckDB: 10,000,000 visits grouped per client in SQLite take a sort or an index walk with a row lookup per visit
+(over ten seconds at that size); read once as columns and grouped in DuckDB they take a few seconds, most of it the
+read (bench/segments.py). The scoring is the same as one client's (automator.segments): the cut points come from
+`quantile_cuts` over the population's value counts, and each segment's conditions are decided in Python once per
+combination of scores (at most 11³ of them), then joined back; only a segment whose `when` reads the raw values
+(days, visits, money) makes every client's combination be decided one by one.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from automator.expr import EvalContext
+from automator.model import ENGINE, EntityRef, Event
+from automator.reports.snapshot import Limits, Snapshot, literal
+from automator.segments import (CUTS_META, METRICS, NOT_SCORED, Cuts, SegmentsConfig, Values, classify, cuts_document,
+                                cuts_of, move_data)
+from automator.store.base import Store
+
+# The raw values a segment's `when` may read besides the scores: reading one decides segments per client.
+RAW_NAMES = frozenset({"days", "visits", "money"})
+WRITE_BATCH = 20_000  # clients written (or journaled) per transaction: the daemon's writer waits a batch at most
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One client whose segment or scores changed: before and after."""
+
+    client: str
+    before: str | None
+    after: str | None
+    rfm: dict[str, int]
+
+    @property
+    def moved(self) -> bool:
+        """True when the segment itself changed (not only a score)."""
+        return self.before != self.after
+
+
+@dataclass
+class Rescoring:
+    """What a full rescoring found: the cut points, the population, each segment's size, and the changes."""
+
+    cuts: Cuts
+    population: int  # clients with a visit in the window (the quantiles' population)
+    clients: int  # clients scored (every client with a visit, ever)
+    sizes: dict[str | None, int]
+    changes: list[Change] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self, config: SegmentsConfig) -> list[str]:
+        """What `automator segments compute` prints: each segment's size and how many moved in and out."""
+        moves = self.moves()
+        lines = [f"{self.clients} clients scored ({self.population} with a visit in the window), "
+                 f"{sum(moves.values())} moved, {len(self.changes) - sum(moves.values())} rescored in place"]
+        for name in [*(s.name for s in config.segments), *([None] if self.sizes.get(None) else [])]:
+            came = sum(n for (_, to), n in moves.items() if to == name)
+            left = sum(n for (was, _), n in moves.items() if was == name)
+            lines.append(f"  {name or '(none)':<14} {self.sizes.get(name, 0):>9}   +{came} −{left}")
+        return lines
+
+    def moves(self) -> dict[tuple[str | None, str | None], int]:
+        """How many clients moved from one segment to another."""
+        out: dict[tuple[str | None, str | None], int] = {}
+        for change in self.changes:
+            if change.moved:
+                out[(change.before, change.after)] = out.get((change.before, change.after), 0) + 1
+        return out
+
+
+def rescore_all(store: Path, config: SegmentsConfig, now: datetime, tz: Any, ectx: EvalContext,
+                limits: Limits | None = None) -> Rescoring:
+    """Every client's segment and scores as of `now`, from the store's file (read-only: the daemon goes on)."""
+    started = time.perf_counter()
+    with Snapshot(store, limits or Limits.beside(store)) as snap:
+        cuts, population = scored_table(snap, config, now, tz, ectx)
+        computed = time.perf_counter()
+        sizes = {name: int(n) for name, n in snap.duck.execute(
+            "select new_segment, count(*) from scored group by 1").fetchall()}
+        changed = snap.duck.execute("""
+            select client, segment, new_segment, r, f, m from scored
+            where segment is distinct from new_segment or r0 is distinct from r or f0 is distinct from f
+               or m0 is distinct from m order by client""").fetchall()
+        read = snap.read_seconds
+    changes = [Change(str(c), b, a, {"r": int(r), "f": int(f), "m": int(m)}) for c, b, a, r, f, m in changed]
+    return Rescoring(cuts=cuts, population=population, clients=sum(sizes.values()), sizes=sizes, changes=changes,
+                     seconds={"read": read, "score": computed - started - read,
+                              "total": time.perf_counter() - started})
+
+
+def scored_table(snap: Snapshot, config: SegmentsConfig, now: datetime, tz: Any,
+                 ectx: EvalContext) -> tuple[Cuts, int]:
+    """Make DuckDB's table `scored` of every client with a visit, ever: `client`, their stored `segment` and scores
+    (`r0`, `f0`, `m0`), the window's `visits`, `total` and `paid` (kopecks; visits and purchases), `days` since the
+    latest visit, `money` (M), the scores `r`, `f`, `m` and `new_segment`. The cut points and the population."""
+    since = config.window_start(now, tz)
+    where = f"+at >= {literal(_utc(since))}" if since is not None else ""
+    snap.read("visits", "visits", {"client": "text", "at as visit_at": "text", "(kind = 'visit') as is_visit": "int",
+                                   "amount": "int"}, where)
+    snap.read("clients", "entities", {
+        "id": "text", "json_extract(fields, '$.segment') as segment": "text",
+        "json_extract(fields, '$.rfm.r') as r0": "int", "json_extract(fields, '$.rfm.f') as f0": "int",
+        "json_extract(fields, '$.rfm.m') as m0": "int",
+        "coalesce(json_extract(fields, '$.visit_count'), 0) as ever": "int"}, "kind = 'client'")
+    now_us = int(now.timestamp() * 1_000_000)
+    money = ("total" if config.monetary_of == "total" else
+             "case when paid > 0 then (2 * total + paid) // (2 * paid) else 0 end")
+    snap.run(f"""create or replace table agg as select client, visits, total, paid,
+                     case when last_us is null then null
+                          else greatest(({now_us} - last_us) // 86400000000, 0) end as days,
+                     {money} as money
+                 from (select client, sum(is_visit)::bigint as visits, sum(amount)::bigint as total,
+                              count(*)::bigint as paid,
+                              max(case when is_visit = 1 then epoch_us(cast(substr(visit_at, 1, 26) as timestamp))
+                                  end) as last_us
+                       from visits group by client)""")
+    snap.run("drop table visits")  # the grouped figures are all that is needed: free the rows' memory
+    population = int(snap.value("select count(*) from agg where visits > 0") or 0)
+    counts = {m.name: [(int(v), int(c)) for v, c in snap.duck.execute(
+        f"select {_column(m.name)}, count(*) from agg where visits > 0 group by 1 order by 1").fetchall()]
+              for m in config.metrics if m.by_quantiles}
+    cuts = cuts_of(config, counts)
+    scores = ", ".join(f"{_score_sql(_column(m.name), cuts.of(m.name), m.higher_is_better)} as {m.name}"
+                       for m in config.metrics)
+    # Every client with a visit, ever (`visit_count`): those with none in the window score 0, 0, 0.
+    snap.run(f"""create or replace table scored as select c.id as client, c.segment, c.r0, c.f0, c.m0,
+                     coalesce(a.visits, 0) as visits, coalesce(a.total, 0) as total, coalesce(a.paid, 0) as paid,
+                     a.days, coalesce(a.money, 0) as money, {scores}
+                 from clients c left join agg a on a.client = c.id where c.ever > 0""")
+    _segments_of(snap, config, cuts, ectx)
+    return cuts, population
+
+
+def _column(metric: str) -> str:
+    return {"r": "days", "f": "visits", "m": "money"}[metric]
+
+
+def _score_sql(column: str, points: tuple[int | None, ...], higher_is_better: bool) -> str:
+    """DuckDB's score of `column` as automator.segments.score gives it (0 with no visit in the window)."""
+    op = ">=" if higher_is_better else "<="
+    reached = " + ".join(f"({column} {op} {p})::integer" for p in points if p is not None) or "0"
+    return f"case when coalesce(visits, 0) = 0 then {NOT_SCORED} else 1 + {reached} end"
+
+
+def _segments_of(snap: Snapshot, config: SegmentsConfig, cuts: Cuts, ectx: EvalContext) -> None:
+    """Adds `new_segment` to `scored`: each distinct combination of what the segments read, decided once."""
+    raw = any(s.when is not None and s.when.names & RAW_NAMES for s in config.segments)
+    keys = ["r", "f", "m", *(["days", "visits", "total", "paid"] if raw else [])]
+    combos = snap.duck.execute(f"select distinct {', '.join(keys)} from scored").fetchall()
+    decided = []
+    for combo in combos:
+        row = dict(zip(keys, combo))
+        if raw:
+            values = Values(days=row["days"], visits=int(row["visits"]), total=int(row["total"]), paid=int(row["paid"]))
+        else:  # no segment reads the values: the scores alone decide
+            values = Values(days=None, visits=0, total=0, paid=0)
+        scored = classify(values, {k: int(row[k]) for k in METRICS}, config, ectx)
+        decided.append((*combo, scored.segment))
+    snap.run(f"create table segment_of ({', '.join(f'{k} BIGINT' for k in keys)}, new_segment VARCHAR)")
+    if decided:
+        snap.duck.executemany(f"insert into segment_of values ({', '.join('?' * (len(keys) + 1))})", decided)
+    on = " and ".join(f"s.{k} is not distinct from o.{k}" for k in keys)
+    snap.run(f"create or replace table scored as select s.*, o.new_segment from scored s join segment_of o on {on}")
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+# ---- what is done with the changes ----------------------------------------------------------------------------
+
+def write_changes(store: Store, rescoring: Rescoring, config: SegmentsConfig, now: datetime,
+                  progress: Callable[[int], None] = lambda n: None) -> None:
+    """Write the changed clients' `segment` and `rfm` straight into the store (no rule runs: a first scoring, or
+    one after segments.yaml changed, is not news), a batch per transaction, and keep the cut points."""
+    conn = store.db.conn
+    written = 0
+    for batch in batches(rescoring.changes):
+        with store.atomic():
+            conn.executemany(
+                "update entities set fields = json_set(fields, '$.segment', ?, '$.rfm', json(?)) "
+                "where kind = 'client' and id = ?",
+                [(c.after, json.dumps(c.rfm), c.client) for c in batch])
+        written += len(batch)
+        progress(written)
+    keep_cuts(store, rescoring, config, now)
+    state = getattr(store, "state", None)  # SqliteStore's cache of segment_avg_recency: clients were written
+    if state is not None and hasattr(state, "forget_recency"):
+        state.forget_recency()
+
+
+def keep_cuts(store: Store, rescoring: Rescoring, config: SegmentsConfig, now: datetime) -> None:
+    """Keep the cut points for rescoring one client later (a visit, segment.recompute)."""
+    with store.atomic():
+        store.set_meta(CUTS_META, json.dumps(cuts_document(config, rescoring.cuts, now, rescoring.population)))
+
+
+def change_events(change: Change, config: SegmentsConfig, day: str, now: datetime) -> list[Event]:
+    """The engine's events for one change on the daily rescoring of `day`: `client.updated` with the segment and
+    scores, and `segment.changed` when it moved; their ids name the day and the client, so journaling them again
+    (a restart mid-way) adds nothing."""
+    ref = EntityRef("client", change.client)
+    ident = f"rescore:{day}:{change.client}"
+    events = [Event(id=ident, type="client.updated", at=now, entity=ref, source=ENGINE,
+                    data={"segment": change.after, "rfm": change.rfm})]
+    if change.moved:
+        events.append(Event(id=f"{ident}>segment.changed", type="segment.changed", at=now, entity=ref, source=ENGINE,
+                            data=move_data(change.before, change.after, config)))
+    return events
+
+
+def batches(changes: list[Change]) -> Iterator[list[Change]]:
+    """The changes a transaction (WRITE_BATCH) at a time."""
+    for start in range(0, len(changes), WRITE_BATCH):
+        yield changes[start:start + WRITE_BATCH]
+
