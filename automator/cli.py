@@ -851,15 +851,14 @@ def segments_group() -> None:
 
 def _segmenting(config: Path) -> tuple[Any, Any, datetime, Any]:
     """The project with its segments.yaml, now, and the expression context segments are decided with."""
-    from automator.core.scope import eval_context
     from automator.observe import config_path
-    from automator.store.sqlite import SqliteStore
+    from automator.rescoring import context
 
     project = _project(config)
     if project.segments is None:
         raise click.ClickException(f"there is no segments.yaml beside {config_path(config)}")
     now = datetime.now(timezone.utc)
-    return project, project.segments, now, eval_context(project, SqliteStore(), now)
+    return project, project.segments, now, context(project, now)
 
 
 @segments_group.command("show")

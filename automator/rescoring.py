@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from automator.config.project import Project
 from automator.expr import EvalContext
 from automator.model import ENGINE, EntityRef, Event
 from automator.reports.snapshot import Limits, Snapshot, literal
-from automator.segments import (CUTS_META, METRICS, NOT_SCORED, Cuts, SegmentsConfig, Values, classify, cuts_document,
-                                cuts_of, move_data)
+from automator.segments import (CUTS_META, METRICS, NOT_SCORED, RESCORE, Cuts, SegmentsConfig, Values, classify,
+                                cuts_document, cuts_of)
 from automator.store.base import Store
 
 # The raw values a segment's `when` may read besides the scores: reading one decides segments per client.
@@ -40,6 +41,7 @@ class Change:
     before: str | None
     after: str | None
     rfm: dict[str, int]
+    scores_before: tuple[int | None, int | None, int | None] = (None, None, None)
 
     @property
     def moved(self) -> bool:
@@ -88,14 +90,24 @@ def rescore_all(store: Path, config: SegmentsConfig, now: datetime, tz: Any, ect
         sizes = {name: int(n) for name, n in snap.duck.execute(
             "select new_segment, count(*) from scored group by 1").fetchall()}
         changed = snap.duck.execute("""
-            select client, segment, new_segment, r, f, m from scored
+            select client, segment, new_segment, r, f, m, r0, f0, m0 from scored
             where segment is distinct from new_segment or r0 is distinct from r or f0 is distinct from f
                or m0 is distinct from m order by client""").fetchall()
         read = snap.read_seconds
-    changes = [Change(str(c), b, a, {"r": int(r), "f": int(f), "m": int(m)}) for c, b, a, r, f, m in changed]
+    changes = [Change(str(c), b, a, {"r": int(r), "f": int(f), "m": int(m)}, (r0, f0, m0))
+               for c, b, a, r, f, m, r0, f0, m0 in changed]
     return Rescoring(cuts=cuts, population=population, clients=sum(sizes.values()), sizes=sizes, changes=changes,
                      seconds={"read": read, "score": computed - started - read,
                               "total": time.perf_counter() - started})
+
+
+def context(project: Project, now: datetime) -> EvalContext:
+    """The expression context segments are decided in: segments.yaml's expressions read the scores and the values
+    only, never a store, so an empty one in memory serves (the bulk runs outside the engine's store thread)."""
+    from automator.core.scope import eval_context
+    from automator.store.sqlite import SqliteStore
+
+    return eval_context(project, SqliteStore(), now)
 
 
 def scored_table(snap: Snapshot, config: SegmentsConfig, now: datetime, tz: Any,
@@ -187,10 +199,13 @@ def write_changes(store: Store, rescoring: Rescoring, config: SegmentsConfig, no
     written = 0
     for batch in batches(rescoring.changes):
         with store.atomic():
+            # Only where the client is still as read: one a visit rescored meanwhile is left as that visit left them.
             conn.executemany(
                 "update entities set fields = json_set(fields, '$.segment', ?, '$.rfm', json(?)) "
-                "where kind = 'client' and id = ?",
-                [(c.after, json.dumps(c.rfm), c.client) for c in batch])
+                "where kind = 'client' and id = ? and json_extract(fields, '$.segment') is ? "
+                "and json_extract(fields, '$.rfm.r') is ? and json_extract(fields, '$.rfm.f') is ? "
+                "and json_extract(fields, '$.rfm.m') is ?",
+                [(c.after, json.dumps(c.rfm), c.client, c.before, *c.scores_before) for c in batch])
         written += len(batch)
         progress(written)
     keep_cuts(store, rescoring, config, now)
@@ -205,18 +220,12 @@ def keep_cuts(store: Store, rescoring: Rescoring, config: SegmentsConfig, now: d
         store.set_meta(CUTS_META, json.dumps(cuts_document(config, rescoring.cuts, now, rescoring.population)))
 
 
-def change_events(change: Change, config: SegmentsConfig, day: str, now: datetime) -> list[Event]:
-    """The engine's events for one change on the daily rescoring of `day`: `client.updated` with the segment and
-    scores, and `segment.changed` when it moved; their ids name the day and the client, so journaling them again
-    (a restart mid-way) adds nothing."""
-    ref = EntityRef("client", change.client)
-    ident = f"rescore:{day}:{change.client}"
-    events = [Event(id=ident, type="client.updated", at=now, entity=ref, source=ENGINE,
-                    data={"segment": change.after, "rfm": change.rfm})]
-    if change.moved:
-        events.append(Event(id=f"{ident}>segment.changed", type="segment.changed", at=now, entity=ref, source=ENGINE,
-                            data=move_data(change.before, change.after, config)))
-    return events
+def rescore_events(changes: Iterable[Change], day: str, now: datetime) -> list[Event]:
+    """The daily rescoring's `segment.rescore` for each client whose scores changed: the engine rescores each as
+    of deciding it (a visit decided meanwhile is not overwritten by this older read) and emits `segment.changed`
+    when they moved. Their ids name the day and the client: journaling them again (a restart mid-way) adds nothing."""
+    return [Event(id=f"rescore:{day}:{c.client}", type=RESCORE, at=now, entity=EntityRef("client", c.client),
+                  source=ENGINE, data={"day": day}) for c in changes]
 
 
 def batches(changes: list[Change]) -> Iterator[list[Change]]:

@@ -386,7 +386,8 @@ def score_range(metric: str, value: Any, scale: int) -> ScoreRange | str:
 
 # ---- one client, rescored (a visit in decide(), segment.recompute) ----------------------------------------------
 
-CUTS_META = "segments.cuts"  # the store's meta: the cut points the last full rescoring computed, with its digest
+CUTS_META = "segments.cuts"
+RESCORE = "segment.rescore"  # the daily rescoring's event: the engine rescores its client as of deciding it  # the store's meta: the cut points the last full rescoring computed, with its digest
 
 
 def cuts_for(config: SegmentsConfig, stored: Mapping[str, Any] | None) -> Cuts | None:

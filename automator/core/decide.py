@@ -16,9 +16,9 @@ from automator.core.runner import advance
 from automator.core.state import RunState
 from automator import facts as reports_facts, history
 from automator.expr import EvalError, Expr, Record
-from automator.model import (Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit, WhyNot,
-                             plain)
-from automator.segments import rescored_fields
+from automator.model import (ENGINE, Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit,
+                             WhyNot, plain)
+from automator.segments import RESCORE, rescored_fields
 from automator.steps.wait import resume_timer_id
 from automator.store.base import Snapshot
 from automator.triggers import TRIGGERS, kind_of
@@ -67,6 +67,9 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
         after = history.recorded(Entity(event.entity, after.fields if after else {}, event.at or now), visits)
         if project.segments is not None and after.fields.get("visit_count"):  # a purchase alone scores no one
             after = _rescored(project, snapshot, event, after, visits, now, plan)
+    elif event.type == RESCORE and event.source == ENGINE and after is not None and project.segments is not None \
+            and after.fields.get("visit_count"):
+        after = _rescored(project, snapshot, event, after, (), now, plan)  # the daily rescoring's (recency aged)
     config = project.config
     facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)
     ctx = _Deciding(project, snapshot, event, now, before, after, plan, preview)
