@@ -43,6 +43,7 @@ from automator.core.decide import decide  # noqa: E402
 from automator.model import EntityRef, Event  # noqa: E402
 from automator.rescoring import context, rescore_all, write_changes  # noqa: E402
 from automator.store.sqlite import SqliteStore  # noqa: E402
+from reports import _hash, fresh_store  # noqa: E402  (bench/ is on sys.path: the reports bench's fill helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -62,11 +63,6 @@ rfm:
 """
 
 
-def _hash(expr: str, salt: int, seed: int) -> str:
-    """A deterministic pseudo-random non-negative integer of `expr` in SQLite SQL (a multiplicative hash)."""
-    return f"((({expr}) * 2654435761 + {salt * 40503 + seed * 9973}) % 4294967296)"
-
-
 def store_path(clients: int, visits: int, seed: int) -> Path:
     """The cached store for these parameters."""
     return Path(tempfile.gettempdir()) / f"automator-bench-segments-{clients}-{visits}-{seed}-v2.db"
@@ -74,12 +70,7 @@ def store_path(clients: int, visits: int, seed: int) -> Path:
 
 def fill(path: Path, clients: int, visits: int, seed: int) -> None:
     """Fill a new store at `path`: visits first (no index while they go in), then each client's entity."""
-    part = path.with_suffix(".part")
-    part.unlink(missing_ok=True)
-    SqliteStore(str(part)).close()
-    db = sqlite3.connect(part)
-    db.execute("pragma journal_mode=off")
-    db.execute("pragma synchronous=off")
+    part, db = fresh_store(path)
     db.execute("drop index if exists idx_visits_client_at")
     start = int(NOW.timestamp()) - SPAN_S
     # Half the visits spread evenly over the clients, half skewed to a few (the product of two uniform numbers):
