@@ -13,6 +13,7 @@ combination of scores (at most 11³ of them), then joined back; only a segment w
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ from typing import Any
 from automator.config.project import Project
 from automator.expr import EvalContext
 from automator.model import ENGINE, EntityRef, Event
-from automator.reports.snapshot import Limits, Snapshot, literal
+from automator.reports.snapshot import Limits, Read, Snapshot, literal
 from automator.segments import (CUTS_META, METRICS, NOT_SCORED, RESCORE, Cuts, SegmentsConfig, Values, classify,
                                 cuts_document, cuts_of)
 from automator.store.base import Store
 
+# A visit's `at` (UTC, "2026-03-02T12:00:00.000000+00:00") as integer microseconds since the epoch, in SQLite.
+_MICROS = "unixepoch(substr(at, 1, 19)) * 1000000 + cast(substr(at, 21, 6) as integer)"
 # The raw values a segment's `when` may read besides the scores: reading one decides segments per client.
 RAW_NAMES = frozenset({"days", "visits", "money"})
 WRITE_BATCH = 20_000  # clients written (or journaled) per transaction: the daemon's writer waits a batch at most
@@ -84,8 +87,9 @@ def rescore_all(store: Path, config: SegmentsConfig, now: datetime, tz: Any, ect
                 limits: Limits | None = None) -> Rescoring:
     """Every client's segment and scores as of `now`, from the store's file (read-only: the daemon goes on)."""
     started = time.perf_counter()
-    with Snapshot(store, limits or Limits.beside(store)) as snap:
-        cuts, population = scored_table(snap, config, now, tz, ectx)
+    limits = limits or Limits.beside(store)
+    with Snapshot(store, limits) as snap:
+        cuts, population = scored_table(snap, config, now, tz, ectx, limits.threads or os.cpu_count() or 1)
         computed = time.perf_counter()
         sizes = {name: int(n) for name, n in snap.duck.execute(
             "select new_segment, count(*) from scored group by 1").fetchall()}
@@ -110,20 +114,24 @@ def context(project: Project, now: datetime) -> EvalContext:
     return eval_context(project, SqliteStore(), now)
 
 
-def scored_table(snap: Snapshot, config: SegmentsConfig, now: datetime, tz: Any,
-                 ectx: EvalContext) -> tuple[Cuts, int]:
+def scored_table(snap: Snapshot, config: SegmentsConfig, now: datetime, tz: Any, ectx: EvalContext,
+                 threads: int = 1) -> tuple[Cuts, int]:
     """Make DuckDB's table `scored` of every client with a visit, ever: `client`, their stored `segment` and scores
     (`r0`, `f0`, `m0`), the window's `visits`, `total` and `paid` (kopecks; visits and purchases), `days` since the
     latest visit, `money` (M), the scores `r`, `f`, `m` and `new_segment`. The cut points and the population."""
     since = config.window_start(now, tz)
     where = f"+at >= {literal(_utc(since))}" if since is not None else ""
-    snap.read("visits", "visits", {"client": "text", "at as visit_at": "text", "(kind = 'visit') as is_visit": "int",
-                                   "amount": "int"}, where)
-    snap.read("clients", "entities", {
-        "id": "text", "json_extract(fields, '$.segment') as segment": "text",
-        "json_extract(fields, '$.rfm.r') as r0": "int", "json_extract(fields, '$.rfm.f') as f0": "int",
-        "json_extract(fields, '$.rfm.m') as m0": "int",
-        "coalesce(json_extract(fields, '$.visit_count'), 0) as ever": "int"}, "kind = 'client'")
+    # The visits split in as many parts as DuckDB has threads, read at once with the clients (most of the time is
+    # SQLite's, a core per connection). A moment as integer microseconds, made in SQLite from the fixed-width UTC
+    # text the store keeps: exact, and a third less to read than the text.
+    snap.read_at_once([
+        Read("visits", "visits", {"client": "text", f"{_MICROS} as at_us": "int",
+                                  "(kind = 'visit') as is_visit": "int", "amount": "int"}, where, parts=threads),
+        Read("clients", "entities", {
+            "id": "text", "json_extract(fields, '$.segment') as segment": "text",
+            "json_extract(fields, '$.rfm.r') as r0": "int", "json_extract(fields, '$.rfm.f') as f0": "int",
+            "json_extract(fields, '$.rfm.m') as m0": "int",
+            "coalesce(json_extract(fields, '$.visit_count'), 0) as ever": "int"}, "kind = 'client'")])
     now_us = int(now.timestamp() * 1_000_000)
     money = ("total" if config.monetary_of == "total" else
              "case when paid > 0 then (2 * total + paid) // (2 * paid) else 0 end")
@@ -133,8 +141,7 @@ def scored_table(snap: Snapshot, config: SegmentsConfig, now: datetime, tz: Any,
                      {money} as money
                  from (select client, sum(is_visit)::bigint as visits, sum(amount)::bigint as total,
                               count(*)::bigint as paid,
-                              max(case when is_visit = 1 then epoch_us(cast(substr(visit_at, 1, 26) as timestamp))
-                                  end) as last_us
+                              max(case when is_visit = 1 then at_us end) as last_us
                        from visits group by client)""")
     snap.run("drop table visits")  # the grouped figures are all that is needed: free the rows' memory
     population = int(snap.value("select count(*) from agg where visits > 0") or 0)

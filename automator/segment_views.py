@@ -3,6 +3,7 @@ show`, a Report rendered as every report is), and one client's scoring explained
 the values, the cut points, the scores, the segment whose conditions held and why each one before did not."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +35,9 @@ def show(store: Path, config: SegmentsConfig, now: datetime, tz: Any, ectx: Eval
          limits: Limits | None = None) -> Report:
     """Each segment (in the file's order, then clients in none) with its clients, share, average check, average
     recency and revenue over the window, grouped by the segment each client has in the store now."""
-    with Snapshot(store, limits or Limits.beside(store)) as snap:
-        scored_table(snap, config, now, tz, ectx)
+    limits = limits or Limits.beside(store)
+    with Snapshot(store, limits) as snap:
+        scored_table(snap, config, now, tz, ectx, limits.threads or os.cpu_count() or 1)
         found = {name: row for name, *row in snap.duck.execute(
             "select segment, count(*), sum(total)::bigint, sum(paid)::bigint, sum(days)::bigint, count(days) "
             "from scored group by segment").fetchall()}

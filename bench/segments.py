@@ -65,7 +65,7 @@ rfm:
 
 def store_path(clients: int, visits: int, seed: int) -> Path:
     """The cached store for these parameters."""
-    return Path(tempfile.gettempdir()) / f"automator-bench-segments-{clients}-{visits}-{seed}-v2.db"
+    return Path(tempfile.gettempdir()) / f"automator-bench-segments-{clients}-{visits}-{seed}-v3.db"
 
 
 def fill(path: Path, clients: int, visits: int, seed: int) -> None:
@@ -73,10 +73,11 @@ def fill(path: Path, clients: int, visits: int, seed: int) -> None:
     part, db = fresh_store(path)
     db.execute("drop index if exists idx_visits_client_at")
     start = int(NOW.timestamp()) - SPAN_S
-    # Half the visits spread evenly over the clients, half skewed to a few (the product of two uniform numbers):
-    # regulars with dozens of visits, and most clients with a handful.
-    client = (f"case when n % 2 = 0 then 1 + ({_hash('n', 6, seed)} >> 11) % {clients} else "
-              f"1 + ({_hash('n', 1, seed)} % 65536) * ({_hash('n', 2, seed)} % 65536) / 4294967296.0 * {clients} end")
+    # Every client's first visit, then half the rest spread evenly over the clients and half skewed to a few (the
+    # product of two uniform numbers): regulars with dozens of visits, and most clients with a handful.
+    client = (f"case when n <= {clients} then n when n % 2 = 0 then 1 + ({_hash('n', 6, seed)} >> 11) % {clients} else "
+              f"1 + ({_hash('n', 1, seed)} % 65536) * ({_hash('n', 2, seed)} % 65536) / 4294967296.0 * {clients} "
+              "end")
     db.execute(f"""
         insert into visits (id, client, at, kind, branch, services, category, staff, amount, currency, booking, source)
         with recursive n(n) as (select 1 union all select n + 1 from n where n < {visits})

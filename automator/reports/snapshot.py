@@ -15,7 +15,8 @@ from datetime import datetime, timezone, tzinfo
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +51,17 @@ class Limits:
         priority (bench/report_beside_daemon.py: median ×0.79 on two cores, ×0.99 on one); alone it may use them
         all, and the year's retention report takes 5.5 s instead of about 9."""
         return cls(threads=1) if holder(store) is not None else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One table to read (see `Snapshot.read`), in `parts` ranges of rowids read at once (`Snapshot.read_at_once`)."""
+
+    name: str
+    table: str
+    columns: Mapping[str, str]
+    where: str = ""
+    parts: int = 1
 
 
 class Snapshot:
@@ -101,24 +113,79 @@ class Snapshot:
         rows that match `where` (SQLite SQL after WHERE, a GROUP BY may follow; literals only: see `literal()`)
         into the DuckDB table `name`. A table the store lacks loads as an empty one."""
         started = time.perf_counter()
+        load = self._prepare(name, table, columns, where)
+        if load is not None:
+            self._load(self._cursor, self.duck, *load)
+        self._tables.add(name)
+        self.read_seconds += time.perf_counter() - started
+
+    def read_at_once(self, reads: Sequence[Read]) -> None:
+        """`read` each of `reads` at the same time, each part (a range of rowids of a read's `parts`) on a SQLite
+        connection and a thread of its own: a read is most of a bulk pass's time, and one connection reads on one
+        core. Unlike `read`, the parts are not of one moment of the store: each connection's read transaction
+        begins as the others do, so a commit landing between them is seen by some. For a pass over whole tables
+        that tolerates it (the segments' rescoring), not for a report's figures that must add up."""
+        import adbc_driver_sqlite.dbapi as adbc
+
+        started = time.perf_counter()
+        jobs: list[tuple[str, str, str]] = []
+        for read in reads:
+            load = self._prepare(read.name, read.table, read.columns, read.where)
+            self._tables.add(read.name)
+            if load is None:
+                continue
+            sql, restored = load[0], load[2]
+            if read.parts <= 1:
+                jobs.append((sql, read.name, restored))
+                continue
+            low, high = self._fetch_python(f"select min(rowid), max(rowid) from {read.table}")[0]
+            if low is None:
+                continue
+            step = (high - low) // read.parts + 1
+            joiner = " and " if read.where else " where "
+            jobs += [(f"{sql}{joiner}rowid between {start} and {start + step - 1}", read.name, restored)
+                     for start in range(low, high + 1, step)]
+
+        def run(job: tuple[str, str, str]) -> None:
+            connection = adbc.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
+            cursor, duck = connection.cursor(), self.duck.cursor()
+            try:
+                self._load(cursor, duck, job[0], job[1], job[2])
+            finally:
+                cursor.close()
+                connection.rollback()
+                connection.close()
+                duck.close()
+
+        with ThreadPoolExecutor(len(jobs) or 1, thread_name_prefix="automator-read") as pool:
+            list(pool.map(run, jobs))  # each job's exception, if any, raised here
+        self.read_seconds += time.perf_counter() - started
+
+    def _prepare(self, name: str, table: str, columns: Mapping[str, str],
+                 where: str) -> tuple[str, str, str] | None:
+        """Make the DuckDB table `name`; the SQLite query that reads it and DuckDB's columns restored from it (None:
+        the store lacks `table`)."""
         names = [_alias(column) for column in columns]
         declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
         self.duck.execute(f'create or replace table "{name}" ({declared})')
-        if self.has(table):
-            selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
-                                 else f'{_expression(c)} as "{n}"'
-                                 for c, n, kind in zip(columns, names, columns.values()))
-            # Batches of 64k rows, not ADBC's 1,024: a third less time per million rows read.
-            self._cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
-            self._cursor.execute(f"select {selected} from {table}" + (f" where {where}" if where else ""))
-            stream = self._cursor.fetch_arrow()
-            # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
-            restored = ", ".join(f"nullif(\"{n}\"::varchar, '')" if kind == "text" else
-                                 f"epoch(cast(substr(nullif(\"{n}\"::varchar, ''), 1, 19) as timestamp))::bigint"
-                                 if kind == "moment" else f'"{n}"' for n, kind in zip(names, columns.values()))
-            self.duck.execute(f'insert into "{name}" select {restored} from stream')
-        self._tables.add(name)
-        self.read_seconds += time.perf_counter() - started
+        if not self.has(table):
+            return None
+        selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
+                             else f'{_expression(c)} as "{n}"'
+                             for c, n, kind in zip(columns, names, columns.values()))
+        # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
+        restored = ", ".join(f"nullif(\"{n}\"::varchar, '')" if kind == "text" else
+                             f"epoch(cast(substr(nullif(\"{n}\"::varchar, ''), 1, 19) as timestamp))::bigint"
+                             if kind == "moment" else f'"{n}"' for n, kind in zip(names, columns.values()))
+        return f"select {selected} from {table}" + (f" where {where}" if where else ""), name, restored
+
+    @staticmethod
+    def _load(cursor: Any, duck: Any, sql: str, name: str, restored: str) -> None:
+        # Batches of 64k rows, not ADBC's 1,024: a third less time per million rows read.
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+        cursor.execute(sql)
+        stream = cursor.fetch_arrow()  # noqa: F841 (read by name in DuckDB's SQL below)
+        duck.execute(f'insert into "{name}" select {restored} from stream')
 
     def run(self, statement: str) -> None:
         """Run a DuckDB statement (a `create table … as`) over the tables read so far."""
