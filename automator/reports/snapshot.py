@@ -55,13 +55,13 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One table to read (see `Snapshot.read`), in `parts` ranges of rowids read at once (`Snapshot.read_at_once`)."""
+    """One table to read (see `Snapshot.read`) in parts read at once (`Snapshot.read_at_once`): each of `parts` is
+    what follows WHERE for one part (rows no other part has; a GROUP BY may follow), all loaded into `name`."""
 
     name: str
     table: str
     columns: Mapping[str, str]
-    where: str = ""
-    parts: int = 1
+    parts: tuple[str, ...] = ("",)
 
 
 class Snapshot:
@@ -120,37 +120,27 @@ class Snapshot:
         self.read_seconds += time.perf_counter() - started
 
     def read_at_once(self, reads: Sequence[Read]) -> None:
-        """`read` each of `reads` at the same time, each part (a range of rowids of a read's `parts`) on a SQLite
-        connection and a thread of its own: a read is most of a bulk pass's time, and one connection reads on one
-        core. Unlike `read`, the parts are not of one moment of the store: each connection's read transaction
-        begins as the others do, so a commit landing between them is seen by some. For a pass over whole tables
-        that tolerates it (the segments' rescoring), not for a report's figures that must add up."""
+        """`read` each part of each of `reads` at the same time, each on a SQLite connection and a thread of its
+        own: reading is most of a bulk pass's time, and one connection reads on one core. Unlike `read`, the parts
+        are not of one moment of the store: each connection's read transaction begins as the others do, so a
+        commit landing between them is seen by some. For a pass over whole tables that tolerates it (the
+        segments' rescoring), not for a report's figures that must add up."""
         import adbc_driver_sqlite.dbapi as adbc
 
         started = time.perf_counter()
         jobs: list[tuple[str, str, str]] = []
         for read in reads:
-            load = self._prepare(read.name, read.table, read.columns, read.where)
+            for where in read.parts:
+                load = self._prepare(read.name, read.table, read.columns, where, create=where == read.parts[0])
+                if load is not None:
+                    jobs.append(load)
             self._tables.add(read.name)
-            if load is None:
-                continue
-            sql, restored = load[0], load[2]
-            if read.parts <= 1:
-                jobs.append((sql, read.name, restored))
-                continue
-            low, high = self._fetch_python(f"select min(rowid), max(rowid) from {read.table}")[0]
-            if low is None:
-                continue
-            step = (high - low) // read.parts + 1
-            joiner = " and " if read.where else " where "
-            jobs += [(f"{sql}{joiner}rowid between {start} and {start + step - 1}", read.name, restored)
-                     for start in range(low, high + 1, step)]
 
         def run(job: tuple[str, str, str]) -> None:
             connection = adbc.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
             cursor, duck = connection.cursor(), self.duck.cursor()
             try:
-                self._load(cursor, duck, job[0], job[1], job[2])
+                self._load(cursor, duck, *job)
             finally:
                 cursor.close()
                 connection.rollback()
@@ -161,14 +151,19 @@ class Snapshot:
             list(pool.map(run, jobs))  # each job's exception, if any, raised here
         self.read_seconds += time.perf_counter() - started
 
-    def _prepare(self, name: str, table: str, columns: Mapping[str, str],
-                 where: str) -> tuple[str, str, str] | None:
-        """Make the DuckDB table `name`; the SQLite query that reads it and DuckDB's columns restored from it (None:
-        the store lacks `table`)."""
+    def rows_python(self, query: str) -> list[tuple[Any, ...]]:
+        """A SQLite query's rows, read in this snapshot's transaction (small answers: a count, a few keys)."""
+        return self._fetch_python(query)
+
+    def _prepare(self, name: str, table: str, columns: Mapping[str, str], where: str,
+                 create: bool = True) -> tuple[str, str, str] | None:
+        """Make the DuckDB table `name` (unless not `create`); the SQLite query that reads it and DuckDB's columns
+        restored from it (None: the store lacks `table`)."""
         names = [_alias(column) for column in columns]
         declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
-        self.duck.execute(f'create or replace table "{name}" ({declared})')
-        if not self.has(table):
+        if create:
+            self.duck.execute(f'create or replace table "{name}" ({declared})')
+        if not self.has(table.split()[0]):  # "visits indexed by …" reads the table visits
             return None
         selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
                              else f'{_expression(c)} as "{n}"'
