@@ -6,7 +6,8 @@ A store of CLIENTS clients and VISITS visits and purchases over the last 365 day
 number and `--seed`: half the visits spread evenly, half skewed to regulars, amounts 500–10,000 ₽, one in twenty a purchase), with
 each client's entity, and cached under the temporary folder by its parameters. Then:
 
-  - the first full rescoring (`automator segments compute`: every client moves from no segment) with its write;
+  - `automator segments compute` on the store never scored (every client moves from no segment), with its write;
+    then, for quantiles, after segments.yaml changed (most clients move);
   - the daily rescoring a day later on that scored store (`automator.rescoring.rescore_all`, what the daemon runs),
     median of `--runs` (3), each in a child process: time split into reading (SQLite groups each client's visits
     through its covering index, read through ADBC into DuckDB) and scoring, the changes listed, and the child's
@@ -124,11 +125,9 @@ def child(path: Path, mode: str) -> dict[str, Any]:
             "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
 
 
-def first_compute(path: Path, copy: Path, work: Path) -> dict[str, float]:
-    """`automator segments compute` on a store never scored (a copy, left scored as the daemon keeps it): every
-    client is written."""
-    shutil.copy(path, copy)
-    loaded = project(work / "first", "")
+def compute(copy: Path, work: Path, mode: str) -> dict[str, float]:
+    """`automator segments compute` with segments.yaml by `mode` (the store left scored as the daemon keeps it)."""
+    loaded = project(work / mode, QUANTILES if mode == "quantiles" else "")
     started = time.perf_counter()
     found = rescore_all(copy, loaded.segments, NOW, loaded.config.timezone, context(loaded, NOW))
     scored = time.perf_counter()
@@ -204,11 +203,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         scored = work / "scored.db"
-        first = first_compute(path, scored, work)
-        print(f"first `segments compute` (every client written): scored {first['score_s']:.2f} s, "
-              f"{first['written']:,.0f} clients written in {first['write_s']:.2f} s")
-        figures.update({f"first_{k}": v for k, v in first.items()})
+        shutil.copy(path, scored)
         for mode in ("thresholds", "quantiles"):
+            # The first scoring of a store (thresholds), then segments.yaml changed to quantiles: every client moves.
+            first = compute(scored, work, mode)
+            print(f"`segments compute` by {mode}, {'a first scoring' if mode == 'thresholds' else 'after the change'}:"
+                  f" scored {first['score_s']:.2f} s, {first['written']:,.0f} clients written in "
+                  f"{first['write_s']:.2f} s")
+            figures.update({f"compute_{mode}_{k}": v for k, v in first.items()})
             runs = []
             for _ in range(args.runs):
                 out = subprocess.run([sys.executable, __file__, "--child", str(scored), mode], check=True,
