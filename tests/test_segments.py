@@ -237,3 +237,17 @@ def test_money_in_the_scope_is_exact_roubles(tmp_path: Path) -> None:
     config, _ = _project(tmp_path)
     scope = scope_of(Values(days=1, visits=2, total=100_001, paid=2), {"r": 3, "f": 1, "m": 1}, config)
     assert scope["money"] == Decimal("500.01")  # average of 1000.01 over 2, half up: 500.005 → 500.01
+
+
+def test_a_segments_loyalty_program_must_be_one_of_loyalty_yaml(tmp_path: Path) -> None:
+    (tmp_path / "automator.yaml").write_text(PROJECT)
+    (tmp_path / "segments.yaml").write_text(SEGMENTS)
+    (tmp_path / "loyalty.yaml").write_text("programs:\n  silver: {}\n  gold: {}\n")
+    project, problems = load_project(tmp_path)
+    assert project is not None, [p.format() for p in problems]  # gold is a program: the file loads
+    (tmp_path / "loyalty.yaml").write_text("programs:\n  silver: {}\n  golden: {}\n")
+    project, problems = load_project(tmp_path)
+    assert project is None
+    assert [p.format().split("/")[-1] for p in problems if "loyalty" in p.message] == [
+        "segments.yaml:8:55: error: segment vip: loyalty program 'gold' is not in loyalty.yaml\n"
+        "    hint: did you mean 'golden'?"]

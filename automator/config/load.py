@@ -95,9 +95,13 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
     if os.path.lexists(root / SEGMENTS_FILE):  # anything there is read, so that a FIFO or a symlink out is reported
         doc = read(root / SEGMENTS_FILE, "segments.schema.json")
         if doc is not None:
-            from automator.config.segments import compile_segments
+            from automator.config.segments import check_loyalty, compile_segments
 
-            segments = compile_segments(doc.data, CompileContext(doc, problems, config))
+            segments_ctx = CompileContext(doc, problems, config)
+            segments = compile_segments(doc.data, segments_ctx)
+            programs = _loyalty_programs(root)
+            if segments is not None and programs is not None:
+                check_loyalty(segments, programs, segments_ctx)
     rules: list[Rule] = []
     first_seen: dict[str, Location] = {}
     deal_fields: set[str] = set()
@@ -118,6 +122,18 @@ def load_project(path: str | Path, *, connector_types: Mapping[str, type[Connect
                       version=content_version(texts), files=tuple(display(root / name) for name, _ in texts),
                       warnings=tuple(problems), knowledge=knowledge)
     return project, []
+
+
+def _loyalty_programs(root: Path) -> list[str] | None:
+    """The program names of loyalty.yaml beside automator.yaml (its `programs:` keys), None without one: what a
+    segment's `loyalty:` may name (the file's own problems are reported where loyalty.yaml is compiled)."""
+    file = root / "loyalty.yaml"
+    if not file.is_file():
+        return None
+    raw, refused = read_file(file, display(file), MAX_BYTES, within=root)
+    doc = load_document(file, raw=raw, display_path=display(file))[0] if refused is None else None
+    programs = doc.data.get("programs") if doc is not None and isinstance(doc.data, Mapping) else None
+    return [str(name) for name in programs] if isinstance(programs, Mapping) else None
 
 
 def _no_rules(data: Any) -> bool:
