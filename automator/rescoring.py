@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +61,20 @@ class Rescoring:
     sizes: dict[str | None, int]
     changes: list[Change] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data, as a child process hands it back (`main`)."""
+        return {"cuts": self.cuts.to_json(), "population": self.population, "clients": self.clients,
+                "sizes": [[name, n] for name, n in self.sizes.items()], "seconds": self.seconds,
+                "changes": [[c.client, c.before, c.after, c.rfm, list(c.scores_before)] for c in self.changes]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Rescoring:
+        """Back from `to_json`."""
+        return cls(cuts=Cuts.from_json(data["cuts"]), population=int(data["population"]),
+                   clients=int(data["clients"]), sizes={name: int(n) for name, n in data["sizes"]},
+                   seconds=dict(data["seconds"]),
+                   changes=[Change(c, b, a, dict(rfm), (s0[0], s0[1], s0[2])) for c, b, a, rfm, s0 in data["changes"]])
 
     def summary(self, config: SegmentsConfig) -> list[str]:
         """What `automator segments compute` prints: each segment's size and how many moved in and out."""
@@ -260,3 +275,36 @@ def batches(changes: list[Change]) -> Iterator[list[Change]]:
     for start in range(0, len(changes), WRITE_BATCH):
         yield changes[start:start + WRITE_BATCH]
 
+
+
+# ---- in a child process (the daemon's daily rescoring) -----------------------------------------------------------
+
+EXIT_STALE = 2  # the child's segments.yaml is not the daemon's (changed on disk, a reload to come): try again
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m automator.rescoring --db FILE --root DIR --at ISO --digest D --out FILE`: the full rescoring in
+    a process of its own at a report's priority (its memory, hundreds of MB at a million clients, is given back when
+    it ends, and its CPU yields to the daemon's), the result written as JSON to `--out`."""
+    import argparse
+
+    from automator.config.load import load_project
+    from automator.report_delivery import lower_priority
+
+    parser = argparse.ArgumentParser(prog="python -m automator.rescoring")
+    for option in ("--db", "--root", "--at", "--digest", "--out"):
+        parser.add_argument(option, required=True)
+    args = parser.parse_args(argv)
+    lower_priority()
+    project, problems = load_project(args.root)
+    if project is None or project.segments is None or project.segments.digest != args.digest:
+        print("segments.yaml on disk is not the one the daemon runs", file=sys.stderr)
+        return EXIT_STALE
+    now = datetime.fromisoformat(args.at)
+    found = rescore_all(Path(args.db), project.segments, now, project.config.timezone, context(project, now))
+    Path(args.out).write_text(json.dumps(found.to_json()), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,8 +2,8 @@
 recency ages with time, so once a day the whole population is rescored off the hot path and each client whose
 scores changed is handed to the engine as a `segment.rescore` event.
 
-The read and the scoring (automator.rescoring, seconds at a million clients) run in a thread of their own over a
-read-only snapshot; the engine's store thread only journals the events, a batch per transaction, so deciding goes
+The read and the scoring (automator.rescoring, seconds at a million clients) run in a child process at a report's
+priority over a read-only snapshot; the engine's store thread only journals the events, a batch per transaction, so deciding goes
 on between batches. The engine rescores each client as it decides their event (a visit decided in between is not
 overwritten by the older read) and emits `segment.changed` for a move.
 
@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from automator.clock import localize
 from automator.config.project import Project
 from automator.daemon.storethread import StoreThread
-from automator.rescoring import Rescoring, batches, context, keep_cuts, rescore_all, rescore_events, write_changes
+from automator.rescoring import Rescoring, batches, keep_cuts, rescore_events, write_changes
 from automator.segments import SegmentsConfig
 from automator.store.base import Store
 
@@ -90,8 +93,7 @@ async def rescore_daily(store: StoreThread, project: Project, now: datetime, whe
     path = await store.call(lambda s: s.path)
     if path is None:
         raise RuntimeError("the daily rescoring reads the store's file: this store has none")
-    tz = project.config.timezone
-    found = await asyncio.to_thread(rescore_all, path, config, now, tz, context(project, now))
+    found = await rescore_in_child(path, project, now)
     report = DailyReport(when.day, when.silent, found, seconds=dict(found.seconds))
     if when.silent:
         await store.call(write_changes, found, config, now)
@@ -114,6 +116,31 @@ async def rescore_daily(store: StoreThread, project: Project, now: datetime, whe
     log.info("segments: %s rescored, %d clients' scores changed, %d moved", when.day, len(found.changes),
              sum(found.moves().values()), extra={"changed": len(found.changes)})
     return report
+
+
+async def rescore_in_child(path: Path, project: Project, now: datetime) -> Rescoring:
+    """`rescore_all` in a child process at a report's priority (automator.rescoring's `main`): the engine's process
+    keeps neither its memory nor its threads. A RuntimeError when it fails (tried again at the next look)."""
+    config = project.segments
+    assert config is not None
+    with tempfile.TemporaryDirectory(prefix="automator-rescoring-") as folder:
+        out = Path(folder) / "rescoring.json"
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "automator.rescoring", f"--db={path}", f"--root={project.root}",
+            f"--at={now.isoformat()}", f"--digest={config.digest}", f"--out={out}", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        try:
+            _, stderr = await child.communicate()
+        except asyncio.CancelledError:  # the daemon is stopping: no orphan keeps reading
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+            raise
+        if child.returncode != 0:
+            said = stderr.decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError(f"the rescoring's process failed (exit {child.returncode}): "
+                               f"{said[-1] if said else 'no message'}")
+        return Rescoring.from_json(json.loads(out.read_text(encoding="utf-8")))
 
 
 def _atomic(store: Store, fn: Any) -> None:
