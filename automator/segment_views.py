@@ -128,13 +128,16 @@ def explain(snapshot: StoreSnapshot, config: SegmentsConfig, who: str, now: date
             ectx: EvalContext) -> Explained:
     """One client's scoring as the product does it now, every segment's check up to the match."""
     client = find_client(snapshot, who)
+    entity = snapshot.entity(EntityRef("client", client))
+    fields = entity.fields if entity else {}
+    if not fields.get("visit_count"):
+        raise ClientNotFound(f"client {client} has no visit (a purchase alone, or none): the product scores the "
+                             "clients who came")
     cuts = cuts_for(config, snapshot.segment_cuts())
     if cuts is None:
         raise Unscorable(NO_CUTS)
     since = config.window_start(now, tz)
     values = values_of(snapshot.visits_of(client, since), now, since)
-    entity = snapshot.entity(EntityRef("client", client))
-    fields = entity.fields if entity else {}
     return Explained(client, fields.get("name"), fields.get("segment"),
                      classify_values(values, config, cuts, ectx, explain=True), cuts, config)
 

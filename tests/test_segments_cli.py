@@ -124,6 +124,8 @@ def test_compute_show_and_explain_on_the_shipped_segments(tmp_path: Path) -> Non
 
     code, out = invoke("segments", "explain", "+79990000000", "--config", config)
     assert code == 1 and "no client has the id or phone '+79990000000'" in out, out
+    code, out = invoke("segments", "explain", "5", "--config", config)  # Дина: a purchase alone
+    assert code == 1 and "client 5 has no visit (a purchase alone, or none)" in out, out
 
 
 QUANTILES = """\
