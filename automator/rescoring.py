@@ -237,20 +237,24 @@ def write_changes(store: Store, rescoring: Rescoring, config: SegmentsConfig, no
                   progress: Callable[[int], None] = lambda n: None) -> None:
     """Write the changed clients' `segment` and `rfm` straight into the store (no rule runs: a first scoring, or
     one after segments.yaml changed, is not news), a batch per transaction, and keep the cut points."""
-    conn = store.db.conn
     written = 0
     for batch in batches(rescoring.changes):
-        with store.atomic():
-            # Only where the client is still as read: one a visit rescored meanwhile is left as that visit left them.
-            conn.executemany(
-                "update entities set fields = json_set(fields, '$.segment', ?, '$.rfm', json(?)) "
-                "where kind = 'client' and id = ? and json_extract(fields, '$.segment') is ? "
-                "and json_extract(fields, '$.rfm.r') is ? and json_extract(fields, '$.rfm.f') is ? "
-                "and json_extract(fields, '$.rfm.m') is ?",
-                [(c.after, json.dumps(c.rfm), c.client, c.before, *c.scores_before) for c in batch])
+        write_batch(store, batch)
         written += len(batch)
         progress(written)
     keep_cuts(store, rescoring, config, now)
+
+
+def write_batch(store: Store, batch: list[Change]) -> None:
+    """Write one batch of changed clients' `segment` and `rfm`, in one transaction: only where the client is still
+    as the rescoring read them (one a visit rescored meanwhile is left as that visit left them)."""
+    with store.atomic():
+        store.db.conn.executemany(
+            "update entities set fields = json_set(fields, '$.segment', ?, '$.rfm', json(?)) "
+            "where kind = 'client' and id = ? and json_extract(fields, '$.segment') is ? "
+            "and json_extract(fields, '$.rfm.r') is ? and json_extract(fields, '$.rfm.f') is ? "
+            "and json_extract(fields, '$.rfm.m') is ?",
+            [(c.after, json.dumps(c.rfm), c.client, c.before, *c.scores_before) for c in batch])
     state = getattr(store, "state", None)  # SqliteStore's cache of segment_avg_recency: clients were written
     if state is not None and hasattr(state, "forget_recency"):
         state.forget_recency()

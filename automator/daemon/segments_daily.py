@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from automator.clock import localize
 from automator.config.project import Project
 from automator.daemon.storethread import StoreThread
-from automator.rescoring import Rescoring, batches, keep_cuts, rescore_events, write_changes
+from automator.rescoring import Rescoring, batches, keep_cuts, rescore_events, write_batch
 from automator.segments import SegmentsConfig
 from automator.store.base import Store
 
@@ -96,7 +96,9 @@ async def rescore_daily(store: StoreThread, project: Project, now: datetime, whe
     found = await rescore_in_child(path, project, now)
     report = DailyReport(when.day, when.silent, found, seconds=dict(found.seconds))
     if when.silent:
-        await store.call(write_changes, found, config, now)
+        for part in batches(found.changes):  # a call each: the engine decides between them
+            await store.call(write_batch, part)
+        await store.call(keep_cuts, found, config, now)
         await store.call(lambda s: _atomic(s, lambda: _done(s, config, when.day)))
         log.info("segments: %s rescored for segments.yaml as it is now (no events: a new configuration), %d changed",
                  when.day, len(found.changes), extra={"changed": len(found.changes)})
