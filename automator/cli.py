@@ -920,6 +920,90 @@ def backup(file: Path, config: Path, db: Path | None, force: bool) -> None:
     click.echo(f"{report.target}  {report.size} bytes ({report.pages} pages, {report.seconds:.1f} s)")
 
 
+@cli.group("segments")
+def segments_group() -> None:
+    """Clients' RFM segments (segments.yaml): see them, explain one client, rescore everyone.
+
+    \b
+    Example: automator segments show --format csv
+    """
+
+
+def _segmenting(config: Path) -> tuple[Any, Any, datetime, Any]:
+    """The project with its segments.yaml, now, and the expression context segments are decided with."""
+    from automator.observe import config_path
+    from automator.rescoring import context
+
+    project = _project(config)
+    if project.segments is None:
+        raise click.ClickException(f"there is no segments.yaml beside {config_path(config)}")
+    now = datetime.now(timezone.utc)
+    return project, project.segments, now, context(project, now)
+
+
+@segments_group.command("show")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_config_option
+@_db_option
+@_operator
+def segments_show(fmt: str, config: Path, db: Path | None) -> None:
+    """Each segment: clients, share, average check, average recency and revenue over the window.
+
+    \b
+    Example: automator segments show --format csv > segments.csv
+    """
+    from automator.reports.text import render
+    from automator.segment_views import show
+
+    project, segments, now, ectx = _segmenting(config)
+    found = show(_existing_store(config, db), segments, now, project.config.timezone, ectx)
+    click.echo(render(found, fmt), nl=False)
+
+
+@segments_group.command("explain")
+@click.argument("client")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_config_option
+@_db_option
+@_operator
+def segments_explain(client: str, fmt: str, config: Path, db: Path | None) -> None:
+    """One client's R, F and M values, the cut points, the scores, the segment whose conditions held and why each
+    one before it did not. CLIENT is the product's client id or a phone.
+
+    \b
+    Example: automator segments explain "+7 916 123-45-67"
+    """
+    from automator.client_segment import Unscorable
+    from automator.segment_views import ClientNotFound, explain
+
+    project, segments, now, ectx = _segmenting(config)
+    try:
+        found = explain(_store(config, db), segments, client, now, project.config.timezone, ectx)
+    except (ClientNotFound, Unscorable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(found.to_data(), ensure_ascii=False, indent=2) if fmt == "json" else
+               "\n".join(found.lines()))
+
+
+@segments_group.command("compute")
+@_config_option
+@_db_option
+@_operator
+def segments_compute(config: Path, db: Path | None) -> None:
+    """Rescore every client from the visits in the store (a first run, or after changing segments.yaml) and write
+    the segments and scores that changed; no rule runs (the daemon's daily rescoring is what rules hear of).
+
+    \b
+    Example: automator segments compute
+    """
+    from automator.rescoring import rescore_all, write_changes
+
+    project, segments, now, ectx = _segmenting(config)
+    found = rescore_all(_existing_store(config, db), segments, now, project.config.timezone, ectx)
+    write_changes(_store(config, db, write=True), found, segments, now)
+    click.echo("\n".join(found.summary(segments)))
+
+
 def main() -> None:
     """Console-script entry point."""
     if sys.argv[1:2] == ["report"]:

@@ -63,14 +63,20 @@ def store_path(leads: int, seed: int) -> Path:
     return Path(tempfile.gettempdir()) / f"automator-bench-reports-{leads}-{seed}-v1.db"
 
 
-def fill(path: Path, leads: int, seed: int) -> dict[str, int]:
-    """Fill a new store at `path`; the number of rows of each table."""
+def fresh_store(path: Path) -> tuple[Path, sqlite3.Connection]:
+    """A new migrated store beside `path` (renamed to it once filled) opened for a bulk fill: no journal, no sync."""
     part = path.with_suffix(".part")
     part.unlink(missing_ok=True)
     SqliteStore(str(part)).close()
     db = sqlite3.connect(part)
     db.execute("pragma journal_mode=off")
     db.execute("pragma synchronous=off")
+    return part, db
+
+
+def fill(path: Path, leads: int, seed: int) -> dict[str, int]:
+    """Fill a new store at `path`; the number of rows of each table."""
+    part, db = fresh_store(path)
     clients = leads * 2 // 5
     start = int(datetime.combine(END - timedelta(days=SPAN_DAYS - 1), datetime.min.time(), TZ).timestamp())
     span = SPAN_DAYS * 86400

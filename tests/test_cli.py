@@ -20,9 +20,9 @@ def test_validate_the_example_project() -> None:
     assert code == 0, out
     # `staff` performs notifications only: it has no secret, so it accepts no webhooks, and validate says so.
     warning, hint, ok = out.splitlines()[:3]
-    assert warning == ("automator.yaml:34:3: warning: connector 'staff' (local) has no `secret` set: it accepts no "
+    assert warning == ("automator.yaml:37:3: warning: connector 'staff' (local) has no `secret` set: it accepts no "
                        "webhooks (it still performs actions)")
-    assert ok.startswith("ok: 24 rules, 3 pipelines, 7 connectors")
+    assert ok.startswith("ok: 26 rules, 3 pipelines, 7 connectors")
 
 
 def test_validate_reports_every_problem_and_exits_1(make_project) -> None:  # type: ignore[no-untyped-def]

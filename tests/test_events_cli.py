@@ -47,7 +47,8 @@ def test_the_whole_projects_catalogue_as_text(project: Path) -> None:
     assert lines[words.index("score number 0 to 10")].startswith("      score ")
     # The wording of the connector first in automator.yaml, the producers of all.
     assert "booking.updated booking a record changed (attendance, time, services…) (yclients, local)" in words
-    assert "segment.changed client segment.recompute moved the client to another segment (engine)" in words
+    assert ("segment.changed client the client moved to another segment: a visit, the daily rescoring or "
+            "segment.recompute rescored them (engine)") in words
     booking = lines.index("booking fields (read as booking.<field>, and as event.<field> in its events):")
     assert words[booking + 1] == "id id the booking's id in the system"
     assert "starts_at datetime when the visit starts" in words[booking:]

@@ -13,7 +13,7 @@ from automator.cli import cli
 ROOT = Path(__file__).resolve().parents[1]
 # The core decides without I/O: these modules may not import storage, sockets, HTTP or the file loader.
 PURE = ["automator/model.py", "automator/expr", "automator/clock.py", "automator/triggers", "automator/steps",
-        "automator/core", "automator/segments.py", "automator/actions", "automator/registry.py", "automator/phone.py"]
+        "automator/core", "automator/segments.py", "automator/client_segment.py", "automator/actions", "automator/registry.py", "automator/phone.py"]
 # A report's page is drawn from the Report alone: its formats and charts read no file, store or network.
 PURE += ["automator/reports/display.py", "automator/reports/charts.py", "automator/reports/html.py"]
 FORBIDDEN = ("sqlite3", "sqlite_utils", "httpx", "socket", "urllib", "requests", "automator.store.sqlite",

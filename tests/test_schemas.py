@@ -544,9 +544,15 @@ BAD_OTHER = [
                  ("pipelines", "sales", "stages", "new"), False, "missing required key 'id'",
                  "id: the CRM's own id of this stage, such as \"C4:NEW\" (Bitrix24) or 142 (amoCRM)", id="stage-no-id"),
     pytest.param("segments.schema.json",
-                 "rfm: {recency: [1, 2, 3], frequency: [4, 3, 2, 1], monetary: [4, 3, 2, 1]}\n"
-                 "segments: {a: {when: 'true'}}\n",
-                 ("rfm", "recency"), False, "recency: has 3 items, at least 4 allowed", None, id="short-thresholds"),
+                 "rfm: {recency: [1, 2, 3, 4], frequency: [4, 3, 2, 1], monetary: [4, 3, 2, 1]}\n"
+                 "rescore: 4am\nsegments: {a: {when: 'true'}}\n",
+                 ("rescore",), False, "rescore: expected a time of day such as 04:00, got '4am'", None,
+                 id="rescore-time"),
+    pytest.param("segments.schema.json",
+                 "rfm: {recency: [1, 2, 3, 4], frequency: [4, 3, 2, 1], monetary: [4, 3, 2, 1]}\n"
+                 "segments: {a: {f: about}}\n",
+                 ("segments", "a", "f"), False, "f: expected a comparison such as >=3, got 'about'", None,
+                 id="score-text"),
     pytest.param("test.schema.json", "now: 2026-03-02T09:00:00+03:00\nwhen: [{advance: 1d}]\n", (), False,
                  "a test needs 'when' and 'expect', or a list of cases under 'tests'", None, id="test-no-expect"),
     pytest.param("test.schema.json",
@@ -803,6 +809,8 @@ PATTERN_SAMPLES = {
     r"^[a-z][a-z0-9_]{0,31}$": "owner_chat",
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "2026-03-01",
     r"^[1-9][0-9]{0,3}(s|m)$": "30s",
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]$": "04:00",
+    r"^(>=|<=|>|<|=)? ?[0-9]{1,2}$": ">= 3",
     r"^[0-9]{1,15}([.,][0-9]{1,2})?$": "1500.00",
     r"^(0|[1-9][0-9]{0,12})([.][0-9]{1,2})?$": "99.50",
     r"^[a-z][a-z0-9_]{0,63}_token$": "partner_token",

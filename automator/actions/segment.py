@@ -1,15 +1,15 @@
-"""`segment.recompute`, an action the engine performs itself, inside the core: it needs the project's own data."""
+"""`segment.recompute`, an action the engine performs itself, inside the core: it needs the project's own data
+(the client's visits in the window and the kept cut points), and rescores as a visit does (automator.client_segment)."""
 from __future__ import annotations
 
 from automator.actions.spec import ActionRun
+from automator.client_segment import Unscorable, changed_event, rescore
 from automator.core.outcome import StepError
-from automator.model import Effect, EntityRef, Event
-from automator.segments import classify
+from automator.model import ENGINE, Effect, EntityRef, Event
 
 
 def perform(effect: Effect, state: ActionRun) -> list[Event]:
     """Recompute a client's RFM segment: `client.updated` with the scores, and `segment.changed` when it moved."""
-
     config = state.segments()
     if config is None:
         raise StepError("segment.recompute: there is no segments.yaml in this project")
@@ -20,15 +20,12 @@ def perform(effect: Effect, state: ActionRun) -> list[Event]:
         if entity is None:
             raise StepError(f"segment.recompute: client {ref.id} is not known")
         client = {**entity.fields, "id": ref.id}
-    scores, name = classify(client, config, state.ectx)
-    base = dict(id=effect.key, at=state.now, entity=ref, source="engine", depth=effect.depth + 1,
-                caused_by=effect.key)
-    events = [Event(type="client.updated", data={"segment": name, "rfm": scores}, **base)]  # type: ignore[arg-type]
-    previous = client.get("segment")
-    if name != previous:
-        segment = config.get(name)
-        data = {"from": previous, "to": name, "category": segment.category if segment else None,
-                "loyalty": segment.loyalty if segment else None}
-        events.append(Event(**{**base, "id": f"{effect.key}>segment.changed"}, type="segment.changed",  # type: ignore[arg-type]
-                            data=data))
-    return events
+    try:
+        scored = rescore(config, state.history(), ref.id, state.now, state.ectx.tz, state.ectx)
+    except Unscorable as exc:
+        raise StepError(f"segment.recompute: {exc}") from None
+    events = [Event(id=effect.key, at=state.now, entity=ref, source=ENGINE, depth=effect.depth + 1,
+                    caused_by=effect.key, type="client.updated", data={"segment": scored.segment, "rfm": scored.rfm})]
+    changed = changed_event(config, client.get("segment"), scored, event_id=effect.key, client=ref.id, now=state.now,
+                            depth=effect.depth + 1, caused_by=effect.key)
+    return events + ([changed] if changed is not None else [])

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from automator.channels import ChannelMap
+from automator.client_segment import History
 from automator.expr import EvalContext
 from automator.loyalty.config import LoyaltyConfig
 from automator.loyalty.ledger import Entry
@@ -44,6 +45,9 @@ class ActionRun(Protocol):
 
     def segments(self) -> SegmentsConfig | None:
         """The project's segments.yaml, compiled."""
+
+    def history(self) -> History:
+        """Clients' visits and the kept RFM cut points, as the snapshot has them (what rescoring reads)."""
 
     def channels(self) -> ChannelMap:
         """The project's channels (automator.yaml's `channels:`, or the built-in set)."""

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from automator.clock import BusinessHours
 from automator.config.project import Project
+from automator import client_segment
 from automator.core import scope as scopes
 from automator.core.runner import advance
 from automator.core.state import RunState
@@ -18,8 +19,9 @@ from automator.loyalty import runtime as loyalty
 from automator.loyalty.decision import TIMER_KIND as LOYALTY_TIMER, Outcome as LoyaltyOutcome
 from automator.loyalty.ledger import Entry
 from automator.expr import EvalError, Expr, Record
-from automator.model import (Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit, WhyNot,
-                             plain)
+from automator.model import (ENGINE, Decision, Effect, Entity, EntityRef, Event, Rule, Run, Timer, TraceStep, Visit,
+                             WhyNot, plain)
+from automator.segments import RESCORE, rescored_fields
 from automator.steps.wait import resume_timer_id
 from automator.store.base import Snapshot
 from automator.triggers import TRIGGERS, kind_of
@@ -74,12 +76,17 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
         # Refused whole: a visit kept with a guessed amount would be wrong money in every figure after it.
         return Decision(event=event, entity_before=before, entity_after=None,
                         why_not=(WhyNot(event.type, f"the event is refused: {exc}"),))
+    plan = _Plan()
     if visits:
         assert event.entity is not None  # visit_of names the client
         after = history.recorded(Entity(event.entity, after.fields if after else {}, event.at or now), visits)
+        if project.segments is not None and after.fields.get("visit_count"):  # a purchase alone scores no one
+            after = _rescored(project, snapshot, event, after, visits, now, plan)
+    elif event.type == RESCORE and event.source == ENGINE and after is not None and project.segments is not None \
+            and after.fields.get("visit_count"):
+        after = _rescored(project, snapshot, event, after, (), now, plan)  # the daily rescoring's (recency aged)
     config = project.config
     facts = reports_facts.facts_of(event, before, after, config.channels, project.pipelines, config.timezone)
-    plan = _Plan()
     if project.loyalty is not None and event.type != "timer.fired":
         plan.add_loyalty(loyalty.on_event(project.loyalty, snapshot, event, after, visits, now, config.timezone,
                                           project.segments))
@@ -101,6 +108,25 @@ def decide(project: Project, snapshot: Snapshot, event: Event, now: datetime, *,
                     runs=tuple(plan.runs.values()), effects=tuple(plan.effects), timers=tuple(plan.timers.values()),
                     cancel_timers=tuple(plan.cancel), events=tuple(plan.events), why_not=tuple(plan.why_not),
                     visits=visits, facts=facts, ledger=tuple(plan.ledger))
+
+
+def _rescored(project: Project, snapshot: Snapshot, event: Event, client: Entity, visits: tuple[Visit, ...],
+              now: datetime, plan: _Plan) -> Entity:
+    """The client a visit added to, rescored at once (segments.yaml): the new segment and scores in their fields,
+    and `segment.changed` in the plan's events when they moved; as they were when there are no cut points yet."""
+    config = project.segments
+    assert config is not None
+    try:
+        scored = client_segment.rescore(config, snapshot, client.ref.id, now, project.config.timezone,
+                                    scopes.eval_context(project, snapshot, now, client), visits)
+    except client_segment.Unscorable as exc:
+        plan.why_not.append(WhyNot("segments.yaml", f"the client is not rescored: {exc}"))
+        return client
+    changed = client_segment.changed_event(config, client.fields.get("segment"), scored, event_id=event.id,
+                                       client=client.ref.id, now=now, depth=event.depth + 1)
+    if changed is not None:
+        plan.events.append(changed)
+    return Entity(client.ref, rescored_fields(client.fields, scored), client.updated_at)
 
 
 def new_visits(event: Event, snapshot: Snapshot) -> tuple[Visit, ...]:

@@ -85,6 +85,10 @@ class RunState:
         """The project's segments.yaml, compiled."""
         return self.project.segments
 
+    def history(self) -> Snapshot:
+        """Clients' visits and the kept RFM cut points, as the snapshot has them (what rescoring reads)."""
+        return self.snapshot
+
     def channels(self) -> ChannelMap:
         """The project's channels (automator.yaml's `channels:`, or the built-in set)."""
         return self.project.config.channels

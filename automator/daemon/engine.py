@@ -18,7 +18,7 @@ from typing import Any
 
 from automator.clock import Clock
 from automator.config.project import Project
-from automator.daemon import worklog
+from automator.daemon import segments_daily, worklog
 from automator.daemon.storethread import StoreThread
 from automator.daemon.timers import fire_due
 from automator.daemon.worker import BatchReport, process_batch
@@ -29,6 +29,7 @@ PRUNE_EVERY = 3600.0  # seconds between prunings of old history
 # nudges it), a timer set earlier than the next one, a reload. These are the longest they sleep in any case.
 WORK_SAFETY_NET = 60.0
 TIMERS_SAFETY_NET = 60.0
+SEGMENTS_SAFETY_NET = 60.0  # a reload that adds or changes segments.yaml is seen within this
 
 
 class Engine:
@@ -52,13 +53,15 @@ class Engine:
         self.wake = wake or asyncio.Event()  # events were journaled: decide them
         self.wake_timers = wake_timers or asyncio.Event()  # a timer may be due earlier than the loop thought
         self._pruned = time.monotonic()
+        self.wake_segments = asyncio.Event()  # the daily rescoring's sleep: stopping ends it
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Both loops, until `stopping` is set; each outlives its failures."""
         relay = asyncio.create_task(self._wake_on(stopping))
         try:
             await asyncio.gather(survive("worker", stopping, lambda: self._work_once(stopping)),
-                                 survive("timers", stopping, lambda: self._timers_once(stopping)))
+                                 survive("timers", stopping, lambda: self._timers_once(stopping)),
+                                 survive("segments", stopping, lambda: self._segments_once(stopping)))
         finally:
             relay.cancel()
 
@@ -67,6 +70,7 @@ class Engine:
         await stopping.wait()
         self.wake.set()
         self.wake_timers.set()
+        self.wake_segments.set()
 
     async def _work_once(self, stopping: asyncio.Event) -> None:
         # Cleared before the look, not after: what is journaled while a batch is decided wakes the next look.
@@ -107,6 +111,29 @@ class Engine:
             timeout = min(timeout, max(0.0, (report.next_due - self.clock.now()).total_seconds()))
         timeout = min(timeout, max(0.0, PRUNE_EVERY - (time.monotonic() - self._pruned)))
         await sleep_until_woken(self.wake_timers, stopping, timeout)
+
+
+    async def _segments_once(self, stopping: asyncio.Event) -> None:
+        """The daily rescoring when one is due (segments.yaml's `rescore:`, a day missed, a new configuration),
+        then asleep until the next."""
+        self.wake_segments.clear()
+        project = self.project()
+        config = project.segments if project is not None else None
+        timeout = SEGMENTS_SAFETY_NET
+        if config is not None:
+            tz = project.config.timezone
+            try:
+                when = await self.store.call(segments_daily.due, config, self.clock.now(), tz)
+                if when is not None:
+                    await segments_daily.rescore_daily(self.store, project, self.clock.now(), when)
+                    self.wake.set()  # the worker decides the segment.rescore events
+            except Exception:  # tried again at the next look (a minute), not every second
+                log.exception("the daily rescoring of segments failed; it is tried again in %g s", SEGMENTS_SAFETY_NET)
+                await sleep_until_woken(self.wake_segments, stopping, SEGMENTS_SAFETY_NET)
+                return
+            timeout = min(timeout, (segments_daily.next_run(config, self.clock.now(), tz)
+                                    - self.clock.now()).total_seconds())
+        await sleep_until_woken(self.wake_segments, stopping, max(0.0, timeout))
 
 
 async def sleep_until_woken(wake: asyncio.Event, stopping: asyncio.Event, timeout: float) -> None:

@@ -15,7 +15,8 @@ from datetime import datetime, timezone, tzinfo
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +51,17 @@ class Limits:
         priority (bench/report_beside_daemon.py: median ×0.79 on two cores, ×0.99 on one); alone it may use them
         all, and the year's retention report takes 5.5 s instead of about 9."""
         return cls(threads=1) if holder(store) is not None else cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One table to read (see `Snapshot.read`) in parts read at once (`Snapshot.read_at_once`): each of `parts` is
+    what follows WHERE for one part (rows no other part has; a GROUP BY may follow), all loaded into `name`."""
+
+    name: str
+    table: str
+    columns: Mapping[str, str]
+    parts: tuple[str, ...] = ("",)
 
 
 class Snapshot:
@@ -101,24 +113,74 @@ class Snapshot:
         rows that match `where` (SQLite SQL after WHERE, a GROUP BY may follow; literals only: see `literal()`)
         into the DuckDB table `name`. A table the store lacks loads as an empty one."""
         started = time.perf_counter()
-        names = [_alias(column) for column in columns]
-        declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
-        self.duck.execute(f'create or replace table "{name}" ({declared})')
-        if self.has(table):
-            selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
-                                 else f'{_expression(c)} as "{n}"'
-                                 for c, n, kind in zip(columns, names, columns.values()))
-            # Batches of 64k rows, not ADBC's 1,024: a third less time per million rows read.
-            self._cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
-            self._cursor.execute(f"select {selected} from {table}" + (f" where {where}" if where else ""))
-            stream = self._cursor.fetch_arrow()
-            # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
-            restored = ", ".join(f"nullif(\"{n}\"::varchar, '')" if kind == "text" else
-                                 f"epoch(cast(substr(nullif(\"{n}\"::varchar, ''), 1, 19) as timestamp))::bigint"
-                                 if kind == "moment" else f'"{n}"' for n, kind in zip(names, columns.values()))
-            self.duck.execute(f'insert into "{name}" select {restored} from stream')
+        load = self._prepare(name, table, columns, where)
+        if load is not None:
+            self._load(self._cursor, self.duck, *load)
         self._tables.add(name)
         self.read_seconds += time.perf_counter() - started
+
+    def read_at_once(self, reads: Sequence[Read]) -> None:
+        """`read` each part of each of `reads` at the same time, each on a SQLite connection and a thread of its
+        own: reading is most of a bulk pass's time, and one connection reads on one core. Unlike `read`, the parts
+        are not of one moment of the store: each connection's read transaction begins as the others do, so a
+        commit landing between them is seen by some. For a pass over whole tables that tolerates it (the
+        segments' rescoring), not for a report's figures that must add up."""
+        import adbc_driver_sqlite.dbapi as adbc
+
+        started = time.perf_counter()
+        jobs: list[tuple[str, str, str]] = []
+        for read in reads:
+            for where in read.parts:
+                load = self._prepare(read.name, read.table, read.columns, where, create=where == read.parts[0])
+                if load is not None:
+                    jobs.append(load)
+            self._tables.add(read.name)
+
+        def run(job: tuple[str, str, str]) -> None:
+            connection = adbc.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro")
+            cursor, duck = connection.cursor(), self.duck.cursor()
+            try:
+                self._load(cursor, duck, *job)
+            finally:
+                cursor.close()
+                connection.rollback()
+                connection.close()
+                duck.close()
+
+        with ThreadPoolExecutor(len(jobs) or 1, thread_name_prefix="automator-read") as pool:
+            list(pool.map(run, jobs))  # each job's exception, if any, raised here
+        self.read_seconds += time.perf_counter() - started
+
+    def rows_python(self, query: str) -> list[tuple[Any, ...]]:
+        """A SQLite query's rows, read in this snapshot's transaction (small answers: a count, a few keys)."""
+        return self._fetch_python(query)
+
+    def _prepare(self, name: str, table: str, columns: Mapping[str, str], where: str,
+                 create: bool = True) -> tuple[str, str, str] | None:
+        """Make the DuckDB table `name` (unless not `create`); the SQLite query that reads it and DuckDB's columns
+        restored from it (None: the store lacks `table`)."""
+        names = [_alias(column) for column in columns]
+        declared = ", ".join(f'"{n}" {TYPES[kind]}' for n, kind in zip(names, columns.values()))
+        if create:
+            self.duck.execute(f'create or replace table "{name}" ({declared})')
+        if not self.has(table.split()[0]):  # "visits indexed by …" reads the table visits
+            return None
+        selected = ", ".join(f"coalesce({_expression(c)}, '') as \"{n}\"" if kind in ("text", "moment")
+                             else f'{_expression(c)} as "{n}"'
+                             for c, n, kind in zip(columns, names, columns.values()))
+        # ::varchar: an empty result's columns come typed as integers (nothing to infer a type from)
+        restored = ", ".join(f"nullif(\"{n}\"::varchar, '')" if kind == "text" else
+                             f"epoch(cast(substr(nullif(\"{n}\"::varchar, ''), 1, 19) as timestamp))::bigint"
+                             if kind == "moment" else f'"{n}"' for n, kind in zip(names, columns.values()))
+        return f"select {selected} from {table}" + (f" where {where}" if where else ""), name, restored
+
+    @staticmethod
+    def _load(cursor: Any, duck: Any, sql: str, name: str, restored: str) -> None:
+        # Batches of 64k rows, not ADBC's 1,024: a third less time per million rows read.
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "65536"})
+        cursor.execute(sql)
+        stream = cursor.fetch_arrow()  # noqa: F841 (read by name in DuckDB's SQL below)
+        duck.execute(f'insert into "{name}" select {restored} from stream')
 
     def run(self, statement: str) -> None:
         """Run a DuckDB statement (a `create table … as`) over the tables read so far."""

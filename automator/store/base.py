@@ -54,6 +54,9 @@ class Snapshot(Protocol):
     def segment_recency(self) -> Mapping[str, timedelta]:
         """Average time between visits per segment."""
 
+    def segment_cuts(self) -> Mapping[str, Any] | None:
+        """The RFM cut points the last full rescoring kept (`automator.segments.cuts_document`), None before one."""
+
     # ---- one client across systems, and their history -----------------------------------------------
     def client_of(self, system: str, ext_id: str) -> str | None:
         """The person (a `client` entity's id) a system's own id belongs to: `system` is a connector's name, or

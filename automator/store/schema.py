@@ -180,6 +180,18 @@ def m006_ledger(db: sqlite_utils.Database) -> None:
     _table(db, "ledger").create_index(["account", "expires_at"], if_not_exists=True)
     _table(db, "ledger").create_index(["visit"], if_not_exists=True)
 
+
+@MIGRATIONS()
+def m007_visits_by_client(db: sqlite_utils.Database) -> None:
+    """The index the segments' full rescoring reads the visits through: (client, at, kind, amount) holds every
+    column it reads, so SQLite groups a window's visits per client in the index's order, with no sort and no row
+    read (bench/segments.py: a million clients' ten million visits grouped in about 3 s, against 8 s to read them
+    out raw). It serves what (client, at) served, a person's visits in order, and replaces it."""
+    _table(db, "visits").create_index(["client", "at", "kind", "amount"], index_name="visits_by_client",
+                                      if_not_exists=True)
+    db.execute("drop index if exists idx_visits_client_at")
+
+
 def migrate(db: sqlite_utils.Database, migrations: sqlite_utils.Migrations = MIGRATIONS) -> None:
     """Apply the migrations this database has not had yet, in order (inside the caller's transaction)."""
     migrations.apply(db)

@@ -102,6 +102,9 @@ class SqliteStore(Store):
     def segment_recency(self) -> Mapping[str, timedelta]:
         return self.state.segment_recency()
 
+    def segment_cuts(self) -> Mapping[str, Any] | None:
+        return self.state.segment_cuts()
+
     # ---- people across systems and their history (people.py) -------------------------------------------
     def client_of(self, system: str, ext_id: str) -> str | None:
         return self.people.client_of(system, ext_id)

@@ -99,6 +99,10 @@ class Staged:
 
         return average_recency({**e.fields} for e in self.entities("client"))
 
+    def segment_cuts(self) -> Mapping[str, Any] | None:
+        """The RFM cut points the store keeps (no decision changes them)."""
+        return self.store.segment_cuts()
+
     # ---- people and their history: the store's links (written when events are journaled, before any decision),
     # with the staged decisions' entities and visits laid over them
     def client_of(self, system: str, ext_id: str) -> str | None:

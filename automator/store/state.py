@@ -95,6 +95,14 @@ class State:
             self._recency = average_recency({**e.fields} for e in self.entities("client"))
         return self._recency
 
+    def segment_cuts(self) -> Mapping[str, Any] | None:
+        """The RFM cut points the last full rescoring kept in the meta (read each time: another process, the daemon
+        or `automator segments compute`, may have written them since)."""
+        from automator.segments import CUTS_META
+
+        text = self.get_meta(CUTS_META)
+        return load(text) if text else None
+
     def forget_recency(self) -> None:
         """Clients were written by another part (people.py's recomputation): work the recency out again."""
         self._recency = None

@@ -37,7 +37,7 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
     assert "_sqlite_migrations" not in sqlite_utils.Database(old_db).table_names()
     store = SqliteStore(old_db)
     try:
-        assert schema.version(store.db) == schema.latest() == 6
+        assert schema.version(store.db) == schema.latest() == 7
         assert [(r.id, r.status, r.vars) for r in store.runs()] == [("run-0", "waiting", {"n": 0}),
                                                                     ("run-1", "done", {"n": 1})]
         anna = store.entity(ANNA)
@@ -53,7 +53,7 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
         store.close()
     again = SqliteStore(old_db)  # opening again applies nothing twice
     try:
-        assert schema.version(again.db) == 6
+        assert schema.version(again.db) == 7
         # Migration 2: a person's bookings are found through the new index, on rows written before it.
         again.put_entity(Entity(EntityRef("booking", "b1"), {"client": "1"}, NOW))
         assert [e.ref.id for e in again.related("booking", "1")] == ["b1"]
@@ -70,6 +70,17 @@ def test_a_database_of_0712af0_is_migrated_and_reads_back(old_db: Path) -> None:
             f"explain query plan select id from entities indexed by entities_booking_start where kind = 'booking' "
             f"and {START_SQL} >= '2026' and {START_SQL} < '2027'"))
         assert "SEARCH entities USING INDEX entities_booking_start" in plan  # a range of it, not a scan
+        # Migration 6: a person's visits in order, and the window's visits grouped per client, through one index
+        # that holds every column the segments' rescoring reads (no row read: a covering index).
+        plan = " ".join(str(row) for row in again.db.conn.execute(
+            "explain query plan select id from visits where client = '1' and at >= '2026' order by at"))
+        assert "USING INDEX visits_by_client" in plan
+        plan = " ".join(str(row) for row in again.db.conn.execute(
+            "explain query plan select client, max(at), sum(kind = 'visit'), sum(amount), count(*) from visits "
+            "indexed by visits_by_client where at >= '2026' group by client"))
+        assert "USING COVERING INDEX visits_by_client" in plan and "TEMP B-TREE" not in plan
+        indexes = {row[1] for row in again.db.conn.execute("pragma index_list(visits)")}
+        assert "visits_by_client" in indexes and "idx_visits_client_at" not in indexes
     finally:
         again.close()
 
