@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ from programs_support import RULES
 from automator.config.load import load_project
 from automator.config.project import Project
 from automator.core.decide import decide
-from automator.model import Entity, EntityRef, Event
+from automator.model import Entity, EntityRef, Event, Visit
 from automator.store.sqlite import SqliteStore
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -52,6 +52,9 @@ def test_a_paid_visit_yields_the_programs_rows_in_the_decision_and_the_same_ids_
     found = project(make_project)
     store = SqliteStore()
     store.put_entity(Entity(EntityRef("client", "77"), {"name": "Анна", "segment": "champions"}, NOW))
+    # Five visits this month: the visit rescores her (segments.yaml) and she stays a champion.
+    store.put_visits([Visit(id=f"import:{i}", client="77", at=NOW - timedelta(days=4 * i), amount=100000)
+                      for i in range(1, 6)])
     first = decide(found, store, paid("4001", "1999.99"), NOW)
     rows = {(e.id, e.account, e.kind, e.amount) for e in first.ledger}
     # The champions' program (segments.yaml names gold): 7 % of 1 999,99 = 139,9993 → 140,00; the first tier.
