@@ -25,7 +25,7 @@ from automator.identity import PHONE, phone_of
 from automator.loyalty.config import LoyaltyConfig
 from automator.loyalty import programs
 from automator.loyalty.ledger import Entry, account, balance
-from automator.loyalty.terms import Program
+from automator.loyalty.terms import Program, spend_limit
 from automator.loyalty.tiers import held
 from automator.model import ENGINE, Effect, Entity, EntityRef, Event
 
@@ -48,6 +48,8 @@ def prepare_spend(params: dict[str, Any], run: ActionRun) -> dict[str, Any]:
     balance allows it is `spend`'s to say, knowing its own row)."""
     _program(params, run, "loyalty.spend")
     params["amount"] = money_text(minor_units_rounded(params.get("amount"), "loyalty.spend"))
+    if params.get("check") not in (None, ""):
+        params["check"] = money_text(minor_units_rounded(params["check"], "loyalty.spend"))
     return params
 
 
@@ -86,6 +88,13 @@ def spend(effect: Effect, run: ActionRun) -> list[Event]:
     if amount > available:
         raise StepError(f"loyalty.spend: client {client} has {money_text(available)} points of program {program} "
                         f"to spend, {money_text(amount)} asked")
+    terms = _config(run, "loyalty.spend").program(program)
+    if effect.params.get("check") not in (None, "") and isinstance(terms, Program):
+        check = minor_units_rounded(effect.params["check"], "loyalty.spend")
+        limit = spend_limit(terms, check, available)
+        if amount > limit:
+            raise StepError(f"loyalty.spend: points pay at most {terms.spend_cap} % of a check in program {program}: "
+                            f"{money_text(limit)} of {money_text(check)}, {money_text(amount)} asked")
     run.keep([_row(effect, run, "spend", -amount, None, str(effect.params.get("reason") or "Списание баллов"))])
     return []
 

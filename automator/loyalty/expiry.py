@@ -22,11 +22,10 @@ from automator.model import ENGINE, EntityRef, Event, Timer
 EXPIRE = "expire"
 NOTICE = "notice"
 # The event a notice is, by the kind of account whose lots are about to lapse.
-NOTICE_EVENTS = {"points": "loyalty.points_expiring", "certificate": "certificate.expiring",
-                 "abonement": "abonement.ending"}
+# (An abonement's lots carry no expiry: a freeze moves its last day, so abonements keep their own timers.)
+NOTICE_EVENTS = {"points": "loyalty.points_expiring", "certificate": "certificate.expiring"}
 # What an expiry row says, by the kind of account.
-EXPIRY_REASONS = {"points": "Списание просроченных баллов", "certificate": "Срок действия сертификата истёк",
-                  "abonement": "Срок действия абонемента истёк"}
+EXPIRY_REASONS = {"points": "Списание просроченных баллов", "certificate": "Срок действия сертификата истёк"}
 
 
 def timer_id(client: str, account: str, what: str, moment: datetime) -> str:
@@ -92,10 +91,8 @@ def notice_event(rows: list[Entry], account_name: str, client: str, moment: date
     data: dict[str, Any]
     if kind == "points":
         data = {"program": name, "amount": money_text(left), "expires_at": until}
-    elif kind == "certificate":
+    else:  # a certificate
         data = {"number": name, "balance": money_text(left), "expires_at": until}
-    else:  # an abonement: its amounts are visits
-        data = {"number": name, "visits": left, "expires_at": until}
     return Event(id=f"{cause.id}>{event_type}", type=event_type, at=now, entity=EntityRef("client", client),
                  source=ENGINE, depth=cause.depth + 1, caused_by=cause.id, data=data)
 

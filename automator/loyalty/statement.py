@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from automator.history import money_text
 from automator.identity import PHONE, phone_of
 from automator.loyalty.decision import Reading
+from automator.loyalty.abonements import fold as fold_abonement
 from automator.loyalty.ledger import Entry, account_kind, accounts, balance, ordered
 from automator.model import EntityRef
 from automator.phone import Policy, to_e164
@@ -77,11 +79,11 @@ def statement(client: str, rows: Iterable[Entry], now: datetime, notice: timedel
                 item.update(nominal=money_text(issued.amount if issued else 0), balance=money_text(left))
                 certificates.append(item)
             else:
-                frozen = [e for e in mine if e.kind in ("freeze", "unfreeze")]
-                item.update(visits=issued.amount if issued else 0, left=left,
-                            services=list(issued.detail.get("services") or []) if issued else [],
-                            frozen=bool(frozen) and frozen[-1].kind == "freeze")
-                abonements.append(item)
+                # An abonement's last day is its issue's plus the days frozen (automator/loyalty/abonements.py):
+                # its own fold says it, not a lot's expiry.
+                held = fold_abonement(mine, label)
+                if held is not None:
+                    abonements.append(held.describe(now, tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")))
         elif kind == "discount":
             for grant in (e for e in mine if e.kind == "grant"):
                 until = _moment(grant.detail.get("until"))
@@ -130,7 +132,7 @@ def text(found: Statement) -> str:
                      + _until(cert))
     for abon in found.abonements:
         lines.append(f"abonement   {abon['number']} ({abon['type'] or '—'}): {abon['left']} of {abon['visits']} visits"
-                     + (" frozen" if abon["frozen"] else "") + _until(abon))
+                     + (f" frozen through {abon['frozen_until']}" if abon["frozen_until"] else "") + _until(abon))
     for discount in found.discounts:
         lines.append(f"discount    {discount['program']}: {discount['percent']} %"
                      + (f" until {discount['until'][:16]}" if discount["until"] else ""))

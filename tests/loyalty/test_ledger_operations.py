@@ -32,7 +32,11 @@ RULES = """
       - id: pay
         when: {event: payment.received}
         do:
-          - loyalty.spend: {amount: "{{ event.amount }}", reason: "Оплата баллами"}
+          - if: "has(event, 'check')"
+            then:
+              - loyalty.spend: {amount: "{{ event.amount }}", check: "{{ event.check }}", reason: "Оплата баллами"}
+            else:
+              - loyalty.spend: {amount: "{{ event.amount }}", reason: "Оплата баллами"}
       - id: tier
         when: {event: nps.logged}
         do:
@@ -120,6 +124,25 @@ def test_the_same_event_decided_twice_adds_nothing(project: Project, store: Sqli
     assert {t.id for t in first.timers} == {"loyalty/7/points:bonus/expire/2026-03-31T21:00:00Z",
                                             "loyalty/7/points:bonus/notice/2026-03-31T21:00:00Z"}
     assert [t.id for t in again.timers] == []  # the rows were there: their timers were set the first time
+
+
+def test_points_pay_at_most_the_programs_share_of_a_check(make_project: Callable[..., Path]) -> None:
+    capped = project_with(make_project, LOYALTY.replace("    default: true\n", "    default: true\n    spend_cap: 20\n"))
+    store = SqliteStore()
+    store.put_entity(Entity(ANNA, {"name": "Анна", "phone": "+79161234567"}, NOW))
+    settle(capped, store, visit("1", "8000.00"), NOW)  # 400.00 points
+
+    def pay(ident: str, amount: str, check: str) -> Decision:
+        at = NOW + timedelta(hours=int(ident))
+        return settle(capped, store, Event(id=f"pay-{ident}", type="payment.received", at=at, entity=ANNA,
+                                           source="forms", data={"amount": amount, "check": check}), at)
+
+    # 20 % of 1 999.99 is 399.998: rounded down, at most 399.99 (the cap is never exceeded).
+    refused = pay("1", "400.00", "1999.99")
+    assert refused.runs[0].trace[-1].error == ("loyalty.spend: points pay at most 20 % of a check in program bonus: "
+                                               "399.99 of 1999.99, 400.00 asked")
+    assert pay("2", "399.99", "1999.99").ledger[0].amount == -39999
+    assert points(store, NOW + timedelta(hours=3)) == 1
 
 
 def test_spending_more_than_the_balance_fails_the_run_and_names_the_balance(project: Project,
