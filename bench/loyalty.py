@@ -7,8 +7,8 @@ the daemon's default FULL adds one fsync per batch, not per row):
     its expiry and notice timers, the visit in the history, the client's derived fields), then the worker's batch
     write (`Store.write_all` of 500 decisions in one transaction); accruals per second of wall time, and the
     split between deciding and writing;
-  - the same visits accrued by a points program's mechanic inside decide() instead of a rule (a stand-in for
-    `loyalty.programs.on_event`: 5 % of the payment), the way loyalty.yaml's programs accrue;
+  - the same visits accrued by loyalty.yaml's points program inside decide() instead of a rule (`points: {percent:
+    5, expires: 365d}`: the program's row, its timers, the client's first tier-less visit);
   - the raw write: `Store.put_ledger` of accrual rows in batches of 10,000 (`insert or ignore` by id).
 Then the store's size on disk, and bytes per ledger row. Deterministic inputs. `--quick`: 5,000 visits a run.
 """
@@ -25,8 +25,6 @@ from pathlib import Path
 
 from automator.config.load import load_project
 from automator.core.decide import decide
-from automator.loyalty import runtime
-from automator.loyalty.decision import Outcome
 from automator.loyalty.ledger import Entry
 from automator.model import Entity, EntityRef, Event
 from automator.store.codec import writes_of
@@ -37,7 +35,6 @@ CLIENTS = 10_000
 BATCH = 500
 RAW_BATCH = 10_000
 RUNS = 3
-ON_EVENT = runtime.ON_EVENT
 CONFIG = """\
 timezone: Europe/Moscow
 connectors:
@@ -55,6 +52,8 @@ rules:
       - loyalty.accrue: {amount: "{{ event.amount * 0.05 }}", reason: "Бонусы за визит", expires: 365d}
 """
 LOYALTY = "notice: 7d\nprograms:\n  bonus: {default: true}\n"
+# The program that accrues by itself: the same 5 %, lapsing in 365 days.
+LOYALTY_PROGRAM = "notice: 7d\nprograms:\n  bonus: {default: true, points: {percent: 5, expires: 365d}}\n"
 
 
 def project_in(folder: Path, *, loyalty: bool = True, rule: bool = True):  # type: ignore[no-untyped-def]
@@ -64,7 +63,7 @@ def project_in(folder: Path, *, loyalty: bool = True, rule: bool = True):  # typ
     (folder / "automator.yaml").write_text(CONFIG)
     (folder / "rules").mkdir()
     if loyalty:
-        (folder / "loyalty.yaml").write_text(LOYALTY)
+        (folder / "loyalty.yaml").write_text(LOYALTY if rule else LOYALTY_PROGRAM)
     if loyalty and rule:
         (folder / "rules" / "bonus.yaml").write_text(textwrap.dedent(RULES))
     project, problems = load_project(folder)
@@ -82,17 +81,6 @@ def visits(start: int, count: int) -> list[Event]:
                          source="desk", data={"visit": str(n), "amount": f"{amount // 100}.{amount % 100:02d}",
                                               "currency": "RUB"}))
     return out
-
-
-def program_accrual(config, reading, happening):  # type: ignore[no-untyped-def]
-    """A stand-in for a points program's mechanic on a paid visit (what `loyalty.programs.on_event` makes of it):
-    5 % of the payment, rounded half up to the kopeck, lapsing in 365 days, id'd by the event."""
-    rows = tuple(Entry(id=f"{happening.event.id}/bonus/accrue", client=visit.client, account="points:bonus",
-                       kind="accrue", amount=(visit.amount * 5 + 50) // 100, at=happening.now,
-                       expires_at=happening.now + timedelta(days=365), reason="Бонусы за визит",
-                       event=happening.event.id, rule="program:bonus", visit=visit.id)
-                 for visit in happening.visits if visit.amount > 0)
-    return Outcome(entries=rows)
 
 
 def engine_run(project, store: SqliteStore, start: int, count: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
@@ -142,9 +130,7 @@ def main() -> int:
         engine, program, bare, raw = [], [], [], []
         for run in range(RUNS):  # in turn, so that none has the machine to itself
             engine.append(engine_run(project, store, run * per_run, per_run))
-            runtime.ON_EVENT = (program_accrual,)
             program.append(engine_run(program_project, program_store, run * per_run, per_run))
-            runtime.ON_EVENT = ON_EVENT
             bare.append(engine_run(bare_project, bare_store, run * per_run, per_run))
             raw.append(raw_run(store, run * per_run * 5, per_run * 5))
         bare_store.close()
