@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -24,7 +24,7 @@ from automator.history import MINOR_DIGITS, VISIT_EVENTS, money_text
 from automator.identity import PHONE, phone_of
 from automator.loyalty.config import LoyaltyConfig
 from automator.loyalty import programs
-from automator.loyalty.ledger import Entry, account, balance
+from automator.loyalty.ledger import Entry, account, balance, end_of
 from automator.loyalty.terms import Program, spend_limit
 from automator.loyalty.tiers import held
 from automator.model import ENGINE, Effect, Entity, EntityRef, Event
@@ -145,7 +145,7 @@ def expires_at(value: Any, run: ActionRun) -> datetime:
     moment: datetime | None = None
     try:
         if len(text) == 10 and text[4] == "-":
-            moment = datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(0), tzinfo=tz)
+            moment = end_of(date.fromisoformat(text), tz)
         elif "T" in text:
             found = datetime.fromisoformat(text)
             moment = found if found.tzinfo is not None else found.replace(tzinfo=tz)

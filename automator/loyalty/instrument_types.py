@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from automator.clock import Duration, localize, parse_duration
+from automator.clock import Duration, parse_duration
 from automator.history import money_text
+from automator.loyalty.ledger import end_of
 
 # Certificates are money (kopecks in rows); abonements are visits.
 CERTIFICATE = "certificate"
@@ -108,7 +109,7 @@ def given_last_day(given: Any, issued: datetime, default: Duration | None, tz: Z
 
 def lapse_moment(day: date | None, tz: ZoneInfo) -> datetime | None:
     """The moment an instrument good through `day` lapses: the local midnight that ends it, in UTC."""
-    return localize(datetime.combine(day + timedelta(days=1), time()), tz) if day is not None else None
+    return end_of(day, tz) if day is not None else None
 
 
 def local_day(at: datetime, tz: ZoneInfo) -> date:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from automator.clock import localize
 
 # The kinds of row. Positive: accrue (points earned), issue (a certificate's nominal, an abonement's visits),
 # grant (a discount or a tier granted: amount 0). Negative: spend, use (an abonement visit), expire. Either sign:
@@ -47,6 +50,12 @@ class Entry:
     rule: str = ""  # the rule whose action made it, or "program:<name>" for a program's own row
     visit: str = ""  # the visit (history's `<source>:<id>`) it was made for: a refund reverses these
     detail: Mapping[str, Any] = field(default_factory=dict)  # kind-specific: {"lot": id}, {"tier": "gold"}, ...
+
+
+def end_of(day: date, tz: ZoneInfo) -> datetime:
+    """The moment a lot good through `day` lapses: the local midnight that ends that day (UTC). Points, discounts,
+    certificates and abonements all lapse so: spendable the whole of their last day."""
+    return localize(datetime.combine(day + timedelta(days=1), time()), tz)
 
 
 def account(kind: str, name: str) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from automator.clock import Duration, localize
+from automator.clock import Duration
+from automator.loyalty.ledger import end_of
 
 TIERS_BY = ("visits", "spend")
 
@@ -115,8 +116,7 @@ def end_of_day_after(at: datetime, span: Duration, tz: ZoneInfo) -> datetime:
     """When a lot made at `at` that lasts `span` lapses: the end of the day `span` after `at`'s day, in the
     project's time zone (points earned on 2 March with `expires: 365d` are spendable all of 2 March next year and
     lapse at its midnight). UTC."""
-    last_day = span.add_to_date(at.astimezone(tz).date())
-    return localize(datetime.combine(last_day + timedelta(days=1), time()), tz)
+    return end_of(span.add_to_date(at.astimezone(tz).date()), tz)
 
 
 def spend_limit(program: Program, check: int, available: int) -> int:
