@@ -335,6 +335,10 @@ def canonical_contact(raw: Mapping[str, Any], custom: Mapping[str, str]) -> dict
         data["phone"], data["phones"] = phones[0], phones
     if emails:
         data["email"], data["emails"] = emails[0], emails
+    # A contact named by its phone is one made for a deal with nothing but the phone to go on (contact_fields): the
+    # phone is no name, and must not overwrite the one the product knows.
+    if data.get("name") is not None and e164(str(data["name"])) is not None and e164(str(data["name"])) in phones:
+        del data["name"]
     return data
 
 

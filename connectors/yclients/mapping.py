@@ -212,8 +212,14 @@ def client_fields(client: Mapping[str, Any], *, tz: tzinfo | None, region: str =
             out[key] = client[key]
     if "phone" in client:
         out["phone"] = to_e164(client["phone"], region)
+        # A client named by their phone is one we created for an action (YCLIENTS requires a name): the phone is no
+        # name, and must not overwrite the one the product knows.
+        if out.get("name") is not None and to_e164(out["name"], region) == out["phone"] and out["phone"]:
+            del out["name"]
     full = client.get("display_name") or " ".join(
         str(client[k]) for k in ("surname", "name", "patronymic") if client.get(k))
+    if full and "name" not in out and to_e164(str(full), region) == out.get("phone"):
+        full = None
     if full:
         out["full_name"] = full
     categories = client.get("categories")

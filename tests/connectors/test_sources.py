@@ -116,3 +116,18 @@ def test_the_default_channels_read_what_yclients_produces() -> None:
     assert DEFAULTS.classify(booking_source(_record(online=True, record_from="prodoctorov"))) == "aggregator"
     assert DEFAULTS.classify(booking_source(_record())) == "walk_in"
     assert DEFAULTS.classify(booking_source(_record(online=True, from_url="https://x.ru/?utm_source=vk"))) == "vk"
+
+
+def test_a_contact_or_client_named_by_its_phone_leaves_the_name_the_product_knows() -> None:
+    # A Bitrix24 contact made for a deal with only the phone to go on, and a YCLIENTS client made for an action
+    # (the name both systems require is the phone): their answers and webhooks must not rename Анна to her phone.
+    from automator_connectors.bitrix24.mapping import canonical_contact
+    from automator_connectors.yclients.mapping import client_fields
+
+    made = canonical_contact({"ID": "71", "NAME": "+79161234567",
+                              "PHONE": [{"VALUE": "+79161234567", "VALUE_TYPE": "MOBILE"}]}, {})
+    assert "name" not in made and made["phone"] == "+79161234567"
+    named = canonical_contact({"ID": "72", "NAME": "Анна", "PHONE": [{"VALUE": "89161234567"}]}, {})
+    assert named["name"] == "Анна"
+    assert "name" not in client_fields({"id": 5, "name": "79161234567", "phone": "+79161234567"}, tz=None)
+    assert client_fields({"id": 5, "name": "Анна", "phone": "79161234567"}, tz=None)["name"] == "Анна"

@@ -20,6 +20,7 @@ def _example(root: Path) -> Project:
     root.mkdir()
     shutil.copy(ROOT / "automator.yaml", root / "automator.yaml")
     shutil.copy(ROOT / "segments.yaml", root / "segments.yaml")
+    shutil.copy(ROOT / "loyalty.yaml", root / "loyalty.yaml")
     for folder in ("rules", "pipelines"):
         shutil.copytree(ROOT / folder, root / folder)
     return Project(root, 0)
