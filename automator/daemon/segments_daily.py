@@ -30,7 +30,7 @@ from automator.clock import localize
 from automator.config.project import Project
 from automator.daemon.storethread import StoreThread
 from automator.rescoring import Rescoring, batches, keep_cuts, rescore_events, write_batch
-from automator.segments import SegmentsConfig
+from automator.segments import SegmentsConfig, cuts_of
 from automator.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,10 @@ async def rescore_daily(store: StoreThread, project: Project, now: datetime, whe
     path = await store.call(lambda s: s.path)
     if path is None:
         raise RuntimeError("the daily rescoring reads the store's file: this store has none")
-    found = await rescore_in_child(path, project, now)
+    if await store.call(_has_visits):
+        found = await rescore_in_child(path, project, now)
+    else:  # nobody to score (a new store): no child to start, the cut points of no one
+        found = Rescoring(cuts=cuts_of(config, {}), population=0, clients=0, sizes={})
     report = DailyReport(when.day, when.silent, found, seconds=dict(found.seconds))
     if when.silent:
         for part in batches(found.changes):  # a call each: the engine decides between them
@@ -143,6 +146,10 @@ async def rescore_in_child(path: Path, project: Project, now: datetime) -> Resco
             raise RuntimeError(f"the rescoring's process failed (exit {child.returncode}): "
                                f"{said[-1] if said else 'no message'}")
         return Rescoring.from_json(json.loads(out.read_text(encoding="utf-8")))
+
+
+def _has_visits(store: Store) -> bool:
+    return store.db.conn.execute("select 1 from visits limit 1").fetchone() is not None
 
 
 def _atomic(store: Store, fn: Any) -> None:
